@@ -1,0 +1,548 @@
+//! The crawler: walk a drive's tree (from the root, a path or a special folder) into the manifest.
+//!
+//! Folders still to list live in the manifest's frontier, and every page of a listing is committed in one
+//! transaction together with the frontier update, so a crawl killed at any point resumes where it stopped,
+//! with no duplicate rows and no folder listed twice. Up to `list_concurrency` folders are listed at once.
+//!
+//! The crawler knows Graph items and manifest rows and converts between them; it never prints and never
+//! touches local files.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::graph::{DriveItem, GraphClient, GraphError};
+use crate::ids::{DriveId, ItemId};
+use crate::localpath::{child_path, safe_name};
+use crate::manifest::{FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit};
+use crate::progress::{Event, Reporter};
+use crate::shared::SharedManifest;
+
+/// Folders listed at once unless `--list-concurrency` says otherwise. Listing is latency-bound, so a few
+/// more than the transfer default pays off, while staying far below the service's throttling thresholds.
+pub const DEFAULT_LIST_CONCURRENCY: usize = 8;
+
+/// Where a crawl starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole drive.
+    Root,
+    /// A folder by its path from the drive root, e.g. `/Pictures/2021`.
+    Path(String),
+    /// A special folder by its alias: `photos`, `cameraroll`, `documents`, `music`.
+    Special(String),
+}
+
+impl Scope {
+    /// A stable key naming this scope in the manifest (one crawl state per drive and scope).
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Root => "root".to_owned(),
+            Scope::Path(p) => format!("path:{}", normalize_remote_path(p)),
+            Scope::Special(name) => format!("special:{}", name.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// What the crawler needs to know, resolved from settings by the caller.
+#[derive(Debug, Clone)]
+pub struct CrawlOptions {
+    /// Where to start.
+    pub scope: Scope,
+    /// Folders listed at once.
+    pub list_concurrency: usize,
+}
+
+/// How far the crawl has got; the downloader watches it to start transfers while the crawl is listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrawlProgress {
+    /// Pages committed so far by this run.
+    pub pages: u64,
+    /// Whether the crawl has ended (finished, failed or was cancelled): no more items will arrive.
+    pub ended: bool,
+}
+
+/// What a finished crawl did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CrawlSummary {
+    /// Whether it resumed an interrupted crawl.
+    pub resumed: bool,
+    /// Whether it listed every folder (false when cancelled).
+    pub complete: bool,
+    /// Folders whose listing finished in this run.
+    pub folders_listed: u64,
+    /// Items recorded in this run.
+    pub items_seen: u64,
+    /// Folders that could not be listed (recorded as skipped with the reason).
+    pub folders_refused: u64,
+    /// Items flagged as deleted remotely because a complete crawl no longer saw them.
+    pub marked_deleted: u64,
+}
+
+/// Why a crawl stopped before the end.
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlError {
+    /// The crawl's starting folder could not be found or read.
+    #[error("could not open the crawl root {scope}: {source}")]
+    Scope {
+        /// The scope as the user gave it.
+        scope: String,
+        /// The Graph error.
+        #[source]
+        source: GraphError,
+    },
+    /// The starting point is a file, not a folder.
+    #[error("{scope} is not a folder")]
+    NotAFolder {
+        /// The scope as the user gave it.
+        scope: String,
+    },
+    /// Listing a folder failed in a way that is not specific to that folder (auth, network, throttling
+    /// beyond the retry budget). The crawl can be resumed by re-running the same command.
+    #[error("listing {path} failed: {source}")]
+    Listing {
+        /// The folder's remote path.
+        path: String,
+        /// The Graph error.
+        #[source]
+        source: GraphError,
+    },
+    /// The manifest could not be written.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+impl CrawlError {
+    /// The Graph error behind this one, if any (the caller maps auth errors to their exit code).
+    pub fn graph_error(&self) -> Option<&GraphError> {
+        match self {
+            CrawlError::Scope { source, .. } | CrawlError::Listing { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Crawl `drive` from `options.scope` into the manifest.
+///
+/// Returns when every folder is listed, when `cancel` fires (the summary then says `complete: false`, and a
+/// re-run resumes), or on a run-level error. `progress` is updated after every committed page.
+pub async fn crawl(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    options: &CrawlOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress: &watch::Sender<CrawlProgress>,
+) -> Result<CrawlSummary, CrawlError> {
+    let result = crawl_inner(graph, manifest, drive, options, &reporter, cancel, progress).await;
+    progress.send_modify(|p| p.ended = true);
+    result
+}
+
+async fn crawl_inner(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    options: &CrawlOptions,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress: &watch::Sender<CrawlProgress>,
+) -> Result<CrawlSummary, CrawlError> {
+    let root = resolve_scope(graph, drive, &options.scope).await?;
+    let root_path = scope_remote_path(&options.scope, &root);
+    let root_local = local_path_of_remote(&root_path, root.id.as_str());
+    let mut root_row = to_new_item(drive, &root, parent_of(&root), &root_path, root_local);
+    root_row.kind = ItemKind::Folder;
+    let scope_key = options.scope.key();
+    let start = {
+        let drive = drive.clone();
+        manifest
+            .call(move |m| m.begin_crawl(&drive, &scope_key, &root_row))
+            .await?
+    };
+    reporter.event(&Event::CrawlStarted {
+        scope: &root_path,
+        resumed: start.resumed,
+    });
+    let crawl_id = start.crawl_id;
+    let mut summary = CrawlSummary {
+        resumed: start.resumed,
+        ..CrawlSummary::default()
+    };
+
+    let concurrency = options.list_concurrency.max(1);
+    let mut in_flight: HashSet<ItemId> = HashSet::new();
+    let mut tasks: JoinSet<(ItemId, Result<FolderOutcome, CrawlError>)> = JoinSet::new();
+    loop {
+        if !cancel.is_cancelled() && tasks.len() < concurrency {
+            let want = concurrency - tasks.len();
+            // Ask for more than we can start: the ones already being listed are still in the frontier.
+            let limit = want + in_flight.len();
+            let entries = manifest.call(move |m| m.frontier(crawl_id, limit)).await?;
+            for entry in entries.into_iter().filter(|e| !in_flight.contains(&e.folder_id)).take(want) {
+                in_flight.insert(entry.folder_id.clone());
+                let graph = graph.clone();
+                let manifest = manifest.clone();
+                let drive = drive.clone();
+                let reporter = Arc::clone(reporter);
+                let progress = progress.clone();
+                let cancel = cancel.clone();
+                tasks.spawn(async move {
+                    let id = entry.folder_id.clone();
+                    let outcome =
+                        list_folder(&graph, &manifest, &drive, crawl_id, entry, &*reporter, &progress, &cancel)
+                            .await;
+                    (id, outcome)
+                });
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (folder_id, outcome) = joined.expect("folder listing task panicked");
+        in_flight.remove(&folder_id);
+        match outcome {
+            Ok(FolderOutcome::Listed { items }) => {
+                summary.folders_listed += 1;
+                summary.items_seen += items;
+            }
+            Ok(FolderOutcome::Refused { items }) => {
+                summary.folders_refused += 1;
+                summary.items_seen += items;
+            }
+            Ok(FolderOutcome::Interrupted { items }) => summary.items_seen += items,
+            Err(err) => {
+                // Let the other listings commit the page they are on, then stop: the frontier keeps the rest.
+                cancel_and_drain(&mut tasks).await;
+                return Err(err);
+            }
+        }
+    }
+
+    if cancel.is_cancelled() {
+        return Ok(summary);
+    }
+    summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+    summary.complete = true;
+    reporter.event(&Event::CrawlFinished {
+        folders: summary.folders_listed,
+        items: summary.items_seen,
+    });
+    Ok(summary)
+}
+
+async fn cancel_and_drain(tasks: &mut JoinSet<(ItemId, Result<FolderOutcome, CrawlError>)>) {
+    // Listings stop at a page boundary; give them a moment, then abort whatever is left.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        tasks.abort_all();
+    }
+}
+
+enum FolderOutcome {
+    Listed { items: u64 },
+    Refused { items: u64 },
+    Interrupted { items: u64 },
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_folder(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    crawl_id: i64,
+    entry: FrontierEntry,
+    reporter: &dyn Reporter,
+    progress: &watch::Sender<CrawlProgress>,
+    cancel: &CancellationToken,
+) -> Result<FolderOutcome, CrawlError> {
+    let mut cursor = entry.next_link.clone();
+    let mut items_seen = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(FolderOutcome::Interrupted { items: items_seen });
+        }
+        let page = match graph.children(drive, &entry.folder_id, cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(err) if is_folder_specific(&err) => {
+                // This folder (a Personal Vault, a share we lost access to, …) is refused; the rest of the
+                // drive is not. Record why and move on.
+                let reason = format!("listing refused: {err}");
+                let drive = drive.clone();
+                let folder = entry.folder_id.clone();
+                manifest
+                    .call(move |m| m.refuse_folder(crawl_id, &drive, &folder, &reason))
+                    .await?;
+                return Ok(FolderOutcome::Refused { items: items_seen });
+            }
+            Err(err) => {
+                return Err(CrawlError::Listing {
+                    path: entry.folder_path.clone(),
+                    source: err,
+                });
+            }
+        };
+        let rows: Vec<NewItem> = page
+            .items
+            .iter()
+            .map(|item| {
+                let path = child_remote_path(&entry.folder_path, item.name.as_deref().unwrap_or_default());
+                let local = child_path(
+                    &entry.folder_local_path,
+                    &safe_name(item.name.as_deref().unwrap_or_default(), item.id.as_str()).name,
+                );
+                to_new_item(drive, item, Some(entry.folder_id.clone()), &path, local)
+            })
+            .collect();
+        let count = rows.len();
+        items_seen += count as u64;
+        let folder_done = page.next_link.is_none();
+        let commit = PageCommit {
+            drive_id: drive.clone(),
+            folder_id: entry.folder_id.clone(),
+            items: rows,
+            next_link: page.next_link.clone(),
+        };
+        manifest.call(move |m| m.commit_page(crawl_id, &commit)).await?;
+        progress.send_modify(|p| p.pages += 1);
+        reporter.event(&Event::PageListed {
+            items: count,
+            folder_done,
+        });
+        match page.next_link {
+            Some(next) => cursor = Some(next),
+            None => return Ok(FolderOutcome::Listed { items: items_seen }),
+        }
+    }
+}
+
+/// Errors that concern one folder only: the crawl records them and goes on.
+fn is_folder_specific(err: &GraphError) -> bool {
+    matches!(err.status(), Some(400 | 403 | 404)) && !err.is_auth()
+}
+
+async fn resolve_scope(graph: &GraphClient, drive: &DriveId, scope: &Scope) -> Result<DriveItem, CrawlError> {
+    let (item, label) = match scope {
+        Scope::Root => (graph.root(drive).await, "the drive root".to_owned()),
+        Scope::Path(path) => (
+            graph.item_by_path(drive, &normalize_remote_path(path)).await,
+            format!("path {path}"),
+        ),
+        Scope::Special(name) => (
+            graph.special_folder(drive, name).await,
+            format!("special folder {name}"),
+        ),
+    };
+    let item = item.map_err(|source| CrawlError::Scope {
+        scope: label.clone(),
+        source,
+    })?;
+    if item.folder.is_none() && item.root.is_none() && item.package.is_none() {
+        return Err(CrawlError::NotAFolder { scope: label });
+    }
+    Ok(item)
+}
+
+/// `/a/b` form: one leading slash, no trailing slash, `/` for the root.
+pub fn normalize_remote_path(path: &str) -> String {
+    let trimmed: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    format!("/{}", trimmed.join("/"))
+}
+
+fn child_remote_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// The remote path of the scope's root folder.
+fn scope_remote_path(scope: &Scope, root: &DriveItem) -> String {
+    match scope {
+        Scope::Root => "/".to_owned(),
+        Scope::Path(p) => normalize_remote_path(p),
+        Scope::Special(_) => {
+            // A special folder's display name is localized and the folder may have been moved, so its path
+            // comes from where the server says it is.
+            let name = root.name.clone().unwrap_or_default();
+            let parent = root
+                .parent_reference
+                .as_ref()
+                .and_then(|p| p.path.as_deref())
+                .map(parent_path_from_reference)
+                .unwrap_or_else(|| "/".to_owned());
+            child_remote_path(&parent, &name)
+        }
+    }
+}
+
+/// `/drive/root:/a/b` or `/drives/{id}/root:/a%20b` → `/a/b` (percent-decoded).
+fn parent_path_from_reference(reference: &str) -> String {
+    let after = reference.split_once("root:").map_or("", |(_, rest)| rest);
+    let decoded = percent_encoding::percent_decode_str(after).decode_utf8_lossy();
+    normalize_remote_path(&decoded)
+}
+
+/// The local relative path mirroring a remote path given as a whole (the scope root only; below it,
+/// paths are built name by name so that a `/` inside a name cannot create a folder).
+fn local_path_of_remote(remote: &str, item_id: &str) -> String {
+    remote
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|segment| safe_name(segment, item_id).name)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn parent_of(item: &DriveItem) -> Option<ItemId> {
+    item.parent_reference.as_ref().and_then(|p| p.id.clone())
+}
+
+/// Photo extensions recognised when the service sent no photo facet (it often doesn't for RAW and HEIC).
+const PHOTO_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "heic", "heif", "png", "gif", "tif", "tiff", "bmp", "webp", "dng", "cr2", "cr3", "nef", "arw",
+    "orf", "rw2", "raf", "srw", "avif", "jxl",
+];
+/// Video extensions recognised when the service sent no video facet.
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "mov", "m4v", "avi", "mkv", "3gp", "3g2", "wmv", "mts", "m2ts", "webm", "mpg", "mpeg", "hevc",
+];
+
+/// Photo, video or other, by facet first and extension second.
+pub fn media_kind(name: &str, has_photo: bool, has_video: bool) -> MediaKind {
+    if has_video {
+        return MediaKind::Video;
+    }
+    if has_photo {
+        return MediaKind::Photo;
+    }
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if PHOTO_EXTENSIONS.contains(&ext.as_str()) {
+        MediaKind::Photo
+    } else if VIDEO_EXTENSIONS.contains(&ext.as_str()) {
+        MediaKind::Video
+    } else {
+        MediaKind::Other
+    }
+}
+
+/// Convert one listed item into its manifest row. Pure, so the rules are unit-tested.
+pub fn to_new_item(
+    drive: &DriveId,
+    item: &DriveItem,
+    parent_id: Option<ItemId>,
+    remote_path: &str,
+    local_path: String,
+) -> NewItem {
+    let name = item.name.clone().unwrap_or_default();
+    let hashes = item.file.as_ref().and_then(|f| f.hashes.as_ref());
+    let (kind, skip_reason) = if item.package.is_some() {
+        let kind = item
+            .package
+            .as_ref()
+            .and_then(|p| p.package_type.clone())
+            .unwrap_or_else(|| "unknown".to_owned());
+        (
+            ItemKind::Package,
+            Some(format!("{kind} package: the service offers no download for it")),
+        )
+    } else if item.remote_item.is_some() {
+        (
+            ItemKind::Remote,
+            Some("shared item from another drive (remoteItem): not followed".to_owned()),
+        )
+    } else if item.folder.is_some() || item.root.is_some() {
+        (ItemKind::Folder, None)
+    } else if item.file.is_some() {
+        if item.malware.is_some() {
+            (
+                ItemKind::File,
+                Some("flagged as malware by OneDrive: the service refuses to serve it".to_owned()),
+            )
+        } else {
+            (ItemKind::File, None)
+        }
+    } else {
+        (
+            ItemKind::Other,
+            Some("neither a file nor a folder: no content to download".to_owned()),
+        )
+    };
+    let modified_at = item
+        .file_system_info
+        .as_ref()
+        .and_then(|f| f.last_modified_date_time.clone())
+        .or_else(|| item.last_modified_date_time.clone());
+    let created_at = item
+        .file_system_info
+        .as_ref()
+        .and_then(|f| f.created_date_time.clone())
+        .or_else(|| item.created_date_time.clone());
+    NewItem {
+        drive_id: drive.clone(),
+        item_id: item.id.clone(),
+        parent_id,
+        name: name.clone(),
+        remote_path: remote_path.to_owned(),
+        local_path,
+        kind,
+        size: item.size,
+        quick_xor: hashes.and_then(|h| h.quick_xor_hash.clone()),
+        sha1: hashes.and_then(|h| h.sha1_hash.clone()),
+        sha256: hashes.and_then(|h| h.sha256_hash.clone()),
+        etag: item.e_tag.clone(),
+        ctag: item.c_tag.clone(),
+        mime_type: item.file.as_ref().and_then(|f| f.mime_type.clone()),
+        created_at,
+        modified_at,
+        taken_at: item.photo.as_ref().and_then(|p| p.taken_date_time.clone()),
+        media: if kind == ItemKind::File {
+            media_kind(&name, item.photo.is_some(), item.video.is_some())
+        } else {
+            MediaKind::Other
+        },
+        skip_reason,
+        remote_ref: item.remote_item.as_ref().map(|r| {
+            let drive = r
+                .parent_reference
+                .as_ref()
+                .and_then(|p| p.drive_id.clone())
+                .unwrap_or_default();
+            format!("{drive}/{}", r.id)
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keys_are_stable_and_normalised() {
+        assert_eq!(Scope::Root.key(), "root");
+        assert_eq!(Scope::Path("Pictures/2021/".into()).key(), "path:/Pictures/2021");
+        assert_eq!(Scope::Special("CameraRoll".into()).key(), "special:cameraroll");
+    }
+
+    #[test]
+    fn parent_reference_paths_are_decoded() {
+        assert_eq!(parent_path_from_reference("/drive/root:"), "/");
+        assert_eq!(parent_path_from_reference("/drives/abc/root:/My%20Pictures/x"), "/My Pictures/x");
+    }
+
+    #[test]
+    fn media_kind_prefers_facets_then_extensions() {
+        assert_eq!(media_kind("a.txt", true, false), MediaKind::Photo);
+        assert_eq!(media_kind("a.jpg", false, true), MediaKind::Video);
+        assert_eq!(media_kind("IMG_1.HEIC", false, false), MediaKind::Photo);
+        assert_eq!(media_kind("clip.MOV", false, false), MediaKind::Video);
+        assert_eq!(media_kind("notes.txt", false, false), MediaKind::Other);
+        assert_eq!(media_kind("noext", false, false), MediaKind::Other);
+    }
+}

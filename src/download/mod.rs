@@ -1,0 +1,260 @@
+//! The downloader: fetch every wanted file of the manifest into the destination, at most `concurrency` at
+//! once, each verified, each outcome recorded.
+//!
+//! It pages through the manifest by row id (never loading it whole), so it can start while the crawler is
+//! still listing: when it runs out of rows it waits for the crawler's next committed page. It knows nothing
+//! of how items were found, and never prints.
+
+mod plan;
+mod transfer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::crawl::CrawlProgress;
+use crate::graph::GraphClient;
+use crate::localpath::join_under;
+use crate::manifest::{DoneRecord, DownloadJob, FailureRecord, ManifestError};
+use crate::progress::{Event, Reporter};
+use crate::shared::SharedManifest;
+pub use plan::{Action, LocalState, classify, plan};
+pub use transfer::{TransferFailure, TransferOutcome};
+
+/// Files transferred at once unless `--concurrency` says otherwise. OneDrive throttles bulk downloads above
+/// roughly a dozen parallel streams per user; 8 keeps a home connection busy with photos without inviting 429s.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Rows read from the manifest per query.
+const BATCH: usize = 256;
+
+/// What the downloader needs, resolved from settings by the caller.
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// The backup's root folder.
+    pub dest: PathBuf,
+    /// Transfers at once.
+    pub concurrency: usize,
+}
+
+/// What a download run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DownloadSummary {
+    /// Files fetched and verified in this run.
+    pub downloaded: u64,
+    /// Files already on disk (right size and hash) adopted without downloading.
+    pub adopted: u64,
+    /// Files that failed in this run (on record in the manifest).
+    pub failed: u64,
+    /// Files marked done earlier but missing or changed on disk, queued again.
+    pub requeued: u64,
+    /// Bytes received over the network.
+    pub bytes: u64,
+    /// Failures by class.
+    pub failures_by_class: BTreeMap<String, u64>,
+    /// Whether the run stopped before the end (Ctrl-C, or a fatal error).
+    pub interrupted: bool,
+    /// The error that stopped the run, if a fatal one did (token refused, disk full).
+    pub fatal: Option<String>,
+    /// The class of that fatal error.
+    pub fatal_class: Option<String>,
+}
+
+/// Download every pending or failed file of the manifest, following `crawl` until it has ended.
+///
+/// Pass a `crawl` receiver whose value already says `ended` to download what the manifest holds now.
+pub async fn download(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    mut crawl: watch::Receiver<CrawlProgress>,
+) -> Result<DownloadSummary, ManifestError> {
+    let mut summary = DownloadSummary {
+        requeued: requeue_missing(manifest, options).await?,
+        ..DownloadSummary::default()
+    };
+    create_folders(manifest, options).await?;
+
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    // A fatal error (auth refused, disk full) stops scheduling without cancelling the user's token.
+    let stop = cancel.child_token();
+    let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
+    let mut after = 0i64;
+    'schedule: loop {
+        let crawl_ended = crawl.borrow_and_update().ended;
+        let jobs = manifest.call(move |m| m.downloadable_after(after, BATCH)).await?;
+        if jobs.is_empty() {
+            if crawl_ended {
+                break;
+            }
+            // Wait for the crawler's next page, while recording transfers that finish meanwhile.
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = crawl.changed() => {}
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+                }
+            }
+            continue;
+        }
+        let (files, bytes) = (jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
+        reporter.event(&Event::Queued { files, bytes });
+        for job in jobs {
+            after = job.rowid;
+            let permit = tokio::select! {
+                () = stop.cancelled() => break 'schedule,
+                permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
+            };
+            // Record finished transfers as we go, so the manifest keeps up with what is on disk.
+            while let Some(joined) = tasks.try_join_next() {
+                record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+            }
+            let graph = graph.clone();
+            let dest = options.dest.clone();
+            let reporter = Arc::clone(&reporter);
+            let transfer_cancel = stop.clone();
+            tasks.spawn(async move {
+                let outcome = transfer::transfer(&graph, &dest, &job, &*reporter, &transfer_cancel).await;
+                drop(permit);
+                (job, outcome)
+            });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+    }
+    summary.interrupted = stop.is_cancelled();
+    Ok(summary)
+}
+
+async fn record(
+    manifest: &SharedManifest,
+    summary: &mut DownloadSummary,
+    joined: Result<(DownloadJob, TransferOutcome), tokio::task::JoinError>,
+    reporter: &dyn Reporter,
+    stop: &CancellationToken,
+) -> Result<(), ManifestError> {
+    let (job, outcome) = match joined {
+        Ok(pair) => pair,
+        // A transfer task only ends without a value if it panicked; its row stays pending for the next run.
+        Err(err) => {
+            tracing::error!(error = %err, "a transfer task failed unexpectedly");
+            return Ok(());
+        }
+    };
+    match outcome {
+        TransferOutcome::Done {
+            local_path,
+            verification,
+            fetched,
+            adopted,
+        } => {
+            if adopted {
+                summary.adopted += 1;
+            } else {
+                summary.downloaded += 1;
+            }
+            summary.bytes += fetched;
+            let done = DoneRecord {
+                local_path,
+                verification: verification.to_owned(),
+                bytes: job.size,
+            };
+            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
+            manifest.call(move |m| m.mark_done(&drive, &item, &done)).await?;
+            reporter.event(&Event::FileDone {
+                path: &job.remote_path,
+                bytes: job.size,
+                adopted,
+            });
+        }
+        TransferOutcome::Failed(failure) => {
+            summary.failed += 1;
+            *summary
+                .failures_by_class
+                .entry(failure.class.as_str().to_owned())
+                .or_default() += 1;
+            if failure.fatal && summary.fatal.is_none() {
+                summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
+                summary.fatal_class = Some(failure.class.as_str().to_owned());
+                stop.cancel();
+            }
+            reporter.event(&Event::FileFailed {
+                path: &job.remote_path,
+                class: failure.class.as_str(),
+                message: &failure.message,
+            });
+            let record = FailureRecord {
+                class: failure.class,
+                http_status: failure.http_status,
+                message: failure.message,
+                attempts: failure.attempts,
+            };
+            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
+            manifest.call(move |m| m.mark_failed(&drive, &item, &record)).await?;
+        }
+        TransferOutcome::Interrupted => {}
+    }
+    Ok(())
+}
+
+/// Files the manifest calls done but that are missing or of the wrong size on disk go back to pending.
+async fn requeue_missing(manifest: &SharedManifest, options: &DownloadOptions) -> Result<u64, ManifestError> {
+    let mut after = 0i64;
+    let mut requeued = 0u64;
+    loop {
+        let rows = manifest.call(move |m| m.done_files_after(after, 4096)).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.rowid;
+        let dest = options.dest.clone();
+        let stale = tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .filter(|row| {
+                    let path = join_under(&dest, &row.local_path);
+                    !matches!(path.map(std::fs::symlink_metadata),
+                              Ok(Ok(meta)) if meta.is_file() && meta.len() == row.size)
+                })
+                .map(|row| (row.drive_id, row.item_id))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if !stale.is_empty() {
+            requeued += stale.len() as u64;
+            manifest.call(move |m| m.reset_to_pending(&stale)).await?;
+        }
+    }
+    Ok(requeued)
+}
+
+/// Mirror every known folder, empty ones included.
+async fn create_folders(manifest: &SharedManifest, options: &DownloadOptions) -> Result<(), ManifestError> {
+    let mut after = 0i64;
+    loop {
+        let rows = manifest.call(move |m| m.folders_after(after, 4096)).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        let dest = options.dest.clone();
+        tokio::task::spawn_blocking(move || {
+            for (_, local) in rows {
+                match join_under(&dest, &local) {
+                    Ok(path) => {
+                        if let Err(err) = std::fs::create_dir_all(&path) {
+                            tracing::warn!(path = %path.display(), error = %err, "could not create folder");
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "folder skipped"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_default();
+    }
+    Ok(())
+}

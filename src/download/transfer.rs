@@ -1,0 +1,433 @@
+//! One file: from a manifest row to verified bytes under the final name.
+//!
+//! Write order is what makes this crash-safe (a kill -9 anywhere leaves either the old state or a part file
+//! that the next run resumes): bytes go to a part file beside the target while being hashed, then the part
+//! file is flushed and fsynced, verified, renamed over the target, given its mtime, and only then does the
+//! caller mark the row done.
+
+use std::io::{ErrorKind, Read as _};
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Action, LocalState, classify, plan};
+use crate::graph::{DownloadUrl, GraphClient, GraphError};
+use crate::hash::{ContentDigest, ContentHasher, Expected, Verification, verify};
+use crate::localpath::{join_under, part_path};
+use crate::manifest::{DownloadJob, FailureClass};
+use crate::progress::{Event, Reporter};
+
+/// Network hiccups (reset, stall, 5xx beyond the client's own retries) survived per file per run; each one
+/// resumes from the bytes already written.
+const MAX_NETWORK_RETRIES: u32 = 5;
+/// Whole-file attempts when the bytes do not match the listed hash or size: one retry rules out a corrupted
+/// transfer; a second mismatch is what the service really holds.
+const MAX_VERIFY_ATTEMPTS: u32 = 2;
+/// Write buffer per transfer.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// How one transfer ended.
+#[derive(Debug)]
+pub enum TransferOutcome {
+    /// On disk and checked.
+    Done {
+        /// Relative local path (as stored in the manifest).
+        local_path: String,
+        /// How it was verified: `quickxor`, `sha1` or `size_only`.
+        verification: &'static str,
+        /// Bytes fetched over the network in this run.
+        fetched: u64,
+        /// Whether an existing local file was adopted without downloading.
+        adopted: bool,
+    },
+    /// Failed for this run; the row records it.
+    Failed(TransferFailure),
+    /// Stopped by cancellation; the part file is kept for the next run.
+    Interrupted,
+}
+
+/// A per-item failure, ready to be recorded.
+#[derive(Debug)]
+pub struct TransferFailure {
+    /// The failure class.
+    pub class: FailureClass,
+    /// The HTTP status, when one was involved.
+    pub http_status: Option<u16>,
+    /// What happened, for the user.
+    pub message: String,
+    /// Attempts made in this run.
+    pub attempts: u32,
+    /// Whether the whole run must stop (the token was refused, the disk is full): the item is recorded, and
+    /// no further transfer would fare better.
+    pub fatal: bool,
+}
+
+/// Download one manifest row into `dest`.
+pub async fn transfer(
+    graph: &GraphClient,
+    dest: &Path,
+    job: &DownloadJob,
+    reporter: &dyn Reporter,
+    cancel: &CancellationToken,
+) -> TransferOutcome {
+    let local_path = job.local_path.clone().unwrap_or_default();
+    let target = match join_under(dest, &local_path) {
+        Ok(t) if local_path.is_empty() => {
+            return failed(FailureClass::Path, None, format!("no local path for {t:?}"), 0, false);
+        }
+        Ok(t) => t,
+        Err(err) => return failed(FailureClass::Path, None, err.to_string(), 0, false),
+    };
+    let expected = Expected {
+        size: job.size,
+        quick_xor: job.quick_xor.clone(),
+        sha1: job.sha1.clone(),
+    };
+    let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
+    let part = part_path(&target, job.drive_id.as_str(), job.item_id.as_str(), version);
+    if let Some(parent) = target.parent() {
+        if let Err(err) = tokio::fs::create_dir_all(parent).await {
+            return disk_failure(&err, parent, 0);
+        }
+    }
+
+    let local = LocalState {
+        final_len: file_len(&target).await,
+        part_len: file_len(&part).await,
+    };
+    let mut action = plan(job.size, local);
+    if action == Action::CheckExisting {
+        match hash_file(&target, u64::MAX, expected.sha1.is_some()).await {
+            Ok((_, digest)) => {
+                if let Some(verification) = accepted(&verify(&expected, &digest)) {
+                    set_mtime(&target, job.modified_at.as_deref());
+                    return TransferOutcome::Done {
+                        local_path,
+                        verification,
+                        fetched: 0,
+                        adopted: true,
+                    };
+                }
+            }
+            Err(err) => return disk_failure(&err, &target, 0),
+        }
+        // Same size, different bytes: the existing file is replaced by the verified download.
+        action = plan(
+            job.size,
+            LocalState {
+                final_len: None,
+                ..local
+            },
+        );
+    }
+
+    let mut attempts = 0u32;
+    let mut verify_attempts = 0u32;
+    let mut network_retries = 0u32;
+    let mut url: Option<DownloadUrl> = None;
+    let mut start = match action {
+        Action::Resume(offset) => offset,
+        _ => 0,
+    };
+    let mut fetched = 0u64;
+    loop {
+        attempts += 1;
+        if cancel.is_cancelled() {
+            return TransferOutcome::Interrupted;
+        }
+        let step = fetch_into_part(
+            graph,
+            job,
+            &part,
+            start,
+            &mut url,
+            expected.sha1.is_some(),
+            reporter,
+            cancel,
+            &mut fetched,
+        )
+        .await;
+        let digest = match step {
+            Ok(Some(digest)) => digest,
+            Ok(None) => return TransferOutcome::Interrupted,
+            Err(StepError::UrlExpired) => {
+                // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
+                // from what is on disk.
+                url = None;
+                attempts -= 1;
+                start = file_len(&part).await.unwrap_or(0);
+                continue;
+            }
+            Err(StepError::Network(err)) if err.is_transient() && network_retries < MAX_NETWORK_RETRIES => {
+                network_retries += 1;
+                tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
+                start = file_len(&part).await.unwrap_or(0);
+                continue;
+            }
+            Err(StepError::Network(err)) => {
+                let class = classify(&err);
+                return failed(
+                    class,
+                    err.status(),
+                    err.to_string(),
+                    attempts,
+                    class == FailureClass::Auth,
+                );
+            }
+            Err(StepError::RangeRefused) => {
+                start = 0;
+                continue;
+            }
+            Err(StepError::Disk(err, path)) => return disk_failure(&err, &path, attempts),
+        };
+        match accepted_or_failure(&verify(&expected, &digest)) {
+            Ok(verification) => {
+                if let Err(err) = tokio::fs::rename(&part, &target).await {
+                    return disk_failure(&err, &target, attempts);
+                }
+                set_mtime(&target, job.modified_at.as_deref());
+                return TransferOutcome::Done {
+                    local_path,
+                    verification,
+                    fetched,
+                    adopted: false,
+                };
+            }
+            Err((class, message)) => {
+                // Never keep wrong bytes, not even as a part file a later run would resume from.
+                let _ = tokio::fs::remove_file(&part).await;
+                verify_attempts += 1;
+                if verify_attempts >= MAX_VERIFY_ATTEMPTS {
+                    return failed(class, None, message, attempts, false);
+                }
+                tracing::debug!(item = %job.item_id, %message, "verification failed; fetching again");
+                start = 0;
+            }
+        }
+    }
+}
+
+enum StepError {
+    UrlExpired,
+    RangeRefused,
+    Network(GraphError),
+    Disk(std::io::Error, PathBuf),
+}
+
+/// Bring the part file from `start` to the end, hashing everything in it. `Ok(None)` means cancelled.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_into_part(
+    graph: &GraphClient,
+    job: &DownloadJob,
+    part: &Path,
+    start: u64,
+    url: &mut Option<DownloadUrl>,
+    with_sha1: bool,
+    reporter: &dyn Reporter,
+    cancel: &CancellationToken,
+    fetched: &mut u64,
+) -> Result<Option<ContentDigest>, StepError> {
+    // Rebuild the hash state over the bytes already on disk (a resume after kill -9 has no other record).
+    let (mut written, mut hasher) = if start > 0 {
+        let (len, hasher) = hash_prefix(part, start, with_sha1)
+            .await
+            .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+        (len, hasher)
+    } else {
+        (0, ContentHasher::new(with_sha1))
+    };
+    if written >= job.size {
+        // Complete part file (killed after fsync, before rename): nothing left to fetch.
+        return Ok(Some(hasher.finish()));
+    }
+    if url.is_none() {
+        *url = Some(graph.content_url(&job.drive_id, &job.item_id).await.map_err(StepError::Network)?);
+    }
+    let current = url.as_ref().expect("set above");
+    let response = match graph.download(current, written).await {
+        Ok(r) => r,
+        Err(GraphError::DownloadUrlExpired { .. }) => return Err(StepError::UrlExpired),
+        Err(err) if err.status() == Some(416) => return Err(StepError::RangeRefused),
+        Err(err) => return Err(StepError::Network(err)),
+    };
+    if written > 0 && (!response.partial || response.start != written) {
+        // The server ignored our Range and sent the whole file: start over.
+        written = 0;
+        hasher = ContentHasher::new(with_sha1);
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(written == 0)
+        .open(part)
+        .await
+        .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    file.set_len(written).await.map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    if written > 0 {
+        file.seek_to_end().await.map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    }
+    let mut body = response.body;
+    let mut outcome = Ok(());
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            () = cancel.cancelled() => { outcome = Err(None); break; }
+            chunk = body.next() => chunk,
+        };
+        match chunk {
+            None => break,
+            Some(Ok(bytes)) => {
+                if written + bytes.len() as u64 > job.size {
+                    // Longer than listed: keep only what can be right, the check below will fail it.
+                    outcome = Err(Some(StepError::Network(GraphError::BodyTooLong { expected: job.size })));
+                    break;
+                }
+                hasher.update(&bytes);
+                if let Err(e) = file.write_all(&bytes).await {
+                    outcome = Err(Some(StepError::Disk(e, part.to_path_buf())));
+                    break;
+                }
+                written += bytes.len() as u64;
+                *fetched += bytes.len() as u64;
+                reporter.event(&Event::Bytes(bytes.len() as u64));
+            }
+            Some(Err(err)) => {
+                outcome = Err(Some(StepError::Network(err)));
+                break;
+            }
+        }
+    }
+    // Whatever happened, what was received so far is kept for a resume.
+    if let Err(e) = file.flush().await {
+        return Err(StepError::Disk(e, part.to_path_buf()));
+    }
+    match outcome {
+        Ok(()) => {}
+        Err(None) => return Ok(None),
+        Err(Some(e)) => return Err(e),
+    }
+    file.get_mut()
+        .sync_all()
+        .await
+        .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    Ok(Some(hasher.finish()))
+}
+
+trait SeekToEnd {
+    async fn seek_to_end(&mut self) -> std::io::Result<()>;
+}
+
+impl SeekToEnd for tokio::io::BufWriter<tokio::fs::File> {
+    async fn seek_to_end(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncSeekExt as _;
+        self.get_mut().seek(std::io::SeekFrom::End(0)).await.map(|_| ())
+    }
+}
+
+/// Accept a verification result: `Some(how)` when the bytes can be kept under the final name.
+fn accepted(v: &Verification) -> Option<&'static str> {
+    accepted_or_failure(v).ok()
+}
+
+fn accepted_or_failure(v: &Verification) -> Result<&'static str, (FailureClass, String)> {
+    match v {
+        Verification::QuickXor => Ok("quickxor"),
+        Verification::Sha1 => Ok("sha1"),
+        Verification::SizeOnly => Ok("size_only"),
+        Verification::SizeMismatch { expected, actual } => Err((
+            FailureClass::SizeMismatch,
+            format!("received {actual} bytes, the listing says {expected}"),
+        )),
+        Verification::HashMismatch {
+            algorithm,
+            expected,
+            actual,
+        } => Err((
+            FailureClass::HashMismatch,
+            format!("{algorithm} of the received bytes is {actual}, the listing says {expected}"),
+        )),
+    }
+}
+
+fn failed(
+    class: FailureClass,
+    http_status: Option<u16>,
+    message: String,
+    attempts: u32,
+    fatal: bool,
+) -> TransferOutcome {
+    TransferOutcome::Failed(TransferFailure {
+        class,
+        http_status,
+        message,
+        attempts: attempts.max(1),
+        fatal,
+    })
+}
+
+fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOutcome {
+    // A full or read-only disk will fail every following transfer too: stop the run, keep what is done.
+    let fatal = matches!(
+        err.kind(),
+        ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem | ErrorKind::QuotaExceeded
+    );
+    let class = if err.kind() == ErrorKind::InvalidFilename {
+        FailureClass::Path
+    } else {
+        FailureClass::Disk
+    };
+    failed(class, None, format!("{}: {err}", path.display()), attempts, fatal)
+}
+
+async fn file_len(path: &Path) -> Option<u64> {
+    tokio::fs::symlink_metadata(path)
+        .await
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
+}
+
+/// Hash the first `limit` bytes of a file (all of it with `u64::MAX`) on the blocking pool.
+async fn hash_prefix(path: &Path, limit: u64, with_sha1: bool) -> std::io::Result<(u64, ContentHasher)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?.take(limit);
+        let mut hasher = ContentHasher::new(with_sha1);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            len += n as u64;
+        }
+        Ok((len, hasher))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn hash_file(path: &Path, limit: u64, with_sha1: bool) -> std::io::Result<(u64, ContentDigest)> {
+    let (len, hasher) = hash_prefix(path, limit, with_sha1).await?;
+    Ok((len, hasher.finish()))
+}
+
+/// Give the file the remote `fileSystemInfo.lastModifiedDateTime`. Best effort: a missing or unparsable date
+/// leaves the download time, which is logged, not failed.
+fn set_mtime(path: &Path, modified_at: Option<&str>) {
+    let Some(text) = modified_at else { return };
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => {
+            let ft = filetime::FileTime::from_unix_time(t.timestamp(), t.timestamp_subsec_nanos());
+            if let Err(err) = filetime::set_file_mtime(path, ft) {
+                tracing::warn!(path = %path.display(), error = %err, "could not set the modification time");
+            }
+        }
+        Err(err) => tracing::warn!(path = %path.display(), date = text, error = %err, "unparsable modification time"),
+    }
+}

@@ -1,0 +1,87 @@
+//! The crate's run-level error: what stops a whole run (per-item failures are rows in the manifest, not
+//! errors). Each variant says what failed and what to do; [`Error::kind`] tells the command line which exit
+//! code it maps to.
+
+use std::path::PathBuf;
+
+use crate::auth::AuthError;
+use crate::crawl::CrawlError;
+use crate::graph::GraphError;
+use crate::manifest::ManifestError;
+
+/// What kind of failure stopped the run; the command line maps each to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command line or configuration is wrong (exit 2).
+    Usage,
+    /// Sign-in is needed or was refused (exit 3).
+    Auth,
+    /// Another run holds the manifest (exit 4).
+    Locked,
+    /// The service, the network, the disk or the manifest stopped the run (exit 5).
+    Run,
+}
+
+/// A failure that stops a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No token and no stored sign-in.
+    #[error("no access token: set ODBACKUP_ACCESS_TOKEN to a Microsoft Graph bearer token")]
+    NoCredentials,
+    /// A command that reads the manifest was pointed at a destination without one.
+    #[error("no manifest at {path}: run `odbackup crawl` or `odbackup backup` with this --dest first")]
+    NoManifest {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// Invalid settings.
+    #[error("{0}")]
+    Usage(String),
+    /// A Graph call that the run depends on failed.
+    #[error("{what}: {source}")]
+    Graph {
+        /// What the run was doing.
+        what: &'static str,
+        /// The Graph error.
+        #[source]
+        source: GraphError,
+    },
+    /// Sign-in failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The crawl stopped.
+    #[error(transparent)]
+    Crawl(#[from] CrawlError),
+    /// The manifest could not be opened, locked or written.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+impl Error {
+    /// Wrap a Graph error with what the run was doing.
+    pub fn from_graph(what: &'static str) -> impl FnOnce(GraphError) -> Error {
+        move |source| Error::Graph { what, source }
+    }
+
+    /// The exit-code family of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NoCredentials | Error::Auth(_) => ErrorKind::Auth,
+            Error::Usage(_) | Error::NoManifest { .. } => ErrorKind::Usage,
+            Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
+            Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
+            Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,
+            Error::Crawl(CrawlError::Manifest(m)) if m.is_locked() => ErrorKind::Locked,
+            _ => ErrorKind::Run,
+        }
+    }
+}
+
+impl From<GraphError> for Error {
+    fn from(source: GraphError) -> Self {
+        Error::Graph {
+            what: "talking to Microsoft Graph",
+            source,
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Remote names → safe local names and paths under the destination.
+//!
+//! Item names come from the server and are untrusted input: a name may be `..`, contain `/`, `\` or NUL, or
+//! be longer than the 255 bytes a Linux/macOS file name may have. This module turns one remote name into one
+//! safe path segment, deterministically (the same item always maps to the same local name, so a re-run finds
+//! it), and joins segments under the destination so that nothing can escape it.
+//!
+//! Policy (documented in the README):
+//! - Characters that cannot appear in a local name (`/`, `\`, NUL, other ASCII control characters) are
+//!   percent-encoded (`a/b` → `a%2Fb`); a name that is empty, `.` or `..` has its dots encoded (`%2E%2E`).
+//! - A name that had to change gets a short stable suffix derived from the item ID (`a%2Fb~1c9e0f`), so a
+//!   sanitised hostile name can never land on the name of a legitimate sibling.
+//! - A name over [`MAX_NAME_BYTES`] keeps its extension and as much of its stem as fits, plus the suffix.
+//!
+//! It knows nothing of Graph, SQLite or the network: names in, names out.
+
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+
+/// The longest file name, in UTF-8 bytes, that ext4, XFS, btrfs and APFS accept.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Extensions longer than this are not worth keeping when a name must be shortened.
+const MAX_KEPT_EXTENSION_BYTES: usize = 16;
+
+/// A local name derived from a remote one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeName {
+    /// The name to use on disk.
+    pub name: String,
+    /// Whether it differs from the remote name (the manifest records this, and `status` reports it).
+    pub changed: bool,
+}
+
+/// Why a path could not be placed under the destination.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// The relative path has a component that would leave the destination or is not a plain name.
+    #[error("refusing local path {path:?}: it would leave the destination folder")]
+    Escapes {
+        /// The offending relative path.
+        path: String,
+    },
+}
+
+/// Map one remote item name to a safe local file or folder name.
+///
+/// `item_id` only feeds the stable suffix added when the name had to change.
+pub fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
+    let mut out = String::with_capacity(remote_name.len());
+    let mut changed = false;
+    for c in remote_name.chars() {
+        if c == '/' || c == '\\' || c.is_ascii_control() {
+            let _ = write!(out, "%{:02X}", u32::from(c));
+            changed = true;
+        } else {
+            out.push(c);
+        }
+    }
+    if out.is_empty() || out.chars().all(|c| c == '.') && out.len() <= 2 {
+        out = if out.is_empty() { "%00".to_owned() } else { out.replace('.', "%2E") };
+        changed = true;
+    }
+    if changed || out.len() > MAX_NAME_BYTES {
+        out = with_suffix(&out, &stable_suffix(item_id));
+        changed = true;
+    }
+    SafeName { name: out, changed }
+}
+
+/// Six hex digits derived from the item ID: short, stable across runs, different for siblings.
+fn stable_suffix(item_id: &str) -> String {
+    let digest = Sha1::digest(item_id.as_bytes());
+    format!("~{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+}
+
+/// Insert `suffix` before the extension, shortening the stem so the whole fits in [`MAX_NAME_BYTES`].
+fn with_suffix(name: &str, suffix: &str) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 && name.len() - dot <= MAX_KEPT_EXTENSION_BYTES => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let budget = MAX_NAME_BYTES - suffix.len() - ext.len();
+    let mut cut = stem.len().min(budget);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}{ext}", &stem[..cut])
+}
+
+/// Join a relative local path (segments made by [`safe_name`], separated by `/`) under `dest`.
+///
+/// Refuses anything but plain names, so even a manifest edited by hand cannot point outside `dest`.
+pub fn join_under(dest: &Path, relative: &str) -> Result<PathBuf, PathError> {
+    let mut path = dest.to_path_buf();
+    for part in relative.split('/').filter(|s| !s.is_empty()) {
+        let mut components = Path::new(part).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(c)), None) if c == part => path.push(c),
+            _ => {
+                return Err(PathError::Escapes {
+                    path: relative.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// The relative local path of a child named `child` (already safe) inside the folder at `parent`.
+pub fn child_path(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_owned()
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+/// The part file that receives a download of `target` before it is verified and renamed.
+///
+/// It sits beside the target (same filesystem, so the rename is atomic), is hidden, has a fixed-length name
+/// whatever the target's length, and encodes the item and its eTag: a part file is resumed only if it was
+/// written for the same version of the same item.
+pub fn part_path(target: &Path, drive_id: &str, item_id: &str, etag: &str) -> PathBuf {
+    let item = Sha1::digest(format!("{drive_id}/{item_id}").as_bytes());
+    let version = Sha1::digest(etag.as_bytes());
+    let mut name = String::from(".odbackup-");
+    for b in &item[..8] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.push('-');
+    for b in &version[..4] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.push_str(".part");
+    target.with_file_name(name)
+}
+
+/// Whether a file name is one of odbackup's part files (so cleanup can find stale ones).
+pub fn is_part_file(name: &str) -> bool {
+    name.starts_with(".odbackup-") && name.ends_with(".part")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass_through_unchanged() {
+        for name in ["a.jpg", "Foo Bar (1).heic", "日本語.png", "😀.mp4", ".hidden", "100% done", "..."] {
+            let safe = safe_name(name, "id");
+            assert_eq!(safe.name, name);
+            assert!(!safe.changed);
+        }
+    }
+
+    #[test]
+    fn hostile_names_are_encoded_and_suffixed() {
+        let cases = [
+            ("..", "%2E%2E~"),
+            (".", "%2E~"),
+            ("", "%00~"),
+            ("a/b", "a%2Fb~"),
+            ("/etc/x", "%2Fetc%2Fx~"),
+            ("a\\b", "a%5Cb~"),
+            ("nul\0byte", "nul%00byte~"),
+        ];
+        for (name, prefix) in cases {
+            let safe = safe_name(name, "item-1");
+            assert!(safe.name.starts_with(prefix), "{name:?} → {:?}", safe.name);
+            assert!(safe.changed);
+            assert!(!safe.name.contains('/') && !safe.name.contains('\0'));
+            assert!(join_under(Path::new("/dest"), &safe.name).is_ok());
+        }
+    }
+
+    #[test]
+    fn long_names_are_shortened_keeping_the_extension_and_stay_distinct() {
+        let long = "日".repeat(100) + ".jpg"; // 304 bytes
+        let a = safe_name(&long, "id-a");
+        let b = safe_name(&long, "id-b");
+        assert!(a.name.len() <= MAX_NAME_BYTES, "{}", a.name.len());
+        assert!(a.name.ends_with(".jpg"));
+        assert!(a.changed);
+        assert_ne!(a.name, b.name);
+        assert_eq!(a, safe_name(&long, "id-a"), "deterministic");
+        let exact = "x".repeat(MAX_NAME_BYTES);
+        assert_eq!(safe_name(&exact, "i").name, exact);
+    }
+
+    #[test]
+    fn join_under_refuses_escapes() {
+        let dest = Path::new("/dest");
+        assert_eq!(join_under(dest, "a/b.jpg").unwrap(), Path::new("/dest/a/b.jpg"));
+        for bad in ["../x", "a/../../x", "a/./b", "/abs"] {
+            let joined = join_under(dest, bad);
+            if bad == "/abs" {
+                // A leading slash is just an empty first segment: still under dest.
+                assert_eq!(joined.unwrap(), Path::new("/dest/abs"));
+            } else {
+                assert!(joined.is_err(), "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn part_files_are_fixed_length_and_version_specific() {
+        let target = Path::new("/d/x/").join("y".repeat(255));
+        let p1 = part_path(&target, "d", "i", "etag1");
+        let p2 = part_path(&target, "d", "i", "etag2");
+        assert_ne!(p1, p2);
+        assert_eq!(p1.parent(), target.parent());
+        let name = p1.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() < 64 && is_part_file(name));
+    }
+}

@@ -1,0 +1,76 @@
+//! The progress seam: the core reports what happens as [`Event`]s to a [`Reporter`]; the command line
+//! decides how to show them (bars on a terminal, nothing when piped). Nothing here draws or prints.
+
+use std::time::Duration;
+
+/// Something worth telling the user about while a run is under way.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// A crawl of the given remote scope started (or resumed, with folders still to list).
+    CrawlStarted {
+        /// The scope's remote path.
+        scope: &'a str,
+        /// Whether an interrupted crawl is being resumed.
+        resumed: bool,
+    },
+    /// One page of a folder listing was committed to the manifest.
+    PageListed {
+        /// Items on the page.
+        items: usize,
+        /// Whether that finished the folder.
+        folder_done: bool,
+    },
+    /// The crawl listed every folder of its scope.
+    CrawlFinished {
+        /// Folders listed by this run.
+        folders: u64,
+        /// Items recorded by this run.
+        items: u64,
+    },
+    /// Files were found that the downloader will fetch.
+    Queued {
+        /// Number of files.
+        files: u64,
+        /// Their total size in bytes.
+        bytes: u64,
+    },
+    /// Bytes arrived for some transfer.
+    Bytes(u64),
+    /// A file is on disk and verified.
+    FileDone {
+        /// Its remote path.
+        path: &'a str,
+        /// Its size.
+        bytes: u64,
+        /// Whether it was adopted from disk without downloading.
+        adopted: bool,
+    },
+    /// A file failed for this run (it is on record in the manifest).
+    FileFailed {
+        /// Its remote path.
+        path: &'a str,
+        /// The failure class (`hash_mismatch`, `network`, …).
+        class: &'a str,
+        /// What went wrong.
+        message: &'a str,
+    },
+    /// The service asked us to wait; every transfer pauses.
+    Throttled {
+        /// How long.
+        wait: Duration,
+    },
+}
+
+/// Receives [`Event`]s. Implementations must be cheap: events arrive from many tasks.
+pub trait Reporter: Send + Sync {
+    /// Handle one event.
+    fn event(&self, event: &Event<'_>);
+}
+
+/// A reporter that ignores everything (library use, tests, `--quiet`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopReporter;
+
+impl Reporter for NoopReporter {
+    fn event(&self, _event: &Event<'_>) {}
+}

@@ -1,0 +1,151 @@
+//! Helpers in the domain's words: a destination folder, the real binary, the manifest's rows, polling.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+/// A temporary backup destination.
+pub struct TestDest {
+    dir: tempfile::TempDir,
+}
+
+impl TestDest {
+    /// A fresh, empty destination.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new().prefix("odbackup-it-").tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The destination folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the destination.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel.trim_start_matches('/'))
+    }
+
+    /// The manifest's default location.
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.path().join(".odbackup").join("manifest.sqlite")
+    }
+
+    /// A read-only connection to the manifest, for assertions with plain SQL.
+    pub fn db(&self) -> Connection {
+        Connection::open_with_flags(self.manifest(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open manifest")
+    }
+
+    /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest.
+    pub fn items(&self) -> BTreeMap<String, ItemRow> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT remote_path, kind, state, size, quick_xor, sha1, skip_reason, item_id, local_path FROM items")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    ItemRow {
+                        kind: r.get(1)?,
+                        state: r.get(2)?,
+                        size: r.get(3)?,
+                        quick_xor: r.get(4)?,
+                        sha1: r.get(5)?,
+                        skip_reason: r.get(6)?,
+                        item_id: r.get(7)?,
+                        local_path: r.get(8)?,
+                    },
+                ))
+            })
+            .unwrap();
+        let mut map = BTreeMap::new();
+        for row in rows {
+            let (path, item) = row.unwrap();
+            assert!(map.insert(path.clone(), item).is_none(), "duplicate remote path {path}");
+        }
+        map
+    }
+
+    /// Every file under the destination (relative, `/`-separated), excluding odbackup's own state folder.
+    pub fn files_on_disk(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.path(), self.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel == ".odbackup" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            walk(root, &path, out);
+        } else {
+            out.push(rel);
+        }
+    }
+}
+
+/// One manifest row, as the tests look at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    pub kind: String,
+    pub state: String,
+    pub size: Option<i64>,
+    pub quick_xor: Option<String>,
+    pub sha1: Option<String>,
+    pub skip_reason: Option<String>,
+    pub item_id: String,
+    pub local_path: Option<String>,
+}
+
+/// The real binary, with a clean environment apart from what the test sets.
+pub fn odbackup() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odbackup"));
+    cmd.env_remove("ODBACKUP_ACCESS_TOKEN")
+        .env_remove("ODBACKUP_DEST")
+        .env_remove("ODBACKUP_GRAPH_URL")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Run and capture, with the output shown if an assertion on it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run odbackup");
+    eprintln!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Poll `check` until it returns `Some`, or panic after `deadline`.
+pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stdout as a JSON value.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
