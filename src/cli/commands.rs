@@ -5,7 +5,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Args, Command, CommonArgs, DestArgs, RemoteArgs, progress, render};
+use std::path::{Path, PathBuf};
+
 use odbackup::app::{self, Phases, RunSettings, RunSummary};
+use odbackup::config::{self, ConfigFile, ConfigValues};
+use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
+use odbackup::download::DEFAULT_CONCURRENCY;
 use odbackup::crawl::Scope;
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::ids::DriveId;
@@ -36,28 +41,31 @@ pub fn run(args: Args) -> Outcome {
     };
     let quiet = args.quiet;
     let result = runtime.block_on(async move {
+        let file = load_config(args.config.as_deref(), args.profile.as_deref())?;
         match args.command {
-            Command::Crawl { remote, json } => run_job(remote_settings(&remote, Phases::Crawl, 1), json, quiet).await,
+            Command::Crawl { remote, json } => {
+                run_job(remote_settings(&remote, &file, Phases::Crawl, None), json, quiet).await
+            }
             Command::Backup {
                 remote,
                 concurrency,
                 json,
-            } => run_job(remote_settings(&remote, Phases::Backup, concurrency), json, quiet).await,
+            } => run_job(remote_settings(&remote, &file, Phases::Backup, concurrency), json, quiet).await,
             Command::Download {
                 common,
                 concurrency,
                 json,
             } => {
-                let settings = settings(&common, Phases::Download, concurrency, DriveSelector::Me, Scope::Root, 1);
+                let settings = settings(&common, &file, Phases::Download, concurrency, DriveSelector::Me, Scope::Root, None);
                 run_job(settings, json, quiet).await
             }
             Command::Status { dest, json } => {
-                let report = app::status(&manifest_path(&dest))?;
+                let report = app::status(&manifest_path(&dest, &file)?)?;
                 render::status(&report, json);
                 Ok(Outcome::Success)
             }
             Command::Failures { dest, json } => {
-                let rows = app::failures(&manifest_path(&dest))?;
+                let rows = app::failures(&manifest_path(&dest, &file)?)?;
                 render::failures(&rows, json);
                 Ok(Outcome::Success)
             }
@@ -72,6 +80,19 @@ pub fn run(args: Args) -> Outcome {
             Outcome::Failed(err.kind())
         }
     }
+}
+
+/// The config file's values in force (a missing default file is an empty config; a named one must exist).
+fn load_config(path: Option<&Path>, profile: Option<&str>) -> Result<ConfigValues, Error> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => match config::default_config_path() {
+            Some(p) => (p, false),
+            None => return Ok(ConfigValues::default()),
+        },
+    };
+    let file = ConfigFile::load(&path, required).map_err(|e| Error::Usage(e.to_string()))?;
+    file.effective(profile, &path).map_err(|e| Error::Usage(e.to_string()))
 }
 
 async fn run_job(settings: Result<RunSettings, Error>, json: bool, quiet: bool) -> Result<Outcome, Error> {
@@ -121,44 +142,73 @@ fn spawn_interrupt_handler(cancel: CancellationToken) {
     });
 }
 
-fn manifest_path(dest: &DestArgs) -> std::path::PathBuf {
-    dest.manifest.clone().unwrap_or_else(|| app::default_manifest_path(&dest.dest))
+fn dest_of(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error> {
+    dest.dest.clone().or_else(|| file.dest.clone()).ok_or_else(|| {
+        Error::Usage("no destination: pass --dest DIR (or set ODBACKUP_DEST, or `dest` in the config file)".to_owned())
+    })
 }
 
-fn remote_settings(remote: &RemoteArgs, phases: Phases, concurrency: usize) -> Result<RunSettings, Error> {
-    let scope = match (&remote.root, &remote.special) {
-        (Some(path), _) => Scope::Path(path.clone()),
-        (None, Some(name)) => Scope::Special(name.clone()),
+fn manifest_path(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error> {
+    match dest.manifest.clone().or_else(|| file.manifest.clone()) {
+        Some(path) => Ok(path),
+        None => Ok(app::default_manifest_path(&dest_of(dest, file)?)),
+    }
+}
+
+fn remote_settings(
+    remote: &RemoteArgs,
+    file: &ConfigValues,
+    phases: Phases,
+    concurrency: Option<usize>,
+) -> Result<RunSettings, Error> {
+    let root = remote.root.clone().or_else(|| file.root.clone());
+    let special = remote.special.clone().or_else(|| file.special.clone());
+    let scope = match (root, special) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage("give either a root path or a special folder, not both".to_owned()));
+        }
+        (Some(path), None) => Scope::Path(path),
+        (None, Some(name)) => Scope::Special(name),
         (None, None) => Scope::Root,
     };
     let drive = remote
         .drive_id
-        .as_ref()
-        .map_or(DriveSelector::Me, |id| DriveSelector::Id(DriveId::from(id.as_str())));
-    settings(&remote.common, phases, concurrency, drive, scope, remote.list_concurrency)
+        .clone()
+        .or_else(|| file.drive_id.clone())
+        .map_or(DriveSelector::Me, |id| DriveSelector::Id(DriveId::from(id)));
+    settings(&remote.common, file, phases, concurrency, drive, scope, remote.list_concurrency)
 }
 
 fn settings(
     common: &CommonArgs,
+    file: &ConfigValues,
     phases: Phases,
-    concurrency: usize,
+    concurrency: Option<usize>,
     drive: DriveSelector,
     scope: Scope,
-    list_concurrency: usize,
+    list_concurrency: Option<usize>,
 ) -> Result<RunSettings, Error> {
-    let url = url::Url::parse(&common.graph_url)
-        .map_err(|e| Error::Usage(format!("--graph-url {:?} is not a URL: {e}", common.graph_url)))?;
+    let graph_url = common
+        .graph_url
+        .clone()
+        .or_else(|| file.graph_url.clone())
+        .unwrap_or_else(|| GraphOptions::default().base_url);
+    let url = url::Url::parse(&graph_url)
+        .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!("--graph-url must be http(s), not {}", url.scheme())));
+        return Err(Error::Usage(format!("graph URL must be http(s), not {}", url.scheme())));
     }
     let graph = GraphOptions {
-        base_url: common.graph_url.trim_end_matches('/').to_owned(),
+        base_url: graph_url.trim_end_matches('/').to_owned(),
         ..GraphOptions::default()
     };
     let access_token = std::env::var("ODBACKUP_ACCESS_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let concurrency = bounded("concurrency", concurrency.or(file.concurrency), DEFAULT_CONCURRENCY)?;
+    let list_concurrency =
+        bounded("list_concurrency", list_concurrency.or(file.list_concurrency), DEFAULT_LIST_CONCURRENCY)?;
     Ok(RunSettings {
-        manifest: manifest_path(&common.dest),
-        dest: common.dest.dest.clone(),
+        manifest: manifest_path(&common.dest, file)?,
+        dest: dest_of(&common.dest, file)?,
         graph,
         access_token,
         drive,
@@ -167,4 +217,12 @@ fn settings(
         concurrency,
         phases,
     })
+}
+
+fn bounded(key: &str, value: Option<usize>, default: usize) -> Result<usize, Error> {
+    match value {
+        None => Ok(default),
+        Some(n @ 1..=64) => Ok(n),
+        Some(n) => Err(Error::Usage(format!("{key} must be between 1 and 64, not {n}"))),
+    }
 }

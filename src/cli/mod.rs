@@ -11,9 +11,6 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 
 pub use commands::{Outcome, run};
 
-/// Default Microsoft Graph endpoint (global cloud).
-const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
-
 /// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,
 /// resumable after any interruption, every failure on record.
 #[derive(Debug, Parser)]
@@ -28,6 +25,12 @@ pub struct Args {
     /// No progress display; only the final summary and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Config file [default: $ODBACKUP_CONFIG_DIR/config.toml or the user config dir's odbackup/config.toml].
+    #[arg(long, global = true, env = "ODBACKUP_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Use the named profile of the config file.
+    #[arg(long, global = true, env = "ODBACKUP_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 everything wanted is on disk and verified; 1 some items failed \
@@ -56,8 +59,8 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
         /// Transfers at once.
-        #[arg(long, default_value_t = odbackup::download::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
-        concurrency: usize,
+        #[arg(long, env = "ODBACKUP_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+        concurrency: Option<usize>,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -71,8 +74,8 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
         /// Transfers at once.
-        #[arg(long, default_value_t = odbackup::download::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
-        concurrency: usize,
+        #[arg(long, env = "ODBACKUP_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+        concurrency: Option<usize>,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -104,7 +107,7 @@ pub enum Command {
 pub struct DestArgs {
     /// The backup's root folder; files land at DEST/<remote path>.
     #[arg(long, env = "ODBACKUP_DEST", value_name = "DIR")]
-    pub dest: PathBuf,
+    pub dest: Option<PathBuf>,
     /// The manifest file [default: DEST/.odbackup/manifest.sqlite].
     #[arg(long, env = "ODBACKUP_MANIFEST", value_name = "PATH")]
     pub manifest: Option<PathBuf>,
@@ -116,9 +119,10 @@ pub struct CommonArgs {
     /// Where the backup lives.
     #[command(flatten)]
     pub dest: DestArgs,
-    /// Microsoft Graph base URL (national clouds, or a local simulator for tests).
-    #[arg(long, env = "ODBACKUP_GRAPH_URL", default_value = DEFAULT_GRAPH_URL, value_name = "URL")]
-    pub graph_url: String,
+    /// Microsoft Graph base URL (national clouds, or a local simulator for tests)
+    /// [default: https://graph.microsoft.com/v1.0].
+    #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+    pub graph_url: Option<String>,
 }
 
 /// Destination, service, drive and scope.
@@ -131,12 +135,12 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "ID")]
     pub drive_id: Option<String>,
     /// Start at this folder (a path from the drive root, e.g. /Pictures/2021).
-    #[arg(long, value_name = "PATH", conflicts_with = "special")]
+    #[arg(long, env = "ODBACKUP_ROOT", value_name = "PATH", conflicts_with = "special")]
     pub root: Option<String>,
     /// Start at a special folder: photos, cameraroll, documents or music.
     #[arg(long, value_name = "NAME", value_parser = ["photos", "cameraroll", "documents", "music"])]
     pub special: Option<String>,
     /// Folders listed at once.
-    #[arg(long, default_value_t = odbackup::crawl::DEFAULT_LIST_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
-    pub list_concurrency: usize,
+    #[arg(long, env = "ODBACKUP_LIST_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub list_concurrency: Option<usize>,
 }
