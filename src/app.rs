@@ -97,7 +97,10 @@ impl RunSummary {
     /// Whether everything wanted is on disk and verified (exit 0) or something failed or is left (exit 1).
     pub fn all_done(&self) -> bool {
         !self.interrupted
-            && self.download.as_ref().is_none_or(|d| d.failed == 0 && d.fatal.is_none())
+            && self
+                .download
+                .as_ref()
+                .is_none_or(|d| d.failed == 0 && d.fatal.is_none())
             && self.crawl.as_ref().is_none_or(|c| c.complete)
     }
 }
@@ -138,7 +141,10 @@ pub async fn run(
             };
             (name, serde_json::to_string(&summary).unwrap_or_default())
         }
-        Err(err) => ("error", serde_json::json!({ "error": err.to_string() }).to_string()),
+        Err(err) => (
+            "error",
+            serde_json::json!({ "error": err.to_string() }).to_string(),
+        ),
     };
     let outcome_name = outcome_name.to_owned();
     manifest
@@ -168,12 +174,22 @@ async fn run_phases(
     };
     if settings.phases == Phases::Download {
         progress_tx.send_modify(|p| p.ended = true);
-        let summary =
-            download::download(graph, manifest, &download_options, reporter, cancel, progress_rx).await?;
+        let summary = download::download(
+            graph,
+            manifest,
+            &download_options,
+            reporter,
+            cancel,
+            progress_rx,
+        )
+        .await?;
         return Ok((None, Some(summary)));
     }
 
-    let drive = graph.drive(&settings.drive).await.map_err(Error::from_graph("reading the drive"))?;
+    let drive = graph
+        .drive(&settings.drive)
+        .await
+        .map_err(Error::from_graph("reading the drive"))?;
     let record = DriveRecord {
         drive_id: drive.id.clone(),
         drive_type: drive.drive_type.clone(),
@@ -200,7 +216,14 @@ async fn run_phases(
     }
     // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
     // found (it sees `ended`), and the crawl error is reported after.
-    let download_fut = download::download(graph, manifest, &download_options, reporter, cancel, progress_rx);
+    let download_fut = download::download(
+        graph,
+        manifest,
+        &download_options,
+        reporter,
+        cancel,
+        progress_rx,
+    );
     let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
     let downloaded = downloaded?;
     let crawled = crawled?;

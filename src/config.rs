@@ -6,53 +6,76 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Every key a config file (or a `[profiles.NAME]` table) may set. All optional: a missing key falls back to
-/// the environment or the built-in default.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigValues {
-    /// Backup root folder.
-    pub dest: Option<PathBuf>,
-    /// Manifest file (default: DEST/.odbackup/manifest.sqlite).
-    pub manifest: Option<PathBuf>,
-    /// Microsoft Graph base URL.
-    pub graph_url: Option<String>,
-    /// Microsoft identity platform base URL.
-    pub auth_url: Option<String>,
-    /// Sign-in tenant: common, consumers, organizations or a tenant ID.
-    pub tenant: Option<String>,
-    /// The application (client) ID of your app registration.
-    pub client_id: Option<String>,
-    /// Scopes requested at sign-in.
-    pub scopes: Option<Vec<String>>,
-    /// Which stored sign-in to use.
-    pub account: Option<String>,
-    /// Back up this drive by ID.
-    pub drive_id: Option<String>,
-    /// Back up this user's drive (business), by UPN.
-    pub user: Option<String>,
-    /// Back up this SharePoint site's default library (`host:/sites/name`).
-    pub site: Option<String>,
-    /// Start at this folder path.
-    pub root: Option<String>,
-    /// Start at this special folder.
-    pub special: Option<String>,
-    /// Transfers at once.
-    pub concurrency: Option<usize>,
-    /// Folder listings at once.
-    pub list_concurrency: Option<usize>,
+/// Declares the config keys once: [`ConfigValues`] (a file's top level or one profile) and the file's
+/// top-level table, which has the same keys plus `profiles`. Spelled out rather than `#[serde(flatten)]` so
+/// that `deny_unknown_fields` can point at the offending line.
+macro_rules! config_keys {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        /// Every key a config file (or a `[profiles.NAME]` table) may set. All optional: a missing key falls
+        /// back to the environment or the built-in default.
+        #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub struct ConfigValues {
+            $($(#[$doc])* pub $field: Option<$ty>,)*
+        }
+
+        /// A parsed config file: top-level values plus named profiles.
+        #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub struct ConfigFile {
+            $($(#[$doc])* pub $field: Option<$ty>,)*
+            /// Named profiles (`--profile NAME`), each overriding the top-level values.
+            #[serde(default)]
+            pub profiles: std::collections::BTreeMap<String, ConfigValues>,
+        }
+
+        impl ConfigFile {
+            /// The top-level values.
+            pub fn values(&self) -> ConfigValues {
+                ConfigValues { $($field: self.$field.clone(),)* }
+            }
+        }
+
+        impl ConfigValues {
+            /// `self`'s keys where set, `base`'s otherwise.
+            pub fn over(&self, base: &ConfigValues) -> ConfigValues {
+                ConfigValues { $($field: self.$field.clone().or_else(|| base.$field.clone()),)* }
+            }
+        }
+    };
 }
 
-/// A parsed config file: top-level values plus named profiles.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// Values that apply to every run.
-    #[serde(flatten)]
-    pub values: ConfigValues,
-    /// Named profiles (`--profile NAME`), each overriding the top-level values.
-    #[serde(default)]
-    pub profiles: std::collections::BTreeMap<String, ConfigValues>,
+config_keys! {
+    /// Backup root folder.
+    dest: PathBuf,
+    /// Manifest file (default: DEST/.odbackup/manifest.sqlite).
+    manifest: PathBuf,
+    /// Microsoft Graph base URL.
+    graph_url: String,
+    /// Microsoft identity platform base URL.
+    auth_url: String,
+    /// Sign-in tenant: common, consumers, organizations or a tenant ID.
+    tenant: String,
+    /// The application (client) ID of your app registration.
+    client_id: String,
+    /// Scopes requested at sign-in.
+    scopes: Vec<String>,
+    /// Which stored sign-in to use.
+    account: String,
+    /// Back up this drive by ID.
+    drive_id: String,
+    /// Back up this user's drive (business), by UPN.
+    user: String,
+    /// Back up this SharePoint site's default library (`host:/sites/name`).
+    site: String,
+    /// Start at this folder path.
+    root: String,
+    /// Start at this special folder.
+    special: String,
+    /// Transfers at once.
+    concurrency: usize,
+    /// Folder listings at once.
+    list_concurrency: usize,
 }
 
 /// A config file that could not be used.
@@ -93,9 +116,9 @@ impl ConfigFile {
     /// Parse a config file's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|err| {
-            let line = err
-                .span()
-                .map_or(1, |span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let line = err.span().map_or(1, |span| {
+                text[..span.start.min(text.len())].matches('\n').count() + 1
+            });
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line,
@@ -108,7 +131,9 @@ impl ConfigFile {
     pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Self::default())
+            }
             Err(source) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
@@ -117,38 +142,22 @@ impl ConfigFile {
     }
 
     /// The values in force: a profile's keys over the top-level ones.
-    pub fn effective(&self, profile: Option<&str>, path: &Path) -> Result<ConfigValues, ConfigError> {
+    pub fn effective(
+        &self,
+        profile: Option<&str>,
+        path: &Path,
+    ) -> Result<ConfigValues, ConfigError> {
         let Some(name) = profile else {
-            return Ok(self.values.clone());
+            return Ok(self.values());
         };
-        let Some(p) = self.profiles.get(name) else {
-            return Err(ConfigError::NoProfile {
+        match self.profiles.get(name) {
+            Some(p) => Ok(p.over(&self.values())),
+            None => Err(ConfigError::NoProfile {
                 path: path.to_path_buf(),
                 name: name.to_owned(),
                 known: self.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
-        };
-        let base = &self.values;
-        macro_rules! pick {
-            ($($field:ident),*) => { ConfigValues { $($field: p.$field.clone().or_else(|| base.$field.clone()),)* } };
+            }),
         }
-        Ok(pick!(
-            dest,
-            manifest,
-            graph_url,
-            auth_url,
-            tenant,
-            client_id,
-            scopes,
-            account,
-            drive_id,
-            user,
-            site,
-            root,
-            special,
-            concurrency,
-            list_concurrency
-        ))
     }
 }
 
@@ -179,13 +188,20 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_key_and_line() {
         let text = "dest = \"/b\"\n\nconcurrenyc = 4\n";
-        let err = ConfigFile::parse(text, Path::new("c.toml")).unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("concurrenyc"), "{err}");
+        let err = ConfigFile::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("concurrenyc"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_line() {
-        let err = ConfigFile::parse("concurrency = \"many\"\n", Path::new("c.toml")).unwrap_err().to_string();
+        let err = ConfigFile::parse("concurrency = \"many\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 

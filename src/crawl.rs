@@ -184,7 +184,12 @@ async fn crawl_inner(
             // Ask for more than we can start: the ones already being listed are still in the frontier.
             let limit = want + in_flight.len();
             let entries = manifest.call(move |m| m.frontier(crawl_id, limit)).await?;
-            for entry in entries.into_iter().filter(|e| !in_flight.contains(&e.folder_id)).take(want) {
+            let fresh: Vec<FrontierEntry> = entries
+                .into_iter()
+                .filter(|e| !in_flight.contains(&e.folder_id))
+                .take(want)
+                .collect();
+            for entry in fresh {
                 in_flight.insert(entry.folder_id.clone());
                 let graph = graph.clone();
                 let manifest = manifest.clone();
@@ -194,9 +199,10 @@ async fn crawl_inner(
                 let cancel = cancel.clone();
                 tasks.spawn(async move {
                     let id = entry.folder_id.clone();
-                    let outcome =
-                        list_folder(&graph, &manifest, &drive, crawl_id, entry, &*reporter, &progress, &cancel)
-                            .await;
+                    let outcome = list_folder(
+                        &graph, &manifest, &drive, crawl_id, entry, &*reporter, &progress, &cancel,
+                    )
+                    .await;
                     (id, outcome)
                 });
             }
@@ -239,7 +245,10 @@ async fn crawl_inner(
 async fn cancel_and_drain(tasks: &mut JoinSet<(ItemId, Result<FolderOutcome, CrawlError>)>) {
     // Listings stop at a page boundary; give them a moment, then abort whatever is left.
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
         tasks.abort_all();
     }
 }
@@ -267,7 +276,10 @@ async fn list_folder(
         if cancel.is_cancelled() {
             return Ok(FolderOutcome::Interrupted { items: items_seen });
         }
-        let page = match graph.children(drive, &entry.folder_id, cursor.as_deref()).await {
+        let page = match graph
+            .children(drive, &entry.folder_id, cursor.as_deref())
+            .await
+        {
             Ok(page) => page,
             Err(err) if is_folder_specific(&err) => {
                 // This folder (a Personal Vault, a share we lost access to, …) is refused; the rest of the
@@ -288,10 +300,11 @@ async fn list_folder(
             }
         };
         let rows: Vec<NewItem> = page
-            .items
+            .value
             .iter()
             .map(|item| {
-                let path = child_remote_path(&entry.folder_path, item.name.as_deref().unwrap_or_default());
+                let path =
+                    child_remote_path(&entry.folder_path, item.name.as_deref().unwrap_or_default());
                 let local = child_path(
                     &entry.folder_local_path,
                     &safe_name(item.name.as_deref().unwrap_or_default(), item.id.as_str()).name,
@@ -308,7 +321,9 @@ async fn list_folder(
             items: rows,
             next_link: page.next_link.clone(),
         };
-        manifest.call(move |m| m.commit_page(crawl_id, &commit)).await?;
+        manifest
+            .call(move |m| m.commit_page(crawl_id, &commit))
+            .await?;
         progress.send_modify(|p| p.pages += 1);
         reporter.event(&Event::PageListed {
             items: count,
@@ -326,11 +341,17 @@ fn is_folder_specific(err: &GraphError) -> bool {
     matches!(err.status(), Some(400 | 403 | 404)) && !err.is_auth()
 }
 
-async fn resolve_scope(graph: &GraphClient, drive: &DriveId, scope: &Scope) -> Result<DriveItem, CrawlError> {
+async fn resolve_scope(
+    graph: &GraphClient,
+    drive: &DriveId,
+    scope: &Scope,
+) -> Result<DriveItem, CrawlError> {
     let (item, label) = match scope {
         Scope::Root => (graph.root(drive).await, "the drive root".to_owned()),
         Scope::Path(path) => (
-            graph.item_by_path(drive, &normalize_remote_path(path)).await,
+            graph
+                .item_by_path(drive, &normalize_remote_path(path))
+                .await,
             format!("path {path}"),
         ),
         Scope::Special(name) => (
@@ -406,12 +427,13 @@ fn parent_of(item: &DriveItem) -> Option<ItemId> {
 
 /// Photo extensions recognised when the service sent no photo facet (it often doesn't for RAW and HEIC).
 const PHOTO_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "heic", "heif", "png", "gif", "tif", "tiff", "bmp", "webp", "dng", "cr2", "cr3", "nef", "arw",
-    "orf", "rw2", "raf", "srw", "avif", "jxl",
+    "jpg", "jpeg", "heic", "heif", "png", "gif", "tif", "tiff", "bmp", "webp", "dng", "cr2", "cr3",
+    "nef", "arw", "orf", "rw2", "raf", "srw", "avif", "jxl",
 ];
 /// Video extensions recognised when the service sent no video facet.
 const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "mov", "m4v", "avi", "mkv", "3gp", "3g2", "wmv", "mts", "m2ts", "webm", "mpg", "mpeg", "hevc",
+    "mp4", "mov", "m4v", "avi", "mkv", "3gp", "3g2", "wmv", "mts", "m2ts", "webm", "mpg", "mpeg",
+    "hevc",
 ];
 
 /// Photo, video or other, by facet first and extension second.
@@ -422,7 +444,10 @@ pub fn media_kind(name: &str, has_photo: bool, has_video: bool) -> MediaKind {
     if has_photo {
         return MediaKind::Photo;
     }
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     if PHOTO_EXTENSIONS.contains(&ext.as_str()) {
         MediaKind::Photo
     } else if VIDEO_EXTENSIONS.contains(&ext.as_str()) {
@@ -450,7 +475,9 @@ pub fn to_new_item(
             .unwrap_or_else(|| "unknown".to_owned());
         (
             ItemKind::Package,
-            Some(format!("{kind} package: the service offers no download for it")),
+            Some(format!(
+                "{kind} package: the service offers no download for it"
+            )),
         )
     } else if item.remote_item.is_some() {
         (
@@ -526,14 +553,23 @@ mod tests {
     #[test]
     fn scope_keys_are_stable_and_normalised() {
         assert_eq!(Scope::Root.key(), "root");
-        assert_eq!(Scope::Path("Pictures/2021/".into()).key(), "path:/Pictures/2021");
-        assert_eq!(Scope::Special("CameraRoll".into()).key(), "special:cameraroll");
+        assert_eq!(
+            Scope::Path("Pictures/2021/".into()).key(),
+            "path:/Pictures/2021"
+        );
+        assert_eq!(
+            Scope::Special("CameraRoll".into()).key(),
+            "special:cameraroll"
+        );
     }
 
     #[test]
     fn parent_reference_paths_are_decoded() {
         assert_eq!(parent_path_from_reference("/drive/root:"), "/");
-        assert_eq!(parent_path_from_reference("/drives/abc/root:/My%20Pictures/x"), "/My Pictures/x");
+        assert_eq!(
+            parent_path_from_reference("/drives/abc/root:/My%20Pictures/x"),
+            "/My Pictures/x"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub enum Error {
     #[error("no access token: set ODBACKUP_ACCESS_TOKEN to a Microsoft Graph bearer token")]
     NoCredentials,
     /// A command that reads the manifest was pointed at a destination without one.
-    #[error("no manifest at {path}: run `odbackup crawl` or `odbackup backup` with this --dest first")]
+    #[error(
+        "no manifest at {path}: run `odbackup crawl` or `odbackup backup` with this --dest first"
+    )]
     NoManifest {
         /// Where it was looked for.
         path: PathBuf,

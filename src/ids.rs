@@ -6,11 +6,17 @@
 use std::fmt;
 
 /// A drive's ID as the service gave it (`b!…` on business, 16 hex digits on personal).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(transparent)]
 pub struct DriveId(pub String);
 
 /// An item's ID, unique only within its drive.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(transparent)]
 pub struct ItemId(pub String);
 
 macro_rules! string_id {

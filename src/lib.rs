@@ -1,6 +1,56 @@
-//! odbackup: back up a Microsoft OneDrive to local disk.
+//! odbackup: back up a Microsoft OneDrive (personal, business, SharePoint) to local disk.
+//!
+//! ```text
+//!   cli ──► app (one run: settings, auth, lock, reporter)
+//!             │
+//!             ├─► crawl ──► graph::children pages ──► manifest::commit_page (one transaction per page)
+//!             │               ▲ the folder frontier lives in the manifest, so a crawl resumes
+//!             │
+//!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::content_url ─► graph::download
+//!                                │                                        (302 → pre-authenticated URL, Range)
+//!                                │   stream ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
+//!                                ▼
+//!                          manifest::mark_done / mark_failed (attempts, class, message)
+//! ```
+//!
+//! `graph` knows HTTP and JSON but nothing of SQLite; `manifest` knows SQLite but nothing of HTTP; `crawl`
+//! and `download` are plain async functions over those two seams and never print: progress goes through
+//! [`progress::Reporter`], and only the binary's `cli` module draws or prints.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), odbackup::Error> {
+//! use std::sync::Arc;
+//! use odbackup::app::{self, Phases, RunSettings};
+//! let dest = std::path::PathBuf::from("/backup/onedrive");
+//! let settings = RunSettings {
+//!     manifest: app::default_manifest_path(&dest),
+//!     dest,
+//!     graph: odbackup::graph::GraphOptions::default(),
+//!     access_token: std::env::var("ODBACKUP_ACCESS_TOKEN").ok(),
+//!     drive: odbackup::graph::DriveSelector::Me,
+//!     scope: odbackup::crawl::Scope::Special("cameraroll".into()),
+//!     list_concurrency: 8,
+//!     concurrency: 8,
+//!     phases: Phases::Backup,
+//! };
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! let summary = app::run(&settings, Arc::new(odbackup::progress::NoopReporter), &cancel).await?;
+//! assert!(summary.all_done());
+//! # Ok(()) }
+//! ```
+
+pub mod app;
 pub mod auth;
+pub mod config;
+pub mod crawl;
+pub mod download;
+mod error;
 pub mod graph;
 pub mod hash;
 pub mod ids;
+pub mod localpath;
 pub mod manifest;
+pub mod progress;
+pub mod shared;
+
+pub use error::{Error, ErrorKind};

@@ -60,7 +60,11 @@ pub fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
         }
     }
     if out.is_empty() || out.chars().all(|c| c == '.') && out.len() <= 2 {
-        out = if out.is_empty() { "%00".to_owned() } else { out.replace('.', "%2E") };
+        out = if out.is_empty() {
+            "%00".to_owned()
+        } else {
+            out.replace('.', "%2E")
+        };
         changed = true;
     }
     if changed || out.len() > MAX_NAME_BYTES {
@@ -149,7 +153,15 @@ mod tests {
 
     #[test]
     fn plain_names_pass_through_unchanged() {
-        for name in ["a.jpg", "Foo Bar (1).heic", "日本語.png", "😀.mp4", ".hidden", "100% done", "..."] {
+        for name in [
+            "a.jpg",
+            "Foo Bar (1).heic",
+            "日本語.png",
+            "😀.mp4",
+            ".hidden",
+            "100% done",
+            "...",
+        ] {
             let safe = safe_name(name, "id");
             assert_eq!(safe.name, name);
             assert!(!safe.changed);
@@ -193,7 +205,10 @@ mod tests {
     #[test]
     fn join_under_refuses_escapes() {
         let dest = Path::new("/dest");
-        assert_eq!(join_under(dest, "a/b.jpg").unwrap(), Path::new("/dest/a/b.jpg"));
+        assert_eq!(
+            join_under(dest, "a/b.jpg").unwrap(),
+            Path::new("/dest/a/b.jpg")
+        );
         for bad in ["../x", "a/../../x", "a/./b", "/abs"] {
             let joined = join_under(dest, bad);
             if bad == "/abs" {

@@ -27,7 +27,9 @@ impl SharedManifest {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock poisons it; the connection itself is still consistent (every
             // write is a transaction), so carry on with it.
-            let mut guard = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut guard)
         })
         .await

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use odbackup::app::{self, Phases, RunSettings, RunSummary};
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
-use odbackup::download::DEFAULT_CONCURRENCY;
 use odbackup::crawl::Scope;
+use odbackup::download::DEFAULT_CONCURRENCY;
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::ids::DriveId;
 use odbackup::progress::Reporter;
@@ -32,7 +32,10 @@ pub enum Outcome {
 
 /// Run the parsed command line.
 pub fn run(args: Args) -> Outcome {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             render::error_line(&format!("could not start the async runtime: {err}"));
@@ -44,19 +47,39 @@ pub fn run(args: Args) -> Outcome {
         let file = load_config(args.config.as_deref(), args.profile.as_deref())?;
         match args.command {
             Command::Crawl { remote, json } => {
-                run_job(remote_settings(&remote, &file, Phases::Crawl, None), json, quiet).await
+                run_job(
+                    remote_settings(&remote, &file, Phases::Crawl, None),
+                    json,
+                    quiet,
+                )
+                .await
             }
             Command::Backup {
                 remote,
                 concurrency,
                 json,
-            } => run_job(remote_settings(&remote, &file, Phases::Backup, concurrency), json, quiet).await,
+            } => {
+                run_job(
+                    remote_settings(&remote, &file, Phases::Backup, concurrency),
+                    json,
+                    quiet,
+                )
+                .await
+            }
             Command::Download {
                 common,
                 concurrency,
                 json,
             } => {
-                let settings = settings(&common, &file, Phases::Download, concurrency, DriveSelector::Me, Scope::Root, None);
+                let settings = settings(
+                    &common,
+                    &file,
+                    Phases::Download,
+                    concurrency,
+                    DriveSelector::Me,
+                    Scope::Root,
+                    None,
+                );
                 run_job(settings, json, quiet).await
             }
             Command::Status { dest, json } => {
@@ -92,10 +115,15 @@ fn load_config(path: Option<&Path>, profile: Option<&str>) -> Result<ConfigValue
         },
     };
     let file = ConfigFile::load(&path, required).map_err(|e| Error::Usage(e.to_string()))?;
-    file.effective(profile, &path).map_err(|e| Error::Usage(e.to_string()))
+    file.effective(profile, &path)
+        .map_err(|e| Error::Usage(e.to_string()))
 }
 
-async fn run_job(settings: Result<RunSettings, Error>, json: bool, quiet: bool) -> Result<Outcome, Error> {
+async fn run_job(
+    settings: Result<RunSettings, Error>,
+    json: bool,
+    quiet: bool,
+) -> Result<Outcome, Error> {
     let settings = settings?;
     let cancel = CancellationToken::new();
     spawn_interrupt_handler(cancel.clone());
@@ -133,7 +161,9 @@ fn spawn_interrupt_handler(cancel: CancellationToken) {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        render::note("interrupted: finishing in-flight work and saving state (Ctrl-C again to quit at once)");
+        render::note(
+            "interrupted: finishing in-flight work and saving state (Ctrl-C again to quit at once)",
+        );
         cancel.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             render::note("interrupted again: quitting now; re-run the same command to resume");
@@ -165,7 +195,9 @@ fn remote_settings(
     let special = remote.special.clone().or_else(|| file.special.clone());
     let scope = match (root, special) {
         (Some(_), Some(_)) => {
-            return Err(Error::Usage("give either a root path or a special folder, not both".to_owned()));
+            return Err(Error::Usage(
+                "give either a root path or a special folder, not both".to_owned(),
+            ));
         }
         (Some(path), None) => Scope::Path(path),
         (None, Some(name)) => Scope::Special(name),
@@ -176,7 +208,15 @@ fn remote_settings(
         .clone()
         .or_else(|| file.drive_id.clone())
         .map_or(DriveSelector::Me, |id| DriveSelector::Id(DriveId::from(id)));
-    settings(&remote.common, file, phases, concurrency, drive, scope, remote.list_concurrency)
+    settings(
+        &remote.common,
+        file,
+        phases,
+        concurrency,
+        drive,
+        scope,
+        remote.list_concurrency,
+    )
 }
 
 fn settings(
@@ -196,16 +236,28 @@ fn settings(
     let url = url::Url::parse(&graph_url)
         .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!("graph URL must be http(s), not {}", url.scheme())));
+        return Err(Error::Usage(format!(
+            "graph URL must be http(s), not {}",
+            url.scheme()
+        )));
     }
     let graph = GraphOptions {
         base_url: graph_url.trim_end_matches('/').to_owned(),
         ..GraphOptions::default()
     };
-    let access_token = std::env::var("ODBACKUP_ACCESS_TOKEN").ok().filter(|t| !t.trim().is_empty());
-    let concurrency = bounded("concurrency", concurrency.or(file.concurrency), DEFAULT_CONCURRENCY)?;
-    let list_concurrency =
-        bounded("list_concurrency", list_concurrency.or(file.list_concurrency), DEFAULT_LIST_CONCURRENCY)?;
+    let access_token = std::env::var("ODBACKUP_ACCESS_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let concurrency = bounded(
+        "concurrency",
+        concurrency.or(file.concurrency),
+        DEFAULT_CONCURRENCY,
+    )?;
+    let list_concurrency = bounded(
+        "list_concurrency",
+        list_concurrency.or(file.list_concurrency),
+        DEFAULT_LIST_CONCURRENCY,
+    )?;
     Ok(RunSettings {
         manifest: manifest_path(&common.dest, file)?,
         dest: dest_of(&common.dest, file)?,
@@ -223,6 +275,8 @@ fn bounded(key: &str, value: Option<usize>, default: usize) -> Result<usize, Err
     match value {
         None => Ok(default),
         Some(n @ 1..=64) => Ok(n),
-        Some(n) => Err(Error::Usage(format!("{key} must be between 1 and 64, not {n}"))),
+        Some(n) => Err(Error::Usage(format!(
+            "{key} must be between 1 and 64, not {n}"
+        ))),
     }
 }

@@ -52,14 +52,16 @@ pub enum Command {
         json: bool,
     },
     /// Download every pending or previously failed file of the manifest.
-    #[command(after_help = "Examples:\n  odbackup download --dest ~/OneDriveBackup\n  \
-        odbackup download --dest ~/OneDriveBackup --concurrency 4")]
+    #[command(
+        after_help = "Examples:\n  odbackup download --dest ~/OneDriveBackup\n  \
+        odbackup download --dest ~/OneDriveBackup --concurrency 4"
+    )]
     Download {
         /// Where the backup lives and how to reach Graph.
         #[command(flatten)]
         common: CommonArgs,
         /// Transfers at once.
-        #[arg(long, env = "ODBACKUP_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
@@ -67,21 +69,25 @@ pub enum Command {
     },
     /// Crawl and download in one run (downloads start while the crawl is listing). Re-run the same
     /// command to retry failures and pick up what is new.
-    #[command(after_help = "Examples:\n  odbackup backup --dest ~/OneDriveBackup\n  \
-        odbackup backup --dest ~/CameraRoll --special cameraroll --concurrency 12")]
+    #[command(
+        after_help = "Examples:\n  odbackup backup --dest ~/OneDriveBackup\n  \
+        odbackup backup --dest ~/CameraRoll --special cameraroll --concurrency 12"
+    )]
     Backup {
         /// Where and which part of the drive.
         #[command(flatten)]
         remote: RemoteArgs,
         /// Transfers at once.
-        #[arg(long, env = "ODBACKUP_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Counts of folders, files and bytes by state, and the last run.
-    #[command(after_help = "Examples:\n  odbackup status --dest ~/OneDriveBackup\n  odbackup status --dest ~/OneDriveBackup --json")]
+    #[command(
+        after_help = "Examples:\n  odbackup status --dest ~/OneDriveBackup\n  odbackup status --dest ~/OneDriveBackup --json"
+    )]
     Status {
         /// Where the backup lives.
         #[command(flatten)]
@@ -91,7 +97,9 @@ pub enum Command {
         json: bool,
     },
     /// Every file that failed, with its error class, status code and message.
-    #[command(after_help = "Examples:\n  odbackup failures --dest ~/OneDriveBackup\n  odbackup failures --dest ~/OneDriveBackup --json")]
+    #[command(
+        after_help = "Examples:\n  odbackup failures --dest ~/OneDriveBackup\n  odbackup failures --dest ~/OneDriveBackup --json"
+    )]
     Failures {
         /// Where the backup lives.
         #[command(flatten)]
@@ -135,12 +143,17 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "ID")]
     pub drive_id: Option<String>,
     /// Start at this folder (a path from the drive root, e.g. /Pictures/2021).
-    #[arg(long, env = "ODBACKUP_ROOT", value_name = "PATH", conflicts_with = "special")]
+    #[arg(
+        long,
+        env = "ODBACKUP_ROOT",
+        value_name = "PATH",
+        conflicts_with = "special"
+    )]
     pub root: Option<String>,
     /// Start at a special folder: photos, cameraroll, documents or music.
     #[arg(long, value_name = "NAME", value_parser = ["photos", "cameraroll", "documents", "music"])]
     pub special: Option<String>,
     /// Folders listed at once.
-    #[arg(long, env = "ODBACKUP_LIST_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    #[arg(long, env = "ODBACKUP_LIST_CONCURRENCY")]
     pub list_concurrency: Option<usize>,
 }

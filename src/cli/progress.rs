@@ -32,10 +32,8 @@ impl Display {
         crawl.enable_steady_tick(Duration::from_millis(200));
         let files = multi.add(ProgressBar::new(0));
         files.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} files  ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("{bar:30} {pos}/{len} files  ETA {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Self {
             bars: Some(Arc::new(Bars { crawl, files })),
@@ -63,8 +61,10 @@ impl Reporter for Bars {
     fn event(&self, event: &Event<'_>) {
         match event {
             Event::CrawlStarted { scope, resumed } => {
-                self.crawl
-                    .set_message(format!("{scope}{}", if *resumed { " (resuming)" } else { "" }));
+                self.crawl.set_message(format!(
+                    "{scope}{}",
+                    if *resumed { " (resuming)" } else { "" }
+                ));
             }
             Event::PageListed { items, .. } => self.crawl.inc(*items as u64),
             Event::CrawlFinished { .. } => self.crawl.finish_with_message("done"),
@@ -75,7 +75,9 @@ impl Reporter for Bars {
                 self.files.inc(1);
                 self.files.println(format!("failed ({class}): {path}"));
             }
-            Event::Throttled { wait } => self.files.set_message(format!("throttled, waiting {}s", wait.as_secs())),
+            Event::Throttled { wait } => self
+                .files
+                .set_message(format!("throttled, waiting {}s", wait.as_secs())),
         }
     }
 }

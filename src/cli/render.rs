@@ -50,9 +50,21 @@ pub fn summary(summary: &RunSummary, json: bool) {
             c.folders_listed,
             c.items_seen,
             if c.resumed { " (resumed)" } else { "" },
-            if c.folders_refused > 0 { format!(", {} folders refused", c.folders_refused) } else { String::new() },
-            if c.marked_deleted > 0 { format!(", {} gone from the drive (kept locally)", c.marked_deleted) } else { String::new() },
-            if c.complete { "" } else { ", not finished: re-run to resume" },
+            if c.folders_refused > 0 {
+                format!(", {} folders refused", c.folders_refused)
+            } else {
+                String::new()
+            },
+            if c.marked_deleted > 0 {
+                format!(", {} gone from the drive (kept locally)", c.marked_deleted)
+            } else {
+                String::new()
+            },
+            if c.complete {
+                ""
+            } else {
+                ", not finished: re-run to resume"
+            },
         ));
     }
     if let Some(d) = &summary.download {
@@ -67,7 +79,10 @@ pub fn summary(summary: &RunSummary, json: bool) {
             human_bytes((d.bytes as f64 / secs) as u64),
         ));
         if d.requeued > 0 {
-            out.push_str(&format!("  {} files marked done were missing or changed on disk and were fetched again\n", d.requeued));
+            out.push_str(&format!(
+                "  {} files marked done were missing or changed on disk and were fetched again\n",
+                d.requeued
+            ));
         }
         for (class, n) in &d.failures_by_class {
             out.push_str(&format!("  {n} failed: {class}\n"));
@@ -79,7 +94,9 @@ pub fn summary(summary: &RunSummary, json: bool) {
             }
         }
         if d.failed > 0 {
-            out.push_str("see `odbackup failures --dest …` for details; re-run the same command to retry\n");
+            out.push_str(
+                "see `odbackup failures --dest …` for details; re-run the same command to retry\n",
+            );
         }
     }
     if summary.interrupted {
@@ -108,13 +125,27 @@ pub fn failures(rows: &[FailureRow], json: bool) {
         let _ = writeln!(out, "no failures");
         return;
     }
-    let _ = writeln!(out, "{:<16} {:>6} {:>8}  {}", "CLASS", "HTTP", "ATTEMPTS", "PATH / MESSAGE");
+    let _ = writeln!(
+        out,
+        "{:<16} {:>6} {:>8}  {}",
+        "CLASS", "HTTP", "ATTEMPTS", "PATH / MESSAGE"
+    );
     for row in rows {
-        let status = row.http_status.map_or_else(|| "-".to_owned(), |s| s.to_string());
-        let _ = writeln!(out, "{:<16} {:>6} {:>8}  {}", row.class, status, row.attempts, row.remote_path);
+        let status = row
+            .http_status
+            .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "{:<16} {:>6} {:>8}  {}",
+            row.class, status, row.attempts, row.remote_path
+        );
         let _ = writeln!(out, "{:<33}  {}", "", row.message);
     }
-    let _ = writeln!(out, "{} failed; re-run the same backup or download command to retry them", rows.len());
+    let _ = writeln!(
+        out,
+        "{} failed; re-run the same backup or download command to retry them",
+        rows.len()
+    );
 }
 
 /// `1536` → `1.5 KiB`.
@@ -126,5 +157,9 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -88,7 +88,9 @@ pub async fn download(
     let mut after = 0i64;
     'schedule: loop {
         let crawl_ended = crawl.borrow_and_update().ended;
-        let jobs = manifest.call(move |m| m.downloadable_after(after, BATCH)).await?;
+        let jobs = manifest
+            .call(move |m| m.downloadable_after(after, BATCH))
+            .await?;
         if jobs.is_empty() {
             if crawl_ended {
                 break;
@@ -120,7 +122,8 @@ pub async fn download(
             let reporter = Arc::clone(&reporter);
             let transfer_cancel = stop.clone();
             tasks.spawn(async move {
-                let outcome = transfer::transfer(&graph, &dest, &job, &*reporter, &transfer_cancel).await;
+                let outcome =
+                    transfer::transfer(&graph, &dest, &job, &*reporter, &transfer_cancel).await;
                 drop(permit);
                 (job, outcome)
             });
@@ -167,7 +170,9 @@ async fn record(
                 bytes: job.size,
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
-            manifest.call(move |m| m.mark_done(&drive, &item, &done)).await?;
+            manifest
+                .call(move |m| m.mark_done(&drive, &item, &done))
+                .await?;
             reporter.event(&Event::FileDone {
                 path: &job.remote_path,
                 bytes: job.size,
@@ -197,7 +202,9 @@ async fn record(
                 attempts: failure.attempts,
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
-            manifest.call(move |m| m.mark_failed(&drive, &item, &record)).await?;
+            manifest
+                .call(move |m| m.mark_failed(&drive, &item, &record))
+                .await?;
         }
         TransferOutcome::Interrupted => {}
     }
@@ -205,11 +212,16 @@ async fn record(
 }
 
 /// Files the manifest calls done but that are missing or of the wrong size on disk go back to pending.
-async fn requeue_missing(manifest: &SharedManifest, options: &DownloadOptions) -> Result<u64, ManifestError> {
+async fn requeue_missing(
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+) -> Result<u64, ManifestError> {
     let mut after = 0i64;
     let mut requeued = 0u64;
     loop {
-        let rows = manifest.call(move |m| m.done_files_after(after, 4096)).await?;
+        let rows = manifest
+            .call(move |m| m.done_files_after(after, 4096))
+            .await?;
         let Some(last) = rows.last() else { break };
         after = last.rowid;
         let dest = options.dest.clone();
@@ -234,7 +246,10 @@ async fn requeue_missing(manifest: &SharedManifest, options: &DownloadOptions) -
 }
 
 /// Mirror every known folder, empty ones included.
-async fn create_folders(manifest: &SharedManifest, options: &DownloadOptions) -> Result<(), ManifestError> {
+async fn create_folders(
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+) -> Result<(), ManifestError> {
     let mut after = 0i64;
     loop {
         let rows = manifest.call(move |m| m.folders_after(after, 4096)).await?;

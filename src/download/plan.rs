@@ -70,12 +70,54 @@ mod tests {
         };
         let cases = [
             (100, none, Action::Fetch),
-            (100, LocalState { final_len: Some(100), ..none }, Action::CheckExisting),
-            (100, LocalState { final_len: Some(99), ..none }, Action::Fetch),
-            (100, LocalState { part_len: Some(40), ..none }, Action::Resume(40)),
-            (100, LocalState { part_len: Some(100), ..none }, Action::Resume(100)),
-            (100, LocalState { part_len: Some(0), ..none }, Action::Fetch),
-            (100, LocalState { part_len: Some(140), ..none }, Action::Fetch),
+            (
+                100,
+                LocalState {
+                    final_len: Some(100),
+                    ..none
+                },
+                Action::CheckExisting,
+            ),
+            (
+                100,
+                LocalState {
+                    final_len: Some(99),
+                    ..none
+                },
+                Action::Fetch,
+            ),
+            (
+                100,
+                LocalState {
+                    part_len: Some(40),
+                    ..none
+                },
+                Action::Resume(40),
+            ),
+            (
+                100,
+                LocalState {
+                    part_len: Some(100),
+                    ..none
+                },
+                Action::Resume(100),
+            ),
+            (
+                100,
+                LocalState {
+                    part_len: Some(0),
+                    ..none
+                },
+                Action::Fetch,
+            ),
+            (
+                100,
+                LocalState {
+                    part_len: Some(140),
+                    ..none
+                },
+                Action::Fetch,
+            ),
             (
                 100,
                 LocalState {
@@ -84,7 +126,14 @@ mod tests {
                 },
                 Action::Resume(50),
             ),
-            (0, LocalState { final_len: Some(0), ..none }, Action::CheckExisting),
+            (
+                0,
+                LocalState {
+                    final_len: Some(0),
+                    ..none
+                },
+                Action::CheckExisting,
+            ),
         ];
         for (size, local, want) in cases {
             assert_eq!(plan(size, local), want, "{size} {local:?}");

@@ -75,7 +75,13 @@ pub async fn transfer(
     let local_path = job.local_path.clone().unwrap_or_default();
     let target = match join_under(dest, &local_path) {
         Ok(t) if local_path.is_empty() => {
-            return failed(FailureClass::Path, None, format!("no local path for {t:?}"), 0, false);
+            return failed(
+                FailureClass::Path,
+                None,
+                format!("no local path for {t:?}"),
+                0,
+                false,
+            );
         }
         Ok(t) => t,
         Err(err) => return failed(FailureClass::Path, None, err.to_string(), 0, false),
@@ -86,7 +92,12 @@ pub async fn transfer(
         sha1: job.sha1.clone(),
     };
     let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
-    let part = part_path(&target, job.drive_id.as_str(), job.item_id.as_str(), version);
+    let part = part_path(
+        &target,
+        job.drive_id.as_str(),
+        job.item_id.as_str(),
+        version,
+    );
     if let Some(parent) = target.parent() {
         if let Err(err) = tokio::fs::create_dir_all(parent).await {
             return disk_failure(&err, parent, 0);
@@ -160,7 +171,9 @@ pub async fn transfer(
                 start = file_len(&part).await.unwrap_or(0);
                 continue;
             }
-            Err(StepError::Network(err)) if err.is_transient() && network_retries < MAX_NETWORK_RETRIES => {
+            Err(StepError::Network(err))
+                if err.is_transient() && network_retries < MAX_NETWORK_RETRIES =>
+            {
                 network_retries += 1;
                 tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
                 start = file_len(&part).await.unwrap_or(0);
@@ -174,6 +187,16 @@ pub async fn transfer(
                     err.to_string(),
                     attempts,
                     class == FailureClass::Auth,
+                );
+            }
+            Err(StepError::TooLong) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return failed(
+                    FailureClass::SizeMismatch,
+                    None,
+                    format!("the server sent more than the listed {} bytes", job.size),
+                    attempts,
+                    false,
                 );
             }
             Err(StepError::RangeRefused) => {
@@ -211,6 +234,8 @@ pub async fn transfer(
 
 enum StepError {
     UrlExpired,
+    /// The server sent more bytes than the listing's size.
+    TooLong,
     RangeRefused,
     Network(GraphError),
     Disk(std::io::Error, PathBuf),
@@ -243,7 +268,12 @@ async fn fetch_into_part(
         return Ok(Some(hasher.finish()));
     }
     if url.is_none() {
-        *url = Some(graph.content_url(&job.drive_id, &job.item_id).await.map_err(StepError::Network)?);
+        *url = Some(
+            graph
+                .content_url(&job.drive_id, &job.item_id)
+                .await
+                .map_err(StepError::Network)?,
+        );
     }
     let current = url.as_ref().expect("set above");
     let response = match graph.download(current, written).await {
@@ -264,10 +294,14 @@ async fn fetch_into_part(
         .open(part)
         .await
         .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
-    file.set_len(written).await.map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    file.set_len(written)
+        .await
+        .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
     let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     if written > 0 {
-        file.seek_to_end().await.map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+        file.seek_to_end()
+            .await
+            .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
     }
     let mut body = response.body;
     let mut outcome = Ok(());
@@ -282,7 +316,7 @@ async fn fetch_into_part(
             Some(Ok(bytes)) => {
                 if written + bytes.len() as u64 > job.size {
                     // Longer than listed: keep only what can be right, the check below will fail it.
-                    outcome = Err(Some(StepError::Network(GraphError::BodyTooLong { expected: job.size })));
+                    outcome = Err(Some(StepError::TooLong));
                     break;
                 }
                 hasher.update(&bytes);
@@ -323,7 +357,10 @@ trait SeekToEnd {
 impl SeekToEnd for tokio::io::BufWriter<tokio::fs::File> {
     async fn seek_to_end(&mut self) -> std::io::Result<()> {
         use tokio::io::AsyncSeekExt as _;
-        self.get_mut().seek(std::io::SeekFrom::End(0)).await.map(|_| ())
+        self.get_mut()
+            .seek(std::io::SeekFrom::End(0))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -379,7 +416,13 @@ fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOut
     } else {
         FailureClass::Disk
     };
-    failed(class, None, format!("{}: {err}", path.display()), attempts, fatal)
+    failed(
+        class,
+        None,
+        format!("{}: {err}", path.display()),
+        attempts,
+        fatal,
+    )
 }
 
 async fn file_len(path: &Path) -> Option<u64> {
@@ -391,7 +434,11 @@ async fn file_len(path: &Path) -> Option<u64> {
 }
 
 /// Hash the first `limit` bytes of a file (all of it with `u64::MAX`) on the blocking pool.
-async fn hash_prefix(path: &Path, limit: u64, with_sha1: bool) -> std::io::Result<(u64, ContentHasher)> {
+async fn hash_prefix(
+    path: &Path,
+    limit: u64,
+    with_sha1: bool,
+) -> std::io::Result<(u64, ContentHasher)> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path)?.take(limit);
@@ -412,7 +459,11 @@ async fn hash_prefix(path: &Path, limit: u64, with_sha1: bool) -> std::io::Resul
     .map_err(std::io::Error::other)?
 }
 
-async fn hash_file(path: &Path, limit: u64, with_sha1: bool) -> std::io::Result<(u64, ContentDigest)> {
+async fn hash_file(
+    path: &Path,
+    limit: u64,
+    with_sha1: bool,
+) -> std::io::Result<(u64, ContentDigest)> {
     let (len, hasher) = hash_prefix(path, limit, with_sha1).await?;
     Ok((len, hasher.finish()))
 }
@@ -428,6 +479,8 @@ fn set_mtime(path: &Path, modified_at: Option<&str>) {
                 tracing::warn!(path = %path.display(), error = %err, "could not set the modification time");
             }
         }
-        Err(err) => tracing::warn!(path = %path.display(), date = text, error = %err, "unparsable modification time"),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), date = text, error = %err, "unparsable modification time")
+        }
     }
 }

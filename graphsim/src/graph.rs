@@ -1,0 +1,1246 @@
+//! The Graph API host (`/v1.0/...`): routing, bearer check, items, children, delta and `/content`.
+//!
+//! Route shapes follow graph-notes §1: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
+//! `items/{id}`, `items/{id}:/rel:`, `special/{name}`, each with an optional `/children`,
+//! `/content` or `/delta`. Paths are split on the raw `/` first and percent-decoded per segment,
+//! so a name holding an encoded `/` stays one segment.
+
+// Helpers return the error *answer* as `Err`: built at most once per request, so its size is moot.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use base64::Engine as _;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, LOCATION};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value, json};
+
+use crate::content::{fnv1a, mix};
+use crate::server::{SimBody, enc_query, enc_segment, failure_response, graph_error, set_header};
+use crate::state::{InFlight, RequestKind, Shared, Which};
+use crate::tree::{Flavour, Item, Kind, World};
+use crate::{DEFAULT_TOKEN, time};
+
+/// Which drive a route names.
+#[derive(Clone, Debug)]
+enum DriveRef {
+    Me,
+    Id(String),
+}
+
+/// The item a route starts from.
+#[derive(Clone, Debug)]
+enum Base {
+    Root,
+    Id(String),
+    Special(String),
+}
+
+/// What is asked of the item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Get,
+    Children,
+    Content,
+    Delta,
+}
+
+#[derive(Clone, Debug)]
+enum Route {
+    Me,
+    Drives,
+    Drive(DriveRef),
+    Item {
+        drive: DriveRef,
+        base: Base,
+        rel: Vec<String>,
+        op: Op,
+    },
+    Unknown,
+}
+
+impl Route {
+    fn kind(&self) -> RequestKind {
+        match self {
+            Route::Me => RequestKind::Me,
+            Route::Drives | Route::Drive(_) => RequestKind::Drive,
+            Route::Item { op: Op::Get, .. } => RequestKind::Item,
+            Route::Item {
+                op: Op::Children, ..
+            } => RequestKind::Children,
+            Route::Item {
+                op: Op::Content, ..
+            } => RequestKind::Content,
+            Route::Item { op: Op::Delta, .. } => RequestKind::Delta,
+            Route::Unknown => RequestKind::Other,
+        }
+    }
+}
+
+fn decode(seg: &str) -> Option<String> {
+    percent_decode_str(seg)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// Splits `s` at its first `/` or `:`: (head, rest starting with the delimiter).
+fn take_segment(s: &str) -> (&str, &str) {
+    let end = s.find(['/', ':']).unwrap_or(s.len());
+    (&s[..end], &s[end..])
+}
+
+/// Parses `:/a/b:/tail` (the part after `root` or `items/{id}`) into (relative path, tail).
+fn parse_path_addressing(s: &str) -> Option<(Vec<String>, &str)> {
+    let Some(after) = s.strip_prefix(':') else {
+        return Some((Vec::new(), s));
+    };
+    let (path, tail) = match after.find(':') {
+        Some(i) => (&after[..i], &after[i + 1..]),
+        None => (after, ""),
+    };
+    let rel = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(decode)
+        .collect::<Option<Vec<_>>>()?;
+    Some((rel, tail))
+}
+
+fn parse_route(path: &str) -> Route {
+    let Some(p) = path.strip_prefix("/v1.0") else {
+        return Route::Unknown;
+    };
+    let p = p.trim_end_matches('/');
+    if p == "/me" {
+        return Route::Me;
+    }
+    if p == "/me/drives" {
+        return Route::Drives;
+    }
+    let (drive, rest) = if let Some(r) = p.strip_prefix("/me/drive") {
+        (DriveRef::Me, r)
+    } else if let Some(r) = p.strip_prefix("/drives/") {
+        let (id, rest) = take_segment(r);
+        match decode(id) {
+            Some(id) if !id.is_empty() => (DriveRef::Id(id), rest),
+            _ => return Route::Unknown,
+        }
+    } else if let Some(r) = p.strip_prefix("/users/") {
+        let (_, rest) = take_segment(r);
+        match rest.strip_prefix("/drive") {
+            Some(r) => (DriveRef::Me, r),
+            None => return Route::Unknown,
+        }
+    } else if let Some(r) = p.strip_prefix("/drive") {
+        (DriveRef::Me, r)
+    } else {
+        return Route::Unknown;
+    };
+    if rest.is_empty() {
+        return Route::Drive(drive);
+    }
+    let (base, after) = if let Some(r) = rest.strip_prefix("/root") {
+        (Base::Root, r)
+    } else if let Some(r) = rest.strip_prefix("/items/") {
+        let (id, after) = take_segment(r);
+        match decode(id) {
+            Some(id) if !id.is_empty() => (Base::Id(id), after),
+            _ => return Route::Unknown,
+        }
+    } else if let Some(r) = rest.strip_prefix("/special/") {
+        let (name, after) = take_segment(r);
+        match decode(name) {
+            Some(n) if !n.is_empty() => (Base::Special(n.to_ascii_lowercase()), after),
+            _ => return Route::Unknown,
+        }
+    } else {
+        return Route::Unknown;
+    };
+    let Some((rel, tail)) = parse_path_addressing(after) else {
+        return Route::Unknown;
+    };
+    let op = match tail.trim_end_matches('/') {
+        "" => Op::Get,
+        "/children" => Op::Children,
+        "/content" => Op::Content,
+        "/delta" | "/delta()" | "/microsoft.graph.delta()" => Op::Delta,
+        _ => return Route::Unknown,
+    };
+    Route::Item {
+        drive,
+        base,
+        rel,
+        op,
+    }
+}
+
+/// Query options, keys lower-cased with the optional `$` removed.
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .map(|(k, v)| {
+            (
+                k.trim_start_matches('$').to_ascii_lowercase(),
+                v.into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Entry point for the Graph listener.
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody> {
+    let _in_flight = InFlight::new(&shared, Which::Graph);
+    let route = if req.method() == Method::GET {
+        parse_route(req.uri().path())
+    } else {
+        Route::Unknown
+    };
+    let kind = route.kind();
+    shared.counters.count(kind);
+    let uri = req.uri().to_string();
+    let penalty = shared.check_penalty(kind, &uri);
+    let latency = shared.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut resp = if let Some(f) = penalty.or_else(|| shared.pick_failure(kind, false, None)) {
+        failure_response(&shared, &f)
+    } else if let Err(r) = check_bearer(&shared, req.headers()) {
+        r
+    } else {
+        let query = parse_query(req.uri().query());
+        let headers = req.headers().clone();
+        let s2 = shared.clone();
+        tokio::task::spawn_blocking(move || answer(&s2, &route, &query, &headers))
+            .await
+            .unwrap_or_else(|_| {
+                graph_error(
+                    &shared,
+                    500,
+                    "generalException",
+                    "graphsim handler panicked",
+                )
+            })
+    };
+    if let Some(id) = req
+        .headers()
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        set_header(&mut resp, "client-request-id", id);
+    }
+    if shared.knobs.rate_limit_headers.load(Ordering::Relaxed) {
+        add_rate_limit_headers(&shared, &mut resp);
+    }
+    resp
+}
+
+/// `RateLimit-*` headers over a one-minute window of 1,200 resource units (2 per request).
+fn add_rate_limit_headers(shared: &Shared, resp: &mut Response<SimBody>) {
+    const LIMIT: u64 = 1200;
+    let now = shared.now_ms();
+    let minute = now / 60_000;
+    let used = {
+        let mut w = shared.knobs.rate_window.lock().expect("rate window");
+        if w.0 != minute {
+            *w = (minute, 0);
+        }
+        w.1 += 1;
+        w.1 * 2
+    };
+    let reset = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| (60 - (now / 1000) % 60).to_string(), str::to_owned);
+    set_header(resp, "ratelimit-limit", &LIMIT.to_string());
+    set_header(
+        resp,
+        "ratelimit-remaining",
+        &LIMIT.saturating_sub(used).to_string(),
+    );
+    set_header(resp, "ratelimit-reset", &reset);
+}
+
+fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
+    shared.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+    let mut r = graph_error(shared, 401, "InvalidAuthenticationToken", message);
+    let www = format!(
+        "Bearer realm=\"\", authorization_uri=\"{}/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+        shared.auth_base
+    );
+    set_header(&mut r, "www-authenticate", &www);
+    r
+}
+
+/// 401 unless the request carries an accepted, unexpired bearer token.
+fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<SimBody>> {
+    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Err(unauthorized(shared, "Access token is empty."));
+    };
+    let token = match value.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+        _ => return Err(unauthorized(shared, "Access token is empty.")),
+    };
+    if token == DEFAULT_TOKEN && shared.knobs.default_token_ok.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let expiry = shared
+        .auth
+        .lock()
+        .expect("auth lock")
+        .access_tokens
+        .get(token)
+        .copied();
+    match expiry {
+        Some(Some(exp)) if shared.now_ms() >= exp => Err(unauthorized(
+            shared,
+            "Lifetime validation failed, the token is expired.",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            let msg = match shared.world.read().expect("world").flavour {
+                Flavour::Personal => "CompactToken parsing failed with error code: 80049217",
+                Flavour::Business => "IDX14100: JWT is not well formed, there are no dots (.).",
+            };
+            Err(unauthorized(shared, msg))
+        }
+    }
+}
+
+/// Rendering context for one request.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    world: &'a World,
+    /// `$select`, lower-cased; `None` = every field.
+    select: Option<HashSet<String>>,
+    /// Raw `$select` value, carried into next/delta links.
+    select_raw: Option<String>,
+}
+
+/// How an item is being shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Single,
+    List,
+    Delta,
+}
+
+const DOWNLOAD_URL: &str = "@microsoft.graph.downloadUrl";
+
+fn answer(
+    shared: &Shared,
+    route: &Route,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response<SimBody> {
+    let world = shared.world.read().expect("world lock");
+    let select_raw = query.get("select").cloned();
+    let select = select_raw.as_ref().map(|s| {
+        s.split(',')
+            .map(|f| f.trim().to_ascii_lowercase())
+            .collect()
+    });
+    let ctx = Ctx {
+        shared,
+        world: &world,
+        select,
+        select_raw,
+    };
+    match route {
+        Route::Me => ctx.me(),
+        Route::Drives => {
+            let d = ctx.drive_json(0);
+            crate::server::json(StatusCode::OK, &json!({ "value": [d] }))
+        }
+        Route::Drive(d) => match ctx.drive_index(d) {
+            Some(i) => crate::server::json(StatusCode::OK, &ctx.drive_json(i)),
+            None => ctx.err(404, "itemNotFound", "The drive does not exist."),
+        },
+        Route::Item {
+            drive,
+            base,
+            rel,
+            op,
+        } => {
+            let Some(d) = ctx.drive_index(drive) else {
+                return ctx.err(404, "itemNotFound", "The drive does not exist.");
+            };
+            let idx = match ctx.resolve(d, base, rel) {
+                Ok(i) => i,
+                Err(r) => return r,
+            };
+            if let Some(f) = shared.pick_failure(route.kind(), false, Some(idx)) {
+                return failure_response(shared, &f);
+            }
+            match op {
+                Op::Get => {
+                    let v = ctx.render(idx, Mode::Single);
+                    crate::server::json(
+                        StatusCode::OK,
+                        &ctx.with_context(
+                            v,
+                            &format!("drives('{}')/items/$entity", world.drives[d].id),
+                        ),
+                    )
+                }
+                Op::Children => ctx.children(idx, query),
+                Op::Content => ctx.content(idx),
+                Op::Delta => ctx.delta(d, idx, query, headers),
+            }
+        }
+        Route::Unknown => ctx.err(400, "invalidRequest", "Invalid request"),
+    }
+}
+
+impl Ctx<'_> {
+    fn err(&self, status: u16, code: &str, message: &str) -> Response<SimBody> {
+        graph_error(self.shared, status, code, message)
+    }
+
+    fn with_context(&self, v: Value, what: &str) -> Value {
+        let mut m = match v {
+            Value::Object(m) => m,
+            other => return other,
+        };
+        m.insert(
+            "@odata.context".into(),
+            Value::String(format!("{}/$metadata#{what}", self.shared.graph_base)),
+        );
+        Value::Object(m)
+    }
+
+    fn me(&self) -> Response<SimBody> {
+        let c = &self.shared.config;
+        let v = json!({
+            "@odata.context": format!("{}/$metadata#users/$entity", self.shared.graph_base),
+            "id": format!("{:016x}", mix(fnv1a(c.user_principal_name.as_bytes()))),
+            "displayName": c.display_name,
+            "userPrincipalName": c.user_principal_name,
+            "mail": c.user_principal_name,
+        });
+        crate::server::json(StatusCode::OK, &v)
+    }
+
+    fn drive_index(&self, d: &DriveRef) -> Option<usize> {
+        match d {
+            DriveRef::Me => Some(0),
+            DriveRef::Id(id) => {
+                let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+                self.world
+                    .drives
+                    .iter()
+                    .position(|x| x.id.eq_ignore_ascii_case(id))
+                    .or_else(|| {
+                        (self.world.flavour == Flavour::Personal)
+                            .then(|| {
+                                self.world
+                                    .drives
+                                    .iter()
+                                    .position(|x| norm(&x.id) == norm(id))
+                            })
+                            .flatten()
+                    })
+            }
+        }
+    }
+
+    fn drive_json(&self, d: usize) -> Value {
+        let w = self.world;
+        let used = w.items[w.drives[d].root].subtree_size;
+        let total: u64 = 1 << 40;
+        json!({
+            "id": w.drives[d].id,
+            "driveType": w.flavour.drive_type(),
+            "name": "OneDrive",
+            "owner": { "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } },
+            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": "normal" },
+            "webUrl": self.web_url(d, &[]),
+        })
+    }
+
+    fn resolve(&self, d: usize, base: &Base, rel: &[String]) -> Result<usize, Response<SimBody>> {
+        let w = self.world;
+        let not_found = || self.err(404, "itemNotFound", "Item does not exist");
+        let start = match base {
+            Base::Root => w.drives[d].root,
+            Base::Id(id) => match w.by_id.get(&(d, id.clone())) {
+                Some(&i) if !w.items[i].deleted => i,
+                _ => return Err(not_found()),
+            },
+            Base::Special(name) => {
+                let known: &[&str] = match w.flavour {
+                    Flavour::Personal => &[
+                        "documents",
+                        "photos",
+                        "cameraroll",
+                        "approot",
+                        "music",
+                        "recordings",
+                    ],
+                    Flavour::Business => &["documents", "photos", "approot"],
+                };
+                if !known.contains(&name.as_str()) {
+                    return Err(not_found());
+                }
+                match (d, w.special.get(name)) {
+                    (0, Some(&i)) if !w.items[i].deleted => i,
+                    _ if w.flavour == Flavour::Business && name == "documents" => w.drives[d].root,
+                    _ => {
+                        return Err(match self.shared.config.missing_special_status {
+                            404 => not_found(),
+                            s => self.err(s, "accessDenied", "Access denied"),
+                        });
+                    }
+                }
+            }
+        };
+        w.walk(start, rel).ok_or_else(not_found)
+    }
+
+    fn web_url(&self, d: usize, segs: &[&str]) -> String {
+        let path: String = segs
+            .iter()
+            .map(|s| format!("/{}", enc_segment(s)))
+            .collect();
+        match self.world.flavour {
+            Flavour::Personal => format!(
+                "https://onedrive.live.com/?cid={}&path={}",
+                self.world.drives[d].id, path
+            ),
+            Flavour::Business => {
+                format!("https://contoso-my.sharepoint.com/personal/megan/Documents{path}")
+            }
+        }
+    }
+
+    fn guid(id: &str) -> String {
+        let a = mix(fnv1a(id.as_bytes()));
+        let b = mix(a);
+        format!(
+            "{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn etag(&self, it: &Item) -> String {
+        match self.world.flavour {
+            Flavour::Personal => format!(
+                "a{}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(it.id.as_bytes()),
+                it.version
+            ),
+            Flavour::Business => format!("\"{{{}}},{}\"", Self::guid(&it.id), it.version),
+        }
+    }
+
+    fn ctag(&self, it: &Item) -> String {
+        let v = it.file().map_or(it.version, |f| f.content_version);
+        match self.world.flavour {
+            Flavour::Personal => format!(
+                "aYzo{}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(it.id.as_bytes()),
+                v
+            ),
+            Flavour::Business => format!("\"c:{{{}}},{}\"", Self::guid(&it.id), v),
+        }
+    }
+
+    fn parent_path(&self, idx: usize) -> String {
+        let w = self.world;
+        let d = w.items[idx].drive;
+        let prefix = if w.flavour == Flavour::Personal && d == 0 {
+            "/drive/root:".to_owned()
+        } else {
+            format!("/drives/{}/root:", w.drives[d].id)
+        };
+        let segs = w.segments(idx);
+        let parent_segs = &segs[..segs.len().saturating_sub(1)];
+        let enc = self.shared.config.encode_parent_path;
+        parent_segs.iter().fold(prefix, |mut acc, s| {
+            acc.push('/');
+            if enc {
+                acc.push_str(&enc_segment(s));
+            } else {
+                acc.push_str(s);
+            }
+            acc
+        })
+    }
+
+    fn wants(&self, field: &str) -> bool {
+        self.select
+            .as_ref()
+            .is_none_or(|s| s.contains(&field.to_ascii_lowercase()))
+    }
+
+    fn hashes_json(&self, f: &crate::tree::FileData) -> Option<Value> {
+        use crate::tree::Hashes;
+        let cfg = &self.shared.config;
+        let cache = &self.shared.hashes;
+        let (quick, sha1) = match f.hashes {
+            Hashes::BareFileFacet => return None,
+            Hashes::Empty => (false, false),
+            Hashes::QuickXor => (true, false),
+            Hashes::WithSha1 => (true, true),
+            Hashes::Default if f.size == 0 && !cfg.zero_byte_hashes => (false, false),
+            Hashes::Default => (
+                true,
+                self.world.flavour == Flavour::Personal && cfg.personal_sha1,
+            ),
+        };
+        let mut m = Map::new();
+        if sha1 {
+            m.insert("sha1Hash".into(), Value::String(cache.sha1(f.seed, f.size)));
+        }
+        if quick {
+            m.insert(
+                "quickXorHash".into(),
+                Value::String(cache.quick_xor(f.seed, f.size)),
+            );
+        }
+        Some(Value::Object(m))
+    }
+
+    fn parent_reference(&self, idx: usize, mode: Mode) -> Value {
+        let w = self.world;
+        let it = &w.items[idx];
+        let d = it.drive;
+        let mut m = Map::new();
+        m.insert("driveId".into(), Value::String(w.drives[d].id.clone()));
+        m.insert(
+            "driveType".into(),
+            Value::String(w.flavour.drive_type().into()),
+        );
+        if let Some(p) = it.parent {
+            m.insert("id".into(), Value::String(w.items[p].id.clone()));
+            if !matches!(w.items[p].kind, Kind::Root) && !w.items[p].deleted {
+                m.insert("name".into(), Value::String(w.items[p].name.clone()));
+            }
+            // Delta never fills in the path (graph-notes §3).
+            if mode != Mode::Delta && !it.deleted {
+                m.insert("path".into(), Value::String(self.parent_path(idx)));
+            }
+            if w.flavour == Flavour::Business {
+                m.insert(
+                    "siteId".into(),
+                    Value::String(Self::guid(&w.drives[d].id).to_lowercase()),
+                );
+            }
+        }
+        Value::Object(m)
+    }
+
+    fn user(&self) -> Value {
+        json!({ "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } })
+    }
+
+    /// An item's JSON, honouring `$select` (hashes are only computed when `file` is wanted).
+    fn render(&self, idx: usize, mode: Mode) -> Value {
+        let w = self.world;
+        let it = &w.items[idx];
+        if it.deleted {
+            return self.render_deleted(idx);
+        }
+        let business = w.flavour == Flavour::Business;
+        let mut m = Map::new();
+        m.insert("id".into(), Value::String(it.id.clone()));
+        if let Some(f) = it.file() {
+            let want_url = match &self.select {
+                Some(s) => s.contains(&DOWNLOAD_URL.to_ascii_lowercase()),
+                None => mode == Mode::Single,
+            };
+            if want_url && f.malware.is_none() {
+                let url = crate::download::mint_url(self.shared, w, idx);
+                m.insert(DOWNLOAD_URL.into(), Value::String(url));
+            }
+        }
+        let mut put = |k: &str, v: &dyn Fn() -> Value| {
+            if self.wants(k) {
+                m.insert(k.to_owned(), v());
+            }
+        };
+        put("name", &|| Value::String(it.name.clone()));
+        put("createdDateTime", &|| {
+            Value::String(time::format(it.created))
+        });
+        put("lastModifiedDateTime", &|| {
+            Value::String(time::format(it.modified))
+        });
+        put("eTag", &|| Value::String(self.etag(it)));
+        let size = it.file().map_or(it.subtree_size, |f| f.size);
+        put("size", &|| json!(size));
+        put("webUrl", &|| {
+            Value::String(self.web_url(it.drive, &w.segments(idx)))
+        });
+        put("createdBy", &|| self.user());
+        put("lastModifiedBy", &|| self.user());
+        put("parentReference", &|| self.parent_reference(idx, mode));
+        put(
+            "fileSystemInfo",
+            &|| json!({ "createdDateTime": time::format(it.fs_created), "lastModifiedDateTime": time::format(it.fs_modified) }),
+        );
+        // cTag: never on ODB folders, and left out of ODB delta entirely.
+        let has_ctag = match (&it.kind, w.flavour) {
+            (Kind::File(_), Flavour::Personal) => true,
+            (Kind::File(_), Flavour::Business) => mode != Mode::Delta,
+            (_, Flavour::Personal) => !matches!(it.kind, Kind::Remote { .. }),
+            (_, Flavour::Business) => false,
+        };
+        if has_ctag {
+            put("cTag", &|| Value::String(self.ctag(it)));
+        }
+        let folder_facet = || json!({ "childCount": it.children.len() });
+        match &it.kind {
+            Kind::Root => {
+                put("root", &|| json!({}));
+                put("folder", &folder_facet);
+            }
+            Kind::Folder { .. } => put("folder", &folder_facet),
+            Kind::Package => {
+                put("package", &|| json!({ "type": "oneNote" }));
+                if business {
+                    put("folder", &folder_facet);
+                }
+            }
+            Kind::File(f) => {
+                put("file", &|| {
+                    let mut file = Map::new();
+                    if let Some(h) = self.hashes_json(f) {
+                        file.insert("mimeType".into(), Value::String(f.mime.clone()));
+                        file.insert("hashes".into(), h);
+                    }
+                    Value::Object(file)
+                });
+                if let Some(t) = f.taken {
+                    put("photo", &|| {
+                        if business {
+                            json!({ "takenDateTime": time::format(t) })
+                        } else {
+                            json!({
+                                "takenDateTime": time::format(t), "cameraMake": "Apple", "cameraModel": "iPhone 12",
+                                "fNumber": 1.6, "exposureNumerator": 1.0, "exposureDenominator": 120.0,
+                                "focalLength": 4.2, "iso": 64
+                            })
+                        }
+                    });
+                    put("image", &|| json!({ "width": 4032, "height": 3024 }));
+                }
+                if let Some(ms) = f.video_ms {
+                    put("video", &|| {
+                        json!({
+                            "duration": ms, "width": 1920, "height": 1080, "bitrate": 8_000_000,
+                            "frameRate": 30.0, "fourCC": "avc1", "audioFormat": "AAC", "audioChannels": 2,
+                            "audioBitsPerSample": 16, "audioSamplesPerSecond": 48000
+                        })
+                    });
+                }
+                if let Some(desc) = &f.malware {
+                    put("malware", &|| json!({ "description": desc }));
+                }
+            }
+            Kind::Remote { drive, item } => {
+                put("remoteItem", &|| self.remote_json(*drive, *item));
+            }
+        }
+        if let Some(alias) = &it.special {
+            put("specialFolder", &|| json!({ "name": alias }));
+        }
+        Value::Object(m)
+    }
+
+    fn remote_json(&self, d: usize, target: usize) -> Value {
+        let w = self.world;
+        let t = &w.items[target];
+        let mut drive_id = w.drives[d].id.clone();
+        if self.shared.config.quirky_remote_drive_ids && w.flavour == Flavour::Personal {
+            drive_id = drive_id.trim_start_matches('0').to_ascii_lowercase();
+        }
+        json!({
+            "id": t.id,
+            "name": t.name,
+            "size": t.subtree_size,
+            "folder": { "childCount": t.children.len() },
+            "createdDateTime": time::format(t.created),
+            "lastModifiedDateTime": time::format(t.modified),
+            "fileSystemInfo": { "createdDateTime": time::format(t.fs_created), "lastModifiedDateTime": time::format(t.fs_modified) },
+            "parentReference": { "driveId": drive_id, "driveType": w.flavour.drive_type() },
+            "webUrl": self.web_url(d, &w.segments(target)),
+        })
+    }
+
+    /// A deleted entry as delta shows it: ODB drops `name` and zeroes `size`; personal drops `size`.
+    fn render_deleted(&self, idx: usize) -> Value {
+        let w = self.world;
+        let it = &w.items[idx];
+        let mut m = Map::new();
+        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("deleted".into(), json!({ "state": "deleted" }));
+        m.insert(
+            "parentReference".into(),
+            self.parent_reference(idx, Mode::Delta),
+        );
+        match w.flavour {
+            Flavour::Personal => {
+                m.insert("name".into(), Value::String(it.name.clone()));
+                m.insert(
+                    "lastModifiedDateTime".into(),
+                    Value::String(time::format(it.modified)),
+                );
+            }
+            Flavour::Business => {
+                m.insert("size".into(), json!(0));
+                m.insert(
+                    "lastModifiedDateTime".into(),
+                    Value::String("0001-01-01T00:00:00Z".into()),
+                );
+            }
+        }
+        if it.file().is_some() {
+            m.insert("file".into(), json!({}));
+        } else {
+            m.insert("folder".into(), json!({ "childCount": 0 }));
+        }
+        Value::Object(m)
+    }
+
+    /// `$top` → page size (default 200, capped at 1000 and by the page-cap knob; ragged if asked).
+    fn page_size(
+        &self,
+        query: &HashMap<String, String>,
+        salt: u64,
+    ) -> Result<usize, Response<SimBody>> {
+        let cfg = &self.shared.config;
+        let mut n = match query.get("top") {
+            None => cfg.default_page,
+            Some(t) => match t.parse::<usize>() {
+                Ok(v) if v > 0 => v.min(cfg.max_page),
+                _ => return Err(self.err(400, "invalidRequest", "Invalid $top value")),
+            },
+        };
+        let cap = self.shared.knobs.page_cap.load(Ordering::Relaxed) as usize;
+        if cap > 0 {
+            n = n.min(cap);
+        }
+        if self.shared.knobs.ragged_pages.load(Ordering::Relaxed) && n > 1 {
+            n -= (mix(salt) % (n as u64 / 2 + 1)) as usize;
+        }
+        Ok(n.max(1))
+    }
+
+    fn select_param(&self) -> String {
+        self.select_raw
+            .as_ref()
+            .map(|s| format!("$select={}&", enc_query(s)))
+            .unwrap_or_default()
+    }
+
+    fn children(&self, idx: usize, query: &HashMap<String, String>) -> Response<SimBody> {
+        let w = self.world;
+        let it = &w.items[idx];
+        if matches!(it.kind, Kind::Folder { vault: true }) {
+            return self.err(400, "invalidResourceId", "ObjectHandle is Invalid");
+        }
+        let offset = match query.get("skiptoken") {
+            None => 0,
+            Some(tok) => match unseal(tok).and_then(|p| parse_children_token(&p)) {
+                Some((i, off)) if i == idx => off,
+                _ => return self.err(400, "invalidRequest", "Invalid skip token"),
+            },
+        };
+        let kids = &it.children;
+        let n = match self.page_size(query, (idx as u64) << 32 ^ offset as u64) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let end = (offset + n).min(kids.len());
+        let drive_id = &w.drives[it.drive].id;
+        let context = format!(
+            "{}/$metadata#drives('{}')/items('{}')/children",
+            self.shared.graph_base, drive_id, it.id
+        );
+        let next = (end < kids.len()).then(|| {
+            let mut top = String::new();
+            if let Some(t) = query.get("top") {
+                top = format!("$top={}&", enc_query(t));
+            }
+            let next = format!(
+                "{}/drives/{}/items/{}/children?{}{}$skiptoken={}",
+                self.shared.graph_base,
+                enc_segment(drive_id),
+                enc_segment(&it.id),
+                self.select_param(),
+                top,
+                seal(&format!("c.{idx}.{end}"))
+            );
+            ("@odata.nextLink".to_owned(), next)
+        });
+        self.page(
+            &context,
+            kids.get(offset..end).unwrap_or(&[]),
+            Mode::List,
+            next,
+        )
+    }
+
+    /// A collection page, each item serialised as soon as it is rendered (no page-sized tree).
+    fn page(
+        &self,
+        context: &str,
+        items: &[usize],
+        mode: Mode,
+        link: Option<(String, String)>,
+    ) -> Response<SimBody> {
+        let mut buf = Vec::with_capacity(256 + items.len() * 1024);
+        buf.extend_from_slice(b"{\"@odata.context\":");
+        serde_json::to_writer(&mut buf, context).expect("JSON");
+        buf.extend_from_slice(b",\"value\":[");
+        for (k, &i) in items.iter().enumerate() {
+            if k > 0 {
+                buf.push(b',');
+            }
+            serde_json::to_writer(&mut buf, &self.render(i, mode)).expect("JSON");
+        }
+        buf.push(b']');
+        if let Some((key, url)) = link {
+            buf.push(b',');
+            serde_json::to_writer(&mut buf, &key).expect("JSON");
+            buf.push(b':');
+            serde_json::to_writer(&mut buf, &url).expect("JSON");
+        }
+        buf.push(b'}');
+        crate::server::json_bytes(StatusCode::OK, buf)
+    }
+
+    fn content(&self, idx: usize) -> Response<SimBody> {
+        let it = &self.world.items[idx];
+        match &it.kind {
+            Kind::File(f) if f.malware.is_some() => {
+                self.err(403, "malwareDetected", "Malware detected")
+            }
+            Kind::File(_) => {
+                let url = crate::download::mint_url(self.shared, self.world, idx);
+                let mut r = crate::server::empty(StatusCode::FOUND);
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&url) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                r
+            }
+            _ => self.err(404, "itemNotFound", "The resource could not be found."),
+        }
+    }
+
+    fn delta_link(&self, d: usize, scope: usize, kind: &str, token: &str) -> (String, String) {
+        let w = self.world;
+        let root = w.drives[d].root == scope;
+        let place = if root {
+            "root".to_owned()
+        } else {
+            format!("items/{}", enc_segment(&w.items[scope].id))
+        };
+        let url = format!(
+            "{}/drives/{}/{}/delta?{}token={}",
+            self.shared.graph_base,
+            enc_segment(&w.drives[d].id),
+            place,
+            self.select_param(),
+            token
+        );
+        (kind.to_owned(), url)
+    }
+
+    fn delta(
+        &self,
+        d: usize,
+        scope: usize,
+        query: &HashMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Response<SimBody> {
+        let w = self.world;
+        if w.flavour == Flavour::Business && scope != w.drives[d].root {
+            return self.err(
+                501,
+                "notSupported",
+                "view.delta can only be called on the root.",
+            );
+        }
+        let (since, upto, offset) = match query.get("token").map(String::as_str) {
+            None => (0, w.seq, 0),
+            Some("latest") => {
+                let link = self.delta_link(
+                    d,
+                    scope,
+                    "@odata.deltaLink",
+                    &seal(&format!("d.{d}.{scope}.{}", w.seq)),
+                );
+                let mut body = Map::new();
+                body.insert("value".into(), Value::Array(Vec::new()));
+                body.insert(link.0, Value::String(link.1));
+                return crate::server::json(StatusCode::OK, &Value::Object(body));
+            }
+            Some(tok) => match unseal(tok)
+                .as_deref()
+                .map(|p| p.split('.').collect::<Vec<_>>())
+            {
+                Some(p)
+                    if p.len() == 4
+                        && p[0] == "d"
+                        && p[1] == d.to_string()
+                        && p[2] == scope.to_string() =>
+                {
+                    if self.shared.knobs.resync_next.swap(false, Ordering::SeqCst) {
+                        return self.resync(d, scope);
+                    }
+                    let since = p[3].parse().unwrap_or(0);
+                    (since, w.seq, 0)
+                }
+                Some(p)
+                    if p.len() == 6
+                        && p[0] == "n"
+                        && p[1] == d.to_string()
+                        && p[2] == scope.to_string() =>
+                {
+                    let n = |i: usize| p[i].parse::<u64>().unwrap_or(0);
+                    (n(3), n(4), n(5) as usize)
+                }
+                _ => return self.resync(d, scope),
+            },
+        };
+        let list = self.enumeration(d, scope, since, upto);
+        let n = match self.page_size(query, upto ^ (offset as u64) << 20) {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let end = (offset + n).min(list.len());
+        let page = list.get(offset..end).unwrap_or(&[]);
+        let mut entries: Vec<usize> = Vec::with_capacity(page.len() + 8);
+        if w.flavour == Flavour::Business {
+            // ODB repeats every ancestor of each changed item on every page (graph-notes §3).
+            let exclude_parent = headers.get_all("prefer").iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|s| s.to_ascii_lowercase().contains("deltaexcludeparent"))
+            });
+            let in_page: HashSet<usize> = page.iter().copied().collect();
+            let mut seen = HashSet::new();
+            for &i in page {
+                let mut chain = Vec::new();
+                let mut cur = w.items[i].parent;
+                while let Some(p) = cur {
+                    chain.push(p);
+                    cur = w.items[p].parent;
+                }
+                for &a in chain.iter().rev() {
+                    let is_root = w.items[a].parent.is_none();
+                    if (exclude_parent && !is_root) || in_page.contains(&a) || w.items[a].deleted {
+                        continue;
+                    }
+                    if seen.insert(a) {
+                        entries.push(a);
+                    }
+                }
+            }
+        }
+        entries.extend_from_slice(page);
+        let (k, url) = if end < list.len() {
+            let mut top = String::new();
+            if let Some(t) = query.get("top") {
+                top = format!("$top={}&", enc_query(t));
+            }
+            let (k, url) = self.delta_link(
+                d,
+                scope,
+                "@odata.nextLink",
+                &seal(&format!("n.{d}.{scope}.{since}.{upto}.{end}")),
+            );
+            (k, url.replacen("token=", &format!("{top}token="), 1))
+        } else {
+            self.delta_link(
+                d,
+                scope,
+                "@odata.deltaLink",
+                &seal(&format!("d.{d}.{scope}.{upto}")),
+            )
+        };
+        let context = format!("{}/$metadata#Collection(driveItem)", self.shared.graph_base);
+        self.page(&context, &entries, Mode::Delta, Some((k, url)))
+    }
+
+    fn resync(&self, d: usize, scope: usize) -> Response<SimBody> {
+        let (_, fresh) = self.delta_link(d, scope, "", "");
+        let fresh = fresh
+            .trim_end_matches("token=")
+            .trim_end_matches(['?', '&'])
+            .to_owned();
+        let mut r = self.err(
+            410,
+            "resyncRequired",
+            "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
+        );
+        set_header(&mut r, "location", &fresh);
+        r
+    }
+
+    /// The ordered items of one delta round (cached so every page of it sees the same list).
+    fn enumeration(&self, d: usize, scope: usize, since: u64, upto: u64) -> Arc<Vec<usize>> {
+        let children_first = self.shared.knobs.children_first.load(Ordering::Relaxed);
+        let key = (d, scope, since, upto, u64::from(children_first));
+        {
+            let cache = self.shared.delta_cache.lock().expect("delta cache");
+            if let Some((_, list)) = cache.iter().find(|(k, _)| *k == key) {
+                return list.clone();
+            }
+        }
+        let w = self.world;
+        let mut list = Vec::new();
+        if since == 0 {
+            // Full enumeration: the live tree in pre-order, vault contents hidden.
+            let mut stack = vec![scope];
+            while let Some(i) = stack.pop() {
+                list.push(i);
+                if !matches!(w.items[i].kind, Kind::Folder { vault: true }) {
+                    stack.extend(w.items[i].children.iter().rev());
+                }
+            }
+        } else {
+            let mut changed: Vec<usize> = (0..w.items.len())
+                .filter(|&i| {
+                    let it = &w.items[i];
+                    it.drive == d && it.seq > since && it.seq <= upto && in_scope(w, i, scope)
+                })
+                .collect();
+            changed.sort_by_key(|&i| (w.items[i].seq, i));
+            list = changed;
+        }
+        if children_first {
+            list.reverse();
+        }
+        let list = Arc::new(list);
+        let mut cache = self.shared.delta_cache.lock().expect("delta cache");
+        if cache.len() >= 16 {
+            cache.remove(0);
+        }
+        cache.push((key, list.clone()));
+        list
+    }
+}
+
+/// Whether `idx` (live or tombstone) lies at or below `scope`, outside any vault.
+fn in_scope(w: &World, idx: usize, scope: usize) -> bool {
+    let mut cur = Some(idx);
+    let mut first = true;
+    while let Some(i) = cur {
+        if !first && matches!(w.items[i].kind, Kind::Folder { vault: true }) {
+            return false;
+        }
+        if i == scope {
+            return true;
+        }
+        first = false;
+        cur = w.items[i].parent;
+    }
+    false
+}
+
+fn parse_children_token(p: &str) -> Option<(usize, usize)> {
+    let mut it = p.split('.');
+    if it.next()? != "c" {
+        return None;
+    }
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Wraps a payload into an opaque, checksummed, URL-safe token.
+pub(crate) fn seal(payload: &str) -> String {
+    let check = mix(fnv1a(payload.as_bytes()) ^ 0x6772_6170_6873_696d) & 0xffff_ffff;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{payload}~{check:08x}"))
+}
+
+/// The payload of a token made by [`seal`], if it is intact.
+pub(crate) fn unseal(token: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (payload, check) = s.rsplit_once('~')?;
+    (seal(payload) == token.trim() && check.len() == 8).then(|| payload.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(r: &Route) -> (String, Vec<String>, Op) {
+        match r {
+            Route::Item { base, rel, op, .. } => (format!("{base:?}"), rel.clone(), *op),
+            other => panic!("not an item route: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_parse_like_graph() {
+        assert!(matches!(parse_route("/v1.0/me"), Route::Me));
+        assert!(matches!(
+            parse_route("/v1.0/me/drive"),
+            Route::Drive(DriveRef::Me)
+        ));
+        assert!(
+            matches!(parse_route("/v1.0/drives/b!x-y_z"), Route::Drive(DriveRef::Id(ref s)) if s == "b!x-y_z")
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/me/drive/root")),
+            ("Root".into(), vec![], Op::Get)
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/me/drive/root/children")).2,
+            Op::Children
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/me/drive/root:/A%20B/a%2Fb:/children")),
+            (
+                "Root".into(),
+                vec!["A B".into(), "a/b".into()],
+                Op::Children
+            )
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/me/drive/root:/A/c.jpg")),
+            ("Root".into(), vec!["A".into(), "c.jpg".into()], Op::Get)
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/me/drive/root:/A/c.jpg:/content")).2,
+            Op::Content
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/drives/D/items/D!12:/x/y:")),
+            ("Id(\"D!12\")".into(), vec!["x".into(), "y".into()], Op::Get)
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/drives/D/items/D!12/delta")).2,
+            Op::Delta
+        );
+        assert_eq!(
+            item(&parse_route("/v1.0/me/drive/special/Photos/children")),
+            ("Special(\"photos\")".into(), vec![], Op::Children)
+        );
+        assert!(matches!(parse_route("/v1.0/me/drive/nope"), Route::Unknown));
+        assert!(matches!(parse_route("/beta/me"), Route::Unknown));
+    }
+
+    #[test]
+    fn sealed_tokens_round_trip_and_reject_tampering() {
+        let t = seal("c.4.200");
+        assert_eq!(unseal(&t).as_deref(), Some("c.4.200"));
+        let mut bad = t.clone();
+        bad.replace_range(0..1, if t.starts_with('Y') { "Z" } else { "Y" });
+        assert_eq!(unseal(&bad), None);
+        assert_eq!(unseal("latest"), None);
+    }
+}

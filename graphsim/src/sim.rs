@@ -1,0 +1,731 @@
+//! The [`Simulator`] handle: starts the three hosts, exposes the drive's truth for assertions,
+//! turns fault knobs, mutates the tree and reads the counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::content::{self, mix};
+use crate::identity::{AuthorizeOutcome, DeviceScript};
+use crate::server::{Role, bind, serve};
+use crate::state::{
+    DeltaOrder, Failure, FailureRule, RequestKind, ResetRule, Schedule, Shared, SimConfig,
+    Violation,
+};
+use crate::tree::{FileOpts, Flavour, Kind, Tree, World, split};
+
+/// A running Graph simulator: a Graph host, a download host and an identity host on loopback.
+/// Dropping it (or [`Simulator::shutdown`]) stops all three.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+    graph: SocketAddr,
+    download: SocketAddr,
+    auth: SocketAddr,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("graph", &self.graph)
+            .field("download", &self.download)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Serves `tree` with default settings. The listeners are bound before this returns.
+    pub fn start(tree: Tree) -> Self {
+        Self::start_with(tree, SimConfig::default())
+    }
+
+    /// Serves `tree` with `config`. Works from sync tests and from inside a tokio runtime (it runs
+    /// its own multi-thread runtime).
+    pub fn start_with(tree: Tree, config: SimConfig) -> Self {
+        let g = bind(config.graph_port);
+        let d = bind(config.download_port);
+        let a = bind(config.auth_port);
+        let (graph, download, auth) = (
+            g.local_addr().expect("graph addr"),
+            d.local_addr().expect("download addr"),
+            a.local_addr().expect("auth addr"),
+        );
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("graphsim");
+        if config.worker_threads > 0 {
+            builder.worker_threads(config.worker_threads);
+        }
+        let runtime = builder.build().expect("graphsim runtime");
+        let shared = Arc::new(Shared::new(
+            tree.world,
+            config,
+            format!("http://{graph}/v1.0"),
+            format!("http://{download}"),
+            format!("http://{auth}"),
+        ));
+        runtime.spawn(serve(g, shared.clone(), Role::Graph));
+        runtime.spawn(serve(d, shared.clone(), Role::Download));
+        runtime.spawn(serve(a, shared.clone(), Role::Identity));
+        Self {
+            shared,
+            runtime: Some(runtime),
+            graph,
+            download,
+            auth,
+        }
+    }
+
+    /// Stops the hosts now (also done on drop).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    // ---- where it is ----------------------------------------------------------------------
+
+    /// Graph base URL, `http://127.0.0.1:P/v1.0`.
+    pub fn graph_url(&self) -> String {
+        self.shared.graph_base.clone()
+    }
+
+    /// Identity base URL, `http://127.0.0.1:P` (serves `/{tenant}/oauth2/v2.0/...`).
+    pub fn auth_url(&self) -> String {
+        self.shared.auth_base.clone()
+    }
+
+    /// Origin of the download host, `http://127.0.0.1:Q`.
+    pub fn download_host_url(&self) -> String {
+        self.shared.download_base.clone()
+    }
+
+    /// The bearer token every Graph endpoint accepts ([`crate::DEFAULT_TOKEN`]).
+    pub fn token(&self) -> &'static str {
+        crate::DEFAULT_TOKEN
+    }
+
+    /// The main drive's ID.
+    pub fn drive_id(&self) -> String {
+        self.world().drives[0].id.clone()
+    }
+
+    /// The flavour being served.
+    pub fn flavour(&self) -> Flavour {
+        self.world().flavour
+    }
+
+    // ---- the truth, for assertions --------------------------------------------------------
+
+    fn world(&self) -> std::sync::RwLockReadGuard<'_, World> {
+        self.shared.world.read().expect("world lock")
+    }
+
+    fn by_id(&self, w: &World, id: &str) -> usize {
+        (0..w.drives.len())
+            .find_map(|d| w.by_id.get(&(d, id.to_owned())).copied())
+            .unwrap_or_else(|| panic!("graphsim: no item with id {id:?}"))
+    }
+
+    fn file_facts(&self, w: &World, idx: usize) -> (u64, u64, u64) {
+        let f = w.items[idx]
+            .file()
+            .unwrap_or_else(|| panic!("graphsim: {:?} is not a file", w.items[idx].name));
+        (f.seed, f.size, f.served_len())
+    }
+
+    /// Whether a live item exists at `path` (main drive; shortcuts are followed).
+    pub fn exists(&self, path: &str) -> bool {
+        self.world().resolve(path).is_some()
+    }
+
+    /// The item ID at `path` (main drive; paths through a remote shortcut reach the other drive).
+    pub fn item_id(&self, path: &str) -> String {
+        let w = self.world();
+        w.items[w.expect(path)].id.clone()
+    }
+
+    /// The ID of the child named exactly `raw_name` (no case folding) under the folder at `parent`.
+    pub fn item_id_in(&self, parent: &str, raw_name: &str) -> String {
+        let w = self.world();
+        let p = w.expect(parent);
+        let c = w.items[p]
+            .children
+            .iter()
+            .copied()
+            .find(|&c| w.items[c].name == raw_name)
+            .unwrap_or_else(|| panic!("graphsim: no child {raw_name:?} in {parent:?}"));
+        w.items[c].id.clone()
+    }
+
+    /// Listed size of the item at `path` (a folder's is the total of its files).
+    pub fn size(&self, path: &str) -> u64 {
+        let w = self.world();
+        let it = &w.items[w.expect(path)];
+        it.file().map_or(it.subtree_size, |f| f.size)
+    }
+
+    /// The bytes the download host serves for the file at `path` (no fault applied).
+    pub fn content(&self, path: &str) -> Vec<u8> {
+        let w = self.world();
+        let (seed, _, served) = self.file_facts(&w, w.expect(path));
+        content::bytes(seed, served)
+    }
+
+    /// The listed quickXorHash (base64) of the file at `path`, whether or not the listing shows it.
+    pub fn quick_xor(&self, path: &str) -> String {
+        let w = self.world();
+        let (seed, size, _) = self.file_facts(&w, w.expect(path));
+        drop(w);
+        self.shared.hashes.quick_xor(seed, size)
+    }
+
+    /// The sha1 (uppercase hex) of the listed content of the file at `path`.
+    pub fn sha1(&self, path: &str) -> String {
+        let w = self.world();
+        let (seed, size, _) = self.file_facts(&w, w.expect(path));
+        drop(w);
+        self.shared.hashes.sha1(seed, size)
+    }
+
+    /// [`Simulator::content`] by item ID (any drive), for items with hostile names.
+    pub fn content_by_id(&self, id: &str) -> Vec<u8> {
+        let w = self.world();
+        let (seed, _, served) = self.file_facts(&w, self.by_id(&w, id));
+        content::bytes(seed, served)
+    }
+
+    /// [`Simulator::quick_xor`] by item ID (any drive).
+    pub fn quick_xor_by_id(&self, id: &str) -> String {
+        let w = self.world();
+        let (seed, size, _) = self.file_facts(&w, self.by_id(&w, id));
+        drop(w);
+        self.shared.hashes.quick_xor(seed, size)
+    }
+
+    /// [`Simulator::sha1`] by item ID (any drive).
+    pub fn sha1_by_id(&self, id: &str) -> String {
+        let w = self.world();
+        let (seed, size, _) = self.file_facts(&w, self.by_id(&w, id));
+        drop(w);
+        self.shared.hashes.sha1(seed, size)
+    }
+
+    /// A fresh pre-authenticated download URL for the file at `path` (e.g. for `curl`).
+    pub fn download_url(&self, path: &str) -> String {
+        let w = self.world();
+        let idx = w.expect(path);
+        assert!(
+            w.items[idx].file().is_some(),
+            "graphsim: {path:?} is not a file"
+        );
+        crate::download::mint_url(&self.shared, &w, idx)
+    }
+
+    /// Number of live files and folders in the main drive (root excluded).
+    pub fn item_count(&self) -> usize {
+        let w = self.world();
+        w.items
+            .iter()
+            .filter(|i| i.drive == 0 && !i.deleted && i.parent.is_some())
+            .count()
+    }
+
+    // ---- knobs ----------------------------------------------------------------------------
+
+    /// Delay before each answer (Graph and download host).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared
+            .knobs
+            .latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When on, the download host ignores `Range` and sends 200 with the whole body.
+    pub fn set_ignore_range(&self, on: bool) {
+        self.shared.knobs.ignore_range.store(on, Ordering::Relaxed);
+    }
+
+    /// When on, listing pages are shorter than asked, by a varying amount (never empty).
+    pub fn set_ragged_pages(&self, on: bool) {
+        self.shared.knobs.ragged_pages.store(on, Ordering::Relaxed);
+    }
+
+    /// Caps every page (children and delta) at `cap` items whatever `$top` says.
+    pub fn set_page_cap(&self, cap: Option<usize>) {
+        self.shared
+            .knobs
+            .page_cap
+            .store(cap.unwrap_or(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Adds `RateLimit-Limit/Remaining/Reset` headers to Graph answers.
+    pub fn set_rate_limit_headers(&self, on: bool) {
+        self.shared
+            .knobs
+            .rate_limit_headers
+            .store(on, Ordering::Relaxed);
+    }
+
+    /// Lifetime of download URLs minted from now on (expired → 401 on the download host).
+    pub fn set_download_url_lifetime(&self, lifetime: Duration) {
+        self.shared
+            .knobs
+            .url_lifetime_ms
+            .store(lifetime.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Lifetime of access tokens issued from now on by the token endpoint.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared
+            .knobs
+            .token_lifetime_ms
+            .store(lifetime.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether Graph accepts [`crate::DEFAULT_TOKEN`] (on by default).
+    pub fn set_default_token_accepted(&self, on: bool) {
+        self.shared
+            .knobs
+            .default_token_ok
+            .store(on, Ordering::Relaxed);
+    }
+
+    /// Expires every access token issued so far (the next Graph call with one gets 401).
+    pub fn expire_access_tokens(&self) {
+        self.shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .expire_access_tokens();
+    }
+
+    /// Makes every refresh token issued so far unusable (`invalid_grant`, AADSTS700082).
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .revoke_refresh_tokens();
+    }
+
+    /// The next delta call with a deltaLink token answers 410 `resyncRequired` with a `Location`.
+    pub fn require_resync(&self) {
+        self.shared.knobs.resync_next.store(true, Ordering::SeqCst);
+    }
+
+    /// Order of delta enumerations started from now on.
+    pub fn set_delta_order(&self, order: DeltaOrder) {
+        self.shared
+            .knobs
+            .children_first
+            .store(order == DeltaOrder::ChildrenFirst, Ordering::Relaxed);
+    }
+
+    /// Requests arriving up to this long before a Retry-After ends are not violations (default 50 ms).
+    pub fn set_violation_grace(&self, grace: Duration) {
+        self.shared
+            .knobs
+            .violation_grace_ms
+            .store(grace.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn arm(&self, failure: Failure, schedule: Schedule) {
+        let item = failure.item.as_deref().map(|p| self.world().expect(p));
+        self.shared
+            .knobs
+            .failures
+            .lock()
+            .expect("failures")
+            .push(FailureRule {
+                failure,
+                item,
+                schedule,
+            });
+    }
+
+    /// Answers the next `n` matching requests with `failure`.
+    pub fn fail_next(&self, n: u64, failure: Failure) {
+        self.arm(failure, Schedule::Next(n));
+    }
+
+    /// Answers a `fraction` (0..=1) of matching requests with `failure`, evenly spread and
+    /// deterministic (the k-th matching request fails when ⌊k·f⌋ grows).
+    pub fn fail_fraction(&self, fraction: f64, failure: Failure) {
+        self.arm(failure, Schedule::Fraction { fraction, seen: 0 });
+    }
+
+    /// Answers every matching request with `failure` until [`Simulator::clear_failures`].
+    pub fn fail_always(&self, failure: Failure) {
+        self.arm(failure, Schedule::Always);
+    }
+
+    /// Shorthand: the next `n` Graph or download requests get 429 with `Retry-After: secs`.
+    pub fn throttle_next(&self, n: u64, retry_after_secs: u64) {
+        self.fail_next(n, Failure::throttled(retry_after_secs));
+    }
+
+    /// Disarms every failure and ends any Retry-After penalty.
+    pub fn clear_failures(&self) {
+        self.shared.knobs.failures.lock().expect("failures").clear();
+        *self.shared.knobs.penalty.lock().expect("penalty") = None;
+    }
+
+    /// The next `times` downloads of the file at `path` send `after_bytes` of their body (half
+    /// when `None`) with the full Content-Length, then drop the connection.
+    pub fn reset_next_downloads(&self, path: &str, times: u64, after_bytes: Option<u64>) {
+        let item = Some(self.world().expect(path));
+        self.shared
+            .knobs
+            .resets
+            .lock()
+            .expect("resets")
+            .push(ResetRule {
+                item,
+                schedule: Schedule::Next(times),
+                after: after_bytes,
+            });
+    }
+
+    /// A `fraction` of all downloads is cut after `after_bytes` (half the body when `None`).
+    pub fn reset_downloads_fraction(&self, fraction: f64, after_bytes: Option<u64>) {
+        self.shared
+            .knobs
+            .resets
+            .lock()
+            .expect("resets")
+            .push(ResetRule {
+                item: None,
+                schedule: Schedule::Fraction { fraction, seen: 0 },
+                after: after_bytes,
+            });
+    }
+
+    /// Disarms every reset.
+    pub fn clear_resets(&self) {
+        self.shared.knobs.resets.lock().expect("resets").clear();
+    }
+
+    /// While on, one byte (in the middle) of the file at `path` is served altered; listings keep
+    /// the true hashes.
+    pub fn corrupt(&self, path: &str, on: bool) {
+        let w = self.world();
+        let idx = w.expect(path);
+        let (_, _, served) = self.file_facts(&w, idx);
+        drop(w);
+        let mut c = self.shared.knobs.corrupt.lock().expect("corrupt");
+        if on {
+            c.insert(idx, served / 2);
+        } else {
+            c.remove(&idx);
+        }
+    }
+
+    /// Script for device-code sign-ins started from now on.
+    pub fn script_device_code(&self, script: DeviceScript) {
+        self.shared.auth.lock().expect("auth lock").device_script = script;
+    }
+
+    /// What `/authorize` does from now on.
+    pub fn set_authorize_outcome(&self, outcome: AuthorizeOutcome) {
+        self.shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .authorize_outcome = outcome;
+    }
+
+    /// An access token Graph accepts, expiring after the token-lifetime knob.
+    pub fn issue_access_token(&self) -> String {
+        let life = self.shared.knobs.token_lifetime_ms.load(Ordering::Relaxed);
+        self.issue_access_token_for(Duration::from_millis(life))
+    }
+
+    /// An access token Graph accepts for `lifetime`.
+    pub fn issue_access_token_for(&self, lifetime: Duration) -> String {
+        let now = self.shared.now_ms();
+        self.shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .new_access_token(self.shared.secret, now, lifetime.as_millis() as u64)
+    }
+
+    /// A fresh refresh token the token endpoint accepts once (as if a sign-in had happened).
+    pub fn issue_refresh_token(&self) -> String {
+        self.shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .new_refresh_token(
+                self.shared.secret,
+                "Files.Read Files.Read.All offline_access User.Read",
+            )
+    }
+
+    // ---- mutations (for incremental runs) -------------------------------------------------
+
+    fn mutate<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        let mut w = self.shared.world.write().expect("world lock");
+        w.seq += 1;
+        w.generation += 1;
+        f(&mut w)
+    }
+
+    /// Marks `idx` changed now (new change sequence, eTag, modified time).
+    fn touch(w: &mut World, idx: usize) {
+        let seq = w.seq;
+        let now = crate::time::now_secs();
+        let it = &mut w.items[idx];
+        it.seq = seq;
+        it.version += 1;
+        it.modified = now;
+    }
+
+    /// Adds a file (creating missing folders); returns its ID.
+    pub fn add_file(&self, path: &str, size: u64) -> String {
+        self.add_file_with(path, size, FileOpts::new())
+    }
+
+    /// Adds a file with options; returns its ID.
+    pub fn add_file_with(&self, path: &str, size: u64, opts: FileOpts) -> String {
+        self.mutate(|w| {
+            let segs = split(path);
+            let (leaf, dirs) = segs.split_last().expect("graphsim: empty path");
+            let root = w.drives[0].root;
+            let parent = w.ensure_folders(root, dirs);
+            let idx = w.add_file(parent, leaf, size, &opts);
+            let now = crate::time::now_secs();
+            w.items[idx].created = now;
+            w.items[idx].modified = now;
+            Self::touch(w, parent);
+            w.items[idx].id.clone()
+        })
+    }
+
+    /// Adds a folder (and missing ancestors); returns its ID.
+    pub fn add_folder(&self, path: &str) -> String {
+        self.mutate(|w| {
+            let root = w.drives[0].root;
+            let segs = split(path);
+            let idx = w.ensure_folders(root, &segs);
+            if let Some(p) = w.items[idx].parent {
+                Self::touch(w, p);
+            }
+            w.items[idx].id.clone()
+        })
+    }
+
+    /// Gives the file at `path` new content of the same size (new hashes, eTag and cTag).
+    pub fn modify_file(&self, path: &str) {
+        let size = self.size(path);
+        self.resize_file(path, size);
+    }
+
+    /// Gives the file at `path` new content of `new_size` bytes.
+    pub fn resize_file(&self, path: &str, new_size: u64) {
+        self.mutate(|w| {
+            let idx = w.expect(path);
+            let old = {
+                let Kind::File(f) = &mut w.items[idx].kind else {
+                    panic!("graphsim: {path:?} is not a file")
+                };
+                let old = f.size;
+                f.content_version += 1;
+                f.seed = mix(f.seed ^ u64::from(f.content_version) ^ new_size.rotate_left(17));
+                f.size = new_size;
+                f.served_size = None;
+                old
+            };
+            w.add_size(idx, new_size as i64 - old as i64);
+            Self::touch(w, idx);
+            w.items[idx].fs_modified = w.items[idx].modified;
+        });
+    }
+
+    /// Renames the item at `path` (same ID).
+    pub fn rename(&self, path: &str, new_name: &str) {
+        self.mutate(|w| {
+            let idx = w.expect(path);
+            w.items[idx].name = new_name.to_owned();
+            Self::touch(w, idx);
+        });
+    }
+
+    /// Moves the item at `path` into the folder at `new_parent` (same ID).
+    pub fn move_item(&self, path: &str, new_parent: &str) {
+        self.mutate(|w| {
+            let idx = w.expect(path);
+            let np = w.expect(new_parent);
+            assert!(
+                w.items[np].is_container(),
+                "graphsim: {new_parent:?} is not a folder"
+            );
+            let op = w.items[idx].parent.expect("graphsim: cannot move a root");
+            let size = w.items[idx]
+                .file()
+                .map_or(w.items[idx].subtree_size, |f| f.size) as i64;
+            w.add_size(op, -size);
+            w.items[op].children.retain(|&c| c != idx);
+            w.items[idx].parent = Some(np);
+            w.items[np].children.push(idx);
+            w.add_size(np, size);
+            Self::touch(w, idx);
+            Self::touch(w, op);
+            Self::touch(w, np);
+        });
+    }
+
+    /// Deletes the item at `path` and everything below it (delta reports each as deleted).
+    pub fn delete(&self, path: &str) {
+        self.mutate(|w| {
+            let idx = w.expect(path);
+            let parent = w.items[idx].parent.expect("graphsim: cannot delete a root");
+            let size = w.items[idx]
+                .file()
+                .map_or(w.items[idx].subtree_size, |f| f.size) as i64;
+            w.add_size(parent, -size);
+            w.items[parent].children.retain(|&c| c != idx);
+            let mut stack = vec![idx];
+            while let Some(i) = stack.pop() {
+                stack.extend(w.items[i].children.iter().copied());
+                Self::touch(w, i);
+                w.items[i].deleted = true;
+            }
+            Self::touch(w, parent);
+        });
+    }
+
+    // ---- counters -------------------------------------------------------------------------
+
+    /// Requests of one kind since start or the last [`Simulator::reset_counters`].
+    pub fn requests(&self, kind: RequestKind) -> u64 {
+        self.shared.counters.get(kind)
+    }
+
+    /// Requests to the download host for the file at `path`.
+    pub fn downloads_of(&self, path: &str) -> u64 {
+        let idx = self.world().expect(path);
+        self.shared
+            .counters
+            .downloads
+            .lock()
+            .expect("downloads")
+            .get(&idx)
+            .map_or(0, |l| l.count)
+    }
+
+    /// The `Range` header of each download of the file at `path`, in arrival order.
+    pub fn ranges_of(&self, path: &str) -> Vec<Option<String>> {
+        let idx = self.world().expect(path);
+        self.shared
+            .counters
+            .downloads
+            .lock()
+            .expect("downloads")
+            .get(&idx)
+            .map(|l| l.ranges.clone())
+            .unwrap_or_default()
+    }
+
+    /// Downloads in flight now (request start to body end or drop).
+    pub fn current_downloads(&self) -> u64 {
+        self.shared
+            .counters
+            .download_gauge
+            .current
+            .load(Ordering::SeqCst)
+            .max(0) as u64
+    }
+
+    /// Most downloads in flight at once.
+    pub fn max_concurrent_downloads(&self) -> u64 {
+        self.shared
+            .counters
+            .download_gauge
+            .max
+            .load(Ordering::SeqCst)
+            .max(0) as u64
+    }
+
+    /// Most Graph requests in flight at once.
+    pub fn max_concurrent_graph_requests(&self) -> u64 {
+        self.shared
+            .counters
+            .graph_gauge
+            .max
+            .load(Ordering::SeqCst)
+            .max(0) as u64
+    }
+
+    /// Requests that came while a Retry-After was in force.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.shared
+            .counters
+            .violations
+            .lock()
+            .expect("violations")
+            .clone()
+    }
+
+    /// Download-host requests that carried an `Authorization` header (should stay 0).
+    pub fn authorization_headers_on_download_host(&self) -> u64 {
+        self.shared
+            .counters
+            .auth_on_download_host
+            .load(Ordering::Relaxed)
+    }
+
+    /// Successful refresh-token grants.
+    pub fn refreshes(&self) -> u64 {
+        self.shared.counters.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Armed failures served (throttling included; penalty repeats excluded).
+    pub fn failures_served(&self) -> u64 {
+        self.shared.counters.failures_served.load(Ordering::Relaxed)
+    }
+
+    /// 401 answers from Graph for missing, unknown or expired tokens.
+    pub fn unauthorized_responses(&self) -> u64 {
+        self.shared.counters.unauthorized.load(Ordering::Relaxed)
+    }
+
+    /// Device-code polls that came sooner than `interval` after the previous one.
+    pub fn device_polls_too_fast(&self) -> u64 {
+        self.shared.counters.polls_too_fast.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes sent by the download host.
+    pub fn bytes_served(&self) -> u64 {
+        self.shared.counters.bytes_served.load(Ordering::Relaxed)
+    }
+
+    /// Zeroes every counter (in-flight maxima restart from the current level).
+    pub fn reset_counters(&self) {
+        self.shared.counters.reset();
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every request kind with its count, for debugging output.
+impl Simulator {
+    /// `(kind, count)` for every kind with a non-zero count.
+    pub fn request_summary(&self) -> Vec<(RequestKind, u64)> {
+        RequestKind::ALL
+            .iter()
+            .map(|&k| (k, self.requests(k)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}

@@ -1,0 +1,615 @@
+//! State shared by the handle and the servers: the world, the fault knobs and the counters.
+//!
+//! Knobs are atomics or short-held mutexes, so a test can turn them while a client is running.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::content::HashCache;
+use crate::identity::AuthState;
+use crate::tree::World;
+
+/// What a request was for; every request is counted under one kind (a ranged download also under
+/// [`RequestKind::DownloadWithRange`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestKind {
+    /// `GET /me`.
+    Me,
+    /// `GET /me/drive`, `/drives/{id}`, `/me/drives`.
+    Drive,
+    /// `GET` of one item (by ID, path, root or special alias).
+    Item,
+    /// `GET …/children`.
+    Children,
+    /// `GET …/delta`.
+    Delta,
+    /// `GET …/content` on Graph (answered with a 302).
+    Content,
+    /// Any request to the download host.
+    Download,
+    /// A download-host request carrying a `Range` header (also counted as `Download`).
+    DownloadWithRange,
+    /// `POST /{tenant}/oauth2/v2.0/token`.
+    Token,
+    /// `POST /{tenant}/oauth2/v2.0/devicecode`.
+    DeviceCode,
+    /// `GET /{tenant}/oauth2/v2.0/authorize`.
+    Authorize,
+    /// Anything else (unknown routes, other methods).
+    Other,
+}
+
+impl RequestKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [RequestKind; 12] = [
+        RequestKind::Me,
+        RequestKind::Drive,
+        RequestKind::Item,
+        RequestKind::Children,
+        RequestKind::Delta,
+        RequestKind::Content,
+        RequestKind::Download,
+        RequestKind::DownloadWithRange,
+        RequestKind::Token,
+        RequestKind::DeviceCode,
+        RequestKind::Authorize,
+        RequestKind::Other,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A scripted error answer: status, Graph error code, optional `Retry-After`, and which requests
+/// it applies to. Arm it with `Simulator::fail_next` / `fail_fraction` / `fail_always`.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// HTTP status.
+    pub status: u16,
+    /// `error.code`.
+    pub code: String,
+    /// `error.message`.
+    pub message: String,
+    /// `Retry-After` seconds; `None` sends no header.
+    pub retry_after: Option<u64>,
+    /// Only requests of this kind (`DownloadWithRange` matches ranged downloads only). Without it
+    /// the failure hits any Graph or download-host request, never the identity host.
+    pub only: Option<RequestKind>,
+    /// Only requests about the item at this path (main drive; resolved when armed).
+    pub item: Option<String>,
+}
+
+impl Failure {
+    /// 429 `activityLimitReached` "The request has been throttled" with `Retry-After: secs`.
+    pub fn throttled(retry_after_secs: u64) -> Self {
+        Self::status(
+            429,
+            "activityLimitReached",
+            "The request has been throttled",
+        )
+        .retry_after(Some(retry_after_secs))
+    }
+
+    /// 503 `serviceNotAvailable`, with `Retry-After` when `Some` (and without when `None`).
+    pub fn unavailable(retry_after_secs: Option<u64>) -> Self {
+        Self::status(
+            503,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable. Try again later.",
+        )
+        .retry_after(retry_after_secs)
+    }
+
+    /// 500 `generalException` (transient).
+    pub fn server_error() -> Self {
+        Self::status(
+            500,
+            "generalException",
+            "An unspecified error has occurred.",
+        )
+    }
+
+    /// 500 `cannotSnapshotTree`, as delta sometimes answers.
+    pub fn cannot_snapshot_tree() -> Self {
+        Self::status(
+            500,
+            "cannotSnapshotTree",
+            "Failed to get a coherent view of changes. Try again later.",
+        )
+    }
+
+    /// 403 `accessDenied` (a refresh must not fix it).
+    pub fn access_denied() -> Self {
+        Self::status(403, "accessDenied", "Access denied")
+    }
+
+    /// Any status and code.
+    pub fn status(status: u16, code: &str, message: &str) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+            retry_after: None,
+            only: None,
+            item: None,
+        }
+    }
+
+    /// Sets or clears `Retry-After`.
+    #[must_use]
+    pub fn retry_after(mut self, secs: Option<u64>) -> Self {
+        self.retry_after = secs;
+        self
+    }
+
+    /// Restricts to one kind of request.
+    #[must_use]
+    pub fn only(mut self, kind: RequestKind) -> Self {
+        self.only = Some(kind);
+        self
+    }
+
+    /// Restricts to requests about the item at `path` (its listing, metadata, content or download).
+    #[must_use]
+    pub fn for_item(mut self, path: &str) -> Self {
+        self.item = Some(path.to_owned());
+        self
+    }
+}
+
+/// A request that arrived while a `Retry-After` the simulator had issued was still in force.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// What the request was for.
+    pub kind: RequestKind,
+    /// Its path and query.
+    pub uri: String,
+    /// How much earlier than allowed it came.
+    pub early_by: Duration,
+}
+
+/// When a rule fires.
+#[derive(Clone, Debug)]
+pub(crate) enum Schedule {
+    Next(u64),
+    Fraction { fraction: f64, seen: u64 },
+    Always,
+}
+
+impl Schedule {
+    /// Whether this matching request is hit (advances the schedule).
+    fn fire(&mut self) -> bool {
+        match self {
+            Schedule::Next(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            Schedule::Next(_) => false,
+            Schedule::Fraction { fraction, seen } => {
+                *seen += 1;
+                let now = (*seen as f64 * *fraction).floor();
+                let before = ((*seen - 1) as f64 * *fraction).floor();
+                now > before
+            }
+            Schedule::Always => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FailureRule {
+    pub failure: Failure,
+    pub item: Option<usize>,
+    pub schedule: Schedule,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ResetRule {
+    pub item: Option<usize>,
+    pub schedule: Schedule,
+    /// Bytes of body sent before the cut; `None` = half the body.
+    pub after: Option<u64>,
+}
+
+/// The order delta lists an enumeration in (undocumented in the real service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeltaOrder {
+    /// Parents before children (change order for incremental rounds).
+    #[default]
+    ParentsFirst,
+    /// Reversed: children before their parents.
+    ChildrenFirst,
+}
+
+/// Runtime-adjustable behaviour.
+pub(crate) struct Knobs {
+    pub latency_ms: AtomicU64,
+    pub ignore_range: AtomicBool,
+    pub ragged_pages: AtomicBool,
+    pub page_cap: AtomicU64,
+    pub rate_limit_headers: AtomicBool,
+    pub url_lifetime_ms: AtomicU64,
+    pub token_lifetime_ms: AtomicU64,
+    pub resync_next: AtomicBool,
+    pub default_token_ok: AtomicBool,
+    pub children_first: AtomicBool,
+    pub violation_grace_ms: AtomicU64,
+    pub failures: Mutex<Vec<FailureRule>>,
+    pub resets: Mutex<Vec<ResetRule>>,
+    pub corrupt: Mutex<HashMap<usize, u64>>,
+    /// The end of the current Retry-After penalty and the failure that set it.
+    pub penalty: Mutex<Option<(Instant, Failure)>>,
+    /// (minute since start, Graph requests in that minute) for `RateLimit-*` headers.
+    pub rate_window: Mutex<(u64, u64)>,
+}
+
+/// A current/maximum pair for in-flight counts.
+#[derive(Default)]
+pub(crate) struct Gauge {
+    pub current: AtomicI64,
+    pub max: AtomicI64,
+}
+
+impl Gauge {
+    fn enter(&self) {
+        let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+    }
+    fn leave(&self) {
+        self.current.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Per-file download log.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DownloadLog {
+    pub count: u64,
+    pub ranges: Vec<Option<String>>,
+}
+
+/// What the simulator has seen.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub kinds: [AtomicU64; 12],
+    pub downloads: Mutex<HashMap<usize, DownloadLog>>,
+    pub download_gauge: Gauge,
+    pub graph_gauge: Gauge,
+    pub auth_on_download_host: AtomicU64,
+    pub violations: Mutex<Vec<Violation>>,
+    pub failures_served: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub polls_too_fast: AtomicU64,
+    pub bytes_served: AtomicU64,
+}
+
+impl Counters {
+    pub fn count(&self, kind: RequestKind) {
+        self.kinds[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self, kind: RequestKind) -> u64 {
+        self.kinds[kind.index()].load(Ordering::Relaxed)
+    }
+    pub fn reset(&self) {
+        for k in &self.kinds {
+            k.store(0, Ordering::SeqCst);
+        }
+        self.downloads.lock().expect("lock").clear();
+        for g in [&self.download_gauge, &self.graph_gauge] {
+            g.max
+                .store(g.current.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        for a in [
+            &self.auth_on_download_host,
+            &self.failures_served,
+            &self.refreshes,
+            &self.unauthorized,
+            &self.polls_too_fast,
+            &self.bytes_served,
+        ] {
+            a.store(0, Ordering::SeqCst);
+        }
+        self.violations.lock().expect("lock").clear();
+    }
+}
+
+/// Which in-flight gauge a guard holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Which {
+    Graph,
+    Download,
+}
+
+/// Holds one unit of an in-flight gauge until dropped.
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+    which: Which,
+}
+
+impl InFlight {
+    pub fn new(shared: &Arc<Shared>, which: Which) -> Self {
+        shared.gauge(which).enter();
+        Self {
+            shared: shared.clone(),
+            which,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.gauge(self.which).leave();
+    }
+}
+
+/// Settings fixed at start (many can be changed later through the handle).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Delay before answering each request (Graph and download host).
+    pub latency: Duration,
+    /// Page size when `$top` is absent.
+    pub default_page: usize,
+    /// Largest page served, whatever `$top` says.
+    pub max_page: usize,
+    /// Lifetime of pre-authenticated download URLs (then the download host answers 401).
+    pub download_url_lifetime: Duration,
+    /// Lifetime of access tokens issued by the token endpoint (then Graph answers 401).
+    pub token_lifetime: Duration,
+    /// List real hashes on zero-byte files (default: `"hashes": {}`, as seen in 2023).
+    pub zero_byte_hashes: bool,
+    /// On personal drives, list sha1Hash on every file (pre-2023 behaviour).
+    pub personal_sha1: bool,
+    /// Status for a special-folder alias that is valid but not (yet) created.
+    pub missing_special_status: u16,
+    /// `interval` returned by the device-code endpoint, in seconds.
+    pub device_code_interval: u64,
+    /// `expires_in` of a device code, in seconds.
+    pub device_code_expires_in: u64,
+    /// Requests this early before a Retry-After ends are not counted as violations.
+    pub violation_grace: Duration,
+    /// Port of the Graph listener (0 = any free port).
+    pub graph_port: u16,
+    /// Port of the download host (0 = any free port).
+    pub download_port: u16,
+    /// Port of the identity host (0 = any free port).
+    pub auth_port: u16,
+    /// `/me` `displayName`.
+    pub display_name: String,
+    /// `/me` `userPrincipalName`.
+    pub user_principal_name: String,
+    /// Personal only: `remoteItem.parentReference.driveId` comes back lowercased with its leading
+    /// zero dropped, as seen in 2025 (`/drives/{id}` still accepts either form).
+    pub quirky_remote_drive_ids: bool,
+    /// Percent-encode each segment of `parentReference.path` (the docs say so; unconfirmed on the wire).
+    pub encode_parent_path: bool,
+    /// Worker threads of the simulator's runtime (0 = tokio's default).
+    pub worker_threads: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            default_page: 200,
+            max_page: 1000,
+            download_url_lifetime: Duration::from_secs(3600),
+            token_lifetime: Duration::from_secs(3599),
+            zero_byte_hashes: false,
+            personal_sha1: false,
+            missing_special_status: 403,
+            device_code_interval: 1,
+            device_code_expires_in: 900,
+            violation_grace: Duration::from_millis(50),
+            graph_port: 0,
+            download_port: 0,
+            auth_port: 0,
+            display_name: "Megan Bowen".to_owned(),
+            user_principal_name: "megan@contoso.example".to_owned(),
+            quirky_remote_drive_ids: false,
+            encode_parent_path: true,
+            worker_threads: 0,
+        }
+    }
+}
+
+/// A cached delta enumeration: key (drive, scope, since, upto, generation) → ordered item list.
+pub(crate) type DeltaCache = Mutex<Vec<((usize, usize, u64, u64, u64), Arc<Vec<usize>>)>>;
+
+/// Everything the servers and the handle share.
+pub(crate) struct Shared {
+    pub world: RwLock<World>,
+    pub hashes: HashCache,
+    pub knobs: Knobs,
+    pub counters: Counters,
+    pub auth: Mutex<AuthState>,
+    pub config: SimConfig,
+    pub graph_base: String,
+    pub download_base: String,
+    pub auth_base: String,
+    pub started: Instant,
+    pub serial: AtomicU64,
+    pub secret: u64,
+    pub delta_cache: DeltaCache,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    pub fn new(
+        world: World,
+        config: SimConfig,
+        graph_base: String,
+        download_base: String,
+        auth_base: String,
+    ) -> Self {
+        let knobs = Knobs {
+            latency_ms: AtomicU64::new(ms(config.latency)),
+            ignore_range: AtomicBool::new(false),
+            ragged_pages: AtomicBool::new(false),
+            page_cap: AtomicU64::new(0),
+            rate_limit_headers: AtomicBool::new(false),
+            url_lifetime_ms: AtomicU64::new(ms(config.download_url_lifetime)),
+            token_lifetime_ms: AtomicU64::new(ms(config.token_lifetime)),
+            resync_next: AtomicBool::new(false),
+            default_token_ok: AtomicBool::new(true),
+            children_first: AtomicBool::new(false),
+            violation_grace_ms: AtomicU64::new(ms(config.violation_grace)),
+            failures: Mutex::new(Vec::new()),
+            resets: Mutex::new(Vec::new()),
+            corrupt: Mutex::new(HashMap::new()),
+            penalty: Mutex::new(None),
+            rate_window: Mutex::new((0, 0)),
+        };
+        let secret = crate::content::mix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64),
+        );
+        Self {
+            world: RwLock::new(world),
+            hashes: HashCache::default(),
+            knobs,
+            counters: Counters::default(),
+            auth: Mutex::new(AuthState::default()),
+            config,
+            graph_base,
+            download_base,
+            auth_base,
+            started: Instant::now(),
+            serial: AtomicU64::new(1),
+            secret,
+            delta_cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn gauge(&self, which: Which) -> &Gauge {
+        match which {
+            Which::Graph => &self.counters.graph_gauge,
+            Which::Download => &self.counters.download_gauge,
+        }
+    }
+
+    /// A fresh request-id-like string.
+    pub fn request_id(&self) -> String {
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        let a = crate::content::mix(n ^ self.secret);
+        let b = crate::content::mix(a);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// Milliseconds since the simulator started (clock of URL and token expiry).
+    pub fn now_ms(&self) -> u64 {
+        ms(self.started.elapsed())
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.knobs.latency_ms.load(Ordering::Relaxed))
+    }
+
+    /// Records a violation if a Retry-After penalty is in force; returns the failure to repeat.
+    pub fn check_penalty(&self, kind: RequestKind, uri: &str) -> Option<Failure> {
+        let mut pen = self.knobs.penalty.lock().expect("penalty lock");
+        let (until, failure) = pen.as_ref()?;
+        let now = Instant::now();
+        let grace = Duration::from_millis(self.knobs.violation_grace_ms.load(Ordering::Relaxed));
+        if now + grace >= *until {
+            return None;
+        }
+        let early_by = *until - now;
+        let failure = failure.clone();
+        self.counters
+            .violations
+            .lock()
+            .expect("lock")
+            .push(Violation {
+                kind,
+                uri: uri.to_owned(),
+                early_by,
+            });
+        // Retry-After grows for a client that keeps calling: the penalty restarts now.
+        if let Some(secs) = failure.retry_after {
+            *pen = Some((now + Duration::from_secs(secs), failure.clone()));
+        }
+        Some(failure)
+    }
+
+    /// The armed failure that hits this request, if any (`item`: `None` before the target is known).
+    pub fn pick_failure(
+        &self,
+        kind: RequestKind,
+        ranged: bool,
+        item: Option<usize>,
+    ) -> Option<Failure> {
+        let mut rules = self.knobs.failures.lock().expect("failures lock");
+        let mut hit = None;
+        for rule in rules.iter_mut() {
+            let identity = matches!(
+                kind,
+                RequestKind::Token | RequestKind::DeviceCode | RequestKind::Authorize
+            );
+            let kind_ok = match rule.failure.only {
+                // Unfiltered failures are for Graph and the download host, not sign-in.
+                None => !identity,
+                Some(RequestKind::DownloadWithRange) => kind == RequestKind::Download && ranged,
+                Some(k) => k == kind,
+            };
+            let item_ok = match (rule.item, item) {
+                (None, None) => true,
+                (Some(want), Some(got)) => want == got,
+                _ => false,
+            };
+            if kind_ok && item_ok && rule.schedule.fire() {
+                hit = Some(rule.failure.clone());
+                break;
+            }
+        }
+        rules.retain(|r| !matches!(r.schedule, Schedule::Next(0)));
+        drop(rules);
+        if let Some(f) = &hit {
+            self.counters
+                .failures_served
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(secs) = f.retry_after {
+                let until = Instant::now() + Duration::from_secs(secs);
+                let mut pen = self.knobs.penalty.lock().expect("penalty lock");
+                if pen.as_ref().is_none_or(|(u, _)| *u < until) {
+                    *pen = Some((until, f.clone()));
+                }
+            }
+        }
+        hit
+    }
+
+    /// Where to cut this download of `item` whose body is `body_len` bytes, if a reset is armed.
+    pub fn pick_reset(&self, item: usize, body_len: u64) -> Option<u64> {
+        let mut rules = self.knobs.resets.lock().expect("resets lock");
+        let mut cut = None;
+        for rule in rules.iter_mut() {
+            if rule.item.is_some_and(|i| i != item) {
+                continue;
+            }
+            if rule.schedule.fire() {
+                cut = Some(
+                    rule.after
+                        .unwrap_or(body_len / 2)
+                        .min(body_len.saturating_sub(1)),
+                );
+                break;
+            }
+        }
+        rules.retain(|r| !matches!(r.schedule, Schedule::Next(0)));
+        cut
+    }
+}
