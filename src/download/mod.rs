@@ -133,6 +133,10 @@ pub async fn download(
         record(manifest, &mut summary, joined, &*reporter, &stop).await?;
     }
     summary.interrupted = stop.is_cancelled();
+    if !summary.interrupted {
+        // Folders found by a crawl that ran alongside, empty ones included.
+        create_folders(manifest, options).await?;
+    }
     Ok(summary)
 }
 

@@ -263,6 +263,14 @@ async fn fetch_into_part(
     } else {
         (0, ContentHasher::new(with_sha1))
     };
+    if job.size == 0 {
+        // Nothing to fetch (and a Range on an empty body is asking for a 416): an empty file is the content.
+        let file =
+            std::fs::File::create(part).map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+        file.sync_all()
+            .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+        return Ok(Some(hasher.finish()));
+    }
     if written >= job.size {
         // Complete part file (killed after fsync, before rename): nothing left to fetch.
         return Ok(Some(hasher.finish()));

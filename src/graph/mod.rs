@@ -410,7 +410,7 @@ impl GraphClient {
                     };
                     (classify_status(status, retry_after), err)
                 }
-                Err(e) => (Attempt::Network, self.transport_error(&what, e)),
+                Err(e) => self.transport_failure(&what, e),
             };
             self.back_off(attempt, policy, outcome)?.await;
         }
@@ -546,7 +546,7 @@ impl GraphClient {
                     };
                     (classify_status(code_u16, retry_after), err)
                 }
-                Err(e) => (Attempt::Network, self.transport_error(what, e)),
+                Err(e) => self.transport_failure(what, e),
             };
             self.back_off(attempt, policy, outcome)?.await;
         }
@@ -596,6 +596,16 @@ impl GraphClient {
                 );
             }
         }
+    }
+
+    fn transport_failure(&self, what: &str, e: reqwest::Error) -> (Attempt, GraphError) {
+        let err = self.transport_error(what, e);
+        let attempt = if err.is_connect() {
+            Attempt::Unreachable
+        } else {
+            Attempt::Network
+        };
+        (attempt, err)
     }
 
     fn transport_error(&self, what: &str, e: reqwest::Error) -> GraphError {

@@ -16,6 +16,9 @@ pub enum Attempt {
     ServerError,
     /// The connection failed or timed out.
     Network,
+    /// The host could not be reached at all (refused, no route, DNS): worth a couple of quick retries for a
+    /// flapping network, not a long wait on a wrong URL.
+    Unreachable,
     /// Anything else: not worth retrying.
     Permanent,
 }
@@ -29,6 +32,8 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest backoff.
     pub cap: Duration,
+    /// Attempts when the host cannot be reached at all.
+    pub max_connect_attempts: u32,
     /// Pause after a 503 that gave no `Retry-After` (Microsoft suggests at least 5 s for 5xx).
     pub default_throttle: Duration,
 }
@@ -37,6 +42,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 6,
+            max_connect_attempts: 3,
             base: Duration::from_secs(1),
             cap: Duration::from_secs(30),
             default_throttle: Duration::from_secs(5),
@@ -53,9 +59,10 @@ impl RetryPolicy {
         }
         match outcome {
             Attempt::Permanent => None,
+            Attempt::Unreachable if attempt >= self.max_connect_attempts => None,
             Attempt::Throttled(Some(after)) => Some(after),
             Attempt::Throttled(None) => Some(self.default_throttle),
-            Attempt::ServerError | Attempt::Network => {
+            Attempt::ServerError | Attempt::Network | Attempt::Unreachable => {
                 let exp = self.base.saturating_mul(1 << (attempt - 1).min(16));
                 let ceiling = exp.min(self.cap);
                 // Full jitter, but never less than a tenth of the ceiling: zero waits just hammer the service.
@@ -141,6 +148,8 @@ mod tests {
                 Some(Duration::from_millis(1600)),
             ),
             (6, Attempt::Network, 1.0, None),
+            (2, Attempt::Unreachable, 1.0, Some(s(2))),
+            (3, Attempt::Unreachable, 1.0, None),
             (6, Attempt::Throttled(Some(s(1))), 0.5, None),
         ];
         for (attempt, outcome, jitter, want) in cases {

@@ -1,1 +1,8 @@
+//! odbackup's integration tests: the real binary (and the library) against the Graph simulator.
 
+mod support;
+
+mod cli;
+mod crawl;
+mod download;
+mod resume;

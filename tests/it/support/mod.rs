@@ -18,7 +18,10 @@ impl TestDest {
     /// A fresh, empty destination.
     pub fn new() -> Self {
         Self {
-            dir: tempfile::Builder::new().prefix("odbackup-it-").tempdir().expect("temp dir"),
+            dir: tempfile::Builder::new()
+                .prefix("odbackup-it-")
+                .tempdir()
+                .expect("temp dir"),
         }
     }
 
@@ -39,7 +42,8 @@ impl TestDest {
 
     /// A read-only connection to the manifest, for assertions with plain SQL.
     pub fn db(&self) -> Connection {
-        Connection::open_with_flags(self.manifest(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open manifest")
+        Connection::open_with_flags(self.manifest(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open manifest")
     }
 
     /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest.
@@ -68,7 +72,10 @@ impl TestDest {
         let mut map = BTreeMap::new();
         for row in rows {
             let (path, item) = row.unwrap();
-            assert!(map.insert(path.clone(), item).is_none(), "duplicate remote path {path}");
+            assert!(
+                map.insert(path.clone(), item).is_none(),
+                "duplicate remote path {path}"
+            );
         }
         map
     }
@@ -86,7 +93,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if rel == ".odbackup" {
             continue;
         }
@@ -140,12 +151,20 @@ pub fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> 
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// Stdout as a JSON value.
 pub fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }

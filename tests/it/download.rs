@@ -1,0 +1,242 @@
+//! Issue 3: downloading the manifest — bounded, verified, every failure on record.
+
+use std::time::Duration;
+
+use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
+
+use crate::support::{TestDest, json, odbackup, run};
+
+pub fn backup(sim: &Simulator, dest: &TestDest) -> std::process::Command {
+    let mut cmd = odbackup();
+    cmd.args(["backup", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    cmd
+}
+
+/// Mixed sizes: mostly small photos, some medium, a few larger, and empty files.
+fn mixed_tree(files: usize) -> (Tree, Vec<(String, u64)>) {
+    let mut tree = Tree::personal().folder("Empty Folder/Nested");
+    let mut list = Vec::new();
+    for i in 0..files {
+        let size = match i % 50 {
+            0 => 3_000_000 + i as u64,
+            1 => 0,
+            2..=9 => 200_000 + i as u64 * 7,
+            _ => 1_000 + (i as u64 * 37) % 20_000,
+        };
+        let path = format!("Photos/{}/{}/IMG_{i:05}.jpg", 2015 + i % 7, i % 12);
+        let month = i % 12 + 1;
+        tree = tree.file_with(
+            &path,
+            size,
+            FileOpts::new().modified(&format!("2019-{month:02}-03T04:05:06Z")),
+        );
+        list.push((path, size));
+    }
+    (tree, list)
+}
+
+#[test]
+fn a_backup_of_thousands_of_files_mirrors_bytes_folders_and_mtimes() {
+    let (tree, files) = mixed_tree(2000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--concurrency", "6"]));
+    assert_eq!(out.status.code(), Some(0));
+
+    for (path, _) in files.iter().step_by(7) {
+        let bytes = std::fs::read(dest.join(path)).unwrap();
+        assert!(
+            bytes == sim.content(path),
+            "{path} differs from the simulator's bytes"
+        );
+    }
+    for (i, (path, size)) in files.iter().enumerate() {
+        let meta = std::fs::metadata(dest.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(meta.len(), *size, "{path}");
+        let month = i % 12 + 1;
+        let want =
+            chrono::DateTime::parse_from_rfc3339(&format!("2019-{month:02}-03T04:05:06Z")).unwrap();
+        let mtime = filetime::FileTime::from_last_modification_time(&meta);
+        assert_eq!(mtime.unix_seconds(), want.timestamp(), "{path} mtime");
+    }
+    assert!(
+        dest.join("Empty Folder/Nested").is_dir(),
+        "empty folders are mirrored"
+    );
+    let on_disk = dest.files_on_disk();
+    assert_eq!(
+        on_disk.len(),
+        files.len(),
+        "no part files or strays: {:?}",
+        on_disk.iter().find(|f| f.contains(".part"))
+    );
+    let items = dest.items();
+    assert!(
+        items
+            .values()
+            .filter(|r| r.kind == "file")
+            .all(|r| r.state == "done")
+    );
+    assert!(
+        sim.max_concurrent_downloads() <= 6,
+        "saw {} concurrent downloads",
+        sim.max_concurrent_downloads()
+    );
+    assert_eq!(
+        sim.authorization_headers_on_download_host(),
+        0,
+        "the bearer token never goes to the download host"
+    );
+
+    let summary = json(&run(backup(&sim, &dest).arg("--json")));
+    assert_eq!(
+        summary["download"]["downloaded"], 0,
+        "a re-run fetches nothing"
+    );
+}
+
+#[test]
+fn concurrency_is_never_exceeded() {
+    let (tree, _) = mixed_tree(300);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(20));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--concurrency", "3"]));
+    assert_eq!(out.status.code(), Some(0));
+    let max = sim.max_concurrent_downloads();
+    assert!((1..=3).contains(&max), "max concurrent downloads {max}");
+}
+
+#[test]
+fn a_corrupted_file_fails_with_hash_mismatch_and_a_rerun_after_the_fault_fixes_it() {
+    let (tree, files) = mixed_tree(200);
+    let sim = Simulator::start(tree);
+    let bad = &files[3].0;
+    sim.corrupt(bad, true);
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !dest.join(bad).exists(),
+        "a corrupted file is never kept under its final name"
+    );
+    assert!(sim.downloads_of(bad) >= 2, "it was retried");
+    assert!(
+        !dest.files_on_disk().iter().any(|f| f.contains(".part")),
+        "no part file of wrong bytes is kept"
+    );
+    let failures = json(&run(odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path())));
+    let failures = failures.as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["remote_path"], format!("/{bad}"));
+    assert_eq!(failures[0]["class"], "hash_mismatch");
+    assert!(failures[0]["attempts"].as_u64().unwrap() >= 2);
+    for (path, _) in files.iter().filter(|(p, _)| p != bad) {
+        assert!(dest.join(path).exists(), "{path}");
+    }
+
+    sim.corrupt(bad, false);
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read(dest.join(bad)).unwrap(), sim.content(bad));
+    assert_eq!(
+        sim.requests(RequestKind::Download),
+        1,
+        "only the failed file is fetched again"
+    );
+}
+
+#[test]
+fn a_reset_mid_body_and_a_503_are_survived_and_the_attempts_recorded() {
+    let tree = Tree::personal()
+        .file("v/big.mov", 4_000_000)
+        .file("v/small.jpg", 5_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_eq!(
+        run(odbackup()
+            .args(["crawl", "--dest"])
+            .arg(dest.path())
+            .args(["--graph-url", &sim.graph_url()])
+            .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
+        .status
+        .code(),
+        Some(0)
+    );
+    sim.reset_next_downloads("v/big.mov", 2, Some(1_000_000));
+    sim.fail_next(1, Failure::unavailable(Some(1)).only(RequestKind::Content));
+    // One transfer at a time, so no request is already in flight when the 503 arrives: every later one
+    // must wait out the Retry-After.
+    let mut download = odbackup();
+    download
+        .args(["download", "--concurrency", "1", "--json", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let out = run(&mut download);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(dest.join("v/big.mov")).unwrap(),
+        sim.content("v/big.mov")
+    );
+    let ranges = sim.ranges_of("v/big.mov");
+    assert!(
+        ranges
+            .iter()
+            .flatten()
+            .any(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-")),
+        "the retry resumed with a Range from the bytes already on disk: {ranges:?}"
+    );
+    assert!(
+        sim.violations().is_empty(),
+        "Retry-After was honoured: {:?}",
+        sim.violations()
+    );
+}
+
+#[test]
+fn files_already_on_disk_with_the_right_hash_are_adopted_without_downloading() {
+    let tree = Tree::personal()
+        .file("a/one.jpg", 50_000)
+        .file("a/two.jpg", 60_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    std::fs::create_dir_all(dest.join("a")).unwrap();
+    std::fs::write(dest.join("a/one.jpg"), sim.content("a/one.jpg")).unwrap();
+    let mut wrong = sim.content("a/two.jpg");
+    wrong[10] ^= 1;
+    std::fs::write(dest.join("a/two.jpg"), &wrong).unwrap();
+    let summary = json(&run(backup(&sim, &dest).arg("--json")));
+    assert_eq!(summary["download"]["adopted"], 1);
+    assert_eq!(summary["download"]["downloaded"], 1);
+    assert_eq!(sim.downloads_of("a/one.jpg"), 0);
+    assert_eq!(
+        std::fs::read(dest.join("a/two.jpg")).unwrap(),
+        sim.content("a/two.jpg")
+    );
+}
+
+#[test]
+fn a_done_file_missing_on_disk_is_fetched_again() {
+    let tree = Tree::personal().file("a/one.jpg", 50_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    std::fs::remove_file(dest.join("a/one.jpg")).unwrap();
+    let mut cmd = odbackup();
+    cmd.args(["download", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    assert_eq!(run(&mut cmd).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(dest.join("a/one.jpg")).unwrap(),
+        sim.content("a/one.jpg")
+    );
+}
