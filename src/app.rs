@@ -230,7 +230,7 @@ async fn run_phases(
     Ok((Some(crawled), Some(downloaded)))
 }
 
-/// The manifest's counts, for `status`. Reads without taking the run lock (SQLite's WAL lets a reader in
+/// The manifest's counts, for `status`. Reads without taking the run lock (`SQLite`'s WAL lets a reader in
 /// while a run writes).
 pub fn status(manifest_path: &Path) -> Result<StatusReport, Error> {
     let manifest = open_existing(manifest_path)?;

@@ -38,6 +38,7 @@ macro_rules! config_keys {
 
         impl ConfigValues {
             /// `self`'s keys where set, `base`'s otherwise.
+            #[must_use]
             pub fn over(&self, base: &ConfigValues) -> ConfigValues {
                 ConfigValues { $($field: self.$field.clone().or_else(|| base.$field.clone()),)* }
             }
@@ -66,7 +67,7 @@ config_keys! {
     drive_id: String,
     /// Back up this user's drive (business), by UPN.
     user: String,
-    /// Back up this SharePoint site's default library (`host:/sites/name`).
+    /// Back up the default library of this `SharePoint` site (`host:/sites/name`).
     site: String,
     /// Start at this folder path.
     root: String,

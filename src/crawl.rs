@@ -396,8 +396,7 @@ fn scope_remote_path(scope: &Scope, root: &DriveItem) -> String {
                 .parent_reference
                 .as_ref()
                 .and_then(|p| p.path.as_deref())
-                .map(parent_path_from_reference)
-                .unwrap_or_else(|| "/".to_owned());
+                .map_or_else(|| "/".to_owned(), parent_path_from_reference);
             child_remote_path(&parent, &name)
         }
     }

@@ -53,7 +53,7 @@ pub enum Error {
     Auth(#[from] AuthError),
     /// The crawl stopped.
     #[error(transparent)]
-    Crawl(#[from] CrawlError),
+    Crawl(Box<CrawlError>),
     /// The manifest could not be opened, locked or written.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -73,9 +73,17 @@ impl Error {
             Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
             Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
             Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,
-            Error::Crawl(CrawlError::Manifest(m)) if m.is_locked() => ErrorKind::Locked,
+            Error::Crawl(c) if matches!(&**c, CrawlError::Manifest(m) if m.is_locked()) => {
+                ErrorKind::Locked
+            }
             _ => ErrorKind::Run,
         }
+    }
+}
+
+impl From<CrawlError> for Error {
+    fn from(err: CrawlError) -> Self {
+        Error::Crawl(Box::new(err))
     }
 }
 

@@ -1,4 +1,4 @@
-//! odbackup: back up a Microsoft OneDrive (personal, business, SharePoint) to local disk.
+//! odbackup: back up a Microsoft `OneDrive` (personal, business, `SharePoint`) to local disk.
 //!
 //! ```text
 //!   cli ──► app (one run: settings, auth, lock, reporter)
@@ -13,7 +13,7 @@
 //!                          manifest::mark_done / mark_failed (attempts, class, message)
 //! ```
 //!
-//! `graph` knows HTTP and JSON but nothing of SQLite; `manifest` knows SQLite but nothing of HTTP; `crawl`
+//! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `crawl`
 //! and `download` are plain async functions over those two seams and never print: progress goes through
 //! [`progress::Reporter`], and only the binary's `cli` module draws or prints.
 //!

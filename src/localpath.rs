@@ -12,7 +12,7 @@
 //!   sanitised hostile name can never land on the name of a legitimate sibling.
 //! - A name over [`MAX_NAME_BYTES`] keeps its extension and as much of its stem as fits, plus the suffix.
 //!
-//! It knows nothing of Graph, SQLite or the network: names in, names out.
+//! It knows nothing of Graph, `SQLite` or the network: names in, names out.
 
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
@@ -144,7 +144,10 @@ pub fn part_path(target: &Path, drive_id: &str, item_id: &str, etag: &str) -> Pa
 
 /// Whether a file name is one of odbackup's part files (so cleanup can find stale ones).
 pub fn is_part_file(name: &str) -> bool {
-    name.starts_with(".odbackup-") && name.ends_with(".part")
+    name.starts_with(".odbackup-")
+        && std::path::Path::new(name)
+            .extension()
+            .is_some_and(|e| e == "part")
 }
 
 #[cfg(test)]
@@ -194,7 +197,7 @@ mod tests {
         let a = safe_name(&long, "id-a");
         let b = safe_name(&long, "id-b");
         assert!(a.name.len() <= MAX_NAME_BYTES, "{}", a.name.len());
-        assert!(a.name.ends_with(".jpg"));
+        assert!(Path::new(&a.name).extension().is_some_and(|e| e == "jpg"));
         assert!(a.changed);
         assert_ne!(a.name, b.name);
         assert_eq!(a, safe_name(&long, "id-a"), "deterministic");

@@ -1,6 +1,6 @@
 //! The one place where async code reaches the synchronous manifest.
 //!
-//! rusqlite is blocking, so every manifest call runs on tokio's blocking pool behind one mutex: SQLite
+//! rusqlite is blocking, so every manifest call runs on tokio's blocking pool behind one mutex: `SQLite`
 //! serialises writers anyway, and one connection keeps the prepared-statement cache warm.
 
 use std::sync::{Arc, Mutex};

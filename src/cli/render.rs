@@ -43,66 +43,76 @@ pub fn summary(summary: &RunSummary, json: bool) {
         print_json(summary);
         return;
     }
-    let mut out = String::new();
+    let _ = write_summary(&mut std::io::stdout().lock(), summary);
+}
+
+fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io::Result<()> {
     if let Some(c) = &summary.crawl {
-        out.push_str(&format!(
-            "crawl: {} folders listed, {} items recorded{}{}{}{}\n",
-            c.folders_listed,
-            c.items_seen,
-            if c.resumed { " (resumed)" } else { "" },
-            if c.folders_refused > 0 {
-                format!(", {} folders refused", c.folders_refused)
-            } else {
-                String::new()
-            },
-            if c.marked_deleted > 0 {
-                format!(", {} gone from the drive (kept locally)", c.marked_deleted)
-            } else {
-                String::new()
-            },
-            if c.complete {
-                ""
-            } else {
-                ", not finished: re-run to resume"
-            },
-        ));
+        write!(
+            out,
+            "crawl: {} folders listed, {} items recorded",
+            c.folders_listed, c.items_seen
+        )?;
+        if c.resumed {
+            write!(out, " (resumed)")?;
+        }
+        if c.folders_refused > 0 {
+            write!(out, ", {} folders refused (see status)", c.folders_refused)?;
+        }
+        if c.marked_deleted > 0 {
+            write!(
+                out,
+                ", {} gone from the drive (kept locally)",
+                c.marked_deleted
+            )?;
+        }
+        if !c.complete {
+            write!(out, ", not finished: re-run to resume")?;
+        }
+        writeln!(out)?;
     }
     if let Some(d) = &summary.download {
         let secs = summary.elapsed.as_secs_f64().max(0.001);
-        out.push_str(&format!(
-            "download: {} downloaded, {} already present, {} failed; {} in {:.1}s ({}/s)\n",
+        writeln!(
+            out,
+            "download: {} downloaded, {} already present, {} failed; {} in {:.1}s ({}/s)",
             d.downloaded,
             d.adopted,
             d.failed,
             human_bytes(d.bytes),
             secs,
             human_bytes((d.bytes as f64 / secs) as u64),
-        ));
+        )?;
         if d.requeued > 0 {
-            out.push_str(&format!(
-                "  {} files marked done were missing or changed on disk and were fetched again\n",
+            writeln!(
+                out,
+                "  {} files marked done were missing or changed on disk and were fetched again",
                 d.requeued
-            ));
+            )?;
         }
         for (class, n) in &d.failures_by_class {
-            out.push_str(&format!("  {n} failed: {class}\n"));
+            writeln!(out, "  {n} failed: {class}")?;
         }
         if let Some(fatal) = &d.fatal {
-            out.push_str(&format!("stopped early: {fatal}\n"));
+            writeln!(out, "stopped early: {fatal}")?;
             if d.fatal_class.as_deref() == Some("auth") {
-                out.push_str("  the access token was refused: set a fresh ODBACKUP_ACCESS_TOKEN, then re-run the same command\n");
+                writeln!(
+                    out,
+                    "  sign-in expired or was refused: run `odbackup login` (or set a fresh ODBACKUP_ACCESS_TOKEN), then re-run the same command"
+                )?;
             }
         }
         if d.failed > 0 {
-            out.push_str(
-                "see `odbackup failures --dest …` for details; re-run the same command to retry\n",
-            );
+            writeln!(
+                out,
+                "see `odbackup failures --dest …` for details; re-run the same command to retry"
+            )?;
         }
     }
     if summary.interrupted {
-        out.push_str("interrupted: re-run the same command to resume\n");
+        writeln!(out, "interrupted: re-run the same command to resume")?;
     }
-    let _ = write!(std::io::stdout(), "{out}");
+    Ok(())
 }
 
 /// `odbackup status`.
@@ -127,8 +137,8 @@ pub fn failures(rows: &[FailureRow], json: bool) {
     }
     let _ = writeln!(
         out,
-        "{:<16} {:>6} {:>8}  {}",
-        "CLASS", "HTTP", "ATTEMPTS", "PATH / MESSAGE"
+        "{:<16} {:>6} {:>8}  PATH / MESSAGE",
+        "CLASS", "HTTP", "ATTEMPTS"
     );
     for row in rows {
         let status = row

@@ -25,7 +25,7 @@ use crate::shared::SharedManifest;
 pub use plan::{Action, LocalState, classify, plan};
 pub use transfer::{TransferFailure, TransferOutcome};
 
-/// Files transferred at once unless `--concurrency` says otherwise. OneDrive throttles bulk downloads above
+/// Files transferred at once unless `--concurrency` says otherwise. `OneDrive` throttles bulk downloads above
 /// roughly a dozen parallel streams per user; 8 keeps a home connection busy with photos without inviting 429s.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 

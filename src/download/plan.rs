@@ -42,10 +42,10 @@ pub fn classify(err: &GraphError) -> FailureClass {
     if err.is_auth() {
         return FailureClass::Auth;
     }
-    if let Some(code) = err.code() {
-        if code.eq_ignore_ascii_case("malwareDetected") {
-            return FailureClass::Malware;
-        }
+    if let Some(code) = err.code()
+        && code.eq_ignore_ascii_case("malwareDetected")
+    {
+        return FailureClass::Malware;
     }
     match err.status() {
         Some(429 | 503 | 509) => FailureClass::Throttled,

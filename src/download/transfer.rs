@@ -78,7 +78,7 @@ pub async fn transfer(
             return failed(
                 FailureClass::Path,
                 None,
-                format!("no local path for {t:?}"),
+                format!("no local path for {}", t.display()),
                 0,
                 false,
             );
@@ -98,10 +98,10 @@ pub async fn transfer(
         job.item_id.as_str(),
         version,
     );
-    if let Some(parent) = target.parent() {
-        if let Err(err) = tokio::fs::create_dir_all(parent).await {
-            return disk_failure(&err, parent, 0);
-        }
+    if let Some(parent) = target.parent()
+        && let Err(err) = tokio::fs::create_dir_all(parent).await
+    {
+        return disk_failure(&err, parent, 0);
     }
 
     let local = LocalState {
@@ -488,7 +488,7 @@ fn set_mtime(path: &Path, modified_at: Option<&str>) {
             }
         }
         Err(err) => {
-            tracing::warn!(path = %path.display(), date = text, error = %err, "unparsable modification time")
+            tracing::warn!(path = %path.display(), date = text, error = %err, "unparsable modification time");
         }
     }
 }

@@ -142,7 +142,7 @@ impl GraphError {
     }
 }
 
-/// Parse an error body tolerantly: Graph's `innerError` and OneDrive's `innererror` chains, empty or HTML
+/// Parse an error body tolerantly: Graph's `innerError` and `OneDrive`'s `innererror` chains, empty or HTML
 /// bodies. Returns the most specific code and the outermost message.
 pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {

@@ -1,7 +1,7 @@
 //! The Microsoft Graph seam: typed calls for the dozen endpoints a backup needs, one retry policy, a
 //! shared throttle gate, and downloads from pre-authenticated URLs without the bearer token.
 //!
-//! It knows HTTP and JSON only: nothing of SQLite, local paths, filters or progress. It returns typed items
+//! It knows HTTP and JSON only: nothing of `SQLite`, local paths, filters or progress. It returns typed items
 //! and byte streams; tokens come from an [`auth::TokenSource`](crate::auth::TokenSource).
 
 mod error;
@@ -94,9 +94,9 @@ pub enum DriveSelector {
     Me,
     /// Any drive by ID.
     Id(DriveId),
-    /// A user's OneDrive (business), by UPN or ID.
+    /// A user's `OneDrive` (business), by UPN or ID.
     User(String),
-    /// A SharePoint site's default document library: `host:/sites/name`.
+    /// A `SharePoint` site's default document library: `host:/sites/name`.
     Site(String),
 }
 
@@ -584,17 +584,17 @@ impl GraphClient {
             number("ratelimit-remaining"),
             number("ratelimit-limit"),
             number("ratelimit-reset"),
-        ) {
-            if limit > 0 && remaining * 20 <= limit {
-                let wait = Duration::from_secs(reset.min(60));
-                self.inner.gate.pause(wait);
-                tracing::info!(
-                    remaining,
-                    limit,
-                    wait_s = wait.as_secs(),
-                    "rate limit nearly spent; slowing down"
-                );
-            }
+        ) && limit > 0
+            && remaining * 20 <= limit
+        {
+            let wait = Duration::from_secs(reset.min(60));
+            self.inner.gate.pause(wait);
+            tracing::info!(
+                remaining,
+                limit,
+                wait_s = wait.as_secs(),
+                "rate limit nearly spent; slowing down"
+            );
         }
     }
 
@@ -659,8 +659,11 @@ fn encode(segment: &str) -> String {
 fn encode_path(path: &str) -> String {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| format!("/{}", encode(s)))
-        .collect()
+        .fold(String::new(), |mut out, s| {
+            out.push('/');
+            out.push_str(&encode(s));
+            out
+        })
 }
 
 /// `bytes 100-199/1000` → `(100, Some(1000))`.

@@ -75,7 +75,7 @@ pub struct DriveItem {
     pub file: Option<FileFacet>,
     /// Present on folders.
     pub folder: Option<FolderFacet>,
-    /// Present on packages (OneNote notebooks).
+    /// Present on packages (`OneNote` notebooks).
     pub package: Option<PackageFacet>,
     /// Present on shortcuts into another drive.
     pub remote_item: Option<RemoteItem>,

@@ -1,7 +1,7 @@
-//! Microsoft's quickXorHash: the one content hash OneDrive guarantees on every drive type.
+//! Microsoft's quickXorHash: the one content hash `OneDrive` guarantees on every drive type.
 //!
-//! Byte `i` of the stream is XORed into a 160-bit accumulator at bit offset `(11 * i) mod 160`, wrapping
-//! around; the total length is XORed into the last 8 bytes at the end. Since 160 = 8 · 20 and 11 is odd,
+//! Byte `i` of the stream is `XORed` into a 160-bit accumulator at bit offset `(11 * i) mod 160`, wrapping
+//! around; the total length is `XORed` into the last 8 bytes at the end. Since 160 = 8 · 20 and 11 is odd,
 //! bytes 160 apart land on the same offset, so the accumulator is kept as 160 one-byte-wide *lanes*: lane `k`
 //! holds the XOR of every byte whose position is ≡ k (mod 160). Hashing is then a plain XOR of each 160-byte
 //! block into the lanes (which the compiler vectorises), and the rotation into the 160-bit value happens once,
@@ -103,7 +103,7 @@ impl QuickXorHash {
         out
     }
 
-    /// The hash as OneDrive writes it: standard base64 with padding (28 characters).
+    /// The hash as `OneDrive` writes it: standard base64 with padding (28 characters).
     pub fn finalize_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.finalize())
     }

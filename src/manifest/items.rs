@@ -13,7 +13,7 @@ pub enum ItemKind {
     File,
     /// A folder (the drive root included).
     Folder,
-    /// A package such as a OneNote notebook: no content to download.
+    /// A package such as a `OneNote` notebook: no content to download.
     Package,
     /// A shortcut to an item in another drive.
     Remote,
@@ -402,18 +402,17 @@ impl Manifest {
                  ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![crawl_id, limit as i64], |r| {
-                Ok(FrontierEntry {
-                    folder_id: ItemId(r.get(0)?),
-                    folder_path: r.get(1)?,
-                    folder_local_path: r.get(2)?,
-                    next_link: r.get(3)?,
-                })
+
+        stmt.query_map(params![crawl_id, limit as i64], |r| {
+            Ok(FrontierEntry {
+                folder_id: ItemId(r.get(0)?),
+                folder_path: r.get(1)?,
+                folder_local_path: r.get(2)?,
+                next_link: r.get(3)?,
             })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e));
-        rows
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 
     /// Commit one listed page: its items, new subfolders into the frontier, and the folder's cursor (or its
@@ -448,26 +447,23 @@ impl Manifest {
                 }
             }
         }
-        match &page.next_link {
-            Some(link) => {
-                tx.execute(
-                    "UPDATE frontier SET next_link = ?3 WHERE crawl_id = ?1 AND folder_id = ?2",
-                    params![crawl_id, page.folder_id.as_str(), link],
-                )
-                .map_err(err)?;
-            }
-            None => {
-                tx.execute(
-                    "DELETE FROM frontier WHERE crawl_id = ?1 AND folder_id = ?2",
-                    params![crawl_id, page.folder_id.as_str()],
-                )
-                .map_err(err)?;
-                tx.execute(
-                    "UPDATE items SET listed_crawl = ?1, state = 'done' WHERE drive_id = ?2 AND item_id = ?3",
-                    params![crawl_id, page.drive_id.as_str(), page.folder_id.as_str()],
-                )
-                .map_err(err)?;
-            }
+        if let Some(link) = &page.next_link {
+            tx.execute(
+                "UPDATE frontier SET next_link = ?3 WHERE crawl_id = ?1 AND folder_id = ?2",
+                params![crawl_id, page.folder_id.as_str(), link],
+            )
+            .map_err(err)?;
+        } else {
+            tx.execute(
+                "DELETE FROM frontier WHERE crawl_id = ?1 AND folder_id = ?2",
+                params![crawl_id, page.folder_id.as_str()],
+            )
+            .map_err(err)?;
+            tx.execute(
+                "UPDATE items SET listed_crawl = ?1, state = 'done' WHERE drive_id = ?2 AND item_id = ?3",
+                params![crawl_id, page.drive_id.as_str(), page.folder_id.as_str()],
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)
     }
@@ -561,29 +557,28 @@ impl Manifest {
                  AND state IN ('pending', 'failed') AND remote_deleted = 0 ORDER BY rowid LIMIT ?2"
             ))
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![after_rowid, limit as i64], |r| {
-                Ok(DownloadJob {
-                    rowid: r.get(0)?,
-                    drive_id: DriveId(r.get(1)?),
-                    item_id: ItemId(r.get(2)?),
-                    name: r.get(3)?,
-                    remote_path: r.get(4)?,
-                    size: r.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
-                    quick_xor: r.get(6)?,
-                    sha1: r.get(7)?,
-                    etag: r.get(8)?,
-                    ctag: r.get(9)?,
-                    modified_at: r.get(10)?,
-                    taken_at: r.get(11)?,
-                    media: MediaKind::parse(&r.get::<_, String>(12)?),
-                    local_path: r.get(13)?,
-                    attempts: r.get::<_, i64>(14)?.max(0) as u32,
-                })
+
+        stmt.query_map(params![after_rowid, limit as i64], |r| {
+            Ok(DownloadJob {
+                rowid: r.get(0)?,
+                drive_id: DriveId(r.get(1)?),
+                item_id: ItemId(r.get(2)?),
+                name: r.get(3)?,
+                remote_path: r.get(4)?,
+                size: r.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+                quick_xor: r.get(6)?,
+                sha1: r.get(7)?,
+                etag: r.get(8)?,
+                ctag: r.get(9)?,
+                modified_at: r.get(10)?,
+                taken_at: r.get(11)?,
+                media: MediaKind::parse(&r.get::<_, String>(12)?),
+                local_path: r.get(13)?,
+                attempts: r.get::<_, i64>(14)?.max(0) as u32,
             })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e));
-        rows
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 
     /// Record a verified file.
@@ -638,19 +633,18 @@ impl Manifest {
                  AND state = 'done' AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![after_rowid, limit as i64], |r| {
-                Ok(DoneFile {
-                    rowid: r.get(0)?,
-                    drive_id: DriveId(r.get(1)?),
-                    item_id: ItemId(r.get(2)?),
-                    local_path: r.get(3)?,
-                    size: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
-                })
+
+        stmt.query_map(params![after_rowid, limit as i64], |r| {
+            Ok(DoneFile {
+                rowid: r.get(0)?,
+                drive_id: DriveId(r.get(1)?),
+                item_id: ItemId(r.get(2)?),
+                local_path: r.get(3)?,
+                size: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
             })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e));
-        rows
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 
     /// Put done files back to pending (they were missing or changed on disk).
@@ -685,13 +679,12 @@ impl Manifest {
                  AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![after_rowid, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e));
-        rows
+
+        stmt.query_map(params![after_rowid, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 
     /// Start recording a run.

@@ -1,4 +1,4 @@
-//! The manifest: one SQLite file per backup holding every drive item, its hashes and download state, the
+//! The manifest: one `SQLite` file per backup holding every drive item, its hashes and download state, the
 //! crawl frontier and the history of runs.
 //!
 //! It knows nothing of HTTP or Graph: it stores its own row types, and the crawler converts Graph items into
@@ -21,7 +21,7 @@ pub use items::{
 };
 pub use report::{FailureRow, RunRecord, StatusReport};
 
-/// `PRAGMA application_id` of an odbackup manifest ("odbk"), so a foreign SQLite file is recognised.
+/// `PRAGMA application_id` of an odbackup manifest ("odbk"), so a foreign `SQLite` file is recognised.
 pub const APPLICATION_ID: i32 = 0x6f64_626b;
 
 /// Why the manifest could not be used.
@@ -44,7 +44,7 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not an odbackup manifest (another program's database, or not SQLite at all).
+    /// The file is not an odbackup manifest (another program's database, or not `SQLite` at all).
     #[error(
         "{path} is not an odbackup manifest ({reason}); point --manifest elsewhere or move the file away"
     )]
@@ -64,12 +64,12 @@ pub enum ManifestError {
         /// The newest this build knows.
         known: i64,
     },
-    /// SQLite failed.
+    /// `SQLite` failed.
     #[error("manifest {path}: {source}")]
     Sqlite {
         /// The file.
         path: PathBuf,
-        /// The SQLite error.
+        /// The `SQLite` error.
         #[source]
         source: rusqlite::Error,
     },
@@ -165,15 +165,15 @@ impl Manifest {
         Ok(())
     }
 
-    /// "file is not a database" and friends become [`ManifestError::Foreign`]; the rest stay SQLite errors.
+    /// "file is not a database" and friends become [`ManifestError::Foreign`]; the rest stay `SQLite` errors.
     fn foreign_or(&self, err: rusqlite::Error) -> ManifestError {
-        if let rusqlite::Error::SqliteFailure(e, _) = &err {
-            if matches!(e.code, rusqlite::ErrorCode::NotADatabase) {
-                return ManifestError::Foreign {
-                    path: self.path.clone(),
-                    reason: "not a SQLite database, or a damaged one".to_owned(),
-                };
-            }
+        if let rusqlite::Error::SqliteFailure(e, _) = &err
+            && matches!(e.code, rusqlite::ErrorCode::NotADatabase)
+        {
+            return ManifestError::Foreign {
+                path: self.path.clone(),
+                reason: "not a SQLite database, or a damaged one".to_owned(),
+            };
         }
         self.err(err)
     }

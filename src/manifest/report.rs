@@ -193,16 +193,15 @@ impl Manifest {
 
     fn counts(&self, sql: &str) -> Result<Vec<Count>> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Count {
-                    key: r.get(0)?,
-                    count: r.get::<_, i64>(1)? as u64,
-                })
+
+        stmt.query_map([], |r| {
+            Ok(Count {
+                key: r.get(0)?,
+                count: r.get::<_, i64>(1)? as u64,
             })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e));
-        rows
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 
     /// The latest run.
@@ -236,21 +235,20 @@ impl Manifest {
                  FROM items WHERE state = 'failed' AND remote_deleted = 0 ORDER BY failed_at DESC, remote_path",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![], |r| {
-                Ok(FailureRow {
-                    remote_path: r.get(0)?,
-                    item_id: r.get(1)?,
-                    class: r.get(2)?,
-                    http_status: r.get::<_, Option<i64>>(3)?.map(|s| s as u16),
-                    message: r.get(4)?,
-                    attempts: r.get::<_, i64>(5)?.max(0) as u32,
-                    failed_at: r.get(6)?,
-                })
+
+        stmt.query_map(params![], |r| {
+            Ok(FailureRow {
+                remote_path: r.get(0)?,
+                item_id: r.get(1)?,
+                class: r.get(2)?,
+                http_status: r.get::<_, Option<i64>>(3)?.map(|s| s as u16),
+                message: r.get(4)?,
+                attempts: r.get::<_, i64>(5)?.max(0) as u32,
+                failed_at: r.get(6)?,
             })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e));
-        rows
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 }
 

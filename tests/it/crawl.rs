@@ -17,7 +17,7 @@ fn crawl(sim: &Simulator, dest: &TestDest) -> std::process::Command {
 }
 
 /// A tree with every shape the issue names: a folder of 2,500 children (paging), depth 21, unicode names
-/// (NFC, NFD, emoji, CJK near the 255-character limit), zero-byte files, a OneNote package, a remote item.
+/// (NFC, NFD, emoji, CJK near the 255-character limit), zero-byte files, a `OneNote` package, a remote item.
 fn awkward_tree() -> (Tree, Vec<(String, u64)>) {
     let mut files = Vec::new();
     let mut tree = Tree::personal();
@@ -26,7 +26,7 @@ fn awkward_tree() -> (Tree, Vec<(String, u64)>) {
         tree = tree.file(&path, (i % 7) as u64 * 100);
         files.push((path, (i % 7) as u64 * 100));
     }
-    let deep: String = (0..21).map(|d| format!("d{d}/")).collect();
+    let deep = (0..21).map(|d| format!("d{d}")).collect::<Vec<_>>().join("/") + "/";
     let deep_file = format!("{deep}bottom.bin");
     tree = tree.file(&deep_file, 1234);
     files.push((deep_file, 1234));

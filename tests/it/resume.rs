@@ -38,10 +38,12 @@ fn file_sha1(path: &std::path::Path) -> String {
     let mut hasher = Sha1::new();
     let mut file = std::fs::File::open(path).unwrap();
     std::io::copy(&mut file, &mut hasher).unwrap();
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02X}"))
+    hasher.finalize().iter().fold(String::new(), |mut out, b| {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02X}");
+        out
+    })
+}"))
         .collect()
 }
 
