@@ -26,7 +26,11 @@ fn awkward_tree() -> (Tree, Vec<(String, u64)>) {
         tree = tree.file(&path, (i % 7) as u64 * 100);
         files.push((path, (i % 7) as u64 * 100));
     }
-    let deep = (0..21).map(|d| format!("d{d}")).collect::<Vec<_>>().join("/") + "/";
+    let deep = (0..21)
+        .map(|d| format!("d{d}"))
+        .collect::<Vec<_>>()
+        .join("/")
+        + "/";
     let deep_file = format!("{deep}bottom.bin");
     tree = tree.file(&deep_file, 1234);
     files.push((deep_file, 1234));

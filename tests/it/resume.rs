@@ -43,8 +43,6 @@ fn file_sha1(path: &std::path::Path) -> String {
         let _ = write!(out, "{b:02X}");
         out
     })
-}"))
-        .collect()
 }
 
 #[test]
