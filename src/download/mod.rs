@@ -161,6 +161,7 @@ async fn record(
             verification,
             fetched,
             adopted,
+            attempts,
         } => {
             if adopted {
                 summary.adopted += 1;
@@ -172,6 +173,7 @@ async fn record(
                 local_path,
                 verification: verification.to_owned(),
                 bytes: job.size,
+                attempts,
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
             manifest

@@ -41,6 +41,8 @@ pub enum TransferOutcome {
         fetched: u64,
         /// Whether an existing local file was adopted without downloading.
         adopted: bool,
+        /// Requests it took in this run (more than one when a transfer was resumed or retried).
+        attempts: u32,
     },
     /// Failed for this run; the row records it.
     Failed(TransferFailure),
@@ -119,6 +121,7 @@ pub async fn transfer(
                         verification,
                         fetched: 0,
                         adopted: true,
+                        attempts: 0,
                     };
                 }
             }
@@ -216,6 +219,7 @@ pub async fn transfer(
                     verification,
                     fetched,
                     adopted: false,
+                    attempts,
                 };
             }
             Err((class, message)) => {

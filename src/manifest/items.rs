@@ -272,6 +272,8 @@ pub struct DoneRecord {
     pub verification: String,
     /// Bytes on disk.
     pub bytes: u64,
+    /// Attempts it took in this run (added to the total, so survived retries stay on record).
+    pub attempts: u32,
 }
 
 /// A failed download.
@@ -587,10 +589,20 @@ impl Manifest {
         self.conn
             .prepare_cached(
                 "UPDATE items SET state = 'done', local_path = ?3, verification = ?4, downloaded_at = ?5,
-                     error_class = NULL, http_status = NULL, error_message = NULL, failed_at = NULL, updated_at = ?5
+                     attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
+                     failed_at = NULL, updated_at = ?5
                  WHERE drive_id = ?1 AND item_id = ?2",
             )
-            .and_then(|mut s| s.execute(params![drive.as_str(), item.as_str(), done.local_path, done.verification, at]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    drive.as_str(),
+                    item.as_str(),
+                    done.local_path,
+                    done.verification,
+                    at,
+                    done.attempts
+                ])
+            })
             .map_err(|e| self.err(e))?;
         Ok(())
     }
