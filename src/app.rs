@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{StaticTokenSource, TokenSource};
+use crate::auth::refresh::RefreshingTokenSource;
+use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
+use crate::auth::{AuthError, StaticTokenSource, TokenSource};
 use crate::crawl::{self, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
 use crate::download::{self, DownloadOptions, DownloadSummary};
 use crate::error::Error;
@@ -58,8 +60,8 @@ pub struct RunSettings {
     pub manifest: PathBuf,
     /// How to reach Graph.
     pub graph: GraphOptions,
-    /// A bearer token to use as is (`ODBACKUP_ACCESS_TOKEN`).
-    pub access_token: Option<String>,
+    /// Where tokens come from.
+    pub credentials: Credentials,
     /// Which drive.
     pub drive: DriveSelector,
     /// Where the crawl starts.
@@ -112,10 +114,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<RunSummary, Error> {
     let started = Instant::now();
-    let tokens: Arc<dyn TokenSource> = match &settings.access_token {
-        Some(token) => Arc::new(StaticTokenSource::new(token.clone())),
-        None => return Err(Error::NoCredentials),
-    };
+    let tokens = token_source(&settings.credentials)?;
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
@@ -228,6 +227,99 @@ async fn run_phases(
     let downloaded = downloaded?;
     let crawled = crawled?;
     Ok((Some(crawled), Some(downloaded)))
+}
+
+/// Where a run's bearer tokens come from.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `ODBACKUP_ACCESS_TOKEN`: used as is, bypassing the token store.
+    pub access_token: Option<String>,
+    /// Which stored sign-in to use.
+    pub account: Option<String>,
+    /// Where the token store lives (`ODBACKUP_CONFIG_DIR`), default the user config directory.
+    pub config_dir: Option<PathBuf>,
+}
+
+impl Credentials {
+    /// The account name in use.
+    pub fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or(DEFAULT_ACCOUNT)
+    }
+}
+
+/// The token source for a run: the environment's token if set, else the stored sign-in (refreshed as
+/// needed, once for all workers).
+pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, Error> {
+    if let Some(token) = &credentials.access_token {
+        return Ok(Arc::new(StaticTokenSource::new(token.clone())));
+    }
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    let account = credentials.account();
+    let Some(stored) = store.load(account).map_err(AuthError::from)? else {
+        return Err(Error::NoCredentials);
+    };
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))?;
+    let settings = stored.settings();
+    Ok(Arc::new(RefreshingTokenSource::new(
+        http, settings, store, account, stored,
+    )))
+}
+
+/// Who is signed in and which drive a run would back up, for `whoami`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WhoAmI {
+    /// The account name in the token store (or `ODBACKUP_ACCESS_TOKEN`).
+    pub account: String,
+    /// The user's display name.
+    pub user: Option<String>,
+    /// The user's sign-in name.
+    pub user_principal_name: Option<String>,
+    /// The drive's ID.
+    pub drive_id: String,
+    /// `personal`, `business` or `documentLibrary`.
+    pub drive_type: String,
+    /// The drive owner's name.
+    pub owner: Option<String>,
+    /// Bytes used.
+    pub quota_used: Option<u64>,
+    /// Bytes available in all.
+    pub quota_total: Option<u64>,
+}
+
+/// Look up the signed-in user and the selected drive.
+pub async fn whoami(
+    graph: GraphOptions,
+    credentials: &Credentials,
+    drive: &DriveSelector,
+) -> Result<WhoAmI, Error> {
+    let tokens = token_source(credentials)?;
+    let client = GraphClient::new(graph, tokens)?;
+    let me = client
+        .me()
+        .await
+        .map_err(Error::from_graph("reading the signed-in user"))?;
+    let drive = client
+        .drive(drive)
+        .await
+        .map_err(Error::from_graph("reading the drive"))?;
+    Ok(WhoAmI {
+        account: if credentials.access_token.is_some() {
+            "ODBACKUP_ACCESS_TOKEN".to_owned()
+        } else {
+            credentials.account().to_owned()
+        },
+        user: me.display_name,
+        user_principal_name: me.user_principal_name.or(me.mail),
+        drive_id: drive.id.to_string(),
+        drive_type: drive.drive_type,
+        owner: drive.owner,
+        quota_used: drive.quota.as_ref().and_then(|q| q.used),
+        quota_total: drive.quota.as_ref().and_then(|q| q.total),
+    })
 }
 
 /// The manifest's counts, for `status`. Reads without taking the run lock (`SQLite`'s WAL lets a reader in

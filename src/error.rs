@@ -26,7 +26,9 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No token and no stored sign-in.
-    #[error("no access token: set ODBACKUP_ACCESS_TOKEN to a Microsoft Graph bearer token")]
+    #[error(
+        "not signed in: run `odbackup login` (or set ODBACKUP_ACCESS_TOKEN to a Microsoft Graph bearer token)"
+    )]
     NoCredentials,
     /// A command that reads the manifest was pointed at a destination without one.
     #[error(

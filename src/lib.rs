@@ -26,7 +26,7 @@
 //!     manifest: app::default_manifest_path(&dest),
 //!     dest,
 //!     graph: odbackup::graph::GraphOptions::default(),
-//!     access_token: std::env::var("ODBACKUP_ACCESS_TOKEN").ok(),
+//!     credentials: app::Credentials::default(), // the stored sign-in of `odbackup login`
 //!     drive: odbackup::graph::DriveSelector::Me,
 //!     scope: odbackup::crawl::Scope::Special("cameraroll".into()),
 //!     list_concurrency: 8,

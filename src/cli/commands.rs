@@ -4,16 +4,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Args, Command, CommonArgs, DestArgs, RemoteArgs, progress, render};
+use super::{Args, Command, CommonArgs, DestArgs, RemoteArgs, account, progress, render};
 use std::path::{Path, PathBuf};
 
-use odbackup::app::{self, Phases, RunSettings, RunSummary};
+use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
 use odbackup::crawl::Scope;
 use odbackup::download::DEFAULT_CONCURRENCY;
 use odbackup::graph::{DriveSelector, GraphOptions};
-use odbackup::ids::DriveId;
 use odbackup::progress::Reporter;
 use odbackup::{Error, ErrorKind};
 
@@ -46,6 +45,43 @@ pub fn run(args: Args) -> Outcome {
     let result = runtime.block_on(async move {
         let file = load_config(args.config.as_deref(), args.profile.as_deref())?;
         match args.command {
+            Command::Login {
+                auth,
+                browser,
+                graph_url,
+            } => {
+                let credentials = credentials(auth.account.as_ref(), &file);
+                account::login(
+                    &auth,
+                    browser,
+                    graph_options(graph_url.as_ref(), &file)?,
+                    &file,
+                    &credentials,
+                )
+                .await?;
+                Ok(Outcome::Success)
+            }
+            Command::Logout { account } => {
+                account::logout(&credentials(account.as_ref(), &file))?;
+                Ok(Outcome::Success)
+            }
+            Command::Whoami {
+                drive,
+                account,
+                graph_url,
+                json,
+            } => {
+                let selector = account::drive_selector(&drive, &file)?;
+                let credentials = credentials(account.as_ref(), &file);
+                account::whoami(
+                    graph_options(graph_url.as_ref(), &file)?,
+                    &credentials,
+                    &selector,
+                    json,
+                )
+                .await?;
+                Ok(Outcome::Success)
+            }
             Command::Crawl { remote, json } => {
                 run_job(
                     remote_settings(&remote, &file, Phases::Crawl, None),
@@ -203,11 +239,7 @@ fn remote_settings(
         (None, Some(name)) => Scope::Special(name),
         (None, None) => Scope::Root,
     };
-    let drive = remote
-        .drive_id
-        .clone()
-        .or_else(|| file.drive_id.clone())
-        .map_or(DriveSelector::Me, |id| DriveSelector::Id(DriveId::from(id)));
+    let drive = account::drive_selector(&remote.drive, file)?;
     settings(
         &remote.common,
         file,
@@ -228,26 +260,7 @@ fn settings(
     scope: Scope,
     list_concurrency: Option<usize>,
 ) -> Result<RunSettings, Error> {
-    let graph_url = common
-        .graph_url
-        .clone()
-        .or_else(|| file.graph_url.clone())
-        .unwrap_or_else(|| GraphOptions::default().base_url);
-    let url = url::Url::parse(&graph_url)
-        .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!(
-            "graph URL must be http(s), not {}",
-            url.scheme()
-        )));
-    }
-    let graph = GraphOptions {
-        base_url: graph_url.trim_end_matches('/').to_owned(),
-        ..GraphOptions::default()
-    };
-    let access_token = std::env::var("ODBACKUP_ACCESS_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty());
+    let graph = graph_options(common.graph_url.as_ref(), file)?;
     let concurrency = bounded(
         "concurrency",
         concurrency.or(file.concurrency),
@@ -262,12 +275,43 @@ fn settings(
         manifest: manifest_path(&common.dest, file)?,
         dest: dest_of(&common.dest, file)?,
         graph,
-        access_token,
+        credentials: credentials(common.account.as_ref(), file),
         drive,
         scope,
         list_concurrency,
         concurrency,
         phases,
+    })
+}
+
+/// Where tokens come from: `ODBACKUP_ACCESS_TOKEN` if set, else the stored sign-in of the account.
+fn credentials(account: Option<&String>, file: &ConfigValues) -> Credentials {
+    Credentials {
+        access_token: std::env::var("ODBACKUP_ACCESS_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty()),
+        account: account.cloned().or_else(|| file.account.clone()),
+        config_dir: config::config_dir(),
+    }
+}
+
+/// The Graph endpoint: flag/env, then config file, then the global cloud.
+fn graph_options(flag: Option<&String>, file: &ConfigValues) -> Result<GraphOptions, Error> {
+    let graph_url = flag
+        .cloned()
+        .or_else(|| file.graph_url.clone())
+        .unwrap_or_else(|| GraphOptions::default().base_url);
+    let url = url::Url::parse(&graph_url)
+        .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(Error::Usage(format!(
+            "graph URL must be http(s), not {}",
+            url.scheme()
+        )));
+    }
+    Ok(GraphOptions {
+        base_url: graph_url.trim_end_matches('/').to_owned(),
+        ..GraphOptions::default()
     })
 }
 

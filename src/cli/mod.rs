@@ -1,6 +1,10 @@
 //! The command line: argument parsing, progress display and rendering of results. The only part of
 //! odbackup that prints, and the only one that knows clap or indicatif.
 
+// The doc comments on arguments are clap's `--help` text, read in a terminal, not rendered Markdown.
+#![allow(clippy::doc_markdown)]
+
+mod account;
 mod commands;
 mod progress;
 mod render;
@@ -40,6 +44,46 @@ holds the manifest; 5 the run could not go on (network, service, disk, manifest)
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Sign in with your Microsoft account (device code by default: works over SSH and on headless boxes).
+    #[command(
+        after_help = "Examples:\n  odbackup login --client-id 00000000-0000-0000-0000-000000000000\n  \
+        odbackup login --browser --tenant consumers\n  odbackup login --account work --tenant organizations"
+    )]
+    Login {
+        /// Which app registration and tenant.
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// Sign in in a browser (authorization code with PKCE and a loopback redirect) instead of with a code.
+        #[arg(long)]
+        browser: bool,
+        /// Microsoft Graph base URL, to look up who signed in [default: https://graph.microsoft.com/v1.0].
+        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+        graph_url: Option<String>,
+    },
+    /// Forget a stored sign-in.
+    Logout {
+        /// Which stored sign-in [default: default].
+        #[arg(long, env = "ODBACKUP_ACCOUNT")]
+        account: Option<String>,
+    },
+    /// Show who is signed in and which drive would be backed up, with its quota.
+    #[command(
+        after_help = "Examples:\n  odbackup whoami\n  odbackup whoami --site contoso.sharepoint.com:/sites/Team --json"
+    )]
+    Whoami {
+        /// Which drive.
+        #[command(flatten)]
+        drive: DriveArgs,
+        /// Which stored sign-in [default: default].
+        #[arg(long, env = "ODBACKUP_ACCOUNT")]
+        account: Option<String>,
+        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
+        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+        graph_url: Option<String>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the drive (or a part of it) into the manifest, without downloading.
     #[command(after_help = "Examples:\n  odbackup crawl --dest ~/OneDriveBackup\n  \
         odbackup crawl --dest ~/Photos --special cameraroll\n  odbackup crawl --dest ~/Work --root /Documents/Projects")]
@@ -128,9 +172,12 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub dest: DestArgs,
     /// Microsoft Graph base URL (national clouds, or a local simulator for tests)
-    /// [default: <https://graph.microsoft.com/v1.0>].
+    /// [default: https://graph.microsoft.com/v1.0].
     #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
     pub graph_url: Option<String>,
+    /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
+    #[arg(long, env = "ODBACKUP_ACCOUNT")]
+    pub account: Option<String>,
 }
 
 /// Destination, service, drive and scope.
@@ -139,9 +186,9 @@ pub struct RemoteArgs {
     /// Where the backup lives and how to reach Graph.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Back up this drive instead of the signed-in user's own.
-    #[arg(long, value_name = "ID")]
-    pub drive_id: Option<String>,
+    /// Which drive.
+    #[command(flatten)]
+    pub drive: DriveArgs,
     /// Start at this folder (a path from the drive root, e.g. /Pictures/2021).
     #[arg(
         long,
@@ -156,4 +203,39 @@ pub struct RemoteArgs {
     /// Folders listed at once.
     #[arg(long, env = "ODBACKUP_LIST_CONCURRENCY")]
     pub list_concurrency: Option<usize>,
+}
+
+/// Which drive to back up: the signed-in user's own unless one of these says otherwise.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct DriveArgs {
+    /// A drive by ID.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["user", "site"])]
+    pub drive_id: Option<String>,
+    /// Another user's OneDrive (business), by sign-in name.
+    #[arg(long, value_name = "UPN", conflicts_with = "site")]
+    pub user: Option<String>,
+    /// A SharePoint site's default document library, as host:/sites/name.
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+}
+
+/// Sign-in settings.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct AuthArgs {
+    /// Name for this sign-in, to keep several [default: default].
+    #[arg(long, env = "ODBACKUP_ACCOUNT")]
+    pub account: Option<String>,
+    /// The Application (client) ID of your app registration (see README).
+    #[arg(long, env = "ODBACKUP_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// common (personal and work accounts), consumers (personal only), organizations (work/school only), or a
+    /// tenant ID [default: common].
+    #[arg(long, env = "ODBACKUP_TENANT")]
+    pub tenant: Option<String>,
+    /// Microsoft identity platform base URL [default: https://login.microsoftonline.com].
+    #[arg(long, env = "ODBACKUP_AUTH_URL", value_name = "URL")]
+    pub auth_url: Option<String>,
+    /// Scopes to request, comma-separated [default: Files.Read.All,offline_access,User.Read].
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Option<Vec<String>>,
 }

@@ -115,6 +115,44 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
     Ok(())
 }
 
+/// A line for the user on stdout.
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// `odbackup whoami`.
+pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
+    if json {
+        print_json(who);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "account:  {}", who.account);
+    let _ = writeln!(
+        out,
+        "user:     {}{}",
+        who.user.as_deref().unwrap_or("?"),
+        who.user_principal_name
+            .as_deref()
+            .map(|u| format!(" <{u}>"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "drive:    {} ({})", who.drive_id, who.drive_type);
+    if let Some(owner) = &who.owner {
+        let _ = writeln!(out, "owner:    {owner}");
+    }
+    if let (Some(used), Some(total)) = (who.quota_used, who.quota_total) {
+        let _ = writeln!(
+            out,
+            "quota:    {} used of {}",
+            human_bytes(used),
+            human_bytes(total)
+        );
+    }
+}
+
 /// `odbackup status`.
 pub fn status(report: &StatusReport, json: bool) {
     if json {

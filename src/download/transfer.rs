@@ -137,6 +137,7 @@ pub async fn transfer(
         );
     }
 
+    tracing::debug!(item = %job.item_id, path = %job.remote_path, size = job.size, ?action, "transfer starting");
     let mut attempts = 0u32;
     let mut verify_attempts = 0u32;
     let mut network_retries = 0u32;
@@ -214,6 +215,7 @@ pub async fn transfer(
                     return disk_failure(&err, &target, attempts);
                 }
                 set_mtime(&target, job.modified_at.as_deref());
+                tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, attempts, "file done");
                 return TransferOutcome::Done {
                     local_path,
                     verification,

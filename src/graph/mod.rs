@@ -392,6 +392,7 @@ impl GraphClient {
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    tracing::trace!(url = %url, from, status, "download response");
                     if response.status().is_success() {
                         return Ok(self.start_download(response, from));
                     }
@@ -514,6 +515,7 @@ impl GraphClient {
             let outcome = match sent {
                 Ok(response) => {
                     let status = response.status();
+                    tracing::trace!(what, status = status.as_u16(), attempt, "graph response");
                     self.watch_rate_limit(response.headers());
                     let wanted = match expect {
                         Expect::Json => status.is_success(),

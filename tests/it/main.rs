@@ -2,6 +2,7 @@
 
 mod support;
 
+mod auth;
 mod cli;
 mod crawl;
 mod download;
