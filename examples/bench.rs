@@ -1,0 +1,157 @@
+//! Benchmarks against the bundled Graph simulator: wall time, requests and peak memory of the real
+//! `odbackup` binary. Run on demand, never by `cargo test`:
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example bench -- crawl [--latency-ms 20] [--files 100000] [--folders 5000]
+//! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000]
+//! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
+//! ```
+//!
+//! Peak RSS is the child's `ru_maxrss` (getrusage), i.e. odbackup's own high-water mark.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use graphsim::{GenSpec, Simulator, Tree};
+
+struct Opts {
+    mode: String,
+    latency_ms: u64,
+    files: usize,
+    folders: usize,
+    gb: u64,
+    concurrency: usize,
+}
+
+fn parse() -> Opts {
+    let mut args = std::env::args().skip(1);
+    let mut o = Opts {
+        mode: args.next().unwrap_or_else(|| "crawl".to_owned()),
+        latency_ms: 0,
+        files: 0,
+        folders: 0,
+        gb: 2,
+        concurrency: 8,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_default();
+        match flag.as_str() {
+            "--latency-ms" => o.latency_ms = value.parse().expect("--latency-ms N"),
+            "--files" => o.files = value.parse().expect("--files N"),
+            "--folders" => o.folders = value.parse().expect("--folders N"),
+            "--gb" => o.gb = value.parse().expect("--gb N"),
+            "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    o
+}
+
+fn odbackup_binary() -> PathBuf {
+    // target/release/examples/bench → target/release/odbackup
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("odbackup");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
+    bin
+}
+
+fn children_max_rss_kib() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer we pass, which points at enough memory.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss
+}
+
+fn main() {
+    let o = parse();
+    let (tree, command) = match o.mode.as_str() {
+        "crawl" => {
+            let files = if o.files == 0 { 95_000 } else { o.files };
+            let folders = if o.folders == 0 { 5_000 } else { o.folders };
+            let spec = GenSpec {
+                folders,
+                files,
+                depth: 6,
+                // Sizes don't matter to a crawl, but the simulator hashes every file it lists: keep that cheap so
+                // the figure is odbackup's, not the simulator's.
+                min_size: 100,
+                max_size: 4_000,
+                seed: 7,
+                ..GenSpec::default()
+            };
+            (Tree::generated(spec), "crawl")
+        }
+        "small" => {
+            let files = if o.files == 0 { 10_000 } else { o.files };
+            let spec = GenSpec {
+                folders: files / 100 + 1,
+                files,
+                depth: 3,
+                min_size: 50_000,
+                max_size: 2_000_000,
+                seed: 11,
+                ..GenSpec::default()
+            };
+            (Tree::generated(spec), "backup")
+        }
+        "big" => (
+            Tree::personal().file("Videos/big.mov", o.gb * 1_000_000_000),
+            "backup",
+        ),
+        other => panic!("mode {other}: use crawl, small or big"),
+    };
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(o.latency_ms));
+    let dest = tempfile::Builder::new()
+        .prefix("odbackup-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let start = Instant::now();
+    let status = Command::new(odbackup_binary())
+        .args([command, "--quiet", "--json", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .args(if command == "backup" {
+            vec!["--concurrency".to_owned(), o.concurrency.to_string()]
+        } else {
+            vec![]
+        })
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run odbackup");
+    let wall = start.elapsed();
+    assert!(status.success(), "odbackup exited with {status}");
+    let rss_mib = children_max_rss_kib() as f64 / 1024.0;
+    let requests: u64 = sim.request_summary().iter().map(|(_, n)| n).sum();
+    let bytes = sim.bytes_served();
+    println!(
+        "mode={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+        o.mode,
+        sim.item_count(),
+        o.latency_ms,
+        wall.as_secs_f64(),
+        requests,
+        bytes,
+        bytes as f64 / 1e6 / wall.as_secs_f64(),
+        rss_mib
+    );
+    for (kind, n) in sim.request_summary() {
+        if n > 0 {
+            println!("  {kind:?}: {n}");
+        }
+    }
+}
