@@ -126,3 +126,43 @@ fn sigkill_at_several_points_then_a_rerun_finishes_without_refetching_finished_f
         "no part files left"
     );
 }
+
+#[test]
+fn ctrl_c_stops_scheduling_keeps_the_manifest_consistent_and_a_rerun_finishes() {
+    let mut tree = Tree::personal().file(BIG, 60_000_000);
+    for i in 0..300 {
+        tree = tree.file(&format!("B/q{i:03}.jpg"), 30_000);
+    }
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(10));
+    let dest = TestDest::new();
+    let child = backup(&sim, &dest)
+        .args(["--concurrency", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(60), "some finished files", || {
+        (dest.manifest().exists() && done_paths(&dest).len() >= 20).then_some(())
+    });
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: sending SIGINT to our own child process, whose pid we hold.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let done = done_paths(&dest);
+    assert!(done.len() < 301, "it stopped before the end");
+    for path in &done {
+        assert!(
+            dest.join(path).exists(),
+            "{path} is recorded done, so it is on disk"
+        );
+    }
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_eq!(done_paths(&dest).len(), 301);
+    assert_eq!(file_sha1(&dest.join(BIG)), sim.sha1(BIG));
+}
