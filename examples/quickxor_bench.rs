@@ -47,6 +47,8 @@ fn main() {
     run("quickXorHash", &mut |b| qx.update(b));
     println!("  {}", qx.finalize_base64());
     let mut both = ContentHasher::new(true);
-    run("quickXorHash + SHA-1 (ContentHasher)", &mut |b| both.update(b));
+    run("quickXorHash + SHA-1 (ContentHasher)", &mut |b| {
+        both.update(b)
+    });
     println!("  {:?}", both.finish());
 }

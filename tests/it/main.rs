@@ -6,4 +6,5 @@ mod auth;
 mod cli;
 mod crawl;
 mod download;
+mod paths;
 mod resume;
