@@ -48,7 +48,7 @@ fn main() {
     println!("  {}", qx.finalize_base64());
     let mut both = ContentHasher::new(true);
     run("quickXorHash + SHA-1 (ContentHasher)", &mut |b| {
-        both.update(b)
+        both.update(b);
     });
     println!("  {:?}", both.finish());
 }

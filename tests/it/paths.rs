@@ -2,8 +2,7 @@
 
 use graphsim::{Simulator, Tree};
 
-use crate::download::backup;
-use crate::support::{TestDest, run};
+use crate::support::{odbackup, run};
 
 #[test]
 fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded() {
@@ -23,18 +22,11 @@ fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded(
     let outer = tempfile::tempdir().unwrap();
     let dest_path = outer.path().join("dest");
     std::fs::create_dir(&dest_path).unwrap();
-    let dest = TestDest::new();
-    let mut cmd = backup(&sim, &dest);
-    let args: Vec<std::ffi::OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
-    let mut cmd = crate::support::odbackup();
-    for a in &args {
-        cmd.arg(if a == dest.path().as_os_str() {
-            dest_path.as_os_str()
-        } else {
-            a
-        });
-    }
-    cmd.env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = odbackup();
+    cmd.args(["backup", "--dest"])
+        .arg(&dest_path)
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(0));
     // Nothing next to the destination: the parent holds only `dest`.
@@ -56,7 +48,10 @@ fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded(
         files.len(),
         9,
         "{:?}",
-        inside.iter().map(|e| e.file_name()).collect::<Vec<_>>()
+        inside
+            .iter()
+            .map(std::fs::DirEntry::file_name)
+            .collect::<Vec<_>>()
     );
     let mut sizes: Vec<u64> = files.iter().map(|e| e.metadata().unwrap().len()).collect();
     sizes.sort_unstable();
