@@ -121,16 +121,17 @@ pub async fn run(
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
 
-    let outcome = run_phases(settings, &graph, &manifest, reporter, cancel).await;
+    let outcome = run_phases(settings, &graph, &manifest, reporter, cancel)
+        .await
+        .map(|(crawl, download)| RunSummary {
+            command: settings.phases.name(),
+            crawl,
+            download,
+            elapsed: started.elapsed(),
+            interrupted: cancel.is_cancelled(),
+        });
     let (outcome_name, summary_json) = match &outcome {
-        Ok((crawl, download)) => {
-            let summary = RunSummary {
-                command: settings.phases.name(),
-                crawl: crawl.clone(),
-                download: download.clone(),
-                elapsed: started.elapsed(),
-                interrupted: cancel.is_cancelled(),
-            };
+        Ok(summary) => {
             let name = if summary.interrupted {
                 "interrupted"
             } else if summary.all_done() {
@@ -138,25 +139,17 @@ pub async fn run(
             } else {
                 "incomplete"
             };
-            (name, serde_json::to_string(&summary).unwrap_or_default())
+            (name, serde_json::to_string(summary).unwrap_or_default())
         }
         Err(err) => (
             "error",
             serde_json::json!({ "error": err.to_string() }).to_string(),
         ),
     };
-    let outcome_name = outcome_name.to_owned();
     manifest
-        .call(move |m| m.finish_run(run_id, &outcome_name, &summary_json))
+        .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
         .await?;
-    let (crawl, download) = outcome?;
-    Ok(RunSummary {
-        command: settings.phases.name(),
-        crawl,
-        download,
-        elapsed: started.elapsed(),
-        interrupted: cancel.is_cancelled(),
-    })
+    outcome
 }
 
 async fn run_phases(
