@@ -164,18 +164,18 @@ async fn run_phases(
         dest: settings.dest.clone(),
         concurrency: settings.concurrency,
     };
+    // Futures are lazy: this one only runs in the phases that await it.
+    let download_fut = download::download(
+        graph,
+        manifest,
+        &download_options,
+        Arc::clone(&reporter),
+        cancel,
+        progress_rx,
+    );
     if settings.phases == Phases::Download {
         progress_tx.send_modify(|p| p.ended = true);
-        let summary = download::download(
-            graph,
-            manifest,
-            &download_options,
-            reporter,
-            cancel,
-            progress_rx,
-        )
-        .await?;
-        return Ok((None, Some(summary)));
+        return Ok((None, Some(download_fut.await?)));
     }
 
     let drive = graph
@@ -208,14 +208,6 @@ async fn run_phases(
     }
     // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
     // found (it sees `ended`), and the crawl error is reported after.
-    let download_fut = download::download(
-        graph,
-        manifest,
-        &download_options,
-        reporter,
-        cancel,
-        progress_rx,
-    );
     let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
     let downloaded = downloaded?;
     let crawled = crawled?;

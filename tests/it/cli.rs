@@ -13,6 +13,16 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A crawl against whatever listens (or not) on a loopback port.
+fn crawl_against_port(port: u16) -> std::process::Output {
+    let dest = TestDest::new();
+    run(odbackup()
+        .args(["crawl", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &format!("http://127.0.0.1:{port}/v1.0")])
+        .env("ODBACKUP_ACCESS_TOKEN", "t"))
+}
+
 #[test]
 fn a_refused_token_exits_3_with_one_clear_line_and_leaves_the_manifest_usable() {
     let sim = Simulator::start(Tree::personal().file("a.jpg", 10));
@@ -38,12 +48,7 @@ fn an_unreachable_graph_url_exits_5_naming_the_host() {
         .local_addr()
         .unwrap()
         .port(); // bound, then closed
-    let dest = TestDest::new();
-    let out = run(odbackup()
-        .args(["crawl", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &format!("http://127.0.0.1:{port}/v1.0")])
-        .env("ODBACKUP_ACCESS_TOKEN", "t"));
+    let out = crawl_against_port(port);
     assert_eq!(out.status.code(), Some(5));
     assert!(
         stderr(&out).contains("could not reach 127.0.0.1"),
@@ -69,12 +74,7 @@ fn a_malformed_json_answer_exits_5_naming_what_failed() {
             );
         }
     });
-    let dest = TestDest::new();
-    let out = run(odbackup()
-        .args(["crawl", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &format!("http://127.0.0.1:{port}/v1.0")])
-        .env("ODBACKUP_ACCESS_TOKEN", "t"));
+    let out = crawl_against_port(port);
     assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
     assert!(

@@ -80,6 +80,15 @@ impl TestDest {
         map
     }
 
+    /// Remote paths of the file rows in the manifest, sorted.
+    pub fn file_paths(&self) -> Vec<String> {
+        self.items()
+            .into_iter()
+            .filter(|(_, r)| r.kind == "file")
+            .map(|(p, _)| p)
+            .collect()
+    }
+
     /// Every file under the destination (relative, `/`-separated), excluding odbackup's own state folder.
     pub fn files_on_disk(&self) -> Vec<String> {
         let mut out = Vec::new();
