@@ -25,6 +25,9 @@ const MAX_NETWORK_RETRIES: u32 = 5;
 /// Whole-file attempts when the bytes do not match the listed hash or size: one retry rules out a corrupted
 /// transfer; a second mismatch is what the service really holds.
 const MAX_VERIFY_ATTEMPTS: u32 = 2;
+/// Fresh download URLs refused in a row (no byte received in between) before the file is failed: an expiring
+/// URL is routine, a host that refuses every new one is a permission problem, not something to loop on.
+const MAX_URL_REFRESHES: u32 = 4;
 /// Write buffer per transfer.
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -141,6 +144,7 @@ pub async fn transfer(
     let mut attempts = 0u32;
     let mut verify_attempts = 0u32;
     let mut network_retries = 0u32;
+    let mut url_refreshes = 0u32;
     let mut url: Option<DownloadUrl> = None;
     let mut start = match action {
         Action::Resume(offset) => offset,
@@ -167,12 +171,29 @@ pub async fn transfer(
         let digest = match step {
             Ok(Some(digest)) => digest,
             Ok(None) => return TransferOutcome::Interrupted,
-            Err(StepError::UrlExpired) => {
+            Err(StepError::UrlExpired(status)) => {
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
-                // from what is on disk.
+                // from what is on disk — unless fresh ones are refused too.
+                let now_on_disk = file_len(&part).await.unwrap_or(0);
+                url_refreshes = if now_on_disk > start {
+                    1
+                } else {
+                    url_refreshes + 1
+                };
+                if url_refreshes > MAX_URL_REFRESHES {
+                    return failed(
+                        FailureClass::AccessDenied,
+                        Some(status),
+                        format!(
+                            "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
+                        ),
+                        attempts,
+                        false,
+                    );
+                }
                 url = None;
                 attempts -= 1;
-                start = file_len(&part).await.unwrap_or(0);
+                start = now_on_disk;
                 continue;
             }
             Err(StepError::Network(err))
@@ -239,7 +260,8 @@ pub async fn transfer(
 }
 
 enum StepError {
-    UrlExpired,
+    /// The download host refused the URL with this status.
+    UrlExpired(u16),
     /// The server sent more bytes than the listing's size.
     TooLong,
     RangeRefused,
@@ -292,7 +314,9 @@ async fn fetch_into_part(
     let current = url.as_ref().expect("set above");
     let response = match graph.download(current, written).await {
         Ok(r) => r,
-        Err(GraphError::DownloadUrlExpired { .. }) => return Err(StepError::UrlExpired),
+        Err(GraphError::DownloadUrlExpired { status }) => {
+            return Err(StepError::UrlExpired(status));
+        }
         Err(err) if err.status() == Some(416) => return Err(StepError::RangeRefused),
         Err(err) => return Err(StepError::Network(err)),
     };

@@ -240,3 +240,40 @@ fn a_done_file_missing_on_disk_is_fetched_again() {
         sim.content("a/one.jpg")
     );
 }
+
+#[test]
+fn download_urls_that_expire_are_replaced_and_a_host_refusing_every_url_fails_the_file_not_the_run()
+{
+    let tree = Tree::personal()
+        .file("a/one.jpg", 300_000)
+        .file("a/two.jpg", 200_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    // Every URL is dead on arrival: each file is failed after a bounded number of fresh URLs.
+    sim.set_download_url_lifetime(Duration::ZERO);
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(1));
+    let failures = json(&run(odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path())));
+    let failures = failures.as_array().unwrap();
+    assert_eq!(failures.len(), 2);
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["class"] == "access_denied" && f["http_status"] == 401),
+        "{failures:?}"
+    );
+    assert!(
+        sim.requests(RequestKind::Content) <= 2 * 6,
+        "bounded: {}",
+        sim.requests(RequestKind::Content)
+    );
+    // URLs that live a while are simply re-resolved when they lapse; the re-run completes.
+    sim.set_download_url_lifetime(Duration::from_secs(60));
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(dest.join("a/one.jpg")).unwrap(),
+        sim.content("a/one.jpg")
+    );
+}
