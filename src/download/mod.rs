@@ -8,7 +8,7 @@
 mod plan;
 mod transfer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -86,14 +86,32 @@ pub async fn download(
     let stop = cancel.child_token();
     let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
     let mut after = 0i64;
+    // Rows already handed to a transfer in this run: a row the crawl turns back to pending *behind* the cursor
+    // (a changed file listed after newer rows) is caught by one last pass from the start, which skips these.
+    let mut attempted: HashSet<i64> = HashSet::new();
+    let mut swept = false;
     'schedule: loop {
         let crawl_ended = crawl.borrow_and_update().ended;
         let jobs = manifest
             .call(move |m| m.downloadable_after(after, BATCH))
             .await?;
+        let last_rowid = jobs.last().map(|j| j.rowid);
+        let jobs: Vec<DownloadJob> = jobs
+            .into_iter()
+            .filter(|j| !attempted.contains(&j.rowid))
+            .collect();
+        if let (true, Some(last)) = (jobs.is_empty(), last_rowid) {
+            after = last; // a page of rows already tried in this run: move on
+            continue;
+        }
         if jobs.is_empty() {
             if crawl_ended {
-                break;
+                if swept {
+                    break;
+                }
+                swept = true;
+                after = 0;
+                continue;
             }
             // Wait for the crawler's next page, while recording transfers that finish meanwhile.
             tokio::select! {
@@ -109,6 +127,7 @@ pub async fn download(
         reporter.event(&Event::Queued { files, bytes });
         for job in jobs {
             after = job.rowid;
+            attempted.insert(job.rowid);
             let permit = tokio::select! {
                 () = stop.cancelled() => break 'schedule,
                 permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),

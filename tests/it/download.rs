@@ -277,3 +277,28 @@ fn download_urls_that_expire_are_replaced_and_a_host_refusing_every_url_fails_th
         sim.content("a/one.jpg")
     );
 }
+
+#[test]
+fn a_file_changed_remotely_is_fetched_again_by_the_rerun_even_when_listed_after_newer_rows() {
+    let tree = Tree::personal()
+        .file("A/first.jpg", 10_000)
+        .file("Z/old.jpg", 20_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    // A new file in A (a new, higher row) and a change to a file in Z (an old, lower row). Listing A first puts
+    // the downloader's cursor past Z/old.jpg's row before the crawl marks it pending again.
+    sim.add_file("A/new.jpg", 5_000);
+    sim.modify_file("Z/old.jpg");
+    sim.set_latency(Duration::from_millis(30));
+    let out = run(backup(&sim, &dest).args(["--list-concurrency", "1"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        std::fs::read(dest.join("Z/old.jpg")).unwrap() == sim.content("Z/old.jpg"),
+        "the changed file is current"
+    );
+    assert!(
+        std::fs::read(dest.join("A/new.jpg")).unwrap() == sim.content("A/new.jpg"),
+        "the new file is there"
+    );
+}
