@@ -41,8 +41,13 @@ CREATE TABLE frontier (
     next_link          TEXT,
     PRIMARY KEY (crawl_id, folder_id)
 );
+-- `frontier()` reads a crawl's folders oldest first: this index is ordered by (crawl_id, rowid).
+CREATE INDEX frontier_order ON frontier (crawl_id);
 
 -- One row per drive item. The rowid orders downloads (new rows come last), so this is not WITHOUT ROWID.
+-- state: pending → done | failed (downloads); skipped (with skip_reason) is never fetched; a folder's 'done'
+-- means "listed". remote_deleted = 1: a completed crawl of its scope no longer saw it (the local copy is kept).
+-- last_seen_crawl / listed_crawl: the crawl that last saw the row / last listed the folder to its end.
 CREATE TABLE items (
     drive_id         TEXT NOT NULL,
     item_id          TEXT NOT NULL,
@@ -51,7 +56,10 @@ CREATE TABLE items (
     remote_path      TEXT NOT NULL,
     -- Relative path under the destination (mirror layout), built name by name from safe local names.
     local_path       TEXT NOT NULL,
-    kind             TEXT NOT NULL CHECK (kind IN ('file', 'folder', 'package', 'remote', 'other')),
+    -- The CHECKs are OR chains, not IN lists: SQLite builds an ephemeral index for an IN list of more than two
+    -- constants on every execution of a statement, which tripled the cost of the crawler's upsert.
+    kind             TEXT NOT NULL
+                     CHECK (kind = 'file' OR kind = 'folder' OR kind = 'package' OR kind = 'remote' OR kind = 'other'),
     size             INTEGER,
     quick_xor        TEXT,
     sha1             TEXT,
@@ -62,11 +70,12 @@ CREATE TABLE items (
     created_at       TEXT,
     modified_at      TEXT,
     taken_at         TEXT,
-    media            TEXT NOT NULL CHECK (media IN ('photo', 'video', 'other')),
-    state            TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'skipped')),
+    media            TEXT NOT NULL CHECK (media = 'photo' OR media = 'video' OR media = 'other'),
+    state            TEXT NOT NULL
+                     CHECK (state = 'pending' OR state = 'done' OR state = 'failed' OR state = 'skipped'),
     skip_reason      TEXT,
     remote_ref       TEXT,
-    remote_deleted   INTEGER NOT NULL DEFAULT 0,
+    remote_deleted   INTEGER NOT NULL DEFAULT 0 CHECK (remote_deleted IN (0, 1)),
     deleted_at       TEXT,
     last_seen_crawl  INTEGER,
     listed_crawl     INTEGER,

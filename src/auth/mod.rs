@@ -11,7 +11,8 @@ pub mod store;
 
 use futures_util::future::BoxFuture;
 
-/// A bearer token. Its `Debug` never shows it; [`AccessToken::expose`] is for building the header only.
+/// A bearer token. Its `Debug` never shows it, it has no `Display` or `Serialize`, and
+/// [`AccessToken::expose`] is for building the `Authorization` header only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);
 
@@ -36,11 +37,14 @@ impl std::fmt::Debug for AccessToken {
 /// Why no usable token could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The token given in `ODBACKUP_ACCESS_TOKEN` was refused by the service.
+    /// Graph refused the token, and the source cannot get another (a static token).
     #[error(
-        "the access token from ODBACKUP_ACCESS_TOKEN was refused (expired or invalid); set a fresh one, or unset it and run `odbackup login`"
+        "the access token was refused ({reason}); set a fresh ODBACKUP_ACCESS_TOKEN, or unset it and run `odbackup login`"
     )]
-    StaticTokenRefused,
+    Rejected {
+        /// Why, in the user's words (which token, and why it cannot be renewed).
+        reason: String,
+    },
     /// No sign-in is stored for this account.
     #[error("not signed in (account {account:?}); run `odbackup login`")]
     NotSignedIn {
@@ -56,17 +60,18 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// Whether the service refused the sign-in for good: the user must run `odbackup login` again.
+    /// Whether the service refused the sign-in for good: the user must sign in again (or set a new token).
     pub fn is_refused(&self) -> bool {
         match self {
-            AuthError::StaticTokenRefused | AuthError::NotSignedIn { .. } => true,
+            AuthError::Rejected { .. } | AuthError::NotSignedIn { .. } => true,
             AuthError::SignIn(e) => e.is_refused(),
             AuthError::Store(_) => false,
         }
     }
 }
 
-/// Hands out bearer tokens to the Graph client. Implementations are shared by every worker of a run.
+/// Hands out bearer tokens to the Graph client. Implementations are shared by every worker of a run, and the
+/// trait is dyn-compatible (`Arc<dyn TokenSource>`), hence the boxed futures.
 pub trait TokenSource: Send + Sync {
     /// A token valid for a while yet.
     fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>>;
@@ -98,6 +103,47 @@ impl TokenSource for StaticTokenSource {
     }
 
     fn reject(&self, _rejected: &AccessToken) -> BoxFuture<'_, Result<(), AuthError>> {
-        Box::pin(async { Err(AuthError::StaticTokenRefused) })
+        Box::pin(async {
+            Err(AuthError::Rejected {
+                reason: "Graph answered 401 to the token from ODBACKUP_ACCESS_TOKEN, which is used as is and \
+                         cannot be refreshed"
+                    .to_owned(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_token_never_shows_in_debug() {
+        let token = AccessToken::new("eyJ0eXAiOiJKV1QiLCJhbGciOi.secret".to_owned());
+        assert_eq!(format!("{token:?}"), "AccessToken(***)");
+        assert_eq!(format!("{:?}", Some(&token)), "Some(AccessToken(***))");
+        assert_eq!(token.expose(), "eyJ0eXAiOiJKV1QiLCJhbGciOi.secret");
+        let source = StaticTokenSource::new("s3cret".to_owned());
+        assert!(!format!("{source:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_static_source_hands_out_its_token_and_cannot_refresh_it() {
+        let source: Arc<dyn TokenSource> = Arc::new(StaticTokenSource::new("t".to_owned()));
+        let token = source.access_token().await.unwrap();
+        assert_eq!(token.expose(), "t");
+        let err = source.reject(&token).await.unwrap_err();
+        assert!(matches!(err, AuthError::Rejected { .. }) && err.is_refused());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("the access token was refused (")
+                && text.contains("ODBACKUP_ACCESS_TOKEN")
+                && text.ends_with("run `odbackup login`"),
+            "{text}"
+        );
+        // Still the same token afterwards: nothing to refresh.
+        assert_eq!(source.access_token().await.unwrap(), token);
     }
 }

@@ -1,6 +1,8 @@
-//! What can go wrong talking to Graph, parsed from the real error JSON, with the questions callers ask
-//! (`is_transient`, `is_auth`, `retry_after`). Messages name the request, never a token or a download URL's
-//! query.
+//! What can go wrong talking to Graph or to a download host, parsed from the real error JSON, with the
+//! questions callers ask (`status`, `code`, `is_transient`, `is_auth`, `retry_after`).
+//!
+//! Messages name the request and its subject (an item ID or a path), never a token or a download URL's
+//! query. This module knows nothing of the manifest: mapping an error to a failure class is the caller's job.
 
 use std::time::Duration;
 
@@ -9,30 +11,20 @@ use crate::auth::AuthError;
 /// A failed Graph request.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
-    /// The service answered with an error status.
-    #[error("{what}: HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
-    Http {
-        /// What was being done (`listing children of item X`).
-        what: String,
-        /// The HTTP status.
-        status: u16,
-        /// The most specific error code found in the body.
-        code: Option<String>,
-        /// The service's message.
-        message: String,
-        /// `Retry-After`, when given.
-        retry_after: Option<Duration>,
-    },
-    /// The host could not be reached at all.
-    #[error("could not reach {host}: {reason}; check the URL (--graph-url) and your network")]
+    /// The service answered with an error status (after any retries the policy allowed). Boxed: it is the
+    /// big variant, and errors travel by value through every `Result`.
+    #[error(transparent)]
+    Http(Box<HttpError>),
+    /// The host could not be reached at all (refused, DNS, TLS).
+    #[error("could not reach {host}: {reason}; check --graph-url and your network")]
     Connect {
         /// The host.
         host: String,
-        /// Why (connection refused, DNS, TLS).
+        /// Why, from the innermost cause (`connection refused`).
         reason: String,
     },
-    /// The connection failed mid-request (reset, closed).
-    #[error("{what}: connection failed: {reason}")]
+    /// The connection failed mid-request (reset, closed early).
+    #[error("{what}: connection failed: {reason}; it is retried on the next run")]
     Network {
         /// What was being done.
         what: String,
@@ -40,77 +32,165 @@ pub enum GraphError {
         reason: String,
     },
     /// No answer in time.
-    #[error("{what}: timed out")]
+    #[error("{what}: no answer within {} s; the service may be slow, try again later", timeout.as_secs())]
     Timeout {
         /// What was being done.
         what: String,
+        /// The limit that passed.
+        timeout: Duration,
     },
     /// A download received no bytes for too long.
-    #[error("download stalled: no data for {secs} s")]
+    #[error("{what}: stalled, no data for {} s; the download resumes from where it stopped", idle.as_secs())]
     Stalled {
-        /// The stall limit.
-        secs: u64,
+        /// What was being downloaded (host and path only).
+        what: String,
+        /// The read-idle limit.
+        idle: Duration,
     },
     /// The answer was not the JSON expected.
-    #[error("{what}: unexpected answer: {reason}")]
+    #[error("{what}: the service sent invalid JSON: {source}")]
     Decode {
+        /// What was being done.
+        what: String,
+        /// Where and how the JSON was wrong (`expected value at line 1 column 40`).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The answer was well-formed but not what the endpoint promises (a 2xx where a 302 was due, no
+    /// `Location`, a 206 without `Content-Range`).
+    #[error("{what}: unexpected answer: {reason}")]
+    Unexpected {
         /// What was being done.
         what: String,
         /// What was wrong.
         reason: String,
     },
-    /// No token could be had.
+    /// The client could not be set up (a malformed `--graph-url`, a TLS backend failure).
+    #[error("cannot set up the Graph client: {reason}; check --graph-url")]
+    Setup {
+        /// What was wrong.
+        reason: String,
+    },
+    /// No token could be had, or the token was refused and could not be refreshed.
     #[error(transparent)]
     Auth(#[from] AuthError),
-    /// A paging link pointed at another host (we never send the token elsewhere).
-    #[error("refusing to follow a link to {host}: it is not the configured Graph host")]
+    /// A paging link pointed at another origin: the bearer token is only ever sent to the configured one.
+    #[error(
+        "refusing to follow a paging link to {origin}: it is not the configured Graph URL {expected}; \
+         if the service moved, set --graph-url to it and start the listing again"
+    )]
     ForeignLink {
-        /// The link's host.
-        host: String,
+        /// The link's scheme, host and port.
+        origin: String,
+        /// The configured scheme, host and port.
+        expected: String,
     },
-    /// The pre-authenticated download URL is no longer accepted; resolve a fresh one.
-    #[error("the download URL expired (HTTP {status})")]
+    /// The pre-authenticated download URL is no longer accepted: resolve a fresh one and resume. Not a failure.
+    #[error("the download URL expired (HTTP {status}); a fresh one is needed")]
     DownloadUrlExpired {
-        /// The status the download host gave.
+        /// The status the download host gave (401, 403 or 410).
         status: u16,
     },
-    /// A delta link is too old; the listing must start over.
-    #[error("the delta link expired (HTTP 410): a full re-listing is needed")]
-    ResyncRequired,
+    /// The download host refused the `Range` (HTTP 416): the part file is longer than the content now is.
+    #[error("the download host refused the range from byte {from} (HTTP 416){}; the file is fetched again from the start",
+        total.map(|t| format!(", the content is {t} bytes")).unwrap_or_default())]
+    RangeNotSatisfiable {
+        /// The offset asked for.
+        from: u64,
+        /// The content's size, from `Content-Range: bytes */total`.
+        total: Option<u64>,
+    },
+    /// A delta link is no longer valid (HTTP 410): list everything again and reconcile.
+    #[error("{what}: the saved change link expired (HTTP 410{}); a full re-listing is needed",
+        code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    ResyncRequired {
+        /// What was being done.
+        what: String,
+        /// `resyncRequired`, `resyncChangesApplyDifferences`, … when the body said.
+        code: Option<String>,
+        /// The `Location` the service suggested to restart from, when it is on the configured origin.
+        restart_link: Option<String>,
+    },
+}
+
+/// An error answer from Graph or a download host.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what}: HTTP {status}{}: {message}{}",
+    self.code().map(|c| format!(" ({c})")).unwrap_or_default(),
+    request_id.as_deref().map(|r| format!(" [request-id {r}]")).unwrap_or_default()
+)]
+pub struct HttpError {
+    /// What was being done and on what (`listing children of item X`).
+    pub what: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// Every error code in the body, outermost first; the last is the most specific.
+    pub codes: Vec<String>,
+    /// The service's message (outermost), or a note that the body had none.
+    pub message: String,
+    /// `Retry-After`, when given.
+    pub retry_after: Option<Duration>,
+    /// The `request-id` Microsoft support asks for, when given.
+    pub request_id: Option<String>,
+}
+
+impl HttpError {
+    /// The most specific error code: the innermost one.
+    pub fn code(&self) -> Option<&str> {
+        self.codes.last().map(String::as_str)
+    }
+}
+
+impl From<HttpError> for GraphError {
+    fn from(e: HttpError) -> Self {
+        GraphError::Http(Box::new(e))
+    }
 }
 
 impl GraphError {
     /// The HTTP status, when the service answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            GraphError::Http { status, .. } | GraphError::DownloadUrlExpired { status } => {
-                Some(*status)
-            }
-            GraphError::ResyncRequired => Some(410),
+            GraphError::Http(e) => Some(e.status),
+            GraphError::DownloadUrlExpired { status } => Some(*status),
+            GraphError::RangeNotSatisfiable { .. } => Some(416),
+            GraphError::ResyncRequired { .. } => Some(410),
             _ => None,
         }
     }
 
-    /// The most specific error code in the body.
+    /// The most specific error code in the body. Compare with [`GraphError::has_code`], which ignores case.
     pub fn code(&self) -> Option<&str> {
         match self {
-            GraphError::Http { code, .. } => code.as_deref(),
+            GraphError::Http(e) => e.code(),
+            GraphError::ResyncRequired { code, .. } => code.as_deref(),
             _ => None,
+        }
+    }
+
+    /// Whether `code` appears anywhere in the error chain of the body, ignoring case (Graph's casing varies:
+    /// `InvalidAuthenticationToken`, `itemNotFound`).
+    pub fn has_code(&self, code: &str) -> bool {
+        match self {
+            GraphError::Http(e) => e.codes.iter().any(|c| c.eq_ignore_ascii_case(code)),
+            _ => self.code().is_some_and(|c| c.eq_ignore_ascii_case(code)),
         }
     }
 
     /// `Retry-After`, when the service gave one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GraphError::Http { retry_after, .. } => *retry_after,
+            GraphError::Http(e) => e.retry_after,
             _ => None,
         }
     }
 
-    /// Whether trying again later may succeed (network trouble, throttling, server errors).
+    /// Whether trying again later may succeed: network trouble, throttling, server errors, an expired
+    /// download URL.
     pub fn is_transient(&self) -> bool {
         match self {
-            GraphError::Http { status, .. } => matches!(status, 408 | 423 | 429 | 500..=599),
+            GraphError::Http(e) => matches!(e.status, 408 | 423 | 429 | 500..=599),
             GraphError::Network { .. }
             | GraphError::Timeout { .. }
             | GraphError::Stalled { .. }
@@ -129,93 +209,225 @@ impl GraphError {
     }
 
     /// Whether sign-in is needed: the token was refused even after a refresh, or none could be had.
+    /// A 403 is not: the token is fine, the item is not allowed.
     pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            GraphError::Http { status: 401, .. } | GraphError::Auth(_)
-        )
+        match self {
+            GraphError::Http(e) => e.status == 401,
+            GraphError::Auth(_) => true,
+            _ => false,
+        }
     }
 
-    /// Whether it is an "unreachable host" error.
+    /// Whether the host could not be reached at all.
     pub fn is_connect(&self) -> bool {
         matches!(self, GraphError::Connect { .. })
     }
 }
 
-/// Parse an error body tolerantly: Graph's `innerError` and `OneDrive`'s `innererror` chains, empty or HTML
-/// bodies. Returns the most specific code and the outermost message.
-pub fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        let message = if text.is_empty() || text.starts_with('<') {
-            "no error details".to_owned()
-        } else {
-            text.chars().take(200).collect()
+/// The useful parts of an error body, parsed tolerantly.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorBody {
+    /// Every `code` found, outermost first (`activityLimitReached`, then `throttledRequest`).
+    pub codes: Vec<String>,
+    /// The outermost message, or a note saying what the body was instead.
+    pub message: String,
+    /// `innerError.request-id`, when present.
+    pub request_id: Option<String>,
+}
+
+/// Longest message kept from a body, so an HTML page or a long text never floods a log line.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+impl ErrorBody {
+    /// Parse Graph's `{"error":{"code","message","innerError":{…}}}`, the `OneDrive` dialect's nested
+    /// `innererror`s, the identity platform's `{"error":"…","error_description":"…"}`, and empty, text or
+    /// HTML bodies (a 403 for malware has been seen as HTML).
+    pub fn parse(body: &[u8]) -> ErrorBody {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let message = if text.is_empty() {
+                "no error details in the answer".to_owned()
+            } else if text.starts_with('<') {
+                format!("no error details (an HTML page of {} bytes)", body.len())
+            } else {
+                clip(text)
+            };
+            return ErrorBody {
+                message,
+                ..ErrorBody::default()
+            };
         };
-        return (None, message);
-    };
-    let Some(error) = value.get("error") else {
-        // The identity platform's shape: {"error": "code", "error_description": "…"} is handled by auth.
-        return (None, "no error details".to_owned());
-    };
-    let message = error
-        .get("message")
-        .and_then(|m| m.as_str())
-        .unwrap_or("no error details")
-        .to_owned();
-    let mut code = error
-        .get("code")
-        .and_then(|c| c.as_str())
-        .map(str::to_owned);
-    let mut inner = error.get("innerError").or_else(|| error.get("innererror"));
-    while let Some(node) = inner {
-        if let Some(c) = node.get("code").and_then(|c| c.as_str()) {
-            code = Some(c.to_owned());
+        let mut out = ErrorBody {
+            message: "no error details in the answer".to_owned(),
+            ..ErrorBody::default()
+        };
+        match value.get("error") {
+            Some(serde_json::Value::String(code)) => {
+                out.codes.push(code.clone());
+                if let Some(d) = value.get("error_description").and_then(|d| d.as_str()) {
+                    out.message = clip(d);
+                }
+            }
+            Some(error @ serde_json::Value::Object(_)) => {
+                if let Some(m) = error.get("message").and_then(|m| m.as_str()) {
+                    out.message = clip(m);
+                }
+                let mut node = Some(error);
+                // Walk the chain; a bound keeps a hostile body from costing more than a glance.
+                for _ in 0..16 {
+                    let Some(n) = node else { break };
+                    if let Some(c) = n.get("code").and_then(|c| c.as_str())
+                        && !c.is_empty()
+                    {
+                        out.codes.push(c.to_owned());
+                    }
+                    if out.request_id.is_none() {
+                        out.request_id = n
+                            .get("request-id")
+                            .and_then(|r| r.as_str())
+                            .map(str::to_owned);
+                    }
+                    node = n.get("innerError").or_else(|| n.get("innererror"));
+                }
+            }
+            _ => {}
         }
-        inner = node.get("innerError").or_else(|| node.get("innererror"));
+        out
     }
-    (code, message)
+
+    /// The most specific code: the innermost one.
+    pub fn code(&self) -> Option<&str> {
+        self.codes.last().map(String::as_str)
+    }
+}
+
+fn clip(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn http(status: u16, codes: &[&str]) -> GraphError {
+        HttpError {
+            what: "listing children of item X".into(),
+            status,
+            codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            message: "m".into(),
+            retry_after: None,
+            request_id: None,
+        }
+        .into()
+    }
+
     #[test]
-    fn error_bodies_are_parsed_tolerantly() {
-        let graph = br#"{"error":{"code":"itemNotFound","message":"Item does not exist","innerError":{"date":"x","request-id":"r"}}}"#;
+    fn error_bodies_parse_tolerantly() {
+        // (body, codes, message, request-id)
+        type Case<'a> = (&'a [u8], &'a [&'a str], &'a str, Option<&'a str>);
+        let cases: [Case; 8] = [
+            (
+                br#"{"error":{"code":"itemNotFound","message":"Item does not exist","innerError":{"date":"x","request-id":"r1"}}}"#,
+                &["itemNotFound"],
+                "Item does not exist",
+                Some("r1"),
+            ),
+            (
+                br#"{"error":{"code":"activityLimitReached","message":"throttled","innererror":{"code":"throttledRequest","innererror":{"code":"deeper"}}}}"#,
+                &["activityLimitReached", "throttledRequest", "deeper"],
+                "throttled",
+                None,
+            ),
+            (b"", &[], "no error details in the answer", None),
+            (
+                b"<html><body>malware</body></html>",
+                &[],
+                "no error details (an HTML page of 33 bytes)",
+                None,
+            ),
+            (
+                br#"{"error":{"code":5}}"#,
+                &[],
+                "no error details in the answer",
+                None,
+            ),
+            (
+                br#"{"error":"invalid_grant","error_description":"AADSTS700082: expired"}"#,
+                &["invalid_grant"],
+                "AADSTS700082: expired",
+                None,
+            ),
+            (b"Service Unavailable", &[], "Service Unavailable", None),
+            (b"[1,2]", &[], "no error details in the answer", None),
+        ];
+        for (body, codes, message, request_id) in cases {
+            let parsed = ErrorBody::parse(body);
+            assert_eq!(parsed.codes, codes, "{}", String::from_utf8_lossy(body));
+            assert_eq!(parsed.message, message);
+            assert_eq!(parsed.request_id.as_deref(), request_id);
+        }
+        let long = "x".repeat(1000);
         assert_eq!(
-            parse_error_body(graph),
-            (Some("itemNotFound".into()), "Item does not exist".into())
-        );
-        let nested = br#"{"error":{"code":"activityLimitReached","message":"throttled","innererror":{"code":"throttledRequest"}}}"#;
-        assert_eq!(
-            parse_error_body(nested).0.as_deref(),
-            Some("throttledRequest")
-        );
-        assert_eq!(parse_error_body(b"").0, None);
-        assert_eq!(
-            parse_error_body(b"<html>malware</html>").1,
-            "no error details"
-        );
-        assert_eq!(
-            parse_error_body(b"{\"error\":{\"code\":5}}").1,
-            "no error details"
+            ErrorBody::parse(long.as_bytes()).message.chars().count(),
+            301
         );
     }
 
     #[test]
+    fn codes_match_case_insensitively_anywhere_in_the_chain() {
+        let e = http(429, &["activityLimitReached", "throttledRequest"]);
+        assert_eq!(e.code(), Some("throttledRequest"));
+        assert!(e.has_code("ACTIVITYLIMITREACHED") && e.has_code("throttledrequest"));
+        assert!(!e.has_code("itemNotFound"));
+    }
+
+    #[test]
     fn transient_and_auth_classification() {
-        let http = |status| GraphError::Http {
-            what: "x".into(),
-            status,
-            code: None,
-            message: String::new(),
-            retry_after: None,
+        assert!(http(503, &[]).is_transient() && http(429, &[]).is_transient());
+        assert!(http(500, &[]).is_transient() && http(504, &[]).is_transient());
+        assert!(!http(404, &[]).is_transient() && !http(403, &[]).is_transient());
+        assert!(http(401, &[]).is_auth() && !http(403, &[]).is_auth());
+        assert!(GraphError::DownloadUrlExpired { status: 403 }.is_transient());
+        let range = GraphError::RangeNotSatisfiable {
+            from: 10,
+            total: Some(5),
         };
-        assert!(http(503).is_transient() && http(429).is_transient() && http(500).is_transient());
-        assert!(!http(404).is_transient() && !http(403).is_transient());
-        assert!(http(401).is_auth() && !http(403).is_auth());
+        assert_eq!(range.status(), Some(416));
+        assert!(!range.is_transient());
+    }
+
+    #[test]
+    fn messages_name_the_subject_and_the_way_out() {
+        let e = GraphError::Connect {
+            host: "graph.microsoft.com".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "could not reach graph.microsoft.com: connection refused; check --graph-url and your network"
+        );
+        let mut e = http(404, &["itemNotFound"]);
+        if let GraphError::Http(inner) = &mut e {
+            inner.request_id = Some("r1".into());
+        }
+        assert_eq!(
+            e.to_string(),
+            "listing children of item X: HTTP 404 (itemNotFound): m [request-id r1]"
+        );
+        let source = serde_json::from_str::<serde_json::Value>("{\"value\": [,]}").unwrap_err();
+        let e = GraphError::Decode {
+            what: "listing children of item X".into(),
+            source,
+        };
+        assert!(
+            e.to_string()
+                .starts_with("listing children of item X: the service sent invalid JSON: expected value at line 1 column 12"),
+            "{e}"
+        );
     }
 }

@@ -1,41 +1,57 @@
-//! The one retry policy of the Graph client, as a pure decision function, plus the shared throttle gate
-//! that pauses every request of a client when the service says to wait.
+//! The one retry policy of the Graph client, as pure decision functions ([`RetryPolicy::next_delay`],
+//! [`classify_status`], [`parse_retry_after`], [`rate_limit_pause`]), plus the [`ThrottleGate`] that holds
+//! every request of a client while the service has asked us to wait.
 //!
-//! Microsoft's guidance is explicit: on 429/503 wait the full `Retry-After`, and pause *all* workers, not
-//! only the one that was told (<https://learn.microsoft.com/en-us/graph/throttling>).
+//! Microsoft's guidance: on 429/503 wait the full `Retry-After`, and pause *all* workers, not only the one
+//! that was told (<https://learn.microsoft.com/en-us/graph/throttling>,
+//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/concepts/scan-guidance>). This module knows
+//! no HTTP client: the async shell that acts on these decisions is `transport.rs`.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// What happened to one attempt, as far as retrying is concerned.
+/// How one attempt ended, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    /// 429, or 503/509 (throttled), with the `Retry-After` the service gave, if any.
-    Throttled(Option<Duration>),
-    /// Another 5xx, 408, or 423.
+pub enum Outcome {
+    /// 429, or 503/509: the service asks us to slow down, with the `Retry-After` it gave, if any.
+    Throttled {
+        /// The parsed `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Another 5xx (501 and 505 excepted), 408 or 423: may work a bit later.
     ServerError,
-    /// The connection failed or timed out.
+    /// The connection broke or timed out after it was made.
     Network,
-    /// The host could not be reached at all (refused, no route, DNS): worth a couple of quick retries for a
-    /// flapping network, not a long wait on a wrong URL.
+    /// The host could not be reached at all (refused, DNS, TLS): worth a couple of quick retries for a
+    /// flapping network, not a long wait on a wrong `--graph-url`.
     Unreachable,
-    /// Anything else: not worth retrying.
+    /// 401: the token was refused. Worth one retry with a fresh token, never two.
+    Unauthorized {
+        /// Whether the token was already refreshed for this request.
+        refreshed: bool,
+    },
+    /// Anything else (403, 404, 400, 501…): retrying cannot help.
     Permanent,
 }
 
-/// The policy's knobs.
-#[derive(Debug, Clone, Copy)]
+/// The policy's knobs (built from [`GraphOptions`](super::GraphOptions)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per request, the first included.
+    /// Attempts per request that may end in an error, the first included.
     pub max_attempts: u32,
-    /// First backoff for server and network errors; doubles per attempt.
-    pub base: Duration,
-    /// Longest backoff.
-    pub cap: Duration,
     /// Attempts when the host cannot be reached at all.
     pub max_connect_attempts: u32,
-    /// Pause after a 503 that gave no `Retry-After` (Microsoft suggests at least 5 s for 5xx).
-    pub default_throttle: Duration,
+    /// Times one request may be throttled before it gives up. Throttling is the service pacing us, not a
+    /// failure, so it has its own, larger budget.
+    pub max_throttled_attempts: u32,
+    /// First backoff for server and network errors; doubles per attempt.
+    pub base_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Pause after a 429/503 without `Retry-After` (Microsoft suggests at least 5 s).
+    pub default_throttle_pause: Duration,
+    /// A `Retry-After` longer than this is not waited out: the request fails and says when to try again.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -43,45 +59,65 @@ impl Default for RetryPolicy {
         Self {
             max_attempts: 6,
             max_connect_attempts: 3,
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(30),
-            default_throttle: Duration::from_secs(5),
+            max_throttled_attempts: 30,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            default_throttle_pause: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(15 * 60),
         }
     }
 }
 
 impl RetryPolicy {
-    /// How long to wait before attempt `attempt + 1` after `outcome` (attempts count from 1), or `None` to
-    /// give up. `jitter` in `[0, 1)` spreads backoffs of concurrent workers ("full jitter").
-    pub fn next_delay(&self, attempt: u32, outcome: Attempt, jitter: f64) -> Option<Duration> {
-        if attempt >= self.max_attempts {
-            return None;
-        }
-        match outcome {
-            Attempt::Permanent => None,
-            Attempt::Unreachable if attempt >= self.max_connect_attempts => None,
-            Attempt::Throttled(Some(after)) => Some(after),
-            Attempt::Throttled(None) => Some(self.default_throttle),
-            Attempt::ServerError | Attempt::Network | Attempt::Unreachable => {
-                let exp = self.base.saturating_mul(1 << (attempt - 1).min(16));
-                let ceiling = exp.min(self.cap);
-                // Full jitter, but never less than a tenth of the ceiling: zero waits just hammer the service.
+    /// How long to wait before trying again after `outcome`, or `None` to give up.
+    ///
+    /// `attempt` counts the attempts so far that ended like this one, this one included (from 1): throttled
+    /// attempts are counted apart from failures, since being asked to wait is not failing. `jitter` in
+    /// `[0, 1)` spreads the backoffs of concurrent workers ("full jitter", floored at a tenth of the
+    /// ceiling so a retry never fires instantly). Throttle waits are never jittered: the service said how
+    /// long.
+    pub fn next_delay(&self, attempt: u32, outcome: &Outcome, jitter: f64) -> Option<Duration> {
+        match *outcome {
+            Outcome::Permanent | Outcome::Unauthorized { refreshed: true } => None,
+            Outcome::Unauthorized { refreshed: false } => Some(Duration::ZERO),
+            Outcome::Throttled { retry_after } => {
+                if attempt >= self.max_throttled_attempts {
+                    return None;
+                }
+                match retry_after {
+                    Some(after) if after > self.max_retry_after => None,
+                    Some(after) => Some(after),
+                    None => Some(self.default_throttle_pause),
+                }
+            }
+            Outcome::Unreachable if attempt >= self.max_connect_attempts => None,
+            Outcome::ServerError | Outcome::Network | Outcome::Unreachable => {
+                if attempt >= self.max_attempts {
+                    return None;
+                }
+                let exp = self
+                    .base_backoff
+                    .saturating_mul(1 << attempt.saturating_sub(1).min(20));
+                let ceiling = exp.min(self.max_backoff);
                 Some(ceiling.mul_f64(0.1 + 0.9 * jitter.clamp(0.0, 1.0)))
             }
         }
     }
 }
 
-/// Classify an HTTP status for retrying.
-pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Attempt {
+/// Classify an HTTP status for retrying. `refreshed` says whether this request already got a fresh token.
+pub fn classify_status(status: u16, retry_after: Option<Duration>, refreshed: bool) -> Outcome {
     match status {
-        429 | 503 | 509 => Attempt::Throttled(retry_after),
-        408 | 423 | 500..=599 => Attempt::ServerError,
-        _ => Attempt::Permanent,
+        401 => Outcome::Unauthorized { refreshed },
+        429 | 503 | 509 => Outcome::Throttled { retry_after },
+        // 501 notSupported (delta below an ODB root) and 505 will answer the same forever.
+        501 | 505 => Outcome::Permanent,
+        408 | 423 | 500..=599 => Outcome::ServerError,
+        _ => Outcome::Permanent,
     }
 }
 
-/// Parse `Retry-After`: delay-seconds or an HTTP date.
+/// Parse `Retry-After`: delay-seconds or an HTTP date (a date in the past means "now").
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
@@ -92,26 +128,53 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs as u64))
 }
 
-/// Every request of a client waits here until any pause the service asked for has passed.
+/// Longest pause taken on `RateLimit-*` headers alone: the resource-unit window is one minute.
+const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
+
+/// The pause to take before the service throttles us, from `RateLimit-Remaining`, `RateLimit-Limit` and
+/// `RateLimit-Reset` (seconds). Graph sends them once 80 % of the one-minute budget is used; we pause until
+/// the reset when 5 % or less is left (or nothing, when the limit is not given).
+pub fn rate_limit_pause(
+    remaining: Option<u64>,
+    limit: Option<u64>,
+    reset: Option<u64>,
+) -> Option<Duration> {
+    let (remaining, reset) = (remaining?, reset?);
+    let nearly_spent = match limit {
+        Some(limit) if limit > 0 => remaining.saturating_mul(20) <= limit,
+        _ => remaining == 0,
+    };
+    (nearly_spent && reset > 0).then(|| Duration::from_secs(reset).min(MAX_RATE_LIMIT_PAUSE))
+}
+
+/// Every request of a client waits here before it is sent, until any pause the service asked for has
+/// passed. The lock is never held across an await.
 #[derive(Debug, Default)]
 pub struct ThrottleGate {
     until: Mutex<Option<Instant>>,
 }
 
 impl ThrottleGate {
-    /// Pause every request for `wait` from now (a longer pause already in force is kept).
-    pub fn pause(&self, wait: Duration) {
-        let deadline = Instant::now() + wait;
+    /// Hold every request for `wait` from now; a longer pause already in force is kept. Returns how much
+    /// the pause was extended (zero when an existing one already covered it), so waits are counted once
+    /// however many workers were told.
+    pub fn pause(&self, wait: Duration) -> Duration {
+        let now = Instant::now();
+        let deadline = now + wait;
         let mut until = self
             .until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if until.is_none_or(|u| u < deadline) {
+        let current = until.filter(|u| *u > now).unwrap_or(now);
+        if deadline > current {
             *until = Some(deadline);
+            deadline - current
+        } else {
+            Duration::ZERO
         }
     }
 
-    /// Wait until no pause is in force.
+    /// Wait until no pause is in force (re-checking, as another worker may extend it meanwhile).
     pub async fn wait(&self) {
         loop {
             let deadline = *self
@@ -130,62 +193,158 @@ impl ThrottleGate {
 mod tests {
     use super::*;
 
-    #[test]
-    fn next_delay_table() {
-        let p = RetryPolicy::default();
-        let s = Duration::from_secs;
-        let cases = [
-            (1, Attempt::Throttled(Some(s(7))), 0.5, Some(s(7))),
-            (1, Attempt::Throttled(None), 0.5, Some(s(5))),
-            (1, Attempt::Permanent, 0.5, None),
-            (1, Attempt::ServerError, 1.0, Some(s(1))),
-            (3, Attempt::Network, 1.0, Some(s(4))),
-            (5, Attempt::Network, 1.0, Some(s(16))),
-            (
-                5,
-                Attempt::ServerError,
-                0.0,
-                Some(Duration::from_millis(1600)),
-            ),
-            (6, Attempt::Network, 1.0, None),
-            (2, Attempt::Unreachable, 1.0, Some(s(2))),
-            (3, Attempt::Unreachable, 1.0, None),
-            (6, Attempt::Throttled(Some(s(1))), 0.5, None),
-        ];
-        for (attempt, outcome, jitter, want) in cases {
-            assert_eq!(
-                p.next_delay(attempt, outcome, jitter),
-                want,
-                "{attempt} {outcome:?}"
-            );
-        }
-        let capped = RetryPolicy {
-            max_attempts: 30,
-            ..p
-        };
-        assert_eq!(capped.next_delay(20, Attempt::Network, 1.0), Some(s(30)));
+    const fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
     }
 
     #[test]
-    fn statuses_and_retry_after() {
-        assert_eq!(classify_status(429, None), Attempt::Throttled(None));
-        assert_eq!(classify_status(502, None), Attempt::ServerError);
-        assert_eq!(classify_status(404, None), Attempt::Permanent);
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+    fn next_delay_table() {
+        let p = RetryPolicy::default();
+        let throttled = |retry_after| Outcome::Throttled { retry_after };
+        let cases = [
+            // (attempt, outcome, jitter, expected)
+            (1, throttled(Some(s(7))), 0.5, Some(s(7))),
+            (1, throttled(Some(s(0))), 0.5, Some(s(0))),
+            (1, throttled(None), 0.5, Some(s(5))),
+            (29, throttled(Some(s(1))), 0.5, Some(s(1))),
+            (30, throttled(Some(s(1))), 0.5, None),
+            (1, throttled(Some(s(3600))), 0.5, None),
+            (1, throttled(Some(s(900))), 0.5, Some(s(900))),
+            (1, Outcome::Permanent, 0.5, None),
+            (
+                1,
+                Outcome::Unauthorized { refreshed: false },
+                0.5,
+                Some(s(0)),
+            ),
+            (1, Outcome::Unauthorized { refreshed: true }, 0.5, None),
+            (1, Outcome::ServerError, 1.0, Some(s(1))),
+            (
+                1,
+                Outcome::ServerError,
+                0.0,
+                Some(Duration::from_millis(100)),
+            ),
+            (3, Outcome::Network, 1.0, Some(s(4))),
+            (5, Outcome::Network, 1.0, Some(s(16))),
+            (
+                5,
+                Outcome::ServerError,
+                0.0,
+                Some(Duration::from_millis(1600)),
+            ),
+            (5, Outcome::ServerError, 7.0, Some(s(16))), // jitter is clamped
+            (6, Outcome::Network, 1.0, None),
+            (6, Outcome::ServerError, 0.0, None),
+            (2, Outcome::Unreachable, 1.0, Some(s(2))),
+            (3, Outcome::Unreachable, 1.0, None),
+        ];
+        for (attempt, outcome, jitter, want) in cases {
+            assert_eq!(
+                p.next_delay(attempt, &outcome, jitter),
+                want,
+                "attempt {attempt}, {outcome:?}, jitter {jitter}"
+            );
+        }
+        let many = RetryPolicy {
+            max_attempts: 100,
+            ..p
+        };
+        assert_eq!(many.next_delay(20, &Outcome::Network, 1.0), Some(s(30)));
+        assert_eq!(many.next_delay(99, &Outcome::Network, 1.0), Some(s(30)));
+    }
+
+    #[test]
+    fn statuses_classify() {
+        let cases = [
+            (401, false, Outcome::Unauthorized { refreshed: false }),
+            (401, true, Outcome::Unauthorized { refreshed: true }),
+            (429, false, Outcome::Throttled { retry_after: None }),
+            (503, false, Outcome::Throttled { retry_after: None }),
+            (509, false, Outcome::Throttled { retry_after: None }),
+            (500, false, Outcome::ServerError),
+            (502, false, Outcome::ServerError),
+            (504, false, Outcome::ServerError),
+            (408, false, Outcome::ServerError),
+            (423, false, Outcome::ServerError),
+            (501, false, Outcome::Permanent),
+            (400, false, Outcome::Permanent),
+            (403, false, Outcome::Permanent),
+            (404, false, Outcome::Permanent),
+            (410, false, Outcome::Permanent),
+        ];
+        for (status, refreshed, want) in cases {
+            assert_eq!(classify_status(status, None, refreshed), want, "{status}");
+        }
+        assert_eq!(
+            classify_status(429, Some(s(3)), false),
+            Outcome::Throttled {
+                retry_after: Some(s(3))
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        assert_eq!(parse_retry_after(" 120 "), Some(s(120)));
+        assert_eq!(parse_retry_after("0"), Some(s(0)));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
+            Some(s(0))
         );
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(100)).to_rfc2822();
+        let parsed = parse_retry_after(&future).unwrap();
+        assert!(parsed >= s(98) && parsed <= s(100), "{parsed:?}");
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
+    }
+
+    #[test]
+    fn rate_limit_headers_slow_us_down_only_when_nearly_spent() {
+        let cases = [
+            // (remaining, limit, reset, expected)
+            (Some(5), Some(100), Some(12), Some(s(12))),
+            (Some(6), Some(100), Some(12), None),
+            (Some(0), None, Some(3), Some(s(3))),
+            (Some(1), None, Some(3), None),
+            (Some(0), Some(100), Some(600), Some(s(60))),
+            (Some(0), Some(100), Some(0), None),
+            (None, Some(100), Some(3), None),
+            (Some(0), Some(100), None, None),
+        ];
+        for (remaining, limit, reset, want) in cases {
+            assert_eq!(
+                rate_limit_pause(remaining, limit, reset),
+                want,
+                "{remaining:?} {limit:?} {reset:?}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn the_gate_holds_every_waiter_until_the_pause_ends() {
-        let gate = ThrottleGate::default();
-        gate.pause(Duration::from_millis(50));
-        gate.pause(Duration::from_millis(10)); // shorter: ignored
+        let gate = std::sync::Arc::new(ThrottleGate::default());
+        let extended = gate.pause(Duration::from_millis(60));
+        assert!(extended >= Duration::from_millis(59));
+        // A shorter pause inside a longer one adds nothing.
+        assert_eq!(gate.pause(Duration::from_millis(10)), Duration::ZERO);
         let start = Instant::now();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    gate.wait().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        for w in waiters {
+            let released = w.await.unwrap();
+            assert!(released - start >= Duration::from_millis(55));
+        }
+        // Once passed, the gate is open.
+        let t = Instant::now();
         gate.wait().await;
-        assert!(start.elapsed() >= Duration::from_millis(45));
+        assert!(t.elapsed() < Duration::from_millis(20));
     }
 }

@@ -117,7 +117,11 @@ impl Verification {
     }
 }
 
-/// Compare a digest with the listing: size first, then quickXorHash (exact), else SHA-1 (any case).
+/// Compare a digest with the listing: size first, then quickXorHash (exactly: base64 is case-sensitive),
+/// else SHA-1 (in any case: the service writes hex in uppercase, other tools in lowercase). An empty listed
+/// hash counts as absent. A listed SHA-1 that the [`ContentHasher`] was not asked to compute cannot be
+/// checked, so the result is then [`Verification::SizeOnly`]: create the hasher with
+/// `ContentHasher::new(expected.quick_xor.is_none() && expected.sha1.is_some())` or simply `true`.
 pub fn verify(expected: &Expected, digest: &ContentDigest) -> Verification {
     if digest.len != expected.size {
         return Verification::SizeMismatch {
@@ -175,42 +179,139 @@ mod tests {
     fn verification_rules() {
         let d = digest_of(b"abc");
         let qx = d.quick_xor.clone();
-        let sha = "a9993e364706816aba3e25717850c26c9cd0d89d".to_owned();
+        let sha_lower = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let sha_upper = "A9993E364706816ABA3E25717850C26C9CD0D89D";
         let exp = |size, q: Option<&str>, s: Option<&str>| Expected {
             size,
             quick_xor: q.map(str::to_owned),
             sha1: s.map(str::to_owned),
         };
+        let qx_mismatch = |expected: &str| Verification::HashMismatch {
+            algorithm: "quickXorHash",
+            expected: expected.to_owned(),
+            actual: qx.clone(),
+        };
+        let zero_qx = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=";
         let cases = [
-            (exp(3, Some(&qx), None), Verification::QuickXor),
-            (exp(3, Some(&qx), Some("00")), Verification::QuickXor),
-            (exp(3, None, Some(&sha)), Verification::Sha1),
-            (exp(3, Some(""), Some(&sha)), Verification::Sha1),
-            (exp(3, None, None), Verification::SizeOnly),
             (
-                exp(4, Some(&qx), None),
+                "quickXor matches",
+                exp(3, Some(&qx), None),
+                Verification::QuickXor,
+            ),
+            (
+                "quickXor preferred over a wrong sha1",
+                exp(3, Some(&qx), Some("00")),
+                Verification::QuickXor,
+            ),
+            (
+                "a wrong quickXor fails even if sha1 matches",
+                exp(3, Some(zero_qx), Some(sha_upper)),
+                qx_mismatch(zero_qx),
+            ),
+            (
+                "quickXor compared exactly (base64 is case-sensitive)",
+                exp(3, Some(&qx.to_lowercase()), None),
+                qx_mismatch(&qx.to_lowercase()),
+            ),
+            (
+                "sha1 uppercase",
+                exp(3, None, Some(sha_upper)),
+                Verification::Sha1,
+            ),
+            (
+                "sha1 lowercase",
+                exp(3, None, Some(sha_lower)),
+                Verification::Sha1,
+            ),
+            (
+                "an empty quickXor counts as absent",
+                exp(3, Some(""), Some(sha_lower)),
+                Verification::Sha1,
+            ),
+            (
+                "sha1 mismatch",
+                exp(3, None, Some("0000")),
+                Verification::HashMismatch {
+                    algorithm: "sha1Hash",
+                    expected: "0000".to_owned(),
+                    actual: sha_upper.to_owned(),
+                },
+            ),
+            ("no hash listed", exp(3, None, None), Verification::SizeOnly),
+            (
+                "size checked before hashes",
+                exp(4, Some(zero_qx), None),
                 Verification::SizeMismatch {
                     expected: 4,
                     actual: 3,
                 },
             ),
+            (
+                "size mismatch without hashes",
+                exp(2, None, None),
+                Verification::SizeMismatch {
+                    expected: 2,
+                    actual: 3,
+                },
+            ),
         ];
-        for (expected, want) in cases {
-            assert_eq!(verify(&expected, &d), want, "{expected:?}");
+        for (name, expected, want) in cases {
+            assert_eq!(verify(&expected, &d), want, "{name}");
+            assert_eq!(
+                want.is_ok(),
+                matches!(
+                    want,
+                    Verification::QuickXor | Verification::Sha1 | Verification::SizeOnly
+                )
+            );
         }
-        assert!(matches!(
-            verify(&exp(3, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAA="), None), &d),
-            Verification::HashMismatch {
-                algorithm: "quickXorHash",
-                ..
-            }
-        ));
-        assert!(matches!(
-            verify(&exp(3, None, Some("0000")), &d),
-            Verification::HashMismatch {
-                algorithm: "sha1Hash",
-                ..
-            }
-        ));
+    }
+
+    #[test]
+    fn an_empty_file_verifies_with_or_without_its_hash() {
+        let d = ContentHasher::new(false).finish();
+        assert_eq!(
+            (d.len, d.quick_xor.as_str(), d.sha1.as_deref()),
+            (0, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", None)
+        );
+        let with_hash = Expected {
+            size: 0,
+            quick_xor: Some(d.quick_xor.clone()),
+            sha1: None,
+        };
+        assert_eq!(verify(&with_hash, &d), Verification::QuickXor);
+        let without = Expected {
+            size: 0,
+            quick_xor: None,
+            sha1: None,
+        };
+        assert_eq!(verify(&without, &d), Verification::SizeOnly);
+    }
+
+    #[test]
+    fn a_sha1_not_computed_leaves_the_file_unverified_rather_than_failed() {
+        let d = ContentHasher::new(false).finish();
+        let expected = Expected {
+            size: 0,
+            quick_xor: None,
+            sha1: Some("DA39A3EE5E6B4B0D3255BFEF95601890AFD80709".into()),
+        };
+        assert_eq!(verify(&expected, &d), Verification::SizeOnly);
+    }
+
+    #[test]
+    fn the_content_hasher_agrees_with_quickxor_alone_across_pieces() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut h = ContentHasher::new(true);
+        assert!(h.is_empty());
+        for piece in data.chunks(333) {
+            h.update(piece);
+        }
+        assert_eq!(h.len(), 10_000);
+        let mut qx = QuickXorHash::new();
+        qx.update(&data);
+        let d = h.finish();
+        assert_eq!(d.quick_xor, qx.finalize_base64());
+        assert_eq!(d.sha1, digest_of(&data).sha1);
     }
 }

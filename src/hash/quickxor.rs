@@ -167,6 +167,70 @@ mod tests {
         }
     }
 
+    /// The definition of graph-notes §9 taken literally, one bit at a time: slow, obviously right.
+    fn reference(data: &[u8]) -> [u8; 20] {
+        let mut acc = [0u8; 20];
+        for (i, &b) in data.iter().enumerate() {
+            let shift = (SHIFT * i) % WIDTH_BITS;
+            for bit in 0..8 {
+                if b >> bit & 1 == 1 {
+                    let at = (shift + bit) % WIDTH_BITS;
+                    acc[at / 8] ^= 1 << (at % 8);
+                }
+            }
+        }
+        for (a, l) in acc[12..].iter_mut().zip((data.len() as u64).to_le_bytes()) {
+            *a ^= l;
+        }
+        acc
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64).
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_model_reproduces_the_published_vectors() {
+        for (input, want) in cases() {
+            let got = base64::engine::general_purpose::STANDARD.encode(reference(&input));
+            assert_eq!(got, want, "len {}", input.len());
+        }
+    }
+
+    #[test]
+    fn random_inputs_in_random_pieces_match_the_reference_model() {
+        let lengths = (0..=330).chain([479, 480, 481, 1000, 4096 + 7, 65_536 + 3]);
+        for (n, len) in lengths.enumerate() {
+            let data = noise(len, n as u64 + 1);
+            let want = reference(&data);
+            let mut whole = QuickXorHash::new();
+            whole.update(&data);
+            assert_eq!(whole.finalize(), want, "len {len} in one piece");
+            // Pieces of varying size, empty ones included, cut by a second generator.
+            let cuts = noise(64, len as u64 + 99);
+            let mut h = QuickXorHash::new();
+            let (mut rest, mut k) = (&data[..], 0);
+            while !rest.is_empty() {
+                let size = usize::from(cuts[k % cuts.len()]) % 200;
+                k += 1;
+                let (piece, tail) = rest.split_at(size.min(rest.len()));
+                h.update(piece);
+                rest = tail;
+            }
+            assert_eq!(h.len(), len as u64);
+            assert_eq!(h.finalize(), want, "len {len} in pieces");
+        }
+    }
+
     #[test]
     fn vectors_match_whatever_the_buffer_split() {
         for (input, want) in cases() {

@@ -1,26 +1,15 @@
-//! Read-only reports over the manifest: counts for `status`, the list for `failures`.
+//! Read-only reports over the manifest: counts for `status`, the list for `failures`. `Serialize`, so the
+//! command line can print them as `--json`; `Display` for the human table.
+//!
+//! Knows nothing of terminals: it returns values, and the command line prints them.
 
 use std::fmt;
 
-use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 
+use super::items::to_u64;
+use super::runs::RunRecord;
 use super::{Manifest, Result};
-
-/// One run, as recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRecord {
-    /// `crawl`, `download` or `backup`.
-    pub command: String,
-    /// Start time (RFC 3339).
-    pub started_at: String,
-    /// End time, if it ended cleanly.
-    pub finished_at: Option<String>,
-    /// `ok`, `incomplete`, `interrupted` or `error`.
-    pub outcome: Option<String>,
-    /// The run's summary document.
-    pub summary: Option<serde_json::Value>,
-}
 
 /// Counts of one kind of item.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -61,7 +50,20 @@ pub struct Count {
     pub count: u64,
 }
 
-/// What `status` shows.
+/// Rows of one kind in one state, with their listed bytes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KindStateCount {
+    /// `file`, `folder`, `package`, `remote` or `other`.
+    pub kind: String,
+    /// `pending`, `done`, `failed` or `skipped`.
+    pub state: String,
+    /// How many rows.
+    pub count: u64,
+    /// Their listed sizes added up (a folder's size is its descendants', so only files' bytes mean much).
+    pub bytes: u64,
+}
+
+/// What `status` shows. Items flagged as deleted remotely are counted only in `remote_deleted`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     /// The manifest file.
@@ -72,6 +74,8 @@ pub struct StatusReport {
     pub files: StateCounts,
     /// File bytes by state.
     pub bytes: ByteCounts,
+    /// Every (kind, state) pair with its count and bytes, packages and remote items included.
+    pub by_kind: Vec<KindStateCount>,
     /// Items not downloaded, by reason (packages, remote items, refused folders…).
     pub skipped_by_reason: Vec<Count>,
     /// Failed files by class.
@@ -108,17 +112,19 @@ pub struct FailureRow {
 }
 
 impl Manifest {
-    /// Counts for `status`.
+    /// Counts for `status`: items by kind and state (with bytes), skipped by reason, failed by class, done
+    /// by verification, remote deletions, crawls complete and not, and the last run.
     pub fn status(&self) -> Result<StatusReport> {
         let mut folders = StateCounts::default();
         let mut files = StateCounts::default();
         let mut bytes = ByteCounts::default();
+        let mut by_kind = Vec::new();
         {
             let mut stmt = self
                 .conn
                 .prepare(
                     "SELECT kind, state, count(*), coalesce(sum(size), 0) FROM items WHERE remote_deleted = 0
-                     GROUP BY kind, state",
+                     GROUP BY kind, state ORDER BY kind, state",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = stmt
@@ -133,7 +139,13 @@ impl Manifest {
                 .map_err(|e| self.err(e))?;
             for row in rows {
                 let (kind, state, count, size) = row.map_err(|e| self.err(e))?;
-                let (count, size) = (count as u64, size.max(0) as u64);
+                let (count, size) = (to_u64(Some(count)), to_u64(Some(size)));
+                by_kind.push(KindStateCount {
+                    kind: kind.clone(),
+                    state: state.clone(),
+                    count,
+                    bytes: size,
+                });
                 let target = match kind.as_str() {
                     "folder" => &mut folders,
                     "file" => &mut files,
@@ -160,20 +172,20 @@ impl Manifest {
         }
         let skipped_by_reason = self.counts(
             "SELECT coalesce(skip_reason, kind), count(*) FROM items WHERE state = 'skipped' AND remote_deleted = 0
-             GROUP BY 1 ORDER BY 2 DESC",
+             GROUP BY 1 ORDER BY 2 DESC, 1",
         )?;
         let failed_by_class = self.counts(
             "SELECT coalesce(error_class, 'other'), count(*) FROM items WHERE state = 'failed' AND remote_deleted = 0
-             GROUP BY 1 ORDER BY 2 DESC",
+             GROUP BY 1 ORDER BY 2 DESC, 1",
         )?;
         let verified_by = self.counts(
             "SELECT coalesce(verification, 'unknown'), count(*) FROM items WHERE state = 'done' AND kind = 'file'
-             AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC",
+             AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC, 1",
         )?;
         let one = |sql: &str| -> Result<u64> {
             self.conn
-                .query_row(sql, [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
+                .query_row(sql, [], |r| r.get(0))
+                .map(|n| to_u64(Some(n)))
                 .map_err(|e| self.err(e))
         };
         Ok(StatusReport {
@@ -181,6 +193,7 @@ impl Manifest {
             folders,
             files,
             bytes,
+            by_kind,
             skipped_by_reason,
             failed_by_class,
             verified_by,
@@ -197,32 +210,11 @@ impl Manifest {
         stmt.query_map([], |r| {
             Ok(Count {
                 key: r.get(0)?,
-                count: r.get::<_, i64>(1)? as u64,
+                count: to_u64(r.get(1)?),
             })
         })
         .and_then(Iterator::collect)
         .map_err(|e| self.err(e))
-    }
-
-    /// The latest run.
-    pub fn last_run(&self) -> Result<Option<RunRecord>> {
-        self.conn
-            .query_row(
-                "SELECT command, started_at, finished_at, outcome, summary_json FROM runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    let summary: Option<String> = r.get(4)?;
-                    Ok(RunRecord {
-                        command: r.get(0)?,
-                        started_at: r.get(1)?,
-                        finished_at: r.get(2)?,
-                        outcome: r.get(3)?,
-                        summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))
     }
 
     /// Every failed file, most recent first.
@@ -236,14 +228,16 @@ impl Manifest {
             )
             .map_err(|e| self.err(e))?;
 
-        stmt.query_map(params![], |r| {
+        stmt.query_map([], |r| {
             Ok(FailureRow {
                 remote_path: r.get(0)?,
                 item_id: r.get(1)?,
                 class: r.get(2)?,
-                http_status: r.get::<_, Option<i64>>(3)?.map(|s| s as u16),
+                http_status: r
+                    .get::<_, Option<i64>>(3)?
+                    .and_then(|s| u16::try_from(s).ok()),
                 message: r.get(4)?,
-                attempts: r.get::<_, i64>(5)?.max(0) as u32,
+                attempts: u32::try_from(to_u64(r.get(5)?)).unwrap_or(u32::MAX),
                 failed_at: r.get(6)?,
             })
         })
@@ -317,5 +311,129 @@ impl fmt::Display for StatusReport {
             ),
             None => writeln!(f, "last run: none"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ItemId;
+    use crate::manifest::testutil::{drive, file, folder, manifest};
+    use crate::manifest::{DoneRecord, FailureClass, FailureRecord, ItemKind, PageCommit};
+
+    #[test]
+    fn status_counts_items_bytes_reasons_classes_and_crawls() {
+        let (_dir, mut m) = manifest();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        let mut notebook = folder("/Notes");
+        notebook.kind = ItemKind::Package;
+        notebook.skip_reason = Some("oneNote package".into());
+        let mut bad = file("/bad.exe", 7, "Q");
+        bad.skip_reason = Some("malware".into());
+        m.commit_page(
+            crawl,
+            &PageCommit {
+                drive_id: drive(),
+                folder_id: ItemId::from("/"),
+                items: vec![
+                    folder("/A"),
+                    file("/a", 100, "Q"),
+                    file("/b", 20, "Q"),
+                    file("/c", 3, "Q"),
+                    file("/d", 4000, "Q"),
+                    notebook,
+                    bad,
+                ],
+                next_link: None,
+            },
+        )
+        .unwrap();
+        let done = |verification: &str| DoneRecord {
+            local_path: "x".into(),
+            verification: verification.into(),
+            bytes: 0,
+            attempts: 1,
+        };
+        m.mark_done(&drive(), &ItemId::from("/a"), &done("quickxor"))
+            .unwrap();
+        m.mark_done(&drive(), &ItemId::from("/b"), &done("size_only"))
+            .unwrap();
+        m.mark_failed(
+            &drive(),
+            &ItemId::from("/c"),
+            &FailureRecord {
+                class: FailureClass::HashMismatch,
+                http_status: None,
+                message: "hash".into(),
+                attempts: 1,
+            },
+        )
+        .unwrap();
+
+        let s = m.status().unwrap();
+        assert_eq!(
+            (
+                s.files.total,
+                s.files.done,
+                s.files.pending,
+                s.files.failed,
+                s.files.skipped
+            ),
+            (5, 2, 1, 1, 1)
+        );
+        // The root is listed ("done"); /A is not yet.
+        assert_eq!(
+            (s.folders.total, s.folders.done, s.folders.pending),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (
+                s.bytes.total,
+                s.bytes.done,
+                s.bytes.pending,
+                s.bytes.failed,
+                s.bytes.skipped
+            ),
+            (4130, 120, 4000, 3, 7)
+        );
+        let pairs = |v: &[Count]| -> Vec<(String, u64)> {
+            v.iter().map(|c| (c.key.clone(), c.count)).collect()
+        };
+        assert_eq!(
+            pairs(&s.skipped_by_reason),
+            [("malware".to_owned(), 1), ("oneNote package".to_owned(), 1)]
+        );
+        assert_eq!(pairs(&s.failed_by_class), [("hash_mismatch".to_owned(), 1)]);
+        assert_eq!(
+            pairs(&s.verified_by),
+            [("quickxor".to_owned(), 1), ("size_only".to_owned(), 1)]
+        );
+        assert!(s.by_kind.contains(&KindStateCount {
+            kind: "package".into(),
+            state: "skipped".into(),
+            count: 1,
+            bytes: 0,
+        }));
+        assert_eq!(
+            (s.crawls_complete, s.crawls_incomplete, s.remote_deleted),
+            (0, 1, 0)
+        );
+        m.finish_crawl(crawl).unwrap();
+        let s = m.status().unwrap();
+        assert_eq!((s.crawls_complete, s.crawls_incomplete), (1, 0));
+        assert!(s.last_run.is_none());
+
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["files"]["done"], 2);
+        assert!(
+            json["manifest"]
+                .as_str()
+                .unwrap()
+                .ends_with("manifest.sqlite")
+        );
+        assert!(s.to_string().contains("files"));
     }
 }

@@ -1,0 +1,304 @@
+//! The thin async shell that carries out the retry policy for Graph calls: wait at the throttle gate, take
+//! a token, send, read the whole answer under the request timeout, and on failure ask
+//! [`RetryPolicy::next_delay`](super::RetryPolicy::next_delay) what to do. A 401 triggers one
+//! [`TokenSource::reject`](crate::auth::TokenSource::reject) and one retry with the fresh token.
+//!
+//! Nothing here decides anything that is not in `retry.rs`; nothing here logs a token or a URL.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap};
+
+use super::GraphClient;
+use super::error::{ErrorBody, GraphError, HttpError};
+use super::retry::{Outcome, classify_status, parse_retry_after, rate_limit_pause};
+
+/// What a call counts as success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// A 2xx with a body.
+    Json,
+    /// A 2xx, or a 410 handed back as is (delta resync carries a `Location`).
+    JsonOrGone,
+    /// A 3xx (`/content`), never followed.
+    Redirect,
+}
+
+impl Expect {
+    fn accepts(self, status: u16) -> bool {
+        match self {
+            Expect::Json => (200..300).contains(&status),
+            Expect::JsonOrGone => (200..300).contains(&status) || status == 410,
+            Expect::Redirect => (300..400).contains(&status),
+        }
+    }
+}
+
+/// A whole answer: small JSON bodies are read inside the retry loop, so a reset mid-body is retried too.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Attempts of one request so far, counted the way [`RetryPolicy::next_delay`](super::RetryPolicy) wants.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    failures: u32,
+    throttled: u32,
+}
+
+impl GraphClient {
+    /// GET a Graph URL with the bearer token, under the retry policy.
+    pub(super) async fn call(
+        &self,
+        what: &str,
+        url: &str,
+        expect: Expect,
+    ) -> Result<Answer, GraphError> {
+        let mut tally = Tally::default();
+        let mut refreshed = false;
+        loop {
+            self.inner.gate.wait().await;
+            let token = self.inner.tokens.access_token().await?;
+            self.count_request();
+            let sent = async {
+                let response = self
+                    .inner
+                    .api
+                    .get(url)
+                    .bearer_auth(token.expose())
+                    .timeout(self.inner.options.request_timeout)
+                    .send()
+                    .await?;
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>(Answer {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            .await;
+            let failure = match sent {
+                Ok(answer) => {
+                    tracing::trace!(what, status = answer.status, "graph answered");
+                    self.watch_rate_limit(&answer.headers);
+                    if expect.accepts(answer.status) {
+                        return Ok(answer);
+                    }
+                    if expect == Expect::Redirect && (200..300).contains(&answer.status) {
+                        return Err(GraphError::Unexpected {
+                            what: what.to_owned(),
+                            reason: format!(
+                                "HTTP {} where a redirect to the content was expected",
+                                answer.status
+                            ),
+                        });
+                    }
+                    Self::http_failure(
+                        what,
+                        answer.status,
+                        &answer.headers,
+                        &answer.body,
+                        refreshed,
+                    )
+                }
+                Err(e) => {
+                    let host = self.inner.base.host_str().unwrap_or("the Graph host");
+                    self.transport_failure(what, e, host)
+                }
+            };
+            if failure.0 == (Outcome::Unauthorized { refreshed: false }) {
+                // Expired or revoked: one refresh, shared by every worker that saw the same token.
+                tracing::debug!(what, "token refused; asking for a fresh one");
+                refreshed = true;
+                self.inner.tokens.reject(&token).await?;
+                continue;
+            }
+            self.wait_before_retry(&mut tally, failure).await?;
+        }
+    }
+
+    /// An error answer as an outcome and an error.
+    pub(super) fn http_failure(
+        what: &str,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+        refreshed: bool,
+    ) -> (Outcome, GraphError) {
+        let retry_after = retry_after_of(headers);
+        let parsed = ErrorBody::parse(body);
+        let error = HttpError {
+            what: what.to_owned(),
+            status,
+            codes: parsed.codes,
+            message: parsed.message,
+            retry_after,
+            request_id: parsed.request_id,
+        }
+        .into();
+        (classify_status(status, retry_after, refreshed), error)
+    }
+
+    /// A failed send as an outcome and an error. The URL is dropped first: a download URL's query is a
+    /// credential.
+    pub(super) fn transport_failure(
+        &self,
+        what: &str,
+        e: reqwest::Error,
+        host: &str,
+    ) -> (Outcome, GraphError) {
+        let e = e.without_url();
+        if e.is_connect() {
+            (
+                Outcome::Unreachable,
+                GraphError::Connect {
+                    host: host.to_owned(),
+                    reason: innermost(&e),
+                },
+            )
+        } else if e.is_timeout() {
+            (
+                Outcome::Network,
+                GraphError::Timeout {
+                    what: what.to_owned(),
+                    timeout: self.inner.options.request_timeout,
+                },
+            )
+        } else {
+            (
+                Outcome::Network,
+                GraphError::Network {
+                    what: what.to_owned(),
+                    reason: error_chain(&e),
+                },
+            )
+        }
+    }
+
+    /// Wait as the policy says, or give up with the error. Throttle waits go through the shared gate, so
+    /// every request of this client waits them out; backoffs after errors concern this request only.
+    pub(super) async fn wait_before_retry(
+        &self,
+        tally: &mut Tally,
+        (outcome, error): (Outcome, GraphError),
+    ) -> Result<(), GraphError> {
+        let attempt = if matches!(outcome, Outcome::Throttled { .. }) {
+            tally.throttled += 1;
+            tally.throttled
+        } else {
+            tally.failures += 1;
+            tally.failures
+        };
+        let Some(delay) = self
+            .inner
+            .policy
+            .next_delay(attempt, &outcome, rand::random::<f64>())
+        else {
+            return Err(error);
+        };
+        self.inner.retries.fetch_add(1, Ordering::Relaxed);
+        if let Outcome::Throttled { .. } = outcome {
+            self.inner.throttles.fetch_add(1, Ordering::Relaxed);
+            self.add_pause(delay);
+            tracing::info!(
+                wait_ms = delay.as_millis() as u64,
+                error = %error,
+                "throttled: pausing every request of this client"
+            );
+        } else {
+            tracing::debug!(
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+
+    /// `RateLimit-*` headers arrive once 80 % of the budget is used: pause before running into a 429.
+    fn watch_rate_limit(&self, headers: &HeaderMap) {
+        let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+        let remaining = number("ratelimit-remaining");
+        if let Some(wait) = rate_limit_pause(
+            remaining,
+            number("ratelimit-limit"),
+            number("ratelimit-reset"),
+        ) {
+            self.add_pause(wait);
+            tracing::info!(
+                remaining,
+                wait_s = wait.as_secs(),
+                "rate limit nearly spent: slowing down"
+            );
+        }
+    }
+
+    fn add_pause(&self, wait: Duration) {
+        let extended = self.inner.gate.pause(wait);
+        self.inner
+            .throttle_wait_micros
+            .fetch_add(extended.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_request(&self) {
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `Retry-After` of an answer.
+pub(super) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// Most of an error answer's body, or nothing if it does not come in time.
+pub(super) async fn read_error_body(response: reqwest::Response, timeout: Duration) -> Bytes {
+    match tokio::time::timeout(timeout, response.bytes()).await {
+        Ok(Ok(body)) => body,
+        _ => Bytes::new(),
+    }
+}
+
+/// Every distinct cause of an error, outermost first: `error sending request: connection closed`.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let s = cause.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The innermost cause, which says what really happened (`connection refused`), without the
+/// `(os error 111)` noise.
+fn innermost(e: &dyn std::error::Error) -> String {
+    let mut last = e;
+    while let Some(cause) = last.source() {
+        last = cause;
+    }
+    let text = last.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}

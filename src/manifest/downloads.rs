@@ -1,0 +1,496 @@
+//! The downloader's side of the manifest: which files to fetch (paged by row ID, so rows added by a running
+//! crawl are picked up), and the outcome of each transfer.
+//!
+//! Knows nothing of HTTP or of the local file system: local paths are strings the downloader chose.
+
+use rusqlite::params;
+
+use super::crawl::limit_i64;
+use super::items::{FailureClass, MediaKind, to_u64};
+use super::{Manifest, Result, now, sql_err};
+use crate::ids::{DriveId, ItemId};
+
+/// A file to download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadJob {
+    /// Row ID (the downloader pages by it).
+    pub rowid: i64,
+    /// Its drive.
+    pub drive_id: DriveId,
+    /// Its ID.
+    pub item_id: ItemId,
+    /// Its name.
+    pub name: String,
+    /// Its remote path.
+    pub remote_path: String,
+    /// Listed size.
+    pub size: u64,
+    /// Listed quickXorHash.
+    pub quick_xor: Option<String>,
+    /// Listed SHA-1.
+    pub sha1: Option<String>,
+    /// eTag.
+    pub etag: Option<String>,
+    /// cTag.
+    pub ctag: Option<String>,
+    /// Modification time.
+    pub modified_at: Option<String>,
+    /// Taken time.
+    pub taken_at: Option<String>,
+    /// Media kind.
+    pub media: MediaKind,
+    /// Relative local path.
+    pub local_path: Option<String>,
+    /// Attempts so far (earlier runs).
+    pub attempts: u32,
+}
+
+/// A file recorded as done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneFile {
+    /// Row ID.
+    pub rowid: i64,
+    /// Its drive.
+    pub drive_id: DriveId,
+    /// Its ID.
+    pub item_id: ItemId,
+    /// Relative local path.
+    pub local_path: String,
+    /// Size.
+    pub size: u64,
+}
+
+/// A successful download.
+#[derive(Debug, Clone)]
+pub struct DoneRecord {
+    /// Relative local path it was written to.
+    pub local_path: String,
+    /// `quickxor`, `sha1` or `size_only`.
+    pub verification: String,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Attempts it took in this run (added to the total, so survived retries stay on record).
+    pub attempts: u32,
+}
+
+/// A failed download.
+#[derive(Debug, Clone)]
+pub struct FailureRecord {
+    /// Its class.
+    pub class: FailureClass,
+    /// The HTTP status, if any.
+    pub http_status: Option<u16>,
+    /// What happened.
+    pub message: String,
+    /// Attempts made in this run (added to the total).
+    pub attempts: u32,
+}
+
+/// The outcome of one transfer, for [`Manifest::apply_outcomes`].
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Downloaded (or adopted from disk) and verified.
+    Done {
+        /// Its drive.
+        drive_id: DriveId,
+        /// Its ID.
+        item_id: ItemId,
+        /// What was recorded.
+        record: DoneRecord,
+    },
+    /// Failed this run.
+    Failed {
+        /// Its drive.
+        drive_id: DriveId,
+        /// Its ID.
+        item_id: ItemId,
+        /// Why.
+        record: FailureRecord,
+    },
+}
+
+const MARK_DONE: &str =
+    "UPDATE items SET state = 'done', local_path = ?3, verification = ?4, downloaded_at = ?5,
+         attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
+         failed_at = NULL, updated_at = ?5
+     WHERE drive_id = ?1 AND item_id = ?2";
+
+const MARK_FAILED: &str =
+    "UPDATE items SET state = 'failed', attempts = attempts + ?3, error_class = ?4,
+         http_status = ?5, error_message = ?6, failed_at = ?7, updated_at = ?7
+     WHERE drive_id = ?1 AND item_id = ?2";
+
+fn mark_done(
+    conn: &rusqlite::Connection,
+    drive: &DriveId,
+    item: &ItemId,
+    done: &DoneRecord,
+    at: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(MARK_DONE)?.execute(params![
+        drive.as_str(),
+        item.as_str(),
+        done.local_path,
+        done.verification,
+        at,
+        done.attempts
+    ])?;
+    Ok(())
+}
+
+fn mark_failed(
+    conn: &rusqlite::Connection,
+    drive: &DriveId,
+    item: &ItemId,
+    failure: &FailureRecord,
+    at: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(MARK_FAILED)?.execute(params![
+        drive.as_str(),
+        item.as_str(),
+        failure.attempts,
+        failure.class.as_str(),
+        failure.http_status,
+        failure.message,
+        at
+    ])?;
+    Ok(())
+}
+
+impl Manifest {
+    /// Up to `limit` files to download after `after_rowid`, in row order: pending or failed, not deleted
+    /// remotely. Page on with the last job's `rowid`.
+    pub fn downloadable_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DownloadJob>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, drive_id, item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
+                        modified_at, taken_at, media, local_path, attempts
+                 FROM items WHERE rowid > ?1 AND kind = 'file' AND state IN ('pending', 'failed')
+                   AND remote_deleted = 0
+                 ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
+            Ok(DownloadJob {
+                rowid: r.get(0)?,
+                drive_id: DriveId(r.get(1)?),
+                item_id: ItemId(r.get(2)?),
+                name: r.get(3)?,
+                remote_path: r.get(4)?,
+                size: to_u64(r.get(5)?),
+                quick_xor: r.get(6)?,
+                sha1: r.get(7)?,
+                etag: r.get(8)?,
+                ctag: r.get(9)?,
+                modified_at: r.get(10)?,
+                taken_at: r.get(11)?,
+                media: MediaKind::parse(&r.get::<_, String>(12)?).unwrap_or(MediaKind::Other),
+                local_path: r.get(13)?,
+                attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Record a verified file: state `done`, error fields cleared, this run's attempts added.
+    pub fn mark_done(&mut self, drive: &DriveId, item: &ItemId, done: &DoneRecord) -> Result<()> {
+        mark_done(&self.conn, drive, item, done, &now()).map_err(|e| self.err(e))
+    }
+
+    /// Record a failure: state `failed`, with its class, status and message; this run's attempts added.
+    pub fn mark_failed(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        failure: &FailureRecord,
+    ) -> Result<()> {
+        mark_failed(&self.conn, drive, item, failure, &now()).map_err(|e| self.err(e))
+    }
+
+    /// Record many outcomes in one transaction (one WAL commit instead of one per file, which matters for
+    /// thousands of small files). Same effect as calling [`Self::mark_done`] / [`Self::mark_failed`] in order.
+    pub fn apply_outcomes(&mut self, outcomes: &[Outcome]) -> Result<()> {
+        let err = sql_err(&self.path);
+        let at = now();
+        let tx = self.conn.transaction().map_err(&err)?;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Done {
+                    drive_id,
+                    item_id,
+                    record,
+                } => mark_done(&tx, drive_id, item_id, record, &at),
+                Outcome::Failed {
+                    drive_id,
+                    item_id,
+                    record,
+                } => mark_failed(&tx, drive_id, item_id, record, &at),
+            }
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Up to `limit` files recorded as done after `after_rowid`, in row order (to check they are still on
+    /// disk). Files flagged as deleted remotely are left out.
+    pub fn done_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DoneFile>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, drive_id, item_id, local_path, size FROM items WHERE rowid > ?1 AND kind = 'file'
+                 AND state = 'done' AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
+            Ok(DoneFile {
+                rowid: r.get(0)?,
+                drive_id: DriveId(r.get(1)?),
+                item_id: ItemId(r.get(2)?),
+                local_path: r.get(3)?,
+                size: to_u64(r.get(4)?),
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Put done files back to `pending` (they were missing or changed on disk), in one transaction. Rows in
+    /// another state are left alone.
+    pub fn reset_to_pending(&mut self, keys: &[(DriveId, ItemId)]) -> Result<()> {
+        let err = sql_err(&self.path);
+        let at = now();
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE items SET state = 'pending', updated_at = ?3
+                     WHERE drive_id = ?1 AND item_id = ?2 AND state = 'done'",
+                )
+                .map_err(&err)?;
+            for (drive, item) in keys {
+                stmt.execute(params![drive.as_str(), item.as_str(), at])
+                    .map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Up to `limit` folders (row ID, relative local path) after `after_rowid`, to mirror empty ones too.
+    pub fn folders_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, local_path FROM items WHERE rowid > ?1 AND kind = 'folder' AND state != 'skipped'
+                 AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::PageCommit;
+    use crate::manifest::testutil::{drive, file, folder, manifest};
+
+    fn seed(m: &mut Manifest, items: Vec<crate::manifest::NewItem>) -> i64 {
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        m.commit_page(
+            crawl,
+            &PageCommit {
+                drive_id: drive(),
+                folder_id: ItemId::from("/"),
+                items,
+                next_link: None,
+            },
+        )
+        .unwrap();
+        m.finish_crawl(crawl).unwrap();
+        crawl
+    }
+
+    fn done(path: &str) -> Outcome {
+        Outcome::Done {
+            drive_id: drive(),
+            item_id: ItemId::from(path),
+            record: DoneRecord {
+                local_path: path.trim_start_matches('/').to_owned(),
+                verification: "quickxor".to_owned(),
+                bytes: 1,
+                attempts: 1,
+            },
+        }
+    }
+
+    fn failed(path: &str, class: FailureClass) -> Outcome {
+        Outcome::Failed {
+            drive_id: drive(),
+            item_id: ItemId::from(path),
+            record: FailureRecord {
+                class,
+                http_status: Some(503),
+                message: "service unavailable".to_owned(),
+                attempts: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn downloadable_files_page_by_rowid_and_leave_out_the_rest() {
+        let (_dir, mut m) = manifest();
+        let mut items: Vec<_> = (0..25)
+            .map(|i| file(&format!("/f{i:02}"), i, "Q"))
+            .collect();
+        items.push(folder("/dir"));
+        let mut skipped = file("/skip", 1, "Q");
+        skipped.skip_reason = Some("malware".into());
+        items.push(skipped);
+        seed(&mut m, items);
+        m.apply_outcomes(&[done("/f00"), failed("/f01", FailureClass::Network)])
+            .unwrap();
+
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let jobs = m.downloadable_after(after, 10).unwrap();
+            let Some(last) = jobs.last() else { break };
+            assert!(jobs.len() <= 10);
+            assert!(jobs.windows(2).all(|w| w[0].rowid < w[1].rowid));
+            after = last.rowid;
+            seen.extend(jobs);
+        }
+        let paths: Vec<&str> = seen.iter().map(|j| j.remote_path.as_str()).collect();
+        // f00 is done; the folder and the skipped file are not downloadable; failed f01 is retried.
+        assert_eq!(paths.len(), 24);
+        assert_eq!(paths[0], "/f01");
+        assert_eq!(seen[0].attempts, 2);
+        assert_eq!(seen[1].size, 2);
+        assert_eq!(seen[1].quick_xor.as_deref(), Some("Q"));
+        assert_eq!(seen[1].local_path.as_deref(), Some("f02"));
+        assert_eq!(seen[1].media, MediaKind::Other);
+    }
+
+    #[test]
+    fn a_file_flagged_deleted_is_not_downloaded() {
+        let (_dir, mut m) = manifest();
+        seed(&mut m, vec![file("/a", 1, "Q"), file("/b", 1, "Q")]);
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        m.commit_page(
+            crawl,
+            &PageCommit {
+                drive_id: drive(),
+                folder_id: ItemId::from("/"),
+                items: vec![file("/a", 1, "Q")],
+                next_link: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(m.finish_crawl(crawl).unwrap(), 1);
+        let jobs = m.downloadable_after(0, 100).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].remote_path, "/a");
+    }
+
+    #[test]
+    fn outcomes_record_state_errors_and_attempts() {
+        let (_dir, mut m) = manifest();
+        seed(&mut m, vec![file("/a", 1, "Q"), file("/b", 1, "Q")]);
+        m.apply_outcomes(&[failed("/a", FailureClass::Throttled)])
+            .unwrap();
+        m.mark_failed(
+            &drive(),
+            &ItemId::from("/a"),
+            &FailureRecord {
+                class: FailureClass::Timeout,
+                http_status: None,
+                message: "no bytes for 60 s".into(),
+                attempts: 1,
+            },
+        )
+        .unwrap();
+        let failures = m.failures().unwrap();
+        assert_eq!(failures.len(), 1);
+        let f = &failures[0];
+        assert_eq!(
+            (
+                f.remote_path.as_str(),
+                f.class.as_str(),
+                f.http_status,
+                f.attempts
+            ),
+            ("/a", "timeout", None, 3)
+        );
+        assert!(f.failed_at.is_some());
+
+        // Success clears the error and keeps the attempt count growing.
+        m.apply_outcomes(&[done("/a"), done("/b")]).unwrap();
+        assert!(m.failures().unwrap().is_empty());
+        let row: (String, Option<String>, Option<String>, i64, String) = m
+            .conn
+            .query_row(
+                "SELECT state, error_class, downloaded_at, attempts, verification FROM items WHERE item_id = '/a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(row.0, "done");
+        assert_eq!(row.1, None);
+        assert!(row.2.is_some());
+        assert_eq!((row.3, row.4.as_str()), (4, "quickxor"));
+        assert!(m.downloadable_after(0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn done_files_missing_on_disk_go_back_to_pending() {
+        let (_dir, mut m) = manifest();
+        seed(
+            &mut m,
+            vec![file("/a", 5, "Q"), file("/b", 6, "Q"), file("/c", 7, "Q")],
+        );
+        m.apply_outcomes(&[done("/a"), done("/b"), failed("/c", FailureClass::Disk)])
+            .unwrap();
+        let done_files = m.done_files_after(0, 1).unwrap();
+        assert_eq!(done_files.len(), 1);
+        assert_eq!(
+            (done_files[0].local_path.as_str(), done_files[0].size),
+            ("a", 5)
+        );
+        let rest = m.done_files_after(done_files[0].rowid, 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].item_id.as_str(), "/b");
+
+        // Resetting a failed row does nothing; a done one becomes pending again.
+        m.reset_to_pending(&[(drive(), ItemId::from("/b")), (drive(), ItemId::from("/c"))])
+            .unwrap();
+        let pending: Vec<String> = m
+            .downloadable_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.remote_path)
+            .collect();
+        assert_eq!(pending, ["/b", "/c"]);
+        assert_eq!(m.failures().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn folders_are_listed_for_mirroring() {
+        let (_dir, mut m) = manifest();
+        seed(&mut m, vec![folder("/A"), file("/x", 1, "Q"), folder("/B")]);
+        let folders = m.folders_after(0, 10).unwrap();
+        let paths: Vec<&str> = folders.iter().map(|(_, p)| p.as_str()).collect();
+        assert_eq!(paths, ["", "A", "B"]);
+    }
+}
