@@ -15,7 +15,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 
 pub use commands::{Outcome, run};
 
-/// Back up a Microsoft `OneDrive` (personal, business, `SharePoint`) to local disk: every file verified,
+/// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,
 /// resumable after any interruption, every failure on record.
 #[derive(Debug, Parser)]
 #[command(name = "odbackup", version, propagate_version = true, after_help = EXIT_CODES)]
@@ -23,13 +23,13 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); `RUST_LOG` overrides.
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// No progress display; only the final summary and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Config file [default: $`ODBACKUP_CONFIG_DIR/config.toml` or the user config dir's odbackup/config.toml].
+    /// Config file [default: $ODBACKUP_CONFIG_DIR/config.toml or the user config dir's odbackup/config.toml].
     #[arg(long, global = true, env = "ODBACKUP_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Use the named profile of the config file.
