@@ -43,6 +43,33 @@ pub enum PathError {
         /// The offending relative path.
         path: String,
     },
+    /// A component of the path inside the destination is a symbolic link, which could lead outside it.
+    #[error("refusing to write through the symbolic link {}: it could lead outside the destination", link.display())]
+    Symlink {
+        /// The link.
+        link: PathBuf,
+    },
+}
+
+/// [`join_under`], and refuse the path if any part of it that already exists below `dest` is a symbolic link.
+///
+/// `dest` itself may be a link (the user chose it); what is *inside* it is not followed, so a link planted in
+/// the backup (`DEST/Photos -> /etc`) cannot redirect writes. Parts that do not exist yet are created by the
+/// caller as real folders.
+pub fn join_under_no_symlinks(dest: &Path, relative: &str) -> Result<PathBuf, PathError> {
+    let full = join_under(dest, relative)?;
+    let mut current = dest.to_path_buf();
+    for part in relative.split('/').filter(|s| !s.is_empty()) {
+        current.push(part);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(PathError::Symlink { link: current });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(full)
 }
 
 /// Map one remote item name to a safe local file or folder name.
@@ -221,6 +248,28 @@ mod tests {
                 assert!(joined.is_err(), "{bad}");
             }
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_inside_the_destination_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::create_dir_all(dest.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dest.join("link")).unwrap();
+        assert!(join_under_no_symlinks(&dest, "real/new/a.jpg").is_ok());
+        assert!(matches!(
+            join_under_no_symlinks(&dest, "link/a.jpg"),
+            Err(PathError::Symlink { .. })
+        ));
+        assert!(matches!(
+            join_under_no_symlinks(&dest, "link"),
+            Err(PathError::Symlink { .. })
+        ));
+        // The destination itself may be a link.
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&dest, &alias).unwrap();
+        assert!(join_under_no_symlinks(&alias, "real/a.jpg").is_ok());
     }
 
     #[test]

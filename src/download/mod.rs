@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crawl::CrawlProgress;
 use crate::graph::GraphClient;
-use crate::localpath::join_under;
+use crate::localpath::{join_under, join_under_no_symlinks};
 use crate::manifest::{DoneRecord, DownloadJob, FailureRecord, ManifestError};
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
@@ -283,7 +283,7 @@ async fn create_folders(
         let dest = options.dest.clone();
         tokio::task::spawn_blocking(move || {
             for (_, local) in rows {
-                match join_under(&dest, &local) {
+                match join_under_no_symlinks(&dest, &local) {
                     Ok(path) => {
                         if let Err(err) = std::fs::create_dir_all(&path) {
                             tracing::warn!(path = %path.display(), error = %err, "could not create folder");

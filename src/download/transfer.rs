@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{Action, LocalState, classify, plan};
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, Verification, verify};
-use crate::localpath::{join_under, part_path};
+use crate::localpath::{join_under_no_symlinks, part_path};
 use crate::manifest::{DownloadJob, FailureClass};
 use crate::progress::{Event, Reporter};
 
@@ -78,7 +78,7 @@ pub async fn transfer(
     cancel: &CancellationToken,
 ) -> TransferOutcome {
     let local_path = job.local_path.clone().unwrap_or_default();
-    let target = match join_under(dest, &local_path) {
+    let target = match join_under_no_symlinks(dest, &local_path) {
         Ok(t) if local_path.is_empty() => {
             return failed(
                 FailureClass::Path,
@@ -109,6 +109,10 @@ pub async fn transfer(
         return disk_failure(&err, parent, 0);
     }
 
+    if std::fs::symlink_metadata(&part).is_ok_and(|m| m.file_type().is_symlink()) {
+        // Our part files are never links: one planted here is removed, never written through.
+        let _ = tokio::fs::remove_file(&part).await;
+    }
     let local = LocalState {
         final_len: file_len(&target).await,
         part_len: file_len(&part).await,

@@ -62,3 +62,46 @@ fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded(
     );
     assert!(!outer.path().join("etc").exists() && !std::path::Path::new("/etc/x").exists());
 }
+
+#[test]
+fn a_symlink_inside_the_destination_is_never_followed_out_of_it() {
+    let tree = Tree::personal()
+        .file("In/a.jpg", 1_000)
+        .file("In/sub/b.jpg", 2_000)
+        .file("Ok/c.jpg", 3_000);
+    let sim = Simulator::start(tree);
+    let outer = tempfile::tempdir().unwrap();
+    let (dest, elsewhere) = (outer.path().join("dest"), outer.path().join("elsewhere"));
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dest.join("In")).unwrap();
+    let mut cmd = odbackup();
+    cmd.args(["backup", "--dest"])
+        .arg(&dest)
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let out = run(&mut cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the two files behind the link fail"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing was written through the link"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("Ok/c.jpg")).unwrap(),
+        sim.content("Ok/c.jpg")
+    );
+    let mut failures = odbackup();
+    failures.args(["failures", "--json", "--dest"]).arg(&dest);
+    let failures: serde_json::Value = serde_json::from_slice(&run(&mut failures).stdout).unwrap();
+    let failures = failures.as_array().unwrap();
+    assert_eq!(failures.len(), 2);
+    assert!(
+        failures.iter().all(|f| f["class"] == "path"),
+        "{failures:?}"
+    );
+}
