@@ -159,7 +159,59 @@ pub fn status(report: &StatusReport, json: bool) {
         print_json(report);
         return;
     }
-    let _ = write!(std::io::stdout(), "{report}");
+    let _ = write_status(&mut std::io::stdout().lock(), report);
+}
+
+fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io::Result<()> {
+    let counts =
+        |out: &mut dyn std::io::Write, label: &str, c: &odbackup::manifest::StateCounts| {
+            writeln!(
+                out,
+                "{label:<8} {:>9} total {:>9} done {:>9} pending {:>7} failed {:>7} skipped",
+                c.total, c.done, c.pending, c.failed, c.skipped
+            )
+        };
+    writeln!(out, "manifest {}", report.manifest)?;
+    counts(out, "folders", &report.folders)?;
+    counts(out, "files", &report.files)?;
+    let b = &report.bytes;
+    writeln!(
+        out,
+        "bytes    {:>9} total {:>9} done {:>9} pending {:>7} failed",
+        human_bytes(b.total),
+        human_bytes(b.done),
+        human_bytes(b.pending),
+        human_bytes(b.failed)
+    )?;
+    for c in &report.verified_by {
+        writeln!(out, "  verified by {}: {}", c.key, c.count)?;
+    }
+    for c in &report.failed_by_class {
+        writeln!(out, "  failed ({}): {}", c.key, c.count)?;
+    }
+    for c in &report.skipped_by_reason {
+        writeln!(out, "  skipped ({}): {}", c.key, c.count)?;
+    }
+    if report.remote_deleted > 0 {
+        writeln!(
+            out,
+            "  gone from the drive, kept locally: {}",
+            report.remote_deleted
+        )?;
+    }
+    if report.crawls_incomplete > 0 {
+        writeln!(out, "  an interrupted crawl will resume on the next run")?;
+    }
+    match &report.last_run {
+        Some(run) => writeln!(
+            out,
+            "last run: {} started {} — {}",
+            run.command,
+            run.started_at,
+            run.outcome.as_deref().unwrap_or("did not finish (killed?)")
+        ),
+        None => writeln!(out, "last run: none"),
+    }
 }
 
 /// `odbackup failures`.

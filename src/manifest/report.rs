@@ -1,9 +1,7 @@
 //! Read-only reports over the manifest: counts for `status`, the list for `failures`. `Serialize`, so the
-//! command line can print them as `--json`; `Display` for the human table.
+//! command line can print them as `--json` or as a table.
 //!
 //! Knows nothing of terminals: it returns values, and the command line prints them.
-
-use std::fmt;
 
 use serde::Serialize;
 
@@ -246,74 +244,6 @@ impl Manifest {
     }
 }
 
-fn line(f: &mut fmt::Formatter<'_>, label: &str, c: &StateCounts) -> fmt::Result {
-    writeln!(
-        f,
-        "{label:<8} {:>9} total {:>9} done {:>9} pending {:>7} failed {:>7} skipped",
-        c.total, c.done, c.pending, c.failed, c.skipped
-    )
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
-impl fmt::Display for StatusReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "manifest {}", self.manifest)?;
-        line(f, "folders", &self.folders)?;
-        line(f, "files", &self.files)?;
-        writeln!(
-            f,
-            "bytes    {:>9} total {:>9} done {:>9} pending {:>7} failed",
-            human(self.bytes.total),
-            human(self.bytes.done),
-            human(self.bytes.pending),
-            human(self.bytes.failed)
-        )?;
-        for c in &self.verified_by {
-            writeln!(f, "  verified by {}: {}", c.key, c.count)?;
-        }
-        for c in &self.failed_by_class {
-            writeln!(f, "  failed ({}): {}", c.key, c.count)?;
-        }
-        for c in &self.skipped_by_reason {
-            writeln!(f, "  skipped ({}): {}", c.key, c.count)?;
-        }
-        if self.remote_deleted > 0 {
-            writeln!(
-                f,
-                "  gone from the drive, kept locally: {}",
-                self.remote_deleted
-            )?;
-        }
-        if self.crawls_incomplete > 0 {
-            writeln!(f, "  an interrupted crawl will resume on the next run")?;
-        }
-        match &self.last_run {
-            Some(run) => writeln!(
-                f,
-                "last run: {} started {} — {}",
-                run.command,
-                run.started_at,
-                run.outcome.as_deref().unwrap_or("did not finish (killed?)")
-            ),
-            None => writeln!(f, "last run: none"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +364,5 @@ mod tests {
                 .unwrap()
                 .ends_with("manifest.sqlite")
         );
-        assert!(s.to_string().contains("files"));
     }
 }

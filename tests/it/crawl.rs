@@ -116,6 +116,12 @@ fn a_crawl_records_exactly_the_simulators_items_with_paths_sizes_and_hashes() {
     let total_bytes: u64 = files.iter().map(|(_, s)| s).sum();
     assert_eq!(status["bytes"]["total"], total_bytes);
     assert_eq!(status["last_run"]["outcome"], "ok");
+    let table = run(odbackup().args(["status", "--dest"]).arg(dest.path()));
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("files {:>12} total", files.len())),
+        "{table}"
+    );
 }
 
 #[test]
