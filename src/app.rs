@@ -13,9 +13,12 @@ use crate::auth::refresh::RefreshingTokenSource;
 use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
 use crate::auth::{AuthError, StaticTokenSource, TokenSource};
 use crate::crawl::{self, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
-use crate::download::{self, DownloadOptions, DownloadSummary};
+use crate::download::{self, DownloadOptions, DownloadSummary, DryRunSummary};
 use crate::error::Error;
+use crate::filter::Filter;
 use crate::graph::{DriveSelector, GraphClient, GraphOptions};
+use crate::ids::DriveId;
+use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
 use crate::progress::Reporter;
 use crate::shared::SharedManifest;
@@ -72,6 +75,12 @@ pub struct RunSettings {
     pub concurrency: usize,
     /// What to do.
     pub phases: Phases,
+    /// Which items are wanted.
+    pub filter: Arc<Filter>,
+    /// Where items go under the destination; `None`: as the manifest remembers (mirror for a new one).
+    pub layout: Option<Layout>,
+    /// Only say what would be downloaded: the crawl still fills the manifest, but no file is written.
+    pub dry_run: bool,
 }
 
 /// What a run did.
@@ -88,6 +97,12 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Whether the user interrupted it.
     pub interrupted: bool,
+    /// What a `--dry-run` would have downloaded.
+    pub dry_run: Option<DryRunSummary>,
+    /// Files the filters leave out (recorded in the manifest, not downloaded).
+    pub excluded_files: u64,
+    /// Their listed bytes.
+    pub excluded_bytes: u64,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -117,19 +132,29 @@ pub async fn run(
     let tokens = token_source(&settings.credentials)?;
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
+    let layout = check_layout(&mut manifest, settings.layout)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
 
-    let outcome = run_phases(settings, &graph, &manifest, reporter, cancel)
-        .await
-        .map(|(crawl, download)| RunSummary {
-            command: settings.phases.name(),
-            crawl,
-            download,
-            elapsed: started.elapsed(),
-            interrupted: cancel.is_cancelled(),
-        });
+    let outcome = async {
+        // Before the crawl, which judges what it lists by the same filter.
+        crawl::apply_filter(&manifest, &settings.filter).await?;
+        let phases = run_phases(settings, layout, &graph, &manifest, reporter, cancel).await?;
+        let excluded = manifest.call(|m| m.excluded_counts()).await?;
+        Ok::<_, Error>((phases, excluded))
+    }
+    .await
+    .map(|((crawl, download, dry_run), excluded)| RunSummary {
+        command: settings.phases.name(),
+        crawl,
+        download,
+        elapsed: started.elapsed(),
+        interrupted: cancel.is_cancelled(),
+        dry_run,
+        excluded_files: excluded.files,
+        excluded_bytes: excluded.bytes,
+    });
     let (outcome_name, summary_json) = match &outcome {
         Ok(summary) => {
             let name = if summary.interrupted {
@@ -152,18 +177,79 @@ pub async fn run(
     outcome
 }
 
+/// The layout is fixed when a backup starts: switching it later would leave every file where the old one
+/// put it and fetch it all again elsewhere.
+fn check_layout(manifest: &mut Manifest, wanted: Option<Layout>) -> Result<Layout, Error> {
+    let stored = manifest.setting("layout")?;
+    let Some(layout) = wanted else {
+        // Whatever this backup uses; a manifest from before layouts existed was a mirror.
+        return Ok(stored.and_then(|s| s.parse().ok()).unwrap_or_default());
+    };
+    match stored.as_deref() {
+        Some(s) if s == layout.as_str() => Ok(layout),
+        Some(s) => Err(Error::Usage(format!(
+            "this backup uses --layout {s}, not {}: keep --layout {s} for this destination, or back up into a new --dest",
+            layout.as_str()
+        ))),
+        // A manifest from before layouts existed was a mirror.
+        None if manifest.has_items()? && layout != Layout::Mirror => Err(Error::Usage(format!(
+            "this backup uses --layout mirror, not {}: back up into a new --dest for another layout",
+            layout.as_str()
+        ))),
+        None => {
+            manifest.set_setting("layout", layout.as_str())?;
+            Ok(layout)
+        }
+    }
+}
+
+type Phased = (
+    Option<CrawlSummary>,
+    Option<DownloadSummary>,
+    Option<DryRunSummary>,
+);
+
 async fn run_phases(
     settings: &RunSettings,
+    layout: Layout,
     graph: &GraphClient,
     manifest: &SharedManifest,
     reporter: Arc<dyn Reporter>,
     cancel: &CancellationToken,
-) -> Result<(Option<CrawlSummary>, Option<DownloadSummary>), Error> {
+) -> Result<Phased, Error> {
     let (progress_tx, progress_rx) = watch::channel(CrawlProgress::default());
     let download_options = DownloadOptions {
         dest: settings.dest.clone(),
         concurrency: settings.concurrency,
+        // The date layout has no folder tree to mirror (the filters mark folders they do not want).
+        mirror_empty_folders: layout == Layout::Mirror,
     };
+    if settings.dry_run {
+        let crawled = if settings.phases == Phases::Download {
+            None
+        } else {
+            let drive = drive_of(settings, graph, manifest).await?;
+            Some(
+                crawl_phase(
+                    settings,
+                    layout,
+                    graph,
+                    manifest,
+                    &drive,
+                    &reporter,
+                    cancel,
+                    &progress_tx,
+                )
+                .await?,
+            )
+        };
+        let planned = if settings.phases == Phases::Crawl {
+            None
+        } else {
+            Some(download::dry_run(manifest, &download_options, &*reporter).await?)
+        };
+        return Ok((crawled, None, planned));
+    }
     // Futures are lazy: this one only runs in the phases that await it.
     let download_fut = download::download(
         graph,
@@ -175,9 +261,37 @@ async fn run_phases(
     );
     if settings.phases == Phases::Download {
         progress_tx.send_modify(|p| p.ended = true);
-        return Ok((None, Some(download_fut.await?)));
+        return Ok((None, Some(download_fut.await?), None));
     }
+    let drive = drive_of(settings, graph, manifest).await?;
+    let crawl_fut = crawl_phase(
+        settings,
+        layout,
+        graph,
+        manifest,
+        &drive,
+        &reporter,
+        cancel,
+        &progress_tx,
+    );
+    if settings.phases == Phases::Crawl {
+        return Ok((Some(crawl_fut.await?), None, None));
+    }
+    // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
+    // found (it sees `ended`), and the crawl error is reported after.
+    let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
+    let downloaded = downloaded?;
+    let crawled = crawled?;
+    Ok((Some(crawled), Some(downloaded), None))
+}
 
+/// Read the drive and record it: the crawl needs its ID, and a refused token or a wrong drive should stop the
+/// run before any transfer starts.
+async fn drive_of(
+    settings: &RunSettings,
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+) -> Result<DriveId, Error> {
     let drive = graph
         .drive(&settings.drive)
         .await
@@ -189,29 +303,37 @@ async fn run_phases(
         root_item_id: None,
     };
     manifest.call(move |m| m.upsert_drive(&record)).await?;
+    Ok(drive.id)
+}
+
+/// Crawl the scope of `drive`.
+#[allow(clippy::too_many_arguments)]
+async fn crawl_phase(
+    settings: &RunSettings,
+    layout: Layout,
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress_tx: &watch::Sender<CrawlProgress>,
+) -> Result<CrawlSummary, Error> {
     let crawl_options = CrawlOptions {
         scope: settings.scope.clone(),
         list_concurrency: settings.list_concurrency,
+        filter: Arc::clone(&settings.filter),
+        layout,
     };
-    let crawl_fut = crawl::crawl(
+    Ok(crawl::crawl(
         graph,
         manifest,
-        &drive.id,
+        drive,
         &crawl_options,
-        Arc::clone(&reporter),
+        Arc::clone(reporter),
         cancel,
-        &progress_tx,
-    );
-    if settings.phases == Phases::Crawl {
-        let summary = crawl_fut.await?;
-        return Ok((Some(summary), None));
-    }
-    // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
-    // found (it sees `ended`), and the crawl error is reported after.
-    let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
-    let downloaded = downloaded?;
-    let crawled = crawled?;
-    Ok((Some(crawled), Some(downloaded)))
+        progress_tx,
+    )
+    .await?)
 }
 
 /// Where a run's bearer tokens come from.

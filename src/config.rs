@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::filter::{ByteSize, DateBound, MediaSelection};
+use crate::localpath::Layout;
+
 /// Declares the config keys once: [`ConfigValues`] (a file's top level or one profile) and the file's
 /// top-level table, which has the same keys plus `profiles`. Spelled out rather than `#[serde(flatten)]` so
 /// that `deny_unknown_fields` can point at the offending line.
@@ -77,6 +80,30 @@ config_keys! {
     concurrency: usize,
     /// Folder listings at once.
     list_concurrency: usize,
+    /// Keep only items whose remote path (or a folder above it) matches one of these globs.
+    include: Vec<String>,
+    /// Leave out items whose remote path (or a folder above it) matches one of these globs.
+    exclude: Vec<String>,
+    /// Keep only files with these extensions.
+    ext: Vec<String>,
+    /// Keep only photos, videos, or both (`all`).
+    media: MediaSelection,
+    /// Keep only files taken (photos, videos) or modified (others) on or after this date.
+    since: DateBound,
+    /// Keep only files taken or modified on or before this date.
+    until: DateBound,
+    /// Keep only files at least this large (bytes, or a string such as "500K").
+    min_size: ByteSize,
+    /// Keep only files at most this large.
+    max_size: ByteSize,
+    /// `mirror` (the drive's folders) or `date` (YYYY/MM/name).
+    layout: Layout,
+    /// Also write the log to this file.
+    log_file: PathBuf,
+    /// No progress display.
+    quiet: bool,
+    /// Log level on stderr: 0 warnings, 1 info, 2 debug, 3 trace.
+    verbose: u8,
 }
 
 /// A config file that could not be used.
@@ -196,6 +223,30 @@ mod tests {
             err.contains("line 3") && err.contains("concurrenyc"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn filter_values_are_checked_when_the_file_is_read() {
+        let text = "ext = [\"jpg\"]\nmin_size = \"1.5M\"\nmax_size = 4096\nsince = \"2021-01-01\"\nmedia = \"photos\"\nlayout = \"date\"\n";
+        let file = ConfigFile::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(file.min_size, Some(ByteSize(1_572_864)));
+        assert_eq!(file.max_size, Some(ByteSize(4096)));
+        assert_eq!(file.layout, Some(Layout::Date));
+        for (bad, line, key) in [
+            (
+                "dest = \"/b\"\nmedia = \"pictures\"\n",
+                "line 2",
+                "pictures",
+            ),
+            ("since = \"yesterday\"\n", "line 1", "yesterday"),
+            ("\n\nmin_size = \"12 parsecs\"\n", "line 3", "parsecs"),
+            ("layout = \"flat\"\n", "line 1", "flat"),
+        ] {
+            let err = ConfigFile::parse(bad, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(line) && err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -15,10 +15,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::filter::{Candidate, Filter};
 use crate::graph::{DriveItem, GraphClient, GraphError};
 use crate::ids::{DriveId, ItemId};
-use crate::localpath::{child_path, safe_name};
-use crate::manifest::{FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit};
+use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name};
+use crate::manifest::{
+    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow,
+};
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
 
@@ -55,6 +58,10 @@ pub struct CrawlOptions {
     pub scope: Scope,
     /// Folders listed at once.
     pub list_concurrency: usize,
+    /// Which items are wanted (the others are recorded, marked excluded).
+    pub filter: Arc<Filter>,
+    /// Where items go under the destination.
+    pub layout: Layout,
 }
 
 /// How far the crawl has got; the downloader watches it to start transfers while the crawl is listing.
@@ -197,12 +204,23 @@ async fn crawl_inner(
                 let reporter = Arc::clone(reporter);
                 let progress = progress.clone();
                 let cancel = cancel.clone();
+                let placement = Placement {
+                    filter: Arc::clone(&options.filter),
+                    layout: options.layout,
+                };
                 tasks.spawn(async move {
                     let id = entry.folder_id.clone();
-                    let outcome = list_folder(
-                        &graph, &manifest, &drive, crawl_id, entry, &*reporter, &progress, &cancel,
-                    )
-                    .await;
+                    let listing = Listing {
+                        graph: &graph,
+                        manifest: &manifest,
+                        drive: &drive,
+                        crawl_id,
+                        placement: &placement,
+                        reporter: &*reporter,
+                        progress: &progress,
+                        cancel: &cancel,
+                    };
+                    let outcome = list_folder(&listing, entry).await;
                     (id, outcome)
                 });
             }
@@ -259,17 +277,154 @@ enum FolderOutcome {
     Interrupted { items: u64 },
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn list_folder(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
+/// What one folder listing works with.
+struct Listing<'a> {
+    graph: &'a GraphClient,
+    manifest: &'a SharedManifest,
+    drive: &'a DriveId,
     crawl_id: i64,
+    placement: &'a Placement,
+    reporter: &'a dyn Reporter,
+    progress: &'a watch::Sender<CrawlProgress>,
+    cancel: &'a CancellationToken,
+}
+
+/// Which items are wanted and where they go.
+struct Placement {
+    filter: Arc<Filter>,
+    layout: Layout,
+}
+
+impl Placement {
+    /// The manifest row of a listed child of the folder `entry`: its local path by the layout (with the
+    /// alternative used if another item holds that path) and the filters' verdict.
+    fn row(&self, drive: &DriveId, entry: &FrontierEntry, item: &DriveItem) -> NewItem {
+        let name = item.name.as_deref().unwrap_or_default();
+        let path = child_remote_path(&entry.folder_path, name);
+        let safe = safe_name(name, item.id.as_str()).name;
+        let alternative = disambiguated(&safe, item.id.as_str());
+        let mut row = to_new_item(
+            drive,
+            item,
+            Some(entry.folder_id.clone()),
+            &path,
+            String::new(),
+        );
+        let folder = match self.layout {
+            Layout::Date if row.kind == ItemKind::File => {
+                date_folder(row.taken_at.as_deref().or(row.modified_at.as_deref()))
+            }
+            _ => entry.folder_local_path.clone(),
+        };
+        row.local_path = child_path(&folder, &safe);
+        row.local_path_on_clash = Some(child_path(&folder, &alternative));
+        row.excluded = judge(
+            &self.filter,
+            &row.remote_path,
+            row.kind,
+            row.media,
+            row.size,
+            row.taken_at.as_deref(),
+            row.modified_at.as_deref(),
+        );
+        row
+    }
+}
+
+/// The filters' verdict on a file or folder row (other kinds are skipped anyway).
+fn judge(
+    filter: &Filter,
+    remote_path: &str,
+    kind: ItemKind,
+    media: MediaKind,
+    size: Option<u64>,
+    taken_at: Option<&str>,
+    modified_at: Option<&str>,
+) -> Option<String> {
+    if !matches!(kind, ItemKind::File | ItemKind::Folder) {
+        return None;
+    }
+    filter
+        .rejects(&Candidate {
+            remote_path,
+            is_folder: kind == ItemKind::Folder,
+            is_photo: media == MediaKind::Photo,
+            is_video: media == MediaKind::Video,
+            size: size.unwrap_or(0),
+            taken_at,
+            modified_at,
+        })
+        .map(str::to_owned)
+}
+
+/// Judge every file and folder row of the manifest again when `filter` differs from the one the rows were
+/// last judged by (a fingerprint is kept in the manifest), so that changing filters needs no new listing.
+/// Pages through the manifest; returns how many rows changed their verdict.
+pub async fn apply_filter(
+    manifest: &SharedManifest,
+    filter: &Arc<Filter>,
+) -> Result<u64, ManifestError> {
+    const PAGE: usize = 4096;
+    let fingerprint = filter.fingerprint();
+    let known = fingerprint.clone();
+    if manifest.call(|m| m.setting("filter")).await?.as_deref() == Some(known.as_str()) {
+        return Ok(0);
+    }
+    let mut after = 0i64;
+    let mut changed = 0u64;
+    loop {
+        let rows: Vec<SelectionRow> = manifest
+            .call(move |m| m.selection_rows_after(after, PAGE))
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.rowid;
+        let marks: Vec<(i64, Option<String>)> = rows
+            .into_iter()
+            .filter_map(|row| {
+                let verdict = judge(
+                    filter,
+                    &row.remote_path,
+                    row.kind,
+                    row.media,
+                    Some(row.size),
+                    row.taken_at.as_deref(),
+                    row.modified_at.as_deref(),
+                );
+                (verdict != row.excluded).then_some((row.rowid, verdict))
+            })
+            .collect();
+        if !marks.is_empty() {
+            changed += marks.len() as u64;
+            manifest
+                .call(move |m| {
+                    let marks: Vec<(i64, Option<&str>)> =
+                        marks.iter().map(|(id, r)| (*id, r.as_deref())).collect();
+                    m.set_excluded(&marks)
+                })
+                .await?;
+        }
+    }
+    // Only once every row is judged: a run killed half-way judges them all again.
+    manifest
+        .call(move |m| m.set_setting("filter", &fingerprint))
+        .await?;
+    Ok(changed)
+}
+
+async fn list_folder(
+    listing: &Listing<'_>,
     entry: FrontierEntry,
-    reporter: &dyn Reporter,
-    progress: &watch::Sender<CrawlProgress>,
-    cancel: &CancellationToken,
 ) -> Result<FolderOutcome, CrawlError> {
+    let Listing {
+        graph,
+        manifest,
+        drive,
+        crawl_id,
+        placement,
+        reporter,
+        progress,
+        cancel,
+    } = *listing;
     let mut cursor = entry.next_link.clone();
     let mut items_seen = 0u64;
     loop {
@@ -302,15 +457,7 @@ async fn list_folder(
         let rows: Vec<NewItem> = page
             .value
             .iter()
-            .map(|item| {
-                let path =
-                    child_remote_path(&entry.folder_path, item.name.as_deref().unwrap_or_default());
-                let local = child_path(
-                    &entry.folder_local_path,
-                    &safe_name(item.name.as_deref().unwrap_or_default(), item.id.as_str()).name,
-                );
-                to_new_item(drive, item, Some(entry.folder_id.clone()), &path, local)
-            })
+            .map(|item| placement.row(drive, &entry, item))
             .collect();
         let count = rows.len();
         items_seen += count as u64;
@@ -534,6 +681,8 @@ pub fn to_new_item(
             MediaKind::Other
         },
         skip_reason,
+        excluded: None,
+        local_path_on_clash: None,
         remote_ref: item.remote_item.as_ref().map(|r| {
             let drive = r
                 .parent_reference

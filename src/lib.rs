@@ -3,7 +3,7 @@
 //! ```text
 //!   cli ──► app (one run: settings, auth, lock, reporter)
 //!             │
-//!             ├─► crawl ──► graph::children pages ──► manifest::commit_page (one transaction per page)
+//!             ├─► crawl ──► graph::children pages ──► filter + layout ──► manifest::commit_page (one tx per page)
 //!             │               ▲ the folder frontier lives in the manifest, so a crawl resumes
 //!             │
 //!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::content_url ─► graph::download
@@ -32,6 +32,13 @@
 //!     list_concurrency: 8,
 //!     concurrency: 8,
 //!     phases: Phases::Backup,
+//!     // Photos and videos only, filed by month taken.
+//!     filter: Arc::new(odbackup::filter::Filter::new(odbackup::filter::FilterSpec {
+//!         media: Some(odbackup::filter::MediaSelection::All),
+//!         ..Default::default()
+//!     }).map_err(|e| odbackup::Error::Usage(e.to_string()))?),
+//!     layout: Some(odbackup::localpath::Layout::Date),
+//!     dry_run: false,
 //! };
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let summary = app::run(&settings, Arc::new(odbackup::progress::NoopReporter), &cancel).await?;
@@ -45,6 +52,7 @@ pub mod config;
 pub mod crawl;
 pub mod download;
 mod error;
+pub mod filter;
 pub mod graph;
 pub mod hash;
 pub mod ids;

@@ -101,6 +101,54 @@ pub fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
     SafeName { name: out, changed }
 }
 
+/// `name` with the stable suffix of `item_id` before its extension (`IMG_1.jpg` → `IMG_1~1c9e0f.jpg`): where an
+/// item goes when another item already holds its local path, for example `Foo` beside `foo`.
+pub fn disambiguated(name: &str, item_id: &str) -> String {
+    with_suffix(name, &stable_suffix(item_id))
+}
+
+/// How remote items are placed under the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `DEST/<remote path>`: the drive's folders, mirrored.
+    #[default]
+    Mirror,
+    /// `DEST/YYYY/MM/<name>` by the date a photo or video was taken (else its modification date), for photo
+    /// libraries; names that meet in one month get a stable suffix.
+    Date,
+}
+
+impl Layout {
+    /// The spelling on the command line, in config files and in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Mirror => "mirror",
+            Layout::Date => "date",
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mirror" => Ok(Layout::Mirror),
+            "date" => Ok(Layout::Date),
+            other => Err(format!("unknown layout {other:?}: expected mirror or date")),
+        }
+    }
+}
+
+/// The `YYYY/MM` folder of the date layout for an RFC 3339 time (in UTC), or `undated`.
+pub fn date_folder(when: Option<&str>) -> String {
+    when.and_then(|w| chrono::DateTime::parse_from_rfc3339(w).ok())
+        .map_or_else(
+            || "undated".to_owned(),
+            |t| t.with_timezone(&chrono::Utc).format("%Y/%m").to_string(),
+        )
+}
+
 /// Six hex digits derived from the item ID: short, stable across runs, different for siblings.
 fn stable_suffix(item_id: &str) -> String {
     let digest = Sha1::digest(item_id.as_bytes());
@@ -180,6 +228,25 @@ pub fn is_part_file(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_folders_come_from_the_utc_date_or_say_undated() {
+        assert_eq!(date_folder(Some("2021-06-30T23:30:00-02:00")), "2021/07");
+        assert_eq!(date_folder(Some("2019-01-02T03:04:05Z")), "2019/01");
+        assert_eq!(date_folder(Some("garbage")), "undated");
+        assert_eq!(date_folder(None), "undated");
+    }
+
+    #[test]
+    fn a_disambiguated_name_keeps_its_extension_and_is_stable() {
+        let a = disambiguated("IMG_0001.JPG", "item-1");
+        assert!(
+            a.starts_with("IMG_0001~") && a.rsplit_once('.').unwrap().1 == "JPG",
+            "{a}"
+        );
+        assert_eq!(a, disambiguated("IMG_0001.JPG", "item-1"));
+        assert_ne!(a, disambiguated("IMG_0001.JPG", "item-2"));
+    }
 
     #[test]
     fn plain_names_pass_through_unchanged() {

@@ -1,18 +1,34 @@
-//! The `odbackup` binary: parse the command line, set up logging, run, and map the outcome to an exit code.
-//! Everything that prints lives in `cli`; everything else is the `odbackup` library.
+//! The `odbackup` binary: parse the command line, read the config file, set up logging, run, and map the
+//! outcome to an exit code. Everything that prints lives in `cli`; everything else is the `odbackup` library.
 
 mod cli;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use odbackup::ErrorKind;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    init_logging(args.verbose);
-    match cli::run(args) {
+    let file = match cli::load_config(args.config.as_deref(), args.profile.as_deref()) {
+        Ok(file) => file,
+        Err(err) => {
+            cli::report_error(&err);
+            return ExitCode::from(2);
+        }
+    };
+    let verbose = args.verbose.max(file.verbose.unwrap_or(0));
+    let log_file = args.log_file.clone().or_else(|| file.log_file.clone());
+    if let Err(err) = init_logging(verbose, log_file.as_deref()) {
+        cli::report_error(&odbackup::Error::Usage(err));
+        return ExitCode::from(2);
+    }
+    match cli::run(args, file) {
         cli::Outcome::Success => ExitCode::SUCCESS,
         cli::Outcome::SomeFailed => ExitCode::from(1),
         cli::Outcome::Failed(ErrorKind::Usage) => ExitCode::from(2),
@@ -23,19 +39,43 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `-v` raises odbackup's own level, `RUST_LOG` overrides everything.
-fn init_logging(verbose: u8) {
-    let level = match verbose {
+/// Logs go to stderr (above the progress bars); `-v` raises odbackup's own level, `RUST_LOG` overrides
+/// everything. `--log-file` gets the same lines, and at least odbackup's info lines, without colours.
+fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
+    let level = |v: u8| match v {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,odbackup={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let filter_for = |v: u8| {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(format!("warn,odbackup={}", level(v))))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(cli::LogWriter)
         .with_target(false)
+        .with_filter(filter_for(verbose));
+    let file_layer = match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(filter_for(verbose.max(1))),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
         .init();
+    Ok(())
 }

@@ -54,6 +54,13 @@ pub enum Event<'a> {
         /// What went wrong.
         message: &'a str,
     },
+    /// A dry run would download this file.
+    Planned {
+        /// Its remote path.
+        path: &'a str,
+        /// Its size.
+        bytes: u64,
+    },
     /// The service asked us to wait; every transfer pauses.
     Throttled {
         /// How long.

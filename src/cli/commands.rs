@@ -4,7 +4,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Args, Command, CommonArgs, DestArgs, RemoteArgs, account, progress, render};
+use super::{
+    Args, Command, CommonArgs, DestArgs, FilterArgs, LayoutArgs, RemoteArgs, account, progress,
+    render,
+};
+use odbackup::filter::{Filter, FilterSpec};
+use odbackup::localpath::Layout;
 use std::path::{Path, PathBuf};
 
 use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
@@ -29,8 +34,8 @@ pub enum Outcome {
     Failed(ErrorKind),
 }
 
-/// Run the parsed command line.
-pub fn run(args: Args) -> Outcome {
+/// Run the parsed command line with the config file's values in force (see [`load_config`]).
+pub fn run(args: Args, file: ConfigValues) -> Outcome {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,9 +46,9 @@ pub fn run(args: Args) -> Outcome {
             return Outcome::Failed(ErrorKind::Run);
         }
     };
-    let quiet = args.quiet;
+    let quiet = args.quiet || file.quiet == Some(true);
+    let verbose = args.verbose.max(file.verbose.unwrap_or(0));
     let result = runtime.block_on(async move {
-        let file = load_config(args.config.as_deref(), args.profile.as_deref())?;
         match args.command {
             Command::Login {
                 auth,
@@ -82,41 +87,62 @@ pub fn run(args: Args) -> Outcome {
                 .await?;
                 Ok(Outcome::Success)
             }
-            Command::Crawl { remote, json } => {
+            Command::Crawl {
+                remote,
+                filters,
+                layout,
+                json,
+            } => {
+                let job = job_of(&filters, &layout, &file, false);
                 run_job(
-                    remote_settings(&remote, &file, Phases::Crawl, None),
+                    job.and_then(|job| remote_settings(&remote, &file, Phases::Crawl, None, job)),
                     json,
                     quiet,
+                    verbose,
                 )
                 .await
             }
             Command::Backup {
                 remote,
+                filters,
+                layout,
                 concurrency,
+                dry_run,
                 json,
             } => {
+                let job = job_of(&filters, &layout, &file, dry_run);
                 run_job(
-                    remote_settings(&remote, &file, Phases::Backup, concurrency),
+                    job.and_then(|job| {
+                        remote_settings(&remote, &file, Phases::Backup, concurrency, job)
+                    }),
                     json,
                     quiet,
+                    verbose,
                 )
                 .await
             }
             Command::Download {
                 common,
+                filters,
                 concurrency,
+                dry_run,
                 json,
             } => {
-                let settings = settings(
-                    &common,
-                    &file,
-                    Phases::Download,
-                    concurrency,
-                    DriveSelector::Me,
-                    Scope::Root,
-                    None,
-                );
-                run_job(settings, json, quiet).await
+                // The layout is the one the crawl chose, remembered in the manifest.
+                let job = job_of(&filters, &LayoutArgs { layout: None }, &file, dry_run);
+                let settings = job.and_then(|job| {
+                    settings(
+                        &common,
+                        &file,
+                        Phases::Download,
+                        concurrency,
+                        DriveSelector::Me,
+                        Scope::Root,
+                        None,
+                        job,
+                    )
+                });
+                run_job(settings, json, quiet, verbose).await
             }
             Command::Status { dest, json } => {
                 let report = app::status(&manifest_path(&dest, &file)?)?;
@@ -142,7 +168,7 @@ pub fn run(args: Args) -> Outcome {
 }
 
 /// The config file's values in force (a missing default file is an empty config; a named one must exist).
-fn load_config(path: Option<&Path>, profile: Option<&str>) -> Result<ConfigValues, Error> {
+pub fn load_config(path: Option<&Path>, profile: Option<&str>) -> Result<ConfigValues, Error> {
     let (path, required) = match path {
         Some(p) => (p.to_path_buf(), true),
         None => match config::default_config_path() {
@@ -159,12 +185,15 @@ async fn run_job(
     settings: Result<RunSettings, Error>,
     json: bool,
     quiet: bool,
+    verbose: u8,
 ) -> Result<Outcome, Error> {
     let settings = settings?;
     let cancel = CancellationToken::new();
     spawn_interrupt_handler(cancel.clone());
     let display = progress::Display::new(quiet || json);
-    let reporter: Arc<dyn Reporter> = display.reporter();
+    // A dry run lists what it would fetch with -v (on stdout, unless stdout carries the JSON document).
+    let list_planned = settings.dry_run && verbose > 0 && !json;
+    let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
     let summary = app::run(&settings, reporter, &cancel).await;
     display.finish();
     let summary = summary?;
@@ -221,11 +250,51 @@ fn manifest_path(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error>
     }
 }
 
+/// What a job wants, resolved: its filters, layout and whether it only pretends.
+struct Job {
+    filter: Arc<Filter>,
+    layout: Option<Layout>,
+    dry_run: bool,
+}
+
+/// Filters and layout from flags (and their environment variables), else the config file.
+fn job_of(
+    filters: &FilterArgs,
+    layout: &LayoutArgs,
+    file: &ConfigValues,
+    dry_run: bool,
+) -> Result<Job, Error> {
+    let list = |flag: &Vec<String>, key: &Option<Vec<String>>| {
+        if flag.is_empty() {
+            key.clone().unwrap_or_default()
+        } else {
+            flag.clone()
+        }
+    };
+    let spec = FilterSpec {
+        include: list(&filters.include, &file.include),
+        exclude: list(&filters.exclude, &file.exclude),
+        extensions: list(&filters.ext, &file.ext),
+        media: filters.media.or(file.media),
+        since: filters.since.or(file.since),
+        until: filters.until.or(file.until),
+        min_size: filters.min_size.or(file.min_size),
+        max_size: filters.max_size.or(file.max_size),
+    };
+    let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(Job {
+        filter: Arc::new(filter),
+        layout: layout.layout.or(file.layout),
+        dry_run,
+    })
+}
+
 fn remote_settings(
     remote: &RemoteArgs,
     file: &ConfigValues,
     phases: Phases,
     concurrency: Option<usize>,
+    job: Job,
 ) -> Result<RunSettings, Error> {
     let root = remote.root.clone().or_else(|| file.root.clone());
     let special = remote.special.clone().or_else(|| file.special.clone());
@@ -248,9 +317,11 @@ fn remote_settings(
         drive,
         scope,
         remote.list_concurrency,
+        job,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn settings(
     common: &CommonArgs,
     file: &ConfigValues,
@@ -259,6 +330,7 @@ fn settings(
     drive: DriveSelector,
     scope: Scope,
     list_concurrency: Option<usize>,
+    job: Job,
 ) -> Result<RunSettings, Error> {
     let graph = graph_options(common.graph_url.as_ref(), file)?;
     let concurrency = bounded(
@@ -281,6 +353,9 @@ fn settings(
         list_concurrency,
         concurrency,
         phases,
+        filter: job.filter,
+        layout: job.layout,
+        dry_run: job.dry_run,
     })
 }
 

@@ -12,8 +12,12 @@ mod render;
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use odbackup::filter::{ByteSize, DateBound, MediaSelection};
+use odbackup::localpath::Layout;
 
-pub use commands::{Outcome, run};
+pub use commands::{Outcome, load_config, run};
+pub use progress::LogWriter;
+pub use render::error as report_error;
 
 /// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,
 /// resumable after any interruption, every failure on record.
@@ -27,8 +31,11 @@ pub struct Args {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// No progress display; only the final summary and errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, env = "ODBACKUP_QUIET")]
     pub quiet: bool,
+    /// Also write the log (at least at info level) to this file, appending.
+    #[arg(long, global = true, env = "ODBACKUP_LOG_FILE", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Config file [default: $ODBACKUP_CONFIG_DIR/config.toml or the user config dir's odbackup/config.toml].
     #[arg(long, global = true, env = "ODBACKUP_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -91,6 +98,12 @@ pub enum Command {
         /// Where and which part of the drive.
         #[command(flatten)]
         remote: RemoteArgs,
+        /// Which items are wanted (the others are recorded as excluded).
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Where files go under DEST.
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -104,9 +117,15 @@ pub enum Command {
         /// Where the backup lives and how to reach Graph.
         #[command(flatten)]
         common: CommonArgs,
+        /// Which files are wanted.
+        #[command(flatten)]
+        filters: FilterArgs,
         /// Transfers at once.
         #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
+        /// Only say what would be downloaded (count and size; the list with -v); write no file.
+        #[arg(long)]
+        dry_run: bool,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -121,9 +140,19 @@ pub enum Command {
         /// Where and which part of the drive.
         #[command(flatten)]
         remote: RemoteArgs,
+        /// Which files are wanted.
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Where files go under DEST.
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// Transfers at once.
         #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
+        /// Only say what would be downloaded (count and size; the list with -v): the manifest is filled,
+        /// no file is written.
+        #[arg(long)]
+        dry_run: bool,
         /// Print the run summary as one JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -152,6 +181,47 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which items a run wants. Items left out are recorded in the manifest as excluded, not forgotten: a later
+/// run with other filters fetches them without listing the drive again.
+#[derive(Debug, Clone, ClapArgs)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterArgs {
+    /// Keep only items whose remote path, or a folder above it, matches GLOB (case-insensitive; repeatable).
+    /// `*` stays within a folder, `**` crosses folders; without a leading / it matches at any depth.
+    #[arg(long, value_name = "GLOB", env = "ODBACKUP_INCLUDE")]
+    pub include: Vec<String>,
+    /// Leave out items whose remote path, or a folder above it, matches GLOB (repeatable; wins over --include).
+    #[arg(long, value_name = "GLOB", env = "ODBACKUP_EXCLUDE")]
+    pub exclude: Vec<String>,
+    /// Keep only files with these extensions, comma-separated (jpg,heic,mp4).
+    #[arg(long, value_name = "EXTS", value_delimiter = ',', env = "ODBACKUP_EXT")]
+    pub ext: Vec<String>,
+    /// Keep only photos, only videos, or both (all); by the service's photo/video facets, else the extension.
+    #[arg(long, value_name = "photos|videos|all", env = "ODBACKUP_MEDIA")]
+    pub media: Option<MediaSelection>,
+    /// Keep only files taken (photos, videos) or modified (others) on or after DATE (YYYY-MM-DD, UTC, or RFC 3339).
+    #[arg(long, value_name = "DATE", env = "ODBACKUP_SINCE")]
+    pub since: Option<DateBound>,
+    /// Keep only files taken or modified on or before DATE (a bare date includes that whole day).
+    #[arg(long, value_name = "DATE", env = "ODBACKUP_UNTIL")]
+    pub until: Option<DateBound>,
+    /// Keep only files of at least SIZE bytes (suffixes K, M, G, T; binary).
+    #[arg(long, value_name = "SIZE", env = "ODBACKUP_MIN_SIZE")]
+    pub min_size: Option<ByteSize>,
+    /// Keep only files of at most SIZE bytes.
+    #[arg(long, value_name = "SIZE", env = "ODBACKUP_MAX_SIZE")]
+    pub max_size: Option<ByteSize>,
+}
+
+/// How files are placed under the destination.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct LayoutArgs {
+    /// mirror: DEST/<remote path>. date: DEST/YYYY/MM/<name> by the date taken (else modified), with a
+    /// stable suffix when names meet. Fixed for a destination once its first run has chosen it.
+    #[arg(long, value_name = "mirror|date", env = "ODBACKUP_LAYOUT")]
+    pub layout: Option<Layout>,
 }
 
 /// The destination and its manifest.

@@ -1,20 +1,40 @@
-//! Progress on a terminal (indicatif bars on stderr), nothing otherwise.
+//! Progress on a terminal (indicatif bars on stderr), nothing otherwise; log lines that pass over the bars
+//! without breaking them; and the `--dry-run -v` list.
 
-use std::io::IsTerminal as _;
-use std::sync::Arc;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use odbackup::progress::{Event, NoopReporter, Reporter};
+use odbackup::progress::{Event, Reporter};
+
+use super::render::human_bytes;
+
+/// Every bar of the process hangs here, so log lines can be printed above them (see [`LogWriter`]).
+static BARS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
 
 /// The progress display of one run.
 pub struct Display {
     bars: Option<Arc<Bars>>,
 }
 
+/// The two bars appear when their phase starts, so a download shows no listing spinner and a crawl no
+/// transfer bar.
 struct Bars {
-    crawl: ProgressBar,
-    files: ProgressBar,
+    crawl: OnceLock<ProgressBar>,
+    files: OnceLock<ProgressBar>,
+    folders: AtomicU64,
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+    files_failed: AtomicU64,
+}
+
+/// What a run reports to: the bars (if drawn) and, in a dry run with `-v`, the list of files.
+struct RunReporter {
+    bars: Option<Arc<Bars>>,
+    list_planned: bool,
 }
 
 impl Display {
@@ -23,61 +43,153 @@ impl Display {
         if quiet || !std::io::stderr().is_terminal() {
             return Self { bars: None };
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let crawl = multi.add(ProgressBar::new_spinner());
-        crawl.set_style(
-            ProgressStyle::with_template("{spinner} listing: {pos} items ({per_sec}) {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        crawl.enable_steady_tick(Duration::from_millis(200));
-        let files = multi.add(ProgressBar::new(0));
-        files.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} files  ETA {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
         Self {
-            bars: Some(Arc::new(Bars { crawl, files })),
+            bars: Some(Arc::new(Bars {
+                crawl: OnceLock::new(),
+                files: OnceLock::new(),
+                folders: AtomicU64::new(0),
+                files_total: AtomicU64::new(0),
+                files_done: AtomicU64::new(0),
+                files_failed: AtomicU64::new(0),
+            })),
         }
     }
 
-    /// The reporter that feeds this display.
-    pub fn reporter(&self) -> Arc<dyn Reporter> {
-        match &self.bars {
-            Some(bars) => Arc::clone(bars) as Arc<dyn Reporter>,
-            None => Arc::new(NoopReporter),
-        }
+    /// The reporter that feeds this display; with `list_planned`, a dry run's files are listed on stdout.
+    pub fn reporter(&self, list_planned: bool) -> Arc<dyn Reporter> {
+        Arc::new(RunReporter {
+            bars: self.bars.clone(),
+            list_planned,
+        })
     }
 
     /// Clear the bars before the summary is printed.
     pub fn finish(&self) {
         if let Some(bars) = &self.bars {
-            bars.crawl.finish_and_clear();
-            bars.files.finish_and_clear();
+            for bar in [bars.crawl.get(), bars.files.get()].into_iter().flatten() {
+                bar.finish_and_clear();
+            }
         }
     }
 }
 
-impl Reporter for Bars {
+impl Bars {
+    fn crawl(&self) -> &ProgressBar {
+        self.crawl.get_or_init(|| {
+            let bar = BARS.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} listing: {msg} folders, {pos} items ({per_sec}) {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message("0");
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        })
+    }
+
+    fn files(&self) -> &ProgressBar {
+        self.files.get_or_init(|| {
+            let bar = BARS.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:25} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        })
+    }
+
+    fn files_message(&self) {
+        let failed = self.files_failed.load(Ordering::Relaxed);
+        self.files().set_message(format!(
+            "{}/{} files{}",
+            self.files_done.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed),
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            }
+        ));
+    }
+
     fn event(&self, event: &Event<'_>) {
         match event {
-            Event::CrawlStarted { scope, resumed } => {
-                self.crawl.set_message(format!(
-                    "{scope}{}",
-                    if *resumed { " (resuming)" } else { "" }
-                ));
+            Event::CrawlStarted { .. } => {
+                self.crawl();
             }
-            Event::PageListed { items, .. } => self.crawl.inc(*items as u64),
-            Event::CrawlFinished { .. } => self.crawl.finish_with_message("done"),
-            Event::Queued { files, .. } => self.files.inc_length(*files),
-            Event::Bytes(_) => {}
-            Event::FileDone { .. } => self.files.inc(1),
+            Event::PageListed { items, folder_done } => {
+                if *folder_done {
+                    let n = self.folders.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.crawl().set_message(n.to_string());
+                }
+                self.crawl().inc(*items as u64);
+            }
+            Event::CrawlFinished { .. } => self.crawl().finish(),
+            Event::Queued { files, bytes } => {
+                self.files_total.fetch_add(*files, Ordering::Relaxed);
+                self.files().inc_length(*bytes);
+                self.files_message();
+            }
+            Event::Bytes(n) => self.files().inc(*n),
+            Event::FileDone { bytes, adopted, .. } => {
+                if *adopted {
+                    // Its bytes never streamed; count them so the bar still reaches its end.
+                    self.files().inc(*bytes);
+                }
+                self.files_done.fetch_add(1, Ordering::Relaxed);
+                self.files_message();
+            }
             Event::FileFailed { path, class, .. } => {
-                self.files.inc(1);
-                self.files.println(format!("failed ({class}): {path}"));
+                self.files_failed.fetch_add(1, Ordering::Relaxed);
+                self.files_message();
+                self.files().println(format!("failed ({class}): {path}"));
             }
-            Event::Throttled { wait } => self
-                .files
-                .set_message(format!("throttled, waiting {}s", wait.as_secs())),
+            Event::Planned { .. } => {}
+            Event::Throttled { wait } => self.files().println(format!(
+                "throttled by the service: all transfers wait {}s",
+                wait.as_secs()
+            )),
         }
+    }
+}
+
+impl Reporter for RunReporter {
+    fn event(&self, event: &Event<'_>) {
+        if let Some(bars) = &self.bars {
+            bars.event(event);
+        }
+        if let (true, Event::Planned { path, bytes }) = (self.list_planned, event) {
+            BARS.suspend(|| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "would download {:>10}  {path}", human_bytes(*bytes));
+            });
+        }
+    }
+}
+
+/// Log output to stderr that hides the bars while a line is written, so logs and progress do not mangle
+/// each other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        BARS.suspend(|| std::io::stderr().lock().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
     }
 }

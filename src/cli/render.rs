@@ -109,6 +109,27 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             )?;
         }
     }
+    if let Some(plan) = &summary.dry_run {
+        writeln!(
+            out,
+            "dry run: would download {} files, {}{}; nothing was written but the manifest",
+            plan.files,
+            human_bytes(plan.bytes),
+            if plan.requeued > 0 {
+                format!(" ({} of them missing or changed on disk)", plan.requeued)
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    if summary.excluded_files > 0 {
+        writeln!(
+            out,
+            "filters: {} files ({}) left out, recorded in the manifest (see status)",
+            summary.excluded_files,
+            human_bytes(summary.excluded_bytes)
+        )?;
+    }
     if summary.interrupted {
         writeln!(out, "interrupted: re-run the same command to resume")?;
     }
@@ -191,6 +212,19 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
     }
     for c in &report.skipped_by_reason {
         writeln!(out, "  skipped ({}): {}", c.key, c.count)?;
+    }
+    let x = &report.excluded;
+    if x.files > 0 {
+        writeln!(
+            out,
+            "excluded by filters: {} files ({}), {} of them on disk from earlier runs",
+            x.files,
+            human_bytes(x.bytes),
+            x.on_disk
+        )?;
+        for c in &x.by_reason {
+            writeln!(out, "  excluded ({}): {}", c.key, c.count)?;
+        }
     }
     if report.remote_deleted > 0 {
         writeln!(

@@ -39,6 +39,20 @@ pub struct DownloadOptions {
     pub dest: PathBuf,
     /// Transfers at once.
     pub concurrency: usize,
+    /// Whether every wanted folder is created, empty ones included (the mirror layout); otherwise folders
+    /// appear only as files land in them.
+    pub mirror_empty_folders: bool,
+}
+
+/// What a download would fetch (`--dry-run`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DryRunSummary {
+    /// Files it would download.
+    pub files: u64,
+    /// Their listed bytes.
+    pub bytes: u64,
+    /// Of those, files marked done earlier but missing or changed on disk.
+    pub requeued: u64,
 }
 
 /// What a download run did.
@@ -79,7 +93,9 @@ pub async fn download(
         requeued: requeue_missing(manifest, options).await?,
         ..DownloadSummary::default()
     };
-    create_folders(manifest, options).await?;
+    if options.mirror_empty_folders {
+        create_folders(manifest, options).await?;
+    }
 
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     // A fatal error (auth refused, disk full) stops scheduling without cancelling the user's token.
@@ -152,9 +168,39 @@ pub async fn download(
         record(manifest, &mut summary, joined, &*reporter, &stop).await?;
     }
     summary.interrupted = stop.is_cancelled();
-    if !summary.interrupted {
+    if !summary.interrupted && options.mirror_empty_folders {
         // Folders found by a crawl that ran alongside, empty ones included.
         create_folders(manifest, options).await?;
+    }
+    Ok(summary)
+}
+
+/// Say what [`download`] would fetch, without writing a file: each file is reported as
+/// [`Event::Planned`]. Files marked done but missing on disk go back to pending first, as a real run does.
+pub async fn dry_run(
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+    reporter: &dyn Reporter,
+) -> Result<DryRunSummary, ManifestError> {
+    let mut summary = DryRunSummary {
+        requeued: requeue_missing(manifest, options).await?,
+        ..DryRunSummary::default()
+    };
+    let mut after = 0i64;
+    loop {
+        let jobs = manifest
+            .call(move |m| m.downloadable_after(after, BATCH))
+            .await?;
+        let Some(last) = jobs.last() else { break };
+        after = last.rowid;
+        for job in &jobs {
+            summary.files += 1;
+            summary.bytes += job.size;
+            reporter.event(&Event::Planned {
+                path: &job.remote_path,
+                bytes: job.size,
+            });
+        }
     }
     Ok(summary)
 }

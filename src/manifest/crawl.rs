@@ -80,11 +80,11 @@ impl Manifest {
         )
         .map_err(&err)?;
         let crawl_id = tx.last_insert_rowid();
-        upsert(&tx, root, crawl_id, &at).map_err(&err)?;
+        let root_local = upsert(&tx, root, crawl_id, &at).map_err(&err)?;
         tx.execute(
             "INSERT OR REPLACE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path, next_link)
              VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-            params![crawl_id, drive.as_str(), root.item_id.as_str(), root.remote_path, root.local_path],
+            params![crawl_id, drive.as_str(), root.item_id.as_str(), root.remote_path, root_local],
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;
@@ -132,8 +132,9 @@ impl Manifest {
                 )
                 .map_err(&err)?;
             for item in &page.items {
-                upsert(&tx, item, crawl_id, &at).map_err(&err)?;
-                // A skipped folder (excluded, or refused before) is not listed.
+                let local_path = upsert(&tx, item, crawl_id, &at).map_err(&err)?;
+                // A skipped folder (refused before) is not listed. One the filters exclude still is: its
+                // items are marked, so a later run with other filters needs no new listing.
                 if item.kind == ItemKind::Folder && item.skip_reason.is_none() {
                     enqueue
                         .execute(params![
@@ -141,7 +142,7 @@ impl Manifest {
                             item.drive_id.as_str(),
                             item.item_id.as_str(),
                             item.remote_path,
-                            item.local_path
+                            local_path
                         ])
                         .map_err(&err)?;
                 }

@@ -159,7 +159,7 @@ fn mark_failed(
 
 impl Manifest {
     /// Up to `limit` files to download after `after_rowid`, in row order: pending or failed, not deleted
-    /// remotely. Page on with the last job's `rowid`.
+    /// remotely, not excluded by the filters. Page on with the last job's `rowid`.
     pub fn downloadable_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DownloadJob>> {
         let mut stmt = self
             .conn
@@ -167,7 +167,7 @@ impl Manifest {
                 "SELECT rowid, drive_id, item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
                         modified_at, taken_at, media, local_path, attempts
                  FROM items WHERE rowid > ?1 AND kind = 'file' AND state IN ('pending', 'failed')
-                   AND remote_deleted = 0
+                   AND remote_deleted = 0 AND excluded IS NULL
                  ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -283,7 +283,7 @@ impl Manifest {
             .conn
             .prepare_cached(
                 "SELECT rowid, local_path FROM items WHERE rowid > ?1 AND kind = 'folder' AND state != 'skipped'
-                 AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
+                 AND remote_deleted = 0 AND excluded IS NULL ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {

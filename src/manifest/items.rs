@@ -165,6 +165,11 @@ pub struct NewItem {
     pub skip_reason: Option<String>,
     /// `driveId/itemId` of a remote item's target.
     pub remote_ref: Option<String>,
+    /// Why the run's filters leave it out; `None` when it is wanted.
+    pub excluded: Option<String>,
+    /// Where it goes instead of `local_path` when another item already claims that path (compared without
+    /// regard to ASCII case). `None`: `local_path` is used as is.
+    pub local_path_on_clash: Option<String>,
 }
 
 /// Whether a listed row describes different content from the stored one (SQL over `items` and `excluded`).
@@ -183,7 +188,7 @@ const CONTENT_CHANGED: &str =
             THEN items.ctag <> excluded.ctag
         ELSE items.etag IS NOT excluded.etag END)";
 
-/// The upsert of one listed item (`?21` = the crawl, `?22` = now).
+/// The upsert of one listed item (`?21` = the crawl, `?22` = now, `?23` = why filters exclude it).
 ///
 /// State rules on conflict: a skip reason makes it `skipped`; a skipped item listed without one becomes
 /// `pending`; a `done` or `failed` non-folder whose content changed goes back to `pending` with its attempts
@@ -193,9 +198,9 @@ fn upsert_sql() -> String {
     format!(
         "INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, size, quick_xor,
                    sha1, sha256, etag, ctag, mime_type, created_at, modified_at, taken_at, media, state,
-                   skip_reason, remote_ref, last_seen_crawl, updated_at)
+                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-        CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22)
+        CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22, ?23)
 ON CONFLICT (drive_id, item_id) DO UPDATE SET
     state = CASE
         WHEN excluded.skip_reason IS NOT NULL THEN 'skipped'
@@ -212,7 +217,8 @@ ON CONFLICT (drive_id, item_id) DO UPDATE SET
     ctag = excluded.ctag, mime_type = excluded.mime_type, created_at = excluded.created_at,
     modified_at = excluded.modified_at, taken_at = excluded.taken_at, media = excluded.media,
     skip_reason = excluded.skip_reason, remote_ref = excluded.remote_ref, remote_deleted = 0,
-    deleted_at = NULL, last_seen_crawl = excluded.last_seen_crawl, updated_at = excluded.updated_at"
+    deleted_at = NULL, last_seen_crawl = excluded.last_seen_crawl, updated_at = excluded.updated_at,
+    excluded = excluded.excluded"
     )
 }
 
@@ -226,22 +232,24 @@ pub(super) fn to_u64(n: Option<i64>) -> u64 {
     n.map_or(0, |v| u64::try_from(v).unwrap_or(0))
 }
 
-/// Upsert one item inside the caller's transaction, as seen by `crawl_id` at time `at`.
+/// Upsert one item inside the caller's transaction, as seen by `crawl_id` at time `at`. Returns the local
+/// path it was given: `local_path`, or `local_path_on_clash` when another item already claims that path.
 pub(super) fn upsert(
     tx: &rusqlite::Transaction<'_>,
     item: &NewItem,
     crawl_id: i64,
     at: &str,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<String> {
     // Built once; `prepare_cached` then finds the parsed statement by its text.
     static SQL: LazyLock<String> = LazyLock::new(upsert_sql);
+    let local_path = claim_local_path(tx, item)?;
     tx.prepare_cached(&SQL)?.execute(params![
         item.drive_id.as_str(),
         item.item_id.as_str(),
         item.parent_id.as_ref().map(ItemId::as_str),
         item.name,
         item.remote_path,
-        item.local_path,
+        local_path,
         item.kind.as_str(),
         to_i64(item.size),
         item.quick_xor,
@@ -258,8 +266,36 @@ pub(super) fn upsert(
         item.remote_ref,
         crawl_id,
         at,
+        item.excluded,
     ])?;
-    Ok(())
+    Ok(local_path)
+}
+
+/// The first item to claim a local path keeps it; a later one whose path differs from it at most by ASCII
+/// case takes its alternative (which carries a suffix derived from its own ID, so the choice is the same on
+/// every run). A row of an item deleted remotely still holds its claim: its file is kept on disk.
+fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite::Result<String> {
+    let Some(alternative) = &item.local_path_on_clash else {
+        return Ok(item.local_path.clone());
+    };
+    let taken: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM items WHERE local_path = ?1 COLLATE NOCASE
+                              AND NOT (drive_id = ?2 AND item_id = ?3))",
+        )?
+        .query_row(
+            params![
+                item.local_path,
+                item.drive_id.as_str(),
+                item.item_id.as_str()
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(if taken {
+        alternative.clone()
+    } else {
+        item.local_path.clone()
+    })
 }
 
 impl Manifest {

@@ -16,6 +16,7 @@ mod items;
 mod migrate;
 mod report;
 mod runs;
+mod selection;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
 pub use downloads::{DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome};
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
-pub use report::{ByteCounts, Count, FailureRow, KindStateCount, StateCounts, StatusReport};
+pub use report::{
+    ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
+};
 pub use runs::RunRecord;
+pub use selection::SelectionRow;
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.
 pub const APPLICATION_ID: i32 = 0x6f64_626b;
@@ -370,6 +374,8 @@ pub(crate) mod testutil {
             media: MediaKind::Other,
             skip_reason: None,
             remote_ref: None,
+            excluded: None,
+            local_path_on_clash: None,
         }
     }
 }

@@ -61,7 +61,20 @@ pub struct KindStateCount {
     pub bytes: u64,
 }
 
-/// What `status` shows. Items flagged as deleted remotely are counted only in `remote_deleted`.
+/// Files the filters leave out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExcludedCounts {
+    /// How many.
+    pub files: u64,
+    /// Their listed bytes.
+    pub bytes: u64,
+    /// Of those, how many were downloaded by an earlier run (kept on disk).
+    pub on_disk: u64,
+    /// By reason (`extension not in --ext`, …).
+    pub by_reason: Vec<Count>,
+}
+
+/// What `status` shows: wanted items only, except in `excluded`. Items flagged as deleted remotely are counted only in `remote_deleted`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     /// The manifest file.
@@ -82,6 +95,8 @@ pub struct StatusReport {
     pub verified_by: Vec<Count>,
     /// Items gone from the drive (kept locally).
     pub remote_deleted: u64,
+    /// Files the filters of the last run leave out (not in the counts above).
+    pub excluded: ExcludedCounts,
     /// Crawls that finished.
     pub crawls_complete: u64,
     /// Crawls interrupted and not yet resumed to the end.
@@ -122,7 +137,7 @@ impl Manifest {
                 .conn
                 .prepare(
                     "SELECT kind, state, count(*), coalesce(sum(size), 0) FROM items WHERE remote_deleted = 0
-                     GROUP BY kind, state ORDER BY kind, state",
+                     AND excluded IS NULL GROUP BY kind, state ORDER BY kind, state",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = stmt
@@ -174,8 +189,9 @@ impl Manifest {
         )?;
         let failed_by_class = self.counts(
             "SELECT coalesce(error_class, 'other'), count(*) FROM items WHERE state = 'failed' AND remote_deleted = 0
-             GROUP BY 1 ORDER BY 2 DESC, 1",
+             AND excluded IS NULL GROUP BY 1 ORDER BY 2 DESC, 1",
         )?;
+        let excluded = self.excluded_counts()?;
         let verified_by = self.counts(
             "SELECT coalesce(verification, 'unknown'), count(*) FROM items WHERE state = 'done' AND kind = 'file'
              AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC, 1",
@@ -196,9 +212,32 @@ impl Manifest {
             failed_by_class,
             verified_by,
             remote_deleted: one("SELECT count(*) FROM items WHERE remote_deleted = 1")?,
+            excluded,
             crawls_complete: one("SELECT count(*) FROM crawls WHERE completed_at IS NOT NULL")?,
             crawls_incomplete: one("SELECT count(*) FROM crawls WHERE completed_at IS NULL")?,
             last_run: self.last_run()?,
+        })
+    }
+
+    /// Files the filters leave out, with their bytes and reasons.
+    pub fn excluded_counts(&self) -> Result<ExcludedCounts> {
+        let (files, bytes, on_disk) = self
+            .conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(state = 'done'), 0) FROM items
+                 WHERE kind = 'file' AND excluded IS NOT NULL AND remote_deleted = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(ExcludedCounts {
+            files: to_u64(Some(files)),
+            bytes: to_u64(Some(bytes)),
+            on_disk: to_u64(Some(on_disk)),
+            by_reason: self.counts(
+                "SELECT excluded, count(*) FROM items WHERE kind = 'file' AND excluded IS NOT NULL
+                 AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC, 1",
+            )?,
         })
     }
 
@@ -215,14 +254,15 @@ impl Manifest {
         .map_err(|e| self.err(e))
     }
 
-    /// Every failed file, most recent first.
+    /// Every failed file the filters still want, most recent first.
     pub fn failures(&self) -> Result<Vec<FailureRow>> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT remote_path, item_id, coalesce(error_class, 'other'), http_status, coalesce(error_message, ''),
                         attempts, failed_at
-                 FROM items WHERE state = 'failed' AND remote_deleted = 0 ORDER BY failed_at DESC, remote_path",
+                 FROM items WHERE state = 'failed' AND remote_deleted = 0 AND excluded IS NULL
+                 ORDER BY failed_at DESC, remote_path",
             )
             .map_err(|e| self.err(e))?;
 

@@ -6,5 +6,6 @@ mod auth;
 mod cli;
 mod crawl;
 mod download;
+mod filters;
 mod paths;
 mod resume;

@@ -134,9 +134,13 @@ pub struct ItemRow {
 /// The real binary, with a clean environment apart from what the test sets.
 pub fn odbackup() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_odbackup"));
-    cmd.env_remove("ODBACKUP_ACCESS_TOKEN")
-        .env_remove("ODBACKUP_DEST")
-        .env_remove("ODBACKUP_GRAPH_URL")
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ODBACKUP_") {
+            cmd.env_remove(key);
+        }
+    }
+    // Never the developer's own config file or sign-ins; tests that need a config dir set their own.
+    cmd.env("ODBACKUP_CONFIG_DIR", "/nonexistent/odbackup-tests")
         .env_remove("RUST_LOG");
     cmd
 }
