@@ -8,4 +8,5 @@ mod crawl;
 mod download;
 mod filters;
 mod paths;
+mod progress;
 mod resume;
