@@ -48,6 +48,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod browse;
 pub mod config;
 pub mod crawl;
 pub mod download;

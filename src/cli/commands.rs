@@ -5,9 +5,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Args, Command, CommonArgs, DestArgs, FilterArgs, LayoutArgs, RemoteArgs, account, progress,
-    render,
+    Args, Command, CommonArgs, DestArgs, FilterArgs, LayoutArgs, RemoteArgs, ServiceArgs, account,
+    progress, render,
 };
+use odbackup::browse::{self, BrowseSettings};
 use odbackup::filter::{Filter, FilterSpec};
 use odbackup::localpath::Layout;
 use std::path::{Path, PathBuf};
@@ -143,6 +144,41 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     )
                 });
                 run_job(settings, json, quiet, verbose).await
+            }
+            Command::Ls {
+                path,
+                service,
+                json,
+            } => {
+                let settings = browse_settings(&service, &file)?;
+                let mut entries = Vec::new();
+                browse::walk(&settings, &path, 1, true, |e| entries.push(e.clone())).await?;
+                render::listing(&entries, json);
+                Ok(Outcome::Success)
+            }
+            Command::Tree {
+                path,
+                depth,
+                files,
+                service,
+                json,
+            } => {
+                let settings = browse_settings(&service, &file)?;
+                let top = browse::stat(&settings, &path).await?;
+                let mut tree = render::Tree::new(&top, json);
+                browse::walk(&settings, &path, depth.max(1), files, |e| tree.entry(e)).await?;
+                tree.finish();
+                Ok(Outcome::Success)
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory as _;
+                clap_complete::generate(
+                    shell,
+                    &mut Args::command(),
+                    "odbackup",
+                    &mut std::io::stdout(),
+                );
+                Ok(Outcome::Success)
             }
             Command::Status { dest, json } => {
                 let report = app::status(&manifest_path(&dest, &file)?)?;
@@ -356,6 +392,14 @@ fn settings(
         filter: job.filter,
         layout: job.layout,
         dry_run: job.dry_run,
+    })
+}
+
+fn browse_settings(service: &ServiceArgs, file: &ConfigValues) -> Result<BrowseSettings, Error> {
+    Ok(BrowseSettings {
+        graph: graph_options(service.graph_url.as_ref(), file)?,
+        credentials: credentials(service.account.as_ref(), file),
+        drive: account::drive_selector(&service.drive, file)?,
     })
 }
 

@@ -111,7 +111,8 @@ pub enum Command {
     /// Download every pending or previously failed file of the manifest.
     #[command(
         after_help = "Examples:\n  odbackup download --dest ~/OneDriveBackup\n  \
-        odbackup download --dest ~/OneDriveBackup --concurrency 4"
+        odbackup download --dest ~/OneDriveBackup --concurrency 4\n  \
+        odbackup download --dest ~/OneDriveBackup --media videos --dry-run"
     )]
     Download {
         /// Where the backup lives and how to reach Graph.
@@ -134,7 +135,10 @@ pub enum Command {
     /// command to retry failures and pick up what is new.
     #[command(
         after_help = "Examples:\n  odbackup backup --dest ~/OneDriveBackup\n  \
-        odbackup backup --dest ~/CameraRoll --special cameraroll --concurrency 12"
+        odbackup backup --dest ~/CameraRoll --special cameraroll --concurrency 12\n  \
+        odbackup backup --dest ~/Media --media all --layout date          # every photo and video, by month\n  \
+        odbackup backup --dest ~/Phone --special cameraroll --ext heic,mp4 --since 2021-01-01\n  \
+        odbackup backup --dest ~/OneDriveBackup --exclude '*.tmp' --exclude /Archive --dry-run -v"
     )]
     Backup {
         /// Where and which part of the drive.
@@ -168,6 +172,53 @@ pub enum Command {
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// List a folder of the drive with sizes and dates: see what a backup would take before running it.
+    #[command(
+        after_help = "Examples:\n  odbackup ls\n  odbackup ls '/Pictures/Camera Roll'\n  \
+        odbackup ls /Documents --site contoso.sharepoint.com:/sites/Team --json"
+    )]
+    Ls {
+        /// The remote folder (or file), from the drive root.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Which drive and how to reach it.
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the drive's folders as a tree with their sizes, to a given depth.
+    #[command(
+        after_help = "Examples:\n  odbackup tree --depth 1\n  odbackup tree /Pictures --depth 3\n  \
+        odbackup tree /Pictures --depth 2 --files"
+    )]
+    Tree {
+        /// The remote folder, from the drive root.
+        #[arg(default_value = "/")]
+        path: String,
+        /// How many levels below PATH to show.
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        /// Show files too, not only folders.
+        #[arg(long)]
+        files: bool,
+        /// Which drive and how to reach it.
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// One JSON document on stdout (a flat list of entries with their depth).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `odbackup completions bash > ~/.local/share/bash-completion/completions/odbackup`.
+    #[command(
+        after_help = "Examples:\n  odbackup completions bash > ~/.local/share/bash-completion/completions/odbackup\n  \
+        odbackup completions zsh > ~/.zfunc/_odbackup\n  odbackup completions fish > ~/.config/fish/completions/odbackup.fish"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Every file that failed, with its error class, status code and message.
     #[command(
@@ -222,6 +273,20 @@ pub struct LayoutArgs {
     /// stable suffix when names meet. Fixed for a destination once its first run has chosen it.
     #[arg(long, value_name = "mirror|date", env = "ODBACKUP_LAYOUT")]
     pub layout: Option<Layout>,
+}
+
+/// How to reach the drive, for commands that only read the remote side.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ServiceArgs {
+    /// Which drive.
+    #[command(flatten)]
+    pub drive: DriveArgs,
+    /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
+    #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+    pub graph_url: Option<String>,
+    /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
+    #[arg(long, env = "ODBACKUP_ACCOUNT")]
+    pub account: Option<String>,
 }
 
 /// The destination and its manifest.

@@ -4,6 +4,7 @@ use std::io::Write as _;
 
 use odbackup::Error;
 use odbackup::app::RunSummary;
+use odbackup::browse::RemoteEntry;
 use odbackup::manifest::{FailureRow, StatusReport};
 
 /// Print a run-level error: one line saying what failed, then its causes.
@@ -295,5 +296,98 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `odbackup ls`: one line per entry, folders first, then a total.
+pub fn listing(entries: &[RemoteEntry], json: bool) {
+    if json {
+        print_json(&entries);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let (mut folders, mut files, mut bytes) = (0u64, 0u64, 0u64);
+    for e in entries {
+        if e.kind == "folder" {
+            folders += 1;
+        } else {
+            files += 1;
+        }
+        bytes += e.size.unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:<7} {:>10}  {:<16}  {}{}",
+            e.kind,
+            e.size.map_or_else(|| "-".to_owned(), human_bytes),
+            e.modified.as_deref().map(short_time).unwrap_or_default(),
+            e.name,
+            if e.kind == "folder" { "/" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{folders} folders, {files} files, {} in all",
+        human_bytes(bytes)
+    );
+}
+
+/// `2024-05-01T10:00:00Z` → `2024-05-01 10:00`.
+fn short_time(t: &str) -> String {
+    t.get(..16).unwrap_or(t).replacen('T', " ", 1)
+}
+
+/// `odbackup tree`: entries drawn as they arrive, in tree order, or collected for `--json`.
+pub struct Tree {
+    json: bool,
+    entries: Vec<RemoteEntry>,
+    /// For each depth above the current entry: whether that ancestor was the last of its folder.
+    lasts: Vec<bool>,
+}
+
+impl Tree {
+    /// Start with the top folder's own line.
+    pub fn new(top: &RemoteEntry, json: bool) -> Self {
+        if !json {
+            say(&format!(
+                "{}  ({})",
+                top.path,
+                top.size.map_or_else(|| "?".to_owned(), human_bytes)
+            ));
+        }
+        Self {
+            json,
+            entries: Vec::new(),
+            lasts: Vec::new(),
+        }
+    }
+
+    /// One entry, at its depth.
+    pub fn entry(&mut self, e: &RemoteEntry) {
+        if self.json {
+            self.entries.push(e.clone());
+            return;
+        }
+        self.lasts.truncate(e.depth.saturating_sub(1));
+        let mut line = String::new();
+        for &last in &self.lasts {
+            line.push_str(if last { "    " } else { "│   " });
+        }
+        line.push_str(if e.last { "└── " } else { "├── " });
+        line.push_str(&e.name);
+        let size = e.size.map_or_else(|| "?".to_owned(), human_bytes);
+        match (e.kind, e.children) {
+            ("folder", Some(n)) => line.push_str(&format!("/  ({size}, {n} items)")),
+            ("folder", None) => line.push_str(&format!("/  ({size})")),
+            _ => line.push_str(&format!("  ({size})")),
+        }
+        say(&line);
+        self.lasts.push(e.last);
+    }
+
+    /// Print the collected document when `--json` was asked for.
+    pub fn finish(self) {
+        if self.json {
+            print_json(&self.entries);
+        }
     }
 }

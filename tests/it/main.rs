@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod browse;
 mod cli;
 mod crawl;
 mod download;
