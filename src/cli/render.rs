@@ -1,5 +1,6 @@
 //! Human tables and `--json` documents for results, and error lines with what to do next.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 
 use odbackup::Error;
@@ -375,11 +376,11 @@ impl Tree {
         line.push_str(if e.last { "└── " } else { "├── " });
         line.push_str(&e.name);
         let size = e.size.map_or_else(|| "?".to_owned(), human_bytes);
-        match (e.kind, e.children) {
-            ("folder", Some(n)) => line.push_str(&format!("/  ({size}, {n} items)")),
-            ("folder", None) => line.push_str(&format!("/  ({size})")),
-            _ => line.push_str(&format!("  ({size})")),
-        }
+        let _ = match (e.kind, e.children) {
+            ("folder", Some(n)) => write!(line, "/  ({size}, {n} items)"),
+            ("folder", None) => write!(line, "/  ({size})"),
+            _ => write!(line, "  ({size})"),
+        };
         say(&line);
         self.lasts.push(e.last);
     }
