@@ -134,6 +134,14 @@ pub async fn run(
     let mut manifest = Manifest::open(&settings.manifest)?;
     let layout = check_layout(&mut manifest, settings.layout)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
+    tracing::info!(
+        run = run_id,
+        command = settings.phases.name(),
+        dest = %settings.dest.display(),
+        filter = %settings.filter.fingerprint(),
+        dry_run = settings.dry_run,
+        "run started"
+    );
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
 
@@ -171,6 +179,7 @@ pub async fn run(
             serde_json::json!({ "error": err.to_string() }).to_string(),
         ),
     };
+    tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "run finished");
     manifest
         .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
         .await?;

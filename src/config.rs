@@ -40,6 +40,9 @@ macro_rules! config_keys {
         }
 
         impl ConfigValues {
+            /// Every key's name, as written in a config file.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field),)*];
+
             /// `self`'s keys where set, `base`'s otherwise.
             #[must_use]
             pub fn over(&self, base: &ConfigValues) -> ConfigValues {
@@ -211,6 +214,12 @@ mod tests {
         let text = include_str!("../config.example.toml");
         let file = ConfigFile::parse(text, Path::new("config.example.toml")).unwrap();
         assert!(file.profiles.contains_key("family-photos"));
+        for key in ConfigValues::KEYS {
+            assert!(
+                text.contains(&format!("# {key} = ")) || text.contains(&format!("\n{key} = ")),
+                "config.example.toml does not document `{key}`"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -54,6 +55,7 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
     };
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(cli::LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_filter(filter_for(verbose));
     let file_layer = match log_file {

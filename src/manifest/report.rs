@@ -137,7 +137,7 @@ impl Manifest {
                 .conn
                 .prepare(
                     "SELECT kind, state, count(*), coalesce(sum(size), 0) FROM items WHERE remote_deleted = 0
-                     AND excluded IS NULL GROUP BY kind, state ORDER BY kind, state",
+                     AND (excluded IS NULL OR kind = 'folder') GROUP BY kind, state ORDER BY kind, state",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = stmt

@@ -56,6 +56,24 @@ fn on_a_terminal_the_run_draws_listing_and_transfer_progress() {
 }
 
 #[test]
+fn piped_logs_and_the_log_file_carry_no_colour_codes() {
+    let sim = slow_drive();
+    let dest = TestDest::new();
+    let log = dest.path().with_extension("log");
+    let out = run(backup(&sim, &dest).arg("-vv").arg("--log-file").arg(&log));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DEBUG"),
+        "logs at -vv"
+    );
+    assert!(!out.stderr.contains(&0x1b));
+    let logged = std::fs::read(&log).unwrap();
+    assert!(String::from_utf8_lossy(&logged).contains("INFO"));
+    assert!(!logged.contains(&0x1b));
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
 fn piped_output_is_the_summary_alone_without_control_sequences() {
     let sim = slow_drive();
     let dest = TestDest::new();
