@@ -16,8 +16,8 @@ use crate::crawl::{self, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
 use crate::download::{self, DownloadOptions, DownloadSummary, DryRunSummary};
 use crate::error::Error;
 use crate::filter::Filter;
-use crate::graph::{DriveSelector, GraphClient, GraphOptions};
-use crate::ids::DriveId;
+use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
+use crate::incremental::{self, DeltaOutcome, DeltaSummary};
 use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
 use crate::progress::Reporter;
@@ -81,6 +81,8 @@ pub struct RunSettings {
     pub layout: Option<Layout>,
     /// Only say what would be downloaded: the crawl still fills the manifest, but no file is written.
     pub dry_run: bool,
+    /// List the scope in full even when an incremental round could be used.
+    pub full: bool,
 }
 
 /// What a run did.
@@ -300,7 +302,7 @@ async fn drive_of(
     settings: &RunSettings,
     graph: &GraphClient,
     manifest: &SharedManifest,
-) -> Result<DriveId, Error> {
+) -> Result<Drive, Error> {
     let drive = graph
         .drive(&settings.drive)
         .await
@@ -312,7 +314,7 @@ async fn drive_of(
         root_item_id: None,
     };
     manifest.call(move |m| m.upsert_drive(&record)).await?;
-    Ok(drive.id)
+    Ok(drive)
 }
 
 /// Crawl the scope of `drive`.
@@ -322,7 +324,7 @@ async fn crawl_phase(
     layout: Layout,
     graph: &GraphClient,
     manifest: &SharedManifest,
-    drive: &DriveId,
+    drive: &Drive,
     reporter: &Arc<dyn Reporter>,
     cancel: &CancellationToken,
     progress_tx: &watch::Sender<CrawlProgress>,
@@ -332,11 +334,50 @@ async fn crawl_phase(
         list_concurrency: settings.list_concurrency,
         filter: Arc::clone(&settings.filter),
         layout,
+        delta_from_drive_root: drive.drive_type != "personal",
     };
+    if !settings.full {
+        let outcome = incremental::sync(
+            graph,
+            manifest,
+            &drive.id,
+            &crawl_options,
+            reporter,
+            cancel,
+            progress_tx,
+        )
+        .await;
+        let summary = match outcome {
+            Ok(DeltaOutcome::NeedsFullCrawl) => None,
+            Ok(DeltaOutcome::Applied(delta)) => {
+                if delta.folders_moved > 0 {
+                    // Paths below moved folders changed: judge the path globs again.
+                    manifest.call(|m| m.set_setting("filter", "")).await?;
+                    crawl::apply_filter(manifest, &settings.filter).await?;
+                }
+                Some(Ok(CrawlSummary {
+                    complete: true,
+                    items_seen: delta.changes,
+                    marked_deleted: delta.deleted,
+                    incremental: Some(delta),
+                    ..CrawlSummary::default()
+                }))
+            }
+            Ok(DeltaOutcome::Interrupted) => Some(Ok(CrawlSummary {
+                incremental: Some(DeltaSummary::default()),
+                ..CrawlSummary::default()
+            })),
+            Err(err) => Some(Err(Error::from(err))),
+        };
+        if let Some(summary) = summary {
+            progress_tx.send_modify(|p| p.ended = true);
+            return summary;
+        }
+    }
     Ok(crawl::crawl(
         graph,
         manifest,
-        drive,
+        &drive.id,
         &crawl_options,
         Arc::clone(reporter),
         cancel,

@@ -62,6 +62,9 @@ pub struct CrawlOptions {
     pub filter: Arc<Filter>,
     /// Where items go under the destination.
     pub layout: Layout,
+    /// Whether delta works only from the drive root (`OneDrive` for Business and `SharePoint`); on personal
+    /// drives it works from any folder.
+    pub delta_from_drive_root: bool,
 }
 
 /// How far the crawl has got; the downloader watches it to start transfers while the crawl is listing.
@@ -88,6 +91,8 @@ pub struct CrawlSummary {
     pub folders_refused: u64,
     /// Items flagged as deleted remotely because a complete crawl no longer saw them.
     pub marked_deleted: u64,
+    /// When the run asked `/delta` for changes instead of listing the scope: what that round did.
+    pub incremental: Option<crate::incremental::DeltaSummary>,
 }
 
 /// Why a crawl stopped before the end.
@@ -177,6 +182,9 @@ async fn crawl_inner(
         resumed: start.resumed,
     });
     let crawl_id = start.crawl_id;
+    if !start.resumed {
+        remember_delta_start(graph, manifest, drive, options, &root).await?;
+    }
     let mut summary = CrawlSummary {
         resumed: start.resumed,
         ..CrawlSummary::default()
@@ -252,12 +260,57 @@ async fn crawl_inner(
         return Ok(summary);
     }
     summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+    let (promote_drive, scope_key) = (drive.clone(), options.scope.key());
+    manifest
+        .call(move |m| m.promote_pending_link(&promote_drive, &scope_key))
+        .await?;
     summary.complete = true;
     reporter.event(&Event::CrawlFinished {
         folders: summary.folders_listed,
         items: summary.items_seen,
     });
     Ok(summary)
+}
+
+/// Before a full crawl lists anything, take a delta link for "changes from now on": once the crawl completes
+/// it becomes the scope's link, and the next run asks only for what changed (including during the crawl).
+/// Without one (the service refused), the next run simply crawls in full again.
+async fn remember_delta_start(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    options: &CrawlOptions,
+    scope_root: &DriveItem,
+) -> Result<(), CrawlError> {
+    let delta_root = if options.delta_from_drive_root && options.scope != Scope::Root {
+        match graph.root(drive).await {
+            Ok(root) => root.id,
+            Err(err) => {
+                tracing::warn!(error = %err, "no incremental runs for this scope: could not read the drive root");
+                return Ok(());
+            }
+        }
+    } else {
+        scope_root.id.clone()
+    };
+    match graph.delta_latest(drive, &delta_root).await {
+        Ok(link) => {
+            let (drive, scope_key) = (drive.clone(), options.scope.key());
+            manifest
+                .call(move |m| m.set_pending_link(&drive, &scope_key, &delta_root, &link))
+                .await?;
+        }
+        Err(err) if err.is_auth() => {
+            return Err(CrawlError::Listing {
+                path: "/".to_owned(),
+                source: err,
+            });
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "no incremental runs for this scope: the service gave no delta link");
+        }
+    }
+    Ok(())
 }
 
 async fn cancel_and_drain(tasks: &mut JoinSet<(ItemId, Result<FolderOutcome, CrawlError>)>) {
@@ -290,31 +343,42 @@ struct Listing<'a> {
 }
 
 /// Which items are wanted and where they go.
-struct Placement {
-    filter: Arc<Filter>,
-    layout: Layout,
+pub(crate) struct Placement {
+    /// The run's filters.
+    pub(crate) filter: Arc<Filter>,
+    /// The destination's layout.
+    pub(crate) layout: Layout,
 }
 
 impl Placement {
-    /// The manifest row of a listed child of the folder `entry`: its local path by the layout (with the
-    /// alternative used if another item holds that path) and the filters' verdict.
+    /// The manifest row of a listed child of the folder `entry`.
     fn row(&self, drive: &DriveId, entry: &FrontierEntry, item: &DriveItem) -> NewItem {
-        let name = item.name.as_deref().unwrap_or_default();
-        let path = child_remote_path(&entry.folder_path, name);
-        let safe = safe_name(name, item.id.as_str()).name;
-        let alternative = disambiguated(&safe, item.id.as_str());
-        let mut row = to_new_item(
+        let row = to_new_item(
             drive,
             item,
             Some(entry.folder_id.clone()),
-            &path,
+            "",
             String::new(),
         );
+        self.place(row, &entry.folder_path, &entry.folder_local_path)
+    }
+
+    /// Place a row inside the folder at `parent_remote` (local `parent_local`): its paths by the layout (with
+    /// the alternative used if another item holds that local path) and the filters' verdict.
+    pub(crate) fn place(
+        &self,
+        mut row: NewItem,
+        parent_remote: &str,
+        parent_local: &str,
+    ) -> NewItem {
+        row.remote_path = child_remote_path(parent_remote, &row.name);
+        let safe = safe_name(&row.name, row.item_id.as_str()).name;
+        let alternative = disambiguated(&safe, row.item_id.as_str());
         let folder = match self.layout {
             Layout::Date if row.kind == ItemKind::File => {
                 date_folder(row.taken_at.as_deref().or(row.modified_at.as_deref()))
             }
-            _ => entry.folder_local_path.clone(),
+            _ => parent_local.to_owned(),
         };
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
@@ -522,7 +586,7 @@ pub fn normalize_remote_path(path: &str) -> String {
     format!("/{}", trimmed.join("/"))
 }
 
-fn child_remote_path(parent: &str, name: &str) -> String {
+pub(crate) fn child_remote_path(parent: &str, name: &str) -> String {
     if parent == "/" {
         format!("/{name}")
     } else {
@@ -567,7 +631,7 @@ fn local_path_of_remote(remote: &str, item_id: &str) -> String {
         .join("/")
 }
 
-fn parent_of(item: &DriveItem) -> Option<ItemId> {
+pub(crate) fn parent_of(item: &DriveItem) -> Option<ItemId> {
     item.parent_reference.as_ref().and_then(|p| p.id.clone())
 }
 

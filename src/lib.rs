@@ -39,6 +39,7 @@
 //!     }).map_err(|e| odbackup::Error::Usage(e.to_string()))?),
 //!     layout: Some(odbackup::localpath::Layout::Date),
 //!     dry_run: false,
+//!     full: false,
 //! };
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let summary = app::run(&settings, Arc::new(odbackup::progress::NoopReporter), &cancel).await?;
@@ -57,6 +58,7 @@ pub mod filter;
 pub mod graph;
 pub mod hash;
 pub mod ids;
+pub mod incremental;
 pub mod localpath;
 pub mod manifest;
 pub mod progress;

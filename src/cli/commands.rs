@@ -355,6 +355,10 @@ fn remote_settings(
         remote.list_concurrency,
         job,
     )
+    .map(|settings| RunSettings {
+        full: remote.full,
+        ..settings
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -392,6 +396,7 @@ fn settings(
         filter: job.filter,
         layout: job.layout,
         dry_run: job.dry_run,
+        full: false,
     })
 }
 

@@ -338,6 +338,9 @@ pub struct RemoteArgs {
     /// Folders listed at once.
     #[arg(long, env = "ODBACKUP_LIST_CONCURRENCY")]
     pub list_concurrency: Option<usize>,
+    /// List the whole scope again instead of asking the service only for what changed since the last run.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// Which drive to back up: the signed-in user's own unless one of these says otherwise.

@@ -49,7 +49,13 @@ pub fn summary(summary: &RunSummary, json: bool) {
 }
 
 fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io::Result<()> {
-    if let Some(c) = &summary.crawl {
+    if let Some(delta) = summary.crawl.as_ref().and_then(|c| c.incremental.as_ref()) {
+        writeln!(
+            out,
+            "changes: {} applied since the last run ({} deleted on the drive, kept here; {} folders moved) from {} page(s)",
+            delta.changes, delta.deleted, delta.folders_moved, delta.pages
+        )?;
+    } else if let Some(c) = &summary.crawl {
         write!(
             out,
             "crawl: {} folders listed, {} items recorded",
@@ -85,6 +91,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             secs,
             human_bytes((d.bytes as f64 / secs) as u64),
         )?;
+        if d.moved > 0 {
+            writeln!(
+                out,
+                "  {} files renamed or moved on the drive were moved on disk (not downloaded again)",
+                d.moved
+            )?;
+        }
         if d.requeued > 0 {
             writeln!(
                 out,
@@ -237,6 +250,21 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
     }
     if report.crawls_incomplete > 0 {
         writeln!(out, "  an interrupted crawl will resume on the next run")?;
+    }
+    for inc in &report.incremental {
+        match (&inc.last_applied_at, inc.last_changes) {
+            (Some(at), Some(n)) => writeln!(
+                out,
+                "last incremental ({}): {at}, {n} changes applied",
+                inc.scope
+            )?,
+            _ if inc.ready => writeln!(
+                out,
+                "incremental ({}): ready; the next run asks only for changes",
+                inc.scope
+            )?,
+            _ => {}
+        }
     }
     match &report.last_run {
         Some(run) => writeln!(

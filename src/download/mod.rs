@@ -66,6 +66,8 @@ pub struct DownloadSummary {
     pub failed: u64,
     /// Files marked done earlier but missing or changed on disk, queued again.
     pub requeued: u64,
+    /// Files renamed or moved on the drive since they were downloaded, moved on disk instead of fetched again.
+    pub moved: u64,
     /// Bytes received over the network.
     pub bytes: u64,
     /// Failures by class.
@@ -89,7 +91,9 @@ pub async fn download(
     cancel: &CancellationToken,
     mut crawl: watch::Receiver<CrawlProgress>,
 ) -> Result<DownloadSummary, ManifestError> {
+    let moved = relocate_moved(manifest, options).await?;
     let mut summary = DownloadSummary {
+        moved,
         requeued: requeue_missing(manifest, options).await?,
         ..DownloadSummary::default()
     };
@@ -126,6 +130,8 @@ pub async fn download(
                     break;
                 }
                 swept = true;
+                // Renames and moves the crawl just applied: move those files rather than fetch them.
+                summary.moved += relocate_moved(manifest, options).await?;
                 after = 0;
                 continue;
             }
@@ -280,6 +286,73 @@ async fn record(
         TransferOutcome::Interrupted => {}
     }
     Ok(())
+}
+
+/// Files renamed or moved on the drive since they were written: move them on disk to where they now belong
+/// (never over an existing file), and remove folders the moves left empty. A file not where it was written
+/// is left to [`requeue_missing`], which fetches it again.
+async fn relocate_moved(
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+) -> Result<u64, ManifestError> {
+    let mut after = 0i64;
+    let mut moved = 0u64;
+    loop {
+        let rows = manifest
+            .call(move |m| m.moved_files_after(after, 1024))
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.rowid;
+        let dest = options.dest.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .filter(|row| match move_within(&dest, &row.from, &row.to) {
+                    Ok(moved) => moved,
+                    Err(err) => {
+                        tracing::warn!(from = %row.from, to = %row.to, error = %err, "could not move a renamed file; it will be fetched again");
+                        false
+                    }
+                })
+                .map(|row| (row.drive_id, row.item_id, row.to))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        moved += done.len() as u64;
+        for (drive, item, to) in done {
+            manifest
+                .call(move |m| m.set_written_path(&drive, &item, &to))
+                .await?;
+        }
+    }
+    Ok(moved)
+}
+
+/// Move `from` to `to` (both relative to `dest`, neither through a symbolic link); `Ok(false)` when there is
+/// nothing to move or the target is taken.
+fn move_within(dest: &std::path::Path, from: &str, to: &str) -> std::io::Result<bool> {
+    let invalid =
+        |e: crate::localpath::PathError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let source = join_under_no_symlinks(dest, from).map_err(invalid)?;
+    let target = join_under_no_symlinks(dest, to).map_err(invalid)?;
+    if !std::fs::symlink_metadata(&source).is_ok_and(|m| m.is_file())
+        || std::fs::symlink_metadata(&target).is_ok()
+    {
+        return Ok(false);
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(&source, &target)?;
+    // Folders emptied by the move (a renamed folder's old name) go too; `remove_dir` refuses non-empty ones.
+    let mut folder = source.parent();
+    while let Some(dir) = folder {
+        if dir == dest || std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+        folder = dir.parent();
+    }
+    Ok(true)
 }
 
 /// Files the manifest calls done but that are missing or of the wrong size on disk go back to pending.

@@ -419,6 +419,28 @@ impl GraphClient {
         decode(&what, &answer.body)
     }
 
+    /// A delta link meaning "changes from now on" for `folder` (`?token=latest`: no items are listed).
+    /// Taken before a full crawl, it lets the next run ask only for what changed since the crawl began.
+    /// See <https://learn.microsoft.com/en-us/graph/api/driveitem-delta>.
+    #[tracing::instrument(skip_all, fields(drive = %drive, folder = %folder))]
+    pub async fn delta_latest(
+        &self,
+        drive: &DriveId,
+        folder: &ItemId,
+    ) -> Result<String, GraphError> {
+        let url = self.url(&format!(
+            "/drives/{}/items/{}/delta?$select={ITEM_SELECT}&token=latest",
+            encode_id(drive.as_str()),
+            encode_id(folder.as_str())
+        ));
+        let what = format!("asking for a delta link of item {folder}");
+        let page: Page = self.get_json(&what, &url).await?;
+        page.delta_link.ok_or_else(|| GraphError::Unexpected {
+            what,
+            reason: "the answer holds no @odata.deltaLink".to_owned(),
+        })
+    }
+
     async fn get_json<T: DeserializeOwned>(&self, what: &str, url: &str) -> Result<T, GraphError> {
         let answer = self.call(what, url, Expect::Json).await?;
         decode(what, &answer.body)

@@ -44,6 +44,21 @@ macro_rules! stored_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown {} {text:?}", stringify!($name)))
+                })
+            }
+        }
     };
 }
 
@@ -122,8 +137,8 @@ pub struct DriveRecord {
     pub root_item_id: Option<ItemId>,
 }
 
-/// An item as listed, ready to be stored.
-#[derive(Debug, Clone)]
+/// An item as listed, ready to be stored (and, between the pages of a delta round, staged as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewItem {
     /// Its drive.
     pub drive_id: DriveId,

@@ -11,6 +11,7 @@
 //! `report` the run history and the read-only reports.
 
 mod crawl;
+mod delta;
 mod downloads;
 mod items;
 mod migrate;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
+pub use delta::{DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
 pub use downloads::{DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome};
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{

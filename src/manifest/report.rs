@@ -103,6 +103,21 @@ pub struct StatusReport {
     pub crawls_incomplete: u64,
     /// The latest run.
     pub last_run: Option<RunRecord>,
+    /// Per crawl scope: when its last incremental round was applied and how many changes it brought.
+    pub incremental: Vec<IncrementalStatus>,
+}
+
+/// The incremental state of one crawl scope.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncrementalStatus {
+    /// `root`, `path:/Pictures`, `special:cameraroll`.
+    pub scope: String,
+    /// Whether the next run can ask for changes only (a delta link is stored).
+    pub ready: bool,
+    /// When the last incremental round was applied.
+    pub last_applied_at: Option<String>,
+    /// How many changes it applied.
+    pub last_changes: Option<u64>,
 }
 
 /// One failed file, for `failures`.
@@ -216,6 +231,7 @@ impl Manifest {
             crawls_complete: one("SELECT count(*) FROM crawls WHERE completed_at IS NOT NULL")?,
             crawls_incomplete: one("SELECT count(*) FROM crawls WHERE completed_at IS NULL")?,
             last_run: self.last_run()?,
+            incremental: self.incremental_status()?,
         })
     }
 
@@ -239,6 +255,26 @@ impl Manifest {
                  AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC, 1",
             )?,
         })
+    }
+
+    fn incremental_status(&self) -> Result<Vec<IncrementalStatus>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT scope_key, delta_link IS NOT NULL, last_applied_at, last_changes FROM delta_state
+                 ORDER BY scope_key",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(IncrementalStatus {
+                scope: r.get(0)?,
+                ready: r.get(1)?,
+                last_applied_at: r.get(2)?,
+                last_changes: r.get::<_, Option<i64>>(3)?.map(|n| to_u64(Some(n))),
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
     }
 
     fn counts(&self, sql: &str) -> Result<Vec<Count>> {

@@ -8,6 +8,7 @@ mod cli;
 mod crawl;
 mod download;
 mod filters;
+mod incremental;
 mod paths;
 mod progress;
 mod resume;

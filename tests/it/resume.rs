@@ -92,7 +92,7 @@ fn sigkill_at_several_points_then_a_rerun_finishes_without_refetching_finished_f
         .spawn()
         .unwrap();
     eventually(Duration::from_secs(120), "more finished files", || {
-        (dest.manifest().exists() && done_paths(&dest).len() >= target).then_some(())
+        (dest.done_files()? >= target).then_some(())
     });
     let _ = child.kill(); // it may have finished on its own
     child.wait().unwrap();
@@ -143,7 +143,7 @@ fn ctrl_c_stops_scheduling_keeps_the_manifest_consistent_and_a_rerun_finishes() 
         .spawn()
         .unwrap();
     eventually(Duration::from_secs(60), "some finished files", || {
-        (dest.manifest().exists() && done_paths(&dest).len() >= 20).then_some(())
+        (dest.done_files()? >= 20).then_some(())
     });
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: sending SIGINT to our own child process, whose pid we hold.

@@ -46,6 +46,23 @@ impl TestDest {
             .expect("open manifest")
     }
 
+    /// How many files the manifest calls done, or `None` while it is not readable yet (a run is still creating
+    /// it): for polling a running backup.
+    pub fn done_files(&self) -> Option<usize> {
+        let db = Connection::open_with_flags(
+            self.manifest(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
+        db.query_row(
+            "SELECT count(*) FROM items WHERE kind = 'file' AND state = 'done'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+    }
+
     /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest.
     pub fn items(&self) -> BTreeMap<String, ItemRow> {
         let db = self.db();

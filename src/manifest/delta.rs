@@ -1,0 +1,495 @@
+//! Incremental bookkeeping: the delta link of each drive and scope, the changes of a round staged page by page,
+//! and their application (upserts, path changes carried down to descendants, deletions flagged).
+//!
+//! Knows nothing of Graph: links are opaque strings and staged items are [`NewItem`]s the crawler made.
+
+use rusqlite::{OptionalExtension as _, params};
+
+use super::crawl::limit_i64;
+use super::items::{ItemKind, NewItem, to_u64, upsert};
+use super::{Manifest, Result, now, sql_err};
+use crate::ids::{DriveId, ItemId};
+
+/// What the manifest knows of a scope's incremental state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaState {
+    /// The folder the delta links list (the scope root, or the drive root on business drives).
+    pub delta_root_id: ItemId,
+    /// The link that asks for changes since the last applied round.
+    pub delta_link: Option<String>,
+    /// Where an unfinished round stopped paging.
+    pub cursor: Option<String>,
+    /// When the last round was applied.
+    pub last_applied_at: Option<String>,
+    /// How many changes it applied.
+    pub last_changes: Option<u64>,
+}
+
+/// One staged change of a delta round.
+#[derive(Debug, Clone)]
+pub struct StagedChange {
+    /// Order of arrival (a later sighting of the same item replaces the earlier one and comes later).
+    pub seq: i64,
+    /// The item as listed, without paths (the crawler places it once its parent is known).
+    pub item: NewItem,
+    /// Whether the service reported it deleted.
+    pub deleted: bool,
+}
+
+/// Where a known item is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownItem {
+    /// Its kind.
+    pub kind: ItemKind,
+    /// Its remote path.
+    pub remote_path: String,
+    /// Its local path.
+    pub local_path: String,
+    /// Whether it is flagged deleted remotely.
+    pub remote_deleted: bool,
+}
+
+/// What to do with one staged change.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Store the item (placed: paths set). `moved_from` holds a folder's previous (remote, local) paths, so
+    /// everything below it follows.
+    Upsert {
+        /// The staged change.
+        seq: i64,
+        /// The placed row.
+        item: Box<NewItem>,
+        /// A folder's previous paths, if they changed.
+        moved_from: Option<(String, String)>,
+    },
+    /// Flag the item (and, for a folder, everything below it) as deleted remotely; local copies are kept.
+    Delete {
+        /// The staged change.
+        seq: i64,
+        /// The item.
+        item_id: ItemId,
+    },
+    /// Not for this scope: forget the staged change.
+    Drop {
+        /// The staged change.
+        seq: i64,
+    },
+}
+
+impl Manifest {
+    /// The incremental state of a scope, if a full crawl ever recorded one.
+    pub fn delta_state(&self, drive: &DriveId, scope_key: &str) -> Result<Option<DeltaState>> {
+        self.conn
+            .query_row(
+                "SELECT scope_root_id, delta_link, cursor, last_applied_at, last_changes FROM delta_state
+                 WHERE drive_id = ?1 AND scope_key = ?2",
+                params![drive.as_str(), scope_key],
+                |r| {
+                    Ok(DeltaState {
+                        delta_root_id: ItemId(r.get(0)?),
+                        delta_link: r.get(1)?,
+                        cursor: r.get(2)?,
+                        last_applied_at: r.get(3)?,
+                        last_changes: r.get::<_, Option<i64>>(4)?.map(|n| to_u64(Some(n))),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A full crawl of the scope starts: remember the link (taken before it lists anything) that takes over
+    /// once it completes, so changes made during the crawl are picked up by the next round.
+    pub fn set_pending_link(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        delta_root: &ItemId,
+        link: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO delta_state (drive_id, scope_key, scope_root_id, pending_link) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (drive_id, scope_key) DO UPDATE SET scope_root_id = excluded.scope_root_id,
+                     pending_link = excluded.pending_link",
+                params![drive.as_str(), scope_key, delta_root.as_str(), link],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A full crawl of the scope completed: its pending link becomes the delta link, and whatever a broken
+    /// round left staged is dropped (the crawl saw the current state).
+    pub fn promote_pending_link(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "UPDATE delta_state SET delta_link = pending_link, pending_link = NULL, cursor = NULL
+             WHERE drive_id = ?1 AND scope_key = ?2 AND pending_link IS NOT NULL",
+            params![drive.as_str(), scope_key],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
+            params![drive.as_str(), scope_key],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    /// The service refused the delta link (resync): forget it and the staged changes; the next crawl of the
+    /// scope is a full one.
+    pub fn forget_delta(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "UPDATE delta_state SET delta_link = NULL, cursor = NULL WHERE drive_id = ?1 AND scope_key = ?2",
+            params![drive.as_str(), scope_key],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
+            params![drive.as_str(), scope_key],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    /// Stage one page of a round together with where paging goes on (`None` after the last page), in one
+    /// transaction, so a killed round resumes at the next page.
+    pub fn stage_delta_page(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        changes: &[(NewItem, bool)],
+        cursor: Option<&str>,
+    ) -> Result<()> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut forget = tx
+                .prepare_cached(
+                    "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2 AND item_id = ?3",
+                )
+                .map_err(&err)?;
+            let mut stage = tx
+                .prepare_cached(
+                    "INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(&err)?;
+            for (item, deleted) in changes {
+                let json = serde_json::to_string(item).unwrap_or_default();
+                forget
+                    .execute(params![drive.as_str(), scope_key, item.item_id.as_str()])
+                    .map_err(&err)?;
+                stage
+                    .execute(params![
+                        drive.as_str(),
+                        scope_key,
+                        item.item_id.as_str(),
+                        item.parent_id.as_ref().map(ItemId::as_str),
+                        deleted,
+                        json
+                    ])
+                    .map_err(&err)?;
+            }
+        }
+        tx.execute(
+            "UPDATE delta_state SET cursor = ?3 WHERE drive_id = ?1 AND scope_key = ?2",
+            params![drive.as_str(), scope_key, cursor],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    /// Up to `limit` staged changes after `after_seq`, oldest first.
+    pub fn staged_after(
+        &self,
+        drive: &DriveId,
+        scope_key: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StagedChange>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, deleted, row_json FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2
+                 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(i64, bool, String)> = stmt
+            .query_map(
+                params![drive.as_str(), scope_key, after_seq, limit_i64(limit)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, deleted, json)| {
+                // A row this build cannot read is dropped when the round finishes; the next full crawl
+                // corrects whatever it described.
+                serde_json::from_str(&json)
+                    .ok()
+                    .map(|item| StagedChange { seq, item, deleted })
+            })
+            .collect())
+    }
+
+    /// Whether a change of `item` is staged and not applied yet.
+    pub fn is_staged(&self, drive: &DriveId, scope_key: &str, item: &ItemId) -> Result<bool> {
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2 AND item_id = ?3)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![drive.as_str(), scope_key, item.as_str()], |r| {
+                    r.get(0)
+                })
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Where a known item is.
+    pub fn known_item(&self, drive: &DriveId, item: &ItemId) -> Result<Option<KnownItem>> {
+        self.conn
+            .prepare_cached(
+                "SELECT kind, remote_path, local_path, remote_deleted FROM items
+                 WHERE drive_id = ?1 AND item_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![drive.as_str(), item.as_str()], |r| {
+                    Ok(KnownItem {
+                        kind: ItemKind::parse(&r.get::<_, String>(0)?).unwrap_or(ItemKind::Other),
+                        remote_path: r.get(1)?,
+                        local_path: r.get(2)?,
+                        remote_deleted: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Apply resolved changes in one transaction and unstage them. Upserted rows count as seen by the
+    /// scope's latest crawl; a folder whose paths changed carries everything below it along.
+    pub fn apply_changes(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        changes: &[Resolution],
+    ) -> Result<()> {
+        let err = sql_err(&self.path);
+        let at = now();
+        let tx = self.conn.transaction().map_err(&err)?;
+        let crawl_id: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(id), 0) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
+                params![drive.as_str(), scope_key],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        for change in changes {
+            let seq = match change {
+                Resolution::Upsert {
+                    seq,
+                    item,
+                    moved_from,
+                } => {
+                    let local = upsert(&tx, item, crawl_id, &at).map_err(&err)?;
+                    if item.kind == ItemKind::Folder {
+                        // Delta lists folders whole: it is as good as listed.
+                        tx.execute(
+                            "UPDATE items SET state = 'done' WHERE drive_id = ?1 AND item_id = ?2 AND state = 'pending'",
+                            params![drive.as_str(), item.item_id.as_str()],
+                        )
+                        .map_err(&err)?;
+                    }
+                    if let Some((old_remote, old_local)) = moved_from {
+                        move_descendants(
+                            &tx,
+                            drive,
+                            old_remote,
+                            &item.remote_path,
+                            old_local,
+                            &local,
+                            &at,
+                        )
+                        .map_err(&err)?;
+                    }
+                    *seq
+                }
+                Resolution::Delete { seq, item_id } => {
+                    tx.execute(
+                        "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
+                         WHERE drive_id = ?1 AND item_id = ?2 AND remote_deleted = 0",
+                        params![drive.as_str(), item_id.as_str(), at],
+                    )
+                    .map_err(&err)?;
+                    let path: Option<String> = tx
+                        .query_row(
+                            "SELECT remote_path FROM items WHERE drive_id = ?1 AND item_id = ?2 AND kind = 'folder'",
+                            params![drive.as_str(), item_id.as_str()],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(&err)?;
+                    if let Some(path) = path {
+                        let prefix = format!("{}/", path.trim_end_matches('/'));
+                        tx.execute(
+                            "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
+                             WHERE drive_id = ?1 AND remote_deleted = 0 AND substr(remote_path, 1, length(?2)) = ?2",
+                            params![drive.as_str(), prefix, at],
+                        )
+                        .map_err(&err)?;
+                    }
+                    *seq
+                }
+                Resolution::Drop { seq } => *seq,
+            };
+            tx.prepare_cached("DELETE FROM delta_staging WHERE seq = ?1")
+                .and_then(|mut s| s.execute([seq]))
+                .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// A round is applied: keep its delta link for the next one, record when and how much, and drop what is
+    /// still staged (items whose parent never became known: outside the scope).
+    pub fn finish_delta_round(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        delta_link: &str,
+        changes: u64,
+    ) -> Result<()> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "UPDATE delta_state SET delta_link = ?3, cursor = NULL, last_applied_at = ?4, last_changes = ?5
+             WHERE drive_id = ?1 AND scope_key = ?2",
+            params![
+                drive.as_str(),
+                scope_key,
+                delta_link,
+                now(),
+                i64::try_from(changes).unwrap_or(i64::MAX)
+            ],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
+            params![drive.as_str(), scope_key],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    /// The root item of the scope's latest crawl.
+    pub fn scope_root(&self, drive: &DriveId, scope_key: &str) -> Result<Option<ItemId>> {
+        self.conn
+            .query_row(
+                "SELECT scope_root_id FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 ORDER BY id DESC LIMIT 1",
+                params![drive.as_str(), scope_key],
+                |r| r.get(0).map(ItemId),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether a full crawl of the scope was interrupted and is waiting to be resumed.
+    pub fn has_unfinished_crawl(&self, drive: &DriveId, scope_key: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 AND completed_at IS NULL)",
+                params![drive.as_str(), scope_key],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A downloaded file whose item was renamed or moved since: it is on disk at `from` and belongs at `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedFile {
+    /// Row ID (page on with it).
+    pub rowid: i64,
+    /// Its drive.
+    pub drive_id: DriveId,
+    /// Its ID.
+    pub item_id: ItemId,
+    /// Where it was written (relative to the destination).
+    pub from: String,
+    /// Where it belongs now.
+    pub to: String,
+}
+
+impl Manifest {
+    /// Up to `limit` downloaded files whose item moved since they were written, after `after_rowid`.
+    pub fn moved_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<MovedFile>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, drive_id, item_id, written_path, local_path FROM items
+                 WHERE rowid > ?1 AND kind = 'file' AND state = 'done' AND written_path IS NOT NULL
+                   AND written_path <> local_path ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
+            Ok(MovedFile {
+                rowid: r.get(0)?,
+                drive_id: DriveId(r.get(1)?),
+                item_id: ItemId(r.get(2)?),
+                from: r.get(3)?,
+                to: r.get(4)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Record where a file now is on disk.
+    pub fn set_written_path(&mut self, drive: &DriveId, item: &ItemId, path: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE items SET written_path = ?3 WHERE drive_id = ?1 AND item_id = ?2",
+                params![drive.as_str(), item.as_str(), path],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A folder moved from `old_remote` to `new_remote` (and locally from `old_local` to `new_local`): rewrite the
+/// paths of everything below it. Local paths that are not under the folder's (the date layout) stay.
+fn move_descendants(
+    tx: &rusqlite::Transaction<'_>,
+    drive: &DriveId,
+    old_remote: &str,
+    new_remote: &str,
+    old_local: &str,
+    new_local: &str,
+    at: &str,
+) -> rusqlite::Result<usize> {
+    let old_prefix = format!("{}/", old_remote.trim_end_matches('/'));
+    let new_prefix = format!("{}/", new_remote.trim_end_matches('/'));
+    let old_local_prefix = format!("{old_local}/");
+    let new_local_prefix = format!("{new_local}/");
+    tx.execute(
+        "UPDATE items SET
+             remote_path = ?3 || substr(remote_path, length(?2) + 1),
+             local_path = CASE WHEN substr(local_path, 1, length(?4)) = ?4
+                               THEN ?5 || substr(local_path, length(?4) + 1) ELSE local_path END,
+             updated_at = ?6
+         WHERE drive_id = ?1 AND substr(remote_path, 1, length(?2)) = ?2",
+        params![
+            drive.as_str(),
+            old_prefix,
+            new_prefix,
+            old_local_prefix,
+            new_local_prefix,
+            at
+        ],
+    )
+}

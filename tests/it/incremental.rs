@@ -1,0 +1,203 @@
+//! Incremental backups: after a full one, a re-run asks `/delta` for what changed and applies only that.
+
+use graphsim::{RequestKind, Simulator, Tree};
+
+use crate::download::backup;
+use crate::support::{TestDest, json, odbackup, run};
+
+fn twelve_folders() -> Tree {
+    let mut tree = Tree::personal();
+    for folder in ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L"] {
+        for i in 0..15 {
+            tree = tree.file(&format!("{folder}/f{i}.jpg"), 1_000 + i * 10);
+        }
+    }
+    tree.file("F/sub/deep.jpg", 2_500)
+}
+
+fn assert_mirrors(sim: &Simulator, dest: &TestDest, paths: &[&str]) {
+    for path in paths {
+        let on_disk = std::fs::read(dest.join(path)).unwrap_or_default();
+        assert!(on_disk == sim.content(path), "{path}: not the remote bytes");
+    }
+}
+
+#[test]
+fn a_rerun_applies_only_the_changes_with_a_handful_of_requests() {
+    let sim = Simulator::start(twelve_folders());
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    let full_listing = sim.requests(RequestKind::Children);
+    assert!(full_listing >= 13, "{full_listing}");
+
+    sim.add_file("A/new.jpg", 4_321);
+    sim.modify_file("B/f1.jpg");
+    sim.rename("C/f2.jpg", "renamed.jpg");
+    sim.move_item("D/f3.jpg", "E");
+    sim.rename("F", "F2");
+    sim.delete("G/f4.jpg");
+    sim.delete("H");
+    sim.reset_counters();
+
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("changes: "), "{stdout}");
+
+    // O(changes): the drive, one page of changes, and the two new or changed files; no listing.
+    assert_eq!(sim.requests(RequestKind::Children), 0);
+    assert_eq!(sim.requests(RequestKind::Delta), 1);
+    assert_eq!(sim.requests(RequestKind::Download), 2);
+    assert_eq!(sim.downloads_of("A/new.jpg"), 1);
+    assert_eq!(sim.downloads_of("B/f1.jpg"), 1);
+
+    // The destination is the new tree, plus what was deleted on the drive (kept: this is a backup).
+    assert_mirrors(
+        &sim,
+        &dest,
+        &[
+            "A/new.jpg",
+            "B/f1.jpg",
+            "C/renamed.jpg",
+            "E/f3.jpg",
+            "F2/f0.jpg",
+            "F2/sub/deep.jpg",
+        ],
+    );
+    assert!(!dest.join("C/f2.jpg").exists() && !dest.join("D/f3.jpg").exists());
+    assert!(
+        !dest.join("F").exists(),
+        "the renamed folder's old name is gone"
+    );
+    assert!(dest.join("G/f4.jpg").is_file() && dest.join("H/f0.jpg").is_file());
+    let db = dest.db();
+    let deleted: i64 = db
+        .query_row(
+            "SELECT count(*) FROM items WHERE remote_deleted = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(deleted, 1 + 1 + 15, "G/f4.jpg, and H with its 15 files");
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM items WHERE kind = 'file'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 12 * 15 + 1 + 1, "one row per item: no duplicates");
+
+    // status says when the last incremental ran and what it applied.
+    let status = json(&run(odbackup()
+        .args(["status", "--json", "--dest"])
+        .arg(dest.path())));
+    let inc = &status["incremental"][0];
+    assert_eq!(inc["scope"], "root");
+    assert!(inc["last_changes"].as_u64().unwrap() >= 7, "{inc}");
+    assert!(inc["last_applied_at"].is_string());
+
+    // Nothing changed: one delta request, nothing else.
+    sim.reset_counters();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Delta), 1);
+    assert_eq!(
+        sim.requests(RequestKind::Children) + sim.requests(RequestKind::Download),
+        0
+    );
+}
+
+#[test]
+fn a_moved_large_file_is_moved_on_disk_not_downloaded_again() {
+    let sim = Simulator::start(
+        Tree::personal()
+            .file("Videos/2019/holiday.mp4", 1 << 30)
+            .folder("Archive"),
+    );
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    sim.move_item("Videos/2019/holiday.mp4", "Archive");
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Download), 0);
+    assert_eq!(sim.bytes_served(), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 files renamed or moved"));
+    let moved = dest.join("Archive/holiday.mp4");
+    assert_eq!(std::fs::metadata(&moved).unwrap().len(), 1 << 30);
+    assert!(!dest.join("Videos/2019/holiday.mp4").exists());
+}
+
+#[test]
+fn a_forced_resync_lists_again_and_reconciles_with_the_manifest() {
+    let sim = Simulator::start(twelve_folders());
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    sim.delete("A/f0.jpg");
+    sim.add_file("B/late.jpg", 999);
+    sim.require_resync();
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(sim.requests(RequestKind::Children) >= 13, "listed in full");
+    assert_eq!(sim.requests(RequestKind::Download), 1, "only the new file");
+    let items = dest.items();
+    assert_eq!(
+        items.values().filter(|r| r.kind == "file").count(),
+        12 * 15 + 2
+    );
+    let db = dest.db();
+    let gone: String = db
+        .query_row(
+            "SELECT remote_path FROM items WHERE remote_deleted = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(gone, "/A/f0.jpg");
+    assert!(dest.join("A/f0.jpg").is_file(), "kept locally");
+    // And the next run is incremental again.
+    sim.reset_counters();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Children), 0);
+    assert_eq!(sim.requests(RequestKind::Delta), 1);
+}
+
+#[test]
+fn a_business_subtree_follows_the_root_delta_and_ignores_changes_elsewhere() {
+    let sim = Simulator::start(
+        Tree::business()
+            .file("Photos/2020/a.jpg", 1_000)
+            .file("Photos/2021/b.jpg", 2_000)
+            .file("Docs/report.docx", 3_000),
+    );
+    let dest = TestDest::new();
+    assert_eq!(
+        run(backup(&sim, &dest).args(["--root", "/Photos"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    sim.add_file("Docs/other.docx", 10);
+    sim.add_file("Photos/2021/c.jpg", 20);
+    sim.move_item("Photos/2020/a.jpg", "Docs");
+    sim.reset_counters();
+    let out = run(backup(&sim, &dest).args(["--root", "/Photos"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Children), 0);
+    assert_eq!(sim.requests(RequestKind::Download), 1);
+    assert_mirrors(&sim, &dest, &["Photos/2021/c.jpg", "Photos/2021/b.jpg"]);
+    let paths = dest.file_paths();
+    assert!(!paths.iter().any(|p| p.starts_with("/Docs")), "{paths:?}");
+    let db = dest.db();
+    let moved_out: i64 = db
+        .query_row(
+            "SELECT remote_deleted FROM items WHERE remote_path = '/Photos/2020/a.jpg'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        moved_out, 1,
+        "moved out of the backed-up folder: gone from it, kept on disk"
+    );
+    assert!(dest.join("Photos/2020/a.jpg").is_file());
+}
