@@ -13,7 +13,7 @@ use crate::auth::refresh::RefreshingTokenSource;
 use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
 use crate::auth::{AuthError, StaticTokenSource, TokenSource};
 use crate::crawl::{self, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
-use crate::download::{self, DownloadOptions, DownloadSummary, DryRunSummary};
+use crate::download::{self, DownloadOptions, DownloadSummary, DryRunSummary, KeepPolicy};
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
@@ -25,8 +25,7 @@ use crate::shared::SharedManifest;
 
 /// The manifest's file name inside `DEST/.odbackup/`.
 pub const MANIFEST_FILE: &str = "manifest.sqlite";
-/// The folder inside the destination that holds odbackup's own state.
-pub const STATE_DIR: &str = ".odbackup";
+pub use crate::localpath::STATE_DIR;
 
 /// The manifest path for a destination unless `--manifest` says otherwise.
 pub fn default_manifest_path(dest: &Path) -> PathBuf {
@@ -83,6 +82,8 @@ pub struct RunSettings {
     pub dry_run: bool,
     /// List the scope in full even when an incremental round could be used.
     pub full: bool,
+    /// What happens to local files when the drive changes.
+    pub keep: KeepPolicy,
 }
 
 /// What a run did.
@@ -234,6 +235,7 @@ async fn run_phases(
         concurrency: settings.concurrency,
         // The date layout has no folder tree to mirror (the filters mark folders they do not want).
         mirror_empty_folders: layout == Layout::Mirror,
+        keep: settings.keep,
     };
     if settings.dry_run {
         let crawled = if settings.phases == Phases::Download {

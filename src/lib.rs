@@ -40,6 +40,7 @@
 //!     layout: Some(odbackup::localpath::Layout::Date),
 //!     dry_run: false,
 //!     full: false,
+//!     keep: odbackup::download::KeepPolicy::default(),
 //! };
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let summary = app::run(&settings, Arc::new(odbackup::progress::NoopReporter), &cancel).await?;

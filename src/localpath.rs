@@ -19,6 +19,15 @@ use std::path::{Component, Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
+/// The folder inside the destination that holds odbackup's own state (the manifest, the trash).
+pub const STATE_DIR: &str = ".odbackup";
+
+/// Where a local file goes when it leaves the backup's tree (`--mirror-deletes`, `--keep-versions`):
+/// `.odbackup/trash/<YYYY-MM-DD>/<its relative path>`, relative to the destination.
+pub fn trash_path(date: &str, relative: &str) -> String {
+    format!("{STATE_DIR}/trash/{date}/{relative}")
+}
+
 /// The longest file name, in UTF-8 bytes, that ext4, XFS, btrfs and APFS accept.
 pub const MAX_NAME_BYTES: usize = 255;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Args, Command, CommonArgs, DestArgs, FilterArgs, LayoutArgs, RemoteArgs, ServiceArgs, account,
-    progress, render,
+    Args, Command, CommonArgs, DestArgs, FilterArgs, KeepArgs, LayoutArgs, RemoteArgs, ServiceArgs,
+    account, progress, render,
 };
 use odbackup::browse::{self, BrowseSettings};
 use odbackup::filter::{Filter, FilterSpec};
@@ -17,7 +17,7 @@ use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
 use odbackup::crawl::Scope;
-use odbackup::download::DEFAULT_CONCURRENCY;
+use odbackup::download::{DEFAULT_CONCURRENCY, KeepPolicy};
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
 use odbackup::{Error, ErrorKind};
@@ -107,11 +107,13 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 remote,
                 filters,
                 layout,
+                keep,
                 concurrency,
                 dry_run,
                 json,
             } => {
-                let job = job_of(&filters, &layout, &file, dry_run);
+                let job =
+                    job_of(&filters, &layout, &file, dry_run).map(|j| j.keeping(&keep, &file));
                 run_job(
                     job.and_then(|job| {
                         remote_settings(&remote, &file, Phases::Backup, concurrency, job)
@@ -125,12 +127,14 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             Command::Download {
                 common,
                 filters,
+                keep,
                 concurrency,
                 dry_run,
                 json,
             } => {
                 // The layout is the one the crawl chose, remembered in the manifest.
-                let job = job_of(&filters, &LayoutArgs { layout: None }, &file, dry_run);
+                let job = job_of(&filters, &LayoutArgs { layout: None }, &file, dry_run)
+                    .map(|j| j.keeping(&keep, &file));
                 let settings = job.and_then(|job| {
                     settings(
                         &common,
@@ -291,6 +295,21 @@ struct Job {
     filter: Arc<Filter>,
     layout: Option<Layout>,
     dry_run: bool,
+    keep: KeepPolicy,
+}
+
+impl Job {
+    /// What happens to local files when the drive changes: a flag (or its environment variable), else the
+    /// config file.
+    fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Job {
+        Job {
+            keep: KeepPolicy {
+                mirror_deletes: keep.mirror_deletes || file.mirror_deletes == Some(true),
+                keep_versions: keep.keep_versions || file.keep_versions == Some(true),
+            },
+            ..self
+        }
+    }
 }
 
 /// Filters and layout from flags (and their environment variables), else the config file.
@@ -322,6 +341,7 @@ fn job_of(
         filter: Arc::new(filter),
         layout: layout.layout.or(file.layout),
         dry_run,
+        keep: KeepPolicy::default(),
     })
 }
 
@@ -397,6 +417,7 @@ fn settings(
         layout: job.layout,
         dry_run: job.dry_run,
         full: false,
+        keep: job.keep,
     })
 }
 

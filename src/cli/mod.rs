@@ -121,6 +121,9 @@ pub enum Command {
         /// Which files are wanted.
         #[command(flatten)]
         filters: FilterArgs,
+        /// What happens to local files when the drive changes.
+        #[command(flatten)]
+        keep: KeepArgs,
         /// Transfers at once.
         #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
@@ -150,6 +153,9 @@ pub enum Command {
         /// Where files go under DEST.
         #[command(flatten)]
         layout: LayoutArgs,
+        /// What happens to local files when the drive changes.
+        #[command(flatten)]
+        keep: KeepArgs,
         /// Transfers at once.
         #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
@@ -264,6 +270,18 @@ pub struct FilterArgs {
     /// Keep only files of at most SIZE bytes.
     #[arg(long, value_name = "SIZE", env = "ODBACKUP_MAX_SIZE")]
     pub max_size: Option<ByteSize>,
+}
+
+/// What happens to local files when the drive changes.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct KeepArgs {
+    /// Move files deleted on the drive into DEST/.odbackup/trash/<date>/ (by default they stay in place, and
+    /// the manifest marks them deleted).
+    #[arg(long, env = "ODBACKUP_MIRROR_DELETES")]
+    pub mirror_deletes: bool,
+    /// Before fetching a file that changed on the drive, move its previous version into the trash.
+    #[arg(long, env = "ODBACKUP_KEEP_VERSIONS")]
+    pub keep_versions: bool,
 }
 
 /// How files are placed under the destination.

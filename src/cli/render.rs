@@ -98,6 +98,20 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 d.moved
             )?;
         }
+        if d.trashed > 0 {
+            writeln!(
+                out,
+                "  {} files deleted on the drive moved into .odbackup/trash/",
+                d.trashed
+            )?;
+        }
+        if d.versions_kept > 0 {
+            writeln!(
+                out,
+                "  {} previous versions of changed files kept in .odbackup/trash/",
+                d.versions_kept
+            )?;
+        }
         if d.requeued > 0 {
             writeln!(
                 out,

@@ -42,6 +42,18 @@ pub struct DownloadOptions {
     /// Whether every wanted folder is created, empty ones included (the mirror layout); otherwise folders
     /// appear only as files land in them.
     pub mirror_empty_folders: bool,
+    /// What happens to local files when the drive changes.
+    pub keep: KeepPolicy,
+}
+
+/// What happens to local files when the drive changes. By default files deleted on the drive stay where they
+/// are and a changed file replaces its previous version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepPolicy {
+    /// Move files deleted on the drive out of the tree into the trash (`.odbackup/trash/<date>/`).
+    pub mirror_deletes: bool,
+    /// Before a changed file is fetched again, move its previous version into the trash.
+    pub keep_versions: bool,
 }
 
 /// What a download would fetch (`--dry-run`).
@@ -68,6 +80,10 @@ pub struct DownloadSummary {
     pub requeued: u64,
     /// Files renamed or moved on the drive since they were downloaded, moved on disk instead of fetched again.
     pub moved: u64,
+    /// Files deleted on the drive moved into the trash (`--mirror-deletes`).
+    pub trashed: u64,
+    /// Previous versions of changed files kept in the trash (`--keep-versions`).
+    pub versions_kept: u64,
     /// Bytes received over the network.
     pub bytes: u64,
     /// Failures by class.
@@ -132,6 +148,9 @@ pub async fn download(
                 swept = true;
                 // Renames and moves the crawl just applied: move those files rather than fetch them.
                 summary.moved += relocate_moved(manifest, options).await?;
+                if options.keep.mirror_deletes && !stop.is_cancelled() {
+                    summary.trashed += trash_deleted(manifest, options).await?;
+                }
                 after = 0;
                 continue;
             }
@@ -157,6 +176,11 @@ pub async fn download(
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
             while let Some(joined) = tasks.try_join_next() {
                 record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+            }
+            if options.keep.keep_versions
+                && let Some(previous) = job.written_path.clone()
+            {
+                summary.versions_kept += keep_version(manifest, options, &job, &previous).await?;
             }
             let graph = graph.clone();
             let dest = options.dest.clone();
@@ -326,6 +350,86 @@ async fn relocate_moved(
         }
     }
     Ok(moved)
+}
+
+/// `--mirror-deletes`: files deleted on the drive leave the tree for the trash (never deleted outright).
+async fn trash_deleted(
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+) -> Result<u64, ManifestError> {
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut after = 0i64;
+    let mut trashed = 0u64;
+    loop {
+        let rows = manifest
+            .call(move |m| m.deleted_files_after(after, 1024))
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.rowid;
+        let (dest, date) = (options.dest.clone(), date.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .filter_map(|row| {
+                    let to = free_trash_path(&dest, &date, &row.from);
+                    match move_within(&dest, &row.from, &to) {
+                        Ok(true) => Some((row.drive_id, row.item_id, to)),
+                        Ok(false) => None,
+                        Err(err) => {
+                            tracing::warn!(path = %row.from, error = %err, "could not move a deleted file to the trash");
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        trashed += done.len() as u64;
+        for (drive, item, to) in done {
+            manifest
+                .call(move |m| m.set_written_path(&drive, &item, &to))
+                .await?;
+        }
+    }
+    Ok(trashed)
+}
+
+/// `--keep-versions`: the previous version of a changed file goes to the trash before the new one is fetched.
+async fn keep_version(
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+    job: &DownloadJob,
+    previous: &str,
+) -> Result<u64, ManifestError> {
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let to = free_trash_path(&options.dest, &date, previous);
+    match move_within(&options.dest, previous, &to) {
+        Ok(true) => {
+            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
+            manifest
+                .call(move |m| m.set_written_path(&drive, &item, &to))
+                .await?;
+            Ok(1)
+        }
+        Ok(false) => Ok(0),
+        Err(err) => {
+            tracing::warn!(path = %previous, error = %err, "could not keep the previous version");
+            Ok(0)
+        }
+    }
+}
+
+/// A trash path for `relative` that nothing holds yet (a second version on the same day gets `.1`, `.2`, …).
+fn free_trash_path(dest: &std::path::Path, date: &str, relative: &str) -> String {
+    let base = crate::localpath::trash_path(date, relative);
+    let taken = |rel: &str| std::fs::symlink_metadata(dest.join(rel)).is_ok();
+    if !taken(&base) {
+        return base;
+    }
+    (1u32..100_000)
+        .map(|n| format!("{base}.{n}"))
+        .find(|candidate| !taken(candidate))
+        .unwrap_or(base)
 }
 
 /// Move `from` to `to` (both relative to `dest`, neither through a symbolic link); `Ok(false)` when there is

@@ -433,7 +433,7 @@ impl Manifest {
             .prepare_cached(
                 "SELECT rowid, drive_id, item_id, written_path, local_path FROM items
                  WHERE rowid > ?1 AND kind = 'file' AND state = 'done' AND written_path IS NOT NULL
-                   AND written_path <> local_path ORDER BY rowid LIMIT ?2",
+                   AND written_path <> local_path AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
@@ -443,6 +443,30 @@ impl Manifest {
                 item_id: ItemId(r.get(2)?),
                 from: r.get(3)?,
                 to: r.get(4)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` files deleted on the drive that are still where they were written (not yet moved to
+    /// the trash), after `after_rowid`; `to` is empty (the caller picks the trash path).
+    pub fn deleted_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<MovedFile>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, drive_id, item_id, written_path FROM items
+                 WHERE rowid > ?1 AND kind = 'file' AND remote_deleted = 1 AND written_path IS NOT NULL
+                   AND substr(written_path, 1, 16) <> '.odbackup/trash/' ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
+            Ok(MovedFile {
+                rowid: r.get(0)?,
+                drive_id: DriveId(r.get(1)?),
+                item_id: ItemId(r.get(2)?),
+                from: r.get(3)?,
+                to: String::new(),
             })
         })
         .and_then(Iterator::collect)

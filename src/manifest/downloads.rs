@@ -43,6 +43,8 @@ pub struct DownloadJob {
     pub local_path: Option<String>,
     /// Attempts so far (earlier runs).
     pub attempts: u32,
+    /// Where an earlier version was written, if one was (the file changed on the drive since).
+    pub written_path: Option<String>,
 }
 
 /// A file recorded as done.
@@ -165,7 +167,7 @@ impl Manifest {
             .conn
             .prepare_cached(
                 "SELECT rowid, drive_id, item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
-                        modified_at, taken_at, media, local_path, attempts
+                        modified_at, taken_at, media, local_path, attempts, written_path
                  FROM items WHERE rowid > ?1 AND kind = 'file' AND state IN ('pending', 'failed')
                    AND remote_deleted = 0 AND excluded IS NULL
                  ORDER BY rowid LIMIT ?2",
@@ -188,6 +190,7 @@ impl Manifest {
                 media: MediaKind::parse(&r.get::<_, String>(12)?).unwrap_or(MediaKind::Other),
                 local_path: r.get(13)?,
                 attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
+                written_path: r.get(15)?,
             })
         })
         .and_then(Iterator::collect)

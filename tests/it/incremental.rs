@@ -201,3 +201,53 @@ fn a_business_subtree_follows_the_root_delta_and_ignores_changes_elsewhere() {
     );
     assert!(dest.join("Photos/2020/a.jpg").is_file());
 }
+
+#[test]
+fn mirror_deletes_moves_deleted_files_to_the_trash_and_keep_versions_keeps_the_old_bytes() {
+    let sim = Simulator::start(twelve_folders());
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    let old_bytes = std::fs::read(dest.join("B/f1.jpg")).unwrap();
+    sim.delete("A/f0.jpg");
+    sim.delete("H");
+    sim.modify_file("B/f1.jpg");
+    let out = run(backup(&sim, &dest).args(["--mirror-deletes", "--keep-versions"]));
+    assert_eq!(out.status.code(), Some(0));
+    let today = trash_day(&dest);
+    let trash = dest.join(&format!(".odbackup/trash/{today}"));
+    assert!(trash.join("A/f0.jpg").is_file() && trash.join("H/f3.jpg").is_file());
+    assert!(!dest.join("A/f0.jpg").exists() && !dest.join("H").exists());
+    assert_eq!(std::fs::read(trash.join("B/f1.jpg")).unwrap(), old_bytes);
+    assert!(std::fs::read(dest.join("B/f1.jpg")).unwrap() == sim.content("B/f1.jpg"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("16 files deleted on the drive moved into .odbackup/trash/"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 previous versions"), "{stdout}");
+    // A re-run changes nothing: trashed files are not brought back or fetched again.
+    sim.reset_counters();
+    assert_eq!(
+        run(backup(&sim, &dest).arg("--mirror-deletes"))
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(sim.requests(RequestKind::Download), 0);
+    assert!(!dest.join("A/f0.jpg").exists());
+}
+
+/// The trash folder's date, as the run named it (the only entry under `.odbackup/trash`).
+fn trash_day(dest: &TestDest) -> String {
+    let mut entries: Vec<_> = std::fs::read_dir(dest.join(".odbackup/trash"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let day = entries.pop().unwrap();
+    assert!(
+        day.len() == 10 && day.as_bytes()[4] == b'-' && day.as_bytes()[7] == b'-',
+        "{day}"
+    );
+    day
+}
