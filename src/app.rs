@@ -237,32 +237,6 @@ async fn run_phases(
         mirror_empty_folders: layout == Layout::Mirror,
         keep: settings.keep,
     };
-    if settings.dry_run {
-        let crawled = if settings.phases == Phases::Download {
-            None
-        } else {
-            let drive = drive_of(settings, graph, manifest).await?;
-            Some(
-                crawl_phase(
-                    settings,
-                    layout,
-                    graph,
-                    manifest,
-                    &drive,
-                    &reporter,
-                    cancel,
-                    &progress_tx,
-                )
-                .await?,
-            )
-        };
-        let planned = if settings.phases == Phases::Crawl {
-            None
-        } else {
-            Some(download::dry_run(manifest, &download_options, &*reporter).await?)
-        };
-        return Ok((crawled, None, planned));
-    }
     // Futures are lazy: this one only runs in the phases that await it.
     let download_fut = download::download(
         graph,
@@ -274,6 +248,10 @@ async fn run_phases(
     );
     if settings.phases == Phases::Download {
         progress_tx.send_modify(|p| p.ended = true);
+        if settings.dry_run {
+            let planned = download::dry_run(manifest, &download_options, &*reporter).await?;
+            return Ok((None, None, Some(planned)));
+        }
         return Ok((None, Some(download_fut.await?), None));
     }
     let drive = drive_of(settings, graph, manifest).await?;
@@ -289,6 +267,12 @@ async fn run_phases(
     );
     if settings.phases == Phases::Crawl {
         return Ok((Some(crawl_fut.await?), None, None));
+    }
+    if settings.dry_run {
+        // The crawl fills the manifest; then count what a download would fetch.
+        let crawled = crawl_fut.await?;
+        let planned = download::dry_run(manifest, &download_options, &*reporter).await?;
+        return Ok((Some(crawled), None, Some(planned)));
     }
     // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
     // found (it sees `ended`), and the crawl error is reported after.

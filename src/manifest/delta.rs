@@ -129,11 +129,7 @@ impl Manifest {
             params![drive.as_str(), scope_key],
         )
         .map_err(&err)?;
-        tx.execute(
-            "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
-            params![drive.as_str(), scope_key],
-        )
-        .map_err(&err)?;
+        clear_staging(&tx, drive, scope_key).map_err(&err)?;
         tx.commit().map_err(&err)
     }
 
@@ -147,11 +143,7 @@ impl Manifest {
             params![drive.as_str(), scope_key],
         )
         .map_err(&err)?;
-        tx.execute(
-            "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
-            params![drive.as_str(), scope_key],
-        )
-        .map_err(&err)?;
+        clear_staging(&tx, drive, scope_key).map_err(&err)?;
         tx.commit().map_err(&err)
     }
 
@@ -378,11 +370,7 @@ impl Manifest {
             ],
         )
         .map_err(&err)?;
-        tx.execute(
-            "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
-            params![drive.as_str(), scope_key],
-        )
-        .map_err(&err)?;
+        clear_staging(&tx, drive, scope_key).map_err(&err)?;
         tx.commit().map_err(&err)
     }
 
@@ -483,6 +471,18 @@ impl Manifest {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
+}
+
+/// Forget what a scope has staged.
+fn clear_staging(
+    tx: &rusqlite::Transaction<'_>,
+    drive: &DriveId,
+    scope_key: &str,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
+        params![drive.as_str(), scope_key],
+    )
 }
 
 /// A folder moved from `old_remote` to `new_remote` (and locally from `old_local` to `new_local`): rewrite the
