@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::refresh::RefreshingTokenSource;
 use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
 use crate::auth::{AuthError, StaticTokenSource, TokenSource};
-use crate::crawl::{self, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
+use crate::crawl::{self, CrawlMethod, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
 use crate::download::{self, DownloadOptions, DownloadSummary, DryRunSummary, KeepPolicy};
 use crate::error::Error;
 use crate::filter::Filter;
@@ -82,6 +82,8 @@ pub struct RunSettings {
     pub dry_run: bool,
     /// List the scope in full even when an incremental round could be used.
     pub full: bool,
+    /// How a full listing is made.
+    pub crawl_method: CrawlMethod,
     /// What happens to local files when the drive changes.
     pub keep: KeepPolicy,
 }
@@ -321,6 +323,7 @@ async fn crawl_phase(
         filter: Arc::clone(&settings.filter),
         layout,
         delta_from_drive_root: drive.drive_type != "personal",
+        method: settings.crawl_method,
     };
     if !settings.full {
         let outcome = incremental::sync(

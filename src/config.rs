@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::crawl::CrawlMethod;
 use crate::filter::{ByteSize, DateBound, MediaSelection};
 use crate::localpath::Layout;
 
@@ -83,6 +84,8 @@ config_keys! {
     concurrency: usize,
     /// Folder listings at once.
     list_concurrency: usize,
+    /// How a full listing is made: `children` or `delta`.
+    crawl_method: CrawlMethod,
     /// Keep only items whose remote path (or a folder above it) matches one of these globs.
     include: Vec<String>,
     /// Leave out items whose remote path (or a folder above it) matches one of these globs.

@@ -65,6 +65,33 @@ pub struct CrawlOptions {
     /// Whether delta works only from the drive root (`OneDrive` for Business and `SharePoint`); on personal
     /// drives it works from any folder.
     pub delta_from_drive_root: bool,
+    /// How a full listing is made.
+    pub method: CrawlMethod,
+}
+
+/// How a full listing of a scope is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrawlMethod {
+    /// Walk `/children`, `list_concurrency` folders at once (one request per folder and page).
+    #[default]
+    Children,
+    /// Page through `/delta` from the scope root (one request per 1,000 items, one after the other), where the
+    /// service allows it (personal drives; the drive root elsewhere); otherwise walk `/children`.
+    Delta,
+}
+
+impl std::str::FromStr for CrawlMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "children" => Ok(CrawlMethod::Children),
+            "delta" => Ok(CrawlMethod::Delta),
+            other => Err(format!(
+                "unknown crawl method {other:?}: expected children or delta"
+            )),
+        }
+    }
 }
 
 /// How far the crawl has got; the downloader watches it to start transfers while the crawl is listing.
@@ -182,13 +209,42 @@ async fn crawl_inner(
         resumed: start.resumed,
     });
     let crawl_id = start.crawl_id;
-    if !start.resumed {
-        remember_delta_start(graph, manifest, drive, options, &root).await?;
-    }
     let mut summary = CrawlSummary {
         resumed: start.resumed,
         ..CrawlSummary::default()
     };
+    let by_delta = options.method == CrawlMethod::Delta
+        && (!options.delta_from_drive_root || options.scope == Scope::Root);
+    if by_delta {
+        let key = options.scope.key();
+        let (d, k) = (drive.clone(), key.clone());
+        let cursor = manifest
+            .call(move |m| m.delta_state(&d, &k))
+            .await?
+            .and_then(|state| state.cursor);
+        // A fresh crawl, or one whose delta enumeration was interrupted (its cursor is saved).
+        if !start.resumed || cursor.is_some() {
+            let enumerated = crate::incremental::enumerate(
+                graph, manifest, drive, &key, &root.id, options, reporter, cancel, cursor,
+            )
+            .await?;
+            let Some(delta) = enumerated else {
+                return Ok(summary); // cancelled; the next run resumes at the saved cursor
+            };
+            summary.items_seen = delta.changes;
+            summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+            summary.complete = true;
+            progress.send_modify(|p| p.pages += 1);
+            reporter.event(&Event::CrawlFinished {
+                folders: 0,
+                items: summary.items_seen,
+            });
+            return Ok(summary);
+        }
+    }
+    if !start.resumed {
+        remember_delta_start(graph, manifest, drive, options, &root).await?;
+    }
 
     let concurrency = options.list_concurrency.max(1);
     let mut in_flight: HashSet<ItemId> = HashSet::new();

@@ -104,39 +104,14 @@ pub async fn sync(
             }
         };
         summary.pages += 1;
-        let changes: Vec<(NewItem, bool)> = page
-            .value
-            .iter()
-            .map(|item| {
-                (
-                    to_new_item(drive, item, parent_of(item), "", String::new()),
-                    item.deleted.is_some(),
-                )
-            })
-            .collect();
-        let cursor = page.next_link.clone();
-        {
-            let (drive, key) = (drive.clone(), scope_key.clone());
-            manifest
-                .call(move |m| m.stage_delta_page(&drive, &key, &changes, cursor.as_deref()))
-                .await?;
-        }
+        let next = stage_page(manifest, drive, &scope_key, &page).await?;
         reporter.event(&Event::PageListed {
             items: page.value.len(),
             folder_done: false,
         });
-        match (page.next_link, page.delta_link) {
-            (Some(next), _) => link = next,
-            (None, Some(delta)) => break delta,
-            (None, None) => {
-                return Err(CrawlError::Listing {
-                    path: scope_key.clone(),
-                    source: GraphError::Unexpected {
-                        what: "listing changes".to_owned(),
-                        reason: "the last page holds no @odata.deltaLink".to_owned(),
-                    },
-                });
-            }
+        match next {
+            PageEnd::More(next) => link = next,
+            PageEnd::Last(delta) => break delta,
         }
     };
     let placement = Placement {
@@ -172,6 +147,114 @@ pub async fn sync(
         items: summary.changes,
     });
     Ok(DeltaOutcome::Applied(summary))
+}
+
+/// A full listing of the scope by `/delta` from nothing (the crawl's root row is in the manifest already): page
+/// through it, staging as for a round, apply it, and keep the last page's delta link for the next run. Resumes
+/// at `cursor` when a previous enumeration was interrupted. `None` when cancelled between pages.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn enumerate(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    scope_key: &str,
+    scope_root: &ItemId,
+    options: &CrawlOptions,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    cursor: Option<String>,
+) -> Result<Option<DeltaSummary>, CrawlError> {
+    if cursor.is_none() {
+        let (d, k, root) = (drive.clone(), scope_key.to_owned(), scope_root.clone());
+        manifest
+            .call(move |m| m.begin_delta_enumeration(&d, &k, &root))
+            .await?;
+    }
+    let mut summary = DeltaSummary::default();
+    let mut link = cursor;
+    let final_link = loop {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let page = graph
+            .delta(drive, scope_root, link.as_deref())
+            .await
+            .map_err(|source| CrawlError::Listing {
+                path: scope_key.to_owned(),
+                source,
+            })?;
+        summary.pages += 1;
+        let next = stage_page(manifest, drive, scope_key, &page).await?;
+        reporter.event(&Event::PageListed {
+            items: page.value.len(),
+            folder_done: false,
+        });
+        match next {
+            PageEnd::More(next) => link = Some(next),
+            PageEnd::Last(delta) => break delta,
+        }
+    };
+    let placement = Placement {
+        filter: Arc::clone(&options.filter),
+        layout: options.layout,
+    };
+    apply_staged(
+        manifest,
+        drive,
+        scope_key,
+        std::slice::from_ref(scope_root),
+        &placement,
+        &mut summary,
+    )
+    .await?;
+    let (d, k, changes) = (drive.clone(), scope_key.to_owned(), summary.changes);
+    manifest
+        .call(move |m| m.finish_delta_round(&d, &k, &final_link, changes))
+        .await?;
+    Ok(Some(summary))
+}
+
+/// Where a staged page leaves the round.
+enum PageEnd {
+    /// More pages follow here.
+    More(String),
+    /// The last page: the link for the next round.
+    Last(String),
+}
+
+/// Stage one page of a round with its cursor.
+async fn stage_page(
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    scope_key: &str,
+    page: &crate::graph::Page,
+) -> Result<PageEnd, CrawlError> {
+    let changes: Vec<(NewItem, bool)> = page
+        .value
+        .iter()
+        .map(|item| {
+            (
+                to_new_item(drive, item, parent_of(item), "", String::new()),
+                item.deleted.is_some(),
+            )
+        })
+        .collect();
+    let cursor = page.next_link.clone();
+    let (d, k) = (drive.clone(), scope_key.to_owned());
+    manifest
+        .call(move |m| m.stage_delta_page(&d, &k, &changes, cursor.as_deref()))
+        .await?;
+    match (&page.next_link, &page.delta_link) {
+        (Some(next), _) => Ok(PageEnd::More(next.clone())),
+        (None, Some(delta)) => Ok(PageEnd::Last(delta.clone())),
+        (None, None) => Err(CrawlError::Listing {
+            path: scope_key.to_owned(),
+            source: GraphError::Unexpected {
+                what: "listing changes".to_owned(),
+                reason: "the last page holds no @odata.deltaLink".to_owned(),
+            },
+        }),
+    }
 }
 
 /// Apply the staged changes in passes: a change is applied once its parent is known and not itself waiting,

@@ -40,6 +40,7 @@
 //!     layout: Some(odbackup::localpath::Layout::Date),
 //!     dry_run: false,
 //!     full: false,
+//!     crawl_method: odbackup::crawl::CrawlMethod::Children,
 //!     keep: odbackup::download::KeepPolicy::default(),
 //! };
 //! let cancel = tokio_util::sync::CancellationToken::new();

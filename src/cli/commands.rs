@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
-use odbackup::crawl::Scope;
+use odbackup::crawl::{CrawlMethod, Scope};
 use odbackup::download::{DEFAULT_CONCURRENCY, KeepPolicy};
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
@@ -377,6 +377,10 @@ fn remote_settings(
     )
     .map(|settings| RunSettings {
         full: remote.full,
+        crawl_method: remote
+            .crawl_method
+            .or(file.crawl_method)
+            .unwrap_or_default(),
         ..settings
     })
 }
@@ -417,6 +421,7 @@ fn settings(
         layout: job.layout,
         dry_run: job.dry_run,
         full: false,
+        crawl_method: CrawlMethod::default(),
         keep: job.keep,
     })
 }

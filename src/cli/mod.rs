@@ -12,6 +12,7 @@ mod render;
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use odbackup::crawl::CrawlMethod;
 use odbackup::filter::{ByteSize, DateBound, MediaSelection};
 use odbackup::localpath::Layout;
 
@@ -359,6 +360,10 @@ pub struct RemoteArgs {
     /// List the whole scope again instead of asking the service only for what changed since the last run.
     #[arg(long)]
     pub full: bool,
+    /// How a full listing is made: children (walk the folders, --list-concurrency at once) or delta (page
+    /// through the scope's changes from nothing: one request per 1,000 items) [default: children].
+    #[arg(long, value_name = "children|delta", env = "ODBACKUP_CRAWL_METHOD")]
+    pub crawl_method: Option<CrawlMethod>,
 }
 
 /// Which drive to back up: the signed-in user's own unless one of these says otherwise.

@@ -118,6 +118,26 @@ impl Manifest {
             .map_err(|e| self.err(e))
     }
 
+    /// A full listing of the scope by delta starts: its state row exists (for the cursor), with no link yet.
+    pub fn begin_delta_enumeration(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        delta_root: &ItemId,
+    ) -> Result<()> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "INSERT INTO delta_state (drive_id, scope_key, scope_root_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (drive_id, scope_key) DO UPDATE SET scope_root_id = excluded.scope_root_id,
+                 delta_link = NULL, pending_link = NULL, cursor = NULL",
+            params![drive.as_str(), scope_key, delta_root.as_str()],
+        )
+        .map_err(&err)?;
+        clear_staging(&tx, drive, scope_key).map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
     /// A full crawl of the scope completed: its pending link becomes the delta link, and whatever a broken
     /// round left staged is dropped (the crawl saw the current state).
     pub fn promote_pending_link(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {

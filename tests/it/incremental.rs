@@ -251,3 +251,57 @@ fn trash_day(dest: &TestDest) -> String {
     );
     day
 }
+
+#[test]
+fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_requests() {
+    let mut tree = twelve_folders();
+    for i in 0..1_500 {
+        tree = tree.file(&format!("Many/{}/m{i}.jpg", i % 30), 100);
+    }
+    let sim = Simulator::start(tree.folder("Empty/Nested"));
+    let walked = TestDest::new();
+    assert_eq!(
+        run(odbackup_crawl(&sim, &walked).args(["--crawl-method", "children"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    let listings = sim.requests(RequestKind::Children);
+    sim.reset_counters();
+    let paged = TestDest::new();
+    assert_eq!(
+        run(&mut backup(&sim, &paged).args(["--crawl-method", "delta"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(sim.requests(RequestKind::Children), 0);
+    let pages = sim.requests(RequestKind::Delta);
+    assert!(
+        pages >= 2 && pages * 10 < listings,
+        "{pages} delta pages vs {listings} listings"
+    );
+    let summarise = |dest: &TestDest| {
+        dest.items()
+            .into_iter()
+            .map(|(path, row)| (path, row.kind, row.local_path))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summarise(&walked), summarise(&paged));
+    assert!(paged.join("Empty/Nested").is_dir() && paged.join("Many/7/m7.jpg").is_file());
+    // The enumeration's link serves the next run.
+    sim.add_file("Many/0/late.jpg", 5);
+    sim.reset_counters();
+    assert_eq!(run(&mut backup(&sim, &paged)).status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Delta), 1);
+    assert_eq!(sim.requests(RequestKind::Download), 1);
+}
+
+fn odbackup_crawl(sim: &Simulator, dest: &TestDest) -> std::process::Command {
+    let mut cmd = odbackup();
+    cmd.args(["crawl", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    cmd
+}
