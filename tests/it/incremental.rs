@@ -270,7 +270,7 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
     sim.reset_counters();
     let paged = TestDest::new();
     assert_eq!(
-        run(&mut backup(&sim, &paged).args(["--crawl-method", "delta"]))
+        run(backup(&sim, &paged).args(["--crawl-method", "delta"]))
             .status
             .code(),
         Some(0)
