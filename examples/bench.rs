@@ -2,7 +2,7 @@
 //! `odbackup` binary. Run on demand, never by `cargo test`:
 //!
 //! ```text
-//! cargo build --release && cargo run --release --example bench -- crawl [--latency-ms 20] [--files 100000] [--folders 5000]
+//! cargo build --release && cargo run --release --example bench -- crawl [--latency-ms 20] [--files 100000] [--folders 5000] [--crawl-method children|delta]
 //! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000]
 //! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
 //! ```
@@ -22,6 +22,7 @@ struct Opts {
     folders: usize,
     gb: u64,
     concurrency: usize,
+    crawl_method: String,
 }
 
 fn parse() -> Opts {
@@ -33,6 +34,7 @@ fn parse() -> Opts {
         folders: 0,
         gb: 2,
         concurrency: 8,
+        crawl_method: "children".to_owned(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -42,6 +44,7 @@ fn parse() -> Opts {
             "--folders" => o.folders = value.parse().expect("--folders N"),
             "--gb" => o.gb = value.parse().expect("--gb N"),
             "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
+            "--crawl-method" => o.crawl_method = value,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -124,6 +127,7 @@ fn main() {
         .args([command, "--quiet", "--json", "--dest"])
         .arg(dest.path())
         .args(["--graph-url", &sim.graph_url()])
+        .args(["--crawl-method", &o.crawl_method])
         .args(if command == "backup" {
             vec!["--concurrency".to_owned(), o.concurrency.to_string()]
         } else {
@@ -139,8 +143,9 @@ fn main() {
     let requests: u64 = sim.request_summary().iter().map(|(_, n)| n).sum();
     let bytes = sim.bytes_served();
     println!(
-        "mode={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+        "mode={} method={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
         o.mode,
+        o.crawl_method,
         sim.item_count(),
         o.latency_ms,
         wall.as_secs_f64(),
