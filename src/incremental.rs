@@ -286,13 +286,9 @@ async fn apply_staged(
                 manifest
                     .call(move |m| {
                         let placement = Placement { filter, layout };
-                        let mut out = Vec::new();
-                        for change in staged {
-                            if let Some(r) = resolve(m, &drive, &key, &roots, &placement, change)? {
-                                out.push(r);
-                            }
-                        }
-                        Ok::<_, crate::manifest::ManifestError>(out)
+                        m.apply_staged_batch(&drive, &key, staged, |m, change| {
+                            resolve(m, &drive, &key, &roots, &placement, change)
+                        })
                     })
                     .await?
             };
@@ -315,10 +311,6 @@ async fn apply_staged(
                     Resolution::Drop { .. } => {}
                 }
             }
-            let (drive, key) = (drive.clone(), scope_key.to_owned());
-            manifest
-                .call(move |m| m.apply_changes(&drive, &key, &resolutions))
-                .await?;
         }
         if !progressed {
             return Ok(());

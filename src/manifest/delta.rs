@@ -284,17 +284,24 @@ impl Manifest {
             .map_err(|e| self.err(e))
     }
 
-    /// Apply resolved changes in one transaction and unstage them. Upserted rows count as seen by the
-    /// scope's latest crawl; a folder whose paths changed carries everything below it along.
-    pub fn apply_changes(
-        &mut self,
+    /// Decide and apply a batch of staged changes in one transaction: `decide` sees the manifest *with* the
+    /// changes applied so far (so a folder placed early in the batch is a known parent for the rest), returns
+    /// `None` for a change that must wait for its parent. Returns what was applied. Upserted rows count as seen
+    /// by the scope's latest crawl; a folder whose paths changed carries everything below it along.
+    pub fn apply_staged_batch<F>(
+        &self,
         drive: &DriveId,
         scope_key: &str,
-        changes: &[Resolution],
-    ) -> Result<()> {
+        staged: Vec<StagedChange>,
+        mut decide: F,
+    ) -> Result<Vec<Resolution>>
+    where
+        F: FnMut(&Manifest, StagedChange) -> Result<Option<Resolution>>,
+    {
         let err = sql_err(&self.path);
         let at = now();
-        let tx = self.conn.transaction().map_err(&err)?;
+        // Unchecked: `decide` reads through `self` inside the transaction and must see its writes.
+        let tx = self.conn.unchecked_transaction().map_err(&err)?;
         let crawl_id: i64 = tx
             .query_row(
                 "SELECT coalesce(max(id), 0) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
@@ -302,69 +309,16 @@ impl Manifest {
                 |r| r.get(0),
             )
             .map_err(&err)?;
-        for change in changes {
-            let seq = match change {
-                Resolution::Upsert {
-                    seq,
-                    item,
-                    moved_from,
-                } => {
-                    let local = upsert(&tx, item, crawl_id, &at).map_err(&err)?;
-                    if item.kind == ItemKind::Folder {
-                        // Delta lists folders whole: it is as good as listed.
-                        tx.execute(
-                            "UPDATE items SET state = 'done' WHERE drive_id = ?1 AND item_id = ?2 AND state = 'pending'",
-                            params![drive.as_str(), item.item_id.as_str()],
-                        )
-                        .map_err(&err)?;
-                    }
-                    if let Some((old_remote, old_local)) = moved_from {
-                        move_descendants(
-                            &tx,
-                            drive,
-                            old_remote,
-                            &item.remote_path,
-                            old_local,
-                            &local,
-                            &at,
-                        )
-                        .map_err(&err)?;
-                    }
-                    *seq
-                }
-                Resolution::Delete { seq, item_id } => {
-                    tx.execute(
-                        "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
-                         WHERE drive_id = ?1 AND item_id = ?2 AND remote_deleted = 0",
-                        params![drive.as_str(), item_id.as_str(), at],
-                    )
-                    .map_err(&err)?;
-                    let path: Option<String> = tx
-                        .query_row(
-                            "SELECT remote_path FROM items WHERE drive_id = ?1 AND item_id = ?2 AND kind = 'folder'",
-                            params![drive.as_str(), item_id.as_str()],
-                            |r| r.get(0),
-                        )
-                        .optional()
-                        .map_err(&err)?;
-                    if let Some(path) = path {
-                        let prefix = format!("{}/", path.trim_end_matches('/'));
-                        tx.execute(
-                            "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
-                             WHERE drive_id = ?1 AND remote_deleted = 0 AND substr(remote_path, 1, length(?2)) = ?2",
-                            params![drive.as_str(), prefix, at],
-                        )
-                        .map_err(&err)?;
-                    }
-                    *seq
-                }
-                Resolution::Drop { seq } => *seq,
+        let mut applied = Vec::new();
+        for change in staged {
+            let Some(resolution) = decide(self, change)? else {
+                continue;
             };
-            tx.prepare_cached("DELETE FROM delta_staging WHERE seq = ?1")
-                .and_then(|mut s| s.execute([seq]))
-                .map_err(&err)?;
+            apply_one(&tx, drive, &resolution, crawl_id, &at).map_err(&err)?;
+            applied.push(resolution);
         }
-        tx.commit().map_err(&err)
+        tx.commit().map_err(&err)?;
+        Ok(applied)
     }
 
     /// A round is applied: keep its delta link for the next one, record when and how much, and drop what is
@@ -491,6 +445,63 @@ impl Manifest {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
+}
+
+/// Apply one resolved change inside the caller's transaction and unstage it.
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    drive: &DriveId,
+    change: &Resolution,
+    crawl_id: i64,
+    at: &str,
+) -> rusqlite::Result<()> {
+    let seq = match change {
+        Resolution::Upsert {
+            seq,
+            item,
+            moved_from,
+        } => {
+            let local = upsert(tx, item, crawl_id, at)?;
+            if item.kind == ItemKind::Folder {
+                // Delta lists folders whole: it is as good as listed.
+                tx.prepare_cached(
+                    "UPDATE items SET state = 'done' WHERE drive_id = ?1 AND item_id = ?2 AND state = 'pending'",
+                )?
+                .execute(params![drive.as_str(), item.item_id.as_str()])?;
+            }
+            if let Some((old_remote, old_local)) = moved_from {
+                move_descendants(tx, drive, old_remote, &item.remote_path, old_local, &local, at)?;
+            }
+            *seq
+        }
+        Resolution::Delete { seq, item_id } => {
+            tx.execute(
+                "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
+                 WHERE drive_id = ?1 AND item_id = ?2 AND remote_deleted = 0",
+                params![drive.as_str(), item_id.as_str(), at],
+            )?;
+            let path: Option<String> = tx
+                .query_row(
+                    "SELECT remote_path FROM items WHERE drive_id = ?1 AND item_id = ?2 AND kind = 'folder'",
+                    params![drive.as_str(), item_id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(path) = path {
+                let prefix = format!("{}/", path.trim_end_matches('/'));
+                tx.execute(
+                    "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
+                     WHERE drive_id = ?1 AND remote_deleted = 0 AND substr(remote_path, 1, length(?2)) = ?2",
+                    params![drive.as_str(), prefix, at],
+                )?;
+            }
+            *seq
+        }
+        Resolution::Drop { seq } => *seq,
+    };
+    tx.prepare_cached("DELETE FROM delta_staging WHERE seq = ?1")?
+        .execute([seq])?;
+    Ok(())
 }
 
 /// Forget what a scope has staged.
