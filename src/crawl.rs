@@ -74,10 +74,12 @@ pub struct CrawlOptions {
 #[serde(rename_all = "lowercase")]
 pub enum CrawlMethod {
     /// Walk `/children`, `list_concurrency` folders at once (one request per folder and page).
-    #[default]
     Children,
     /// Page through `/delta` from the scope root (one request per 1,000 items, one after the other), where the
-    /// service allows it (personal drives; the drive root elsewhere); otherwise walk `/children`.
+    /// service allows it (personal drives; the drive root elsewhere); otherwise walk `/children`. The default:
+    /// at 20 ms of latency it lists 100,000 items in 13.9 s with 103 requests, where the walk takes 18.7 s and
+    /// 5,004 (BENCHMARKS.md), and every request counts against the service's throttling budget.
+    #[default]
     Delta,
 }
 

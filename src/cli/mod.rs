@@ -360,8 +360,9 @@ pub struct RemoteArgs {
     /// List the whole scope again instead of asking the service only for what changed since the last run.
     #[arg(long)]
     pub full: bool,
-    /// How a full listing is made: children (walk the folders, --list-concurrency at once) or delta (page
-    /// through the scope's changes from nothing: one request per 1,000 items) [default: children].
+    /// How a full listing is made: delta (page through the scope's changes from nothing: one request per 1,000
+    /// items; on business drives only for the whole drive) or children (walk the folders, --list-concurrency at
+    /// once) [default: delta].
     #[arg(long, value_name = "children|delta", env = "ODBACKUP_CRAWL_METHOD")]
     pub crawl_method: Option<CrawlMethod>,
 }

@@ -470,7 +470,15 @@ fn apply_one(
                 .execute(params![drive.as_str(), item.item_id.as_str()])?;
             }
             if let Some((old_remote, old_local)) = moved_from {
-                move_descendants(tx, drive, old_remote, &item.remote_path, old_local, &local, at)?;
+                move_descendants(
+                    tx,
+                    drive,
+                    old_remote,
+                    &item.remote_path,
+                    old_local,
+                    &local,
+                    at,
+                )?;
             }
             *seq
         }
