@@ -360,6 +360,29 @@ impl Simulator {
         self.arm(failure, Schedule::Fraction { fraction, seen: 0 });
     }
 
+    /// Answers `len` of every `every` matching requests with `failure`, in a row: a spent budget refuses
+    /// everything for a while, so throttling comes in episodes rather than evenly spread.
+    pub fn fail_in_bursts(&self, every: u64, len: u64, failure: Failure) {
+        self.arm(
+            failure,
+            Schedule::Bursts {
+                every: every.max(1),
+                len,
+                seen: 0,
+            },
+        );
+    }
+
+    /// Requests arriving up to this long after a Retry-After was issued were already on their way: they are
+    /// refused too, but are not violations and do not extend the penalty (default zero: every early request
+    /// is a violation, right for a client with one request in flight).
+    pub fn set_in_flight_allowance(&self, allowance: Duration) {
+        self.shared
+            .knobs
+            .in_flight_allowance_ms
+            .store(allowance.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// Answers every matching request with `failure` until [`Simulator::clear_failures`].
     pub fn fail_always(&self, failure: Failure) {
         self.arm(failure, Schedule::Always);

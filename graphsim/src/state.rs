@@ -176,6 +176,9 @@ pub struct Violation {
 pub(crate) enum Schedule {
     Next(u64),
     Fraction { fraction: f64, seen: u64 },
+    /// Of every `every` matching requests, the first `len` fire: throttling comes in episodes, the way a
+    /// spent budget refuses everything until it refills.
+    Bursts { every: u64, len: u64, seen: u64 },
     Always,
 }
 
@@ -193,6 +196,11 @@ impl Schedule {
                 let now = (*seen as f64 * *fraction).floor();
                 let before = ((*seen - 1) as f64 * *fraction).floor();
                 now > before
+            }
+            Schedule::Bursts { every, len, seen } => {
+                let k = *seen % (*every).max(1);
+                *seen += 1;
+                k < *len
             }
             Schedule::Always => true,
         }
@@ -237,13 +245,22 @@ pub(crate) struct Knobs {
     pub default_token_ok: AtomicBool,
     pub children_first: AtomicBool,
     pub violation_grace_ms: AtomicU64,
+    /// Requests arriving this soon after a penalty started were sent before the client could know of it.
+    pub in_flight_allowance_ms: AtomicU64,
     pub failures: Mutex<Vec<FailureRule>>,
     pub resets: Mutex<Vec<ResetRule>>,
     pub corrupt: Mutex<HashMap<usize, u64>>,
-    /// The end of the current Retry-After penalty and the failure that set it.
-    pub penalty: Mutex<Option<(Instant, Failure)>>,
+    /// The current Retry-After penalty.
+    pub penalty: Mutex<Option<Penalty>>,
     /// (minute since start, Graph requests in that minute) for `RateLimit-*` headers.
     pub rate_window: Mutex<(u64, u64)>,
+}
+
+/// A Retry-After in force: when it was issued, when it ends, and the answer that set it.
+pub(crate) struct Penalty {
+    pub since: Instant,
+    pub until: Instant,
+    pub failure: Failure,
 }
 
 /// A current/maximum pair for in-flight counts.
@@ -459,6 +476,7 @@ impl Shared {
             default_token_ok: AtomicBool::new(true),
             children_first: AtomicBool::new(false),
             violation_grace_ms: AtomicU64::new(ms(config.violation_grace)),
+            in_flight_allowance_ms: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             resets: Mutex::new(Vec::new()),
             corrupt: Mutex::new(HashMap::new()),
@@ -519,16 +537,30 @@ impl Shared {
     }
 
     /// Records a violation if a Retry-After penalty is in force; returns the failure to repeat.
+    ///
+    /// A request arriving within the in-flight allowance after the penalty began was on its way before the
+    /// client could have read the 429: it is refused too, but it is not a violation and does not extend the
+    /// penalty.
     pub fn check_penalty(&self, kind: RequestKind, uri: &str) -> Option<Failure> {
         let mut pen = self.knobs.penalty.lock().expect("penalty lock");
-        let (until, failure) = pen.as_ref()?;
+        let p = pen.as_ref()?;
         let now = Instant::now();
         let grace = Duration::from_millis(self.knobs.violation_grace_ms.load(Ordering::Relaxed));
-        if now + grace >= *until {
+        if now + grace >= p.until {
             return None;
         }
-        let early_by = *until - now;
-        let failure = failure.clone();
+        let mut failure = p.failure.clone();
+        let allowance =
+            Duration::from_millis(self.knobs.in_flight_allowance_ms.load(Ordering::Relaxed));
+        if now < p.since + allowance {
+            // Tell it what is left of the wait, rounded up to whole seconds as the header requires.
+            let left = p.until - now;
+            failure.retry_after = failure
+                .retry_after
+                .map(|_| left.as_secs() + u64::from(left.subsec_nanos() > 0));
+            return Some(failure);
+        }
+        let early_by = p.until - now;
         self.counters
             .violations
             .lock()
@@ -540,7 +572,11 @@ impl Shared {
             });
         // Retry-After grows for a client that keeps calling: the penalty restarts now.
         if let Some(secs) = failure.retry_after {
-            *pen = Some((now + Duration::from_secs(secs), failure.clone()));
+            *pen = Some(Penalty {
+                since: now,
+                until: now + Duration::from_secs(secs),
+                failure: failure.clone(),
+            });
         }
         Some(failure)
     }
@@ -582,10 +618,15 @@ impl Shared {
                 .failures_served
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(secs) = f.retry_after {
-                let until = Instant::now() + Duration::from_secs(secs);
+                let now = Instant::now();
+                let until = now + Duration::from_secs(secs);
                 let mut pen = self.knobs.penalty.lock().expect("penalty lock");
-                if pen.as_ref().is_none_or(|(u, _)| *u < until) {
-                    *pen = Some((until, f.clone()));
+                if pen.as_ref().is_none_or(|p| p.until < until) {
+                    *pen = Some(Penalty {
+                        since: now,
+                        until,
+                        failure: f.clone(),
+                    });
                 }
             }
         }

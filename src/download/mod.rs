@@ -62,6 +62,10 @@ pub struct DownloadSummary {
     pub fatal: Option<String>,
     /// The class of that fatal error.
     pub fatal_class: Option<String>,
+    /// Times the service throttled the client (429/503/509) while this download ran, listing included.
+    pub throttled: u64,
+    /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
+    pub throttle_wait_secs: f64,
 }
 
 /// Download every pending or failed file of the manifest, following `crawl` until it has ended.
@@ -75,6 +79,7 @@ pub async fn download(
     cancel: &CancellationToken,
     mut crawl: watch::Receiver<CrawlProgress>,
 ) -> Result<DownloadSummary, ManifestError> {
+    let stats_before = graph.stats();
     let mut summary = DownloadSummary {
         requeued: requeue_missing(manifest, options).await?,
         ..DownloadSummary::default()
@@ -152,6 +157,10 @@ pub async fn download(
         record(manifest, &mut summary, joined, &*reporter, &stop).await?;
     }
     summary.interrupted = stop.is_cancelled();
+    let stats = graph.stats();
+    summary.throttled = stats.throttle_events - stats_before.throttle_events;
+    summary.throttle_wait_secs =
+        (stats.throttle_wait_total - stats_before.throttle_wait_total).as_secs_f64();
     if !summary.interrupted {
         // Folders found by a crawl that ran alongside, empty ones included.
         create_folders(manifest, options).await?;

@@ -6,5 +6,6 @@ mod auth;
 mod cli;
 mod crawl;
 mod download;
+mod faults;
 mod paths;
 mod resume;

@@ -1,0 +1,151 @@
+//! Issue 6: surviving the real service and hostile input. Each test turns the simulator's fault knobs the
+//! way the service misbehaves, then checks the bytes on disk, the manifest and the exit code.
+
+use std::time::{Duration, Instant};
+
+use graphsim::{Failure, RequestKind, Simulator, Tree};
+
+use crate::download::backup;
+use crate::support::{TestDest, json, odbackup, run};
+
+/// `count` files: mostly small photos, every 25th a larger one (so a reset lands mid-body and a resume
+/// has something to resume), every 100th a few megabytes.
+fn photo_tree(count: usize) -> (Tree, Vec<String>) {
+    let mut tree = Tree::personal();
+    let mut paths = Vec::new();
+    for i in 0..count {
+        let size = match i % 100 {
+            0 => 2_000_000 + i as u64,
+            n if n % 25 == 0 => 300_000 + i as u64 * 11,
+            _ => 2_000 + (i as u64 * 53) % 30_000,
+        };
+        let path = format!("Camera Roll/{}/{:02}/IMG_{i:05}.jpg", 2016 + i % 5, i % 12);
+        tree = tree.file(&path, size);
+        paths.push(path);
+    }
+    (tree, paths)
+}
+
+fn failures(dest: &TestDest) -> Vec<serde_json::Value> {
+    let out = run(odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path()));
+    assert_eq!(out.status.code(), Some(0));
+    json(&out).as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_fails_only_the_corrupt_ones()
+ {
+    let (tree, paths) = photo_tree(2000);
+    let sim = Simulator::start(tree);
+    // 10 % of all requests (listing, /content, download host) refused, half 429 and half 503, both with
+    // Retry-After: 1, in episodes as a spent budget would refuse them.
+    sim.fail_in_bursts(200, 10, Failure::throttled(1));
+    sim.fail_in_bursts(200, 10, Failure::unavailable(Some(1)));
+    // A request already on its way when a 429 is issued is not the client ignoring it.
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.reset_downloads_fraction(0.02, None);
+    sim.set_download_url_lifetime(Duration::from_secs(3));
+    let corrupt = [&paths[7], &paths[1234]];
+    for p in corrupt {
+        sim.corrupt(p, true);
+    }
+    let dest = TestDest::new();
+    let started = Instant::now();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "two files failed");
+    let summary = json(&out);
+    let download = &summary["download"];
+    eprintln!(
+        "fault mix: {took:?}, served failures {}, violations {}, summary {download}",
+        sim.failures_served(),
+        sim.violations().len()
+    );
+    assert!(
+        sim.failures_served() >= 300,
+        "the faults really fired: {}",
+        sim.failures_served()
+    );
+
+    // Every good file has the simulator's bytes; the corrupted ones are not on disk under their name.
+    for path in &paths {
+        let on_disk = dest.join(path);
+        if corrupt.contains(&path) {
+            assert!(!on_disk.exists(), "{path}: wrong bytes kept");
+        } else {
+            let bytes = std::fs::read(&on_disk).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(bytes == sim.content(path), "{path}: bytes differ");
+        }
+    }
+    assert!(
+        !dest.files_on_disk().iter().any(|f| f.ends_with(".part")),
+        "no part file is left of a finished or wrong file"
+    );
+    assert!(
+        sim.violations().is_empty(),
+        "no request came while a Retry-After was in force: {:?}",
+        sim.violations().first()
+    );
+
+    // The summary, the manifest and `failures --json` tell the same story.
+    assert_eq!(download["failed"], 2);
+    assert_eq!(download["failures_by_class"]["hash_mismatch"], 2);
+    assert!(download["throttled"].as_u64().unwrap() > 0, "{download}");
+    let listed = failures(&dest);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let mut failed_paths: Vec<&str> = listed
+        .iter()
+        .map(|f| f["remote_path"].as_str().unwrap())
+        .collect();
+    failed_paths.sort_unstable();
+    let mut want: Vec<String> = corrupt.iter().map(|p| format!("/{p}")).collect();
+    want.sort_unstable();
+    assert_eq!(failed_paths, want);
+    assert!(listed.iter().all(|f| f["class"] == "hash_mismatch"));
+    let items = dest.items();
+    let done = items
+        .values()
+        .filter(|r| r.kind == "file" && r.state == "done")
+        .count();
+    assert_eq!(done, paths.len() - 2);
+
+    // With the faults gone, a re-run fetches only the two and ends clean.
+    sim.clear_failures();
+    sim.clear_resets();
+    for p in corrupt {
+        sim.corrupt(p, false);
+    }
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    for p in corrupt {
+        assert_eq!(std::fs::read(dest.join(p)).unwrap(), sim.content(p));
+    }
+    assert_eq!(sim.requests(RequestKind::Download), 2);
+    assert!(failures(&dest).is_empty());
+}
+
+#[test]
+fn while_throttled_no_request_reaches_the_service_before_retry_after_even_with_eight_transfers() {
+    let (tree, paths) = photo_tree(300);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(5));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.fail_in_bursts(60, 1, Failure::throttled(2).only(RequestKind::Download));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--concurrency", "8", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(sim.failures_served() >= 4, "{}", sim.failures_served());
+    assert!(
+        sim.violations().is_empty(),
+        "requests during a Retry-After: {:?}",
+        sim.violations()
+    );
+    for p in paths.iter().step_by(13) {
+        assert!(std::fs::read(dest.join(p)).unwrap() == sim.content(p), "{p}");
+    }
+    let summary = json(&out);
+    assert!(summary["download"]["throttled"].as_u64().unwrap() >= 4);
+}
