@@ -236,6 +236,12 @@ pub(crate) fn graph_error(
 
 /// The error response for an armed failure (with `Retry-After` when it has one).
 pub(crate) fn failure_response(shared: &Shared, f: &crate::state::Failure) -> Response<SimBody> {
+    if matches!(f.status, 429 | 503 | 509) {
+        shared
+            .counters
+            .throttle_answers
+            .fetch_add(1, Ordering::Relaxed);
+    }
     let mut r = graph_error(shared, f.status, &f.code, &f.message);
     if let Some(s) = f.retry_after {
         set_header(&mut r, "retry-after", &s.to_string());

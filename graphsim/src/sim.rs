@@ -343,6 +343,7 @@ impl Simulator {
             .lock()
             .expect("failures")
             .push(FailureRule {
+                id: self.shared.serial.fetch_add(1, Ordering::Relaxed),
                 failure,
                 item,
                 schedule,
@@ -361,14 +362,19 @@ impl Simulator {
     }
 
     /// Answers `len` of every `every` matching requests with `failure`, in a row: a spent budget refuses
-    /// everything for a while, so throttling comes in episodes rather than evenly spread.
+    /// everything for a while, so throttling comes in episodes rather than evenly spread. The first
+    /// burst comes after `every - len` requests, not at the very start (where a client has only one request
+    /// in flight, so a burst would be refused one request at a time). Requests refused as part of the
+    /// episode while already on their way (see [`Simulator::set_in_flight_allowance`]) count towards `len`.
     pub fn fail_in_bursts(&self, every: u64, len: u64, failure: Failure) {
+        let every = every.max(1);
+        let len = len.min(every);
         self.arm(
             failure,
             Schedule::Bursts {
-                every: every.max(1),
+                every,
                 len,
-                seen: 0,
+                seen: len % every,
             },
         );
     }
@@ -712,6 +718,14 @@ impl Simulator {
     /// Armed failures served (throttling included; penalty repeats excluded).
     pub fn failures_served(&self) -> u64 {
         self.shared.counters.failures_served.load(Ordering::Relaxed)
+    }
+
+    /// Answers with 429, 503 or 509, whether armed or repeated during a penalty.
+    pub fn throttle_answers(&self) -> u64 {
+        self.shared
+            .counters
+            .throttle_answers
+            .load(Ordering::Relaxed)
     }
 
     /// 401 answers from Graph for missing, unknown or expired tokens.

@@ -175,10 +175,17 @@ pub struct Violation {
 #[derive(Clone, Debug)]
 pub(crate) enum Schedule {
     Next(u64),
-    Fraction { fraction: f64, seen: u64 },
+    Fraction {
+        fraction: f64,
+        seen: u64,
+    },
     /// Of every `every` matching requests, the first `len` fire: throttling comes in episodes, the way a
     /// spent budget refuses everything until it refills.
-    Bursts { every: u64, len: u64, seen: u64 },
+    Bursts {
+        every: u64,
+        len: u64,
+        seen: u64,
+    },
     Always,
 }
 
@@ -209,6 +216,8 @@ impl Schedule {
 
 #[derive(Clone, Debug)]
 pub(crate) struct FailureRule {
+    /// Identifies the rule, so a penalty it set can count the requests it refuses against its burst.
+    pub id: u64,
     pub failure: Failure,
     pub item: Option<usize>,
     pub schedule: Schedule,
@@ -258,6 +267,8 @@ pub(crate) struct Knobs {
 
 /// A Retry-After in force: when it was issued, when it ends, and the answer that set it.
 pub(crate) struct Penalty {
+    /// The rule that set it.
+    pub rule: u64,
     pub since: Instant,
     pub until: Instant,
     pub failure: Failure,
@@ -297,6 +308,8 @@ pub(crate) struct Counters {
     pub auth_on_download_host: AtomicU64,
     pub violations: Mutex<Vec<Violation>>,
     pub failures_served: AtomicU64,
+    /// Every 429/503/509 answer, penalty repeats included.
+    pub throttle_answers: AtomicU64,
     pub refreshes: AtomicU64,
     pub unauthorized: AtomicU64,
     pub polls_too_fast: AtomicU64,
@@ -322,6 +335,7 @@ impl Counters {
         for a in [
             &self.auth_on_download_host,
             &self.failures_served,
+            &self.throttle_answers,
             &self.refreshes,
             &self.unauthorized,
             &self.polls_too_fast,
@@ -553,8 +567,23 @@ impl Shared {
         let allowance =
             Duration::from_millis(self.knobs.in_flight_allowance_ms.load(Ordering::Relaxed));
         if now < p.since + allowance {
+            // Refusing a request that was on its way is part of the same episode: it uses up the burst.
+            let (rule, left) = (p.rule, p.until - now);
+            drop(pen);
+            if let Some(r) = self
+                .knobs
+                .failures
+                .lock()
+                .expect("failures lock")
+                .iter_mut()
+                .find(|r| r.id == rule)
+                && let Schedule::Bursts { every, len, seen } = &mut r.schedule
+                && *seen % *every < *len
+                && *seen % *every > 0
+            {
+                *seen += 1;
+            }
             // Tell it what is left of the wait, rounded up to whole seconds as the header requires.
-            let left = p.until - now;
             failure.retry_after = failure
                 .retry_after
                 .map(|_| left.as_secs() + u64::from(left.subsec_nanos() > 0));
@@ -572,7 +601,9 @@ impl Shared {
             });
         // Retry-After grows for a client that keeps calling: the penalty restarts now.
         if let Some(secs) = failure.retry_after {
+            let rule = p.rule;
             *pen = Some(Penalty {
+                rule,
                 since: now,
                 until: now + Duration::from_secs(secs),
                 failure: failure.clone(),
@@ -607,13 +638,13 @@ impl Shared {
                 _ => false,
             };
             if kind_ok && item_ok && rule.schedule.fire() {
-                hit = Some(rule.failure.clone());
+                hit = Some((rule.id, rule.failure.clone()));
                 break;
             }
         }
         rules.retain(|r| !matches!(r.schedule, Schedule::Next(0)));
         drop(rules);
-        if let Some(f) = &hit {
+        if let Some((rule, f)) = &hit {
             self.counters
                 .failures_served
                 .fetch_add(1, Ordering::Relaxed);
@@ -623,6 +654,7 @@ impl Shared {
                 let mut pen = self.knobs.penalty.lock().expect("penalty lock");
                 if pen.as_ref().is_none_or(|p| p.until < until) {
                     *pen = Some(Penalty {
+                        rule: *rule,
                         since: now,
                         until,
                         failure: f.clone(),
@@ -630,7 +662,7 @@ impl Shared {
                 }
             }
         }
-        hit
+        hit.map(|(_, f)| f)
     }
 
     /// Where to cut this download of `item` whose body is `body_len` bytes, if a reset is armed.

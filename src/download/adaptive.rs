@@ -19,6 +19,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// started refusing all get their 429 at about the same time, and that is one signal, not eight.
 const EPISODE: Duration = Duration::from_secs(1);
 
+/// Shortest time between two raises of the limit. The service budgets per minute, so a limit back at the
+/// ceiling a few hundred milliseconds after an episode would only spend the next window at once.
+const GROWTH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The limit's state and rules. No clock or I/O: the caller passes the time and the throttle count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Aimd {
@@ -32,6 +36,8 @@ pub struct Aimd {
     throttles_seen: u64,
     /// When the last episode lowered the limit.
     last_drop: Option<Instant>,
+    /// When the limit last changed.
+    last_change: Option<Instant>,
     /// The lowest limit reached.
     lowest: usize,
     /// Times the limit was lowered.
@@ -48,6 +54,7 @@ impl Aimd {
             successes: 0,
             throttles_seen: throttles_so_far,
             last_drop: None,
+            last_change: None,
             lowest: max,
             drops: 0,
         }
@@ -82,6 +89,7 @@ impl Aimd {
             return 0;
         }
         self.last_drop = Some(now);
+        self.last_change = Some(now);
         self.successes = 0;
         let before = self.limit;
         self.limit = (before / 2).max(1);
@@ -92,17 +100,21 @@ impl Aimd {
         self.limit as isize - before as isize
     }
 
-    /// A transfer finished without being throttled into failure: a full window of these adds one to the
-    /// limit (up to the ceiling). Returns the change of the limit.
-    pub fn success(&mut self) -> isize {
+    /// A transfer finished well: a full window of these adds one to the limit (up to the ceiling), at most
+    /// once per [`GROWTH_INTERVAL`]. Returns the change of the limit.
+    pub fn success(&mut self, now: Instant) -> isize {
         if self.limit >= self.max {
             return 0;
         }
         self.successes += 1;
-        if self.successes < self.limit {
+        let waited = self
+            .last_change
+            .is_none_or(|at| now.saturating_duration_since(at) >= GROWTH_INTERVAL);
+        if self.successes < self.limit || !waited {
             return 0;
         }
         self.successes = 0;
+        self.last_change = Some(now);
         self.limit += 1;
         1
     }
@@ -164,7 +176,7 @@ impl AdaptiveLimit {
             drop(permit);
         }
         if healthy {
-            let change = state.aimd.success();
+            let change = state.aimd.success(Instant::now());
             self.apply(&mut state, change);
         }
     }
@@ -211,15 +223,25 @@ mod tests {
         assert_eq!(a.observe(11, t0 + Duration::from_secs(4)), -1);
         assert_eq!(a.observe(12, t0 + Duration::from_secs(6)), 0);
         assert_eq!((a.limit(), a.lowest(), a.drops()), (1, 1, 3));
-        // Additive increase: one per window of `limit` successes.
+        // Additive increase: one per window of `limit` successes, at most once a second.
+        let t1 = t0 + Duration::from_secs(6);
+        assert_eq!(a.success(t1 + Duration::from_millis(500)), 0, "too soon");
         let mut grown = Vec::new();
-        for _ in 0..40 {
-            if a.success() > 0 {
-                grown.push(a.limit());
+        for i in 1..=40 {
+            if a.success(t1 + Duration::from_millis(1000 * i)) > 0 {
+                grown.push((i, a.limit()));
             }
         }
-        assert_eq!(grown, [2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(a.success(), 0, "never above the ceiling");
+        // Growth 2 at once (two successes seen, a second passed); then every `limit` successes.
+        assert_eq!(
+            grown,
+            [(1, 2), (3, 3), (6, 4), (10, 5), (15, 6), (21, 7), (28, 8)]
+        );
+        assert_eq!(
+            a.success(t1 + Duration::from_secs(100)),
+            0,
+            "never above the ceiling"
+        );
         assert_eq!(a.limit(), 8);
     }
 
@@ -239,10 +261,10 @@ mod tests {
         assert_eq!(limit.permits.available_permits(), 1);
         limit.release(held.next().unwrap(), true);
         assert_eq!(limit.permits.available_permits(), 2);
-        // Two healthy transfers at limit 2 make it 3.
+        // Two healthy transfers at limit 2 would make it 3, but not within a second of the drop.
         let a = limit.acquire().await;
         limit.release(a, true);
-        assert_eq!(limit.figures().0, 3);
-        assert_eq!(limit.permits.available_permits(), 3);
+        assert_eq!(limit.figures().0, 2);
+        assert_eq!(limit.permits.available_permits(), 2);
     }
 }

@@ -1,10 +1,11 @@
 //! The downloader: fetch every wanted file of the manifest into the destination, at most `concurrency` at
-//! once, each verified, each outcome recorded.
+//! once (fewer for a while after the service throttles: `adaptive.rs`), each verified, each outcome recorded.
 //!
 //! It pages through the manifest by row id (never loading it whole), so it can start while the crawler is
 //! still listing: when it runs out of rows it waits for the crawler's next committed page. It knows nothing
 //! of how items were found, and never prints.
 
+mod adaptive;
 mod plan;
 mod transfer;
 
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +67,10 @@ pub struct DownloadSummary {
     pub throttled: u64,
     /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
     pub throttle_wait_secs: f64,
+    /// Times throttling lowered the number of transfers at once.
+    pub concurrency_drops: u64,
+    /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
+    pub concurrency_lowest: usize,
 }
 
 /// Download every pending or failed file of the manifest, following `crawl` until it has ended.
@@ -86,7 +91,11 @@ pub async fn download(
     };
     create_folders(manifest, options).await?;
 
-    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    // Transfers at once: `options.concurrency` at most, fewer for a while after the service throttles.
+    let limit = Arc::new(adaptive::AdaptiveLimit::new(
+        options.concurrency,
+        stats_before.throttle_events,
+    ));
     // A fatal error (auth refused, disk full) stops scheduling without cancelling the user's token.
     let stop = cancel.child_token();
     let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
@@ -133,9 +142,10 @@ pub async fn download(
         for job in jobs {
             after = job.rowid;
             attempted.insert(job.rowid);
+            limit.observe(graph.stats().throttle_events);
             let permit = tokio::select! {
                 () = stop.cancelled() => break 'schedule,
-                permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
+                permit = limit.acquire() => permit,
             };
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
             while let Some(joined) = tasks.try_join_next() {
@@ -145,10 +155,13 @@ pub async fn download(
             let dest = options.dest.clone();
             let reporter = Arc::clone(&reporter);
             let transfer_cancel = stop.clone();
+            let limit = Arc::clone(&limit);
             tasks.spawn(async move {
                 let outcome =
                     transfer::transfer(&graph, &dest, &job, &*reporter, &transfer_cancel).await;
-                drop(permit);
+                limit.observe(graph.stats().throttle_events);
+                let healthy = matches!(outcome, TransferOutcome::Done { .. });
+                limit.release(permit, healthy);
                 (job, outcome)
             });
         }
@@ -159,8 +172,11 @@ pub async fn download(
     summary.interrupted = stop.is_cancelled();
     let stats = graph.stats();
     summary.throttled = stats.throttle_events - stats_before.throttle_events;
-    summary.throttle_wait_secs =
-        (stats.throttle_wait_total - stats_before.throttle_wait_total).as_secs_f64();
+    summary.throttle_wait_secs = (stats
+        .throttle_wait_total
+        .saturating_sub(stats_before.throttle_wait_total))
+    .as_secs_f64();
+    (_, summary.concurrency_lowest, summary.concurrency_drops) = limit.figures();
     if !summary.interrupted {
         // Folders found by a crawl that ran alongside, empty ones included.
         create_folders(manifest, options).await?;

@@ -37,7 +37,8 @@ fn failures(dest: &TestDest) -> Vec<serde_json::Value> {
 #[test]
 fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_fails_only_the_corrupt_ones()
  {
-    let (tree, paths) = photo_tree(2000);
+    let (tree, paths) =
+        photo_tree(std::env::var("FAULT_FILES").map_or(2000, |v| v.parse().unwrap()));
     let sim = Simulator::start(tree);
     // 10 % of all requests (listing, /content, download host) refused, half 429 and half 503, both with
     // Retry-After: 1, in episodes as a spent budget would refuse them.
@@ -47,7 +48,7 @@ fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_
     sim.set_in_flight_allowance(Duration::from_millis(150));
     sim.reset_downloads_fraction(0.02, None);
     sim.set_download_url_lifetime(Duration::from_secs(3));
-    let corrupt = [&paths[7], &paths[1234]];
+    let corrupt = [&paths[7], &paths[paths.len() * 5 / 8]];
     for p in corrupt {
         sim.corrupt(p, true);
     }
@@ -59,14 +60,21 @@ fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_
     let summary = json(&out);
     let download = &summary["download"];
     eprintln!(
-        "fault mix: {took:?}, served failures {}, violations {}, summary {download}",
-        sim.failures_served(),
+        "fault mix: {took:?}, throttle answers {} of {:?}, violations {}, summary {download}",
+        sim.throttle_answers(),
+        sim.request_summary(),
         sim.violations().len()
     );
+    let requests: u64 = sim
+        .request_summary()
+        .iter()
+        .filter(|(k, _)| *k != RequestKind::DownloadWithRange)
+        .map(|(_, n)| n)
+        .sum();
     assert!(
-        sim.failures_served() >= 300,
-        "the faults really fired: {}",
-        sim.failures_served()
+        sim.throttle_answers() * 100 >= requests * 9,
+        "about 10 % of {requests} requests were refused: {}",
+        sim.throttle_answers()
     );
 
     // Every good file has the simulator's bytes; the corrupted ones are not on disk under their name.
@@ -80,7 +88,7 @@ fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_
         }
     }
     assert!(
-        !dest.files_on_disk().iter().any(|f| f.ends_with(".part")),
+        !dest.files_on_disk().iter().any(|f| f.contains(".part")),
         "no part file is left of a finished or wrong file"
     );
     assert!(
@@ -144,8 +152,75 @@ fn while_throttled_no_request_reaches_the_service_before_retry_after_even_with_e
         sim.violations()
     );
     for p in paths.iter().step_by(13) {
-        assert!(std::fs::read(dest.join(p)).unwrap() == sim.content(p), "{p}");
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
     }
     let summary = json(&out);
     assert!(summary["download"]["throttled"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn throttling_lowers_the_transfers_in_flight_and_a_healthy_service_lets_them_grow_back() {
+    let (tree, paths) = photo_tree(2000);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(25));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    let dest = TestDest::new();
+    let mut child = backup(&sim, &dest)
+        .args(["--concurrency", "8", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Full speed first, then one throttling episode, then a healthy service again.
+    crate::support::eventually(Duration::from_secs(60), "eight transfers at once", || {
+        (sim.current_downloads() >= 8).then_some(())
+    });
+    sim.throttle_next(1, 1);
+    crate::support::eventually(Duration::from_secs(60), "the 429", || {
+        (sim.failures_served() == 1).then_some(())
+    });
+    let throttled_at = Instant::now();
+    let mut lowest_after = u64::MAX;
+    let mut highest_later = 0;
+    while child.try_wait().unwrap().is_none() {
+        let now = sim.current_downloads();
+        let since = throttled_at.elapsed();
+        // The pause lasts a second; the limit is raised by one a second at most.
+        if since > Duration::from_millis(1100) && since < Duration::from_millis(1600) {
+            lowest_after = lowest_after.min(now);
+        }
+        if since > Duration::from_secs(3) {
+            highest_later = highest_later.max(now);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let summary = json(&out);
+    let download = &summary["download"];
+    assert!(
+        download["concurrency_drops"].as_u64().unwrap() >= 1,
+        "{download}"
+    );
+    assert!(
+        download["concurrency_lowest"].as_u64().unwrap() <= 4,
+        "{download}"
+    );
+    assert!(
+        lowest_after <= 5,
+        "fewer transfers right after the pause: {lowest_after}"
+    );
+    assert!(
+        highest_later >= 7,
+        "back near the ceiling later: {highest_later}"
+    );
+    assert!(sim.max_concurrent_downloads() <= 8);
+    for p in paths.iter().step_by(17) {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
 }
