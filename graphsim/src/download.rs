@@ -133,8 +133,18 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(f) = penalty.or_else(|| shared.pick_failure(RequestKind::Download, ranged, None)) {
-        return failure_response(&shared, &f);
+    let (rate_headers, over_budget) = if penalty.is_some() {
+        (None, None)
+    } else {
+        shared.spend_budget(1)
+    };
+    if let Some(f) = penalty
+        .or(over_budget)
+        .or_else(|| shared.pick_failure(RequestKind::Download, ranged, None))
+    {
+        let mut r = failure_response(&shared, &f);
+        crate::graph::add_rate_limit_headers(&mut r, rate_headers);
+        return r;
     }
     if !(req.method() == Method::GET || req.method() == Method::HEAD) {
         return graph_error(&shared, 405, "invalidRequest", "Method not allowed");
@@ -243,6 +253,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             &format!("bytes {}-{}/{}", start, end - 1, t.len),
         );
     }
+    crate::graph::add_rate_limit_headers(&mut r, rate_headers);
     debug_assert!(r.headers().contains_key(CONTENT_LENGTH));
     r
 }

@@ -264,12 +264,20 @@ impl Simulator {
             .store(cap.unwrap_or(0) as u64, Ordering::Relaxed);
     }
 
-    /// Adds `RateLimit-Limit/Remaining/Reset` headers to Graph answers.
+    /// Enforces a SharePoint-style budget of 1,200 resource units a minute (on) or none (off); see
+    /// [`Simulator::set_rate_limit`].
     pub fn set_rate_limit_headers(&self, on: bool) {
-        self.shared
-            .knobs
-            .rate_limit_headers
-            .store(on, Ordering::Relaxed);
+        self.set_rate_limit(on.then_some((1200, Duration::from_secs(60))));
+    }
+
+    /// Enforces a resource-unit budget per window (`None`: unlimited). A Graph request costs 2 units, a
+    /// download 1. Once 80 % of a window is spent, answers carry `RateLimit-Limit/-Remaining/-Reset`;
+    /// beyond the budget, requests get 429 `activityLimitReached` with `Retry-After` equal to the reset,
+    /// and a request that comes before it is a violation.
+    pub fn set_rate_limit(&self, budget: Option<(u64, Duration)>) {
+        *self.shared.knobs.rate_budget.lock().expect("budget") =
+            budget.map(|(units, window)| (units, window.as_millis().max(1) as u64));
+        *self.shared.knobs.rate_window.lock().expect("rate window") = (0, 0);
     }
 
     /// Lifetime of download URLs minted from now on (expired → 401 on the download host).

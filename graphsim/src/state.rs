@@ -247,7 +247,6 @@ pub(crate) struct Knobs {
     pub ignore_range: AtomicBool,
     pub ragged_pages: AtomicBool,
     pub page_cap: AtomicU64,
-    pub rate_limit_headers: AtomicBool,
     pub url_lifetime_ms: AtomicU64,
     pub token_lifetime_ms: AtomicU64,
     pub resync_next: AtomicBool,
@@ -261,7 +260,9 @@ pub(crate) struct Knobs {
     pub corrupt: Mutex<HashMap<usize, u64>>,
     /// The current Retry-After penalty.
     pub penalty: Mutex<Option<Penalty>>,
-    /// (minute since start, Graph requests in that minute) for `RateLimit-*` headers.
+    /// The resource-unit budget (units per window, window in ms), when one is enforced.
+    pub rate_budget: Mutex<Option<(u64, u64)>>,
+    /// (window index since start, units spent in it).
     pub rate_window: Mutex<(u64, u64)>,
 }
 
@@ -483,7 +484,6 @@ impl Shared {
             ignore_range: AtomicBool::new(false),
             ragged_pages: AtomicBool::new(false),
             page_cap: AtomicU64::new(0),
-            rate_limit_headers: AtomicBool::new(false),
             url_lifetime_ms: AtomicU64::new(ms(config.download_url_lifetime)),
             token_lifetime_ms: AtomicU64::new(ms(config.token_lifetime)),
             resync_next: AtomicBool::new(false),
@@ -495,6 +495,7 @@ impl Shared {
             resets: Mutex::new(Vec::new()),
             corrupt: Mutex::new(HashMap::new()),
             penalty: Mutex::new(None),
+            rate_budget: Mutex::new(None),
             rate_window: Mutex::new((0, 0)),
         };
         let secret = crate::content::mix(
@@ -663,6 +664,45 @@ impl Shared {
             }
         }
         hit.map(|(_, f)| f)
+    }
+
+    /// Spend `units` of the resource-unit budget, if one is set. Returns the `RateLimit-*` values to send
+    /// (`limit`, `remaining`, `reset` seconds: only once 80 % of the window is used, as the service does) and,
+    /// when the budget is spent, the 429 to answer instead, whose `Retry-After` is the window's reset.
+    /// The 429 starts a penalty, so a client that does not wait is caught as a violation.
+    pub fn spend_budget(&self, units: u64) -> (Option<(u64, u64, u64)>, Option<Failure>) {
+        let Some((limit, window_ms)) = *self.knobs.rate_budget.lock().expect("budget lock") else {
+            return (None, None);
+        };
+        let now = self.now_ms();
+        let window = now / window_ms.max(1);
+        let used = {
+            let mut w = self.knobs.rate_window.lock().expect("rate window");
+            if w.0 != window {
+                *w = (window, 0);
+            }
+            w.1 += units;
+            w.1
+        };
+        let left_ms = window_ms - now % window_ms.max(1);
+        let reset = left_ms.div_ceil(1000);
+        let headers = (used * 5 >= limit * 4).then_some((limit, limit.saturating_sub(used), reset));
+        if used <= limit {
+            return (headers, None);
+        }
+        let failure = Failure::throttled(reset);
+        let since = Instant::now();
+        let mut pen = self.knobs.penalty.lock().expect("penalty lock");
+        let until = since + Duration::from_millis(left_ms);
+        if pen.as_ref().is_none_or(|p| p.until < until) {
+            *pen = Some(Penalty {
+                rule: u64::MAX,
+                since,
+                until,
+                failure: failure.clone(),
+            });
+        }
+        (headers, Some(failure))
     }
 
     /// Where to cut this download of `item` whose body is `body_len` bytes, if a reset is armed.

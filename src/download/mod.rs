@@ -67,6 +67,8 @@ pub struct DownloadSummary {
     pub throttled: u64,
     /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
     pub throttle_wait_secs: f64,
+    /// Requests held back for their turn because `RateLimit-*` headers said the budget was nearly spent.
+    pub paced: u64,
     /// Times throttling lowered the number of transfers at once.
     pub concurrency_drops: u64,
     /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
@@ -176,6 +178,7 @@ pub async fn download(
         .throttle_wait_total
         .saturating_sub(stats_before.throttle_wait_total))
     .as_secs_f64();
+    summary.paced = stats.paced - stats_before.paced;
     (_, summary.concurrency_lowest, summary.concurrency_drops) = limit.figures();
     if !summary.interrupted {
         // Folders found by a crawl that ran alongside, empty ones included.

@@ -152,7 +152,7 @@ impl GraphClient {
         let timeout = self.inner.options.request_timeout;
         let mut tally = super::transport::Tally::default();
         loop {
-            self.inner.gate.wait().await;
+            self.pass_gate().await;
             self.count_request();
             let mut request = self.inner.downloads.get(url.expose());
             if from > 0 {
@@ -171,6 +171,7 @@ impl GraphClient {
                 Ok(Ok(response)) => {
                     let status = response.status().as_u16();
                     tracing::debug!(status, "download answered");
+                    self.watch_rate_limit(response.headers());
                     match status {
                         200 | 206 => return self.start_download(response, what),
                         401 | 403 | 410 => return Err(GraphError::DownloadUrlExpired { status }),

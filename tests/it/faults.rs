@@ -224,3 +224,52 @@ fn throttling_lowers_the_transfers_in_flight_and_a_healthy_service_lets_them_gro
         );
     }
 }
+
+#[test]
+fn rate_limit_headers_slow_the_client_down_before_the_budget_runs_out() {
+    let (tree, paths) = photo_tree(250);
+    let sim = Simulator::start(tree);
+    // 300 resource units per 3 s: the backup needs about three windows' worth.
+    sim.set_rate_limit(Some((300, Duration::from_secs(3))));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        sim.throttle_answers(),
+        0,
+        "paced ahead of the budget, never refused"
+    );
+    assert!(sim.violations().is_empty());
+    let summary = json(&out);
+    assert!(
+        summary["download"]["paced"].as_u64().unwrap() > 0,
+        "{}",
+        summary["download"]
+    );
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn a_503_without_retry_after_pauses_the_client_for_the_default_five_seconds() {
+    let (tree, paths) = photo_tree(30);
+    let sim = Simulator::start(tree);
+    sim.fail_next(1, Failure::unavailable(None).only(RequestKind::Content));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let summary = json(&out);
+    let waited = summary["download"]["throttle_wait_secs"].as_f64().unwrap();
+    assert!(waited >= 4.9, "{waited}");
+    assert_eq!(summary["download"]["throttled"], 1);
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
