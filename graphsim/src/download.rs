@@ -216,10 +216,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         .expect("corrupt lock")
         .get(&t.idx)
         .copied();
-    let cut_at = if req.method() == Method::HEAD {
+    let fault = if req.method() == Method::HEAD {
         None
     } else {
-        shared.pick_reset(t.idx, end - start).map(|c| start + c)
+        shared.pick_reset(t.idx, end - start)
+    };
+    let (cut_at, stall) = match fault {
+        Some((at, None)) => (Some(start + at), None),
+        Some((at, Some(pause))) => (None, Some((start + at, pause))),
+        None => (None, None),
     };
     let body = if req.method() == Method::HEAD {
         SimBody::empty()
@@ -229,6 +234,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             pos: start,
             end,
             cut_at,
+            stall,
             corrupt_at,
             guard: Some(guard),
             shared: shared.clone(),

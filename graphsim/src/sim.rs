@@ -426,6 +426,7 @@ impl Simulator {
                 item,
                 schedule: Schedule::Next(times),
                 after: after_bytes,
+                stall: None,
             });
     }
 
@@ -440,10 +441,28 @@ impl Simulator {
                 item: None,
                 schedule: Schedule::Fraction { fraction, seen: 0 },
                 after: after_bytes,
+                stall: None,
             });
     }
 
-    /// Disarms every reset.
+    /// The next `times` downloads of the file at `path` send `after_bytes` of their body, then nothing for
+    /// `stall` (the connection stays open), then the rest: a transfer that hangs without failing.
+    pub fn stall_next_downloads(&self, path: &str, times: u64, after_bytes: u64, stall: Duration) {
+        let item = Some(self.world().expect(path));
+        self.shared
+            .knobs
+            .resets
+            .lock()
+            .expect("resets")
+            .push(ResetRule {
+                item,
+                schedule: Schedule::Next(times),
+                after: Some(after_bytes),
+                stall: Some(stall),
+            });
+    }
+
+    /// Disarms every reset and stall.
     pub fn clear_resets(&self) {
         self.shared.knobs.resets.lock().expect("resets").clear();
     }

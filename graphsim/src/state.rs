@@ -229,6 +229,8 @@ pub(crate) struct ResetRule {
     pub schedule: Schedule,
     /// Bytes of body sent before the cut; `None` = half the body.
     pub after: Option<u64>,
+    /// Instead of dropping the connection there, send nothing for this long, then go on.
+    pub stall: Option<Duration>,
 }
 
 /// The order delta lists an enumeration in (undocumented in the real service).
@@ -705,8 +707,9 @@ impl Shared {
         (headers, Some(failure))
     }
 
-    /// Where to cut this download of `item` whose body is `body_len` bytes, if a reset is armed.
-    pub fn pick_reset(&self, item: usize, body_len: u64) -> Option<u64> {
+    /// Where to cut (or stall) this download of `item` whose body is `body_len` bytes, if a rule is armed:
+    /// the offset into the body, and the stall's length for a stall.
+    pub fn pick_reset(&self, item: usize, body_len: u64) -> Option<(u64, Option<Duration>)> {
         let mut rules = self.knobs.resets.lock().expect("resets lock");
         let mut cut = None;
         for rule in rules.iter_mut() {
@@ -714,11 +717,12 @@ impl Shared {
                 continue;
             }
             if rule.schedule.fire() {
-                cut = Some(
+                cut = Some((
                     rule.after
                         .unwrap_or(body_len / 2)
                         .min(body_len.saturating_sub(1)),
-                );
+                    rule.stall,
+                ));
                 break;
             }
         }

@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use graphsim::{Failure, RequestKind, Simulator, Tree};
+use odbackup::download::{DownloadOptions, DownloadSummary};
+use odbackup::graph::{GraphClient, GraphOptions};
 
 use crate::download::backup;
 use crate::support::{TestDest, json, odbackup, run};
@@ -24,6 +28,57 @@ fn photo_tree(count: usize) -> (Tree, Vec<String>) {
         paths.push(path);
     }
     (tree, paths)
+}
+
+/// List the drive with the binary, then download through the library with `graph` options the command line
+/// does not offer (yet), `concurrency` at once.
+fn crawl_then_download(
+    sim: &Simulator,
+    dest: &TestDest,
+    graph: GraphOptions,
+    concurrency: usize,
+) -> DownloadSummary {
+    let crawl = run(odbackup()
+        .args(["crawl", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
+    assert_eq!(crawl.status.code(), Some(0));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tokens = Arc::new(odbackup::auth::StaticTokenSource::new(
+            sim.token().to_owned(),
+        ));
+        let graph = GraphClient::new(
+            GraphOptions {
+                base_url: sim.graph_url(),
+                ..graph
+            },
+            tokens,
+        )
+        .unwrap();
+        let manifest = odbackup::shared::SharedManifest::new(
+            odbackup::manifest::Manifest::open(&dest.manifest()).unwrap(),
+        );
+        let (_crawl, progress) = tokio::sync::watch::channel(odbackup::crawl::CrawlProgress {
+            pages: 0,
+            ended: true,
+        });
+        let options = DownloadOptions {
+            dest: dest.path().to_path_buf(),
+            concurrency,
+        };
+        odbackup::download::download(
+            &graph,
+            &manifest,
+            &options,
+            Arc::new(odbackup::progress::NoopReporter),
+            &tokio_util::sync::CancellationToken::new(),
+            progress,
+        )
+        .await
+        .unwrap()
+    })
 }
 
 fn failures(dest: &TestDest) -> Vec<serde_json::Value> {
@@ -272,4 +327,43 @@ fn a_503_without_retry_after_pauses_the_client_for_the_default_five_seconds() {
             "{p}"
         );
     }
+}
+
+#[test]
+fn a_stalled_transfer_is_aborted_after_the_stall_timeout_and_resumed() {
+    let tree = Tree::personal()
+        .file("v/clip.mov", 3_000_000)
+        .file("v/other.jpg", 40_000);
+    let sim = Simulator::start(tree);
+    // The body stops after 1 MB and would hang for a minute; the stall timeout is one second.
+    sim.stall_next_downloads("v/clip.mov", 1, 1_000_000, Duration::from_secs(60));
+    let dest = TestDest::new();
+    let started = Instant::now();
+    let summary = crawl_then_download(
+        &sim,
+        &dest,
+        GraphOptions {
+            read_idle_timeout: Duration::from_secs(1),
+            ..GraphOptions::default()
+        },
+        2,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not wait for the stall: {:?}",
+        started.elapsed()
+    );
+    assert_eq!((summary.downloaded, summary.failed), (2, 0), "{summary:?}");
+    assert_eq!(
+        std::fs::read(dest.join("v/clip.mov")).unwrap(),
+        sim.content("v/clip.mov")
+    );
+    let ranges = sim.ranges_of("v/clip.mov");
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert!(
+        ranges[1]
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=1000000-")),
+        "resumed from the bytes on disk: {ranges:?}"
+    );
 }
