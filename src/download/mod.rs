@@ -47,6 +47,10 @@ pub struct DownloadOptions {
 pub struct DownloadSummary {
     /// Files fetched and verified in this run.
     pub downloaded: u64,
+    /// Files kept in this run (fetched or adopted) although they could not be verified against the listing,
+    /// by the known quirk that explains it (`live_photo`, `rewritten_by_service`, `no_hash`, …). Each row
+    /// in the manifest says exactly what differed.
+    pub accepted_with_caveat: BTreeMap<String, u64>,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -206,10 +210,18 @@ async fn record(
         TransferOutcome::Done {
             local_path,
             verification,
+            caveat,
+            local_size,
             fetched,
             adopted,
             attempts,
         } => {
+            if let Some(c) = &caveat {
+                *summary
+                    .accepted_with_caveat
+                    .entry(c.class.as_str().to_owned())
+                    .or_default() += 1;
+            }
             if adopted {
                 summary.adopted += 1;
             } else {
@@ -224,7 +236,13 @@ async fn record(
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
             manifest
-                .call(move |m| m.mark_done(&drive, &item, &done))
+                .call(move |m| {
+                    m.mark_done(&drive, &item, &done)?;
+                    match &caveat {
+                        Some(c) => m.set_caveat(&drive, &item, c, local_size),
+                        None => Ok(()),
+                    }
+                })
                 .await?;
             reporter.event(&Event::FileDone {
                 path: &job.remote_path,

@@ -56,7 +56,7 @@ pub struct DoneFile {
     pub item_id: ItemId,
     /// Relative local path.
     pub local_path: String,
-    /// Size.
+    /// Size on disk (the listed size, unless a caveat recorded another).
     pub size: u64,
 }
 
@@ -71,6 +71,41 @@ pub struct DoneRecord {
     pub bytes: u64,
     /// Attempts it took in this run (added to the total, so survived retries stay on record).
     pub attempts: u32,
+}
+
+/// Why a file was kept although it could not be verified against the listing: a known service quirk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CaveatClass {
+    /// An iPhone Live Photo: the service serves the still image only, shorter than the listed size.
+    LivePhoto,
+    /// An Office/PDF/HTML file the service rewrote after upload (`SharePoint` metadata): its size or hash
+    /// differs from the listing, and it came the same twice.
+    Rewritten,
+    /// The listing gave no hash (zero-byte files, some old business files): checked by size only.
+    NoHash,
+    /// Flagged as malware by the service, fetched anyway because the user asked for it.
+    MalwareOverride,
+}
+
+impl CaveatClass {
+    /// The name stored in the manifest and shown in summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaveatClass::LivePhoto => "live_photo",
+            CaveatClass::Rewritten => "rewritten_by_service",
+            CaveatClass::NoHash => "no_hash",
+            CaveatClass::MalwareOverride => "malware_override",
+        }
+    }
+}
+
+/// How a file that could not be verified in full was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caveat {
+    /// Which quirk.
+    pub class: CaveatClass,
+    /// What exactly, for the user.
+    pub reason: String,
 }
 
 /// A failed download.
@@ -112,7 +147,7 @@ pub enum Outcome {
 const MARK_DONE: &str =
     "UPDATE items SET state = 'done', local_path = ?3, verification = ?4, downloaded_at = ?5,
          attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
-         failed_at = NULL, updated_at = ?5
+         failed_at = NULL, updated_at = ?5, caveat_class = NULL, caveat = NULL, local_size = NULL
      WHERE drive_id = ?1 AND item_id = ?2";
 
 const MARK_FAILED: &str =
@@ -199,6 +234,33 @@ impl Manifest {
         mark_done(&self.conn, drive, item, done, &now()).map_err(|e| self.err(e))
     }
 
+    /// Record how a done file was accepted despite a quirk, and its size on disk. Call after
+    /// [`Self::mark_done`], which clears both.
+    pub fn set_caveat(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        caveat: &Caveat,
+        local_size: u64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE items SET caveat_class = ?3, caveat = ?4, local_size = ?5
+                 WHERE drive_id = ?1 AND item_id = ?2 AND state = 'done'",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    drive.as_str(),
+                    item.as_str(),
+                    caveat.class.as_str(),
+                    caveat.reason,
+                    i64::try_from(local_size).unwrap_or(i64::MAX)
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Record a failure: state `failed`, with its class, status and message; this run's attempts added.
     pub fn mark_failed(
         &mut self,
@@ -239,7 +301,7 @@ impl Manifest {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT rowid, drive_id, item_id, local_path, size FROM items WHERE rowid > ?1 AND kind = 'file'
+                "SELECT rowid, drive_id, item_id, local_path, COALESCE(local_size, size) FROM items WHERE rowid > ?1 AND kind = 'file'
                  AND state = 'done' AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;

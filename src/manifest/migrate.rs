@@ -7,7 +7,10 @@
 use super::{APPLICATION_ID, Manifest, ManifestError, Result, sql_err};
 
 /// Every migration, in order; the schema version is the number applied.
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0003_caveats.sql"),
+];
 
 /// The schema version this build writes.
 fn known() -> i64 {

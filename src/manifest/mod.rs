@@ -24,7 +24,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
-pub use downloads::{DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome};
+pub use downloads::{
+    Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome,
+};
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{ByteCounts, Count, FailureRow, KindStateCount, StateCounts, StatusReport};
 pub use runs::RunRecord;

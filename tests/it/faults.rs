@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use graphsim::{Failure, RequestKind, Simulator, Tree};
+use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 use odbackup::download::{DownloadOptions, DownloadSummary};
 use odbackup::graph::{GraphClient, GraphOptions};
 
@@ -366,4 +366,108 @@ fn a_stalled_transfer_is_aborted_after_the_stall_timeout_and_resumed() {
             .is_some_and(|r| r.starts_with("bytes=1000000-")),
         "resumed from the bytes on disk: {ranges:?}"
     );
+}
+
+/// `(caveat_class, caveat, state, verification)` of the row at `path`.
+fn caveat_of(
+    dest: &TestDest,
+    path: &str,
+) -> (Option<String>, Option<String>, String, Option<String>) {
+    dest.db()
+        .query_row(
+            "SELECT caveat_class, caveat, state, verification FROM items WHERE remote_path = ?1",
+            [path],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn known_quirks_are_kept_with_a_caveat_per_item_and_everything_else_still_fails() {
+    let tree = Tree::business()
+        .file_with(
+            "Camera Roll/IMG_0001.HEIC",
+            3_000_000,
+            FileOpts::new().served_size(1_200_000),
+        )
+        .file_with(
+            "Docs/report.docx",
+            50_000,
+            FileOpts::new().served_size(53_000),
+        )
+        .file_with("Docs/scan.pdf", 80_000, FileOpts::new().served_size(79_000))
+        .file("Docs/empty.txt", 0)
+        .file_with("Docs/old.bin", 1_000, FileOpts::new().no_hashes())
+        .file_with(
+            "Photos/short.jpg",
+            10_000,
+            FileOpts::new().served_size(9_000),
+        )
+        .file("Photos/fine.jpg", 10_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(1), "short.jpg is no known quirk");
+    let summary = json(&out);
+    let download = &summary["download"];
+    assert_eq!(
+        download["accepted_with_caveat"],
+        serde_json::json!({"live_photo": 1, "rewritten_by_service": 2, "no_hash": 2}),
+        "{download}"
+    );
+    assert_eq!(download["failed"], 1);
+    assert_eq!(download["failures_by_class"]["size_mismatch"], 1);
+
+    // The bytes kept are exactly what the service serves.
+    for p in [
+        "Camera Roll/IMG_0001.HEIC",
+        "Docs/report.docx",
+        "Docs/scan.pdf",
+        "Docs/empty.txt",
+        "Docs/old.bin",
+        "Photos/fine.jpg",
+    ] {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    assert!(
+        !dest.join("Photos/short.jpg").exists(),
+        "wrong bytes never kept"
+    );
+    assert!(!dest.files_on_disk().iter().any(|f| f.contains(".part")));
+
+    let (class, reason, state, verification) = caveat_of(&dest, "/Camera Roll/IMG_0001.HEIC");
+    assert_eq!(
+        (class.as_deref(), state.as_str()),
+        (Some("live_photo"), "done")
+    );
+    assert!(reason.unwrap().contains("1200000 of the 3000000"));
+    assert_eq!(verification.as_deref(), Some("unverified"));
+    let (class, reason, ..) = caveat_of(&dest, "/Docs/report.docx");
+    assert_eq!(class.as_deref(), Some("rewritten_by_service"));
+    assert!(reason.unwrap().contains("same bytes came twice"));
+    assert_eq!(
+        sim.downloads_of("Docs/report.docx"),
+        2,
+        "fetched twice to compare"
+    );
+    assert_eq!(
+        caveat_of(&dest, "/Docs/empty.txt").0.as_deref(),
+        Some("no_hash")
+    );
+    assert_eq!(caveat_of(&dest, "/Photos/fine.jpg").0, None);
+
+    // A re-run leaves the accepted files alone (the shorter Live Photo is not "missing") and retries the
+    // failure, which fails the same way.
+    sim.reset_counters();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["download"]["requeued"], 0);
+    assert_eq!(sim.downloads_of("Camera Roll/IMG_0001.HEIC"), 0);
+    assert_eq!(sim.downloads_of("Docs/report.docx"), 0);
+    let listed = failures(&dest);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["class"], "size_mismatch");
 }
