@@ -20,16 +20,27 @@ use crate::tree::{Flavour, World};
 
 /// A fresh pre-authenticated URL for the file at `idx` (valid for the URL-lifetime knob).
 pub(crate) fn mint_url(shared: &Shared, world: &World, idx: usize) -> String {
+    mint_url_with(shared, world, idx, false)
+}
+
+/// [`mint_url`], serving a malware-flagged file when `infected_ok` (the client overrode the block).
+pub(crate) fn mint_url_with(
+    shared: &Shared,
+    world: &World,
+    idx: usize,
+    infected_ok: bool,
+) -> String {
     let it = &world.items[idx];
     let f = it.file().expect("download URLs are for files");
     let expires = shared.now_ms() + shared.knobs.url_lifetime_ms.load(Ordering::Relaxed);
     let token = seal(&format!(
-        "t.{}.{}.{:x}.{}.{}",
+        "t.{}.{}.{:x}.{}.{}.{}",
         it.drive,
         idx,
         f.seed,
         f.served_len(),
-        expires
+        expires,
+        u8::from(infected_ok)
     ));
     let site = match world.flavour {
         Flavour::Personal => format!(
@@ -51,6 +62,7 @@ struct Ticket {
     seed: u64,
     len: u64,
     expires_ms: u64,
+    infected_ok: bool,
 }
 
 fn ticket(query: Option<&str>) -> Option<Ticket> {
@@ -60,7 +72,7 @@ fn ticket(query: Option<&str>) -> Option<Ticket> {
         .into_owned();
     let payload = unseal(&token)?;
     let p: Vec<&str> = payload.split('.').collect();
-    if p.len() != 6 || p[0] != "t" {
+    if p.len() != 7 || p[0] != "t" {
         return None;
     }
     Some(Ticket {
@@ -68,6 +80,7 @@ fn ticket(query: Option<&str>) -> Option<Ticket> {
         seed: u64::from_str_radix(p[3], 16).ok()?,
         len: p[4].parse().ok()?,
         expires_ms: p[5].parse().ok()?,
+        infected_ok: p[6] == "1",
     })
 }
 
@@ -173,7 +186,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         if it.deleted {
             return graph_error(&shared, 404, "itemNotFound", "Item does not exist");
         }
-        if it.file().is_some_and(|f| f.malware.is_some()) {
+        if it.file().is_some_and(|f| f.malware.is_some()) && !t.infected_ok {
             return graph_error(&shared, 403, "malwareDetected", "Malware detected");
         }
         (

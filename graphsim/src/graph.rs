@@ -179,6 +179,16 @@ fn parse_route(path: &str) -> Route {
     }
 }
 
+/// Whether a `/content` request asks for a malware-flagged file anyway.
+fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -> bool {
+    query.get("avoverride").is_some_and(|v| v == "1")
+        || headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("forceinfecteddownload"))
+}
+
 /// Query options, keys lower-cased with the optional `$` removed.
 fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
@@ -380,7 +390,7 @@ fn answer(
                     )
                 }
                 Op::Children => ctx.children(idx, query),
-                Op::Content => ctx.content(idx),
+                Op::Content => ctx.content(idx, wants_infected(query, headers)),
                 Op::Delta => ctx.delta(d, idx, query, headers),
             }
         }
@@ -911,14 +921,18 @@ impl Ctx<'_> {
         crate::server::json_bytes(StatusCode::OK, buf)
     }
 
-    fn content(&self, idx: usize) -> Response<SimBody> {
+    /// `/content`: 302 to a fresh download URL. A malware-flagged file answers 403 `malwareDetected`, unless
+    /// the client asks to download it anyway (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a
+    /// business drive: only business tenants honour that (graph-notes §4).
+    fn content(&self, idx: usize, force_infected: bool) -> Response<SimBody> {
         let it = &self.world.items[idx];
+        let overridden = force_infected && self.world.flavour == crate::tree::Flavour::Business;
         match &it.kind {
-            Kind::File(f) if f.malware.is_some() => {
+            Kind::File(f) if f.malware.is_some() && !overridden => {
                 self.err(403, "malwareDetected", "Malware detected")
             }
             Kind::File(_) => {
-                let url = crate::download::mint_url(self.shared, self.world, idx);
+                let url = crate::download::mint_url_with(self.shared, self.world, idx, overridden);
                 let mut r = crate::server::empty(StatusCode::FOUND);
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&url) {
                     r.headers_mut().insert(LOCATION, v);

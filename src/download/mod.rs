@@ -42,6 +42,19 @@ pub struct DownloadOptions {
     pub concurrency: usize,
 }
 
+/// How the downloader meets faults, beyond [`DownloadOptions`]. Kept apart so callers that build
+/// `DownloadOptions` field by field need not change; [`download_with_policy`] takes it.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadPolicy {
+    /// A transfer that receives no bytes for this long is aborted and resumed from its part file (`None`:
+    /// the Graph client's `read_idle_timeout`, 60 s by default).
+    pub stall_timeout: Option<std::time::Duration>,
+    /// Fetch files the service flagged as malware too (asking with `AVOverride=1`; only business tenants that
+    /// allow it serve them). They are kept with the caveat `malware_override`. Off by default: such files are
+    /// skipped and reported.
+    pub allow_malware: bool,
+}
+
 /// What a download run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DownloadSummary {
@@ -88,6 +101,28 @@ pub async fn download(
     options: &DownloadOptions,
     reporter: Arc<dyn Reporter>,
     cancel: &CancellationToken,
+    crawl: watch::Receiver<CrawlProgress>,
+) -> Result<DownloadSummary, ManifestError> {
+    download_with_policy(
+        graph,
+        manifest,
+        options,
+        &DownloadPolicy::default(),
+        reporter,
+        cancel,
+        crawl,
+    )
+    .await
+}
+
+/// [`download`], with a [`DownloadPolicy`] for stalls and malware-flagged files.
+pub async fn download_with_policy(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+    policy: &DownloadPolicy,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
     mut crawl: watch::Receiver<CrawlProgress>,
 ) -> Result<DownloadSummary, ManifestError> {
     let stats_before = graph.stats();
@@ -110,10 +145,11 @@ pub async fn download(
     // (a changed file listed after newer rows) is caught by one last pass from the start, which skips these.
     let mut attempted: HashSet<i64> = HashSet::new();
     let mut swept = false;
+    let with_malware = policy.allow_malware;
     'schedule: loop {
         let crawl_ended = crawl.borrow_and_update().ended;
         let jobs = manifest
-            .call(move |m| m.downloadable_after(after, BATCH))
+            .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
             .await?;
         let last_rowid = jobs.last().map(|j| j.rowid);
         let jobs: Vec<DownloadJob> = jobs
@@ -162,9 +198,11 @@ pub async fn download(
             let reporter = Arc::clone(&reporter);
             let transfer_cancel = stop.clone();
             let limit = Arc::clone(&limit);
+            let policy = policy.clone();
             tasks.spawn(async move {
                 let outcome =
-                    transfer::transfer(&graph, &dest, &job, &*reporter, &transfer_cancel).await;
+                    transfer::transfer(&graph, &dest, &job, &policy, &*reporter, &transfer_cancel)
+                        .await;
                 limit.observe(graph.stats().throttle_events);
                 let healthy = matches!(outcome, TransferOutcome::Done { .. });
                 limit.release(permit, healthy);

@@ -12,11 +12,12 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
+use super::DownloadPolicy;
 use super::plan::{Action, Earlier, Judgement, LocalState, allowed_length, classify, judge, plan};
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
 use crate::localpath::{join_under_no_symlinks, part_path};
-use crate::manifest::{Caveat, DownloadJob, FailureClass};
+use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
 use crate::progress::{Event, Reporter};
 
 /// Network hiccups (reset, stall, 5xx beyond the client's own retries) survived per file per run; each one
@@ -75,6 +76,7 @@ pub async fn transfer(
     graph: &GraphClient,
     dest: &Path,
     job: &DownloadJob,
+    policy: &DownloadPolicy,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> TransferOutcome {
@@ -172,6 +174,7 @@ pub async fn transfer(
         let step = fetch_into_part(
             graph,
             job,
+            policy,
             &part,
             start,
             &mut url,
@@ -256,6 +259,7 @@ pub async fn transfer(
                 verification,
                 caveat,
             } => {
+                let caveat = malware_caveat(job).or(caveat);
                 if let Err(err) = tokio::fs::rename(&part, &target).await {
                     return disk_failure(&err, &target, attempts);
                 }
@@ -303,6 +307,7 @@ enum StepError {
 async fn fetch_into_part(
     graph: &GraphClient,
     job: &DownloadJob,
+    policy: &DownloadPolicy,
     part: &Path,
     start: u64,
     url: &mut Option<DownloadUrl>,
@@ -335,13 +340,21 @@ async fn fetch_into_part(
     if url.is_none() {
         *url = Some(
             graph
-                .content_url(&job.drive_id, &job.item_id)
+                .content_url_with(
+                    &job.drive_id,
+                    &job.item_id,
+                    job.malware && policy.allow_malware,
+                )
                 .await
                 .map_err(StepError::Network)?,
         );
     }
     let current = url.as_ref().expect("set above");
-    let response = match graph.download(current, written).await {
+    let answered = match policy.stall_timeout {
+        Some(idle) => graph.download_with_idle(current, written, idle).await,
+        None => graph.download(current, written).await,
+    };
+    let response = match answered {
         Ok(r) => r,
         Err(GraphError::DownloadUrlExpired { status }) => {
             return Err(StepError::UrlExpired(status));
@@ -431,6 +444,15 @@ impl SeekToEnd for tokio::io::BufWriter<tokio::fs::File> {
             .await
             .map(|_| ())
     }
+}
+
+/// A malware-flagged file that was fetched (the user asked for it) is kept with that caveat above all.
+fn malware_caveat(job: &DownloadJob) -> Option<Caveat> {
+    job.malware.then(|| Caveat {
+        class: CaveatClass::MalwareOverride,
+        reason: "flagged as malware by OneDrive; fetched anyway on request (allow malware)"
+            .to_owned(),
+    })
 }
 
 fn failed(

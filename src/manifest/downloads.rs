@@ -43,7 +43,13 @@ pub struct DownloadJob {
     pub local_path: Option<String>,
     /// Attempts so far (earlier runs).
     pub attempts: u32,
+    /// Whether the service flagged it as malware (picked only when the user asked to fetch such files).
+    pub malware: bool,
 }
+
+/// How the crawl's skip reason for a malware-flagged file begins (`crawl::to_new_item`): such rows are
+/// `skipped`, and fetched only on the user's explicit request.
+const MALWARE_SKIP_PREFIX: &str = "flagged as malware";
 
 /// A file recorded as done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,35 +202,56 @@ impl Manifest {
     /// Up to `limit` files to download after `after_rowid`, in row order: pending or failed, not deleted
     /// remotely. Page on with the last job's `rowid`.
     pub fn downloadable_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DownloadJob>> {
+        self.downloadable_after_with(after_rowid, limit, false)
+    }
+
+    /// [`Self::downloadable_after`], with the files skipped as malware-flagged too when `with_malware`.
+    pub fn downloadable_after_with(
+        &self,
+        after_rowid: i64,
+        limit: usize,
+        with_malware: bool,
+    ) -> Result<Vec<DownloadJob>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT rowid, drive_id, item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
-                        modified_at, taken_at, media, local_path, attempts
-                 FROM items WHERE rowid > ?1 AND kind = 'file' AND state IN ('pending', 'failed')
-                   AND remote_deleted = 0
+                        modified_at, taken_at, media, local_path, attempts,
+                        COALESCE(skip_reason, '') LIKE ?4 || '%'
+                 FROM items WHERE rowid > ?1 AND kind = 'file' AND remote_deleted = 0
+                   AND (state IN ('pending', 'failed')
+                        OR (?3 AND state = 'skipped' AND skip_reason LIKE ?4 || '%'))
                  ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
-            Ok(DownloadJob {
-                rowid: r.get(0)?,
-                drive_id: DriveId(r.get(1)?),
-                item_id: ItemId(r.get(2)?),
-                name: r.get(3)?,
-                remote_path: r.get(4)?,
-                size: to_u64(r.get(5)?),
-                quick_xor: r.get(6)?,
-                sha1: r.get(7)?,
-                etag: r.get(8)?,
-                ctag: r.get(9)?,
-                modified_at: r.get(10)?,
-                taken_at: r.get(11)?,
-                media: MediaKind::parse(&r.get::<_, String>(12)?).unwrap_or(MediaKind::Other),
-                local_path: r.get(13)?,
-                attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
-            })
-        })
+        stmt.query_map(
+            params![
+                after_rowid,
+                limit_i64(limit),
+                with_malware,
+                MALWARE_SKIP_PREFIX
+            ],
+            |r| {
+                Ok(DownloadJob {
+                    rowid: r.get(0)?,
+                    drive_id: DriveId(r.get(1)?),
+                    item_id: ItemId(r.get(2)?),
+                    name: r.get(3)?,
+                    remote_path: r.get(4)?,
+                    size: to_u64(r.get(5)?),
+                    quick_xor: r.get(6)?,
+                    sha1: r.get(7)?,
+                    etag: r.get(8)?,
+                    ctag: r.get(9)?,
+                    modified_at: r.get(10)?,
+                    taken_at: r.get(11)?,
+                    media: MediaKind::parse(&r.get::<_, String>(12)?).unwrap_or(MediaKind::Other),
+                    local_path: r.get(13)?,
+                    attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
+                    malware: r.get(15)?,
+                })
+            },
+        )
         .and_then(Iterator::collect)
         .map_err(|e| self.err(e))
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
-use odbackup::download::{DownloadOptions, DownloadSummary};
+use odbackup::download::{DownloadOptions, DownloadPolicy, DownloadSummary};
 use odbackup::graph::{GraphClient, GraphOptions};
 
 use crate::download::backup;
@@ -30,12 +30,12 @@ fn photo_tree(count: usize) -> (Tree, Vec<String>) {
     (tree, paths)
 }
 
-/// List the drive with the binary, then download through the library with `graph` options the command line
-/// does not offer (yet), `concurrency` at once.
+/// List the drive with the binary, then download through the library with a `policy` the command line does
+/// not offer (yet), `concurrency` at once.
 fn crawl_then_download(
     sim: &Simulator,
     dest: &TestDest,
-    graph: GraphOptions,
+    policy: &DownloadPolicy,
     concurrency: usize,
 ) -> DownloadSummary {
     let crawl = run(odbackup()
@@ -52,7 +52,7 @@ fn crawl_then_download(
         let graph = GraphClient::new(
             GraphOptions {
                 base_url: sim.graph_url(),
-                ..graph
+                ..GraphOptions::default()
             },
             tokens,
         )
@@ -68,10 +68,11 @@ fn crawl_then_download(
             dest: dest.path().to_path_buf(),
             concurrency,
         };
-        odbackup::download::download(
+        odbackup::download::download_with_policy(
             &graph,
             &manifest,
             &options,
+            policy,
             Arc::new(odbackup::progress::NoopReporter),
             &tokio_util::sync::CancellationToken::new(),
             progress,
@@ -342,9 +343,9 @@ fn a_stalled_transfer_is_aborted_after_the_stall_timeout_and_resumed() {
     let summary = crawl_then_download(
         &sim,
         &dest,
-        GraphOptions {
-            read_idle_timeout: Duration::from_secs(1),
-            ..GraphOptions::default()
+        &DownloadPolicy {
+            stall_timeout: Some(Duration::from_secs(1)),
+            ..DownloadPolicy::default()
         },
         2,
     );
@@ -470,4 +471,47 @@ fn known_quirks_are_kept_with_a_caveat_per_item_and_everything_else_still_fails(
     let listed = failures(&dest);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["class"], "size_mismatch");
+}
+
+#[test]
+fn malware_flagged_files_are_skipped_unless_the_user_opts_in_and_the_tenant_allows_it() {
+    let tree = Tree::business()
+        .file_with(
+            "Bad/tool.exe",
+            20_000,
+            FileOpts::new().malware("Trojan:Win32/Sim"),
+        )
+        .file("Good/a.jpg", 30_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    // By default: skipped and reported, the rest of the run unaffected.
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dest.join("Bad/tool.exe").exists());
+    assert!(dest.join("Good/a.jpg").exists());
+    assert_eq!(sim.requests(RequestKind::Download), 1);
+    // Opted in: fetched with AVOverride, verified, kept with the caveat.
+    let summary = crawl_then_download(
+        &sim,
+        &dest,
+        &DownloadPolicy {
+            allow_malware: true,
+            ..DownloadPolicy::default()
+        },
+        2,
+    );
+    assert_eq!((summary.downloaded, summary.failed), (1, 0), "{summary:?}");
+    assert_eq!(
+        summary.accepted_with_caveat.get("malware_override"),
+        Some(&1)
+    );
+    assert_eq!(
+        std::fs::read(dest.join("Bad/tool.exe")).unwrap(),
+        sim.content("Bad/tool.exe")
+    );
+    let (class, _, state, verification) = caveat_of(&dest, "/Bad/tool.exe");
+    assert_eq!(
+        (class.as_deref(), state.as_str(), verification.as_deref()),
+        (Some("malware_override"), "done", Some("quickxor"))
+    );
 }
