@@ -515,3 +515,142 @@ fn malware_flagged_files_are_skipped_unless_the_user_opts_in_and_the_tenant_allo
         (Some("malware_override"), "done", Some("quickxor"))
     );
 }
+
+/// A tmpfs of `size_mb` mounted on a fresh folder, unmounted on drop. `None` where mounting is not allowed
+/// (not root, or no tmpfs in a container): the caller skips, saying so.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size_mb: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn grow(&self, size_mb: u64) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size_mb}m")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_space_completes() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut tree = Tree::personal();
+    let mut paths = Vec::new();
+    for i in 0..60 {
+        let path = format!("Videos/clip{i:02}.mov");
+        tree = tree.file(&path, 400_000 + i * 1_000);
+        paths.push(path);
+    }
+    let sim = Simulator::start(tree);
+    let dest_path = disk.dir.path().join("backup");
+    std::fs::create_dir(&dest_path).unwrap();
+    let backup_to = |json: bool| {
+        let mut cmd = odbackup();
+        cmd.args(["backup", "--concurrency", "4", "--dest"])
+            .arg(&dest_path)
+            .args(["--graph-url", &sim.graph_url()])
+            .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+    let out = backup_to(false);
+    assert_ne!(out.status.code(), Some(0), "a full disk is not success");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = format!("{stdout}{stderr}");
+    // Whichever write meets the full disk first, a file's or the manifest's, the message names it.
+    assert!(
+        said.to_lowercase().contains("no space left")
+            && (said.contains("Videos/clip") || said.contains("manifest.sqlite")),
+        "says what happened and where: {said}"
+    );
+
+    // The manifest is readable and agrees with the disk: every done row has its exact bytes under its final
+    // name. A file renamed just before the manifest could record it stands there with exact bytes too (the
+    // re-run adopts it after hashing, as after a kill -9); nothing else does.
+    let db = rusqlite::Connection::open(dest_path.join(".odbackup/manifest.sqlite")).unwrap();
+    let rows: Vec<(String, String)> = db
+        .prepare("SELECT remote_path, state FROM items WHERE kind = 'file'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(db);
+    assert_eq!(rows.len(), paths.len());
+    let mut done = 0;
+    for (remote, state) in &rows {
+        let path = remote.trim_start_matches('/');
+        let local = dest_path.join(path);
+        if state == "done" {
+            done += 1;
+            assert!(
+                std::fs::read(&local).unwrap() == sim.content(path),
+                "{path}"
+            );
+        } else if local.exists() {
+            assert!(
+                std::fs::read(&local).unwrap() == sim.content(path),
+                "{path} is {state} and stands under its final name with wrong bytes"
+            );
+        }
+    }
+    assert!(
+        done > 0 && done < paths.len(),
+        "stopped mid-run: {done} done"
+    );
+
+    // Room again: the re-run finishes, resuming what it can.
+    disk.grow(64);
+    let out = backup_to(true);
+    assert_eq!(out.status.code(), Some(0));
+    for p in &paths {
+        assert!(
+            std::fs::read(dest_path.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    let leftovers: Vec<_> = walkdir(&dest_path)
+        .into_iter()
+        .filter(|f| f.contains(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
