@@ -93,8 +93,7 @@ fn failures(dest: &TestDest) -> Vec<serde_json::Value> {
 #[test]
 fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_fails_only_the_corrupt_ones()
  {
-    let (tree, paths) =
-        photo_tree(std::env::var("FAULT_FILES").map_or(2000, |v| v.parse().unwrap()));
+    let (tree, paths) = photo_tree(2000);
     let sim = Simulator::start(tree);
     // 10 % of all requests (listing, /content, download host) refused, half 429 and half 503, both with
     // Retry-After: 1, in episodes as a spent budget would refuse them.
