@@ -20,16 +20,27 @@ use crate::tree::{Flavour, World};
 
 /// A fresh pre-authenticated URL for the file at `idx` (valid for the URL-lifetime knob).
 pub(crate) fn mint_url(shared: &Shared, world: &World, idx: usize) -> String {
+    mint_url_with(shared, world, idx, false)
+}
+
+/// [`mint_url`], serving a malware-flagged file when `infected_ok` (the client overrode the block).
+pub(crate) fn mint_url_with(
+    shared: &Shared,
+    world: &World,
+    idx: usize,
+    infected_ok: bool,
+) -> String {
     let it = &world.items[idx];
     let f = it.file().expect("download URLs are for files");
     let expires = shared.now_ms() + shared.knobs.url_lifetime_ms.load(Ordering::Relaxed);
     let token = seal(&format!(
-        "t.{}.{}.{:x}.{}.{}",
+        "t.{}.{}.{:x}.{}.{}.{}",
         it.drive,
         idx,
         f.seed,
         f.served_len(),
-        expires
+        expires,
+        u8::from(infected_ok)
     ));
     let site = match world.flavour {
         Flavour::Personal => format!(
@@ -51,6 +62,7 @@ struct Ticket {
     seed: u64,
     len: u64,
     expires_ms: u64,
+    infected_ok: bool,
 }
 
 fn ticket(query: Option<&str>) -> Option<Ticket> {
@@ -60,7 +72,7 @@ fn ticket(query: Option<&str>) -> Option<Ticket> {
         .into_owned();
     let payload = unseal(&token)?;
     let p: Vec<&str> = payload.split('.').collect();
-    if p.len() != 6 || p[0] != "t" {
+    if p.len() != 7 || p[0] != "t" {
         return None;
     }
     Some(Ticket {
@@ -68,6 +80,7 @@ fn ticket(query: Option<&str>) -> Option<Ticket> {
         seed: u64::from_str_radix(p[3], 16).ok()?,
         len: p[4].parse().ok()?,
         expires_ms: p[5].parse().ok()?,
+        infected_ok: p[6] == "1",
     })
 }
 
@@ -133,8 +146,18 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(f) = penalty.or_else(|| shared.pick_failure(RequestKind::Download, ranged, None)) {
-        return failure_response(&shared, &f);
+    let (rate_headers, over_budget) = if penalty.is_some() {
+        (None, None)
+    } else {
+        shared.spend_budget(1)
+    };
+    if let Some(f) = penalty
+        .or(over_budget)
+        .or_else(|| shared.pick_failure(RequestKind::Download, ranged, None))
+    {
+        let mut r = failure_response(&shared, &f);
+        crate::graph::add_rate_limit_headers(&mut r, rate_headers);
+        return r;
     }
     if !(req.method() == Method::GET || req.method() == Method::HEAD) {
         return graph_error(&shared, 405, "invalidRequest", "Method not allowed");
@@ -163,7 +186,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         if it.deleted {
             return graph_error(&shared, 404, "itemNotFound", "Item does not exist");
         }
-        if it.file().is_some_and(|f| f.malware.is_some()) {
+        if it.file().is_some_and(|f| f.malware.is_some()) && !t.infected_ok {
             return graph_error(&shared, 403, "malwareDetected", "Malware detected");
         }
         (
@@ -206,10 +229,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         .expect("corrupt lock")
         .get(&t.idx)
         .copied();
-    let cut_at = if req.method() == Method::HEAD {
+    let fault = if req.method() == Method::HEAD {
         None
     } else {
-        shared.pick_reset(t.idx, end - start).map(|c| start + c)
+        shared.pick_reset(t.idx, end - start)
+    };
+    let (cut_at, stall) = match fault {
+        Some((at, None)) => (Some(start + at), None),
+        Some((at, Some(pause))) => (None, Some((start + at, pause))),
+        None => (None, None),
     };
     let body = if req.method() == Method::HEAD {
         SimBody::empty()
@@ -219,6 +247,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             pos: start,
             end,
             cut_at,
+            stall,
             corrupt_at,
             guard: Some(guard),
             shared: shared.clone(),
@@ -243,6 +272,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             &format!("bytes {}-{}/{}", start, end - 1, t.len),
         );
     }
+    crate::graph::add_rate_limit_headers(&mut r, rate_headers);
     debug_assert!(r.headers().contains_key(CONTENT_LENGTH));
     r
 }

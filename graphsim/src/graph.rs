@@ -179,6 +179,16 @@ fn parse_route(path: &str) -> Route {
     }
 }
 
+/// Whether a `/content` request asks for a malware-flagged file anyway.
+fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -> bool {
+    query.get("avoverride").is_some_and(|v| v == "1")
+        || headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("forceinfecteddownload"))
+}
+
 /// Query options, keys lower-cased with the optional `$` removed.
 fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
@@ -207,7 +217,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let mut resp = if let Some(f) = penalty.or_else(|| shared.pick_failure(kind, false, None)) {
+    let (rate_headers, over_budget) = if penalty.is_some() {
+        (None, None)
+    } else {
+        shared.spend_budget(2)
+    };
+    let mut resp = if let Some(f) = penalty
+        .or(over_budget)
+        .or_else(|| shared.pick_failure(kind, false, None))
+    {
         failure_response(&shared, &f)
     } else if let Err(r) = check_bearer(&shared, req.headers()) {
         r
@@ -233,37 +251,20 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     {
         set_header(&mut resp, "client-request-id", id);
     }
-    if shared.knobs.rate_limit_headers.load(Ordering::Relaxed) {
-        add_rate_limit_headers(&shared, &mut resp);
-    }
+    add_rate_limit_headers(&mut resp, rate_headers);
     resp
 }
 
-/// `RateLimit-*` headers over a one-minute window of 1,200 resource units (2 per request).
-fn add_rate_limit_headers(shared: &Shared, resp: &mut Response<SimBody>) {
-    const LIMIT: u64 = 1200;
-    let now = shared.now_ms();
-    let minute = now / 60_000;
-    let used = {
-        let mut w = shared.knobs.rate_window.lock().expect("rate window");
-        if w.0 != minute {
-            *w = (minute, 0);
-        }
-        w.1 += 1;
-        w.1 * 2
-    };
-    let reset = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| (60 - (now / 1000) % 60).to_string(), str::to_owned);
-    set_header(resp, "ratelimit-limit", &LIMIT.to_string());
-    set_header(
-        resp,
-        "ratelimit-remaining",
-        &LIMIT.saturating_sub(used).to_string(),
-    );
-    set_header(resp, "ratelimit-reset", &reset);
+/// `RateLimit-Limit/-Remaining/-Reset`, when the budget says to send them.
+pub(crate) fn add_rate_limit_headers(
+    resp: &mut Response<SimBody>,
+    values: Option<(u64, u64, u64)>,
+) {
+    if let Some((limit, remaining, reset)) = values {
+        set_header(resp, "ratelimit-limit", &limit.to_string());
+        set_header(resp, "ratelimit-remaining", &remaining.to_string());
+        set_header(resp, "ratelimit-reset", &reset.to_string());
+    }
 }
 
 fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
@@ -389,7 +390,7 @@ fn answer(
                     )
                 }
                 Op::Children => ctx.children(idx, query),
-                Op::Content => ctx.content(idx),
+                Op::Content => ctx.content(idx, wants_infected(query, headers)),
                 Op::Delta => ctx.delta(d, idx, query, headers),
             }
         }
@@ -920,14 +921,18 @@ impl Ctx<'_> {
         crate::server::json_bytes(StatusCode::OK, buf)
     }
 
-    fn content(&self, idx: usize) -> Response<SimBody> {
+    /// `/content`: 302 to a fresh download URL. A malware-flagged file answers 403 `malwareDetected`, unless
+    /// the client asks to download it anyway (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a
+    /// business drive: only business tenants honour that (graph-notes §4).
+    fn content(&self, idx: usize, force_infected: bool) -> Response<SimBody> {
         let it = &self.world.items[idx];
+        let overridden = force_infected && self.world.flavour == crate::tree::Flavour::Business;
         match &it.kind {
-            Kind::File(f) if f.malware.is_some() => {
+            Kind::File(f) if f.malware.is_some() && !overridden => {
                 self.err(403, "malwareDetected", "Malware detected")
             }
             Kind::File(_) => {
-                let url = crate::download::mint_url(self.shared, self.world, idx);
+                let url = crate::download::mint_url_with(self.shared, self.world, idx, overridden);
                 let mut r = crate::server::empty(StatusCode::FOUND);
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&url) {
                     r.headers_mut().insert(LOCATION, v);

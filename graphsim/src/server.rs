@@ -126,6 +126,8 @@ pub(crate) struct ContentStream {
     pub end: u64,
     /// Absolute offset at which the connection is dropped (simulated reset).
     pub cut_at: Option<u64>,
+    /// Absolute offset at which the body pauses, and for how long (a stalled transfer).
+    pub stall: Option<(u64, Duration)>,
     /// Absolute offset of a byte served flipped.
     pub corrupt_at: Option<u64>,
     /// Counts this download as in flight until the body ends or is dropped.
@@ -137,6 +139,18 @@ pub(crate) struct ContentStream {
 
 impl ContentStream {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some((at, pause)) = self.stall
+            && self.pos >= at
+        {
+            let timer = self
+                .cut_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.cut_timer = None;
+            self.stall = None;
+        }
         if let Some(cut) = self.cut_at
             && self.pos >= cut
         {
@@ -158,6 +172,7 @@ impl ContentStream {
         let stop = self
             .end
             .min(self.cut_at.unwrap_or(u64::MAX))
+            .min(self.stall.map_or(u64::MAX, |(at, _)| at.max(self.pos + 1)))
             .min(self.pos + CHUNK as u64);
         let n = (stop - self.pos) as usize;
         let mut buf = vec![0u8; n];
@@ -236,6 +251,12 @@ pub(crate) fn graph_error(
 
 /// The error response for an armed failure (with `Retry-After` when it has one).
 pub(crate) fn failure_response(shared: &Shared, f: &crate::state::Failure) -> Response<SimBody> {
+    if matches!(f.status, 429 | 503 | 509) {
+        shared
+            .counters
+            .throttle_answers
+            .fetch_add(1, Ordering::Relaxed);
+    }
     let mut r = graph_error(shared, f.status, &f.code, &f.message);
     if let Some(s) = f.retry_after {
         set_header(&mut r, "retry-after", &s.to_string());

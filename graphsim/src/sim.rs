@@ -264,12 +264,20 @@ impl Simulator {
             .store(cap.unwrap_or(0) as u64, Ordering::Relaxed);
     }
 
-    /// Adds `RateLimit-Limit/Remaining/Reset` headers to Graph answers.
+    /// Enforces a SharePoint-style budget of 1,200 resource units a minute (on) or none (off); see
+    /// [`Simulator::set_rate_limit`].
     pub fn set_rate_limit_headers(&self, on: bool) {
-        self.shared
-            .knobs
-            .rate_limit_headers
-            .store(on, Ordering::Relaxed);
+        self.set_rate_limit(on.then_some((1200, Duration::from_secs(60))));
+    }
+
+    /// Enforces a resource-unit budget per window (`None`: unlimited). A Graph request costs 2 units, a
+    /// download 1. Once 80 % of a window is spent, answers carry `RateLimit-Limit/-Remaining/-Reset`;
+    /// beyond the budget, requests get 429 `activityLimitReached` with `Retry-After` equal to the reset,
+    /// and a request that comes before it is a violation.
+    pub fn set_rate_limit(&self, budget: Option<(u64, Duration)>) {
+        *self.shared.knobs.rate_budget.lock().expect("budget") =
+            budget.map(|(units, window)| (units, window.as_millis().max(1) as u64));
+        *self.shared.knobs.rate_window.lock().expect("rate window") = (0, 0);
     }
 
     /// Lifetime of download URLs minted from now on (expired → 401 on the download host).
@@ -343,6 +351,7 @@ impl Simulator {
             .lock()
             .expect("failures")
             .push(FailureRule {
+                id: self.shared.serial.fetch_add(1, Ordering::Relaxed),
                 failure,
                 item,
                 schedule,
@@ -358,6 +367,34 @@ impl Simulator {
     /// deterministic (the k-th matching request fails when ⌊k·f⌋ grows).
     pub fn fail_fraction(&self, fraction: f64, failure: Failure) {
         self.arm(failure, Schedule::Fraction { fraction, seen: 0 });
+    }
+
+    /// Answers `len` of every `every` matching requests with `failure`, in a row: a spent budget refuses
+    /// everything for a while, so throttling comes in episodes rather than evenly spread. The first
+    /// burst comes after `every - len` requests, not at the very start (where a client has only one request
+    /// in flight, so a burst would be refused one request at a time). Requests refused as part of the
+    /// episode while already on their way (see [`Simulator::set_in_flight_allowance`]) count towards `len`.
+    pub fn fail_in_bursts(&self, every: u64, len: u64, failure: Failure) {
+        let every = every.max(1);
+        let len = len.min(every);
+        self.arm(
+            failure,
+            Schedule::Bursts {
+                every,
+                len,
+                seen: len % every,
+            },
+        );
+    }
+
+    /// Requests arriving up to this long after a Retry-After was issued were already on their way: they are
+    /// refused too, but are not violations and do not extend the penalty (default zero: every early request
+    /// is a violation, right for a client with one request in flight).
+    pub fn set_in_flight_allowance(&self, allowance: Duration) {
+        self.shared
+            .knobs
+            .in_flight_allowance_ms
+            .store(allowance.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Answers every matching request with `failure` until [`Simulator::clear_failures`].
@@ -389,6 +426,7 @@ impl Simulator {
                 item,
                 schedule: Schedule::Next(times),
                 after: after_bytes,
+                stall: None,
             });
     }
 
@@ -403,10 +441,28 @@ impl Simulator {
                 item: None,
                 schedule: Schedule::Fraction { fraction, seen: 0 },
                 after: after_bytes,
+                stall: None,
             });
     }
 
-    /// Disarms every reset.
+    /// The next `times` downloads of the file at `path` send `after_bytes` of their body, then nothing for
+    /// `stall` (the connection stays open), then the rest: a transfer that hangs without failing.
+    pub fn stall_next_downloads(&self, path: &str, times: u64, after_bytes: u64, stall: Duration) {
+        let item = Some(self.world().expect(path));
+        self.shared
+            .knobs
+            .resets
+            .lock()
+            .expect("resets")
+            .push(ResetRule {
+                item,
+                schedule: Schedule::Next(times),
+                after: Some(after_bytes),
+                stall: Some(stall),
+            });
+    }
+
+    /// Disarms every reset and stall.
     pub fn clear_resets(&self) {
         self.shared.knobs.resets.lock().expect("resets").clear();
     }
@@ -689,6 +745,14 @@ impl Simulator {
     /// Armed failures served (throttling included; penalty repeats excluded).
     pub fn failures_served(&self) -> u64 {
         self.shared.counters.failures_served.load(Ordering::Relaxed)
+    }
+
+    /// Answers with 429, 503 or 509, whether armed or repeated during a penalty.
+    pub fn throttle_answers(&self) -> u64 {
+        self.shared
+            .counters
+            .throttle_answers
+            .load(Ordering::Relaxed)
     }
 
     /// 401 answers from Graph for missing, unknown or expired tokens.

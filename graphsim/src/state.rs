@@ -175,7 +175,17 @@ pub struct Violation {
 #[derive(Clone, Debug)]
 pub(crate) enum Schedule {
     Next(u64),
-    Fraction { fraction: f64, seen: u64 },
+    Fraction {
+        fraction: f64,
+        seen: u64,
+    },
+    /// Of every `every` matching requests, the first `len` fire: throttling comes in episodes, the way a
+    /// spent budget refuses everything until it refills.
+    Bursts {
+        every: u64,
+        len: u64,
+        seen: u64,
+    },
     Always,
 }
 
@@ -194,6 +204,11 @@ impl Schedule {
                 let before = ((*seen - 1) as f64 * *fraction).floor();
                 now > before
             }
+            Schedule::Bursts { every, len, seen } => {
+                let k = *seen % (*every).max(1);
+                *seen += 1;
+                k < *len
+            }
             Schedule::Always => true,
         }
     }
@@ -201,6 +216,8 @@ impl Schedule {
 
 #[derive(Clone, Debug)]
 pub(crate) struct FailureRule {
+    /// Identifies the rule, so a penalty it set can count the requests it refuses against its burst.
+    pub id: u64,
     pub failure: Failure,
     pub item: Option<usize>,
     pub schedule: Schedule,
@@ -212,6 +229,8 @@ pub(crate) struct ResetRule {
     pub schedule: Schedule,
     /// Bytes of body sent before the cut; `None` = half the body.
     pub after: Option<u64>,
+    /// Instead of dropping the connection there, send nothing for this long, then go on.
+    pub stall: Option<Duration>,
 }
 
 /// The order delta lists an enumeration in (undocumented in the real service).
@@ -230,20 +249,32 @@ pub(crate) struct Knobs {
     pub ignore_range: AtomicBool,
     pub ragged_pages: AtomicBool,
     pub page_cap: AtomicU64,
-    pub rate_limit_headers: AtomicBool,
     pub url_lifetime_ms: AtomicU64,
     pub token_lifetime_ms: AtomicU64,
     pub resync_next: AtomicBool,
     pub default_token_ok: AtomicBool,
     pub children_first: AtomicBool,
     pub violation_grace_ms: AtomicU64,
+    /// Requests arriving this soon after a penalty started were sent before the client could know of it.
+    pub in_flight_allowance_ms: AtomicU64,
     pub failures: Mutex<Vec<FailureRule>>,
     pub resets: Mutex<Vec<ResetRule>>,
     pub corrupt: Mutex<HashMap<usize, u64>>,
-    /// The end of the current Retry-After penalty and the failure that set it.
-    pub penalty: Mutex<Option<(Instant, Failure)>>,
-    /// (minute since start, Graph requests in that minute) for `RateLimit-*` headers.
+    /// The current Retry-After penalty.
+    pub penalty: Mutex<Option<Penalty>>,
+    /// The resource-unit budget (units per window, window in ms), when one is enforced.
+    pub rate_budget: Mutex<Option<(u64, u64)>>,
+    /// (window index since start, units spent in it).
     pub rate_window: Mutex<(u64, u64)>,
+}
+
+/// A Retry-After in force: when it was issued, when it ends, and the answer that set it.
+pub(crate) struct Penalty {
+    /// The rule that set it.
+    pub rule: u64,
+    pub since: Instant,
+    pub until: Instant,
+    pub failure: Failure,
 }
 
 /// A current/maximum pair for in-flight counts.
@@ -280,6 +311,8 @@ pub(crate) struct Counters {
     pub auth_on_download_host: AtomicU64,
     pub violations: Mutex<Vec<Violation>>,
     pub failures_served: AtomicU64,
+    /// Every 429/503/509 answer, penalty repeats included.
+    pub throttle_answers: AtomicU64,
     pub refreshes: AtomicU64,
     pub unauthorized: AtomicU64,
     pub polls_too_fast: AtomicU64,
@@ -305,6 +338,7 @@ impl Counters {
         for a in [
             &self.auth_on_download_host,
             &self.failures_served,
+            &self.throttle_answers,
             &self.refreshes,
             &self.unauthorized,
             &self.polls_too_fast,
@@ -452,17 +486,18 @@ impl Shared {
             ignore_range: AtomicBool::new(false),
             ragged_pages: AtomicBool::new(false),
             page_cap: AtomicU64::new(0),
-            rate_limit_headers: AtomicBool::new(false),
             url_lifetime_ms: AtomicU64::new(ms(config.download_url_lifetime)),
             token_lifetime_ms: AtomicU64::new(ms(config.token_lifetime)),
             resync_next: AtomicBool::new(false),
             default_token_ok: AtomicBool::new(true),
             children_first: AtomicBool::new(false),
             violation_grace_ms: AtomicU64::new(ms(config.violation_grace)),
+            in_flight_allowance_ms: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             resets: Mutex::new(Vec::new()),
             corrupt: Mutex::new(HashMap::new()),
             penalty: Mutex::new(None),
+            rate_budget: Mutex::new(None),
             rate_window: Mutex::new((0, 0)),
         };
         let secret = crate::content::mix(
@@ -519,16 +554,45 @@ impl Shared {
     }
 
     /// Records a violation if a Retry-After penalty is in force; returns the failure to repeat.
+    ///
+    /// A request arriving within the in-flight allowance after the penalty began was on its way before the
+    /// client could have read the 429: it is refused too, but it is not a violation and does not extend the
+    /// penalty.
     pub fn check_penalty(&self, kind: RequestKind, uri: &str) -> Option<Failure> {
         let mut pen = self.knobs.penalty.lock().expect("penalty lock");
-        let (until, failure) = pen.as_ref()?;
+        let p = pen.as_ref()?;
         let now = Instant::now();
         let grace = Duration::from_millis(self.knobs.violation_grace_ms.load(Ordering::Relaxed));
-        if now + grace >= *until {
+        if now + grace >= p.until {
             return None;
         }
-        let early_by = *until - now;
-        let failure = failure.clone();
+        let mut failure = p.failure.clone();
+        let allowance =
+            Duration::from_millis(self.knobs.in_flight_allowance_ms.load(Ordering::Relaxed));
+        if now < p.since + allowance {
+            // Refusing a request that was on its way is part of the same episode: it uses up the burst.
+            let (rule, left) = (p.rule, p.until - now);
+            drop(pen);
+            if let Some(r) = self
+                .knobs
+                .failures
+                .lock()
+                .expect("failures lock")
+                .iter_mut()
+                .find(|r| r.id == rule)
+                && let Schedule::Bursts { every, len, seen } = &mut r.schedule
+                && *seen % *every < *len
+                && *seen % *every > 0
+            {
+                *seen += 1;
+            }
+            // Tell it what is left of the wait, rounded up to whole seconds as the header requires.
+            failure.retry_after = failure
+                .retry_after
+                .map(|_| left.as_secs() + u64::from(left.subsec_nanos() > 0));
+            return Some(failure);
+        }
+        let early_by = p.until - now;
         self.counters
             .violations
             .lock()
@@ -540,7 +604,13 @@ impl Shared {
             });
         // Retry-After grows for a client that keeps calling: the penalty restarts now.
         if let Some(secs) = failure.retry_after {
-            *pen = Some((now + Duration::from_secs(secs), failure.clone()));
+            let rule = p.rule;
+            *pen = Some(Penalty {
+                rule,
+                since: now,
+                until: now + Duration::from_secs(secs),
+                failure: failure.clone(),
+            });
         }
         Some(failure)
     }
@@ -571,29 +641,75 @@ impl Shared {
                 _ => false,
             };
             if kind_ok && item_ok && rule.schedule.fire() {
-                hit = Some(rule.failure.clone());
+                hit = Some((rule.id, rule.failure.clone()));
                 break;
             }
         }
         rules.retain(|r| !matches!(r.schedule, Schedule::Next(0)));
         drop(rules);
-        if let Some(f) = &hit {
+        if let Some((rule, f)) = &hit {
             self.counters
                 .failures_served
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(secs) = f.retry_after {
-                let until = Instant::now() + Duration::from_secs(secs);
+                let now = Instant::now();
+                let until = now + Duration::from_secs(secs);
                 let mut pen = self.knobs.penalty.lock().expect("penalty lock");
-                if pen.as_ref().is_none_or(|(u, _)| *u < until) {
-                    *pen = Some((until, f.clone()));
+                if pen.as_ref().is_none_or(|p| p.until < until) {
+                    *pen = Some(Penalty {
+                        rule: *rule,
+                        since: now,
+                        until,
+                        failure: f.clone(),
+                    });
                 }
             }
         }
-        hit
+        hit.map(|(_, f)| f)
     }
 
-    /// Where to cut this download of `item` whose body is `body_len` bytes, if a reset is armed.
-    pub fn pick_reset(&self, item: usize, body_len: u64) -> Option<u64> {
+    /// Spend `units` of the resource-unit budget, if one is set. Returns the `RateLimit-*` values to send
+    /// (`limit`, `remaining`, `reset` seconds: only once 80 % of the window is used, as the service does) and,
+    /// when the budget is spent, the 429 to answer instead, whose `Retry-After` is the window's reset.
+    /// The 429 starts a penalty, so a client that does not wait is caught as a violation.
+    pub fn spend_budget(&self, units: u64) -> (Option<(u64, u64, u64)>, Option<Failure>) {
+        let Some((limit, window_ms)) = *self.knobs.rate_budget.lock().expect("budget lock") else {
+            return (None, None);
+        };
+        let now = self.now_ms();
+        let window = now / window_ms.max(1);
+        let used = {
+            let mut w = self.knobs.rate_window.lock().expect("rate window");
+            if w.0 != window {
+                *w = (window, 0);
+            }
+            w.1 += units;
+            w.1
+        };
+        let left_ms = window_ms - now % window_ms.max(1);
+        let reset = left_ms.div_ceil(1000);
+        let headers = (used * 5 >= limit * 4).then_some((limit, limit.saturating_sub(used), reset));
+        if used <= limit {
+            return (headers, None);
+        }
+        let failure = Failure::throttled(reset);
+        let since = Instant::now();
+        let mut pen = self.knobs.penalty.lock().expect("penalty lock");
+        let until = since + Duration::from_millis(left_ms);
+        if pen.as_ref().is_none_or(|p| p.until < until) {
+            *pen = Some(Penalty {
+                rule: u64::MAX,
+                since,
+                until,
+                failure: failure.clone(),
+            });
+        }
+        (headers, Some(failure))
+    }
+
+    /// Where to cut (or stall) this download of `item` whose body is `body_len` bytes, if a rule is armed:
+    /// the offset into the body, and the stall's length for a stall.
+    pub fn pick_reset(&self, item: usize, body_len: u64) -> Option<(u64, Option<Duration>)> {
         let mut rules = self.knobs.resets.lock().expect("resets lock");
         let mut cut = None;
         for rule in rules.iter_mut() {
@@ -601,11 +717,12 @@ impl Shared {
                 continue;
             }
             if rule.schedule.fire() {
-                cut = Some(
+                cut = Some((
                     rule.after
                         .unwrap_or(body_len / 2)
                         .min(body_len.saturating_sub(1)),
-                );
+                    rule.stall,
+                ));
                 break;
             }
         }

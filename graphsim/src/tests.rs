@@ -387,10 +387,25 @@ async fn throttling_sends_retry_after_and_records_requests_that_ignore_it() {
     assert_eq!(sim.failures_served(), 4);
 
     sim.clear_failures();
-    sim.set_rate_limit_headers(true);
+    // A budget of 10 units a minute: headers from 80 % spent on, then 429 with Retry-After = reset.
+    sim.set_rate_limit(Some((10, Duration::from_secs(60))));
     let r = c.get("/me/drive").await;
-    assert_eq!(r.header("ratelimit-limit").as_deref(), Some("1200"));
-    assert!(r.header("ratelimit-remaining").is_some());
+    assert_eq!(
+        r.header("ratelimit-limit"),
+        None,
+        "not before 80 % is spent"
+    );
+    for _ in 0..3 {
+        c.get("/me/drive").await;
+    }
+    let r = c.get("/me/drive").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("ratelimit-limit").as_deref(), Some("10"));
+    assert_eq!(r.header("ratelimit-remaining").as_deref(), Some("0"));
+    let r = c.get("/me/drive").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("retry-after"), r.header("ratelimit-reset"));
+    sim.set_rate_limit(None);
 }
 
 #[tokio::test]

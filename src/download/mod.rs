@@ -1,10 +1,11 @@
 //! The downloader: fetch every wanted file of the manifest into the destination, at most `concurrency` at
-//! once, each verified, each outcome recorded.
+//! once (fewer for a while after the service throttles: `adaptive.rs`), each verified, each outcome recorded.
 //!
 //! It pages through the manifest by row id (never loading it whole), so it can start while the crawler is
 //! still listing: when it runs out of rows it waits for the crawler's next committed page. It knows nothing
 //! of how items were found, and never prints.
 
+mod adaptive;
 mod plan;
 mod transfer;
 
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -67,11 +68,28 @@ pub struct DryRunSummary {
     pub requeued: u64,
 }
 
+/// How the downloader meets faults, beyond [`DownloadOptions`]. Kept apart so callers that build
+/// `DownloadOptions` field by field need not change; [`download_with_policy`] takes it.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadPolicy {
+    /// A transfer that receives no bytes for this long is aborted and resumed from its part file (`None`:
+    /// the Graph client's `read_idle_timeout`, 60 s by default).
+    pub stall_timeout: Option<std::time::Duration>,
+    /// Fetch files the service flagged as malware too (asking with `AVOverride=1`; only business tenants that
+    /// allow it serve them). They are kept with the caveat `malware_override`. Off by default: such files are
+    /// skipped and reported.
+    pub allow_malware: bool,
+}
+
 /// What a download run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DownloadSummary {
     /// Files fetched and verified in this run.
     pub downloaded: u64,
+    /// Files kept in this run (fetched or adopted) although they could not be verified against the listing,
+    /// by the known quirk that explains it (`live_photo`, `rewritten_by_service`, `no_hash`, …). Each row
+    /// in the manifest says exactly what differed.
+    pub accepted_with_caveat: BTreeMap<String, u64>,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -94,6 +112,16 @@ pub struct DownloadSummary {
     pub fatal: Option<String>,
     /// The class of that fatal error.
     pub fatal_class: Option<String>,
+    /// Times the service throttled the client (429/503/509) while this download ran, listing included.
+    pub throttled: u64,
+    /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
+    pub throttle_wait_secs: f64,
+    /// Requests held back for their turn because `RateLimit-*` headers said the budget was nearly spent.
+    pub paced: u64,
+    /// Times throttling lowered the number of transfers at once.
+    pub concurrency_drops: u64,
+    /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
+    pub concurrency_lowest: usize,
 }
 
 /// Download every pending or failed file of the manifest, following `crawl` until it has ended.
@@ -105,8 +133,31 @@ pub async fn download(
     options: &DownloadOptions,
     reporter: Arc<dyn Reporter>,
     cancel: &CancellationToken,
+    crawl: watch::Receiver<CrawlProgress>,
+) -> Result<DownloadSummary, ManifestError> {
+    download_with_policy(
+        graph,
+        manifest,
+        options,
+        &DownloadPolicy::default(),
+        reporter,
+        cancel,
+        crawl,
+    )
+    .await
+}
+
+/// [`download`], with a [`DownloadPolicy`] for stalls and malware-flagged files.
+pub async fn download_with_policy(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    options: &DownloadOptions,
+    policy: &DownloadPolicy,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
     mut crawl: watch::Receiver<CrawlProgress>,
 ) -> Result<DownloadSummary, ManifestError> {
+    let stats_before = graph.stats();
     let moved = relocate_moved(manifest, options).await?;
     let mut summary = DownloadSummary {
         moved,
@@ -117,7 +168,11 @@ pub async fn download(
         create_folders(manifest, options).await?;
     }
 
-    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    // Transfers at once: `options.concurrency` at most, fewer for a while after the service throttles.
+    let limit = Arc::new(adaptive::AdaptiveLimit::new(
+        options.concurrency,
+        stats_before.throttle_events,
+    ));
     // A fatal error (auth refused, disk full) stops scheduling without cancelling the user's token.
     let stop = cancel.child_token();
     let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
@@ -126,10 +181,11 @@ pub async fn download(
     // (a changed file listed after newer rows) is caught by one last pass from the start, which skips these.
     let mut attempted: HashSet<i64> = HashSet::new();
     let mut swept = false;
+    let with_malware = policy.allow_malware;
     'schedule: loop {
         let crawl_ended = crawl.borrow_and_update().ended;
         let jobs = manifest
-            .call(move |m| m.downloadable_after(after, BATCH))
+            .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
             .await?;
         let last_rowid = jobs.last().map(|j| j.rowid);
         let jobs: Vec<DownloadJob> = jobs
@@ -169,9 +225,10 @@ pub async fn download(
         for job in jobs {
             after = job.rowid;
             attempted.insert(job.rowid);
+            limit.observe(graph.stats().throttle_events);
             let permit = tokio::select! {
                 () = stop.cancelled() => break 'schedule,
-                permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
+                permit = limit.acquire() => permit,
             };
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
             while let Some(joined) = tasks.try_join_next() {
@@ -186,10 +243,15 @@ pub async fn download(
             let dest = options.dest.clone();
             let reporter = Arc::clone(&reporter);
             let transfer_cancel = stop.clone();
+            let limit = Arc::clone(&limit);
+            let policy = policy.clone();
             tasks.spawn(async move {
                 let outcome =
-                    transfer::transfer(&graph, &dest, &job, &*reporter, &transfer_cancel).await;
-                drop(permit);
+                    transfer::transfer(&graph, &dest, &job, &policy, &*reporter, &transfer_cancel)
+                        .await;
+                limit.observe(graph.stats().throttle_events);
+                let healthy = matches!(outcome, TransferOutcome::Done { .. });
+                limit.release(permit, healthy);
                 (job, outcome)
             });
         }
@@ -198,6 +260,14 @@ pub async fn download(
         record(manifest, &mut summary, joined, &*reporter, &stop).await?;
     }
     summary.interrupted = stop.is_cancelled();
+    let stats = graph.stats();
+    summary.throttled = stats.throttle_events - stats_before.throttle_events;
+    summary.throttle_wait_secs = (stats
+        .throttle_wait_total
+        .saturating_sub(stats_before.throttle_wait_total))
+    .as_secs_f64();
+    summary.paced = stats.paced - stats_before.paced;
+    (_, summary.concurrency_lowest, summary.concurrency_drops) = limit.figures();
     if !summary.interrupted && options.mirror_empty_folders {
         // Folders found by a crawl that ran alongside, empty ones included.
         create_folders(manifest, options).await?;
@@ -254,10 +324,18 @@ async fn record(
         TransferOutcome::Done {
             local_path,
             verification,
+            caveat,
+            local_size,
             fetched,
             adopted,
             attempts,
         } => {
+            if let Some(c) = &caveat {
+                *summary
+                    .accepted_with_caveat
+                    .entry(c.class.as_str().to_owned())
+                    .or_default() += 1;
+            }
             if adopted {
                 summary.adopted += 1;
             } else {
@@ -272,7 +350,13 @@ async fn record(
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
             manifest
-                .call(move |m| m.mark_done(&drive, &item, &done))
+                .call(move |m| {
+                    m.mark_done(&drive, &item, &done)?;
+                    match &caveat {
+                        Some(c) => m.set_caveat(&drive, &item, c, local_size),
+                        None => Ok(()),
+                    }
+                })
                 .await?;
             reporter.event(&Event::FileDone {
                 path: &job.remote_path,

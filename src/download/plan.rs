@@ -2,7 +2,8 @@
 //! failure. No I/O here, so every rule is a table-driven unit test.
 
 use crate::graph::GraphError;
-use crate::manifest::FailureClass;
+use crate::hash::Verification;
+use crate::manifest::{Caveat, CaveatClass, FailureClass};
 
 /// What is on disk for one manifest row, as observed just before the transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,165 @@ pub fn plan(expected_size: u64, local: LocalState) -> Action {
     }
 }
 
+/// What to do with bytes that arrived complete (the body ended without an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// Keep them under the final name: how they were verified, and the caveat when a known quirk explains
+    /// why they could not be verified against the listing.
+    Keep {
+        /// `quickxor`, `sha1`, `size_only` or `unverified`.
+        verification: &'static str,
+        /// The quirk, if one applies.
+        caveat: Option<Caveat>,
+    },
+    /// Throw them away and fetch again: transit corruption differs from one fetch to the next, a file the
+    /// service really holds differently does not.
+    FetchAgain,
+    /// Throw them away; the item failed.
+    Fail {
+        /// Its class.
+        class: FailureClass,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// The second fetch of a file that did not match its listing, compared with the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// This is the first fetch.
+    None,
+    /// The first fetch brought exactly these bytes (same length and hash).
+    Same,
+    /// The first fetch brought other bytes.
+    Different,
+}
+
+/// Live Photos are stored by iOS as HEIC; the service lists the still and the motion part together but
+/// serves the still only (onedrive-api-docs#1532, #1723).
+fn is_live_photo_candidate(name: &str) -> bool {
+    has_extension(name, &["heic", "heif"])
+}
+
+/// File types `SharePoint` rewrites after upload, injecting its metadata (onedrive-api-docs#935, #1068;
+/// rclone#2599): Office documents, PDF and HTML.
+fn is_rewrite_candidate(name: &str) -> bool {
+    has_extension(
+        name,
+        &[
+            "doc", "docx", "docm", "dot", "dotx", "xls", "xlsx", "xlsm", "xlt", "xltx", "ppt",
+            "pptx", "pptm", "pot", "potx", "pps", "ppsx", "vsd", "vsdx", "one", "pdf", "htm",
+            "html", "aspx", "msg",
+        ],
+    )
+}
+
+fn has_extension(name: &str, extensions: &[&str]) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| extensions.iter().any(|e| ext.eq_ignore_ascii_case(e)))
+}
+
+/// Whether the body of a file may run longer than its listed size: a rewritten file may have grown. The cap
+/// keeps a hostile or broken server from filling the disk.
+pub fn allowed_length(name: &str, listed: u64) -> u64 {
+    if is_rewrite_candidate(name) {
+        listed.saturating_mul(2).saturating_add(1 << 20)
+    } else {
+        listed
+    }
+}
+
+/// Decide what to do with the complete bytes of `name`, given how they compare with the listing, the length
+/// the server declared for them, and the earlier fetch in this run if there was one.
+pub fn judge(
+    name: &str,
+    verification: &Verification,
+    declared: Option<u64>,
+    earlier: Earlier,
+) -> Judgement {
+    let again_or = |class: FailureClass, message: String| {
+        if earlier == Earlier::None {
+            Judgement::FetchAgain
+        } else {
+            Judgement::Fail { class, message }
+        }
+    };
+    let quirk = |class: CaveatClass, reason: String| Judgement::Keep {
+        verification: "unverified",
+        caveat: Some(Caveat { class, reason }),
+    };
+    match verification {
+        Verification::QuickXor => Judgement::Keep {
+            verification: "quickxor",
+            caveat: None,
+        },
+        Verification::Sha1 => Judgement::Keep {
+            verification: "sha1",
+            caveat: None,
+        },
+        Verification::SizeOnly => Judgement::Keep {
+            verification: "size_only",
+            caveat: Some(Caveat {
+                class: CaveatClass::NoHash,
+                reason: if declared == Some(0) {
+                    "empty file listed without a hash: nothing to verify".to_owned()
+                } else {
+                    "the listing gave no hash: checked by size only".to_owned()
+                },
+            }),
+        },
+        Verification::SizeMismatch { expected, actual } => {
+            let message = format!("received {actual} bytes, the listing says {expected}");
+            // A quirk is only believable when the server itself announced the length it sent.
+            if declared != Some(*actual) {
+                return again_or(FailureClass::SizeMismatch, message);
+            }
+            if is_live_photo_candidate(name) && *actual > 0 && actual < expected {
+                return quirk(
+                    CaveatClass::LivePhoto,
+                    format!(
+                        "iPhone Live Photo: OneDrive serves the still image only ({actual} of the {expected} listed bytes); the motion part cannot be downloaded through Graph"
+                    ),
+                );
+            }
+            if is_rewrite_candidate(name) {
+                return match earlier {
+                    Earlier::None => Judgement::FetchAgain,
+                    Earlier::Same => quirk(
+                        CaveatClass::Rewritten,
+                        format!(
+                            "rewritten by the service after upload: {actual} bytes served, {expected} listed; the same bytes came twice"
+                        ),
+                    ),
+                    Earlier::Different => Judgement::Fail {
+                        class: FailureClass::SizeMismatch,
+                        message,
+                    },
+                };
+            }
+            again_or(FailureClass::SizeMismatch, message)
+        }
+        Verification::HashMismatch {
+            algorithm,
+            expected,
+            actual,
+        } => {
+            let message = format!(
+                "{algorithm} of the received bytes is {actual}, the listing says {expected}"
+            );
+            if is_rewrite_candidate(name) && earlier == Earlier::Same {
+                return quirk(
+                    CaveatClass::Rewritten,
+                    format!(
+                        "rewritten by the service after upload: {algorithm} {actual} served, {expected} listed; the same bytes came twice"
+                    ),
+                );
+            }
+            again_or(FailureClass::HashMismatch, message)
+        }
+    }
+}
+
 /// The manifest's failure class for a Graph error met while downloading.
 pub fn classify(err: &GraphError) -> FailureClass {
     if err.is_auth() {
@@ -61,6 +221,174 @@ pub fn classify(err: &GraphError) -> FailureClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn judgements_keep_what_a_known_quirk_explains_and_nothing_else() {
+        let short = Verification::SizeMismatch {
+            expected: 3_000,
+            actual: 1_000,
+        };
+        let long = Verification::SizeMismatch {
+            expected: 1_000,
+            actual: 1_200,
+        };
+        let bad_hash = Verification::HashMismatch {
+            algorithm: "quickXorHash",
+            expected: "A".into(),
+            actual: "B".into(),
+        };
+        let caveat = |j: &Judgement| match j {
+            Judgement::Keep { caveat, .. } => caveat.as_ref().map(|c| c.class),
+            _ => None,
+        };
+        let kind = |j: &Judgement| match j {
+            Judgement::Keep { verification, .. } => format!("keep:{verification}"),
+            Judgement::FetchAgain => "again".to_owned(),
+            Judgement::Fail { class, .. } => format!("fail:{}", class.as_str()),
+        };
+        // (name, verification, declared, earlier, judgement, caveat)
+        let cases = [
+            (
+                "a.jpg",
+                Verification::QuickXor,
+                Some(5),
+                Earlier::None,
+                "keep:quickxor",
+                None,
+            ),
+            (
+                "a.jpg",
+                Verification::Sha1,
+                Some(5),
+                Earlier::Same,
+                "keep:sha1",
+                None,
+            ),
+            (
+                "e.txt",
+                Verification::SizeOnly,
+                Some(0),
+                Earlier::None,
+                "keep:size_only",
+                Some(CaveatClass::NoHash),
+            ),
+            (
+                "IMG_1.HEIC",
+                short.clone(),
+                Some(1_000),
+                Earlier::None,
+                "keep:unverified",
+                Some(CaveatClass::LivePhoto),
+            ),
+            // A short body the server did not announce is a broken transfer, Live Photo or not.
+            (
+                "IMG_1.heic",
+                short.clone(),
+                Some(3_000),
+                Earlier::None,
+                "again",
+                None,
+            ),
+            (
+                "IMG_1.heic",
+                short.clone(),
+                None,
+                Earlier::Same,
+                "fail:size_mismatch",
+                None,
+            ),
+            (
+                "IMG_1.heic",
+                long.clone(),
+                Some(1_200),
+                Earlier::None,
+                "again",
+                None,
+            ),
+            (
+                "a.jpg",
+                short.clone(),
+                Some(1_000),
+                Earlier::None,
+                "again",
+                None,
+            ),
+            (
+                "a.jpg",
+                short.clone(),
+                Some(1_000),
+                Earlier::Same,
+                "fail:size_mismatch",
+                None,
+            ),
+            (
+                "r.docx",
+                long.clone(),
+                Some(1_200),
+                Earlier::None,
+                "again",
+                None,
+            ),
+            (
+                "r.docx",
+                long.clone(),
+                Some(1_200),
+                Earlier::Same,
+                "keep:unverified",
+                Some(CaveatClass::Rewritten),
+            ),
+            (
+                "r.docx",
+                long.clone(),
+                Some(1_200),
+                Earlier::Different,
+                "fail:size_mismatch",
+                None,
+            ),
+            (
+                "r.PDF",
+                bad_hash.clone(),
+                Some(9),
+                Earlier::Same,
+                "keep:unverified",
+                Some(CaveatClass::Rewritten),
+            ),
+            (
+                "r.pdf",
+                bad_hash.clone(),
+                Some(9),
+                Earlier::Different,
+                "fail:hash_mismatch",
+                None,
+            ),
+            (
+                "a.jpg",
+                bad_hash.clone(),
+                Some(9),
+                Earlier::None,
+                "again",
+                None,
+            ),
+            (
+                "a.jpg",
+                bad_hash.clone(),
+                Some(9),
+                Earlier::Same,
+                "fail:hash_mismatch",
+                None,
+            ),
+        ];
+        for (name, v, declared, earlier, want, want_caveat) in cases {
+            let j = judge(name, &v, declared, earlier);
+            assert_eq!(
+                (kind(&j).as_str(), caveat(&j)),
+                (want, want_caveat),
+                "{name} {v:?} {earlier:?}"
+            );
+        }
+        assert_eq!(allowed_length("a.jpg", 10), 10);
+        assert_eq!(allowed_length("a.xlsx", 10), 20 + (1 << 20));
+    }
 
     #[test]
     fn plan_follows_the_local_state() {

@@ -12,19 +12,17 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Action, LocalState, classify, plan};
+use super::DownloadPolicy;
+use super::plan::{Action, Earlier, Judgement, LocalState, allowed_length, classify, judge, plan};
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
-use crate::hash::{ContentDigest, ContentHasher, Expected, Verification, verify};
+use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
 use crate::localpath::{join_under_no_symlinks, part_path};
-use crate::manifest::{DownloadJob, FailureClass};
+use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
 use crate::progress::{Event, Reporter};
 
 /// Network hiccups (reset, stall, 5xx beyond the client's own retries) survived per file per run; each one
 /// resumes from the bytes already written.
 const MAX_NETWORK_RETRIES: u32 = 5;
-/// Whole-file attempts when the bytes do not match the listed hash or size: one retry rules out a corrupted
-/// transfer; a second mismatch is what the service really holds.
-const MAX_VERIFY_ATTEMPTS: u32 = 2;
 /// Fresh download URLs refused in a row (no byte received in between) before the file is failed: an expiring
 /// URL is routine, a host that refuses every new one is a permission problem, not something to loop on.
 const MAX_URL_REFRESHES: u32 = 4;
@@ -38,8 +36,12 @@ pub enum TransferOutcome {
     Done {
         /// Relative local path (as stored in the manifest).
         local_path: String,
-        /// How it was verified: `quickxor`, `sha1` or `size_only`.
+        /// How it was verified: `quickxor`, `sha1`, `size_only` or `unverified`.
         verification: &'static str,
+        /// Why it was kept although it could not be verified against the listing.
+        caveat: Option<Caveat>,
+        /// Bytes on disk (differs from the listed size only with a caveat).
+        local_size: u64,
         /// Bytes fetched over the network in this run.
         fetched: u64,
         /// Whether an existing local file was adopted without downloading.
@@ -74,6 +76,7 @@ pub async fn transfer(
     graph: &GraphClient,
     dest: &Path,
     job: &DownloadJob,
+    policy: &DownloadPolicy,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
 ) -> TransferOutcome {
@@ -120,12 +123,19 @@ pub async fn transfer(
     let mut action = plan(job.size, local);
     if action == Action::CheckExisting {
         match hash_file(&target, u64::MAX, expected.sha1.is_some()).await {
-            Ok((_, digest)) => {
-                if let Some(verification) = accepted(&verify(&expected, &digest)) {
+            Ok((len, digest)) => {
+                let v = verify(&expected, &digest);
+                if let Judgement::Keep {
+                    verification,
+                    caveat,
+                } = judge(&job.name, &v, Some(len), Earlier::None)
+                {
                     set_mtime(&target, job.modified_at.as_deref());
                     return TransferOutcome::Done {
                         local_path,
                         verification,
+                        caveat,
+                        local_size: len,
                         fetched: 0,
                         adopted: true,
                         attempts: 0,
@@ -146,7 +156,8 @@ pub async fn transfer(
 
     tracing::debug!(item = %job.item_id, path = %job.remote_path, size = job.size, ?action, "transfer starting");
     let mut attempts = 0u32;
-    let mut verify_attempts = 0u32;
+    // The bytes of an earlier complete fetch that did not match the listing (length, quickXorHash).
+    let mut mismatched: Option<(u64, String)> = None;
     let mut network_retries = 0u32;
     let mut url_refreshes = 0u32;
     let mut url: Option<DownloadUrl> = None;
@@ -163,6 +174,7 @@ pub async fn transfer(
         let step = fetch_into_part(
             graph,
             job,
+            policy,
             &part,
             start,
             &mut url,
@@ -172,8 +184,8 @@ pub async fn transfer(
             &mut fetched,
         )
         .await;
-        let digest = match step {
-            Ok(Some(digest)) => digest,
+        let (digest, declared) = match step {
+            Ok(Some(fetched)) => fetched,
             Ok(None) => return TransferOutcome::Interrupted,
             Err(StepError::UrlExpired(status)) => {
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
@@ -218,12 +230,15 @@ pub async fn transfer(
                     class == FailureClass::Auth,
                 );
             }
-            Err(StepError::TooLong) => {
+            Err(StepError::TooLong(limit)) => {
                 let _ = tokio::fs::remove_file(&part).await;
                 return failed(
                     FailureClass::SizeMismatch,
                     None,
-                    format!("the server sent more than the listed {} bytes", job.size),
+                    format!(
+                        "the server sent more than {limit} bytes; the listing says {}",
+                        job.size
+                    ),
                     attempts,
                     false,
                 );
@@ -234,30 +249,42 @@ pub async fn transfer(
             }
             Err(StepError::Disk(err, path)) => return disk_failure(&err, &path, attempts),
         };
-        match accepted_or_failure(&verify(&expected, &digest)) {
-            Ok(verification) => {
+        let earlier = match &mismatched {
+            None => Earlier::None,
+            Some((len, qx)) if *len == digest.len && *qx == digest.quick_xor => Earlier::Same,
+            Some(_) => Earlier::Different,
+        };
+        match judge(&job.name, &verify(&expected, &digest), declared, earlier) {
+            Judgement::Keep {
+                verification,
+                caveat,
+            } => {
+                let caveat = malware_caveat(job).or(caveat);
                 if let Err(err) = tokio::fs::rename(&part, &target).await {
                     return disk_failure(&err, &target, attempts);
                 }
                 set_mtime(&target, job.modified_at.as_deref());
-                tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, attempts, "file done");
+                tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, ?caveat, attempts, "file done");
                 return TransferOutcome::Done {
                     local_path,
                     verification,
+                    caveat,
+                    local_size: digest.len,
                     fetched,
                     adopted: false,
                     attempts,
                 };
             }
-            Err((class, message)) => {
+            Judgement::FetchAgain => {
                 // Never keep wrong bytes, not even as a part file a later run would resume from.
                 let _ = tokio::fs::remove_file(&part).await;
-                verify_attempts += 1;
-                if verify_attempts >= MAX_VERIFY_ATTEMPTS {
-                    return failed(class, None, message, attempts, false);
-                }
-                tracing::debug!(item = %job.item_id, %message, "verification failed; fetching again");
+                tracing::debug!(item = %job.item_id, "bytes differ from the listing; fetching again");
+                mismatched = Some((digest.len, digest.quick_xor));
                 start = 0;
+            }
+            Judgement::Fail { class, message } => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return failed(class, None, message, attempts, false);
             }
         }
     }
@@ -266,18 +293,21 @@ pub async fn transfer(
 enum StepError {
     /// The download host refused the URL with this status.
     UrlExpired(u16),
-    /// The server sent more bytes than the listing's size.
-    TooLong,
+    /// The server sent more bytes than may be right for this file (the listed size, or a bit more for a
+    /// file the service may have rewritten).
+    TooLong(u64),
     RangeRefused,
     Network(GraphError),
     Disk(std::io::Error, PathBuf),
 }
 
-/// Bring the part file from `start` to the end, hashing everything in it. `Ok(None)` means cancelled.
+/// Bring the part file from `start` to the end, hashing everything in it: the digest, and the whole length
+/// the server declared for the file (when it did). `Ok(None)` means cancelled.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_into_part(
     graph: &GraphClient,
     job: &DownloadJob,
+    policy: &DownloadPolicy,
     part: &Path,
     start: u64,
     url: &mut Option<DownloadUrl>,
@@ -285,7 +315,7 @@ async fn fetch_into_part(
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
     fetched: &mut u64,
-) -> Result<Option<ContentDigest>, StepError> {
+) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
     // Rebuild the hash state over the bytes already on disk (a resume after kill -9 has no other record).
     let (mut written, mut hasher) = if start > 0 {
         let (len, hasher) = hash_prefix(part, start, with_sha1)
@@ -301,22 +331,30 @@ async fn fetch_into_part(
             std::fs::File::create(part).map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
         file.sync_all()
             .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
-        return Ok(Some(hasher.finish()));
+        return Ok(Some((hasher.finish(), Some(0))));
     }
     if written >= job.size {
         // Complete part file (killed after fsync, before rename): nothing left to fetch.
-        return Ok(Some(hasher.finish()));
+        return Ok(Some((hasher.finish(), Some(written))));
     }
     if url.is_none() {
         *url = Some(
             graph
-                .content_url(&job.drive_id, &job.item_id)
+                .content_url_with(
+                    &job.drive_id,
+                    &job.item_id,
+                    job.malware && policy.allow_malware,
+                )
                 .await
                 .map_err(StepError::Network)?,
         );
     }
     let current = url.as_ref().expect("set above");
-    let response = match graph.download(current, written).await {
+    let answered = match policy.stall_timeout {
+        Some(idle) => graph.download_with_idle(current, written, idle).await,
+        None => graph.download(current, written).await,
+    };
+    let response = match answered {
         Ok(r) => r,
         Err(GraphError::DownloadUrlExpired { status }) => {
             return Err(StepError::UrlExpired(status));
@@ -345,6 +383,8 @@ async fn fetch_into_part(
             .await
             .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
     }
+    let declared = response.total;
+    let limit = allowed_length(&job.name, job.size);
     let mut body = response.body;
     let mut outcome = Ok(());
     loop {
@@ -356,9 +396,9 @@ async fn fetch_into_part(
         match chunk {
             None => break,
             Some(Ok(bytes)) => {
-                if written + bytes.len() as u64 > job.size {
-                    // Longer than listed: keep only what can be right, the check below will fail it.
-                    outcome = Err(Some(StepError::TooLong));
+                if written + bytes.len() as u64 > limit {
+                    // Longer than can be right: stop before it fills the disk.
+                    outcome = Err(Some(StepError::TooLong(limit)));
                     break;
                 }
                 hasher.update(&bytes);
@@ -389,7 +429,7 @@ async fn fetch_into_part(
         .sync_all()
         .await
         .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
-    Ok(Some(hasher.finish()))
+    Ok(Some((hasher.finish(), declared)))
 }
 
 trait SeekToEnd {
@@ -406,29 +446,13 @@ impl SeekToEnd for tokio::io::BufWriter<tokio::fs::File> {
     }
 }
 
-/// Accept a verification result: `Some(how)` when the bytes can be kept under the final name.
-fn accepted(v: &Verification) -> Option<&'static str> {
-    accepted_or_failure(v).ok()
-}
-
-fn accepted_or_failure(v: &Verification) -> Result<&'static str, (FailureClass, String)> {
-    match v {
-        Verification::QuickXor => Ok("quickxor"),
-        Verification::Sha1 => Ok("sha1"),
-        Verification::SizeOnly => Ok("size_only"),
-        Verification::SizeMismatch { expected, actual } => Err((
-            FailureClass::SizeMismatch,
-            format!("received {actual} bytes, the listing says {expected}"),
-        )),
-        Verification::HashMismatch {
-            algorithm,
-            expected,
-            actual,
-        } => Err((
-            FailureClass::HashMismatch,
-            format!("{algorithm} of the received bytes is {actual}, the listing says {expected}"),
-        )),
-    }
+/// A malware-flagged file that was fetched (the user asked for it) is kept with that caveat above all.
+fn malware_caveat(job: &DownloadJob) -> Option<Caveat> {
+    job.malware.then(|| Caveat {
+        class: CaveatClass::MalwareOverride,
+        reason: "flagged as malware by OneDrive; fetched anyway on request (allow malware)"
+            .to_owned(),
+    })
 }
 
 fn failed(

@@ -38,7 +38,7 @@ pub use model::{
     SpecialFolder, User, VideoFacet,
 };
 pub use paging::{ITEM_SELECT, PAGE_SIZE, Page};
-pub use retry::{Outcome, RetryPolicy};
+pub use retry::{Outcome, Pace, RetryPolicy};
 
 use crate::auth::TokenSource;
 use crate::ids::{DriveId, ItemId};
@@ -133,6 +133,8 @@ pub struct ClientStats {
     /// Wall time the client was paused by throttling or by `RateLimit-*` headers (overlapping pauses
     /// counted once).
     pub throttle_wait_total: Duration,
+    /// Requests held back for their turn while `RateLimit-*` headers asked us to spread them.
+    pub paced: u64,
 }
 
 /// Which drive to back up.
@@ -169,6 +171,7 @@ struct Inner {
     retries: AtomicU64,
     throttles: AtomicU64,
     throttle_wait_micros: AtomicU64,
+    paced: AtomicU64,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -220,6 +223,7 @@ impl GraphClient {
                 retries: AtomicU64::new(0),
                 throttles: AtomicU64::new(0),
                 throttle_wait_micros: AtomicU64::new(0),
+                paced: AtomicU64::new(0),
             }),
         })
     }
@@ -234,6 +238,7 @@ impl GraphClient {
             throttle_wait_total: Duration::from_micros(
                 i.throttle_wait_micros.load(Ordering::Relaxed),
             ),
+            paced: i.paced.load(Ordering::Relaxed),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The one retry policy of the Graph client, as pure decision functions ([`RetryPolicy::next_delay`],
-//! [`classify_status`], [`parse_retry_after`], [`rate_limit_pause`]), plus the [`ThrottleGate`] that holds
-//! every request of a client while the service has asked us to wait.
+//! [`classify_status`], [`parse_retry_after`], [`rate_limit_pace`]), plus the [`ThrottleGate`] that holds
+//! every request of a client while the service has asked us to wait or to slow down.
 //!
 //! Microsoft's guidance: on 429/503 wait the full `Retry-After`, and pause *all* workers, not only the one
 //! that was told (<https://learn.microsoft.com/en-us/graph/throttling>,
@@ -131,59 +131,127 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// Longest pause taken on `RateLimit-*` headers alone: the resource-unit window is one minute.
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
-/// The pause to take before the service throttles us, from `RateLimit-Remaining`, `RateLimit-Limit` and
-/// `RateLimit-Reset` (seconds). Graph sends them once 80 % of the one-minute budget is used; we pause until
-/// the reset when 5 % or less is left (or nothing, when the limit is not given).
-pub fn rate_limit_pause(
+/// Resource units one request is assumed to cost when spreading what is left of a budget: a children page
+/// costs 2, an item or a download 1 (graph-notes §5 "assume about 2 RU per request"), so this errs slow.
+const UNITS_PER_REQUEST: u64 = 2;
+
+/// What `RateLimit-*` headers ask of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Nearly spent: send nothing until the window resets.
+    Pause(Duration),
+    /// Spread what is left over the rest of the window: request starts at least `spacing` apart, for
+    /// `window` (then the budget refills, and the headers stop until 80 % is used again).
+    Spread {
+        /// Time between two request starts.
+        spacing: Duration,
+        /// How long the spacing holds.
+        window: Duration,
+    },
+}
+
+/// How to pace requests on `RateLimit-Remaining`, `RateLimit-Limit` and `RateLimit-Reset` (seconds). Graph
+/// sends them once 80 % of the one-minute budget is used. With 5 % or less left (or nothing, when the limit
+/// is not given) we pause until the reset; above that, what is left down to that 5 % reserve is spread evenly
+/// over the time to the reset, so the budget lasts the window instead of running into a 429.
+pub fn rate_limit_pace(
     remaining: Option<u64>,
     limit: Option<u64>,
     reset: Option<u64>,
-) -> Option<Duration> {
+) -> Option<Pace> {
     let (remaining, reset) = (remaining?, reset?);
-    let nearly_spent = match limit {
-        Some(limit) if limit > 0 => remaining.saturating_mul(20) <= limit,
-        _ => remaining == 0,
+    if reset == 0 {
+        return None;
+    }
+    let window = Duration::from_secs(reset).min(MAX_RATE_LIMIT_PAUSE);
+    let reserve = match limit {
+        Some(limit) if limit > 0 => limit / 20,
+        _ => 0,
     };
-    (nearly_spent && reset > 0).then(|| Duration::from_secs(reset).min(MAX_RATE_LIMIT_PAUSE))
+    let usable = remaining.saturating_sub(reserve) / UNITS_PER_REQUEST;
+    if remaining == 0 || usable == 0 || remaining.saturating_mul(20) <= limit.unwrap_or(0) {
+        return Some(Pace::Pause(window));
+    }
+    let spacing = window / u32::try_from(usable).unwrap_or(u32::MAX);
+    Some(Pace::Spread { spacing, window })
 }
 
 /// Every request of a client waits here before it is sent, until any pause the service asked for has
-/// passed. The lock is never held across an await.
+/// passed, and, while `RateLimit-*` headers ask for it, until its turn in an evenly spaced schedule. The lock
+/// is never held across an await.
 #[derive(Debug, Default)]
 pub struct ThrottleGate {
-    until: Mutex<Option<Instant>>,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// No request before this.
+    until: Option<Instant>,
+    /// Request starts at least this far apart, until `spacing_until`.
+    spacing: Duration,
+    spacing_until: Option<Instant>,
+    /// The next free start under the spacing.
+    next_slot: Option<Instant>,
 }
 
 impl ThrottleGate {
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Hold every request for `wait` from now; a longer pause already in force is kept. Returns how much
     /// the pause was extended (zero when an existing one already covered it), so waits are counted once
     /// however many workers were told.
     pub fn pause(&self, wait: Duration) -> Duration {
         let now = Instant::now();
         let deadline = now + wait;
-        let mut until = self
-            .until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = until.filter(|u| *u > now).unwrap_or(now);
+        let mut state = self.state();
+        let current = state.until.filter(|u| *u > now).unwrap_or(now);
         if deadline > current {
-            *until = Some(deadline);
+            state.until = Some(deadline);
             deadline - current
         } else {
             Duration::ZERO
         }
     }
 
-    /// Wait until no pause is in force (re-checking, as another worker may extend it meanwhile).
-    pub async fn wait(&self) {
+    /// Space request starts `spacing` apart for `window` from now (the latest headers replace earlier ones).
+    pub fn space(&self, spacing: Duration, window: Duration) {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.spacing = spacing;
+        state.spacing_until = Some(now + window);
+    }
+
+    /// Wait until no pause is in force (re-checking, as another worker may extend it meanwhile), then for
+    /// this request's slot when requests are being spaced. Returns whether the spacing held it back.
+    pub async fn wait(&self) -> bool {
+        let mut spaced = false;
         loop {
-            let deadline = *self
-                .until
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match deadline {
-                Some(d) if d > Instant::now() => tokio::time::sleep_until(d.into()).await,
-                _ => return,
+            let (pause, slot) = {
+                let now = Instant::now();
+                let mut state = self.state();
+                match state.until {
+                    Some(d) if d > now => (Some(d), None),
+                    _ if spaced => (None, None),
+                    _ if state.spacing_until.is_some_and(|u| u > now) => {
+                        let slot = state.next_slot.filter(|s| *s > now).unwrap_or(now);
+                        state.next_slot = Some(slot + state.spacing);
+                        (None, Some(slot).filter(|s| *s > now))
+                    }
+                    _ => (None, None),
+                }
+            };
+            match (pause, slot) {
+                (Some(d), _) => tokio::time::sleep_until(d.into()).await,
+                (None, Some(s)) => {
+                    spaced = true;
+                    tokio::time::sleep_until(s.into()).await;
+                }
+                (None, None) => return spaced,
             }
         }
     }
@@ -300,25 +368,66 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_headers_slow_us_down_only_when_nearly_spent() {
+    fn rate_limit_headers_spread_what_is_left_and_pause_when_nearly_spent() {
+        let spread = |ms: u64, window: u64| {
+            Some(Pace::Spread {
+                spacing: Duration::from_millis(ms),
+                window: s(window),
+            })
+        };
         let cases = [
             // (remaining, limit, reset, expected)
-            (Some(5), Some(100), Some(12), Some(s(12))),
-            (Some(6), Some(100), Some(12), None),
-            (Some(0), None, Some(3), Some(s(3))),
-            (Some(1), None, Some(3), None),
-            (Some(0), Some(100), Some(600), Some(s(60))),
+            (Some(5), Some(100), Some(12), Some(Pace::Pause(s(12)))),
+            // 9 left above the 5-unit reserve: 4 requests of 2 units over 12 s.
+            (Some(14), Some(100), Some(12), spread(3000, 12)),
+            (Some(240), Some(1200), Some(30), spread(333, 30)),
+            (Some(0), None, Some(3), Some(Pace::Pause(s(3)))),
+            (Some(1), None, Some(3), Some(Pace::Pause(s(3)))),
+            (Some(10), None, Some(3), spread(600, 3)),
+            (Some(0), Some(100), Some(600), Some(Pace::Pause(s(60)))),
             (Some(0), Some(100), Some(0), None),
             (None, Some(100), Some(3), None),
             (Some(0), Some(100), None, None),
         ];
         for (remaining, limit, reset, want) in cases {
-            assert_eq!(
-                rate_limit_pause(remaining, limit, reset),
-                want,
-                "{remaining:?} {limit:?} {reset:?}"
+            let got = rate_limit_pace(remaining, limit, reset);
+            let close = match (got, want) {
+                (
+                    Some(Pace::Spread {
+                        spacing: a,
+                        window: w1,
+                    }),
+                    Some(Pace::Spread {
+                        spacing: b,
+                        window: w2,
+                    }),
+                ) => w1 == w2 && a.abs_diff(b) < Duration::from_millis(1),
+                _ => got == want,
+            };
+            assert!(
+                close,
+                "{remaining:?} {limit:?} {reset:?}: {got:?}, want {want:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn spaced_requests_start_apart() {
+        let gate = ThrottleGate::default();
+        gate.space(Duration::from_millis(30), s(10));
+        let start = Instant::now();
+        assert!(!gate.wait().await, "the first goes at once");
+        assert!(gate.wait().await);
+        assert!(gate.wait().await);
+        assert!(
+            start.elapsed() >= Duration::from_millis(58),
+            "{:?}",
+            start.elapsed()
+        );
+        gate.space(Duration::from_millis(30), Duration::ZERO);
+        let t = Instant::now();
+        assert!(!gate.wait().await, "spacing over");
+        assert!(t.elapsed() < Duration::from_millis(20));
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use reqwest::header::{self, HeaderMap};
 
 use super::GraphClient;
 use super::error::{ErrorBody, GraphError, HttpError};
-use super::retry::{Outcome, classify_status, parse_retry_after, rate_limit_pause};
+use super::retry::{Outcome, Pace, classify_status, parse_retry_after, rate_limit_pace};
 
 /// What a call counts as success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl GraphClient {
         let mut tally = Tally::default();
         let mut refreshed = false;
         loop {
-            self.inner.gate.wait().await;
+            self.pass_gate().await;
             let token = self.inner.tokens.access_token().await?;
             self.count_request();
             let sent = async {
@@ -224,21 +224,39 @@ impl GraphClient {
         Ok(())
     }
 
-    /// `RateLimit-*` headers arrive once 80 % of the budget is used: pause before running into a 429.
-    fn watch_rate_limit(&self, headers: &HeaderMap) {
+    /// Wait at the client's gate (throttle pauses, rate-limit spacing) before sending.
+    pub(super) async fn pass_gate(&self) {
+        if self.inner.gate.wait().await {
+            self.inner.paced.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `RateLimit-*` headers arrive once 80 % of the budget is used: slow down before running into a 429.
+    pub(super) fn watch_rate_limit(&self, headers: &HeaderMap) {
         let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
         let remaining = number("ratelimit-remaining");
-        if let Some(wait) = rate_limit_pause(
+        match rate_limit_pace(
             remaining,
             number("ratelimit-limit"),
             number("ratelimit-reset"),
         ) {
-            self.add_pause(wait);
-            tracing::info!(
-                remaining,
-                wait_s = wait.as_secs(),
-                "rate limit nearly spent: slowing down"
-            );
+            Some(Pace::Pause(wait)) => {
+                self.add_pause(wait);
+                tracing::info!(
+                    remaining,
+                    wait_s = wait.as_secs(),
+                    "rate limit nearly spent: pausing until it resets"
+                );
+            }
+            Some(Pace::Spread { spacing, window }) => {
+                self.inner.gate.space(spacing, window);
+                tracing::debug!(
+                    remaining,
+                    spacing_ms = spacing.as_millis() as u64,
+                    "rate limit mostly spent: spreading requests"
+                );
+            }
+            None => {}
         }
     }
 

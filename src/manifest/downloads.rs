@@ -45,7 +45,13 @@ pub struct DownloadJob {
     pub attempts: u32,
     /// Where an earlier version was written, if one was (the file changed on the drive since).
     pub written_path: Option<String>,
+    /// Whether the service flagged it as malware (picked only when the user asked to fetch such files).
+    pub malware: bool,
 }
+
+/// How the crawl's skip reason for a malware-flagged file begins (`crawl::to_new_item`): such rows are
+/// `skipped`, and fetched only on the user's explicit request.
+const MALWARE_SKIP_PREFIX: &str = "flagged as malware";
 
 /// A file recorded as done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +64,7 @@ pub struct DoneFile {
     pub item_id: ItemId,
     /// Relative local path.
     pub local_path: String,
-    /// Size.
+    /// Size on disk (the listed size, unless a caveat recorded another).
     pub size: u64,
 }
 
@@ -73,6 +79,41 @@ pub struct DoneRecord {
     pub bytes: u64,
     /// Attempts it took in this run (added to the total, so survived retries stay on record).
     pub attempts: u32,
+}
+
+/// Why a file was kept although it could not be verified against the listing: a known service quirk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CaveatClass {
+    /// An iPhone Live Photo: the service serves the still image only, shorter than the listed size.
+    LivePhoto,
+    /// An Office/PDF/HTML file the service rewrote after upload (`SharePoint` metadata): its size or hash
+    /// differs from the listing, and it came the same twice.
+    Rewritten,
+    /// The listing gave no hash (zero-byte files, some old business files): checked by size only.
+    NoHash,
+    /// Flagged as malware by the service, fetched anyway because the user asked for it.
+    MalwareOverride,
+}
+
+impl CaveatClass {
+    /// The name stored in the manifest and shown in summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaveatClass::LivePhoto => "live_photo",
+            CaveatClass::Rewritten => "rewritten_by_service",
+            CaveatClass::NoHash => "no_hash",
+            CaveatClass::MalwareOverride => "malware_override",
+        }
+    }
+}
+
+/// How a file that could not be verified in full was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caveat {
+    /// Which quirk.
+    pub class: CaveatClass,
+    /// What exactly, for the user.
+    pub reason: String,
 }
 
 /// A failed download.
@@ -114,7 +155,7 @@ pub enum Outcome {
 const MARK_DONE: &str =
     "UPDATE items SET state = 'done', local_path = ?3, written_path = ?3, verification = ?4, downloaded_at = ?5,
          attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
-         failed_at = NULL, updated_at = ?5
+         failed_at = NULL, updated_at = ?5, caveat_class = NULL, caveat = NULL, local_size = NULL
      WHERE drive_id = ?1 AND item_id = ?2";
 
 const MARK_FAILED: &str =
@@ -163,36 +204,57 @@ impl Manifest {
     /// Up to `limit` files to download after `after_rowid`, in row order: pending or failed, not deleted
     /// remotely, not excluded by the filters. Page on with the last job's `rowid`.
     pub fn downloadable_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DownloadJob>> {
+        self.downloadable_after_with(after_rowid, limit, false)
+    }
+
+    /// [`Self::downloadable_after`], with the files skipped as malware-flagged too when `with_malware`.
+    pub fn downloadable_after_with(
+        &self,
+        after_rowid: i64,
+        limit: usize,
+        with_malware: bool,
+    ) -> Result<Vec<DownloadJob>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT rowid, drive_id, item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
-                        modified_at, taken_at, media, local_path, attempts, written_path
-                 FROM items WHERE rowid > ?1 AND kind = 'file' AND state IN ('pending', 'failed')
-                   AND remote_deleted = 0 AND excluded IS NULL
+                        modified_at, taken_at, media, local_path, attempts,
+                        COALESCE(skip_reason, '') LIKE ?4 || '%', written_path
+                 FROM items WHERE rowid > ?1 AND kind = 'file' AND remote_deleted = 0 AND excluded IS NULL
+                   AND (state IN ('pending', 'failed')
+                        OR (?3 AND state = 'skipped' AND skip_reason LIKE ?4 || '%'))
                  ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
-            Ok(DownloadJob {
-                rowid: r.get(0)?,
-                drive_id: DriveId(r.get(1)?),
-                item_id: ItemId(r.get(2)?),
-                name: r.get(3)?,
-                remote_path: r.get(4)?,
-                size: to_u64(r.get(5)?),
-                quick_xor: r.get(6)?,
-                sha1: r.get(7)?,
-                etag: r.get(8)?,
-                ctag: r.get(9)?,
-                modified_at: r.get(10)?,
-                taken_at: r.get(11)?,
-                media: MediaKind::parse(&r.get::<_, String>(12)?).unwrap_or(MediaKind::Other),
-                local_path: r.get(13)?,
-                attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
-                written_path: r.get(15)?,
-            })
-        })
+        stmt.query_map(
+            params![
+                after_rowid,
+                limit_i64(limit),
+                with_malware,
+                MALWARE_SKIP_PREFIX
+            ],
+            |r| {
+                Ok(DownloadJob {
+                    rowid: r.get(0)?,
+                    drive_id: DriveId(r.get(1)?),
+                    item_id: ItemId(r.get(2)?),
+                    name: r.get(3)?,
+                    remote_path: r.get(4)?,
+                    size: to_u64(r.get(5)?),
+                    quick_xor: r.get(6)?,
+                    sha1: r.get(7)?,
+                    etag: r.get(8)?,
+                    ctag: r.get(9)?,
+                    modified_at: r.get(10)?,
+                    taken_at: r.get(11)?,
+                    media: MediaKind::parse(&r.get::<_, String>(12)?).unwrap_or(MediaKind::Other),
+                    local_path: r.get(13)?,
+                    attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
+                    malware: r.get(15)?,
+                    written_path: r.get(16)?,
+                })
+            },
+        )
         .and_then(Iterator::collect)
         .map_err(|e| self.err(e))
     }
@@ -200,6 +262,33 @@ impl Manifest {
     /// Record a verified file: state `done`, error fields cleared, this run's attempts added.
     pub fn mark_done(&mut self, drive: &DriveId, item: &ItemId, done: &DoneRecord) -> Result<()> {
         mark_done(&self.conn, drive, item, done, &now()).map_err(|e| self.err(e))
+    }
+
+    /// Record how a done file was accepted despite a quirk, and its size on disk. Call after
+    /// [`Self::mark_done`], which clears both.
+    pub fn set_caveat(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        caveat: &Caveat,
+        local_size: u64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE items SET caveat_class = ?3, caveat = ?4, local_size = ?5
+                 WHERE drive_id = ?1 AND item_id = ?2 AND state = 'done'",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    drive.as_str(),
+                    item.as_str(),
+                    caveat.class.as_str(),
+                    caveat.reason,
+                    i64::try_from(local_size).unwrap_or(i64::MAX)
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Record a failure: state `failed`, with its class, status and message; this run's attempts added.
@@ -242,7 +331,7 @@ impl Manifest {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT rowid, drive_id, item_id, local_path, size FROM items WHERE rowid > ?1 AND kind = 'file'
+                "SELECT rowid, drive_id, item_id, local_path, COALESCE(local_size, size) FROM items WHERE rowid > ?1 AND kind = 'file'
                  AND state = 'done' AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;

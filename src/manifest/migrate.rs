@@ -10,6 +10,7 @@ use super::{APPLICATION_ID, Manifest, ManifestError, Result, sql_err};
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_filters_layout.sql"),
+    include_str!("../../migrations/0003_caveats.sql"),
 ];
 
 /// The schema version this build writes.

@@ -27,7 +27,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
 pub use delta::{DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
-pub use downloads::{DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome};
+pub use downloads::{
+    Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome,
+};
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,

@@ -1,0 +1,657 @@
+//! Issue 6: surviving the real service and hostile input. Each test turns the simulator's fault knobs the
+//! way the service misbehaves, then checks the bytes on disk, the manifest and the exit code.
+
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
+use odbackup::download::{DownloadOptions, DownloadPolicy, DownloadSummary};
+use odbackup::graph::{GraphClient, GraphOptions};
+
+use crate::download::backup;
+use crate::support::{TestDest, json, odbackup, run};
+
+/// `count` files: mostly small photos, every 25th a larger one (so a reset lands mid-body and a resume
+/// has something to resume), every 100th a few megabytes.
+fn photo_tree(count: usize) -> (Tree, Vec<String>) {
+    let mut tree = Tree::personal();
+    let mut paths = Vec::new();
+    for i in 0..count {
+        let size = match i % 100 {
+            0 => 2_000_000 + i as u64,
+            n if n % 25 == 0 => 300_000 + i as u64 * 11,
+            _ => 2_000 + (i as u64 * 53) % 30_000,
+        };
+        let path = format!("Camera Roll/{}/{:02}/IMG_{i:05}.jpg", 2016 + i % 5, i % 12);
+        tree = tree.file(&path, size);
+        paths.push(path);
+    }
+    (tree, paths)
+}
+
+/// List the drive with the binary, then download through the library with a `policy` the command line does
+/// not offer (yet), `concurrency` at once.
+fn crawl_then_download(
+    sim: &Simulator,
+    dest: &TestDest,
+    policy: &DownloadPolicy,
+    concurrency: usize,
+) -> DownloadSummary {
+    let crawl = run(odbackup()
+        .args(["crawl", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
+    assert_eq!(crawl.status.code(), Some(0));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tokens = Arc::new(odbackup::auth::StaticTokenSource::new(
+            sim.token().to_owned(),
+        ));
+        let graph = GraphClient::new(
+            GraphOptions {
+                base_url: sim.graph_url(),
+                ..GraphOptions::default()
+            },
+            tokens,
+        )
+        .unwrap();
+        let manifest = odbackup::shared::SharedManifest::new(
+            odbackup::manifest::Manifest::open(&dest.manifest()).unwrap(),
+        );
+        let (_crawl, progress) = tokio::sync::watch::channel(odbackup::crawl::CrawlProgress {
+            pages: 0,
+            ended: true,
+        });
+        let options = DownloadOptions {
+            dest: dest.path().to_path_buf(),
+            concurrency,
+            mirror_empty_folders: true,
+            keep: odbackup::download::KeepPolicy::default(),
+        };
+        odbackup::download::download_with_policy(
+            &graph,
+            &manifest,
+            &options,
+            policy,
+            Arc::new(odbackup::progress::NoopReporter),
+            &tokio_util::sync::CancellationToken::new(),
+            progress,
+        )
+        .await
+        .unwrap()
+    })
+}
+
+fn failures(dest: &TestDest) -> Vec<serde_json::Value> {
+    let out = run(odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path()));
+    assert_eq!(out.status.code(), Some(0));
+    json(&out).as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_fails_only_the_corrupt_ones()
+ {
+    let (tree, paths) = photo_tree(2000);
+    let sim = Simulator::start(tree);
+    // 10 % of all requests (listing, /content, download host) refused, half 429 and half 503, both with
+    // Retry-After: 1, in episodes as a spent budget would refuse them.
+    sim.fail_in_bursts(200, 10, Failure::throttled(1));
+    sim.fail_in_bursts(200, 10, Failure::unavailable(Some(1)));
+    // A request already on its way when a 429 is issued is not the client ignoring it.
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.reset_downloads_fraction(0.02, None);
+    sim.set_download_url_lifetime(Duration::from_secs(3));
+    let corrupt = [&paths[7], &paths[paths.len() * 5 / 8]];
+    for p in corrupt {
+        sim.corrupt(p, true);
+    }
+    let dest = TestDest::new();
+    let started = Instant::now();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "two files failed");
+    let summary = json(&out);
+    let download = &summary["download"];
+    eprintln!(
+        "fault mix: {took:?}, throttle answers {} of {:?}, violations {}, summary {download}",
+        sim.throttle_answers(),
+        sim.request_summary(),
+        sim.violations().len()
+    );
+    let requests: u64 = sim
+        .request_summary()
+        .iter()
+        .filter(|(k, _)| *k != RequestKind::DownloadWithRange)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        sim.throttle_answers() * 100 >= requests * 9,
+        "about 10 % of {requests} requests were refused: {}",
+        sim.throttle_answers()
+    );
+
+    // Every good file has the simulator's bytes; the corrupted ones are not on disk under their name.
+    for path in &paths {
+        let on_disk = dest.join(path);
+        if corrupt.contains(&path) {
+            assert!(!on_disk.exists(), "{path}: wrong bytes kept");
+        } else {
+            let bytes = std::fs::read(&on_disk).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(bytes == sim.content(path), "{path}: bytes differ");
+        }
+    }
+    assert!(
+        !dest.files_on_disk().iter().any(|f| f.contains(".part")),
+        "no part file is left of a finished or wrong file"
+    );
+    assert!(
+        sim.violations().is_empty(),
+        "no request came while a Retry-After was in force: {:?}",
+        sim.violations().first()
+    );
+
+    // The summary, the manifest and `failures --json` tell the same story.
+    assert_eq!(download["failed"], 2);
+    assert_eq!(download["failures_by_class"]["hash_mismatch"], 2);
+    assert!(download["throttled"].as_u64().unwrap() > 0, "{download}");
+    let listed = failures(&dest);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let mut failed_paths: Vec<&str> = listed
+        .iter()
+        .map(|f| f["remote_path"].as_str().unwrap())
+        .collect();
+    failed_paths.sort_unstable();
+    let mut want: Vec<String> = corrupt.iter().map(|p| format!("/{p}")).collect();
+    want.sort_unstable();
+    assert_eq!(failed_paths, want);
+    assert!(listed.iter().all(|f| f["class"] == "hash_mismatch"));
+    let items = dest.items();
+    let done = items
+        .values()
+        .filter(|r| r.kind == "file" && r.state == "done")
+        .count();
+    assert_eq!(done, paths.len() - 2);
+
+    // With the faults gone, a re-run fetches only the two and ends clean.
+    sim.clear_failures();
+    sim.clear_resets();
+    for p in corrupt {
+        sim.corrupt(p, false);
+    }
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    for p in corrupt {
+        assert_eq!(std::fs::read(dest.join(p)).unwrap(), sim.content(p));
+    }
+    assert_eq!(sim.requests(RequestKind::Download), 2);
+    assert!(failures(&dest).is_empty());
+}
+
+#[test]
+fn while_throttled_no_request_reaches_the_service_before_retry_after_even_with_eight_transfers() {
+    let (tree, paths) = photo_tree(300);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(5));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.fail_in_bursts(60, 1, Failure::throttled(2).only(RequestKind::Download));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--concurrency", "8", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(sim.failures_served() >= 4, "{}", sim.failures_served());
+    assert!(
+        sim.violations().is_empty(),
+        "requests during a Retry-After: {:?}",
+        sim.violations()
+    );
+    for p in paths.iter().step_by(13) {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    let summary = json(&out);
+    assert!(summary["download"]["throttled"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn throttling_lowers_the_transfers_in_flight_and_a_healthy_service_lets_them_grow_back() {
+    let (tree, paths) = photo_tree(2000);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(25));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    let dest = TestDest::new();
+    let mut child = backup(&sim, &dest)
+        .args(["--concurrency", "8", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Full speed first, then one throttling episode, then a healthy service again.
+    crate::support::eventually(Duration::from_secs(60), "eight transfers at once", || {
+        (sim.current_downloads() >= 8).then_some(())
+    });
+    sim.throttle_next(1, 1);
+    crate::support::eventually(Duration::from_secs(60), "the 429", || {
+        (sim.failures_served() == 1).then_some(())
+    });
+    let throttled_at = Instant::now();
+    let mut lowest_after = u64::MAX;
+    let mut highest_later = 0;
+    while child.try_wait().unwrap().is_none() {
+        let now = sim.current_downloads();
+        let since = throttled_at.elapsed();
+        // The pause lasts a second; the limit is raised by one a second at most.
+        if since > Duration::from_millis(1100) && since < Duration::from_millis(1600) {
+            lowest_after = lowest_after.min(now);
+        }
+        if since > Duration::from_secs(3) {
+            highest_later = highest_later.max(now);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let summary = json(&out);
+    let download = &summary["download"];
+    assert!(
+        download["concurrency_drops"].as_u64().unwrap() >= 1,
+        "{download}"
+    );
+    assert!(
+        download["concurrency_lowest"].as_u64().unwrap() <= 4,
+        "{download}"
+    );
+    assert!(
+        lowest_after <= 5,
+        "fewer transfers right after the pause: {lowest_after}"
+    );
+    assert!(
+        highest_later >= 7,
+        "back near the ceiling later: {highest_later}"
+    );
+    assert!(sim.max_concurrent_downloads() <= 8);
+    for p in paths.iter().step_by(17) {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn rate_limit_headers_slow_the_client_down_before_the_budget_runs_out() {
+    let (tree, paths) = photo_tree(250);
+    let sim = Simulator::start(tree);
+    // 300 resource units per 3 s: the backup needs about three windows' worth.
+    sim.set_rate_limit(Some((300, Duration::from_secs(3))));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        sim.throttle_answers(),
+        0,
+        "paced ahead of the budget, never refused"
+    );
+    assert!(sim.violations().is_empty());
+    let summary = json(&out);
+    assert!(
+        summary["download"]["paced"].as_u64().unwrap() > 0,
+        "{}",
+        summary["download"]
+    );
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn a_503_without_retry_after_pauses_the_client_for_the_default_five_seconds() {
+    let (tree, paths) = photo_tree(30);
+    let sim = Simulator::start(tree);
+    sim.fail_next(1, Failure::unavailable(None).only(RequestKind::Content));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let summary = json(&out);
+    let waited = summary["download"]["throttle_wait_secs"].as_f64().unwrap();
+    assert!(waited >= 4.9, "{waited}");
+    assert_eq!(summary["download"]["throttled"], 1);
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn a_stalled_transfer_is_aborted_after_the_stall_timeout_and_resumed() {
+    let tree = Tree::personal()
+        .file("v/clip.mov", 3_000_000)
+        .file("v/other.jpg", 40_000);
+    let sim = Simulator::start(tree);
+    // The body stops after 1 MB and would hang for a minute; the stall timeout is one second.
+    sim.stall_next_downloads("v/clip.mov", 1, 1_000_000, Duration::from_secs(60));
+    let dest = TestDest::new();
+    let started = Instant::now();
+    let summary = crawl_then_download(
+        &sim,
+        &dest,
+        &DownloadPolicy {
+            stall_timeout: Some(Duration::from_secs(1)),
+            ..DownloadPolicy::default()
+        },
+        2,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not wait for the stall: {:?}",
+        started.elapsed()
+    );
+    assert_eq!((summary.downloaded, summary.failed), (2, 0), "{summary:?}");
+    assert_eq!(
+        std::fs::read(dest.join("v/clip.mov")).unwrap(),
+        sim.content("v/clip.mov")
+    );
+    let ranges = sim.ranges_of("v/clip.mov");
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert!(
+        ranges[1]
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=1000000-")),
+        "resumed from the bytes on disk: {ranges:?}"
+    );
+}
+
+/// `(caveat_class, caveat, state, verification)` of the row at `path`.
+fn caveat_of(
+    dest: &TestDest,
+    path: &str,
+) -> (Option<String>, Option<String>, String, Option<String>) {
+    dest.db()
+        .query_row(
+            "SELECT caveat_class, caveat, state, verification FROM items WHERE remote_path = ?1",
+            [path],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn known_quirks_are_kept_with_a_caveat_per_item_and_everything_else_still_fails() {
+    let tree = Tree::business()
+        .file_with(
+            "Camera Roll/IMG_0001.HEIC",
+            3_000_000,
+            FileOpts::new().served_size(1_200_000),
+        )
+        .file_with(
+            "Docs/report.docx",
+            50_000,
+            FileOpts::new().served_size(53_000),
+        )
+        .file_with("Docs/scan.pdf", 80_000, FileOpts::new().served_size(79_000))
+        .file("Docs/empty.txt", 0)
+        .file_with("Docs/old.bin", 1_000, FileOpts::new().no_hashes())
+        .file_with(
+            "Photos/short.jpg",
+            10_000,
+            FileOpts::new().served_size(9_000),
+        )
+        .file("Photos/fine.jpg", 10_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(1), "short.jpg is no known quirk");
+    let summary = json(&out);
+    let download = &summary["download"];
+    assert_eq!(
+        download["accepted_with_caveat"],
+        serde_json::json!({"live_photo": 1, "rewritten_by_service": 2, "no_hash": 2}),
+        "{download}"
+    );
+    assert_eq!(download["failed"], 1);
+    assert_eq!(download["failures_by_class"]["size_mismatch"], 1);
+
+    // The bytes kept are exactly what the service serves.
+    for p in [
+        "Camera Roll/IMG_0001.HEIC",
+        "Docs/report.docx",
+        "Docs/scan.pdf",
+        "Docs/empty.txt",
+        "Docs/old.bin",
+        "Photos/fine.jpg",
+    ] {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    assert!(
+        !dest.join("Photos/short.jpg").exists(),
+        "wrong bytes never kept"
+    );
+    assert!(!dest.files_on_disk().iter().any(|f| f.contains(".part")));
+
+    let (class, reason, state, verification) = caveat_of(&dest, "/Camera Roll/IMG_0001.HEIC");
+    assert_eq!(
+        (class.as_deref(), state.as_str()),
+        (Some("live_photo"), "done")
+    );
+    assert!(reason.unwrap().contains("1200000 of the 3000000"));
+    assert_eq!(verification.as_deref(), Some("unverified"));
+    let (class, reason, ..) = caveat_of(&dest, "/Docs/report.docx");
+    assert_eq!(class.as_deref(), Some("rewritten_by_service"));
+    assert!(reason.unwrap().contains("same bytes came twice"));
+    assert_eq!(
+        sim.downloads_of("Docs/report.docx"),
+        2,
+        "fetched twice to compare"
+    );
+    assert_eq!(
+        caveat_of(&dest, "/Docs/empty.txt").0.as_deref(),
+        Some("no_hash")
+    );
+    assert_eq!(caveat_of(&dest, "/Photos/fine.jpg").0, None);
+
+    // A re-run leaves the accepted files alone (the shorter Live Photo is not "missing") and retries the
+    // failure, which fails the same way.
+    sim.reset_counters();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["download"]["requeued"], 0);
+    assert_eq!(sim.downloads_of("Camera Roll/IMG_0001.HEIC"), 0);
+    assert_eq!(sim.downloads_of("Docs/report.docx"), 0);
+    let listed = failures(&dest);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["class"], "size_mismatch");
+}
+
+#[test]
+fn malware_flagged_files_are_skipped_unless_the_user_opts_in_and_the_tenant_allows_it() {
+    let tree = Tree::business()
+        .file_with(
+            "Bad/tool.exe",
+            20_000,
+            FileOpts::new().malware("Trojan:Win32/Sim"),
+        )
+        .file("Good/a.jpg", 30_000);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    // By default: skipped and reported, the rest of the run unaffected.
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dest.join("Bad/tool.exe").exists());
+    assert!(dest.join("Good/a.jpg").exists());
+    assert_eq!(sim.requests(RequestKind::Download), 1);
+    // Opted in: fetched with AVOverride, verified, kept with the caveat.
+    let summary = crawl_then_download(
+        &sim,
+        &dest,
+        &DownloadPolicy {
+            allow_malware: true,
+            ..DownloadPolicy::default()
+        },
+        2,
+    );
+    assert_eq!((summary.downloaded, summary.failed), (1, 0), "{summary:?}");
+    assert_eq!(
+        summary.accepted_with_caveat.get("malware_override"),
+        Some(&1)
+    );
+    assert_eq!(
+        std::fs::read(dest.join("Bad/tool.exe")).unwrap(),
+        sim.content("Bad/tool.exe")
+    );
+    let (class, _, state, verification) = caveat_of(&dest, "/Bad/tool.exe");
+    assert_eq!(
+        (class.as_deref(), state.as_str(), verification.as_deref()),
+        (Some("malware_override"), "done", Some("quickxor"))
+    );
+}
+
+/// A tmpfs of `size_mb` mounted on a fresh folder, unmounted on drop. `None` where mounting is not allowed
+/// (not root, or no tmpfs in a container): the caller skips, saying so.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size_mb: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn grow(&self, size_mb: u64) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size_mb}m")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_space_completes() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut tree = Tree::personal();
+    let mut paths = Vec::new();
+    for i in 0..60 {
+        let path = format!("Videos/clip{i:02}.mov");
+        tree = tree.file(&path, 400_000 + i * 1_000);
+        paths.push(path);
+    }
+    let sim = Simulator::start(tree);
+    let dest_path = disk.dir.path().join("backup");
+    std::fs::create_dir(&dest_path).unwrap();
+    let backup_to = |json: bool| {
+        let mut cmd = odbackup();
+        cmd.args(["backup", "--concurrency", "4", "--dest"])
+            .arg(&dest_path)
+            .args(["--graph-url", &sim.graph_url()])
+            .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+    let out = backup_to(false);
+    assert_ne!(out.status.code(), Some(0), "a full disk is not success");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = format!("{stdout}{stderr}");
+    // Whichever write meets the full disk first, a file's or the manifest's, the message names it.
+    assert!(
+        said.to_lowercase().contains("no space left")
+            && (said.contains("Videos/clip") || said.contains("manifest.sqlite")),
+        "says what happened and where: {said}"
+    );
+
+    // The manifest is readable and agrees with the disk: every done row has its exact bytes under its final
+    // name. A file renamed just before the manifest could record it stands there with exact bytes too (the
+    // re-run adopts it after hashing, as after a kill -9); nothing else does.
+    let db = rusqlite::Connection::open(dest_path.join(".odbackup/manifest.sqlite")).unwrap();
+    let rows: Vec<(String, String)> = db
+        .prepare("SELECT remote_path, state FROM items WHERE kind = 'file'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(db);
+    assert_eq!(rows.len(), paths.len());
+    let mut done = 0;
+    for (remote, state) in &rows {
+        let path = remote.trim_start_matches('/');
+        let local = dest_path.join(path);
+        if state == "done" {
+            done += 1;
+            assert!(
+                std::fs::read(&local).unwrap() == sim.content(path),
+                "{path}"
+            );
+        } else if local.exists() {
+            assert!(
+                std::fs::read(&local).unwrap() == sim.content(path),
+                "{path} is {state} and stands under its final name with wrong bytes"
+            );
+        }
+    }
+    assert!(
+        done > 0 && done < paths.len(),
+        "stopped mid-run: {done} done"
+    );
+
+    // Room again: the re-run finishes, resuming what it can.
+    disk.grow(64);
+    let out = backup_to(true);
+    assert_eq!(out.status.code(), Some(0));
+    for p in &paths {
+        assert!(
+            std::fs::read(dest_path.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    let leftovers: Vec<_> = walkdir(&dest_path)
+        .into_iter()
+        .filter(|f| f.contains(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
