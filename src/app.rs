@@ -13,7 +13,9 @@ use crate::auth::refresh::RefreshingTokenSource;
 use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
 use crate::auth::{AuthError, StaticTokenSource, TokenSource};
 use crate::crawl::{self, CrawlMethod, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
-use crate::download::{self, DownloadOptions, DownloadSummary, DryRunSummary, KeepPolicy};
+use crate::download::{
+    self, DownloadOptions, DownloadPolicy, DownloadSummary, DryRunSummary, KeepPolicy,
+};
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
@@ -86,6 +88,8 @@ pub struct RunSettings {
     pub crawl_method: CrawlMethod,
     /// What happens to local files when the drive changes.
     pub keep: KeepPolicy,
+    /// How the downloader meets stalls and malware-flagged files.
+    pub policy: DownloadPolicy,
 }
 
 /// What a run did.
@@ -240,10 +244,11 @@ async fn run_phases(
         keep: settings.keep,
     };
     // Futures are lazy: this one only runs in the phases that await it.
-    let download_fut = download::download(
+    let download_fut = download::download_with_policy(
         graph,
         manifest,
         &download_options,
+        &settings.policy,
         Arc::clone(&reporter),
         cancel,
         progress_rx,

@@ -108,6 +108,10 @@ config_keys! {
     mirror_deletes: bool,
     /// Keep the previous version of a changed file in the trash instead of replacing it.
     keep_versions: bool,
+    /// Seconds without a byte after which a transfer is aborted and resumed.
+    stall_timeout: u64,
+    /// Fetch files the service flagged as malware (where the tenant allows it).
+    allow_malware: bool,
     /// Also write the log to this file.
     log_file: PathBuf,
     /// No progress display.

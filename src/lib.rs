@@ -42,6 +42,7 @@
 //!     full: false,
 //!     crawl_method: odbackup::crawl::CrawlMethod::Children,
 //!     keep: odbackup::download::KeepPolicy::default(),
+//!     policy: odbackup::download::DownloadPolicy::default(),
 //! };
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let summary = app::run(&settings, Arc::new(odbackup::progress::NoopReporter), &cancel).await?;

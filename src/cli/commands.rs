@@ -17,7 +17,7 @@ use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
 use odbackup::crawl::{CrawlMethod, Scope};
-use odbackup::download::{DEFAULT_CONCURRENCY, KeepPolicy};
+use odbackup::download::{DEFAULT_CONCURRENCY, DownloadPolicy, KeepPolicy};
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
 use odbackup::{Error, ErrorKind};
@@ -296,6 +296,7 @@ struct Job {
     layout: Option<Layout>,
     dry_run: bool,
     keep: KeepPolicy,
+    policy: DownloadPolicy,
 }
 
 impl Job {
@@ -306,6 +307,13 @@ impl Job {
             keep: KeepPolicy {
                 mirror_deletes: keep.mirror_deletes || file.mirror_deletes == Some(true),
                 keep_versions: keep.keep_versions || file.keep_versions == Some(true),
+            },
+            policy: DownloadPolicy {
+                stall_timeout: keep
+                    .stall_timeout
+                    .or(file.stall_timeout)
+                    .map(|s| std::time::Duration::from_secs(s.max(1))),
+                allow_malware: keep.allow_malware || file.allow_malware == Some(true),
             },
             ..self
         }
@@ -342,6 +350,7 @@ fn job_of(
         layout: layout.layout.or(file.layout),
         dry_run,
         keep: KeepPolicy::default(),
+        policy: DownloadPolicy::default(),
     })
 }
 
@@ -423,6 +432,7 @@ fn settings(
         full: false,
         crawl_method: CrawlMethod::default(),
         keep: job.keep,
+        policy: job.policy,
     })
 }
 

@@ -283,6 +283,13 @@ pub struct KeepArgs {
     /// Before fetching a file that changed on the drive, move its previous version into the trash.
     #[arg(long, env = "ODBACKUP_KEEP_VERSIONS")]
     pub keep_versions: bool,
+    /// Abort and resume (by Range) a transfer that receives no byte for this many seconds [default: 60].
+    #[arg(long, value_name = "SECS", env = "ODBACKUP_STALL_TIMEOUT")]
+    pub stall_timeout: Option<u64>,
+    /// Also fetch files OneDrive flagged as malware (asks with AVOverride; only tenants that allow it serve
+    /// them). They are kept with the caveat malware_override. Off by default: they are skipped and reported.
+    #[arg(long, env = "ODBACKUP_ALLOW_MALWARE")]
+    pub allow_malware: bool,
 }
 
 /// How files are placed under the destination.

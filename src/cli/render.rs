@@ -91,6 +91,19 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             secs,
             human_bytes((d.bytes as f64 / secs) as u64),
         )?;
+        for (caveat, n) in &d.accepted_with_caveat {
+            writeln!(
+                out,
+                "  {n} kept with a caveat: {caveat} (see `odbackup status`; the manifest says what differed)"
+            )?;
+        }
+        if d.throttled > 0 {
+            writeln!(
+                out,
+                "  throttled {} times by the service: waited {:.0}s in all, transfers at once lowered {} times (to {} at the fewest)",
+                d.throttled, d.throttle_wait_secs, d.concurrency_drops, d.concurrency_lowest
+            )?;
+        }
         if d.moved > 0 {
             writeln!(
                 out,
@@ -235,6 +248,9 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
     )?;
     for c in &report.verified_by {
         writeln!(out, "  verified by {}: {}", c.key, c.count)?;
+    }
+    for c in &report.accepted_by_caveat {
+        writeln!(out, "  kept with caveat ({}): {}", c.key, c.count)?;
     }
     for c in &report.failed_by_class {
         writeln!(out, "  failed ({}): {}", c.key, c.count)?;

@@ -93,6 +93,8 @@ pub struct StatusReport {
     pub failed_by_class: Vec<Count>,
     /// Done files by how they were verified (`quickxor`, `sha1`, `size_only` = unverified).
     pub verified_by: Vec<Count>,
+    /// Done files kept with a caveat (a known service quirk explains why they differ from the listing), by class.
+    pub accepted_by_caveat: Vec<Count>,
     /// Items gone from the drive (kept locally).
     pub remote_deleted: u64,
     /// Files the filters of the last run leave out (not in the counts above).
@@ -207,6 +209,10 @@ impl Manifest {
              AND excluded IS NULL GROUP BY 1 ORDER BY 2 DESC, 1",
         )?;
         let excluded = self.excluded_counts()?;
+        let accepted_by_caveat = self.counts(
+            "SELECT caveat_class, count(*) FROM items WHERE state = 'done' AND caveat_class IS NOT NULL
+             AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC, 1",
+        )?;
         let verified_by = self.counts(
             "SELECT coalesce(verification, 'unknown'), count(*) FROM items WHERE state = 'done' AND kind = 'file'
              AND remote_deleted = 0 GROUP BY 1 ORDER BY 2 DESC, 1",
@@ -226,6 +232,7 @@ impl Manifest {
             skipped_by_reason,
             failed_by_class,
             verified_by,
+            accepted_by_caveat,
             remote_deleted: one("SELECT count(*) FROM items WHERE remote_deleted = 1")?,
             excluded,
             crawls_complete: one("SELECT count(*) FROM crawls WHERE completed_at IS NOT NULL")?,
