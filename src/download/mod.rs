@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crawl::CrawlProgress;
 use crate::graph::GraphClient;
 use crate::localpath::{join_under, join_under_no_symlinks};
-use crate::manifest::{DoneRecord, DownloadJob, FailureRecord, ManifestError};
+use crate::manifest::{DoneRecord, DownloadJob, FailureClass, FailureRecord, ManifestError};
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
 pub use plan::{Action, LocalState, classify, plan};
@@ -29,6 +29,11 @@ pub use transfer::{TransferFailure, TransferOutcome};
 /// Files transferred at once unless `--concurrency` says otherwise. `OneDrive` throttles bulk downloads above
 /// roughly a dozen parallel streams per user; 8 keeps a home connection busy with photos without inviting 429s.
 pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Transfers failing in a row for want of a connection (after their own retries) that stop the run: the
+/// network or the service is gone, and failing every remaining file slowly, one retry budget after another,
+/// would take hours on a large drive. The failed files stay on record and the next run retries them.
+pub const UNREACHABLE_STREAK: usize = 16;
 
 /// Rows read from the manifest per query.
 const BATCH: usize = 256;
@@ -122,6 +127,9 @@ pub struct DownloadSummary {
     pub concurrency_drops: u64,
     /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
     pub concurrency_lowest: usize,
+    /// Transfers that failed in a row for want of a connection (see [`UNREACHABLE_STREAK`]).
+    #[serde(skip)]
+    unreachable_streak: usize,
 }
 
 /// Download every pending or failed file of the manifest, following `crawl` until it has ended.
@@ -320,6 +328,9 @@ async fn record(
             return Ok(());
         }
     };
+    if matches!(outcome, TransferOutcome::Done { .. }) {
+        summary.unreachable_streak = 0;
+    }
     match outcome {
         TransferOutcome::Done {
             local_path,
@@ -370,8 +381,21 @@ async fn record(
                 .failures_by_class
                 .entry(failure.class.as_str().to_owned())
                 .or_default() += 1;
+            if matches!(failure.class, FailureClass::Network | FailureClass::Timeout) {
+                summary.unreachable_streak += 1;
+            } else {
+                summary.unreachable_streak = 0;
+            }
             if failure.fatal && summary.fatal.is_none() {
                 summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
+                summary.fatal_class = Some(failure.class.as_str().to_owned());
+                stop.cancel();
+            } else if summary.unreachable_streak >= UNREACHABLE_STREAK && summary.fatal.is_none() {
+                summary.fatal = Some(format!(
+                    "{UNREACHABLE_STREAK} transfers in a row could not reach the service (the last: {}: {}); \
+                     check the connection, then re-run the same command: it resumes and retries them",
+                    job.remote_path, failure.message
+                ));
                 summary.fatal_class = Some(failure.class.as_str().to_owned());
                 stop.cancel();
             }

@@ -655,3 +655,34 @@ fn walkdir(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn when_the_service_cannot_be_reached_any_more_the_run_stops_soon_and_a_rerun_resumes() {
+    let (tree, paths) = photo_tree(300);
+    let sim = Simulator::start(tree);
+    // Every body is cut before its first byte: for the client, the connection is gone.
+    sim.reset_downloads_fraction(1.0, Some(0));
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(5), "the run could not go on");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("transfers in a row could not reach the service"),
+        "{stdout}"
+    );
+    let db = dest.db();
+    let (failed, pending): (i64, i64) = db
+        .query_row(
+            "SELECT sum(state = 'failed'), sum(state = 'pending') FROM items WHERE kind = 'file'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        failed <= 16 + 8 && pending >= 300 - 16 - 8,
+        "stopped early: {failed} failed, {pending} pending"
+    );
+    sim.clear_resets();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_eq!(dest.files_on_disk().len(), paths.len());
+}
