@@ -234,6 +234,17 @@ async fn crawl_inner(
                 return Ok(summary); // cancelled; the next run resumes at the saved cursor
             };
             summary.items_seen = delta.changes;
+            summary.folders_listed = delta.folders + 1;
+            // The root is listed too: done, and out of the frontier.
+            let listed_root = PageCommit {
+                drive_id: drive.clone(),
+                folder_id: root.id.clone(),
+                items: Vec::new(),
+                next_link: None,
+            };
+            manifest
+                .call(move |m| m.commit_page(crawl_id, &listed_root))
+                .await?;
             summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
             summary.complete = true;
             progress.send_modify(|p| p.pages += 1);

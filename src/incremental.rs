@@ -36,6 +36,8 @@ pub struct DeltaSummary {
     pub deleted: u64,
     /// Folders whose path changed (their contents follow).
     pub folders_moved: u64,
+    /// Folders added or changed.
+    pub folders: u64,
 }
 
 /// How a round ended.
@@ -298,8 +300,13 @@ async fn apply_staged(
             progressed = true;
             for r in &resolutions {
                 match r {
-                    Resolution::Upsert { moved_from, .. } => {
+                    Resolution::Upsert {
+                        moved_from, item, ..
+                    } => {
                         summary.changes += 1;
+                        if item.kind == ItemKind::Folder {
+                            summary.folders += 1;
+                        }
                         if moved_from.is_some() {
                             summary.folders_moved += 1;
                         }

@@ -49,7 +49,19 @@ pub fn summary(summary: &RunSummary, json: bool) {
 }
 
 fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io::Result<()> {
-    if let Some(delta) = summary.crawl.as_ref().and_then(|c| c.incremental.as_ref()) {
+    if let Some(delta) = summary
+        .crawl
+        .as_ref()
+        .and_then(|c| c.incremental.as_ref())
+        .filter(|d| d.changes == 0)
+    {
+        writeln!(
+            out,
+            "changes: none since the last run ({} request{})",
+            delta.pages,
+            if delta.pages == 1 { "" } else { "s" }
+        )?;
+    } else if let Some(delta) = summary.crawl.as_ref().and_then(|c| c.incremental.as_ref()) {
         writeln!(
             out,
             "changes: {} applied since the last run ({} deleted on the drive, kept here; {} folders moved) from {} page(s)",
@@ -79,7 +91,15 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         }
         writeln!(out)?;
     }
-    if let Some(d) = &summary.download {
+    let idle = summary.download.as_ref().is_some_and(|d| {
+        d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept == 0
+            && d.fatal.is_none()
+    });
+    if idle {
+        if !summary.interrupted {
+            writeln!(out, "download: nothing to fetch")?;
+        }
+    } else if let Some(d) = &summary.download {
         let secs = summary.elapsed.as_secs_f64().max(0.001);
         writeln!(
             out,
