@@ -7,7 +7,8 @@ use graphsim::{FileOpts, Simulator, Tree};
 
 use crate::support::{TestDest, eventually, json, odbackup, run};
 
-fn crawl(sim: &Simulator, dest: &TestDest) -> std::process::Command {
+/// `odbackup crawl` of `dest` against the simulator.
+pub fn crawl(sim: &Simulator, dest: &TestDest) -> std::process::Command {
     let mut cmd = odbackup();
     cmd.args(["crawl", "--dest"])
         .arg(dest.path())

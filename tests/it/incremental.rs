@@ -2,6 +2,7 @@
 
 use graphsim::{RequestKind, Simulator, Tree};
 
+use crate::crawl::crawl;
 use crate::download::backup;
 use crate::support::{TestDest, json, odbackup, run};
 
@@ -260,7 +261,7 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
     let sim = Simulator::start(tree.folder("Empty/Nested"));
     let walked = TestDest::new();
     assert_eq!(
-        run(odbackup_crawl(&sim, &walked).args(["--crawl-method", "children"]))
+        run(crawl(&sim, &walked).args(["--crawl-method", "children"]))
             .status
             .code(),
         Some(0)
@@ -294,13 +295,4 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
     assert_eq!(run(&mut backup(&sim, &paged)).status.code(), Some(0));
     assert_eq!(sim.requests(RequestKind::Delta), 1);
     assert_eq!(sim.requests(RequestKind::Download), 1);
-}
-
-fn odbackup_crawl(sim: &Simulator, dest: &TestDest) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.args(["crawl", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
-    cmd
 }
