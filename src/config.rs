@@ -104,7 +104,7 @@ config_keys! {
     max_size: ByteSize,
     /// `mirror` (the drive's folders) or `date` (YYYY/MM/name).
     layout: Layout,
-    /// Move files deleted on the drive into DEST/.odbackup/trash/<date>/ instead of keeping them in place.
+    /// Move files deleted on the drive into `DEST/.odbackup/trash/<date>/` instead of keeping them in place.
     mirror_deletes: bool,
     /// Keep the previous version of a changed file in the trash instead of replacing it.
     keep_versions: bool,
