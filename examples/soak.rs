@@ -6,8 +6,8 @@
 //! cargo build --release && cargo run --release --example soak -- [--files 20000] [--kills 6] [--seed 7]
 //! ```
 //!
-//! Faults while it runs: about 10 % of requests refused with 429/503 (Retry-After 1 s, in episodes), 2 % of
-//! download bodies cut mid-way, download URLs that expire after 5 s, 20 ms of latency. Between kills it waits a
+//! Faults while it runs: a throttling episode every ~100 requests, alternately 429 and 503 with Retry-After
+//! 1 s, refusing everything (up to 10 requests) until the window has passed; 2 % of download bodies cut mid-way, download URLs that expire after 5 s, 20 ms of latency. Between kills it waits a
 //! random 2–12 s. The final run is made with the faults still on; it must exit 0.
 //!
 //! Figures printed at the end: wall time, runs, kills, requests, refusals, violations of Retry-After, files

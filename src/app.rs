@@ -127,7 +127,10 @@ impl RunSummary {
                 .download
                 .as_ref()
                 .is_none_or(|d| d.failed == 0 && d.fatal.is_none())
-            && self.crawl.as_ref().is_none_or(|c| c.complete)
+            && self
+                .crawl
+                .as_ref()
+                .is_none_or(|c| c.complete && c.folders_unreadable == 0)
     }
 }
 

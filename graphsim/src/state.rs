@@ -80,6 +80,8 @@ pub struct Failure {
     pub only: Option<RequestKind>,
     /// Only requests about the item at this path (main drive; resolved when armed).
     pub item: Option<String>,
+    /// Sent as the body instead of the Graph error JSON (a garbled answer: see [`Failure::garbled`]).
+    pub body: Option<String>,
 }
 
 impl Failure {
@@ -135,7 +137,34 @@ impl Failure {
             retry_after: None,
             only: None,
             item: None,
+            body: None,
         }
+    }
+
+    /// `200 OK` with `body` as JSON: an answer the client must not trust (a gateway that cut it short, a
+    /// field of the wrong type). See [`Failure::truncated_json`], [`Failure::wrong_types`],
+    /// [`Failure::missing_fields`].
+    pub fn garbled(body: &str) -> Self {
+        let mut f = Self::status(200, "", "");
+        f.body = Some(body.to_owned());
+        f
+    }
+
+    /// A listing page cut off mid-way (valid JSON up to the cut).
+    pub fn truncated_json() -> Self {
+        Self::garbled(
+            r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#items","value":[{"id":"01BYE5RZ"#,
+        )
+    }
+
+    /// A listing page whose fields have the wrong JSON types (`value` an object, `size` a string).
+    pub fn wrong_types() -> Self {
+        Self::garbled(r#"{"value":{"id":7,"name":["x"],"size":"twelve"},"@odata.nextLink":false}"#)
+    }
+
+    /// A listing page whose item lacks `id` and `name`.
+    pub fn missing_fields() -> Self {
+        Self::garbled(r#"{"value":[{"size":12,"file":{}}]}"#)
     }
 
     /// Sets or clears `Retry-After`.

@@ -407,21 +407,23 @@ impl GraphClient {
             )),
         };
         let what = format!("listing changes under item {folder}");
-        let answer = self.call(&what, &url, Expect::JsonOrGone).await?;
-        if answer.status == 410 {
-            let restart_link = answer
-                .headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .filter(|l| paging::same_origin(&self.inner.base, l).is_ok())
-                .map(str::to_owned);
-            return Err(GraphError::ResyncRequired {
-                what,
-                code: ErrorBody::parse(&answer.body).code().map(str::to_owned),
-                restart_link,
-            });
-        }
-        decode(&what, &answer.body)
+        self.call_and_read(&what, &url, Expect::JsonOrGone, |answer| {
+            if answer.status == 410 {
+                let restart_link = answer
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|l| paging::same_origin(&self.inner.base, l).is_ok())
+                    .map(str::to_owned);
+                return Err(GraphError::ResyncRequired {
+                    what: what.clone(),
+                    code: ErrorBody::parse(&answer.body).code().map(str::to_owned),
+                    restart_link,
+                });
+            }
+            decode(&what, &answer.body)
+        })
+        .await
     }
 
     /// A delta link meaning "changes from now on" for `folder` (`?token=latest`: no items are listed).
@@ -447,8 +449,8 @@ impl GraphClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, what: &str, url: &str) -> Result<T, GraphError> {
-        let answer = self.call(what, url, Expect::Json).await?;
-        decode(what, &answer.body)
+        self.call_and_read(what, url, Expect::Json, |answer| decode(what, &answer.body))
+            .await
     }
 }
 

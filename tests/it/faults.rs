@@ -692,3 +692,144 @@ fn when_the_service_cannot_be_reached_any_more_the_run_stops_soon_and_a_rerun_re
     assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
     assert_eq!(dest.files_on_disk().len(), paths.len());
 }
+
+/// The files of `paths` under `folder` (a remote path prefix) and the rest.
+fn split_by_folder<'a>(paths: &'a [String], folder: &str) -> (Vec<&'a String>, Vec<&'a String>) {
+    paths
+        .iter()
+        .partition(|p| p.starts_with(&format!("{folder}/")))
+}
+
+#[test]
+fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unreadable_is_listed_next_run()
+ {
+    let (tree, paths) = photo_tree(60);
+    let sim = Simulator::start(tree);
+    // Each kind of garbled page once, each in another folder: asked for again, nothing lost.
+    for (failure, folder) in [
+        (Failure::truncated_json(), "Camera Roll"),
+        (Failure::wrong_types(), "Camera Roll/2016"),
+        (Failure::missing_fields(), "Camera Roll/2018/03"),
+    ] {
+        sim.fail_next(1, failure.only(RequestKind::Children).for_item(folder));
+    }
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    assert_eq!(sim.failures_served(), 3);
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+
+    // A folder whose listing stays garbled: recorded with the reason, everything else backed up, exit 1.
+    let unreadable = "Camera Roll/2017";
+    sim.fail_always(
+        Failure::missing_fields()
+            .only(RequestKind::Children)
+            .for_item(unreadable),
+    );
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "not everything was listed");
+    let summary = json(&out);
+    assert_eq!(summary["crawl"]["folders_unreadable"], 1, "{summary}");
+    let (inside, outside) = split_by_folder(&paths, unreadable);
+    assert!(!inside.is_empty());
+    for p in &outside {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    for p in &inside {
+        assert!(!dest.join(p).exists(), "{p}: never listed, never written");
+    }
+    let row = &dest.items()[&format!("/{unreadable}")];
+    let reason = row.skip_reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("unreadable"), "{reason}");
+    assert!(reason.contains("invalid JSON"), "{reason}");
+    let human = run(backup(&sim, &dest).args(["--crawl-method", "children"]));
+    let stdout = String::from_utf8_lossy(&human.stdout);
+    assert!(stdout.contains("could not be read"), "{stdout}");
+
+    // The service answers well again: the next run lists the folder and fetches what is in it.
+    sim.clear_failures();
+    let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn a_delta_listing_that_stays_unreadable_stops_the_run_clearly_and_a_rerun_completes() {
+    let (tree, paths) = photo_tree(40);
+    let sim = Simulator::start(tree);
+    sim.fail_always(Failure::wrong_types().only(RequestKind::Delta));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--crawl-method", "delta"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("invalid JSON"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        dest.files_on_disk()
+            .iter()
+            .all(|f| f.starts_with(".odbackup"))
+    );
+
+    sim.clear_failures();
+    let out = run(backup(&sim, &dest).args(["--crawl-method", "delta"]));
+    assert_eq!(out.status.code(), Some(0));
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_name() {
+    let (tree, paths) = photo_tree(30);
+    let sim = Simulator::start(tree);
+    let (short, long) = (&paths[3], &paths[4]);
+    assert!(sim.content(long).len() < 5_000);
+    // Once each: a short JSON body with 200 instead of the file, and a body longer than the file.
+    sim.fail_next(
+        1,
+        Failure::garbled(r#"{"error":"gateway"}"#)
+            .only(RequestKind::Download)
+            .for_item(short),
+    );
+    sim.fail_next(
+        1,
+        Failure::garbled(&"x".repeat(5_000))
+            .only(RequestKind::Download)
+            .for_item(long),
+    );
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    let summary = json(&out);
+    assert_eq!(sim.failures_served(), 2);
+    // A body that ends before the listed size is fetched again and comes out right.
+    assert!(std::fs::read(dest.join(short)).unwrap() == sim.content(short));
+    // A body running past the listed size is not the file: failed for this run, nothing under its name.
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    assert!(!dest.join(long).exists(), "wrong bytes kept");
+    let listed = failures(&dest);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["remote_path"], format!("/{long}"));
+    assert_eq!(listed[0]["class"], "size_mismatch");
+    assert!(!dest.files_on_disk().iter().any(|f| f.contains(".part")));
+    // The re-run asks for it again.
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(std::fs::read(dest.join(long)).unwrap() == sim.content(long));
+}
