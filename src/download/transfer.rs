@@ -472,10 +472,14 @@ fn failed(
 }
 
 fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOutcome {
-    // A full or read-only disk will fail every following transfer too: stop the run, keep what is done.
+    // A full or read-only disk, or a folder we may not write to, will fail the following transfers too: stop
+    // the run, keep what is done, and say where, so the user can fix it and re-run.
     let fatal = matches!(
         err.kind(),
-        ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem | ErrorKind::QuotaExceeded
+        ErrorKind::StorageFull
+            | ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::PermissionDenied
     );
     let class = if err.kind() == ErrorKind::InvalidFilename {
         FailureClass::Path

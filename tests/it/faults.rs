@@ -523,38 +523,58 @@ fn malware_flagged_files_are_skipped_unless_the_user_opts_in_and_the_tenant_allo
     );
 }
 
-/// A tmpfs of `size_mb` mounted on a fresh folder, unmounted on drop. `None` where mounting is not allowed
-/// (not root, or no tmpfs in a container): the caller skips, saying so.
+/// A tmpfs mounted on a folder, unmounted on drop. `None` where mounting is not allowed (not root, or no
+/// tmpfs in a container): the caller skips, saying so.
 struct SmallDisk {
-    dir: tempfile::TempDir,
+    at: std::path::PathBuf,
+    /// The fresh folder it is mounted on, when it made one: held so it outlives the mount.
+    #[allow(dead_code)]
+    owned: Option<tempfile::TempDir>,
 }
 
 impl SmallDisk {
+    /// `size_mb` on a fresh folder.
     fn mount(size_mb: u64) -> Option<Self> {
         let dir = tempfile::tempdir().ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Self { dir })
+        let mut disk = Self::mount_at(dir.path(), &format!("size={size_mb}m"))?;
+        disk.owned = Some(dir);
+        Some(disk)
     }
 
-    fn grow(&self, size_mb: u64) {
+    /// On `at`, with mount `options` (`ro`, `size=8m`).
+    fn mount_at(at: &std::path::Path, options: &str) -> Option<Self> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self {
+            at: at.to_owned(),
+            owned: None,
+        })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.at
+    }
+
+    fn remount(&self, options: &str) {
         let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size_mb}m")])
-            .arg(self.dir.path())
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.at)
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    fn grow(&self, size_mb: u64) {
+        self.remount(&format!("size={size_mb}m"));
     }
 }
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
+        let _ = std::process::Command::new("umount").arg(&self.at).status();
     }
 }
 
@@ -572,7 +592,7 @@ fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_s
         paths.push(path);
     }
     let sim = Simulator::start(tree);
-    let dest_path = disk.dir.path().join("backup");
+    let dest_path = disk.path().join("backup");
     std::fs::create_dir(&dest_path).unwrap();
     let backup_to = |json: bool| {
         let mut cmd = odbackup();
@@ -647,6 +667,54 @@ fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_s
         .filter(|f| f.contains(".part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_read_only_folder_in_the_destination_stops_the_run_naming_it_and_a_rerun_after_fixing_it_completes()
+ {
+    let (tree, paths) = photo_tree(40);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    // A read-only file system mounted where one folder of the backup goes.
+    let folder = "Camera Roll/2018";
+    let blocked = dest.join(folder);
+    std::fs::create_dir_all(&blocked).unwrap();
+    let Some(disk) = SmallDisk::mount_at(&blocked, "ro") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let out = run(&mut backup(&sim, &dest));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(5), "stops the run: {said}");
+    assert!(
+        said.contains("Read-only file system") && said.contains(folder),
+        "says what happened and where: {said}"
+    );
+    // Nothing marked done that is not on disk with its bytes.
+    for (remote, row) in dest.items() {
+        if row.kind == "file" && row.state == "done" {
+            let path = remote.trim_start_matches('/');
+            assert!(
+                std::fs::read(dest.join(path)).unwrap() == sim.content(path),
+                "{path}"
+            );
+        }
+    }
+
+    disk.remount("rw");
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    for p in &paths {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+    drop(disk);
 }
 
 fn walkdir(dir: &std::path::Path) -> Vec<String> {
