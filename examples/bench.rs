@@ -5,7 +5,12 @@
 //! cargo build --release && cargo run --release --example bench -- crawl [--latency-ms 20] [--files 100000] [--folders 5000] [--crawl-method children|delta]
 //! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000]
 //! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
+//! cargo build --release && cargo run --release --example bench -- big --baseline curl   # curl, same file, same disk
 //! ```
+//!
+//! `--baseline curl` fetches the big file's pre-authenticated URL with `curl -o` into the same kind of
+//! temporary folder instead of running odbackup: the loopback throughput a plain HTTP client gets from the
+//! same simulator, which is the ideal the big-file figure is compared with.
 //!
 //! Peak RSS is the child's `ru_maxrss` (getrusage), i.e. odbackup's own high-water mark.
 
@@ -23,6 +28,7 @@ struct Opts {
     gb: u64,
     concurrency: usize,
     crawl_method: String,
+    baseline: Option<String>,
 }
 
 fn parse() -> Opts {
@@ -35,6 +41,7 @@ fn parse() -> Opts {
         gb: 2,
         concurrency: 8,
         crawl_method: "children".to_owned(),
+        baseline: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -45,6 +52,7 @@ fn parse() -> Opts {
             "--gb" => o.gb = value.parse().expect("--gb N"),
             "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
             "--crawl-method" => o.crawl_method = value,
+            "--baseline" => o.baseline = Some(value),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -122,6 +130,32 @@ fn main() {
         .prefix("odbackup-bench-")
         .tempdir()
         .expect("temp dir");
+    if let Some(tool) = &o.baseline {
+        assert!(
+            tool == "curl" && o.mode == "big",
+            "--baseline curl goes with the big mode"
+        );
+        let url = sim.download_url("Videos/big.mov");
+        let start = Instant::now();
+        let status = Command::new("curl")
+            .args(["-sS", "--fail", "-o"])
+            .arg(dest.path().join("big.mov"))
+            .arg(&url)
+            .status()
+            .expect("run curl");
+        let wall = start.elapsed();
+        assert!(status.success(), "curl exited with {status}");
+        let bytes = sim.bytes_served();
+        println!(
+            "mode=big baseline=curl latency_ms={} wall_s={:.2} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+            o.latency_ms,
+            wall.as_secs_f64(),
+            bytes,
+            bytes as f64 / 1e6 / wall.as_secs_f64(),
+            children_max_rss_kib() as f64 / 1024.0
+        );
+        return;
+    }
     let start = Instant::now();
     let status = Command::new(odbackup_binary())
         .args([command, "--quiet", "--json", "--dest"])
