@@ -75,15 +75,26 @@ fn odbackup_binary() -> PathBuf {
     bin
 }
 
-fn children_max_rss_kib() -> i64 {
+fn children_usage() -> libc::rusage {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole rusage into the pointer we pass, which points at enough memory.
     #[allow(unsafe_code)]
-    let usage = unsafe {
+    unsafe {
         libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
         usage.assume_init()
-    };
-    usage.ru_maxrss
+    }
+}
+
+fn children_max_rss_kib() -> i64 {
+    children_usage().ru_maxrss
+}
+
+/// CPU seconds (user + system) the child used: with the wall time, tells whether odbackup or the
+/// simulator (this process) was the busy one.
+fn children_cpu_s() -> f64 {
+    let u = children_usage();
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 fn main() {
@@ -177,12 +188,13 @@ fn main() {
     let requests: u64 = sim.request_summary().iter().map(|(_, n)| n).sum();
     let bytes = sim.bytes_served();
     println!(
-        "mode={} method={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+        "mode={} method={} items={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
         o.mode,
         o.crawl_method,
         sim.item_count(),
         o.latency_ms,
         wall.as_secs_f64(),
+        children_cpu_s(),
         requests,
         bytes,
         bytes as f64 / 1e6 / wall.as_secs_f64(),
