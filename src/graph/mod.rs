@@ -150,6 +150,9 @@ pub enum DriveSelector {
     Site(String),
 }
 
+/// Called with the end of a throttle pause (wall clock) whenever one starts or is extended.
+pub type PauseHook = Arc<dyn Fn(std::time::SystemTime) + Send + Sync>;
+
 /// A Microsoft Graph client. Cheap to clone; clones share connections, the throttle gate and the counters.
 #[derive(Clone)]
 pub struct GraphClient {
@@ -167,6 +170,8 @@ struct Inner {
     downloads: reqwest::Client,
     tokens: Arc<dyn TokenSource>,
     gate: ThrottleGate,
+    /// Told when a throttle pause starts or grows, with its end (see [`GraphClient::on_pause`]).
+    pause_hook: std::sync::OnceLock<PauseHook>,
     requests: AtomicU64,
     retries: AtomicU64,
     throttles: AtomicU64,
@@ -219,6 +224,7 @@ impl GraphClient {
                 downloads,
                 tokens,
                 gate: ThrottleGate::default(),
+                pause_hook: std::sync::OnceLock::new(),
                 requests: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 throttles: AtomicU64::new(0),

@@ -296,6 +296,25 @@ impl GraphClient {
         self.inner
             .throttle_wait_micros
             .fetch_add(extended.as_micros() as u64, Ordering::Relaxed);
+        if !extended.is_zero()
+            && let (Some(hook), Some(left)) =
+                (self.inner.pause_hook.get(), self.inner.gate.paused_for())
+        {
+            hook(std::time::SystemTime::now() + left);
+        }
+    }
+
+    /// Have `hook` told the end of every throttle pause as it starts or grows, so a caller can keep it
+    /// beyond this process: the service's `Retry-After` holds for the next run too. Set once; later calls
+    /// are ignored.
+    pub fn on_pause(&self, hook: super::PauseHook) {
+        let _ = self.inner.pause_hook.set(hook);
+    }
+
+    /// Send nothing for `wait` from now: the service asked an earlier run to wait that long. Not counted
+    /// as a throttle event of this client.
+    pub fn hold_for(&self, wait: Duration) {
+        self.inner.gate.pause(wait);
     }
 
     pub(super) fn count_request(&self) {

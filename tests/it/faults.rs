@@ -901,3 +901,58 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     assert_eq!(out.status.code(), Some(0));
     assert!(std::fs::read(dest.join(long)).unwrap() == sim.content(long));
 }
+
+#[test]
+fn a_run_killed_while_told_to_wait_leaves_the_wait_to_the_next_run() {
+    let (tree, paths) = photo_tree(200);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(10));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    let dest = TestDest::new();
+    let mut child = backup(&sim, &dest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::eventually(Duration::from_secs(60), "transfers under way", || {
+        (sim.requests(RequestKind::Download) >= 20).then_some(())
+    });
+    sim.throttle_next(1, 3);
+    crate::support::eventually(Duration::from_secs(60), "the 429", || {
+        (sim.failures_served() == 1).then_some(())
+    });
+    // Killed mid-pause, once the pause is on record.
+    crate::support::eventually(Duration::from_secs(2), "the pause kept", || {
+        dest.db()
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'throttled_until'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Past the simulator's in-flight allowance, so the next run's first request cannot pass for one that was
+    // already on its way when the 429 went out: this is the time axis of the test, not a wait for an event.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        sim.violations().is_empty(),
+        "the new run called while the old one's Retry-After was in force: {:?}",
+        sim.violations()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it waited the rest"
+    );
+    for p in paths.iter().step_by(7) {
+        assert!(
+            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+            "{p}"
+        );
+    }
+}
