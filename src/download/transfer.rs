@@ -157,6 +157,7 @@ pub async fn transfer(
     tracing::debug!(item = %job.item_id, path = %job.remote_path, size = job.size, ?action, "transfer starting");
     let mut attempts = 0u32;
     // The bytes of an earlier complete fetch that did not match the listing (length, quickXorHash).
+    let mut too_long_before = false;
     let mut mismatched: Option<(u64, String)> = None;
     let mut network_retries = 0u32;
     let mut url_refreshes = 0u32;
@@ -232,6 +233,12 @@ pub async fn transfer(
             }
             Err(StepError::TooLong(limit)) => {
                 let _ = tokio::fs::remove_file(&part).await;
+                if !too_long_before {
+                    // Like a wrong hash: one more try from scratch, since a gateway may have sent something else.
+                    too_long_before = true;
+                    start = 0;
+                    continue;
+                }
                 return failed(
                     FailureClass::SizeMismatch,
                     None,

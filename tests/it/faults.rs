@@ -888,18 +888,30 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     assert_eq!(sim.failures_served(), 2);
     // A body that ends before the listed size is fetched again and comes out right.
     assert!(std::fs::read(dest.join(short)).unwrap() == sim.content(short));
-    // A body running past the listed size is not the file: failed for this run, nothing under its name.
-    assert_eq!(out.status.code(), Some(1), "{summary}");
-    assert!(!dest.join(long).exists(), "wrong bytes kept");
+    // A body running past the listed size is not the file: dropped and fetched again from scratch.
+    assert!(std::fs::read(dest.join(long)).unwrap() == sim.content(long));
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+
+    // Every time: failed for this run with the cause, nothing under its name, and the re-run asks again.
+    let other = &paths[5];
+    sim.fail_always(
+        Failure::garbled(&"y".repeat(40_000))
+            .only(RequestKind::Download)
+            .for_item(other),
+    );
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dest.join(other).exists(), "wrong bytes kept");
     let listed = failures(&dest);
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["remote_path"], format!("/{long}"));
+    assert_eq!(listed[0]["remote_path"], format!("/{other}"));
     assert_eq!(listed[0]["class"], "size_mismatch");
     assert!(!dest.files_on_disk().iter().any(|f| f.contains(".part")));
-    // The re-run asks for it again.
+    sim.clear_failures();
     let out = run(&mut backup(&sim, &dest));
     assert_eq!(out.status.code(), Some(0));
-    assert!(std::fs::read(dest.join(long)).unwrap() == sim.content(long));
+    assert!(std::fs::read(dest.join(other)).unwrap() == sim.content(other));
 }
 
 #[test]
