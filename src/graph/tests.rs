@@ -463,8 +463,23 @@ async fn a_403_is_permission_not_sign_in() {
 }
 
 #[tokio::test]
-async fn malformed_json_names_the_endpoint() {
-    let server = serve(vec![answer(200).json(r#"{"value": [,]}"#)]).await;
+async fn malformed_json_is_asked_for_again_and_then_names_the_endpoint() {
+    // Cut short once, then whole: the second answer is used.
+    let server = serve(vec![
+        answer(200).json(r#"{"value": [{"id":"#),
+        answer(200).json(PAGE),
+    ])
+    .await;
+    let graph = client(&server, rotating());
+    let page = graph
+        .children(&drive(), &ItemId::from("X"), None)
+        .await
+        .unwrap();
+    assert_eq!(page.value.len(), 2);
+
+    // Wrong every time: three tries, then the error says what was being read and where the JSON broke.
+    let bad = || answer(200).json(r#"{"value": [,]}"#);
+    let server = serve(vec![bad(), bad(), bad()]).await;
     let graph = client(&server, rotating());
     let err = graph
         .children(&drive(), &ItemId::from("X"), None)
@@ -476,6 +491,7 @@ async fn malformed_json_names_the_endpoint() {
             .starts_with("listing children of item X: the service sent invalid JSON: expected value at line 1 column 12"),
         "{err}"
     );
+    assert_eq!(server.seen.lock().unwrap().len(), 3, "asked three times");
 }
 
 #[tokio::test]

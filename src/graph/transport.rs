@@ -74,7 +74,7 @@ impl GraphClient {
                 Err(err @ GraphError::Decode { .. })
                     if tally.failures + 1 < UNREADABLE_ATTEMPTS =>
                 {
-                    tracing::warn!(error = %err, "the answer could not be read; asking again");
+                    tracing::debug!(error = %err, "the answer could not be read; asking again");
                     self.wait_before_retry(&mut tally, (Outcome::ServerError, err))
                         .await?;
                 }
