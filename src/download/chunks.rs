@@ -38,18 +38,6 @@ pub struct Span {
     pub end: u64,
 }
 
-impl Span {
-    /// Its length in bytes.
-    pub fn len(self) -> u64 {
-        self.end - self.start
-    }
-
-    /// Whether it holds no byte.
-    pub fn is_empty(self) -> bool {
-        self.end <= self.start
-    }
-}
-
 /// Whether a file of `size` bytes is fetched in spans: more than one stream allowed, and more than one span.
 pub fn is_ranged(size: u64, chunk_size: u64, streams_per_file: usize) -> bool {
     streams_per_file > 1 && chunk_size > 0 && size > chunk_size
@@ -183,7 +171,7 @@ mod tests {
         assert_eq!(plan_spans(0, 4), vec![]);
         let big = plan_spans(10_000_000, 1 << 20);
         assert_eq!(big.len(), 10);
-        assert_eq!(big.iter().map(|s| s.len()).sum::<u64>(), 10_000_000);
+        assert_eq!(big.iter().map(|s| s.end - s.start).sum::<u64>(), 10_000_000);
         assert!(big.windows(2).all(|w| w[0].end == w[1].start));
     }
 

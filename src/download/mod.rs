@@ -25,7 +25,7 @@ use crate::localpath::{join_under, join_under_no_symlinks};
 use crate::manifest::{DoneRecord, DownloadJob, FailureClass, FailureRecord, ManifestError};
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
-pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE, Span, pending_spans, plan_spans};
+pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
 pub use plan::{Action, LISTED_URL_FRESHNESS, LocalState, classify, listed_url_is_fresh, plan};
 pub use transfer::{TransferFailure, TransferOutcome};
 

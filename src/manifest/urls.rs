@@ -71,6 +71,10 @@ pub(super) fn remember(
     let (Some(url), Some(version)) = (&item.listed_url, version_of(item)) else {
         return Ok(());
     };
+    if item.excluded.is_some() || item.skip_reason.is_some() {
+        // Not going to be downloaded: no reason to keep a credential for it.
+        return Ok(());
+    }
     tx.prepare_cached(
         "INSERT OR REPLACE INTO listed_urls (drive_id, item_id, version, url, fetched_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
