@@ -7,7 +7,8 @@
 //! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
 //! ```
 //!
-//! Peak RSS is the child's `ru_maxrss` (getrusage), i.e. odbackup's own high-water mark.
+//! Peak RSS and `cpu_s` are the child's `ru_maxrss` and user + system time (getrusage): odbackup's own figures, apart
+//! from the simulator's, which shares the machine.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -67,15 +68,25 @@ fn odbackup_binary() -> PathBuf {
     bin
 }
 
-fn children_max_rss_kib() -> i64 {
+fn children_usage() -> libc::rusage {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole rusage into the pointer we pass, which points at enough memory.
     #[allow(unsafe_code)]
-    let usage = unsafe {
+    unsafe {
         libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
         usage.assume_init()
-    };
-    usage.ru_maxrss
+    }
+}
+
+fn children_max_rss_kib() -> i64 {
+    children_usage().ru_maxrss
+}
+
+/// odbackup's own CPU time (user + system), apart from the simulator's, which shares the machine.
+fn children_cpu_secs() -> f64 {
+    let usage = children_usage();
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn main() {
@@ -143,7 +154,7 @@ fn main() {
     let requests: u64 = sim.request_summary().iter().map(|(_, n)| n).sum();
     let bytes = sim.bytes_served();
     println!(
-        "mode={} method={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+        "mode={} method={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1} cpu_s={:.2}",
         o.mode,
         o.crawl_method,
         sim.item_count(),
@@ -152,7 +163,8 @@ fn main() {
         requests,
         bytes,
         bytes as f64 / 1e6 / wall.as_secs_f64(),
-        rss_mib
+        rss_mib,
+        children_cpu_secs()
     );
     for (kind, n) in sim.request_summary() {
         if n > 0 {
