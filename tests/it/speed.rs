@@ -39,17 +39,6 @@ fn listed_urls(dest: &TestDest) -> i64 {
         .unwrap()
 }
 
-/// Make every stored listing URL look `minutes` older, as if the crawl had run that long ago.
-fn age_listed_urls(dest: &TestDest, minutes: i64) {
-    rusqlite::Connection::open(dest.manifest())
-        .unwrap()
-        .execute(
-            "UPDATE listed_urls SET fetched_at = fetched_at - ?1",
-            [minutes * 60_000],
-        )
-        .unwrap();
-}
-
 fn assert_same_bytes(sim: &Simulator, dest: &TestDest, paths: &[String]) {
     for path in paths {
         assert!(
@@ -128,7 +117,7 @@ fn a_large_file_is_fetched_as_concurrent_ranges_on_one_resolved_url() {
     let dest = TestDest::new();
     assert_eq!(run(&mut crawl(&sim, &dest)).status.code(), Some(0));
     // Crawled 31 minutes ago: the stored URLs are past their window and not even tried.
-    age_listed_urls(&dest, 31);
+    dest.age_listed_urls(31);
     sim.reset_counters();
     let out = run(download(&sim, &dest).args(["--chunk-size", "1M", "--streams-per-file", "4"]));
     assert_eq!(out.status.code(), Some(0));
