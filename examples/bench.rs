@@ -5,10 +5,14 @@
 //! cargo build --release && cargo run --release --example bench -- crawl [--latency-ms 20] [--files 100000] [--folders 5000] [--crawl-method children|delta]
 //! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000]
 //! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
+//! cargo build --release && cargo run --release --example bench -- big --baseline curl   # curl, same file, same disk
 //! ```
 //!
-//! Peak RSS and `cpu_s` are the child's `ru_maxrss` and user + system time (getrusage): odbackup's own figures, apart
-//! from the simulator's, which shares the machine.
+//! `--baseline curl` fetches the big file's pre-authenticated URL with `curl -o` into the same kind of
+//! temporary folder instead of running odbackup: the loopback throughput a plain HTTP client gets from the
+//! same simulator, which is the ideal the big-file figure is compared with.
+//!
+//! Peak RSS is the child's `ru_maxrss` (getrusage), i.e. odbackup's own high-water mark.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,6 +28,7 @@ struct Opts {
     gb: u64,
     concurrency: usize,
     crawl_method: String,
+    baseline: Option<String>,
 }
 
 fn parse() -> Opts {
@@ -36,6 +41,7 @@ fn parse() -> Opts {
         gb: 2,
         concurrency: 8,
         crawl_method: "children".to_owned(),
+        baseline: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -46,6 +52,7 @@ fn parse() -> Opts {
             "--gb" => o.gb = value.parse().expect("--gb N"),
             "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
             "--crawl-method" => o.crawl_method = value,
+            "--baseline" => o.baseline = Some(value),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -82,11 +89,12 @@ fn children_max_rss_kib() -> i64 {
     children_usage().ru_maxrss
 }
 
-/// odbackup's own CPU time (user + system), apart from the simulator's, which shares the machine.
-fn children_cpu_secs() -> f64 {
-    let usage = children_usage();
+/// CPU seconds (user + system) the child used: with the wall time, tells whether odbackup or the
+/// simulator (this process) was the busy one.
+fn children_cpu_s() -> f64 {
+    let u = children_usage();
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 fn main() {
@@ -133,6 +141,32 @@ fn main() {
         .prefix("odbackup-bench-")
         .tempdir()
         .expect("temp dir");
+    if let Some(tool) = &o.baseline {
+        assert!(
+            tool == "curl" && o.mode == "big",
+            "--baseline curl goes with the big mode"
+        );
+        let url = sim.download_url("Videos/big.mov");
+        let start = Instant::now();
+        let status = Command::new("curl")
+            .args(["-sS", "--fail", "-o"])
+            .arg(dest.path().join("big.mov"))
+            .arg(&url)
+            .status()
+            .expect("run curl");
+        let wall = start.elapsed();
+        assert!(status.success(), "curl exited with {status}");
+        let bytes = sim.bytes_served();
+        println!(
+            "mode=big baseline=curl latency_ms={} wall_s={:.2} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+            o.latency_ms,
+            wall.as_secs_f64(),
+            bytes,
+            bytes as f64 / 1e6 / wall.as_secs_f64(),
+            children_max_rss_kib() as f64 / 1024.0
+        );
+        return;
+    }
     let start = Instant::now();
     let status = Command::new(odbackup_binary())
         .args([command, "--quiet", "--json", "--dest"])
@@ -154,17 +188,17 @@ fn main() {
     let requests: u64 = sim.request_summary().iter().map(|(_, n)| n).sum();
     let bytes = sim.bytes_served();
     println!(
-        "mode={} method={} items={} latency_ms={} wall_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1} cpu_s={:.2}",
+        "mode={} method={} items={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
         o.mode,
         o.crawl_method,
         sim.item_count(),
         o.latency_ms,
         wall.as_secs_f64(),
+        children_cpu_s(),
         requests,
         bytes,
         bytes as f64 / 1e6 / wall.as_secs_f64(),
-        rss_mib,
-        children_cpu_secs()
+        rss_mib
     );
     for (kind, n) in sim.request_summary() {
         if n > 0 {

@@ -6,9 +6,11 @@
 //! cargo build --release && cargo run --release --example soak -- [--files 20000] [--kills 6] [--seed 7]
 //! ```
 //!
-//! Faults while it runs: about 10 % of requests refused with 429/503 (Retry-After 1 s, in episodes), 2 % of
-//! download bodies cut mid-way, download URLs that expire after 5 s, 20 ms of latency. Between kills it waits a
-//! random 2–12 s. The final run is made with the faults still on; it must exit 0.
+//! Faults while it runs: a throttling episode every ~100 requests, alternately 429 and 503 with Retry-After
+//! 1 s, refusing everything (up to 10 requests) until the window has passed; 2 % of download bodies cut
+//! mid-way; download URLs that expire after 5 s; 20 ms of latency. Between kills it waits a random 3–90 s, so
+//! kills land in the listing, early in the transfers and deep into them. The final run is made with the
+//! faults still on; it must exit 0.
 //!
 //! Figures printed at the end: wall time, runs, kills, requests, refusals, violations of Retry-After, files
 //! checked.
@@ -100,7 +102,7 @@ fn main() {
             .spawn()
             .expect("run odbackup");
         if kills < o.kills {
-            let deadline = Instant::now() + Duration::from_millis(rng.random_range(2_000..12_000));
+            let deadline = Instant::now() + Duration::from_millis(rng.random_range(3_000..90_000));
             while Instant::now() < deadline && child.try_wait().expect("wait").is_none() {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -108,7 +110,11 @@ fn main() {
                 child.kill().expect("SIGKILL");
                 child.wait().expect("reap");
                 kills += 1;
-                println!("run {runs}: killed (SIGKILL) at {:?}", start.elapsed());
+                println!(
+                    "run {runs}: killed (SIGKILL) at {:.1?} with {} files done",
+                    start.elapsed(),
+                    done_files(dest.path())
+                );
                 continue;
             }
         }
@@ -138,6 +144,22 @@ fn main() {
         "{:?}",
         sim.violations().first()
     );
+}
+
+/// Files the manifest records as done (0 before it exists).
+fn done_files(dest: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(
+        dest.join(".odbackup/manifest.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .and_then(|db| {
+        db.query_row(
+            "SELECT COUNT(*) FROM items WHERE kind = 'file' AND state = 'done'",
+            [],
+            |r| r.get(0),
+        )
+    })
+    .unwrap_or(0)
 }
 
 /// Every file the manifest lists is on disk with the simulator's bytes (length and quickXorHash of the

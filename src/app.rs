@@ -127,8 +127,49 @@ impl RunSummary {
                 .download
                 .as_ref()
                 .is_none_or(|d| d.failed == 0 && d.fatal.is_none())
-            && self.crawl.as_ref().is_none_or(|c| c.complete)
+            && self
+                .crawl
+                .as_ref()
+                .is_none_or(|c| c.complete && c.folders_unreadable == 0)
     }
+}
+
+/// Setting that keeps the end of the last throttle pause (Unix milliseconds), for the next run.
+const THROTTLED_UNTIL: &str = "throttled_until";
+
+/// A run stopped (Ctrl-C, kill, crash) while the service had asked it to wait leaves that wait to the next
+/// run: calling earlier is what the service punishes with longer waits. So every pause's end is kept in the
+/// manifest as it starts, and a run holds its requests until an earlier run's pause is over.
+fn honour_earlier_pause(graph: &GraphClient, manifest: &SharedManifest, kept: Option<&str>) {
+    let now = std::time::SystemTime::now();
+    if let Some(until) = kept
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        && let Ok(left) = until.duration_since(now)
+    {
+        tracing::info!(
+            wait_ms = left.as_millis() as u64,
+            "an earlier run was asked to wait by the service: waiting out the rest"
+        );
+        graph.hold_for(left);
+    }
+    let manifest = manifest.clone();
+    graph.on_pause(Arc::new(move |until| {
+        let ms = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            .to_string();
+        let manifest = manifest.clone();
+        tokio::spawn(async move {
+            if let Err(err) = manifest
+                .call(move |m| m.set_setting(THROTTLED_UNTIL, &ms))
+                .await
+            {
+                tracing::warn!(error = %err, "could not keep the throttle pause for the next run");
+            }
+        });
+    }));
 }
 
 /// Run a crawl, a download or a backup.
@@ -151,8 +192,10 @@ pub async fn run(
         dry_run = settings.dry_run,
         "run started"
     );
+    let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
+    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref());
 
     let outcome = async {
         // Before the crawl, which judges what it lists by the same filter.

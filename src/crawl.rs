@@ -118,6 +118,10 @@ pub struct CrawlSummary {
     pub items_seen: u64,
     /// Folders that could not be listed (recorded as skipped with the reason).
     pub folders_refused: u64,
+    /// Of those, folders whose listing the service answered with JSON that could not be read, even when asked
+    /// again: unlike a refusal (a Personal Vault), the next run must list them, so the run does not count as
+    /// complete.
+    pub folders_unreadable: u64,
     /// Items flagged as deleted remotely because a complete crawl no longer saw them.
     pub marked_deleted: u64,
     /// When the run asked `/delta` for changes instead of listing the scope: what that round did.
@@ -316,6 +320,11 @@ async fn crawl_inner(
                 summary.folders_refused += 1;
                 summary.items_seen += items;
             }
+            Ok(FolderOutcome::Unreadable { items }) => {
+                summary.folders_refused += 1;
+                summary.folders_unreadable += 1;
+                summary.items_seen += items;
+            }
             Ok(FolderOutcome::Interrupted { items }) => summary.items_seen += items,
             Err(err) => {
                 // Let the other listings commit the page they are on, then stop: the frontier keeps the rest.
@@ -330,9 +339,16 @@ async fn crawl_inner(
     }
     summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
     let (promote_drive, scope_key) = (drive.clone(), options.scope.key());
-    manifest
-        .call(move |m| m.promote_pending_link(&promote_drive, &scope_key))
-        .await?;
+    if summary.folders_unreadable == 0 {
+        manifest
+            .call(move |m| m.promote_pending_link(&promote_drive, &scope_key))
+            .await?;
+    } else {
+        // Changes from now on would never bring back what is in the unread folders: list in full next time.
+        manifest
+            .call(move |m| m.forget_delta(&promote_drive, &scope_key))
+            .await?;
+    }
     summary.complete = true;
     reporter.event(&Event::CrawlFinished {
         folders: summary.folders_listed,
@@ -396,6 +412,7 @@ async fn cancel_and_drain(tasks: &mut JoinSet<(ItemId, Result<FolderOutcome, Cra
 enum FolderOutcome {
     Listed { items: u64 },
     Refused { items: u64 },
+    Unreadable { items: u64 },
     Interrupted { items: u64 },
 }
 
@@ -569,16 +586,25 @@ async fn list_folder(
             .await
         {
             Ok(page) => page,
-            Err(err) if is_folder_specific(&err) => {
-                // This folder (a Personal Vault, a share we lost access to, …) is refused; the rest of the
-                // drive is not. Record why and move on.
-                let reason = format!("listing refused: {err}");
+            Err(err) if is_folder_specific(&err) || matches!(err, GraphError::Decode { .. }) => {
+                // This folder (a Personal Vault, a share we lost access to, an answer that stays garbled) is
+                // refused; the rest of the drive is not. Record why and move on.
+                let unreadable = matches!(err, GraphError::Decode { .. });
+                let reason = if unreadable {
+                    format!("listing unreadable: {err}; the next run lists it again")
+                } else {
+                    format!("listing refused: {err}")
+                };
                 let drive = drive.clone();
                 let folder = entry.folder_id.clone();
                 manifest
                     .call(move |m| m.refuse_folder(crawl_id, &drive, &folder, &reason))
                     .await?;
-                return Ok(FolderOutcome::Refused { items: items_seen });
+                return Ok(if unreadable {
+                    FolderOutcome::Unreadable { items: items_seen }
+                } else {
+                    FolderOutcome::Refused { items: items_seen }
+                });
             }
             Err(err) => {
                 return Err(CrawlError::Listing {

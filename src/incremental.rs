@@ -173,28 +173,49 @@ pub(crate) async fn enumerate(
             .await?;
     }
     let mut summary = DeltaSummary::default();
-    let mut link = cursor;
+    // The next page is asked for while this one is staged: the service's time and ours overlap instead of
+    // adding up, one page ahead at most (its link is only known once the page before it is in).
+    let fetch = |link: Option<String>| {
+        let (graph, drive, root) = (graph.clone(), drive.clone(), scope_root.clone());
+        tokio::spawn(async move { graph.delta(&drive, &root, link.as_deref()).await })
+    };
+    let listing_failed = |source| CrawlError::Listing {
+        path: scope_key.to_owned(),
+        source,
+    };
+    let mut fetching = fetch(cursor);
     let final_link = loop {
         if cancel.is_cancelled() {
+            fetching.abort();
             return Ok(None);
         }
-        let page = graph
-            .delta(drive, scope_root, link.as_deref())
+        let page = fetching
             .await
-            .map_err(|source| CrawlError::Listing {
-                path: scope_key.to_owned(),
-                source,
-            })?;
+            .map_err(|joined| {
+                listing_failed(GraphError::Unexpected {
+                    what: "listing changes".to_owned(),
+                    reason: joined.to_string(),
+                })
+            })?
+            .map_err(listing_failed)?;
         summary.pages += 1;
-        let next = stage_page(manifest, drive, scope_key, &page).await?;
+        let ahead = page.next_link.clone().map(|next| fetch(Some(next)));
+        let staged = stage_page(manifest, drive, scope_key, &page).await;
+        if staged.is_err()
+            && let Some(ahead) = &ahead
+        {
+            ahead.abort();
+        }
+        let next = staged?;
         reporter.event(&Event::PageListed {
             items: page.value.len(),
             folder_done: false,
         });
-        match next {
-            PageEnd::More(next) => link = Some(next),
-            PageEnd::Last(delta) => break delta,
-        }
+        fetching = match (next, ahead) {
+            (PageEnd::Last(delta), _) => break delta,
+            (PageEnd::More(_), Some(ahead)) => ahead,
+            (PageEnd::More(link), None) => fetch(Some(link)),
+        };
     };
     let placement = Placement {
         filter: Arc::clone(&options.filter),

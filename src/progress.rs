@@ -1,8 +1,6 @@
 //! The progress seam: the core reports what happens as [`Event`]s to a [`Reporter`]; the command line
 //! decides how to show them (bars on a terminal, nothing when piped). Nothing here draws or prints.
 
-use std::time::Duration;
-
 /// Something worth telling the user about while a run is under way.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
@@ -61,10 +59,13 @@ pub enum Event<'a> {
         /// Its size.
         bytes: u64,
     },
-    /// The service asked us to wait; every transfer pauses.
+    /// The service throttled the run (a new episode of 429/503): every request pauses for its
+    /// `Retry-After`, and fewer transfers run at once for a while.
     Throttled {
-        /// How long.
-        wait: Duration,
+        /// Throttle answers so far in this run.
+        answers: u64,
+        /// Transfers allowed at once from now on.
+        transfers: usize,
     },
 }
 

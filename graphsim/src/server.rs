@@ -257,6 +257,12 @@ pub(crate) fn failure_response(shared: &Shared, f: &crate::state::Failure) -> Re
             .throttle_answers
             .fetch_add(1, Ordering::Relaxed);
     }
+    if let Some(body) = &f.body {
+        let mut r = Response::new(SimBody::Full(Some(Bytes::from(body.clone()))));
+        *r.status_mut() = StatusCode::from_u16(f.status).unwrap_or(StatusCode::OK);
+        set_header(&mut r, "content-type", "application/json");
+        return r;
+    }
     let mut r = graph_error(shared, f.status, &f.code, &f.message);
     if let Some(s) = f.retry_after {
         set_header(&mut r, "retry-after", &s.to_string());

@@ -374,6 +374,8 @@ impl Simulator {
     /// burst comes after `every - len` requests, not at the very start (where a client has only one request
     /// in flight, so a burst would be refused one request at a time). Requests refused as part of the
     /// episode while already on their way (see [`Simulator::set_in_flight_allowance`]) count towards `len`.
+    /// When `failure` carries `Retry-After`, the episode also ends once that window has passed, as a
+    /// refilled budget serves again: at most `len` refusals, fewer for a client with few requests in flight.
     pub fn fail_in_bursts(&self, every: u64, len: u64, failure: Failure) {
         let every = every.max(1);
         let len = len.min(every);
@@ -383,6 +385,7 @@ impl Simulator {
                 every,
                 len,
                 seen: len % every,
+                until: None,
             },
         );
     }

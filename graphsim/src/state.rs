@@ -80,6 +80,8 @@ pub struct Failure {
     pub only: Option<RequestKind>,
     /// Only requests about the item at this path (main drive; resolved when armed).
     pub item: Option<String>,
+    /// Sent as the body instead of the Graph error JSON (a garbled answer: see [`Failure::garbled`]).
+    pub body: Option<String>,
 }
 
 impl Failure {
@@ -135,7 +137,34 @@ impl Failure {
             retry_after: None,
             only: None,
             item: None,
+            body: None,
         }
+    }
+
+    /// `200 OK` with `body` as JSON: an answer the client must not trust (a gateway that cut it short, a
+    /// field of the wrong type). See [`Failure::truncated_json`], [`Failure::wrong_types`],
+    /// [`Failure::missing_fields`].
+    pub fn garbled(body: &str) -> Self {
+        let mut f = Self::status(200, "", "");
+        f.body = Some(body.to_owned());
+        f
+    }
+
+    /// A listing page cut off mid-way (valid JSON up to the cut).
+    pub fn truncated_json() -> Self {
+        Self::garbled(
+            r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#items","value":[{"id":"01BYE5RZ"#,
+        )
+    }
+
+    /// A listing page whose fields have the wrong JSON types (`value` an object, `size` a string).
+    pub fn wrong_types() -> Self {
+        Self::garbled(r#"{"value":{"id":7,"name":["x"],"size":"twelve"},"@odata.nextLink":false}"#)
+    }
+
+    /// A listing page whose item lacks `id` and `name`.
+    pub fn missing_fields() -> Self {
+        Self::garbled(r#"{"value":[{"size":12,"file":{}}]}"#)
     }
 
     /// Sets or clears `Retry-After`.
@@ -180,18 +209,22 @@ pub(crate) enum Schedule {
         seen: u64,
     },
     /// Of every `every` matching requests, the first `len` fire: throttling comes in episodes, the way a
-    /// spent budget refuses everything until it refills.
+    /// spent budget refuses everything until it refills. An episode whose answer carries `Retry-After` also
+    /// ends when that window has passed (`until`), as a refilled budget serves again: a client that waited
+    /// is not refused again just because fewer of its requests fell into the window than `len`.
     Bursts {
         every: u64,
         len: u64,
         seen: u64,
+        until: Option<Instant>,
     },
     Always,
 }
 
 impl Schedule {
-    /// Whether this matching request is hit (advances the schedule).
-    fn fire(&mut self) -> bool {
+    /// Whether this matching request, arriving `now`, is hit (advances the schedule). `window` is how long
+    /// the answer tells the client to wait, which bounds a burst's episode in time.
+    fn fire(&mut self, now: Instant, window: Option<Duration>) -> bool {
         match self {
             Schedule::Next(n) if *n > 0 => {
                 *n -= 1;
@@ -204,8 +237,21 @@ impl Schedule {
                 let before = ((*seen - 1) as f64 * *fraction).floor();
                 now > before
             }
-            Schedule::Bursts { every, len, seen } => {
+            Schedule::Bursts {
+                every,
+                len,
+                seen,
+                until,
+            } => {
                 let k = *seen % (*every).max(1);
+                if k > 0 && k < *len && until.is_some_and(|u| now >= u) {
+                    // The window passed: the episode is over, the rest of this cycle is served.
+                    *seen += *len - k + 1;
+                    return false;
+                }
+                if k == 0 {
+                    *until = window.map(|w| now + w);
+                }
                 *seen += 1;
                 k < *len
             }
@@ -580,7 +626,9 @@ impl Shared {
                 .expect("failures lock")
                 .iter_mut()
                 .find(|r| r.id == rule)
-                && let Schedule::Bursts { every, len, seen } = &mut r.schedule
+                && let Schedule::Bursts {
+                    every, len, seen, ..
+                } = &mut r.schedule
                 && *seen % *every < *len
                 && *seen % *every > 0
             {
@@ -640,7 +688,8 @@ impl Shared {
                 (Some(want), Some(got)) => want == got,
                 _ => false,
             };
-            if kind_ok && item_ok && rule.schedule.fire() {
+            let window = rule.failure.retry_after.map(Duration::from_secs);
+            if kind_ok && item_ok && rule.schedule.fire(Instant::now(), window) {
                 hit = Some((rule.id, rule.failure.clone()));
                 break;
             }
@@ -716,7 +765,7 @@ impl Shared {
             if rule.item.is_some_and(|i| i != item) {
                 continue;
             }
-            if rule.schedule.fire() {
+            if rule.schedule.fire(Instant::now(), None) {
                 cut = Some((
                     rule.after
                         .unwrap_or(body_len / 2)

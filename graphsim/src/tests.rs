@@ -409,6 +409,46 @@ async fn throttling_sends_retry_after_and_records_requests_that_ignore_it() {
 }
 
 #[tokio::test]
+async fn a_throttling_burst_ends_when_its_retry_after_window_has_passed() {
+    let sim = Simulator::start(Tree::personal().file("a.bin", 10));
+    let c = Client::new(&sim);
+    // Ten of every twenty requests, but a budget refills after its Retry-After.
+    sim.fail_in_bursts(20, 10, Failure::throttled(1).only(RequestKind::Drive));
+    for _ in 0..10 {
+        assert_eq!(c.get("/me/drive").await.status, StatusCode::OK);
+    }
+    let r = c.get("/me/drive").await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the episode starts"
+    );
+    // A client that waits out the window is served: the episode is over, not 9 refusals to go, and the
+    // cycle's ten good requests follow.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    for _ in 0..10 {
+        assert_eq!(c.get("/me/drive").await.status, StatusCode::OK);
+    }
+    assert_eq!(sim.failures_served(), 1);
+    // The next cycle starts an episode again, and without a window a burst runs its full length.
+    assert_eq!(
+        c.get("/me/drive").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    sim.clear_failures();
+    sim.fail_in_bursts(4, 3, Failure::server_error().only(RequestKind::Drive));
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(c.get("/me/drive").await.status.as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 500, 500, 500, 200]);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
 async fn a_reset_mid_body_truncates_with_the_full_content_length() {
     let sim = Simulator::start(Tree::personal().file("big.bin", 1_000_000));
     let c = Client::new(&sim);

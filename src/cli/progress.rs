@@ -29,6 +29,9 @@ struct Bars {
     files_total: AtomicU64,
     files_done: AtomicU64,
     files_failed: AtomicU64,
+    /// Throttle answers so far, and the transfers allowed at once since the last episode.
+    throttles: AtomicU64,
+    transfers: AtomicU64,
 }
 
 /// What a run reports to: the bars (if drawn) and, in a dry run with `-v`, the list of files.
@@ -51,6 +54,8 @@ impl Display {
                 files_total: AtomicU64::new(0),
                 files_done: AtomicU64::new(0),
                 files_failed: AtomicU64::new(0),
+                throttles: AtomicU64::new(0),
+                transfers: AtomicU64::new(0),
             })),
         }
     }
@@ -104,12 +109,21 @@ impl Bars {
 
     fn files_message(&self) {
         let failed = self.files_failed.load(Ordering::Relaxed);
+        let throttles = self.throttles.load(Ordering::Relaxed);
         self.files().set_message(format!(
-            "{}/{} files{}",
+            "{}/{} files{}{}",
             self.files_done.load(Ordering::Relaxed),
             self.files_total.load(Ordering::Relaxed),
             if failed > 0 {
                 format!(", {failed} failed")
+            } else {
+                String::new()
+            },
+            if throttles > 0 {
+                format!(
+                    ", throttled {throttles}× ({} at once)",
+                    self.transfers.load(Ordering::Relaxed)
+                )
             } else {
                 String::new()
             }
@@ -149,10 +163,11 @@ impl Bars {
                 self.files().println(format!("failed ({class}): {path}"));
             }
             Event::Planned { .. } => {}
-            Event::Throttled { wait } => self.files().println(format!(
-                "throttled by the service: all transfers wait {}s",
-                wait.as_secs()
-            )),
+            Event::Throttled { answers, transfers } => {
+                self.throttles.store(*answers, Ordering::Relaxed);
+                self.transfers.store(*transfers as u64, Ordering::Relaxed);
+                self.files_message();
+            }
         }
     }
 }

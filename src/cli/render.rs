@@ -79,6 +79,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         if c.folders_refused > 0 {
             write!(out, ", {} folders refused (see status)", c.folders_refused)?;
         }
+        if c.folders_unreadable > 0 {
+            write!(
+                out,
+                " of which {} sent answers that could not be read: re-run to list them again",
+                c.folders_unreadable
+            )?;
+        }
         if c.marked_deleted > 0 {
             write!(
                 out,

@@ -159,11 +159,13 @@ impl AdaptiveLimit {
             .expect("the semaphore is never closed")
     }
 
-    /// Take the client's throttle count into account.
-    pub fn observe(&self, throttles: u64) {
+    /// Take the client's throttle count into account. Returns the new limit when this lowered it (a new
+    /// throttling episode).
+    pub fn observe(&self, throttles: u64) -> Option<usize> {
         let mut state = self.state();
         let change = state.aimd.observe(throttles, Instant::now());
         self.apply(&mut state, change);
+        (change < 0).then(|| state.aimd.limit())
     }
 
     /// Give a slot back after a transfer; `healthy` when it was not ended by throttling.

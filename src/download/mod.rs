@@ -254,7 +254,7 @@ pub async fn download_with_policy(
         for job in jobs {
             after = job.rowid;
             attempted.insert(job.rowid);
-            limit.observe(graph.stats().throttle_events);
+            observe_throttling(&limit, graph, &*reporter);
             let permit = tokio::select! {
                 () = stop.cancelled() => break 'schedule,
                 permit = limit.acquire() => permit,
@@ -285,7 +285,7 @@ pub async fn download_with_policy(
                     Some(&limit),
                 )
                 .await;
-                limit.observe(graph.stats().throttle_events);
+                observe_throttling(&limit, &graph, &*reporter);
                 let healthy = matches!(outcome, TransferOutcome::Done { .. });
                 limit.release(permit, healthy);
                 (job, outcome)
@@ -339,6 +339,19 @@ pub async fn dry_run(
         }
     }
     Ok(summary)
+}
+
+/// Lower the transfers allowed at once if the client was throttled since the last look, and tell the
+/// reporter of a new episode.
+fn observe_throttling(
+    limit: &adaptive::AdaptiveLimit,
+    graph: &GraphClient,
+    reporter: &dyn Reporter,
+) {
+    let answers = graph.stats().throttle_events;
+    if let Some(transfers) = limit.observe(answers) {
+        reporter.event(&Event::Throttled { answers, transfers });
+    }
 }
 
 async fn record(

@@ -169,6 +169,7 @@ pub async fn transfer(
     tracing::debug!(item = %job.item_id, path = %job.remote_path, size = job.size, ?action, "transfer starting");
     let mut attempts = 0u32;
     // The bytes of an earlier complete fetch that did not match the listing (length, quickXorHash).
+    let mut too_long_before = false;
     let mut mismatched: Option<(u64, String)> = None;
     let mut network_retries = 0u32;
     let mut url_refreshes = 0u32;
@@ -293,6 +294,12 @@ pub async fn transfer(
             }
             Err(StepError::TooLong(limit)) => {
                 remove_part(&part).await;
+                if !too_long_before {
+                    // Like a wrong hash: one more try from scratch, since a gateway may have sent something else.
+                    too_long_before = true;
+                    start = 0;
+                    continue;
+                }
                 return failed(
                     FailureClass::SizeMismatch,
                     None,
@@ -569,10 +576,14 @@ fn failed(
 }
 
 fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOutcome {
-    // A full or read-only disk will fail every following transfer too: stop the run, keep what is done.
+    // A full or read-only disk, or a folder we may not write to, will fail the following transfers too: stop
+    // the run, keep what is done, and say where, so the user can fix it and re-run.
     let fatal = matches!(
         err.kind(),
-        ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem | ErrorKind::QuotaExceeded
+        ErrorKind::StorageFull
+            | ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::PermissionDenied
     );
     let class = if err.kind() == ErrorKind::InvalidFilename {
         FailureClass::Path

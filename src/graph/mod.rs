@@ -150,6 +150,9 @@ pub enum DriveSelector {
     Site(String),
 }
 
+/// Called with the end of a throttle pause (wall clock) whenever one starts or is extended.
+pub type PauseHook = Arc<dyn Fn(std::time::SystemTime) + Send + Sync>;
+
 /// A Microsoft Graph client. Cheap to clone; clones share connections, the throttle gate and the counters.
 #[derive(Clone)]
 pub struct GraphClient {
@@ -167,6 +170,8 @@ struct Inner {
     downloads: reqwest::Client,
     tokens: Arc<dyn TokenSource>,
     gate: ThrottleGate,
+    /// Told when a throttle pause starts or grows, with its end (see [`GraphClient::on_pause`]).
+    pause_hook: std::sync::OnceLock<PauseHook>,
     requests: AtomicU64,
     retries: AtomicU64,
     throttles: AtomicU64,
@@ -219,6 +224,7 @@ impl GraphClient {
                 downloads,
                 tokens,
                 gate: ThrottleGate::default(),
+                pause_hook: std::sync::OnceLock::new(),
                 requests: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 throttles: AtomicU64::new(0),
@@ -407,21 +413,23 @@ impl GraphClient {
             )),
         };
         let what = format!("listing changes under item {folder}");
-        let answer = self.call(&what, &url, Expect::JsonOrGone).await?;
-        if answer.status == 410 {
-            let restart_link = answer
-                .headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .filter(|l| paging::same_origin(&self.inner.base, l).is_ok())
-                .map(str::to_owned);
-            return Err(GraphError::ResyncRequired {
-                what,
-                code: ErrorBody::parse(&answer.body).code().map(str::to_owned),
-                restart_link,
-            });
-        }
-        decode(&what, &answer.body)
+        self.call_and_read(&what, &url, Expect::JsonOrGone, |answer| {
+            if answer.status == 410 {
+                let restart_link = answer
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|l| paging::same_origin(&self.inner.base, l).is_ok())
+                    .map(str::to_owned);
+                return Err(GraphError::ResyncRequired {
+                    what: what.clone(),
+                    code: ErrorBody::parse(&answer.body).code().map(str::to_owned),
+                    restart_link,
+                });
+            }
+            decode(&what, &answer.body)
+        })
+        .await
     }
 
     /// A delta link meaning "changes from now on" for `folder` (`?token=latest`: no items are listed).
@@ -447,8 +455,8 @@ impl GraphClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, what: &str, url: &str) -> Result<T, GraphError> {
-        let answer = self.call(what, url, Expect::Json).await?;
-        decode(what, &answer.body)
+        self.call_and_read(what, url, Expect::Json, |answer| decode(what, &answer.body))
+            .await
     }
 }
 

@@ -218,6 +218,12 @@ impl ThrottleGate {
         }
     }
 
+    /// What is left of the pause in force, if any.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.state().until.filter(|u| *u > now).map(|u| u - now)
+    }
+
     /// Space request starts `spacing` apart for `window` from now (the latest headers replace earlier ones).
     pub fn space(&self, spacing: Duration, window: Duration) {
         let now = Instant::now();

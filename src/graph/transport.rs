@@ -51,7 +51,38 @@ pub(super) struct Tally {
     throttled: u32,
 }
 
+/// Times one answer that cannot be read (JSON cut short, fields of the wrong type) is asked for again. A
+/// gateway that cut one answer short serves the next one whole; an answer wrong every time will stay wrong,
+/// so this is fewer than the attempts for a 5xx.
+const UNREADABLE_ATTEMPTS: u32 = 3;
+
 impl GraphClient {
+    /// [`GraphClient::call`], then `read` the answer. An answer `read` cannot make sense of
+    /// ([`GraphError::Decode`]) is asked for again after the policy's backoff for a 5xx, up to
+    /// [`UNREADABLE_ATTEMPTS`] times, and then reported.
+    pub(super) async fn call_and_read<T>(
+        &self,
+        what: &str,
+        url: &str,
+        expect: Expect,
+        read: impl Fn(&Answer) -> Result<T, GraphError>,
+    ) -> Result<T, GraphError> {
+        let mut tally = Tally::default();
+        loop {
+            let answer = self.call(what, url, expect).await?;
+            match read(&answer) {
+                Err(err @ GraphError::Decode { .. })
+                    if tally.failures + 1 < UNREADABLE_ATTEMPTS =>
+                {
+                    tracing::warn!(error = %err, "the answer could not be read; asking again");
+                    self.wait_before_retry(&mut tally, (Outcome::ServerError, err))
+                        .await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// GET a Graph URL with the bearer token, under the retry policy.
     pub(super) async fn call(
         &self,
@@ -265,6 +296,25 @@ impl GraphClient {
         self.inner
             .throttle_wait_micros
             .fetch_add(extended.as_micros() as u64, Ordering::Relaxed);
+        if !extended.is_zero()
+            && let (Some(hook), Some(left)) =
+                (self.inner.pause_hook.get(), self.inner.gate.paused_for())
+        {
+            hook(std::time::SystemTime::now() + left);
+        }
+    }
+
+    /// Have `hook` told the end of every throttle pause as it starts or grows, so a caller can keep it
+    /// beyond this process: the service's `Retry-After` holds for the next run too. Set once; later calls
+    /// are ignored.
+    pub fn on_pause(&self, hook: super::PauseHook) {
+        let _ = self.inner.pause_hook.set(hook);
+    }
+
+    /// Send nothing for `wait` from now: the service asked an earlier run to wait that long. Not counted
+    /// as a throttle event of this client.
+    pub fn hold_for(&self, wait: Duration) {
+        self.inner.gate.pause(wait);
     }
 
     pub(super) fn count_request(&self) {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use graphsim::{Simulator, Tree};
+use graphsim::{Failure, RequestKind, Simulator, Tree};
 
 use crate::download::backup;
 use crate::support::{TestDest, run};
@@ -22,6 +22,8 @@ fn slow_drive() -> Simulator {
 #[test]
 fn on_a_terminal_the_run_draws_listing_and_transfer_progress() {
     let sim = slow_drive();
+    // One throttling episode late in the run, which the transfer bar shows.
+    sim.fail_in_bursts(100, 1, Failure::throttled(1).only(RequestKind::Download));
     let dest = TestDest::new();
     let cmd = backup(&sim, &dest);
     // `script` (util-linux) runs the command on a pseudo-terminal and copies what it shows to stdout.
@@ -44,6 +46,10 @@ fn on_a_terminal_the_run_draws_listing_and_transfer_progress() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("listing:"), "the crawl spinner: {shown}");
     assert!(shown.contains("/120 files"), "the transfer bar: {shown}");
+    assert!(
+        shown.contains("throttled 1× (1 at once)"),
+        "the throttling episode and the transfers left: {shown}"
+    );
     assert!(
         shown.contains('\u{1b}'),
         "drawn with terminal control sequences"
