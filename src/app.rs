@@ -231,6 +231,20 @@ pub async fn run(
             serde_json::json!({ "error": err.to_string() }).to_string(),
         ),
     };
+    // Listing URLs are credentials, kept no longer than they can serve: a run that downloaded used what it could
+    // (the rest are for failed files, which a later run resolves afresh anyway); a crawl-only run keeps the
+    // fresh ones for a download shortly after.
+    let downloaded = settings.phases != Phases::Crawl && !settings.dry_run;
+    let stale_before = (!downloaded).then(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let cutoff = now.saturating_sub(crate::download::LISTED_URL_FRESHNESS);
+        i64::try_from(cutoff.as_millis()).unwrap_or(i64::MAX)
+    });
+    manifest
+        .call(move |m| m.clear_listed_urls(stale_before))
+        .await?;
     tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "run finished");
     manifest
         .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))

@@ -112,6 +112,10 @@ config_keys! {
     stall_timeout: u64,
     /// Fetch files the service flagged as malware (where the tenant allows it).
     allow_malware: bool,
+    /// Files larger than this are fetched in pieces of this size, several at once.
+    chunk_size: ByteSize,
+    /// Pieces of one large file fetched at once.
+    streams_per_file: usize,
     /// Also write the log to this file.
     log_file: PathBuf,
     /// No progress display.

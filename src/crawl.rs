@@ -20,7 +20,7 @@ use crate::graph::{DriveItem, GraphClient, GraphError};
 use crate::ids::{DriveId, ItemId};
 use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name};
 use crate::manifest::{
-    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow,
+    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, StoredUrl,
 };
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
@@ -816,7 +816,16 @@ pub fn to_new_item(
         .as_ref()
         .and_then(|f| f.created_date_time.clone())
         .or_else(|| item.created_date_time.clone());
+    // Only a file that will be fetched needs it; the manifest keeps it apart and briefly (a credential).
+    let listed_url = match (kind, &skip_reason) {
+        (ItemKind::File, None) => item
+            .download_url
+            .as_ref()
+            .map(|u| StoredUrl::new(u.expose().to_owned())),
+        _ => None,
+    };
     NewItem {
+        listed_url,
         drive_id: drive.clone(),
         item_id: item.id.clone(),
         parent_id,

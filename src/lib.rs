@@ -7,8 +7,10 @@
 //!             │               ▲ the folder frontier lives in the manifest, so a crawl resumes
 //!             │
 //!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::content_url ─► graph::download
-//!                                │                                        (302 → pre-authenticated URL, Range)
+//!                                │   (the listing's downloadUrl while fresh,  (302 → pre-authenticated URL, Range)
+//!                                │    else one /content per file)
 //!                                │   stream ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
+//!                                │   large: spans ∥ ─► .part at offsets + span journal ─► fsync ─► hash whole ─► …
 //!                                ▼
 //!                          manifest::mark_done / mark_failed (attempts, class, message)
 //! ```

@@ -17,7 +17,9 @@ use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
 use odbackup::crawl::{CrawlMethod, Scope};
-use odbackup::download::{DEFAULT_CONCURRENCY, DownloadPolicy, KeepPolicy};
+use odbackup::download::{
+    DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_STREAMS_PER_FILE, DownloadPolicy, KeepPolicy,
+};
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
 use odbackup::{Error, ErrorKind};
@@ -113,7 +115,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 json,
             } => {
                 let job =
-                    job_of(&filters, &layout, &file, dry_run).map(|j| j.keeping(&keep, &file));
+                    job_of(&filters, &layout, &file, dry_run).and_then(|j| j.keeping(&keep, &file));
                 run_job(
                     job.and_then(|job| {
                         remote_settings(&remote, &file, Phases::Backup, concurrency, job)
@@ -134,7 +136,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             } => {
                 // The layout is the one the crawl chose, remembered in the manifest.
                 let job = job_of(&filters, &LayoutArgs { layout: None }, &file, dry_run)
-                    .map(|j| j.keeping(&keep, &file));
+                    .and_then(|j| j.keeping(&keep, &file));
                 let settings = job.and_then(|job| {
                     settings(
                         &common,
@@ -300,10 +302,28 @@ struct Job {
 }
 
 impl Job {
-    /// What happens to local files when the drive changes: a flag (or its environment variable), else the
-    /// config file.
-    fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Job {
-        Job {
+    /// What happens to local files when the drive changes, and how large files are fetched: a flag (or its
+    /// environment variable), else the config file.
+    fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Result<Job, Error> {
+        let chunk_size = keep
+            .chunk_size
+            .or(file.chunk_size)
+            .map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
+        if chunk_size < MIN_CHUNK_SIZE {
+            return Err(Error::Usage(format!(
+                "chunk_size must be at least 256K (bytes, or a size such as 32M), not {chunk_size}"
+            )));
+        }
+        let streams_per_file = match keep.streams_per_file.or(file.streams_per_file) {
+            None => DEFAULT_STREAMS_PER_FILE,
+            Some(n @ 1..=16) => n,
+            Some(n) => {
+                return Err(Error::Usage(format!(
+                    "streams_per_file must be between 1 and 16, not {n}"
+                )));
+            }
+        };
+        Ok(Job {
             keep: KeepPolicy {
                 mirror_deletes: keep.mirror_deletes || file.mirror_deletes == Some(true),
                 keep_versions: keep.keep_versions || file.keep_versions == Some(true),
@@ -314,11 +334,16 @@ impl Job {
                     .or(file.stall_timeout)
                     .map(|s| std::time::Duration::from_secs(s.max(1))),
                 allow_malware: keep.allow_malware || file.allow_malware == Some(true),
+                chunk_size,
+                streams_per_file,
             },
             ..self
-        }
+        })
     }
 }
+
+/// The smallest `--chunk-size`: below it, request overhead outweighs the gain of parallel streams.
+const MIN_CHUNK_SIZE: u64 = 256 * 1024;
 
 /// Filters and layout from flags (and their environment variables), else the config file.
 fn job_of(

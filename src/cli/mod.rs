@@ -290,6 +290,14 @@ pub struct KeepArgs {
     /// them). They are kept with the caveat malware_override. Off by default: they are skipped and reported.
     #[arg(long, env = "ODBACKUP_ALLOW_MALWARE")]
     pub allow_malware: bool,
+    /// Fetch files larger than SIZE as SIZE-long pieces, several at once, each resumable on its own
+    /// (suffixes K, M, G; at least 256K) [default: 32M].
+    #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
+    pub chunk_size: Option<ByteSize>,
+    /// Pieces of one large file fetched at once (1-16; 1 fetches every file in one stream). Each piece takes a
+    /// transfer slot when one is free, so --concurrency still bounds the connections [default: 4].
+    #[arg(long, value_name = "N", env = "ODBACKUP_STREAMS_PER_FILE")]
+    pub streams_per_file: Option<usize>,
 }
 
 /// How files are placed under the destination.

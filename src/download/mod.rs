@@ -6,7 +6,9 @@
 //! of how items were found, and never prints.
 
 mod adaptive;
+mod chunks;
 mod plan;
+mod ranged;
 mod transfer;
 
 use std::collections::{BTreeMap, HashSet};
@@ -23,7 +25,8 @@ use crate::localpath::{join_under, join_under_no_symlinks};
 use crate::manifest::{DoneRecord, DownloadJob, FailureClass, FailureRecord, ManifestError};
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
-pub use plan::{Action, LocalState, classify, plan};
+pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
+pub use plan::{Action, LISTED_URL_FRESHNESS, LocalState, classify, listed_url_is_fresh, plan};
 pub use transfer::{TransferFailure, TransferOutcome};
 
 /// Files transferred at once unless `--concurrency` says otherwise. `OneDrive` throttles bulk downloads above
@@ -73,9 +76,9 @@ pub struct DryRunSummary {
     pub requeued: u64,
 }
 
-/// How the downloader meets faults, beyond [`DownloadOptions`]. Kept apart so callers that build
-/// `DownloadOptions` field by field need not change; [`download_with_policy`] takes it.
-#[derive(Debug, Clone, Default)]
+/// How the downloader meets faults and large files, beyond [`DownloadOptions`]. Kept apart so callers that
+/// build `DownloadOptions` field by field need not change; [`download_with_policy`] takes it.
+#[derive(Debug, Clone)]
 pub struct DownloadPolicy {
     /// A transfer that receives no bytes for this long is aborted and resumed from its part file (`None`:
     /// the Graph client's `read_idle_timeout`, 60 s by default).
@@ -84,6 +87,24 @@ pub struct DownloadPolicy {
     /// allow it serve them). They are kept with the caveat `malware_override`. Off by default: such files are
     /// skipped and reported.
     pub allow_malware: bool,
+    /// Files larger than this are fetched as spans of this many bytes, several at once (`--chunk-size`);
+    /// 0 fetches every file in one stream.
+    pub chunk_size: u64,
+    /// Concurrent Range requests per large file (`--streams-per-file`; 1: one stream). Each stream beyond the
+    /// first takes a transfer slot that is free at that moment, so `concurrency` still bounds the connections
+    /// to the download host.
+    pub streams_per_file: usize,
+}
+
+impl Default for DownloadPolicy {
+    fn default() -> Self {
+        Self {
+            stall_timeout: None,
+            allow_malware: false,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams_per_file: DEFAULT_STREAMS_PER_FILE,
+        }
+    }
 }
 
 /// What a download run did.
@@ -254,9 +275,16 @@ pub async fn download_with_policy(
             let limit = Arc::clone(&limit);
             let policy = policy.clone();
             tasks.spawn(async move {
-                let outcome =
-                    transfer::transfer(&graph, &dest, &job, &policy, &*reporter, &transfer_cancel)
-                        .await;
+                let outcome = transfer::transfer(
+                    &graph,
+                    &dest,
+                    &job,
+                    &policy,
+                    &*reporter,
+                    &transfer_cancel,
+                    Some(&limit),
+                )
+                .await;
                 observe_throttling(&limit, &graph, &*reporter);
                 let healthy = matches!(outcome, TransferOutcome::Done { .. });
                 limit.release(permit, healthy);

@@ -5,6 +5,24 @@ use crate::graph::GraphError;
 use crate::hash::Verification;
 use crate::manifest::{Caveat, CaveatClass, FailureClass};
 
+/// How long a download URL from a listing is used after it was stored. Real ones last about an hour (the
+/// driveItem page says one hour, the download page "a few minutes": graph-notes §2); half of that leaves room
+/// for clock skew and a listing that took a while to reach the downloader. Guessing wrong costs little either
+/// way: an expired URL is refused (401/403/410) and replaced by one `/content` round trip, never failing the file.
+pub const LISTED_URL_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Whether a listing URL stored at `fetched_at_ms` is young enough to use at `now_ms` (both Unix
+/// milliseconds). One stored "in the future" (the clock went back) is not trusted.
+pub fn listed_url_is_fresh(
+    fetched_at_ms: i64,
+    now_ms: i64,
+    freshness: std::time::Duration,
+) -> bool {
+    let age = now_ms.saturating_sub(fetched_at_ms);
+    let window = i64::try_from(freshness.as_millis()).unwrap_or(i64::MAX);
+    (0..window).contains(&age)
+}
+
 /// What is on disk for one manifest row, as observed just before the transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalState {
@@ -221,6 +239,28 @@ pub fn classify(err: &GraphError) -> FailureClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_url_is_used_only_within_its_freshness_window() {
+        let window = std::time::Duration::from_secs(1800);
+        let t = 1_700_000_000_000i64;
+        let cases = [
+            (t, t, true),
+            (t, t + 1_799_999, true),
+            (t, t + 1_800_000, false),
+            (t, t + 86_400_000, false),
+            (t, t - 1, false),
+            (0, i64::MAX, false),
+        ];
+        for (fetched, now, want) in cases {
+            assert_eq!(
+                listed_url_is_fresh(fetched, now, window),
+                want,
+                "{fetched} {now}"
+            );
+        }
+        assert!(!listed_url_is_fresh(t, t, std::time::Duration::ZERO));
+    }
 
     #[test]
     fn judgements_keep_what_a_known_quirk_explains_and_nothing_else() {

@@ -13,7 +13,13 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::DownloadPolicy;
-use super::plan::{Action, Earlier, Judgement, LocalState, allowed_length, classify, judge, plan};
+use super::adaptive::AdaptiveLimit;
+use super::chunks;
+use super::plan::{
+    Action, Earlier, Judgement, LISTED_URL_FRESHNESS, LocalState, allowed_length, classify, judge,
+    listed_url_is_fresh, plan,
+};
+use super::ranged::Ranged;
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
 use crate::localpath::{join_under_no_symlinks, part_path};
@@ -22,12 +28,12 @@ use crate::progress::{Event, Reporter};
 
 /// Network hiccups (reset, stall, 5xx beyond the client's own retries) survived per file per run; each one
 /// resumes from the bytes already written.
-const MAX_NETWORK_RETRIES: u32 = 5;
+pub(super) const MAX_NETWORK_RETRIES: u32 = 5;
 /// Fresh download URLs refused in a row (no byte received in between) before the file is failed: an expiring
 /// URL is routine, a host that refuses every new one is a permission problem, not something to loop on.
-const MAX_URL_REFRESHES: u32 = 4;
-/// Write buffer per transfer.
-const WRITE_BUFFER: usize = 256 * 1024;
+pub(super) const MAX_URL_REFRESHES: u32 = 4;
+/// Write buffer per transfer (per stream of a ranged one).
+pub(super) const WRITE_BUFFER: usize = 256 * 1024;
 
 /// How one transfer ended.
 #[derive(Debug)]
@@ -71,7 +77,8 @@ pub struct TransferFailure {
     pub fatal: bool,
 }
 
-/// Download one manifest row into `dest`.
+/// Download one manifest row into `dest`. A file larger than the policy's chunk size is fetched as several
+/// concurrent Range requests (`ranged.rs`), whose further streams take slots of `slots` when free.
 pub async fn transfer(
     graph: &GraphClient,
     dest: &Path,
@@ -79,6 +86,7 @@ pub async fn transfer(
     policy: &DownloadPolicy,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
+    slots: Option<&AdaptiveLimit>,
 ) -> TransferOutcome {
     let local_path = job.local_path.clone().unwrap_or_default();
     let target = match join_under_no_symlinks(dest, &local_path) {
@@ -115,6 +123,10 @@ pub async fn transfer(
     if std::fs::symlink_metadata(&part).is_ok_and(|m| m.file_type().is_symlink()) {
         // Our part files are never links: one planted here is removed, never written through.
         let _ = tokio::fs::remove_file(&part).await;
+    }
+    let mut ranged = chunks::is_ranged(job.size, policy.chunk_size, policy.streams_per_file);
+    if !ranged && let Err(err) = to_one_stream(&part, job.size).await {
+        return disk_failure(&err, &part, 0);
     }
     let local = LocalState {
         final_len: file_len(&target).await,
@@ -161,7 +173,17 @@ pub async fn transfer(
     let mut mismatched: Option<(u64, String)> = None;
     let mut network_retries = 0u32;
     let mut url_refreshes = 0u32;
-    let mut url: Option<DownloadUrl> = None;
+    // The listing's URL saves the `/content` round trip while it is fresh; one that was refused, or that served
+    // bytes that do not match, is not used again.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut url: Option<DownloadUrl> = job
+        .listed_url
+        .as_ref()
+        .filter(|l| listed_url_is_fresh(l.fetched_at_ms, now_ms, LISTED_URL_FRESHNESS))
+        .map(|l| DownloadUrl::new(l.url.expose().to_owned()));
+    let mut url_from_listing = url.is_some();
     let mut start = match action {
         Action::Resume(offset) => offset,
         _ => 0,
@@ -172,31 +194,50 @@ pub async fn transfer(
         if cancel.is_cancelled() {
             return TransferOutcome::Interrupted;
         }
-        let step = fetch_into_part(
-            graph,
-            job,
-            policy,
-            &part,
-            start,
-            &mut url,
-            expected.sha1.is_some(),
-            reporter,
-            cancel,
-            &mut fetched,
-        )
-        .await;
+        let step = if ranged {
+            Ranged {
+                graph,
+                job,
+                policy,
+                part: &part,
+                with_sha1: expected.sha1.is_some(),
+                reporter,
+                cancel,
+                slots,
+            }
+            .fetch(&mut url, &mut fetched)
+            .await
+        } else {
+            fetch_into_part(
+                graph,
+                job,
+                policy,
+                &part,
+                start,
+                &mut url,
+                expected.sha1.is_some(),
+                reporter,
+                cancel,
+                &mut fetched,
+            )
+            .await
+        };
         let (digest, declared) = match step {
             Ok(Some(fetched)) => fetched,
             Ok(None) => return TransferOutcome::Interrupted,
             Err(StepError::UrlExpired(status)) => {
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
-                // from what is on disk — unless fresh ones are refused too.
+                // from what is on disk — unless fresh ones are refused too. A refused listing URL was merely
+                // old: it does not count against the fresh ones.
                 let now_on_disk = file_len(&part).await.unwrap_or(0);
                 url_refreshes = if now_on_disk > start {
                     1
+                } else if url_from_listing {
+                    url_refreshes
                 } else {
                     url_refreshes + 1
                 };
+                url_from_listing = false;
                 if url_refreshes > MAX_URL_REFRESHES {
                     return failed(
                         FailureClass::AccessDenied,
@@ -231,8 +272,28 @@ pub async fn transfer(
                     class == FailureClass::Auth,
                 );
             }
+            Err(StepError::UrlsRefused(status)) => {
+                return failed(
+                    FailureClass::AccessDenied,
+                    Some(status),
+                    format!(
+                        "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
+                    ),
+                    attempts,
+                    false,
+                );
+            }
+            Err(StepError::RangesUnsupported) => {
+                // The host ignores ranges or serves another length than listed: one stream from the start,
+                // where the checks of a whole-file fetch (length, caveats) apply.
+                tracing::debug!(item = %job.item_id, "ranges cannot be assembled; fetching in one stream");
+                ranged = false;
+                remove_part(&part).await;
+                start = 0;
+                continue;
+            }
             Err(StepError::TooLong(limit)) => {
-                let _ = tokio::fs::remove_file(&part).await;
+                remove_part(&part).await;
                 if !too_long_before {
                     // Like a wrong hash: one more try from scratch, since a gateway may have sent something else.
                     too_long_before = true;
@@ -267,6 +328,9 @@ pub async fn transfer(
                 caveat,
             } => {
                 let caveat = malware_caveat(job).or(caveat);
+                // The journal goes first: a part file without one is taken whole on a resume, which is what
+                // it now is (a kill before the rename then re-verifies it, and nothing is left behind).
+                let _ = tokio::fs::remove_file(chunks::journal_path(&part)).await;
                 if let Err(err) = tokio::fs::rename(&part, &target).await {
                     return disk_failure(&err, &target, attempts);
                 }
@@ -284,22 +348,31 @@ pub async fn transfer(
             }
             Judgement::FetchAgain => {
                 // Never keep wrong bytes, not even as a part file a later run would resume from.
-                let _ = tokio::fs::remove_file(&part).await;
+                remove_part(&part).await;
+                if url_from_listing {
+                    // Possibly minted for another version: the next fetch asks `/content`.
+                    url = None;
+                    url_from_listing = false;
+                }
                 tracing::debug!(item = %job.item_id, "bytes differ from the listing; fetching again");
                 mismatched = Some((digest.len, digest.quick_xor));
                 start = 0;
             }
             Judgement::Fail { class, message } => {
-                let _ = tokio::fs::remove_file(&part).await;
+                remove_part(&part).await;
                 return failed(class, None, message, attempts, false);
             }
         }
     }
 }
 
-enum StepError {
+pub(super) enum StepError {
     /// The download host refused the URL with this status.
     UrlExpired(u16),
+    /// A ranged transfer gave up after fresh URLs were refused this many times in a row (the last status).
+    UrlsRefused(u16),
+    /// The host ignored a Range or served another length than listed: fetch the file in one stream.
+    RangesUnsupported,
     /// The server sent more bytes than may be right for this file (the listed size, or a bit more for a
     /// file the service may have rewritten).
     TooLong(u64),
@@ -462,6 +535,30 @@ fn malware_caveat(job: &DownloadJob) -> Option<Caveat> {
     })
 }
 
+/// Remove a part file and its span journal (bytes that must not be resumed from).
+async fn remove_part(part: &Path) {
+    let _ = tokio::fs::remove_file(part).await;
+    let _ = tokio::fs::remove_file(chunks::journal_path(part)).await;
+}
+
+/// A file fetched in one stream this time whose part file was written in spans (an earlier run with other
+/// settings): keep the gapless prefix the journal vouches for, which a one-stream resume continues from, and
+/// drop the journal. Nothing to do without a journal.
+async fn to_one_stream(part: &Path, size: u64) -> std::io::Result<()> {
+    let journal = chunks::journal_path(part);
+    if std::fs::symlink_metadata(&journal).is_err() {
+        return Ok(());
+    }
+    let part_len = file_len(part).await.unwrap_or(0);
+    let prefix = chunks::done_prefix(&chunks::read_journal(&journal, size, part_len).await);
+    if part_len > 0 {
+        let file = tokio::fs::OpenOptions::new().write(true).open(part).await?;
+        file.set_len(prefix).await?;
+        file.sync_all().await?;
+    }
+    tokio::fs::remove_file(&journal).await
+}
+
 fn failed(
     class: FailureClass,
     http_status: Option<u16>,
@@ -502,7 +599,7 @@ fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOut
     )
 }
 
-async fn file_len(path: &Path) -> Option<u64> {
+pub(super) async fn file_len(path: &Path) -> Option<u64> {
     tokio::fs::symlink_metadata(path)
         .await
         .ok()
@@ -511,7 +608,7 @@ async fn file_len(path: &Path) -> Option<u64> {
 }
 
 /// Hash the first `limit` bytes of a file (all of it with `u64::MAX`) on the blocking pool.
-async fn hash_prefix(
+pub(super) async fn hash_prefix(
     path: &Path,
     limit: u64,
     with_sha1: bool,

@@ -165,13 +165,32 @@ impl GraphClient {
 
     /// [`GraphClient::download`], with `idle` as the stall timeout of the body (no bytes for that long ends
     /// it with [`GraphError::Stalled`]) instead of the client's `read_idle_timeout`.
-    #[tracing::instrument(skip_all, fields(url = %url, from = from))]
     pub async fn download_with_idle(
         &self,
         url: &DownloadUrl,
         from: u64,
         idle: Duration,
     ) -> Result<Download, GraphError> {
+        self.download_range(url, from, None, Some(idle)).await
+    }
+
+    /// GET bytes `from..=to` of a pre-authenticated URL (`Range: bytes={from}-{to}`; to the end when `to` is
+    /// `None`), as [`GraphClient::download_with_idle`] does (`idle`: the stall timeout, the client's
+    /// `read_idle_timeout` when `None`). Several of these on one URL fetch one file in
+    /// parallel pieces, with no Graph request beyond the one that resolved the URL. The caller checks
+    /// `partial` and `start`: a server may ignore the Range and send the whole file.
+    ///
+    /// # Errors
+    /// As [`GraphClient::download`].
+    #[tracing::instrument(skip_all, fields(url = %url, from = from, to = ?to))]
+    pub async fn download_range(
+        &self,
+        url: &DownloadUrl,
+        from: u64,
+        to: Option<u64>,
+        idle: Option<Duration>,
+    ) -> Result<Download, GraphError> {
+        let idle = idle.unwrap_or(self.inner.options.read_idle_timeout);
         let what = format!("downloading {url}");
         let host = url.host();
         let timeout = self.inner.options.request_timeout;
@@ -180,8 +199,14 @@ impl GraphClient {
             self.pass_gate().await;
             self.count_request();
             let mut request = self.inner.downloads.get(url.expose());
-            if from > 0 {
-                request = request.header(header::RANGE, format!("bytes={from}-"));
+            match to {
+                Some(to) => {
+                    request = request.header(header::RANGE, format!("bytes={from}-{to}"));
+                }
+                None if from > 0 => {
+                    request = request.header(header::RANGE, format!("bytes={from}-"));
+                }
+                None => {}
             }
             // Only the wait for the headers is bounded here; the body has the read-idle timeout instead.
             let failure = match tokio::time::timeout(timeout, request.send()).await {

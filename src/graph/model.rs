@@ -55,7 +55,8 @@ pub struct DriveItem {
     pub special_folder: Option<SpecialFolder>,
     /// Present when the service flagged the file as malware: `/content` will answer 403.
     pub malware: Option<MalwareFacet>,
-    /// A short-lived pre-authenticated URL for the content (only on `GET item`). Never log its query.
+    /// A short-lived pre-authenticated URL for the content (on `GET item`, and on listings that select it).
+    /// Never log its query.
     #[serde(rename = "@microsoft.graph.downloadUrl")]
     pub download_url: Option<DownloadUrl>,
 }

@@ -11,10 +11,13 @@ use super::error::GraphError;
 use super::model::DriveItem;
 
 /// The fields a listing asks for: what the manifest stores, plus the server times the crawl falls back on
-/// when `fileSystemInfo` is missing. `id` always comes back; `@microsoft.graph.downloadUrl` is left out on
-/// purpose (it expires within the hour, so it is resolved just before each download).
+/// when `fileSystemInfo` is missing. `id` always comes back. `@microsoft.graph.downloadUrl` is asked for too
+/// (children and delta pages both carry it when selected): a download that follows the crawl within its
+/// freshness window uses it instead of a `/content` round trip per file (issue 7); it expires within the
+/// hour, so the downloader falls back to `/content` for an old or refused one.
 pub const ITEM_SELECT: &str = "id,name,size,eTag,cTag,createdDateTime,lastModifiedDateTime,parentReference,\
-file,folder,package,remoteItem,fileSystemInfo,photo,video,deleted,root,specialFolder,malware";
+file,folder,package,remoteItem,fileSystemInfo,photo,video,deleted,root,specialFolder,malware,\
+@microsoft.graph.downloadUrl";
 
 /// Items per listing page: the most Graph accepts (pages may still come back shorter).
 pub const PAGE_SIZE: u32 = 1000;

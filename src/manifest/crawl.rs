@@ -131,8 +131,10 @@ impl Manifest {
                      WHERE NOT EXISTS (SELECT 1 FROM items WHERE drive_id = ?2 AND item_id = ?3 AND listed_crawl = ?1)",
                 )
                 .map_err(&err)?;
+            let at_ms = super::urls::now_ms();
             for item in &page.items {
                 let local_path = upsert(&tx, item, crawl_id, &at).map_err(&err)?;
+                super::urls::remember(&tx, item, at_ms).map_err(&err)?;
                 // A skipped folder (refused before) is not listed. One the filters exclude still is: its
                 // items are marked, so a later run with other filters needs no new listing.
                 if item.kind == ItemKind::Folder && item.skip_reason.is_none() {

@@ -190,8 +190,14 @@ impl Manifest {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(&err)?;
+            let at_ms = super::urls::now_ms();
             for (item, deleted) in changes {
                 let json = serde_json::to_string(item).unwrap_or_default();
+                // The URL is stored now (the staged JSON leaves it out), keyed by the item and its version, so
+                // it is ready when the round is applied and the downloader reaches the row.
+                if !deleted {
+                    super::urls::remember(&tx, item, at_ms).map_err(&err)?;
+                }
                 forget
                     .execute(params![drive.as_str(), scope_key, item.item_id.as_str()])
                     .map_err(&err)?;

@@ -7,6 +7,7 @@ use rusqlite::params;
 
 use super::crawl::limit_i64;
 use super::items::{FailureClass, MediaKind, to_u64};
+use super::urls::{ListedUrl, StoredUrl};
 use super::{Manifest, Result, now, sql_err};
 use crate::ids::{DriveId, ItemId};
 
@@ -47,6 +48,9 @@ pub struct DownloadJob {
     pub written_path: Option<String>,
     /// Whether the service flagged it as malware (picked only when the user asked to fetch such files).
     pub malware: bool,
+    /// The download URL its listing gave for this very version, if one is stored (it may be stale: the
+    /// downloader judges).
+    pub listed_url: Option<ListedUrl>,
 }
 
 /// How the crawl's skip reason for a malware-flagged file begins (`crawl::to_new_item`): such rows are
@@ -178,7 +182,8 @@ fn mark_done(
         at,
         done.attempts
     ])?;
-    Ok(())
+    // Its listing URL has served its purpose; a credential is not kept longer than needed.
+    super::urls::forget(conn, drive, item)
 }
 
 fn mark_failed(
@@ -217,13 +222,15 @@ impl Manifest {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT rowid, drive_id, item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
+                "SELECT items.rowid, items.drive_id, items.item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
                         modified_at, taken_at, media, local_path, attempts,
-                        COALESCE(skip_reason, '') LIKE ?4 || '%', written_path
-                 FROM items WHERE rowid > ?1 AND kind = 'file' AND remote_deleted = 0 AND excluded IS NULL
+                        COALESCE(skip_reason, '') LIKE ?4 || '%', written_path, u.url, u.fetched_at
+                 FROM items LEFT JOIN listed_urls u ON u.drive_id = items.drive_id AND u.item_id = items.item_id
+                   AND u.version = COALESCE(items.etag, items.ctag, items.quick_xor)
+                 WHERE items.rowid > ?1 AND kind = 'file' AND remote_deleted = 0 AND excluded IS NULL
                    AND (state IN ('pending', 'failed')
                         OR (?3 AND state = 'skipped' AND skip_reason LIKE ?4 || '%'))
-                 ORDER BY rowid LIMIT ?2",
+                 ORDER BY items.rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map(
@@ -252,6 +259,13 @@ impl Manifest {
                     attempts: u32::try_from(to_u64(r.get(14)?)).unwrap_or(u32::MAX),
                     malware: r.get(15)?,
                     written_path: r.get(16)?,
+                    listed_url: match (r.get::<_, Option<String>>(17)?, r.get(18)?) {
+                        (Some(url), Some(fetched_at_ms)) => Some(ListedUrl {
+                            url: StoredUrl::new(url),
+                            fetched_at_ms,
+                        }),
+                        _ => None,
+                    },
                 })
             },
         )
@@ -422,6 +436,99 @@ mod tests {
                 attempts: 1,
             },
         }
+    }
+
+    fn with_url(mut item: crate::manifest::NewItem, url: &str) -> crate::manifest::NewItem {
+        item.listed_url = Some(StoredUrl::new(url.to_owned()));
+        item
+    }
+
+    fn listed_urls(m: &Manifest) -> Vec<(String, Option<String>)> {
+        m.downloadable_after(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|j| {
+                let url = j.listed_url.map(|l| l.url.expose().to_owned());
+                (j.remote_path, url)
+            })
+            .collect()
+    }
+
+    fn list(m: &mut Manifest, crawl: i64, items: Vec<crate::manifest::NewItem>) {
+        let page = PageCommit {
+            drive_id: drive(),
+            folder_id: ItemId::from("/"),
+            items,
+            next_link: Some("more".to_owned()),
+        };
+        m.commit_page(crawl, &page).unwrap();
+    }
+
+    #[test]
+    fn a_listing_url_goes_with_its_job_while_the_version_matches_and_until_the_file_is_done() {
+        let (_dir, mut m) = manifest();
+        let a = with_url(file("/a.jpg", 1, "qa"), "https://host/a?tempauth=A");
+        let b = file("/b.jpg", 1, "qb");
+        seed(&mut m, vec![a, b]);
+        assert_eq!(
+            listed_urls(&m),
+            vec![
+                (
+                    "/a.jpg".to_owned(),
+                    Some("https://host/a?tempauth=A".to_owned())
+                ),
+                ("/b.jpg".to_owned(), None)
+            ]
+        );
+        assert!(!format!("{:?}", m.downloadable_after(0, 1).unwrap()).contains("tempauth"));
+
+        // Listed again as another version, without a URL: the stored one served the old bytes.
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        let mut changed = file("/a.jpg", 2, "qa2");
+        changed.etag = Some("e2".to_owned());
+        list(&mut m, crawl, vec![changed.clone()]);
+        assert_eq!(listed_urls(&m)[0].1, None);
+        list(
+            &mut m,
+            crawl,
+            vec![with_url(changed, "https://host/a?tempauth=A2")],
+        );
+        assert_eq!(
+            listed_urls(&m)[0].1.as_deref(),
+            Some("https://host/a?tempauth=A2")
+        );
+
+        m.apply_outcomes(&[done("/a.jpg")]).unwrap();
+        assert_eq!(
+            m.listed_url_count().unwrap(),
+            0,
+            "a done file's URL is forgotten"
+        );
+    }
+
+    #[test]
+    fn clearing_listing_urls_takes_all_or_only_the_old_ones() {
+        let (_dir, mut m) = manifest();
+        seed(
+            &mut m,
+            vec![
+                with_url(file("/a.jpg", 1, "qa"), "https://host/a"),
+                with_url(file("/b.jpg", 1, "qb"), "https://host/b"),
+            ],
+        );
+        m.conn
+            .execute(
+                "UPDATE listed_urls SET fetched_at = 5 WHERE item_id = '/a.jpg'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(m.clear_listed_urls(Some(10)).unwrap(), 1);
+        assert_eq!(m.listed_url_count().unwrap(), 1);
+        assert_eq!(m.clear_listed_urls(None).unwrap(), 1);
+        assert_eq!(m.listed_url_count().unwrap(), 0);
     }
 
     fn failed(path: &str, class: FailureClass) -> Outcome {

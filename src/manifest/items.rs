@@ -185,6 +185,11 @@ pub struct NewItem {
     /// Where it goes instead of `local_path` when another item already claims that path (compared without
     /// regard to ASCII case). `None`: `local_path` is used as is.
     pub local_path_on_clash: Option<String>,
+    /// The download URL the listing gave (`@microsoft.graph.downloadUrl`), stored apart by the page commit
+    /// so the downloader can skip `/content` while it is fresh. Never serialized: staged delta rows are JSON
+    /// at rest, and a credential has no business there.
+    #[serde(skip)]
+    pub listed_url: Option<super::urls::StoredUrl>,
 }
 
 /// Whether a listed row describes different content from the stored one (SQL over `items` and `excluded`).

@@ -11,6 +11,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_filters_layout.sql"),
     include_str!("../../migrations/0003_caveats.sql"),
+    include_str!("../../migrations/0004_listed_download_urls.sql"),
 ];
 
 /// The schema version this build writes.

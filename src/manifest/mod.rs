@@ -8,7 +8,7 @@
 //!
 //! Layout: `migrate` applies `migrations/*.sql`; `items` holds the row types and the upsert; `crawl`
 //! the crawl/frontier bookkeeping; `downloads` the downloader's reads and outcome writes; `runs` and
-//! `report` the run history and the read-only reports.
+//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs.
 
 mod crawl;
 mod delta;
@@ -18,6 +18,7 @@ mod migrate;
 mod report;
 mod runs;
 mod selection;
+mod urls;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use report::{
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
+pub use urls::{ListedUrl, StoredUrl};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.
 pub const APPLICATION_ID: i32 = 0x6f64_626b;
@@ -378,6 +380,7 @@ pub(crate) mod testutil {
             media: MediaKind::Other,
             skip_reason: None,
             remote_ref: None,
+            listed_url: None,
             excluded: None,
             local_path_on_clash: None,
         }

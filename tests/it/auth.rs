@@ -36,6 +36,17 @@ fn tree(files: usize) -> Tree {
     })
 }
 
+/// Crawl into `dest`, then make the listing's download URLs too old to use: every download then asks Graph
+/// for its URL (`/content`, with the bearer token), which is what an expiring or revoked token must meet. Fresh
+/// listing URLs need no token at all (issue 7).
+fn crawl_then_age_listed_urls(sim: &Simulator, config: &Path, dest: &TestDest) {
+    let out = run(signed_in_cmd(sim, config)
+        .args(["crawl", "--dest"])
+        .arg(dest.path()));
+    assert_eq!(out.status.code(), Some(0));
+    dest.age_listed_urls(60);
+}
+
 fn done_count(dest: &TestDest) -> usize {
     if !dest.manifest().exists() {
         return 0;
@@ -109,8 +120,9 @@ fn sixteen_workers_survive_three_token_expiries_with_exactly_one_refresh_each() 
     let config = tempfile::tempdir().unwrap();
     login(&sim, config.path());
     let dest = TestDest::new();
+    crawl_then_age_listed_urls(&sim, config.path(), &dest);
     let mut child = signed_in_cmd(&sim, config.path())
-        .args(["backup", "--concurrency", "16", "--dest"])
+        .args(["download", "--concurrency", "16", "--dest"])
         .arg(dest.path())
         .stdout(Stdio::null())
         .spawn()
@@ -144,8 +156,9 @@ fn a_revoked_refresh_token_exits_3_and_the_manifest_resumes_after_login() {
     let config = tempfile::tempdir().unwrap();
     login(&sim, config.path());
     let dest = TestDest::new();
+    crawl_then_age_listed_urls(&sim, config.path(), &dest);
     let child = signed_in_cmd(&sim, config.path())
-        .args(["backup", "--concurrency", "4", "--dest"])
+        .args(["download", "--concurrency", "4", "--dest"])
         .arg(dest.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -321,7 +321,7 @@ fn rate_limit_headers_slow_the_client_down_before_the_budget_runs_out() {
 fn a_503_without_retry_after_pauses_the_client_for_the_default_five_seconds() {
     let (tree, paths) = photo_tree(30);
     let sim = Simulator::start(tree);
-    sim.fail_next(1, Failure::unavailable(None).only(RequestKind::Content));
+    sim.fail_next(1, Failure::unavailable(None).only(RequestKind::Download));
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).arg("--json"));
     assert_eq!(out.status.code(), Some(0));

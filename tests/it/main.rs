@@ -13,3 +13,4 @@ mod incremental;
 mod paths;
 mod progress;
 mod resume;
+mod speed;

@@ -12,6 +12,9 @@ use crate::support::{TestDest, eventually, run};
 
 const BIG: &str = "A/big.mov";
 const BIG_SIZE: u64 = 120_000_000;
+/// This test is about the one-stream resume from a part file's length (ranged files resume by their span
+/// journal: `speed.rs`), so the large file is not split.
+const ONE_STREAM: [&str; 4] = ["--concurrency", "4", "--streams-per-file", "1"];
 
 fn done_paths(dest: &TestDest) -> BTreeSet<String> {
     dest.items()
@@ -67,10 +70,7 @@ fn sigkill_at_several_points_then_a_rerun_finishes_without_refetching_finished_f
     };
 
     // Kill 1: while the large file is part-way through.
-    let mut child = backup(&sim, &dest)
-        .args(["--concurrency", "4"])
-        .spawn()
-        .unwrap();
+    let mut child = backup(&sim, &dest).args(ONE_STREAM).spawn().unwrap();
     eventually(
         Duration::from_secs(120),
         "a part file of the large file",
@@ -87,10 +87,7 @@ fn sigkill_at_several_points_then_a_rerun_finishes_without_refetching_finished_f
     // Kill 2: after some more files have finished.
     // Forty more, or all of them if fewer are left: the run may finish everything before the kill lands.
     let target = (finished_before_a_kill.len() + 40).min(small.len() + 1);
-    let mut child = backup(&sim, &dest)
-        .args(["--concurrency", "4"])
-        .spawn()
-        .unwrap();
+    let mut child = backup(&sim, &dest).args(ONE_STREAM).spawn().unwrap();
     eventually(Duration::from_secs(120), "more finished files", || {
         (dest.done_files()? >= target).then_some(())
     });
@@ -99,7 +96,7 @@ fn sigkill_at_several_points_then_a_rerun_finishes_without_refetching_finished_f
     snapshot(&mut finished_before_a_kill);
 
     // The re-run completes.
-    let out = run(backup(&sim, &dest).args(["--concurrency", "4"]));
+    let out = run(backup(&sim, &dest).args(ONE_STREAM));
     assert_eq!(out.status.code(), Some(0));
     for path in &small {
         assert_eq!(

@@ -63,6 +63,18 @@ impl TestDest {
         .and_then(|n| usize::try_from(n).ok())
     }
 
+    /// Make every download URL the last crawl stored look `minutes` older, as if the crawl had run that long
+    /// ago: past their freshness window, downloads resolve each file by `/content` (a Graph request) again.
+    pub fn age_listed_urls(&self, minutes: i64) {
+        Connection::open(self.manifest())
+            .expect("open manifest")
+            .execute(
+                "UPDATE listed_urls SET fetched_at = fetched_at - ?1",
+                [minutes * 60_000],
+            )
+            .expect("age listed URLs");
+    }
+
     /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest.
     pub fn items(&self) -> BTreeMap<String, ItemRow> {
         let db = self.db();

@@ -1,0 +1,247 @@
+//! Large files in pieces: which byte spans a file is fetched as, which of them a part file already holds, and
+//! the small journal beside the part file that says so across a kill (issue 7).
+//!
+//! A ranged transfer pre-sizes its part file and writes each span at its offset, so the part file's length
+//! says nothing about what arrived: the journal does. A span is appended to it only after its bytes were
+//! written and synced, so a kill at any point leaves a journal that claims nothing the part file lacks. Bytes of
+//! a span that was interrupted halfway are not recorded, and that span is fetched again in full (at most
+//! `--chunk-size` per stream lost, against a per-byte record that would cost a write per buffer).
+//!
+//! The planning is pure and unit-tested; the journal is plain text: a header naming the file's size, then one
+//! `start end` line per span (end exclusive). A torn last line is ignored.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt as _;
+
+/// Bytes per span unless `--chunk-size` says otherwise, and the size from which a file is fetched in spans.
+/// Large enough that one request's setup (a TLS handshake, the host's time to first byte) is a small share of
+/// its transfer, small enough that a 100 MB video is spread over four streams and a kill loses little.
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+
+/// Concurrent Range requests per large file unless `--streams-per-file` says otherwise. Each takes a
+/// transfer slot (see `DownloadPolicy::streams_per_file`), so this is a ceiling, not an addition to
+/// `--concurrency`; four streams fill a link a single stream leaves idle on a long, lossy path, without
+/// looking like a flood to the download host.
+pub const DEFAULT_STREAMS_PER_FILE: usize = 4;
+
+/// What the first line of a journal says, before the size.
+const HEADER: &str = "odbackup-chunks 1 size=";
+
+/// A byte span `[start, end)` of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// Whether a file of `size` bytes is fetched in spans: more than one stream allowed, and more than one span.
+pub fn is_ranged(size: u64, chunk_size: u64, streams_per_file: usize) -> bool {
+    streams_per_file > 1 && chunk_size > 0 && size > chunk_size
+}
+
+/// The spans of a file of `size` bytes, in order, each `chunk_size` long but the last.
+pub fn plan_spans(size: u64, chunk_size: u64) -> Vec<Span> {
+    let chunk = chunk_size.max(1);
+    (0..size.div_ceil(chunk))
+        .map(|i| Span {
+            start: i * chunk,
+            end: ((i + 1) * chunk).min(size),
+        })
+        .collect()
+}
+
+/// Sorted, with overlapping and touching spans merged.
+pub fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_unstable();
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+    for s in spans.into_iter().filter(|s| s.end > s.start) {
+        match merged.last_mut() {
+            Some(last) if s.start <= last.end => last.end = last.end.max(s.end),
+            _ => merged.push(s),
+        }
+    }
+    merged
+}
+
+/// The spans of the plan for `size` and `chunk_size` that `done` does not wholly cover. `done` may come from
+/// another chunk size (a run with other settings) or be one prefix (a part file written in one stream).
+pub fn pending_spans(size: u64, chunk_size: u64, done: &[Span]) -> Vec<Span> {
+    let done = merge(done.to_vec());
+    plan_spans(size, chunk_size)
+        .into_iter()
+        .filter(|s| !done.iter().any(|d| d.start <= s.start && s.end <= d.end))
+        .collect()
+}
+
+/// How many bytes from the start `done` covers without a gap: what a one-stream resume can continue from.
+pub fn done_prefix(done: &[Span]) -> u64 {
+    match merge(done.to_vec()).first() {
+        Some(first) if first.start == 0 => first.end,
+        _ => 0,
+    }
+}
+
+/// Parse a journal: the spans it records for a file of `size` bytes; nothing if it was written for another
+/// size. Lines that do not parse (a torn last line) and spans beyond the size are ignored.
+pub fn parse_journal(text: &str, size: u64) -> Vec<Span> {
+    let mut lines = text.lines();
+    let header_size = lines
+        .next()
+        .and_then(|h| h.strip_prefix(HEADER))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    if header_size != Some(size) {
+        return Vec::new();
+    }
+    lines
+        .filter_map(|line| {
+            let (a, b) = line.trim().split_once(' ')?;
+            let span = Span {
+                start: a.parse().ok()?,
+                end: b.parse().ok()?,
+            };
+            (span.start < span.end && span.end <= size).then_some(span)
+        })
+        .collect()
+}
+
+/// The journal beside `part`.
+pub fn journal_path(part: &Path) -> PathBuf {
+    let mut name = part.file_name().unwrap_or_default().to_os_string();
+    name.push(".chunks");
+    part.with_file_name(name)
+}
+
+/// An open journal, appended to as spans complete.
+pub struct Journal {
+    file: tokio::fs::File,
+}
+
+impl Journal {
+    /// Start the journal of a file of `size` bytes afresh, recording `done` (what is known good already), and
+    /// sync it: the part file may only be pre-sized once this is on disk.
+    pub async fn create(path: &Path, size: u64, done: &[Span]) -> std::io::Result<Self> {
+        let mut text = format!("{HEADER}{size}\n");
+        for s in done {
+            let _ = writeln!(text, "{} {}", s.start, s.end);
+        }
+        let mut file = tokio::fs::File::create(path).await?;
+        file.write_all(text.as_bytes()).await?;
+        file.sync_all().await?;
+        Ok(Self { file })
+    }
+
+    /// Record a span whose bytes are written and synced.
+    pub async fn record(&mut self, span: Span) -> std::io::Result<()> {
+        self.file
+            .write_all(format!("{} {}\n", span.start, span.end).as_bytes())
+            .await?;
+        self.file.sync_data().await
+    }
+}
+
+/// The spans a journal at `path` records for a file of `size` bytes whose part file is `part_len` long (a
+/// span past the part file's end cannot be there, whatever the journal says). Nothing if there is no journal.
+pub async fn read_journal(path: &Path, size: u64, part_len: u64) -> Vec<Span> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => parse_journal(&text, size)
+            .into_iter()
+            .filter(|s| s.end <= part_len)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(start: u64, end: u64) -> Span {
+        Span { start, end }
+    }
+
+    #[test]
+    fn a_file_is_cut_into_chunk_sized_spans_with_a_short_last_one() {
+        assert_eq!(plan_spans(10, 4), vec![s(0, 4), s(4, 8), s(8, 10)]);
+        assert_eq!(plan_spans(8, 4), vec![s(0, 4), s(4, 8)]);
+        assert_eq!(plan_spans(3, 4), vec![s(0, 3)]);
+        assert_eq!(plan_spans(0, 4), vec![]);
+        let big = plan_spans(10_000_000, 1 << 20);
+        assert_eq!(big.len(), 10);
+        assert_eq!(big.iter().map(|s| s.end - s.start).sum::<u64>(), 10_000_000);
+        assert!(big.windows(2).all(|w| w[0].end == w[1].start));
+    }
+
+    #[test]
+    fn only_files_larger_than_a_chunk_with_several_streams_are_ranged() {
+        let cases = [
+            (10, 4, 4, true),
+            (4, 4, 4, false),
+            (10, 4, 1, false),
+            (10, 0, 4, false),
+            (0, 4, 4, false),
+        ];
+        for (size, chunk, streams, want) in cases {
+            assert_eq!(
+                is_ranged(size, chunk, streams),
+                want,
+                "{size} {chunk} {streams}"
+            );
+        }
+    }
+
+    #[test]
+    fn pending_spans_skip_what_is_wholly_done_whatever_chunk_size_recorded_it() {
+        let cases: [(&[Span], Vec<Span>); 6] = [
+            (&[], vec![s(0, 4), s(4, 8), s(8, 10)]),
+            (&[s(4, 8)], vec![s(0, 4), s(8, 10)]),
+            // Recorded with a chunk size of 2: two records make one span of 4.
+            (&[s(0, 2), s(2, 4), s(8, 10)], vec![s(4, 8)]),
+            // Half a span is not the span.
+            (&[s(0, 6)], vec![s(4, 8), s(8, 10)]),
+            // A one-stream part file's prefix.
+            (&[s(0, 9)], vec![s(8, 10)]),
+            (&[s(0, 10)], vec![]),
+        ];
+        for (done, want) in cases {
+            assert_eq!(pending_spans(10, 4, done), want, "{done:?}");
+        }
+    }
+
+    #[test]
+    fn the_done_prefix_is_the_gapless_run_from_byte_zero() {
+        assert_eq!(done_prefix(&[]), 0);
+        assert_eq!(done_prefix(&[s(4, 8)]), 0);
+        assert_eq!(done_prefix(&[s(4, 8), s(0, 4), s(10, 12)]), 8);
+        assert_eq!(
+            merge(vec![s(5, 6), s(0, 2), s(2, 3), s(7, 7)]),
+            vec![s(0, 3), s(5, 6)]
+        );
+    }
+
+    #[test]
+    fn a_journal_is_read_back_ignoring_torn_lines_and_other_sizes() {
+        let text = format!("{HEADER}10\n0 4\n8 10\n4 9\n12 14\n3 3\n4 ");
+        assert_eq!(parse_journal(&text, 10), vec![s(0, 4), s(8, 10), s(4, 9)]);
+        assert_eq!(parse_journal(&text, 11), vec![]);
+        assert_eq!(parse_journal("", 10), vec![]);
+        assert_eq!(parse_journal("garbage\n0 4\n", 10), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_journal_written_then_reread_keeps_only_spans_the_part_file_can_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join(".odbackup-1-2.part");
+        let path = journal_path(&part);
+        assert_eq!(path.file_name().unwrap(), ".odbackup-1-2.part.chunks");
+        let mut journal = Journal::create(&path, 10, &[s(0, 4)]).await.unwrap();
+        journal.record(s(8, 10)).await.unwrap();
+        drop(journal);
+        assert_eq!(read_journal(&path, 10, 10).await, vec![s(0, 4), s(8, 10)]);
+        assert_eq!(read_journal(&path, 10, 5).await, vec![s(0, 4)]);
+        assert_eq!(read_journal(&dir.path().join("none"), 10, 10).await, vec![]);
+    }
+}

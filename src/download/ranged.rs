@@ -1,0 +1,368 @@
+//! One large file as concurrent `Range: bytes=a-b` requests, each written at its offset into the pre-sized
+//! part file (issue 7). The caller (`transfer.rs`) then verifies the whole file and renames it, as for a file
+//! fetched in one stream, so crash safety still comes from write order: nothing reaches the final name before
+//! it is complete and verified, and the journal (`chunks.rs`) lets a resumed run skip the spans it holds.
+//!
+//! **One Graph call per file.** Every span uses the same pre-authenticated URL (the listing's, or the one
+//! `/content` resolved); when the download host refuses it, the first refusal resolves a fresh URL once and
+//! the refused span, like any span refused with the old URL, goes on with the new one.
+//!
+//! **Streams are transfers.** The file's own slot runs the first stream. Each further stream takes another
+//! slot of the downloader's limit, only if one is free right now (it never waits for one, and never jumps the
+//! queue ahead of the scheduler waiting for a slot), and gives it back when its span ends. So `--concurrency`
+//! bounds connections to the download host whatever the mix of files, and a file that finds no free slot is
+//! fetched one span after another, which is still resumable span by span.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::DownloadPolicy;
+use super::adaptive::AdaptiveLimit;
+use super::chunks::{self, Journal, Span};
+use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, file_len};
+use crate::graph::{DownloadUrl, GraphClient, GraphError};
+use crate::hash::ContentDigest;
+use crate::manifest::DownloadJob;
+use crate::progress::{Event, Reporter};
+
+/// What a ranged fetch works with.
+pub(super) struct Ranged<'a> {
+    pub graph: &'a GraphClient,
+    pub job: &'a DownloadJob,
+    pub policy: &'a DownloadPolicy,
+    pub part: &'a Path,
+    pub with_sha1: bool,
+    pub reporter: &'a dyn Reporter,
+    pub cancel: &'a CancellationToken,
+    /// The downloader's transfer limit, which further streams take slots from (`None`: no limit).
+    pub slots: Option<&'a AdaptiveLimit>,
+}
+
+/// The rest of one span still to fetch.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    span: Span,
+    from: u64,
+}
+
+/// How one request for a span ended.
+enum SpanEnd {
+    Done,
+    Cancelled,
+    /// The host refused the URL of this generation.
+    Expired {
+        generation: u64,
+        status: u16,
+    },
+    Network(GraphError),
+    /// The host ignored the Range, or serves another length than listed: spans cannot be assembled.
+    NoRanges,
+    Disk(std::io::Error),
+}
+
+struct SpanResult {
+    work: Work,
+    written: u64,
+    end: SpanEnd,
+}
+
+/// A further stream's slot in the downloader's limit, given back when the stream ends.
+struct Slot<'a> {
+    limit: &'a AdaptiveLimit,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            // Not a success signal for the adaptive limit: only a whole file counts as one.
+            self.limit.release(permit, false);
+        }
+    }
+}
+
+impl Ranged<'_> {
+    /// Bring the part file to completion span by span, several at once; then hash it whole. The digest and
+    /// the size the host declared, or `Ok(None)` when cancelled.
+    pub(super) async fn fetch(
+        &self,
+        url: &mut Option<DownloadUrl>,
+        fetched: &mut u64,
+    ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
+        let size = self.job.size;
+        let part = self.part;
+        let disk = |e: std::io::Error| StepError::Disk(e, part.to_path_buf());
+        let journal_path = chunks::journal_path(part);
+        if std::fs::symlink_metadata(&journal_path).is_ok_and(|m| m.file_type().is_symlink()) {
+            // Never written through: a planted link could point anywhere.
+            let _ = tokio::fs::remove_file(&journal_path).await;
+        }
+        let part_len = file_len(part).await.unwrap_or(0);
+        let done = if file_len(&journal_path).await.is_some() {
+            chunks::read_journal(&journal_path, size, part_len).await
+        } else if part_len > 0 && part_len <= size {
+            // A part file written in one stream (an earlier run with other settings): its prefix is good.
+            vec![Span {
+                start: 0,
+                end: part_len,
+            }]
+        } else {
+            Vec::new()
+        };
+        let done = chunks::merge(done);
+        // The journal first, then the part file's new length: a kill in between leaves a journal that claims
+        // only bytes that are there.
+        let mut journal = Journal::create(&journal_path, size, &done)
+            .await
+            .map_err(|e| StepError::Disk(e, journal_path.clone()))?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(part)
+            .await
+            .map_err(disk)?;
+        file.set_len(size).await.map_err(disk)?;
+        let mut pending: VecDeque<Work> =
+            chunks::pending_spans(size, self.policy.chunk_size, &done)
+                .into_iter()
+                .map(|span| Work {
+                    span,
+                    from: span.start,
+                })
+                .collect();
+        tracing::debug!(item = %self.job.item_id, spans_left = pending.len(), spans_done = done.len(), "ranged transfer");
+        if !pending.is_empty() && url.is_none() {
+            *url = Some(self.resolve().await?);
+        }
+
+        let stop = self.cancel.child_token();
+        let streams = self.policy.streams_per_file.max(1);
+        let mut generation = 0u64;
+        let mut network_retries = 0u32;
+        let mut refusals_in_a_row = 0u32;
+        let mut failure: Option<StepError> = None;
+        let mut inflight = FuturesUnordered::new();
+        loop {
+            while failure.is_none() && !stop.is_cancelled() && inflight.len() < streams {
+                let Some(&work) = pending.front() else { break };
+                let slot = match (inflight.is_empty(), self.slots) {
+                    // The file's own slot runs the first stream.
+                    (true, _) | (false, None) => None,
+                    (false, Some(limit)) => match limit.acquire().now_or_never() {
+                        Some(permit) => Some(Slot {
+                            limit,
+                            permit: Some(permit),
+                        }),
+                        None => break,
+                    },
+                };
+                pending.pop_front();
+                let current = url.clone().expect("resolved above");
+                inflight.push(self.fetch_span(current, generation, work, stop.clone(), slot));
+            }
+            let Some(result) = inflight.next().await else {
+                break;
+            };
+            *fetched += result.written;
+            if result.written > 0 {
+                refusals_in_a_row = 0;
+            }
+            let rest = Work {
+                span: result.work.span,
+                from: result.work.from + result.written,
+            };
+            match result.end {
+                SpanEnd::Done => {
+                    // Synced before it is recorded: the journal never claims bytes a crash could lose.
+                    let recorded = match file.sync_data().await {
+                        Ok(()) => journal.record(rest.span).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = recorded {
+                        failure.get_or_insert(disk(e));
+                        stop.cancel();
+                    }
+                }
+                SpanEnd::Cancelled => pending.push_front(rest),
+                SpanEnd::Expired {
+                    generation: g,
+                    status,
+                } => {
+                    pending.push_front(rest);
+                    // Spans that were sent the old URL come back refused too: only the first one resolves.
+                    if g == generation && failure.is_none() {
+                        refusals_in_a_row += 1;
+                        if refusals_in_a_row > MAX_URL_REFRESHES {
+                            failure = Some(StepError::UrlsRefused(status));
+                            stop.cancel();
+                        } else {
+                            match self.resolve().await {
+                                Ok(fresh) => {
+                                    *url = Some(fresh);
+                                    generation += 1;
+                                }
+                                Err(err) => {
+                                    failure = Some(err);
+                                    stop.cancel();
+                                }
+                            }
+                        }
+                    }
+                }
+                SpanEnd::Network(err)
+                    if err.is_transient() && network_retries < MAX_NETWORK_RETRIES =>
+                {
+                    network_retries += 1;
+                    tracing::debug!(item = %self.job.item_id, error = %err, "span interrupted; resuming it");
+                    pending.push_front(rest);
+                }
+                SpanEnd::Network(err) => {
+                    failure.get_or_insert(StepError::Network(err));
+                    stop.cancel();
+                }
+                SpanEnd::NoRanges => {
+                    failure.get_or_insert(StepError::RangesUnsupported);
+                    stop.cancel();
+                }
+                SpanEnd::Disk(e) => {
+                    failure.get_or_insert(disk(e));
+                    stop.cancel();
+                }
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        if self.cancel.is_cancelled() || !pending.is_empty() {
+            return Ok(None);
+        }
+        drop(journal);
+        file.sync_all().await.map_err(disk)?;
+        let (_, hasher) = super::transfer::hash_prefix(part, u64::MAX, self.with_sha1)
+            .await
+            .map_err(disk)?;
+        Ok(Some((hasher.finish(), Some(size))))
+    }
+
+    /// A fresh pre-authenticated URL for the file (the one Graph call of a ranged transfer, or of a refusal).
+    async fn resolve(&self) -> Result<DownloadUrl, StepError> {
+        self.graph
+            .content_url_with(
+                &self.job.drive_id,
+                &self.job.item_id,
+                self.job.malware && self.policy.allow_malware,
+            )
+            .await
+            .map_err(StepError::Network)
+    }
+
+    async fn fetch_span(
+        &self,
+        url: DownloadUrl,
+        generation: u64,
+        work: Work,
+        stop: CancellationToken,
+        slot: Option<Slot<'_>>,
+    ) -> SpanResult {
+        let mut written = 0u64;
+        let end = self
+            .write_span(&url, generation, work, &stop, &mut written)
+            .await;
+        drop(slot);
+        SpanResult { work, written, end }
+    }
+
+    async fn write_span(
+        &self,
+        url: &DownloadUrl,
+        generation: u64,
+        work: Work,
+        stop: &CancellationToken,
+        written: &mut u64,
+    ) -> SpanEnd {
+        let idle: Option<Duration> = self.policy.stall_timeout;
+        let answered = tokio::select! {
+            biased;
+            () = stop.cancelled() => return SpanEnd::Cancelled,
+            answered = self.graph.download_range(url, work.from, Some(work.span.end - 1), idle) => answered,
+        };
+        let response = match answered {
+            Ok(r) => r,
+            Err(GraphError::DownloadUrlExpired { status }) => {
+                return SpanEnd::Expired { generation, status };
+            }
+            Err(err) if err.status() == Some(416) => return SpanEnd::NoRanges,
+            Err(err) => return SpanEnd::Network(err),
+        };
+        if !response.partial || response.start != work.from || response.total != Some(self.job.size)
+        {
+            return SpanEnd::NoRanges;
+        }
+        let file = match tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(self.part)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => return SpanEnd::Disk(e),
+        };
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        if let Err(e) = file
+            .get_mut()
+            .seek(std::io::SeekFrom::Start(work.from))
+            .await
+        {
+            return SpanEnd::Disk(e);
+        }
+        let wanted = work.span.end - work.from;
+        let mut body = response.body;
+        let mut end = SpanEnd::Done;
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                () = stop.cancelled() => { end = SpanEnd::Cancelled; break; }
+                chunk = body.next() => chunk,
+            };
+            match chunk {
+                None => break,
+                Some(Ok(bytes)) => {
+                    if *written + bytes.len() as u64 > wanted {
+                        end = SpanEnd::NoRanges;
+                        break;
+                    }
+                    if let Err(e) = file.write_all(&bytes).await {
+                        end = SpanEnd::Disk(e);
+                        break;
+                    }
+                    *written += bytes.len() as u64;
+                    self.reporter.event(&Event::Bytes(bytes.len() as u64));
+                }
+                Some(Err(err)) => {
+                    end = SpanEnd::Network(err);
+                    break;
+                }
+            }
+        }
+        // What arrived is kept either way: a retry in this run goes on from it.
+        if let Err(e) = file.flush().await {
+            *written = 0;
+            return SpanEnd::Disk(e);
+        }
+        if matches!(end, SpanEnd::Done) && *written < wanted {
+            return SpanEnd::Network(GraphError::Network {
+                what: format!("downloading {url}"),
+                reason: format!("the body ended after {} of {wanted} bytes", *written),
+            });
+        }
+        end
+    }
+}

@@ -1,0 +1,227 @@
+//! Issue 7: fewer requests and more streams. Small files after a crawl cost one request each (the listing's
+//! download URL, no `/content`); a large file is fetched as concurrent ranges on one resolved URL; a stale or
+//! refused listing URL falls back to `/content`; a kill mid-way through a ranged file resumes without fetching
+//! its finished spans again. These tests count requests at the simulator; none of them is timed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use graphsim::{RequestKind, Simulator, Tree};
+
+use crate::crawl::crawl;
+use crate::download::backup;
+use crate::support::{TestDest, eventually, odbackup, run};
+
+/// `odbackup download` of `dest` against the simulator.
+fn download(sim: &Simulator, dest: &TestDest) -> std::process::Command {
+    let mut cmd = odbackup();
+    cmd.args(["download", "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    cmd
+}
+
+fn small_tree(files: usize) -> (Tree, Vec<String>) {
+    let mut tree = Tree::personal();
+    let mut paths = Vec::new();
+    for i in 0..files {
+        let path = format!("Photos/{}/IMG_{i:03}.jpg", i % 4);
+        tree = tree.file(&path, 2_000 + i as u64 * 131);
+        paths.push(path);
+    }
+    (tree, paths)
+}
+
+fn listed_urls(dest: &TestDest) -> i64 {
+    dest.db()
+        .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn assert_same_bytes(sim: &Simulator, dest: &TestDest, paths: &[String]) {
+    for path in paths {
+        assert!(
+            std::fs::read(dest.join(path)).unwrap() == sim.content(path),
+            "{path} differs from the simulator's bytes"
+        );
+    }
+}
+
+#[test]
+fn small_files_after_a_crawl_are_fetched_with_one_request_each_by_either_listing_method() {
+    for method in ["children", "delta"] {
+        let (tree, paths) = small_tree(40);
+        let sim = Simulator::start(tree);
+        let dest = TestDest::new();
+        let out = run(crawl(&sim, &dest).args(["--crawl-method", method]));
+        assert_eq!(out.status.code(), Some(0), "{method}");
+        assert_eq!(
+            listed_urls(&dest),
+            40,
+            "{method}: a crawl-only run keeps the fresh URLs for a download shortly after"
+        );
+        sim.reset_counters();
+        let out = run(&mut download(&sim, &dest));
+        assert_eq!(out.status.code(), Some(0), "{method}");
+        assert_eq!(
+            sim.requests(RequestKind::Content),
+            0,
+            "{method}: no /content"
+        );
+        assert_eq!(
+            sim.requests(RequestKind::Download),
+            40,
+            "{method}: one request per file"
+        );
+        assert_eq!(sim.authorization_headers_on_download_host(), 0);
+        assert_same_bytes(&sim, &dest, &paths);
+        assert_eq!(listed_urls(&dest), 0, "{method}: no credential left behind");
+    }
+}
+
+#[test]
+fn a_backup_fetches_small_files_by_the_listing_urls_of_the_same_run() {
+    let (tree, paths) = small_tree(30);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Content), 0);
+    assert_eq!(sim.requests(RequestKind::Download), 30);
+    assert_same_bytes(&sim, &dest, &paths);
+    assert_eq!(listed_urls(&dest), 0);
+    // The incremental path lists changes with URLs too.
+    sim.add_file("Photos/new.jpg", 7_000);
+    sim.modify_file("Photos/0/IMG_000.jpg");
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Content), 0);
+    assert_eq!(sim.requests(RequestKind::Download), 2);
+    assert_same_bytes(
+        &sim,
+        &dest,
+        &[
+            "Photos/new.jpg".to_owned(),
+            "Photos/0/IMG_000.jpg".to_owned(),
+        ],
+    );
+}
+
+#[test]
+fn a_large_file_is_fetched_as_concurrent_ranges_on_one_resolved_url() {
+    const BIG: &str = "Videos/big.mov";
+    let sim = Simulator::start(Tree::personal().file(BIG, 10_000_000).file("a.txt", 500));
+    sim.set_latency(Duration::from_millis(20));
+    let dest = TestDest::new();
+    assert_eq!(run(&mut crawl(&sim, &dest)).status.code(), Some(0));
+    // Crawled 31 minutes ago: the stored URLs are past their window and not even tried.
+    dest.age_listed_urls(31);
+    sim.reset_counters();
+    let out = run(download(&sim, &dest).args(["--chunk-size", "1M", "--streams-per-file", "4"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        sim.requests(RequestKind::Content),
+        2,
+        "one /content per file, however many ranges"
+    );
+    let ranges: Vec<String> = sim.ranges_of(BIG).into_iter().flatten().collect();
+    let want: BTreeSet<String> = (0..10u64)
+        .map(|i| {
+            let end = ((i + 1) << 20).min(10_000_000) - 1;
+            format!("bytes={}-{end}", i << 20)
+        })
+        .collect();
+    assert_eq!(ranges.len(), 10, "{ranges:?}");
+    assert_eq!(ranges.into_iter().collect::<BTreeSet<_>>(), want);
+    assert!(
+        sim.max_concurrent_downloads() >= 2,
+        "ranges overlapped: {}",
+        sim.max_concurrent_downloads()
+    );
+    assert_eq!(sim.authorization_headers_on_download_host(), 0);
+    assert_same_bytes(&sim, &dest, &[BIG.to_owned(), "a.txt".to_owned()]);
+    assert_eq!(
+        dest.files_on_disk(),
+        vec!["Videos/big.mov".to_owned(), "a.txt".to_owned()],
+        "no part file or journal left"
+    );
+}
+
+#[test]
+fn refused_listing_urls_fall_back_to_content_once_per_file_and_still_deliver_the_bytes() {
+    const BIG: &str = "big.bin";
+    let (tree, mut paths) = small_tree(12);
+    let sim = Simulator::start(tree.file(BIG, 5_000_000));
+    paths.push(BIG.to_owned());
+    let dest = TestDest::new();
+    // The URLs in the listing are dead on arrival (an hour passed, or the host revoked them).
+    sim.set_download_url_lifetime(Duration::ZERO);
+    assert_eq!(run(&mut crawl(&sim, &dest)).status.code(), Some(0));
+    sim.set_download_url_lifetime(Duration::from_secs(3600));
+    sim.reset_counters();
+    let out = run(download(&sim, &dest).args(["--chunk-size", "1M", "--streams-per-file", "3"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        sim.requests(RequestKind::Content),
+        13,
+        "one fresh URL per file, the ranged one included"
+    );
+    assert_same_bytes(&sim, &dest, &paths);
+    assert_eq!(listed_urls(&dest), 0);
+}
+
+#[test]
+fn a_kill_mid_way_through_a_ranged_file_resumes_without_fetching_its_finished_spans_again() {
+    const BIG: &str = "A/big.mov";
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let sim = Simulator::start(Tree::personal().file(BIG, SIZE));
+    // Slow enough that the kill lands mid-file: 100 spans, 2 at a time, 40 ms before each answer.
+    sim.set_latency(Duration::from_millis(40));
+    let dest = TestDest::new();
+    let args = ["--chunk-size", "1M", "--streams-per-file", "2"];
+    let journal = || {
+        std::fs::read_dir(dest.join("A"))
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".part.chunks"))
+            .map(|e| e.path())
+    };
+    let recorded = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .map(|(a, b)| format!("bytes={a}-{}", b - 1))
+            .collect()
+    };
+    let mut child = backup(&sim, &dest).args(args).spawn().unwrap();
+    eventually(Duration::from_secs(60), "some finished spans", || {
+        let text = std::fs::read_to_string(journal()?).ok()?;
+        (recorded(&text).len() >= 4).then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dest.join(BIG).exists(), "not under its final name");
+    let finished = recorded(&std::fs::read_to_string(journal().unwrap()).unwrap());
+    let before = sim.ranges_of(BIG).len();
+
+    let out = run(backup(&sim, &dest).args(args));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        std::fs::read(dest.join(BIG)).unwrap() == sim.content(BIG),
+        "the resumed file is right"
+    );
+    let again: Vec<String> = sim.ranges_of(BIG)[before..]
+        .iter()
+        .flatten()
+        .filter(|r| finished.contains(*r))
+        .cloned()
+        .collect();
+    assert!(
+        again.is_empty(),
+        "spans finished before the kill were fetched again: {again:?}"
+    );
+    assert_eq!(dest.files_on_disk(), vec![BIG.to_owned()]);
+}
