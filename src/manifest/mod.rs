@@ -186,6 +186,34 @@ impl std::fmt::Debug for Manifest {
     }
 }
 
+/// The manifest holds short-lived pre-authenticated download URLs and everyone's file names: readable by its
+/// owner only. A new one is created so (`SQLite` gives its WAL and shared-memory files the database file's
+/// permissions); with `existing`, one an older run left readable by others is tightened (called only once the
+/// file is known to be ours). A no-op off Unix.
+fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        match std::fs::metadata(path) {
+            Ok(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, existing);
+    Ok(())
+}
+
 impl Manifest {
     /// Open (creating it and its folders if needed) the manifest at `path` and bring its schema up to date.
     ///
@@ -200,6 +228,13 @@ impl Manifest {
             })?;
         }
         let err = sql_err(path);
+        let private = |existing| {
+            keep_private(path, existing).map_err(|source| ManifestError::Create {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        private(false)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -215,6 +250,7 @@ impl Manifest {
             path: path.to_path_buf(),
         };
         manifest.check_identity()?;
+        private(true)?;
         // WAL lets `status` read while a run writes; NORMAL sync is durable across application crashes and
         // loses at most the last transactions on power loss, which the next run redoes (downloads are
         // adopted from disk by hash, listings re-listed). A 32 MiB page cache (default 2 MiB) keeps the item
@@ -390,6 +426,30 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_manifest_and_its_wal_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.sqlite");
+        let mut m = Manifest::open(&path).unwrap();
+        m.set_setting("k", "v").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&path.with_extension("sqlite-wal")), 0o600);
+        drop(m);
+        // One an older version left open to others is tightened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Manifest::open(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
+        // A foreign file is refused without being touched.
+        let foreign = dir.path().join("notes.txt");
+        std::fs::write(&foreign, "not a manifest").unwrap();
+        std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Manifest::open(&foreign).is_err());
+        assert_eq!(mode(&foreign), 0o644);
+    }
 
     #[test]
     fn a_new_manifest_is_created_with_its_folders_and_the_current_schema() {
