@@ -29,7 +29,7 @@ use super::adaptive::AdaptiveLimit;
 use super::chunks::{self, Journal, Span};
 use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, file_len};
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
-use crate::hash::ContentDigest;
+use crate::hash::{ContentDigest, QuickXorHash};
 use crate::manifest::DownloadJob;
 use crate::progress::{Event, Reporter};
 
@@ -71,6 +71,8 @@ enum SpanEnd {
 struct SpanResult {
     work: Work,
     written: u64,
+    /// quickXorHash of the `written` bytes from `work.from` on, hashed as they were written.
+    hash: QuickXorHash,
     end: SpanEnd,
 }
 
@@ -150,6 +152,9 @@ impl Ranged<'_> {
         let mut network_retries = 0u32;
         let mut refusals_in_a_row = 0u32;
         let mut failure: Option<StepError> = None;
+        // The parts fetched in this run, hashed as they arrive and folded together: only bytes an earlier run
+        // wrote are read back (unless SHA-1 is wanted too, which needs the file in order).
+        let mut hashed_here = QuickXorHash::new();
         let mut inflight = FuturesUnordered::new();
         loop {
             while failure.is_none() && !stop.is_cancelled() && inflight.len() < streams {
@@ -173,6 +178,7 @@ impl Ranged<'_> {
                 break;
             };
             *fetched += result.written;
+            hashed_here.absorb(&result.hash);
             if result.written > 0 {
                 refusals_in_a_row = 0;
             }
@@ -247,10 +253,20 @@ impl Ranged<'_> {
         }
         drop(journal);
         file.sync_all().await.map_err(disk)?;
-        let (_, hasher) = super::transfer::hash_prefix(part, u64::MAX, self.with_sha1)
-            .await
-            .map_err(disk)?;
-        Ok(Some((hasher.finish(), Some(size))))
+        if self.with_sha1 {
+            let (_, hasher) = super::transfer::hash_prefix(part, u64::MAX, true)
+                .await
+                .map_err(disk)?;
+            return Ok(Some((hasher.finish(), Some(size))));
+        }
+        let mut whole = hash_spans(part, done).await.map_err(disk)?;
+        whole.absorb(&hashed_here);
+        let digest = ContentDigest {
+            len: whole.len(),
+            quick_xor: whole.finalize_base64(),
+            sha1: None,
+        };
+        Ok(Some((digest, Some(size))))
     }
 
     /// A fresh pre-authenticated URL for the file (the one Graph call of a ranged transfer, or of a refusal).
@@ -274,11 +290,17 @@ impl Ranged<'_> {
         slot: Option<Slot<'_>>,
     ) -> SpanResult {
         let mut written = 0u64;
+        let mut hash = QuickXorHash::starting_at(work.from);
         let end = self
-            .write_span(&url, generation, work, &stop, &mut written)
+            .write_span(&url, generation, work, &stop, &mut written, &mut hash)
             .await;
         drop(slot);
-        SpanResult { work, written, end }
+        SpanResult {
+            work,
+            written,
+            hash,
+            end,
+        }
     }
 
     async fn write_span(
@@ -288,6 +310,7 @@ impl Ranged<'_> {
         work: Work,
         stop: &CancellationToken,
         written: &mut u64,
+        hash: &mut QuickXorHash,
     ) -> SpanEnd {
         let idle: Option<Duration> = self.policy.stall_timeout;
         let answered = tokio::select! {
@@ -343,6 +366,7 @@ impl Ranged<'_> {
                         end = SpanEnd::Disk(e);
                         break;
                     }
+                    hash.update(&bytes);
                     *written += bytes.len() as u64;
                     self.reporter.event(&Event::Bytes(bytes.len() as u64));
                 }
@@ -355,6 +379,7 @@ impl Ranged<'_> {
         // What arrived is kept either way: a retry in this run goes on from it.
         if let Err(e) = file.flush().await {
             *written = 0;
+            *hash = QuickXorHash::starting_at(work.from);
             return SpanEnd::Disk(e);
         }
         if matches!(end, SpanEnd::Done) && *written < wanted {
@@ -365,4 +390,39 @@ impl Ranged<'_> {
         }
         end
     }
+}
+
+/// quickXorHash of `spans` of the file at `path` (bytes an earlier run wrote), read back and folded together.
+async fn hash_spans(path: &Path, spans: Vec<Span>) -> std::io::Result<QuickXorHash> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Seek as _};
+        let mut whole = QuickXorHash::new();
+        if spans.is_empty() {
+            return Ok(whole);
+        }
+        let mut file = std::fs::File::open(&path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        for span in spans {
+            file.seek(std::io::SeekFrom::Start(span.start))?;
+            let mut part = QuickXorHash::starting_at(span.start);
+            let mut left = span.end - span.start;
+            while left > 0 {
+                let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let n = file.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the part file is shorter than its journal says",
+                    ));
+                }
+                part.update(&buf[..n]);
+                left -= n as u64;
+            }
+            whole.absorb(&part);
+        }
+        Ok(whole)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

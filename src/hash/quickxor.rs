@@ -45,7 +45,27 @@ impl QuickXorHash {
         }
     }
 
-    /// Bytes hashed so far.
+    /// A hash of the part of a stream that starts at byte `offset`, for hashing parts of one file apart (a
+    /// file fetched as concurrent ranges): a byte's contribution depends only on its position, so the parts'
+    /// hashes fold into the whole one with [`QuickXorHash::absorb`].
+    pub fn starting_at(offset: u64) -> Self {
+        Self {
+            lanes: [0; WIDTH_BITS],
+            len: offset,
+        }
+    }
+
+    /// Fold in the hash of another part of the same stream (made with [`QuickXorHash::starting_at`]). The
+    /// parts must not overlap; once they cover the stream from its first byte to its last, the result is the
+    /// stream's hash. Its length becomes the furthest end either has reached.
+    pub fn absorb(&mut self, part: &QuickXorHash) {
+        for (l, p) in self.lanes.iter_mut().zip(&part.lanes) {
+            *l ^= p;
+        }
+        self.len = self.len.max(part.len);
+    }
+
+    /// Bytes hashed so far (for a part: its end in the stream).
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -247,5 +267,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn parts_hashed_apart_in_any_order_fold_into_the_whole_hash() {
+        let data: Vec<u8> = (0..100_003u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let whole = {
+            let mut h = QuickXorHash::new();
+            h.update(&data);
+            h.finalize_base64()
+        };
+        // Uneven cuts, none on a 160-byte boundary except 0, folded last-first; one part fed in pieces.
+        let cuts = [0usize, 7, 161, 33_333, 33_334, 70_001, data.len()];
+        let mut folded = QuickXorHash::new();
+        for w in cuts.windows(2).rev() {
+            let mut part = QuickXorHash::starting_at(w[0] as u64);
+            for piece in data[w[0]..w[1]].chunks(997) {
+                part.update(piece);
+            }
+            assert_eq!(part.len(), w[1] as u64);
+            folded.absorb(&part);
+        }
+        assert_eq!(folded.len(), data.len() as u64);
+        assert_eq!(folded.finalize_base64(), whole);
+        // A missing part gives another hash.
+        let mut gap = QuickXorHash::new();
+        let mut tail = QuickXorHash::starting_at(161);
+        tail.update(&data[161..]);
+        gap.absorb(&tail);
+        assert_ne!(gap.finalize_base64(), whole);
     }
 }
