@@ -4,13 +4,16 @@
 //!   cli ──► app (one run: settings, auth, lock, reporter)
 //!             │
 //!             ├─► crawl ──► graph::children pages ──► filter + layout ──► manifest::commit_page (one tx per page)
-//!             │               ▲ the folder frontier lives in the manifest, so a crawl resumes
+//!             │     │         ▲ the folder frontier lives in the manifest, so a crawl resumes
+//!             │     └─► incremental ─► graph::delta pages (next one fetched while this one is staged)
+//!             │                        ─► manifest staging (with the cursor) ─► apply, parents first
 //!             │
 //!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::content_url ─► graph::download
 //!                                │   (the listing's downloadUrl while fresh,  (302 → pre-authenticated URL, Range)
 //!                                │    else one /content per file)
 //!                                │   stream ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
-//!                                │   large: spans ∥ ─► .part at offsets + span journal ─► fsync ─► hash whole ─► …
+//!                                │   large: spans ∥ on one URL ─► .part at offsets + span journal, each span
+//!                                │          hashed at its offset, folded ─► fsync ─► verify ─► rename ─► …
 //!                                ▼
 //!                          manifest::mark_done / mark_failed (attempts, class, message)
 //! ```
