@@ -147,10 +147,19 @@ fn honour_earlier_pause(graph: &GraphClient, manifest: &SharedManifest, kept: Op
         .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
         && let Ok(left) = until.duration_since(now)
     {
-        tracing::info!(
-            wait_ms = left.as_millis() as u64,
-            "an earlier run was asked to wait by the service: waiting out the rest"
-        );
+        // A long silent start would look like a hang: say it when it is more than a moment.
+        if left >= Duration::from_secs(2) {
+            tracing::warn!(
+                "the service asked the previous run to wait (Retry-After); waiting {} s more before the first \
+                 request, since calling earlier only lengthens the wait",
+                left.as_secs()
+            );
+        } else {
+            tracing::info!(
+                wait_ms = left.as_millis() as u64,
+                "an earlier run was asked to wait by the service: waiting out the rest"
+            );
+        }
         graph.hold_for(left);
     }
     let manifest = manifest.clone();

@@ -952,6 +952,11 @@ fn a_run_killed_while_told_to_wait_leaves_the_wait_to_the_next_run() {
     let started = Instant::now();
     let out = run(&mut backup(&sim, &dest));
     assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("asked the previous run to wait"),
+        "the wait is said, not a silent hang: {stderr}"
+    );
     assert!(
         sim.violations().is_empty(),
         "the new run called while the old one's Retry-After was in force: {:?}",
