@@ -973,3 +973,56 @@ fn a_run_killed_while_told_to_wait_leaves_the_wait_to_the_next_run() {
         );
     }
 }
+
+#[test]
+fn one_request_in_ten_refused_evenly_is_waited_out_every_time_and_nothing_is_lost() {
+    // The literal rate, spread evenly rather than in episodes: every tenth request (listing, /content,
+    // download host) is answered 429 or 503 with Retry-After 1, with resets, expiring URLs and a corrupt file.
+    let (tree, paths) = photo_tree(100);
+    let sim = Simulator::start(tree);
+    sim.fail_fraction(0.05, Failure::throttled(1));
+    sim.fail_fraction(0.05, Failure::unavailable(Some(1)));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.reset_downloads_fraction(0.02, None);
+    sim.set_download_url_lifetime(Duration::from_secs(3));
+    let corrupt = &paths[11];
+    sim.corrupt(corrupt, true);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(1), "the corrupt file failed");
+    let summary = json(&out);
+    let requests: u64 = sim
+        .request_summary()
+        .iter()
+        .filter(|(k, _)| *k != RequestKind::DownloadWithRange)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        sim.throttle_answers() * 10 >= requests,
+        "one in ten of {requests} requests refused: {}",
+        sim.throttle_answers()
+    );
+    assert!(
+        sim.violations().is_empty(),
+        "{:?}",
+        sim.violations().first()
+    );
+    assert_eq!(
+        summary["download"]["throttled"].as_u64(),
+        Some(sim.throttle_answers()),
+        "{summary}"
+    );
+    for p in &paths {
+        if p == corrupt {
+            assert!(!dest.join(p).exists(), "wrong bytes kept");
+        } else {
+            assert!(
+                std::fs::read(dest.join(p)).unwrap() == sim.content(p),
+                "{p}"
+            );
+        }
+    }
+    let listed = failures(&dest);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["class"], "hash_mismatch");
+}
