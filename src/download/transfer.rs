@@ -239,15 +239,7 @@ pub async fn transfer(
                 };
                 url_from_listing = false;
                 if url_refreshes > MAX_URL_REFRESHES {
-                    return failed(
-                        FailureClass::AccessDenied,
-                        Some(status),
-                        format!(
-                            "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
-                        ),
-                        attempts,
-                        false,
-                    );
+                    return urls_refused(status, attempts);
                 }
                 url = None;
                 attempts -= 1;
@@ -272,17 +264,7 @@ pub async fn transfer(
                     class == FailureClass::Auth,
                 );
             }
-            Err(StepError::UrlsRefused(status)) => {
-                return failed(
-                    FailureClass::AccessDenied,
-                    Some(status),
-                    format!(
-                        "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
-                    ),
-                    attempts,
-                    false,
-                );
-            }
+            Err(StepError::UrlsRefused(status)) => return urls_refused(status, attempts),
             Err(StepError::RangesUnsupported) => {
                 // The host ignores ranges or serves another length than listed: one stream from the start,
                 // where the checks of a whole-file fetch (length, caveats) apply.
@@ -573,6 +555,19 @@ fn failed(
         attempts: attempts.max(1),
         fatal,
     })
+}
+
+/// The download host refused fresh URL after fresh URL: a permission problem, not something to loop on.
+fn urls_refused(status: u16, attempts: u32) -> TransferOutcome {
+    failed(
+        FailureClass::AccessDenied,
+        Some(status),
+        format!(
+            "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
+        ),
+        attempts,
+        false,
+    )
 }
 
 fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOutcome {
