@@ -193,7 +193,7 @@ fn main() {
     let wall = start.elapsed();
     assert!(status.success(), "odbackup exited with {status}");
     let rss_mib = children_max_rss_kib() as f64 / 1024.0;
-    let requests: u64 = sim.request_summary().iter().map(|(_, n)| n).sum();
+    let requests = sim.total_requests();
     let bytes = sim.bytes_served();
     println!(
         "mode={} method={} items={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",

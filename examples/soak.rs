@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graphsim::{Failure, GenSpec, QuickXorHash, RequestKind, Simulator, Tree};
+use graphsim::{Failure, GenSpec, QuickXorHash, Simulator, Tree};
 use rand::{Rng as _, SeedableRng as _};
 
 struct Opts {
@@ -124,12 +124,7 @@ fn main() {
     let wall = start.elapsed();
 
     let checked = check(dest.path(), &sim);
-    let requests: u64 = sim
-        .request_summary()
-        .iter()
-        .filter(|(k, _)| *k != RequestKind::DownloadWithRange)
-        .map(|(_, n)| n)
-        .sum();
+    let requests = sim.total_requests();
     println!("files: {checked} checked against the simulator, all correct");
     println!("wall: {wall:.1?}; runs: {runs}; kills: {kills}");
     println!(

@@ -795,4 +795,14 @@ impl Simulator {
             .filter(|&(_, n)| n > 0)
             .collect()
     }
+
+    /// Requests that reached the simulator, each counted once (a ranged download is also counted under
+    /// `DownloadWithRange`, which is a subset of `Download`, so that kind is left out of the sum).
+    pub fn total_requests(&self) -> u64 {
+        RequestKind::ALL
+            .iter()
+            .filter(|&&k| k != RequestKind::DownloadWithRange)
+            .map(|&k| self.requests(k))
+            .sum()
+    }
 }

@@ -124,12 +124,7 @@ fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_
         sim.request_summary(),
         sim.violations().len()
     );
-    let requests: u64 = sim
-        .request_summary()
-        .iter()
-        .filter(|(k, _)| *k != RequestKind::DownloadWithRange)
-        .map(|(_, n)| n)
-        .sum();
+    let requests = sim.total_requests();
     assert!(
         sim.throttle_answers() * 150 >= requests,
         "a throttling episode about every 100 of {requests} requests: {} refusals",
@@ -991,12 +986,7 @@ fn one_request_in_ten_refused_evenly_is_waited_out_every_time_and_nothing_is_los
     let out = run(backup(&sim, &dest).arg("--json"));
     assert_eq!(out.status.code(), Some(1), "the corrupt file failed");
     let summary = json(&out);
-    let requests: u64 = sim
-        .request_summary()
-        .iter()
-        .filter(|(k, _)| *k != RequestKind::DownloadWithRange)
-        .map(|(_, n)| n)
-        .sum();
+    let requests = sim.total_requests();
     assert!(
         sim.throttle_answers() * 10 >= requests,
         "one in ten of {requests} requests refused: {}",
