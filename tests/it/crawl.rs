@@ -9,12 +9,7 @@ use crate::support::{TestDest, eventually, json, odbackup, run};
 
 /// `odbackup crawl` of `dest` against the simulator.
 pub fn crawl(sim: &Simulator, dest: &TestDest) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.args(["crawl", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
-    cmd
+    crate::support::against(sim, dest, "crawl")
 }
 
 /// A tree with every shape the issue names: a folder of 2,500 children (paging), depth 21, unicode names

@@ -7,12 +7,7 @@ use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 use crate::support::{TestDest, json, odbackup, run};
 
 pub fn backup(sim: &Simulator, dest: &TestDest) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.args(["backup", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
-    cmd
+    crate::support::against(sim, dest, "backup")
 }
 
 /// Mixed sizes: mostly small photos, some medium, a few larger, and empty files.

@@ -10,7 +10,7 @@ use odbackup::download::{DownloadOptions, DownloadPolicy, DownloadSummary};
 use odbackup::graph::{GraphClient, GraphOptions};
 
 use crate::download::backup;
-use crate::support::{TestDest, json, odbackup, run};
+use crate::support::{TestDest, assert_same_bytes, json, odbackup, run};
 
 /// `count` files: mostly small photos, every 25th a larger one (so a reset lands mid-body and a resume
 /// has something to resume), every 100th a few megabytes.
@@ -703,12 +703,7 @@ fn a_read_only_folder_in_the_destination_stops_the_run_naming_it_and_a_rerun_aft
     disk.remount("rw");
     let out = run(&mut backup(&sim, &dest));
     assert_eq!(out.status.code(), Some(0));
-    for p in &paths {
-        assert!(
-            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
-            "{p}"
-        );
-    }
+    assert_same_bytes(&sim, &dest, &paths);
     drop(disk);
 }
 
@@ -780,12 +775,7 @@ fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unre
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", json(&out));
     assert_eq!(sim.failures_served(), 3);
-    for p in &paths {
-        assert!(
-            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
-            "{p}"
-        );
-    }
+    assert_same_bytes(&sim, &dest, &paths);
 
     // A folder whose listing stays garbled: recorded with the reason, everything else backed up, exit 1.
     let unreadable = "Camera Roll/2017";
@@ -801,12 +791,7 @@ fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unre
     assert_eq!(summary["crawl"]["folders_unreadable"], 1, "{summary}");
     let (inside, outside) = split_by_folder(&paths, unreadable);
     assert!(!inside.is_empty());
-    for p in &outside {
-        assert!(
-            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
-            "{p}"
-        );
-    }
+    assert_same_bytes(&sim, &dest, &outside);
     for p in &inside {
         assert!(!dest.join(p).exists(), "{p}: never listed, never written");
     }
@@ -822,12 +807,7 @@ fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unre
     sim.clear_failures();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", json(&out));
-    for p in &paths {
-        assert!(
-            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
-            "{p}"
-        );
-    }
+    assert_same_bytes(&sim, &dest, &paths);
 }
 
 #[test]
@@ -850,12 +830,7 @@ fn a_delta_listing_that_stays_unreadable_stops_the_run_clearly_and_a_rerun_compl
     sim.clear_failures();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "delta"]));
     assert_eq!(out.status.code(), Some(0));
-    for p in &paths {
-        assert!(
-            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
-            "{p}"
-        );
-    }
+    assert_same_bytes(&sim, &dest, &paths);
 }
 
 #[test]
@@ -882,9 +857,9 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     let summary = json(&out);
     assert_eq!(sim.failures_served(), 2);
     // A body that ends before the listed size is fetched again and comes out right.
-    assert!(std::fs::read(dest.join(short)).unwrap() == sim.content(short));
+    assert_same_bytes(&sim, &dest, [short]);
     // A body running past the listed size is not the file: dropped and fetched again from scratch.
-    assert!(std::fs::read(dest.join(long)).unwrap() == sim.content(long));
+    assert_same_bytes(&sim, &dest, [long]);
     assert_eq!(out.status.code(), Some(0), "{summary}");
 
     // Every time: failed for this run with the cause, nothing under its name, and the re-run asks again.
@@ -906,7 +881,7 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     sim.clear_failures();
     let out = run(&mut backup(&sim, &dest));
     assert_eq!(out.status.code(), Some(0));
-    assert!(std::fs::read(dest.join(other)).unwrap() == sim.content(other));
+    assert_same_bytes(&sim, &dest, [other]);
 }
 
 #[test]
@@ -961,12 +936,7 @@ fn a_run_killed_while_told_to_wait_leaves_the_wait_to_the_next_run() {
         started.elapsed() >= Duration::from_secs(2),
         "it waited the rest"
     );
-    for p in paths.iter().step_by(7) {
-        assert!(
-            std::fs::read(dest.join(p)).unwrap() == sim.content(p),
-            "{p}"
-        );
-    }
+    assert_same_bytes(&sim, &dest, paths.iter().step_by(7));
 }
 
 #[test]

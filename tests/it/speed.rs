@@ -10,16 +10,11 @@ use graphsim::{RequestKind, Simulator, Tree};
 
 use crate::crawl::crawl;
 use crate::download::backup;
-use crate::support::{TestDest, eventually, odbackup, run};
+use crate::support::{TestDest, assert_same_bytes, eventually, run};
 
 /// `odbackup download` of `dest` against the simulator.
 fn download(sim: &Simulator, dest: &TestDest) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.args(["download", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
-    cmd
+    crate::support::against(sim, dest, "download")
 }
 
 fn small_tree(files: usize) -> (Tree, Vec<String>) {
@@ -37,15 +32,6 @@ fn listed_urls(dest: &TestDest) -> i64 {
     dest.db()
         .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
         .unwrap()
-}
-
-fn assert_same_bytes(sim: &Simulator, dest: &TestDest, paths: &[String]) {
-    for path in paths {
-        assert!(
-            std::fs::read(dest.join(path)).unwrap() == sim.content(path),
-            "{path} differs from the simulator's bytes"
-        );
-    }
 }
 
 #[test]

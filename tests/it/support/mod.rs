@@ -174,6 +174,32 @@ pub fn odbackup() -> Command {
     cmd
 }
 
+/// `odbackup <command> --dest DEST` against the simulator, signed in with its token.
+pub fn against(sim: &graphsim::Simulator, dest: &TestDest, command: &str) -> Command {
+    let mut cmd = odbackup();
+    cmd.args([command, "--dest"])
+        .arg(dest.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    cmd
+}
+
+/// Every file of `paths` is on disk under `dest` with the simulator's bytes.
+pub fn assert_same_bytes<S: AsRef<str>>(
+    sim: &graphsim::Simulator,
+    dest: &TestDest,
+    paths: impl IntoIterator<Item = S>,
+) {
+    for path in paths {
+        let path = path.as_ref();
+        let bytes = std::fs::read(dest.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            bytes == sim.content(path),
+            "{path} differs from the simulator's bytes"
+        );
+    }
+}
+
 /// Run and capture, with the output shown if an assertion on it fails.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run odbackup");
