@@ -63,6 +63,7 @@ pub mod crawl;
 pub mod download;
 mod error;
 pub mod filter;
+pub mod fsdest;
 pub mod graph;
 pub mod hash;
 pub mod ids;

@@ -52,6 +52,14 @@ pub enum Event<'a> {
         /// What went wrong.
         message: &'a str,
     },
+    /// A local file that odbackup had not written was where a file of the drive goes: it was moved into the
+    /// trash (never overwritten).
+    Displaced {
+        /// Its path, relative to the destination.
+        path: &'a str,
+        /// Where it is now, relative to the destination.
+        trash: &'a str,
+    },
     /// A dry run would download this file.
     Planned {
         /// Its remote path.

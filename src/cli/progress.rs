@@ -162,6 +162,11 @@ impl Bars {
                 self.files_message();
                 self.files().println(format!("failed ({class}): {path}"));
             }
+            Event::Displaced { path, trash } => {
+                self.files().println(format!(
+                    "moved aside (not written by odbackup): {path} → {trash}"
+                ));
+            }
             Event::Planned { .. } => {}
             Event::Throttled { answers, transfers } => {
                 self.throttles.store(*answers, Ordering::Relaxed);

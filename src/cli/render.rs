@@ -99,7 +99,8 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         writeln!(out)?;
     }
     let idle = summary.download.as_ref().is_some_and(|d| {
-        d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept == 0
+        d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept + d.displaced
+            == 0
             && d.fatal.is_none()
     });
     if idle {
@@ -150,6 +151,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 out,
                 "  {} previous versions of changed files kept in .odbackup/trash/",
                 d.versions_kept
+            )?;
+        }
+        if d.displaced > 0 {
+            writeln!(
+                out,
+                "  {} local files odbackup had not written were in the way: moved into .odbackup/trash/ (never overwritten)",
+                d.displaced
             )?;
         }
         if d.requeued > 0 {

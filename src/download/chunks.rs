@@ -11,9 +11,11 @@
 //! `start end` line per span (end exclusive). A torn last line is ignored.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::io::Read as _;
 
 use tokio::io::AsyncWriteExt as _;
+
+use crate::fsdest::Folder;
 
 /// Bytes per span unless `--chunk-size` says otherwise, and the size from which a file is fetched in spans.
 /// Large enough that one request's setup (a TLS handshake, the host's time to first byte) is a small share of
@@ -108,27 +110,26 @@ pub fn parse_journal(text: &str, size: u64) -> Vec<Span> {
         .collect()
 }
 
-/// The journal beside `part`.
-pub fn journal_path(part: &Path) -> PathBuf {
-    let mut name = part.file_name().unwrap_or_default().to_os_string();
-    name.push(".chunks");
-    part.with_file_name(name)
-}
-
 /// An open journal, appended to as spans complete.
 pub struct Journal {
     file: tokio::fs::File,
 }
 
 impl Journal {
-    /// Start the journal of a file of `size` bytes afresh, recording `done` (what is known good already), and
-    /// sync it: the part file may only be pre-sized once this is on disk.
-    pub async fn create(path: &Path, size: u64, done: &[Span]) -> std::io::Result<Self> {
+    /// Start the journal `name` of `folder` for a file of `size` bytes afresh (created exclusively, never
+    /// through a link), recording `done` (what is known good already), and sync it: the part file may only be
+    /// pre-sized once this is on disk.
+    pub async fn create(
+        folder: &Folder,
+        name: &str,
+        size: u64,
+        done: &[Span],
+    ) -> std::io::Result<Self> {
         let mut text = format!("{HEADER}{size}\n");
         for s in done {
             let _ = writeln!(text, "{} {}", s.start, s.end);
         }
-        let mut file = tokio::fs::File::create(path).await?;
+        let mut file = tokio::fs::File::from_std(folder.create_fresh(name)?);
         file.write_all(text.as_bytes()).await?;
         file.sync_all().await?;
         Ok(Self { file })
@@ -143,11 +144,16 @@ impl Journal {
     }
 }
 
-/// The spans a journal at `path` records for a file of `size` bytes whose part file is `part_len` long (a
-/// span past the part file's end cannot be there, whatever the journal says). Nothing if there is no journal.
-pub async fn read_journal(path: &Path, size: u64, part_len: u64) -> Vec<Span> {
-    match tokio::fs::read_to_string(path).await {
-        Ok(text) => parse_journal(&text, size)
+/// The spans the journal `name` of `folder` records for a file of `size` bytes whose part file is
+/// `part_len` long (a span past the part file's end cannot be there, whatever the journal says). Nothing if
+/// there is no journal (or it is not a plain file).
+pub fn read_journal(folder: &Folder, name: &str, size: u64, part_len: u64) -> Vec<Span> {
+    let mut text = String::new();
+    match folder
+        .open_read(name)
+        .and_then(|mut f| f.read_to_string(&mut text))
+    {
+        Ok(_) => parse_journal(&text, size)
             .into_iter()
             .filter(|s| s.end <= part_len)
             .collect(),
@@ -234,14 +240,20 @@ mod tests {
     #[tokio::test]
     async fn a_journal_written_then_reread_keeps_only_spans_the_part_file_can_hold() {
         let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join(".odbackup-1-2.part");
-        let path = journal_path(&part);
-        assert_eq!(path.file_name().unwrap(), ".odbackup-1-2.part.chunks");
-        let mut journal = Journal::create(&path, 10, &[s(0, 4)]).await.unwrap();
+        let dest = crate::fsdest::Dest::open(dir.path()).unwrap();
+        let folder = dest.create_item_folder("f").unwrap();
+        let name = crate::fsdest::journal_name(".odbackup-1-2.part");
+        assert_eq!(name, ".odbackup-1-2.part.chunks");
+        let mut journal = Journal::create(&folder, &name, 10, &[s(0, 4)])
+            .await
+            .unwrap();
         journal.record(s(8, 10)).await.unwrap();
         drop(journal);
-        assert_eq!(read_journal(&path, 10, 10).await, vec![s(0, 4), s(8, 10)]);
-        assert_eq!(read_journal(&path, 10, 5).await, vec![s(0, 4)]);
-        assert_eq!(read_journal(&dir.path().join("none"), 10, 10).await, vec![]);
+        assert_eq!(
+            read_journal(&folder, &name, 10, 10),
+            vec![s(0, 4), s(8, 10)]
+        );
+        assert_eq!(read_journal(&folder, &name, 10, 5), vec![s(0, 4)]);
+        assert_eq!(read_journal(&folder, "none", 10, 10), vec![]);
     }
 }

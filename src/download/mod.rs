@@ -11,7 +11,7 @@ mod plan;
 mod ranged;
 mod transfer;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,9 +20,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::crawl::CrawlProgress;
+use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
-use crate::localpath::{join_under, join_under_no_symlinks};
-use crate::manifest::{DoneRecord, DownloadJob, FailureClass, FailureRecord, ManifestError};
+use crate::manifest::{
+    DoneRecord, DownloadJob, FailureClass, FailureRecord, ManifestError, MovedFile,
+};
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
@@ -128,6 +130,11 @@ pub struct DownloadSummary {
     pub trashed: u64,
     /// Previous versions of changed files kept in the trash (`--keep-versions`).
     pub versions_kept: u64,
+    /// Local files that odbackup had not written, found where a file of the drive goes: moved into the
+    /// trash, never overwritten.
+    pub displaced: u64,
+    /// Stale part files (of older versions, or of files no longer wanted) removed at the end of the run.
+    pub stale_parts_removed: u64,
     /// Bytes received over the network.
     pub bytes: u64,
     /// Failures by class.
@@ -187,14 +194,27 @@ pub async fn download_with_policy(
     mut crawl: watch::Receiver<CrawlProgress>,
 ) -> Result<DownloadSummary, ManifestError> {
     let stats_before = graph.stats();
-    let moved = relocate_moved(manifest, options).await?;
+    let dest = match Dest::open(&options.dest) {
+        Ok(dest) => dest,
+        Err(err) => {
+            // Not one file could be written: the run stops here and says where.
+            return Ok(DownloadSummary {
+                fatal: Some(format!("cannot open the destination: {err}")),
+                fatal_class: Some(FailureClass::Disk.as_str().to_owned()),
+                interrupted: true,
+                ..DownloadSummary::default()
+            });
+        }
+    };
+    let relocated = relocate_moved(manifest, &dest, &*reporter).await?;
     let mut summary = DownloadSummary {
-        moved,
-        requeued: requeue_missing(manifest, options).await?,
+        moved: relocated.moved,
+        displaced: relocated.displaced,
+        requeued: requeue_missing(manifest, Some(&dest)).await?,
         ..DownloadSummary::default()
     };
     if options.mirror_empty_folders {
-        create_folders(manifest, options).await?;
+        create_folders(manifest, &dest).await?;
     }
 
     // Transfers at once: `options.concurrency` at most, fewer for a while after the service throttles.
@@ -232,9 +252,11 @@ pub async fn download_with_policy(
                 }
                 swept = true;
                 // Renames and moves the crawl just applied: move those files rather than fetch them.
-                summary.moved += relocate_moved(manifest, options).await?;
+                let relocated = relocate_moved(manifest, &dest, &*reporter).await?;
+                summary.moved += relocated.moved;
+                summary.displaced += relocated.displaced;
                 if options.keep.mirror_deletes && !stop.is_cancelled() {
-                    summary.trashed += trash_deleted(manifest, options).await?;
+                    summary.trashed += trash_deleted(manifest, &dest).await?;
                 }
                 after = 0;
                 continue;
@@ -266,10 +288,10 @@ pub async fn download_with_policy(
             if options.keep.keep_versions
                 && let Some(previous) = job.written_path.clone()
             {
-                summary.versions_kept += keep_version(manifest, options, &job, &previous).await?;
+                summary.versions_kept += keep_version(manifest, &dest, &job, &previous).await?;
             }
             let graph = graph.clone();
-            let dest = options.dest.clone();
+            let dest = dest.clone();
             let reporter = Arc::clone(&reporter);
             let transfer_cancel = stop.clone();
             let limit = Arc::clone(&limit);
@@ -306,7 +328,10 @@ pub async fn download_with_policy(
     (_, summary.concurrency_lowest, summary.concurrency_drops) = limit.figures();
     if !summary.interrupted && options.mirror_empty_folders {
         // Folders found by a crawl that ran alongside, empty ones included.
-        create_folders(manifest, options).await?;
+        create_folders(manifest, &dest).await?;
+    }
+    if !summary.interrupted {
+        summary.stale_parts_removed = sweep_stale_parts(manifest, &dest, with_malware).await?;
     }
     Ok(summary)
 }
@@ -318,8 +343,10 @@ pub async fn dry_run(
     options: &DownloadOptions,
     reporter: &dyn Reporter,
 ) -> Result<DryRunSummary, ManifestError> {
+    // A dry run creates nothing, not even the destination.
+    let dest = Dest::open_existing(&options.dest).ok().flatten();
     let mut summary = DryRunSummary {
-        requeued: requeue_missing(manifest, options).await?,
+        requeued: requeue_missing(manifest, dest.as_ref()).await?,
         ..DryRunSummary::default()
     };
     let mut after = 0i64;
@@ -381,7 +408,15 @@ async fn record(
             fetched,
             adopted,
             attempts,
+            displaced,
         } => {
+            if let Some(trash) = &displaced {
+                summary.displaced += 1;
+                reporter.event(&Event::Displaced {
+                    path: &local_path,
+                    trash,
+                });
+            }
             if let Some(c) = &caveat {
                 *summary
                     .accepted_with_caveat
@@ -461,51 +496,154 @@ async fn record(
     Ok(())
 }
 
+/// What [`relocate_moved`] did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Relocated {
+    moved: u64,
+    displaced: u64,
+}
+
 /// Files renamed or moved on the drive since they were written: move them on disk to where they now belong
-/// (never over an existing file), and remove folders the moves left empty. A file not where it was written
-/// is left to [`requeue_missing`], which fetches it again.
+/// (never over another file), and remove folders the moves left empty.
+///
+/// All moves are taken together and repeated until none makes progress, so that files which traded names
+/// (b ↔ c, a → b → c → a, two folders swapped) are moved round through a temporary name rather than left in
+/// each other's place. A target held by a file that is not moving (the user's, or one kept for a file
+/// deleted on the drive) is moved into the trash first. Each move is recorded before the next one starts,
+/// so a kill leaves at most one row naming a place its file just left; such a row, and any file that could
+/// not be moved, goes back to pending, where the download adopts the file by its hash or fetches it again.
+/// So a run never ends with a done row whose file is elsewhere.
 async fn relocate_moved(
     manifest: &SharedManifest,
-    options: &DownloadOptions,
-) -> Result<u64, ManifestError> {
+    dest: &Dest,
+    reporter: &dyn Reporter,
+) -> Result<Relocated, ManifestError> {
+    let mut moves: Vec<MovedFile> = Vec::new();
     let mut after = 0i64;
-    let mut moved = 0u64;
     loop {
         let rows = manifest
             .call(move |m| m.moved_files_after(after, 1024))
             .await?;
         let Some(last) = rows.last() else { break };
         after = last.rowid;
-        let dest = options.dest.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            rows.into_iter()
-                .filter(|row| match move_within(&dest, &row.from, &row.to) {
-                    Ok(moved) => moved,
-                    Err(err) => {
-                        tracing::warn!(from = %row.from, to = %row.to, error = %err, "could not move a renamed file; it will be fetched again");
-                        false
-                    }
-                })
-                .map(|row| (row.drive_id, row.item_id, row.to))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        moved += done.len() as u64;
-        for (drive, item, to) in done {
-            manifest
-                .call(move |m| m.set_written_path(&drive, &item, &to))
-                .await?;
+        moves.extend(rows);
+    }
+    let mut done = Relocated::default();
+    if moves.is_empty() {
+        return Ok(done);
+    }
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut unmovable = Vec::new();
+    let mut cleared_blockers = false;
+    while !moves.is_empty() {
+        let mut progress = false;
+        let mut blocked = Vec::new();
+        for row in std::mem::take(&mut moves) {
+            match move_file(dest, &row.from, &row.to).await {
+                Ok(MoveOutcome::Moved) => {
+                    record_written(manifest, &row, &row.to).await?;
+                    done.moved += 1;
+                    progress = true;
+                }
+                Ok(MoveOutcome::TargetTaken) => blocked.push(row),
+                Ok(MoveOutcome::SourceMissing) => unmovable.push(row),
+                Err(err) => {
+                    tracing::warn!(from = %row.from, to = %row.to, error = %err, "could not move a renamed file; it will be checked and fetched again if need be");
+                    unmovable.push(row);
+                }
+            }
+        }
+        moves = blocked;
+        if progress || moves.is_empty() {
+            continue;
+        }
+        // Every target is taken. One taken by another waiting move's file is a cycle (or a chain ending in
+        // one): that file steps aside under a temporary name, which breaks it.
+        let sources: HashMap<&str, usize> = moves
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.from.as_str(), i))
+            .collect();
+        if let Some(i) = moves
+            .iter()
+            .find_map(|m| sources.get(m.to.as_str()).copied())
+        {
+            let row = &moves[i];
+            let (parent, _) = fsdest::split(&row.from).unwrap_or(("", ""));
+            let temp = crate::localpath::child_path(
+                parent,
+                &fsdest::moving_name(row.drive_id.as_str(), row.item_id.as_str()),
+            );
+            if matches!(
+                move_file(dest, &row.from, &temp).await,
+                Ok(MoveOutcome::Moved)
+            ) {
+                record_written(manifest, row, &temp).await?;
+                moves[i].from = temp;
+            } else {
+                unmovable.push(moves.swap_remove(i));
+            }
+            continue;
+        }
+        if cleared_blockers {
+            // What is in the way could not be moved aside: these files are fetched again instead.
+            unmovable.append(&mut moves);
+            break;
+        }
+        // What remains is blocked by files that are not moving: they make way into the trash, and every row
+        // that recorded one there follows it.
+        cleared_blockers = true;
+        for row in &moves {
+            let (dest, to, day) = (dest.clone(), row.to.clone(), date.clone());
+            match transfer::blocking(move || dest.trash(&to, &day)).await {
+                Ok(Some(trash)) => {
+                    let (from, to) = (row.to.clone(), trash.clone());
+                    manifest
+                        .call(move |m| m.move_written_paths(&from, &to))
+                        .await?;
+                    done.displaced += 1;
+                    reporter.event(&Event::Displaced {
+                        path: &row.to,
+                        trash: &trash,
+                    });
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(path = %row.to, error = %err, "could not move a file out of the way of a renamed one");
+                }
+            }
         }
     }
-    Ok(moved)
+    if !unmovable.is_empty() {
+        let keys: Vec<_> = unmovable
+            .into_iter()
+            .map(|row| (row.drive_id, row.item_id))
+            .collect();
+        manifest.call(move |m| m.reset_to_pending(&keys)).await?;
+    }
+    Ok(done)
+}
+
+/// [`Dest::move_file`] on the blocking pool.
+async fn move_file(dest: &Dest, from: &str, to: &str) -> Result<MoveOutcome, fsdest::DestError> {
+    let (dest, from, to) = (dest.clone(), from.to_owned(), to.to_owned());
+    transfer::blocking(move || dest.move_file(&from, &to)).await
+}
+
+/// Record that the file of `row` is now at `path`.
+async fn record_written(
+    manifest: &SharedManifest,
+    row: &MovedFile,
+    path: &str,
+) -> Result<(), ManifestError> {
+    let (drive, item, path) = (row.drive_id.clone(), row.item_id.clone(), path.to_owned());
+    manifest
+        .call(move |m| m.set_written_path(&drive, &item, &path))
+        .await
 }
 
 /// `--mirror-deletes`: files deleted on the drive leave the tree for the trash (never deleted outright).
-async fn trash_deleted(
-    manifest: &SharedManifest,
-    options: &DownloadOptions,
-) -> Result<u64, ManifestError> {
+async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, ManifestError> {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let mut after = 0i64;
     let mut trashed = 0u64;
@@ -515,14 +653,15 @@ async fn trash_deleted(
             .await?;
         let Some(last) = rows.last() else { break };
         after = last.rowid;
-        let (dest, date) = (options.dest.clone(), date.clone());
-        let done = tokio::task::spawn_blocking(move || {
+        let (dest, date) = (dest.clone(), date.clone());
+        let done = transfer::blocking(move || {
             rows.into_iter()
                 .filter_map(|row| {
-                    let to = free_trash_path(&dest, &date, &row.from);
-                    match move_within(&dest, &row.from, &to) {
-                        Ok(true) => Some((row.drive_id, row.item_id, to)),
-                        Ok(false) => None,
+                    // Only a plain file is odbackup's to move; anything else under the name is left alone.
+                    dest.file_len(&row.from)?;
+                    match dest.trash(&row.from, &date) {
+                        Ok(Some(to)) => Some((row.drive_id, row.item_id, to)),
+                        Ok(None) => None,
                         Err(err) => {
                             tracing::warn!(path = %row.from, error = %err, "could not move a deleted file to the trash");
                             None
@@ -531,8 +670,7 @@ async fn trash_deleted(
                 })
                 .collect::<Vec<_>>()
         })
-        .await
-        .unwrap_or_default();
+        .await;
         trashed += done.len() as u64;
         for (drive, item, to) in done {
             manifest
@@ -546,21 +684,30 @@ async fn trash_deleted(
 /// `--keep-versions`: the previous version of a changed file goes to the trash before the new one is fetched.
 async fn keep_version(
     manifest: &SharedManifest,
-    options: &DownloadOptions,
+    dest: &Dest,
     job: &DownloadJob,
     previous: &str,
 ) -> Result<u64, ManifestError> {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let to = free_trash_path(&options.dest, &date, previous);
-    match move_within(&options.dest, previous, &to) {
-        Ok(true) => {
+    let trashed = {
+        let (dest, previous) = (dest.clone(), previous.to_owned());
+        transfer::blocking(move || {
+            if dest.file_len(&previous).is_none() {
+                return Ok(None);
+            }
+            dest.trash(&previous, &date)
+        })
+        .await
+    };
+    match trashed {
+        Ok(Some(to)) => {
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
             manifest
                 .call(move |m| m.set_written_path(&drive, &item, &to))
                 .await?;
             Ok(1)
         }
-        Ok(false) => Ok(0),
+        Ok(None) => Ok(0),
         Err(err) => {
             tracing::warn!(path = %previous, error = %err, "could not keep the previous version");
             Ok(0)
@@ -568,50 +715,11 @@ async fn keep_version(
     }
 }
 
-/// A trash path for `relative` that nothing holds yet (a second version on the same day gets `.1`, `.2`, …).
-fn free_trash_path(dest: &std::path::Path, date: &str, relative: &str) -> String {
-    let base = crate::localpath::trash_path(date, relative);
-    let taken = |rel: &str| std::fs::symlink_metadata(dest.join(rel)).is_ok();
-    if !taken(&base) {
-        return base;
-    }
-    (1u32..100_000)
-        .map(|n| format!("{base}.{n}"))
-        .find(|candidate| !taken(candidate))
-        .unwrap_or(base)
-}
-
-/// Move `from` to `to` (both relative to `dest`, neither through a symbolic link); `Ok(false)` when there is
-/// nothing to move or the target is taken.
-fn move_within(dest: &std::path::Path, from: &str, to: &str) -> std::io::Result<bool> {
-    let invalid =
-        |e: crate::localpath::PathError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    let source = join_under_no_symlinks(dest, from).map_err(invalid)?;
-    let target = join_under_no_symlinks(dest, to).map_err(invalid)?;
-    if !std::fs::symlink_metadata(&source).is_ok_and(|m| m.is_file())
-        || std::fs::symlink_metadata(&target).is_ok()
-    {
-        return Ok(false);
-    }
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(&source, &target)?;
-    // Folders emptied by the move (a renamed folder's old name) go too; `remove_dir` refuses non-empty ones.
-    let mut folder = source.parent();
-    while let Some(dir) = folder {
-        if dir == dest || std::fs::remove_dir(dir).is_err() {
-            break;
-        }
-        folder = dir.parent();
-    }
-    Ok(true)
-}
-
 /// Files the manifest calls done but that are missing or of the wrong size on disk go back to pending.
+/// Without a destination (a dry run before the first backup) every one is missing.
 async fn requeue_missing(
     manifest: &SharedManifest,
-    options: &DownloadOptions,
+    dest: Option<&Dest>,
 ) -> Result<u64, ManifestError> {
     let mut after = 0i64;
     let mut requeued = 0u64;
@@ -621,19 +729,24 @@ async fn requeue_missing(
             .await?;
         let Some(last) = rows.last() else { break };
         after = last.rowid;
-        let dest = options.dest.clone();
-        let stale = tokio::task::spawn_blocking(move || {
+        let dest = dest.cloned();
+        let stale = transfer::blocking(move || {
+            // Rows come folder by folder more often than not: one handle serves a run of them.
+            let mut folder: Option<(String, Option<fsdest::Folder>)> = None;
+            let mut on_disk = |rel: &str| -> Option<u64> {
+                let dest = dest.as_ref()?;
+                let (parent, name) = fsdest::split(rel).ok()?;
+                if folder.as_ref().is_none_or(|(p, _)| p != parent) {
+                    folder = Some((parent.to_owned(), dest.item_folder(parent).ok().flatten()));
+                }
+                folder.as_ref()?.1.as_ref()?.file_len(name)
+            };
             rows.into_iter()
-                .filter(|row| {
-                    let path = join_under(&dest, &row.local_path);
-                    !matches!(path.map(std::fs::symlink_metadata),
-                              Ok(Ok(meta)) if meta.is_file() && meta.len() == row.size)
-                })
+                .filter(|row| on_disk(&row.local_path) != Some(row.size))
                 .map(|row| (row.drive_id, row.item_id))
                 .collect::<Vec<_>>()
         })
-        .await
-        .unwrap_or_default();
+        .await;
         if !stale.is_empty() {
             requeued += stale.len() as u64;
             manifest.call(move |m| m.reset_to_pending(&stale)).await?;
@@ -643,30 +756,83 @@ async fn requeue_missing(
 }
 
 /// Mirror every known folder, empty ones included.
-async fn create_folders(
-    manifest: &SharedManifest,
-    options: &DownloadOptions,
-) -> Result<(), ManifestError> {
+async fn create_folders(manifest: &SharedManifest, dest: &Dest) -> Result<(), ManifestError> {
     let mut after = 0i64;
     loop {
         let rows = manifest.call(move |m| m.folders_after(after, 4096)).await?;
         let Some(last) = rows.last() else { break };
         after = last.0;
-        let dest = options.dest.clone();
-        tokio::task::spawn_blocking(move || {
+        let dest = dest.clone();
+        transfer::blocking(move || {
             for (_, local) in rows {
-                match join_under_no_symlinks(&dest, &local) {
-                    Ok(path) => {
-                        if let Err(err) = std::fs::create_dir_all(&path) {
-                            tracing::warn!(path = %path.display(), error = %err, "could not create folder");
-                        }
-                    }
-                    Err(err) => tracing::warn!(error = %err, "folder skipped"),
+                if let Err(err) = dest.create_item_folder(&local) {
+                    tracing::warn!(error = %err, "could not create folder");
                 }
             }
         })
-        .await
-        .unwrap_or_default();
+        .await;
     }
     Ok(())
+}
+
+/// Remove odbackup's part files that no wanted file will resume from: those of older versions, of files
+/// deleted on the drive or excluded since, left by an earlier run. The part file of every file still to be
+/// fetched (pending or failed) stays, and so does the temporary name of a file being moved round a cycle.
+async fn sweep_stale_parts(
+    manifest: &SharedManifest,
+    dest: &Dest,
+    with_malware: bool,
+) -> Result<u64, ManifestError> {
+    let mut keep: HashSet<(String, String)> = HashSet::new();
+    let mut after = 0i64;
+    loop {
+        let jobs = manifest
+            .call(move |m| m.downloadable_after_with(after, 4096, with_malware))
+            .await?;
+        let Some(last) = jobs.last() else { break };
+        after = last.rowid;
+        for job in jobs {
+            let Some(Ok((parent, _))) = job.local_path.as_deref().map(fsdest::split) else {
+                continue;
+            };
+            let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
+            let part = fsdest::part_file_name(job.drive_id.as_str(), job.item_id.as_str(), version);
+            keep.insert((parent.to_owned(), fsdest::journal_name(&part)));
+            keep.insert((parent.to_owned(), part));
+        }
+    }
+    after = 0;
+    loop {
+        let rows = manifest
+            .call(move |m| m.moved_files_after(after, 4096))
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.rowid;
+        for row in rows {
+            if let Ok((parent, name)) = fsdest::split(&row.from) {
+                keep.insert((parent.to_owned(), name.to_owned()));
+            }
+        }
+    }
+    let dest = dest.clone();
+    let swept = transfer::blocking(move || {
+        dest.sweep_part_files(&|folder, name| keep.contains(&(folder.to_owned(), name.to_owned())))
+    })
+    .await;
+    match swept {
+        Ok(swept) => {
+            if swept.files > 0 {
+                tracing::info!(
+                    files = swept.files,
+                    bytes = swept.bytes,
+                    "removed stale part files"
+                );
+            }
+            Ok(swept.files)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not look for stale part files");
+            Ok(0)
+        }
+    }
 }

@@ -14,7 +14,7 @@
 //! fetched one span after another, which is still resumable span by span.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use super::DownloadPolicy;
 use super::adaptive::AdaptiveLimit;
 use super::chunks::{self, Journal, Span};
-use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, file_len};
+use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, blocking};
+use crate::fsdest::{self, Folder};
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, QuickXorHash};
 use crate::manifest::DownloadJob;
@@ -38,7 +39,10 @@ pub(super) struct Ranged<'a> {
     pub graph: &'a GraphClient,
     pub job: &'a DownloadJob,
     pub policy: &'a DownloadPolicy,
-    pub part: &'a Path,
+    /// The target's folder, held open: the part file and its journal are its entries.
+    pub folder: &'a Arc<Folder>,
+    /// The part file's name.
+    pub part: &'a str,
     pub with_sha1: bool,
     pub reporter: &'a dyn Reporter,
     pub cancel: &'a CancellationToken,
@@ -100,16 +104,13 @@ impl Ranged<'_> {
         fetched: &mut u64,
     ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
         let size = self.job.size;
-        let part = self.part;
-        let disk = |e: std::io::Error| StepError::Disk(e, part.to_path_buf());
-        let journal_path = chunks::journal_path(part);
-        if std::fs::symlink_metadata(&journal_path).is_ok_and(|m| m.file_type().is_symlink()) {
-            // Never written through: a planted link could point anywhere.
-            let _ = tokio::fs::remove_file(&journal_path).await;
-        }
-        let part_len = file_len(part).await.unwrap_or(0);
-        let done = if file_len(&journal_path).await.is_some() {
-            chunks::read_journal(&journal_path, size, part_len).await
+        let (folder, part) = (self.folder, self.part);
+        let disk = |e: std::io::Error| StepError::Disk(e, folder.shown(part));
+        // (The caller removed anything but plain files under both names: a planted link is never followed.)
+        let journal_name = fsdest::journal_name(part);
+        let part_len = folder.file_len(part).unwrap_or(0);
+        let done = if folder.file_len(&journal_name).is_some() {
+            chunks::read_journal(folder, &journal_name, size, part_len)
         } else if part_len > 0 && part_len <= size {
             // A part file written in one stream (an earlier run with other settings): its prefix is good.
             vec![Span {
@@ -122,16 +123,19 @@ impl Ranged<'_> {
         let done = chunks::merge(done);
         // The journal first, then the part file's new length: a kill in between leaves a journal that claims
         // only bytes that are there.
-        let mut journal = Journal::create(&journal_path, size, &done)
+        let mut journal = Journal::create(folder, &journal_name, size, &done)
             .await
-            .map_err(|e| StepError::Disk(e, journal_path.clone()))?;
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(part)
-            .await
-            .map_err(disk)?;
+            .map_err(|e| StepError::Disk(e, folder.shown(&journal_name)))?;
+        // What the journal vouches for is kept; with nothing vouched for, the part file starts afresh,
+        // created exclusively.
+        let opened = if done.is_empty() {
+            folder.create_fresh(part)
+        } else {
+            folder.open_write(part)
+        };
+        let opened = opened.map_err(disk)?;
+        let identity = opened.try_clone().map_err(disk)?;
+        let file = tokio::fs::File::from_std(opened);
         file.set_len(size).await.map_err(disk)?;
         let mut pending: VecDeque<Work> =
             chunks::pending_spans(size, self.policy.chunk_size, &done)
@@ -172,7 +176,14 @@ impl Ranged<'_> {
                 };
                 pending.pop_front();
                 let current = url.clone().expect("resolved above");
-                inflight.push(self.fetch_span(current, generation, work, stop.clone(), slot));
+                inflight.push(self.fetch_span(
+                    current,
+                    generation,
+                    work,
+                    stop.clone(),
+                    slot,
+                    &identity,
+                ));
             }
             let Some(result) = inflight.next().await else {
                 break;
@@ -254,12 +265,12 @@ impl Ranged<'_> {
         drop(journal);
         file.sync_all().await.map_err(disk)?;
         if self.with_sha1 {
-            let (_, hasher) = super::transfer::hash_prefix(part, u64::MAX, true)
+            let (_, hasher) = super::transfer::hash_prefix(folder, part, u64::MAX, true)
                 .await
                 .map_err(disk)?;
             return Ok(Some((hasher.finish(), Some(size))));
         }
-        let mut whole = hash_spans(part, done).await.map_err(disk)?;
+        let mut whole = hash_spans(folder, part, done).await.map_err(disk)?;
         whole.absorb(&hashed_here);
         let digest = ContentDigest {
             len: whole.len(),
@@ -288,11 +299,19 @@ impl Ranged<'_> {
         work: Work,
         stop: CancellationToken,
         slot: Option<Slot<'_>>,
+        part_file: &std::fs::File,
     ) -> SpanResult {
         let mut written = 0u64;
         let mut hash = QuickXorHash::starting_at(work.from);
         let end = self
-            .write_span(&url, generation, work, &stop, &mut written, &mut hash)
+            .write_span(
+                &url,
+                generation,
+                work,
+                &stop,
+                (&mut written, &mut hash),
+                part_file,
+            )
             .await;
         drop(slot);
         SpanResult {
@@ -309,8 +328,8 @@ impl Ranged<'_> {
         generation: u64,
         work: Work,
         stop: &CancellationToken,
-        written: &mut u64,
-        hash: &mut QuickXorHash,
+        (written, hash): (&mut u64, &mut QuickXorHash),
+        part_file: &std::fs::File,
     ) -> SpanEnd {
         let idle: Option<Duration> = self.policy.stall_timeout;
         let answered = tokio::select! {
@@ -330,12 +349,29 @@ impl Ranged<'_> {
         {
             return SpanEnd::NoRanges;
         }
-        let file = match tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(self.part)
+        // Each span writes through its own descriptor (its own offset), opened in the held folder and
+        // checked to be the very part file this transfer created: a file swapped in under the name is not
+        // written to.
+        let reopened = {
+            let (folder, part) = (Arc::clone(self.folder), self.part.to_owned());
+            let original = match part_file.try_clone() {
+                Ok(f) => f,
+                Err(e) => return SpanEnd::Disk(e),
+            };
+            blocking(move || {
+                let file = folder.open_write(&part)?;
+                if same_file(&file, &original) {
+                    Ok(file)
+                } else {
+                    Err(std::io::Error::other(
+                        "the part file was replaced while it was written",
+                    ))
+                }
+            })
             .await
-        {
-            Ok(f) => f,
+        };
+        let file = match reopened {
+            Ok(f) => tokio::fs::File::from_std(f),
             Err(e) => return SpanEnd::Disk(e),
         };
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
@@ -392,16 +428,30 @@ impl Ranged<'_> {
     }
 }
 
-/// quickXorHash of `spans` of the file at `path` (bytes an earlier run wrote), read back and folded together.
-async fn hash_spans(path: &Path, spans: Vec<Span>) -> std::io::Result<QuickXorHash> {
-    let path = path.to_path_buf();
+/// Whether two open files are the same file (device and inode).
+fn same_file(a: &std::fs::File, b: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// quickXorHash of `spans` of the file `name` of `folder` (bytes an earlier run wrote), read back and folded
+/// together.
+async fn hash_spans(
+    folder: &Arc<Folder>,
+    name: &str,
+    spans: Vec<Span>,
+) -> std::io::Result<QuickXorHash> {
+    let (folder, name) = (Arc::clone(folder), name.to_owned());
     tokio::task::spawn_blocking(move || {
         use std::io::{Read as _, Seek as _};
         let mut whole = QuickXorHash::new();
         if spans.is_empty() {
             return Ok(whole);
         }
-        let mut file = std::fs::File::open(&path)?;
+        let mut file = folder.open_read(&name)?;
         let mut buf = vec![0u8; 1 << 20];
         for span in spans {
             file.seek(std::io::SeekFrom::Start(span.start))?;

@@ -2,11 +2,15 @@
 //!
 //! Write order is what makes this crash-safe (a kill -9 anywhere leaves either the old state or a part file
 //! that the next run resumes): bytes go to a part file beside the target while being hashed, then the part
-//! file is flushed and fsynced, verified, renamed over the target, given its mtime, and only then does the
-//! caller mark the row done.
+//! file is flushed and fsynced, verified, given its mtime, renamed to the target's name, the folder is
+//! fsynced, and only then does the caller mark the row done.
+//!
+//! Every file operation goes through the target's folder handle (`fsdest`), opened once without following
+//! links: a folder swapped for a link mid-transfer cannot redirect the part file, the rename or the mtime.
 
 use std::io::{ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
@@ -20,9 +24,9 @@ use super::plan::{
     listed_url_is_fresh, plan,
 };
 use super::ranged::Ranged;
+use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
 use crate::graph::{DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
-use crate::localpath::{join_under_no_symlinks, part_path};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
 use crate::progress::{Event, Reporter};
 
@@ -54,6 +58,9 @@ pub enum TransferOutcome {
         adopted: bool,
         /// Requests it took in this run (more than one when a transfer was resumed or retried).
         attempts: u32,
+        /// Where a local file that was not odbackup's, found under the target's name, was moved (a trash
+        /// path relative to the destination).
+        displaced: Option<String>,
     },
     /// Failed for this run; the row records it.
     Failed(TransferFailure),
@@ -81,7 +88,7 @@ pub struct TransferFailure {
 /// concurrent Range requests (`ranged.rs`), whose further streams take slots of `slots` when free.
 pub async fn transfer(
     graph: &GraphClient,
-    dest: &Path,
+    dest: &Dest,
     job: &DownloadJob,
     policy: &DownloadPolicy,
     reporter: &dyn Reporter,
@@ -89,17 +96,17 @@ pub async fn transfer(
     slots: Option<&AdaptiveLimit>,
 ) -> TransferOutcome {
     let local_path = job.local_path.clone().unwrap_or_default();
-    let target = match join_under_no_symlinks(dest, &local_path) {
-        Ok(t) if local_path.is_empty() => {
-            return failed(
-                FailureClass::Path,
-                None,
-                format!("no local path for {}", t.display()),
-                0,
-                false,
-            );
-        }
-        Ok(t) => t,
+    if local_path.is_empty() {
+        return failed(
+            FailureClass::Path,
+            None,
+            format!("no local path for {}", job.remote_path),
+            0,
+            false,
+        );
+    }
+    let (parent, name) = match fsdest::split_item_path(&local_path) {
+        Ok((parent, name)) => (parent.to_owned(), name.to_owned()),
         Err(err) => return failed(FailureClass::Path, None, err.to_string(), 0, false),
     };
     let expected = Expected {
@@ -108,33 +115,39 @@ pub async fn transfer(
         sha1: job.sha1.clone(),
     };
     let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
-    let part = part_path(
-        &target,
-        job.drive_id.as_str(),
-        job.item_id.as_str(),
-        version,
-    );
-    if let Some(parent) = target.parent()
-        && let Err(err) = tokio::fs::create_dir_all(parent).await
-    {
-        return disk_failure(&err, parent, 0);
-    }
-
-    if std::fs::symlink_metadata(&part).is_ok_and(|m| m.file_type().is_symlink()) {
-        // Our part files are never links: one planted here is removed, never written through.
-        let _ = tokio::fs::remove_file(&part).await;
-    }
+    let part = fsdest::part_file_name(job.drive_id.as_str(), job.item_id.as_str(), version);
     let mut ranged = chunks::is_ranged(job.size, policy.chunk_size, policy.streams_per_file);
-    if !ranged && let Err(err) = to_one_stream(&part, job.size).await {
-        return disk_failure(&err, &part, 0);
-    }
+    // The target's folder, opened (and created) once without following links: everything below is relative
+    // to it. Part files and journals are odbackup's own, plain files: anything else under those names (a
+    // planted link, a hard link to someone's file) is removed, never written through.
+    let prepared = {
+        let (dest, part, parent) = (dest.clone(), part.clone(), parent.clone());
+        let size = job.size;
+        blocking(move || {
+            let folder = dest.create_item_folder(&parent)?;
+            for planted in [part.clone(), fsdest::journal_name(&part)] {
+                folder
+                    .remove_unless_plain(&planted)
+                    .map_err(|e| folder.error(&planted, e))?;
+            }
+            if !ranged {
+                to_one_stream(&folder, &part, size).map_err(|e| folder.error(&part, e))?;
+            }
+            Ok::<_, DestError>(Arc::new(folder))
+        })
+        .await
+    };
+    let folder = match prepared {
+        Ok(folder) => folder,
+        Err(err) => return dest_failure(&err, 0),
+    };
     let local = LocalState {
-        final_len: file_len(&target).await,
-        part_len: file_len(&part).await,
+        final_len: folder.file_len(&name),
+        part_len: folder.file_len(&part),
     };
     let mut action = plan(job.size, local);
     if action == Action::CheckExisting {
-        match hash_file(&target, u64::MAX, expected.sha1.is_some()).await {
+        match hash_file(&folder, &name, u64::MAX, expected.sha1.is_some()).await {
             Ok((len, digest)) => {
                 let v = verify(&expected, &digest);
                 if let Judgement::Keep {
@@ -142,7 +155,7 @@ pub async fn transfer(
                     caveat,
                 } = judge(&job.name, &v, Some(len), Earlier::None)
                 {
-                    set_mtime(&target, job.modified_at.as_deref());
+                    set_mtime(&folder, &name, job.modified_at.as_deref());
                     return TransferOutcome::Done {
                         local_path,
                         verification,
@@ -151,10 +164,11 @@ pub async fn transfer(
                         fetched: 0,
                         adopted: true,
                         attempts: 0,
+                        displaced: None,
                     };
                 }
             }
-            Err(err) => return disk_failure(&err, &target, 0),
+            Err(err) => return disk_failure(&err, &folder.shown(&name), 0),
         }
         // Same size, different bytes: the existing file is replaced by the verified download.
         action = plan(
@@ -199,6 +213,7 @@ pub async fn transfer(
                 graph,
                 job,
                 policy,
+                folder: &folder,
                 part: &part,
                 with_sha1: expected.sha1.is_some(),
                 reporter,
@@ -212,7 +227,7 @@ pub async fn transfer(
                 graph,
                 job,
                 policy,
-                &part,
+                (&folder, &part),
                 start,
                 &mut url,
                 expected.sha1.is_some(),
@@ -229,7 +244,7 @@ pub async fn transfer(
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
                 // from what is on disk — unless fresh ones are refused too. A refused listing URL was merely
                 // old: it does not count against the fresh ones.
-                let now_on_disk = file_len(&part).await.unwrap_or(0);
+                let now_on_disk = folder.file_len(&part).unwrap_or(0);
                 url_refreshes = if now_on_disk > start {
                     1
                 } else if url_from_listing {
@@ -251,7 +266,7 @@ pub async fn transfer(
             {
                 network_retries += 1;
                 tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
-                start = file_len(&part).await.unwrap_or(0);
+                start = folder.file_len(&part).unwrap_or(0);
                 continue;
             }
             Err(StepError::Network(err)) => {
@@ -270,12 +285,12 @@ pub async fn transfer(
                 // where the checks of a whole-file fetch (length, caveats) apply.
                 tracing::debug!(item = %job.item_id, "ranges cannot be assembled; fetching in one stream");
                 ranged = false;
-                remove_part(&part).await;
+                remove_part(&folder, &part).await;
                 start = 0;
                 continue;
             }
             Err(StepError::TooLong(limit)) => {
-                remove_part(&part).await;
+                remove_part(&folder, &part).await;
                 if !too_long_before {
                     // Like a wrong hash: one more try from scratch, since a gateway may have sent something else.
                     too_long_before = true;
@@ -310,13 +325,26 @@ pub async fn transfer(
                 caveat,
             } => {
                 let caveat = malware_caveat(job).or(caveat);
-                // The journal goes first: a part file without one is taken whole on a resume, which is what
-                // it now is (a kill before the rename then re-verifies it, and nothing is left behind).
-                let _ = tokio::fs::remove_file(chunks::journal_path(&part)).await;
-                if let Err(err) = tokio::fs::rename(&part, &target).await {
-                    return disk_failure(&err, &target, attempts);
-                }
-                set_mtime(&target, job.modified_at.as_deref());
+                let placed = {
+                    let (dest, folder, part, name) = (
+                        dest.clone(),
+                        Arc::clone(&folder),
+                        part.clone(),
+                        name.clone(),
+                    );
+                    // Only this item's own earlier version may be replaced: anything else under the name is
+                    // the user's (or a file odbackup kept), and goes to the trash first.
+                    let ours = job.written_path.as_deref() == Some(local_path.as_str());
+                    let modified_at = job.modified_at.clone();
+                    blocking(move || {
+                        place(&dest, &folder, &part, &name, ours, modified_at.as_deref())
+                    })
+                    .await
+                };
+                let displaced = match placed {
+                    Ok(displaced) => displaced,
+                    Err(err) => return dest_failure(&err, attempts),
+                };
                 tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, ?caveat, attempts, "file done");
                 return TransferOutcome::Done {
                     local_path,
@@ -326,11 +354,12 @@ pub async fn transfer(
                     fetched,
                     adopted: false,
                     attempts,
+                    displaced,
                 };
             }
             Judgement::FetchAgain => {
                 // Never keep wrong bytes, not even as a part file a later run would resume from.
-                remove_part(&part).await;
+                remove_part(&folder, &part).await;
                 if url_from_listing {
                     // Possibly minted for another version: the next fetch asks `/content`.
                     url = None;
@@ -341,7 +370,7 @@ pub async fn transfer(
                 start = 0;
             }
             Judgement::Fail { class, message } => {
-                remove_part(&part).await;
+                remove_part(&folder, &part).await;
                 return failed(class, None, message, attempts, false);
             }
         }
@@ -370,7 +399,7 @@ async fn fetch_into_part(
     graph: &GraphClient,
     job: &DownloadJob,
     policy: &DownloadPolicy,
-    part: &Path,
+    (folder, part): (&Arc<Folder>, &str),
     start: u64,
     url: &mut Option<DownloadUrl>,
     with_sha1: bool,
@@ -378,21 +407,20 @@ async fn fetch_into_part(
     cancel: &CancellationToken,
     fetched: &mut u64,
 ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
+    let disk = |e: std::io::Error| StepError::Disk(e, folder.shown(part));
     // Rebuild the hash state over the bytes already on disk (a resume after kill -9 has no other record).
     let (mut written, mut hasher) = if start > 0 {
-        let (len, hasher) = hash_prefix(part, start, with_sha1)
+        let (len, hasher) = hash_prefix(folder, part, start, with_sha1)
             .await
-            .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+            .map_err(disk)?;
         (len, hasher)
     } else {
         (0, ContentHasher::new(with_sha1))
     };
     if job.size == 0 {
         // Nothing to fetch (and a Range on an empty body is asking for a 416): an empty file is the content.
-        let file =
-            std::fs::File::create(part).map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
-        file.sync_all()
-            .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+        let file = folder.create_fresh(part).map_err(disk)?;
+        file.sync_all().map_err(disk)?;
         return Ok(Some((hasher.finish(), Some(0))));
     }
     if written >= job.size {
@@ -429,21 +457,18 @@ async fn fetch_into_part(
         written = 0;
         hasher = ContentHasher::new(with_sha1);
     }
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(written == 0)
-        .open(part)
-        .await
-        .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
-    file.set_len(written)
-        .await
-        .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    // A fresh start creates the part file exclusively; a resume reopens the plain file the prefix came from.
+    let file = if written == 0 {
+        folder.create_fresh(part)
+    } else {
+        folder.open_write(part)
+    }
+    .map_err(disk)?;
+    let file = tokio::fs::File::from_std(file);
+    file.set_len(written).await.map_err(disk)?;
     let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     if written > 0 {
-        file.seek_to_end()
-            .await
-            .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+        file.seek_to_end().await.map_err(disk)?;
     }
     let declared = response.total;
     let limit = allowed_length(&job.name, job.size);
@@ -465,7 +490,7 @@ async fn fetch_into_part(
                 }
                 hasher.update(&bytes);
                 if let Err(e) = file.write_all(&bytes).await {
-                    outcome = Err(Some(StepError::Disk(e, part.to_path_buf())));
+                    outcome = Err(Some(disk(e)));
                     break;
                 }
                 written += bytes.len() as u64;
@@ -480,17 +505,14 @@ async fn fetch_into_part(
     }
     // Whatever happened, what was received so far is kept for a resume.
     if let Err(e) = file.flush().await {
-        return Err(StepError::Disk(e, part.to_path_buf()));
+        return Err(disk(e));
     }
     match outcome {
         Ok(()) => {}
         Err(None) => return Ok(None),
         Err(Some(e)) => return Err(e),
     }
-    file.get_mut()
-        .sync_all()
-        .await
-        .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+    file.get_mut().sync_all().await.map_err(disk)?;
     Ok(Some((hasher.finish(), declared)))
 }
 
@@ -518,27 +540,103 @@ fn malware_caveat(job: &DownloadJob) -> Option<Caveat> {
 }
 
 /// Remove a part file and its span journal (bytes that must not be resumed from).
-async fn remove_part(part: &Path) {
-    let _ = tokio::fs::remove_file(part).await;
-    let _ = tokio::fs::remove_file(chunks::journal_path(part)).await;
+async fn remove_part(folder: &Arc<Folder>, part: &str) {
+    let (folder, part) = (Arc::clone(folder), part.to_owned());
+    blocking(move || {
+        let _ = folder.remove(&part);
+        let _ = folder.remove(&fsdest::journal_name(&part));
+    })
+    .await;
 }
 
 /// A file fetched in one stream this time whose part file was written in spans (an earlier run with other
 /// settings): keep the gapless prefix the journal vouches for, which a one-stream resume continues from, and
 /// drop the journal. Nothing to do without a journal.
-async fn to_one_stream(part: &Path, size: u64) -> std::io::Result<()> {
-    let journal = chunks::journal_path(part);
-    if std::fs::symlink_metadata(&journal).is_err() {
+fn to_one_stream(folder: &Folder, part: &str, size: u64) -> std::io::Result<()> {
+    let journal = fsdest::journal_name(part);
+    if folder.entry(&journal)?.is_none() {
         return Ok(());
     }
-    let part_len = file_len(part).await.unwrap_or(0);
-    let prefix = chunks::done_prefix(&chunks::read_journal(&journal, size, part_len).await);
+    let part_len = folder.file_len(part).unwrap_or(0);
+    let prefix = chunks::done_prefix(&chunks::read_journal(folder, &journal, size, part_len));
     if part_len > 0 {
-        let file = tokio::fs::OpenOptions::new().write(true).open(part).await?;
-        file.set_len(prefix).await?;
-        file.sync_all().await?;
+        let file = folder.open_write(part)?;
+        file.set_len(prefix)?;
+        file.sync_all()?;
     }
-    tokio::fs::remove_file(&journal).await
+    folder.remove(&journal)
+}
+
+/// Give the verified part file `part` the name `name` in `folder`: its modification time first (so the file
+/// never shows under its name with the download time), then the rename, then an fsync of the folder so the
+/// name survives a power cut. A file already under the name is replaced only if it is `ours` (this item's
+/// earlier version, as the manifest records) and a plain file; anything else is moved into the trash first
+/// and its trash path returned. Nothing is renamed over a name that appeared in between.
+fn place(
+    dest: &Dest,
+    folder: &Folder,
+    part: &str,
+    name: &str,
+    ours: bool,
+    modified_at: Option<&str>,
+) -> Result<Option<String>, DestError> {
+    // The journal goes first: a part file without one is taken whole on a resume, which is what it now is
+    // (a kill before the rename then re-verifies it, and nothing is left behind).
+    folder
+        .remove(&fsdest::journal_name(part))
+        .map_err(|e| folder.error(part, e))?;
+    set_mtime(folder, part, modified_at);
+    let mut displaced = None;
+    let mut placed = false;
+    for _ in 0..4 {
+        let there = folder.entry(name).map_err(|e| folder.error(name, e))?;
+        let replace = match there {
+            None => false,
+            Some(entry) if ours && entry.kind == EntryKind::File => true,
+            Some(_) => {
+                let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+                if let Some(to) = dest.trash_entry(folder, name, &date)? {
+                    tracing::warn!(path = %folder.shown(name).display(), trash = %to, "a local file that odbackup did not write was in the way: moved into the trash");
+                    displaced = Some(to);
+                }
+                continue;
+            }
+        };
+        match folder.rename(part, folder, name, replace) {
+            Ok(()) => {
+                placed = true;
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(folder.error(name, e)),
+        }
+    }
+    if !placed {
+        return Err(folder.error(
+            name,
+            std::io::Error::new(
+                ErrorKind::AlreadyExists,
+                "something keeps taking this name; the download is kept as a part file",
+            ),
+        ));
+    }
+    folder.sync().map_err(|e| folder.error("", e))?;
+    // The folder may have been swapped away while the file was written: then it is not where the manifest
+    // will say, and a later run checks it again.
+    if !dest.still_holds(folder) {
+        return Err(DestError::FolderMoved {
+            at: dest.shown(folder.rel()),
+        });
+    }
+    Ok(displaced)
+}
+
+/// Run blocking file-system work (a handful of system calls, an fsync) off the async workers.
+pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
 }
 
 fn failed(
@@ -570,6 +668,21 @@ fn urls_refused(status: u16, attempts: u32) -> TransferOutcome {
     )
 }
 
+/// A failure met under the destination: a refused path (a link, a folder swapped away) is class `path`, and
+/// never stops the run; a disk error is judged by [`disk_failure`].
+fn dest_failure(err: &DestError, attempts: u32) -> TransferOutcome {
+    match err {
+        DestError::Io { path, source } => disk_failure(source, path, attempts),
+        refused => failed(
+            FailureClass::Path,
+            None,
+            refused.to_string(),
+            attempts,
+            false,
+        ),
+    }
+}
+
 fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOutcome {
     // A full or read-only disk, or a folder we may not write to, will fail the following transfers too: stop
     // the run, keep what is done, and say where, so the user can fix it and re-run.
@@ -594,23 +707,17 @@ fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOut
     )
 }
 
-pub(super) async fn file_len(path: &Path) -> Option<u64> {
-    tokio::fs::symlink_metadata(path)
-        .await
-        .ok()
-        .filter(std::fs::Metadata::is_file)
-        .map(|m| m.len())
-}
-
-/// Hash the first `limit` bytes of a file (all of it with `u64::MAX`) on the blocking pool.
+/// Hash the first `limit` bytes of the file `name` of `folder` (all of it with `u64::MAX`) on the blocking
+/// pool.
 pub(super) async fn hash_prefix(
-    path: &Path,
+    folder: &Arc<Folder>,
+    name: &str,
     limit: u64,
     with_sha1: bool,
 ) -> std::io::Result<(u64, ContentHasher)> {
-    let path = path.to_path_buf();
+    let (folder, name) = (Arc::clone(folder), name.to_owned());
     tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?.take(limit);
+        let mut file = folder.open_read(&name)?.take(limit);
         let mut hasher = ContentHasher::new(with_sha1);
         let mut buf = vec![0u8; 1 << 20];
         let mut len = 0u64;
@@ -629,27 +736,27 @@ pub(super) async fn hash_prefix(
 }
 
 async fn hash_file(
-    path: &Path,
+    folder: &Arc<Folder>,
+    name: &str,
     limit: u64,
     with_sha1: bool,
 ) -> std::io::Result<(u64, ContentDigest)> {
-    let (len, hasher) = hash_prefix(path, limit, with_sha1).await?;
+    let (len, hasher) = hash_prefix(folder, name, limit, with_sha1).await?;
     Ok((len, hasher.finish()))
 }
 
-/// Give the file the remote `fileSystemInfo.lastModifiedDateTime`. Best effort: a missing or unparsable date
-/// leaves the download time, which is logged, not failed.
-fn set_mtime(path: &Path, modified_at: Option<&str>) {
+/// Give the file `name` of `folder` the remote `fileSystemInfo.lastModifiedDateTime` (never through a
+/// link). Best effort: a missing or unparsable date leaves the download time, which is logged, not failed.
+fn set_mtime(folder: &Folder, name: &str, modified_at: Option<&str>) {
     let Some(text) = modified_at else { return };
     match chrono::DateTime::parse_from_rfc3339(text) {
         Ok(t) => {
-            let ft = filetime::FileTime::from_unix_time(t.timestamp(), t.timestamp_subsec_nanos());
-            if let Err(err) = filetime::set_file_mtime(path, ft) {
-                tracing::warn!(path = %path.display(), error = %err, "could not set the modification time");
+            if let Err(err) = folder.set_mtime(name, t.timestamp(), t.timestamp_subsec_nanos()) {
+                tracing::warn!(path = %folder.shown(name).display(), error = %err, "could not set the modification time");
             }
         }
         Err(err) => {
-            tracing::warn!(path = %path.display(), date = text, error = %err, "unparsable modification time");
+            tracing::warn!(path = %folder.shown(name).display(), date = text, error = %err, "unparsable modification time");
         }
     }
 }

@@ -15,6 +15,7 @@ mod delta;
 mod downloads;
 mod items;
 mod migrate;
+mod placement;
 mod report;
 mod runs;
 mod selection;

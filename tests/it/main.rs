@@ -6,6 +6,7 @@ mod auth;
 mod browse;
 mod cli;
 mod crawl;
+mod dest_safety;
 mod download;
 mod faults;
 mod filters;
