@@ -193,10 +193,14 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
         .file("F/1.txt", 3_000)
         .file("F/2.txt", 3_100)
         .file("G/1.txt", 3_000)
-        .file("G/2.txt", 3_100);
+        .file("G/2.txt", 3_100)
+        .file("Docs/d.txt", 500);
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    // A file of the user's own where a renamed one now goes: it makes way into the trash.
+    std::fs::write(dest.join("Docs/e.txt"), b"the user's").unwrap();
+    sim.rename("Docs/d.txt", "e.txt");
 
     // b ↔ c.
     sim.rename("Docs/b.txt", "tmp");
@@ -213,9 +217,16 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
     sim.rename("T", "G");
     sim.reset_counters();
 
-    let out = run(&mut backup(&sim, &dest));
+    let out = run(backup(&sim, &dest).arg("--json"));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(sim.requests(RequestKind::Download), 0, "moved, not fetched");
+    let summary = json(&out);
+    assert_eq!(summary["download"]["moved"], 10, "{summary}");
+    assert_eq!(summary["download"]["displaced"], 1, "{summary}");
+    assert_eq!(
+        std::fs::read(trash_day(&dest).join("Docs/e.txt")).unwrap(),
+        b"the user's"
+    );
     // Every row's file is under the local path the manifest gives it, with that item's bytes, and nothing
     // else is on disk (no temporary name left behind). (Where a name was claimed by another item at the
     // moment the change was applied, the manifest may give it a suffixed local name: what matters here is
