@@ -340,13 +340,15 @@ impl Manifest {
     }
 
     /// Up to `limit` files recorded as done after `after_rowid`, in row order (to check they are still on
-    /// disk). Files flagged as deleted remotely are left out.
+    /// disk). Files flagged as deleted remotely are left out, and so are files moved on the drive but not yet
+    /// on disk (their file is where it was written, and the downloader moves it).
     pub fn done_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DoneFile>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT rowid, drive_id, item_id, local_path, COALESCE(local_size, size) FROM items WHERE rowid > ?1 AND kind = 'file'
-                 AND state = 'done' AND remote_deleted = 0 ORDER BY rowid LIMIT ?2",
+                 AND state = 'done' AND remote_deleted = 0 AND (written_path IS NULL OR written_path = local_path)
+                 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![after_rowid, limit_i64(limit)], |r| {
