@@ -20,7 +20,7 @@ use super::plan::{
     listed_url_is_fresh, plan,
 };
 use super::ranged::Ranged;
-use crate::graph::{DownloadUrl, GraphClient, GraphError};
+use crate::graph::{ContentSource, DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
 use crate::localpath::{join_under_no_symlinks, part_path};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
@@ -178,11 +178,11 @@ pub async fn transfer(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut url: Option<DownloadUrl> = job
+    let mut url: Option<ContentSource> = job
         .listed_url
         .as_ref()
         .filter(|l| listed_url_is_fresh(l.fetched_at_ms, now_ms, LISTED_URL_FRESHNESS))
-        .map(|l| DownloadUrl::new(l.url.expose().to_owned()));
+        .map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned())));
     let mut url_from_listing = url.is_some();
     let mut start = match action {
         Action::Resume(offset) => offset,
@@ -247,7 +247,7 @@ pub async fn transfer(
                 continue;
             }
             Err(StepError::Network(err))
-                if err.is_transient() && network_retries < MAX_NETWORK_RETRIES =>
+                if worth_resuming(&err) && network_retries < MAX_NETWORK_RETRIES =>
             {
                 network_retries += 1;
                 tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
@@ -372,7 +372,7 @@ async fn fetch_into_part(
     policy: &DownloadPolicy,
     part: &Path,
     start: u64,
-    url: &mut Option<DownloadUrl>,
+    url: &mut Option<ContentSource>,
     with_sha1: bool,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
@@ -399,25 +399,31 @@ async fn fetch_into_part(
         // Complete part file (killed after fsync, before rename): nothing left to fetch.
         return Ok(Some((hasher.finish(), Some(written))));
     }
-    if url.is_none() {
-        *url = Some(
+    // A known source is asked directly; otherwise `/content`, which redirects to one or serves the bytes.
+    let answered = match url.as_ref() {
+        Some(source) => {
             graph
-                .content_url_with(
+                .fetch(&job.item_id, source, written, None, policy.stall_timeout)
+                .await
+        }
+        None => {
+            graph
+                .open_content(
                     &job.drive_id,
                     &job.item_id,
                     job.malware && policy.allow_malware,
+                    written,
+                    None,
+                    policy.stall_timeout,
                 )
                 .await
-                .map_err(StepError::Network)?,
-        );
-    }
-    let current = url.as_ref().expect("set above");
-    let answered = match policy.stall_timeout {
-        Some(idle) => graph.download_with_idle(current, written, idle).await,
-        None => graph.download(current, written).await,
+        }
     };
     let response = match answered {
-        Ok(r) => r,
+        Ok((source, r)) => {
+            *url = Some(source);
+            r
+        }
         Err(GraphError::DownloadUrlExpired { status }) => {
             return Err(StepError::UrlExpired(status));
         }
@@ -492,6 +498,19 @@ async fn fetch_into_part(
         .await
         .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
     Ok(Some((hasher.finish(), declared)))
+}
+
+/// Whether a failed request is worth resuming within this transfer: the connection broke, stalled or could
+/// not be made. An error answer (a 5xx, throttling) already had the client's retries and backoff, so asking
+/// again at once would only multiply them: the file fails for this run and is retried by the next one.
+pub(super) fn worth_resuming(err: &GraphError) -> bool {
+    matches!(
+        err,
+        GraphError::Network { .. }
+            | GraphError::Timeout { .. }
+            | GraphError::Stalled { .. }
+            | GraphError::Connect { .. }
+    )
 }
 
 trait SeekToEnd {

@@ -1,0 +1,162 @@
+//! Content, download URLs and verification against the Graph of 2024–26: `/content` answering with the bytes
+//! or with a redirect that has no `Location`, listings that leave the download URL out under `$select`, sizes
+//! that lie while the hash is right, download URLs whose path is the credential, outcomes of a transfer that
+//! the drive overtook, and a download host that answers every request with a server error.
+
+use graphsim::{ContentAnswer, ListingUrls, RequestKind, Simulator, Tree};
+
+use crate::support::{TestDest, against, assert_same_bytes, run};
+
+/// Large enough to be fetched as ranges with `RANGED`.
+const BIG: &str = "Videos/big.mov";
+const BIG_SIZE: u64 = 5_000_000;
+/// Files above 1 MiB are fetched as 1 MiB spans, three at once.
+const RANGED: [&str; 4] = ["--chunk-size", "1M", "--streams-per-file", "3"];
+
+/// A dozen small photos and one file large enough to be fetched in spans.
+fn tree_with_a_big_file() -> (Tree, Vec<String>) {
+    let mut tree = Tree::personal().file(BIG, BIG_SIZE);
+    let mut paths = vec![BIG.to_owned()];
+    for i in 0..12 {
+        let path = format!("Photos/IMG_{i:03}.jpg");
+        tree = tree.file(&path, 3_000 + i * 977);
+        paths.push(path);
+    }
+    (tree, paths)
+}
+
+fn backup(sim: &Simulator, dest: &TestDest) -> std::process::Command {
+    against(sim, dest, "backup")
+}
+
+/// The distinct `Range` headers the simulator saw for `path`, in arrival order.
+fn ranges(sim: &Simulator, path: &str) -> Vec<String> {
+    sim.ranges_of(path).into_iter().flatten().collect()
+}
+
+#[test]
+fn content_that_answers_with_the_bytes_is_streamed_from_the_graph_host_small_and_ranged() {
+    let (tree, paths) = tree_with_a_big_file();
+    let sim = Simulator::start(tree);
+    // Every file goes through `/content` (no listing URLs), which serves the bytes itself.
+    sim.set_listing_urls(ListingUrls::NotInListings);
+    sim.set_content_answer(ContentAnswer::Inline);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(RANGED));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, &paths);
+    assert_eq!(
+        sim.requests(RequestKind::Download),
+        0,
+        "nothing was asked of a download host"
+    );
+    // The big file came as 1 MiB ranges from `/content` itself: five spans, each a Graph request.
+    let spans = ranges(&sim, BIG);
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    assert!(
+        spans.contains(&"bytes=4194304-4999999".to_owned()),
+        "{spans:?}"
+    );
+    assert_eq!(sim.requests(RequestKind::Content), 12 + 5);
+    assert_eq!(sim.authorization_headers_on_download_host(), 0);
+    assert_eq!(dest.files_on_disk().len(), paths.len(), "no part file left");
+}
+
+#[test]
+fn a_reset_mid_body_from_content_resumes_with_a_range_and_restarts_where_the_range_is_ignored() {
+    const FILE: &str = "Videos/clip.mov";
+    for ignore_range in [false, true] {
+        let sim = Simulator::start(Tree::personal().file(FILE, 3_000_000));
+        sim.set_listing_urls(ListingUrls::NotInListings);
+        sim.set_content_answer(ContentAnswer::Inline);
+        sim.set_ignore_range(ignore_range);
+        sim.reset_next_downloads(FILE, 1, Some(1_000_000));
+        let dest = TestDest::new();
+        // One stream: the resume is a `Range` from where the part file ends.
+        let out = run(backup(&sim, &dest).args(["--streams-per-file", "1"]));
+        assert_eq!(out.status.code(), Some(0), "ignore_range {ignore_range}");
+        assert_same_bytes(&sim, &dest, [FILE]);
+        let asked = sim.ranges_of(FILE);
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        assert_eq!(asked[0], None, "the first request asks for the whole file");
+        let resumed = asked[1].as_deref().expect("the resume sends a Range");
+        let from: u64 = resumed
+            .trim_start_matches("bytes=")
+            .trim_end_matches('-')
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=1_000_000).contains(&from),
+            "resumed from the bytes kept: {resumed}"
+        );
+        // Whether the range was honoured (206) or ignored (200 from byte 0), the bytes are the file's.
+        assert!(
+            sim.bytes_served() >= 3_000_000 + if ignore_range { from } else { 0 },
+            "ignore_range {ignore_range}: {} bytes served",
+            sim.bytes_served()
+        );
+    }
+}
+
+#[test]
+fn a_ranged_file_from_content_survives_a_reset_mid_span_and_a_host_that_ignores_ranges() {
+    for (answer, ignore_range) in [
+        (ContentAnswer::Inline, false),
+        (ContentAnswer::Inline, true),
+        (ContentAnswer::Redirect, true),
+    ] {
+        let sim = Simulator::start(Tree::personal().file(BIG, BIG_SIZE));
+        sim.set_listing_urls(ListingUrls::NotInListings);
+        sim.set_content_answer(answer);
+        sim.set_ignore_range(ignore_range);
+        // The second request of the file is cut 300 kB into its body.
+        sim.reset_next_downloads(BIG, 1, Some(300_000));
+        let dest = TestDest::new();
+        let out = run(backup(&sim, &dest).args(RANGED));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{answer:?}, ignore_range {ignore_range}"
+        );
+        assert_same_bytes(&sim, &dest, [BIG]);
+        assert_eq!(
+            dest.files_on_disk(),
+            vec![BIG.to_owned()],
+            "no part file left"
+        );
+        if !ignore_range {
+            // The cut span went on from where it stopped, not from its start.
+            let spans = ranges(&sim, BIG);
+            assert!(
+                spans.iter().any(|r| r.starts_with("bytes=300000-")),
+                "{spans:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_redirect_without_location_is_resolved_through_the_items_download_url() {
+    let (tree, paths) = tree_with_a_big_file();
+    let sim = Simulator::start(tree);
+    sim.set_listing_urls(ListingUrls::NotInListings);
+    sim.set_content_answer(ContentAnswer::RedirectWithoutLocation);
+    let dest = TestDest::new();
+    assert_eq!(
+        run(&mut against(&sim, &dest, "crawl")).status.code(),
+        Some(0)
+    );
+    sim.reset_counters();
+    let out = run(against(&sim, &dest, "download").args(RANGED));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, &paths);
+    // One `/content` and one item read per file, the ranged one included (its spans share the URL).
+    assert_eq!(sim.requests(RequestKind::Content), 13);
+    assert_eq!(sim.requests(RequestKind::Item), 13);
+    assert_eq!(ranges(&sim, BIG).len(), 5);
+    assert_eq!(
+        sim.authorization_headers_on_download_host(),
+        0,
+        "the pre-authenticated URLs never get the token"
+    );
+}
