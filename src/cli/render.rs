@@ -110,13 +110,21 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         let secs = summary.elapsed.as_secs_f64().max(0.001);
         writeln!(
             out,
-            "download: {} downloaded, {} already present, {} failed; {} in {:.1}s ({}/s)",
+            "download: {} downloaded, {} already present, {} failed; {} in {:.1}s ({}/s){}",
             d.downloaded,
             d.adopted,
             d.failed,
             human_bytes(d.bytes),
             secs,
             human_bytes((d.bytes as f64 / secs) as u64),
+            if d.downloaded > 0 {
+                format!(
+                    "; {} came with their listing's download URL",
+                    d.with_listing_url
+                )
+            } else {
+                String::new()
+            }
         )?;
         for (caveat, n) in &d.accepted_with_caveat {
             writeln!(

@@ -116,6 +116,12 @@ pub struct DownloadSummary {
     /// by the known quirk that explains it (`live_photo`, `rewritten_by_service`, `no_hash`, …). Each row
     /// in the manifest says exactly what differed.
     pub accepted_with_caveat: BTreeMap<String, u64>,
+    /// Of the files downloaded, those whose listing came with a download URL
+    /// (`@microsoft.graph.downloadUrl`), which saves the `/content` round trip while it is fresh.
+    pub with_listing_url: u64,
+    /// Of those, the files fetched with that URL as is; the others had outlived it or were refused, and asked
+    /// `/content`.
+    pub by_listing_url: u64,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -381,6 +387,7 @@ async fn record(
             fetched,
             adopted,
             attempts,
+            by_listing_url,
         } => {
             if let Some(c) = &caveat {
                 *summary
@@ -392,6 +399,8 @@ async fn record(
                 summary.adopted += 1;
             } else {
                 summary.downloaded += 1;
+                summary.with_listing_url += u64::from(job.listed_url.is_some());
+                summary.by_listing_url += u64::from(by_listing_url);
             }
             summary.bytes += fetched;
             let done = DoneRecord {

@@ -54,6 +54,8 @@ pub enum TransferOutcome {
         adopted: bool,
         /// Requests it took in this run (more than one when a transfer was resumed or retried).
         attempts: u32,
+        /// Whether the bytes came by the download URL of the item's listing (no `/content` request).
+        by_listing_url: bool,
     },
     /// Failed for this run; the row records it.
     Failed(TransferFailure),
@@ -151,6 +153,7 @@ pub async fn transfer(
                         fetched: 0,
                         adopted: true,
                         attempts: 0,
+                        by_listing_url: false,
                     };
                 }
             }
@@ -326,6 +329,7 @@ pub async fn transfer(
                     fetched,
                     adopted: false,
                     attempts,
+                    by_listing_url: url_from_listing,
                 };
             }
             Judgement::FetchAgain => {

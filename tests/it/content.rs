@@ -160,3 +160,40 @@ fn a_redirect_without_location_is_resolved_through_the_items_download_url() {
         "the pre-authenticated URLs never get the token"
     );
 }
+
+#[test]
+fn listings_bring_download_urls_where_dollar_select_would_drop_them_and_the_summary_counts_them() {
+    for method in ["children", "delta"] {
+        let (tree, paths) = tree_with_a_big_file();
+        let sim = Simulator::start(tree);
+        // The simulator's default: the annotation is left out under `$select`, kept under `select=`.
+        sim.set_listing_urls(ListingUrls::DroppedUnderDollarSelect);
+        let dest = TestDest::new();
+        let out = run(backup(&sim, &dest).args(["--crawl-method", method, "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{method}");
+        assert_same_bytes(&sim, &dest, &paths);
+        assert_eq!(
+            sim.requests(RequestKind::Content),
+            0,
+            "{method}: every file came with its listing's URL"
+        );
+        let summary = crate::support::json(&out);
+        assert_eq!(summary["download"]["with_listing_url"], 13, "{method}");
+        assert_eq!(summary["download"]["by_listing_url"], 13, "{method}");
+    }
+    // A service that never sends it: every file through `/content`, and the summary says none came with one.
+    let (tree, paths) = tree_with_a_big_file();
+    let sim = Simulator::start(tree);
+    sim.set_listing_urls(ListingUrls::NotInListings);
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, &paths);
+    assert_eq!(sim.requests(RequestKind::Content), 13);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("13 downloaded")
+            && stdout.contains("0 came with their listing's download URL"),
+        "{stdout}"
+    );
+}
