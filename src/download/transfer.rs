@@ -431,6 +431,17 @@ async fn fetch_into_part(
         Err(GraphError::DownloadUrlExpired { status }) => {
             return Err(StepError::UrlExpired(status));
         }
+        Err(GraphError::RangeNotSatisfiable { total: Some(t), .. }) if t == written => {
+            // The part file already holds all the host serves (a file shorter than listed, killed between the
+            // last byte and the rename): it is judged as it is.
+            let file = tokio::fs::File::open(part)
+                .await
+                .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+            file.sync_all()
+                .await
+                .map_err(|e| StepError::Disk(e, part.to_path_buf()))?;
+            return Ok(Some((hasher.finish(), Some(written))));
+        }
         Err(err) if err.status() == Some(416) => return Err(StepError::RangeRefused),
         Err(err) => return Err(StepError::Network(err)),
     };

@@ -97,6 +97,9 @@ pub enum CaveatClass {
     NoHash,
     /// Flagged as malware by the service, fetched anyway because the user asked for it.
     MalwareOverride,
+    /// The bytes have the listed hash but not the listed size: the listing's size is wrong (old personal
+    /// JPG/PDF/DOCX items, onedrive-api-docs #492), and the file is kept as served.
+    SizeMetadata,
 }
 
 impl CaveatClass {
@@ -107,6 +110,7 @@ impl CaveatClass {
             CaveatClass::Rewritten => "rewritten_by_service",
             CaveatClass::NoHash => "no_hash",
             CaveatClass::MalwareOverride => "malware_override",
+            CaveatClass::SizeMetadata => "size_metadata",
         }
     }
 }

@@ -197,3 +197,66 @@ fn listings_bring_download_urls_where_dollar_select_would_drop_them_and_the_summ
         "{stdout}"
     );
 }
+
+#[test]
+fn a_file_whose_bytes_have_the_listed_hash_is_kept_whatever_the_listed_size_says() {
+    use graphsim::{FileOpts, Hashes};
+    // Listed a few hundred bytes larger than served, with the hashes of the bytes served.
+    let files = [
+        ("Pictures/2009/old.jpg", 48_000, 47_700, FileOpts::new()),
+        ("Documents/report.pdf", 90_000, 89_500, FileOpts::new()),
+        (
+            "Documents/letter.docx",
+            20_000,
+            19_800,
+            FileOpts::new().hashes(Hashes::WithSha1),
+        ),
+        (BIG, BIG_SIZE, BIG_SIZE - 313, FileOpts::new()),
+    ];
+    let mut tree = Tree::personal().file("Pictures/fine.jpg", 5_000);
+    for (path, listed, served, opts) in &files {
+        tree = tree.file_with(path, *listed, opts.clone().size_listed_wrong(*served));
+    }
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(RANGED));
+    assert_eq!(out.status.code(), Some(0));
+    let paths: Vec<&str> = files.iter().map(|f| f.0).collect();
+    assert_same_bytes(&sim, &dest, &paths);
+    let db = dest.db();
+    for (path, listed, served, _) in &files {
+        let (state, caveat, local_size): (String, Option<String>, Option<i64>) = db
+            .query_row(
+                "SELECT state, caveat_class, local_size FROM items WHERE remote_path = ?1",
+                [format!("/{path}")],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), caveat.as_deref(), local_size),
+            ("done", Some("size_metadata"), i64::try_from(*served).ok()),
+            "{path} (listed {listed})"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("4 kept with a caveat: size_metadata"),
+        "the summary says so"
+    );
+    let status = crate::support::json(&run(crate::support::odbackup()
+        .args(["status", "--json", "--dest"])
+        .arg(dest.path())));
+    assert!(
+        status["accepted_by_caveat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["key"] == "size_metadata" && c["count"] == 4),
+        "{status}"
+    );
+    // Kept for good: the next run fetches nothing.
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Download), 0);
+    assert_eq!(sim.requests(RequestKind::Content), 0);
+}
