@@ -63,6 +63,7 @@ enum SpanEnd {
     Expired {
         generation: u64,
         status: u16,
+        host: String,
     },
     Network(GraphError),
     /// The host ignored the Range, or serves another length than listed: spans cannot be assembled.
@@ -215,6 +216,7 @@ impl Ranged<'_> {
                 SpanEnd::Expired {
                     generation: g,
                     status,
+                    host,
                 } => {
                     pending.push_front(rest);
                     // Spans that were sent the old URL come back refused too: only the first one counts, and
@@ -222,7 +224,7 @@ impl Ranged<'_> {
                     if g == generation && failure.is_none() {
                         refusals_in_a_row += 1;
                         if refusals_in_a_row > MAX_URL_REFRESHES {
-                            failure = Some(StepError::UrlsRefused(status));
+                            failure = Some(StepError::UrlsRefused(status, host));
                             stop.cancel();
                         } else {
                             *url = None;
@@ -354,8 +356,12 @@ impl Ranged<'_> {
                 *served_by = Some(served);
                 r
             }
-            Err(GraphError::DownloadUrlExpired { status }) => {
-                return SpanEnd::Expired { generation, status };
+            Err(GraphError::DownloadUrlExpired { status, host }) => {
+                return SpanEnd::Expired {
+                    generation,
+                    status,
+                    host,
+                };
             }
             Err(err) if err.status() == Some(416) => return SpanEnd::NoRanges,
             Err(err) => return SpanEnd::Network(err),

@@ -228,7 +228,7 @@ pub async fn transfer(
         let (digest, declared) = match step {
             Ok(Some(fetched)) => fetched,
             Ok(None) => return TransferOutcome::Interrupted,
-            Err(StepError::UrlExpired(status)) => {
+            Err(StepError::UrlExpired(status, host)) => {
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
                 // from what is on disk — unless fresh ones are refused too. A refused listing URL was merely
                 // old: it does not count against the fresh ones.
@@ -242,7 +242,7 @@ pub async fn transfer(
                 };
                 url_from_listing = false;
                 if url_refreshes > MAX_URL_REFRESHES {
-                    return urls_refused(status, attempts);
+                    return urls_refused(job, status, &host, attempts);
                 }
                 url = None;
                 attempts -= 1;
@@ -267,7 +267,9 @@ pub async fn transfer(
                     class == FailureClass::Auth,
                 );
             }
-            Err(StepError::UrlsRefused(status)) => return urls_refused(status, attempts),
+            Err(StepError::UrlsRefused(status, host)) => {
+                return urls_refused(job, status, &host, attempts);
+            }
             Err(StepError::RangesUnsupported) => {
                 // The host ignores ranges or serves another length than listed: one stream from the start,
                 // where the checks of a whole-file fetch (length, caveats) apply.
@@ -354,9 +356,9 @@ pub async fn transfer(
 
 pub(super) enum StepError {
     /// The download host refused the URL with this status.
-    UrlExpired(u16),
+    UrlExpired(u16, String),
     /// A ranged transfer gave up after fresh URLs were refused this many times in a row (the last status).
-    UrlsRefused(u16),
+    UrlsRefused(u16, String),
     /// The host ignored a Range or served another length than listed: fetch the file in one stream.
     RangesUnsupported,
     /// The server sent more bytes than may be right for this file (the listed size, or a bit more for a
@@ -428,8 +430,8 @@ async fn fetch_into_part(
             *url = Some(source);
             r
         }
-        Err(GraphError::DownloadUrlExpired { status }) => {
-            return Err(StepError::UrlExpired(status));
+        Err(GraphError::DownloadUrlExpired { status, host }) => {
+            return Err(StepError::UrlExpired(status, host));
         }
         Err(GraphError::RangeNotSatisfiable { total: Some(t), .. }) if t == written => {
             // The part file already holds all the host serves (a file shorter than listed, killed between the
@@ -592,12 +594,13 @@ fn failed(
 }
 
 /// The download host refused fresh URL after fresh URL: a permission problem, not something to loop on.
-fn urls_refused(status: u16, attempts: u32) -> TransferOutcome {
+fn urls_refused(job: &DownloadJob, status: u16, host: &str, attempts: u32) -> TransferOutcome {
     failed(
         FailureClass::AccessDenied,
         Some(status),
         format!(
-            "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
+            "{host} refused {MAX_URL_REFRESHES} fresh download URLs of item {} in a row (HTTP {status})",
+            job.item_id
         ),
         attempts,
         false,

@@ -453,7 +453,12 @@ impl GraphClient {
                     self.watch_rate_limit(response.headers());
                     match status {
                         200 | 206 => return Self::start_download(response, what, idle),
-                        401 | 403 | 410 => return Err(GraphError::DownloadUrlExpired { status }),
+                        401 | 403 | 410 => {
+                            return Err(GraphError::DownloadUrlExpired {
+                                status,
+                                host: url.host(),
+                            });
+                        }
                         416 => {
                             let total = response
                                 .headers()

@@ -708,7 +708,7 @@ async fn expired_urls_and_refused_ranges_have_their_own_errors() {
     for status in [403, 401] {
         let err = graph.download(&url, 0).await.unwrap_err();
         assert!(
-            matches!(err, GraphError::DownloadUrlExpired { status: s } if s == status),
+            matches!(err, GraphError::DownloadUrlExpired { status: s, .. } if s == status),
             "{err}"
         );
     }

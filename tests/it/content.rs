@@ -260,3 +260,106 @@ fn a_file_whose_bytes_have_the_listed_hash_is_kept_whatever_the_listed_size_says
     assert_eq!(sim.requests(RequestKind::Download), 0);
     assert_eq!(sim.requests(RequestKind::Content), 0);
 }
+
+/// Every text value of every table of the manifest at `dest`, as `table.column: value`.
+fn manifest_text(dest: &TestDest) -> Vec<String> {
+    let db = dest.db();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = Vec::new();
+    for table in tables {
+        let mut stmt = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns: Vec<String> = stmt
+            .column_names()
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for (i, column) in columns.iter().enumerate() {
+                if let Ok(Some(text)) = row.get::<_, Option<String>>(i) {
+                    out.push(format!("{table}.{column}: {text}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_download_url_whose_path_is_the_credential_appears_in_no_message_log_or_manifest_row() {
+    use graphsim::Failure;
+    let sim = Simulator::start(
+        Tree::personal()
+            .file("Photos/refused.jpg", 40_000)
+            .file("Photos/broken.jpg", 40_000)
+            .file("Photos/cut.jpg", 40_000)
+            .file("Photos/fine.jpg", 40_000),
+    );
+    // Consumer URLs of the `/y4m…/name` form: the path segment is the credential.
+    sim.set_url_credential_in_path(true);
+    let on = |path: &str, failure: Failure| {
+        sim.fail_always(failure.only(RequestKind::Download).for_item(path));
+    };
+    on("Photos/refused.jpg", Failure::access_denied());
+    on("Photos/broken.jpg", Failure::server_error());
+    sim.reset_next_downloads("Photos/cut.jpg", 40, Some(100));
+    let dest = TestDest::new();
+    let logs = TestDest::new();
+    let log_file = logs.join("odbackup.log");
+    let out = run(backup(&sim, &dest)
+        .env("RUST_LOG", "trace")
+        .args(["-vvv", "--json", "--log-file"])
+        .arg(&log_file));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dest.join("Photos/fine.jpg").exists());
+    let failures = run(crate::support::odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path()));
+    let failures_json = crate::support::json(&failures);
+    assert_eq!(
+        failures_json.as_array().unwrap().len(),
+        3,
+        "{failures_json}"
+    );
+    for row in failures_json.as_array().unwrap() {
+        let message = row["message"].as_str().unwrap();
+        assert!(
+            message.contains("item ") && message.contains("127.0.0.1"),
+            "names the item and the host: {message}"
+        );
+    }
+    let texts = [
+        (
+            "stdout of the backup",
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ),
+        (
+            "stderr of the backup",
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        ("the log file", std::fs::read_to_string(&log_file).unwrap()),
+        (
+            "failures --json",
+            String::from_utf8_lossy(&failures.stdout).into_owned(),
+        ),
+        ("the manifest", manifest_text(&dest).join("\n")),
+    ];
+    assert!(texts[2].1.lines().count() > 20, "the log is verbose");
+    for (place, text) in &texts {
+        for secret in ["y4m", "psid", "tempauth"] {
+            assert!(
+                !text.contains(secret),
+                "{place} shows a download URL's credential ({secret}): {}",
+                text.lines()
+                    .find(|l| l.contains(secret))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
