@@ -363,3 +363,68 @@ fn a_download_url_whose_path_is_the_credential_appears_in_no_message_log_or_mani
         }
     }
 }
+
+#[test]
+fn a_file_changed_on_the_drive_while_its_old_version_is_fetched_ends_with_the_new_version() {
+    use crate::support::eventually;
+    use std::time::Duration;
+    const FILE: &str = "Docs/plan.bin";
+    let sim = Simulator::start(
+        Tree::personal()
+            .file(FILE, 200_000)
+            .file("Docs/other.bin", 5_000),
+    );
+    let dest = TestDest::new();
+    // A crawl lists both (and keeps their download URLs); the backup then downloads them while its own
+    // incremental listing runs.
+    assert_eq!(
+        run(&mut against(&sim, &dest, "crawl")).status.code(),
+        Some(0)
+    );
+    let old = sim.quick_xor(FILE);
+    // Hold the backup's listing and the old version's download until the drive has changed.
+    sim.hold_requests(RequestKind::Delta, None);
+    sim.hold_requests(RequestKind::Download, Some(FILE));
+    let mut child = backup(&sim, &dest).spawn().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the listing and the download held",
+        || (sim.held_requests() >= 2).then_some(()),
+    );
+    sim.modify_file(FILE);
+    let new = sim.quick_xor(FILE);
+    assert_ne!(old, new);
+    sim.release_requests(RequestKind::Delta);
+    // The same run's listing has recorded the new version while the old one is still being fetched.
+    eventually(Duration::from_secs(30), "the new version listed", || {
+        let db = rusqlite::Connection::open_with_flags(
+            dest.manifest(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
+        let listed: String = db
+            .query_row(
+                "SELECT quick_xor FROM items WHERE remote_path = ?1",
+                [format!("/{FILE}")],
+                |r| r.get(0),
+            )
+            .ok()?;
+        (listed == new).then_some(())
+    });
+    sim.release_requests(RequestKind::Download);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The old bytes arrived first, and were not recorded as the new version: the new one was fetched too.
+    assert!(sim.downloads_of(FILE) >= 2, "{}", sim.downloads_of(FILE));
+    assert_same_bytes(&sim, &dest, [FILE, "Docs/other.bin"]);
+    let row = &dest.items()[&format!("/{FILE}")];
+    assert_eq!(
+        (row.state.as_str(), row.quick_xor.as_deref()),
+        ("done", Some(new.as_str()))
+    );
+    // And it stays right.
+    sim.reset_counters();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Download), 0);
+    assert_same_bytes(&sim, &dest, [FILE]);
+}
