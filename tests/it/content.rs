@@ -428,3 +428,55 @@ fn a_file_changed_on_the_drive_while_its_old_version_is_fetched_ends_with_the_ne
     assert_eq!(sim.requests(RequestKind::Download), 0);
     assert_same_bytes(&sim, &dest, [FILE]);
 }
+
+#[test]
+fn a_download_host_answering_every_request_with_a_server_error_stops_the_run_early() {
+    use graphsim::Failure;
+    for failure in [Failure::server_error(), Failure::unavailable(Some(0))] {
+        let status = failure.status;
+        let mut tree = Tree::personal();
+        let mut paths = Vec::new();
+        for i in 0..150 {
+            let path = format!("Camera Roll/IMG_{i:04}.jpg");
+            tree = tree.file(&path, 2_000 + i);
+            paths.push(path);
+        }
+        let sim = Simulator::start(tree);
+        sim.fail_always(failure.only(RequestKind::Download));
+        let dest = TestDest::new();
+        let out = run(&mut backup(&sim, &dest));
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "HTTP {status}: the run could not go on"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("transfers in a row failed with server errors"),
+            "{stdout}"
+        );
+        let (failed, pending): (i64, i64) = dest
+            .db()
+            .query_row(
+                "SELECT sum(state = 'failed'), sum(state = 'pending') FROM items WHERE kind = 'file'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(
+            failed <= 16 + 8 && pending >= 150 - 16 - 8,
+            "HTTP {status}: stopped early: {failed} failed, {pending} pending"
+        );
+        // Each failed file cost a bounded number of requests to the dead host.
+        let per_file = sim.requests(RequestKind::Download) / u64::try_from(failed).unwrap();
+        let bound = if status == 503 { 30 } else { 3 };
+        assert!(
+            per_file <= bound,
+            "HTTP {status}: {per_file} requests per failed file"
+        );
+        // The host is back: the next run resumes and fetches everything.
+        sim.clear_failures();
+        assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+        assert_same_bytes(&sim, &dest, &paths);
+    }
+}
