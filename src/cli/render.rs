@@ -132,6 +132,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 "  {n} kept with a caveat: {caveat} (see `odbackup status`; the manifest says what differed)"
             )?;
         }
+        if d.kept_with_caveat > 0 {
+            writeln!(
+                out,
+                "  of the files of this run, {} match their listed size and hash; {} kept with a caveat are as the service serves them, not verified against the listing in full",
+                d.verified_by_hash, d.kept_with_caveat
+            )?;
+        }
         if d.throttled > 0 {
             writeln!(
                 out,

@@ -112,8 +112,15 @@ impl Default for DownloadPolicy {
 /// What a download run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DownloadSummary {
-    /// Files fetched and verified in this run.
+    /// Files fetched in this run (verified by hash, or kept with a caveat: see the two counts below).
     pub downloaded: u64,
+    /// Files fetched or adopted in this run whose bytes match the listing's size and hash: what exit 0 vouches
+    /// for without reservation.
+    pub verified_by_hash: u64,
+    /// Files fetched or adopted in this run that are on disk as the service serves them but could not be
+    /// verified against the listing in full (`accepted_with_caveat` says why, by class). Exit 0 covers them
+    /// with that caveat.
+    pub kept_with_caveat: u64,
     /// Files kept in this run (fetched or adopted) although they could not be verified against the listing,
     /// by the known quirk that explains it (`live_photo`, `rewritten_by_service`, `no_hash`, …). Each row
     /// in the manifest says exactly what differed.
@@ -444,6 +451,9 @@ async fn record(
                     .accepted_with_caveat
                     .entry(c.class.as_str().to_owned())
                     .or_default() += 1;
+                summary.kept_with_caveat += 1;
+            } else {
+                summary.verified_by_hash += 1;
             }
             if adopted {
                 summary.adopted += 1;

@@ -480,3 +480,43 @@ fn a_download_host_answering_every_request_with_a_server_error_stops_the_run_ear
         assert_same_bytes(&sim, &dest, &paths);
     }
 }
+
+#[test]
+fn the_summary_says_how_many_files_exit_0_vouches_for_by_hash_and_how_many_carry_a_caveat() {
+    use graphsim::FileOpts;
+    let sim = Simulator::start(
+        Tree::personal()
+            .file("Photos/a.jpg", 10_000)
+            .file("Photos/b.jpg", 12_000)
+            .file_with(
+                "Photos/IMG_1.HEIC",
+                30_000,
+                FileOpts::new().served_size(21_000),
+            )
+            .file_with(
+                "Photos/old.jpg",
+                9_000,
+                FileOpts::new().size_listed_wrong(8_700),
+            )
+            .file_with("Docs/unhashed.txt", 4_000, FileOpts::new().no_hashes()),
+    );
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let summary = crate::support::json(&out);
+    let d = &summary["download"];
+    assert_eq!(d["downloaded"], 5);
+    assert_eq!(d["verified_by_hash"], 2, "{d}");
+    assert_eq!(d["kept_with_caveat"], 3, "{d}");
+    for class in ["live_photo", "size_metadata", "no_hash"] {
+        assert_eq!(d["accepted_with_caveat"][class], 1, "{class}: {d}");
+    }
+    // The same, in words (a fresh destination).
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("2 match their listed size and hash; 3 kept with a caveat"),
+        "{stdout}"
+    );
+}
