@@ -223,10 +223,25 @@ impl GraphClient {
             item: item.clone(),
             infected_ok,
         };
-        let url = match self.ask_content(&target, from, to, idle).await? {
-            ContentAnswer::Body(download) => return Ok((ContentSource::Graph(target), download)),
-            ContentAnswer::Location(url) => url,
-            ContentAnswer::NoLocation => self.listed_download_url(drive, item).await?,
+        let lacks_location = &self.inner.content_lacks_location;
+        let url = if lacks_location.load(std::sync::atomic::Ordering::Relaxed) {
+            self.listed_download_url(drive, item).await?
+        } else {
+            match self.ask_content(&target, from, to, idle).await? {
+                ContentAnswer::Body(download) => {
+                    return Ok((ContentSource::Graph(target), download));
+                }
+                ContentAnswer::Location(url) => url,
+                ContentAnswer::NoLocation => {
+                    if !lacks_location.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::info!(
+                            "the service redirects /content without a Location; downloads ask each item for its \
+                             download URL instead"
+                        );
+                    }
+                    self.listed_download_url(drive, item).await?
+                }
+            }
         };
         let download = self.fetch_url(Some(item), &url, from, to, idle).await?;
         Ok((ContentSource::Url(url), download))

@@ -181,6 +181,9 @@ struct Inner {
     /// Set once the service refused the `OneDrive` dialect's bare query options (see [`Dialect`]): requests
     /// that select fields then write `$select` and `$top`.
     dollar_dialect: AtomicBool,
+    /// Set once `/content` redirected without a `Location`: downloads then ask the item for its
+    /// `@microsoft.graph.downloadUrl` straight away, saving the `/content` request that would say nothing.
+    content_lacks_location: AtomicBool,
 }
 
 /// How the query options of a request that selects [`ITEM_SELECT`] are written. Every option of one
@@ -274,6 +277,7 @@ impl GraphClient {
                 throttle_wait_micros: AtomicU64::new(0),
                 paced: AtomicU64::new(0),
                 dollar_dialect: AtomicBool::new(false),
+                content_lacks_location: AtomicBool::new(false),
             }),
         })
     }

@@ -150,8 +150,14 @@ fn a_redirect_without_location_is_resolved_through_the_items_download_url() {
     let out = run(against(&sim, &dest, "download").args(RANGED));
     assert_eq!(out.status.code(), Some(0));
     assert_same_bytes(&sim, &dest, &paths);
-    // One `/content` and one item read per file, the ranged one included (its spans share the URL).
-    assert_eq!(sim.requests(RequestKind::Content), 13);
+    // The first `/content` answer says there is no `Location`; from then on each file costs one item read
+    // (the ranged one included: its spans share the URL) and its download. Only transfers that started
+    // before that answer (at most the 8 at once) asked `/content`.
+    assert!(
+        sim.requests(RequestKind::Content) <= 8,
+        "{:?}",
+        sim.request_summary()
+    );
     assert_eq!(sim.requests(RequestKind::Item), 13);
     assert_eq!(ranges(&sim, BIG).len(), 5);
     assert_eq!(
