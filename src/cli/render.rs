@@ -146,6 +146,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 d.throttled, d.throttle_wait_secs, d.concurrency_drops, d.concurrency_lowest
             )?;
         }
+        if d.superseded > 0 {
+            writeln!(
+                out,
+                "  {} files changed on the drive while they were being fetched; their new version was fetched instead",
+                d.superseded
+            )?;
+        }
         if d.moved > 0 {
             writeln!(
                 out,

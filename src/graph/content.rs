@@ -347,6 +347,15 @@ impl GraphClient {
                             return Self::start_download(response, what, idle)
                                 .map(ContentAnswer::Body);
                         }
+                        416 => {
+                            let total = response
+                                .headers()
+                                .get(header::CONTENT_RANGE)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(parse_content_range)
+                                .and_then(|r| r.total);
+                            return Err(GraphError::RangeNotSatisfiable { from, total });
+                        }
                         300..=399 => {
                             let location = response
                                 .headers()

@@ -103,6 +103,7 @@ fn a_ranged_file_from_content_survives_a_reset_mid_span_and_a_host_that_ignores_
     for (answer, ignore_range) in [
         (ContentAnswer::Inline, false),
         (ContentAnswer::Inline, true),
+        (ContentAnswer::RedirectWithoutLocation, false),
         (ContentAnswer::Redirect, true),
     ] {
         let sim = Simulator::start(Tree::personal().file(BIG, BIG_SIZE));
