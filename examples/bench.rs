@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release && cargo run --release --example bench -- crawl [--latency-ms 20] [--files 100000] [--folders 5000] [--crawl-method children|delta]
-//! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000]
+//! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000] [--listing-urls none]
 //! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
 //! cargo build --release && cargo run --release --example bench -- big --baseline curl   # curl, same file, same disk
 //! ```
@@ -12,13 +12,17 @@
 //! temporary folder instead of running odbackup: the loopback throughput a plain HTTP client gets from the
 //! same simulator, which is the ideal the big-file figure is compared with.
 //!
+//! `--listing-urls` sets when the simulator's listings carry `@microsoft.graph.downloadUrl`: `dropped-under-dollar`
+//! (its default: left out under `$select`, kept under `select=`), `selected` (whenever selected) or `none`
+//! (never in a listing, so every file costs a `/content` round trip).
+//!
 //! Peak RSS is the child's `ru_maxrss` (getrusage), i.e. odbackup's own high-water mark.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use graphsim::{GenSpec, Simulator, Tree};
+use graphsim::{GenSpec, ListingUrls, Simulator, Tree};
 
 struct Opts {
     mode: String,
@@ -29,6 +33,7 @@ struct Opts {
     concurrency: usize,
     crawl_method: String,
     baseline: Option<String>,
+    listing_urls: String,
 }
 
 fn parse() -> Opts {
@@ -42,6 +47,7 @@ fn parse() -> Opts {
         concurrency: 8,
         crawl_method: "children".to_owned(),
         baseline: None,
+        listing_urls: "dropped-under-dollar".to_owned(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -53,6 +59,7 @@ fn parse() -> Opts {
             "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
             "--crawl-method" => o.crawl_method = value,
             "--baseline" => o.baseline = Some(value),
+            "--listing-urls" => o.listing_urls = value,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -137,6 +144,12 @@ fn main() {
     };
     let sim = Simulator::start(tree);
     sim.set_latency(Duration::from_millis(o.latency_ms));
+    sim.set_listing_urls(match o.listing_urls.as_str() {
+        "dropped-under-dollar" => ListingUrls::DroppedUnderDollarSelect,
+        "selected" => ListingUrls::Selected,
+        "none" => ListingUrls::NotInListings,
+        other => panic!("--listing-urls {other}: use dropped-under-dollar, selected or none"),
+    });
     let dest = tempfile::Builder::new()
         .prefix("odbackup-bench-")
         .tempdir()
@@ -196,9 +209,10 @@ fn main() {
     let requests = sim.total_requests();
     let bytes = sim.bytes_served();
     println!(
-        "mode={} method={} items={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+        "mode={} method={} listing_urls={} items={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
         o.mode,
         o.crawl_method,
+        o.listing_urls,
         sim.item_count(),
         o.latency_ms,
         wall.as_secs_f64(),

@@ -120,7 +120,10 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl RunSummary {
-    /// Whether everything wanted is on disk and verified (exit 0) or something failed or is left (exit 1).
+    /// Whether everything wanted is on disk (exit 0) or something failed or is left (exit 1). Every file on
+    /// disk then matches its listed size and hash, except those kept with a caveat (a known service quirk:
+    /// a Live Photo, a file the service rewrote, a size listed wrong, no hash listed, malware on request),
+    /// which the summary counts and `status` lists by class.
     pub fn all_done(&self) -> bool {
         !self.interrupted
             && self

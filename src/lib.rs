@@ -8,14 +8,14 @@
 //!             │     └─► incremental ─► graph::delta pages (next one fetched while this one is staged)
 //!             │                        ─► manifest staging (with the cursor) ─► apply, parents first
 //!             │
-//!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::content_url ─► graph::download
-//!                                │   (the listing's downloadUrl while fresh,  (302 → pre-authenticated URL, Range)
-//!                                │    else one /content per file)
+//!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::open_content / graph::fetch
+//!                                │   (the listing's downloadUrl while fresh,  (302 → pre-authenticated URL, or the
+//!                                │    else one /content per file)              bytes from /content itself; Range)
 //!                                │   stream ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
 //!                                │   large: spans ∥ on one URL ─► .part at offsets + span journal, each span
 //!                                │          hashed at its offset, folded ─► fsync ─► verify ─► rename ─► …
 //!                                ▼
-//!                          manifest::mark_done / mark_failed (attempts, class, message)
+//!                          manifest::record_done / record_failed (guarded by the version fetched)
 //! ```
 //!
 //! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `crawl`

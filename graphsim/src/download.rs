@@ -49,6 +49,17 @@ pub(crate) fn mint_url_with(
         ),
         Flavour::Business => "personal/megan_contoso_example".to_owned(),
     };
+    if shared.knobs.url_credential_in_path.load(Ordering::Relaxed) {
+        // The consumer form of 2015–2019: the credential is a path segment before the file's name
+        // (`https://public.bn1304.livefilestore.com/y4m…/1.png`, onedrive-api-docs #143 and #106, where the
+        // segment ran to 281 characters).
+        return format!(
+            "{}/y4m{}/{}?download&psid=1",
+            shared.download_base,
+            token,
+            enc_segment(&it.name)
+        );
+    }
     let unique = crate::content::mix(crate::content::fnv1a(it.id.as_bytes()));
     format!(
         "{}/{}/_layouts/15/download.aspx?UniqueId={:016x}&Translate=false&tempauth={}&ApiVersion=2.0",
@@ -65,11 +76,22 @@ struct Ticket {
     infected_ok: bool,
 }
 
-fn ticket(query: Option<&str>) -> Option<Ticket> {
-    let token = url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "tempauth")?
-        .1
-        .into_owned();
+/// The ticket of a download URL: its `tempauth` query value, or a `y4m…` first path segment.
+fn ticket(path: &str, query: Option<&str>) -> Option<Ticket> {
+    let in_query = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "tempauth")
+            .map(|(_, v)| v.into_owned())
+    });
+    let token = match in_query {
+        Some(t) => t,
+        None => path
+            .trim_start_matches('/')
+            .split('/')
+            .next()?
+            .strip_prefix("y4m")?
+            .to_owned(),
+    };
     let payload = unseal(&token)?;
     let p: Vec<&str> = payload.split('.').collect();
     if p.len() != 7 || p[0] != "t" {
@@ -162,7 +184,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if !(req.method() == Method::GET || req.method() == Method::HEAD) {
         return graph_error(&shared, 405, "invalidRequest", "Method not allowed");
     }
-    let Some(t) = ticket(req.uri().query()) else {
+    let Some(t) = ticket(req.uri().path(), req.uri().query()) else {
         return graph_error(
             &shared,
             401,
@@ -197,59 +219,103 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if let Some(f) = shared.pick_failure(RequestKind::Download, ranged, Some(t.idx)) {
         return failure_response(&shared, &f);
     }
+    shared
+        .wait_while_held(RequestKind::Download, Some(t.idx))
+        .await;
+    let body = FileBody {
+        idx: t.idx,
+        seed: t.seed,
+        len: t.len,
+        name,
+        etag,
+    };
+    let mut r = serve_file(
+        &shared,
+        &body,
+        range.as_deref(),
+        req.method() == Method::HEAD,
+        Some(guard),
+    );
+    crate::graph::add_rate_limit_headers(&mut r, rate_headers);
+    r
+}
+
+/// The content of one version of a file, as a host serves it.
+pub(crate) struct FileBody {
+    /// The item.
+    pub idx: usize,
+    /// The version's seed.
+    pub seed: u64,
+    /// Bytes served.
+    pub len: u64,
+    /// For `Content-Disposition`.
+    pub name: String,
+    /// The `ETag` header.
+    pub etag: String,
+}
+
+/// A file's bytes with `Range` (unless the ignore-range knob is on), the reset, stall and corruption faults,
+/// and the per-file log: the answer of the download host, and of `/content` when it serves bytes itself.
+pub(crate) fn serve_file(
+    shared: &Arc<Shared>,
+    file: &FileBody,
+    range: Option<&str>,
+    head: bool,
+    guard: Option<InFlight>,
+) -> Response<SimBody> {
     {
         let mut logs = shared.counters.downloads.lock().expect("downloads lock");
-        let log = logs.entry(t.idx).or_default();
+        let log = logs.entry(file.idx).or_default();
         log.count += 1;
-        log.ranges.push(range.clone());
+        log.ranges.push(range.map(str::to_owned));
     }
     let honour = !shared.knobs.ignore_range.load(Ordering::Relaxed);
-    let span = match parse_range(if honour { range.as_deref() } else { None }, t.len) {
+    let span = match parse_range(if honour { range } else { None }, file.len) {
         Ok(s) => s,
         Err(()) => {
             let mut r = graph_error(
-                &shared,
+                shared,
                 416,
                 "invalidRange",
                 "The requested range is not satisfiable.",
             );
             *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            set_header(&mut r, "content-range", &format!("bytes */{}", t.len));
+            set_header(&mut r, "content-range", &format!("bytes */{}", file.len));
             return r;
         }
     };
     let (status, start, end) = match span {
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
-        None => (StatusCode::OK, 0, t.len),
+        None => (StatusCode::OK, 0, file.len),
     };
     let corrupt_at = shared
         .knobs
         .corrupt
         .lock()
         .expect("corrupt lock")
-        .get(&t.idx)
+        .get(&file.idx)
         .copied();
-    let fault = if req.method() == Method::HEAD {
+    let fault = if head {
         None
     } else {
-        shared.pick_reset(t.idx, end - start)
+        shared.pick_reset(file.idx, end - start)
     };
     let (cut_at, stall) = match fault {
         Some((at, None)) => (Some(start + at), None),
         Some((at, Some(pause))) => (None, Some((start + at, pause))),
         None => (None, None),
     };
-    let body = if req.method() == Method::HEAD {
+    let body = if head {
         SimBody::empty()
     } else {
         SimBody::Content(Box::new(ContentStream {
-            seed: t.seed,
+            seed: file.seed,
             pos: start,
             end,
             cut_at,
             stall,
             corrupt_at,
-            guard: Some(guard),
+            guard,
             shared: shared.clone(),
             cut_timer: None,
         }))
@@ -259,20 +325,19 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     set_header(&mut r, "content-length", &(end - start).to_string());
     set_header(&mut r, "accept-ranges", "bytes");
     set_header(&mut r, "content-type", "application/octet-stream");
-    set_header(&mut r, "etag", &etag);
+    set_header(&mut r, "etag", &file.etag);
     set_header(
         &mut r,
         "content-disposition",
-        &format!("attachment; filename*=UTF-8''{}", enc_segment(&name)),
+        &format!("attachment; filename*=UTF-8''{}", enc_segment(&file.name)),
     );
     if status == StatusCode::PARTIAL_CONTENT {
         set_header(
             &mut r,
             "content-range",
-            &format!("bytes {}-{}/{}", start, end - 1, t.len),
+            &format!("bytes {}-{}/{}", start, end - 1, file.len),
         );
     }
-    crate::graph::add_rate_limit_headers(&mut r, rate_headers);
     debug_assert!(r.headers().contains_key(CONTENT_LENGTH));
     r
 }

@@ -201,6 +201,12 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
+/// Whether the request selects with `$select` (rather than the OneDrive dialect's bare `select`).
+fn uses_dollar_select(q: Option<&str>) -> bool {
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .any(|(k, _)| k.eq_ignore_ascii_case("$select"))
+}
+
 /// Entry point for the Graph listener.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody> {
     let _in_flight = InFlight::new(&shared, Which::Graph);
@@ -230,10 +236,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     } else if let Err(r) = check_bearer(&shared, req.headers()) {
         r
     } else {
+        shared.wait_while_held(kind, None).await;
         let query = parse_query(req.uri().query());
+        let dollar_select = uses_dollar_select(req.uri().query());
         let headers = req.headers().clone();
         let s2 = shared.clone();
-        tokio::task::spawn_blocking(move || answer(&s2, &route, &query, &headers))
+        tokio::task::spawn_blocking(move || answer(&s2, &route, &query, dollar_select, &headers))
             .await
             .unwrap_or_else(|_| {
                 graph_error(
@@ -315,12 +323,14 @@ fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<Sim
 
 /// Rendering context for one request.
 struct Ctx<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     world: &'a World,
     /// `$select`, lower-cased; `None` = every field.
     select: Option<HashSet<String>>,
     /// Raw `$select` value, carried into next/delta links.
     select_raw: Option<String>,
+    /// Whether the request wrote `$select` (links carry the same dialect back).
+    dollar_select: bool,
 }
 
 /// How an item is being shown.
@@ -334,9 +344,10 @@ enum Mode {
 const DOWNLOAD_URL: &str = "@microsoft.graph.downloadUrl";
 
 fn answer(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     route: &Route,
     query: &HashMap<String, String>,
+    dollar_select: bool,
     headers: &HeaderMap,
 ) -> Response<SimBody> {
     let world = shared.world.read().expect("world lock");
@@ -351,6 +362,7 @@ fn answer(
         world: &world,
         select,
         select_raw,
+        dollar_select,
     };
     match route {
         Route::Me => ctx.me(),
@@ -390,7 +402,7 @@ fn answer(
                     )
                 }
                 Op::Children => ctx.children(idx, query),
-                Op::Content => ctx.content(idx, wants_infected(query, headers)),
+                Op::Content => ctx.content(idx, wants_infected(query, headers), headers),
                 Op::Delta => ctx.delta(d, idx, query, headers),
             }
         }
@@ -599,13 +611,14 @@ impl Ctx<'_> {
             ),
         };
         let mut m = Map::new();
+        let len = f.hashed_len();
         if sha1 {
-            m.insert("sha1Hash".into(), Value::String(cache.sha1(f.seed, f.size)));
+            m.insert("sha1Hash".into(), Value::String(cache.sha1(f.seed, len)));
         }
         if quick {
             m.insert(
                 "quickXorHash".into(),
-                Value::String(cache.quick_xor(f.seed, f.size)),
+                Value::String(cache.quick_xor(f.seed, len)),
             );
         }
         Some(Value::Object(m))
@@ -655,9 +668,17 @@ impl Ctx<'_> {
         let mut m = Map::new();
         m.insert("id".into(), Value::String(it.id.clone()));
         if let Some(f) = it.file() {
-            let want_url = match &self.select {
-                Some(s) => s.contains(&DOWNLOAD_URL.to_ascii_lowercase()),
-                None => mode == Mode::Single,
+            let policy = *self.shared.knobs.listing_urls.lock().expect("listing urls");
+            let want_url = match (&self.select, policy) {
+                (_, crate::state::ListingUrls::NotInListings) if mode != Mode::Single => false,
+                (Some(_), crate::state::ListingUrls::DroppedUnderDollarSelect)
+                    if self.dollar_select =>
+                {
+                    false
+                }
+                (Some(s), _) => s.contains(&DOWNLOAD_URL.to_ascii_lowercase()),
+                // The default shape carries it, in a listing too.
+                (None, _) => true,
             };
             if want_url && f.malware.is_none() {
                 let url = crate::download::mint_url(self.shared, w, idx);
@@ -837,10 +858,12 @@ impl Ctx<'_> {
         Ok(n.max(1))
     }
 
+    /// The request's select, for a next or delta link, in the request's dialect (`$select` or `select`).
     fn select_param(&self) -> String {
+        let dollar = if self.dollar_select { "$" } else { "" };
         self.select_raw
             .as_ref()
-            .map(|s| format!("$select={}&", enc_query(s)))
+            .map(|s| format!("{dollar}select={}&", enc_query(s)))
             .unwrap_or_default()
     }
 
@@ -921,15 +944,38 @@ impl Ctx<'_> {
         crate::server::json_bytes(StatusCode::OK, buf)
     }
 
-    /// `/content`: 302 to a fresh download URL. A malware-flagged file answers 403 `malwareDetected`, unless
-    /// the client asks to download it anyway (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a
-    /// business drive: only business tenants honour that (graph-notes §4).
-    fn content(&self, idx: usize, force_infected: bool) -> Response<SimBody> {
+    /// `/content`: 302 to a fresh download URL, or whatever [`ContentAnswer`](crate::ContentAnswer) says. A
+    /// malware-flagged file answers 403 `malwareDetected`, unless the client asks to download it anyway
+    /// (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a business drive: only business tenants honour
+    /// that (graph-notes §4).
+    fn content(&self, idx: usize, force_infected: bool, headers: &HeaderMap) -> Response<SimBody> {
         let it = &self.world.items[idx];
         let overridden = force_infected && self.world.flavour == crate::tree::Flavour::Business;
+        let answer = *self
+            .shared
+            .knobs
+            .content_answer
+            .lock()
+            .expect("content answer");
         match &it.kind {
             Kind::File(f) if f.malware.is_some() && !overridden => {
                 self.err(403, "malwareDetected", "Malware detected")
+            }
+            Kind::File(_) if answer == crate::state::ContentAnswer::RedirectWithoutLocation => {
+                crate::server::empty(StatusCode::FOUND)
+            }
+            Kind::File(f) if answer == crate::state::ContentAnswer::Inline => {
+                let body = crate::download::FileBody {
+                    idx,
+                    seed: f.seed,
+                    len: f.served_len(),
+                    name: it.name.clone(),
+                    etag: format!("\"{{{:016X}}},{}\"", f.seed, it.version),
+                };
+                let range = headers
+                    .get(hyper::header::RANGE)
+                    .and_then(|v| v.to_str().ok());
+                crate::download::serve_file(self.shared, &body, range, false, None)
             }
             Kind::File(_) => {
                 let url = crate::download::mint_url_with(self.shared, self.world, idx, overridden);

@@ -10,8 +10,8 @@ use crate::content::{self, mix};
 use crate::identity::{AuthorizeOutcome, DeviceScript};
 use crate::server::{Role, bind, serve};
 use crate::state::{
-    DeltaOrder, Failure, FailureRule, RequestKind, ResetRule, Schedule, Shared, SimConfig,
-    Violation,
+    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, ListingUrls, RequestKind, ResetRule,
+    Schedule, Shared, SimConfig, Violation,
 };
 use crate::tree::{FileOpts, Flavour, Kind, Tree, World, split};
 
@@ -132,11 +132,12 @@ impl Simulator {
             .unwrap_or_else(|| panic!("graphsim: no item with id {id:?}"))
     }
 
+    /// (seed, length the listed hashes cover, bytes served).
     fn file_facts(&self, w: &World, idx: usize) -> (u64, u64, u64) {
         let f = w.items[idx]
             .file()
             .unwrap_or_else(|| panic!("graphsim: {:?} is not a file", w.items[idx].name));
-        (f.seed, f.size, f.served_len())
+        (f.seed, f.hashed_len(), f.served_len())
     }
 
     /// Whether a live item exists at `path` (main drive; shortcuts are followed).
@@ -249,6 +250,60 @@ impl Simulator {
     /// When on, the download host ignores `Range` and sends 200 with the whole body.
     pub fn set_ignore_range(&self, on: bool) {
         self.shared.knobs.ignore_range.store(on, Ordering::Relaxed);
+    }
+
+    /// How `GET …/content` answers from now on (see [`ContentAnswer`] for the reports behind each).
+    pub fn set_content_answer(&self, answer: ContentAnswer) {
+        *self
+            .shared
+            .knobs
+            .content_answer
+            .lock()
+            .expect("content answer") = answer;
+    }
+
+    /// When listings and items carry `@microsoft.graph.downloadUrl` from now on (see [`ListingUrls`]).
+    pub fn set_listing_urls(&self, policy: ListingUrls) {
+        *self.shared.knobs.listing_urls.lock().expect("listing urls") = policy;
+    }
+
+    /// When on, download URLs minted from now on carry their credential as a path segment
+    /// (`{host}/y4m…/name?download`, the consumer form of onedrive-api-docs #143) instead of a `tempauth`
+    /// query value: a client that shows a URL's path shows the credential.
+    pub fn set_url_credential_in_path(&self, on: bool) {
+        self.shared
+            .knobs
+            .url_credential_in_path
+            .store(on, Ordering::Relaxed);
+    }
+
+    /// Hold every request of `kind` (with `path`: only downloads and `/content` bodies of that file, on the
+    /// download host) before it is answered, until [`Simulator::release_requests`]. The client sees a slow
+    /// answer, nothing else: a test orders events in a running client this way instead of sleeping.
+    pub fn hold_requests(&self, kind: RequestKind, path: Option<&str>) {
+        let item = path.map(|p| self.world().expect(p));
+        self.shared
+            .knobs
+            .holds
+            .lock()
+            .expect("holds")
+            .push(HoldRule { kind, item });
+    }
+
+    /// Lets every held request of `kind` go, and holds no more of them.
+    pub fn release_requests(&self, kind: RequestKind) {
+        self.shared
+            .knobs
+            .holds
+            .lock()
+            .expect("holds")
+            .retain(|h| h.kind != kind);
+        self.shared.hold_released.notify_waiters();
+    }
+
+    /// Requests waiting on a hold right now.
+    pub fn held_requests(&self) -> u64 {
+        self.shared.held_now.load(Ordering::SeqCst)
     }
 
     /// When on, listing pages are shorter than asked, by a varying amount (never empty).
@@ -599,6 +654,7 @@ impl Simulator {
                 f.seed = mix(f.seed ^ u64::from(f.content_version) ^ new_size.rotate_left(17));
                 f.size = new_size;
                 f.served_size = None;
+                f.hashes_of_served = false;
                 old
             };
             w.add_size(idx, new_size as i64 - old as i64);
@@ -667,7 +723,8 @@ impl Simulator {
         self.shared.counters.get(kind)
     }
 
-    /// Requests to the download host for the file at `path`.
+    /// Bodies served for the file at `path`: requests to the download host, and `/content` answers that
+    /// carried the bytes themselves ([`ContentAnswer::Inline`]).
     pub fn downloads_of(&self, path: &str) -> u64 {
         let idx = self.world().expect(path);
         self.shared

@@ -289,6 +289,50 @@ pub enum DeltaOrder {
     ChildrenFirst,
 }
 
+/// How the Graph host answers `GET …/content`. The documented answer is a 302 to a pre-authenticated URL
+/// on another host (<https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>); some tenants
+/// answer otherwise, and a client must survive each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ContentAnswer {
+    /// 302 with `Location` on the download host (the documented answer).
+    #[default]
+    Redirect,
+    /// 200 with the file's bytes from the Graph host itself, no redirect (onedrive-api-docs #1493, #1587,
+    /// #1128; microsoft-graph-docs #11065). A `Range` is honoured with 206 unless
+    /// [`Simulator::set_ignore_range`](crate::Simulator::set_ignore_range) is on, then ignored with 200.
+    Inline,
+    /// 302 with no `Location` header and an empty body (onedrive-api-docs #1493 "a 200 back instead of 302
+    /// without any Location", #1587): the client has to ask the item for `@microsoft.graph.downloadUrl`.
+    RedirectWithoutLocation,
+}
+
+/// When a listing or item answer carries `@microsoft.graph.downloadUrl`. The annotation comes with the
+/// default shape (no select) of an item, a children page and a delta page, and when selected with
+/// `select=` (no `$`); with `$select=…,@microsoft.graph.downloadUrl` it has been reported left out
+/// (microsoft-graph-docs #20212 on GET item, 2023; msgraph-sdk-go #340 on delta, 2022, "with the `$`
+/// removed from `$select`, it works"), while msgraph-sdk-dotnet #3069 (2026) says a selected one is
+/// returned. Configurable, because the reports disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ListingUrls {
+    /// Left out when the request selects it with `$select` (the reported behaviour); returned with
+    /// `select=` and in the default shape.
+    #[default]
+    DroppedUnderDollarSelect,
+    /// Returned whenever selected, in either dialect (msgraph-sdk-dotnet #3069).
+    Selected,
+    /// Never in a children or delta page, however asked (a client must not depend on it); `GET item`
+    /// still returns it.
+    NotInListings,
+}
+
+/// Requests held back until released (`Simulator::hold_requests`): a test's way to order events in a
+/// running client without sleeping.
+#[derive(Clone, Debug)]
+pub(crate) struct HoldRule {
+    pub kind: RequestKind,
+    pub item: Option<usize>,
+}
+
 /// Runtime-adjustable behaviour.
 pub(crate) struct Knobs {
     pub latency_ms: AtomicU64,
@@ -312,6 +356,14 @@ pub(crate) struct Knobs {
     pub rate_budget: Mutex<Option<(u64, u64)>>,
     /// (window index since start, units spent in it).
     pub rate_window: Mutex<(u64, u64)>,
+    /// How `/content` answers.
+    pub content_answer: Mutex<ContentAnswer>,
+    /// When listings carry download URLs.
+    pub listing_urls: Mutex<ListingUrls>,
+    /// Mint consumer-style URLs whose credential is a path segment (`/y4m…/name`), not a query.
+    pub url_credential_in_path: AtomicBool,
+    /// Requests held until released.
+    pub holds: Mutex<Vec<HoldRule>>,
 }
 
 /// A Retry-After in force: when it was issued, when it ends, and the answer that set it.
@@ -513,6 +565,10 @@ pub(crate) struct Shared {
     pub serial: AtomicU64,
     pub secret: u64,
     pub delta_cache: DeltaCache,
+    /// Woken when held requests are released.
+    pub hold_released: tokio::sync::Notify,
+    /// Requests waiting on a hold now.
+    pub held_now: AtomicU64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -545,6 +601,10 @@ impl Shared {
             penalty: Mutex::new(None),
             rate_budget: Mutex::new(None),
             rate_window: Mutex::new((0, 0)),
+            content_answer: Mutex::new(ContentAnswer::default()),
+            listing_urls: Mutex::new(ListingUrls::default()),
+            url_credential_in_path: AtomicBool::new(false),
+            holds: Mutex::new(Vec::new()),
         };
         let secret = crate::content::mix(
             std::time::SystemTime::now()
@@ -565,7 +625,34 @@ impl Shared {
             serial: AtomicU64::new(1),
             secret,
             delta_cache: Mutex::new(Vec::new()),
+            hold_released: tokio::sync::Notify::new(),
+            held_now: AtomicU64::new(0),
         }
+    }
+
+    /// Wait while a hold matches this request (`item`: the file it is about, when known; a hold for one
+    /// item never catches a request whose item is not known).
+    pub async fn wait_while_held(&self, kind: RequestKind, item: Option<usize>) {
+        let held =
+            |s: &Self| {
+                s.knobs.holds.lock().expect("holds lock").iter().any(|h| {
+                    h.kind == kind && (h.item.is_none() || (item.is_some() && h.item == item))
+                })
+            };
+        if !held(self) {
+            return;
+        }
+        self.held_now.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let released = self.hold_released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !held(self) {
+                break;
+            }
+            released.await;
+        }
+        self.held_now.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub fn gauge(&self, which: Which) -> &Gauge {

@@ -199,8 +199,8 @@ async fn select_returns_only_the_listed_fields_and_download_urls_when_asked() {
         .unwrap()
         .clone();
     assert!(
-        file.get("@microsoft.graph.downloadUrl").is_none(),
-        "lists omit downloadUrl unless selected"
+        file.get("@microsoft.graph.downloadUrl").is_some(),
+        "the default shape of a listing carries downloadUrl"
     );
     assert_eq!(
         file["file"]["hashes"]["quickXorHash"],
@@ -212,16 +212,24 @@ async fn select_returns_only_the_listed_fields_and_download_urls_when_asked() {
     );
     assert_eq!(file["parentReference"]["path"], "/drive/root:/A");
 
-    let page = c
-        .ok("/me/drive/root:/A:/children?$select=id,@microsoft.graph.downloadUrl")
-        .await;
-    let urls: Vec<&Value> = page["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.get("@microsoft.graph.downloadUrl"))
-        .collect();
-    assert_eq!(urls.len(), 1);
+    let urls = |page: &Value| {
+        page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v.get("@microsoft.graph.downloadUrl").is_some())
+            .count()
+    };
+    let dollar = "/me/drive/root:/A:/children?$select=id,@microsoft.graph.downloadUrl";
+    let bare = "/me/drive/root:/A:/children?select=id,@microsoft.graph.downloadUrl";
+    assert_eq!(urls(&c.ok(dollar).await), 0, "left out under $select");
+    assert_eq!(urls(&c.ok(bare).await), 1, "kept under select=");
+    sim.set_listing_urls(crate::ListingUrls::Selected);
+    assert_eq!(urls(&c.ok(dollar).await), 1);
+    sim.set_listing_urls(crate::ListingUrls::NotInListings);
+    assert_eq!(urls(&c.ok(bare).await), 0);
+    assert_eq!(urls(&c.ok("/me/drive/root:/A:/children").await), 0);
+    sim.set_listing_urls(crate::ListingUrls::default());
     let single = c.ok("/me/drive/root:/A/a.jpg").await;
     assert!(
         single["@microsoft.graph.downloadUrl"]
@@ -1088,4 +1096,159 @@ async fn latency_item_failures_moves_and_token_lifetime() {
         )
         .await;
     assert_eq!(again.json()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn listing_links_keep_the_dialect_of_the_select_so_every_page_carries_download_urls() {
+    let mut tree = Tree::personal();
+    for i in 0..5 {
+        tree = tree.file(&format!("A/f{i}.bin"), 10);
+    }
+    let sim = Simulator::start(tree);
+    let c = Client::new(&sim);
+    let first = format!(
+        "/drives/{}/items/{}/children?top=2&select=id,name,@microsoft.graph.downloadUrl",
+        sim.drive_id(),
+        sim.item_id("A")
+    );
+    let (items, pages, _) = c.all_pages(&first).await;
+    assert_eq!((items.len(), pages), (5, 3));
+    assert!(
+        items
+            .iter()
+            .all(|v| v.get("@microsoft.graph.downloadUrl").is_some()),
+        "{items:?}"
+    );
+    let (items, _, last) = c
+        .all_pages("/me/drive/root/delta?select=id,name,file,@microsoft.graph.downloadUrl")
+        .await;
+    let files = items.iter().filter(|v| v.get("file").is_some());
+    assert!(files.clone().count() == 5);
+    assert!(
+        files
+            .clone()
+            .all(|v| v.get("@microsoft.graph.downloadUrl").is_some())
+    );
+    let link = last["@odata.deltaLink"].as_str().unwrap();
+    assert!(
+        link.contains("?select=") && !link.contains("$select"),
+        "{link}"
+    );
+}
+
+#[tokio::test]
+async fn content_can_answer_with_the_bytes_or_with_a_redirect_lacking_location() {
+    let sim = Simulator::start(Tree::personal().file("a.bin", 100_000));
+    let c = Client::new(&sim);
+    let want = sim.content("a.bin");
+    sim.set_content_answer(crate::ContentAnswer::Inline);
+    let whole = c.get("/me/drive/root:/a.bin:/content").await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.body, want);
+    let part = c
+        .send(
+            c.http
+                .get(c.url("/me/drive/root:/a.bin:/content"))
+                .bearer_auth(&c.token)
+                .header("Range", "bytes=10-19"),
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.body, want[10..20]);
+    assert_eq!(
+        part.header("content-range").as_deref(),
+        Some("bytes 10-19/100000")
+    );
+    sim.set_ignore_range(true);
+    let ignored = c
+        .send(
+            c.http
+                .get(c.url("/me/drive/root:/a.bin:/content"))
+                .bearer_auth(&c.token)
+                .header("Range", "bytes=10-19"),
+        )
+        .await;
+    assert_eq!(
+        (ignored.status, ignored.body.len()),
+        (StatusCode::OK, 100_000)
+    );
+    assert_eq!(
+        sim.downloads_of("a.bin"),
+        3,
+        "bodies served from /content are logged"
+    );
+    assert_eq!(sim.requests(RequestKind::Download), 0);
+
+    sim.set_content_answer(crate::ContentAnswer::RedirectWithoutLocation);
+    let bare = c.get("/me/drive/root:/a.bin:/content").await;
+    assert_eq!(bare.status, StatusCode::FOUND);
+    assert!(bare.header("location").is_none());
+    let item = c.ok("/me/drive/root:/a.bin").await;
+    let url = item["@microsoft.graph.downloadUrl"].as_str().unwrap();
+    assert_eq!(c.download(url, None).await.body.len(), 100_000);
+}
+
+#[tokio::test]
+async fn a_size_listed_wrong_comes_with_the_hashes_of_the_bytes_served() {
+    let sim = Simulator::start(Tree::personal().file_with(
+        "old.jpg",
+        5_000,
+        FileOpts::new().size_listed_wrong(4_700),
+    ));
+    let c = Client::new(&sim);
+    let meta = c.ok("/me/drive/root:/old.jpg").await;
+    assert_eq!(meta["size"], 5_000);
+    let served = sim.content("old.jpg");
+    assert_eq!(served.len(), 4_700);
+    assert_eq!(
+        meta["file"]["hashes"]["quickXorHash"],
+        QuickXorHash::of(&served)
+    );
+    assert_eq!(sim.quick_xor("old.jpg"), QuickXorHash::of(&served));
+    let url = meta["@microsoft.graph.downloadUrl"].as_str().unwrap();
+    assert_eq!(c.download(url, None).await.body, served);
+}
+
+#[tokio::test]
+async fn download_urls_can_carry_their_credential_in_the_path() {
+    let sim = Simulator::start(Tree::personal().file("a.bin", 1_000));
+    sim.set_url_credential_in_path(true);
+    let c = Client::new(&sim);
+    let r = c.get("/me/drive/root:/a.bin:/content").await;
+    let loc = r.header("location").unwrap();
+    let path = url::Url::parse(&loc).unwrap().path().to_owned();
+    assert!(
+        path.starts_with("/y4m") && path.ends_with("/a.bin"),
+        "{loc}"
+    );
+    assert!(!loc.contains("tempauth"));
+    assert_eq!(c.download(&loc, None).await.body, sim.content("a.bin"));
+}
+
+#[tokio::test]
+async fn held_requests_wait_until_released() {
+    let sim = Simulator::start(Tree::personal().file("a.bin", 1_000).file("b.bin", 1_000));
+    sim.hold_requests(RequestKind::Download, Some("a.bin"));
+    let c = Client::new(&sim);
+    let a = c.ok("/me/drive/root:/a.bin").await["@microsoft.graph.downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = c.ok("/me/drive/root:/b.bin").await["@microsoft.graph.downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = c.http.clone();
+    let held =
+        tokio::spawn(async move { http.get(&a).send().await.unwrap().bytes().await.unwrap() });
+    assert_eq!(c.download(&b, None).await.body.len(), 1_000, "others pass");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.held_requests() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!held.is_finished());
+    sim.release_requests(RequestKind::Download);
+    assert_eq!(held.await.unwrap().len(), 1_000);
+    assert_eq!(sim.held_requests(), 0);
 }

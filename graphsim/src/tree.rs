@@ -70,6 +70,9 @@ pub struct FileOpts {
     /// SharePoint-"enriched" Office file, smaller for a Live Photo. Listed size and hashes stay those
     /// of the listed content; the served bytes are a prefix/extension of the same stream.
     pub served_size: Option<u64>,
+    /// The listed hashes are those of the bytes served (`served_size` of them), not of the listed size: the
+    /// listing's size is wrong while its hashes are right (see [`FileOpts::size_listed_wrong`]).
+    pub hashes_of_served: bool,
 }
 
 impl FileOpts {
@@ -143,6 +146,16 @@ impl FileOpts {
         self.served_size = Some(bytes);
         self
     }
+    /// Serves `served_bytes` (fewer than the listed size) and lists the hashes *of those bytes*: a size that
+    /// lies while the hash is right. Old personal JPG/PDF/DOCX items have been listed a few hundred bytes
+    /// larger than what downloads, with a SHA-1 matching the download (onedrive-api-docs #492; rclone trusts
+    /// the body's length for OneDrive, calling its size readings unreliable).
+    #[must_use]
+    pub fn size_listed_wrong(mut self, served_bytes: u64) -> Self {
+        self.served_size = Some(served_bytes);
+        self.hashes_of_served = true;
+        self
+    }
 }
 
 /// Parameters of a generated tree (`Tree::generated`): cheap even at 100,000 items.
@@ -184,6 +197,8 @@ pub(crate) struct FileData {
     pub size: u64,
     pub seed: u64,
     pub served_size: Option<u64>,
+    /// Listed hashes are of the served bytes.
+    pub hashes_of_served: bool,
     pub mime: String,
     pub hashes: Hashes,
     pub taken: Option<i64>,
@@ -197,6 +212,15 @@ impl FileData {
     /// Bytes the download host serves.
     pub fn served_len(&self) -> u64 {
         self.served_size.unwrap_or(self.size)
+    }
+
+    /// How many bytes of the stream the listed hashes cover.
+    pub fn hashed_len(&self) -> u64 {
+        if self.hashes_of_served {
+            self.served_len()
+        } else {
+            self.size
+        }
     }
 }
 
@@ -419,6 +443,7 @@ impl World {
             size,
             seed: 0,
             served_size: opts.served_size,
+            hashes_of_served: opts.hashes_of_served,
             mime: opts
                 .mime
                 .clone()
@@ -566,6 +591,7 @@ impl World {
                         hashes: f.hashes,
                         malware: f.malware.clone(),
                         served_size: f.served_size,
+                        hashes_of_served: f.hashes_of_served,
                     };
                     self.add_file(dst, &it.name, f.size, &opts)
                 }

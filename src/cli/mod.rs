@@ -45,7 +45,8 @@ pub struct Args {
     pub profile: Option<String>,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 everything wanted is on disk and verified; 1 some items failed or a folder could not be listed \
+const EXIT_CODES: &str = "Exit codes: 0 everything wanted is on disk, verified by hash except files kept with a caveat \
+(counted in the summary, listed by `odbackup status`); 1 some items failed or a folder could not be listed \
 (see `odbackup failures` and `odbackup status`); 2 usage or configuration error; 3 sign-in needed or refused; 4 another run \
 holds the manifest; 5 the run could not go on (network, service, disk, manifest); 130 interrupted.";
 

@@ -111,13 +111,21 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         let secs = summary.elapsed.as_secs_f64().max(0.001);
         writeln!(
             out,
-            "download: {} downloaded, {} already present, {} failed; {} in {:.1}s ({}/s)",
+            "download: {} downloaded, {} already present, {} failed; {} in {:.1}s ({}/s){}",
             d.downloaded,
             d.adopted,
             d.failed,
             human_bytes(d.bytes),
             secs,
             human_bytes((d.bytes as f64 / secs) as u64),
+            if d.downloaded > 0 {
+                format!(
+                    "; {} came with their listing's download URL",
+                    d.with_listing_url
+                )
+            } else {
+                String::new()
+            }
         )?;
         for (caveat, n) in &d.accepted_with_caveat {
             writeln!(
@@ -125,11 +133,25 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 "  {n} kept with a caveat: {caveat} (see `odbackup status`; the manifest says what differed)"
             )?;
         }
+        if d.kept_with_caveat > 0 {
+            writeln!(
+                out,
+                "  of the files of this run, {} match their listed size and hash; {} kept with a caveat are as the service serves them, not verified against the listing in full",
+                d.verified_by_hash, d.kept_with_caveat
+            )?;
+        }
         if d.throttled > 0 {
             writeln!(
                 out,
                 "  throttled {} times by the service: waited {:.0}s in all, transfers at once lowered {} times (to {} at the fewest)",
                 d.throttled, d.throttle_wait_secs, d.concurrency_drops, d.concurrency_lowest
+            )?;
+        }
+        if d.superseded > 0 {
+            writeln!(
+                out,
+                "  {} files changed on the drive while they were being fetched; their new version was fetched instead",
+                d.superseded
             )?;
         }
         if d.moved > 0 {

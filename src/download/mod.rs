@@ -23,7 +23,8 @@ use crate::crawl::CrawlProgress;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
 use crate::manifest::{
-    DoneRecord, DownloadJob, FailureClass, FailureRecord, ManifestError, MovedFile,
+    DoneRecord, DownloadJob, FailureClass, FailureRecord, JobVersion, ManifestError, MovedFile,
+    Recorded,
 };
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
@@ -112,12 +113,25 @@ impl Default for DownloadPolicy {
 /// What a download run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DownloadSummary {
-    /// Files fetched and verified in this run.
+    /// Files fetched in this run (verified by hash, or kept with a caveat: see the two counts below).
     pub downloaded: u64,
+    /// Files fetched or adopted in this run whose bytes match the listing's size and hash: what exit 0 vouches
+    /// for without reservation.
+    pub verified_by_hash: u64,
+    /// Files fetched or adopted in this run that are on disk as the service serves them but could not be
+    /// verified against the listing in full (`accepted_with_caveat` says why, by class). Exit 0 covers them
+    /// with that caveat.
+    pub kept_with_caveat: u64,
     /// Files kept in this run (fetched or adopted) although they could not be verified against the listing,
     /// by the known quirk that explains it (`live_photo`, `rewritten_by_service`, `no_hash`, …). Each row
     /// in the manifest says exactly what differed.
     pub accepted_with_caveat: BTreeMap<String, u64>,
+    /// Of the files downloaded, those whose listing came with a download URL
+    /// (`@microsoft.graph.downloadUrl`), which saves the `/content` round trip while it is fresh.
+    pub with_listing_url: u64,
+    /// Of those, the files fetched with that URL as is; the others had outlived it or were refused, and asked
+    /// `/content`.
+    pub by_listing_url: u64,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -151,6 +165,9 @@ pub struct DownloadSummary {
     pub throttle_wait_secs: f64,
     /// Requests held back for their turn because `RateLimit-*` headers said the budget was nearly spent.
     pub paced: u64,
+    /// Transfers overtaken by the drive: the file changed (a listing of this run said so) while its older
+    /// version was being fetched. Their outcome was dropped and the new version fetched instead.
+    pub superseded: u64,
     /// Times throttling lowered the number of transfers at once.
     pub concurrency_drops: u64,
     /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
@@ -158,6 +175,10 @@ pub struct DownloadSummary {
     /// Transfers that failed in a row for want of a connection (see [`UNREACHABLE_STREAK`]).
     #[serde(skip)]
     unreachable_streak: usize,
+    /// Rows whose transfer is running: a newer version of the same file waits for it to end (two transfers
+    /// of one file would race to rename over the same target).
+    #[serde(skip)]
+    in_flight: HashSet<i64>,
 }
 
 /// Download every pending or failed file of the manifest, following `crawl` until it has ended.
@@ -226,9 +247,10 @@ pub async fn download_with_policy(
     let stop = cancel.child_token();
     let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
     let mut after = 0i64;
-    // Rows already handed to a transfer in this run: a row the crawl turns back to pending *behind* the cursor
-    // (a changed file listed after newer rows) is caught by one last pass from the start, which skips these.
-    let mut attempted: HashSet<i64> = HashSet::new();
+    // Rows already handed to a transfer in this run, with the version each was: a row the crawl turns back to
+    // pending *behind* the cursor (a changed file listed after newer rows) is caught by one last pass from the
+    // start, which skips these, but not a row that moved on to another version since.
+    let mut attempted: HashSet<(i64, JobVersion)> = HashSet::new();
     let mut swept = false;
     let with_malware = policy.allow_malware;
     'schedule: loop {
@@ -239,7 +261,10 @@ pub async fn download_with_policy(
         let last_rowid = jobs.last().map(|j| j.rowid);
         let jobs: Vec<DownloadJob> = jobs
             .into_iter()
-            .filter(|j| !attempted.contains(&j.rowid))
+            .filter(|j| {
+                !attempted.contains(&(j.rowid, j.version()))
+                    && !summary.in_flight.contains(&j.rowid)
+            })
             .collect();
         if let (true, Some(last)) = (jobs.is_empty(), last_rowid) {
             after = last; // a page of rows already tried in this run: move on
@@ -248,7 +273,16 @@ pub async fn download_with_policy(
         if jobs.is_empty() {
             if crawl_ended {
                 if swept {
-                    break;
+                    // Transfers still running may yet be overtaken by the drive: their new version then needs
+                    // another pass.
+                    let Some(joined) = tasks.join_next().await else {
+                        break;
+                    };
+                    if record(manifest, &mut summary, joined, &*reporter, &stop).await? {
+                        swept = false;
+                        after = 0;
+                    }
+                    continue;
                 }
                 swept = true;
                 // Renames and moves the crawl just applied: move those files rather than fetch them.
@@ -266,7 +300,9 @@ pub async fn download_with_policy(
                 () = stop.cancelled() => break,
                 _ = crawl.changed() => {}
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+                    if record(manifest, &mut summary, joined, &*reporter, &stop).await? {
+                        swept = false;
+                    }
                 }
             }
             continue;
@@ -275,7 +311,8 @@ pub async fn download_with_policy(
         reporter.event(&Event::Queued { files, bytes });
         for job in jobs {
             after = job.rowid;
-            attempted.insert(job.rowid);
+            attempted.insert((job.rowid, job.version()));
+            summary.in_flight.insert(job.rowid);
             observe_throttling(&limit, graph, &*reporter);
             let permit = tokio::select! {
                 () = stop.cancelled() => break 'schedule,
@@ -283,7 +320,9 @@ pub async fn download_with_policy(
             };
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
             while let Some(joined) = tasks.try_join_next() {
-                record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+                if record(manifest, &mut summary, joined, &*reporter, &stop).await? {
+                    swept = false;
+                }
             }
             if options.keep.keep_versions
                 && let Some(previous) = job.written_path.clone()
@@ -381,24 +420,25 @@ fn observe_throttling(
     }
 }
 
+/// Record a finished transfer in the manifest and the summary. Returns whether the drive had overtaken it
+/// (its row names another version now; nothing was recorded, and the new version is still to fetch).
 async fn record(
     manifest: &SharedManifest,
     summary: &mut DownloadSummary,
     joined: Result<(DownloadJob, TransferOutcome), tokio::task::JoinError>,
     reporter: &dyn Reporter,
     stop: &CancellationToken,
-) -> Result<(), ManifestError> {
+) -> Result<bool, ManifestError> {
     let (job, outcome) = match joined {
         Ok(pair) => pair,
         // A transfer task only ends without a value if it panicked; its row stays pending for the next run.
         Err(err) => {
             tracing::error!(error = %err, "a transfer task failed unexpectedly");
-            return Ok(());
+            return Ok(false);
         }
     };
-    if matches!(outcome, TransferOutcome::Done { .. }) {
-        summary.unreachable_streak = 0;
-    }
+    summary.in_flight.remove(&job.rowid);
+    let version = job.version();
     match outcome {
         TransferOutcome::Done {
             local_path,
@@ -409,6 +449,7 @@ async fn record(
             adopted,
             attempts,
             displaced,
+            by_listing_url,
         } => {
             if let Some(trash) = &displaced {
                 summary.displaced += 1;
@@ -416,17 +457,6 @@ async fn record(
                     path: &local_path,
                     trash,
                 });
-            }
-            if let Some(c) = &caveat {
-                *summary
-                    .accepted_with_caveat
-                    .entry(c.class.as_str().to_owned())
-                    .or_default() += 1;
-            }
-            if adopted {
-                summary.adopted += 1;
-            } else {
-                summary.downloaded += 1;
             }
             summary.bytes += fetched;
             let done = DoneRecord {
@@ -436,15 +466,36 @@ async fn record(
                 attempts,
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
-            manifest
+            let recorded_caveat = caveat.clone();
+            let recorded = manifest
                 .call(move |m| {
-                    m.mark_done(&drive, &item, &done)?;
-                    match &caveat {
-                        Some(c) => m.set_caveat(&drive, &item, c, local_size),
-                        None => Ok(()),
+                    let recorded = m.record_done(&drive, &item, &version, &done)?;
+                    if let (Some(c), Recorded::Applied) = (&recorded_caveat, recorded) {
+                        m.set_caveat(&drive, &item, c, local_size)?;
                     }
+                    Ok(recorded)
                 })
                 .await?;
+            summary.unreachable_streak = 0;
+            if recorded == Recorded::Stale {
+                return Ok(superseded(summary, &job));
+            }
+            if let Some(c) = &caveat {
+                *summary
+                    .accepted_with_caveat
+                    .entry(c.class.as_str().to_owned())
+                    .or_default() += 1;
+                summary.kept_with_caveat += 1;
+            } else {
+                summary.verified_by_hash += 1;
+            }
+            if adopted {
+                summary.adopted += 1;
+            } else {
+                summary.downloaded += 1;
+                summary.with_listing_url += u64::from(job.listed_url.is_some());
+                summary.by_listing_url += u64::from(by_listing_url);
+            }
             reporter.event(&Event::FileDone {
                 path: &job.remote_path,
                 bytes: job.size,
@@ -452,48 +503,89 @@ async fn record(
             });
         }
         TransferOutcome::Failed(failure) => {
+            let record = FailureRecord {
+                class: failure.class,
+                http_status: failure.http_status,
+                message: failure.message.clone(),
+                attempts: failure.attempts,
+            };
+            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
+            let recorded = manifest
+                .call(move |m| m.record_failed(&drive, &item, &version, &record))
+                .await?;
+            if failure.fatal && summary.fatal.is_none() {
+                // A full disk or a refused token stops the run whatever version was being fetched.
+                summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
+                summary.fatal_class = Some(failure.class.as_str().to_owned());
+                stop.cancel();
+            }
+            if recorded == Recorded::Stale {
+                return Ok(superseded(summary, &job));
+            }
             summary.failed += 1;
             *summary
                 .failures_by_class
                 .entry(failure.class.as_str().to_owned())
                 .or_default() += 1;
-            if matches!(failure.class, FailureClass::Network | FailureClass::Timeout) {
-                summary.unreachable_streak += 1;
-            } else {
-                summary.unreachable_streak = 0;
-            }
-            if failure.fatal && summary.fatal.is_none() {
-                summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
-                summary.fatal_class = Some(failure.class.as_str().to_owned());
-                stop.cancel();
-            } else if summary.unreachable_streak >= UNREACHABLE_STREAK && summary.fatal.is_none() {
-                summary.fatal = Some(format!(
-                    "{UNREACHABLE_STREAK} transfers in a row could not reach the service (the last: {}: {}); \
-                     check the connection, then re-run the same command: it resumes and retries them",
-                    job.remote_path, failure.message
-                ));
-                summary.fatal_class = Some(failure.class.as_str().to_owned());
-                stop.cancel();
-            }
+            note_service_trouble(summary, &job, &failure, stop);
             reporter.event(&Event::FileFailed {
                 path: &job.remote_path,
                 class: failure.class.as_str(),
                 message: &failure.message,
             });
-            let record = FailureRecord {
-                class: failure.class,
-                http_status: failure.http_status,
-                message: failure.message,
-                attempts: failure.attempts,
-            };
-            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
-            manifest
-                .call(move |m| m.mark_failed(&drive, &item, &record))
-                .await?;
         }
         TransferOutcome::Interrupted => {}
     }
-    Ok(())
+    Ok(false)
+}
+
+/// A transfer the drive overtook: counted, and said at debug level (the new version is fetched next).
+fn superseded(summary: &mut DownloadSummary, job: &DownloadJob) -> bool {
+    summary.superseded += 1;
+    tracing::debug!(
+        item = %job.item_id,
+        path = %job.remote_path,
+        "the file changed on the drive while it was fetched: the outcome is dropped, the new version is fetched"
+    );
+    true
+}
+
+/// Count a failure that says the service may be gone, and stop the run after [`UNREACHABLE_STREAK`] of them
+/// in a row: transfers that could not reach it (network, timeouts), and transfers that got server errors
+/// (5xx, after the client's retries) from Graph or the download host. Any other outcome ends the streak.
+fn note_service_trouble(
+    summary: &mut DownloadSummary,
+    job: &DownloadJob,
+    failure: &TransferFailure,
+    stop: &CancellationToken,
+) {
+    let unreachable = matches!(failure.class, FailureClass::Network | FailureClass::Timeout);
+    let server_error = failure
+        .http_status
+        .is_some_and(|s| (500..=599).contains(&s));
+    if !(unreachable || server_error) {
+        summary.unreachable_streak = 0;
+        return;
+    }
+    summary.unreachable_streak += 1;
+    if summary.unreachable_streak < UNREACHABLE_STREAK || summary.fatal.is_some() {
+        return;
+    }
+    summary.fatal = Some(if server_error {
+        format!(
+            "{UNREACHABLE_STREAK} transfers in a row failed with server errors (the last: {}: {}); the service \
+             or its download host is having trouble: re-run the same command later, it resumes and retries them",
+            job.remote_path, failure.message
+        )
+    } else {
+        format!(
+            "{UNREACHABLE_STREAK} transfers in a row could not reach the service (the last: {}: {}); \
+             check the connection, then re-run the same command: it resumes and retries them",
+            job.remote_path, failure.message
+        )
+    });
+    summary.fatal_class = Some(failure.class.as_str().to_owned());
+    stop.cancel();
 }
 
 /// What [`relocate_moved`] did.

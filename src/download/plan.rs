@@ -163,6 +163,23 @@ pub fn judge(
                 },
             }),
         },
+        Verification::SizeListedWrong {
+            algorithm,
+            expected,
+            actual,
+        } => Judgement::Keep {
+            verification: if *algorithm == "sha1Hash" {
+                "sha1"
+            } else {
+                "quickxor"
+            },
+            caveat: Some(Caveat {
+                class: CaveatClass::SizeMetadata,
+                reason: format!(
+                    "the listing says {expected} bytes but the service serves {actual}, whose {algorithm} is the listed one: the listed size is wrong, the file is kept as served"
+                ),
+            }),
+        },
         Verification::SizeMismatch { expected, actual } => {
             let message = format!("received {actual} bytes, the listing says {expected}");
             // A quirk is only believable when the server itself announced the length it sent.
@@ -416,6 +433,31 @@ mod tests {
                 Earlier::Same,
                 "fail:hash_mismatch",
                 None,
+            ),
+            // Bytes whose hash is the listed one are kept whatever the listed size says, on the first fetch.
+            (
+                "old.jpg",
+                Verification::SizeListedWrong {
+                    algorithm: "quickXorHash",
+                    expected: 1_300,
+                    actual: 1_000,
+                },
+                Some(1_000),
+                Earlier::None,
+                "keep:quickxor",
+                Some(CaveatClass::SizeMetadata),
+            ),
+            (
+                "letter.docx",
+                Verification::SizeListedWrong {
+                    algorithm: "sha1Hash",
+                    expected: 1_300,
+                    actual: 1_000,
+                },
+                None,
+                Earlier::None,
+                "keep:sha1",
+                Some(CaveatClass::SizeMetadata),
             ),
         ];
         for (name, v, declared, earlier, want, want_caveat) in cases {

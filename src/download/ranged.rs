@@ -3,9 +3,11 @@
 //! fetched in one stream, so crash safety still comes from write order: nothing reaches the final name before
 //! it is complete and verified, and the journal (`chunks.rs`) lets a resumed run skip the spans it holds.
 //!
-//! **One Graph call per file.** Every span uses the same pre-authenticated URL (the listing's, or the one
-//! `/content` resolved); when the download host refuses it, the first refusal resolves a fresh URL once and
-//! the refused span, like any span refused with the old URL, goes on with the new one.
+//! **One Graph call per file.** Every span uses the same source: the listing's pre-authenticated URL, or
+//! what the first span's `/content` request found (the URL it redirected to, or `/content` itself on a tenant
+//! that serves the bytes without a redirect). Until that first answer, no other span starts. When the
+//! download host refuses the URL, the first refusal sends the next span through `/content` again, and the
+//! refused spans, like any refused with the old URL, go on with what it found.
 //!
 //! **Streams are transfers.** The file's own slot runs the first stream. Each further stream takes another
 //! slot of the downloader's limit, only if one is free right now (it never waits for one, and never jumps the
@@ -29,7 +31,7 @@ use super::adaptive::AdaptiveLimit;
 use super::chunks::{self, Journal, Span};
 use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, blocking};
 use crate::fsdest::{self, Folder};
-use crate::graph::{DownloadUrl, GraphClient, GraphError};
+use crate::graph::{ContentSource, GraphClient, GraphError};
 use crate::hash::{ContentDigest, QuickXorHash};
 use crate::manifest::DownloadJob;
 use crate::progress::{Event, Reporter};
@@ -65,6 +67,7 @@ enum SpanEnd {
     Expired {
         generation: u64,
         status: u16,
+        host: String,
     },
     Network(GraphError),
     /// The host ignored the Range, or serves another length than listed: spans cannot be assembled.
@@ -74,6 +77,10 @@ enum SpanEnd {
 
 struct SpanResult {
     work: Work,
+    /// The source generation the span was sent with.
+    generation: u64,
+    /// Where the bytes came from, when the request was answered with them.
+    source: Option<ContentSource>,
     written: u64,
     /// quickXorHash of the `written` bytes from `work.from` on, hashed as they were written.
     hash: QuickXorHash,
@@ -100,7 +107,7 @@ impl Ranged<'_> {
     /// the size the host declared, or `Ok(None)` when cancelled.
     pub(super) async fn fetch(
         &self,
-        url: &mut Option<DownloadUrl>,
+        url: &mut Option<ContentSource>,
         fetched: &mut u64,
     ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
         let size = self.job.size;
@@ -146,9 +153,6 @@ impl Ranged<'_> {
                 })
                 .collect();
         tracing::debug!(item = %self.job.item_id, spans_left = pending.len(), spans_done = done.len(), "ranged transfer");
-        if !pending.is_empty() && url.is_none() {
-            *url = Some(self.resolve().await?);
-        }
 
         let stop = self.cancel.child_token();
         let streams = self.policy.streams_per_file.max(1);
@@ -156,6 +160,8 @@ impl Ranged<'_> {
         let mut network_retries = 0u32;
         let mut refusals_in_a_row = 0u32;
         let mut failure: Option<StepError> = None;
+        // A span sent without a source asks `/content`; until it answers, no other span starts.
+        let mut resolving = false;
         // The parts fetched in this run, hashed as they arrive and folded together: only bytes an earlier run
         // wrote are read back (unless SHA-1 is wanted too, which needs the file in order).
         let mut hashed_here = QuickXorHash::new();
@@ -163,6 +169,9 @@ impl Ranged<'_> {
         loop {
             while failure.is_none() && !stop.is_cancelled() && inflight.len() < streams {
                 let Some(&work) = pending.front() else { break };
+                if url.is_none() && resolving {
+                    break;
+                }
                 let slot = match (inflight.is_empty(), self.slots) {
                     // The file's own slot runs the first stream.
                     (true, _) | (false, None) => None,
@@ -175,7 +184,8 @@ impl Ranged<'_> {
                     },
                 };
                 pending.pop_front();
-                let current = url.clone().expect("resolved above");
+                let current = url.clone();
+                resolving |= current.is_none();
                 inflight.push(self.fetch_span(
                     current,
                     generation,
@@ -188,6 +198,10 @@ impl Ranged<'_> {
             let Some(result) = inflight.next().await else {
                 break;
             };
+            if result.generation == generation && url.is_none() {
+                resolving = false;
+                url.clone_from(&result.source);
+            }
             *fetched += result.written;
             hashed_here.absorb(&result.hash);
             if result.written > 0 {
@@ -213,30 +227,26 @@ impl Ranged<'_> {
                 SpanEnd::Expired {
                     generation: g,
                     status,
+                    host,
                 } => {
                     pending.push_front(rest);
-                    // Spans that were sent the old URL come back refused too: only the first one resolves.
+                    // Spans that were sent the old URL come back refused too: only the first one counts, and
+                    // the next span asks `/content` again.
                     if g == generation && failure.is_none() {
                         refusals_in_a_row += 1;
                         if refusals_in_a_row > MAX_URL_REFRESHES {
-                            failure = Some(StepError::UrlsRefused(status));
+                            failure = Some(StepError::UrlsRefused(status, host));
                             stop.cancel();
                         } else {
-                            match self.resolve().await {
-                                Ok(fresh) => {
-                                    *url = Some(fresh);
-                                    generation += 1;
-                                }
-                                Err(err) => {
-                                    failure = Some(err);
-                                    stop.cancel();
-                                }
-                            }
+                            *url = None;
+                            resolving = false;
+                            generation += 1;
                         }
                     }
                 }
                 SpanEnd::Network(err)
-                    if err.is_transient() && network_retries < MAX_NETWORK_RETRIES =>
+                    if super::transfer::worth_resuming(&err)
+                        && network_retries < MAX_NETWORK_RETRIES =>
                 {
                     network_retries += 1;
                     tracing::debug!(item = %self.job.item_id, error = %err, "span interrupted; resuming it");
@@ -280,21 +290,9 @@ impl Ranged<'_> {
         Ok(Some((digest, Some(size))))
     }
 
-    /// A fresh pre-authenticated URL for the file (the one Graph call of a ranged transfer, or of a refusal).
-    async fn resolve(&self) -> Result<DownloadUrl, StepError> {
-        self.graph
-            .content_url_with(
-                &self.job.drive_id,
-                &self.job.item_id,
-                self.job.malware && self.policy.allow_malware,
-            )
-            .await
-            .map_err(StepError::Network)
-    }
-
     async fn fetch_span(
         &self,
-        url: DownloadUrl,
+        source: Option<ContentSource>,
         generation: u64,
         work: Work,
         stop: CancellationToken,
@@ -303,44 +301,79 @@ impl Ranged<'_> {
     ) -> SpanResult {
         let mut written = 0u64;
         let mut hash = QuickXorHash::starting_at(work.from);
+        let mut served_by = None;
         let end = self
             .write_span(
-                &url,
+                source.as_ref(),
                 generation,
                 work,
                 &stop,
                 (&mut written, &mut hash),
+                &mut served_by,
                 part_file,
             )
             .await;
         drop(slot);
         SpanResult {
             work,
+            generation,
+            source: served_by,
             written,
             hash,
             end,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_span(
         &self,
-        url: &DownloadUrl,
+        source: Option<&ContentSource>,
         generation: u64,
         work: Work,
         stop: &CancellationToken,
         (written, hash): (&mut u64, &mut QuickXorHash),
+        served_by: &mut Option<ContentSource>,
         part_file: &std::fs::File,
     ) -> SpanEnd {
         let idle: Option<Duration> = self.policy.stall_timeout;
+        let (from, to) = (work.from, Some(work.span.end - 1));
+        let request = async {
+            match source {
+                Some(source) => {
+                    self.graph
+                        .fetch(&self.job.item_id, source, from, to, idle)
+                        .await
+                }
+                None => {
+                    self.graph
+                        .open_content(
+                            &self.job.drive_id,
+                            &self.job.item_id,
+                            self.job.malware && self.policy.allow_malware,
+                            from,
+                            to,
+                            idle,
+                        )
+                        .await
+                }
+            }
+        };
         let answered = tokio::select! {
             biased;
             () = stop.cancelled() => return SpanEnd::Cancelled,
-            answered = self.graph.download_range(url, work.from, Some(work.span.end - 1), idle) => answered,
+            answered = request => answered,
         };
         let response = match answered {
-            Ok(r) => r,
-            Err(GraphError::DownloadUrlExpired { status }) => {
-                return SpanEnd::Expired { generation, status };
+            Ok((served, r)) => {
+                *served_by = Some(served);
+                r
+            }
+            Err(GraphError::DownloadUrlExpired { status, host }) => {
+                return SpanEnd::Expired {
+                    generation,
+                    status,
+                    host,
+                };
             }
             Err(err) if err.status() == Some(416) => return SpanEnd::NoRanges,
             Err(err) => return SpanEnd::Network(err),
@@ -420,7 +453,7 @@ impl Ranged<'_> {
         }
         if matches!(end, SpanEnd::Done) && *written < wanted {
             return SpanEnd::Network(GraphError::Network {
-                what: format!("downloading {url}"),
+                what: format!("downloading item {}", self.job.item_id),
                 reason: format!("the body ended after {} of {wanted} bytes", *written),
             });
         }

@@ -25,7 +25,7 @@ use super::plan::{
 };
 use super::ranged::Ranged;
 use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
-use crate::graph::{DownloadUrl, GraphClient, GraphError};
+use crate::graph::{ContentSource, DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
 use crate::progress::{Event, Reporter};
@@ -61,6 +61,8 @@ pub enum TransferOutcome {
         /// Where a local file that was not odbackup's, found under the target's name, was moved (a trash
         /// path relative to the destination).
         displaced: Option<String>,
+        /// Whether the bytes came by the download URL of the item's listing (no `/content` request).
+        by_listing_url: bool,
     },
     /// Failed for this run; the row records it.
     Failed(TransferFailure),
@@ -165,6 +167,7 @@ pub async fn transfer(
                         adopted: true,
                         attempts: 0,
                         displaced: None,
+                        by_listing_url: false,
                     };
                 }
             }
@@ -192,11 +195,11 @@ pub async fn transfer(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut url: Option<DownloadUrl> = job
+    let mut url: Option<ContentSource> = job
         .listed_url
         .as_ref()
         .filter(|l| listed_url_is_fresh(l.fetched_at_ms, now_ms, LISTED_URL_FRESHNESS))
-        .map(|l| DownloadUrl::new(l.url.expose().to_owned()));
+        .map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned())));
     let mut url_from_listing = url.is_some();
     let mut start = match action {
         Action::Resume(offset) => offset,
@@ -240,7 +243,7 @@ pub async fn transfer(
         let (digest, declared) = match step {
             Ok(Some(fetched)) => fetched,
             Ok(None) => return TransferOutcome::Interrupted,
-            Err(StepError::UrlExpired(status)) => {
+            Err(StepError::UrlExpired(status, host)) => {
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
                 // from what is on disk — unless fresh ones are refused too. A refused listing URL was merely
                 // old: it does not count against the fresh ones.
@@ -254,7 +257,7 @@ pub async fn transfer(
                 };
                 url_from_listing = false;
                 if url_refreshes > MAX_URL_REFRESHES {
-                    return urls_refused(status, attempts);
+                    return urls_refused(job, status, &host, attempts);
                 }
                 url = None;
                 attempts -= 1;
@@ -262,7 +265,7 @@ pub async fn transfer(
                 continue;
             }
             Err(StepError::Network(err))
-                if err.is_transient() && network_retries < MAX_NETWORK_RETRIES =>
+                if worth_resuming(&err) && network_retries < MAX_NETWORK_RETRIES =>
             {
                 network_retries += 1;
                 tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
@@ -279,7 +282,9 @@ pub async fn transfer(
                     class == FailureClass::Auth,
                 );
             }
-            Err(StepError::UrlsRefused(status)) => return urls_refused(status, attempts),
+            Err(StepError::UrlsRefused(status, host)) => {
+                return urls_refused(job, status, &host, attempts);
+            }
             Err(StepError::RangesUnsupported) => {
                 // The host ignores ranges or serves another length than listed: one stream from the start,
                 // where the checks of a whole-file fetch (length, caveats) apply.
@@ -355,6 +360,7 @@ pub async fn transfer(
                     adopted: false,
                     attempts,
                     displaced,
+                    by_listing_url: url_from_listing,
                 };
             }
             Judgement::FetchAgain => {
@@ -379,9 +385,9 @@ pub async fn transfer(
 
 pub(super) enum StepError {
     /// The download host refused the URL with this status.
-    UrlExpired(u16),
+    UrlExpired(u16, String),
     /// A ranged transfer gave up after fresh URLs were refused this many times in a row (the last status).
-    UrlsRefused(u16),
+    UrlsRefused(u16, String),
     /// The host ignored a Range or served another length than listed: fetch the file in one stream.
     RangesUnsupported,
     /// The server sent more bytes than may be right for this file (the listed size, or a bit more for a
@@ -401,7 +407,7 @@ async fn fetch_into_part(
     policy: &DownloadPolicy,
     (folder, part): (&Arc<Folder>, &str),
     start: u64,
-    url: &mut Option<DownloadUrl>,
+    url: &mut Option<ContentSource>,
     with_sha1: bool,
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
@@ -427,27 +433,40 @@ async fn fetch_into_part(
         // Complete part file (killed after fsync, before rename): nothing left to fetch.
         return Ok(Some((hasher.finish(), Some(written))));
     }
-    if url.is_none() {
-        *url = Some(
+    // A known source is asked directly; otherwise `/content`, which redirects to one or serves the bytes.
+    let answered = match url.as_ref() {
+        Some(source) => {
             graph
-                .content_url_with(
+                .fetch(&job.item_id, source, written, None, policy.stall_timeout)
+                .await
+        }
+        None => {
+            graph
+                .open_content(
                     &job.drive_id,
                     &job.item_id,
                     job.malware && policy.allow_malware,
+                    written,
+                    None,
+                    policy.stall_timeout,
                 )
                 .await
-                .map_err(StepError::Network)?,
-        );
-    }
-    let current = url.as_ref().expect("set above");
-    let answered = match policy.stall_timeout {
-        Some(idle) => graph.download_with_idle(current, written, idle).await,
-        None => graph.download(current, written).await,
+        }
     };
     let response = match answered {
-        Ok(r) => r,
-        Err(GraphError::DownloadUrlExpired { status }) => {
-            return Err(StepError::UrlExpired(status));
+        Ok((source, r)) => {
+            *url = Some(source);
+            r
+        }
+        Err(GraphError::DownloadUrlExpired { status, host }) => {
+            return Err(StepError::UrlExpired(status, host));
+        }
+        Err(GraphError::RangeNotSatisfiable { total: Some(t), .. }) if t == written => {
+            // The part file already holds all the host serves (a file shorter than listed, killed between the
+            // last byte and the rename): it is judged as it is.
+            let file = folder.open_write(part).map_err(disk)?;
+            file.sync_all().map_err(disk)?;
+            return Ok(Some((hasher.finish(), Some(written))));
         }
         Err(err) if err.status() == Some(416) => return Err(StepError::RangeRefused),
         Err(err) => return Err(StepError::Network(err)),
@@ -514,6 +533,19 @@ async fn fetch_into_part(
     }
     file.get_mut().sync_all().await.map_err(disk)?;
     Ok(Some((hasher.finish(), declared)))
+}
+
+/// Whether a failed request is worth resuming within this transfer: the connection broke, stalled or could
+/// not be made. An error answer (a 5xx, throttling) already had the client's retries and backoff, so asking
+/// again at once would only multiply them: the file fails for this run and is retried by the next one.
+pub(super) fn worth_resuming(err: &GraphError) -> bool {
+    matches!(
+        err,
+        GraphError::Network { .. }
+            | GraphError::Timeout { .. }
+            | GraphError::Stalled { .. }
+            | GraphError::Connect { .. }
+    )
 }
 
 trait SeekToEnd {
@@ -656,12 +688,13 @@ fn failed(
 }
 
 /// The download host refused fresh URL after fresh URL: a permission problem, not something to loop on.
-fn urls_refused(status: u16, attempts: u32) -> TransferOutcome {
+fn urls_refused(job: &DownloadJob, status: u16, host: &str, attempts: u32) -> TransferOutcome {
     failed(
         FailureClass::AccessDenied,
         Some(status),
         format!(
-            "the download host refused {MAX_URL_REFRESHES} fresh download URLs in a row (HTTP {status})"
+            "{host} refused {MAX_URL_REFRESHES} fresh download URLs of item {} in a row (HTTP {status})",
+            job.item_id
         ),
         attempts,
         false,

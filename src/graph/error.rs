@@ -86,10 +86,12 @@ pub enum GraphError {
         expected: String,
     },
     /// The pre-authenticated download URL is no longer accepted: resolve a fresh one and resume. Not a failure.
-    #[error("the download URL expired (HTTP {status}); a fresh one is needed")]
+    #[error("{host} no longer accepts the download URL (HTTP {status}); a fresh one is needed")]
     DownloadUrlExpired {
         /// The status the download host gave (401, 403 or 410).
         status: u16,
+        /// The download host (never the URL: its path or query is the credential).
+        host: String,
     },
     /// The download host refused the `Range` (HTTP 416): the part file is longer than the content now is.
     #[error("the download host refused the range from byte {from} (HTTP 416){}; the file is fetched again from the start",
@@ -153,7 +155,7 @@ impl GraphError {
     pub fn status(&self) -> Option<u16> {
         match self {
             GraphError::Http(e) => Some(e.status),
-            GraphError::DownloadUrlExpired { status } => Some(*status),
+            GraphError::DownloadUrlExpired { status, .. } => Some(*status),
             GraphError::RangeNotSatisfiable { .. } => Some(416),
             GraphError::ResyncRequired { .. } => Some(410),
             _ => None,
@@ -392,7 +394,13 @@ mod tests {
         assert!(http(500, &[]).is_transient() && http(504, &[]).is_transient());
         assert!(!http(404, &[]).is_transient() && !http(403, &[]).is_transient());
         assert!(http(401, &[]).is_auth() && !http(403, &[]).is_auth());
-        assert!(GraphError::DownloadUrlExpired { status: 403 }.is_transient());
+        assert!(
+            GraphError::DownloadUrlExpired {
+                status: 403,
+                host: "h".into()
+            }
+            .is_transient()
+        );
         let range = GraphError::RangeNotSatisfiable {
             from: 10,
             total: Some(5),

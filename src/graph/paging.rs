@@ -12,9 +12,10 @@ use super::model::DriveItem;
 
 /// The fields a listing asks for: what the manifest stores, plus the server times the crawl falls back on
 /// when `fileSystemInfo` is missing. `id` always comes back. `@microsoft.graph.downloadUrl` is asked for too
-/// (children and delta pages both carry it when selected): a download that follows the crawl within its
-/// freshness window uses it instead of a `/content` round trip per file (issue 7); it expires within the
-/// hour, so the downloader falls back to `/content` for an old or refused one.
+/// (children and delta pages both carry it when selected in the dialect the client writes; see `Dialect` in
+/// `mod.rs`): a download that follows the crawl within its freshness window uses it instead of a `/content`
+/// round trip per file; it expires within the hour, so the downloader falls back to `/content` for an old,
+/// refused or missing one.
 pub const ITEM_SELECT: &str = "id,name,size,eTag,cTag,createdDateTime,lastModifiedDateTime,parentReference,\
 file,folder,package,remoteItem,fileSystemInfo,photo,video,deleted,root,specialFolder,malware,\
 @microsoft.graph.downloadUrl";

@@ -241,7 +241,7 @@ async fn a_first_page_of_children_asks_for_1000_selected_items_with_the_token() 
     assert_eq!(
         seen[0].line,
         format!(
-            "GET /v1.0/drives/b!drive/items/7D!1/children?$top=1000&$select={ITEM_SELECT} HTTP/1.1"
+            "GET /v1.0/drives/b!drive/items/7D!1/children?top=1000&select={ITEM_SELECT} HTTP/1.1"
         )
     );
     assert_eq!(seen[0].header("authorization"), Some("Bearer t1"));
@@ -250,6 +250,38 @@ async fn a_first_page_of_children_asks_for_1000_selected_items_with_the_token() 
             .header("user-agent")
             .unwrap()
             .starts_with("ISV|odbackup|")
+    );
+}
+
+#[tokio::test]
+async fn a_refused_bare_select_is_asked_again_with_dollar_and_then_kept_so() {
+    let refused = r#"{"error":{"code":"invalidRequest","message":"Invalid request"}}"#;
+    let server = serve(vec![
+        // The vault-like 400 the `$` form gets too: the dialect stays bare.
+        answer(400).json(refused),
+        answer(400).json(refused),
+        // A refusal of the bare form only: `$` from then on.
+        answer(400).json(refused),
+        answer(200).json(PAGE),
+        answer(200).json(PAGE),
+    ])
+    .await;
+    let graph = client(&server, rotating());
+    let folder = ItemId::from("7D!1");
+    let err = graph.children(&drive(), &folder, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    graph.children(&drive(), &folder, None).await.unwrap();
+    graph.children(&drive(), &folder, None).await.unwrap();
+    let lines: Vec<String> = server.seen().into_iter().map(|s| s.line).collect();
+    let bare = format!(
+        "GET /v1.0/drives/b!drive/items/7D!1/children?top=1000&select={ITEM_SELECT} HTTP/1.1"
+    );
+    let dollar = format!(
+        "GET /v1.0/drives/b!drive/items/7D!1/children?$top=1000&$select={ITEM_SELECT} HTTP/1.1"
+    );
+    assert_eq!(
+        lines,
+        [&bare, &dollar, &bare, &dollar, &dollar].map(String::clone)
     );
 }
 
@@ -586,7 +618,7 @@ async fn item_by_path_encodes_each_segment() {
     assert_eq!(
         server.seen()[0].line,
         format!(
-            "GET /v1.0/drives/b!drive/root:/Docs/a%2Bb%20%231.txt:?$select={ITEM_SELECT} HTTP/1.1"
+            "GET /v1.0/drives/b!drive/root:/Docs/a%2Bb%20%231.txt:?select={ITEM_SELECT} HTTP/1.1"
         )
     );
 }
@@ -676,7 +708,7 @@ async fn expired_urls_and_refused_ranges_have_their_own_errors() {
     for status in [403, 401] {
         let err = graph.download(&url, 0).await.unwrap_err();
         assert!(
-            matches!(err, GraphError::DownloadUrlExpired { status: s } if s == status),
+            matches!(err, GraphError::DownloadUrlExpired { status: s, .. } if s == status),
             "{err}"
         );
     }

@@ -22,8 +22,6 @@ pub(super) enum Expect {
     Json,
     /// A 2xx, or a 410 handed back as is (delta resync carries a `Location`).
     JsonOrGone,
-    /// A 3xx (`/content`), never followed.
-    Redirect,
 }
 
 impl Expect {
@@ -31,7 +29,6 @@ impl Expect {
         match self {
             Expect::Json => (200..300).contains(&status),
             Expect::JsonOrGone => (200..300).contains(&status) || status == 410,
-            Expect::Redirect => (300..400).contains(&status),
         }
     }
 }
@@ -49,6 +46,13 @@ pub(super) struct Answer {
 pub(super) struct Tally {
     failures: u32,
     throttled: u32,
+}
+
+impl Tally {
+    /// Attempts so far that ended in an error other than throttling.
+    pub(super) fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
 /// Times one answer that cannot be read (JSON cut short, fields of the wrong type) is asked for again. A
@@ -121,15 +125,6 @@ impl GraphClient {
                     self.watch_rate_limit(&answer.headers);
                     if expect.accepts(answer.status) {
                         return Ok(answer);
-                    }
-                    if expect == Expect::Redirect && (200..300).contains(&answer.status) {
-                        return Err(GraphError::Unexpected {
-                            what: what.to_owned(),
-                            reason: format!(
-                                "HTTP {} where a redirect to the content was expected",
-                                answer.status
-                            ),
-                        });
                     }
                     Self::http_failure(
                         what,

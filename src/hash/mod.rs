@@ -92,6 +92,17 @@ pub enum Verification {
     Sha1,
     /// Size matches; the listing had no hash, so the content is unverified.
     SizeOnly,
+    /// The size differs from the listing, but the bytes have the listed hash (quickXorHash when listed, else
+    /// SHA-1): the listing's size is what is wrong. quickXorHash folds the length in, so a match vouches for
+    /// exactly these bytes.
+    SizeListedWrong {
+        /// `quickXorHash` or `sha1Hash`: the hash that matched.
+        algorithm: &'static str,
+        /// Listed size.
+        expected: u64,
+        /// Received size.
+        actual: u64,
+    },
     /// The size differs.
     SizeMismatch {
         /// Listed size.
@@ -122,8 +133,26 @@ impl Verification {
 /// hash counts as absent. A listed SHA-1 that the [`ContentHasher`] was not asked to compute cannot be
 /// checked, so the result is then [`Verification::SizeOnly`]: create the hasher with
 /// `ContentHasher::new(expected.quick_xor.is_none() && expected.sha1.is_some())` or simply `true`.
+///
+/// A size that differs while the hash (the one that decides, as above) matches is
+/// [`Verification::SizeListedWrong`]: old personal items have been listed larger than the bytes served with a
+/// hash of those bytes (onedrive-api-docs #492).
 pub fn verify(expected: &Expected, digest: &ContentDigest) -> Verification {
     if digest.len != expected.size {
+        let quick_xor = expected.quick_xor.as_deref().filter(|s| !s.is_empty());
+        let sha1 = expected.sha1.as_deref().filter(|s| !s.is_empty());
+        let matched = match (quick_xor, sha1, &digest.sha1) {
+            (Some(want), _, _) => (want == digest.quick_xor).then_some("quickXorHash"),
+            (None, Some(want), Some(got)) => want.eq_ignore_ascii_case(got).then_some("sha1Hash"),
+            _ => None,
+        };
+        if let Some(algorithm) = matched {
+            return Verification::SizeListedWrong {
+                algorithm,
+                expected: expected.size,
+                actual: digest.len,
+            };
+        }
         return Verification::SizeMismatch {
             expected: expected.size,
             actual: digest.len,
@@ -251,6 +280,32 @@ mod tests {
                 exp(2, None, None),
                 Verification::SizeMismatch {
                     expected: 2,
+                    actual: 3,
+                },
+            ),
+            (
+                "a size listed wrong with the right quickXor",
+                exp(300, Some(&qx), Some("00")),
+                Verification::SizeListedWrong {
+                    algorithm: "quickXorHash",
+                    expected: 300,
+                    actual: 3,
+                },
+            ),
+            (
+                "a size listed wrong with the right sha1 and no quickXor",
+                exp(300, None, Some(sha_lower)),
+                Verification::SizeListedWrong {
+                    algorithm: "sha1Hash",
+                    expected: 300,
+                    actual: 3,
+                },
+            ),
+            (
+                "a wrong quickXor decides even if sha1 matches",
+                exp(300, Some(zero_qx), Some(sha_upper)),
+                Verification::SizeMismatch {
+                    expected: 300,
                     actual: 3,
                 },
             ),

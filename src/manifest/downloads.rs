@@ -53,6 +53,46 @@ pub struct DownloadJob {
     pub listed_url: Option<ListedUrl>,
 }
 
+impl DownloadJob {
+    /// The version of the item this job fetches, as its row held it when the job was handed out.
+    pub fn version(&self) -> JobVersion {
+        JobVersion {
+            etag: self.etag.clone(),
+            ctag: self.ctag.clone(),
+            quick_xor: self.quick_xor.clone(),
+            sha1: self.sha1.clone(),
+            size: self.size,
+        }
+    }
+}
+
+/// The version of an item a transfer fetched: what its row said when the job was handed out. An outcome is
+/// recorded only while the row still says so, because a listing of the same run may have moved the row on
+/// to a newer version meanwhile (the transfer then holds the old bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobVersion {
+    /// eTag.
+    pub etag: Option<String>,
+    /// cTag.
+    pub ctag: Option<String>,
+    /// Listed quickXorHash.
+    pub quick_xor: Option<String>,
+    /// Listed SHA-1.
+    pub sha1: Option<String>,
+    /// Listed size.
+    pub size: u64,
+}
+
+/// Whether an outcome was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The row still named the version fetched (or newer metadata of the same content: a rename, say).
+    Applied,
+    /// The row has moved on to another version: the outcome was dropped, and the row stays as the newer
+    /// listing left it (pending, to be fetched).
+    Stale,
+}
+
 /// How the crawl's skip reason for a malware-flagged file begins (`crawl::to_new_item`): such rows are
 /// `skipped`, and fetched only on the user's explicit request.
 const MALWARE_SKIP_PREFIX: &str = "flagged as malware";
@@ -97,6 +137,9 @@ pub enum CaveatClass {
     NoHash,
     /// Flagged as malware by the service, fetched anyway because the user asked for it.
     MalwareOverride,
+    /// The bytes have the listed hash but not the listed size: the listing's size is wrong (old personal
+    /// JPG/PDF/DOCX items, onedrive-api-docs #492), and the file is kept as served.
+    SizeMetadata,
 }
 
 impl CaveatClass {
@@ -107,6 +150,7 @@ impl CaveatClass {
             CaveatClass::Rewritten => "rewritten_by_service",
             CaveatClass::NoHash => "no_hash",
             CaveatClass::MalwareOverride => "malware_override",
+            CaveatClass::SizeMetadata => "size_metadata",
         }
     }
 }
@@ -156,53 +200,85 @@ pub enum Outcome {
     },
 }
 
+/// A done file. Guarded by the version fetched (`?7` = 1 to guard; `?8`..`?12` = eTag, cTag, quickXorHash,
+/// SHA-1, size): the row must still name that version, or list the same content under newer metadata (same
+/// size and listed hash: a rename changes the eTag, not the bytes). `written_path` says where the bytes are;
+/// `local_path` stays the row's (a rename or move the same run listed is then carried out on disk by the
+/// downloader, as for any renamed file).
 const MARK_DONE: &str =
-    "UPDATE items SET state = 'done', local_path = ?3, written_path = ?3, verification = ?4, downloaded_at = ?5,
+    "UPDATE items SET state = 'done', written_path = ?3, verification = ?4, downloaded_at = ?5,
          attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
          failed_at = NULL, updated_at = ?5, caveat_class = NULL, caveat = NULL, local_size = NULL
-     WHERE drive_id = ?1 AND item_id = ?2";
+     WHERE drive_id = ?1 AND item_id = ?2
+       AND (?7 = 0
+            OR (etag IS ?8 AND ctag IS ?9 AND quick_xor IS ?10)
+            OR (size = ?12 AND ((?10 IS NOT NULL AND quick_xor = ?10)
+                                OR (?10 IS NULL AND ?11 IS NOT NULL AND upper(sha1) = upper(?11)))))";
 
+/// A failed file, guarded as [`MARK_DONE`] but by the exact version only: a failure of an old version says
+/// nothing of the new one.
 const MARK_FAILED: &str =
     "UPDATE items SET state = 'failed', attempts = attempts + ?3, error_class = ?4,
          http_status = ?5, error_message = ?6, failed_at = ?7, updated_at = ?7
-     WHERE drive_id = ?1 AND item_id = ?2";
+     WHERE drive_id = ?1 AND item_id = ?2
+       AND (?8 = 0 OR (etag IS ?9 AND ctag IS ?10 AND quick_xor IS ?11))";
 
 fn mark_done(
     conn: &rusqlite::Connection,
     drive: &DriveId,
     item: &ItemId,
+    version: Option<&JobVersion>,
     done: &DoneRecord,
     at: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(MARK_DONE)?.execute(params![
+) -> rusqlite::Result<Recorded> {
+    let changed = conn.prepare_cached(MARK_DONE)?.execute(params![
         drive.as_str(),
         item.as_str(),
         done.local_path,
         done.verification,
         at,
-        done.attempts
+        done.attempts,
+        version.is_some(),
+        version.and_then(|v| v.etag.as_deref()),
+        version.and_then(|v| v.ctag.as_deref()),
+        version.and_then(|v| v.quick_xor.as_deref()),
+        version.and_then(|v| v.sha1.as_deref()),
+        version.map(|v| i64::try_from(v.size).unwrap_or(i64::MAX)),
     ])?;
+    if changed == 0 {
+        return Ok(Recorded::Stale);
+    }
     // Its listing URL has served its purpose; a credential is not kept longer than needed.
-    super::urls::forget(conn, drive, item)
+    super::urls::forget(conn, drive, item)?;
+    Ok(Recorded::Applied)
 }
 
 fn mark_failed(
     conn: &rusqlite::Connection,
     drive: &DriveId,
     item: &ItemId,
+    version: Option<&JobVersion>,
     failure: &FailureRecord,
     at: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(MARK_FAILED)?.execute(params![
+) -> rusqlite::Result<Recorded> {
+    let changed = conn.prepare_cached(MARK_FAILED)?.execute(params![
         drive.as_str(),
         item.as_str(),
         failure.attempts,
         failure.class.as_str(),
         failure.http_status,
         failure.message,
-        at
+        at,
+        version.is_some(),
+        version.and_then(|v| v.etag.as_deref()),
+        version.and_then(|v| v.ctag.as_deref()),
+        version.and_then(|v| v.quick_xor.as_deref()),
     ])?;
-    Ok(())
+    Ok(if changed == 0 {
+        Recorded::Stale
+    } else {
+        Recorded::Applied
+    })
 }
 
 impl Manifest {
@@ -273,9 +349,37 @@ impl Manifest {
         .map_err(|e| self.err(e))
     }
 
-    /// Record a verified file: state `done`, error fields cleared, this run's attempts added.
+    /// Record a verified file: state `done`, error fields cleared, this run's attempts added. Unguarded:
+    /// a transfer records with [`Self::record_done`], which checks the version it fetched.
     pub fn mark_done(&mut self, drive: &DriveId, item: &ItemId, done: &DoneRecord) -> Result<()> {
-        mark_done(&self.conn, drive, item, done, &now()).map_err(|e| self.err(e))
+        mark_done(&self.conn, drive, item, None, done, &now())
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record a verified file fetched as `version`, if its row still names that version or the same content
+    /// under newer metadata; otherwise nothing changes and the outcome is [`Recorded::Stale`].
+    pub fn record_done(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        version: &JobVersion,
+        done: &DoneRecord,
+    ) -> Result<Recorded> {
+        mark_done(&self.conn, drive, item, Some(version), done, &now()).map_err(|e| self.err(e))
+    }
+
+    /// Record a failure of `version`, if its row still names exactly that version; otherwise nothing changes
+    /// (the newer version is still to be fetched) and the outcome is [`Recorded::Stale`].
+    pub fn record_failed(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        version: &JobVersion,
+        failure: &FailureRecord,
+    ) -> Result<Recorded> {
+        mark_failed(&self.conn, drive, item, Some(version), failure, &now())
+            .map_err(|e| self.err(e))
     }
 
     /// Record how a done file was accepted despite a quirk, and its size on disk. Call after
@@ -312,7 +416,9 @@ impl Manifest {
         item: &ItemId,
         failure: &FailureRecord,
     ) -> Result<()> {
-        mark_failed(&self.conn, drive, item, failure, &now()).map_err(|e| self.err(e))
+        mark_failed(&self.conn, drive, item, None, failure, &now())
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Record many outcomes in one transaction (one WAL commit instead of one per file, which matters for
@@ -327,12 +433,12 @@ impl Manifest {
                     drive_id,
                     item_id,
                     record,
-                } => mark_done(&tx, drive_id, item_id, record, &at),
+                } => mark_done(&tx, drive_id, item_id, None, record, &at),
                 Outcome::Failed {
                     drive_id,
                     item_id,
                     record,
-                } => mark_failed(&tx, drive_id, item_id, record, &at),
+                } => mark_failed(&tx, drive_id, item_id, None, record, &at),
             }
             .map_err(&err)?;
         }
@@ -509,6 +615,75 @@ mod tests {
             0,
             "a done file's URL is forgotten"
         );
+    }
+
+    #[test]
+    fn outcomes_are_recorded_only_against_the_version_that_was_fetched() {
+        let (_dir, mut m) = manifest();
+        seed(&mut m, vec![file("/a", 1, "Q1")]);
+        let old = m.downloadable_after(0, 10).unwrap()[0].version();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        // The same run lists a new version while the old one is being fetched.
+        let mut changed = file("/a", 1, "Q2");
+        changed.etag = Some("e2".to_owned());
+        changed.ctag = Some("c2".to_owned());
+        list(&mut m, crawl, vec![changed.clone()]);
+        let record = DoneRecord {
+            local_path: "a".to_owned(),
+            verification: "quickxor".to_owned(),
+            bytes: 1,
+            attempts: 1,
+        };
+        let a = ItemId::from("/a");
+        assert_eq!(
+            m.record_done(&drive(), &a, &old, &record).unwrap(),
+            Recorded::Stale
+        );
+        let failure = FailureRecord {
+            class: FailureClass::Network,
+            http_status: None,
+            message: "reset".to_owned(),
+            attempts: 1,
+        };
+        assert_eq!(
+            m.record_failed(&drive(), &a, &old, &failure).unwrap(),
+            Recorded::Stale
+        );
+        let jobs = m.downloadable_after(0, 10).unwrap();
+        assert_eq!(jobs.len(), 1, "the new version is still to fetch");
+        assert_eq!(jobs[0].quick_xor.as_deref(), Some("Q2"));
+        assert_eq!(jobs[0].attempts, 0);
+        assert!(m.failures().unwrap().is_empty());
+
+        // Renamed while the new version is fetched: new eTag and path, same content. The bytes are right.
+        let fetched = jobs[0].version();
+        let mut renamed = changed;
+        renamed.etag = Some("e3".to_owned());
+        renamed.name = "b".to_owned();
+        renamed.remote_path = "/b".to_owned();
+        renamed.local_path = "b".to_owned();
+        list(&mut m, crawl, vec![renamed]);
+        assert_eq!(
+            m.record_done(&drive(), &a, &fetched, &record).unwrap(),
+            Recorded::Applied
+        );
+        let (state, local, written): (String, String, String) = m
+            .conn
+            .query_row(
+                "SELECT state, local_path, written_path FROM items WHERE item_id = '/a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), local.as_str(), written.as_str()),
+            ("done", "b", "a"),
+            "done where it was written; the rename is carried out like any other"
+        );
+        assert_eq!(m.moved_files_after(0, 10).unwrap().len(), 1);
     }
 
     #[test]

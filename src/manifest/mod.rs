@@ -30,7 +30,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
 pub use delta::{DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
 pub use downloads::{
-    Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, Outcome,
+    Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,
+    Recorded,
 };
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{

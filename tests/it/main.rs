@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod browse;
 mod cli;
+mod content;
 mod crawl;
 mod dest_safety;
 mod download;
