@@ -29,6 +29,8 @@ fn auth_settings(args: &AuthArgs, file: &ConfigValues) -> Result<AuthSettings, E
         settings.tenant = tenant;
     }
     if let Some(url) = args.auth_url.clone().or_else(|| file.auth_url.clone()) {
+        // Codes and refresh tokens go there: https, or plain http on this machine's loopback only.
+        odbackup::endpoint::check_credential_url("--auth-url", &url).map_err(Error::Usage)?;
         url.trim_end_matches('/')
             .clone_into(&mut settings.login_base_url);
     }

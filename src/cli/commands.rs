@@ -486,14 +486,8 @@ fn graph_options(flag: Option<&String>, file: &ConfigValues) -> Result<GraphOpti
         .cloned()
         .or_else(|| file.graph_url.clone())
         .unwrap_or_else(|| GraphOptions::default().base_url);
-    let url = url::Url::parse(&graph_url)
-        .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!(
-            "graph URL must be http(s), not {}",
-            url.scheme()
-        )));
-    }
+    // The bearer token goes there: https, or plain http on this machine's loopback only.
+    odbackup::endpoint::check_credential_url("--graph-url", &graph_url).map_err(Error::Usage)?;
     Ok(GraphOptions {
         base_url: graph_url.trim_end_matches('/').to_owned(),
         ..GraphOptions::default()

@@ -194,14 +194,9 @@ impl GraphClient {
     /// [`GraphError::Setup`] when the base URL is not an http(s) URL with a host.
     pub fn new(options: GraphOptions, tokens: Arc<dyn TokenSource>) -> Result<Self, GraphError> {
         let trimmed = options.base_url.trim_end_matches('/');
-        let base = url::Url::parse(trimmed).map_err(|e| GraphError::Setup {
-            reason: format!("the Graph URL {trimmed:?} is not a URL: {e}"),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(GraphError::Setup {
-                reason: format!("the Graph URL {trimmed:?} must be http(s) with a host"),
-            });
-        }
+        // Every request carries the bearer token: never in clear beyond this machine.
+        let base = crate::endpoint::check_credential_url("the Graph URL", trimmed)
+            .map_err(|reason| GraphError::Setup { reason })?;
         let build = |redirects: reqwest::redirect::Policy| {
             reqwest::Client::builder()
                 .user_agent(options.user_agent.clone())

@@ -1,0 +1,64 @@
+//! The command line's edges (issues 13 and 14): transient 401s, readers beside a running backup, hostile names
+//! on the terminal, stop signals, plain-http endpoints, private log files.
+
+use graphsim::{Simulator, Tree};
+
+use crate::support::{TestDest, odbackup, run};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// ---- plain-http endpoints ------------------------------------------------------------------------------
+
+#[test]
+fn a_plain_http_graph_or_sign_in_url_off_this_machine_is_refused_before_any_token_is_sent() {
+    // Hosts that are not loopback: the run must stop before it connects anywhere.
+    let dest = TestDest::new();
+    for url in [
+        "http://graph.microsoft.com/v1.0",
+        "http://10.1.2.3/v1.0",
+        "http://[::2]:8080/v1.0",
+    ] {
+        let out = run(odbackup()
+            .args(["crawl", "--dest"])
+            .arg(dest.path())
+            .args(["--graph-url", url])
+            .env("ODBACKUP_ACCESS_TOKEN", "secret-token"));
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("plain http") && err.contains("--graph-url") && err.contains("loopback"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        // The environment and the config file are held to the same rule.
+        let out = run(odbackup()
+            .args(["whoami"])
+            .env("ODBACKUP_GRAPH_URL", url)
+            .env("ODBACKUP_ACCESS_TOKEN", "secret-token"));
+        assert_eq!(out.status.code(), Some(2), "{url}");
+    }
+    let out = run(odbackup().args([
+        "login",
+        "--client-id",
+        "c",
+        "--auth-url",
+        "http://login.example.com",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--auth-url"), "{}", stderr(&out));
+    // Nothing was created for the refused runs.
+    assert!(!dest.manifest().exists());
+
+    // Loopback hosts stay usable (the simulator listens on 127.0.0.1).
+    let sim = Simulator::start(Tree::personal().file("a.txt", 3));
+    let out = run(&mut crate::support::against(&sim, &dest, "backup"));
+    assert_eq!(out.status.code(), Some(0));
+    let localhost = sim.graph_url().replace("127.0.0.1", "localhost");
+    let out = run(odbackup()
+        .args(["whoami", "--graph-url", &localhost])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
+    assert_eq!(out.status.code(), Some(0));
+}
+
