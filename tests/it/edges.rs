@@ -62,3 +62,38 @@ fn a_plain_http_graph_or_sign_in_url_off_this_machine_is_refused_before_any_toke
     assert_eq!(out.status.code(), Some(0));
 }
 
+// ---- private log file, no URL left in the manifest's free space ------------------------------------------
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn the_log_file_is_readable_by_its_owner_only_even_when_it_already_existed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sim = Simulator::start(Tree::personal().file("Secret Plans/a.txt", 3));
+    let logs = tempfile::tempdir().unwrap();
+    let fresh = logs.path().join("new.log");
+    let older = logs.path().join("old.log");
+    std::fs::write(&older, "an earlier run's lines\n").unwrap();
+    std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for log in [&fresh, &older] {
+        let dest = TestDest::new();
+        let out = run(crate::support::against(&sim, &dest, "backup")
+            .arg("--log-file")
+            .arg(log));
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(mode(log), 0o600, "{}", log.display());
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("run finished"), "the log was written: {text}");
+    }
+    assert!(
+        std::fs::read_to_string(&older)
+            .unwrap()
+            .starts_with("an earlier run's lines")
+    );
+}
+
