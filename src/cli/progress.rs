@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use odbackup::progress::{Event, Reporter};
 
-use super::render::human_bytes;
+use super::render::{human_bytes, terminal_safe};
 
 /// Every bar of the process hangs here, so log lines can be printed above them (see [`LogWriter`]).
 static BARS: LazyLock<MultiProgress> =
@@ -160,7 +160,11 @@ impl Bars {
             Event::FileFailed { path, class, .. } => {
                 self.files_failed.fetch_add(1, Ordering::Relaxed);
                 self.files_message();
-                self.files().println(format!("failed ({class}): {path}"));
+                self.files().println(format!(
+                    "failed ({}): {}",
+                    terminal_safe(class),
+                    terminal_safe(path)
+                ));
             }
             Event::Planned { .. } => {}
             Event::Throttled { answers, transfers } => {
@@ -180,7 +184,12 @@ impl Reporter for RunReporter {
         if let (true, Event::Planned { path, bytes }) = (self.list_planned, event) {
             BARS.suspend(|| {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "would download {:>10}  {path}", human_bytes(*bytes));
+                let _ = writeln!(
+                    out,
+                    "would download {:>10}  {}",
+                    human_bytes(*bytes),
+                    terminal_safe(path)
+                );
             });
         }
     }

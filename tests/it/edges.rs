@@ -97,3 +97,94 @@ fn the_log_file_is_readable_by_its_owner_only_even_when_it_already_existed() {
     );
 }
 
+// ---- terminal escapes in remote names --------------------------------------------------------------------
+
+/// Names that would command a terminal, with what a terminal must never receive from them.
+const HOSTILE: [&str; 5] = [
+    "\u{1b}]0;pwned\u{7}title.txt",
+    "clear\u{1b}[2J\u{1b}[H.txt",
+    "invoice\u{202e}fdp.exe",
+    "c1\u{9b}31mred.txt",
+    "two\nlines.txt",
+];
+
+fn assert_terminal_safe(what: &str, text: &str) {
+    for bad in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}'] {
+        assert!(
+            !text.contains(bad),
+            "{what} sends {bad:?} to the terminal: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn remote_names_reach_human_output_escaped_and_json_exact() {
+    let mut tree = Tree::personal().folder_named_in("", "dir\u{1b}[31m");
+    for name in HOSTILE {
+        tree = tree
+            .file_named_in("", name, 10)
+            .file_named_in("dir\u{1b}[31m", name, 5);
+    }
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let list = |args: &[&str]| {
+        run(odbackup()
+            .args(args)
+            .args(["--graph-url", &sim.graph_url()])
+            .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
+    };
+    let out = list(&["ls", "/"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_terminal_safe("ls", &text);
+    assert!(text.contains("\\x1b]0;pwned\\x07title.txt"), "{text}");
+    assert!(text.contains("invoice\\u{202e}fdp.exe"), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        HOSTILE.len() + 2,
+        "one line per entry, a name cannot break one: {text}"
+    );
+    let out = list(&["tree", "/", "--files"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_terminal_safe("tree", &String::from_utf8_lossy(&out.stdout));
+
+    // --json keeps every name exact.
+    let out = list(&["ls", "/", "--json"]);
+    let names: Vec<String> = crate::support::json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in HOSTILE {
+        assert!(names.iter().any(|n| n == name), "{name:?} in {names:?}");
+    }
+
+    // A file that fails shows its name escaped in the run's output and in `failures`.
+    sim.fail_always(
+        graphsim::Failure::access_denied()
+            .for_item(HOSTILE[1])
+            .only(graphsim::RequestKind::Download),
+    );
+    let out = run(&mut crate::support::against(&sim, &dest, "backup"));
+    assert_eq!(out.status.code(), Some(1));
+    assert_terminal_safe("backup stdout", &String::from_utf8_lossy(&out.stdout));
+    assert_terminal_safe("backup stderr", &stderr(&out));
+    let out = run(odbackup().args(["failures", "--dest"]).arg(dest.path()));
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_terminal_safe("failures", &text);
+    assert!(text.contains("clear\\x1b[2J\\x1b[H.txt"), "{text}");
+    let out = run(odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path()));
+    let rows = crate::support::json(&out);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["remote_path"].as_str() == Some(&format!("/{}", HOSTILE[1]))),
+        "{rows}"
+    );
+}
+
