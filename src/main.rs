@@ -36,7 +36,11 @@ fn main() -> ExitCode {
         cli::Outcome::Failed(ErrorKind::Auth) => ExitCode::from(3),
         cli::Outcome::Failed(ErrorKind::Locked) => ExitCode::from(4),
         cli::Outcome::Failed(ErrorKind::Run) => ExitCode::from(5),
-        cli::Outcome::Interrupted => ExitCode::from(130),
+        // 128 + the signal's number, as a shell reports a process that signal ended: 130 Ctrl-C, 143 SIGTERM,
+        // 129 SIGHUP. The run saved its state first, so the same command resumes it.
+        cli::Outcome::Interrupted(signal) => {
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(130))
+        }
     }
 }
 

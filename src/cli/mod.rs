@@ -47,7 +47,8 @@ pub struct Args {
 
 const EXIT_CODES: &str = "Exit codes: 0 everything wanted is on disk and verified; 1 some items failed or a folder could not be listed \
 (see `odbackup failures` and `odbackup status`); 2 usage or configuration error; 3 sign-in needed or refused; 4 another run \
-holds the manifest; 5 the run could not go on (network, service, disk, manifest); 130 interrupted.";
+holds the manifest; 5 the run could not go on (network, service, disk, manifest); 130 interrupted by Ctrl-C, 143 by \
+SIGTERM, 129 by SIGHUP (128 + the signal: state is saved first, re-run the same command to resume).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

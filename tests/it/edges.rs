@@ -188,3 +188,59 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
     );
 }
 
+// ---- stop signals --------------------------------------------------------------------------------------
+
+#[cfg(unix)]
+fn send(child: &std::process::Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: signalling our own child process, whose pid we hold and have not yet waited for.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sighup_stop_a_backup_like_ctrl_c_and_the_next_run_finishes() {
+    use std::time::Duration;
+    let mut tree = Tree::personal().file("big.bin", 40_000_000);
+    for i in 0..200 {
+        tree = tree.file(&format!("q/{i:03}.jpg"), 20_000);
+    }
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(10));
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+        let dest = TestDest::new();
+        let child = crate::support::against(&sim, &dest, "backup")
+            .args(["--concurrency", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        crate::support::eventually(Duration::from_secs(60), "some finished files", || {
+            (dest.done_files()? >= 10).then_some(())
+        });
+        send(&child, signal);
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        let db = dest.db();
+        let outcome: String = db
+            .query_row(
+                "SELECT outcome FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(outcome, "interrupted", "the run's outcome is on record");
+        let urls: i64 = db
+            .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(urls, 0, "the listing's download URLs are cleared");
+        drop(db);
+        let out = run(&mut crate::support::against(&sim, &dest, "backup"));
+        assert_eq!(out.status.code(), Some(0));
+        crate::support::assert_same_bytes(&sim, &dest, ["big.bin", "q/000.jpg", "q/199.jpg"]);
+    }
+}
+
