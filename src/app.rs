@@ -258,6 +258,10 @@ pub async fn run(
     manifest
         .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
         .await?;
+    // The WAL still holds the cleared URLs' rows as they were written.
+    if let Err(err) = manifest.call(|m| m.truncate_wal()).await {
+        tracing::warn!(error = %err, "could not truncate the manifest's write-ahead log");
+    }
     outcome
 }
 
@@ -539,24 +543,23 @@ pub async fn whoami(
     })
 }
 
-/// The manifest's counts, for `status`. Reads without taking the run lock (`SQLite`'s WAL lets a reader in
-/// while a run writes).
+/// The manifest's counts, for `status`. Reads only: it takes no lock, creates and migrates nothing, and sees
+/// one consistent snapshot while a run writes (`SQLite`'s WAL lets a reader in beside the writer).
 pub fn status(manifest_path: &Path) -> Result<StatusReport, Error> {
     let manifest = open_existing(manifest_path)?;
-    Ok(manifest.status()?)
+    let path = manifest_path.display().to_string();
+    Ok(manifest.read(|| StatusReport::empty(path), Manifest::status)?)
 }
 
-/// Every failed item, for `failures`.
+/// Every failed item, for `failures`. Reads only, as [`status`] does.
 pub fn failures(manifest_path: &Path) -> Result<Vec<FailureRow>, Error> {
     let manifest = open_existing(manifest_path)?;
-    Ok(manifest.failures()?)
+    Ok(manifest.read(Vec::new, Manifest::failures)?)
 }
 
 fn open_existing(path: &Path) -> Result<Manifest, Error> {
-    if !path.exists() {
-        return Err(Error::NoManifest {
-            path: path.to_path_buf(),
-        });
+    match Manifest::open_read_only(path) {
+        Err(crate::manifest::ManifestError::Missing { path }) => Err(Error::NoManifest { path }),
+        other => Ok(other?),
     }
-    Ok(Manifest::open(path)?)
 }

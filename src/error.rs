@@ -75,6 +75,7 @@ impl Error {
             Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
             Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
             Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,
+            Error::Manifest(m) if m.is_usage() => ErrorKind::Usage,
             Error::Crawl(c) if matches!(&**c, CrawlError::Manifest(m) if m.is_locked()) => {
                 ErrorKind::Locked
             }

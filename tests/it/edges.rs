@@ -97,6 +97,32 @@ fn the_log_file_is_readable_by_its_owner_only_even_when_it_already_existed() {
     );
 }
 
+#[test]
+fn no_download_url_stays_readable_in_the_manifest_files_after_a_backup() {
+    let tree = (0..300).fold(Tree::personal(), |t, i| {
+        t.file(&format!("p/{}/{i}.jpg", i % 7), 100 + i)
+    });
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    let out = run(&mut crate::support::against(&sim, &dest, "backup"));
+    assert_eq!(out.status.code(), Some(0));
+    let listed: i64 = dest
+        .db()
+        .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(listed, 0, "the rows are gone");
+    let dir = dest.manifest().parent().unwrap().to_path_buf();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"tempauth="),
+            "{} still holds a download URL's credential in its bytes",
+            path.display()
+        );
+    }
+}
+
 // ---- terminal escapes in remote names --------------------------------------------------------------------
 
 /// Names that would command a terminal, with what a terminal must never receive from them.
@@ -244,3 +270,63 @@ fn sigterm_and_sighup_stop_a_backup_like_ctrl_c_and_the_next_run_finishes() {
     }
 }
 
+// ---- readers beside a running backup -------------------------------------------------------------------
+
+#[test]
+fn status_and_failures_racing_a_first_backup_fail_neither_and_create_nothing_on_their_own() {
+    let tree = (0..30).fold(Tree::personal(), |t, i| {
+        t.file(&format!("a/{i}.txt"), 50 + i)
+    });
+    let sim = Simulator::start(tree);
+    for round in 0..15 {
+        let dest = TestDest::new();
+        let mut backup = crate::support::against(&sim, &dest, "backup")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reads = 0;
+        let finished = loop {
+            let command = if reads % 2 == 0 { "status" } else { "failures" };
+            let out = odbackup()
+                .args([command, "--dest"])
+                .arg(dest.path())
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            match out.status.code() {
+                Some(0) => {}
+                // Before the backup created it: the one answer a reader may give.
+                Some(2) if err.contains("no manifest") => {}
+                other => panic!("round {round}: {command} exited {other:?}: {err}"),
+            }
+            reads += 1;
+            if let Some(status) = backup.try_wait().unwrap() {
+                break status;
+            }
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut backup.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(
+            finished.code(),
+            Some(0),
+            "round {round}: the backup failed: {err}"
+        );
+    }
+
+    // A reader pointed at nothing says so and leaves nothing behind.
+    let empty = TestDest::new();
+    for command in ["status", "failures"] {
+        let out = run(odbackup().args([command, "--dest"]).arg(empty.path()));
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("no manifest"), "{}", stderr(&out));
+    }
+    let elsewhere = empty.join("not/here/manifest.sqlite");
+    let out = run(odbackup().args(["status", "--manifest"]).arg(&elsewhere));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_dir(empty.path()).unwrap().count(),
+        0,
+        "nothing was created"
+    );
+}
