@@ -123,6 +123,18 @@ impl Failure {
         )
     }
 
+    /// 401 `InvalidAuthenticationToken` "Unable to initialize RPS", which Graph has answered to valid, fresh
+    /// tokens (<https://github.com/OneDrive/onedrive-api-docs/issues/1489>, 2021; rclone retries it,
+    /// <https://github.com/rclone/rclone/pull/5273>). Armed with `fail_next` / `fail_fraction`, it hits
+    /// whatever token the request carries: a client must neither give up at once nor refresh in a loop.
+    pub fn transient_unauthorized() -> Self {
+        Self::status(
+            401,
+            "InvalidAuthenticationToken",
+            "Unable to initialize RPS",
+        )
+    }
+
     /// 403 `accessDenied` (a refresh must not fix it).
     pub fn access_denied() -> Self {
         Self::status(403, "accessDenied", "Access denied")

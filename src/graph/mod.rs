@@ -12,7 +12,8 @@
 //!
 //! Every JSON call and the headers of every download go through one policy (`retry.rs`): 429/503 honour
 //! `Retry-After` and pause the whole client; other 5xx, timeouts and resets back off with full jitter; a 401
-//! refreshes the token once; other 4xx fail at once.
+//! renews the token once, and a 401 to a fresh token backs off a few times before it counts as a refused
+//! sign-in; other 4xx fail at once.
 
 mod content;
 mod error;
@@ -84,6 +85,8 @@ pub struct GraphOptions {
     pub default_throttle_pause: Duration,
     /// A `Retry-After` longer than this fails the request instead of stalling the run.
     pub max_retry_after: Duration,
+    /// Attempts with a fresh token that may answer 401 before the sign-in counts as refused.
+    pub max_unauthorized_attempts: u32,
 }
 
 impl Default for GraphOptions {
@@ -102,6 +105,7 @@ impl Default for GraphOptions {
             max_backoff: retry.max_backoff,
             default_throttle_pause: retry.default_throttle_pause,
             max_retry_after: retry.max_retry_after,
+            max_unauthorized_attempts: retry.max_unauthorized_attempts,
         }
     }
 }
@@ -117,6 +121,7 @@ impl GraphOptions {
             max_backoff: self.max_backoff,
             default_throttle_pause: self.default_throttle_pause,
             max_retry_after: self.max_retry_after,
+            max_unauthorized_attempts: self.max_unauthorized_attempts.max(1),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The command line's edges (issues 13 and 14): transient 401s, readers beside a running backup, hostile names
 //! on the terminal, stop signals, plain-http endpoints, private log files.
 
-use graphsim::{Simulator, Tree};
+use std::path::Path;
+
+use graphsim::{DeviceOutcome, DeviceScript, Failure, RequestKind, Simulator, Tree};
 
 use crate::support::{TestDest, odbackup, run};
 
@@ -188,9 +190,9 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
 
     // A file that fails shows its name escaped in the run's output and in `failures`.
     sim.fail_always(
-        graphsim::Failure::access_denied()
+        Failure::access_denied()
             .for_item(HOSTILE[1])
-            .only(graphsim::RequestKind::Download),
+            .only(RequestKind::Download),
     );
     let out = run(&mut crate::support::against(&sim, &dest, "backup"));
     assert_eq!(out.status.code(), Some(1));
@@ -328,5 +330,111 @@ fn status_and_failures_racing_a_first_backup_fail_neither_and_create_nothing_on_
         std::fs::read_dir(empty.path()).unwrap().count(),
         0,
         "nothing was created"
+    );
+}
+
+// ---- transient 401s ------------------------------------------------------------------------------------
+
+/// `odbackup` with its token store in `config` and the simulator's endpoints (no `ODBACKUP_ACCESS_TOKEN`).
+fn signed_in(sim: &Simulator, config: &Path) -> std::process::Command {
+    let mut cmd = odbackup();
+    cmd.env("ODBACKUP_CONFIG_DIR", config)
+        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
+        .env("ODBACKUP_AUTH_URL", sim.auth_url())
+        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
+    cmd
+}
+
+fn login(sim: &Simulator, config: &Path, extra: &[&str]) {
+    sim.script_device_code(DeviceScript {
+        pending: 0,
+        slow_down: 0,
+        outcome: DeviceOutcome::Approve,
+    });
+    let out = run(signed_in(sim, config).arg("login").args(extra));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+fn folders_tree() -> Tree {
+    (0..24).fold(Tree::personal(), |t, i| {
+        t.file(&format!("f{}/{i}.txt", i % 12), 10 + i)
+    })
+}
+
+#[test]
+fn a_401_graph_answers_to_a_valid_token_is_retried_and_the_backup_completes() {
+    // With ODBACKUP_ACCESS_TOKEN (nothing to refresh): the drive read and a third of the folder listings are
+    // refused once.
+    let sim = Simulator::start(folders_tree());
+    sim.fail_next(
+        1,
+        Failure::transient_unauthorized().only(RequestKind::Drive),
+    );
+    sim.fail_fraction(
+        0.34,
+        Failure::transient_unauthorized().only(RequestKind::Children),
+    );
+    let dest = TestDest::new();
+    let out =
+        run(crate::support::against(&sim, &dest, "backup").args(["--crawl-method", "children"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(sim.failures_served() >= 4, "{}", sim.failures_served());
+    assert_eq!(dest.file_paths().len(), 24);
+    crate::support::assert_same_bytes(&sim, &dest, ["f0/0.txt", "f11/23.txt"]);
+
+    // Signed in: one refresh for the first 401, then the 401s to the fresh token are waited out.
+    let sim = Simulator::start(folders_tree());
+    let config = tempfile::tempdir().unwrap();
+    login(&sim, config.path(), &[]);
+    sim.fail_next(
+        3,
+        Failure::transient_unauthorized().only(RequestKind::Drive),
+    );
+    let dest = TestDest::new();
+    let out = run(signed_in(&sim, config.path())
+        .args(["backup", "--dest"])
+        .arg(dest.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(sim.refreshes(), 1, "one refresh, not one per 401");
+    assert_eq!(sim.requests(RequestKind::Drive), 4);
+    assert_eq!(dest.file_paths().len(), 24);
+}
+
+#[test]
+fn a_401_that_persists_is_a_refused_sign_in_after_a_few_attempts() {
+    let sim = Simulator::start(folders_tree());
+    sim.fail_always(Failure::transient_unauthorized());
+    let dest = TestDest::new();
+    let out = run(&mut crate::support::against(&sim, &dest, "backup"));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("ODBACKUP_ACCESS_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sim.requests(RequestKind::Drive),
+        4,
+        "a few attempts, not one and not forever"
+    );
+
+    let sim = Simulator::start(folders_tree());
+    let config = tempfile::tempdir().unwrap();
+    login(&sim, config.path(), &[]);
+    sim.fail_always(Failure::transient_unauthorized().only(RequestKind::Drive));
+    let out = run(signed_in(&sim, config.path())
+        .args(["backup", "--dest"])
+        .arg(dest.path()));
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("odbackup login") && err.contains("renewed"),
+        "{err}"
+    );
+    assert_eq!(sim.refreshes(), 1);
+    assert_eq!(
+        sim.requests(RequestKind::Drive),
+        5,
+        "one before the refresh, four after"
     );
 }
