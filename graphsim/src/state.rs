@@ -39,11 +39,13 @@ pub enum RequestKind {
     Authorize,
     /// Anything else (unknown routes, other methods).
     Other,
+    /// `GET /sites/{hostname}:/{path}` or `/sites/{id}`: finding a SharePoint site.
+    Site,
 }
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 13] = [
         RequestKind::Me,
         RequestKind::Drive,
         RequestKind::Item,
@@ -56,6 +58,7 @@ impl RequestKind {
         RequestKind::DeviceCode,
         RequestKind::Authorize,
         RequestKind::Other,
+        RequestKind::Site,
     ];
 
     fn index(self) -> usize {
@@ -320,6 +323,8 @@ pub(crate) struct Knobs {
     pub corrupt: Mutex<HashMap<usize, u64>>,
     /// The current Retry-After penalty.
     pub penalty: Mutex<Option<Penalty>>,
+    /// What [`crate::DEFAULT_TOKEN`] and the handle's tokens allow.
+    pub default_grant: Mutex<crate::identity::Grant>,
     /// The resource-unit budget (units per window, window in ms), when one is enforced.
     pub rate_budget: Mutex<Option<(u64, u64)>>,
     /// (window index since start, units spent in it).
@@ -362,7 +367,7 @@ pub(crate) struct DownloadLog {
 /// What the simulator has seen.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub kinds: [AtomicU64; 12],
+    pub kinds: [AtomicU64; 13],
     pub downloads: Mutex<HashMap<usize, DownloadLog>>,
     pub download_gauge: Gauge,
     pub graph_gauge: Gauge,
@@ -555,6 +560,9 @@ impl Shared {
             resets: Mutex::new(Vec::new()),
             corrupt: Mutex::new(HashMap::new()),
             penalty: Mutex::new(None),
+            default_grant: Mutex::new(crate::identity::Grant::delegated(
+                crate::identity::DEFAULT_SCOPES,
+            )),
             rate_budget: Mutex::new(None),
             rate_window: Mutex::new((0, 0)),
         };
