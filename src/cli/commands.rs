@@ -58,16 +58,35 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 auth,
                 browser,
                 graph_url,
+                sites,
             } => {
                 let credentials = credentials(auth.account.as_ref(), &file);
                 account::login(
                     &auth,
                     browser,
+                    sites,
                     graph_options(graph_url.as_ref(), &file)?,
                     &file,
                     &credentials,
                 )
                 .await?;
+                Ok(Outcome::Success)
+            }
+            Command::Drives {
+                site,
+                user,
+                account,
+                graph_url,
+                json,
+            } => {
+                let of = account::drives_of(site.as_deref(), user.as_deref())?;
+                let drives = app::list_drives(
+                    graph_options(graph_url.as_ref(), &file)?,
+                    &credentials(account.as_ref(), &file),
+                    &of,
+                )
+                .await?;
+                render::drives(&drives, json);
                 Ok(Outcome::Success)
             }
             Command::Logout { account } => {

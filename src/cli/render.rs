@@ -253,21 +253,34 @@ pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "account:  {}", who.account);
-    let _ = writeln!(
-        out,
-        "user:     {}{}",
-        terminal_safe(who.user.as_deref().unwrap_or("?")),
-        who.user_principal_name
-            .as_deref()
-            .map(|u| format!(" <{}>", terminal_safe(u)))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(
-        out,
-        "drive:    {} ({})",
-        terminal_safe(&who.drive_id),
-        terminal_safe(&who.drive_type)
-    );
+    if who.signed_in_user {
+        let _ = writeln!(
+            out,
+            "user:     {}{}",
+            terminal_safe(who.user.as_deref().unwrap_or("?")),
+            who.user_principal_name
+                .as_deref()
+                .map(|u| format!(" <{}>", terminal_safe(u)))
+                .unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "user:     none (the token has no signed-in user: an app-only token, or one without User.Read)"
+        );
+    }
+    if let (Some(id), Some(kind)) = (&who.drive_id, &who.drive_type) {
+        let _ = writeln!(
+            out,
+            "drive:    {} ({}{})",
+            terminal_safe(id),
+            terminal_safe(kind),
+            who.drive_name
+                .as_deref()
+                .map(|n| format!(", {}", terminal_safe(n)))
+                .unwrap_or_default()
+        );
+    }
     if let Some(owner) = &who.owner {
         let _ = writeln!(out, "owner:    {}", terminal_safe(owner));
     }
@@ -279,6 +292,46 @@ pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
             human_bytes(total)
         );
     }
+    if let Some(note) = &who.note {
+        let _ = writeln!(out, "note:     {}", terminal_safe(note));
+    }
+}
+
+/// `odbackup drives`: one line per drive (name, type, quota, ID), then how to back one up.
+pub fn drives(drives: &[odbackup::drives::DriveInfo], json: bool) {
+    if json {
+        print_json(&drives);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if drives.is_empty() {
+        let _ = writeln!(out, "no drives");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<16} {:>22}  ID",
+        "NAME", "TYPE", "USED / TOTAL"
+    );
+    for d in drives {
+        let quota = match (d.quota_used, d.quota_total) {
+            (Some(used), Some(total)) => format!("{} / {}", human_bytes(used), human_bytes(total)),
+            (Some(used), None) => human_bytes(used),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} {:>22}  {}",
+            terminal_safe(d.name.as_deref().unwrap_or("?")),
+            terminal_safe(&d.drive_type),
+            quota,
+            terminal_safe(&d.id)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "back one up with --drive-id ID (or, for a site's library, --site SITE --library NAME)"
+    );
 }
 
 /// `odbackup status`.

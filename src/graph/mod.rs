@@ -20,6 +20,7 @@ mod error;
 mod model;
 mod paging;
 mod retry;
+mod sites;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -40,6 +41,7 @@ pub use model::{
 };
 pub use paging::{ITEM_SELECT, PAGE_SIZE, Page};
 pub use retry::{Outcome, Pace, RetryPolicy};
+pub use sites::{Site, SiteRef};
 
 use crate::auth::TokenSource;
 use crate::ids::{DriveId, ItemId};
@@ -151,8 +153,13 @@ pub enum DriveSelector {
     Id(DriveId),
     /// A user's `OneDrive`, by UPN or ID (`/users/{upn}/drive`).
     User(String),
-    /// A `SharePoint` site's default document library: `host:/sites/name` (or a site ID).
-    Site(String),
+    /// A `SharePoint` site's document library: its default one, or the one called `library`.
+    Site {
+        /// The site.
+        site: SiteRef,
+        /// The library's name (`Documents`, `Archive`); `None` for the default one.
+        library: Option<String>,
+    },
 }
 
 /// Called with the end of a throttle pause (wall clock) whenever one starts or is extended.
@@ -262,7 +269,8 @@ impl GraphClient {
             .await
     }
 
-    /// A drive: the user's own, one by ID, a user's, or a site's default library (found by path first).
+    /// A drive: the user's own, one by ID, a user's, or a site's library (the site found first; a library named
+    /// by its name is picked from the site's list).
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-get> and
     /// <https://learn.microsoft.com/en-us/graph/api/site-getbypath>.
     #[tracing::instrument(skip_all, fields(drive = ?selector))]
@@ -277,21 +285,23 @@ impl GraphClient {
                 format!("reading the drive of user {upn}"),
                 format!("/users/{}/drive", encode_id(upn)),
             ),
-            DriveSelector::Site(site) => {
-                let site_path = match site.split_once(':') {
-                    Some((host, path)) if !encode_path(path).is_empty() => {
-                        format!("/sites/{}:{}", encode_id(host), encode_path(path))
-                    }
-                    Some((host, _)) => format!("/sites/{}", encode_id(host)),
-                    None => format!("/sites/{}", encode_id(site)),
+            DriveSelector::Site { site, library } => {
+                let found = self.site(site).await?;
+                let Some(library) = library else {
+                    return self.site_drive(&found).await;
                 };
-                let found: model::RawSite = self
-                    .get_json(&format!("finding the site {site}"), &self.url(&site_path))
-                    .await?;
-                (
-                    format!("reading the document library of site {site}"),
-                    format!("/sites/{}/drive", encode_id(&found.id)),
-                )
+                let drives = self.site_drives(&found).await?;
+                return match drives.iter().position(|d| d.is_called(library)) {
+                    Some(i) => Ok(drives.into_iter().nth(i).expect("found above")),
+                    None => Err(GraphError::NoSuchLibrary {
+                        site: site.to_string(),
+                        library: library.clone(),
+                        known: drives
+                            .iter()
+                            .map(|d| d.name.clone().unwrap_or_else(|| d.id.to_string()))
+                            .collect(),
+                    }),
+                };
             }
         };
         let raw: model::RawDrive = self.get_json(&what, &self.url(&path)).await?;

@@ -614,9 +614,10 @@ async fn a_site_is_found_by_path_then_its_library_is_read() {
     .await;
     let graph = client(&server, rotating());
     let drive = graph
-        .drive(&DriveSelector::Site(
-            "contoso.sharepoint.com:/sites/Marketing Team".into(),
-        ))
+        .drive(&DriveSelector::Site {
+            site: SiteRef::parse("contoso.sharepoint.com:/sites/Marketing Team").unwrap(),
+            library: None,
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -632,6 +633,48 @@ async fn a_site_is_found_by_path_then_its_library_is_read() {
     assert_eq!(
         seen[1].line,
         "GET /v1.0/sites/contoso.sharepoint.com,1111,2222/drive HTTP/1.1"
+    );
+}
+
+#[tokio::test]
+async fn a_library_is_picked_by_its_name_or_its_address_and_a_missing_one_names_the_others() {
+    let site = r#"{"id":"contoso.sharepoint.com,1111,2222","displayName":"Team"}"#;
+    let drives = r#"{"value":[
+        {"id":"b!docs","name":"Documents","driveType":"documentLibrary","webUrl":"https://contoso.sharepoint.com/sites/Team/Shared%20Documents"},
+        {"id":"b!arch","name":"Archive","driveType":"documentLibrary","webUrl":"https://contoso.sharepoint.com/sites/Team/Archive"}]}"#;
+    let server = serve(vec![
+        answer(200).json(site),
+        answer(200).json(drives),
+        answer(200).json(site),
+        answer(200).json(drives),
+        answer(200).json(site),
+        answer(200).json(drives),
+    ])
+    .await;
+    let graph = client(&server, rotating());
+    let pick = |library: &str| DriveSelector::Site {
+        site: SiteRef::parse("https://contoso.sharepoint.com/sites/Team").unwrap(),
+        library: Some(library.to_owned()),
+    };
+    assert_eq!(
+        graph.drive(&pick("archive")).await.unwrap().id.as_str(),
+        "b!arch"
+    );
+    assert_eq!(
+        graph
+            .drive(&pick("Shared Documents"))
+            .await
+            .unwrap()
+            .id
+            .as_str(),
+        "b!docs"
+    );
+    let err = graph.drive(&pick("Photos")).await.unwrap_err();
+    assert!(matches!(err, GraphError::NoSuchLibrary { .. }), "{err}");
+    assert!(err.to_string().contains("Documents, Archive"), "{err}");
+    assert_eq!(
+        server.seen()[1].line,
+        "GET /v1.0/sites/contoso.sharepoint.com,1111,2222/drives HTTP/1.1"
     );
 }
 

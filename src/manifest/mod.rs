@@ -419,6 +419,24 @@ impl Manifest {
         result
     }
 
+    /// The drives this manifest has backed up (ID and `driveType`), in the order first recorded.
+    pub fn recorded_drives(&self) -> Result<Vec<(crate::ids::DriveId, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT drive_id, drive_type FROM drives ORDER BY rowid")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    crate::ids::DriveId::from(r.get::<_, String>(0)?.as_str()),
+                    r.get::<_, String>(1)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Where the manifest lives.
     pub fn path(&self) -> &Path {
         &self.path

@@ -14,4 +14,5 @@ mod incremental;
 mod paths;
 mod progress;
 mod resume;
+mod sites;
 mod speed;
