@@ -3,7 +3,6 @@
 
 mod cli;
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -57,9 +56,11 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
         EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(format!("warn,odbackup={}", level(v))))
     };
+    // No colours: a colour is an escape sequence, and the writer escapes every one so that a remote name in a
+    // log line cannot send the terminal its own.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(cli::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(false)
         .with_target(false)
         .with_filter(filter_for(verbose));
     let file_layer = match log_file {
@@ -67,7 +68,7 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
             let file = open_private_log(path)?;
             Some(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::sync::Mutex::new(file))
+                    .with_writer(std::sync::Mutex::new(cli::EscapedLog(file)))
                     .with_ansi(false)
                     .with_target(false)
                     .with_filter(filter_for(verbose.max(1))),

@@ -17,7 +17,7 @@ use odbackup::filter::{ByteSize, DateBound, MediaSelection};
 use odbackup::localpath::Layout;
 
 pub use commands::{Outcome, load_config, run};
-pub use progress::LogWriter;
+pub use progress::{EscapedLog, LogWriter};
 pub use render::error as report_error;
 
 /// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,

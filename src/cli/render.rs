@@ -16,14 +16,21 @@ use odbackup::manifest::{FailureRow, StatusReport};
 /// read in another order than it is. `--json` output is left to serde, which escapes control characters itself
 /// and keeps the name exact. OneDrive names cannot hold `\`, so an escape is never ambiguous with a name.
 pub fn terminal_safe(text: &str) -> Cow<'_, str> {
-    fn unsafe_char(c: char) -> bool {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
-            )
-    }
+    escape_for_terminal(text, |_| false)
+}
+
+/// [`terminal_safe`], keeping the characters `keep` says are the caller's own (a log line's colours: the log
+/// formatter has already escaped every ESC that came from a value).
+pub fn escape_for_terminal(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        !keep(c)
+            && (c.is_control()
+                || matches!(
+                    c,
+                    '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}'
+                        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                ))
+    };
     if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
     }

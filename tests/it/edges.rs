@@ -194,10 +194,25 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
             .for_item(HOSTILE[1])
             .only(RequestKind::Download),
     );
-    let out = run(&mut crate::support::against(&sim, &dest, "backup"));
+    let logs = tempfile::tempdir().unwrap();
+    let log_file = logs.path().join("run.log");
+    let out = run(crate::support::against(&sim, &dest, "backup")
+        .arg("-vv")
+        .arg("--log-file")
+        .arg(&log_file));
     assert_eq!(out.status.code(), Some(1));
+    assert_terminal_safe("the log file", &std::fs::read_to_string(&log_file).unwrap());
     assert_terminal_safe("backup stdout", &String::from_utf8_lossy(&out.stdout));
-    assert_terminal_safe("backup stderr", &stderr(&out));
+    let log = stderr(&out);
+    assert_terminal_safe("backup log", &log);
+    assert!(
+        log.contains("invoice\\u{202e}fdp.exe") || log.contains("clear\\x1b[2J"),
+        "the log names the files, escaped: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("lines.txt")),
+        "a name cannot start a log line of its own"
+    );
     let out = run(odbackup().args(["failures", "--dest"]).arg(dest.path()));
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
