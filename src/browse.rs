@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::app::{Credentials, token_source};
+use crate::app::{Credentials, sign_in_facts, token_source};
 use crate::crawl::normalize_remote_path;
 use crate::error::Error;
 use crate::graph::{DriveItem, DriveSelector, GraphClient, GraphOptions};
@@ -108,10 +108,8 @@ struct RemoteEntryWithId {
 
 async fn connect(settings: &BrowseSettings) -> Result<(GraphClient, DriveId), Error> {
     let graph = GraphClient::new(settings.graph.clone(), token_source(&settings.credentials)?)?;
-    let drive = graph
-        .drive(&settings.drive)
-        .await
-        .map_err(Error::from_graph("reading the drive"))?;
+    let facts = sign_in_facts(&settings.credentials);
+    let drive = crate::drives::resolve(&graph, &settings.drive, &facts).await?;
     Ok((graph, drive.id))
 }
 

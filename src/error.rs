@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::auth::AuthError;
 use crate::crawl::CrawlError;
+use crate::drives::DriveError;
 use crate::graph::GraphError;
 use crate::manifest::ManifestError;
 
@@ -50,6 +51,9 @@ pub enum Error {
         #[source]
         source: GraphError,
     },
+    /// The drive cannot be reached the way it was named (a site without `Sites.Read.All`, an unknown user…).
+    #[error(transparent)]
+    Drive(#[from] DriveError),
     /// Sign-in failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -71,10 +75,11 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NoCredentials | Error::Auth(_) => ErrorKind::Auth,
-            Error::Usage(_) | Error::NoManifest { .. } => ErrorKind::Usage,
+            Error::Usage(_) | Error::NoManifest { .. } | Error::Drive(_) => ErrorKind::Usage,
             Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
             Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
             Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,
+            Error::Manifest(m) if m.is_usage() => ErrorKind::Usage,
             Error::Crawl(c) if matches!(&**c, CrawlError::Manifest(m) if m.is_locked()) => {
                 ErrorKind::Locked
             }

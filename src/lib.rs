@@ -61,6 +61,8 @@ pub mod browse;
 pub mod config;
 pub mod crawl;
 pub mod download;
+pub mod drives;
+pub mod endpoint;
 mod error;
 pub mod filter;
 pub mod fsdest;

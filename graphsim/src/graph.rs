@@ -20,9 +20,10 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
 use crate::content::{fnv1a, mix};
+use crate::identity::Grant;
 use crate::server::{SimBody, enc_query, enc_segment, failure_response, graph_error, set_header};
 use crate::state::{InFlight, RequestKind, Shared, Which};
-use crate::tree::{Flavour, Item, Kind, World};
+use crate::tree::{DriveKind, Flavour, Item, Kind, World};
 use crate::{DEFAULT_TOKEN, time};
 
 /// Which drive a route names.
@@ -30,6 +31,27 @@ use crate::{DEFAULT_TOKEN, time};
 enum DriveRef {
     Me,
     Id(String),
+    /// `/users/{id-or-upn}/drive`.
+    User(String),
+    /// `/sites/{site}/drive`: the site's default library.
+    Site(SiteKey),
+}
+
+/// How a route names a SharePoint site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SiteKey {
+    /// `/sites/{hostname}:/{server-relative-path}`.
+    Path { host: String, path: String },
+    /// `/sites/{hostname},{guid},{guid}`, `/sites/{hostname}` (its root site) or `/sites/root`.
+    Id(String),
+}
+
+/// Whose drives a `…/drives` route lists.
+#[derive(Clone, Debug)]
+enum Owner {
+    Me,
+    User(String),
+    Site(SiteKey),
 }
 
 /// The item a route starts from.
@@ -52,7 +74,8 @@ enum Op {
 #[derive(Clone, Debug)]
 enum Route {
     Me,
-    Drives,
+    Drives(Owner),
+    Site(SiteKey),
     Drive(DriveRef),
     Item {
         drive: DriveRef,
@@ -67,7 +90,8 @@ impl Route {
     fn kind(&self) -> RequestKind {
         match self {
             Route::Me => RequestKind::Me,
-            Route::Drives | Route::Drive(_) => RequestKind::Drive,
+            Route::Drives(_) | Route::Drive(_) => RequestKind::Drive,
+            Route::Site(_) => RequestKind::Site,
             Route::Item { op: Op::Get, .. } => RequestKind::Item,
             Route::Item {
                 op: Op::Children, ..
@@ -120,9 +144,14 @@ fn parse_route(path: &str) -> Route {
         return Route::Me;
     }
     if p == "/me/drives" {
-        return Route::Drives;
+        return Route::Drives(Owner::Me);
     }
-    let (drive, rest) = if let Some(r) = p.strip_prefix("/me/drive") {
+    let (drive, rest) = if let Some(r) = p.strip_prefix("/sites/") {
+        match parse_site_route(r) {
+            SiteRoute::Done(route) => return route,
+            SiteRoute::Drive(key, rest) => (DriveRef::Site(key), rest),
+        }
+    } else if let Some(r) = p.strip_prefix("/me/drive") {
         (DriveRef::Me, r)
     } else if let Some(r) = p.strip_prefix("/drives/") {
         let (id, rest) = take_segment(r);
@@ -131,9 +160,15 @@ fn parse_route(path: &str) -> Route {
             _ => return Route::Unknown,
         }
     } else if let Some(r) = p.strip_prefix("/users/") {
-        let (_, rest) = take_segment(r);
+        let (user, rest) = take_segment(r);
+        let Some(user) = decode(user).filter(|u| !u.is_empty()) else {
+            return Route::Unknown;
+        };
+        if rest == "/drives" {
+            return Route::Drives(Owner::User(user));
+        }
         match rest.strip_prefix("/drive") {
-            Some(r) => (DriveRef::Me, r),
+            Some(r) => (DriveRef::User(user), r),
             None => return Route::Unknown,
         }
     } else if let Some(r) = p.strip_prefix("/drive") {
@@ -176,6 +211,56 @@ fn parse_route(path: &str) -> Route {
         base,
         rel,
         op,
+    }
+}
+
+/// A `/sites/…` route: complete in itself, or a site's default drive with what follows `/drive`.
+enum SiteRoute<'a> {
+    Done(Route),
+    Drive(SiteKey, &'a str),
+}
+
+/// Parses what follows `/sites/`: `{hostname}:/{path}` (then nothing, `:`, `:/drive` or `:/drives`), or `{id}`
+/// (then nothing, `/drives`, or `/drive` and an item route).
+/// See <https://learn.microsoft.com/en-us/graph/api/site-getbypath> and
+/// <https://learn.microsoft.com/en-us/graph/api/site-get>.
+fn parse_site_route(r: &str) -> SiteRoute<'_> {
+    let (head, rest) = take_segment(r);
+    let Some(head) = decode(head).filter(|h| !h.is_empty()) else {
+        return SiteRoute::Done(Route::Unknown);
+    };
+    if let Some(after) = rest.strip_prefix(':') {
+        let (path, tail) = match after.find(':') {
+            Some(i) => (&after[..i], &after[i + 1..]),
+            None => (after, ""),
+        };
+        let Some(segments) = path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(decode)
+            .collect::<Option<Vec<_>>>()
+        else {
+            return SiteRoute::Done(Route::Unknown);
+        };
+        let key = SiteKey::Path {
+            host: head,
+            path: format!("/{}", segments.join("/")),
+        };
+        return SiteRoute::Done(match tail {
+            "" => Route::Site(key),
+            "/drive" => Route::Drive(DriveRef::Site(key)),
+            "/drives" => Route::Drives(Owner::Site(key)),
+            _ => Route::Unknown,
+        });
+    }
+    let key = SiteKey::Id(head);
+    match rest {
+        "" => SiteRoute::Done(Route::Site(key)),
+        "/drives" => SiteRoute::Done(Route::Drives(Owner::Site(key))),
+        _ => match rest.strip_prefix("/drive") {
+            Some(after) => SiteRoute::Drive(key, after),
+            None => SiteRoute::Done(Route::Unknown),
+        },
     }
 }
 
@@ -233,24 +318,29 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         .or_else(|| shared.pick_failure(kind, false, None))
     {
         failure_response(&shared, &f)
-    } else if let Err(r) = check_bearer(&shared, req.headers()) {
-        r
     } else {
         shared.wait_while_held(kind, None).await;
-        let query = parse_query(req.uri().query());
-        let dollar_select = uses_dollar_select(req.uri().query());
-        let headers = req.headers().clone();
-        let s2 = shared.clone();
-        tokio::task::spawn_blocking(move || answer(&s2, &route, &query, dollar_select, &headers))
-            .await
-            .unwrap_or_else(|_| {
-                graph_error(
-                    &shared,
-                    500,
-                    "generalException",
-                    "graphsim handler panicked",
-                )
-            })
+        match check_bearer(&shared, req.headers()) {
+            Err(r) => r,
+            Ok(grant) => {
+                let query = parse_query(req.uri().query());
+                let dollar_select = uses_dollar_select(req.uri().query());
+                let headers = req.headers().clone();
+                let s2 = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    answer(&s2, &route, &query, dollar_select, &headers, &grant)
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    graph_error(
+                        &shared,
+                        500,
+                        "generalException",
+                        "graphsim handler panicked",
+                    )
+                })
+            }
+        }
     };
     if let Some(id) = req
         .headers()
@@ -286,8 +376,8 @@ fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
     r
 }
 
-/// 401 unless the request carries an accepted, unexpired bearer token.
-fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<SimBody>> {
+/// 401 unless the request carries an accepted, unexpired bearer token; what the token allows otherwise.
+fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<Grant, Response<SimBody>> {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(shared, "Access token is empty."));
     };
@@ -296,21 +386,21 @@ fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<Sim
         _ => return Err(unauthorized(shared, "Access token is empty.")),
     };
     if token == DEFAULT_TOKEN && shared.knobs.default_token_ok.load(Ordering::Relaxed) {
-        return Ok(());
+        return Ok(shared.knobs.default_grant.lock().expect("grant").clone());
     }
-    let expiry = shared
-        .auth
-        .lock()
-        .expect("auth lock")
-        .access_tokens
-        .get(token)
-        .copied();
+    let (expiry, grant) = {
+        let auth = shared.auth.lock().expect("auth lock");
+        (
+            auth.access_tokens.get(token).copied(),
+            auth.grants.get(token).cloned(),
+        )
+    };
     match expiry {
         Some(Some(exp)) if shared.now_ms() >= exp => Err(unauthorized(
             shared,
             "Lifetime validation failed, the token is expired.",
         )),
-        Some(_) => Ok(()),
+        Some(_) => Ok(grant.unwrap_or_else(|| Grant::delegated(crate::identity::DEFAULT_SCOPES))),
         None => {
             let msg = match shared.world.read().expect("world").flavour {
                 Flavour::Personal => "CompactToken parsing failed with error code: 80049217",
@@ -325,6 +415,8 @@ fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<Sim
 struct Ctx<'a> {
     shared: &'a Arc<Shared>,
     world: &'a World,
+    /// What the request's token allows.
+    grant: &'a Grant,
     /// `$select`, lower-cased; `None` = every field.
     select: Option<HashSet<String>>,
     /// Raw `$select` value, carried into next/delta links.
@@ -349,6 +441,7 @@ fn answer(
     query: &HashMap<String, String>,
     dollar_select: bool,
     headers: &HeaderMap,
+    grant: &Grant,
 ) -> Response<SimBody> {
     let world = shared.world.read().expect("world lock");
     let select_raw = query.get("select").cloned();
@@ -363,16 +456,25 @@ fn answer(
         select,
         select_raw,
         dollar_select,
+        grant,
     };
     match route {
+        Route::Me if grant.app_only => ctx.me_refused(),
         Route::Me => ctx.me(),
-        Route::Drives => {
-            let d = ctx.drive_json(0);
-            crate::server::json(StatusCode::OK, &json!({ "value": [d] }))
-        }
+        Route::Drives(owner) => match ctx.drives_of(owner) {
+            Ok(drives) => {
+                let value: Vec<Value> = drives.into_iter().map(|d| ctx.drive_json(d)).collect();
+                crate::server::json(StatusCode::OK, &json!({ "value": value }))
+            }
+            Err(r) => r,
+        },
+        Route::Site(key) => match ctx.site_index(key) {
+            Ok(i) => crate::server::json(StatusCode::OK, &ctx.site_json(i)),
+            Err(r) => r,
+        },
         Route::Drive(d) => match ctx.drive_index(d) {
-            Some(i) => crate::server::json(StatusCode::OK, &ctx.drive_json(i)),
-            None => ctx.err(404, "itemNotFound", "The drive does not exist."),
+            Ok(i) => crate::server::json(StatusCode::OK, &ctx.drive_json(i)),
+            Err(r) => r,
         },
         Route::Item {
             drive,
@@ -380,8 +482,9 @@ fn answer(
             rel,
             op,
         } => {
-            let Some(d) = ctx.drive_index(drive) else {
-                return ctx.err(404, "itemNotFound", "The drive does not exist.");
+            let d = match ctx.drive_index(drive) {
+                Ok(d) => d,
+                Err(r) => return r,
             };
             let idx = match ctx.resolve(d, base, rel) {
                 Ok(i) => i,
@@ -439,38 +542,166 @@ impl Ctx<'_> {
         crate::server::json(StatusCode::OK, &v)
     }
 
-    fn drive_index(&self, d: &DriveRef) -> Option<usize> {
-        match d {
-            DriveRef::Me => Some(0),
-            DriveRef::Id(id) => {
-                let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
-                self.world
-                    .drives
-                    .iter()
-                    .position(|x| x.id.eq_ignore_ascii_case(id))
-                    .or_else(|| {
-                        (self.world.flavour == Flavour::Personal)
-                            .then(|| {
-                                self.world
-                                    .drives
-                                    .iter()
-                                    .position(|x| norm(&x.id) == norm(id))
-                            })
-                            .flatten()
-                    })
+    /// `/me` for an app-only token: there is no signed-in user (msgraph-sdk-php #1163).
+    fn me_refused(&self) -> Response<SimBody> {
+        self.err(
+            400,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        )
+    }
+
+    /// The site a route names, or the answer when it is not to be had: 403 `accessDenied` without
+    /// `Sites.Read.All` (the permission `site-get` and `site-getbypath` list; a token without it was refused so,
+    /// microsoft-graph-explorer-v4 #2570, acsone/msgraphfs #9), 404 `itemNotFound` for no such site.
+    fn site_index(&self, key: &SiteKey) -> Result<usize, Response<SimBody>> {
+        if !self.grant.reads_sites() {
+            return Err(self.err(403, "accessDenied", "Access denied"));
+        }
+        let sites = &self.world.sites;
+        let found = match key {
+            SiteKey::Path { host, path } => sites.iter().position(|s| {
+                s.hostname.eq_ignore_ascii_case(host) && s.path.eq_ignore_ascii_case(path)
+            }),
+            SiteKey::Id(id) if id.eq_ignore_ascii_case("root") => {
+                sites.iter().position(|s| s.path == "/")
+            }
+            SiteKey::Id(id) if id.contains(',') => {
+                sites.iter().position(|s| s.id.eq_ignore_ascii_case(id))
+            }
+            SiteKey::Id(host) => sites
+                .iter()
+                .position(|s| s.hostname.eq_ignore_ascii_case(host) && s.path == "/"),
+        };
+        found.ok_or_else(|| self.err(404, "itemNotFound", "Requested site could not be found"))
+    }
+
+    fn site_json(&self, i: usize) -> Value {
+        let site = &self.world.sites[i];
+        json!({
+            "@odata.context": format!("{}/$metadata#sites/$entity", self.shared.graph_base),
+            "id": site.id,
+            "name": split_last(&site.path),
+            "displayName": site.display_name,
+            "webUrl": format!("https://{}{}", site.hostname, site.path.trim_end_matches('/')),
+            "createdDateTime": time::format(1_600_000_000),
+            "siteCollection": { "hostname": site.hostname },
+        })
+    }
+
+    /// The user a `/users/{id-or-upn}` route names: the signed-in one (drive 0) or one of the tenant's others,
+    /// with the drive the token may read, or the answer when there is none to read.
+    fn user_drive(&self, user: &str) -> Result<usize, Response<SimBody>> {
+        let me = &self.shared.config.user_principal_name;
+        if user.eq_ignore_ascii_case(me) {
+            return Ok(0);
+        }
+        // [U] for a name the directory does not know: the directory's own 404 wording.
+        let Some(u) = self
+            .world
+            .users
+            .iter()
+            .find(|u| u.upn.eq_ignore_ascii_case(user))
+        else {
+            return Err(self.err(
+                404,
+                "Request_ResourceNotFound",
+                &format!(
+                    "Resource '{user}' does not exist or one of its queried reference-property objects are not present."
+                ),
+            ));
+        };
+        match u.drive {
+            None if self.grant.app_only => Err(self.err(
+                400,
+                "invalidRequest",
+                "Call was made to the default drive, which is not supported for apponly tokens.",
+            )),
+            None => Err(self.err(404, "ResourceNotFound", "User's mysite not found.")),
+            Some(_) if !u.shared && !self.grant.app_only => {
+                Err(self.err(403, "accessDenied", "Access denied"))
+            }
+            Some(d) => Ok(d),
+        }
+    }
+
+    /// The drives `GET …/drives` lists for `owner`.
+    fn drives_of(&self, owner: &Owner) -> Result<Vec<usize>, Response<SimBody>> {
+        match owner {
+            Owner::Me if self.grant.app_only => Err(self.me_refused()),
+            Owner::Me => Ok(vec![0]),
+            Owner::User(user) => self.user_drive(user).map(|d| vec![d]),
+            Owner::Site(key) => {
+                let i = self.site_index(key)?;
+                Ok(self.world.sites[i].libraries.clone())
             }
         }
+    }
+
+    fn drive_index(&self, d: &DriveRef) -> Result<usize, Response<SimBody>> {
+        let not_found = || self.err(404, "itemNotFound", "The drive does not exist.");
+        match d {
+            DriveRef::Me if self.grant.app_only => Err(self.me_refused()),
+            DriveRef::Me => Ok(0),
+            DriveRef::User(user) => self.user_drive(user),
+            DriveRef::Site(key) => {
+                let i = self.site_index(key)?;
+                self.world.sites[i]
+                    .libraries
+                    .first()
+                    .copied()
+                    .ok_or_else(not_found)
+            }
+            DriveRef::Id(id) => self.drive_by_id(id).ok_or_else(not_found),
+        }
+    }
+
+    fn drive_by_id(&self, id: &str) -> Option<usize> {
+        let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+        self.world
+            .drives
+            .iter()
+            .position(|x| x.id.eq_ignore_ascii_case(id))
+            .or_else(|| {
+                (self.world.flavour == Flavour::Personal)
+                    .then(|| {
+                        self.world
+                            .drives
+                            .iter()
+                            .position(|x| norm(&x.id) == norm(id))
+                    })
+                    .flatten()
+            })
     }
 
     fn drive_json(&self, d: usize) -> Value {
         let w = self.world;
         let used = w.items[w.drives[d].root].subtree_size;
         let total: u64 = 1 << 40;
+        let (name, owner) = match &w.drives[d].kind {
+            DriveKind::Main => (
+                "OneDrive".to_owned(),
+                json!({ "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } }),
+            ),
+            DriveKind::Shared => (
+                "OneDrive".to_owned(),
+                json!({ "user": { "displayName": "Alex Wilber", "id": "graphsim-sharer" } }),
+            ),
+            DriveKind::User { user } => (
+                "OneDrive".to_owned(),
+                json!({ "user": { "displayName": w.users[*user].display_name, "id": format!("graphsim-user-{user}") } }),
+            ),
+            // A library belongs to its site's group.
+            DriveKind::Library { site, name } => (
+                name.clone(),
+                json!({ "group": { "displayName": format!("{} Owners", w.sites[*site].display_name), "id": format!("graphsim-group-{site}") } }),
+            ),
+        };
         json!({
             "id": w.drives[d].id,
-            "driveType": w.flavour.drive_type(),
-            "name": "OneDrive",
-            "owner": { "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } },
+            "driveType": w.drive_type(d),
+            "name": name,
+            "owner": owner,
             "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": "normal" },
             "webUrl": self.web_url(d, &[]),
         })
@@ -525,9 +756,18 @@ impl Ctx<'_> {
                 "https://onedrive.live.com/?cid={}&path={}",
                 self.world.drives[d].id, path
             ),
-            Flavour::Business => {
-                format!("https://contoso-my.sharepoint.com/personal/megan/Documents{path}")
-            }
+            Flavour::Business => match &self.world.drives[d].kind {
+                DriveKind::Library { site, name } => {
+                    let site = &self.world.sites[*site];
+                    format!(
+                        "https://{}{}/{}{path}",
+                        site.hostname,
+                        site.path.trim_end_matches('/'),
+                        enc_segment(name)
+                    )
+                }
+                _ => format!("https://contoso-my.sharepoint.com/personal/megan/Documents{path}"),
+            },
         }
     }
 
@@ -630,10 +870,7 @@ impl Ctx<'_> {
         let d = it.drive;
         let mut m = Map::new();
         m.insert("driveId".into(), Value::String(w.drives[d].id.clone()));
-        m.insert(
-            "driveType".into(),
-            Value::String(w.flavour.drive_type().into()),
-        );
+        m.insert("driveType".into(), Value::String(w.drive_type(d).into()));
         if let Some(p) = it.parent {
             m.insert("id".into(), Value::String(w.items[p].id.clone()));
             if !matches!(w.items[p].kind, Kind::Root) && !w.items[p].deleted {
@@ -1181,6 +1418,11 @@ impl Ctx<'_> {
         cache.push((key, list.clone()));
         list
     }
+}
+
+/// The last segment of a `/`-path (`""` for `/`).
+fn split_last(path: &str) -> &str {
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("")
 }
 
 /// Whether `idx` (live or tombstone) lies at or below `scope`, outside any vault.

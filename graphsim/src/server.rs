@@ -267,6 +267,14 @@ pub(crate) fn failure_response(shared: &Shared, f: &crate::state::Failure) -> Re
     if let Some(s) = f.retry_after {
         set_header(&mut r, "retry-after", &s.to_string());
     }
+    if f.status == 401 {
+        // Graph's 401s carry the challenge, the transient ones too (onedrive-api-docs #1489 shows the header).
+        let www = format!(
+            "Bearer realm=\"\", authorization_uri=\"{}/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+            shared.auth_base
+        );
+        set_header(&mut r, "www-authenticate", &www);
+    }
     r
 }
 

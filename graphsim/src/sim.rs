@@ -120,6 +120,79 @@ impl Simulator {
         self.world().flavour
     }
 
+    /// The composite ID (`host,guid,guid`) of the site added as `site` (`contoso.sharepoint.com:/sites/Team`).
+    pub fn site_id(&self, site: &str) -> String {
+        let w = self.world();
+        w.sites[self.site_index(&w, site)].id.clone()
+    }
+
+    fn site_index(&self, w: &World, site: &str) -> usize {
+        let (host, path) = match site.split_once(':') {
+            Some((h, p)) => (h.to_owned(), format!("/{}", p.trim_matches('/'))),
+            None => (site.to_owned(), "/".to_owned()),
+        };
+        w.sites
+            .iter()
+            .position(|s| {
+                s.hostname.eq_ignore_ascii_case(&host) && s.path.eq_ignore_ascii_case(&path)
+            })
+            .unwrap_or_else(|| panic!("graphsim: no site {site:?}"))
+    }
+
+    /// The drive ID of the document library `library` of `site`.
+    pub fn library_drive_id(&self, site: &str, library: &str) -> String {
+        let w = self.world();
+        let i = self.site_index(&w, site);
+        w.sites[i]
+            .libraries
+            .iter()
+            .find(|&&d| {
+                matches!(&w.drives[d].kind, crate::tree::DriveKind::Library { name, .. } if name == library)
+            })
+            .map(|&d| w.drives[d].id.clone())
+            .unwrap_or_else(|| panic!("graphsim: site {site:?} has no library {library:?}"))
+    }
+
+    /// The drive ID of the OneDrive of the tenant user `upn`.
+    pub fn user_drive_id(&self, upn: &str) -> String {
+        let w = self.world();
+        let d = w
+            .users
+            .iter()
+            .find(|u| u.upn.eq_ignore_ascii_case(upn))
+            .and_then(|u| u.drive)
+            .unwrap_or_else(|| panic!("graphsim: no user {upn:?} with a drive"));
+        w.drives[d].id.clone()
+    }
+
+    fn drive_named(&self, w: &World, drive_id: &str) -> usize {
+        w.drives
+            .iter()
+            .position(|d| d.id == drive_id)
+            .unwrap_or_else(|| panic!("graphsim: no drive {drive_id:?}"))
+    }
+
+    /// [`Simulator::content`] of the file at `path` in the drive `drive_id` (a library, another user's drive).
+    pub fn content_in(&self, drive_id: &str, path: &str) -> Vec<u8> {
+        let w = self.world();
+        let d = self.drive_named(&w, drive_id);
+        let idx = w
+            .resolve_in(d, path)
+            .unwrap_or_else(|| panic!("graphsim: no {path:?} in drive {drive_id:?}"));
+        let (seed, _, served) = self.file_facts(&w, idx);
+        content::bytes(seed, served)
+    }
+
+    /// Live files and folders of the drive `drive_id` (root excluded).
+    pub fn item_count_in(&self, drive_id: &str) -> usize {
+        let w = self.world();
+        let d = self.drive_named(&w, drive_id);
+        w.items
+            .iter()
+            .filter(|i| i.drive == d && !i.deleted && i.parent.is_some())
+            .count()
+    }
+
     // ---- the truth, for assertions --------------------------------------------------------
 
     fn world(&self) -> std::sync::RwLockReadGuard<'_, World> {
@@ -560,14 +633,45 @@ impl Simulator {
         self.issue_access_token_for(Duration::from_millis(life))
     }
 
-    /// An access token Graph accepts for `lifetime`.
+    /// An access token Graph accepts for `lifetime`, allowing what [`Simulator::set_token_scopes`] says.
     pub fn issue_access_token_for(&self, lifetime: Duration) -> String {
         let now = self.shared.now_ms();
+        let grant = self
+            .shared
+            .knobs
+            .default_grant
+            .lock()
+            .expect("grant")
+            .clone();
         self.shared
             .auth
             .lock()
             .expect("auth lock")
-            .new_access_token(self.shared.secret, now, lifetime.as_millis() as u64)
+            .new_access_token(self.shared.secret, now, lifetime.as_millis() as u64, grant)
+    }
+
+    /// The scopes of [`crate::DEFAULT_TOKEN`] and of tokens from [`Simulator::issue_access_token`] (default
+    /// `Files.Read Files.Read.All User.Read Sites.Read.All`); for app-only tokens, the application permissions
+    /// they carry. A token without `Sites.Read.All` gets 403 `accessDenied` on `/sites/…`. Tokens from the
+    /// identity host carry the scopes their sign-in asked for.
+    pub fn set_token_scopes(&self, scopes: &[&str]) {
+        self.shared
+            .knobs
+            .default_grant
+            .lock()
+            .expect("grant")
+            .scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// Whether [`crate::DEFAULT_TOKEN`] (and the handle's tokens) are app-only, as a client-credentials token
+    /// is: no signed-in user, so `/me` and `/me/drive` answer 400 `BadRequest`.
+    pub fn set_token_app_only(&self, on: bool) {
+        self.shared
+            .knobs
+            .default_grant
+            .lock()
+            .expect("grant")
+            .app_only = on;
     }
 
     /// A fresh refresh token the token endpoint accepts once (as if a sign-in had happened).

@@ -39,11 +39,13 @@ pub enum RequestKind {
     Authorize,
     /// Anything else (unknown routes, other methods).
     Other,
+    /// `GET /sites/{hostname}:/{path}` or `/sites/{id}`: finding a SharePoint site.
+    Site,
 }
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 13] = [
         RequestKind::Me,
         RequestKind::Drive,
         RequestKind::Item,
@@ -56,6 +58,7 @@ impl RequestKind {
         RequestKind::DeviceCode,
         RequestKind::Authorize,
         RequestKind::Other,
+        RequestKind::Site,
     ];
 
     fn index(self) -> usize {
@@ -120,6 +123,18 @@ impl Failure {
             500,
             "cannotSnapshotTree",
             "Failed to get a coherent view of changes. Try again later.",
+        )
+    }
+
+    /// 401 `InvalidAuthenticationToken` "Unable to initialize RPS", which Graph has answered to valid, fresh
+    /// tokens (<https://github.com/OneDrive/onedrive-api-docs/issues/1489>, 2021; rclone retries it,
+    /// <https://github.com/rclone/rclone/pull/5273>). Armed with `fail_next` / `fail_fraction`, it hits
+    /// whatever token the request carries: a client must neither give up at once nor refresh in a loop.
+    pub fn transient_unauthorized() -> Self {
+        Self::status(
+            401,
+            "InvalidAuthenticationToken",
+            "Unable to initialize RPS",
         )
     }
 
@@ -352,6 +367,8 @@ pub(crate) struct Knobs {
     pub corrupt: Mutex<HashMap<usize, u64>>,
     /// The current Retry-After penalty.
     pub penalty: Mutex<Option<Penalty>>,
+    /// What [`crate::DEFAULT_TOKEN`] and the handle's tokens allow.
+    pub default_grant: Mutex<crate::identity::Grant>,
     /// The resource-unit budget (units per window, window in ms), when one is enforced.
     pub rate_budget: Mutex<Option<(u64, u64)>>,
     /// (window index since start, units spent in it).
@@ -402,7 +419,7 @@ pub(crate) struct DownloadLog {
 /// What the simulator has seen.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub kinds: [AtomicU64; 12],
+    pub kinds: [AtomicU64; 13],
     pub downloads: Mutex<HashMap<usize, DownloadLog>>,
     pub download_gauge: Gauge,
     pub graph_gauge: Gauge,
@@ -599,6 +616,9 @@ impl Shared {
             resets: Mutex::new(Vec::new()),
             corrupt: Mutex::new(HashMap::new()),
             penalty: Mutex::new(None),
+            default_grant: Mutex::new(crate::identity::Grant::delegated(
+                crate::identity::DEFAULT_SCOPES,
+            )),
             rate_budget: Mutex::new(None),
             rate_window: Mutex::new((0, 0)),
             content_answer: Mutex::new(ContentAnswer::default()),

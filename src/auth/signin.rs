@@ -97,10 +97,9 @@ impl AuthSettings {
              `client_id` in the config file"
         } else if self.tenant.is_empty() || self.tenant.contains(['/', '?', '#', ' ']) {
             "tenant must be `common`, `consumers`, `organizations`, or a tenant ID or domain"
-        } else if url::Url::parse(&self.login_base_url)
-            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-        {
-            "the sign-in URL (`auth_url`) must be an http(s) URL such as https://login.microsoftonline.com"
+        } else if crate::endpoint::check_credential_url("auth_url", &self.login_base_url).is_err() {
+            "the sign-in URL (`auth_url`) must be an https URL such as https://login.microsoftonline.com \
+             (plain http only for a loopback host: 127.0.0.1, ::1 or localhost)"
         } else if self.scopes.is_empty() {
             "no scopes configured: use the default `Files.Read.All offline_access User.Read`"
         } else {

@@ -1,6 +1,7 @@
 //! One function per subcommand: arguments → settings → `odbackup::app` → rendered output.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +32,8 @@ pub enum Outcome {
     Success,
     /// Some items failed; they are on record.
     SomeFailed,
-    /// The user interrupted the run.
-    Interrupted,
+    /// A signal stopped the run gracefully (its number: 2 for Ctrl-C, 15 SIGTERM, 1 SIGHUP); state was saved.
+    Interrupted(i32),
     /// A run-level error of this kind stopped it (already printed).
     Failed(ErrorKind),
 }
@@ -57,16 +58,35 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 auth,
                 browser,
                 graph_url,
+                sites,
             } => {
                 let credentials = credentials(auth.account.as_ref(), &file);
                 account::login(
                     &auth,
                     browser,
+                    sites,
                     graph_options(graph_url.as_ref(), &file)?,
                     &file,
                     &credentials,
                 )
                 .await?;
+                Ok(Outcome::Success)
+            }
+            Command::Drives {
+                site,
+                user,
+                account,
+                graph_url,
+                json,
+            } => {
+                let of = account::drives_of(site.as_deref(), user.as_deref())?;
+                let drives = app::list_drives(
+                    graph_options(graph_url.as_ref(), &file)?,
+                    &credentials(account.as_ref(), &file),
+                    &of,
+                )
+                .await?;
+                render::drives(&drives, json);
                 Ok(Outcome::Success)
             }
             Command::Logout { account } => {
@@ -231,19 +251,20 @@ async fn run_job(
 ) -> Result<Outcome, Error> {
     let settings = settings?;
     let cancel = CancellationToken::new();
-    spawn_interrupt_handler(cancel.clone());
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
     let display = progress::Display::new(quiet || json);
     // A dry run lists what it would fetch with -v (on stdout, unless stdout carries the JSON document).
     let list_planned = settings.dry_run && verbose > 0 && !json;
     let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
-    let summary = app::run(&settings, reporter, &cancel).await;
+    // Boxed: the run's future is large, and each command awaits it from its own future.
+    let summary = Box::pin(app::run(&settings, reporter, &cancel)).await;
     display.finish();
     let summary = summary?;
     render::summary(&summary, json);
-    Ok(outcome_of(&summary))
+    Ok(outcome_of(&summary, stopped_by.load(Ordering::SeqCst)))
 }
 
-fn outcome_of(summary: &RunSummary) -> Outcome {
+fn outcome_of(summary: &RunSummary, signal: i32) -> Outcome {
     if let Some(download) = &summary.download {
         if download.fatal_class.as_deref() == Some("auth") {
             return Outcome::Failed(ErrorKind::Auth);
@@ -253,7 +274,7 @@ fn outcome_of(summary: &RunSummary) -> Outcome {
         }
     }
     if summary.interrupted {
-        Outcome::Interrupted
+        Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
     } else if summary.all_done() {
         Outcome::Success
     } else {
@@ -261,22 +282,99 @@ fn outcome_of(summary: &RunSummary) -> Outcome {
     }
 }
 
-/// First Ctrl-C: stop scheduling, let in-flight transfers stop at a chunk boundary, record what finished.
-/// Second: leave at once (every manifest write is a transaction, so it stays consistent).
-fn spawn_interrupt_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
+/// Ctrl-C's signal number: the exit code of an interrupted run is 128 plus the signal's number.
+const SIGINT: i32 = 2;
+
+/// The first stop signal (Ctrl-C, `SIGTERM` from `systemctl stop`, `timeout` or `docker stop`, `SIGHUP` when the
+/// terminal goes away) stops scheduling; in-flight transfers stop at a chunk boundary and part files stay for the
+/// resume; the run's outcome is recorded and the listing's download URLs are cleared. A second signal leaves at
+/// once (every manifest write is a transaction, so it stays consistent). Returns where the first signal's number
+/// is kept, for the exit code (0 until one came).
+///
+/// The handlers are registered before this returns, so a signal from the moment the run starts is caught.
+fn spawn_interrupt_handler(cancel: CancellationToken) -> Arc<AtomicI32> {
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    let mut signals = match StopSignals::register() {
+        Ok(signals) => signals,
+        Err(err) => {
+            render::note(&format!(
+                "cannot catch stop signals ({err}): an interrupted run is resumed by the next one"
+            ));
+            return stopped_by;
         }
-        render::note(
-            "interrupted: finishing in-flight work and saving state (Ctrl-C again to quit at once)",
-        );
+    };
+    let kept = Arc::clone(&stopped_by);
+    tokio::spawn(async move {
+        let Some(signal) = signals.next().await else {
+            return;
+        };
+        kept.store(signal, Ordering::SeqCst);
+        render::note(&format!(
+            "{}: finishing in-flight work and saving state (send it again to quit at once)",
+            signal_name(signal)
+        ));
         cancel.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            render::note("interrupted again: quitting now; re-run the same command to resume");
-            std::process::exit(130);
+        if let Some(again) = signals.next().await {
+            render::note(&format!(
+                "{} again: quitting now; re-run the same command to resume",
+                signal_name(again)
+            ));
+            std::process::exit(128 + signal);
         }
     });
+    stopped_by
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "hang-up (SIGHUP)",
+        15 => "asked to stop (SIGTERM)",
+        _ => "interrupted",
+    }
+}
+
+/// The signals that stop a run.
+#[cfg(unix)]
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next stop signal's number.
+    async fn next(&mut self) -> Option<i32> {
+        tokio::select! {
+            s = self.interrupt.recv() => s.map(|()| SIGINT),
+            s = self.terminate.recv() => s.map(|()| 15),
+            s = self.hangup.recv() => s.map(|()| 1),
+        }
+    }
+}
+
+/// The signals that stop a run: Ctrl-C only off Unix.
+#[cfg(not(unix))]
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> Option<i32> {
+        tokio::signal::ctrl_c().await.ok().map(|()| SIGINT)
+    }
 }
 
 fn dest_of(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error> {
@@ -486,14 +584,8 @@ fn graph_options(flag: Option<&String>, file: &ConfigValues) -> Result<GraphOpti
         .cloned()
         .or_else(|| file.graph_url.clone())
         .unwrap_or_else(|| GraphOptions::default().base_url);
-    let url = url::Url::parse(&graph_url)
-        .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!(
-            "graph URL must be http(s), not {}",
-            url.scheme()
-        )));
-    }
+    // The bearer token goes there: https, or plain http on this machine's loopback only.
+    odbackup::endpoint::check_credential_url("--graph-url", &graph_url).map_err(Error::Usage)?;
     Ok(GraphOptions {
         base_url: graph_url.trim_end_matches('/').to_owned(),
         ..GraphOptions::default()

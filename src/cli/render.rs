@@ -1,5 +1,6 @@
 //! Human tables and `--json` documents for results, and error lines with what to do next.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -7,6 +8,44 @@ use odbackup::Error;
 use odbackup::app::RunSummary;
 use odbackup::browse::RemoteEntry;
 use odbackup::manifest::{FailureRow, StatusReport};
+
+/// Text that may hold a remote name (a file name, a path, a message quoting one, an owner's name), made safe to
+/// show on a terminal or in any human output: control characters (C0 including newline and tab, DEL, C1) and
+/// the Unicode bidirectional overrides, isolates and marks are shown as escapes (`\x1b`, `\u{202e}`). A name
+/// can then neither send the terminal commands (retitle the window, clear the screen, fake a line) nor make text
+/// read in another order than it is. `--json` output is left to serde, which escapes control characters itself
+/// and keeps the name exact. OneDrive names cannot hold `\`, so an escape is never ambiguous with a name.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape_for_terminal(text, |_| false)
+}
+
+/// [`terminal_safe`], keeping the characters `keep` says are the caller's own (a log line's colours: the log
+/// formatter has already escaped every ESC that came from a value).
+pub fn escape_for_terminal(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        !keep(c)
+            && (c.is_control()
+                || matches!(
+                    c,
+                    '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}'
+                        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                ))
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Print a run-level error: one line saying what failed, then its causes.
 pub fn error(err: &Error) {
@@ -20,7 +59,8 @@ pub fn error(err: &Error) {
         }
         source = cause.source();
     }
-    error_line(&line);
+    // Messages quote remote paths and the service's words.
+    error_line(&terminal_safe(&line));
 }
 
 /// Print one line to stderr.
@@ -193,7 +233,7 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             writeln!(out, "  {n} failed: {class}")?;
         }
         if let Some(fatal) = &d.fatal {
-            writeln!(out, "stopped early: {fatal}")?;
+            writeln!(out, "stopped early: {}", terminal_safe(fatal))?;
             if d.fatal_class.as_deref() == Some("auth") {
                 writeln!(
                     out,
@@ -250,18 +290,36 @@ pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "account:  {}", who.account);
-    let _ = writeln!(
-        out,
-        "user:     {}{}",
-        who.user.as_deref().unwrap_or("?"),
-        who.user_principal_name
-            .as_deref()
-            .map(|u| format!(" <{u}>"))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(out, "drive:    {} ({})", who.drive_id, who.drive_type);
+    if who.signed_in_user {
+        let _ = writeln!(
+            out,
+            "user:     {}{}",
+            terminal_safe(who.user.as_deref().unwrap_or("?")),
+            who.user_principal_name
+                .as_deref()
+                .map(|u| format!(" <{}>", terminal_safe(u)))
+                .unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "user:     none (the token has no signed-in user: an app-only token, or one without User.Read)"
+        );
+    }
+    if let (Some(id), Some(kind)) = (&who.drive_id, &who.drive_type) {
+        let _ = writeln!(
+            out,
+            "drive:    {} ({}{})",
+            terminal_safe(id),
+            terminal_safe(kind),
+            who.drive_name
+                .as_deref()
+                .map(|n| format!(", {}", terminal_safe(n)))
+                .unwrap_or_default()
+        );
+    }
     if let Some(owner) = &who.owner {
-        let _ = writeln!(out, "owner:    {owner}");
+        let _ = writeln!(out, "owner:    {}", terminal_safe(owner));
     }
     if let (Some(used), Some(total)) = (who.quota_used, who.quota_total) {
         let _ = writeln!(
@@ -271,6 +329,46 @@ pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
             human_bytes(total)
         );
     }
+    if let Some(note) = &who.note {
+        let _ = writeln!(out, "note:     {}", terminal_safe(note));
+    }
+}
+
+/// `odbackup drives`: one line per drive (name, type, quota, ID), then how to back one up.
+pub fn drives(drives: &[odbackup::drives::DriveInfo], json: bool) {
+    if json {
+        print_json(&drives);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if drives.is_empty() {
+        let _ = writeln!(out, "no drives");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<16} {:>22}  ID",
+        "NAME", "TYPE", "USED / TOTAL"
+    );
+    for d in drives {
+        let quota = match (d.quota_used, d.quota_total) {
+            (Some(used), Some(total)) => format!("{} / {}", human_bytes(used), human_bytes(total)),
+            (Some(used), None) => human_bytes(used),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} {:>22}  {}",
+            terminal_safe(d.name.as_deref().unwrap_or("?")),
+            terminal_safe(&d.drive_type),
+            quota,
+            terminal_safe(&d.id)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "back one up with --drive-id ID (or, for a site's library, --site SITE --library NAME)"
+    );
 }
 
 /// `odbackup status`.
@@ -291,7 +389,7 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
                 c.total, c.done, c.pending, c.failed, c.skipped
             )
         };
-    writeln!(out, "manifest {}", report.manifest)?;
+    writeln!(out, "manifest {}", terminal_safe(&report.manifest))?;
     counts(out, "folders", &report.folders)?;
     counts(out, "files", &report.files)?;
     let b = &report.bytes;
@@ -343,12 +441,12 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             (Some(at), Some(n)) => writeln!(
                 out,
                 "last incremental ({}): {at}, {n} changes applied",
-                inc.scope
+                terminal_safe(&inc.scope)
             )?,
             _ if inc.ready => writeln!(
                 out,
                 "incremental ({}): ready; the next run asks only for changes",
-                inc.scope
+                terminal_safe(&inc.scope)
             )?,
             _ => {}
         }
@@ -388,9 +486,12 @@ pub fn failures(rows: &[FailureRow], json: bool) {
         let _ = writeln!(
             out,
             "{:<16} {:>6} {:>8}  {}",
-            row.class, status, row.attempts, row.remote_path
+            row.class,
+            status,
+            row.attempts,
+            terminal_safe(&row.remote_path)
         );
-        let _ = writeln!(out, "{:<33}  {}", "", row.message);
+        let _ = writeln!(out, "{:<33}  {}", "", terminal_safe(&row.message));
     }
     let _ = writeln!(
         out,
@@ -435,8 +536,8 @@ pub fn listing(entries: &[RemoteEntry], json: bool) {
             "{:<7} {:>10}  {:<16}  {}{}",
             e.kind,
             e.size.map_or_else(|| "-".to_owned(), human_bytes),
-            e.modified.as_deref().map(short_time).unwrap_or_default(),
-            e.name,
+            terminal_safe(&e.modified.as_deref().map(short_time).unwrap_or_default()),
+            terminal_safe(&e.name),
             if e.kind == "folder" { "/" } else { "" }
         );
     }
@@ -466,7 +567,7 @@ impl Tree {
         if !json {
             say(&format!(
                 "{}  ({})",
-                top.path,
+                terminal_safe(&top.path),
                 top.size.map_or_else(|| "?".to_owned(), human_bytes)
             ));
         }
@@ -489,7 +590,7 @@ impl Tree {
             line.push_str(if last { "    " } else { "│   " });
         }
         line.push_str(if e.last { "└── " } else { "├── " });
-        line.push_str(&e.name);
+        line.push_str(&terminal_safe(&e.name));
         let size = e.size.map_or_else(|| "?".to_owned(), human_bytes);
         let _ = match (e.kind, e.children) {
             ("folder", Some(n)) => write!(line, "/  ({size}, {n} items)"),
@@ -505,5 +606,30 @@ impl Tree {
         if self.json {
             print_json(&self.entries);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_command_the_terminal_are_shown_escaped() {
+        let cases = [
+            ("IMG_0001.jpg", "IMG_0001.jpg"),
+            ("Ünïcødé 写真 🎉.jpg", "Ünïcødé 写真 🎉.jpg"),
+            ("\u{1b}]0;pwned\u{7}.txt", "\\x1b]0;pwned\\x07.txt"),
+            ("clear\u{1b}[2J\u{1b}[H.txt", "clear\\x1b[2J\\x1b[H.txt"),
+            ("line\nbreak\r\t.txt", "line\\x0abreak\\x0d\\x09.txt"),
+            ("del\u{7f}.txt", "del\\x7f.txt"),
+            ("c1\u{9b}31m.txt", "c1\\u{009b}31m.txt"),
+            ("invoice\u{202e}fdp.exe", "invoice\\u{202e}fdp.exe"),
+            ("iso\u{2066}late\u{2069}", "iso\\u{2066}late\\u{2069}"),
+            ("nul\u{0}", "nul\\x00"),
+        ];
+        for (name, shown) in cases {
+            assert_eq!(terminal_safe(name), shown, "{name:?}");
+        }
+        assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
     }
 }

@@ -102,6 +102,16 @@ pub enum GraphError {
         /// The content's size, from `Content-Range: bytes */total`.
         total: Option<u64>,
     },
+    /// A site has no document library of the name asked for.
+    #[error("site {site} has no document library called {library:?}; it has: {}", known.join(", "))]
+    NoSuchLibrary {
+        /// The site, as named.
+        site: String,
+        /// The name asked for.
+        library: String,
+        /// The names of the libraries it has.
+        known: Vec<String>,
+    },
     /// A delta link is no longer valid (HTTP 410): list everything again and reconcile.
     #[error("{what}: the saved change link expired (HTTP 410{}); a full re-listing is needed",
         code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]

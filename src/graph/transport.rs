@@ -1,7 +1,8 @@
 //! The thin async shell that carries out the retry policy for Graph calls: wait at the throttle gate, take
 //! a token, send, read the whole answer under the request timeout, and on failure ask
 //! [`RetryPolicy::next_delay`](super::RetryPolicy::next_delay) what to do. A 401 triggers one
-//! [`TokenSource::reject`](crate::auth::TokenSource::reject) and one retry with the fresh token.
+//! [`TokenSource::reject`](crate::auth::TokenSource::reject) and a retry with the fresh token; more 401s to a
+//! fresh token back off like server errors until the policy's attempts for them run out.
 //!
 //! Nothing here decides anything that is not in `retry.rs`; nothing here logs a token or a URL.
 
@@ -14,6 +15,7 @@ use reqwest::header::{self, HeaderMap};
 use super::GraphClient;
 use super::error::{ErrorBody, GraphError, HttpError};
 use super::retry::{Outcome, Pace, classify_status, parse_retry_after, rate_limit_pace};
+use crate::auth::AuthError;
 
 /// What a call counts as success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub(super) struct Answer {
 pub(super) struct Tally {
     failures: u32,
     throttled: u32,
+    /// 401s answered to a fresh token (just renewed, or one that cannot be renewed).
+    unauthorized: u32,
 }
 
 impl Tally {
@@ -95,7 +99,9 @@ impl GraphClient {
         expect: Expect,
     ) -> Result<Answer, GraphError> {
         let mut tally = Tally::default();
-        let mut refreshed = false;
+        // A token that cannot be renewed is as fresh as it will ever be.
+        let renewable = self.inner.tokens.renewable();
+        let mut refreshed = !renewable;
         loop {
             self.pass_gate().await;
             let token = self.inner.tokens.access_token().await?;
@@ -146,7 +152,21 @@ impl GraphClient {
                 self.inner.tokens.reject(&token).await?;
                 continue;
             }
-            self.wait_before_retry(&mut tally, failure).await?;
+            let unauthorized = matches!(failure.0, Outcome::Unauthorized { .. });
+            if let Err(error) = self.wait_before_retry(&mut tally, failure).await {
+                if !unauthorized {
+                    return Err(error);
+                }
+                // A fresh token refused every time: the sign-in itself is refused. A static source says
+                // what to do with its token; a renewed sign-in has to be made again.
+                if !renewable {
+                    self.inner.tokens.reject(&token).await?;
+                }
+                return Err(AuthError::StillRefused {
+                    reason: error.to_string(),
+                }
+                .into());
+            }
         }
     }
 
@@ -215,12 +235,19 @@ impl GraphClient {
         tally: &mut Tally,
         (outcome, error): (Outcome, GraphError),
     ) -> Result<(), GraphError> {
-        let attempt = if matches!(outcome, Outcome::Throttled { .. }) {
-            tally.throttled += 1;
-            tally.throttled
-        } else {
-            tally.failures += 1;
-            tally.failures
+        let attempt = match outcome {
+            Outcome::Throttled { .. } => {
+                tally.throttled += 1;
+                tally.throttled
+            }
+            Outcome::Unauthorized { .. } => {
+                tally.unauthorized += 1;
+                tally.unauthorized
+            }
+            _ => {
+                tally.failures += 1;
+                tally.failures
+            }
         };
         let Some(delay) = self
             .inner

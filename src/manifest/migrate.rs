@@ -1,8 +1,10 @@
-//! Schema migrations: the files in `migrations/`, applied in order, each in one transaction together with
-//! the new `PRAGMA user_version` (and, on creation, `PRAGMA application_id`). A released migration is never
+//! Schema migrations: the files in `migrations/`, applied in order, all pending ones in one transaction together
+//! with the new `PRAGMA user_version` (and, on creation, `PRAGMA application_id`). A released migration is never
 //! edited; a change is a new file appended to [`MIGRATIONS`].
 //!
 //! Knows only `SQLite`: nothing of what the tables mean.
+
+use rusqlite::TransactionBehavior;
 
 use super::{APPLICATION_ID, Manifest, ManifestError, Result, sql_err};
 
@@ -15,15 +17,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-fn known() -> i64 {
+pub(super) fn known() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
 }
 
 /// Apply the migrations this manifest lacks; refuse one written by a newer odbackup.
+///
+/// All of them run in one `BEGIN IMMEDIATE` transaction that first reads `user_version` again: the write lock is
+/// taken before the version is read, so a second connection migrating at the same moment waits, then finds the
+/// work done, instead of running the same `CREATE TABLE` twice; and a reader (or a crash) sees the schema before
+/// the upgrade or after it, never half of it.
 pub(super) fn migrate(manifest: &mut Manifest) -> Result<()> {
     let err = sql_err(&manifest.path);
-    let version: i64 = manifest
+    let tx = manifest
         .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let version: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(&err)?;
     if version > known() {
@@ -34,16 +44,17 @@ pub(super) fn migrate(manifest: &mut Manifest) -> Result<()> {
         });
     }
     let applied = usize::try_from(version).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        // The header pragmas are part of the transaction: a crash leaves the old version and no tables.
-        let tx = manifest.conn.transaction().map_err(&err)?;
-        tx.execute_batch(sql).map_err(&err)?;
-        tx.execute_batch(&format!(
-            "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};",
-            index + 1
-        ))
-        .map_err(&err)?;
-        tx.commit().map_err(&err)?;
+    if applied >= MIGRATIONS.len() {
+        return Ok(());
     }
-    Ok(())
+    for sql in &MIGRATIONS[applied..] {
+        tx.execute_batch(sql).map_err(&err)?;
+    }
+    // The header pragmas are part of the transaction: a crash leaves the old version and its tables.
+    tx.execute_batch(&format!(
+        "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};",
+        known()
+    ))
+    .map_err(&err)?;
+    tx.commit().map_err(&err)
 }

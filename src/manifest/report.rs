@@ -141,6 +141,29 @@ pub struct FailureRow {
     pub failed_at: Option<String>,
 }
 
+impl StatusReport {
+    /// The report of a manifest that holds nothing yet: a first run has only just created it.
+    pub fn empty(manifest: String) -> Self {
+        Self {
+            manifest,
+            folders: StateCounts::default(),
+            files: StateCounts::default(),
+            bytes: ByteCounts::default(),
+            by_kind: Vec::new(),
+            skipped_by_reason: Vec::new(),
+            failed_by_class: Vec::new(),
+            verified_by: Vec::new(),
+            accepted_by_caveat: Vec::new(),
+            remote_deleted: 0,
+            excluded: ExcludedCounts::default(),
+            crawls_complete: 0,
+            crawls_incomplete: 0,
+            last_run: None,
+            incremental: Vec::new(),
+        }
+    }
+}
+
 impl Manifest {
     /// Counts for `status`: items by kind and state (with bytes), skipped by reason, failed by class, done
     /// by verification, remote deletions, crawls complete and not, and the last run.
