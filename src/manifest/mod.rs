@@ -218,6 +218,20 @@ impl std::fmt::Debug for Manifest {
     }
 }
 
+/// Create the manifest's folder (and its parents) if needed, and refuse one that is a symbolic link: odbackup's
+/// state lives in a real folder, so a link planted in its place (by anyone who can write to the destination)
+/// cannot send the manifest, its lock or the trash somewhere else.
+fn state_folder(parent: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(parent)?;
+    if std::fs::symlink_metadata(parent)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(
+            "it is a symbolic link; odbackup keeps its state only in a real folder \
+             (remove the link, or point --manifest at a real folder)",
+        ));
+    }
+    Ok(())
+}
+
 /// The manifest holds short-lived pre-authenticated download URLs and everyone's file names: readable by its
 /// owner only. A new one is created so (`SQLite` gives its WAL and shared-memory files the database file's
 /// permissions); with `existing`, one an older run left readable by others is tightened (called only once the
@@ -226,7 +240,12 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        match std::fs::metadata(path) {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(std::io::Error::other(
+                    "it is a symbolic link; odbackup never opens its state through one",
+                ));
+            }
             Ok(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             }
@@ -260,7 +279,7 @@ impl Manifest {
     /// one written by a newer odbackup, and the `SQLite` variants when the file cannot be read or written.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ManifestError::Create {
+            state_folder(parent).map_err(|source| ManifestError::Create {
                 path: parent.to_path_buf(),
                 source,
             })?;
@@ -277,7 +296,8 @@ impl Manifest {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(&err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
@@ -493,15 +513,20 @@ impl RunLock {
     pub fn acquire(manifest_path: &Path) -> Result<Self> {
         let lock_path = lock_path(manifest_path);
         if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ManifestError::Create {
+            state_folder(parent).map_err(|source| ManifestError::Create {
                 path: parent.to_path_buf(),
                 source,
             })?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // A link planted under the lock's name is refused (ELOOP), never followed.
+            options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        }
+        let file = options
             .open(&lock_path)
             .map_err(|source| ManifestError::Create {
                 path: lock_path.clone(),

@@ -367,3 +367,49 @@ fn trash_day(dest: &TestDest) -> PathBuf {
     assert_eq!(days.len(), 1, "{days:?}");
     days[0].clone()
 }
+
+#[test]
+fn a_state_folder_or_manifest_replaced_by_a_symlink_is_refused_and_nothing_is_written_through_it() {
+    let sim = Simulator::start(Tree::personal().file("a.txt", 1_000));
+    let outside = TestDest::new();
+
+    // The state folder itself is a link to a folder outside the destination.
+    let dest = TestDest::new();
+    std::os::unix::fs::symlink(outside.path(), dest.join(".odbackup")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a linked state folder is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+        "the message says why"
+    );
+    assert!(
+        every_file(outside.path()).is_empty(),
+        "nothing written through the link"
+    );
+    assert!(!dest.join("a.txt").exists());
+
+    // A real state folder whose manifest and lock are links to files outside.
+    let dest = TestDest::new();
+    std::fs::create_dir(dest.join(".odbackup")).unwrap();
+    let victim = outside.join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dest.join(".odbackup/manifest.sqlite.lock")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_ne!(out.status.code(), Some(0), "a linked lock file is refused");
+    std::fs::remove_file(dest.join(".odbackup/manifest.sqlite.lock")).unwrap();
+    std::os::unix::fs::symlink(&victim, dest.join(".odbackup/manifest.sqlite")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_ne!(out.status.code(), Some(0), "a linked manifest is refused");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert_eq!(every_file(outside.path()), vec![PathBuf::from("victim")]);
+
+    // Once the links are gone, the same command backs up.
+    std::fs::remove_file(dest.join(".odbackup/manifest.sqlite")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, ["a.txt"]);
+}
