@@ -393,8 +393,13 @@ async fn crawl_phase(
         list_concurrency: settings.list_concurrency,
         filter: Arc::clone(&settings.filter),
         layout,
-        delta_from_drive_root: drive.drive_type != "personal",
+        // New personal accounts live on the SharePoint back end (`b!…` drive IDs, rclone #8695), where delta
+        // on a folder may be refused: their changes are asked of the drive root, as on business drives.
+        delta_from_drive_root: drive.drive_type != "personal"
+            || drive.id.as_str().starts_with("b!"),
         method: settings.crawl_method,
+        personal: drive.drive_type.eq_ignore_ascii_case("personal"),
+        full: settings.full,
     };
     if !settings.full {
         let outcome = incremental::sync(
@@ -419,6 +424,10 @@ async fn crawl_phase(
                     complete: true,
                     items_seen: delta.changes,
                     marked_deleted: delta.deleted,
+                    folders_listed: delta.folders_listed,
+                    folders_refused: delta.folders_unreadable + delta.inaccessible.len() as u64,
+                    folders_unreadable: delta.folders_unreadable,
+                    inaccessible: delta.inaccessible.clone(),
                     incremental: Some(delta),
                     ..CrawlSummary::default()
                 }))

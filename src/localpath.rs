@@ -12,6 +12,14 @@
 //!   sanitised hostile name can never land on the name of a legitimate sibling.
 //! - A name over [`MAX_NAME_BYTES`] keeps its extension and as much of its stem as fits, plus the suffix.
 //!
+//! - At the top of the destination, a name that is odbackup's own state folder (`.odbackup`, in any letter
+//!   case, compared as a case-folding file system would) is reserved: the remote item goes to
+//!   `<name> (from OneDrive)` instead ([`STATE_DIR_STAND_IN`]), so drive content can never land in, over or
+//!   beside the manifest and its lock.
+//!
+//! It also says how the destination compares names ([`NameRules`], probed once per run by [`probe_name_rules`]):
+//! whether two names are the same file there.
+//!
 //! It knows nothing of Graph, `SQLite` or the network: names in, names out.
 
 use std::fmt::Write as _;
@@ -21,6 +29,117 @@ use sha1::{Digest, Sha1};
 
 /// The folder inside the destination that holds odbackup's own state (the manifest, the trash).
 pub const STATE_DIR: &str = ".odbackup";
+
+/// Appended to the name of a remote item that would take the state folder's name at the top of the
+/// destination (a drive holding its own `.odbackup/`, for instance a backup of a backup): `.odbackup` is
+/// stored as `.odbackup (from OneDrive)`, stable across runs. Documented in the README.
+pub const STATE_DIR_STAND_IN: &str = " (from OneDrive)";
+
+/// Whether `name` (a local name, as [`safe_name`] made it) is the state folder's name as any file system could
+/// see it: compared after full Unicode case folding and NFC normalisation, and without trailing dots and
+/// spaces (which Windows drops).
+pub fn is_state_dir_name(name: &str) -> bool {
+    let trimmed = name.trim_end_matches(['.', ' ']);
+    NameRules::FOLDING.key(trimmed) == STATE_DIR
+}
+
+/// The local name for an item at the top of the destination: its safe name, unless that is the state folder's
+/// (see [`STATE_DIR_STAND_IN`]).
+pub fn top_level_name(safe: String) -> String {
+    if is_state_dir_name(&safe) {
+        with_suffix(&safe, STATE_DIR_STAND_IN)
+    } else {
+        safe
+    }
+}
+
+/// Whether a relative local path lies inside the state folder (its first component is the state folder's name,
+/// in any spelling), where no item data may go. The trash odbackup itself keeps there is not item data.
+pub fn is_inside_state_dir(relative: &str) -> bool {
+    let first = relative.split('/').find(|s| !s.is_empty()).unwrap_or("");
+    is_state_dir_name(first) && !relative.starts_with(&format!("{STATE_DIR}/trash/"))
+}
+
+/// How a destination's file system compares names: whether `Ä.jpg` and `ä.jpg`, or an NFC name and its NFD twin,
+/// are one file there. macOS (APFS, HFS+), Windows (NTFS) and exFAT fold case, and macOS also normalises;
+/// Linux file systems do neither. Decides when two items' local paths clash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRules {
+    /// Names differing only in letter case are the same file.
+    pub folds_case: bool,
+    /// Names differing only in Unicode normalisation (NFC/NFD) are the same file.
+    pub normalises: bool,
+}
+
+impl NameRules {
+    /// A file system that folds case and normalises: the safe assumption when nothing is known.
+    pub const FOLDING: NameRules = NameRules {
+        folds_case: true,
+        normalises: true,
+    };
+
+    /// A file system that compares names byte for byte (ext4, XFS, btrfs).
+    pub const EXACT: NameRules = NameRules {
+        folds_case: false,
+        normalises: false,
+    };
+
+    /// The form under which two paths are the same file on such a file system: NFC when it normalises, then
+    /// full Unicode case folding (`ß` → `ss`, `K` (Kelvin) → `k`, not only ASCII) when it folds case, then NFC
+    /// again (folding can denormalise).
+    pub fn key(self, path: &str) -> String {
+        use unicode_normalization::UnicodeNormalization as _;
+        let mut key: String = if self.normalises {
+            path.nfc().collect()
+        } else {
+            path.to_owned()
+        };
+        if self.folds_case {
+            key = caseless::default_case_fold_str(&key);
+            if self.normalises {
+                key = key.nfc().collect();
+            }
+        }
+        key
+    }
+
+    /// A stable spelling for the manifest's settings.
+    pub fn as_str(self) -> &'static str {
+        match (self.folds_case, self.normalises) {
+            (true, true) => "fold-case,normalise",
+            (true, false) => "fold-case",
+            (false, true) => "normalise",
+            (false, false) => "exact",
+        }
+    }
+}
+
+/// Find out once how the file system holding `dir` (the destination's state folder, which exists by then)
+/// compares names, by creating a probe file and looking it up under other spellings. If it cannot tell (a
+/// read-only destination), it assumes the cautious [`NameRules::FOLDING`].
+///
+/// It lives here rather than in the manifest because it touches the destination's file system, which the
+/// manifest must not know; the caller hands the result to the manifest as a plain value.
+pub fn probe_name_rules(dir: &Path) -> NameRules {
+    // `Ä` precomposed: its lower case `ä` tells Unicode case folding, its decomposed form `A` + U+0308 tells
+    // normalisation; `A`/`a` alone would also be folded by ASCII-only file systems, which this must not miss.
+    let stem = format!(".odbackup-name-probe-{}-", std::process::id());
+    let probe = dir.join(format!("{stem}\u{c4}Q"));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    if created.is_err() {
+        return NameRules::FOLDING;
+    }
+    let exists = |name: String| std::fs::symlink_metadata(dir.join(name)).is_ok();
+    let rules = NameRules {
+        folds_case: exists(format!("{stem}\u{e4}q")) || exists(format!("{stem}\u{c4}q")),
+        normalises: exists(format!("{stem}A\u{308}Q")),
+    };
+    let _ = std::fs::remove_file(&probe);
+    rules
+}
 
 /// Where a local file goes when it leaves the backup's tree (`--mirror-deletes`, `--keep-versions`):
 /// `.odbackup/trash/<YYYY-MM-DD>/<its relative path>`, relative to the destination.
@@ -52,6 +171,12 @@ pub enum PathError {
         /// The offending relative path.
         path: String,
     },
+    /// The path lies inside odbackup's own state folder, where item data never goes.
+    #[error("refusing local path {path:?}: it is inside odbackup's own state folder ({STATE_DIR})")]
+    StateDir {
+        /// The offending relative path.
+        path: String,
+    },
     /// A component of the path inside the destination is a symbolic link, which could lead outside it.
     #[error("refusing to write through the symbolic link {}: it could lead outside the destination", link.display())]
     Symlink {
@@ -66,6 +191,11 @@ pub enum PathError {
 /// the backup (`DEST/Photos -> /etc`) cannot redirect writes. Parts that do not exist yet are created by the
 /// caller as real folders.
 pub fn join_under_no_symlinks(dest: &Path, relative: &str) -> Result<PathBuf, PathError> {
+    if is_inside_state_dir(relative) {
+        return Err(PathError::StateDir {
+            path: relative.to_owned(),
+        });
+    }
     let full = join_under(dest, relative)?;
     let mut current = dest.to_path_buf();
     for part in relative.split('/').filter(|s| !s.is_empty()) {

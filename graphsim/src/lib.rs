@@ -47,7 +47,9 @@ mod tree;
 pub use identity::{AuthorizeOutcome, DeviceOutcome, DeviceScript};
 pub use quickxor::QuickXorHash;
 pub use sim::Simulator;
-pub use state::{DeltaOrder, Failure, RequestKind, SimConfig, Violation};
+pub use state::{
+    DeltaOrder, Failure, IdCase, IdDrift, PagingFault, RequestKind, SimConfig, Violation,
+};
 pub use tree::{FileOpts, Flavour, GenSpec, Hashes, Tree};
 
 /// The bearer token Graph accepts by default (see `Simulator::set_default_token_accepted`).

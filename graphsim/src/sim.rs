@@ -10,8 +10,8 @@ use crate::content::{self, mix};
 use crate::identity::{AuthorizeOutcome, DeviceScript};
 use crate::server::{Role, bind, serve};
 use crate::state::{
-    DeltaOrder, Failure, FailureRule, RequestKind, ResetRule, Schedule, Shared, SimConfig,
-    Violation,
+    DeltaOrder, Failure, FailureRule, IdDrift, PagingFault, RequestKind, ResetRule, Schedule,
+    Shared, SimConfig, Violation,
 };
 use crate::tree::{FileOpts, Flavour, Kind, Tree, World, split};
 
@@ -333,6 +333,46 @@ impl Simulator {
             .knobs
             .children_first
             .store(order == DeltaOrder::ChildrenFirst, Ordering::Relaxed);
+    }
+
+    /// How drive and item IDs are spelled in answers from now on (personal drives; see [`IdDrift`]). Requests
+    /// are accepted in any spelling of an ID, as the service accepts them.
+    pub fn set_id_drift(&self, drift: IdDrift) {
+        *self.shared.knobs.id_drift.lock().expect("id drift") = drift;
+    }
+
+    /// A listing that makes no progress (see [`PagingFault`]): for the children of the folder at `folder`, or,
+    /// with `None`, for every children and delta listing. `None` as the fault turns it off.
+    pub fn set_paging_fault(&self, fault: Option<PagingFault>, folder: Option<&str>) {
+        let idx = folder.map(|p| self.world().expect(p));
+        *self.shared.knobs.paging_fault.lock().expect("paging fault") = fault.map(|f| (f, idx));
+    }
+
+    /// Every delta nextLink issued so far is refused from now on with `status`: 410 `resyncRequired`, as the
+    /// delta docs describe for a token the service no longer knows
+    /// (<https://learn.microsoft.com/en-us/graph/api/driveitem-delta>), or 400 `invalidRequest` / 404
+    /// `itemNotFound`, which clients have also reported for stale tokens (unconfirmed, so configurable).
+    /// Links issued afterwards work.
+    pub fn expire_delta_page_links(&self, status: u16) {
+        self.shared
+            .knobs
+            .stale_page_link_status
+            .store(u64::from(status), Ordering::SeqCst);
+        self.shared
+            .knobs
+            .page_link_epoch
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Personal drives: `/items/{id}/delta` on any folder but the root answers `status` (400
+    /// `invalidRequest` or 501 `notSupported`; 0 turns it off). New personal accounts served from the
+    /// SharePoint back end (`b!…` drive IDs, rclone #8695) may not support folder-scoped delta; whether they do
+    /// is unconfirmed, so a client must be ready for either.
+    pub fn set_folder_delta_refused(&self, status: u16) {
+        self.shared
+            .knobs
+            .folder_delta_status
+            .store(u64::from(status), Ordering::SeqCst);
     }
 
     /// Requests arriving up to this long before a Retry-After ends are not violations (default 50 ms).

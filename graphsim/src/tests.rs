@@ -588,8 +588,9 @@ async fn special_folders_packages_vaults_and_malware_behave_like_the_service() {
     let v = c.get("/me/drive/root:/Personal Vault:/children").await;
     assert_eq!(
         (v.status, v.code()),
-        (StatusCode::BAD_REQUEST, "invalidResourceId".to_owned())
+        (StatusCode::BAD_REQUEST, "invalidRequest".to_owned())
     );
+    assert_eq!(v.json()["error"]["innerError"]["code"], "invalidResourceId");
 
     let bad = c.ok("/me/drive/root:/bad.exe").await;
     assert_eq!(bad["malware"]["description"], "Trojan");

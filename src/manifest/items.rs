@@ -264,9 +264,9 @@ pub(super) fn upsert(
     static SQL: LazyLock<String> = LazyLock::new(upsert_sql);
     let local_path = claim_local_path(tx, item)?;
     tx.prepare_cached(&SQL)?.execute(params![
-        item.drive_id.as_str(),
-        item.item_id.as_str(),
-        item.parent_id.as_ref().map(ItemId::as_str),
+        item.drive_id.key(),
+        item.item_id.key(),
+        item.parent_id.as_ref().map(ItemId::key),
         item.name,
         item.remote_path,
         local_path,
@@ -304,11 +304,7 @@ fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite:
                               AND NOT (drive_id = ?2 AND item_id = ?3))",
         )?
         .query_row(
-            params![
-                item.local_path,
-                item.drive_id.as_str(),
-                item.item_id.as_str()
-            ],
+            params![item.local_path, item.drive_id.key(), item.item_id.key()],
             |r| r.get(0),
         )?;
     Ok(if taken {
@@ -327,10 +323,10 @@ impl Manifest {
                  ON CONFLICT (drive_id) DO UPDATE SET drive_type = excluded.drive_type, owner = excluded.owner,
                      root_item_id = coalesce(excluded.root_item_id, drives.root_item_id), updated_at = excluded.updated_at",
                 params![
-                    drive.drive_id.as_str(),
+                    drive.drive_id.key(),
                     drive.drive_type,
                     drive.owner,
-                    drive.root_item_id.as_ref().map(ItemId::as_str),
+                    drive.root_item_id.as_ref().map(ItemId::key),
                     now()
                 ],
             )

@@ -7,6 +7,7 @@ mod browse;
 mod cli;
 mod crawl;
 mod download;
+mod drift;
 mod faults;
 mod filters;
 mod incremental;
