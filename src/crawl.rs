@@ -19,7 +19,7 @@ use crate::filter::{Candidate, Filter};
 use crate::graph::{DriveItem, GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
 use crate::incremental::Enumerated;
-use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name};
+use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name, top_level_name};
 use crate::manifest::{
     FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, StoredUrl,
 };
@@ -220,7 +220,7 @@ async fn crawl_inner(
         }
     }
     let root_path = scope_remote_path(&options.scope, &root);
-    let root_local = local_path_of_remote(&root_path, root.id.as_str());
+    let root_local = local_path_of_remote(&root_path, root.id.key().as_ref());
     let mut root_row = to_new_item(drive, &root, parent_of(&root), &root_path, root_local);
     root_row.kind = ItemKind::Folder;
     let start = {
@@ -572,14 +572,18 @@ impl Placement {
         parent_local: &str,
     ) -> NewItem {
         row.remote_path = child_remote_path(parent_remote, &row.name);
-        let safe = safe_name(&row.name, row.item_id.as_str()).name;
-        let alternative = disambiguated(&safe, row.item_id.as_str());
         let folder = match self.layout {
             Layout::Date if row.kind == ItemKind::File => {
                 date_folder(row.taken_at.as_deref().or(row.modified_at.as_deref()))
             }
             _ => parent_local.to_owned(),
         };
+        // The state folder's name is odbackup's at the top of the destination, whatever the drive holds.
+        let safe = match safe_name(&row.name, row.item_id.key().as_ref()).name {
+            safe if folder.is_empty() => top_level_name(safe),
+            safe => safe,
+        };
+        let alternative = disambiguated(&safe, row.item_id.key().as_ref());
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
         row.excluded = judge(
@@ -909,7 +913,12 @@ fn local_path_of_remote(remote: &str, item_id: &str) -> String {
     remote
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|segment| safe_name(segment, item_id).name)
+        .enumerate()
+        .map(|(depth, segment)| match safe_name(segment, item_id).name {
+            // `--root /.odbackup`: the state folder's name stays odbackup's.
+            safe if depth == 0 => top_level_name(safe),
+            safe => safe,
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -46,11 +46,14 @@ pub fn is_state_dir_name(name: &str) -> bool {
 /// The local name for an item at the top of the destination: its safe name, unless that is the state folder's
 /// (see [`STATE_DIR_STAND_IN`]).
 pub fn top_level_name(safe: String) -> String {
-    if is_state_dir_name(&safe) {
-        with_suffix(&safe, STATE_DIR_STAND_IN)
-    } else {
-        safe
+    if !is_state_dir_name(&safe) {
+        return safe;
     }
+    let mut cut = safe.len().min(MAX_NAME_BYTES - STATE_DIR_STAND_IN.len());
+    while !safe.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{STATE_DIR_STAND_IN}", &safe[..cut])
 }
 
 /// Whether a relative local path lies inside the state folder (its first component is the state folder's name,
@@ -367,6 +370,101 @@ pub fn is_part_file(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_folder_name_is_reserved_at_the_top_in_every_spelling() {
+        for name in [
+            ".odbackup",
+            ".ODBACKUP",
+            ".OdBackup",
+            ".odbackup.",
+            ".odbackup ",
+            ".odbac\u{212a}up",
+        ] {
+            assert!(is_state_dir_name(name), "{name:?}");
+            let stand_in = top_level_name(name.to_owned());
+            assert!(
+                stand_in.ends_with(STATE_DIR_STAND_IN) && !is_state_dir_name(&stand_in),
+                "{stand_in:?}"
+            );
+            assert_eq!(stand_in, top_level_name(name.to_owned()), "stable");
+        }
+        assert_eq!(
+            top_level_name(".odbackup".to_owned()),
+            ".odbackup (from OneDrive)"
+        );
+        for name in [
+            ".odbackup-x",
+            "odbackup",
+            ".odbackup (from OneDrive)",
+            "a.odbackup",
+        ] {
+            assert!(!is_state_dir_name(name), "{name:?}");
+            assert_eq!(top_level_name(name.to_owned()), name);
+        }
+        assert!(is_inside_state_dir(".odbackup/manifest.sqlite"));
+        assert!(is_inside_state_dir(".ODBackup/x"));
+        assert!(is_inside_state_dir(".odbackup"));
+        assert!(
+            !is_inside_state_dir(".odbackup/trash/2024-01-01/a.jpg"),
+            "the trash is odbackup's"
+        );
+        assert!(!is_inside_state_dir(
+            ".odbackup (from OneDrive)/manifest.sqlite"
+        ));
+        assert!(!is_inside_state_dir("Photos/.odbackup/x"));
+        assert!(matches!(
+            join_under_no_symlinks(Path::new("/dest"), ".odbackup/manifest.sqlite.lock"),
+            Err(PathError::StateDir { .. })
+        ));
+    }
+
+    #[test]
+    fn name_keys_fold_and_normalise_only_where_the_file_system_does() {
+        let nfc = "\u{c4}.jpg";
+        let nfd = "A\u{308}.jpg";
+        let lower = "\u{e4}.jpg";
+        let folding = NameRules::FOLDING;
+        assert_eq!(folding.key(nfc), folding.key(nfd));
+        assert_eq!(folding.key(nfc), folding.key(lower));
+        assert_eq!(
+            folding.key("Stra\u{df}e"),
+            folding.key("STRASSE"),
+            "full folding, not ASCII only"
+        );
+        let exact = NameRules::EXACT;
+        assert_ne!(exact.key(nfc), exact.key(nfd));
+        assert_ne!(exact.key(nfc), exact.key(lower));
+        let case_only = NameRules {
+            folds_case: true,
+            normalises: false,
+        };
+        assert_eq!(case_only.key(nfc), case_only.key(lower));
+        assert_ne!(case_only.key(nfc), case_only.key(nfd));
+        let norm_only = NameRules {
+            folds_case: false,
+            normalises: true,
+        };
+        assert_eq!(norm_only.key(nfc), norm_only.key(nfd));
+        assert_ne!(norm_only.key(nfc), norm_only.key(lower));
+    }
+
+    #[test]
+    fn the_probe_tells_what_this_file_system_does_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = probe_name_rules(dir.path());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // The test machine's temporary folder (ext4, tmpfs, APFS…): check against what it really does.
+        let a = dir.path().join("\u{c4}");
+        std::fs::write(&a, b"x").unwrap();
+        assert_eq!(rules.folds_case, dir.path().join("\u{e4}").exists());
+        assert_eq!(rules.normalises, dir.path().join("A\u{308}").exists());
+        // Where nothing can be created, the cautious answer.
+        assert_eq!(
+            probe_name_rules(&dir.path().join("missing")),
+            NameRules::FOLDING
+        );
+    }
 
     #[test]
     fn date_folders_come_from_the_utc_date_or_say_undated() {

@@ -10,6 +10,7 @@ mod download;
 mod drift;
 mod faults;
 mod filters;
+mod hostile;
 mod incremental;
 mod paths;
 mod progress;
