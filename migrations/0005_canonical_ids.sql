@@ -117,3 +117,18 @@ DROP TABLE temp.drive_map;
 -- A frontier folder's ID as the service spelled it, sent back verbatim when the folder is listed (the key
 -- column holds the canonical form). NULL: the same as the key.
 ALTER TABLE frontier ADD COLUMN folder_spelling TEXT;
+
+-- Local paths are claimed by one item each, compared the way the destination's file system compares names
+-- (full Unicode case folding and NFC normalisation where it folds or normalises; byte for byte elsewhere),
+-- not ASCII-only NOCASE, which let `Ä.jpg` and `ä.jpg`, or an NFC name and its NFD twin, land on each other on
+-- macOS, Windows and exFAT. `local_key` is that comparison form, computed by the manifest's
+-- `odbackup_name_key()` from the rules probed on the destination; it follows every change of `local_path`.
+ALTER TABLE items ADD COLUMN local_key TEXT;
+UPDATE items SET local_key = odbackup_name_key(local_path);
+DROP INDEX items_local_path;
+CREATE INDEX items_local_key ON items (local_key);
+CREATE TRIGGER items_local_key_follows_local_path AFTER UPDATE OF local_path ON items
+    WHEN NEW.local_path IS NOT OLD.local_path AND NEW.local_key IS OLD.local_key
+BEGIN
+    UPDATE items SET local_key = odbackup_name_key(NEW.local_path) WHERE rowid = NEW.rowid;
+END;

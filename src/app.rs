@@ -191,6 +191,18 @@ pub async fn run(
     let tokens = token_source(&settings.credentials)?;
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
+    // Which local paths clash depends on how the destination compares names: asked of its file system here,
+    // once per run, and handed to the manifest as a value (the manifest never touches the destination).
+    let state_dir = settings.dest.join(STATE_DIR);
+    let name_rules = std::fs::create_dir_all(&state_dir)
+        .map_or(crate::localpath::NameRules::FOLDING, |()| {
+            crate::localpath::probe_name_rules(&state_dir)
+        });
+    tracing::debug!(
+        rules = name_rules.as_str(),
+        "how the destination compares names"
+    );
+    manifest.set_name_rules(name_rules)?;
     let layout = check_layout(&mut manifest, settings.layout)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
     tracing::info!(

@@ -106,6 +106,24 @@ impl NameRules {
         key
     }
 
+    /// The rules [`NameRules::as_str`] spelled.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::FOLDING,
+            Self::EXACT,
+            Self {
+                folds_case: true,
+                normalises: false,
+            },
+            Self {
+                folds_case: false,
+                normalises: true,
+            },
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
     /// A stable spelling for the manifest's settings.
     pub fn as_str(self) -> &'static str {
         match (self.folds_case, self.normalises) {
