@@ -459,7 +459,7 @@ impl Ctx<'_> {
     /// The paging fault armed for a children listing of `folder` (`Some`) or for a delta listing (`None`).
     fn paging_fault(&self, folder: Option<usize>) -> Option<PagingFault> {
         match *self.shared.knobs.paging_fault.lock().expect("paging fault") {
-            Some((fault, None)) => Some(fault),
+            Some((fault, None)) if folder.is_none() => Some(fault),
             Some((fault, Some(want))) if folder == Some(want) => Some(fault),
             _ => None,
         }

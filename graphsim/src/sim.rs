@@ -342,7 +342,7 @@ impl Simulator {
     }
 
     /// A listing that makes no progress (see [`PagingFault`]): for the children of the folder at `folder`, or,
-    /// with `None`, for every children and delta listing. `None` as the fault turns it off.
+    /// with `None`, for every delta listing. `None` as the fault turns it off.
     pub fn set_paging_fault(&self, fault: Option<PagingFault>, folder: Option<&str>) {
         let idx = folder.map(|p| self.world().expect(p));
         *self.shared.knobs.paging_fault.lock().expect("paging fault") = fault.map(|f| (f, idx));

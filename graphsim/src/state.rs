@@ -370,7 +370,7 @@ pub(crate) struct Knobs {
     pub children_first: AtomicBool,
     /// How IDs are spelled in answers.
     pub id_drift: Mutex<IdDrift>,
-    /// A listing that loops, for children of one folder (`Some(idx)`) or every children and delta listing.
+    /// A listing that loops, for the children of one folder (`Some(idx)`) or every delta listing (`None`).
     pub paging_fault: Mutex<Option<(PagingFault, Option<usize>)>>,
     /// Delta nextLinks carry the epoch they were issued in; one from an earlier epoch is answered with
     /// `stale_page_link_status`.
