@@ -315,7 +315,10 @@ fn a_folder_refused_for_a_while_is_asked_for_again_and_one_that_stays_refused_is
         let out = run(backup(&sim, &dest).arg("--json"));
         assert_eq!(out.status.code(), Some(0));
         let summary = json(&out);
-        assert!(summary["crawl"]["incremental"].is_null(), "a full listing: {summary}");
+        assert!(
+            summary["crawl"]["incremental"].is_null(),
+            "a full listing: {summary}"
+        );
         assert_exact_mirror(&sim, &dest, &paths);
     }
 }
@@ -342,7 +345,11 @@ fn a_personal_vault_at_the_top_is_reported_once_by_name_and_is_no_failure() {
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--full"]));
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.matches("skipped /Personal Vault").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("skipped /Personal Vault").count(),
+        1,
+        "{stdout}"
+    );
     assert!(stdout.contains("does not let apps"), "{stdout}");
     let failures = json(&run(crate::support::odbackup()
         .args(["failures", "--json", "--dest"])
