@@ -577,13 +577,15 @@ fn resolve(
     if m.is_staged(drive, scope_key, &parent_id)? {
         return Ok(None);
     }
-    let parent = m
-        .known_item(drive, &parent_id)?
-        .filter(|p| p.kind == ItemKind::Folder && !p.remote_deleted);
+    let parent_row = m.known_item(drive, &parent_id)?;
+    // A parent the manifest holds that holds nothing itself (a OneNote package, a shortcut, a folder gone from
+    // the drive): what is below it is not backed up.
+    let held_not_folder = parent_row.is_some();
+    let parent = parent_row.filter(|p| p.kind == ItemKind::Folder && !p.remote_deleted);
     let Some(parent) = parent else {
         let below_delta_root =
             parent_id == roots.delta_root && roots.delta_root != roots.scope_root;
-        if below_delta_root || round.outside.contains(&parent_id) {
+        if held_not_folder || below_delta_root || round.outside.contains(&parent_id) {
             // Outside the scope: forget it, unless it was inside and moved out (then it is gone from the
             // backup).
             round.outside.insert(item.item_id.clone());

@@ -477,7 +477,10 @@ fn folder_scoped_delta_refused_falls_back_to_walking_and_sharepoint_backed_perso
 
 #[test]
 fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_nothing() {
-    let mut tree = Tree::personal().folder("Empty/Deeper");
+    let mut tree = Tree::personal()
+        .folder("Empty/Deeper")
+        .onenote_package("Notebooks/Work")
+        .file("Notebooks/Work/Section.one", 10);
     let mut paths = Vec::new();
     for i in 0..120 {
         let path = format!("L1-{}/L2-{}/L3/f{i:03}.txt", i % 4, i % 3);
@@ -500,11 +503,19 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         assert_exact_mirror(&sim, &dest, &paths);
         assert!(dest.join("Empty/Deeper").is_dir());
         let rows = dest.items().len(); // panics on a duplicate path
+        // The root, Empty/Deeper, Notebooks and its package, the folders and the files.
         assert_eq!(
             rows,
-            1 + 1 + 1 + 4 + 12 + 12 + 120,
+            1 + 2 + 2 + 4 + 12 + 12 + 120,
             "{order:?} {ragged} {method}"
         );
+        if method == "delta" {
+            assert_eq!(
+                sim.requests(RequestKind::Children),
+                0,
+                "listed by delta alone"
+            );
+        }
 
         // An incremental round in the same order: a new folder with files, a renamed folder, a deletion.
         sim.add_file("New/Inner/n1.txt", 11);
