@@ -220,7 +220,7 @@ async fn crawl_inner(
         }
     }
     let root_path = scope_remote_path(&options.scope, &root);
-    let root_local = local_path_of_remote(&root_path, root.id.key().as_ref());
+    let root_local = local_path_of_remote(&root_path, root.id.stable_spelling().as_ref());
     let mut root_row = to_new_item(drive, &root, parent_of(&root), &root_path, root_local);
     root_row.kind = ItemKind::Folder;
     let start = {
@@ -579,11 +579,13 @@ impl Placement {
             _ => parent_local.to_owned(),
         };
         // The state folder's name is odbackup's at the top of the destination, whatever the drive holds.
-        let safe = match safe_name(&row.name, row.item_id.key().as_ref()).name {
+        // Suffixes come from the ID's stable spelling: the same whatever case the service uses today.
+        let seed = row.item_id.stable_spelling().into_owned();
+        let safe = match safe_name(&row.name, &seed).name {
             safe if folder.is_empty() => top_level_name(safe),
             safe => safe,
         };
-        let alternative = disambiguated(&safe, row.item_id.key().as_ref());
+        let alternative = disambiguated(&safe, &seed);
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
         row.excluded = judge(

@@ -86,6 +86,21 @@ impl ItemId {
     pub fn key(&self) -> Cow<'_, str> {
         canonical_item_id(&self.0)
     }
+
+    /// The ID as `OneDrive` Personal spelled it before 2025 (its drive prefix in upper case, 16 digits),
+    /// whatever the spelling now: what stable local-name suffixes are derived from, so that they neither change
+    /// with the service's spelling nor differ from what earlier versions gave.
+    pub fn stable_spelling(&self) -> Cow<'_, str> {
+        match canonical_item_id(&self.0) {
+            Cow::Borrowed(id) if !id.contains('!') => Cow::Borrowed(id),
+            canonical => match canonical.split_once('!') {
+                Some((prefix, rest)) if is_personal_drive_id(prefix) => {
+                    Cow::Owned(format!("{}!{rest}", prefix.to_ascii_uppercase()))
+                }
+                _ => Cow::Owned(canonical.into_owned()),
+            },
+        }
+    }
 }
 
 macro_rules! string_id {
@@ -191,6 +206,8 @@ mod tests {
             "0ea4b1c0d2e3f617!sea8cc6beffdb43d7976fbc7da445c639"
         );
         assert_ne!(a, ItemId::from("5EA4B1C0D2E3F617!102"));
+        assert_eq!(b.stable_spelling(), "5EA4B1C0D2E3F617!101");
+        assert_eq!(ItemId::from("01abc").stable_spelling(), "01abc");
         assert!(ItemId::from("5EA4B1C0D2E3F617!1") < ItemId::from("5ea4b1c0d2e3f617!2"));
     }
 }
