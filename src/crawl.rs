@@ -1056,7 +1056,9 @@ pub fn to_new_item(
                 .as_ref()
                 .and_then(|p| p.drive_id.clone())
                 .unwrap_or_default();
-            format!("{drive}/{}", r.id)
+            // Canonical on both sides: `remoteItem` references drop a leading zero from the drive ID
+            // (abraunegg/onedrive #3115) and change case (onedrive-api-docs #1902).
+            format!("{}/{}", crate::ids::canonical_drive_id(&drive), r.id.key())
         }),
     }
 }

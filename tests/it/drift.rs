@@ -537,3 +537,34 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         assert!(gone > 0, "{order:?} {ragged} {method}");
     }
 }
+
+#[test]
+fn a_remote_item_reference_missing_its_leading_zero_is_recorded_canonically() {
+    let tree = Tree::personal()
+        .file("a.txt", 10)
+        .remote_item("Shared/Holiday", Tree::personal().file("x.jpg", 10));
+    let sim = Simulator::start_with(
+        tree,
+        graphsim::SimConfig {
+            quirky_remote_drive_ids: true,
+            ..graphsim::SimConfig::default()
+        },
+    );
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    let remote_ref: String = dest
+        .db()
+        .query_row(
+            "SELECT remote_ref FROM items WHERE remote_path = '/Shared/Holiday'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (drive, item) = remote_ref.split_once('/').unwrap();
+    assert_eq!(drive.len(), 16, "{remote_ref}: the dropped zero is back");
+    assert!(
+        drive.starts_with('0') && drive == drive.to_ascii_lowercase(),
+        "{remote_ref}"
+    );
+    assert!(item.starts_with(drive), "{remote_ref}");
+}
