@@ -1023,11 +1023,14 @@ pub fn to_new_item(
             .map(|u| StoredUrl::new(u.expose().to_owned())),
         _ => None,
     };
+    // Stored and compared canonically (see `crate::ids`); the service's own spelling is kept for listing URLs.
+    let item_id = item.id.canonical();
     NewItem {
         listed_url,
-        drive_id: drive.clone(),
-        item_id: item.id.clone(),
-        parent_id,
+        drive_id: drive.canonical(),
+        served_id: (item_id.as_str() != item.id.as_str()).then(|| item.id.as_str().to_owned()),
+        item_id,
+        parent_id: parent_id.map(|p| p.canonical()),
         name: name.clone(),
         remote_path: remote_path.to_owned(),
         local_path,

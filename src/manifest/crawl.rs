@@ -91,7 +91,7 @@ impl Manifest {
             "INSERT OR REPLACE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path, next_link,
                                                folder_spelling)
              VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
-            params![crawl_id, drive.key(), root.item_id.key(), root.remote_path, root_local, spelling(&root.item_id)],
+            params![crawl_id, drive.key(), root.item_id.key(), root.remote_path, root_local, root.served_id],
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;
@@ -214,7 +214,7 @@ impl Manifest {
                             item.item_id.key(),
                             item.remote_path,
                             local_path,
-                            spelling(&item.item_id)
+                            item.served_id
                         ])
                         .map_err(&err)?;
                 }
@@ -342,11 +342,6 @@ impl Manifest {
             )
             .map_err(|e| self.err(e))
     }
-}
-
-/// The service's spelling of `id` when it differs from the canonical key, for the `*_spelling` columns.
-pub(super) fn spelling(id: &ItemId) -> Option<&str> {
-    (id.key() != id.as_str()).then_some(id.as_str())
 }
 
 /// A row limit as `SQLite` wants it.

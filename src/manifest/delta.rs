@@ -486,7 +486,7 @@ fn apply_one(
                     item.item_id.key(),
                     item.remote_path,
                     local,
-                    super::crawl::spelling(&item.item_id)
+                    item.served_id
                 ])?;
             } else if item.kind == ItemKind::Folder {
                 // Delta lists folders whole: it is as good as listed.

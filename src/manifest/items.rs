@@ -145,6 +145,10 @@ pub struct NewItem {
     pub drive_id: DriveId,
     /// Its ID.
     pub item_id: ItemId,
+    /// Its ID as the service spelled it, when that is not how `item_id` is spelled (see [`crate::ids`]): what a
+    /// listing of it sends back.
+    #[serde(default)]
+    pub served_id: Option<String>,
     /// Its parent's ID (none for the drive root).
     pub parent_id: Option<ItemId>,
     /// Its name as the server gave it.

@@ -416,6 +416,7 @@ pub(crate) mod testutil {
         NewItem {
             drive_id: drive(),
             item_id: ItemId::from(path),
+            served_id: None,
             parent_id: parent.map(ItemId::from),
             name,
             remote_path: path.to_owned(),
