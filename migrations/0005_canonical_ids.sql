@@ -122,13 +122,11 @@ ALTER TABLE frontier ADD COLUMN folder_spelling TEXT;
 -- (full Unicode case folding and NFC normalisation where it folds or normalises; byte for byte elsewhere),
 -- not ASCII-only NOCASE, which let `Ä.jpg` and `ä.jpg`, or an NFC name and its NFD twin, land on each other on
 -- macOS, Windows and exFAT. `local_key` is that comparison form, computed by the manifest's
--- `odbackup_name_key()` from the rules probed on the destination; it follows every change of `local_path`.
+-- `odbackup_name_key()` from the rules probed on the destination, and NULL where it is the path itself (always,
+-- on a destination that compares bytes), so the claim index `coalesce(local_key, local_path)` costs no more than
+-- the one it replaces. Every statement that changes `local_path` sets it too (a trigger would make every
+-- upsert keep a statement journal: twice the page writes of a crawl).
 ALTER TABLE items ADD COLUMN local_key TEXT;
-UPDATE items SET local_key = odbackup_name_key(local_path);
+UPDATE items SET local_key = nullif(odbackup_name_key(local_path), local_path);
 DROP INDEX items_local_path;
-CREATE INDEX items_local_key ON items (local_key);
-CREATE TRIGGER items_local_key_follows_local_path AFTER UPDATE OF local_path ON items
-    WHEN NEW.local_path IS NOT OLD.local_path AND NEW.local_key IS OLD.local_key
-BEGIN
-    UPDATE items SET local_key = odbackup_name_key(NEW.local_path) WHERE rowid = NEW.rowid;
-END;
+CREATE INDEX items_local_key ON items (coalesce(local_key, local_path));

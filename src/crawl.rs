@@ -1028,7 +1028,8 @@ pub fn to_new_item(
     NewItem {
         listed_url,
         drive_id: drive.canonical(),
-        served_id: (item_id.as_str() != item.id.as_str()).then(|| item.id.as_str().to_owned()),
+        served_id: (kind == ItemKind::Folder && item_id.as_str() != item.id.as_str())
+            .then(|| item.id.as_str().to_owned()),
         item_id,
         parent_id: parent_id.map(|p| p.canonical()),
         name: name.clone(),

@@ -570,6 +570,10 @@ fn move_descendants(
              remote_path = ?3 || substr(remote_path, length(?2) + 1),
              local_path = CASE WHEN substr(local_path, 1, length(?4)) = ?4
                                THEN ?5 || substr(local_path, length(?4) + 1) ELSE local_path END,
+             local_key = CASE WHEN substr(local_path, 1, length(?4)) = ?4
+                              THEN nullif(odbackup_name_key(?5 || substr(local_path, length(?4) + 1)),
+                                          ?5 || substr(local_path, length(?4) + 1))
+                              ELSE local_key END,
              updated_at = ?6
          WHERE drive_id = ?1 AND substr(remote_path, 1, length(?2)) = ?2",
         params![

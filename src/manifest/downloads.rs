@@ -157,7 +157,8 @@ pub enum Outcome {
 }
 
 const MARK_DONE: &str =
-    "UPDATE items SET state = 'done', local_path = ?3, written_path = ?3, verification = ?4, downloaded_at = ?5,
+    "UPDATE items SET state = 'done', local_path = ?3, local_key = nullif(odbackup_name_key(?3), ?3),
+         written_path = ?3, verification = ?4, downloaded_at = ?5,
          attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
          failed_at = NULL, updated_at = ?5, caveat_class = NULL, caveat = NULL, local_size = NULL
      WHERE drive_id = ?1 AND item_id = ?2";

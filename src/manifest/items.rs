@@ -145,9 +145,9 @@ pub struct NewItem {
     pub drive_id: DriveId,
     /// Its ID.
     pub item_id: ItemId,
-    /// Its ID as the service spelled it, when that is not how `item_id` is spelled (see [`crate::ids`]): what a
-    /// listing of it sends back.
-    #[serde(default)]
+    /// A folder's ID as the service spelled it, when that is not how `item_id` is spelled (see [`crate::ids`]):
+    /// what a listing of it sends back. (Files are never addressed by a listing.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_id: Option<String>,
     /// Its parent's ID (none for the drive root).
     pub parent_id: Option<ItemId>,
@@ -226,7 +226,7 @@ fn upsert_sql() -> String {
                    skip_reason, remote_ref, last_seen_crawl, updated_at, excluded, local_key)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
         CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22, ?23,
-        odbackup_name_key(?6))
+        nullif(odbackup_name_key(?6), ?6))
 ON CONFLICT (drive_id, item_id) DO UPDATE SET
     state = CASE
         WHEN excluded.skip_reason IS NOT NULL THEN 'skipped'
@@ -308,7 +308,7 @@ fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite:
     };
     let (taken, held): (bool, Option<String>) = tx
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM items WHERE local_key = odbackup_name_key(?1)
+            "SELECT EXISTS (SELECT 1 FROM items WHERE coalesce(local_key, local_path) = odbackup_name_key(?1)
                               AND NOT (drive_id = ?2 AND item_id = ?3)),
                     (SELECT local_path FROM items WHERE drive_id = ?2 AND item_id = ?3)",
         )?
@@ -356,7 +356,7 @@ impl Manifest {
         let err = super::sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&err)?;
         tx.execute(
-            "UPDATE items SET local_key = odbackup_name_key(local_path)",
+            "UPDATE items SET local_key = nullif(odbackup_name_key(local_path), local_path)",
             [],
         )
         .map_err(&err)?;
@@ -748,12 +748,23 @@ mod tests {
         let keys: i64 = m
             .conn
             .query_row(
-                "SELECT count(DISTINCT local_key) FROM items WHERE kind = 'file'",
+                "SELECT count(DISTINCT coalesce(local_key, local_path)) FROM items WHERE kind = 'file'",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
         assert_eq!(keys, 2, "Ä and its twins share a key; ä~b is its own");
+        // The claim is an index lookup, not a scan of every item.
+        let plan: String = m
+            .conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM items
+                 WHERE coalesce(local_key, local_path) = odbackup_name_key('x') AND NOT (drive_id = 'd' AND item_id = 'i')",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("items_local_key"), "{plan}");
     }
 
     #[test]
