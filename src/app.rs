@@ -195,6 +195,18 @@ pub async fn run(
     let tokens = token_source(&settings.credentials)?;
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
+    // Which local paths clash depends on how the destination compares names: asked of its file system here,
+    // once per run, and handed to the manifest as a value (the manifest never touches the destination).
+    let state_dir = settings.dest.join(STATE_DIR);
+    let name_rules = std::fs::create_dir_all(&state_dir)
+        .map_or(crate::localpath::NameRules::FOLDING, |()| {
+            crate::localpath::probe_name_rules(&state_dir)
+        });
+    tracing::debug!(
+        rules = name_rules.as_str(),
+        "how the destination compares names"
+    );
+    manifest.set_name_rules(name_rules)?;
     let layout = check_layout(&mut manifest, settings.layout)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
     tracing::info!(
@@ -423,8 +435,13 @@ async fn crawl_phase(
         list_concurrency: settings.list_concurrency,
         filter: Arc::clone(&settings.filter),
         layout,
-        delta_from_drive_root: drive.drive_type != "personal",
+        // New personal accounts live on the SharePoint back end (`b!…` drive IDs, rclone #8695), where delta
+        // on a folder may be refused: their changes are asked of the drive root, as on business drives.
+        delta_from_drive_root: drive.drive_type != "personal"
+            || drive.id.as_str().starts_with("b!"),
         method: settings.crawl_method,
+        personal: drive.drive_type.eq_ignore_ascii_case("personal"),
+        full: settings.full,
     };
     if !settings.full {
         let outcome = incremental::sync(
@@ -449,6 +466,10 @@ async fn crawl_phase(
                     complete: true,
                     items_seen: delta.changes,
                     marked_deleted: delta.deleted,
+                    folders_listed: delta.folders_listed,
+                    folders_refused: delta.folders_unreadable + delta.inaccessible.len() as u64,
+                    folders_unreadable: delta.folders_unreadable,
+                    inaccessible: delta.inaccessible.clone(),
                     incremental: Some(delta),
                     ..CrawlSummary::default()
                 }))

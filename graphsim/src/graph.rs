@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::content::{fnv1a, mix};
 use crate::identity::Grant;
 use crate::server::{SimBody, enc_query, enc_segment, failure_response, graph_error, set_header};
-use crate::state::{InFlight, RequestKind, Shared, Which};
+use crate::state::{IdCase, IdDrift, InFlight, PagingFault, RequestKind, Shared, Which};
 use crate::tree::{DriveKind, Flavour, Item, Kind, World};
 use crate::{DEFAULT_TOKEN, time};
 
@@ -423,7 +423,12 @@ struct Ctx<'a> {
     select_raw: Option<String>,
     /// Whether the request wrote `$select` (links carry the same dialect back).
     dollar_select: bool,
+    /// How IDs are spelled in this answer.
+    drift: IdDrift,
 }
+
+/// The root ID form many personal accounts moved to in 2024–25 (onedrive-api-docs #1890).
+const SEA_ROOT_SUFFIX: &str = "sea8cc6beffdb43d7976fbc7da445c639";
 
 /// How an item is being shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -457,6 +462,7 @@ fn answer(
         select_raw,
         dollar_select,
         grant,
+        drift: *shared.knobs.id_drift.lock().expect("id drift"),
     };
     match route {
         Route::Me if grant.app_only => ctx.me_refused(),
@@ -674,6 +680,75 @@ impl Ctx<'_> {
             })
     }
 
+    /// The paging fault armed for a children listing of `folder` (`Some`) or for a delta listing (`None`).
+    fn paging_fault(&self, folder: Option<usize>) -> Option<PagingFault> {
+        match *self.shared.knobs.paging_fault.lock().expect("paging fault") {
+            Some((fault, None)) if folder.is_none() => Some(fault),
+            Some((fault, Some(want))) if folder == Some(want) => Some(fault),
+            _ => None,
+        }
+    }
+
+    /// Whether this world's IDs have the personal shape (`{16 hex}` drives, `{drive}!{n}` items) that drifts.
+    fn personal_ids(&self) -> bool {
+        self.world.flavour == Flavour::Personal && !self.world.sharepoint_ids
+    }
+
+    /// Drive `d`'s ID as this kind of answer spells it.
+    fn drive_id_out(&self, d: usize, case: IdCase) -> String {
+        let id = &self.world.drives[d].id;
+        if self.personal_ids() {
+            case.apply(id)
+        } else {
+            id.clone()
+        }
+    }
+
+    /// Item `idx`'s ID as answers spell it now (see [`IdDrift`]).
+    fn item_id_out(&self, idx: usize) -> String {
+        let w = self.world;
+        let it = &w.items[idx];
+        if !self.personal_ids() {
+            return it.id.clone();
+        }
+        let drive = &w.drives[it.drive].id;
+        let Some(rest) = it
+            .id
+            .strip_prefix(drive.as_str())
+            .and_then(|r| r.strip_prefix('!'))
+        else {
+            return it.id.clone();
+        };
+        let rest = if self.drift.sea_root_id && it.parent.is_none() {
+            SEA_ROOT_SUFFIX
+        } else {
+            rest
+        };
+        format!("{}!{rest}", self.drift.item_ids.apply(drive))
+    }
+
+    /// The live-or-tombstone item an ID names in drive `d`, whatever spelling of it the client sent: the
+    /// service's own answers use several (see [`IdDrift`]), so it accepts them all.
+    fn find_item(&self, d: usize, id: &str) -> Option<usize> {
+        let w = self.world;
+        if let Some(&i) = w.by_id.get(&(d, id.to_owned())) {
+            return Some(i);
+        }
+        if !self.personal_ids() {
+            return None;
+        }
+        let (prefix, rest) = id.split_once('!')?;
+        let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+        let drive = &w.drives[d].id;
+        if norm(prefix) != norm(drive) {
+            return None;
+        }
+        if rest == SEA_ROOT_SUFFIX {
+            return Some(w.drives[d].root);
+        }
+        w.by_id.get(&(d, format!("{drive}!{rest}"))).copied()
+    }
+
     fn drive_json(&self, d: usize) -> Value {
         let w = self.world;
         let used = w.items[w.drives[d].root].subtree_size;
@@ -698,7 +773,7 @@ impl Ctx<'_> {
             ),
         };
         json!({
-            "id": w.drives[d].id,
+            "id": self.drive_id_out(d, self.drift.drive),
             "driveType": w.drive_type(d),
             "name": name,
             "owner": owner,
@@ -712,8 +787,8 @@ impl Ctx<'_> {
         let not_found = || self.err(404, "itemNotFound", "Item does not exist");
         let start = match base {
             Base::Root => w.drives[d].root,
-            Base::Id(id) => match w.by_id.get(&(d, id.clone())) {
-                Some(&i) if !w.items[i].deleted => i,
+            Base::Id(id) => match self.find_item(d, id) {
+                Some(i) if !w.items[i].deleted => i,
                 _ => return Err(not_found()),
             },
             Base::Special(name) => {
@@ -813,7 +888,10 @@ impl Ctx<'_> {
         let prefix = if w.flavour == Flavour::Personal && d == 0 {
             "/drive/root:".to_owned()
         } else {
-            format!("/drives/{}/root:", w.drives[d].id)
+            format!(
+                "/drives/{}/root:",
+                self.drive_id_out(d, self.drift.references)
+            )
         };
         let segs = w.segments(idx);
         let parent_segs = &segs[..segs.len().saturating_sub(1)];
@@ -869,10 +947,13 @@ impl Ctx<'_> {
         let it = &w.items[idx];
         let d = it.drive;
         let mut m = Map::new();
-        m.insert("driveId".into(), Value::String(w.drives[d].id.clone()));
+        m.insert(
+            "driveId".into(),
+            Value::String(self.drive_id_out(d, self.drift.references)),
+        );
         m.insert("driveType".into(), Value::String(w.drive_type(d).into()));
         if let Some(p) = it.parent {
-            m.insert("id".into(), Value::String(w.items[p].id.clone()));
+            m.insert("id".into(), Value::String(self.item_id_out(p)));
             if !matches!(w.items[p].kind, Kind::Root) && !w.items[p].deleted {
                 m.insert("name".into(), Value::String(w.items[p].name.clone()));
             }
@@ -903,7 +984,7 @@ impl Ctx<'_> {
         }
         let business = w.flavour == Flavour::Business;
         let mut m = Map::new();
-        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("id".into(), Value::String(self.item_id_out(idx)));
         if let Some(f) = it.file() {
             let policy = *self.shared.knobs.listing_urls.lock().expect("listing urls");
             let want_url = match (&self.select, policy) {
@@ -1019,12 +1100,12 @@ impl Ctx<'_> {
     fn remote_json(&self, d: usize, target: usize) -> Value {
         let w = self.world;
         let t = &w.items[target];
-        let mut drive_id = w.drives[d].id.clone();
+        let mut drive_id = self.drive_id_out(d, self.drift.references);
         if self.shared.config.quirky_remote_drive_ids && w.flavour == Flavour::Personal {
             drive_id = drive_id.trim_start_matches('0').to_ascii_lowercase();
         }
         json!({
-            "id": t.id,
+            "id": self.item_id_out(target),
             "name": t.name,
             "size": t.subtree_size,
             "folder": { "childCount": t.children.len() },
@@ -1041,7 +1122,7 @@ impl Ctx<'_> {
         let w = self.world;
         let it = &w.items[idx];
         let mut m = Map::new();
-        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("id".into(), Value::String(self.item_id_out(idx)));
         m.insert("deleted".into(), json!({ "state": "deleted" }));
         m.insert(
             "parentReference".into(),
@@ -1108,27 +1189,46 @@ impl Ctx<'_> {
         let w = self.world;
         let it = &w.items[idx];
         if matches!(it.kind, Kind::Folder { vault: true }) {
-            return self.err(400, "invalidResourceId", "ObjectHandle is Invalid");
+            // The vault's answer, as rclone #8098 shows it: `invalidRequest` with `invalidResourceId` inside.
+            return crate::server::graph_error_nested(
+                self.shared,
+                400,
+                "invalidRequest",
+                "invalidResourceId",
+                "ObjectHandle is Invalid",
+            );
         }
-        let offset = match query.get("skiptoken") {
-            None => 0,
+        let (offset, empties) = match query.get("skiptoken") {
+            None => (0, 0),
             Some(tok) => match unseal(tok).and_then(|p| parse_children_token(&p)) {
-                Some((i, off)) if i == idx => off,
+                Some((i, off, empties)) if i == idx => (off, empties),
                 _ => return self.err(400, "invalidRequest", "Invalid skip token"),
             },
         };
+        let fault = self.paging_fault(Some(idx));
         let kids = &it.children;
         let n = match self.page_size(query, (idx as u64) << 32 ^ offset as u64) {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let end = (offset + n).min(kids.len());
+        let mut end = (offset + n).min(kids.len());
+        // Where the nextLink points: (offset, empty pages so far), or nowhere.
+        let mut next_at = (end < kids.len()).then_some((end, 0));
+        match fault {
+            Some(PagingFault::RepeatSameLink) if offset > 0 => next_at = Some((offset, empties)),
+            Some(PagingFault::PointBackToFirst) if offset > 0 => next_at = Some((0, 0)),
+            Some(PagingFault::EmptyPagesForever) if offset > 0 => {
+                end = offset;
+                next_at = Some((offset, empties + 1));
+            }
+            _ => {}
+        }
         let drive_id = &w.drives[it.drive].id;
         let context = format!(
             "{}/$metadata#drives('{}')/items('{}')/children",
             self.shared.graph_base, drive_id, it.id
         );
-        let next = (end < kids.len()).then(|| {
+        let next = next_at.map(|(at, empties)| {
             let mut top = String::new();
             if let Some(t) = query.get("top") {
                 top = format!("$top={}&", enc_query(t));
@@ -1136,11 +1236,11 @@ impl Ctx<'_> {
             let next = format!(
                 "{}/drives/{}/items/{}/children?{}{}$skiptoken={}",
                 self.shared.graph_base,
-                enc_segment(drive_id),
-                enc_segment(&it.id),
+                enc_segment(&self.drive_id_out(it.drive, self.drift.drive)),
+                enc_segment(&self.item_id_out(idx)),
                 self.select_param(),
                 top,
-                seal(&format!("c.{idx}.{end}"))
+                seal(&format!("c.{idx}.{at}.{empties}"))
             );
             ("@odata.nextLink".to_owned(), next)
         });
@@ -1232,12 +1332,12 @@ impl Ctx<'_> {
         let place = if root {
             "root".to_owned()
         } else {
-            format!("items/{}", enc_segment(&w.items[scope].id))
+            format!("items/{}", enc_segment(&self.item_id_out(scope)))
         };
         let url = format!(
             "{}/drives/{}/{}/delta?{}token={}",
             self.shared.graph_base,
-            enc_segment(&w.drives[d].id),
+            enc_segment(&self.drive_id_out(d, self.drift.drive)),
             place,
             self.select_param(),
             token
@@ -1260,8 +1360,20 @@ impl Ctx<'_> {
                 "view.delta can only be called on the root.",
             );
         }
-        let (since, upto, offset) = match query.get("token").map(String::as_str) {
-            None => (0, w.seq, 0),
+        let refused = self.shared.knobs.folder_delta_status.load(Ordering::SeqCst);
+        if w.flavour == Flavour::Personal && scope != w.drives[d].root && refused != 0 {
+            return match refused {
+                501 => self.err(
+                    501,
+                    "notSupported",
+                    "view.delta can only be called on the root.",
+                ),
+                s => self.err(s as u16, "invalidRequest", "Invalid request"),
+            };
+        }
+        let epoch = self.shared.knobs.page_link_epoch.load(Ordering::SeqCst);
+        let (since, upto, offset, empties) = match query.get("token").map(String::as_str) {
+            None => (0, w.seq, 0, 0),
             Some("latest") => {
                 let link = self.delta_link(
                     d,
@@ -1288,16 +1400,28 @@ impl Ctx<'_> {
                         return self.resync(d, scope);
                     }
                     let since = p[3].parse().unwrap_or(0);
-                    (since, w.seq, 0)
+                    (since, w.seq, 0, 0)
                 }
                 Some(p)
-                    if p.len() == 6
+                    if p.len() >= 6
                         && p[0] == "n"
                         && p[1] == d.to_string()
                         && p[2] == scope.to_string() =>
                 {
-                    let n = |i: usize| p[i].parse::<u64>().unwrap_or(0);
-                    (n(3), n(4), n(5) as usize)
+                    let n = |i: usize| p.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                    if n(6) < epoch {
+                        return match self
+                            .shared
+                            .knobs
+                            .stale_page_link_status
+                            .load(Ordering::SeqCst)
+                        {
+                            404 => self.err(404, "itemNotFound", "Item does not exist"),
+                            400 => self.err(400, "invalidRequest", "Invalid token"),
+                            _ => self.resync(d, scope),
+                        };
+                    }
+                    (n(3), n(4), n(5) as usize, n(7))
                 }
                 _ => return self.resync(d, scope),
             },
@@ -1307,7 +1431,18 @@ impl Ctx<'_> {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let end = (offset + n).min(list.len());
+        let mut end = (offset + n).min(list.len());
+        // Where the nextLink points: (offset, empty pages so far); `None` ends the round with a deltaLink.
+        let mut next_at = (end < list.len()).then_some((end, 0));
+        match self.paging_fault(None) {
+            Some(PagingFault::RepeatSameLink) if offset > 0 => next_at = Some((offset, empties)),
+            Some(PagingFault::PointBackToFirst) if offset > 0 => next_at = Some((0, 0)),
+            Some(PagingFault::EmptyPagesForever) if offset > 0 => {
+                end = offset;
+                next_at = Some((offset, empties + 1));
+            }
+            _ => {}
+        }
         let page = list.get(offset..end).unwrap_or(&[]);
         let mut entries: Vec<usize> = Vec::with_capacity(page.len() + 8);
         if w.flavour == Flavour::Business {
@@ -1337,7 +1472,7 @@ impl Ctx<'_> {
             }
         }
         entries.extend_from_slice(page);
-        let (k, url) = if end < list.len() {
+        let (k, url) = if let Some((at, empties)) = next_at {
             let mut top = String::new();
             if let Some(t) = query.get("top") {
                 top = format!("$top={}&", enc_query(t));
@@ -1346,7 +1481,9 @@ impl Ctx<'_> {
                 d,
                 scope,
                 "@odata.nextLink",
-                &seal(&format!("n.{d}.{scope}.{since}.{upto}.{end}")),
+                &seal(&format!(
+                    "n.{d}.{scope}.{since}.{upto}.{at}.{epoch}.{empties}"
+                )),
             );
             (k, url.replacen("token=", &format!("{top}token="), 1))
         } else {
@@ -1442,12 +1579,16 @@ fn in_scope(w: &World, idx: usize, scope: usize) -> bool {
     false
 }
 
-fn parse_children_token(p: &str) -> Option<(usize, usize)> {
+/// `c.{folder}.{offset}[.{empty pages served}]` → its numbers.
+fn parse_children_token(p: &str) -> Option<(usize, usize, usize)> {
     let mut it = p.split('.');
     if it.next()? != "c" {
         return None;
     }
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    let folder = it.next()?.parse().ok()?;
+    let offset = it.next()?.parse().ok()?;
+    let empties = it.next().map_or(Some(0), |e| e.parse().ok())?;
+    Some((folder, offset, empties))
 }
 
 /// Wraps a payload into an opaque, checksummed, URL-safe token.

@@ -48,7 +48,8 @@ pub use identity::{AuthorizeOutcome, DeviceOutcome, DeviceScript};
 pub use quickxor::QuickXorHash;
 pub use sim::Simulator;
 pub use state::{
-    ContentAnswer, DeltaOrder, Failure, ListingUrls, RequestKind, SimConfig, Violation,
+    ContentAnswer, DeltaOrder, Failure, IdCase, IdDrift, ListingUrls, PagingFault, RequestKind,
+    SimConfig, Violation,
 };
 pub use tree::{FileOpts, Flavour, GenSpec, Hashes, Tree};
 

@@ -10,8 +10,8 @@ use crate::content::{self, mix};
 use crate::identity::{AuthorizeOutcome, DeviceScript};
 use crate::server::{Role, bind, serve};
 use crate::state::{
-    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, ListingUrls, RequestKind, ResetRule,
-    Schedule, Shared, SimConfig, Violation,
+    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, IdDrift, ListingUrls, PagingFault,
+    RequestKind, ResetRule, Schedule, Shared, SimConfig, Violation,
 };
 use crate::tree::{FileOpts, Flavour, Kind, Tree, World, split};
 
@@ -199,9 +199,17 @@ impl Simulator {
         self.shared.world.read().expect("world lock")
     }
 
+    /// The item an ID names, in the spelling the service gave or the one a client stores (personal item IDs
+    /// compared without regard to case, as clients must since the service changed their case in 2025).
     fn by_id(&self, w: &World, id: &str) -> usize {
         (0..w.drives.len())
             .find_map(|d| w.by_id.get(&(d, id.to_owned())).copied())
+            .or_else(|| {
+                w.by_id
+                    .iter()
+                    .find(|((_, known), _)| known.eq_ignore_ascii_case(id))
+                    .map(|(_, &i)| i)
+            })
             .unwrap_or_else(|| panic!("graphsim: no item with id {id:?}"))
     }
 
@@ -461,6 +469,46 @@ impl Simulator {
             .knobs
             .children_first
             .store(order == DeltaOrder::ChildrenFirst, Ordering::Relaxed);
+    }
+
+    /// How drive and item IDs are spelled in answers from now on (personal drives; see [`IdDrift`]). Requests
+    /// are accepted in any spelling of an ID, as the service accepts them.
+    pub fn set_id_drift(&self, drift: IdDrift) {
+        *self.shared.knobs.id_drift.lock().expect("id drift") = drift;
+    }
+
+    /// A listing that makes no progress (see [`PagingFault`]): for the children of the folder at `folder`, or,
+    /// with `None`, for every delta listing. `None` as the fault turns it off.
+    pub fn set_paging_fault(&self, fault: Option<PagingFault>, folder: Option<&str>) {
+        let idx = folder.map(|p| self.world().expect(p));
+        *self.shared.knobs.paging_fault.lock().expect("paging fault") = fault.map(|f| (f, idx));
+    }
+
+    /// Every delta nextLink issued so far is refused from now on with `status`: 410 `resyncRequired`, as the
+    /// delta docs describe for a token the service no longer knows
+    /// (<https://learn.microsoft.com/en-us/graph/api/driveitem-delta>), or 400 `invalidRequest` / 404
+    /// `itemNotFound`, which clients have also reported for stale tokens (unconfirmed, so configurable).
+    /// Links issued afterwards work.
+    pub fn expire_delta_page_links(&self, status: u16) {
+        self.shared
+            .knobs
+            .stale_page_link_status
+            .store(u64::from(status), Ordering::SeqCst);
+        self.shared
+            .knobs
+            .page_link_epoch
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Personal drives: `/items/{id}/delta` on any folder but the root answers `status` (400
+    /// `invalidRequest` or 501 `notSupported`; 0 turns it off). New personal accounts served from the
+    /// SharePoint back end (`b!…` drive IDs, rclone #8695) may not support folder-scoped delta; whether they do
+    /// is unconfirmed, so a client must be ready for either.
+    pub fn set_folder_delta_refused(&self, status: u16) {
+        self.shared
+            .knobs
+            .folder_delta_status
+            .store(u64::from(status), Ordering::SeqCst);
     }
 
     /// Requests arriving up to this long before a Retry-After ends are not violations (default 50 ms).

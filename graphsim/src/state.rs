@@ -85,6 +85,8 @@ pub struct Failure {
     pub item: Option<String>,
     /// Sent as the body instead of the Graph error JSON (a garbled answer: see [`Failure::garbled`]).
     pub body: Option<String>,
+    /// A more specific code nested in `innerError` (as `invalidResourceId` inside `invalidRequest`).
+    pub inner_code: Option<String>,
 }
 
 impl Failure {
@@ -153,7 +155,18 @@ impl Failure {
             only: None,
             item: None,
             body: None,
+            inner_code: None,
         }
+    }
+
+    /// 400 `invalidRequest` / inner `invalidResourceId` "ObjectHandle is Invalid" on a folder listing: what
+    /// the Personal Vault answers every time, and what ordinary folders answered during outages and account
+    /// migrations (rclone #8736, #8098; onedrive-api-docs #1905). Arm it with `for_item` on a folder and a
+    /// `Next(n)` schedule for the transient kind.
+    pub fn object_handle_invalid() -> Self {
+        let mut f = Self::status(400, "invalidRequest", "ObjectHandle is Invalid");
+        f.inner_code = Some("invalidResourceId".to_owned());
+        f
     }
 
     /// `200 OK` with `body` as JSON: an answer the client must not trust (a gateway that cut it short, a
@@ -348,6 +361,61 @@ pub(crate) struct HoldRule {
     pub item: Option<usize>,
 }
 
+/// The letter case of a personal drive ID as one kind of answer spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdCase {
+    /// As the drive was created (upper-case hex, as before June 2025).
+    #[default]
+    AsIs,
+    /// Lower-case hex.
+    Lower,
+    /// Upper-case hex.
+    Upper,
+}
+
+impl IdCase {
+    pub(crate) fn apply(self, id: &str) -> String {
+        match self {
+            IdCase::AsIs => id.to_owned(),
+            IdCase::Lower => id.to_ascii_lowercase(),
+            IdCase::Upper => id.to_ascii_uppercase(),
+        }
+    }
+}
+
+/// How a OneDrive Personal drive's IDs drift between runs and between endpoints (personal drives only;
+/// requests are accepted in any of these spellings).
+///
+/// Since about June 2025 the service spells the same driveId in upper or lower case depending on the endpoint
+/// and the day, `item.id` prefixes and `parentReference.driveId` included (onedrive-api-docs #1902;
+/// abraunegg/onedrive #3336). The root's ID changed to `{driveId}!sea8cc6beffdb43d7976fbc7da445c639` on many
+/// accounts and stayed so (onedrive-api-docs #1890, abraunegg/onedrive #2957). A dropped leading zero in
+/// `remoteItem` references is `SimConfig::quirky_remote_drive_ids`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdDrift {
+    /// The `id` of the drive resource (`/me/drive`, `/drives/{id}`) and the drive in paging links.
+    pub drive: IdCase,
+    /// `parentReference.driveId` of every item.
+    pub references: IdCase,
+    /// The drive prefix of item IDs (`{driveId}!n`), in `id`, `parentReference.id` and `remoteItem.id`.
+    pub item_ids: IdCase,
+    /// The root's ID is `{driveId}!sea8cc6beffdb43d7976fbc7da445c639` instead of `{driveId}!{n}`.
+    pub sea_root_id: bool,
+}
+
+/// A listing that makes no progress, as the service has answered: the same `@odata.nextLink` with the same
+/// items again (onedrive-api-docs #1431; microsoft-graph-docs #2749), a link back to an earlier page, or empty
+/// pages that keep pointing on (rclone stops at an empty page for this reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingFault {
+    /// From the second page on, each page's nextLink is the link that fetched it: the same items forever.
+    RepeatSameLink,
+    /// The second page's nextLink points back at the first page.
+    PointBackToFirst,
+    /// After the first page, every page is empty and points on to a new link, forever.
+    EmptyPagesForever,
+}
+
 /// Runtime-adjustable behaviour.
 pub(crate) struct Knobs {
     pub latency_ms: AtomicU64,
@@ -359,6 +427,16 @@ pub(crate) struct Knobs {
     pub resync_next: AtomicBool,
     pub default_token_ok: AtomicBool,
     pub children_first: AtomicBool,
+    /// How IDs are spelled in answers.
+    pub id_drift: Mutex<IdDrift>,
+    /// A listing that loops, for the children of one folder (`Some(idx)`) or every delta listing (`None`).
+    pub paging_fault: Mutex<Option<(PagingFault, Option<usize>)>>,
+    /// Delta nextLinks carry the epoch they were issued in; one from an earlier epoch is answered with
+    /// `stale_page_link_status`.
+    pub page_link_epoch: AtomicU64,
+    pub stale_page_link_status: AtomicU64,
+    /// Personal drives: delta on a folder other than the root answers this status (0: it works).
+    pub folder_delta_status: AtomicU64,
     pub violation_grace_ms: AtomicU64,
     /// Requests arriving this soon after a penalty started were sent before the client could know of it.
     pub in_flight_allowance_ms: AtomicU64,
@@ -610,6 +688,11 @@ impl Shared {
             resync_next: AtomicBool::new(false),
             default_token_ok: AtomicBool::new(true),
             children_first: AtomicBool::new(false),
+            id_drift: Mutex::new(IdDrift::default()),
+            paging_fault: Mutex::new(None),
+            page_link_epoch: AtomicU64::new(0),
+            stale_page_link_status: AtomicU64::new(0),
+            folder_delta_status: AtomicU64::new(0),
             violation_grace_ms: AtomicU64::new(ms(config.violation_grace)),
             in_flight_allowance_ms: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),

@@ -138,6 +138,22 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         }
         writeln!(out)?;
     }
+    if let Some(c) = &summary.crawl {
+        // Once per run and by name: not a failure, and nothing the user can fix from here.
+        for path in &c.inaccessible {
+            writeln!(
+                out,
+                "skipped {path}: OneDrive does not let apps list it (a Personal Vault)"
+            )?;
+        }
+        if c.incremental.is_some() && c.folders_unreadable > 0 {
+            writeln!(
+                out,
+                "{} folders moved into the backup could not be listed: re-run to list them again",
+                c.folders_unreadable
+            )?;
+        }
+    }
     let idle = summary.download.as_ref().is_some_and(|d| {
         d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept + d.displaced
             == 0

@@ -40,7 +40,9 @@ pub use model::{
     ItemReference, MalwareFacet, PackageFacet, PhotoFacet, Quota, RemoteItem, RootFacet,
     SpecialFolder, User, VideoFacet,
 };
-pub use paging::{ITEM_SELECT, PAGE_SIZE, Page};
+pub use paging::{
+    ITEM_SELECT, MAX_PAGES_WITHOUT_PROGRESS, NoProgress, PAGE_SIZE, Page, PagingGuard,
+};
 pub use retry::{Outcome, Pace, RetryPolicy};
 pub use sites::{Site, SiteRef};
 

@@ -208,6 +208,8 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ManifestError + '_ {
 pub struct Manifest {
     conn: Connection,
     path: PathBuf,
+    /// How the destination compares names (see [`Manifest::set_name_rules`]).
+    name_rules: crate::localpath::NameRules,
 }
 
 impl std::fmt::Debug for Manifest {
@@ -306,8 +308,24 @@ impl Manifest {
         let mut manifest = Self {
             conn,
             path: path.to_path_buf(),
+            name_rules: crate::localpath::NameRules::FOLDING,
         };
         manifest.check_identity()?;
+        // Local-path keys, until the run tells the destination's rules: those the keys were computed with, or
+        // the cautious ones (see `Manifest::set_name_rules`).
+        let stored = manifest
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'name_rules'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok();
+        manifest.name_rules = stored
+            .as_deref()
+            .and_then(crate::localpath::NameRules::parse)
+            .unwrap_or(crate::localpath::NameRules::FOLDING);
+        items::register_name_key(&manifest.conn, manifest.name_rules).map_err(&err)?;
         private(true)?;
         // WAL lets `status` read while a run writes; NORMAL sync is durable across application crashes and
         // loses at most the last transactions on power loss, which the next run redoes (downloads are
@@ -392,9 +410,13 @@ impl Manifest {
         };
         // A run commits in small transactions; a reader waits for one to end rather than failing.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
+        // Readers claim no local path; the cautious rules keep any key the schema computes well-defined.
+        let name_rules = crate::localpath::NameRules::FOLDING;
+        items::register_name_key(&conn, name_rules).map_err(&err)?;
         let manifest = Self {
             conn,
             path: path.to_path_buf(),
+            name_rules,
         };
         manifest.check_identity()?;
         Ok(manifest)
@@ -597,6 +619,7 @@ pub(crate) mod testutil {
         NewItem {
             drive_id: drive(),
             item_id: ItemId::from(path),
+            served_id: None,
             parent_id: parent.map(ItemId::from),
             name,
             remote_path: path.to_owned(),
