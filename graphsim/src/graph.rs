@@ -27,14 +27,14 @@ use crate::{DEFAULT_TOKEN, time};
 
 /// Which drive a route names.
 #[derive(Clone, Debug)]
-enum DriveRef {
+pub(crate) enum DriveRef {
     Me,
     Id(String),
 }
 
 /// The item a route starts from.
 #[derive(Clone, Debug)]
-enum Base {
+pub(crate) enum Base {
     Root,
     Id(String),
     Special(String),
@@ -42,7 +42,7 @@ enum Base {
 
 /// What is asked of the item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Get,
     Children,
     Content,
@@ -50,7 +50,7 @@ enum Op {
 }
 
 #[derive(Clone, Debug)]
-enum Route {
+pub(crate) enum Route {
     Me,
     Drives,
     Drive(DriveRef),
@@ -111,7 +111,7 @@ fn parse_path_addressing(s: &str) -> Option<(Vec<String>, &str)> {
     Some((rel, tail))
 }
 
-fn parse_route(path: &str) -> Route {
+pub(crate) fn parse_route(path: &str) -> Route {
     let Some(p) = path.strip_prefix("/v1.0") else {
         return Route::Unknown;
     };
@@ -190,7 +190,7 @@ fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -
 }
 
 /// Query options, keys lower-cased with the optional `$` removed.
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .map(|(k, v)| {
             (
@@ -203,6 +203,9 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 
 /// Entry point for the Graph listener.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody> {
+    if req.method() != Method::GET {
+        return crate::upload::handle_graph(shared, req).await;
+    }
     let _in_flight = InFlight::new(&shared, Which::Graph);
     let route = if req.method() == Method::GET {
         parse_route(req.uri().path())
@@ -279,7 +282,7 @@ fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
 }
 
 /// 401 unless the request carries an accepted, unexpired bearer token.
-fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<SimBody>> {
+pub(crate) fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<SimBody>> {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(shared, "Access token is empty."));
     };
@@ -332,6 +335,17 @@ enum Mode {
 }
 
 const DOWNLOAD_URL: &str = "@microsoft.graph.downloadUrl";
+
+/// One item's JSON as `GET item` shows it (for the answers of the write routes).
+pub(crate) fn item_json(shared: &Shared, world: &World, idx: usize) -> Value {
+    let ctx = Ctx {
+        shared,
+        world,
+        select: None,
+        select_raw: None,
+    };
+    ctx.render(idx, Mode::Single)
+}
 
 fn answer(
     shared: &Shared,
@@ -453,13 +467,14 @@ impl Ctx<'_> {
     fn drive_json(&self, d: usize) -> Value {
         let w = self.world;
         let used = w.items[w.drives[d].root].subtree_size;
-        let total: u64 = 1 << 40;
+        let total = self.shared.uploads.quota_total().max(used);
+        let state = crate::upload::quota_state(total, used);
         json!({
             "id": w.drives[d].id,
             "driveType": w.flavour.drive_type(),
             "name": "OneDrive",
             "owner": { "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } },
-            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": "normal" },
+            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": state },
             "webUrl": self.web_url(d, &[]),
         })
     }

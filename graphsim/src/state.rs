@@ -37,13 +37,27 @@ pub enum RequestKind {
     DeviceCode,
     /// `GET /{tenant}/oauth2/v2.0/authorize`.
     Authorize,
+    /// `PUT …/content` on Graph (a simple upload).
+    Upload,
+    /// `POST …/createUploadSession` on Graph.
+    CreateUploadSession,
+    /// A fragment `PUT` to an upload URL (the upload host).
+    UploadFragment,
+    /// A status `GET` of an upload URL.
+    UploadStatus,
+    /// A `DELETE` of an upload URL (cancel the session).
+    CancelUpload,
+    /// `POST …/children` on Graph (a new folder).
+    CreateFolder,
+    /// `PATCH` of an item on Graph.
+    UpdateItem,
     /// Anything else (unknown routes, other methods).
     Other,
 }
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 19] = [
         RequestKind::Me,
         RequestKind::Drive,
         RequestKind::Item,
@@ -55,6 +69,13 @@ impl RequestKind {
         RequestKind::Token,
         RequestKind::DeviceCode,
         RequestKind::Authorize,
+        RequestKind::Upload,
+        RequestKind::CreateUploadSession,
+        RequestKind::UploadFragment,
+        RequestKind::UploadStatus,
+        RequestKind::CancelUpload,
+        RequestKind::CreateFolder,
+        RequestKind::UpdateItem,
         RequestKind::Other,
     ];
 
@@ -350,10 +371,11 @@ pub(crate) struct DownloadLog {
 /// What the simulator has seen.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub kinds: [AtomicU64; 12],
+    pub kinds: [AtomicU64; RequestKind::ALL.len()],
     pub downloads: Mutex<HashMap<usize, DownloadLog>>,
     pub download_gauge: Gauge,
     pub graph_gauge: Gauge,
+    pub upload_gauge: Gauge,
     pub auth_on_download_host: AtomicU64,
     pub violations: Mutex<Vec<Violation>>,
     pub failures_served: AtomicU64,
@@ -377,7 +399,7 @@ impl Counters {
             k.store(0, Ordering::SeqCst);
         }
         self.downloads.lock().expect("lock").clear();
-        for g in [&self.download_gauge, &self.graph_gauge] {
+        for g in [&self.download_gauge, &self.graph_gauge, &self.upload_gauge] {
             g.max
                 .store(g.current.load(Ordering::SeqCst), Ordering::SeqCst);
         }
@@ -401,6 +423,7 @@ impl Counters {
 pub(crate) enum Which {
     Graph,
     Download,
+    Upload,
 }
 
 /// Holds one unit of an in-flight gauge until dropped.
@@ -513,6 +536,8 @@ pub(crate) struct Shared {
     pub serial: AtomicU64,
     pub secret: u64,
     pub delta_cache: DeltaCache,
+    /// Upload sessions, uploaded content and the write knobs (`upload.rs`).
+    pub uploads: crate::upload::Uploads,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -565,6 +590,7 @@ impl Shared {
             serial: AtomicU64::new(1),
             secret,
             delta_cache: Mutex::new(Vec::new()),
+            uploads: crate::upload::Uploads::default(),
         }
     }
 
@@ -572,6 +598,7 @@ impl Shared {
         match which {
             Which::Graph => &self.counters.graph_gauge,
             Which::Download => &self.counters.download_gauge,
+            Which::Upload => &self.counters.upload_gauge,
         }
     }
 
