@@ -55,6 +55,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adaptive;
 pub mod app;
 pub mod auth;
 pub mod browse;

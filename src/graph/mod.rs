@@ -22,6 +22,7 @@ mod retry;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,10 @@ pub use model::{
 };
 pub use paging::{ITEM_SELECT, PAGE_SIZE, Page};
 pub use retry::{Outcome, Pace, RetryPolicy};
+pub use upload::{
+    ConflictBehavior, FragmentBody, FragmentOutcome, SessionStatus, UploadProperties,
+    UploadSession, UploadUrl, is_name_taken, is_quota,
+};
 
 use crate::auth::TokenSource;
 use crate::ids::{DriveId, ItemId};

@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_filters_layout.sql"),
     include_str!("../../migrations/0003_caveats.sql"),
     include_str!("../../migrations/0004_listed_download_urls.sql"),
+    include_str!("../../migrations/0009_restore.sql"),
 ];
 
 /// The schema version this build writes.
