@@ -72,6 +72,7 @@ pub mod incremental;
 pub mod localpath;
 pub mod manifest;
 pub mod progress;
+pub mod restore;
 pub mod shared;
 
 pub use error::{Error, ErrorKind};

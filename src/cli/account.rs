@@ -46,15 +46,19 @@ fn http() -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
 }
 
-/// `odbackup login`.
+/// `odbackup login` (`write`: ask for write access too, as `restore` needs).
 pub async fn login(
     args: &AuthArgs,
     browser: bool,
+    write: bool,
     graph: GraphOptions,
     file: &ConfigValues,
     credentials: &Credentials,
 ) -> Result<(), Error> {
-    let settings = auth_settings(args, file)?;
+    let mut settings = auth_settings(args, file)?;
+    if write {
+        settings.scopes = odbackup::auth::write::with_write_scope(settings.scopes);
+    }
     let http = http()?;
     let tokens = if browser {
         let login = BrowserLogin::start(&settings)

@@ -279,6 +279,7 @@ impl GraphClient {
                 Err(e) => self.transport_failure(&what, e, &host),
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    tracing::trace!(status, "upload host answered");
                     self.watch_rate_limit(response.headers());
                     match status {
                         200..=202 => {

@@ -306,21 +306,22 @@ impl Manifest {
         Ok(counts)
     }
 
-    /// What [`Manifest::plan_restore`] would count for `entries`, writing nothing (`--dry-run`). `target` is
-    /// `None` for a target never restored to.
+    /// What [`Manifest::plan_restore`] would count for `entries`, writing nothing (`--dry-run`), and the
+    /// indexes of the entries it would upload. `target` is `None` for a target never restored to.
     pub fn preview_restore(
         &self,
         target: Option<i64>,
         entries: &[RestoreEntry],
-    ) -> Result<PlanCounts> {
+    ) -> Result<(PlanCounts, Vec<usize>)> {
         let mut counts = PlanCounts::default();
+        let mut uploads = Vec::new();
         let mut select = self
             .conn
             .prepare_cached(
                 "SELECT state, stamp, remote_path FROM restore_files WHERE target_id = ?1 AND source_path = ?2",
             )
             .map_err(|e| self.err(e))?;
-        for e in entries {
+        for (i, e) in entries.iter().enumerate() {
             match &e.verdict {
                 EntryVerdict::Refused { .. } => counts.refused += 1,
                 EntryVerdict::Skipped { .. } => counts.skipped += 1,
@@ -346,11 +347,12 @@ impl Manifest {
                     } else {
                         counts.to_upload += 1;
                         counts.to_upload_bytes += e.size;
+                        uploads.push(i);
                     }
                 }
             }
         }
-        Ok(counts)
+        Ok((counts, uploads))
     }
 
     /// Up to `limit` rows of `kind` planned by `run` for `target` and still to do (pending or failed), after
@@ -765,7 +767,7 @@ mod tests {
         let preview = m
             .preview_restore(Some(t), &[entry("a.jpg", "11:2"), entry("b.jpg", "10:1")])
             .unwrap();
-        assert_eq!(preview.to_upload, 2);
+        assert_eq!((preview.0.to_upload, preview.1), (2, vec![0, 1]));
         let status = m.restore_status().unwrap();
         assert_eq!(status[0].files.failed, 2);
         assert_eq!(status[0].files.pending, 1);

@@ -13,5 +13,6 @@ mod filters;
 mod incremental;
 mod paths;
 mod progress;
+mod restore;
 mod resume;
 mod speed;
