@@ -16,6 +16,10 @@
 //!                                │          hashed at its offset, folded ─► fsync ─► verify ─► rename ─► …
 //!                                ▼
 //!                          manifest::mark_done / mark_failed (attempts, class, message)
+//!
+//!   restore: backup's manifest rows ∥ plain folder (no-follow) ─► names, filters, place ─► restore tables
+//!            ─► graph::put_small + PATCH times ∥ createUploadSession ─► fragments (resumed where the service
+//!               says) ─► verify size + quickXorHash ─► manifest::restore_done / restore_failed
 //! ```
 //!
 //! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `crawl`
@@ -55,7 +59,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod adaptive;
+mod adaptive;
 pub mod app;
 pub mod auth;
 pub mod browse;

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! It shares the downloader's machinery one level down: the transfers at once follow the same AIMD limit
-//! ([`crate::adaptive`]), every request goes through the Graph client's throttle gate and token refresh. It
+//! (`crate::adaptive`), every request goes through the Graph client's throttle gate and token refresh. It
 //! knows nothing of the command line and never prints.
 
 mod folders;
