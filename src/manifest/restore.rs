@@ -520,6 +520,20 @@ impl Manifest {
             .map_err(|e| self.err(e))
     }
 
+    /// Forget the upload sessions of `target` that no entry still to do in `run` will resume (their files are
+    /// done, skipped, or no longer planned): their URLs are credentials with nothing left to serve.
+    pub fn clear_stale_restore_sessions(&mut self, target: i64, run: i64) -> Result<u64> {
+        self.conn
+            .execute(
+                "DELETE FROM restore_sessions WHERE target_id = ?1 AND source_path NOT IN (
+                     SELECT source_path FROM restore_files WHERE target_id = ?1 AND seen_run = ?2
+                         AND (state = 'pending' OR state = 'failed'))",
+                params![target, run],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     /// Forget the upload session of the entry.
     pub fn clear_restore_session(&mut self, target: i64, source_path: &str) -> Result<()> {
         self.conn
@@ -789,6 +803,15 @@ mod tests {
         );
         m.restore_done(t, "big.mov", "I", None).unwrap();
         assert_eq!(m.restore_session(t, "big.mov").unwrap(), None);
+        // A session whose file is no longer planned is forgotten at the end of a run; one still to do is kept.
+        m.plan_restore(t, 2, &[entry("still.mov", "1:1")]).unwrap();
+        m.set_restore_session(t, "still.mov", "1:1", "https://up.example/s")
+            .unwrap();
+        m.set_restore_session(t, "big.mov", "9:9", "https://up.example/b")
+            .unwrap();
+        assert_eq!(m.clear_stale_restore_sessions(t, 2).unwrap(), 1);
+        assert!(m.restore_session(t, "still.mov").unwrap().is_some());
+        assert!(m.restore_session(t, "big.mov").unwrap().is_none());
         assert_eq!(join_remote("/", "/a/b"), "/a/b");
         assert_eq!(join_remote("/To/", "/a"), "/To/a");
     }

@@ -356,6 +356,14 @@ pub async fn restore(
     }
     summary.folders_created = folders.created();
     summary.interrupted = stop.is_cancelled();
+    if !summary.interrupted {
+        let cleared = manifest
+            .call(move |m| m.clear_stale_restore_sessions(target, run))
+            .await?;
+        if cleared > 0 {
+            tracing::debug!(cleared, "forgot upload sessions no entry will resume");
+        }
+    }
     if let Some((kind, message)) = fatal {
         describe_fatal(
             graph,

@@ -554,11 +554,38 @@ fn a_read_only_sign_in_is_refused_before_any_write_and_login_write_fixes_it() {
         "{scopes:?}"
     );
     assert!(!scopes.contains(&"Files.Read.All".to_owned()), "{scopes:?}");
+    // The token expires as the restore starts: it is refreshed once, as for a backup.
+    b.expire_access_tokens();
+    let refreshes = b.refreshes();
     let out = run(signed_in(&b, config.path())
         .args(["restore", "--from"])
         .arg(dest.path()));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(b.content("Docs/a.txt"), a.content("Docs/a.txt"));
+    assert_eq!(b.refreshes(), refreshes + 1);
+}
+
+#[test]
+fn a_personal_backup_goes_to_a_business_library_with_its_stricter_folder_rules() {
+    let a = Simulator::start(
+        Tree::personal()
+            .file("~old/a.txt", 10)
+            .file("forms/b.txt", 20)
+            .file("ok/c.txt", 30),
+    );
+    let dest = TestDest::new();
+    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    let b = Simulator::start(Tree::business());
+    let out = run(restore(&b, dest.path()).arg("--json"));
+    assert_eq!(out.status.code(), Some(1));
+    let summary = json(&out);
+    // `~old` and `forms` (at a library's root) are refused as folders there, with what is in them.
+    assert_eq!(summary["uploaded"], 1, "{summary}");
+    assert_eq!(b.content("ok/c.txt"), a.content("ok/c.txt"));
+    let out = run(restore(&b, dest.path()).args(["--rename-invalid", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(b.content("～old/a.txt"), a.content("~old/a.txt"));
+    assert_eq!(b.content("_forms/b.txt"), a.content("forms/b.txt"));
 }
 
 #[test]
