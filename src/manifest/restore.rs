@@ -557,7 +557,8 @@ impl Manifest {
                         media, taken_at, created_at, modified_at
                  FROM items
                  WHERE rowid > ?1 AND (
-                     (kind = 'file' AND state = 'done')
+                     (kind = 'file' AND state = 'done'
+                      AND lower(substr(coalesce(written_path, local_path), 1, 10)) <> '.odbackup/')
                      OR (kind = 'folder' AND remote_deleted = 0 AND remote_path <> '/' AND parent_id IS NOT NULL))
                  ORDER BY rowid LIMIT ?2",
             )
@@ -788,6 +789,38 @@ mod tests {
         let failures = m.restore_failures().unwrap();
         assert_eq!(failures.len(), 2);
         assert!(failures.iter().all(|f| f.operation == "restore"));
+    }
+
+    #[test]
+    fn a_backup_offers_its_files_on_disk_and_folders_but_not_its_trash() {
+        let (_dir, m) = manifest();
+        let insert = |id: &str, kind: &str, state: &str, path: &str, written: Option<&str>| {
+            m.conn
+                .execute(
+                    "INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, size, media,
+                         state, written_path, updated_at)
+                     VALUES ('d', ?1, 'p', ?1, ?2, ?3, ?4, 5, 'other', ?5, ?6, 'now')",
+                    rusqlite::params![id, format!("/{path}"), path, kind, state, written],
+                )
+                .unwrap();
+        };
+        insert("a", "file", "done", "a.jpg", Some("a.jpg"));
+        insert(
+            "b",
+            "file",
+            "done",
+            "b.jpg",
+            Some(".odbackup/trash/2024-01-01/b.jpg"),
+        );
+        insert("c", "file", "pending", "c.jpg", None);
+        insert("F", "folder", "done", "F", None);
+        let rows = m.restore_sources_after(0, 10).unwrap();
+        let names: Vec<(&str, RestoreKind)> =
+            rows.iter().map(|r| (r.name.as_str(), r.kind)).collect();
+        assert_eq!(
+            names,
+            [("a", RestoreKind::File), ("F", RestoreKind::Folder)]
+        );
     }
 
     #[test]
