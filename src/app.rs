@@ -24,6 +24,7 @@ use crate::incremental::{self, DeltaOutcome, DeltaSummary};
 use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
 use crate::progress::Reporter;
+use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;
 
 /// The manifest's file name inside `DEST/.odbackup/`.
@@ -660,10 +661,15 @@ pub fn status(manifest_path: &Path) -> Result<StatusReport, Error> {
     Ok(manifest.read(|| StatusReport::empty(path), Manifest::status)?)
 }
 
-/// Every failed item, for `failures`. Reads only, as [`status`] does.
+/// Every failed item, for `failures`: the backup's downloads, then the restores' uploads. Reads only, as
+/// [`status`] does.
 pub fn failures(manifest_path: &Path) -> Result<Vec<FailureRow>, Error> {
     let manifest = open_existing(manifest_path)?;
-    Ok(manifest.read(Vec::new, Manifest::failures)?)
+    Ok(manifest.read(Vec::new, |m| {
+        let mut rows = m.failures()?;
+        rows.extend(m.restore_failures()?);
+        Ok(rows)
+    })?)
 }
 
 fn open_existing(path: &Path) -> Result<Manifest, Error> {
@@ -671,4 +677,115 @@ fn open_existing(path: &Path) -> Result<Manifest, Error> {
         Err(crate::manifest::ManifestError::Missing { path }) => Err(Error::NoManifest { path }),
         other => Ok(other?),
     }
+}
+
+/// Everything a restore needs, resolved and validated by the caller.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// Where the restore's state lives: the backup's manifest (`--from`), or one kept for a plain folder.
+    pub manifest: PathBuf,
+    /// How to reach Graph.
+    pub graph: GraphOptions,
+    /// Where tokens come from (a sign-in that may write).
+    pub credentials: Credentials,
+    /// The drive restored to.
+    pub drive: DriveSelector,
+    /// What goes where, and how.
+    pub options: RestoreOptions,
+}
+
+/// A stored sign-in that asked only for read scopes cannot restore: say so before any request, with the way
+/// out. A token given as is (`ODBACKUP_ACCESS_TOKEN`) is taken on trust; a 403 then says the same.
+fn check_write_access(credentials: &Credentials) -> Result<(), Error> {
+    if credentials.access_token.is_some() {
+        return Ok(());
+    }
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    let account = credentials.account();
+    let Some(stored) = store.load(account).map_err(AuthError::from)? else {
+        return Err(Error::NoCredentials);
+    };
+    if crate::auth::write::has_write_scope(&stored.scopes) {
+        Ok(())
+    } else {
+        Err(Error::ReadOnlySignIn {
+            account: account.to_owned(),
+        })
+    }
+}
+
+/// Put a backup (or a plain folder) back on a drive: take the manifest's lock, record the run, and hand the
+/// restore's summary back.
+pub async fn restore(
+    settings: &RestoreSettings,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<RestoreSummary, Error> {
+    check_write_access(&settings.credentials)?;
+    let tokens = token_source(&settings.credentials)?;
+    if matches!(settings.options.source, RestoreSource::Backup { .. })
+        && !settings.manifest.exists()
+    {
+        return Err(Error::NoManifest {
+            path: settings.manifest.clone(),
+        });
+    }
+    let _lock = RunLock::acquire(&settings.manifest)?;
+    let mut manifest = Manifest::open(&settings.manifest)?;
+    let run_id = manifest.begin_run("restore")?;
+    tracing::info!(
+        run = run_id,
+        from = %settings.options.source.path().display(),
+        to = %settings.options.target_root,
+        dry_run = settings.options.dry_run,
+        "restore started"
+    );
+    let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
+    let manifest = SharedManifest::new(manifest);
+    let graph = GraphClient::new(settings.graph.clone(), tokens)?;
+    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref());
+    let outcome = async {
+        let drive = graph
+            .drive(&settings.drive)
+            .await
+            .map_err(Error::from_graph("reading the drive to restore to"))?;
+        let target = TargetDrive {
+            id: drive.id,
+            drive_type: drive.drive_type,
+        };
+        Ok::<_, Error>(
+            crate::restore::restore(
+                &graph,
+                &manifest,
+                run_id,
+                &target,
+                &settings.options,
+                reporter,
+                cancel,
+            )
+            .await?,
+        )
+    }
+    .await;
+    let (outcome_name, summary_json) = match &outcome {
+        Ok(summary) => (
+            if summary.interrupted {
+                "interrupted"
+            } else if summary.all_done() {
+                "ok"
+            } else {
+                "incomplete"
+            },
+            serde_json::to_string(summary).unwrap_or_default(),
+        ),
+        Err(err) => (
+            "error",
+            serde_json::json!({ "error": err.to_string() }).to_string(),
+        ),
+    };
+    tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "restore finished");
+    manifest
+        .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
+        .await?;
+    outcome
 }

@@ -28,7 +28,7 @@ use crate::{DEFAULT_TOKEN, time};
 
 /// Which drive a route names.
 #[derive(Clone, Debug)]
-enum DriveRef {
+pub(crate) enum DriveRef {
     Me,
     Id(String),
     /// `/users/{id-or-upn}/drive`.
@@ -39,7 +39,7 @@ enum DriveRef {
 
 /// How a route names a SharePoint site.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum SiteKey {
+pub(crate) enum SiteKey {
     /// `/sites/{hostname}:/{server-relative-path}`.
     Path { host: String, path: String },
     /// `/sites/{hostname},{guid},{guid}`, `/sites/{hostname}` (its root site) or `/sites/root`.
@@ -48,7 +48,7 @@ enum SiteKey {
 
 /// Whose drives a `…/drives` route lists.
 #[derive(Clone, Debug)]
-enum Owner {
+pub(crate) enum Owner {
     Me,
     User(String),
     Site(SiteKey),
@@ -56,7 +56,7 @@ enum Owner {
 
 /// The item a route starts from.
 #[derive(Clone, Debug)]
-enum Base {
+pub(crate) enum Base {
     Root,
     Id(String),
     Special(String),
@@ -64,7 +64,7 @@ enum Base {
 
 /// What is asked of the item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Get,
     Children,
     Content,
@@ -72,7 +72,7 @@ enum Op {
 }
 
 #[derive(Clone, Debug)]
-enum Route {
+pub(crate) enum Route {
     Me,
     Drives(Owner),
     Site(SiteKey),
@@ -135,7 +135,7 @@ fn parse_path_addressing(s: &str) -> Option<(Vec<String>, &str)> {
     Some((rel, tail))
 }
 
-fn parse_route(path: &str) -> Route {
+pub(crate) fn parse_route(path: &str) -> Route {
     let Some(p) = path.strip_prefix("/v1.0") else {
         return Route::Unknown;
     };
@@ -275,7 +275,7 @@ fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -
 }
 
 /// Query options, keys lower-cased with the optional `$` removed.
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .map(|(k, v)| {
             (
@@ -294,6 +294,9 @@ fn uses_dollar_select(q: Option<&str>) -> bool {
 
 /// Entry point for the Graph listener.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody> {
+    if req.method() != Method::GET {
+        return crate::upload::handle_graph(shared, req).await;
+    }
     let _in_flight = InFlight::new(&shared, Which::Graph);
     let route = if req.method() == Method::GET {
         parse_route(req.uri().path())
@@ -377,7 +380,10 @@ fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
 }
 
 /// 401 unless the request carries an accepted, unexpired bearer token; what the token allows otherwise.
-fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<Grant, Response<SimBody>> {
+pub(crate) fn check_bearer(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<Grant, Response<SimBody>> {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(shared, "Access token is empty."));
     };
@@ -439,6 +445,32 @@ enum Mode {
 }
 
 const DOWNLOAD_URL: &str = "@microsoft.graph.downloadUrl";
+
+/// One item's JSON as `GET item` shows it (for the answers of the write routes), with the IDs spelled as the
+/// drift knob says.
+pub(crate) fn item_json(shared: &Arc<Shared>, world: &World, idx: usize) -> Value {
+    let grant = Grant::delegated(crate::identity::DEFAULT_SCOPES);
+    write_ctx(shared, world, &grant).render(idx, Mode::Single)
+}
+
+/// The drive a write route names, found as a read route finds it (any spelling of its ID, a user's or a site's
+/// drive).
+pub(crate) fn write_drive(shared: &Arc<Shared>, world: &World, d: &DriveRef) -> Option<usize> {
+    let grant = Grant::delegated(crate::identity::DEFAULT_SCOPES);
+    write_ctx(shared, world, &grant).drive_index(d).ok()
+}
+
+fn write_ctx<'a>(shared: &'a Arc<Shared>, world: &'a World, grant: &'a Grant) -> Ctx<'a> {
+    Ctx {
+        shared,
+        world,
+        grant,
+        select: None,
+        select_raw: None,
+        dollar_select: false,
+        drift: *shared.knobs.id_drift.lock().expect("id drift"),
+    }
+}
 
 fn answer(
     shared: &Arc<Shared>,
@@ -752,7 +784,8 @@ impl Ctx<'_> {
     fn drive_json(&self, d: usize) -> Value {
         let w = self.world;
         let used = w.items[w.drives[d].root].subtree_size;
-        let total: u64 = 1 << 40;
+        let total = self.shared.uploads.quota_total().max(used);
+        let state = crate::upload::quota_state(total, used);
         let (name, owner) = match &w.drives[d].kind {
             DriveKind::Main => (
                 "OneDrive".to_owned(),
@@ -777,7 +810,7 @@ impl Ctx<'_> {
             "driveType": w.drive_type(d),
             "name": name,
             "owner": owner,
-            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": "normal" },
+            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": state },
             "webUrl": self.web_url(d, &[]),
         })
     }

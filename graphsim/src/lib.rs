@@ -9,7 +9,8 @@
 //!   Graph host /v1.0   download host            identity host
 //!   (bearer, items,    (pre-authenticated       (/{tenant}/oauth2/v2.0/
 //!    children, delta,   URLs, Range, resets,     devicecode, token,
-//!    302 /content)      corruption)              authorize)
+//!    302 /content,      corruption)              authorize)
+//!    uploads, sessions)  upload host (session fragments, status, cancel; no bearer)
 //! ```
 //!
 //! Behaviour follows `graph-notes.md` (§1–§5, §8, §10): 302 to a different origin, opaque
@@ -43,6 +44,7 @@ mod state;
 mod tests;
 mod time;
 mod tree;
+mod upload;
 
 pub use identity::{AuthorizeOutcome, DeviceOutcome, DeviceScript};
 pub use quickxor::QuickXorHash;

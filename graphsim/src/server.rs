@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::content::{CHUNK, fill};
+use crate::content::CHUNK;
 use crate::state::{InFlight, Shared};
 
 /// Error type of response bodies.
@@ -70,6 +70,7 @@ pub(crate) fn enc_query(s: &str) -> String {
 pub(crate) enum Role {
     Graph,
     Download,
+    Upload,
     Identity,
 }
 
@@ -176,7 +177,7 @@ impl ContentStream {
             .min(self.pos + CHUNK as u64);
         let n = (stop - self.pos) as usize;
         let mut buf = vec![0u8; n];
-        fill(self.seed, self.pos, &mut buf);
+        crate::upload::fill(&self.shared, self.seed, self.pos, &mut buf);
         if let Some(c) = self.corrupt_at
             && (self.pos..stop).contains(&c)
         {
@@ -353,6 +354,7 @@ pub(crate) async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, 
                     let resp = match role {
                         Role::Graph => crate::graph::handle(shared, req).await,
                         Role::Download => crate::download::handle(shared, req).await,
+                        Role::Upload => crate::upload::handle_upload(shared, req).await,
                         Role::Identity => crate::identity::handle(shared, req).await,
                     };
                     Ok::<_, Infallible>(resp)

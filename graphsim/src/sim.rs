@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::content::{self, mix};
+use crate::content::mix;
 use crate::identity::{AuthorizeOutcome, DeviceScript};
 use crate::server::{Role, bind, serve};
 use crate::state::{
@@ -68,6 +68,11 @@ impl Simulator {
         runtime.spawn(serve(g, shared.clone(), Role::Graph));
         runtime.spawn(serve(d, shared.clone(), Role::Download));
         runtime.spawn(serve(a, shared.clone(), Role::Identity));
+        // The upload host: where session `uploadUrl`s point, another origin again (pre-authenticated).
+        let u = bind(0);
+        let upload = u.local_addr().expect("upload addr");
+        shared.uploads.set_base(format!("http://{upload}"));
+        runtime.spawn(serve(u, shared.clone(), Role::Upload));
         Self {
             shared,
             runtime: Some(runtime),
@@ -180,7 +185,7 @@ impl Simulator {
             .resolve_in(d, path)
             .unwrap_or_else(|| panic!("graphsim: no {path:?} in drive {drive_id:?}"));
         let (seed, _, served) = self.file_facts(&w, idx);
-        content::bytes(seed, served)
+        crate::upload::bytes(&self.shared, seed, served)
     }
 
     /// Live files and folders of the drive `drive_id` (root excluded).
@@ -256,7 +261,7 @@ impl Simulator {
     pub fn content(&self, path: &str) -> Vec<u8> {
         let w = self.world();
         let (seed, _, served) = self.file_facts(&w, w.expect(path));
-        content::bytes(seed, served)
+        crate::upload::bytes(&self.shared, seed, served)
     }
 
     /// The listed quickXorHash (base64) of the file at `path`, whether or not the listing shows it.
@@ -279,7 +284,7 @@ impl Simulator {
     pub fn content_by_id(&self, id: &str) -> Vec<u8> {
         let w = self.world();
         let (seed, _, served) = self.file_facts(&w, self.by_id(&w, id));
-        content::bytes(seed, served)
+        crate::upload::bytes(&self.shared, seed, served)
     }
 
     /// [`Simulator::quick_xor`] by item ID (any drive).
@@ -985,6 +990,7 @@ impl Simulator {
     /// Zeroes every counter (in-flight maxima restart from the current level).
     pub fn reset_counters(&self) {
         self.shared.counters.reset();
+        self.shared.uploads.reset_counters();
     }
 }
 
@@ -1013,5 +1019,114 @@ impl Simulator {
             .filter(|&&k| k != RequestKind::DownloadWithRange)
             .map(|&k| self.requests(k))
             .sum()
+    }
+}
+
+/// The write surface (`upload.rs`): knobs, counters and what was uploaded.
+impl Simulator {
+    /// Origin of the upload host, `http://127.0.0.1:U`: where upload sessions' `uploadUrl`s point.
+    pub fn upload_host_url(&self) -> String {
+        self.shared.uploads.base().to_owned()
+    }
+
+    /// The main drive's quota (`quota.total`, bytes); writes that would pass it answer 507
+    /// `quotaLimitReached`. Default 1 TiB.
+    pub fn set_quota(&self, total_bytes: u64) {
+        self.shared.uploads.set_quota_total(total_bytes);
+    }
+
+    /// Lifetime of upload sessions created from now on, renewed by each fragment (default one hour).
+    pub fn set_upload_session_lifetime(&self, lifetime: Duration) {
+        self.shared
+            .uploads
+            .set_session_lifetime_ms(lifetime.as_millis() as u64);
+    }
+
+    /// Ends every open upload session now: the next fragment or status request on one answers 404.
+    pub fn expire_upload_sessions(&self) {
+        self.shared.uploads.expire_sessions();
+    }
+
+    /// Upload sessions open now.
+    pub fn open_upload_sessions(&self) -> usize {
+        self.shared.uploads.open_sessions()
+    }
+
+    /// Whether uploaded bytes are kept so downloads serve them (on by default). Off, only their hashes are
+    /// kept: for benchmarks uploading gigabytes.
+    pub fn set_keep_uploaded_bytes(&self, on: bool) {
+        self.shared.uploads.set_keep_bytes(on);
+    }
+
+    /// Whether the upload host refuses fragments that carry an `Authorization` header with 401 (on by
+    /// default: the docs say such a `PUT` "may result in" a 401).
+    pub fn set_refuse_bearer_on_upload_host(&self, on: bool) {
+        self.shared.uploads.set_refuse_bearer(on);
+    }
+
+    /// Whether fragments other than the last must be a multiple of 320 KiB (on by default).
+    pub fn set_strict_fragment_sizes(&self, on: bool) {
+        self.shared.uploads.set_strict_fragments(on);
+    }
+
+    /// The largest simple upload (`PUT …/content`) accepted; larger bodies answer 413 (default 250 MiB, as
+    /// the Graph page says; the OneDrive page says 4 MB).
+    pub fn set_max_simple_upload(&self, bytes: u64) {
+        self.shared.uploads.set_max_simple(bytes);
+    }
+
+    /// Bytes received for the target path (`/a/b.bin`, any case) in fragments and simple uploads,
+    /// re-sent ones included.
+    pub fn uploaded_bytes_of(&self, path: &str) -> u64 {
+        self.shared.uploads.received_for(path)
+    }
+
+    /// Bytes received by all uploads.
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.shared.uploads.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// Upload sessions created.
+    pub fn upload_sessions_created(&self) -> u64 {
+        self.shared.uploads.sessions_created.load(Ordering::Relaxed)
+    }
+
+    /// Requests to the upload host that carried an `Authorization` header (should stay 0).
+    pub fn authorization_headers_on_upload_host(&self) -> u64 {
+        self.shared
+            .uploads
+            .auth_on_upload_host
+            .load(Ordering::Relaxed)
+    }
+
+    /// Most requests to the upload host in flight at once.
+    pub fn max_concurrent_uploads(&self) -> u64 {
+        self.shared
+            .counters
+            .upload_gauge
+            .max
+            .load(Ordering::SeqCst)
+            .max(0) as u64
+    }
+
+    /// `fileSystemInfo` (created, last modified) of the item at `path`, as the service lists it.
+    pub fn file_system_times(&self, path: &str) -> (String, String) {
+        let w = self.world();
+        let it = &w.items[w.expect(path)];
+        (
+            crate::time::format(it.fs_created),
+            crate::time::format(it.fs_modified),
+        )
+    }
+
+    /// The names of the live children of the folder at `path` (`""` for the root), as stored.
+    pub fn children_names(&self, path: &str) -> Vec<String> {
+        let w = self.world();
+        let idx = w.expect(path);
+        w.items[idx]
+            .children
+            .iter()
+            .map(|&c| w.items[c].name.clone())
+            .collect()
     }
 }

@@ -37,6 +37,20 @@ pub enum RequestKind {
     DeviceCode,
     /// `GET /{tenant}/oauth2/v2.0/authorize`.
     Authorize,
+    /// `PUT …/content` on Graph (a simple upload).
+    Upload,
+    /// `POST …/createUploadSession` on Graph.
+    CreateUploadSession,
+    /// A fragment `PUT` to an upload URL (the upload host).
+    UploadFragment,
+    /// A status `GET` of an upload URL.
+    UploadStatus,
+    /// A `DELETE` of an upload URL (cancel the session).
+    CancelUpload,
+    /// `POST …/children` on Graph (a new folder).
+    CreateFolder,
+    /// `PATCH` of an item on Graph.
+    UpdateItem,
     /// Anything else (unknown routes, other methods).
     Other,
     /// `GET /sites/{hostname}:/{path}` or `/sites/{id}`: finding a SharePoint site.
@@ -45,7 +59,7 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 13] = [
+    pub const ALL: [RequestKind; 20] = [
         RequestKind::Me,
         RequestKind::Drive,
         RequestKind::Item,
@@ -57,6 +71,13 @@ impl RequestKind {
         RequestKind::Token,
         RequestKind::DeviceCode,
         RequestKind::Authorize,
+        RequestKind::Upload,
+        RequestKind::CreateUploadSession,
+        RequestKind::UploadFragment,
+        RequestKind::UploadStatus,
+        RequestKind::CancelUpload,
+        RequestKind::CreateFolder,
+        RequestKind::UpdateItem,
         RequestKind::Other,
         RequestKind::Site,
     ];
@@ -497,10 +518,11 @@ pub(crate) struct DownloadLog {
 /// What the simulator has seen.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub kinds: [AtomicU64; 13],
+    pub kinds: [AtomicU64; RequestKind::ALL.len()],
     pub downloads: Mutex<HashMap<usize, DownloadLog>>,
     pub download_gauge: Gauge,
     pub graph_gauge: Gauge,
+    pub upload_gauge: Gauge,
     pub auth_on_download_host: AtomicU64,
     pub violations: Mutex<Vec<Violation>>,
     pub failures_served: AtomicU64,
@@ -524,7 +546,7 @@ impl Counters {
             k.store(0, Ordering::SeqCst);
         }
         self.downloads.lock().expect("lock").clear();
-        for g in [&self.download_gauge, &self.graph_gauge] {
+        for g in [&self.download_gauge, &self.graph_gauge, &self.upload_gauge] {
             g.max
                 .store(g.current.load(Ordering::SeqCst), Ordering::SeqCst);
         }
@@ -548,6 +570,7 @@ impl Counters {
 pub(crate) enum Which {
     Graph,
     Download,
+    Upload,
 }
 
 /// Holds one unit of an in-flight gauge until dropped.
@@ -664,6 +687,8 @@ pub(crate) struct Shared {
     pub hold_released: tokio::sync::Notify,
     /// Requests waiting on a hold now.
     pub held_now: AtomicU64,
+    /// Upload sessions, uploaded content and the write knobs (`upload.rs`).
+    pub uploads: crate::upload::Uploads,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -730,6 +755,7 @@ impl Shared {
             delta_cache: Mutex::new(Vec::new()),
             hold_released: tokio::sync::Notify::new(),
             held_now: AtomicU64::new(0),
+            uploads: crate::upload::Uploads::default(),
         }
     }
 
@@ -762,6 +788,7 @@ impl Shared {
         match which {
             Which::Graph => &self.counters.graph_gauge,
             Which::Download => &self.counters.download_gauge,
+            Which::Upload => &self.counters.upload_gauge,
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod refresh;
 pub mod signin;
 pub mod store;
+pub mod write;
 
 use futures_util::future::BoxFuture;
 

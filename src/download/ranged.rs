@@ -27,9 +27,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::DownloadPolicy;
-use super::adaptive::AdaptiveLimit;
 use super::chunks::{self, Journal, Span};
 use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, blocking};
+use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Folder};
 use crate::graph::{ContentSource, GraphClient, GraphError};
 use crate::hash::{ContentDigest, QuickXorHash};

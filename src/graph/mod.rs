@@ -25,6 +25,7 @@ mod sites;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +46,10 @@ pub use paging::{
 };
 pub use retry::{Outcome, Pace, RetryPolicy};
 pub use sites::{Site, SiteRef};
+pub use upload::{
+    ConflictBehavior, FragmentBody, FragmentOutcome, SessionStatus, UploadProperties,
+    UploadSession, UploadUrl, is_name_taken, is_quota,
+};
 
 use crate::auth::TokenSource;
 use crate::ids::{DriveId, ItemId};

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_caveats.sql"),
     include_str!("../../migrations/0004_listed_download_urls.sql"),
     include_str!("../../migrations/0005_canonical_ids.sql"),
+    include_str!("../../migrations/0006_restore.sql"),
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,8 @@
 //!
 //! Layout: `migrate` applies `migrations/*.sql`; `items` holds the row types and the upsert; `crawl`
 //! the crawl/frontier bookkeeping; `downloads` the downloader's reads and outcome writes; `runs` and
-//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs.
+//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs;
+//! `restore` what a restore put back where, and its upload sessions.
 
 mod crawl;
 mod delta;
@@ -17,6 +18,7 @@ mod items;
 mod migrate;
 mod placement;
 mod report;
+mod restore;
 mod runs;
 mod selection;
 mod urls;
@@ -36,6 +38,9 @@ pub use downloads::{
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
+};
+pub use restore::{
+    EntryVerdict, PlanCounts, RestoreEntry, RestoreJob, RestoreKind, RestoreStatus, SourceRow,
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;

@@ -17,6 +17,7 @@ mod hostile;
 mod incremental;
 mod paths;
 mod progress;
+mod restore;
 mod resume;
 mod sites;
 mod speed;
