@@ -150,7 +150,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Resource units one request is assumed to cost when spreading what is left of a budget: a children page
-/// costs 2, an item or a download 1 (graph-notes §5 "assume about 2 RU per request"), so this errs slow.
+/// costs 2, an item or a download 1 (SharePoint's resource-unit table,
+/// <https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>:
+/// about 2 units per request is the safe assumption), so this errs slow.
 const UNITS_PER_REQUEST: u64 = 2;
 
 /// What `RateLimit-*` headers ask of the client.

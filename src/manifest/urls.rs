@@ -1,5 +1,5 @@
 //! Download URLs a listing returned (`@microsoft.graph.downloadUrl`), kept between the crawl that listed a
-//! file and the transfer that fetches it, so the downloader can skip the `/content` round trip (issue 7).
+//! file and the transfer that fetches it, so the downloader can skip the `/content` round trip.
 //!
 //! Each URL is a short-lived credential: it lives in its own table (not in `items`, which reports and
 //! `status` read), [`StoredUrl`] never shows it in `Debug`, a row goes when its file is done, and runs clear

@@ -1,4 +1,4 @@
-//! Issue 2: crawling a drive into the manifest.
+//! Crawling a drive into the manifest.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

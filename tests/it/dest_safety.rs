@@ -75,7 +75,7 @@ fn assert_manifest_matches_disk(sim: &Simulator, dest: &Path) {
     }
 }
 
-/// Issue 14.2: a neighbour swaps a folder of the destination with a symbolic link to a folder outside it,
+/// A neighbour swaps a folder of the destination with a symbolic link to a folder outside it,
 /// again and again, while a backup of a few hundred files runs. Every write is relative to folder handles
 /// opened without following links, so nothing lands outside the destination; files caught by a swap fail
 /// as `path` and the next run, once the swapping stops, completes them.
@@ -180,7 +180,7 @@ fn a_folder_swapped_for_a_symlink_during_a_backup_never_gets_a_file_written_outs
     assert_eq!(every_file(&evil), Vec::<PathBuf>::new());
 }
 
-/// Issue 14.5: names swapped on the drive (b ↔ c, a 3-cycle, two folders) are swapped on disk through
+/// Names swapped on the drive (b ↔ c, a 3-cycle, two folders) are swapped on disk through
 /// temporary names, without a download, and every file ends under its own name.
 #[test]
 fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
@@ -244,7 +244,7 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
     assert_eq!(dest.files_on_disk(), local);
 }
 
-/// Issue 14.8: part files of an older version or of a deleted item are removed at the end of a run; the part
+/// Part files of an older version or of a deleted item are removed at the end of a run; the part
 /// file of an item still to be fetched stays, and is resumed. Nothing that is not odbackup's, and nothing
 /// behind a link, is touched.
 #[test]
@@ -313,7 +313,7 @@ fn stale_part_files_are_removed_and_a_pending_ones_is_kept_for_its_resume() {
     assert_eq!(part_files(&dest.join("A")), Vec::<PathBuf>::new());
 }
 
-/// Issue 14.13: a local file that odbackup did not write, where a remote file must go, is moved into the
+/// A local file that odbackup did not write, where a remote file must go, is moved into the
 /// trash (and reported), never renamed over; one with the right bytes is adopted; odbackup's own previous
 /// version of a changed file is replaced as before.
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 13: the real Microsoft Graph of 2024–26 drifts under a backup — IDs change their spelling, folders
+//! The real Microsoft Graph of 2024–26 drifts under a backup — IDs change their spelling, folders
 //! move into a scope alone, saved links die, folders are refused for a while, listings loop. A re-run must
 //! neither lose nor redo anything.
 

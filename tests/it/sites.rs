@@ -1,4 +1,4 @@
-//! Issue 13: reaching the right drive — `SharePoint` sites and their libraries, other users' `OneDrives`, the
+//! Reaching the right drive — `SharePoint` sites and their libraries, other users' `OneDrives`, the
 //! `drives` list, the `Sites.Read.All` permission, app-only tokens.
 
 use std::path::Path;
