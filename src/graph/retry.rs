@@ -150,7 +150,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Resource units one request is assumed to cost when spreading what is left of a budget: a children page
-/// costs 2, an item or a download 1 (SharePoint's resource-unit table,
+/// costs 2, an item or a download 1 (`SharePoint`'s resource-unit table,
 /// <https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>:
 /// about 2 units per request is the safe assumption), so this errs slow.
 const UNITS_PER_REQUEST: u64 = 2;
