@@ -141,6 +141,11 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    // Not what RFC 9110 allows, but a fraction of a second is a plain reading of it; round up so the wait is
+    // never shorter than asked.
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0).ceil()));
+    }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
     Some(Duration::from_secs(secs as u64))
@@ -404,6 +409,8 @@ mod tests {
         assert!(parsed >= s(98) && parsed <= s(100), "{parsed:?}");
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
+        assert_eq!(parse_retry_after("2.5"), Some(s(3)));
+        assert_eq!(parse_retry_after("NaN"), None);
     }
 
     #[test]
