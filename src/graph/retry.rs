@@ -144,7 +144,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     // Not what RFC 9110 allows, but a fraction of a second is a plain reading of it; round up so the wait is
     // never shorter than asked.
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0).ceil()));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0).ceil()));
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
