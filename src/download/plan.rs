@@ -246,6 +246,7 @@ pub fn classify(err: &GraphError) -> FailureClass {
     }
     match err.status() {
         Some(429 | 503 | 509) => FailureClass::Throttled,
+        Some(403) if err.is_read_only_window() => FailureClass::Throttled,
         Some(403) => FailureClass::AccessDenied,
         Some(404 | 410) => FailureClass::NotFound,
         Some(_) => FailureClass::HttpStatus,

@@ -249,9 +249,15 @@ impl GraphClient {
             message: parsed.message,
             retry_after,
             request_id: parsed.request_id,
-        }
-        .into();
-        (classify_status(status, retry_after, refreshed), error)
+        };
+        // A 403 that passes is retried with backoff like a server error, never taken as a permission the
+        // sign-in lacks.
+        let outcome = if error.is_read_only_window() {
+            Outcome::ServerError
+        } else {
+            classify_status(status, retry_after, refreshed)
+        };
+        (outcome, error.into())
     }
 
     /// A failed send as an outcome and an error. The URL is dropped first: a download URL's query is a

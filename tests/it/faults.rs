@@ -986,3 +986,24 @@ fn one_request_in_ten_refused_evenly_is_waited_out_every_time_and_nothing_is_los
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["class"], "hash_mismatch");
 }
+
+/// A maintenance window answers 403 `serviceReadOnly` ("Database Is Read Only") even to reads
+/// (<https://github.com/rclone/rclone/issues/9794>): a 403 that passes. Finding the drive, listing and
+/// downloading each meet it twice; the backup waits it out and completes, with nothing failed as access denied.
+#[test]
+fn a_service_read_only_window_is_waited_out_not_taken_as_access_denied() {
+    let (tree, paths) = photo_tree(6);
+    let sim = Simulator::start(tree);
+    for kind in [
+        RequestKind::Drive,
+        RequestKind::Children,
+        RequestKind::Download,
+    ] {
+        sim.fail_next(2, Failure::service_read_only().only(kind));
+    }
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_exit!(out, 0, "a read-only window is no lack of permission");
+    assert!(failures(&dest).is_empty(), "{:?}", failures(&dest));
+    assert_same_bytes(&sim, &dest, &paths);
+}
