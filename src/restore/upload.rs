@@ -157,6 +157,22 @@ async fn hash_range(
     .map_err(std::io::Error::other)?
 }
 
+/// A file below a folder that could not be made or read fails as the folder did.
+impl From<super::folders::FolderFailure> for FileOutcome {
+    fn from(f: super::folders::FolderFailure) -> Self {
+        FileOutcome::Failed {
+            failure: FailureRecord {
+                class: f.class,
+                http_status: f.http_status,
+                message: f.message,
+                attempts: 1,
+            },
+            item_id: None,
+            fatal: f.fatal,
+        }
+    }
+}
+
 /// The hash of the file's first `at` bytes, to go on from where the service says it has the bytes up to; or the
 /// file's failure when they cannot be read.
 async fn hash_prefix(file: &Arc<std::fs::File>, at: u64) -> Result<ContentHasher, FileOutcome> {
@@ -199,33 +215,11 @@ impl FileTask<'_> {
         let (parent_path, name) = split_parent(&full);
         let folder = match self.folders.ensure(&parent_path).await {
             Ok(f) => f,
-            Err(f) => {
-                return FileOutcome::Failed {
-                    failure: FailureRecord {
-                        class: f.class,
-                        http_status: f.http_status,
-                        message: f.message,
-                        attempts: 1,
-                    },
-                    item_id: None,
-                    fatal: f.fatal,
-                };
-            }
+            Err(f) => return f.into(),
         };
         let there = match self.folders.child(&folder, &name).await {
             Ok(t) => t,
-            Err(f) => {
-                return FileOutcome::Failed {
-                    failure: FailureRecord {
-                        class: f.class,
-                        http_status: f.http_status,
-                        message: f.message,
-                        attempts: 1,
-                    },
-                    item_id: None,
-                    fatal: f.fatal,
-                };
-            }
+            Err(f) => return f.into(),
         };
         self.put(job, &local, &folder, &name, there).await
     }

@@ -1,11 +1,9 @@
 //! The command line's edges (issues 13 and 14): transient 401s, readers beside a running backup, hostile names
 //! on the terminal, stop signals, plain-http endpoints, private log files.
 
-use std::path::Path;
+use graphsim::{Failure, RequestKind, Simulator, Tree};
 
-use graphsim::{DeviceOutcome, DeviceScript, Failure, RequestKind, Simulator, Tree};
-
-use crate::support::{TestDest, odbackup, run};
+use crate::support::{TestDest, device_login, odbackup, run, signed_in};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -350,26 +348,6 @@ fn status_and_failures_racing_a_first_backup_fail_neither_and_create_nothing_on_
 
 // ---- transient 401s ------------------------------------------------------------------------------------
 
-/// `odbackup` with its token store in `config` and the simulator's endpoints (no `ODBACKUP_ACCESS_TOKEN`).
-fn signed_in(sim: &Simulator, config: &Path) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
-}
-
-fn login(sim: &Simulator, config: &Path, extra: &[&str]) {
-    sim.script_device_code(DeviceScript {
-        pending: 0,
-        slow_down: 0,
-        outcome: DeviceOutcome::Approve,
-    });
-    let out = run(signed_in(sim, config).arg("login").args(extra));
-    assert_exit!(out, 0);
-}
-
 fn folders_tree() -> Tree {
     (0..24).fold(Tree::personal(), |t, i| {
         t.file(&format!("f{}/{i}.txt", i % 12), 10 + i)
@@ -400,7 +378,7 @@ fn a_401_graph_answers_to_a_valid_token_is_retried_and_the_backup_completes() {
     // Signed in: one refresh for the first 401, then the 401s to the fresh token are waited out.
     let sim = Simulator::start(folders_tree());
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path(), &[]);
+    device_login(&sim, config.path(), 0, &[]);
     sim.fail_next(
         3,
         Failure::transient_unauthorized().only(RequestKind::Drive),
@@ -435,7 +413,7 @@ fn a_401_that_persists_is_a_refused_sign_in_after_a_few_attempts() {
 
     let sim = Simulator::start(folders_tree());
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path(), &[]);
+    device_login(&sim, config.path(), 0, &[]);
     sim.fail_always(Failure::transient_unauthorized().only(RequestKind::Drive));
     let out = run(signed_in(&sim, config.path())
         .args(["backup", "--dest"])

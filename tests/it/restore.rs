@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 
-use crate::support::{TestDest, eventually, json, odbackup, run};
+use crate::support::{TestDest, eventually, json, odbackup, run, signed_in};
 
 /// `odbackup restore --from DEST` against the simulator, with its token.
 fn restore(sim: &Simulator, from: &Path) -> Command {
@@ -483,16 +483,6 @@ fn a_sign_in_refused_the_write_exits_3_saying_how_to_get_write_access() {
     assert_exit!(out, 3);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("login --write"), "{text}");
-}
-
-/// `odbackup` with its token store in `config` and the simulator's sign-in and Graph hosts.
-fn signed_in(sim: &Simulator, config: &Path) -> Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
 }
 
 fn stored_scopes(config: &Path) -> Vec<String> {

@@ -1,11 +1,9 @@
 //! Reaching the right drive — `SharePoint` sites and their libraries, other users' `OneDrives`, the
 //! `drives` list, the `Sites.Read.All` permission, app-only tokens.
 
-use std::path::Path;
+use graphsim::{RequestKind, Simulator, Tree};
 
-use graphsim::{DeviceOutcome, DeviceScript, RequestKind, Simulator, Tree};
-
-use crate::support::{TestDest, json, odbackup, run};
+use crate::support::{TestDest, device_login, json, odbackup, run, signed_in};
 
 const TEAM: &str = "contoso.sharepoint.com:/sites/Team";
 const TEAM_URL: &str = "https://contoso.sharepoint.com/sites/Team";
@@ -216,27 +214,6 @@ fn drives_lists_ids_names_types_and_quotas_and_a_listed_id_backs_up_without_site
     assert_eq!(sim.requests(RequestKind::Site), 0);
 }
 
-/// `odbackup` with its token store in `config` and the simulator's endpoints (no `ODBACKUP_ACCESS_TOKEN`).
-fn signed_in(sim: &Simulator, config: &Path) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
-}
-
-fn login(sim: &Simulator, config: &Path, extra: &[&str]) -> std::process::Output {
-    sim.script_device_code(DeviceScript {
-        pending: 0,
-        slow_down: 0,
-        outcome: DeviceOutcome::Approve,
-    });
-    let out = run(signed_in(sim, config).arg("login").args(extra));
-    assert_exit!(out, 0);
-    out
-}
-
 #[test]
 fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_the_command() {
     let sim = Simulator::start(tenant());
@@ -245,7 +222,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
     // A plain login asks for the default scopes, without Sites.Read.All: the site is refused (403), and the
     // message says which permission and which command, not a raw Graph error with exit 5.
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path(), &[]);
+    device_login(&sim, config.path(), 0, &[]);
     let dest = TestDest::new();
     let backup = |dest: &TestDest| {
         let mut cmd = signed_in(&sim, config.path());
@@ -262,7 +239,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
     );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     // The way out works: sign in again with the permission, and the same command backs the site up.
-    login(&sim, config.path(), &["--sites"]);
+    device_login(&sim, config.path(), 0, &["--sites"]);
     let out = run(&mut backup(&dest));
     assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(&sim, &docs, &dest, &["readme.txt"]);
@@ -274,7 +251,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
         format!("site = \"{TEAM_URL}\"\nlibrary = \"Archive\"\n"),
     )
     .unwrap();
-    let out = login(&sim, config.path(), &[]);
+    let out = device_login(&sim, config.path(), 0, &[]);
     assert!(stdout(&out).contains("Sites.Read.All"), "{}", stdout(&out));
     let dest = TestDest::new();
     let out = run(signed_in(&sim, config.path())

@@ -222,6 +222,35 @@ pub fn assert_same_bytes<S: AsRef<str>>(
     }
 }
 
+/// `odbackup` with its token store in `config` and the simulator's sign-in and Graph hosts (no
+/// `ODBACKUP_ACCESS_TOKEN`): a user who signed in with `odbackup login`.
+pub fn signed_in(sim: &graphsim::Simulator, config: &Path) -> Command {
+    let mut cmd = odbackup();
+    cmd.env("ODBACKUP_CONFIG_DIR", config)
+        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
+        .env("ODBACKUP_AUTH_URL", sim.auth_url())
+        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
+    cmd
+}
+
+/// `odbackup login` (with `extra` arguments) by the device code flow, the user approving after `pending`
+/// polls; it must succeed.
+pub fn device_login(
+    sim: &graphsim::Simulator,
+    config: &Path,
+    pending: u32,
+    extra: &[&str],
+) -> Output {
+    sim.script_device_code(graphsim::DeviceScript {
+        pending,
+        slow_down: 0,
+        outcome: graphsim::DeviceOutcome::Approve,
+    });
+    let out = run(signed_in(sim, config).arg("login").args(extra));
+    assert_exit!(out, 0);
+    out
+}
+
 /// Run and capture, with the output shown if an assertion on it fails.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run odbackup");
