@@ -35,7 +35,7 @@ pub use downloads::{
     Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,
     Recorded,
 };
-pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
+pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, StoredUrl};
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
 };
@@ -44,7 +44,7 @@ pub use restore::{
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
-pub use urls::{ListedUrl, StoredUrl};
+pub use urls::ListedUrl;
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.
 pub const APPLICATION_ID: i32 = 0x6f64_626b;

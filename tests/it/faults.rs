@@ -60,7 +60,7 @@ fn crawl_then_download(
         let manifest = odbackup::shared::SharedManifest::new(
             odbackup::manifest::Manifest::open(&dest.manifest()).unwrap(),
         );
-        let (_crawl, progress) = tokio::sync::watch::channel(odbackup::crawl::CrawlProgress {
+        let (_crawl, progress) = tokio::sync::watch::channel(odbackup::progress::CrawlProgress {
             pages: 0,
             ended: true,
         });
