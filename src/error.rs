@@ -74,8 +74,12 @@ impl Error {
     /// The exit-code family of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            // The app's key or secret file is for the user to fix (its mode, its content), not a refusal.
+            Error::Usage(_)
+            | Error::NoManifest { .. }
+            | Error::Drive(_)
+            | Error::Auth(AuthError::AppCredential(_)) => ErrorKind::Usage,
             Error::NoCredentials | Error::Auth(_) => ErrorKind::Auth,
-            Error::Usage(_) | Error::NoManifest { .. } | Error::Drive(_) => ErrorKind::Usage,
             Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
             Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
             Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,

@@ -74,5 +74,6 @@ pub mod localpath;
 pub mod manifest;
 pub mod progress;
 pub mod shared;
+pub mod tenant;
 
 pub use error::{Error, ErrorKind};

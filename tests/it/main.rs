@@ -18,3 +18,4 @@ mod progress;
 mod resume;
 mod sites;
 mod speed;
+mod tenant;
