@@ -24,6 +24,7 @@ use crate::incremental::{self, DeltaOutcome, DeltaSummary};
 use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
 use crate::progress::Reporter;
+use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;
 
 /// The manifest's file name inside `DEST/.odbackup/`.
@@ -237,6 +238,18 @@ async fn run_inner(
     let started = Instant::now();
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
+    // Which local paths clash depends on how the destination compares names: asked of its file system here,
+    // once per run, and handed to the manifest as a value (the manifest never touches the destination).
+    let state_dir = settings.dest.join(STATE_DIR);
+    let name_rules = std::fs::create_dir_all(&state_dir)
+        .map_or(crate::localpath::NameRules::FOLDING, |()| {
+            crate::localpath::probe_name_rules(&state_dir)
+        });
+    tracing::debug!(
+        rules = name_rules.as_str(),
+        "how the destination compares names"
+    );
+    manifest.set_name_rules(name_rules)?;
     let layout = check_layout(&mut manifest, settings.layout)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
     tracing::info!(
@@ -464,8 +477,13 @@ async fn crawl_phase(
         list_concurrency: settings.list_concurrency,
         filter: Arc::clone(&settings.filter),
         layout,
-        delta_from_drive_root: drive.drive_type != "personal",
+        // New personal accounts live on the SharePoint back end (`b!…` drive IDs, rclone #8695), where delta
+        // on a folder may be refused: their changes are asked of the drive root, as on business drives.
+        delta_from_drive_root: drive.drive_type != "personal"
+            || drive.id.as_str().starts_with("b!"),
         method: settings.crawl_method,
+        personal: drive.drive_type.eq_ignore_ascii_case("personal"),
+        full: settings.full,
     };
     if !settings.full {
         let outcome = incremental::sync(
@@ -490,6 +508,10 @@ async fn crawl_phase(
                     complete: true,
                     items_seen: delta.changes,
                     marked_deleted: delta.deleted,
+                    folders_listed: delta.folders_listed,
+                    folders_refused: delta.folders_unreadable + delta.inaccessible.len() as u64,
+                    folders_unreadable: delta.folders_unreadable,
+                    inaccessible: delta.inaccessible.clone(),
                     incremental: Some(delta),
                     ..CrawlSummary::default()
                 }))
@@ -692,10 +714,15 @@ pub fn status(manifest_path: &Path) -> Result<StatusReport, Error> {
     Ok(manifest.read(|| StatusReport::empty(path), Manifest::status)?)
 }
 
-/// Every failed item, for `failures`. Reads only, as [`status`] does.
+/// Every failed item, for `failures`: the backup's downloads, then the restores' uploads. Reads only, as
+/// [`status`] does.
 pub fn failures(manifest_path: &Path) -> Result<Vec<FailureRow>, Error> {
     let manifest = open_existing(manifest_path)?;
-    Ok(manifest.read(Vec::new, Manifest::failures)?)
+    Ok(manifest.read(Vec::new, |m| {
+        let mut rows = m.failures()?;
+        rows.extend(m.restore_failures()?);
+        Ok(rows)
+    })?)
 }
 
 fn open_existing(path: &Path) -> Result<Manifest, Error> {
@@ -703,4 +730,117 @@ fn open_existing(path: &Path) -> Result<Manifest, Error> {
         Err(crate::manifest::ManifestError::Missing { path }) => Err(Error::NoManifest { path }),
         other => Ok(other?),
     }
+}
+
+/// Everything a restore needs, resolved and validated by the caller.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// Where the restore's state lives: the backup's manifest (`--from`), or one kept for a plain folder.
+    pub manifest: PathBuf,
+    /// How to reach Graph.
+    pub graph: GraphOptions,
+    /// Where tokens come from (a sign-in that may write).
+    pub credentials: Credentials,
+    /// The drive restored to.
+    pub drive: DriveSelector,
+    /// What goes where, and how.
+    pub options: RestoreOptions,
+}
+
+/// A stored sign-in that asked only for read scopes cannot restore: say so before any request, with the way
+/// out. A token given as is (`ODBACKUP_ACCESS_TOKEN`) is taken on trust; a 403 then says the same.
+fn check_write_access(credentials: &Credentials) -> Result<(), Error> {
+    if credentials.access_token.is_some() {
+        return Ok(());
+    }
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    let account = credentials.account();
+    let Some(stored) = store.load(account).map_err(AuthError::from)? else {
+        return Err(Error::NoCredentials);
+    };
+    // An app's permissions are its roles, granted by an admin and not named in the sign-in (its scope is the
+    // resource's `.default`): the service itself says whether they allow writing.
+    if stored.app.is_some() || crate::auth::write::has_write_scope(&stored.scopes) {
+        Ok(())
+    } else {
+        Err(Error::ReadOnlySignIn {
+            account: account.to_owned(),
+        })
+    }
+}
+
+/// Put a backup (or a plain folder) back on a drive: take the manifest's lock, record the run, and hand the
+/// restore's summary back.
+pub async fn restore(
+    settings: &RestoreSettings,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<RestoreSummary, Error> {
+    check_write_access(&settings.credentials)?;
+    let tokens = token_source(&settings.credentials)?;
+    if matches!(settings.options.source, RestoreSource::Backup { .. })
+        && !settings.manifest.exists()
+    {
+        return Err(Error::NoManifest {
+            path: settings.manifest.clone(),
+        });
+    }
+    let _lock = RunLock::acquire(&settings.manifest)?;
+    let mut manifest = Manifest::open(&settings.manifest)?;
+    let run_id = manifest.begin_run("restore")?;
+    tracing::info!(
+        run = run_id,
+        from = %settings.options.source.path().display(),
+        to = %settings.options.target_root,
+        dry_run = settings.options.dry_run,
+        "restore started"
+    );
+    let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
+    let manifest = SharedManifest::new(manifest);
+    let graph = GraphClient::new(settings.graph.clone(), tokens)?;
+    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref(), true);
+    let outcome = async {
+        let drive = graph
+            .drive(&settings.drive)
+            .await
+            .map_err(Error::from_graph("reading the drive to restore to"))?;
+        let target = TargetDrive {
+            id: drive.id,
+            drive_type: drive.drive_type,
+        };
+        Ok::<_, Error>(
+            crate::restore::restore(
+                &graph,
+                &manifest,
+                run_id,
+                &target,
+                &settings.options,
+                reporter,
+                cancel,
+            )
+            .await?,
+        )
+    }
+    .await;
+    let (outcome_name, summary_json) = match &outcome {
+        Ok(summary) => (
+            if summary.interrupted {
+                "interrupted"
+            } else if summary.all_done() {
+                "ok"
+            } else {
+                "incomplete"
+            },
+            serde_json::to_string(summary).unwrap_or_default(),
+        ),
+        Err(err) => (
+            "error",
+            serde_json::json!({ "error": err.to_string() }).to_string(),
+        ),
+    };
+    tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "restore finished");
+    manifest
+        .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
+        .await?;
+    outcome
 }

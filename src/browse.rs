@@ -136,18 +136,31 @@ async fn children(
 ) -> Result<Vec<RemoteEntryWithId>, Error> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
+    // A listing whose pages point back or bring nothing new ends here, naming the folder.
+    let mut guard = crate::graph::PagingGuard::default();
     loop {
         let page = graph
             .children(drive, folder, cursor.as_deref())
             .await
             .map_err(Error::from_graph("listing a folder"))?;
+        if let Err(stalled) = guard.check(&page) {
+            return Err(Error::from_graph("listing a folder")(
+                crate::graph::GraphError::Unexpected {
+                    what: format!("listing {folder_path}"),
+                    reason: stalled.to_string(),
+                },
+            ));
+        }
         items.extend(
             page.value
                 .into_iter()
                 .filter(|i| with_files || i.file.is_none()),
         );
         match page.next_link {
-            Some(next) => cursor = Some(next),
+            Some(next) => {
+                guard.follow(&next);
+                cursor = Some(next);
+            }
             None => break,
         }
     }

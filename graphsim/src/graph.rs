@@ -1,6 +1,6 @@
 //! The Graph API host (`/v1.0/...`): routing, bearer check, items, children, delta and `/content`.
 //!
-//! Route shapes follow graph-notes §1: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
+//! Route shapes follow <https://learn.microsoft.com/en-us/graph/onedrive-addressing-driveitems>: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
 //! `items/{id}`, `items/{id}:/rel:`, `special/{name}`, each with an optional `/children`,
 //! `/content` or `/delta`. Paths are split on the raw `/` first and percent-decoded per segment,
 //! so a name holding an encoded `/` stays one segment.
@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::content::{fnv1a, mix};
 use crate::identity::Grant;
 use crate::server::{SimBody, enc_query, enc_segment, failure_response, graph_error, set_header};
-use crate::state::{InFlight, RequestKind, Shared, Which};
+use crate::state::{IdCase, IdDrift, InFlight, PagingFault, RequestKind, Shared, Which};
 use crate::tree::{DriveKind, Flavour, Item, Kind, World};
 use crate::{DEFAULT_TOKEN, time};
 
@@ -30,7 +30,7 @@ mod directory;
 
 /// Which drive a route names.
 #[derive(Clone, Debug)]
-enum DriveRef {
+pub(crate) enum DriveRef {
     Me,
     Id(String),
     /// `/users/{id-or-upn}/drive`.
@@ -41,7 +41,7 @@ enum DriveRef {
 
 /// How a route names a SharePoint site.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum SiteKey {
+pub(crate) enum SiteKey {
     /// `/sites/{hostname}:/{server-relative-path}`.
     Path { host: String, path: String },
     /// `/sites/{hostname},{guid},{guid}`, `/sites/{hostname}` (its root site) or `/sites/root`.
@@ -50,7 +50,7 @@ enum SiteKey {
 
 /// Whose drives a `…/drives` route lists.
 #[derive(Clone, Debug)]
-enum Owner {
+pub(crate) enum Owner {
     Me,
     User(String),
     Site(SiteKey),
@@ -58,7 +58,7 @@ enum Owner {
 
 /// The item a route starts from.
 #[derive(Clone, Debug)]
-enum Base {
+pub(crate) enum Base {
     Root,
     Id(String),
     Special(String),
@@ -66,7 +66,7 @@ enum Base {
 
 /// What is asked of the item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Get,
     Children,
     Content,
@@ -74,7 +74,7 @@ enum Op {
 }
 
 #[derive(Clone, Debug)]
-enum Route {
+pub(crate) enum Route {
     Me,
     /// The directory (`directory.rs`).
     Directory(directory::DirectoryRoute),
@@ -140,7 +140,7 @@ fn parse_path_addressing(s: &str) -> Option<(Vec<String>, &str)> {
     Some((rel, tail))
 }
 
-fn parse_route(path: &str) -> Route {
+pub(crate) fn parse_route(path: &str) -> Route {
     let Some(p) = path.strip_prefix("/v1.0") else {
         return Route::Unknown;
     };
@@ -283,7 +283,7 @@ fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -
 }
 
 /// Query options, keys lower-cased with the optional `$` removed.
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .map(|(k, v)| {
             (
@@ -302,6 +302,9 @@ fn uses_dollar_select(q: Option<&str>) -> bool {
 
 /// Entry point for the Graph listener.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody> {
+    if req.method() != Method::GET {
+        return crate::upload::handle_graph(shared, req).await;
+    }
     let _in_flight = InFlight::new(&shared, Which::Graph);
     let route = if req.method() == Method::GET {
         parse_route(req.uri().path())
@@ -385,7 +388,7 @@ fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
 }
 
 /// The app whose budget a request spends: the client ID of its app-only token, `""` for any other token.
-fn app_of(shared: &Shared, headers: &HeaderMap) -> String {
+pub(crate) fn app_of(shared: &Shared, headers: &HeaderMap) -> String {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -407,7 +410,10 @@ fn app_of(shared: &Shared, headers: &HeaderMap) -> String {
 }
 
 /// 401 unless the request carries an accepted, unexpired bearer token; what the token allows otherwise.
-fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<Grant, Response<SimBody>> {
+pub(crate) fn check_bearer(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<Grant, Response<SimBody>> {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(shared, "Access token is empty."));
     };
@@ -453,7 +459,12 @@ struct Ctx<'a> {
     select_raw: Option<String>,
     /// Whether the request wrote `$select` (links carry the same dialect back).
     dollar_select: bool,
+    /// How IDs are spelled in this answer.
+    drift: IdDrift,
 }
+
+/// The root ID form many personal accounts moved to in 2024–25 (onedrive-api-docs #1890).
+const SEA_ROOT_SUFFIX: &str = "sea8cc6beffdb43d7976fbc7da445c639";
 
 /// How an item is being shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -464,6 +475,32 @@ enum Mode {
 }
 
 const DOWNLOAD_URL: &str = "@microsoft.graph.downloadUrl";
+
+/// One item's JSON as `GET item` shows it (for the answers of the write routes), with the IDs spelled as the
+/// drift knob says.
+pub(crate) fn item_json(shared: &Arc<Shared>, world: &World, idx: usize) -> Value {
+    let grant = Grant::delegated(crate::identity::DEFAULT_SCOPES);
+    write_ctx(shared, world, &grant).render(idx, Mode::Single)
+}
+
+/// The drive a write route names, found as a read route finds it (any spelling of its ID, a user's or a site's
+/// drive).
+pub(crate) fn write_drive(shared: &Arc<Shared>, world: &World, d: &DriveRef) -> Option<usize> {
+    let grant = Grant::delegated(crate::identity::DEFAULT_SCOPES);
+    write_ctx(shared, world, &grant).drive_index(d).ok()
+}
+
+fn write_ctx<'a>(shared: &'a Arc<Shared>, world: &'a World, grant: &'a Grant) -> Ctx<'a> {
+    Ctx {
+        shared,
+        world,
+        grant,
+        select: None,
+        select_raw: None,
+        dollar_select: false,
+        drift: *shared.knobs.id_drift.lock().expect("id drift"),
+    }
+}
 
 fn answer(
     shared: &Arc<Shared>,
@@ -487,6 +524,7 @@ fn answer(
         select_raw,
         dollar_select,
         grant,
+        drift: *shared.knobs.id_drift.lock().expect("id drift"),
     };
     match route {
         Route::Directory(route) => ctx.directory(route, query),
@@ -717,10 +755,80 @@ impl Ctx<'_> {
             })
     }
 
+    /// The paging fault armed for a children listing of `folder` (`Some`) or for a delta listing (`None`).
+    fn paging_fault(&self, folder: Option<usize>) -> Option<PagingFault> {
+        match *self.shared.knobs.paging_fault.lock().expect("paging fault") {
+            Some((fault, None)) if folder.is_none() => Some(fault),
+            Some((fault, Some(want))) if folder == Some(want) => Some(fault),
+            _ => None,
+        }
+    }
+
+    /// Whether this world's IDs have the personal shape (`{16 hex}` drives, `{drive}!{n}` items) that drifts.
+    fn personal_ids(&self) -> bool {
+        self.world.flavour == Flavour::Personal && !self.world.sharepoint_ids
+    }
+
+    /// Drive `d`'s ID as this kind of answer spells it.
+    fn drive_id_out(&self, d: usize, case: IdCase) -> String {
+        let id = &self.world.drives[d].id;
+        if self.personal_ids() {
+            case.apply(id)
+        } else {
+            id.clone()
+        }
+    }
+
+    /// Item `idx`'s ID as answers spell it now (see [`IdDrift`]).
+    fn item_id_out(&self, idx: usize) -> String {
+        let w = self.world;
+        let it = &w.items[idx];
+        if !self.personal_ids() {
+            return it.id.clone();
+        }
+        let drive = &w.drives[it.drive].id;
+        let Some(rest) = it
+            .id
+            .strip_prefix(drive.as_str())
+            .and_then(|r| r.strip_prefix('!'))
+        else {
+            return it.id.clone();
+        };
+        let rest = if self.drift.sea_root_id && it.parent.is_none() {
+            SEA_ROOT_SUFFIX
+        } else {
+            rest
+        };
+        format!("{}!{rest}", self.drift.item_ids.apply(drive))
+    }
+
+    /// The live-or-tombstone item an ID names in drive `d`, whatever spelling of it the client sent: the
+    /// service's own answers use several (see [`IdDrift`]), so it accepts them all.
+    fn find_item(&self, d: usize, id: &str) -> Option<usize> {
+        let w = self.world;
+        if let Some(&i) = w.by_id.get(&(d, id.to_owned())) {
+            return Some(i);
+        }
+        if !self.personal_ids() {
+            return None;
+        }
+        let (prefix, rest) = id.split_once('!')?;
+        let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+        let drive = &w.drives[d].id;
+        if norm(prefix) != norm(drive) {
+            return None;
+        }
+        if rest == SEA_ROOT_SUFFIX {
+            return Some(w.drives[d].root);
+        }
+        w.by_id.get(&(d, format!("{drive}!{rest}"))).copied()
+    }
+
     fn drive_json(&self, d: usize) -> Value {
         let w = self.world;
         let used = w.items[w.drives[d].root].subtree_size;
-        let total: u64 = 1 << 40;
+        let total = self.shared.uploads.quota_total().max(used);
+        let state = crate::upload::quota_state(total, used);
         let (name, owner) = match &w.drives[d].kind {
             DriveKind::Main => (
                 "OneDrive".to_owned(),
@@ -741,11 +849,11 @@ impl Ctx<'_> {
             ),
         };
         json!({
-            "id": w.drives[d].id,
+            "id": self.drive_id_out(d, self.drift.drive),
             "driveType": w.drive_type(d),
             "name": name,
             "owner": owner,
-            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": "normal" },
+            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": state },
             "webUrl": self.web_url(d, &[]),
         })
     }
@@ -755,8 +863,8 @@ impl Ctx<'_> {
         let not_found = || self.err(404, "itemNotFound", "Item does not exist");
         let start = match base {
             Base::Root => w.drives[d].root,
-            Base::Id(id) => match w.by_id.get(&(d, id.clone())) {
-                Some(&i) if !w.items[i].deleted => i,
+            Base::Id(id) => match self.find_item(d, id) {
+                Some(i) if !w.items[i].deleted => i,
                 _ => return Err(not_found()),
             },
             Base::Special(name) => {
@@ -856,7 +964,10 @@ impl Ctx<'_> {
         let prefix = if w.flavour == Flavour::Personal && d == 0 {
             "/drive/root:".to_owned()
         } else {
-            format!("/drives/{}/root:", w.drives[d].id)
+            format!(
+                "/drives/{}/root:",
+                self.drive_id_out(d, self.drift.references)
+            )
         };
         let segs = w.segments(idx);
         let parent_segs = &segs[..segs.len().saturating_sub(1)];
@@ -912,14 +1023,17 @@ impl Ctx<'_> {
         let it = &w.items[idx];
         let d = it.drive;
         let mut m = Map::new();
-        m.insert("driveId".into(), Value::String(w.drives[d].id.clone()));
+        m.insert(
+            "driveId".into(),
+            Value::String(self.drive_id_out(d, self.drift.references)),
+        );
         m.insert("driveType".into(), Value::String(w.drive_type(d).into()));
         if let Some(p) = it.parent {
-            m.insert("id".into(), Value::String(w.items[p].id.clone()));
+            m.insert("id".into(), Value::String(self.item_id_out(p)));
             if !matches!(w.items[p].kind, Kind::Root) && !w.items[p].deleted {
                 m.insert("name".into(), Value::String(w.items[p].name.clone()));
             }
-            // Delta never fills in the path (graph-notes §3).
+            // Delta never fills in the path (<https://learn.microsoft.com/en-us/graph/api/driveitem-delta>).
             if mode != Mode::Delta && !it.deleted {
                 m.insert("path".into(), Value::String(self.parent_path(idx)));
             }
@@ -946,7 +1060,7 @@ impl Ctx<'_> {
         }
         let business = w.flavour == Flavour::Business;
         let mut m = Map::new();
-        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("id".into(), Value::String(self.item_id_out(idx)));
         if let Some(f) = it.file() {
             let policy = *self.shared.knobs.listing_urls.lock().expect("listing urls");
             let want_url = match (&self.select, policy) {
@@ -1062,12 +1176,12 @@ impl Ctx<'_> {
     fn remote_json(&self, d: usize, target: usize) -> Value {
         let w = self.world;
         let t = &w.items[target];
-        let mut drive_id = w.drives[d].id.clone();
+        let mut drive_id = self.drive_id_out(d, self.drift.references);
         if self.shared.config.quirky_remote_drive_ids && w.flavour == Flavour::Personal {
             drive_id = drive_id.trim_start_matches('0').to_ascii_lowercase();
         }
         json!({
-            "id": t.id,
+            "id": self.item_id_out(target),
             "name": t.name,
             "size": t.subtree_size,
             "folder": { "childCount": t.children.len() },
@@ -1084,7 +1198,7 @@ impl Ctx<'_> {
         let w = self.world;
         let it = &w.items[idx];
         let mut m = Map::new();
-        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("id".into(), Value::String(self.item_id_out(idx)));
         m.insert("deleted".into(), json!({ "state": "deleted" }));
         m.insert(
             "parentReference".into(),
@@ -1151,27 +1265,46 @@ impl Ctx<'_> {
         let w = self.world;
         let it = &w.items[idx];
         if matches!(it.kind, Kind::Folder { vault: true }) {
-            return self.err(400, "invalidResourceId", "ObjectHandle is Invalid");
+            // The vault's answer, as rclone #8098 shows it: `invalidRequest` with `invalidResourceId` inside.
+            return crate::server::graph_error_nested(
+                self.shared,
+                400,
+                "invalidRequest",
+                "invalidResourceId",
+                "ObjectHandle is Invalid",
+            );
         }
-        let offset = match query.get("skiptoken") {
-            None => 0,
+        let (offset, empties) = match query.get("skiptoken") {
+            None => (0, 0),
             Some(tok) => match unseal(tok).and_then(|p| parse_children_token(&p)) {
-                Some((i, off)) if i == idx => off,
+                Some((i, off, empties)) if i == idx => (off, empties),
                 _ => return self.err(400, "invalidRequest", "Invalid skip token"),
             },
         };
+        let fault = self.paging_fault(Some(idx));
         let kids = &it.children;
         let n = match self.page_size(query, (idx as u64) << 32 ^ offset as u64) {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let end = (offset + n).min(kids.len());
+        let mut end = (offset + n).min(kids.len());
+        // Where the nextLink points: (offset, empty pages so far), or nowhere.
+        let mut next_at = (end < kids.len()).then_some((end, 0));
+        match fault {
+            Some(PagingFault::RepeatSameLink) if offset > 0 => next_at = Some((offset, empties)),
+            Some(PagingFault::PointBackToFirst) if offset > 0 => next_at = Some((0, 0)),
+            Some(PagingFault::EmptyPagesForever) if offset > 0 => {
+                end = offset;
+                next_at = Some((offset, empties + 1));
+            }
+            _ => {}
+        }
         let drive_id = &w.drives[it.drive].id;
         let context = format!(
             "{}/$metadata#drives('{}')/items('{}')/children",
             self.shared.graph_base, drive_id, it.id
         );
-        let next = (end < kids.len()).then(|| {
+        let next = next_at.map(|(at, empties)| {
             let mut top = String::new();
             if let Some(t) = query.get("top") {
                 top = format!("$top={}&", enc_query(t));
@@ -1179,11 +1312,11 @@ impl Ctx<'_> {
             let next = format!(
                 "{}/drives/{}/items/{}/children?{}{}$skiptoken={}",
                 self.shared.graph_base,
-                enc_segment(drive_id),
-                enc_segment(&it.id),
+                enc_segment(&self.drive_id_out(it.drive, self.drift.drive)),
+                enc_segment(&self.item_id_out(idx)),
                 self.select_param(),
                 top,
-                seal(&format!("c.{idx}.{end}"))
+                seal(&format!("c.{idx}.{at}.{empties}"))
             );
             ("@odata.nextLink".to_owned(), next)
         });
@@ -1227,7 +1360,7 @@ impl Ctx<'_> {
     /// `/content`: 302 to a fresh download URL, or whatever [`ContentAnswer`](crate::ContentAnswer) says. A
     /// malware-flagged file answers 403 `malwareDetected`, unless the client asks to download it anyway
     /// (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a business drive: only business tenants honour
-    /// that (graph-notes §4).
+    /// that (onedrive-api-docs issue threads on `malwareDetected`, 2022–26).
     fn content(&self, idx: usize, force_infected: bool, headers: &HeaderMap) -> Response<SimBody> {
         let it = &self.world.items[idx];
         let overridden = force_infected && self.world.flavour == crate::tree::Flavour::Business;
@@ -1275,12 +1408,12 @@ impl Ctx<'_> {
         let place = if root {
             "root".to_owned()
         } else {
-            format!("items/{}", enc_segment(&w.items[scope].id))
+            format!("items/{}", enc_segment(&self.item_id_out(scope)))
         };
         let url = format!(
             "{}/drives/{}/{}/delta?{}token={}",
             self.shared.graph_base,
-            enc_segment(&w.drives[d].id),
+            enc_segment(&self.drive_id_out(d, self.drift.drive)),
             place,
             self.select_param(),
             token
@@ -1303,8 +1436,20 @@ impl Ctx<'_> {
                 "view.delta can only be called on the root.",
             );
         }
-        let (since, upto, offset) = match query.get("token").map(String::as_str) {
-            None => (0, w.seq, 0),
+        let refused = self.shared.knobs.folder_delta_status.load(Ordering::SeqCst);
+        if w.flavour == Flavour::Personal && scope != w.drives[d].root && refused != 0 {
+            return match refused {
+                501 => self.err(
+                    501,
+                    "notSupported",
+                    "view.delta can only be called on the root.",
+                ),
+                s => self.err(s as u16, "invalidRequest", "Invalid request"),
+            };
+        }
+        let epoch = self.shared.knobs.page_link_epoch.load(Ordering::SeqCst);
+        let (since, upto, offset, empties) = match query.get("token").map(String::as_str) {
+            None => (0, w.seq, 0, 0),
             Some("latest") => {
                 let link = self.delta_link(
                     d,
@@ -1331,16 +1476,28 @@ impl Ctx<'_> {
                         return self.resync(d, scope);
                     }
                     let since = p[3].parse().unwrap_or(0);
-                    (since, w.seq, 0)
+                    (since, w.seq, 0, 0)
                 }
                 Some(p)
-                    if p.len() == 6
+                    if p.len() >= 6
                         && p[0] == "n"
                         && p[1] == d.to_string()
                         && p[2] == scope.to_string() =>
                 {
-                    let n = |i: usize| p[i].parse::<u64>().unwrap_or(0);
-                    (n(3), n(4), n(5) as usize)
+                    let n = |i: usize| p.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                    if n(6) < epoch {
+                        return match self
+                            .shared
+                            .knobs
+                            .stale_page_link_status
+                            .load(Ordering::SeqCst)
+                        {
+                            404 => self.err(404, "itemNotFound", "Item does not exist"),
+                            400 => self.err(400, "invalidRequest", "Invalid token"),
+                            _ => self.resync(d, scope),
+                        };
+                    }
+                    (n(3), n(4), n(5) as usize, n(7))
                 }
                 _ => return self.resync(d, scope),
             },
@@ -1350,11 +1507,22 @@ impl Ctx<'_> {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let end = (offset + n).min(list.len());
+        let mut end = (offset + n).min(list.len());
+        // Where the nextLink points: (offset, empty pages so far); `None` ends the round with a deltaLink.
+        let mut next_at = (end < list.len()).then_some((end, 0));
+        match self.paging_fault(None) {
+            Some(PagingFault::RepeatSameLink) if offset > 0 => next_at = Some((offset, empties)),
+            Some(PagingFault::PointBackToFirst) if offset > 0 => next_at = Some((0, 0)),
+            Some(PagingFault::EmptyPagesForever) if offset > 0 => {
+                end = offset;
+                next_at = Some((offset, empties + 1));
+            }
+            _ => {}
+        }
         let page = list.get(offset..end).unwrap_or(&[]);
         let mut entries: Vec<usize> = Vec::with_capacity(page.len() + 8);
         if w.flavour == Flavour::Business {
-            // ODB repeats every ancestor of each changed item on every page (graph-notes §3).
+            // ODB repeats every ancestor of each changed item on every page (reported "by design" on onedrive-api-docs in 2016).
             let exclude_parent = headers.get_all("prefer").iter().any(|v| {
                 v.to_str()
                     .is_ok_and(|s| s.to_ascii_lowercase().contains("deltaexcludeparent"))
@@ -1380,7 +1548,7 @@ impl Ctx<'_> {
             }
         }
         entries.extend_from_slice(page);
-        let (k, url) = if end < list.len() {
+        let (k, url) = if let Some((at, empties)) = next_at {
             let mut top = String::new();
             if let Some(t) = query.get("top") {
                 top = format!("$top={}&", enc_query(t));
@@ -1389,7 +1557,9 @@ impl Ctx<'_> {
                 d,
                 scope,
                 "@odata.nextLink",
-                &seal(&format!("n.{d}.{scope}.{since}.{upto}.{end}")),
+                &seal(&format!(
+                    "n.{d}.{scope}.{since}.{upto}.{at}.{epoch}.{empties}"
+                )),
             );
             (k, url.replacen("token=", &format!("{top}token="), 1))
         } else {
@@ -1485,12 +1655,16 @@ fn in_scope(w: &World, idx: usize, scope: usize) -> bool {
     false
 }
 
-fn parse_children_token(p: &str) -> Option<(usize, usize)> {
+/// `c.{folder}.{offset}[.{empty pages served}]` → its numbers.
+fn parse_children_token(p: &str) -> Option<(usize, usize, usize)> {
     let mut it = p.split('.');
     if it.next()? != "c" {
         return None;
     }
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    let folder = it.next()?.parse().ok()?;
+    let offset = it.next()?.parse().ok()?;
+    let empties = it.next().map_or(Some(0), |e| e.parse().ok())?;
+    Some((folder, offset, empties))
 }
 
 /// Wraps a payload into an opaque, checksummed, URL-safe token.

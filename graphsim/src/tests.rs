@@ -596,8 +596,9 @@ async fn special_folders_packages_vaults_and_malware_behave_like_the_service() {
     let v = c.get("/me/drive/root:/Personal Vault:/children").await;
     assert_eq!(
         (v.status, v.code()),
-        (StatusCode::BAD_REQUEST, "invalidResourceId".to_owned())
+        (StatusCode::BAD_REQUEST, "invalidRequest".to_owned())
     );
+    assert_eq!(v.json()["error"]["innerError"]["code"], "invalidResourceId");
 
     let bad = c.ok("/me/drive/root:/bad.exe").await;
     assert_eq!(bad["malware"]["description"], "Trojan");
@@ -1417,4 +1418,82 @@ async fn held_requests_wait_until_released() {
     sim.release_requests(RequestKind::Download);
     assert_eq!(held.await.unwrap().len(), 1_000);
     assert_eq!(sim.held_requests(), 0);
+}
+
+#[tokio::test]
+async fn ids_drift_in_spelling_and_every_spelling_is_accepted() {
+    let sim = Simulator::start(Tree::personal().file("A/a.jpg", 10));
+    let c = Client::new(&sim);
+    let before = c.ok("/me/drive/root:/A/a.jpg").await;
+    let id = before["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("5EA4B1C0D2E3F617!"), "{id}");
+    sim.set_id_drift(crate::IdDrift {
+        drive: crate::IdCase::Lower,
+        references: crate::IdCase::Upper,
+        item_ids: crate::IdCase::Lower,
+        sea_root_id: true,
+    });
+    assert_eq!(c.ok("/me/drive").await["id"], "5ea4b1c0d2e3f617");
+    let after = c.ok("/me/drive/root:/A/a.jpg").await;
+    assert_eq!(after["id"], id.to_ascii_lowercase());
+    assert_eq!(after["parentReference"]["driveId"], "5EA4B1C0D2E3F617");
+    let root = c.ok("/me/drive/root").await;
+    assert_eq!(
+        root["id"],
+        "5ea4b1c0d2e3f617!sea8cc6beffdb43d7976fbc7da445c639"
+    );
+    // Old and new spellings, and a drive ID that lost its leading zeros' worth of case, all resolve.
+    for item in [id.clone(), id.to_ascii_lowercase()] {
+        assert_eq!(
+            c.ok(&format!("/drives/5ea4b1c0d2e3f617/items/{item}"))
+                .await["name"],
+            "a.jpg"
+        );
+    }
+    let children = c
+        .ok("/drives/5EA4B1C0D2E3F617/items/5ea4b1c0d2e3f617!sea8cc6beffdb43d7976fbc7da445c639/children")
+        .await;
+    assert_eq!(children["value"][0]["name"], "A");
+}
+
+#[tokio::test]
+async fn delta_page_links_can_die_and_listings_can_loop() {
+    let mut tree = Tree::personal();
+    for i in 0..20 {
+        tree = tree.file(&format!("F/f{i}.txt"), 1);
+    }
+    let sim = Simulator::start(tree);
+    sim.set_page_cap(Some(5));
+    let c = Client::new(&sim);
+    let first = c.ok("/me/drive/root/delta").await;
+    let next = first["@odata.nextLink"].as_str().unwrap().to_owned();
+    sim.expire_delta_page_links(410);
+    assert_eq!(c.get(&next).await.status, StatusCode::GONE);
+    sim.expire_delta_page_links(400);
+    assert_eq!(c.get(&next).await.status, StatusCode::BAD_REQUEST);
+    // Links issued after the expiry work.
+    let fresh = c.ok("/me/drive/root/delta").await;
+    let fresh_next = fresh["@odata.nextLink"].as_str().unwrap().to_owned();
+    assert!(c.ok(&fresh_next).await["value"].as_array().is_some());
+
+    // The second page of F's children points at itself, with the same items.
+    sim.set_paging_fault(Some(crate::PagingFault::RepeatSameLink), Some("F"));
+    let p1 = c.ok("/me/drive/root:/F:/children").await;
+    let link = p1["@odata.nextLink"].as_str().unwrap().to_owned();
+    let p2 = c.ok(&link).await;
+    assert_eq!(p2["@odata.nextLink"], link);
+    assert_eq!(c.ok(&link).await["value"], p2["value"]);
+    // Empty pages that point on forever.
+    sim.set_paging_fault(Some(crate::PagingFault::EmptyPagesForever), Some("F"));
+    let mut url = c.ok("/me/drive/root:/F:/children").await["@odata.nextLink"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        let page = c.ok(&url).await;
+        assert_eq!(page["value"].as_array().unwrap().len(), 0);
+        let next = page["@odata.nextLink"].as_str().unwrap().to_owned();
+        assert_ne!(next, url);
+        url = next;
+    }
 }

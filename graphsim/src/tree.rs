@@ -348,6 +348,9 @@ pub(crate) struct World {
     pub sites: Vec<Site>,
     /// Other users of the tenant (business only).
     pub users: Vec<TenantUser>,
+    /// A personal drive served from the SharePoint back end: `b!…` drive IDs and `01…` item IDs while
+    /// `driveType` stays `personal` (new accounts since 2024, rclone #8695).
+    pub sharepoint_ids: bool,
 }
 
 /// Base time of generated timestamps: 2021-03-01T00:00:00Z.
@@ -390,6 +393,10 @@ fn guess_mime(name: &str) -> &'static str {
 
 impl World {
     fn new(flavour: Flavour) -> Self {
+        Self::with_ids(flavour, false)
+    }
+
+    fn with_ids(flavour: Flavour, sharepoint_ids: bool) -> Self {
         let mut w = Self {
             flavour,
             drives: Vec::new(),
@@ -400,6 +407,7 @@ impl World {
             generation: 0,
             sites: Vec::new(),
             users: Vec::new(),
+            sharepoint_ids,
         };
         w.new_drive_of(DriveKind::Main);
         w
@@ -428,9 +436,9 @@ impl World {
         let n = self.drives.len();
         let id = match self.flavour {
             // The main personal drive; later ones start with `0` so the "leading zero dropped" quirk shows.
-            Flavour::Personal if n == 0 => "5EA4B1C0D2E3F617".to_owned(),
-            Flavour::Personal => format!("0{:015X}", mix(n as u64) >> 4),
-            Flavour::Business => {
+            Flavour::Personal if n == 0 && !self.sharepoint_ids => "5EA4B1C0D2E3F617".to_owned(),
+            Flavour::Personal if !self.sharepoint_ids => format!("0{:015X}", mix(n as u64) >> 4),
+            Flavour::Personal | Flavour::Business => {
                 let mut raw = Vec::with_capacity(48);
                 for k in 0..6u64 {
                     raw.extend_from_slice(&mix((n as u64) << 8 | k).to_le_bytes());
@@ -456,9 +464,10 @@ impl World {
         let d = &mut self.drives[drive];
         d.serial += 1;
         match self.flavour {
-            Flavour::Personal => format!("{}!{}", d.id, d.serial),
-            Flavour::Business => {
-                // Every ODB library's root has the same item ID (graph-notes §1).
+            Flavour::Personal if !self.sharepoint_ids => format!("{}!{}", d.id, d.serial),
+            Flavour::Personal | Flavour::Business => {
+                // Every ODB library's root has the same item ID (seen since 2016: two libraries
+                // answering the same `root` ID).
                 let salt = if is_root {
                     0x0D8
                 } else {
@@ -755,6 +764,15 @@ impl Tree {
     pub fn business() -> Self {
         Self {
             world: World::new(Flavour::Business),
+        }
+    }
+
+    /// An empty OneDrive personal drive of a new account, served from the SharePoint back end: `b!…` drive
+    /// and `01…` item IDs, `driveType: personal` (rclone #8695). Pair it with
+    /// `Simulator::set_folder_delta_refused` for the folder-scoped delta such accounts may refuse.
+    pub fn personal_sharepoint_backed() -> Self {
+        Self {
+            world: World::with_ids(Flavour::Personal, true),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod app;
 pub mod refresh;
 pub mod signin;
 pub mod store;
+pub mod write;
 
 use futures_util::future::BoxFuture;
 

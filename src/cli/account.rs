@@ -50,11 +50,12 @@ fn http() -> Result<reqwest::Client, Error> {
 }
 
 /// `odbackup login`. With `sites` (or when the config file names a site), `Sites.Read.All` is asked for too:
-/// reading a SharePoint site needs it.
+/// reading a SharePoint site needs it; with `write`, write access too, as `restore` needs.
 pub async fn login(
     args: &AuthArgs,
     browser: bool,
     sites: bool,
+    write: bool,
     graph: GraphOptions,
     file: &ConfigValues,
     credentials: &Credentials,
@@ -71,6 +72,9 @@ pub async fn login(
             ));
         }
         settings.scopes.push(SITES_SCOPE.to_owned());
+    }
+    if write {
+        settings.scopes = odbackup::auth::write::with_write_scope(settings.scopes);
     }
     let http = http()?;
     let tokens = if browser {

@@ -84,6 +84,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 browser,
                 graph_url,
                 sites,
+                write,
             } => {
                 let credentials = credentials(auth.account.as_ref(), &file);
                 if app {
@@ -102,6 +103,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     &auth,
                     browser,
                     sites,
+                    write,
                     graph_options(graph_url.as_ref(), &file)?,
                     &file,
                     &credentials,
@@ -286,6 +288,43 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 let report = app::status(&manifest_path(&dest, &file)?)?;
                 render::status(&report, json);
                 Ok(Outcome::Success)
+            }
+            Command::Restore {
+                from,
+                from_folder,
+                manifest,
+                to,
+                drive,
+                graph_url,
+                account,
+                filters,
+                on_conflict,
+                rename_invalid,
+                concurrency,
+                chunk_size,
+                dry_run,
+                json,
+            } => {
+                let request = RestoreRequest {
+                    from,
+                    from_folder,
+                    manifest,
+                    to,
+                    on_conflict,
+                    rename_invalid,
+                    concurrency,
+                    chunk_size,
+                    dry_run,
+                };
+                let settings = restore_settings(
+                    request,
+                    &drive,
+                    graph_url.as_ref(),
+                    account.as_ref(),
+                    &filters,
+                    &file,
+                )?;
+                run_restore(settings, json, quiet, verbose).await
             }
             Command::Failures { dest, json } => {
                 let rows = app::failures(&manifest_path(&dest, &file)?)?;
@@ -793,4 +832,100 @@ fn bounded(key: &str, value: Option<usize>, default: usize) -> Result<usize, Err
             "{key} must be between 1 and 64, not {n}"
         ))),
     }
+}
+
+/// What `restore` was asked, before it is resolved against the config file.
+struct RestoreRequest {
+    from: Option<PathBuf>,
+    from_folder: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    to: String,
+    on_conflict: odbackup::restore::OnConflict,
+    rename_invalid: bool,
+    concurrency: Option<usize>,
+    chunk_size: Option<odbackup::filter::ByteSize>,
+    dry_run: bool,
+}
+
+fn restore_settings(
+    request: RestoreRequest,
+    drive: &super::DriveArgs,
+    graph_url: Option<&String>,
+    account: Option<&String>,
+    filters: &FilterArgs,
+    file: &ConfigValues,
+) -> Result<app::RestoreSettings, Error> {
+    use odbackup::restore::{RestoreOptions, RestoreSource, plan};
+    let source = match (request.from, request.from_folder) {
+        (Some(dest), None) => RestoreSource::Backup { dest },
+        (None, Some(dir)) => RestoreSource::Folder { dir },
+        _ => {
+            return Err(Error::Usage(
+                "give what to restore: --from DEST (a backup's destination) or --from-folder DIR"
+                    .to_owned(),
+            ));
+        }
+    };
+    let to = odbackup::crawl::normalize_remote_path(&request.to);
+    let segments: Vec<&str> = to.split('/').filter(|s| !s.is_empty()).collect();
+    if !segments.is_empty() {
+        // The folder itself must be one the service accepts (its files are judged as they are planned).
+        plan::place(&segments, true, "/", false, false)
+            .map_err(|refusal| Error::Usage(format!("--to {to:?}: {refusal}")))?;
+    }
+    let chunk_size = request
+        .chunk_size
+        .or(file.chunk_size)
+        .map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
+    let job = job_of(filters, &LayoutArgs { layout: None }, file, request.dry_run)?;
+    let manifest = request
+        .manifest
+        .unwrap_or_else(|| app::default_manifest_path(source.path()));
+    Ok(app::RestoreSettings {
+        manifest,
+        graph: graph_options(graph_url, file)?,
+        credentials: credentials(account, file),
+        drive: account::drive_selector(drive, file)?,
+        options: RestoreOptions {
+            source,
+            target_root: to,
+            on_conflict: request.on_conflict,
+            rename_invalid: request.rename_invalid,
+            filter: job.filter,
+            concurrency: bounded(
+                "concurrency",
+                request.concurrency.or(file.concurrency),
+                DEFAULT_CONCURRENCY,
+            )?,
+            fragment_size: plan::fragment_size(chunk_size),
+            dry_run: request.dry_run,
+        },
+    })
+}
+
+async fn run_restore(
+    settings: app::RestoreSettings,
+    json: bool,
+    quiet: bool,
+    verbose: u8,
+) -> Result<Outcome, Error> {
+    let cancel = CancellationToken::new();
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
+    let display = progress::Display::new(quiet || json);
+    let list_planned = settings.options.dry_run && verbose > 0 && !json;
+    let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
+    let summary = app::restore(&settings, reporter, &cancel).await;
+    display.finish();
+    let summary = summary?;
+    render::restore_summary(&summary, json);
+    Ok(match summary.fatal_class.as_deref() {
+        Some("auth" | "access_denied") => Outcome::Failed(ErrorKind::Auth),
+        Some(_) => Outcome::Failed(ErrorKind::Run),
+        None if summary.interrupted => {
+            let signal = stopped_by.load(Ordering::SeqCst);
+            Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
+        }
+        None if summary.all_done() => Outcome::Success,
+        None => Outcome::SomeFailed,
+    })
 }

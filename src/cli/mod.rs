@@ -98,6 +98,9 @@ pub enum Command {
         /// when the config file names a site).
         #[arg(long)]
         sites: bool,
+        /// Ask for write access too (Files.ReadWrite.All instead of Files.Read.All), as `restore` needs.
+        #[arg(long)]
+        write: bool,
     },
     /// Forget a stored sign-in.
     Logout {
@@ -299,6 +302,64 @@ pub enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+    /// Put a backup back on a OneDrive — the same account, another account, or another folder — under the
+    /// files' original names and folders, each verified by size and hash. Needs a sign-in that may write
+    /// (`odbackup login --write`). Re-run the same command to resume and to retry failures.
+    #[command(
+        after_help = "Examples:\n  odbackup restore --from ~/OneDriveBackup --dry-run -v\n  \
+        odbackup restore --from ~/OneDriveBackup --account family --to /From-Old-Account\n  \
+        odbackup restore --from ~/OneDriveBackup --include '/Pictures/**' --on-conflict rename\n  \
+        odbackup restore --from-folder ~/Pictures/Holiday --to /Pictures/Holiday --rename-invalid"
+    )]
+    Restore {
+        /// A backup's destination folder: its manifest knows every file's name and folder on the drive.
+        #[arg(long, value_name = "DEST", conflicts_with = "from_folder")]
+        from: Option<PathBuf>,
+        /// A plain folder to upload instead (no manifest): files go up under their local names.
+        #[arg(long, value_name = "DIR")]
+        from_folder: Option<PathBuf>,
+        /// Where the restore's state is kept [default: DEST/.odbackup/manifest.sqlite, or
+        /// DIR/.odbackup/manifest.sqlite for --from-folder].
+        #[arg(long, env = "ODBACKUP_MANIFEST", value_name = "PATH")]
+        manifest: Option<PathBuf>,
+        /// The folder of the target drive that the backup's paths go under (created if missing).
+        #[arg(long, value_name = "/REMOTE/FOLDER", default_value = "/")]
+        to: String,
+        /// Which drive to restore to.
+        #[command(flatten)]
+        drive: DriveArgs,
+        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
+        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+        graph_url: Option<String>,
+        /// Which stored sign-in to restore with (the target account) [default: default].
+        /// ODBACKUP_ACCESS_TOKEN, when set, is used instead.
+        #[arg(long, env = "ODBACKUP_ACCOUNT")]
+        account: Option<String>,
+        /// Which files go back (judged on the paths they had on the drive).
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// When the target has a different item of the same name: skip it (keep theirs), replace it, or
+        /// rename (keep both). The same size and hash count as already there, whatever this says.
+        #[arg(long, value_name = "skip|replace|rename", default_value = "skip")]
+        on_conflict: odbackup::restore::OnConflict,
+        /// Upload names OneDrive refuses (\" * : < > ? / \\ |, leading or trailing spaces, a trailing dot,
+        /// reserved names) under legal look-alikes instead of refusing them; each is reported.
+        #[arg(long)]
+        rename_invalid: bool,
+        /// Transfers at once.
+        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
+        concurrency: Option<usize>,
+        /// Upload files above 4 MiB in fragments of about SIZE (rounded down to a multiple of 320 KiB, at
+        /// most 60 MiB; the same setting as the download's pieces) [default: 32M].
+        #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
+        chunk_size: Option<ByteSize>,
+        /// Only say what would be uploaded (count and size; the list with -v); nothing is written.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the summary as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Every file that failed, with its error class, status code and message.
     #[command(

@@ -138,6 +138,22 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         }
         writeln!(out)?;
     }
+    if let Some(c) = &summary.crawl {
+        // Once per run and by name: not a failure, and nothing the user can fix from here.
+        for path in &c.inaccessible {
+            writeln!(
+                out,
+                "skipped {path}: OneDrive does not let apps list it (a Personal Vault)"
+            )?;
+        }
+        if c.incremental.is_some() && c.folders_unreadable > 0 {
+            writeln!(
+                out,
+                "{} folders moved into the backup could not be listed: re-run to list them again",
+                c.folders_unreadable
+            )?;
+        }
+    }
     let idle = summary.download.as_ref().is_some_and(|d| {
         d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept + d.displaced
             == 0
@@ -271,6 +287,110 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
     }
     if summary.interrupted {
         writeln!(out, "interrupted: re-run the same command to resume")?;
+    }
+    Ok(())
+}
+
+/// The end-of-restore summary.
+pub fn restore_summary(summary: &odbackup::restore::RestoreSummary, json: bool) {
+    if json {
+        print_json(summary);
+        return;
+    }
+    let _ = write_restore_summary(&mut std::io::stdout().lock(), summary);
+}
+
+fn write_restore_summary(
+    out: &mut impl std::io::Write,
+    s: &odbackup::restore::RestoreSummary,
+) -> std::io::Result<()> {
+    if s.dry_run {
+        writeln!(
+            out,
+            "dry run: would upload {} entries, {}, to {} on drive {} ({} put back by an earlier run); nothing was written",
+            s.planned,
+            human_bytes(s.planned_bytes),
+            s.target_root,
+            s.target_drive,
+            s.already_done
+        )?;
+    } else {
+        writeln!(
+            out,
+            "restore to {} on drive {}: {} uploaded ({} sent), {} already there, {} put back by an earlier run, {} failed",
+            s.target_root,
+            s.target_drive,
+            s.uploaded,
+            human_bytes(s.bytes_sent),
+            s.already_there,
+            s.already_done,
+            s.failed
+        )?;
+    }
+    if s.folders_created > 0 {
+        writeln!(out, "  {} folders created", s.folders_created)?;
+    }
+    if s.sessions_resumed > 0 {
+        writeln!(
+            out,
+            "  {} large uploads resumed where the service said (nothing sent twice)",
+            s.sessions_resumed
+        )?;
+    }
+    if s.skipped_existing > 0 {
+        writeln!(
+            out,
+            "  {} left because a different item has the name on the drive (--on-conflict replace or rename to change that)",
+            s.skipped_existing
+        )?;
+    }
+    if s.links_skipped > 0 {
+        writeln!(
+            out,
+            "  {} symbolic links or special files skipped (never followed)",
+            s.links_skipped
+        )?;
+    }
+    if s.refused > 0 {
+        writeln!(
+            out,
+            "  {} refused before upload (names OneDrive forbids, paths too long, files missing): see `odbackup failures`",
+            s.refused
+        )?;
+    }
+    if s.renamed > 0 {
+        writeln!(
+            out,
+            "  {} uploaded under a legal name (--rename-invalid):",
+            s.renamed
+        )?;
+        for r in &s.renamed_paths {
+            writeln!(out, "    {} → {}", r.from, r.to)?;
+        }
+    }
+    if s.excluded > 0 {
+        writeln!(out, "  {} files left out by the filters", s.excluded)?;
+    }
+    if s.throttled > 0 {
+        writeln!(
+            out,
+            "  throttled {} times by the service: waited {:.0}s in all, transfers at once lowered {} times (to {} at the fewest)",
+            s.throttled, s.throttle_wait_secs, s.concurrency_drops, s.concurrency_lowest
+        )?;
+    }
+    for (class, n) in &s.failures_by_class {
+        writeln!(out, "  {n} failed: {class}")?;
+    }
+    if let Some(fatal) = &s.fatal {
+        writeln!(out, "stopped early: {fatal}")?;
+    } else if s.interrupted {
+        writeln!(out, "interrupted: re-run the same command to resume")?;
+    }
+    if s.failed > 0 || s.refused > 0 {
+        writeln!(
+            out,
+            "see `odbackup failures` for details; re-run the same command to retry"
+        )?;
     }
     Ok(())
 }
@@ -451,6 +571,29 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             _ => {}
         }
     }
+    for r in &report.restores {
+        writeln!(
+            out,
+            "restored to {} on drive {}: {} of {} files done ({} of {}), {} pending, {} failed, {} skipped; {} of {} folders",
+            r.root_path,
+            r.drive_id,
+            r.files.done,
+            r.files.total,
+            human_bytes(r.bytes.done),
+            human_bytes(r.bytes.total),
+            r.files.pending,
+            r.files.failed,
+            r.files.skipped,
+            r.folders.done,
+            r.folders.total
+        )?;
+        for c in &r.failed_by_class {
+            writeln!(out, "  restore failed ({}): {}", c.key, c.count)?;
+        }
+        for c in &r.skipped_by_reason {
+            writeln!(out, "  restore skipped ({}): {}", c.key, c.count)?;
+        }
+    }
     match &report.last_run {
         Some(run) => writeln!(
             out,
@@ -483,19 +626,23 @@ pub fn failures(rows: &[FailureRow], json: bool) {
         let status = row
             .http_status
             .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let path = match &row.source {
+            Some(source) => format!("restore {source} → {}", row.remote_path),
+            None => row.remote_path.clone(),
+        };
         let _ = writeln!(
             out,
             "{:<16} {:>6} {:>8}  {}",
             row.class,
             status,
             row.attempts,
-            terminal_safe(&row.remote_path)
+            terminal_safe(&path)
         );
         let _ = writeln!(out, "{:<33}  {}", "", terminal_safe(&row.message));
     }
     let _ = writeln!(
         out,
-        "{} failed; re-run the same backup or download command to retry them",
+        "{} failed; re-run the same backup, download or restore command to retry them",
         rows.len()
     );
 }

@@ -26,6 +26,7 @@ mod sites;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,9 +43,15 @@ pub use model::{
     ItemReference, MalwareFacet, PackageFacet, PhotoFacet, Quota, RemoteItem, RootFacet,
     SpecialFolder, User, VideoFacet,
 };
-pub use paging::{ITEM_SELECT, PAGE_SIZE, Page};
+pub use paging::{
+    ITEM_SELECT, MAX_PAGES_WITHOUT_PROGRESS, NoProgress, PAGE_SIZE, Page, PagingGuard,
+};
 pub use retry::{Outcome, Pace, RetryPolicy};
 pub use sites::{Site, SiteRef};
+pub use upload::{
+    ConflictBehavior, FragmentBody, FragmentOutcome, SessionStatus, UploadProperties,
+    UploadSession, UploadUrl, is_name_taken, is_quota,
+};
 
 use crate::auth::TokenSource;
 use crate::ids::{DriveId, ItemId};

@@ -8,7 +8,8 @@
 //!
 //! Layout: `migrate` applies `migrations/*.sql`; `items` holds the row types and the upsert; `crawl`
 //! the crawl/frontier bookkeeping; `downloads` the downloader's reads and outcome writes; `runs` and
-//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs.
+//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs;
+//! `restore` what a restore put back where, and its upload sessions.
 
 mod crawl;
 mod delta;
@@ -17,6 +18,7 @@ mod items;
 mod migrate;
 mod placement;
 mod report;
+mod restore;
 mod runs;
 mod selection;
 mod urls;
@@ -36,6 +38,9 @@ pub use downloads::{
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
+};
+pub use restore::{
+    EntryVerdict, PlanCounts, RestoreEntry, RestoreJob, RestoreKind, RestoreStatus, SourceRow,
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
@@ -208,6 +213,8 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ManifestError + '_ {
 pub struct Manifest {
     conn: Connection,
     path: PathBuf,
+    /// How the destination compares names (see [`Manifest::set_name_rules`]).
+    name_rules: crate::localpath::NameRules,
 }
 
 impl std::fmt::Debug for Manifest {
@@ -218,6 +225,20 @@ impl std::fmt::Debug for Manifest {
     }
 }
 
+/// Create the manifest's folder (and its parents) if needed, and refuse one that is a symbolic link: odbackup's
+/// state lives in a real folder, so a link planted in its place (by anyone who can write to the destination)
+/// cannot send the manifest, its lock or the trash somewhere else.
+fn state_folder(parent: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(parent)?;
+    if std::fs::symlink_metadata(parent)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(
+            "it is a symbolic link; odbackup keeps its state only in a real folder \
+             (remove the link, or point --manifest at a real folder)",
+        ));
+    }
+    Ok(())
+}
+
 /// The manifest holds short-lived pre-authenticated download URLs and everyone's file names: readable by its
 /// owner only. A new one is created so (`SQLite` gives its WAL and shared-memory files the database file's
 /// permissions); with `existing`, one an older run left readable by others is tightened (called only once the
@@ -226,7 +247,12 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        match std::fs::metadata(path) {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(std::io::Error::other(
+                    "it is a symbolic link; odbackup never opens its state through one",
+                ));
+            }
             Ok(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             }
@@ -260,7 +286,7 @@ impl Manifest {
     /// one written by a newer odbackup, and the `SQLite` variants when the file cannot be read or written.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ManifestError::Create {
+            state_folder(parent).map_err(|source| ManifestError::Create {
                 path: parent.to_path_buf(),
                 source,
             })?;
@@ -277,7 +303,8 @@ impl Manifest {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(&err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
@@ -286,8 +313,24 @@ impl Manifest {
         let mut manifest = Self {
             conn,
             path: path.to_path_buf(),
+            name_rules: crate::localpath::NameRules::FOLDING,
         };
         manifest.check_identity()?;
+        // Local-path keys, until the run tells the destination's rules: those the keys were computed with, or
+        // the cautious ones (see `Manifest::set_name_rules`).
+        let stored = manifest
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'name_rules'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok();
+        manifest.name_rules = stored
+            .as_deref()
+            .and_then(crate::localpath::NameRules::parse)
+            .unwrap_or(crate::localpath::NameRules::FOLDING);
+        items::register_name_key(&manifest.conn, manifest.name_rules).map_err(&err)?;
         private(true)?;
         // WAL lets `status` read while a run writes; NORMAL sync is durable across application crashes and
         // loses at most the last transactions on power loss, which the next run redoes (downloads are
@@ -372,9 +415,13 @@ impl Manifest {
         };
         // A run commits in small transactions; a reader waits for one to end rather than failing.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
+        // Readers claim no local path; the cautious rules keep any key the schema computes well-defined.
+        let name_rules = crate::localpath::NameRules::FOLDING;
+        items::register_name_key(&conn, name_rules).map_err(&err)?;
         let manifest = Self {
             conn,
             path: path.to_path_buf(),
+            name_rules,
         };
         manifest.check_identity()?;
         Ok(manifest)
@@ -493,15 +540,20 @@ impl RunLock {
     pub fn acquire(manifest_path: &Path) -> Result<Self> {
         let lock_path = lock_path(manifest_path);
         if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ManifestError::Create {
+            state_folder(parent).map_err(|source| ManifestError::Create {
                 path: parent.to_path_buf(),
                 source,
             })?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // A link planted under the lock's name is refused (ELOOP), never followed.
+            options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        }
+        let file = options
             .open(&lock_path)
             .map_err(|source| ManifestError::Create {
                 path: lock_path.clone(),
@@ -572,6 +624,7 @@ pub(crate) mod testutil {
         NewItem {
             drive_id: drive(),
             item_id: ItemId::from(path),
+            served_id: None,
             parent_id: parent.map(ItemId::from),
             name,
             remote_path: path.to_owned(),

@@ -64,20 +64,12 @@ pub fn stable_hash(text: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// The one form of a drive ID that shards and duplicates are judged by. A personal drive ID (hex, up to 16
-/// digits) has been sent in both letter cases and without its leading zero (onedrive-api-docs #1902,
-/// abraunegg/onedrive #3115): it is lower-cased and padded to 16. Any other ID (`b!…` on business and
-/// `SharePoint`) is base64url, where case matters: kept as it is.
-///
-/// The crate's ID rules live in `ids.rs`; this is the one place the tenant code canonicalises, so it can be
-/// pointed at that module's form.
+/// The one form of a drive ID that shards and duplicates are judged by: the crate's canonical spelling
+/// ([`crate::ids::canonical_drive_id`]: a personal drive ID lower case and zero-padded, as the service has sent
+/// it in both cases and without its leading zero, onedrive-api-docs #1902, abraunegg/onedrive #3115; a business
+/// `b!…` ID, case-sensitive base64url, as it is), so a drive falls in the same shard however it was spelled.
 pub fn canonical_drive_id(id: &str) -> String {
-    let id = id.trim();
-    if !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        format!("{:0>16}", id.to_ascii_lowercase())
-    } else {
-        id.to_owned()
-    }
+    crate::ids::canonical_drive_id(id.trim()).into_owned()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Issue 4: sign-in a real user can complete, and tokens that outlive a long backup.
+//! Sign-in a real user can complete, and tokens that outlive a long backup.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -27,7 +27,7 @@ fn login(sim: &Simulator, config: &Path) {
         outcome: DeviceOutcome::Approve,
     });
     let out = run(signed_in_cmd(sim, config).arg("login"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
 }
 
 fn tree(files: usize) -> Tree {
@@ -38,12 +38,12 @@ fn tree(files: usize) -> Tree {
 
 /// Crawl into `dest`, then make the listing's download URLs too old to use: every download then asks Graph
 /// for its URL (`/content`, with the bearer token), which is what an expiring or revoked token must meet. Fresh
-/// listing URLs need no token at all (issue 7).
+/// listing URLs need no token at all.
 fn crawl_then_age_listed_urls(sim: &Simulator, config: &Path, dest: &TestDest) {
     let out = run(signed_in_cmd(sim, config)
         .args(["crawl", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     dest.age_listed_urls(60);
 }
 
@@ -70,7 +70,7 @@ fn device_code_login_stores_a_private_token_file_and_whoami_works_without_the_en
         outcome: DeviceOutcome::Approve,
     });
     let out = run(signed_in_cmd(&sim, config.path()).arg("login"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("code"),
@@ -86,17 +86,17 @@ fn device_code_login_stores_a_private_token_file_and_whoami_works_without_the_en
         );
     }
     let out = run(signed_in_cmd(&sim, config.path()).args(["whoami", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(who["drive_id"], sim.drive_id());
     assert_eq!(who["account"], "default");
     assert!(who["quota_total"].as_u64().is_some(), "{who}");
 
     let out = run(signed_in_cmd(&sim, config.path()).arg("logout"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(!file.exists());
     let out = run(signed_in_cmd(&sim, config.path()).arg("whoami"));
-    assert_eq!(out.status.code(), Some(3), "signed out: sign-in needed");
+    assert_exit!(out, 3, "signed out: sign-in needed");
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn a_declined_device_code_sign_in_exits_3_with_a_clear_message() {
         outcome: DeviceOutcome::Decline,
     });
     let out = run(signed_in_cmd(&sim, config.path()).arg("login"));
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit!(out, 3);
     assert!(String::from_utf8_lossy(&out.stderr).contains("declined"));
 }
 
@@ -175,7 +175,7 @@ fn a_revoked_refresh_token_exits_3_and_the_manifest_resumes_after_login() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_exit!(out, 3, "{text}");
     assert!(text.contains("odbackup login"), "{text}");
     let done_before = done_count(&dest);
     assert!(done_before < 300);
@@ -184,7 +184,7 @@ fn a_revoked_refresh_token_exits_3_and_the_manifest_resumes_after_login() {
     let out = run(signed_in_cmd(&sim, config.path())
         .args(["backup", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(done_count(&dest), 300);
 }
 
@@ -245,7 +245,7 @@ fn browser_login_completes_with_pkce_through_a_scripted_redirect() {
     assert!(child.wait().unwrap().success(), "{rest:?}");
     assert!(config.path().join("accounts/default.json").exists());
     let out = run(signed_in_cmd(&sim, config.path()).arg("whoami"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn a_verbose_log_of_a_full_run_contains_no_token_and_no_download_url_secret() {
     let out = run(signed_in_cmd(&sim, config.path())
         .args(["backup", "-vvv", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.lines().count() > 20, "the log is verbose");
     let stored: serde_json::Value = serde_json::from_slice(

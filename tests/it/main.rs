@@ -1,5 +1,6 @@
 //! odbackup's integration tests: the real binary (and the library) against the Graph simulator.
 
+#[macro_use]
 mod support;
 
 mod auth;
@@ -9,12 +10,15 @@ mod content;
 mod crawl;
 mod dest_safety;
 mod download;
+mod drift;
 mod edges;
 mod faults;
 mod filters;
+mod hostile;
 mod incremental;
 mod paths;
 mod progress;
+mod restore;
 mod resume;
 mod sites;
 mod speed;

@@ -1,13 +1,35 @@
 //! Helpers in the domain's words: a destination folder, the real binary, the manifest's rows, polling.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+
+/// Assert a finished command's exit code, with what it printed when it is another; an optional message in
+/// `format!` form says which case this is.
+macro_rules! assert_exit {
+    ($out:expr, $code:expr) => {
+        $crate::support::check_exit(&$out, $code, "")
+    };
+    ($out:expr, $code:expr, $($context:tt)+) => {
+        $crate::support::check_exit(&$out, $code, &format!($($context)+))
+    };
+}
+
+/// What [`assert_exit!`] checks: the exit code is `want` (a run killed by a signal has none, and fails this).
+#[track_caller]
+pub fn check_exit(out: &Output, want: i32, context: &str) {
+    let got = out.status.code();
+    assert!(
+        got == Some(want),
+        "exit code {got:?}, expected {want}{}{context}\n--- stdout\n{}\n--- stderr\n{}",
+        if context.is_empty() { "" } else { ": " },
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// A temporary backup destination.
 pub struct TestDest {

@@ -8,7 +8,8 @@
 //! (<https://learn.microsoft.com/en-us/onedrive/developer/rest-api/concepts/scan-guidance>).
 //!
 //! [`Aimd`] decides (pure, unit-tested); [`AdaptiveLimit`] applies its decisions to a semaphore. It learns
-//! of throttling by the client's running count of throttle events, so it knows nothing of HTTP.
+//! of throttling by the client's running count of throttle events, so it knows nothing of HTTP. A leaf shared
+//! by the downloader and the restore, which both schedule transfers through it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
