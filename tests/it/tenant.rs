@@ -287,6 +287,8 @@ fn an_app_signed_in_with_its_certificate_backs_up_three_users_and_two_sites_in_o
     assert_eq!(without[0]["user"], "new@contoso.example");
     assert!(!org.root.join("users/new@contoso.example").exists());
     assert_eq!(org.sim.requests(RequestKind::Download), ALL_FILES);
+    // An app has no `/me` (the service answers 400 to app-only tokens): nothing asked for it.
+    assert_eq!(org.sim.requests(RequestKind::Me), 0);
 
     // The next night: every drive asks only for its changes, and nothing is fetched again.
     org.sim.add_file("Docs/new.txt", 50);

@@ -297,3 +297,94 @@ impl Ctx<'_> {
         crate::server::json(StatusCode::OK, &page)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use crate::{Simulator, Tree};
+
+    async fn get(sim: &Simulator, url: &str) -> (u16, Value) {
+        let url = if url.starts_with("http") {
+            url.to_owned()
+        } else {
+            format!("{}{url}", sim.graph_url())
+        };
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(sim.token())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    fn tenant() -> Simulator {
+        Simulator::start(
+            Tree::business()
+                .user_drive("a@x", "A", Tree::business())
+                .user_drive("b@x", "B", Tree::business())
+                .user_without_drive("c@x", "C")
+                .site_library(
+                    "x.sharepoint.com:/sites/Team",
+                    "Documents",
+                    Tree::business(),
+                ),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn users_come_in_pages_joined_by_next_links_and_need_a_directory_permission() {
+        let sim = tenant();
+        let (status, body) = get(&sim, "/users").await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+        sim.set_token_scopes(&["Files.Read.All", "User.Read.All"]);
+        let (status, _) = get(&sim, "/users?$top=0").await;
+        assert_eq!(status, 400);
+        let mut url = "/users?$select=id,userPrincipalName&$top=2".to_owned();
+        let mut upns = Vec::new();
+        for _ in 0..10 {
+            let (status, page) = get(&sim, &url).await;
+            assert_eq!(status, 200, "{page}");
+            for u in page["value"].as_array().unwrap() {
+                assert!(u["id"].is_string() && u.get("displayName").is_none(), "{u}");
+                upns.push(u["userPrincipalName"].as_str().unwrap().to_owned());
+            }
+            match page["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_owned(),
+                None => break,
+            }
+        }
+        // The signed-in user and the three others, one without a OneDrive.
+        assert_eq!(upns.len(), 4, "{upns:?}");
+        assert!(upns.contains(&"c@x".to_owned()));
+        let id = sim.user_id("a@x");
+        let (status, user) = get(&sim, &format!("/users/{id}")).await;
+        assert_eq!(
+            (status, user["userPrincipalName"].as_str()),
+            (200, Some("a@x"))
+        );
+        let (status, _) = get(&sim, &format!("/users/{id}/drive")).await;
+        assert_eq!(status, 200, "a user's drive by their object ID");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_site_is_listed_to_apps_only_and_search_serves_delegated_tokens() {
+        let sim = tenant();
+        sim.set_token_scopes(&["Files.Read.All", "Sites.Read.All"]);
+        let (status, _) = get(&sim, "/sites/getAllSites").await;
+        assert_eq!(status, 403, "getAllSites is for application permissions");
+        let (status, found) = get(&sim, "/sites?search=*").await;
+        assert_eq!(status, 200);
+        assert_eq!(found["value"].as_array().unwrap().len(), 1, "{found}");
+        sim.set_token_app_only(true);
+        let (status, all) = get(&sim, "/sites/getAllSites").await;
+        assert_eq!(status, 200);
+        assert_eq!(all["value"][0]["id"], found["value"][0]["id"]);
+        let (status, me) = get(&sim, "/me").await;
+        assert_eq!(status, 400, "no /me for an app: {me}");
+    }
+}
