@@ -521,7 +521,10 @@ fn a_long_run_gets_new_app_tokens_before_they_expire_and_after_a_refusal() {
     org.sim.set_token_lifetime(Duration::from_secs(1));
     org.login_with_certificate();
     let at_login = org.sim.app_tokens_issued();
-    org.sim.set_latency(Duration::from_millis(20));
+    // Every request waits 80 ms, so the run cannot take less than its serial chain of requests: discovery (2),
+    // then per drive at least its drive and delta requests and its files two at a time (4 drives: 1 + 5 + 5 + 5
+    // rounds of downloads), 25 rounds or 2 s: more than two lifetimes of a token renewed at 0.75 s.
+    org.sim.set_latency(Duration::from_millis(80));
     let child = spawn_shard(
         &org,
         "0/1",
@@ -536,6 +539,7 @@ fn a_long_run_gets_new_app_tokens_before_they_expire_and_after_a_refusal() {
             >= 5)
             .then_some(())
     });
+    let refused_before = org.sim.unauthorized_responses();
     org.sim.expire_access_tokens();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -544,6 +548,14 @@ fn a_long_run_gets_new_app_tokens_before_they_expire_and_after_a_refusal() {
     let issued = org.sim.app_tokens_issued() - at_login;
     // The run outlived several one-second tokens: each was replaced before it ran out.
     assert!(issued >= 2, "new tokens during the run: {issued}");
+    // Only the forced expiry cost refusals (the requests in flight then, two at most): every other token was
+    // replaced before it ran out.
+    assert_eq!(refused_before, 0, "no token was used past its expiry");
+    assert!(
+        org.sim.unauthorized_responses() <= 2,
+        "401s: {}",
+        org.sim.unauthorized_responses()
+    );
     let elapsed = doc["elapsed_secs"].as_f64().unwrap();
     assert!(
         (issued as f64) <= elapsed / 0.75 + 3.0,
