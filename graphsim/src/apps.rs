@@ -212,3 +212,77 @@ fn check_assertion(
         .map_err(|_| bad_signature("the signature does not verify"))?;
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Simulator, Tree};
+
+    /// An app-only token for `client_id` with `secret`, or the status the token endpoint answered.
+    async fn app_token(sim: &Simulator, client_id: &str, secret: &str) -> Result<String, u16> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", secret)
+            .append_pair("scope", "https://graph.microsoft.com/.default")
+            .finish();
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{}/contoso.example/oauth2/v2.0/token",
+                sim.auth_url()
+            ))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let json: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert!(
+            json.get("refresh_token").is_none(),
+            "no refresh token: {json}"
+        );
+        json["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(status)
+    }
+
+    async fn drive_status(sim: &Simulator, token: &str) -> u16 {
+        reqwest::Client::new()
+            .get(format!("{}/drives/{}", sim.graph_url(), sim.drive_id()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_app_spends_its_own_budget_and_a_wrong_secret_gets_no_token() {
+        let sim = Simulator::start(Tree::business().file("a.txt", 10));
+        sim.register_app_secret("app-a", "secret-a", &["Files.Read.All"]);
+        sim.register_app_secret("app-b", "secret-b", &["Files.Read.All"]);
+        assert_eq!(app_token(&sim, "app-a", "secret-b").await, Err(401));
+        assert_eq!(app_token(&sim, "app-c", "secret-a").await, Err(400));
+        // Two tokens of one app (two processes, two shards) and one of another app.
+        let a1 = app_token(&sim, "app-a", "secret-a").await.unwrap();
+        let a2 = app_token(&sim, "app-a", "secret-a").await.unwrap();
+        let b = app_token(&sim, "app-b", "secret-b").await.unwrap();
+        assert_ne!(a1, a2);
+        // Two Graph requests (2 units each) per minute and app.
+        sim.set_rate_limit(Some((4, Duration::from_secs(60))));
+        assert_eq!(drive_status(&sim, &a1).await, 200);
+        assert_eq!(drive_status(&sim, &a2).await, 200);
+        // One budget shared by every app would be spent by now.
+        assert_eq!(drive_status(&sim, &b).await, 200, "app-b has its own");
+        assert_eq!(drive_status(&sim, &b).await, 200);
+        assert_eq!(
+            drive_status(&sim, &a1).await,
+            429,
+            "app-a's budget is spent, whichever of its tokens asks"
+        );
+    }
+}

@@ -965,7 +965,9 @@ impl Shared {
     /// Spend `units` of the resource-unit budget, if one is set. Returns the `RateLimit-*` values to send
     /// (`limit`, `remaining`, `reset` seconds: only once 80 % of the window is used, as the service does) and,
     /// when the budget is spent, the 429 to answer instead, whose `Retry-After` is the window's reset.
-    /// The 429 starts a penalty, so a client that does not wait is caught as a violation.
+    /// The 429 starts a penalty, so a client that does not wait is caught as a violation. Budgets are counted
+    /// per `app` (client ID, `""` for delegated and default tokens); the penalty a spent budget starts holds
+    /// every client of the simulator (a simplification: tests run one app at a time).
     pub fn spend_budget(
         &self,
         units: u64,
