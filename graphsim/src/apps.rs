@@ -12,7 +12,7 @@
 //! (<https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow>).
 //!
 //! The AADSTS numbers of the refusals are the service's where we found them quoted; their exact wording is
-//! [U] (unconfirmed) and no client should read it.
+//! unconfirmed, and no client should read it.
 
 use std::collections::{HashMap, HashSet};
 

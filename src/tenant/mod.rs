@@ -335,7 +335,7 @@ pub async fn discover(graph: &GraphClient, selection: &Selection) -> Result<Disc
             .to_owned(),
         );
         // A user's OneDrive is a site too (`…-my.sharepoint.com/personal/…`); whether getAllSites lists them is
-        // [U]. They are users' drives, found by --all-users: not backed up twice as sites.
+        // not documented. They are users' drives, found by --all-users: not backed up twice as sites.
         sites.extend(all.into_iter().filter(|s| !is_personal_site(s)));
     }
     for site in &selection.sites {

@@ -1,4 +1,4 @@
-//! Issue 19: backing up a whole organisation — app-only sign-in (certificate or secret), discovery of every
+//! Backing up a whole organisation — app-only sign-in (certificate or secret), discovery of every
 //! user's `OneDrive` and every site's libraries, one manifest per drive under the root, several drives at once
 //! behind one throttle gate, and shards that split a tenant between processes with no coordinator.
 

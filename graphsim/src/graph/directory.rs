@@ -8,7 +8,7 @@
 //!   operation.", the directory's refusal. The signed-in user (the main drive's owner) is one of the users.
 //! - `/sites/getAllSites`: every site of the tenant, for application permissions only (`Sites.Read.All`); a
 //!   delegated token is refused (<https://learn.microsoft.com/en-us/graph/api/site-getallsites>: "Delegated: Not
-//!   supported"; the refusal's shape is [U], answered here as 403 `accessDenied`). Paged like `/users`.
+//!   supported"; the refusal's shape is unconfirmed, answered here as 403 `accessDenied`). Paged like `/users`.
 //! - `/sites?search=…`: sites whose name or display name holds the text (`*` or nothing: all of them), for
 //!   delegated and app-only tokens with `Sites.Read.All` (<https://learn.microsoft.com/en-us/graph/api/site-search>).
 
