@@ -421,6 +421,26 @@ fn two_shards_in_two_processes_back_up_every_drive_exactly_once() {
         .map(|d| d["folder"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(listed, shard_a);
+
+    // The next night the tenant is split three ways: drives move between shards, and each finds its backup by
+    // its folder on the shared root and goes on from it: every drive once, nothing fetched again.
+    let downloads = org.sim.requests(RequestKind::Download);
+    let mut again = BTreeMap::new();
+    for shard in ["0/3", "1/3", "2/3"] {
+        let (out, doc) = org.backup(&["--all-users", "--all-sites", "--shard", shard]);
+        assert_eq!(out.status.code(), Some(0), "{shard}: {}", stderr(&out));
+        for (folder, outcome) in outcomes(&doc) {
+            assert!(
+                again.insert(folder.clone(), outcome).is_none(),
+                "{folder} twice"
+            );
+        }
+    }
+    assert_eq!(
+        again, all,
+        "the same folders, each ok, with the same drives"
+    );
+    assert_eq!(org.sim.requests(RequestKind::Download), downloads);
 }
 
 /// Users with many small files, so a run lasts long enough to be stopped in the middle.
