@@ -747,3 +747,36 @@ fn one_throttle_answer_pauses_every_drive_and_a_drive_another_run_holds_is_locke
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(outcomes(&doc)["users/adele@contoso.example"].0, "ok");
 }
+
+#[test]
+fn a_delegated_sign_in_finds_the_sites_by_search_where_every_site_is_for_apps_only() {
+    // An administrator's own (delegated) token: getAllSites is refused to it, search is not.
+    let sim = Simulator::start(organisation());
+    sim.set_token_scopes(&["Files.Read.All", "Sites.Read.All", "User.Read.All"]);
+    let out = run(odbackup()
+        .args([
+            "drives",
+            "--all-sites",
+            "--json",
+            "--graph-url",
+            &sim.graph_url(),
+        ])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["site_listing"], "search", "{doc}");
+    assert_eq!(doc["sites_listed"], 2, "{doc}");
+    let libraries: BTreeSet<String> = doc["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["drive_id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = [
+        sim.library_drive_id(TEAM, "Documents"),
+        sim.library_drive_id(TEAM, "Archive"),
+        sim.library_drive_id(MARKETING, "Documents"),
+    ]
+    .into();
+    assert_eq!(libraries, expected);
+}
