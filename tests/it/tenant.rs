@@ -327,8 +327,27 @@ fn a_client_secret_from_a_private_file_or_the_environment_signs_in_and_a_wrong_c
         !kept.contains("correct-horse"),
         "the secret is not stored: {kept}"
     );
-    let (out, _) = org.backup(&["--users", "adele@contoso.example"]);
+    let log = org.config.path().join("run.log");
+    let (out, _) = org.backup(&[
+        "--users",
+        "adele@contoso.example",
+        "-vvv",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Neither the secret nor the token it got reach the logs, even at the most verbose level.
+    let kept = std::fs::read_to_string(org.config.path().join("accounts/default.json")).unwrap();
+    let token: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    let token = token["access_token"]
+        .as_str()
+        .expect("the current token is kept");
+    let logged = std::fs::read_to_string(&log).unwrap() + &stderr(&out);
+    assert!(logged.contains("DEBUG"), "a verbose log");
+    assert!(
+        !logged.contains("correct-horse") && !logged.contains(token),
+        "{logged}"
+    );
     assert_drive_bytes(
         &org.sim,
         &org.root,
