@@ -9,6 +9,7 @@
 //! cargo build --release && cargo run --release --example bench -- upload [--latency-ms 20] [--files 10000]
 //! cargo build --release && cargo run --release --example bench -- upload --gb 2 [--latency-ms 20]
 //! cargo build --release && cargo run --release --example bench -- upload --gb 2 --baseline client
+//! cargo build --release && cargo run --release --example bench -- tenant [--drives 50] [--files 20] [--drives-at-once 8] [--latency-ms 20]
 //! ```
 //!
 //! `upload` restores a plain folder (`restore --from-folder`) into an empty simulated drive: `--files N` small
@@ -24,6 +25,12 @@
 //! `--listing-urls` sets when the simulator's listings carry `@microsoft.graph.downloadUrl`: `dropped-under-dollar`
 //! (its default: left out under `$select`, kept under `select=`), `selected` (whenever selected) or `none`
 //! (never in a listing, so every file costs a `/content` round trip).
+//!
+//! `tenant` backs up a whole organisation (`backup --all-users`) of `--drives` small `OneDrives` with `--files`
+//! files each (1–20 KB), `--drives-at-once` of them at a time, with an app-only token. Its ideal is the request
+//! latency's critical path: discovery (one `/users` page, then each user's drive 8 at once), then per drive its
+//! chain of listing requests one after the other and its downloads `--concurrency` at a time, `--drives-at-once`
+//! drives side by side.
 //!
 //! Peak RSS is the child's `ru_maxrss` (getrusage), i.e. odbackup's own high-water mark.
 
@@ -44,6 +51,8 @@ struct Opts {
     baseline: Option<String>,
     listing_urls: String,
     gb_given: bool,
+    drives: usize,
+    drives_at_once: usize,
 }
 
 fn parse() -> Opts {
@@ -59,6 +68,8 @@ fn parse() -> Opts {
         baseline: None,
         listing_urls: "dropped-under-dollar".to_owned(),
         gb_given: false,
+        drives: 50,
+        drives_at_once: 8,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -74,6 +85,8 @@ fn parse() -> Opts {
             "--crawl-method" => o.crawl_method = value,
             "--baseline" => o.baseline = Some(value),
             "--listing-urls" => o.listing_urls = value,
+            "--drives" => o.drives = value.parse().expect("--drives N"),
+            "--drives-at-once" => o.drives_at_once = value.parse().expect("--drives-at-once N"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -122,6 +135,10 @@ fn main() {
     let o = parse();
     if o.mode == "upload" {
         upload(&o);
+        return;
+    }
+    if o.mode == "tenant" {
+        tenant(&o);
         return;
     }
     let (tree, command) = match o.mode.as_str() {
@@ -422,4 +439,78 @@ fn client_upload(sim: &Simulator, size: u64) -> (Duration, u64) {
         }
         (start.elapsed(), fragments)
     })
+}
+
+/// `tenant`: `backup --all-users` of `--drives` small drives, `--drives-at-once` at a time, against the
+/// request-latency ideal (see the module's docs).
+fn tenant(o: &Opts) {
+    let files = if o.files == 0 { 20 } else { o.files };
+    let drive = |seed: usize| {
+        (0..files).fold(Tree::business(), |t, f| {
+            t.file(
+                &format!("Docs/f{f:03}.txt"),
+                1_000 + ((seed * 7_919 + f * 104_729) % 19_000) as u64,
+            )
+        })
+    };
+    let mut tree = drive(0);
+    for u in 1..o.drives.max(1) {
+        tree = tree.user_drive(
+            &format!("user{u:03}@contoso.example"),
+            &format!("User {u}"),
+            drive(u),
+        );
+    }
+    let sim = Simulator::start(tree);
+    sim.set_token_app_only(true);
+    sim.set_token_scopes(&["Files.Read.All", "User.Read.All"]);
+    sim.set_latency(Duration::from_millis(o.latency_ms));
+    let root = tempfile::Builder::new()
+        .prefix("odbackup-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let start = Instant::now();
+    let out = Command::new(odbackup_binary())
+        .args(["backup", "--all-users", "--quiet", "--json", "--dest"])
+        .arg(root.path())
+        .args(["--graph-url", &sim.graph_url()])
+        .args(["--drives-at-once", &o.drives_at_once.to_string()])
+        .args(["--concurrency", &o.concurrency.to_string()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run odbackup");
+    let wall = start.elapsed();
+    assert!(out.status.success(), "odbackup exited with {}", out.status);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the roll-up's JSON");
+    let drives = doc["drives"].as_array().map_or(0, Vec::len);
+    assert_eq!(drives, o.drives.max(1), "every drive backed up");
+    let requests = sim.total_requests();
+    let directory = sim.requests(graphsim::RequestKind::Directory);
+    let downloads = sim.requests(graphsim::RequestKind::Download);
+    // Discovery: the /users page(s), then each user's drive, 8 at once (as `tenant::DISCOVERY_CONCURRENCY`).
+    let user_drives = drives as u64;
+    let discovery_rounds = directory + user_drives.div_ceil(8);
+    // Each drive: its listing requests one after the other, then its files `--concurrency` at a time.
+    let chain = (requests - directory - user_drives - downloads) / user_drives;
+    let per_drive = chain + (files as u64).div_ceil(o.concurrency as u64);
+    let rounds = discovery_rounds + user_drives.div_ceil(o.drives_at_once as u64) * per_drive;
+    let ideal = rounds as f64 * o.latency_ms as f64 / 1000.0;
+    println!(
+        "mode=tenant drives={drives} files_per_drive={files} drives_at_once={} concurrency={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={requests} listing_chain_per_drive={chain} request_ideal_s={ideal:.2} ratio={} peak_rss_MiB={:.1}",
+        o.drives_at_once,
+        o.concurrency,
+        o.latency_ms,
+        wall.as_secs_f64(),
+        children_cpu_s(),
+        if ideal > 0.0 {
+            format!("{:.2}", wall.as_secs_f64() / ideal)
+        } else {
+            "CPU-bound".to_owned()
+        },
+        children_max_rss_kib() as f64 / 1024.0
+    );
+    for (kind, n) in sim.request_summary() {
+        println!("  {kind:?}: {n}");
+    }
 }

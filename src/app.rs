@@ -124,6 +124,16 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl RunSummary {
+    /// What stopped the run's downloads for good, if something did: a refused sign-in, or the network or
+    /// service gone ([`crate::download::DownloadSummary::fatal`]).
+    pub fn fatal_kind(&self) -> Option<crate::ErrorKind> {
+        let download = self.download.as_ref()?;
+        if download.fatal_class.as_deref() == Some("auth") {
+            return Some(crate::ErrorKind::Auth);
+        }
+        download.fatal.is_some().then_some(crate::ErrorKind::Run)
+    }
+
     /// Whether everything wanted is on disk (exit 0) or something failed or is left (exit 1). Every file on
     /// disk then matches its listed size and hash, except those kept with a caveat (a known service quirk:
     /// a Live Photo, a file the service rewrote, a size listed wrong, no hash listed, malware on request),
@@ -147,7 +157,12 @@ const THROTTLED_UNTIL: &str = "throttled_until";
 /// A run stopped (Ctrl-C, kill, crash) while the service had asked it to wait leaves that wait to the next
 /// run: calling earlier is what the service punishes with longer waits. So every pause's end is kept in the
 /// manifest as it starts, and a run holds its requests until an earlier run's pause is over.
-fn honour_earlier_pause(graph: &GraphClient, manifest: &SharedManifest, kept: Option<&str>) {
+fn honour_earlier_pause(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    kept: Option<&str>,
+    keep_new_pauses: bool,
+) {
     let now = std::time::SystemTime::now();
     if let Some(until) = kept
         .and_then(|ms| ms.parse::<u64>().ok())
@@ -168,6 +183,9 @@ fn honour_earlier_pause(graph: &GraphClient, manifest: &SharedManifest, kept: Op
             );
         }
         graph.hold_for(left);
+    }
+    if !keep_new_pauses {
+        return;
     }
     let manifest = manifest.clone();
     graph.on_pause(Arc::new(move |until| {
@@ -194,8 +212,32 @@ pub async fn run(
     reporter: Arc<dyn Reporter>,
     cancel: &CancellationToken,
 ) -> Result<RunSummary, Error> {
-    let started = Instant::now();
     let tokens = token_source(&settings.credentials)?;
+    let graph = GraphClient::new(settings.graph.clone(), tokens)?;
+    run_inner(&graph, settings, reporter, cancel, true).await
+}
+
+/// [`run`] with a client the caller shares between runs (one connection pool, one token source, one throttle
+/// gate for several drives: Graph throttles per app per tenant). `settings.graph` and `settings.credentials`
+/// are not used; the caller owns the client's pause hook ([`GraphClient::on_pause`]), though a pause an earlier
+/// run of this drive kept is still waited out.
+pub async fn run_on(
+    graph: &GraphClient,
+    settings: &RunSettings,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, Error> {
+    run_inner(graph, settings, reporter, cancel, false).await
+}
+
+async fn run_inner(
+    graph: &GraphClient,
+    settings: &RunSettings,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    keep_pauses: bool,
+) -> Result<RunSummary, Error> {
+    let started = Instant::now();
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
     // Which local paths clash depends on how the destination compares names: asked of its file system here,
@@ -222,13 +264,12 @@ pub async fn run(
     );
     let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
-    let graph = GraphClient::new(settings.graph.clone(), tokens)?;
-    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref());
+    honour_earlier_pause(graph, &manifest, throttled_until.as_deref(), keep_pauses);
 
     let outcome = async {
         // Before the crawl, which judges what it lists by the same filter.
         crawl::apply_filter(&manifest, &settings.filter).await?;
-        let phases = run_phases(settings, layout, &graph, &manifest, reporter, cancel).await?;
+        let phases = run_phases(settings, layout, graph, &manifest, reporter, cancel).await?;
         let excluded = manifest.call(|m| m.excluded_counts()).await?;
         Ok::<_, Error>((phases, excluded))
     }
@@ -535,6 +576,16 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
         .build()
         .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))?;
     let settings = stored.settings();
+    // An app-only sign-in has no refresh token: its credential gets each new token.
+    if let Some(credential) = stored.app.clone() {
+        return Ok(Arc::new(crate::auth::app::ClientCredentialsSource::new(
+            http,
+            settings,
+            credential,
+            Some((store, account.to_owned())),
+            Some(stored),
+        )));
+    }
     Ok(Arc::new(RefreshingTokenSource::new(
         http, settings, store, account, stored,
     )))
@@ -543,15 +594,17 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
 /// What is known of the sign-in in `credentials`, for advice on a permission it lacks: whether the token is
 /// the environment's, and the scopes the stored sign-in asked for.
 pub fn sign_in_facts(credentials: &Credentials) -> SignInFacts {
-    let scopes = if credentials.access_token.is_some() {
+    let stored = if credentials.access_token.is_some() {
         None
     } else {
         TokenStore::open(credentials.config_dir.as_deref())
             .ok()
             .and_then(|store| store.load(credentials.account()).ok().flatten())
-            .map(|stored| stored.scopes)
     };
+    let app_only = stored.as_ref().is_some_and(|s| s.app.is_some());
+    let scopes = stored.map(|stored| stored.scopes);
     SignInFacts {
+        app_only,
         static_token: credentials.access_token.is_some(),
         account: credentials.account().to_owned(),
         default_account: credentials.account() == DEFAULT_ACCOUNT,
@@ -707,7 +760,9 @@ fn check_write_access(credentials: &Credentials) -> Result<(), Error> {
     let Some(stored) = store.load(account).map_err(AuthError::from)? else {
         return Err(Error::NoCredentials);
     };
-    if crate::auth::write::has_write_scope(&stored.scopes) {
+    // An app's permissions are its roles, granted by an admin and not named in the sign-in (its scope is the
+    // resource's `.default`): the service itself says whether they allow writing.
+    if stored.app.is_some() || crate::auth::write::has_write_scope(&stored.scopes) {
         Ok(())
     } else {
         Err(Error::ReadOnlySignIn {
@@ -745,7 +800,7 @@ pub async fn restore(
     let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
-    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref());
+    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref(), true);
     let outcome = async {
         let drive = graph
             .drive(&settings.drive)

@@ -19,6 +19,8 @@ pub const SITES_SCOPE: &str = "Sites.Read.All";
 /// What is known of the sign-in in use, to say how to get a permission it lacks.
 #[derive(Debug, Clone, Default)]
 pub struct SignInFacts {
+    /// The stored sign-in is an app's (client credentials): permissions are the app's, granted by an admin.
+    pub app_only: bool,
     /// The token comes from `ODBACKUP_ACCESS_TOKEN`: nothing odbackup stored.
     pub static_token: bool,
     /// The stored sign-in's account name.
@@ -51,6 +53,13 @@ impl SignInFacts {
 
     /// What to do when a site was refused (403).
     fn sites_advice(&self) -> String {
+        if self.app_only {
+            return format!(
+                "the app needs the {SITES_SCOPE} application permission, with admin consent (Entra admin \
+                 center → App registrations → API permissions → Microsoft Graph → Application permissions), \
+                 then re-run the same command"
+            );
+        }
         if self.static_token {
             return format!(
                 "the token in ODBACKUP_ACCESS_TOKEN must carry {SITES_SCOPE} (for an app-only token: the \
@@ -301,6 +310,7 @@ mod tests {
     #[test]
     fn the_advice_for_a_refused_site_fits_the_sign_in() {
         let stored = |scopes: &[&str], account: &str| SignInFacts {
+            app_only: false,
             static_token: false,
             account: account.to_owned(),
             default_account: account == "default",

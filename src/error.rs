@@ -87,12 +87,16 @@ impl Error {
     /// The exit-code family of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NoCredentials | Error::Auth(_) | Error::ReadOnlySignIn { .. } => ErrorKind::Auth,
-            Error::Restore(RestoreError::NoSource { .. } | RestoreError::Source { .. }) => {
+            // The app's key or secret file is for the user to fix (its mode, its content), not a refusal.
+            Error::Usage(_)
+            | Error::NoManifest { .. }
+            | Error::Drive(_)
+            | Error::Auth(AuthError::AppCredential(_))
+            | Error::Restore(RestoreError::NoSource { .. } | RestoreError::Source { .. }) => {
                 ErrorKind::Usage
             }
+            Error::NoCredentials | Error::Auth(_) | Error::ReadOnlySignIn { .. } => ErrorKind::Auth,
             Error::Restore(RestoreError::Manifest(m)) if m.is_locked() => ErrorKind::Locked,
-            Error::Usage(_) | Error::NoManifest { .. } | Error::Drive(_) => ErrorKind::Usage,
             Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
             Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
             Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,

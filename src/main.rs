@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use odbackup::ErrorKind;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -28,19 +27,10 @@ fn main() -> ExitCode {
         cli::report_error(&odbackup::Error::Usage(err));
         return ExitCode::from(2);
     }
-    match cli::run(args, file) {
-        cli::Outcome::Success => ExitCode::SUCCESS,
-        cli::Outcome::SomeFailed => ExitCode::from(1),
-        cli::Outcome::Failed(ErrorKind::Usage) => ExitCode::from(2),
-        cli::Outcome::Failed(ErrorKind::Auth) => ExitCode::from(3),
-        cli::Outcome::Failed(ErrorKind::Locked) => ExitCode::from(4),
-        cli::Outcome::Failed(ErrorKind::Run) => ExitCode::from(5),
-        // 128 + the signal's number, as a shell reports a process that signal ended: 130 Ctrl-C, 143 SIGTERM,
-        // 129 SIGHUP. The run saved its state first, so the same command resumes it.
-        cli::Outcome::Interrupted(signal) => {
-            ExitCode::from(u8::try_from(128 + signal).unwrap_or(130))
-        }
-    }
+    // One mapping of outcomes to codes (`Outcome::code`): 0, 1, 2 usage, 3 sign-in, 4 locked, 5 run, and
+    // 128 + the signal's number for an interrupted run, as a shell reports a process that signal ended (130
+    // Ctrl-C, 143 SIGTERM, 129 SIGHUP); the run saved its state first, so the same command resumes it.
+    ExitCode::from(cli::run(args, file).code())
 }
 
 /// Logs go to stderr (above the progress bars); `-v` raises odbackup's own level, `RUST_LOG` overrides

@@ -75,6 +75,15 @@ pub enum Event<'a> {
         /// Transfers allowed at once from now on.
         transfers: usize,
     },
+    /// One drive of a tenant backup ended.
+    DriveFinished {
+        /// Its folder under the root (`users/adele@contoso.com`).
+        folder: &'a str,
+        /// `ok`, `incomplete`, `interrupted`, `locked`, `failed`, …
+        status: &'a str,
+        /// Why it failed, when it did.
+        error: Option<&'a str>,
+    },
 }
 
 /// Receives [`Event`]s. Implementations must be cheap: events arrive from many tasks.

@@ -171,7 +171,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let (rate_headers, over_budget) = if penalty.is_some() {
         (None, None)
     } else {
-        shared.spend_budget(1)
+        // The URL carries no token: its requests count under the default budget, not an app's (a simplification).
+        shared.spend_budget(1, "")
     };
     if let Some(f) = penalty
         .or(over_budget)

@@ -26,6 +26,8 @@ use crate::state::{IdCase, IdDrift, InFlight, PagingFault, RequestKind, Shared, 
 use crate::tree::{DriveKind, Flavour, Item, Kind, World};
 use crate::{DEFAULT_TOKEN, time};
 
+mod directory;
+
 /// Which drive a route names.
 #[derive(Clone, Debug)]
 pub(crate) enum DriveRef {
@@ -74,6 +76,8 @@ pub(crate) enum Op {
 #[derive(Clone, Debug)]
 pub(crate) enum Route {
     Me,
+    /// The directory (`directory.rs`).
+    Directory(directory::DirectoryRoute),
     Drives(Owner),
     Site(SiteKey),
     Drive(DriveRef),
@@ -92,6 +96,7 @@ impl Route {
             Route::Me => RequestKind::Me,
             Route::Drives(_) | Route::Drive(_) => RequestKind::Drive,
             Route::Site(_) => RequestKind::Site,
+            Route::Directory(_) => RequestKind::Directory,
             Route::Item { op: Op::Get, .. } => RequestKind::Item,
             Route::Item {
                 op: Op::Children, ..
@@ -145,6 +150,9 @@ pub(crate) fn parse_route(path: &str) -> Route {
     }
     if p == "/me/drives" {
         return Route::Drives(Owner::Me);
+    }
+    if let Some(route) = directory::parse(p) {
+        return Route::Directory(route);
     }
     let (drive, rest) = if let Some(r) = p.strip_prefix("/sites/") {
         match parse_site_route(r) {
@@ -314,7 +322,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let (rate_headers, over_budget) = if penalty.is_some() {
         (None, None)
     } else {
-        shared.spend_budget(2)
+        shared.spend_budget(2, &app_of(&shared, req.headers()))
     };
     let mut resp = if let Some(f) = penalty
         .or(over_budget)
@@ -377,6 +385,28 @@ fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
     );
     set_header(&mut r, "www-authenticate", &www);
     r
+}
+
+/// The app whose budget a request spends: the client ID of its app-only token, `""` for any other token.
+pub(crate) fn app_of(shared: &Shared, headers: &HeaderMap) -> String {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim())
+        .unwrap_or_default();
+    let grant = if token == DEFAULT_TOKEN {
+        Some(shared.knobs.default_grant.lock().expect("grant").clone())
+    } else {
+        shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .grants
+            .get(token)
+            .cloned()
+    };
+    grant.and_then(|g| g.app).unwrap_or_default()
 }
 
 /// 401 unless the request carries an accepted, unexpired bearer token; what the token allows otherwise.
@@ -497,6 +527,7 @@ fn answer(
         drift: *shared.knobs.id_drift.lock().expect("id drift"),
     };
     match route {
+        Route::Directory(route) => ctx.directory(route, query),
         Route::Me if grant.app_only => ctx.me_refused(),
         Route::Me => ctx.me(),
         Route::Drives(owner) => match ctx.drives_of(owner) {
@@ -631,16 +662,11 @@ impl Ctx<'_> {
     /// with the drive the token may read, or the answer when there is none to read.
     fn user_drive(&self, user: &str) -> Result<usize, Response<SimBody>> {
         let me = &self.shared.config.user_principal_name;
-        if user.eq_ignore_ascii_case(me) {
+        if user.eq_ignore_ascii_case(me) || user == directory::main_user_id(self.shared) {
             return Ok(0);
         }
         // [U] for a name the directory does not know: the directory's own 404 wording.
-        let Some(u) = self
-            .world
-            .users
-            .iter()
-            .find(|u| u.upn.eq_ignore_ascii_case(user))
-        else {
+        let Some(u) = directory::find_user(self.world, user) else {
             return Err(self.err(
                 404,
                 "Request_ResourceNotFound",
@@ -649,13 +675,30 @@ impl Ctx<'_> {
                 ),
             ));
         };
+        let missing = *self.shared.knobs.missing_onedrive.lock().expect("knob");
         match u.drive {
-            None if self.grant.app_only => Err(self.err(
-                400,
-                "invalidRequest",
-                "Call was made to the default drive, which is not supported for apponly tokens.",
-            )),
-            None => Err(self.err(404, "ResourceNotFound", "User's mysite not found.")),
+            None => Err(match missing {
+                Some(crate::MissingOneDrive::MysiteNotFound) => {
+                    self.err(404, "ResourceNotFound", "User's mysite not found.")
+                }
+                Some(crate::MissingOneDrive::FileNotFound) => {
+                    self.err(404, "UnknownError", "404 FILE NOT FOUND")
+                }
+                Some(crate::MissingOneDrive::MysiteUrl) => {
+                    self.err(400, "BadRequest", "Unable to retrieve user's mysite URL.")
+                }
+                Some(crate::MissingOneDrive::AppOnlyDefaultDrive) => self.err(
+                    400,
+                    "invalidRequest",
+                    "Call was made to the default drive, which is not supported for apponly tokens.",
+                ),
+                None if self.grant.app_only => self.err(
+                    400,
+                    "invalidRequest",
+                    "Call was made to the default drive, which is not supported for apponly tokens.",
+                ),
+                None => self.err(404, "ResourceNotFound", "User's mysite not found."),
+            }),
             Some(_) if !u.shared && !self.grant.app_only => {
                 Err(self.err(403, "accessDenied", "Access denied"))
             }
@@ -789,7 +832,7 @@ impl Ctx<'_> {
         let (name, owner) = match &w.drives[d].kind {
             DriveKind::Main => (
                 "OneDrive".to_owned(),
-                json!({ "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } }),
+                json!({ "user": { "displayName": self.shared.config.display_name, "id": directory::main_user_id(self.shared) } }),
             ),
             DriveKind::Shared => (
                 "OneDrive".to_owned(),
@@ -797,7 +840,7 @@ impl Ctx<'_> {
             ),
             DriveKind::User { user } => (
                 "OneDrive".to_owned(),
-                json!({ "user": { "displayName": w.users[*user].display_name, "id": format!("graphsim-user-{user}") } }),
+                json!({ "user": { "displayName": w.users[*user].display_name, "id": w.users[*user].id } }),
             ),
             // A library belongs to its site's group.
             DriveKind::Library { site, name } => (

@@ -95,6 +95,8 @@ pub(crate) struct Grant {
     pub scopes: Vec<String>,
     /// A client-credentials token: no signed-in user.
     pub app_only: bool,
+    /// The app (client ID) a client-credentials token was issued to: throttling budgets are kept per app.
+    pub app: Option<String>,
 }
 
 impl Grant {
@@ -103,6 +105,7 @@ impl Grant {
         Self {
             scopes: scope.split_whitespace().map(str::to_owned).collect(),
             app_only: false,
+            app: None,
         }
     }
 
@@ -141,6 +144,8 @@ pub(crate) struct AuthState {
     codes: HashMap<String, AuthCode>,
     pub device_script: DeviceScript,
     pub authorize_outcome: AuthorizeOutcome,
+    /// App registrations for the client-credentials grant.
+    pub apps: crate::apps::Apps,
     serial: u64,
 }
 
@@ -276,7 +281,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             if kind == RequestKind::DeviceCode {
                 device_code(&shared, &form)
             } else {
-                token(&shared, &form)
+                let token_url = format!("{}{path}", shared.auth_base);
+                token(&shared, &form, &token_url)
             }
         }
         _ => crate::server::graph_error(
@@ -355,7 +361,7 @@ fn wants_refresh(scope: &str) -> bool {
     scope.split_whitespace().any(|s| s == "offline_access")
 }
 
-fn token(shared: &Shared, form: &HashMap<String, String>) -> Response<SimBody> {
+fn token(shared: &Shared, form: &HashMap<String, String>, token_url: &str) -> Response<SimBody> {
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let now = shared.now_ms();
     let mut st = shared.auth.lock().expect("auth lock");
@@ -529,19 +535,46 @@ fn token(shared: &Shared, form: &HashMap<String, String>) -> Response<SimBody> {
             let scope = code.scope.clone();
             issue(shared, &mut st, &scope, wants_refresh(&scope))
         }
-        // App-only: the app's consented permissions are the roles (the handle's token scopes stand for them).
+        // App-only: the app's consented permissions are the roles. With no app registered, any credentials
+        // pass and the handle's token scopes stand for the roles (older tests); with one, the secret or the
+        // signed assertion is checked as `apps.rs` describes.
         "client_credentials" => {
-            let roles = shared
-                .knobs
-                .default_grant
-                .lock()
-                .expect("grant")
-                .scopes
-                .clone();
+            if !get("scope").ends_with("/.default") {
+                return oauth_error(
+                    shared,
+                    400,
+                    "invalid_scope",
+                    1_002_012,
+                    &format!(
+                        "The provided value for scope {} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                        get("scope")
+                    ),
+                );
+            }
+            let client_id = get("client_id");
+            let roles = if st.apps.any() {
+                let now = crate::time::now_secs();
+                match st.apps.authenticate(client_id, form, token_url, now) {
+                    Ok(roles) => roles,
+                    Err((status, error, aadsts, text)) => {
+                        return oauth_error(shared, status, error, aadsts, &text);
+                    }
+                }
+            } else {
+                shared
+                    .knobs
+                    .default_grant
+                    .lock()
+                    .expect("grant")
+                    .scopes
+                    .clone()
+            };
             let grant = Grant {
                 scopes: roles,
                 app_only: true,
+                app: Some(client_id.to_owned()),
             };
+            shared.counters.app_tokens.fetch_add(1, Ordering::Relaxed);
             issue_with(shared, &mut st, get("scope"), false, grant)
         }
         other => oauth_error(

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+mod apps;
 mod content;
 mod download;
 mod graph;
@@ -51,10 +52,24 @@ pub use identity::{AuthorizeOutcome, DeviceOutcome, DeviceScript};
 pub use quickxor::QuickXorHash;
 pub use sim::Simulator;
 pub use state::{
-    ContentAnswer, DeltaOrder, Failure, IdCase, IdDrift, ListingUrls, PagingFault, RequestKind,
-    SimConfig, Violation,
+    ContentAnswer, DeltaOrder, Failure, IdCase, IdDrift, ListingUrls, MissingOneDrive, PagingFault,
+    RequestKind, SimConfig, Violation,
 };
 pub use tree::{FileOpts, Flavour, GenSpec, Hashes, Tree};
 
 /// The bearer token Graph accepts by default (see `Simulator::set_default_token_accepted`).
 pub const DEFAULT_TOKEN: &str = "graphsim-default-token";
+
+/// A GUID-shaped ID derived from `seed` (directory object IDs, stable for a given tree).
+pub(crate) fn directory_guid(seed: &str) -> String {
+    let a = content::mix(content::fnv1a(seed.as_bytes()));
+    let b = content::mix(a ^ 0x7573_6572);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}

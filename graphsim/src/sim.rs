@@ -10,8 +10,8 @@ use crate::content::mix;
 use crate::identity::{AuthorizeOutcome, DeviceScript};
 use crate::server::{Role, bind, serve};
 use crate::state::{
-    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, IdDrift, ListingUrls, PagingFault,
-    RequestKind, ResetRule, Schedule, Shared, SimConfig, Violation,
+    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, IdDrift, ListingUrls,
+    MissingOneDrive, PagingFault, RequestKind, ResetRule, Schedule, Shared, SimConfig, Violation,
 };
 use crate::tree::{FileOpts, Flavour, Kind, Tree, World, split};
 
@@ -164,7 +164,8 @@ impl Simulator {
         let d = w
             .users
             .iter()
-            .find(|u| u.upn.eq_ignore_ascii_case(upn))
+            .find(|u| u.upn == upn)
+            .or_else(|| w.users.iter().find(|u| u.upn.eq_ignore_ascii_case(upn)))
             .and_then(|u| u.drive)
             .unwrap_or_else(|| panic!("graphsim: no user {upn:?} with a drive"));
         w.drives[d].id.clone()
@@ -418,7 +419,12 @@ impl Simulator {
     pub fn set_rate_limit(&self, budget: Option<(u64, Duration)>) {
         *self.shared.knobs.rate_budget.lock().expect("budget") =
             budget.map(|(units, window)| (units, window.as_millis().max(1) as u64));
-        *self.shared.knobs.rate_window.lock().expect("rate window") = (0, 0);
+        self.shared
+            .knobs
+            .rate_window
+            .lock()
+            .expect("rate window")
+            .clear();
     }
 
     /// Lifetime of download URLs minted from now on (expired → 401 on the download host).
@@ -727,6 +733,77 @@ impl Simulator {
             .app_only = on;
     }
 
+    /// Register the app `client_id` for the client-credentials grant, with a client secret. From the first
+    /// registration on, the token endpoint checks every client-credentials request: an unknown app, a wrong
+    /// secret, or an assertion not signed by a registered certificate is refused as the service refuses it.
+    /// Its tokens carry `roles` (application permissions); [`Simulator::set_app_roles`] changes them.
+    pub fn register_app_secret(&self, client_id: &str, secret: &str, roles: &[&str]) {
+        let mut auth = self.shared.auth.lock().expect("auth lock");
+        let app = auth
+            .apps
+            .registrations
+            .entry(client_id.to_owned())
+            .or_default();
+        app.secrets.push(secret.to_owned());
+        app.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    }
+
+    /// Register the app `client_id` with the certificate(s) in `pem` (the public part uploaded to an app
+    /// registration; a PEM holding a private key too is fine, only `CERTIFICATE` sections are read). Client
+    /// assertions must be signed by the matching private key. See [`Simulator::register_app_secret`].
+    pub fn register_app_certificate(&self, client_id: &str, pem: &str, roles: &[&str]) {
+        let certificates = crate::apps::certificates_of(pem);
+        assert!(
+            !certificates.is_empty(),
+            "graphsim: no CERTIFICATE section in the PEM"
+        );
+        let mut auth = self.shared.auth.lock().expect("auth lock");
+        let app = auth
+            .apps
+            .registrations
+            .entry(client_id.to_owned())
+            .or_default();
+        app.certificates.extend(certificates);
+        app.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    }
+
+    /// The application permissions consented for a registered app: the `roles` of the tokens issued from now on.
+    pub fn set_app_roles(&self, client_id: &str, roles: &[&str]) {
+        if let Some(app) = self
+            .shared
+            .auth
+            .lock()
+            .expect("auth lock")
+            .apps
+            .registrations
+            .get_mut(client_id)
+        {
+            app.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        }
+    }
+
+    /// Access tokens issued by the client-credentials grant so far.
+    pub fn app_tokens_issued(&self) -> u64 {
+        self.shared.counters.app_tokens.load(Ordering::Relaxed)
+    }
+
+    /// How `/users/{id}/drive` answers for a user who never opened OneDrive (see [`MissingOneDrive`]); `None`
+    /// restores the default (404 `ResourceNotFound` to delegated tokens, 400 `invalidRequest` to app-only ones).
+    pub fn set_missing_onedrive(&self, answer: Option<MissingOneDrive>) {
+        *self.shared.knobs.missing_onedrive.lock().expect("knob") = answer;
+    }
+
+    /// The directory object ID of the tenant user `upn` (exact spelling first, then any case).
+    pub fn user_id(&self, upn: &str) -> String {
+        let w = self.world();
+        w.users
+            .iter()
+            .find(|u| u.upn == upn)
+            .or_else(|| w.users.iter().find(|u| u.upn.eq_ignore_ascii_case(upn)))
+            .map(|u| u.id.clone())
+            .unwrap_or_else(|| panic!("graphsim: no user {upn:?}"))
+    }
+
     /// A fresh refresh token the token endpoint accepts once (as if a sign-in had happened).
     pub fn issue_refresh_token(&self) -> String {
         self.shared
@@ -884,6 +961,23 @@ impl Simulator {
     /// carried the bytes themselves ([`ContentAnswer::Inline`]).
     pub fn downloads_of(&self, path: &str) -> u64 {
         let idx = self.world().expect(path);
+        self.shared
+            .counters
+            .downloads
+            .lock()
+            .expect("downloads")
+            .get(&idx)
+            .map_or(0, |l| l.count)
+    }
+
+    /// [`Simulator::downloads_of`] the file at `path` in the drive `drive_id` (a library, another user's drive).
+    pub fn downloads_in(&self, drive_id: &str, path: &str) -> u64 {
+        let idx = {
+            let w = self.world();
+            let d = self.drive_named(&w, drive_id);
+            w.resolve_in(d, path)
+                .unwrap_or_else(|| panic!("graphsim: no {path:?} in drive {drive_id:?}"))
+        };
         self.shared
             .counters
             .downloads

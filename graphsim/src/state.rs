@@ -55,11 +55,13 @@ pub enum RequestKind {
     Other,
     /// `GET /sites/{hostname}:/{path}` or `/sites/{id}`: finding a SharePoint site.
     Site,
+    /// The directory: `GET /users`, `/users/{id}`, `/sites/getAllSites`, `/sites?search=`.
+    Directory,
 }
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 20] = [
+    pub const ALL: [RequestKind; 21] = [
         RequestKind::Me,
         RequestKind::Drive,
         RequestKind::Item,
@@ -80,6 +82,7 @@ impl RequestKind {
         RequestKind::UpdateItem,
         RequestKind::Other,
         RequestKind::Site,
+        RequestKind::Directory,
     ];
 
     fn index(self) -> usize {
@@ -381,6 +384,22 @@ pub enum ListingUrls {
     NotInListings,
 }
 
+/// How `/users/{id}/drive` answers for a user whose OneDrive was never provisioned (they never opened it).
+/// Each shape has been reported; which one a tenant sends is not documented (unconfirmed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingOneDrive {
+    /// 404 `ResourceNotFound` "User's mysite not found." (alcionai/corso #966; app-only too, onedrive-api-docs
+    /// #530).
+    MysiteNotFound,
+    /// 400 `invalidRequest` "Call was made to the default drive, which is not supported for apponly tokens."
+    /// (onedrive-api-docs #965, #1572).
+    AppOnlyDefaultDrive,
+    /// 404 `UnknownError` "404 FILE NOT FOUND" (alcionai/corso #3846; onedrive-api-docs #530).
+    FileNotFound,
+    /// 400 `BadRequest` "Unable to retrieve user's mysite URL." (skilion/onedrive #276).
+    MysiteUrl,
+}
+
 /// Requests held back until released (`Simulator::hold_requests`): a test's way to order events in a
 /// running client without sleeping.
 #[derive(Clone, Debug)]
@@ -477,8 +496,11 @@ pub(crate) struct Knobs {
     pub default_grant: Mutex<crate::identity::Grant>,
     /// The resource-unit budget (units per window, window in ms), when one is enforced.
     pub rate_budget: Mutex<Option<(u64, u64)>>,
-    /// (window index since start, units spent in it).
-    pub rate_window: Mutex<(u64, u64)>,
+    /// Per app (client ID; `""` for delegated tokens and the default token): (window index since start, units
+    /// spent in it). Graph throttles per app per tenant
+    /// (<https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>),
+    /// so every process signed in as one app spends one budget.
+    pub rate_window: Mutex<HashMap<String, (u64, u64)>>,
     /// How `/content` answers.
     pub content_answer: Mutex<ContentAnswer>,
     /// When listings carry download URLs.
@@ -487,6 +509,9 @@ pub(crate) struct Knobs {
     pub url_credential_in_path: AtomicBool,
     /// Requests held until released.
     pub holds: Mutex<Vec<HoldRule>>,
+    /// How a user without a OneDrive is answered; `None`: 404 `ResourceNotFound` to delegated tokens, 400
+    /// `invalidRequest` to app-only ones.
+    pub missing_onedrive: Mutex<Option<MissingOneDrive>>,
 }
 
 /// A Retry-After in force: when it was issued, when it ends, and the answer that set it.
@@ -539,6 +564,8 @@ pub(crate) struct Counters {
     pub unauthorized: AtomicU64,
     pub polls_too_fast: AtomicU64,
     pub bytes_served: AtomicU64,
+    /// Access tokens issued by the client-credentials grant.
+    pub app_tokens: AtomicU64,
 }
 
 impl Counters {
@@ -735,11 +762,12 @@ impl Shared {
                 crate::identity::DEFAULT_SCOPES,
             )),
             rate_budget: Mutex::new(None),
-            rate_window: Mutex::new((0, 0)),
+            rate_window: Mutex::new(HashMap::new()),
             content_answer: Mutex::new(ContentAnswer::default()),
             listing_urls: Mutex::new(ListingUrls::default()),
             url_credential_in_path: AtomicBool::new(false),
             holds: Mutex::new(Vec::new()),
+            missing_onedrive: Mutex::new(None),
         };
         let secret = crate::content::mix(
             std::time::SystemTime::now()
@@ -944,15 +972,22 @@ impl Shared {
     /// Spend `units` of the resource-unit budget, if one is set. Returns the `RateLimit-*` values to send
     /// (`limit`, `remaining`, `reset` seconds: only once 80 % of the window is used, as the service does) and,
     /// when the budget is spent, the 429 to answer instead, whose `Retry-After` is the window's reset.
-    /// The 429 starts a penalty, so a client that does not wait is caught as a violation.
-    pub fn spend_budget(&self, units: u64) -> (Option<(u64, u64, u64)>, Option<Failure>) {
+    /// The 429 starts a penalty, so a client that does not wait is caught as a violation. Budgets are counted
+    /// per `app` (client ID, `""` for delegated and default tokens); the penalty a spent budget starts holds
+    /// every client of the simulator (a simplification: tests run one app at a time).
+    pub fn spend_budget(
+        &self,
+        units: u64,
+        app: &str,
+    ) -> (Option<(u64, u64, u64)>, Option<Failure>) {
         let Some((limit, window_ms)) = *self.knobs.rate_budget.lock().expect("budget lock") else {
             return (None, None);
         };
         let now = self.now_ms();
         let window = now / window_ms.max(1);
         let used = {
-            let mut w = self.knobs.rate_window.lock().expect("rate window");
+            let mut windows = self.knobs.rate_window.lock().expect("rate window");
+            let w = windows.entry(app.to_owned()).or_insert((window, 0));
             if w.0 != window {
                 *w = (window, 0);
             }

@@ -320,6 +320,8 @@ pub(crate) struct Site {
 /// A user of the tenant other than the signed-in one, reached by `/users/{upn}/drive`.
 #[derive(Clone, Debug)]
 pub(crate) struct TenantUser {
+    /// The directory object ID (a GUID), what `/users` lists as `id`.
+    pub id: String,
     pub upn: String,
     pub display_name: String,
     /// Their OneDrive; `None` until they first open it (the service has none to show).
@@ -994,6 +996,7 @@ impl Tree {
             d
         });
         self.world.users.push(TenantUser {
+            id: crate::directory_guid(&format!("{user}:{upn}")),
             upn: upn.to_owned(),
             display_name: display_name.to_owned(),
             drive,

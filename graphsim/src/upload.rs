@@ -439,7 +439,7 @@ pub(crate) async fn handle_graph(shared: Arc<Shared>, req: Request<Incoming>) ->
     let (rate_headers, over_budget) = if penalty.is_some() {
         (None, None)
     } else {
-        shared.spend_budget(2)
+        shared.spend_budget(2, &crate::graph::app_of(&shared, req.headers()))
     };
     if let Some(f) = penalty
         .or(over_budget)
@@ -1109,7 +1109,8 @@ pub(crate) async fn handle_upload(
     let (rate_headers, over_budget) = if penalty.is_some() {
         (None, None)
     } else {
-        shared.spend_budget(1)
+        // The session URL carries no token: its requests count under the default budget (a simplification).
+        shared.spend_budget(1, "")
     };
     if let Some(f) = penalty
         .or(over_budget)

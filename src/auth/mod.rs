@@ -5,6 +5,7 @@
 //! This module knows nothing of drives, the manifest or the terminal: the command line prints what the
 //! sign-in flows return.
 
+pub mod app;
 pub mod refresh;
 pub mod signin;
 pub mod store;
@@ -68,6 +69,9 @@ pub enum AuthError {
     /// The token store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// An app's credential (certificate, client secret) cannot be used as it is.
+    #[error(transparent)]
+    AppCredential(#[from] app::AppCredentialError),
 }
 
 impl AuthError {
@@ -78,7 +82,7 @@ impl AuthError {
             | AuthError::StillRefused { .. }
             | AuthError::NotSignedIn { .. } => true,
             AuthError::SignIn(e) => e.is_refused(),
-            AuthError::Store(_) => false,
+            AuthError::Store(_) | AuthError::AppCredential(_) => false,
         }
     }
 }

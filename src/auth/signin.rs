@@ -92,7 +92,7 @@ impl AuthSettings {
     }
 
     /// Catch settings the service would reject with a puzzling message.
-    fn check(&self) -> Result<(), SignInError> {
+    pub(super) fn check(&self) -> Result<(), SignInError> {
         let problem = if self.client_id.trim().is_empty() {
             "client_id is empty: register a public client app (see the README's sign-in section) and set \
              `client_id` in the config file"

@@ -26,6 +26,9 @@ pub const ACCOUNTS_DIR: &str = "accounts";
 const MAX_ACCOUNT_LEN: usize = 64;
 /// The token file format; bumped if the layout changes incompatibly.
 const FORMAT_VERSION: u32 = 1;
+/// The format of an app-only sign-in's file: an odbackup that knows only version 1 would read it as a delegated
+/// sign-in without a refresh token, so it is marked newer and such a version says so.
+const APP_FORMAT_VERSION: u32 = 2;
 
 /// Why a token file could not be read, written or removed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,9 @@ pub struct StoredTokens {
     pub login_base_url: String,
     /// A label for the account, e.g. the user principal name from `/me`, filled in by the caller.
     pub username: Option<String>,
+    /// For an app-only sign-in (client credentials): where the app's credential lives. Such a sign-in has no
+    /// refresh token; a new access token is requested with the credential instead.
+    pub app: Option<super::app::AppCredentialRef>,
 }
 
 impl StoredTokens {
@@ -100,6 +106,7 @@ impl StoredTokens {
             scopes: settings.scopes.clone(),
             login_base_url: settings.login_base_url.clone(),
             username: None,
+            app: None,
         };
         stored.apply(tokens, now);
         stored
@@ -161,6 +168,8 @@ struct TokenFile {
     login_base_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    app: Option<super::app::AppCredentialRef>,
 }
 
 /// The token files of one config directory. Cheap to clone (a path).
@@ -216,7 +225,9 @@ impl TokenStore {
             // Line and column only: serde's message may quote a value, and values here are secrets.
             detail: format!("invalid JSON near line {} column {}", e.line(), e.column()),
         })?;
-        if file.version > FORMAT_VERSION {
+        if file.version > APP_FORMAT_VERSION
+            || (file.version > FORMAT_VERSION && file.app.is_none())
+        {
             return Err(StoreError::Corrupt {
                 path,
                 detail: format!("format version {}", file.version),
@@ -232,6 +243,7 @@ impl TokenStore {
             scopes: file.scopes,
             login_base_url: file.login_base_url,
             username: file.username,
+            app: file.app,
         }))
     }
 
@@ -240,7 +252,11 @@ impl TokenStore {
     pub fn save(&self, account: &str, tokens: &StoredTokens) -> Result<(), StoreError> {
         let path = self.path(account)?;
         let file = TokenFile {
-            version: FORMAT_VERSION,
+            version: if tokens.app.is_some() {
+                APP_FORMAT_VERSION
+            } else {
+                FORMAT_VERSION
+            },
             refresh_token: tokens.refresh_token.as_ref().map(|t| t.expose().to_owned()),
             access_token: tokens.access_token.as_ref().map(|t| t.expose().to_owned()),
             expires_at: tokens.expires_at,
@@ -250,6 +266,7 @@ impl TokenStore {
             scopes: tokens.scopes.clone(),
             login_base_url: tokens.login_base_url.clone(),
             username: tokens.username.clone(),
+            app: tokens.app.clone(),
         };
         let mut json = serde_json::to_vec_pretty(&file).expect("a token file always serializes");
         json.push(b'\n');

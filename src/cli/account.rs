@@ -127,6 +127,70 @@ pub async fn login(
     Ok(())
 }
 
+/// `odbackup login --app`: check the credential file, get one token to prove the app and its credential are
+/// accepted, and keep the sign-in (where the credential lives, never the credential) for later runs.
+pub async fn login_app(
+    args: &AuthArgs,
+    certificate: Option<&std::path::Path>,
+    secret_file: Option<&std::path::Path>,
+    graph: GraphOptions,
+    file: &ConfigValues,
+    credentials: &Credentials,
+) -> Result<(), Error> {
+    use odbackup::auth::app::{self as app_auth, AppCredentialRef};
+    let mut settings = auth_settings(args, file)?;
+    app_auth::check_tenant(&settings.tenant).map_err(AuthError::from)?;
+    let absolute = |p: &std::path::Path| {
+        std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))
+    };
+    let credential = match (certificate, secret_file) {
+        (Some(pem), None) => AppCredentialRef::Certificate {
+            path: absolute(pem)?,
+        },
+        (None, Some(secret)) => AppCredentialRef::SecretFile {
+            path: absolute(secret)?,
+        },
+        (None, None) if std::env::var_os(app_auth::SECRET_ENV).is_some() => {
+            AppCredentialRef::SecretEnv
+        }
+        _ => {
+            return Err(Error::Usage(format!(
+                "--app needs the app's credential: --certificate PEM (the private key and the certificate, \
+                 recommended), --client-secret-file FILE, or {} in the environment",
+                app_auth::SECRET_ENV
+            )));
+        }
+    };
+    credential.check().map_err(AuthError::from)?;
+    // Application permissions are all the app's: the resource's `.default` scope asks for them.
+    settings.scopes =
+        vec![app_auth::default_scope(&graph.base_url).ok_or_else(|| {
+            Error::Usage(format!("--graph-url {} has no origin", graph.base_url))
+        })?];
+    let tokens = app_auth::acquire(
+        &http()?,
+        &settings,
+        &credential,
+        odbackup::auth::refresh::RefreshPolicy::default(),
+    )
+    .await?;
+    let mut stored = StoredTokens::from_response(&settings, tokens, SystemTime::now());
+    stored.username = Some(format!("app {}", settings.client_id));
+    stored.app = Some(credential.clone());
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    store
+        .save(credentials.account(), &stored)
+        .map_err(AuthError::from)?;
+    render::say(&format!(
+        "Signed in as app {} in tenant {} (account {:?}), with its {credential}; nothing secret was stored: \
+         the credential is read again for each new token, so keep it in place (mode 0600)",
+        settings.client_id,
+        settings.tenant,
+        credentials.account(),
+    ));
+    Ok(())
+}
+
 /// `odbackup logout`.
 pub fn logout(credentials: &Credentials) -> Result<(), Error> {
     let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;

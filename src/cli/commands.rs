@@ -7,11 +7,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Args, Command, CommonArgs, DestArgs, FilterArgs, KeepArgs, LayoutArgs, RemoteArgs, ServiceArgs,
-    account, progress, render,
+    TenantArgs, account, progress, render,
 };
 use odbackup::browse::{self, BrowseSettings};
 use odbackup::filter::{Filter, FilterSpec};
+use odbackup::graph::{GraphClient, SiteRef};
 use odbackup::localpath::Layout;
+use odbackup::tenant::{
+    self, DEFAULT_DRIVES_AT_ONCE, Discovery, DriveSource, MAX_DRIVES_AT_ONCE, Selection, Shard,
+    TenantSettings, Verdict,
+};
 use std::path::{Path, PathBuf};
 
 use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
@@ -39,6 +44,23 @@ pub enum Outcome {
     Failed(ErrorKind),
 }
 
+impl Outcome {
+    /// The process exit code: 0 success, 1 some items failed, 2 usage, 3 sign-in, 4 locked, 5 the run could
+    /// not go on, 128 + the signal for an interrupted run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; its state was
+    /// saved, so the same command resumes it).
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::SomeFailed => 1,
+            Outcome::Failed(ErrorKind::Usage) => 2,
+            Outcome::Failed(ErrorKind::Auth) => 3,
+            Outcome::Failed(ErrorKind::Locked) => 4,
+            Outcome::Failed(ErrorKind::Run) => 5,
+            Outcome::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(130),
+        }
+    }
+}
+
 /// Run the parsed command line with the config file's values in force (see [`load_config`]).
 pub fn run(args: Args, file: ConfigValues) -> Outcome {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -57,12 +79,27 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
         match args.command {
             Command::Login {
                 auth,
+                app,
+                certificate,
+                client_secret_file,
                 browser,
                 graph_url,
                 sites,
                 write,
             } => {
                 let credentials = credentials(auth.account.as_ref(), &file);
+                if app {
+                    account::login_app(
+                        &auth,
+                        certificate.as_deref(),
+                        client_secret_file.as_deref(),
+                        graph_options(graph_url.as_ref(), &file)?,
+                        &file,
+                        &credentials,
+                    )
+                    .await?;
+                    return Ok(Outcome::Success);
+                }
                 account::login(
                     &auth,
                     browser,
@@ -77,11 +114,36 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             }
             Command::Drives {
                 site,
+                all_users,
+                all_sites,
+                shard,
                 user,
                 account,
                 graph_url,
                 json,
             } => {
+                if all_users || all_sites {
+                    let selection = Selection {
+                        all_users,
+                        all_sites,
+                        ..Selection::default()
+                    };
+                    let shard = shard.as_deref().map(Shard::parse).transpose().map_err(Error::Usage)?;
+                    let found = tenant_drives(
+                        graph_options(graph_url.as_ref(), &file)?,
+                        &credentials(account.as_ref(), &file),
+                        &selection,
+                    )
+                    .await?
+                    .in_shard(shard);
+                    render::tenant_drives(&found, shard, json);
+                    return Ok(Outcome::Success);
+                }
+                if shard.is_some() {
+                    return Err(Error::Usage(
+                        "--shard splits --all-users or --all-sites: give one of them".to_owned(),
+                    ));
+                }
                 let of = account::drives_of(site.as_deref(), user.as_deref())?;
                 let drives = app::list_drives(
                     graph_options(graph_url.as_ref(), &file)?,
@@ -130,6 +192,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             }
             Command::Backup {
                 remote,
+                tenant,
                 filters,
                 layout,
                 keep,
@@ -139,6 +202,19 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             } => {
                 let job =
                     job_of(&filters, &layout, &file, dry_run).and_then(|j| j.keeping(&keep, &file));
+                if tenant.is_tenant() {
+                    let settings = job.and_then(|job| {
+                        tenant_settings(&remote, &tenant, &file, concurrency, job)
+                    })?;
+                    return run_tenant_job(&settings, json, quiet).await;
+                }
+                if tenant.shard.is_some() || tenant.drives_at_once.is_some() {
+                    return Err(Error::Usage(
+                        "--shard and --drives-at-once are for an organisation's drives: add --all-users, \
+                         --all-sites, --users, --sites or --drives-from"
+                            .to_owned(),
+                    ));
+                }
                 run_job(
                     job.and_then(|job| {
                         remote_settings(&remote, &file, Phases::Backup, concurrency, job)
@@ -302,6 +378,123 @@ async fn run_job(
     let summary = summary?;
     render::summary(&summary, json);
     Ok(outcome_of(&summary, stopped_by.load(Ordering::SeqCst)))
+}
+
+/// `backup` of an organisation's drives: one roll-up, and the worst drive's exit code.
+async fn run_tenant_job(
+    settings: &TenantSettings,
+    json: bool,
+    quiet: bool,
+) -> Result<Outcome, Error> {
+    let cancel = CancellationToken::new();
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
+    let display = progress::Display::new(quiet || json);
+    let reporter: Arc<dyn Reporter> = display.reporter(false);
+    let summary = Box::pin(tenant::backup(settings, reporter, &cancel)).await;
+    display.finish();
+    let summary = summary?;
+    let signal = match stopped_by.load(Ordering::SeqCst) {
+        0 => SIGINT,
+        s => s,
+    };
+    render::tenant_summary(&summary, json, |v| verdict_outcome(v, signal).code());
+    Ok(verdict_outcome(summary.verdict(), signal))
+}
+
+/// The outcome a drive's (or the roll-up's) verdict stands for.
+fn verdict_outcome(verdict: Verdict, signal: i32) -> Outcome {
+    match verdict {
+        Verdict::Ok => Outcome::Success,
+        Verdict::SomeFailed => Outcome::SomeFailed,
+        Verdict::Locked => Outcome::Failed(ErrorKind::Locked),
+        Verdict::Usage => Outcome::Failed(ErrorKind::Usage),
+        Verdict::Run => Outcome::Failed(ErrorKind::Run),
+        Verdict::Auth => Outcome::Failed(ErrorKind::Auth),
+        Verdict::Interrupted => Outcome::Interrupted(signal),
+    }
+}
+
+/// The drives of the tenant that `selection` names, for `odbackup drives --all-users`.
+async fn tenant_drives(
+    graph: GraphOptions,
+    credentials: &Credentials,
+    selection: &Selection,
+) -> Result<Discovery, Error> {
+    let client = GraphClient::new(graph, app::token_source(credentials)?)?;
+    tenant::discover(&client, selection).await
+}
+
+/// A tenant backup's settings: each drive's run as `backup` would make it for DEST, and which drives.
+fn tenant_settings(
+    remote: &RemoteArgs,
+    tenant: &TenantArgs,
+    file: &ConfigValues,
+    concurrency: Option<usize>,
+    job: Job,
+) -> Result<TenantSettings, Error> {
+    let names_one = remote.drive.drive_id.is_some()
+        || remote.drive.user.is_some()
+        || remote.drive.site.is_some()
+        || remote.drive.library.is_some();
+    if names_one {
+        return Err(Error::Usage(
+            "--drive-id, --user, --site and --library name one drive; an organisation's drives are named by \
+             --all-users, --all-sites, --users, --sites or --drives-from"
+                .to_owned(),
+        ));
+    }
+    if remote.common.dest.manifest.is_some() {
+        return Err(Error::Usage(
+            "--manifest names one drive's manifest; an organisation's drives each keep theirs in \
+             DEST/<folder>/.odbackup/"
+                .to_owned(),
+        ));
+    }
+    // A drive the config file names is for one-drive runs: each drive here is named by its ID.
+    let mut run = remote_settings(remote, file, Phases::Backup, concurrency, job)?;
+    run.drive = DriveSelector::Me;
+    let source = match &tenant.drives_from {
+        Some(path) => DriveSource::File(path.clone()),
+        None => DriveSource::Discover(Selection {
+            all_users: tenant.all_users,
+            all_sites: tenant.all_sites,
+            users: tenant
+                .users
+                .iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            sites: tenant
+                .sites
+                .iter()
+                .map(|s| SiteRef::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(Error::Usage)?,
+        }),
+    };
+    let drives_at_once = match tenant.drives_at_once {
+        None => DEFAULT_DRIVES_AT_ONCE,
+        Some(n @ 1..=MAX_DRIVES_AT_ONCE) => n,
+        Some(n) => {
+            return Err(Error::Usage(format!(
+                "--drives-at-once must be between 1 and {MAX_DRIVES_AT_ONCE}, not {n}"
+            )));
+        }
+    };
+    Ok(TenantSettings {
+        root: run.dest.clone(),
+        graph: run.graph.clone(),
+        credentials: run.credentials.clone(),
+        source,
+        shard: tenant
+            .shard
+            .as_deref()
+            .map(Shard::parse)
+            .transpose()
+            .map_err(Error::Usage)?,
+        drives_at_once,
+        run,
+    })
 }
 
 fn outcome_of(summary: &RunSummary, signal: i32) -> Outcome {

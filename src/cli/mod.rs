@@ -16,7 +16,7 @@ use odbackup::config::CrawlMethod;
 use odbackup::filter::{ByteSize, DateBound, MediaSelection};
 use odbackup::localpath::Layout;
 
-pub use commands::{Outcome, load_config, run};
+pub use commands::{load_config, run};
 pub use progress::{EscapedLog, LogWriter};
 pub use render::error as report_error;
 
@@ -54,15 +54,40 @@ SIGTERM, 129 by SIGHUP (128 + the signal: state is saved first, re-run the same 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Sign in with your Microsoft account (device code by default: works over SSH and on headless boxes).
+    /// Sign in with your Microsoft account (device code by default: works over SSH and on headless boxes), or
+    /// as an app for a whole organisation (--app).
     #[command(
         after_help = "Examples:\n  odbackup login --client-id 00000000-0000-0000-0000-000000000000\n  \
-        odbackup login --browser --tenant consumers\n  odbackup login --account work --tenant organizations"
+        odbackup login --browser --tenant consumers\n  odbackup login --account work --tenant organizations\n  \
+        odbackup login --app --tenant contoso.onmicrosoft.com --client-id ID --certificate /etc/odbackup/app.pem\n  \
+        odbackup login --app --tenant contoso.onmicrosoft.com --client-id ID --client-secret-file /etc/odbackup/secret"
     )]
     Login {
         /// Which app registration and tenant.
         #[command(flatten)]
         auth: AuthArgs,
+        /// App-only sign-in (OAuth client credentials) for backing up every user and site of a tenant: give
+        /// --tenant, --client-id and --certificate (recommended) or --client-secret-file (or ODBACKUP_CLIENT_SECRET).
+        /// Nothing secret is stored: the file (mode 0600) is read again for each new token.
+        #[arg(long, conflicts_with = "browser")]
+        app: bool,
+        /// With --app: a PEM file holding the app certificate's private key and the certificate itself.
+        #[arg(
+            long,
+            env = "ODBACKUP_CERTIFICATE",
+            value_name = "PEM",
+            requires = "app"
+        )]
+        certificate: Option<PathBuf>,
+        /// With --app: a file holding the client secret's value.
+        #[arg(
+            long,
+            env = "ODBACKUP_CLIENT_SECRET_FILE",
+            value_name = "FILE",
+            requires = "app",
+            conflicts_with = "certificate"
+        )]
+        client_secret_file: Option<PathBuf>,
         /// Sign in in a browser (authorization code with PKCE and a loopback redirect) instead of with a code.
         #[arg(long)]
         browser: bool,
@@ -105,12 +130,24 @@ pub enum Command {
     /// with their IDs, names, types and quotas.
     #[command(
         after_help = "Examples:\n  odbackup drives\n  odbackup drives --site https://contoso.sharepoint.com/sites/Team\n  \
-        odbackup drives --user adele@contoso.com --json\n\nBack one up with --drive-id ID, or with --site SITE --library NAME."
+        odbackup drives --user adele@contoso.com --json\n  odbackup drives --all-users --all-sites --json > drives.json\n\n\
+        Back one up with --drive-id ID, or with --site SITE --library NAME; a whole organisation with \
+        `backup --all-users --all-sites` (or `--drives-from drives.json`)."
     )]
     Drives {
         /// A SharePoint site's libraries: its address, host:/sites/Team or host,guid,guid.
         #[arg(long, value_name = "SITE", conflicts_with = "user")]
         site: Option<String>,
+        /// Every user's OneDrive (a user without one is listed as such), with the folder each goes to under a
+        /// backup root. Needs User.Read.All and Files.Read.All (app-only sign-in: `odbackup login --app`).
+        #[arg(long, conflicts_with_all = ["site", "user"])]
+        all_users: bool,
+        /// Every site's document libraries. Needs Sites.Read.All.
+        #[arg(long, conflicts_with_all = ["site", "user"])]
+        all_sites: bool,
+        /// With --all-users or --all-sites: only the drives of shard K of N (as `backup --shard` takes them).
+        #[arg(long, value_name = "K/N", env = "ODBACKUP_SHARD")]
+        shard: Option<String>,
         /// Another user's drives, by sign-in name.
         #[arg(long, value_name = "UPN")]
         user: Option<String>,
@@ -175,12 +212,18 @@ pub enum Command {
         odbackup backup --dest ~/Media --media all --layout date          # every photo and video, by month\n  \
         odbackup backup --dest ~/Phone --special cameraroll --ext heic,mp4 --since 2021-01-01\n  \
         odbackup backup --dest ~/OneDriveBackup --exclude '*.tmp' --exclude /Archive --dry-run -v\n  \
-        odbackup backup --dest ~/Team --site https://contoso.sharepoint.com/sites/Team --library Archive"
+        odbackup backup --dest ~/Team --site https://contoso.sharepoint.com/sites/Team --library Archive\n  \
+        odbackup backup --dest /backup/contoso --all-users --all-sites --drives-at-once 8\n  \
+        odbackup backup --dest /backup/contoso --all-users --shard 0/4     # this machine's quarter\n  \
+        odbackup backup --dest /backup/contoso --users adele@contoso.com,diego@contoso.com"
     )]
     Backup {
         /// Where and which part of the drive.
         #[command(flatten)]
         remote: RemoteArgs,
+        /// A whole organisation: many drives, one folder and manifest each under DEST.
+        #[command(flatten)]
+        tenant: TenantArgs,
         /// Which files are wanted.
         #[command(flatten)]
         filters: FilterArgs,
@@ -362,6 +405,48 @@ pub struct FilterArgs {
     /// Keep only files of at most SIZE bytes.
     #[arg(long, value_name = "SIZE", env = "ODBACKUP_MAX_SIZE")]
     pub max_size: Option<ByteSize>,
+}
+
+/// Which drives of an organisation to back up, each into its own folder under DEST (`users/<upn>/`,
+/// `sites/<site>/<library>/`) with its own manifest, and how to split them between machines.
+#[derive(Debug, Clone, ClapArgs)]
+#[command(next_help_heading = "Organisation (app-only sign-in: `odbackup login --app`)")]
+pub struct TenantArgs {
+    /// Every user's OneDrive, into DEST/users/<upn>/ (users without one are listed, not errors).
+    #[arg(long)]
+    pub all_users: bool,
+    /// Every site's document libraries, into DEST/sites/<site>/<library>/.
+    #[arg(long)]
+    pub all_sites: bool,
+    /// These users' OneDrives, comma-separated sign-in names (or object IDs).
+    #[arg(long, value_name = "UPN,…", value_delimiter = ',')]
+    pub users: Vec<String>,
+    /// These sites' libraries (repeat for several): an address, host:/sites/Team or an ID.
+    #[arg(long = "sites", value_name = "SITE")]
+    pub sites: Vec<String>,
+    /// The drives listed in FILE (what `odbackup drives --all-users --all-sites --json` prints), with no
+    /// discovery: discover once, split the list between machines.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["all_users", "all_sites", "users", "sites"])]
+    pub drives_from: Option<PathBuf>,
+    /// Drives backed up at once in this process, all behind one throttle gate [default: 4]. Each runs
+    /// --concurrency transfers.
+    #[arg(long, value_name = "M", env = "ODBACKUP_DRIVES_AT_ONCE")]
+    pub drives_at_once: Option<usize>,
+    /// Only the drives whose stable hash falls in shard K of N (K from 0): N machines split a tenant with no
+    /// coordination (e.g. --shard $JOB_COMPLETION_INDEX/N).
+    #[arg(long, value_name = "K/N", env = "ODBACKUP_SHARD")]
+    pub shard: Option<String>,
+}
+
+impl TenantArgs {
+    /// Whether the command names an organisation's drives rather than one drive.
+    pub fn is_tenant(&self) -> bool {
+        self.all_users
+            || self.all_sites
+            || !self.users.is_empty()
+            || !self.sites.is_empty()
+            || self.drives_from.is_some()
+    }
 }
 
 /// What happens to local files when the drive changes.

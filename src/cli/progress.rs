@@ -172,6 +172,20 @@ impl Bars {
                 ));
             }
             Event::Planned { .. } => {}
+            Event::DriveFinished {
+                folder,
+                status,
+                error,
+            } => {
+                self.files().println(format!(
+                    "drive {}: {}{}",
+                    terminal_safe(folder),
+                    status,
+                    error
+                        .map(|e| format!(" ({})", terminal_safe(e)))
+                        .unwrap_or_default()
+                ));
+            }
             Event::Throttled { answers, transfers } => {
                 self.throttles.store(*answers, Ordering::Relaxed);
                 self.transfers.store(*transfers as u64, Ordering::Relaxed);

@@ -756,6 +756,155 @@ impl Tree {
     }
 }
 
+/// `odbackup drives --all-users --all-sites`: each drive with the folder it goes to, then the users without a
+/// `OneDrive` and what could not be listed. `--json` prints the document `backup --drives-from` reads.
+pub fn tenant_drives(
+    found: &odbackup::tenant::Discovery,
+    shard: Option<odbackup::tenant::Shard>,
+    json: bool,
+) {
+    if json {
+        print_json(found);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<52} {:<34} DRIVE ID",
+        "KIND", "FOLDER", "OWNER"
+    );
+    for d in &found.drives {
+        let kind = match d.kind {
+            odbackup::tenant::Holder::User => "user",
+            odbackup::tenant::Holder::Site => "site",
+        };
+        let _ = writeln!(
+            out,
+            "{kind:<5} {:<52} {:<34} {}",
+            terminal_safe(&d.folder),
+            terminal_safe(&d.label()),
+            terminal_safe(&d.drive_id)
+        );
+    }
+    for u in &found.without_drive {
+        let _ = writeln!(
+            out,
+            "user  {:<52} no OneDrive ({}): never opened, or no licence",
+            terminal_safe(u.user.as_deref().unwrap_or(&u.user_id)),
+            terminal_safe(&u.reason)
+        );
+    }
+    for u in &found.unreachable {
+        let _ = writeln!(
+            out,
+            "could not list {}: {}",
+            terminal_safe(&u.name),
+            terminal_safe(&u.reason)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} drive(s){}; {} user(s) and {} site(s) listed, {} user(s) without a OneDrive{}",
+        found.drives.len(),
+        shard.map(|s| format!(" in shard {s}")).unwrap_or_default(),
+        found.users_listed,
+        found.sites_listed,
+        found.without_drive.len(),
+        found
+            .site_listing
+            .as_deref()
+            .map(|how| format!("; sites by {how}"))
+            .unwrap_or_default()
+    );
+}
+
+/// The roll-up of a tenant backup: a line per drive (its folder, outcome, files, bytes, time), then the totals.
+/// `--json` prints the summary with each drive's exit code (`code` maps a verdict to one) and the run's.
+pub fn tenant_summary(
+    summary: &odbackup::tenant::TenantSummary,
+    json: bool,
+    code: impl Fn(odbackup::tenant::Verdict) -> u8,
+) {
+    if json {
+        let mut value = serde_json::to_value(summary).unwrap_or_default();
+        if let Some(drives) = value.get_mut("drives").and_then(|d| d.as_array_mut()) {
+            for (entry, report) in drives.iter_mut().zip(&summary.drives) {
+                entry["exit_code"] = code(report.verdict).into();
+            }
+        }
+        value["exit_code"] = code(summary.verdict()).into();
+        print_json(&value);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<52} {:<12} {:>4} {:>8} {:>7} {:>10} {:>8}",
+        "FOLDER", "STATUS", "EXIT", "FETCHED", "FAILED", "BYTES", "TIME"
+    );
+    let mut by_status: std::collections::BTreeMap<String, usize> =
+        std::collections::BTreeMap::new();
+    for d in &summary.drives {
+        let status = serde_json::to_value(d.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<52} {:<12} {:>4} {:>8} {:>7} {:>10} {:>7.1}s",
+            terminal_safe(&d.drive.folder),
+            status,
+            code(d.verdict),
+            d.files_downloaded,
+            d.files_failed,
+            human_bytes(d.bytes),
+            d.elapsed_secs
+        );
+        if let Some(error) = &d.error {
+            let _ = writeln!(out, "  {}", terminal_safe(error));
+        }
+        *by_status.entry(status).or_default() += 1;
+    }
+    for u in &summary.without_drive {
+        let _ = writeln!(
+            out,
+            "{:<52} no OneDrive ({}): nothing to back up",
+            terminal_safe(u.user.as_deref().unwrap_or(&u.user_id)),
+            terminal_safe(&u.reason)
+        );
+    }
+    for u in &summary.unreachable {
+        let _ = writeln!(
+            out,
+            "could not list {}: {}",
+            terminal_safe(&u.name),
+            terminal_safe(&u.reason)
+        );
+    }
+    let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let _ = writeln!(
+        out,
+        "drives: {}{} of {} discovered ({}); {} without a OneDrive; {} requests, throttled {} times; {:.1}s; exit {}",
+        summary.drives.len(),
+        summary
+            .shard
+            .as_deref()
+            .map(|s| format!(" in shard {s}"))
+            .unwrap_or_default(),
+        summary.drives_discovered,
+        if counts.is_empty() {
+            "none".to_owned()
+        } else {
+            counts.join(", ")
+        },
+        summary.without_drive.len(),
+        summary.requests,
+        summary.throttle_events,
+        summary.elapsed_secs,
+        code(summary.verdict())
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

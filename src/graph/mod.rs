@@ -17,6 +17,7 @@
 //! sign-in; other 4xx fail at once.
 
 mod content;
+mod directory;
 mod error;
 mod model;
 mod paging;
@@ -35,6 +36,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 
 pub use content::{ByteStream, ContentSource, Download, DownloadUrl, GraphContent};
+pub use directory::{DirectoryUser, SiteListing};
 pub use error::{ErrorBody, GraphError, HttpError};
 pub use model::{
     DeletedFacet, Drive, DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ImageFacet,

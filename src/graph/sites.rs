@@ -134,6 +134,9 @@ impl std::fmt::Display for SiteRef {
 pub struct Site {
     /// The composite ID, `host,guid,guid`.
     pub id: String,
+    /// The site's URL name (`Team` for `/sites/Team`); absent for a host's root site.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The name shown in `SharePoint`.
     pub display_name: Option<String>,
     /// The site's address.

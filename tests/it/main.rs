@@ -22,3 +22,4 @@ mod restore;
 mod resume;
 mod sites;
 mod speed;
+mod tenant;
