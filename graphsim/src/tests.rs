@@ -457,6 +457,45 @@ async fn a_throttling_burst_ends_when_its_retry_after_window_has_passed() {
 }
 
 #[tokio::test]
+async fn random_refusals_hit_about_their_share_whatever_the_pace_and_periodic_bursts_refuse_everything_in_their_window()
+ {
+    let sim = Simulator::start(Tree::personal().file("a.bin", 10));
+    let c = Client::new(&sim);
+    sim.fail_randomly(0.1, 42, Failure::server_error().only(RequestKind::Drive));
+    let mut failed = 0;
+    for _ in 0..1000 {
+        if c.get("/me/drive").await.status == StatusCode::INTERNAL_SERVER_ERROR {
+            failed += 1;
+        }
+    }
+    assert!((60..=140).contains(&failed), "{failed} of 1000");
+    sim.clear_failures();
+
+    // A 400 ms burst every 1.6 s, the first one 1.2 s from now: the answer's Retry-After is what is left of
+    // the burst, rounded up to a second; waiting it out lands between two bursts.
+    let started = std::time::Instant::now();
+    sim.fail_periodically(
+        Duration::from_millis(1600),
+        Duration::from_millis(400),
+        Failure::throttled(9).only(RequestKind::Drive),
+    );
+    assert_eq!(c.get("/me/drive").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1220).saturating_sub(started.elapsed())).await;
+    let r = c.get("/me/drive").await;
+    let refused_at = std::time::Instant::now();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(refused_at.elapsed())).await;
+    assert_eq!(
+        c.get("/me/drive").await.status,
+        StatusCode::OK,
+        "between bursts"
+    );
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    sim.clear_failures();
+}
+
+#[tokio::test]
 async fn a_reset_mid_body_truncates_with_the_full_content_length() {
     let sim = Simulator::start(Tree::personal().file("big.bin", 1_000_000));
     let c = Client::new(&sim);
