@@ -9,6 +9,9 @@
 //! cargo build --release && cargo run --release --example bench -- small --files 10000 --min-kb 20 --max-kb 200 --latency-ms 50
 //! cargo build --release && cargo run --release --example bench -- faults-mild --latency-ms 50     # 10,000 files, 600 s budget
 //! cargo build --release && cargo run --release --example bench -- faults-heavy --latency-ms 50    # 2,010 files, 600 s budget
+//! cargo build --release && cargo run --release --example bench -- upload [--latency-ms 20] [--files 10000]
+//! cargo build --release && cargo run --release --example bench -- upload --gb 2 [--latency-ms 20]
+//! cargo build --release && cargo run --release --example bench -- upload --gb 2 --baseline client
 //! ```
 //!
 //! Without `--concurrency` odbackup runs with its default settings (transfers start at 8 and grow while the
@@ -29,6 +32,12 @@
 //! In both, random refusals hit a share of whatever arrives, so sending less does not make them rarer; a
 //! request that comes while a `Retry-After` is in force is counted as a violation (150 ms are allowed for
 //! requests already on their way when the refusal was sent).
+//!
+//! `upload` restores a plain folder (`restore --from-folder`) into an empty simulated drive: `--files N` small
+//! files (50 KB–2 MB, as `small` downloads), or one `--gb` file. The simulator keeps the hashes of what it
+//! receives, not the bytes (10 GB would not fit in memory). `--baseline client` sends the big file's
+//! fragments from memory with a plain HTTP client instead: what the simulator can take over loopback with no
+//! disk read, no hashing and no manifest, the ideal the upload figure is compared with.
 //!
 //! `--baseline curl` fetches the big file's pre-authenticated URL with `curl -o` into the same kind of
 //! temporary folder instead of running odbackup: the loopback throughput a plain HTTP client gets from the
@@ -61,6 +70,7 @@ struct Opts {
     binary: Option<PathBuf>,
     budget_s: u64,
     seed: u64,
+    gb_given: bool,
 }
 
 fn parse() -> Opts {
@@ -80,6 +90,7 @@ fn parse() -> Opts {
         binary: None,
         budget_s: 600,
         seed: 11,
+        gb_given: false,
     };
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -87,7 +98,10 @@ fn parse() -> Opts {
             "--latency-ms" => o.latency_ms = value.parse().expect("--latency-ms N"),
             "--files" => o.files = value.parse().expect("--files N"),
             "--folders" => o.folders = value.parse().expect("--folders N"),
-            "--gb" => o.gb = value.parse().expect("--gb N"),
+            "--gb" => {
+                o.gb = value.parse().expect("--gb N");
+                o.gb_given = true;
+            }
             "--concurrency" => o.concurrency = Some(value.parse().expect("--concurrency N")),
             "--min-kb" => o.min_kb = value.parse().expect("--min-kb N"),
             "--max-kb" => o.max_kb = value.parse().expect("--max-kb N"),
@@ -147,6 +161,10 @@ fn children_cpu_s() -> f64 {
 
 fn main() {
     let o = parse();
+    if o.mode == "upload" {
+        upload(&o);
+        return;
+    }
     let (tree, command) = match o.mode.as_str() {
         "crawl" => {
             let files = if o.files == 0 { 95_000 } else { o.files };
@@ -186,7 +204,7 @@ fn main() {
             Tree::personal().file("Videos/big.mov", o.gb * 1_000_000_000),
             "backup",
         ),
-        other => panic!("mode {other}: use crawl, small, big, faults-mild or faults-heavy"),
+        other => panic!("mode {other}: use crawl, small, big, upload, faults-mild or faults-heavy"),
     };
     let sim = Simulator::start(tree);
     sim.set_latency(Duration::from_millis(o.latency_ms));
@@ -402,4 +420,185 @@ fn done_files(dest: &std::path::Path) -> usize {
         dest,
         "SELECT COUNT(*) FROM items WHERE kind = 'file' AND state = 'done'",
     )
+}
+
+/// A cheap deterministic byte stream (xorshift), so generated files are neither all zeros nor alike.
+fn fill(seed: u64, buf: &mut [u8]) {
+    let mut x = seed | 1;
+    for chunk in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let bytes = x.to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+    }
+}
+
+/// The source folder of an upload benchmark: `files` small files, or one `gb` file.
+fn upload_source(o: &Opts, dir: &std::path::Path) -> (u64, u64) {
+    use std::io::Write as _;
+    let mut bytes = 0u64;
+    if o.gb_given {
+        let size = o.gb * 1_000_000_000;
+        let mut f = std::fs::File::create(dir.join("big.mov")).expect("create");
+        let mut buf = vec![0u8; 8 << 20];
+        let mut left = size;
+        let mut seed = 7;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            fill(seed, &mut buf[..n]);
+            f.write_all(&buf[..n]).expect("write");
+            left -= n as u64;
+            seed += 1;
+        }
+        return (1, size);
+    }
+    let files = if o.files == 0 { 10_000 } else { o.files };
+    let mut state = 11u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut buf = vec![0u8; 2_000_001];
+    for i in 0..files {
+        let folder = dir.join(format!("Folder {:03}", i % (files / 100 + 1)));
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        let size = 50_000 + next() % 1_950_001;
+        fill(next(), &mut buf[..size as usize]);
+        std::fs::write(
+            folder.join(format!("file-{i:06}.jpg")),
+            &buf[..size as usize],
+        )
+        .expect("write");
+        bytes += size;
+    }
+    (files as u64, bytes)
+}
+
+/// `upload`: restore a generated folder into an empty drive, or (`--baseline client`) send the big file's
+/// fragments from memory with a plain client.
+fn upload(o: &Opts) {
+    let sim = Simulator::start(Tree::personal());
+    sim.set_keep_uploaded_bytes(false);
+    sim.set_quota(1 << 50);
+    sim.set_latency(Duration::from_millis(o.latency_ms));
+    let work = tempfile::Builder::new()
+        .prefix("odbackup-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    if let Some(tool) = &o.baseline {
+        assert!(
+            tool == "client" && o.gb_given,
+            "--baseline client goes with upload --gb N"
+        );
+        let size = o.gb * 1_000_000_000;
+        let (wall, fragments) = client_upload(&sim, size);
+        println!(
+            "mode=upload baseline=client latency_ms={} wall_s={:.2} throughput_MBps={:.1} fragments={} bytes={}",
+            o.latency_ms,
+            wall.as_secs_f64(),
+            size as f64 / 1e6 / wall.as_secs_f64(),
+            fragments,
+            sim.bytes_uploaded()
+        );
+        return;
+    }
+    let (files, bytes) = upload_source(o, &src);
+    // The source was just written: flush it first, so its write-back does not compete with the reads timed.
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::sync();
+    }
+    let start = Instant::now();
+    let mut cmd = Command::new(odbackup_binary(o.binary.as_ref()));
+    cmd.args(["restore", "--quiet", "--json", "--from-folder"])
+        .arg(&src)
+        .arg("--manifest")
+        .arg(work.path().join("state.sqlite"))
+        .args(["--graph-url", &sim.graph_url()])
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    if let Some(n) = o.concurrency {
+        cmd.args(["--concurrency", &n.to_string()]);
+    }
+    let status = cmd
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run odbackup");
+    let wall = start.elapsed();
+    assert!(status.success(), "odbackup exited with {status}");
+    let requests = sim.total_requests();
+    assert_eq!(sim.bytes_uploaded(), bytes, "every byte arrived once");
+    let concurrency = o.concurrency.unwrap_or(8);
+    let ideal = requests as f64 * o.latency_ms as f64 / 1000.0 / concurrency as f64;
+    println!(
+        "mode=upload files={files} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={requests} bytes={bytes} throughput_MBps={:.1} peak_rss_MiB={:.1} request_ideal_s={ideal:.2}",
+        o.latency_ms,
+        wall.as_secs_f64(),
+        children_cpu_s(),
+        bytes as f64 / 1e6 / wall.as_secs_f64(),
+        children_max_rss_kib() as f64 / 1024.0
+    );
+    for (kind, n) in sim.request_summary() {
+        if n > 0 {
+            println!("  {kind:?}: {n}");
+        }
+    }
+}
+
+/// One upload session with a plain client: fragments of the size odbackup uses by default, from memory,
+/// one after the other (the service takes them in order). Returns the wall time and the fragment count.
+fn client_upload(sim: &Simulator, size: u64) -> (Duration, u64) {
+    const FRAGMENT: u64 = 102 * 320 * 1024; // odbackup's default: 32 MiB rounded down to a multiple of 320 KiB
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut data = vec![0u8; FRAGMENT as usize];
+        fill(3, &mut data);
+        let data = bytes::Bytes::from(data);
+        let start = Instant::now();
+        let session: serde_json::Value = client
+            .post(format!(
+                "{}/drives/{}/root:/big.mov:/createUploadSession",
+                sim.graph_url(),
+                sim.drive_id()
+            ))
+            .bearer_auth(sim.token())
+            .header("content-type", "application/json")
+            .body(r#"{"item":{"@microsoft.graph.conflictBehavior":"fail"}}"#)
+            .send()
+            .await
+            .expect("create session")
+            .json()
+            .await
+            .expect("session JSON");
+        let url = session["uploadUrl"].as_str().expect("uploadUrl").to_owned();
+        let mut offset = 0u64;
+        let mut fragments = 0u64;
+        while offset < size {
+            let n = FRAGMENT.min(size - offset);
+            let status = client
+                .put(&url)
+                .header(
+                    "content-range",
+                    format!("bytes {offset}-{}/{size}", offset + n - 1),
+                )
+                .body(data.slice(..n as usize))
+                .send()
+                .await
+                .expect("fragment")
+                .status();
+            assert!(status.is_success(), "fragment answered {status}");
+            offset += n;
+            fragments += 1;
+        }
+        (start.elapsed(), fragments)
+    })
 }

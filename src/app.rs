@@ -16,6 +16,7 @@ use crate::crawl::{self, CrawlMethod, CrawlOptions, CrawlProgress, CrawlSummary,
 use crate::download::{
     self, DownloadOptions, DownloadPolicy, DownloadSummary, DryRunSummary, KeepPolicy,
 };
+use crate::drives::{self, DriveInfo, DrivesOf, SignInFacts};
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
@@ -23,6 +24,7 @@ use crate::incremental::{self, DeltaOutcome, DeltaSummary};
 use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
 use crate::progress::Reporter;
+use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;
 
 /// The manifest's file name inside `DEST/.odbackup/`.
@@ -194,6 +196,18 @@ pub async fn run(
     let tokens = token_source(&settings.credentials)?;
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
+    // Which local paths clash depends on how the destination compares names: asked of its file system here,
+    // once per run, and handed to the manifest as a value (the manifest never touches the destination).
+    let state_dir = settings.dest.join(STATE_DIR);
+    let name_rules = std::fs::create_dir_all(&state_dir)
+        .map_or(crate::localpath::NameRules::FOLDING, |()| {
+            crate::localpath::probe_name_rules(&state_dir)
+        });
+    tracing::debug!(
+        rules = name_rules.as_str(),
+        "how the destination compares names"
+    );
+    manifest.set_name_rules(name_rules)?;
     let layout = check_layout(&mut manifest, settings.layout)?;
     let run_id = manifest.begin_run(settings.phases.name())?;
     tracing::info!(
@@ -261,6 +275,10 @@ pub async fn run(
     manifest
         .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
         .await?;
+    // The WAL still holds the cleared URLs' rows as they were written.
+    if let Err(err) = manifest.call(|m| m.truncate_wal()).await {
+        tracing::warn!(error = %err, "could not truncate the manifest's write-ahead log");
+    }
     outcome
 }
 
@@ -365,10 +383,23 @@ async fn drive_of(
     graph: &GraphClient,
     manifest: &SharedManifest,
 ) -> Result<Drive, Error> {
-    let drive = graph
-        .drive(&settings.drive)
-        .await
-        .map_err(Error::from_graph("reading the drive"))?;
+    let facts = sign_in_facts(&settings.credentials);
+    let drive = drives::resolve(graph, &settings.drive, &facts).await?;
+    // One destination keeps one drive: another one's files would land among them (a clash of paths, no
+    // deletions noticed). IDs are compared the way the service varies them (letter case, a lost leading zero).
+    let recorded = manifest.call(|m| m.recorded_drives()).await?;
+    if let Some((other, kind)) = recorded
+        .iter()
+        .find(|(id, _)| !same_drive_id(id.as_str(), drive.id.as_str()))
+    {
+        return Err(Error::Usage(format!(
+            "{} holds the backup of another drive ({other}, {kind}), not of {} ({}): back this one up into \
+             its own --dest (one destination per drive), or name the drive it holds",
+            settings.dest.display(),
+            drive.id,
+            drive.drive_type
+        )));
+    }
     let record = DriveRecord {
         drive_id: drive.id.clone(),
         drive_type: drive.drive_type.clone(),
@@ -377,6 +408,15 @@ async fn drive_of(
     };
     manifest.call(move |m| m.upsert_drive(&record)).await?;
     Ok(drive)
+}
+
+/// Whether two drive IDs name the same drive: the service has sent one personal drive ID in both letter cases
+/// and without its leading zero (onedrive-api-docs #1902, abraunegg/onedrive #3115).
+fn same_drive_id(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || (!a.is_empty()
+            && a.trim_start_matches('0')
+                .eq_ignore_ascii_case(b.trim_start_matches('0')))
 }
 
 /// Crawl the scope of `drive`.
@@ -396,8 +436,13 @@ async fn crawl_phase(
         list_concurrency: settings.list_concurrency,
         filter: Arc::clone(&settings.filter),
         layout,
-        delta_from_drive_root: drive.drive_type != "personal",
+        // New personal accounts live on the SharePoint back end (`b!…` drive IDs, rclone #8695), where delta
+        // on a folder may be refused: their changes are asked of the drive root, as on business drives.
+        delta_from_drive_root: drive.drive_type != "personal"
+            || drive.id.as_str().starts_with("b!"),
         method: settings.crawl_method,
+        personal: drive.drive_type.eq_ignore_ascii_case("personal"),
+        full: settings.full,
     };
     if !settings.full {
         let outcome = incremental::sync(
@@ -422,6 +467,10 @@ async fn crawl_phase(
                     complete: true,
                     items_seen: delta.changes,
                     marked_deleted: delta.deleted,
+                    folders_listed: delta.folders_listed,
+                    folders_refused: delta.folders_unreadable + delta.inaccessible.len() as u64,
+                    folders_unreadable: delta.folders_unreadable,
+                    inaccessible: delta.inaccessible.clone(),
                     incremental: Some(delta),
                     ..CrawlSummary::default()
                 }))
@@ -489,28 +538,55 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
     )))
 }
 
+/// What is known of the sign-in in `credentials`, for advice on a permission it lacks: whether the token is
+/// the environment's, and the scopes the stored sign-in asked for.
+pub fn sign_in_facts(credentials: &Credentials) -> SignInFacts {
+    let scopes = if credentials.access_token.is_some() {
+        None
+    } else {
+        TokenStore::open(credentials.config_dir.as_deref())
+            .ok()
+            .and_then(|store| store.load(credentials.account()).ok().flatten())
+            .map(|stored| stored.scopes)
+    };
+    SignInFacts {
+        static_token: credentials.access_token.is_some(),
+        account: credentials.account().to_owned(),
+        default_account: credentials.account() == DEFAULT_ACCOUNT,
+        scopes,
+    }
+}
+
 /// Who is signed in and which drive a run would back up, for `whoami`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WhoAmI {
     /// The account name in the token store (or `ODBACKUP_ACCESS_TOKEN`).
     pub account: String,
-    /// The user's display name.
+    /// The user's display name; `None` when the token has no signed-in user (an app-only token).
     pub user: Option<String>,
     /// The user's sign-in name.
     pub user_principal_name: Option<String>,
-    /// The drive's ID.
-    pub drive_id: String,
+    /// Whether Graph knows a signed-in user for this token (`/me` answered).
+    pub signed_in_user: bool,
+    /// The drive's ID; `None` when the token has no drive of its own and none was named.
+    pub drive_id: Option<String>,
     /// `personal`, `business` or `documentLibrary`.
-    pub drive_type: String,
+    pub drive_type: Option<String>,
+    /// The drive's name (`OneDrive`, a library's).
+    pub drive_name: Option<String>,
     /// The drive owner's name.
     pub owner: Option<String>,
     /// Bytes used.
     pub quota_used: Option<u64>,
     /// Bytes available in all.
     pub quota_total: Option<u64>,
+    /// What could not be shown, and how to see it.
+    pub note: Option<String>,
 }
 
-/// Look up the signed-in user and the selected drive.
+/// Look up the signed-in user and the selected drive. A token without a signed-in user (an app-only token:
+/// the service answers `/me` with 400 for it, "/me request is only valid with delegated authentication flow",
+/// microsoft-graph-docs-contrib #9002) still shows the drive it names.
 pub async fn whoami(
     graph: GraphOptions,
     credentials: &Credentials,
@@ -518,48 +594,198 @@ pub async fn whoami(
 ) -> Result<WhoAmI, Error> {
     let tokens = token_source(credentials)?;
     let client = GraphClient::new(graph, tokens)?;
-    let me = client
-        .me()
-        .await
-        .map_err(Error::from_graph("reading the signed-in user"))?;
-    let drive = client
-        .drive(drive)
-        .await
-        .map_err(Error::from_graph("reading the drive"))?;
+    let me = match client.me().await {
+        Ok(me) => Some(me),
+        // No user behind the token (app-only), or no User.Read: the drive still says whose it is.
+        Err(err) if matches!(err.status(), Some(400 | 403)) => {
+            tracing::info!(error = %err, "no signed-in user for this token");
+            None
+        }
+        Err(err) => return Err(Error::from_graph("reading the signed-in user")(err)),
+    };
+    let facts = sign_in_facts(credentials);
+    let (found, note) = match drives::resolve(&client, drive, &facts).await {
+        Ok(found) => (Some(found), None),
+        Err(Error::Drive(err @ crate::drives::DriveError::NoOwnDrive { .. })) => {
+            (None, Some(err.to_string()))
+        }
+        Err(err) => return Err(err),
+    };
+    let (user, user_principal_name) = match &me {
+        Some(me) => (
+            me.display_name.clone(),
+            me.user_principal_name.clone().or(me.mail.clone()),
+        ),
+        None => (None, None),
+    };
     Ok(WhoAmI {
         account: if credentials.access_token.is_some() {
             "ODBACKUP_ACCESS_TOKEN".to_owned()
         } else {
             credentials.account().to_owned()
         },
-        user: me.display_name,
-        user_principal_name: me.user_principal_name.or(me.mail),
-        drive_id: drive.id.to_string(),
-        drive_type: drive.drive_type,
-        owner: drive.owner,
-        quota_used: drive.quota.as_ref().and_then(|q| q.used),
-        quota_total: drive.quota.as_ref().and_then(|q| q.total),
+        user,
+        user_principal_name,
+        signed_in_user: me.is_some(),
+        drive_id: found.as_ref().map(|d| d.id.to_string()),
+        drive_type: found.as_ref().map(|d| d.drive_type.clone()),
+        drive_name: found.as_ref().and_then(|d| d.name.clone()),
+        owner: found.as_ref().and_then(|d| d.owner.clone()),
+        quota_used: found
+            .as_ref()
+            .and_then(|d| d.quota.as_ref())
+            .and_then(|q| q.used),
+        quota_total: found
+            .as_ref()
+            .and_then(|d| d.quota.as_ref())
+            .and_then(|q| q.total),
+        note,
     })
 }
 
-/// The manifest's counts, for `status`. Reads without taking the run lock (`SQLite`'s WAL lets a reader in
-/// while a run writes).
-pub fn status(manifest_path: &Path) -> Result<StatusReport, Error> {
-    let manifest = open_existing(manifest_path)?;
-    Ok(manifest.status()?)
+/// The drives of the signed-in user, of a user or of a site, for `odbackup drives`.
+pub async fn list_drives(
+    graph: GraphOptions,
+    credentials: &Credentials,
+    of: &DrivesOf,
+) -> Result<Vec<DriveInfo>, Error> {
+    let client = GraphClient::new(graph, token_source(credentials)?)?;
+    drives::list(&client, of, &sign_in_facts(credentials)).await
 }
 
-/// Every failed item, for `failures`.
+/// The manifest's counts, for `status`. Reads only: it takes no lock, creates and migrates nothing, and sees
+/// one consistent snapshot while a run writes (`SQLite`'s WAL lets a reader in beside the writer).
+pub fn status(manifest_path: &Path) -> Result<StatusReport, Error> {
+    let manifest = open_existing(manifest_path)?;
+    let path = manifest_path.display().to_string();
+    Ok(manifest.read(|| StatusReport::empty(path), Manifest::status)?)
+}
+
+/// Every failed item, for `failures`: the backup's downloads, then the restores' uploads. Reads only, as
+/// [`status`] does.
 pub fn failures(manifest_path: &Path) -> Result<Vec<FailureRow>, Error> {
     let manifest = open_existing(manifest_path)?;
-    Ok(manifest.failures()?)
+    Ok(manifest.read(Vec::new, |m| {
+        let mut rows = m.failures()?;
+        rows.extend(m.restore_failures()?);
+        Ok(rows)
+    })?)
 }
 
 fn open_existing(path: &Path) -> Result<Manifest, Error> {
-    if !path.exists() {
+    match Manifest::open_read_only(path) {
+        Err(crate::manifest::ManifestError::Missing { path }) => Err(Error::NoManifest { path }),
+        other => Ok(other?),
+    }
+}
+
+/// Everything a restore needs, resolved and validated by the caller.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// Where the restore's state lives: the backup's manifest (`--from`), or one kept for a plain folder.
+    pub manifest: PathBuf,
+    /// How to reach Graph.
+    pub graph: GraphOptions,
+    /// Where tokens come from (a sign-in that may write).
+    pub credentials: Credentials,
+    /// The drive restored to.
+    pub drive: DriveSelector,
+    /// What goes where, and how.
+    pub options: RestoreOptions,
+}
+
+/// A stored sign-in that asked only for read scopes cannot restore: say so before any request, with the way
+/// out. A token given as is (`ODBACKUP_ACCESS_TOKEN`) is taken on trust; a 403 then says the same.
+fn check_write_access(credentials: &Credentials) -> Result<(), Error> {
+    if credentials.access_token.is_some() {
+        return Ok(());
+    }
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    let account = credentials.account();
+    let Some(stored) = store.load(account).map_err(AuthError::from)? else {
+        return Err(Error::NoCredentials);
+    };
+    if crate::auth::write::has_write_scope(&stored.scopes) {
+        Ok(())
+    } else {
+        Err(Error::ReadOnlySignIn {
+            account: account.to_owned(),
+        })
+    }
+}
+
+/// Put a backup (or a plain folder) back on a drive: take the manifest's lock, record the run, and hand the
+/// restore's summary back.
+pub async fn restore(
+    settings: &RestoreSettings,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<RestoreSummary, Error> {
+    check_write_access(&settings.credentials)?;
+    let tokens = token_source(&settings.credentials)?;
+    if matches!(settings.options.source, RestoreSource::Backup { .. })
+        && !settings.manifest.exists()
+    {
         return Err(Error::NoManifest {
-            path: path.to_path_buf(),
+            path: settings.manifest.clone(),
         });
     }
-    Ok(Manifest::open(path)?)
+    let _lock = RunLock::acquire(&settings.manifest)?;
+    let mut manifest = Manifest::open(&settings.manifest)?;
+    let run_id = manifest.begin_run("restore")?;
+    tracing::info!(
+        run = run_id,
+        from = %settings.options.source.path().display(),
+        to = %settings.options.target_root,
+        dry_run = settings.options.dry_run,
+        "restore started"
+    );
+    let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
+    let manifest = SharedManifest::new(manifest);
+    let graph = GraphClient::new(settings.graph.clone(), tokens)?;
+    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref());
+    let outcome = async {
+        let drive = graph
+            .drive(&settings.drive)
+            .await
+            .map_err(Error::from_graph("reading the drive to restore to"))?;
+        let target = TargetDrive {
+            id: drive.id,
+            drive_type: drive.drive_type,
+        };
+        Ok::<_, Error>(
+            crate::restore::restore(
+                &graph,
+                &manifest,
+                run_id,
+                &target,
+                &settings.options,
+                reporter,
+                cancel,
+            )
+            .await?,
+        )
+    }
+    .await;
+    let (outcome_name, summary_json) = match &outcome {
+        Ok(summary) => (
+            if summary.interrupted {
+                "interrupted"
+            } else if summary.all_done() {
+                "ok"
+            } else {
+                "incomplete"
+            },
+            serde_json::to_string(summary).unwrap_or_default(),
+        ),
+        Err(err) => (
+            "error",
+            serde_json::json!({ "error": err.to_string() }).to_string(),
+        ),
+    };
+    tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "restore finished");
+    manifest
+        .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
+        .await?;
+    outcome
 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::app::{Credentials, token_source};
+use crate::app::{Credentials, sign_in_facts, token_source};
 use crate::crawl::normalize_remote_path;
 use crate::error::Error;
 use crate::graph::{DriveItem, DriveSelector, GraphClient, GraphOptions};
@@ -108,10 +108,8 @@ struct RemoteEntryWithId {
 
 async fn connect(settings: &BrowseSettings) -> Result<(GraphClient, DriveId), Error> {
     let graph = GraphClient::new(settings.graph.clone(), token_source(&settings.credentials)?)?;
-    let drive = graph
-        .drive(&settings.drive)
-        .await
-        .map_err(Error::from_graph("reading the drive"))?;
+    let facts = sign_in_facts(&settings.credentials);
+    let drive = crate::drives::resolve(&graph, &settings.drive, &facts).await?;
     Ok((graph, drive.id))
 }
 
@@ -138,18 +136,31 @@ async fn children(
 ) -> Result<Vec<RemoteEntryWithId>, Error> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
+    // A listing whose pages point back or bring nothing new ends here, naming the folder.
+    let mut guard = crate::graph::PagingGuard::default();
     loop {
         let page = graph
             .children(drive, folder, cursor.as_deref())
             .await
             .map_err(Error::from_graph("listing a folder"))?;
+        if let Err(stalled) = guard.check(&page) {
+            return Err(Error::from_graph("listing a folder")(
+                crate::graph::GraphError::Unexpected {
+                    what: format!("listing {folder_path}"),
+                    reason: stalled.to_string(),
+                },
+            ));
+        }
         items.extend(
             page.value
                 .into_iter()
                 .filter(|i| with_files || i.file.is_none()),
         );
         match page.next_link {
-            Some(next) => cursor = Some(next),
+            Some(next) => {
+                guard.follow(&next);
+                cursor = Some(next);
+            }
             None => break,
         }
     }

@@ -74,8 +74,10 @@ config_keys! {
     drive_id: String,
     /// Back up this user's drive (business), by UPN.
     user: String,
-    /// Back up the default library of this `SharePoint` site (`host:/sites/name`).
+    /// Back up a library of this `SharePoint` site (its URL, `host:/sites/name` or `host,guid,guid`).
     site: String,
+    /// With `site`: the library, by name (default: the site's default library).
+    library: String,
     /// Start at this folder path.
     root: String,
     /// Start at this special folder.

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::filter::{Candidate, Filter};
-use crate::graph::{DriveItem, GraphClient, GraphError};
+use crate::graph::{DriveItem, GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
-use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name};
+use crate::incremental::Enumerated;
+use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name, top_level_name};
 use crate::manifest::{
     FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, StoredUrl,
 };
@@ -67,6 +68,10 @@ pub struct CrawlOptions {
     pub delta_from_drive_root: bool,
     /// How a full listing is made.
     pub method: CrawlMethod,
+    /// Whether the drive is a `OneDrive` Personal one (`driveType: personal`).
+    pub personal: bool,
+    /// `--full`: list from scratch, without resuming a saved position of an interrupted listing by delta.
+    pub full: bool,
 }
 
 /// How a full listing of a scope is made.
@@ -118,10 +123,13 @@ pub struct CrawlSummary {
     pub items_seen: u64,
     /// Folders that could not be listed (recorded as skipped with the reason).
     pub folders_refused: u64,
-    /// Of those, folders whose listing the service answered with JSON that could not be read, even when asked
-    /// again: unlike a refusal (a Personal Vault), the next run must list them, so the run does not count as
+    /// Of those, folders the service refused or answered unreadably even when asked again, or whose listing
+    /// made no progress: unlike a Personal Vault, the next run must list them, so the run does not count as
     /// complete.
     pub folders_unreadable: u64,
+    /// Folders the service never lets apps list (a Personal Vault at the top of a personal drive), by remote
+    /// path: skipped, and not a failure.
+    pub inaccessible: Vec<String>,
     /// Items flagged as deleted remotely because a complete crawl no longer saw them.
     pub marked_deleted: u64,
     /// When the run asked `/delta` for changes instead of listing the scope: what that round did.
@@ -199,15 +207,26 @@ async fn crawl_inner(
     progress: &watch::Sender<CrawlProgress>,
 ) -> Result<CrawlSummary, CrawlError> {
     let root = resolve_scope(graph, drive, &options.scope).await?;
+    let scope_key = options.scope.key();
+    {
+        // The service may have changed the root's ID since the last run (it did for OneDrive Personal roots):
+        // it is still the same folder.
+        let (d, k, id) = (drive.clone(), scope_key.clone(), root.id.clone());
+        if manifest
+            .call(move |m| m.rekey_scope_root(&d, &k, &id))
+            .await?
+        {
+            tracing::info!(root = %root.id, "the scope's root folder has a new ID: its rows follow it");
+        }
+    }
     let root_path = scope_remote_path(&options.scope, &root);
-    let root_local = local_path_of_remote(&root_path, root.id.as_str());
+    let root_local = local_path_of_remote(&root_path, root.id.stable_spelling().as_ref());
     let mut root_row = to_new_item(drive, &root, parent_of(&root), &root_path, root_local);
     root_row.kind = ItemKind::Folder;
-    let scope_key = options.scope.key();
     let start = {
-        let drive = drive.clone();
+        let (drive, key) = (drive.clone(), scope_key.clone());
         manifest
-            .call(move |m| m.begin_crawl(&drive, &scope_key, &root_row))
+            .call(move |m| m.begin_crawl(&drive, &key, &root_row))
             .await?
     };
     reporter.event(&Event::CrawlStarted {
@@ -221,48 +240,122 @@ async fn crawl_inner(
     };
     let by_delta = options.method == CrawlMethod::Delta
         && (!options.delta_from_drive_root || options.scope == Scope::Root);
+    let mut walk_from_root = !start.resumed;
     if by_delta {
-        let key = options.scope.key();
-        let (d, k) = (drive.clone(), key.clone());
+        let (d, k) = (drive.clone(), scope_key.clone());
         let cursor = manifest
             .call(move |m| m.delta_state(&d, &k))
             .await?
             .and_then(|state| state.cursor);
-        // A fresh crawl, or one whose delta enumeration was interrupted (its cursor is saved).
+        // A fresh crawl, or one whose delta enumeration was interrupted (its cursor is saved). `--full` starts
+        // the enumeration again rather than trusting a saved position.
         if !start.resumed || cursor.is_some() {
+            let cursor = if options.full { None } else { cursor };
             let enumerated = crate::incremental::enumerate(
-                graph, manifest, drive, &key, &root.id, options, reporter, cancel, cursor,
+                graph, manifest, drive, &scope_key, &root.id, options, reporter, cancel, cursor,
             )
             .await?;
-            let Some(delta) = enumerated else {
-                return Ok(summary); // cancelled; the next run resumes at the saved cursor
-            };
-            summary.items_seen = delta.changes;
-            summary.folders_listed = delta.folders + 1;
-            // The root is listed too: done, and out of the frontier.
-            let listed_root = PageCommit {
-                drive_id: drive.clone(),
-                folder_id: root.id.clone(),
-                items: Vec::new(),
-                next_link: None,
-            };
-            manifest
-                .call(move |m| m.commit_page(crawl_id, &listed_root))
-                .await?;
-            summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
-            summary.complete = true;
-            progress.send_modify(|p| p.pages += 1);
-            reporter.event(&Event::CrawlFinished {
-                folders: 0,
-                items: summary.items_seen,
-            });
-            return Ok(summary);
+            match enumerated {
+                Enumerated::Cancelled => return Ok(summary), // the next run resumes at the saved cursor
+                Enumerated::Done(delta) => {
+                    summary.items_seen = delta.changes;
+                    summary.folders_listed = delta.folders + 1;
+                    // The root is listed too: done, and out of the frontier.
+                    let listed_root = PageCommit {
+                        drive_id: drive.clone(),
+                        folder_id: root.id.clone(),
+                        items: Vec::new(),
+                        next_link: None,
+                    };
+                    manifest
+                        .call(move |m| m.commit_page(crawl_id, &listed_root))
+                        .await?;
+                    summary.marked_deleted =
+                        manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+                    summary.complete = true;
+                    progress.send_modify(|p| p.pages += 1);
+                    reporter.event(&Event::CrawlFinished {
+                        folders: 0,
+                        items: summary.items_seen,
+                    });
+                    return Ok(summary);
+                }
+                Enumerated::Unusable { reason } => {
+                    tracing::warn!(scope = %scope_key, %reason, "listing by delta is not possible here: walking the folders instead");
+                    let (d, k) = (drive.clone(), scope_key.clone());
+                    manifest.call(move |m| m.forget_delta(&d, &k)).await?;
+                    walk_from_root = true;
+                }
+            }
         }
     }
-    if !start.resumed {
+    if walk_from_root {
         remember_delta_start(graph, manifest, drive, options, &root).await?;
     }
 
+    let walked = walk_frontier(
+        graph, manifest, drive, options, crawl_id, reporter, cancel, progress,
+    )
+    .await?;
+    summary.folders_listed += walked.folders_listed;
+    summary.items_seen += walked.items_seen;
+    summary.folders_refused += walked.folders_refused;
+    summary.folders_unreadable += walked.folders_unreadable;
+    summary.inaccessible = walked.inaccessible;
+    if !walked.complete {
+        return Ok(summary);
+    }
+    summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+    let (promote_drive, scope_key) = (drive.clone(), options.scope.key());
+    if summary.folders_unreadable == 0 {
+        manifest
+            .call(move |m| m.promote_pending_link(&promote_drive, &scope_key))
+            .await?;
+    } else {
+        // Changes from now on would never bring back what is in the unread folders: list in full next time.
+        manifest
+            .call(move |m| m.forget_delta(&promote_drive, &scope_key))
+            .await?;
+    }
+    summary.complete = true;
+    reporter.event(&Event::CrawlFinished {
+        folders: summary.folders_listed,
+        items: summary.items_seen,
+    });
+    Ok(summary)
+}
+
+/// What listing a crawl's frontier did.
+#[derive(Debug, Default)]
+pub(crate) struct Walk {
+    /// Whether the frontier was emptied (false when cancelled).
+    pub(crate) complete: bool,
+    /// Folders listed to their end.
+    pub(crate) folders_listed: u64,
+    /// Items recorded.
+    pub(crate) items_seen: u64,
+    /// Folders not listed (inaccessible or incomplete).
+    pub(crate) folders_refused: u64,
+    /// Of those, folders that must be listed again by the next run.
+    pub(crate) folders_unreadable: u64,
+    /// Folders the service never lets apps list, by remote path.
+    pub(crate) inaccessible: Vec<String>,
+}
+
+/// List every folder in the frontier of `crawl_id`, `list_concurrency` at once, until none is left (or the
+/// run is cancelled). Subfolders found on the way join the frontier.
+#[allow(clippy::too_many_arguments)]
+async fn walk_frontier(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    options: &CrawlOptions,
+    crawl_id: i64,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress: &watch::Sender<CrawlProgress>,
+) -> Result<Walk, CrawlError> {
+    let mut walk = Walk::default();
     let concurrency = options.list_concurrency.max(1);
     let mut in_flight: HashSet<ItemId> = HashSet::new();
     let mut tasks: JoinSet<(ItemId, Result<FolderOutcome, CrawlError>)> = JoinSet::new();
@@ -289,12 +382,14 @@ async fn crawl_inner(
                     filter: Arc::clone(&options.filter),
                     layout: options.layout,
                 };
+                let personal = options.personal;
                 tasks.spawn(async move {
                     let id = entry.folder_id.clone();
                     let listing = Listing {
                         graph: &graph,
                         manifest: &manifest,
                         drive: &drive,
+                        personal,
                         crawl_id,
                         placement: &placement,
                         reporter: &*reporter,
@@ -313,19 +408,20 @@ async fn crawl_inner(
         in_flight.remove(&folder_id);
         match outcome {
             Ok(FolderOutcome::Listed { items }) => {
-                summary.folders_listed += 1;
-                summary.items_seen += items;
+                walk.folders_listed += 1;
+                walk.items_seen += items;
             }
-            Ok(FolderOutcome::Refused { items }) => {
-                summary.folders_refused += 1;
-                summary.items_seen += items;
+            Ok(FolderOutcome::Inaccessible { items, path }) => {
+                walk.folders_refused += 1;
+                walk.items_seen += items;
+                walk.inaccessible.push(path);
             }
-            Ok(FolderOutcome::Unreadable { items }) => {
-                summary.folders_refused += 1;
-                summary.folders_unreadable += 1;
-                summary.items_seen += items;
+            Ok(FolderOutcome::Incomplete { items }) => {
+                walk.folders_refused += 1;
+                walk.folders_unreadable += 1;
+                walk.items_seen += items;
             }
-            Ok(FolderOutcome::Interrupted { items }) => summary.items_seen += items,
+            Ok(FolderOutcome::Interrupted { items }) => walk.items_seen += items,
             Err(err) => {
                 // Let the other listings commit the page they are on, then stop: the frontier keeps the rest.
                 cancel_and_drain(&mut tasks).await;
@@ -333,28 +429,32 @@ async fn crawl_inner(
             }
         }
     }
+    walk.complete = !cancel.is_cancelled();
+    Ok(walk)
+}
 
-    if cancel.is_cancelled() {
-        return Ok(summary);
-    }
-    summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
-    let (promote_drive, scope_key) = (drive.clone(), options.scope.key());
-    if summary.folders_unreadable == 0 {
-        manifest
-            .call(move |m| m.promote_pending_link(&promote_drive, &scope_key))
-            .await?;
-    } else {
-        // Changes from now on would never bring back what is in the unread folders: list in full next time.
-        manifest
-            .call(move |m| m.forget_delta(&promote_drive, &scope_key))
-            .await?;
-    }
-    summary.complete = true;
-    reporter.event(&Event::CrawlFinished {
-        folders: summary.folders_listed,
-        items: summary.items_seen,
-    });
-    Ok(summary)
+/// List the folders an incremental round queued in the scope's last crawl (folders delta showed without their
+/// contents), and those an interrupted run left queued. Nothing to do is a complete walk.
+pub(crate) async fn list_queued(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    options: &CrawlOptions,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress: &watch::Sender<CrawlProgress>,
+) -> Result<Walk, CrawlError> {
+    let (d, k) = (drive.clone(), options.scope.key());
+    let Some(crawl_id) = manifest.call(move |m| m.queued_listing(&d, &k)).await? else {
+        return Ok(Walk {
+            complete: true,
+            ..Walk::default()
+        });
+    };
+    walk_frontier(
+        graph, manifest, drive, options, crawl_id, reporter, cancel, progress,
+    )
+    .await
 }
 
 /// Before a full crawl lists anything, take a delta link for "changes from now on": once the crawl completes
@@ -410,10 +510,21 @@ async fn cancel_and_drain(tasks: &mut JoinSet<(ItemId, Result<FolderOutcome, Cra
 }
 
 enum FolderOutcome {
-    Listed { items: u64 },
-    Refused { items: u64 },
-    Unreadable { items: u64 },
-    Interrupted { items: u64 },
+    Listed {
+        items: u64,
+    },
+    /// Never listable by apps (a Personal Vault): skipped, reported by path, not a failure.
+    Inaccessible {
+        items: u64,
+        path: String,
+    },
+    /// Refused or unreadable even when asked again, or a listing that made no progress: the next run lists it.
+    Incomplete {
+        items: u64,
+    },
+    Interrupted {
+        items: u64,
+    },
 }
 
 /// What one folder listing works with.
@@ -421,6 +532,9 @@ struct Listing<'a> {
     graph: &'a GraphClient,
     manifest: &'a SharedManifest,
     drive: &'a DriveId,
+    /// Whether the drive is a `OneDrive` Personal one (where a root-level folder refused as the Personal Vault
+    /// is refused is taken for the vault).
+    personal: bool,
     crawl_id: i64,
     placement: &'a Placement,
     reporter: &'a dyn Reporter,
@@ -458,14 +572,20 @@ impl Placement {
         parent_local: &str,
     ) -> NewItem {
         row.remote_path = child_remote_path(parent_remote, &row.name);
-        let safe = safe_name(&row.name, row.item_id.as_str()).name;
-        let alternative = disambiguated(&safe, row.item_id.as_str());
         let folder = match self.layout {
             Layout::Date if row.kind == ItemKind::File => {
                 date_folder(row.taken_at.as_deref().or(row.modified_at.as_deref()))
             }
             _ => parent_local.to_owned(),
         };
+        // The state folder's name is odbackup's at the top of the destination, whatever the drive holds.
+        // Suffixes come from the ID's stable spelling: the same whatever case the service uses today.
+        let seed = row.item_id.stable_spelling().into_owned();
+        let safe = match safe_name(&row.name, &seed).name {
+            safe if folder.is_empty() => top_level_name(safe),
+            safe => safe,
+        };
+        let alternative = disambiguated(&safe, &seed);
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
         row.excluded = judge(
@@ -561,6 +681,13 @@ pub async fn apply_filter(
     Ok(changed)
 }
 
+/// Times a folder listing refused by the service (400, 403, 404) is asked for in one run: such refusals come
+/// and go during outages and account migrations (rclone #8736, #8098; onedrive-api-docs #1905).
+const FOLDER_ATTEMPTS: u32 = 3;
+
+/// Wait before asking again for a refused folder listing; doubles per attempt.
+const FOLDER_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
 async fn list_folder(
     listing: &Listing<'_>,
     entry: FrontierEntry,
@@ -569,6 +696,7 @@ async fn list_folder(
         graph,
         manifest,
         drive,
+        personal,
         crawl_id,
         placement,
         reporter,
@@ -577,34 +705,21 @@ async fn list_folder(
     } = *listing;
     let mut cursor = entry.next_link.clone();
     let mut items_seen = 0u64;
+    let mut refusals = 0u32;
+    let mut guard = PagingGuard::default();
+    if let Some(link) = &cursor {
+        guard.follow(link);
+    }
     loop {
         if cancel.is_cancelled() {
             return Ok(FolderOutcome::Interrupted { items: items_seen });
         }
-        let page = match graph
+        let answer = graph
             .children(drive, &entry.folder_id, cursor.as_deref())
-            .await
-        {
-            Ok(page) => page,
+            .await;
+        let refusal = match answer {
             Err(err) if is_folder_specific(&err) || matches!(err, GraphError::Decode { .. }) => {
-                // This folder (a Personal Vault, a share we lost access to, an answer that stays garbled) is
-                // refused; the rest of the drive is not. Record why and move on.
-                let unreadable = matches!(err, GraphError::Decode { .. });
-                let reason = if unreadable {
-                    format!("listing unreadable: {err}; the next run lists it again")
-                } else {
-                    format!("listing refused: {err}")
-                };
-                let drive = drive.clone();
-                let folder = entry.folder_id.clone();
-                manifest
-                    .call(move |m| m.refuse_folder(crawl_id, &drive, &folder, &reason))
-                    .await?;
-                return Ok(if unreadable {
-                    FolderOutcome::Unreadable { items: items_seen }
-                } else {
-                    FolderOutcome::Refused { items: items_seen }
-                });
+                Some(err)
             }
             Err(err) => {
                 return Err(CrawlError::Listing {
@@ -612,34 +727,113 @@ async fn list_folder(
                     source: err,
                 });
             }
+            Ok(page) => match guard.check(&page) {
+                Ok(()) => {
+                    let rows: Vec<NewItem> = page
+                        .value
+                        .iter()
+                        .map(|item| placement.row(drive, &entry, item))
+                        .collect();
+                    let count = rows.len();
+                    items_seen += count as u64;
+                    let folder_done = page.next_link.is_none();
+                    let commit = PageCommit {
+                        drive_id: drive.clone(),
+                        folder_id: entry.folder_id.clone(),
+                        items: rows,
+                        next_link: page.next_link.clone(),
+                    };
+                    manifest
+                        .call(move |m| m.commit_page(crawl_id, &commit))
+                        .await?;
+                    progress.send_modify(|p| p.pages += 1);
+                    reporter.event(&Event::PageListed {
+                        items: count,
+                        folder_done,
+                    });
+                    match page.next_link {
+                        Some(next) => {
+                            guard.follow(&next);
+                            cursor = Some(next);
+                            refusals = 0;
+                            continue;
+                        }
+                        None => return Ok(FolderOutcome::Listed { items: items_seen }),
+                    }
+                }
+                Err(stalled) => {
+                    let reason = format!(
+                        "listing stopped: {stalled} (after {items_seen} items); the next run lists it again"
+                    );
+                    tracing::warn!(folder = %entry.folder_path, "{reason}");
+                    set_aside(listing, &entry, reason).await?;
+                    return Ok(FolderOutcome::Incomplete { items: items_seen });
+                }
+            },
         };
-        let rows: Vec<NewItem> = page
-            .value
-            .iter()
-            .map(|item| placement.row(drive, &entry, item))
-            .collect();
-        let count = rows.len();
-        items_seen += count as u64;
-        let folder_done = page.next_link.is_none();
-        let commit = PageCommit {
-            drive_id: drive.clone(),
-            folder_id: entry.folder_id.clone(),
-            items: rows,
-            next_link: page.next_link.clone(),
-        };
-        manifest
-            .call(move |m| m.commit_page(crawl_id, &commit))
-            .await?;
-        progress.send_modify(|p| p.pages += 1);
-        reporter.event(&Event::PageListed {
-            items: count,
-            folder_done,
-        });
-        match page.next_link {
-            Some(next) => cursor = Some(next),
-            None => return Ok(FolderOutcome::Listed { items: items_seen }),
+        let Some(err) = refusal else { continue };
+        let unreadable = matches!(err, GraphError::Decode { .. });
+        refusals += 1;
+        if !unreadable && refusals < FOLDER_ATTEMPTS {
+            // Asked again after a pause: the refusal may be the service's passing trouble.
+            let wait = FOLDER_RETRY_BACKOFF * (1 << (refusals - 1));
+            tracing::info!(folder = %entry.folder_path, error = %err, "folder listing refused; asking again in {wait:?}");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => {}
+            }
+            continue;
         }
+        if personal && is_root_level(&entry.folder_path) && refuses_like_the_vault(&err) {
+            // The Personal Vault looks like any folder (no facet marks it) and is refused every time: report
+            // it by name, as not for apps, instead of as a failure on every run.
+            let reason =
+                "not accessible to apps (OneDrive Personal Vault): the service refuses to list it"
+                    .to_owned();
+            set_aside(listing, &entry, reason).await?;
+            return Ok(FolderOutcome::Inaccessible {
+                items: items_seen,
+                path: entry.folder_path.clone(),
+            });
+        }
+        let reason = if unreadable {
+            format!("listing unreadable: {err}; the next run lists it again")
+        } else {
+            format!("listing refused: {err}; the next run lists it again")
+        };
+        set_aside(listing, &entry, reason).await?;
+        return Ok(FolderOutcome::Incomplete { items: items_seen });
     }
+}
+
+/// Record why a folder is not listed and take it out of the frontier (what is known below it counts as seen).
+async fn set_aside(
+    listing: &Listing<'_>,
+    entry: &FrontierEntry,
+    reason: String,
+) -> Result<(), CrawlError> {
+    let (drive, folder, crawl_id) = (
+        listing.drive.clone(),
+        entry.folder_id.clone(),
+        listing.crawl_id,
+    );
+    listing
+        .manifest
+        .call(move |m| m.refuse_folder(crawl_id, &drive, &folder, &reason))
+        .await?;
+    Ok(())
+}
+
+/// `/Name`: a folder at the top of the drive.
+fn is_root_level(remote_path: &str) -> bool {
+    remote_path.len() > 1 && remote_path.rfind('/') == Some(0)
+}
+
+/// The answer the Personal Vault gives every time: 400 `invalidRequest` / `invalidResourceId` ("`ObjectHandle`
+/// is Invalid", rclone #8098). Judged by status and code, never by the message.
+fn refuses_like_the_vault(err: &GraphError) -> bool {
+    err.status() == Some(400)
+        && (err.has_code("invalidResourceId") || err.has_code("invalidRequest"))
 }
 
 /// Errors that concern one folder only: the crawl records them and goes on.
@@ -721,7 +915,12 @@ fn local_path_of_remote(remote: &str, item_id: &str) -> String {
     remote
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|segment| safe_name(segment, item_id).name)
+        .enumerate()
+        .map(|(depth, segment)| match safe_name(segment, item_id).name {
+            // `--root /.odbackup`: the state folder's name stays odbackup's.
+            safe if depth == 0 => top_level_name(safe),
+            safe => safe,
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -824,11 +1023,15 @@ pub fn to_new_item(
             .map(|u| StoredUrl::new(u.expose().to_owned())),
         _ => None,
     };
+    // Stored and compared canonically (see `crate::ids`); the service's own spelling is kept for listing URLs.
+    let item_id = item.id.canonical();
     NewItem {
         listed_url,
-        drive_id: drive.clone(),
-        item_id: item.id.clone(),
-        parent_id,
+        drive_id: drive.canonical(),
+        served_id: (kind == ItemKind::Folder && item_id.as_str() != item.id.as_str())
+            .then(|| item.id.as_str().to_owned()),
+        item_id,
+        parent_id: parent_id.map(|p| p.canonical()),
         name: name.clone(),
         remote_path: remote_path.to_owned(),
         local_path,
@@ -857,7 +1060,9 @@ pub fn to_new_item(
                 .as_ref()
                 .and_then(|p| p.drive_id.clone())
                 .unwrap_or_default();
-            format!("{drive}/{}", r.id)
+            // Canonical on both sides: `remoteItem` references drop a leading zero from the drive ID
+            // (abraunegg/onedrive #3115) and change case (onedrive-api-docs #1902).
+            format!("{}/{}", crate::ids::canonical_drive_id(&drive), r.id.key())
         }),
     }
 }

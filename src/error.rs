@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use crate::auth::AuthError;
 use crate::crawl::CrawlError;
+use crate::drives::DriveError;
 use crate::graph::GraphError;
 use crate::manifest::ManifestError;
+use crate::restore::RestoreError;
 
 /// What kind of failure stopped the run; the command line maps each to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub enum Error {
         #[source]
         source: GraphError,
     },
+    /// The drive cannot be reached the way it was named (a site without `Sites.Read.All`, an unknown user…).
+    #[error(transparent)]
+    Drive(#[from] DriveError),
     /// Sign-in failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -59,6 +64,18 @@ pub enum Error {
     /// The manifest could not be opened, locked or written.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A restore was asked of a sign-in that may only read.
+    #[error(
+        "the stored sign-in (account {account:?}) may only read files, and a restore writes: run          `odbackup login --write` (it asks for {}), then re-run the same command",
+        crate::auth::write::WRITE_SCOPE
+    )]
+    ReadOnlySignIn {
+        /// The account name.
+        account: String,
+    },
+    /// A restore could not start.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
 }
 
 impl Error {
@@ -70,11 +87,16 @@ impl Error {
     /// The exit-code family of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NoCredentials | Error::Auth(_) => ErrorKind::Auth,
-            Error::Usage(_) | Error::NoManifest { .. } => ErrorKind::Usage,
+            Error::NoCredentials | Error::Auth(_) | Error::ReadOnlySignIn { .. } => ErrorKind::Auth,
+            Error::Restore(RestoreError::NoSource { .. } | RestoreError::Source { .. }) => {
+                ErrorKind::Usage
+            }
+            Error::Restore(RestoreError::Manifest(m)) if m.is_locked() => ErrorKind::Locked,
+            Error::Usage(_) | Error::NoManifest { .. } | Error::Drive(_) => ErrorKind::Usage,
             Error::Graph { source, .. } if source.is_auth() => ErrorKind::Auth,
             Error::Crawl(c) if c.graph_error().is_some_and(GraphError::is_auth) => ErrorKind::Auth,
             Error::Manifest(m) if m.is_locked() => ErrorKind::Locked,
+            Error::Manifest(m) if m.is_usage() => ErrorKind::Usage,
             Error::Crawl(c) if matches!(&**c, CrawlError::Manifest(m) if m.is_locked()) => {
                 ErrorKind::Locked
             }

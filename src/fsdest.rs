@@ -120,6 +120,8 @@ pub struct Entry {
     pub len: u64,
     /// Hard links to it.
     pub links: u64,
+    /// Its modification time: seconds since the Unix epoch and nanoseconds.
+    pub modified: (i64, u32),
     /// Device and inode: the same pair means the same file.
     id: (u64, u64),
 }
@@ -135,6 +137,10 @@ impl Entry {
             },
             len: u64::try_from(st.st_size).unwrap_or(0),
             links: widen(st.st_nlink),
+            modified: (
+                widen_signed(st.st_mtime),
+                u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+            ),
             id: (widen(st.st_dev), widen(st.st_ino)),
         }
     }
@@ -143,6 +149,12 @@ impl Entry {
     pub fn is_plain_file(&self) -> bool {
         self.kind == EntryKind::File && self.links <= 1
     }
+}
+
+/// `stat`'s times differ in width between targets; all fit in an `i64`.
+#[allow(clippy::useless_conversion)]
+fn widen_signed<T: Into<i64>>(value: T) -> i64 {
+    value.into()
 }
 
 /// `stat` fields differ in width between targets; all fit in a `u64`.
@@ -738,6 +750,12 @@ impl Folder {
     /// Flush the folder's entries to disk: after a rename, the new name survives a power cut.
     pub fn sync(&self) -> io::Result<()> {
         rfs::fsync(&self.fd).map_err(Into::into)
+    }
+
+    /// Its entries' names and kinds, never following a link (`None`: the listing did not say; ask
+    /// [`Folder::entry`]). Names that are not UTF-8 are left out (no drive item can have one).
+    pub fn list(&self) -> io::Result<Vec<(String, Option<EntryKind>)>> {
+        self.entries()
     }
 
     /// Its entries' names and kinds (`None`: the directory listing did not say).

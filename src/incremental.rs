@@ -10,13 +10,16 @@
 //!
 //! Like the crawler, this module never prints and never touches local files.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawl::{CrawlError, CrawlOptions, CrawlProgress, Placement, parent_of, to_new_item};
-use crate::graph::{GraphClient, GraphError};
+use crate::crawl::{
+    CrawlError, CrawlOptions, CrawlProgress, Placement, Scope, parent_of, to_new_item,
+};
+use crate::graph::{GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, NewItem, Resolution, StagedChange};
 use crate::progress::{Event, Reporter};
@@ -38,6 +41,12 @@ pub struct DeltaSummary {
     pub folders_moved: u64,
     /// Folders added or changed.
     pub folders: u64,
+    /// Folders listed in full because delta showed them without their contents (moved into the scope).
+    pub folders_listed: u64,
+    /// Of those, folders that could not be listed even when asked again: the next run lists the scope in full.
+    pub folders_unreadable: u64,
+    /// Folders the service never lets apps list (a Personal Vault), by remote path.
+    pub inaccessible: Vec<String>,
 }
 
 /// How a round ended.
@@ -86,16 +95,19 @@ pub async fn sync(
         resumed: state.cursor.is_some(),
     });
     let mut summary = DeltaSummary::default();
+    let mut guard = PagingGuard::default();
     let final_link = loop {
         if cancel.is_cancelled() {
             return Ok(DeltaOutcome::Interrupted);
         }
+        guard.follow(&link);
         let page = match graph.delta(drive, &state.delta_root_id, Some(&link)).await {
             Ok(page) => page,
-            Err(GraphError::ResyncRequired { .. }) => {
-                tracing::info!(scope = %scope_key, "the service asked for a resync: listing the scope in full");
-                let (drive, key) = (drive.clone(), scope_key.clone());
-                manifest.call(move |m| m.forget_delta(&drive, &key)).await?;
+            Err(err) if is_dead_link(&err) => {
+                // A resync (410), or a saved link the service no longer understands (400/404): what changed
+                // since cannot be had, so the scope is listed in full and reconciled.
+                tracing::info!(scope = %scope_key, error = %err, "the saved change link was refused: listing the scope in full");
+                forget_delta(manifest, drive, &scope_key).await?;
                 return Ok(DeltaOutcome::NeedsFullCrawl);
             }
             Err(source) => {
@@ -106,6 +118,11 @@ pub async fn sync(
             }
         };
         summary.pages += 1;
+        if let Err(stalled) = guard.check(&page) {
+            tracing::warn!(scope = %scope_key, "listing the changes made no progress ({stalled}): listing the scope in full");
+            forget_delta(manifest, drive, &scope_key).await?;
+            return Ok(DeltaOutcome::NeedsFullCrawl);
+        }
         let next = stage_page(manifest, drive, &scope_key, &page).await?;
         reporter.event(&Event::PageListed {
             items: page.value.len(),
@@ -124,36 +141,97 @@ pub async fn sync(
         let (drive, key) = (drive.clone(), scope_key.clone());
         manifest.call(move |m| m.scope_root(&drive, &key)).await?
     };
-    let roots = [Some(state.delta_root_id.clone()), scope_root]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    apply_staged(
+    let roots = Roots {
+        delta_root: state.delta_root_id.clone(),
+        scope_root: scope_root.unwrap_or_else(|| state.delta_root_id.clone()),
+    };
+    // Below the drive root, a folder moved in from outside arrives alone: its contents must be listed.
+    let list_new_folders = options.scope != Scope::Root;
+    let round = apply_staged(
         manifest,
         drive,
         &scope_key,
         &roots,
         &placement,
+        list_new_folders,
         &mut summary,
     )
     .await?;
+    if round.unplaced > 0 {
+        tracing::warn!(
+            scope = %scope_key,
+            changes = round.unplaced,
+            "changes name parents this backup does not know (IDs the service changed?): listing the scope in full"
+        );
+        forget_delta(manifest, drive, &scope_key).await?;
+        return Ok(DeltaOutcome::NeedsFullCrawl);
+    }
     {
         let (drive, key, changes) = (drive.clone(), scope_key.clone(), summary.changes);
         manifest
             .call(move |m| m.finish_delta_round(&drive, &key, &final_link, changes))
             .await?;
     }
+    // Folders this round (or an interrupted earlier one) queued: list them now, before the run can end well.
+    let walked =
+        crate::crawl::list_queued(graph, manifest, drive, options, reporter, cancel, progress)
+            .await?;
+    summary.folders_listed = walked.folders_listed;
+    summary.changes += walked.items_seen;
+    summary.folders_unreadable = walked.folders_unreadable;
+    summary.inaccessible = walked.inaccessible;
+    if walked.folders_unreadable > 0 {
+        // The next run must list them again: it starts from a full listing.
+        forget_delta(manifest, drive, &scope_key).await?;
+    }
+    if !walked.complete {
+        return Ok(DeltaOutcome::Interrupted);
+    }
     progress.send_modify(|p| p.pages += 1);
     reporter.event(&Event::CrawlFinished {
-        folders: 0,
+        folders: walked.folders_listed,
         items: summary.changes,
     });
     Ok(DeltaOutcome::Applied(summary))
 }
 
+/// Forget a scope's delta link, cursor and staged changes: its next listing is a full one.
+async fn forget_delta(
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    scope_key: &str,
+) -> Result<(), CrawlError> {
+    let (drive, key) = (drive.clone(), scope_key.to_owned());
+    manifest.call(move |m| m.forget_delta(&drive, &key)).await?;
+    Ok(())
+}
+
+/// Whether a saved delta link (or page cursor) is dead: a resync (410), or an answer saying the link itself is
+/// wrong (400, 404). Listing from scratch is the only way on.
+fn is_dead_link(err: &GraphError) -> bool {
+    matches!(err, GraphError::ResyncRequired { .. })
+        || (matches!(err.status(), Some(400 | 404)) && !err.is_auth())
+}
+
+/// How a full listing by delta ended.
+#[derive(Debug)]
+pub(crate) enum Enumerated {
+    /// Listed and applied; the scope has a delta link for the next run.
+    Done(DeltaSummary),
+    /// Cancelled between pages; the next run resumes at the saved cursor.
+    Cancelled,
+    /// Delta cannot list this scope (refused, a listing that makes no progress, items whose parents never
+    /// come): list it by walking its folders instead.
+    Unusable {
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
 /// A full listing of the scope by `/delta` from nothing (the crawl's root row is in the manifest already): page
 /// through it, staging as for a round, apply it, and keep the last page's delta link for the next run. Resumes
-/// at `cursor` when a previous enumeration was interrupted. `None` when cancelled between pages.
+/// at `cursor` when a previous enumeration was interrupted; a saved cursor the service refuses (410, 400, 404)
+/// starts the enumeration again from nothing, in the same run.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn enumerate(
     graph: &GraphClient,
@@ -165,14 +243,53 @@ pub(crate) async fn enumerate(
     reporter: &Arc<dyn Reporter>,
     cancel: &CancellationToken,
     cursor: Option<String>,
-) -> Result<Option<DeltaSummary>, CrawlError> {
+) -> Result<Enumerated, CrawlError> {
+    let mut cursor = cursor;
+    loop {
+        let resumed = cursor.is_some();
+        match enumerate_once(
+            graph,
+            manifest,
+            drive,
+            scope_key,
+            scope_root,
+            options,
+            reporter,
+            cancel,
+            cursor.take(),
+        )
+        .await
+        {
+            Err(CrawlError::Listing { source, .. }) if resumed && is_dead_link(&source) => {
+                // The saved page link of an interrupted enumeration died since: start again, from nothing.
+                tracing::info!(scope = %scope_key, error = %source, "the saved listing position was refused: listing again from the start");
+            }
+            other => return other,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn enumerate_once(
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    scope_key: &str,
+    scope_root: &ItemId,
+    options: &CrawlOptions,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    cursor: Option<String>,
+) -> Result<Enumerated, CrawlError> {
     if cursor.is_none() {
         let (d, k, root) = (drive.clone(), scope_key.to_owned(), scope_root.clone());
         manifest
             .call(move |m| m.begin_delta_enumeration(&d, &k, &root))
             .await?;
     }
+    let resumed = cursor.is_some();
     let mut summary = DeltaSummary::default();
+    let mut guard = PagingGuard::default();
     // The next page is asked for while this one is staged: the service's time and ours overlap instead of
     // adding up, one page ahead at most (its link is only known once the page before it is in).
     let fetch = |link: Option<String>| {
@@ -183,23 +300,48 @@ pub(crate) async fn enumerate(
         path: scope_key.to_owned(),
         source,
     };
+    if let Some(link) = &cursor {
+        guard.follow(link);
+    }
     let mut fetching = fetch(cursor);
+    let mut first = true;
     let final_link = loop {
         if cancel.is_cancelled() {
             fetching.abort();
-            return Ok(None);
+            return Ok(Enumerated::Cancelled);
         }
-        let page = fetching
-            .await
-            .map_err(|joined| {
-                listing_failed(GraphError::Unexpected {
-                    what: "listing changes".to_owned(),
-                    reason: joined.to_string(),
-                })
-            })?
-            .map_err(listing_failed)?;
+        let answer = fetching.await.map_err(|joined| {
+            listing_failed(GraphError::Unexpected {
+                what: "listing changes".to_owned(),
+                reason: joined.to_string(),
+            })
+        })?;
+        let page = match answer {
+            Ok(page) => page,
+            // Delta refused on this scope from the start (a folder-scoped delta the drive does not offer).
+            Err(err)
+                if first
+                    && !resumed
+                    && matches!(err.status(), Some(400 | 501))
+                    && !err.is_auth() =>
+            {
+                return Ok(Enumerated::Unusable {
+                    reason: err.to_string(),
+                });
+            }
+            Err(err) => return Err(listing_failed(err)),
+        };
+        first = false;
         summary.pages += 1;
-        let ahead = page.next_link.clone().map(|next| fetch(Some(next)));
+        if let Err(stalled) = guard.check(&page) {
+            return Ok(Enumerated::Unusable {
+                reason: format!("listing the scope made no progress: {stalled}"),
+            });
+        }
+        let ahead = page.next_link.clone().map(|next| {
+            guard.follow(&next);
+            fetch(Some(next))
+        });
         let staged = stage_page(manifest, drive, scope_key, &page).await;
         if staged.is_err()
             && let Some(ahead) = &ahead
@@ -221,20 +363,33 @@ pub(crate) async fn enumerate(
         filter: Arc::clone(&options.filter),
         layout: options.layout,
     };
-    apply_staged(
+    let roots = Roots {
+        delta_root: scope_root.clone(),
+        scope_root: scope_root.clone(),
+    };
+    let round = apply_staged(
         manifest,
         drive,
         scope_key,
-        std::slice::from_ref(scope_root),
+        &roots,
         &placement,
+        false,
         &mut summary,
     )
     .await?;
+    if round.unplaced > 0 {
+        return Ok(Enumerated::Unusable {
+            reason: format!(
+                "{} listed items name parents the listing never sent",
+                round.unplaced
+            ),
+        });
+    }
     let (d, k, changes) = (drive.clone(), scope_key.to_owned(), summary.changes);
     manifest
         .call(move |m| m.finish_delta_round(&d, &k, &final_link, changes))
         .await?;
-    Ok(Some(summary))
+    Ok(Enumerated::Done(summary))
 }
 
 /// Where a staged page leaves the round.
@@ -280,16 +435,47 @@ async fn stage_page(
     }
 }
 
+/// The folders a round's changes hang from.
+#[derive(Debug, Clone)]
+pub(crate) struct Roots {
+    /// The folder the delta links list: the scope root, or the drive root when delta runs from there.
+    pub(crate) delta_root: ItemId,
+    /// The scope's root folder, as the last crawl recorded it.
+    pub(crate) scope_root: ItemId,
+}
+
+impl Roots {
+    fn contains(&self, id: &ItemId) -> bool {
+        *id == self.delta_root || *id == self.scope_root
+    }
+}
+
+/// What a round learns while its changes are applied, carried from batch to batch.
+#[derive(Debug, Default)]
+pub(crate) struct RoundState {
+    /// Items found to lie outside the scope: their parents lead to the delta root without passing through the
+    /// scope root (business drives list the whole drive, each change with its ancestors).
+    outside: HashSet<ItemId>,
+    /// Changes whose parent is neither in the manifest, nor staged, nor outside the scope: the manifest's tree
+    /// and the service's disagree (an ID that changed, a parent the round never sent). Such an item is never
+    /// taken as deleted; the scope is listed again instead.
+    pub(crate) unplaced: u64,
+}
+
 /// Apply the staged changes in passes: a change is applied once its parent is known and not itself waiting,
 /// so parents always go first whatever order the pages came in. Stops when a pass makes no progress.
+/// `list_new_folders`: a folder new to the manifest is queued for a listing of its own (delta shows a folder
+/// moved into the scope without its contents).
 async fn apply_staged(
     manifest: &SharedManifest,
     drive: &DriveId,
     scope_key: &str,
-    roots: &[ItemId],
+    roots: &Roots,
     placement: &Placement,
+    list_new_folders: bool,
     summary: &mut DeltaSummary,
-) -> Result<(), CrawlError> {
+) -> Result<RoundState, CrawlError> {
+    let mut state = RoundState::default();
     loop {
         let mut progressed = false;
         let mut after = 0i64;
@@ -302,19 +488,31 @@ async fn apply_staged(
             };
             let Some(last) = staged.last() else { break };
             after = last.seq;
-            let resolutions = {
-                let (drive, key, roots) = (drive.clone(), scope_key.to_owned(), roots.to_vec());
+            let (resolutions, back) = {
+                let (drive, key, roots) = (drive.clone(), scope_key.to_owned(), roots.clone());
                 let filter = Arc::clone(&placement.filter);
                 let layout = placement.layout;
+                let mut round = std::mem::take(&mut state);
                 manifest
                     .call(move |m| {
                         let placement = Placement { filter, layout };
-                        m.apply_staged_batch(&drive, &key, staged, |m, change| {
-                            resolve(m, &drive, &key, &roots, &placement, change)
-                        })
+                        let applied = m.apply_staged_batch(&drive, &key, staged, |m, change| {
+                            resolve(
+                                m,
+                                &drive,
+                                &key,
+                                &roots,
+                                &placement,
+                                list_new_folders,
+                                &mut round,
+                                change,
+                            )
+                        })?;
+                        Ok((applied, round))
                     })
                     .await?
             };
+            state = back;
             if resolutions.is_empty() {
                 continue;
             }
@@ -341,18 +539,21 @@ async fn apply_staged(
             }
         }
         if !progressed {
-            return Ok(());
+            return Ok(state);
         }
     }
 }
 
 /// Decide one staged change; `None` when it must wait for its parent.
+#[allow(clippy::too_many_arguments)]
 fn resolve(
     m: &crate::manifest::Manifest,
     drive: &DriveId,
     scope_key: &str,
-    roots: &[ItemId],
+    roots: &Roots,
     placement: &Placement,
+    list_new_folders: bool,
+    round: &mut RoundState,
     change: StagedChange,
 ) -> Result<Option<Resolution>, crate::manifest::ManifestError> {
     let StagedChange { seq, item, deleted } = change;
@@ -376,20 +577,39 @@ fn resolve(
     if m.is_staged(drive, scope_key, &parent_id)? {
         return Ok(None);
     }
-    let parent = m
-        .known_item(drive, &parent_id)?
-        .filter(|p| p.kind == ItemKind::Folder && !p.remote_deleted);
+    let parent_row = m.known_item(drive, &parent_id)?;
+    // A parent the manifest holds that holds nothing itself (a OneNote package, a shortcut, a folder gone from
+    // the drive): what is below it is not backed up.
+    let held_not_folder = parent_row.is_some();
+    let parent = parent_row.filter(|p| p.kind == ItemKind::Folder && !p.remote_deleted);
     let Some(parent) = parent else {
-        // Outside the scope: forget it, unless it was inside and moved out (then it is gone from the backup).
-        return Ok(Some(match known {
-            Some(k) if !k.remote_deleted => Resolution::Delete {
-                seq,
-                item_id: item.item_id,
-            },
-            _ => Resolution::Drop { seq },
-        }));
+        let below_delta_root =
+            parent_id == roots.delta_root && roots.delta_root != roots.scope_root;
+        if held_not_folder || below_delta_root || round.outside.contains(&parent_id) {
+            // Outside the scope: forget it, unless it was inside and moved out (then it is gone from the
+            // backup).
+            round.outside.insert(item.item_id.clone());
+            return Ok(Some(match known {
+                Some(k) if !k.remote_deleted => Resolution::Delete {
+                    seq,
+                    item_id: item.item_id,
+                },
+                _ => Resolution::Drop { seq },
+            }));
+        }
+        tracing::info!(
+            item = %item.item_id,
+            parent = %parent_id,
+            "a change names a parent this backup does not know: the scope is listed again"
+        );
+        round.unplaced += 1;
+        return Ok(Some(Resolution::Drop { seq }));
     };
     let placed = placement.place(item, &parent.remote_path, &parent.local_path);
+    let list_contents = list_new_folders
+        && placed.kind == ItemKind::Folder
+        && placed.skip_reason.is_none()
+        && known.as_ref().is_none_or(|k| k.remote_deleted);
     let moved_from = known
         .filter(|k| k.kind == ItemKind::Folder && k.remote_path != placed.remote_path)
         .map(|k| (k.remote_path, k.local_path));
@@ -397,5 +617,6 @@ fn resolve(
         seq,
         item: Box::new(placed),
         moved_from,
+        list_contents,
     }))
 }

@@ -16,6 +16,10 @@
 //!                                │          hashed at its offset, folded ─► fsync ─► verify ─► rename ─► …
 //!                                ▼
 //!                          manifest::record_done / record_failed (guarded by the version fetched)
+//!
+//!   restore: backup's manifest rows ∥ plain folder (no-follow) ─► names, filters, place ─► restore tables
+//!            ─► graph::put_small + PATCH times ∥ createUploadSession ─► fragments (resumed where the service
+//!               says) ─► verify size + quickXorHash ─► manifest::restore_done / restore_failed
 //! ```
 //!
 //! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `crawl`
@@ -55,12 +59,15 @@
 //! # Ok(()) }
 //! ```
 
+mod adaptive;
 pub mod app;
 pub mod auth;
 pub mod browse;
 pub mod config;
 pub mod crawl;
 pub mod download;
+pub mod drives;
+pub mod endpoint;
 mod error;
 pub mod filter;
 pub mod fsdest;
@@ -71,6 +78,7 @@ pub mod incremental;
 pub mod localpath;
 pub mod manifest;
 pub mod progress;
+pub mod restore;
 pub mod shared;
 
 pub use error::{Error, ErrorKind};

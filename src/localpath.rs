@@ -12,6 +12,14 @@
 //!   sanitised hostile name can never land on the name of a legitimate sibling.
 //! - A name over [`MAX_NAME_BYTES`] keeps its extension and as much of its stem as fits, plus the suffix.
 //!
+//! - At the top of the destination, a name that is odbackup's own state folder (`.odbackup`, in any letter
+//!   case, compared as a case-folding file system would) is reserved: the remote item goes to
+//!   `<name> (from OneDrive)` instead ([`STATE_DIR_STAND_IN`]), so drive content can never land in, over or
+//!   beside the manifest and its lock.
+//!
+//! It also says how the destination compares names ([`NameRules`], probed once per run by [`probe_name_rules`]):
+//! whether two names are the same file there.
+//!
 //! It knows nothing of Graph, `SQLite` or the network: names in, names out.
 
 use std::fmt::Write as _;
@@ -21,6 +29,138 @@ use sha1::{Digest, Sha1};
 
 /// The folder inside the destination that holds odbackup's own state (the manifest, the trash).
 pub const STATE_DIR: &str = ".odbackup";
+
+/// Appended to the name of a remote item that would take the state folder's name at the top of the
+/// destination (a drive holding its own `.odbackup/`, for instance a backup of a backup): `.odbackup` is
+/// stored as `.odbackup (from OneDrive)`, stable across runs. Documented in the README.
+pub const STATE_DIR_STAND_IN: &str = " (from OneDrive)";
+
+/// Whether `name` (a local name, as [`safe_name`] made it) is the state folder's name as any file system could
+/// see it: compared after full Unicode case folding and NFC normalisation, and without trailing dots and
+/// spaces (which Windows drops).
+pub fn is_state_dir_name(name: &str) -> bool {
+    let trimmed = name.trim_end_matches(['.', ' ']);
+    NameRules::FOLDING.key(trimmed) == STATE_DIR
+}
+
+/// The local name for an item at the top of the destination: its safe name, unless that is the state folder's
+/// (see [`STATE_DIR_STAND_IN`]).
+pub fn top_level_name(safe: String) -> String {
+    if !is_state_dir_name(&safe) {
+        return safe;
+    }
+    let mut cut = safe.len().min(MAX_NAME_BYTES - STATE_DIR_STAND_IN.len());
+    while !safe.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{STATE_DIR_STAND_IN}", &safe[..cut])
+}
+
+/// Whether a relative local path lies inside the state folder (its first component is the state folder's name,
+/// in any spelling), where no item data may go. The trash odbackup itself keeps there is not item data.
+pub fn is_inside_state_dir(relative: &str) -> bool {
+    let first = relative.split('/').find(|s| !s.is_empty()).unwrap_or("");
+    is_state_dir_name(first) && !relative.starts_with(&format!("{STATE_DIR}/trash/"))
+}
+
+/// How a destination's file system compares names: whether `Ä.jpg` and `ä.jpg`, or an NFC name and its NFD twin,
+/// are one file there. macOS (APFS, HFS+), Windows (NTFS) and exFAT fold case, and macOS also normalises;
+/// Linux file systems do neither. Decides when two items' local paths clash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRules {
+    /// Names differing only in letter case are the same file.
+    pub folds_case: bool,
+    /// Names differing only in Unicode normalisation (NFC/NFD) are the same file.
+    pub normalises: bool,
+}
+
+impl NameRules {
+    /// A file system that folds case and normalises: the safe assumption when nothing is known.
+    pub const FOLDING: NameRules = NameRules {
+        folds_case: true,
+        normalises: true,
+    };
+
+    /// A file system that compares names byte for byte (ext4, XFS, btrfs).
+    pub const EXACT: NameRules = NameRules {
+        folds_case: false,
+        normalises: false,
+    };
+
+    /// The form under which two paths are the same file on such a file system: NFC when it normalises, then
+    /// full Unicode case folding (`ß` → `ss`, `K` (Kelvin) → `k`, not only ASCII) when it folds case, then NFC
+    /// again (folding can denormalise).
+    pub fn key(self, path: &str) -> String {
+        use unicode_normalization::UnicodeNormalization as _;
+        let mut key: String = if self.normalises {
+            path.nfc().collect()
+        } else {
+            path.to_owned()
+        };
+        if self.folds_case {
+            key = caseless::default_case_fold_str(&key);
+            if self.normalises {
+                key = key.nfc().collect();
+            }
+        }
+        key
+    }
+
+    /// The rules [`NameRules::as_str`] spelled.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::FOLDING,
+            Self::EXACT,
+            Self {
+                folds_case: true,
+                normalises: false,
+            },
+            Self {
+                folds_case: false,
+                normalises: true,
+            },
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// A stable spelling for the manifest's settings.
+    pub fn as_str(self) -> &'static str {
+        match (self.folds_case, self.normalises) {
+            (true, true) => "fold-case,normalise",
+            (true, false) => "fold-case",
+            (false, true) => "normalise",
+            (false, false) => "exact",
+        }
+    }
+}
+
+/// Find out once how the file system holding `dir` (the destination's state folder, which exists by then)
+/// compares names, by creating a probe file and looking it up under other spellings. If it cannot tell (a
+/// read-only destination), it assumes the cautious [`NameRules::FOLDING`].
+///
+/// It lives here rather than in the manifest because it touches the destination's file system, which the
+/// manifest must not know; the caller hands the result to the manifest as a plain value.
+pub fn probe_name_rules(dir: &Path) -> NameRules {
+    // `Ä` precomposed: its lower case `ä` tells Unicode case folding, its decomposed form `A` + U+0308 tells
+    // normalisation; `A`/`a` alone would also be folded by ASCII-only file systems, which this must not miss.
+    let stem = format!(".odbackup-name-probe-{}-", std::process::id());
+    let probe = dir.join(format!("{stem}\u{c4}Q"));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    if created.is_err() {
+        return NameRules::FOLDING;
+    }
+    let exists = |name: String| std::fs::symlink_metadata(dir.join(name)).is_ok();
+    let rules = NameRules {
+        folds_case: exists(format!("{stem}\u{e4}q")) || exists(format!("{stem}\u{c4}q")),
+        normalises: exists(format!("{stem}A\u{308}Q")),
+    };
+    let _ = std::fs::remove_file(&probe);
+    rules
+}
 
 /// Where a local file goes when it leaves the backup's tree (`--mirror-deletes`, `--keep-versions`):
 /// `.odbackup/trash/<YYYY-MM-DD>/<its relative path>`, relative to the destination.
@@ -52,6 +192,12 @@ pub enum PathError {
         /// The offending relative path.
         path: String,
     },
+    /// The path lies inside odbackup's own state folder, where item data never goes.
+    #[error("refusing local path {path:?}: it is inside odbackup's own state folder ({STATE_DIR})")]
+    StateDir {
+        /// The offending relative path.
+        path: String,
+    },
     /// A component of the path inside the destination is a symbolic link, which could lead outside it.
     #[error("refusing to write through the symbolic link {}: it could lead outside the destination", link.display())]
     Symlink {
@@ -66,6 +212,11 @@ pub enum PathError {
 /// the backup (`DEST/Photos -> /etc`) cannot redirect writes. Parts that do not exist yet are created by the
 /// caller as real folders.
 pub fn join_under_no_symlinks(dest: &Path, relative: &str) -> Result<PathBuf, PathError> {
+    if is_inside_state_dir(relative) {
+        return Err(PathError::StateDir {
+            path: relative.to_owned(),
+        });
+    }
     let full = join_under(dest, relative)?;
     let mut current = dest.to_path_buf();
     for part in relative.split('/').filter(|s| !s.is_empty()) {
@@ -237,6 +388,101 @@ pub fn is_part_file(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_folder_name_is_reserved_at_the_top_in_every_spelling() {
+        for name in [
+            ".odbackup",
+            ".ODBACKUP",
+            ".OdBackup",
+            ".odbackup.",
+            ".odbackup ",
+            ".odbac\u{212a}up",
+        ] {
+            assert!(is_state_dir_name(name), "{name:?}");
+            let stand_in = top_level_name(name.to_owned());
+            assert!(
+                stand_in.ends_with(STATE_DIR_STAND_IN) && !is_state_dir_name(&stand_in),
+                "{stand_in:?}"
+            );
+            assert_eq!(stand_in, top_level_name(name.to_owned()), "stable");
+        }
+        assert_eq!(
+            top_level_name(".odbackup".to_owned()),
+            ".odbackup (from OneDrive)"
+        );
+        for name in [
+            ".odbackup-x",
+            "odbackup",
+            ".odbackup (from OneDrive)",
+            "a.odbackup",
+        ] {
+            assert!(!is_state_dir_name(name), "{name:?}");
+            assert_eq!(top_level_name(name.to_owned()), name);
+        }
+        assert!(is_inside_state_dir(".odbackup/manifest.sqlite"));
+        assert!(is_inside_state_dir(".ODBackup/x"));
+        assert!(is_inside_state_dir(".odbackup"));
+        assert!(
+            !is_inside_state_dir(".odbackup/trash/2024-01-01/a.jpg"),
+            "the trash is odbackup's"
+        );
+        assert!(!is_inside_state_dir(
+            ".odbackup (from OneDrive)/manifest.sqlite"
+        ));
+        assert!(!is_inside_state_dir("Photos/.odbackup/x"));
+        assert!(matches!(
+            join_under_no_symlinks(Path::new("/dest"), ".odbackup/manifest.sqlite.lock"),
+            Err(PathError::StateDir { .. })
+        ));
+    }
+
+    #[test]
+    fn name_keys_fold_and_normalise_only_where_the_file_system_does() {
+        let nfc = "\u{c4}.jpg";
+        let nfd = "A\u{308}.jpg";
+        let lower = "\u{e4}.jpg";
+        let folding = NameRules::FOLDING;
+        assert_eq!(folding.key(nfc), folding.key(nfd));
+        assert_eq!(folding.key(nfc), folding.key(lower));
+        assert_eq!(
+            folding.key("Stra\u{df}e"),
+            folding.key("STRASSE"),
+            "full folding, not ASCII only"
+        );
+        let exact = NameRules::EXACT;
+        assert_ne!(exact.key(nfc), exact.key(nfd));
+        assert_ne!(exact.key(nfc), exact.key(lower));
+        let case_only = NameRules {
+            folds_case: true,
+            normalises: false,
+        };
+        assert_eq!(case_only.key(nfc), case_only.key(lower));
+        assert_ne!(case_only.key(nfc), case_only.key(nfd));
+        let norm_only = NameRules {
+            folds_case: false,
+            normalises: true,
+        };
+        assert_eq!(norm_only.key(nfc), norm_only.key(nfd));
+        assert_ne!(norm_only.key(nfc), norm_only.key(lower));
+    }
+
+    #[test]
+    fn the_probe_tells_what_this_file_system_does_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = probe_name_rules(dir.path());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // The test machine's temporary folder (ext4, tmpfs, APFS…): check against what it really does.
+        let a = dir.path().join("\u{c4}");
+        std::fs::write(&a, b"x").unwrap();
+        assert_eq!(rules.folds_case, dir.path().join("\u{e4}").exists());
+        assert_eq!(rules.normalises, dir.path().join("A\u{308}").exists());
+        // Where nothing can be created, the cautious answer.
+        assert_eq!(
+            probe_name_rules(&dir.path().join("missing")),
+            NameRules::FOLDING
+        );
+    }
 
     #[test]
     fn date_folders_come_from_the_utc_date_or_say_undated() {

@@ -3,7 +3,6 @@
 
 mod cli;
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -36,7 +35,11 @@ fn main() -> ExitCode {
         cli::Outcome::Failed(ErrorKind::Auth) => ExitCode::from(3),
         cli::Outcome::Failed(ErrorKind::Locked) => ExitCode::from(4),
         cli::Outcome::Failed(ErrorKind::Run) => ExitCode::from(5),
-        cli::Outcome::Interrupted => ExitCode::from(130),
+        // 128 + the signal's number, as a shell reports a process that signal ended: 130 Ctrl-C, 143 SIGTERM,
+        // 129 SIGHUP. The run saved its state first, so the same command resumes it.
+        cli::Outcome::Interrupted(signal) => {
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(130))
+        }
     }
 }
 
@@ -53,21 +56,19 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
         EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(format!("warn,odbackup={}", level(v))))
     };
+    // No colours: a colour is an escape sequence, and the writer escapes every one so that a remote name in a
+    // log line cannot send the terminal its own.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(cli::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(false)
         .with_target(false)
         .with_filter(filter_for(verbose));
     let file_layer = match log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            let file = open_private_log(path)?;
             Some(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::sync::Mutex::new(file))
+                    .with_writer(std::sync::Mutex::new(cli::EscapedLog(file)))
                     .with_ansi(false)
                     .with_target(false)
                     .with_filter(filter_for(verbose.max(1))),
@@ -80,4 +81,36 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
         .with(file_layer)
         .init();
     Ok(())
+}
+
+/// The log names every remote path a run touches: it is created readable by its owner only, and one left open to
+/// others (by an older odbackup, or created by hand) is tightened, through the open handle so the file checked is
+/// the file changed. A file others can read that we may not change is refused rather than written to. Only regular
+/// files are touched: `--log-file /dev/stderr` keeps its terminal's mode.
+fn open_private_log(path: &Path) -> Result<std::fs::File, String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read log file {}: {e}", path.display()))?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| {
+                    format!(
+                        "log file {} is readable by others and cannot be made private ({e}); choose \
+                         another --log-file",
+                        path.display()
+                    )
+                })?;
+        }
+    }
+    Ok(file)
 }

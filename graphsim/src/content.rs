@@ -72,7 +72,9 @@ pub(crate) fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
     }
 }
 
-/// The first `len` bytes of the stream for `seed`, in memory (for small files and assertions).
+/// The first `len` bytes of the stream for `seed`, in memory (the simulator's own tests; the handle goes
+/// through `upload::bytes`, which knows uploaded content too).
+#[cfg(test)]
 pub(crate) fn bytes(seed: u64, len: u64) -> Vec<u8> {
     let mut v = vec![0u8; usize::try_from(len).expect("content fits in memory")];
     fill(seed, 0, &mut v);
@@ -104,6 +106,13 @@ impl HashCache {
         e.quick_xor
             .get_or_init(|| hash_stream(seed, len, false).0)
             .clone()
+    }
+
+    /// Record the hashes of content that is not generated (an upload), so listings show them.
+    pub(crate) fn insert(&self, seed: u64, len: u64, quick_xor: String, sha1: String) {
+        let e = self.entry(seed, len);
+        let _ = e.quick_xor.set(quick_xor);
+        let _ = e.sha1.set(sha1);
     }
 
     /// sha1 (uppercase hex) of the first `len` bytes of `seed`'s stream; computes quickXor alongside.

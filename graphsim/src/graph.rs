@@ -1,6 +1,6 @@
 //! The Graph API host (`/v1.0/...`): routing, bearer check, items, children, delta and `/content`.
 //!
-//! Route shapes follow graph-notes §1: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
+//! Route shapes follow <https://learn.microsoft.com/en-us/graph/onedrive-addressing-driveitems>: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
 //! `items/{id}`, `items/{id}:/rel:`, `special/{name}`, each with an optional `/children`,
 //! `/content` or `/delta`. Paths are split on the raw `/` first and percent-decoded per segment,
 //! so a name holding an encoded `/` stays one segment.
@@ -20,21 +20,43 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
 use crate::content::{fnv1a, mix};
+use crate::identity::Grant;
 use crate::server::{SimBody, enc_query, enc_segment, failure_response, graph_error, set_header};
-use crate::state::{InFlight, RequestKind, Shared, Which};
-use crate::tree::{Flavour, Item, Kind, World};
+use crate::state::{IdCase, IdDrift, InFlight, PagingFault, RequestKind, Shared, Which};
+use crate::tree::{DriveKind, Flavour, Item, Kind, World};
 use crate::{DEFAULT_TOKEN, time};
 
 /// Which drive a route names.
 #[derive(Clone, Debug)]
-enum DriveRef {
+pub(crate) enum DriveRef {
     Me,
     Id(String),
+    /// `/users/{id-or-upn}/drive`.
+    User(String),
+    /// `/sites/{site}/drive`: the site's default library.
+    Site(SiteKey),
+}
+
+/// How a route names a SharePoint site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SiteKey {
+    /// `/sites/{hostname}:/{server-relative-path}`.
+    Path { host: String, path: String },
+    /// `/sites/{hostname},{guid},{guid}`, `/sites/{hostname}` (its root site) or `/sites/root`.
+    Id(String),
+}
+
+/// Whose drives a `…/drives` route lists.
+#[derive(Clone, Debug)]
+pub(crate) enum Owner {
+    Me,
+    User(String),
+    Site(SiteKey),
 }
 
 /// The item a route starts from.
 #[derive(Clone, Debug)]
-enum Base {
+pub(crate) enum Base {
     Root,
     Id(String),
     Special(String),
@@ -42,7 +64,7 @@ enum Base {
 
 /// What is asked of the item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Get,
     Children,
     Content,
@@ -50,9 +72,10 @@ enum Op {
 }
 
 #[derive(Clone, Debug)]
-enum Route {
+pub(crate) enum Route {
     Me,
-    Drives,
+    Drives(Owner),
+    Site(SiteKey),
     Drive(DriveRef),
     Item {
         drive: DriveRef,
@@ -67,7 +90,8 @@ impl Route {
     fn kind(&self) -> RequestKind {
         match self {
             Route::Me => RequestKind::Me,
-            Route::Drives | Route::Drive(_) => RequestKind::Drive,
+            Route::Drives(_) | Route::Drive(_) => RequestKind::Drive,
+            Route::Site(_) => RequestKind::Site,
             Route::Item { op: Op::Get, .. } => RequestKind::Item,
             Route::Item {
                 op: Op::Children, ..
@@ -111,7 +135,7 @@ fn parse_path_addressing(s: &str) -> Option<(Vec<String>, &str)> {
     Some((rel, tail))
 }
 
-fn parse_route(path: &str) -> Route {
+pub(crate) fn parse_route(path: &str) -> Route {
     let Some(p) = path.strip_prefix("/v1.0") else {
         return Route::Unknown;
     };
@@ -120,9 +144,14 @@ fn parse_route(path: &str) -> Route {
         return Route::Me;
     }
     if p == "/me/drives" {
-        return Route::Drives;
+        return Route::Drives(Owner::Me);
     }
-    let (drive, rest) = if let Some(r) = p.strip_prefix("/me/drive") {
+    let (drive, rest) = if let Some(r) = p.strip_prefix("/sites/") {
+        match parse_site_route(r) {
+            SiteRoute::Done(route) => return route,
+            SiteRoute::Drive(key, rest) => (DriveRef::Site(key), rest),
+        }
+    } else if let Some(r) = p.strip_prefix("/me/drive") {
         (DriveRef::Me, r)
     } else if let Some(r) = p.strip_prefix("/drives/") {
         let (id, rest) = take_segment(r);
@@ -131,9 +160,15 @@ fn parse_route(path: &str) -> Route {
             _ => return Route::Unknown,
         }
     } else if let Some(r) = p.strip_prefix("/users/") {
-        let (_, rest) = take_segment(r);
+        let (user, rest) = take_segment(r);
+        let Some(user) = decode(user).filter(|u| !u.is_empty()) else {
+            return Route::Unknown;
+        };
+        if rest == "/drives" {
+            return Route::Drives(Owner::User(user));
+        }
         match rest.strip_prefix("/drive") {
-            Some(r) => (DriveRef::Me, r),
+            Some(r) => (DriveRef::User(user), r),
             None => return Route::Unknown,
         }
     } else if let Some(r) = p.strip_prefix("/drive") {
@@ -179,6 +214,56 @@ fn parse_route(path: &str) -> Route {
     }
 }
 
+/// A `/sites/…` route: complete in itself, or a site's default drive with what follows `/drive`.
+enum SiteRoute<'a> {
+    Done(Route),
+    Drive(SiteKey, &'a str),
+}
+
+/// Parses what follows `/sites/`: `{hostname}:/{path}` (then nothing, `:`, `:/drive` or `:/drives`), or `{id}`
+/// (then nothing, `/drives`, or `/drive` and an item route).
+/// See <https://learn.microsoft.com/en-us/graph/api/site-getbypath> and
+/// <https://learn.microsoft.com/en-us/graph/api/site-get>.
+fn parse_site_route(r: &str) -> SiteRoute<'_> {
+    let (head, rest) = take_segment(r);
+    let Some(head) = decode(head).filter(|h| !h.is_empty()) else {
+        return SiteRoute::Done(Route::Unknown);
+    };
+    if let Some(after) = rest.strip_prefix(':') {
+        let (path, tail) = match after.find(':') {
+            Some(i) => (&after[..i], &after[i + 1..]),
+            None => (after, ""),
+        };
+        let Some(segments) = path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(decode)
+            .collect::<Option<Vec<_>>>()
+        else {
+            return SiteRoute::Done(Route::Unknown);
+        };
+        let key = SiteKey::Path {
+            host: head,
+            path: format!("/{}", segments.join("/")),
+        };
+        return SiteRoute::Done(match tail {
+            "" => Route::Site(key),
+            "/drive" => Route::Drive(DriveRef::Site(key)),
+            "/drives" => Route::Drives(Owner::Site(key)),
+            _ => Route::Unknown,
+        });
+    }
+    let key = SiteKey::Id(head);
+    match rest {
+        "" => SiteRoute::Done(Route::Site(key)),
+        "/drives" => SiteRoute::Done(Route::Drives(Owner::Site(key))),
+        _ => match rest.strip_prefix("/drive") {
+            Some(after) => SiteRoute::Drive(key, after),
+            None => SiteRoute::Done(Route::Unknown),
+        },
+    }
+}
+
 /// Whether a `/content` request asks for a malware-flagged file anyway.
 fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -> bool {
     query.get("avoverride").is_some_and(|v| v == "1")
@@ -190,7 +275,7 @@ fn wants_infected(query: &HashMap<String, String>, headers: &hyper::HeaderMap) -
 }
 
 /// Query options, keys lower-cased with the optional `$` removed.
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .map(|(k, v)| {
             (
@@ -209,6 +294,9 @@ fn uses_dollar_select(q: Option<&str>) -> bool {
 
 /// Entry point for the Graph listener.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody> {
+    if req.method() != Method::GET {
+        return crate::upload::handle_graph(shared, req).await;
+    }
     let _in_flight = InFlight::new(&shared, Which::Graph);
     let route = if req.method() == Method::GET {
         parse_route(req.uri().path())
@@ -233,24 +321,29 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         .or_else(|| shared.pick_failure(kind, false, None))
     {
         failure_response(&shared, &f)
-    } else if let Err(r) = check_bearer(&shared, req.headers()) {
-        r
     } else {
         shared.wait_while_held(kind, None).await;
-        let query = parse_query(req.uri().query());
-        let dollar_select = uses_dollar_select(req.uri().query());
-        let headers = req.headers().clone();
-        let s2 = shared.clone();
-        tokio::task::spawn_blocking(move || answer(&s2, &route, &query, dollar_select, &headers))
-            .await
-            .unwrap_or_else(|_| {
-                graph_error(
-                    &shared,
-                    500,
-                    "generalException",
-                    "graphsim handler panicked",
-                )
-            })
+        match check_bearer(&shared, req.headers()) {
+            Err(r) => r,
+            Ok(grant) => {
+                let query = parse_query(req.uri().query());
+                let dollar_select = uses_dollar_select(req.uri().query());
+                let headers = req.headers().clone();
+                let s2 = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    answer(&s2, &route, &query, dollar_select, &headers, &grant)
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    graph_error(
+                        &shared,
+                        500,
+                        "generalException",
+                        "graphsim handler panicked",
+                    )
+                })
+            }
+        }
     };
     if let Some(id) = req
         .headers()
@@ -286,8 +379,11 @@ fn unauthorized(shared: &Shared, message: &str) -> Response<SimBody> {
     r
 }
 
-/// 401 unless the request carries an accepted, unexpired bearer token.
-fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<SimBody>> {
+/// 401 unless the request carries an accepted, unexpired bearer token; what the token allows otherwise.
+pub(crate) fn check_bearer(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<Grant, Response<SimBody>> {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(shared, "Access token is empty."));
     };
@@ -296,21 +392,21 @@ fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<Sim
         _ => return Err(unauthorized(shared, "Access token is empty.")),
     };
     if token == DEFAULT_TOKEN && shared.knobs.default_token_ok.load(Ordering::Relaxed) {
-        return Ok(());
+        return Ok(shared.knobs.default_grant.lock().expect("grant").clone());
     }
-    let expiry = shared
-        .auth
-        .lock()
-        .expect("auth lock")
-        .access_tokens
-        .get(token)
-        .copied();
+    let (expiry, grant) = {
+        let auth = shared.auth.lock().expect("auth lock");
+        (
+            auth.access_tokens.get(token).copied(),
+            auth.grants.get(token).cloned(),
+        )
+    };
     match expiry {
         Some(Some(exp)) if shared.now_ms() >= exp => Err(unauthorized(
             shared,
             "Lifetime validation failed, the token is expired.",
         )),
-        Some(_) => Ok(()),
+        Some(_) => Ok(grant.unwrap_or_else(|| Grant::delegated(crate::identity::DEFAULT_SCOPES))),
         None => {
             let msg = match shared.world.read().expect("world").flavour {
                 Flavour::Personal => "CompactToken parsing failed with error code: 80049217",
@@ -325,13 +421,20 @@ fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response<Sim
 struct Ctx<'a> {
     shared: &'a Arc<Shared>,
     world: &'a World,
+    /// What the request's token allows.
+    grant: &'a Grant,
     /// `$select`, lower-cased; `None` = every field.
     select: Option<HashSet<String>>,
     /// Raw `$select` value, carried into next/delta links.
     select_raw: Option<String>,
     /// Whether the request wrote `$select` (links carry the same dialect back).
     dollar_select: bool,
+    /// How IDs are spelled in this answer.
+    drift: IdDrift,
 }
+
+/// The root ID form many personal accounts moved to in 2024–25 (onedrive-api-docs #1890).
+const SEA_ROOT_SUFFIX: &str = "sea8cc6beffdb43d7976fbc7da445c639";
 
 /// How an item is being shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -343,12 +446,39 @@ enum Mode {
 
 const DOWNLOAD_URL: &str = "@microsoft.graph.downloadUrl";
 
+/// One item's JSON as `GET item` shows it (for the answers of the write routes), with the IDs spelled as the
+/// drift knob says.
+pub(crate) fn item_json(shared: &Arc<Shared>, world: &World, idx: usize) -> Value {
+    let grant = Grant::delegated(crate::identity::DEFAULT_SCOPES);
+    write_ctx(shared, world, &grant).render(idx, Mode::Single)
+}
+
+/// The drive a write route names, found as a read route finds it (any spelling of its ID, a user's or a site's
+/// drive).
+pub(crate) fn write_drive(shared: &Arc<Shared>, world: &World, d: &DriveRef) -> Option<usize> {
+    let grant = Grant::delegated(crate::identity::DEFAULT_SCOPES);
+    write_ctx(shared, world, &grant).drive_index(d).ok()
+}
+
+fn write_ctx<'a>(shared: &'a Arc<Shared>, world: &'a World, grant: &'a Grant) -> Ctx<'a> {
+    Ctx {
+        shared,
+        world,
+        grant,
+        select: None,
+        select_raw: None,
+        dollar_select: false,
+        drift: *shared.knobs.id_drift.lock().expect("id drift"),
+    }
+}
+
 fn answer(
     shared: &Arc<Shared>,
     route: &Route,
     query: &HashMap<String, String>,
     dollar_select: bool,
     headers: &HeaderMap,
+    grant: &Grant,
 ) -> Response<SimBody> {
     let world = shared.world.read().expect("world lock");
     let select_raw = query.get("select").cloned();
@@ -363,16 +493,26 @@ fn answer(
         select,
         select_raw,
         dollar_select,
+        grant,
+        drift: *shared.knobs.id_drift.lock().expect("id drift"),
     };
     match route {
+        Route::Me if grant.app_only => ctx.me_refused(),
         Route::Me => ctx.me(),
-        Route::Drives => {
-            let d = ctx.drive_json(0);
-            crate::server::json(StatusCode::OK, &json!({ "value": [d] }))
-        }
+        Route::Drives(owner) => match ctx.drives_of(owner) {
+            Ok(drives) => {
+                let value: Vec<Value> = drives.into_iter().map(|d| ctx.drive_json(d)).collect();
+                crate::server::json(StatusCode::OK, &json!({ "value": value }))
+            }
+            Err(r) => r,
+        },
+        Route::Site(key) => match ctx.site_index(key) {
+            Ok(i) => crate::server::json(StatusCode::OK, &ctx.site_json(i)),
+            Err(r) => r,
+        },
         Route::Drive(d) => match ctx.drive_index(d) {
-            Some(i) => crate::server::json(StatusCode::OK, &ctx.drive_json(i)),
-            None => ctx.err(404, "itemNotFound", "The drive does not exist."),
+            Ok(i) => crate::server::json(StatusCode::OK, &ctx.drive_json(i)),
+            Err(r) => r,
         },
         Route::Item {
             drive,
@@ -380,8 +520,9 @@ fn answer(
             rel,
             op,
         } => {
-            let Some(d) = ctx.drive_index(drive) else {
-                return ctx.err(404, "itemNotFound", "The drive does not exist.");
+            let d = match ctx.drive_index(drive) {
+                Ok(d) => d,
+                Err(r) => return r,
             };
             let idx = match ctx.resolve(d, base, rel) {
                 Ok(i) => i,
@@ -439,39 +580,237 @@ impl Ctx<'_> {
         crate::server::json(StatusCode::OK, &v)
     }
 
-    fn drive_index(&self, d: &DriveRef) -> Option<usize> {
-        match d {
-            DriveRef::Me => Some(0),
-            DriveRef::Id(id) => {
-                let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
-                self.world
-                    .drives
-                    .iter()
-                    .position(|x| x.id.eq_ignore_ascii_case(id))
-                    .or_else(|| {
-                        (self.world.flavour == Flavour::Personal)
-                            .then(|| {
-                                self.world
-                                    .drives
-                                    .iter()
-                                    .position(|x| norm(&x.id) == norm(id))
-                            })
-                            .flatten()
-                    })
+    /// `/me` for an app-only token: there is no signed-in user (msgraph-sdk-php #1163).
+    fn me_refused(&self) -> Response<SimBody> {
+        self.err(
+            400,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        )
+    }
+
+    /// The site a route names, or the answer when it is not to be had: 403 `accessDenied` without
+    /// `Sites.Read.All` (the permission `site-get` and `site-getbypath` list; a token without it was refused so,
+    /// microsoft-graph-explorer-v4 #2570, acsone/msgraphfs #9), 404 `itemNotFound` for no such site.
+    fn site_index(&self, key: &SiteKey) -> Result<usize, Response<SimBody>> {
+        if !self.grant.reads_sites() {
+            return Err(self.err(403, "accessDenied", "Access denied"));
+        }
+        let sites = &self.world.sites;
+        let found = match key {
+            SiteKey::Path { host, path } => sites.iter().position(|s| {
+                s.hostname.eq_ignore_ascii_case(host) && s.path.eq_ignore_ascii_case(path)
+            }),
+            SiteKey::Id(id) if id.eq_ignore_ascii_case("root") => {
+                sites.iter().position(|s| s.path == "/")
+            }
+            SiteKey::Id(id) if id.contains(',') => {
+                sites.iter().position(|s| s.id.eq_ignore_ascii_case(id))
+            }
+            SiteKey::Id(host) => sites
+                .iter()
+                .position(|s| s.hostname.eq_ignore_ascii_case(host) && s.path == "/"),
+        };
+        found.ok_or_else(|| self.err(404, "itemNotFound", "Requested site could not be found"))
+    }
+
+    fn site_json(&self, i: usize) -> Value {
+        let site = &self.world.sites[i];
+        json!({
+            "@odata.context": format!("{}/$metadata#sites/$entity", self.shared.graph_base),
+            "id": site.id,
+            "name": split_last(&site.path),
+            "displayName": site.display_name,
+            "webUrl": format!("https://{}{}", site.hostname, site.path.trim_end_matches('/')),
+            "createdDateTime": time::format(1_600_000_000),
+            "siteCollection": { "hostname": site.hostname },
+        })
+    }
+
+    /// The user a `/users/{id-or-upn}` route names: the signed-in one (drive 0) or one of the tenant's others,
+    /// with the drive the token may read, or the answer when there is none to read.
+    fn user_drive(&self, user: &str) -> Result<usize, Response<SimBody>> {
+        let me = &self.shared.config.user_principal_name;
+        if user.eq_ignore_ascii_case(me) {
+            return Ok(0);
+        }
+        // [U] for a name the directory does not know: the directory's own 404 wording.
+        let Some(u) = self
+            .world
+            .users
+            .iter()
+            .find(|u| u.upn.eq_ignore_ascii_case(user))
+        else {
+            return Err(self.err(
+                404,
+                "Request_ResourceNotFound",
+                &format!(
+                    "Resource '{user}' does not exist or one of its queried reference-property objects are not present."
+                ),
+            ));
+        };
+        match u.drive {
+            None if self.grant.app_only => Err(self.err(
+                400,
+                "invalidRequest",
+                "Call was made to the default drive, which is not supported for apponly tokens.",
+            )),
+            None => Err(self.err(404, "ResourceNotFound", "User's mysite not found.")),
+            Some(_) if !u.shared && !self.grant.app_only => {
+                Err(self.err(403, "accessDenied", "Access denied"))
+            }
+            Some(d) => Ok(d),
+        }
+    }
+
+    /// The drives `GET …/drives` lists for `owner`.
+    fn drives_of(&self, owner: &Owner) -> Result<Vec<usize>, Response<SimBody>> {
+        match owner {
+            Owner::Me if self.grant.app_only => Err(self.me_refused()),
+            Owner::Me => Ok(vec![0]),
+            Owner::User(user) => self.user_drive(user).map(|d| vec![d]),
+            Owner::Site(key) => {
+                let i = self.site_index(key)?;
+                Ok(self.world.sites[i].libraries.clone())
             }
         }
+    }
+
+    fn drive_index(&self, d: &DriveRef) -> Result<usize, Response<SimBody>> {
+        let not_found = || self.err(404, "itemNotFound", "The drive does not exist.");
+        match d {
+            DriveRef::Me if self.grant.app_only => Err(self.me_refused()),
+            DriveRef::Me => Ok(0),
+            DriveRef::User(user) => self.user_drive(user),
+            DriveRef::Site(key) => {
+                let i = self.site_index(key)?;
+                self.world.sites[i]
+                    .libraries
+                    .first()
+                    .copied()
+                    .ok_or_else(not_found)
+            }
+            DriveRef::Id(id) => self.drive_by_id(id).ok_or_else(not_found),
+        }
+    }
+
+    fn drive_by_id(&self, id: &str) -> Option<usize> {
+        let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+        self.world
+            .drives
+            .iter()
+            .position(|x| x.id.eq_ignore_ascii_case(id))
+            .or_else(|| {
+                (self.world.flavour == Flavour::Personal)
+                    .then(|| {
+                        self.world
+                            .drives
+                            .iter()
+                            .position(|x| norm(&x.id) == norm(id))
+                    })
+                    .flatten()
+            })
+    }
+
+    /// The paging fault armed for a children listing of `folder` (`Some`) or for a delta listing (`None`).
+    fn paging_fault(&self, folder: Option<usize>) -> Option<PagingFault> {
+        match *self.shared.knobs.paging_fault.lock().expect("paging fault") {
+            Some((fault, None)) if folder.is_none() => Some(fault),
+            Some((fault, Some(want))) if folder == Some(want) => Some(fault),
+            _ => None,
+        }
+    }
+
+    /// Whether this world's IDs have the personal shape (`{16 hex}` drives, `{drive}!{n}` items) that drifts.
+    fn personal_ids(&self) -> bool {
+        self.world.flavour == Flavour::Personal && !self.world.sharepoint_ids
+    }
+
+    /// Drive `d`'s ID as this kind of answer spells it.
+    fn drive_id_out(&self, d: usize, case: IdCase) -> String {
+        let id = &self.world.drives[d].id;
+        if self.personal_ids() {
+            case.apply(id)
+        } else {
+            id.clone()
+        }
+    }
+
+    /// Item `idx`'s ID as answers spell it now (see [`IdDrift`]).
+    fn item_id_out(&self, idx: usize) -> String {
+        let w = self.world;
+        let it = &w.items[idx];
+        if !self.personal_ids() {
+            return it.id.clone();
+        }
+        let drive = &w.drives[it.drive].id;
+        let Some(rest) = it
+            .id
+            .strip_prefix(drive.as_str())
+            .and_then(|r| r.strip_prefix('!'))
+        else {
+            return it.id.clone();
+        };
+        let rest = if self.drift.sea_root_id && it.parent.is_none() {
+            SEA_ROOT_SUFFIX
+        } else {
+            rest
+        };
+        format!("{}!{rest}", self.drift.item_ids.apply(drive))
+    }
+
+    /// The live-or-tombstone item an ID names in drive `d`, whatever spelling of it the client sent: the
+    /// service's own answers use several (see [`IdDrift`]), so it accepts them all.
+    fn find_item(&self, d: usize, id: &str) -> Option<usize> {
+        let w = self.world;
+        if let Some(&i) = w.by_id.get(&(d, id.to_owned())) {
+            return Some(i);
+        }
+        if !self.personal_ids() {
+            return None;
+        }
+        let (prefix, rest) = id.split_once('!')?;
+        let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+        let drive = &w.drives[d].id;
+        if norm(prefix) != norm(drive) {
+            return None;
+        }
+        if rest == SEA_ROOT_SUFFIX {
+            return Some(w.drives[d].root);
+        }
+        w.by_id.get(&(d, format!("{drive}!{rest}"))).copied()
     }
 
     fn drive_json(&self, d: usize) -> Value {
         let w = self.world;
         let used = w.items[w.drives[d].root].subtree_size;
-        let total: u64 = 1 << 40;
+        let total = self.shared.uploads.quota_total().max(used);
+        let state = crate::upload::quota_state(total, used);
+        let (name, owner) = match &w.drives[d].kind {
+            DriveKind::Main => (
+                "OneDrive".to_owned(),
+                json!({ "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } }),
+            ),
+            DriveKind::Shared => (
+                "OneDrive".to_owned(),
+                json!({ "user": { "displayName": "Alex Wilber", "id": "graphsim-sharer" } }),
+            ),
+            DriveKind::User { user } => (
+                "OneDrive".to_owned(),
+                json!({ "user": { "displayName": w.users[*user].display_name, "id": format!("graphsim-user-{user}") } }),
+            ),
+            // A library belongs to its site's group.
+            DriveKind::Library { site, name } => (
+                name.clone(),
+                json!({ "group": { "displayName": format!("{} Owners", w.sites[*site].display_name), "id": format!("graphsim-group-{site}") } }),
+            ),
+        };
         json!({
-            "id": w.drives[d].id,
-            "driveType": w.flavour.drive_type(),
-            "name": "OneDrive",
-            "owner": { "user": { "displayName": self.shared.config.display_name, "id": "graphsim-user" } },
-            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": "normal" },
+            "id": self.drive_id_out(d, self.drift.drive),
+            "driveType": w.drive_type(d),
+            "name": name,
+            "owner": owner,
+            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": state },
             "webUrl": self.web_url(d, &[]),
         })
     }
@@ -481,8 +820,8 @@ impl Ctx<'_> {
         let not_found = || self.err(404, "itemNotFound", "Item does not exist");
         let start = match base {
             Base::Root => w.drives[d].root,
-            Base::Id(id) => match w.by_id.get(&(d, id.clone())) {
-                Some(&i) if !w.items[i].deleted => i,
+            Base::Id(id) => match self.find_item(d, id) {
+                Some(i) if !w.items[i].deleted => i,
                 _ => return Err(not_found()),
             },
             Base::Special(name) => {
@@ -525,9 +864,18 @@ impl Ctx<'_> {
                 "https://onedrive.live.com/?cid={}&path={}",
                 self.world.drives[d].id, path
             ),
-            Flavour::Business => {
-                format!("https://contoso-my.sharepoint.com/personal/megan/Documents{path}")
-            }
+            Flavour::Business => match &self.world.drives[d].kind {
+                DriveKind::Library { site, name } => {
+                    let site = &self.world.sites[*site];
+                    format!(
+                        "https://{}{}/{}{path}",
+                        site.hostname,
+                        site.path.trim_end_matches('/'),
+                        enc_segment(name)
+                    )
+                }
+                _ => format!("https://contoso-my.sharepoint.com/personal/megan/Documents{path}"),
+            },
         }
     }
 
@@ -573,7 +921,10 @@ impl Ctx<'_> {
         let prefix = if w.flavour == Flavour::Personal && d == 0 {
             "/drive/root:".to_owned()
         } else {
-            format!("/drives/{}/root:", w.drives[d].id)
+            format!(
+                "/drives/{}/root:",
+                self.drive_id_out(d, self.drift.references)
+            )
         };
         let segs = w.segments(idx);
         let parent_segs = &segs[..segs.len().saturating_sub(1)];
@@ -629,17 +980,17 @@ impl Ctx<'_> {
         let it = &w.items[idx];
         let d = it.drive;
         let mut m = Map::new();
-        m.insert("driveId".into(), Value::String(w.drives[d].id.clone()));
         m.insert(
-            "driveType".into(),
-            Value::String(w.flavour.drive_type().into()),
+            "driveId".into(),
+            Value::String(self.drive_id_out(d, self.drift.references)),
         );
+        m.insert("driveType".into(), Value::String(w.drive_type(d).into()));
         if let Some(p) = it.parent {
-            m.insert("id".into(), Value::String(w.items[p].id.clone()));
+            m.insert("id".into(), Value::String(self.item_id_out(p)));
             if !matches!(w.items[p].kind, Kind::Root) && !w.items[p].deleted {
                 m.insert("name".into(), Value::String(w.items[p].name.clone()));
             }
-            // Delta never fills in the path (graph-notes §3).
+            // Delta never fills in the path (<https://learn.microsoft.com/en-us/graph/api/driveitem-delta>).
             if mode != Mode::Delta && !it.deleted {
                 m.insert("path".into(), Value::String(self.parent_path(idx)));
             }
@@ -666,7 +1017,7 @@ impl Ctx<'_> {
         }
         let business = w.flavour == Flavour::Business;
         let mut m = Map::new();
-        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("id".into(), Value::String(self.item_id_out(idx)));
         if let Some(f) = it.file() {
             let policy = *self.shared.knobs.listing_urls.lock().expect("listing urls");
             let want_url = match (&self.select, policy) {
@@ -782,12 +1133,12 @@ impl Ctx<'_> {
     fn remote_json(&self, d: usize, target: usize) -> Value {
         let w = self.world;
         let t = &w.items[target];
-        let mut drive_id = w.drives[d].id.clone();
+        let mut drive_id = self.drive_id_out(d, self.drift.references);
         if self.shared.config.quirky_remote_drive_ids && w.flavour == Flavour::Personal {
             drive_id = drive_id.trim_start_matches('0').to_ascii_lowercase();
         }
         json!({
-            "id": t.id,
+            "id": self.item_id_out(target),
             "name": t.name,
             "size": t.subtree_size,
             "folder": { "childCount": t.children.len() },
@@ -804,7 +1155,7 @@ impl Ctx<'_> {
         let w = self.world;
         let it = &w.items[idx];
         let mut m = Map::new();
-        m.insert("id".into(), Value::String(it.id.clone()));
+        m.insert("id".into(), Value::String(self.item_id_out(idx)));
         m.insert("deleted".into(), json!({ "state": "deleted" }));
         m.insert(
             "parentReference".into(),
@@ -871,27 +1222,46 @@ impl Ctx<'_> {
         let w = self.world;
         let it = &w.items[idx];
         if matches!(it.kind, Kind::Folder { vault: true }) {
-            return self.err(400, "invalidResourceId", "ObjectHandle is Invalid");
+            // The vault's answer, as rclone #8098 shows it: `invalidRequest` with `invalidResourceId` inside.
+            return crate::server::graph_error_nested(
+                self.shared,
+                400,
+                "invalidRequest",
+                "invalidResourceId",
+                "ObjectHandle is Invalid",
+            );
         }
-        let offset = match query.get("skiptoken") {
-            None => 0,
+        let (offset, empties) = match query.get("skiptoken") {
+            None => (0, 0),
             Some(tok) => match unseal(tok).and_then(|p| parse_children_token(&p)) {
-                Some((i, off)) if i == idx => off,
+                Some((i, off, empties)) if i == idx => (off, empties),
                 _ => return self.err(400, "invalidRequest", "Invalid skip token"),
             },
         };
+        let fault = self.paging_fault(Some(idx));
         let kids = &it.children;
         let n = match self.page_size(query, (idx as u64) << 32 ^ offset as u64) {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let end = (offset + n).min(kids.len());
+        let mut end = (offset + n).min(kids.len());
+        // Where the nextLink points: (offset, empty pages so far), or nowhere.
+        let mut next_at = (end < kids.len()).then_some((end, 0));
+        match fault {
+            Some(PagingFault::RepeatSameLink) if offset > 0 => next_at = Some((offset, empties)),
+            Some(PagingFault::PointBackToFirst) if offset > 0 => next_at = Some((0, 0)),
+            Some(PagingFault::EmptyPagesForever) if offset > 0 => {
+                end = offset;
+                next_at = Some((offset, empties + 1));
+            }
+            _ => {}
+        }
         let drive_id = &w.drives[it.drive].id;
         let context = format!(
             "{}/$metadata#drives('{}')/items('{}')/children",
             self.shared.graph_base, drive_id, it.id
         );
-        let next = (end < kids.len()).then(|| {
+        let next = next_at.map(|(at, empties)| {
             let mut top = String::new();
             if let Some(t) = query.get("top") {
                 top = format!("$top={}&", enc_query(t));
@@ -899,11 +1269,11 @@ impl Ctx<'_> {
             let next = format!(
                 "{}/drives/{}/items/{}/children?{}{}$skiptoken={}",
                 self.shared.graph_base,
-                enc_segment(drive_id),
-                enc_segment(&it.id),
+                enc_segment(&self.drive_id_out(it.drive, self.drift.drive)),
+                enc_segment(&self.item_id_out(idx)),
                 self.select_param(),
                 top,
-                seal(&format!("c.{idx}.{end}"))
+                seal(&format!("c.{idx}.{at}.{empties}"))
             );
             ("@odata.nextLink".to_owned(), next)
         });
@@ -947,7 +1317,7 @@ impl Ctx<'_> {
     /// `/content`: 302 to a fresh download URL, or whatever [`ContentAnswer`](crate::ContentAnswer) says. A
     /// malware-flagged file answers 403 `malwareDetected`, unless the client asks to download it anyway
     /// (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a business drive: only business tenants honour
-    /// that (graph-notes §4).
+    /// that (onedrive-api-docs issue threads on `malwareDetected`, 2022–26).
     fn content(&self, idx: usize, force_infected: bool, headers: &HeaderMap) -> Response<SimBody> {
         let it = &self.world.items[idx];
         let overridden = force_infected && self.world.flavour == crate::tree::Flavour::Business;
@@ -995,12 +1365,12 @@ impl Ctx<'_> {
         let place = if root {
             "root".to_owned()
         } else {
-            format!("items/{}", enc_segment(&w.items[scope].id))
+            format!("items/{}", enc_segment(&self.item_id_out(scope)))
         };
         let url = format!(
             "{}/drives/{}/{}/delta?{}token={}",
             self.shared.graph_base,
-            enc_segment(&w.drives[d].id),
+            enc_segment(&self.drive_id_out(d, self.drift.drive)),
             place,
             self.select_param(),
             token
@@ -1023,8 +1393,20 @@ impl Ctx<'_> {
                 "view.delta can only be called on the root.",
             );
         }
-        let (since, upto, offset) = match query.get("token").map(String::as_str) {
-            None => (0, w.seq, 0),
+        let refused = self.shared.knobs.folder_delta_status.load(Ordering::SeqCst);
+        if w.flavour == Flavour::Personal && scope != w.drives[d].root && refused != 0 {
+            return match refused {
+                501 => self.err(
+                    501,
+                    "notSupported",
+                    "view.delta can only be called on the root.",
+                ),
+                s => self.err(s as u16, "invalidRequest", "Invalid request"),
+            };
+        }
+        let epoch = self.shared.knobs.page_link_epoch.load(Ordering::SeqCst);
+        let (since, upto, offset, empties) = match query.get("token").map(String::as_str) {
+            None => (0, w.seq, 0, 0),
             Some("latest") => {
                 let link = self.delta_link(
                     d,
@@ -1051,16 +1433,28 @@ impl Ctx<'_> {
                         return self.resync(d, scope);
                     }
                     let since = p[3].parse().unwrap_or(0);
-                    (since, w.seq, 0)
+                    (since, w.seq, 0, 0)
                 }
                 Some(p)
-                    if p.len() == 6
+                    if p.len() >= 6
                         && p[0] == "n"
                         && p[1] == d.to_string()
                         && p[2] == scope.to_string() =>
                 {
-                    let n = |i: usize| p[i].parse::<u64>().unwrap_or(0);
-                    (n(3), n(4), n(5) as usize)
+                    let n = |i: usize| p.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                    if n(6) < epoch {
+                        return match self
+                            .shared
+                            .knobs
+                            .stale_page_link_status
+                            .load(Ordering::SeqCst)
+                        {
+                            404 => self.err(404, "itemNotFound", "Item does not exist"),
+                            400 => self.err(400, "invalidRequest", "Invalid token"),
+                            _ => self.resync(d, scope),
+                        };
+                    }
+                    (n(3), n(4), n(5) as usize, n(7))
                 }
                 _ => return self.resync(d, scope),
             },
@@ -1070,11 +1464,22 @@ impl Ctx<'_> {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let end = (offset + n).min(list.len());
+        let mut end = (offset + n).min(list.len());
+        // Where the nextLink points: (offset, empty pages so far); `None` ends the round with a deltaLink.
+        let mut next_at = (end < list.len()).then_some((end, 0));
+        match self.paging_fault(None) {
+            Some(PagingFault::RepeatSameLink) if offset > 0 => next_at = Some((offset, empties)),
+            Some(PagingFault::PointBackToFirst) if offset > 0 => next_at = Some((0, 0)),
+            Some(PagingFault::EmptyPagesForever) if offset > 0 => {
+                end = offset;
+                next_at = Some((offset, empties + 1));
+            }
+            _ => {}
+        }
         let page = list.get(offset..end).unwrap_or(&[]);
         let mut entries: Vec<usize> = Vec::with_capacity(page.len() + 8);
         if w.flavour == Flavour::Business {
-            // ODB repeats every ancestor of each changed item on every page (graph-notes §3).
+            // ODB repeats every ancestor of each changed item on every page (reported "by design" on onedrive-api-docs in 2016).
             let exclude_parent = headers.get_all("prefer").iter().any(|v| {
                 v.to_str()
                     .is_ok_and(|s| s.to_ascii_lowercase().contains("deltaexcludeparent"))
@@ -1100,7 +1505,7 @@ impl Ctx<'_> {
             }
         }
         entries.extend_from_slice(page);
-        let (k, url) = if end < list.len() {
+        let (k, url) = if let Some((at, empties)) = next_at {
             let mut top = String::new();
             if let Some(t) = query.get("top") {
                 top = format!("$top={}&", enc_query(t));
@@ -1109,7 +1514,9 @@ impl Ctx<'_> {
                 d,
                 scope,
                 "@odata.nextLink",
-                &seal(&format!("n.{d}.{scope}.{since}.{upto}.{end}")),
+                &seal(&format!(
+                    "n.{d}.{scope}.{since}.{upto}.{at}.{epoch}.{empties}"
+                )),
             );
             (k, url.replacen("token=", &format!("{top}token="), 1))
         } else {
@@ -1183,6 +1590,11 @@ impl Ctx<'_> {
     }
 }
 
+/// The last segment of a `/`-path (`""` for `/`).
+fn split_last(path: &str) -> &str {
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("")
+}
+
 /// Whether `idx` (live or tombstone) lies at or below `scope`, outside any vault.
 fn in_scope(w: &World, idx: usize, scope: usize) -> bool {
     let mut cur = Some(idx);
@@ -1200,12 +1612,16 @@ fn in_scope(w: &World, idx: usize, scope: usize) -> bool {
     false
 }
 
-fn parse_children_token(p: &str) -> Option<(usize, usize)> {
+/// `c.{folder}.{offset}[.{empty pages served}]` → its numbers.
+fn parse_children_token(p: &str) -> Option<(usize, usize, usize)> {
     let mut it = p.split('.');
     if it.next()? != "c" {
         return None;
     }
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    let folder = it.next()?.parse().ok()?;
+    let offset = it.next()?.parse().ok()?;
+    let empties = it.next().map_or(Some(0), |e| e.parse().ok())?;
+    Some((folder, offset, empties))
 }
 
 /// Wraps a payload into an opaque, checksummed, URL-safe token.

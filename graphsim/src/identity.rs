@@ -84,11 +84,58 @@ struct AuthCode {
     used: bool,
 }
 
+/// What a token allows: its delegated scopes (the `scp` claim) or, for an app-only token, the application
+/// permissions consented for the app (the `roles` claim). Graph checks them per endpoint: `/sites/…` needs
+/// `Sites.Read.All` (<https://learn.microsoft.com/en-us/graph/api/site-getbypath>), and `/me` is for delegated
+/// tokens only ("/me request is only valid with delegated authentication flow.", msgraph-sdk-php #1163).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// Scope or role names, as asked for (`Files.Read.All`, or fully qualified
+    /// `https://graph.microsoft.com/Files.Read.All`).
+    pub scopes: Vec<String>,
+    /// A client-credentials token: no signed-in user.
+    pub app_only: bool,
+}
+
+impl Grant {
+    /// A delegated grant of the space-separated `scope`.
+    pub fn delegated(scope: &str) -> Self {
+        Self {
+            scopes: scope.split_whitespace().map(str::to_owned).collect(),
+            app_only: false,
+        }
+    }
+
+    /// Whether any of `names` is granted (case-insensitive; a fully qualified name counts by its last part).
+    pub fn has_any(&self, names: &[&str]) -> bool {
+        self.scopes.iter().any(|s| {
+            let short = s.rsplit('/').next().unwrap_or(s);
+            names.iter().any(|n| n.eq_ignore_ascii_case(short))
+        })
+    }
+
+    /// Whether SharePoint sites may be read: `Sites.Read.All` or a wider `Sites.*` permission.
+    pub fn reads_sites(&self) -> bool {
+        self.has_any(&[
+            "Sites.Read.All",
+            "Sites.ReadWrite.All",
+            "Sites.Manage.All",
+            "Sites.FullControl.All",
+        ])
+    }
+}
+
+/// The scopes of [`crate::DEFAULT_TOKEN`] and of tokens the handle issues, unless a test narrows them: all a
+/// read-only backup can use, sites included.
+pub(crate) const DEFAULT_SCOPES: &str = "Files.Read Files.Read.All User.Read Sites.Read.All";
+
 /// Sign-in state: issued tokens and codes.
 #[derive(Default)]
 pub(crate) struct AuthState {
     /// Access token → expiry (ms since start), `None` = never.
     pub access_tokens: HashMap<String, Option<u64>>,
+    /// Access token → what it allows.
+    pub grants: HashMap<String, Grant>,
     refresh_tokens: HashMap<String, RefreshToken>,
     device_codes: HashMap<String, DeviceCode>,
     codes: HashMap<String, AuthCode>,
@@ -103,12 +150,19 @@ impl AuthState {
         (self.serial, mix(secret ^ self.serial))
     }
 
-    /// A new access token valid for `lifetime_ms` from `now_ms`.
-    pub fn new_access_token(&mut self, secret: u64, now_ms: u64, lifetime_ms: u64) -> String {
+    /// A new access token valid for `lifetime_ms` from `now_ms`, allowing what `grant` says.
+    pub fn new_access_token(
+        &mut self,
+        secret: u64,
+        now_ms: u64,
+        lifetime_ms: u64,
+        grant: Grant,
+    ) -> String {
         let (n, r) = self.next(secret);
         let t = format!("EwA.gs{n}.{r:016x}{:016x}", mix(r));
         self.access_tokens
             .insert(t.clone(), Some(now_ms + lifetime_ms));
+        self.grants.insert(t.clone(), grant);
         t
     }
 
@@ -266,10 +320,20 @@ fn device_code(shared: &Shared, form: &HashMap<String, String>) -> Response<SimB
     )
 }
 
-/// Issues an access token (and a refresh token when `offline_access` was asked for).
+/// Issues an access token (and a refresh token when `offline_access` was asked for) for the delegated `scope`.
 fn issue(shared: &Shared, st: &mut AuthState, scope: &str, refresh: bool) -> Response<SimBody> {
+    issue_with(shared, st, scope, refresh, Grant::delegated(scope))
+}
+
+fn issue_with(
+    shared: &Shared,
+    st: &mut AuthState,
+    scope: &str,
+    refresh: bool,
+    grant: Grant,
+) -> Response<SimBody> {
     let lifetime = shared.knobs.token_lifetime_ms.load(Ordering::Relaxed);
-    let at = st.new_access_token(shared.secret, shared.now_ms(), lifetime);
+    let at = st.new_access_token(shared.secret, shared.now_ms(), lifetime, grant);
     let shown: Vec<&str> = scope
         .split_whitespace()
         .filter(|s| !matches!(*s, "offline_access" | "openid" | "profile"))
@@ -465,7 +529,21 @@ fn token(shared: &Shared, form: &HashMap<String, String>) -> Response<SimBody> {
             let scope = code.scope.clone();
             issue(shared, &mut st, &scope, wants_refresh(&scope))
         }
-        "client_credentials" => issue(shared, &mut st, get("scope"), false),
+        // App-only: the app's consented permissions are the roles (the handle's token scopes stand for them).
+        "client_credentials" => {
+            let roles = shared
+                .knobs
+                .default_grant
+                .lock()
+                .expect("grant")
+                .scopes
+                .clone();
+            let grant = Grant {
+                scopes: roles,
+                app_only: true,
+            };
+            issue_with(shared, &mut st, get("scope"), false, grant)
+        }
         other => oauth_error(
             shared,
             400,

@@ -9,10 +9,12 @@
 //!   Graph host /v1.0   download host            identity host
 //!   (bearer, items,    (pre-authenticated       (/{tenant}/oauth2/v2.0/
 //!    children, delta,   URLs, Range, resets,     devicecode, token,
-//!    302 /content)      corruption)              authorize)
+//!    302 /content,      corruption)              authorize)
+//!    uploads, sessions)  upload host (session fragments, status, cancel; no bearer)
 //! ```
 //!
-//! Behaviour follows `graph-notes.md` (§1–§5, §8, §10): 302 to a different origin, opaque
+//! Behaviour follows the Graph documentation (<https://learn.microsoft.com/en-us/graph/api/resources/onedrive>)
+//! and the issue threads cited on each knob: 302 to a different origin, opaque
 //! `$skiptoken` paging, delta with deltaLinks and flavour-specific quirks, throttling with
 //! Retry-After and violation tracking, expiring URLs and tokens. File content is generated from
 //! a seed (never stored), so a 2 GB file costs nothing until it is read.
@@ -43,12 +45,14 @@ mod state;
 mod tests;
 mod time;
 mod tree;
+mod upload;
 
 pub use identity::{AuthorizeOutcome, DeviceOutcome, DeviceScript};
 pub use quickxor::QuickXorHash;
 pub use sim::Simulator;
 pub use state::{
-    ContentAnswer, DeltaOrder, Failure, ListingUrls, RequestKind, SimConfig, Violation,
+    ContentAnswer, DeltaOrder, Failure, IdCase, IdDrift, ListingUrls, PagingFault, RequestKind,
+    SimConfig, Violation,
 };
 pub use tree::{FileOpts, Flavour, GenSpec, Hashes, Tree};
 

@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::content::{CHUNK, fill};
+use crate::content::CHUNK;
 use crate::state::{InFlight, Shared};
 
 /// Error type of response bodies.
@@ -70,6 +70,7 @@ pub(crate) fn enc_query(s: &str) -> String {
 pub(crate) enum Role {
     Graph,
     Download,
+    Upload,
     Identity,
 }
 
@@ -176,7 +177,7 @@ impl ContentStream {
             .min(self.pos + CHUNK as u64);
         let n = (stop - self.pos) as usize;
         let mut buf = vec![0u8; n];
-        fill(self.seed, self.pos, &mut buf);
+        crate::upload::fill(&self.shared, self.seed, self.pos, &mut buf);
         if let Some(c) = self.corrupt_at
             && (self.pos..stop).contains(&c)
         {
@@ -250,6 +251,36 @@ pub(crate) fn graph_error(
 }
 
 /// The error response for an armed failure (with `Retry-After` when it has one).
+/// A Graph error whose `innerError` carries a more specific `code`, as the OneDrive back end nests them
+/// (`invalidRequest` → `invalidResourceId`, rclone #8098).
+pub(crate) fn graph_error_nested(
+    shared: &Shared,
+    status: u16,
+    code: &str,
+    inner: &str,
+    message: &str,
+) -> Response<SimBody> {
+    let request_id = shared.request_id();
+    let body = serde_json::json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "code": inner,
+                "date": crate::time::format(crate::time::now_secs()).trim_end_matches('Z'),
+                "request-id": request_id,
+                "client-request-id": request_id,
+            }
+        }
+    });
+    let mut r = json(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    );
+    set_header(&mut r, "request-id", &request_id);
+    r
+}
+
 pub(crate) fn failure_response(shared: &Shared, f: &crate::state::Failure) -> Response<SimBody> {
     if matches!(f.status, 429 | 503 | 509) {
         shared
@@ -263,9 +294,20 @@ pub(crate) fn failure_response(shared: &Shared, f: &crate::state::Failure) -> Re
         set_header(&mut r, "content-type", "application/json");
         return r;
     }
-    let mut r = graph_error(shared, f.status, &f.code, &f.message);
+    let mut r = match &f.inner_code {
+        Some(inner) => graph_error_nested(shared, f.status, &f.code, inner, &f.message),
+        None => graph_error(shared, f.status, &f.code, &f.message),
+    };
     if let Some(s) = f.retry_after {
         set_header(&mut r, "retry-after", &s.to_string());
+    }
+    if f.status == 401 {
+        // Graph's 401s carry the challenge, the transient ones too (onedrive-api-docs #1489 shows the header).
+        let www = format!(
+            "Bearer realm=\"\", authorization_uri=\"{}/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+            shared.auth_base
+        );
+        set_header(&mut r, "www-authenticate", &www);
     }
     r
 }
@@ -312,6 +354,7 @@ pub(crate) async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, 
                     let resp = match role {
                         Role::Graph => crate::graph::handle(shared, req).await,
                         Role::Download => crate::download::handle(shared, req).await,
+                        Role::Upload => crate::upload::handle_upload(shared, req).await,
                         Role::Identity => crate::identity::handle(shared, req).await,
                     };
                     Ok::<_, Infallible>(resp)

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::content::{self, mix};
+use crate::content::mix;
 use crate::identity::{AuthorizeOutcome, DeviceScript};
 use crate::server::{Role, bind, serve};
 use crate::state::{
-    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, ListingUrls, RequestKind, ResetRule,
-    Schedule, Shared, SimConfig, Violation,
+    ContentAnswer, DeltaOrder, Failure, FailureRule, HoldRule, IdDrift, ListingUrls, PagingFault,
+    RequestKind, ResetRule, Schedule, Shared, SimConfig, Violation,
 };
 use crate::tree::{FileOpts, Flavour, Kind, Tree, World, split};
 
@@ -68,6 +68,11 @@ impl Simulator {
         runtime.spawn(serve(g, shared.clone(), Role::Graph));
         runtime.spawn(serve(d, shared.clone(), Role::Download));
         runtime.spawn(serve(a, shared.clone(), Role::Identity));
+        // The upload host: where session `uploadUrl`s point, another origin again (pre-authenticated).
+        let u = bind(0);
+        let upload = u.local_addr().expect("upload addr");
+        shared.uploads.set_base(format!("http://{upload}"));
+        runtime.spawn(serve(u, shared.clone(), Role::Upload));
         Self {
             shared,
             runtime: Some(runtime),
@@ -120,15 +125,96 @@ impl Simulator {
         self.world().flavour
     }
 
+    /// The composite ID (`host,guid,guid`) of the site added as `site` (`contoso.sharepoint.com:/sites/Team`).
+    pub fn site_id(&self, site: &str) -> String {
+        let w = self.world();
+        w.sites[self.site_index(&w, site)].id.clone()
+    }
+
+    fn site_index(&self, w: &World, site: &str) -> usize {
+        let (host, path) = match site.split_once(':') {
+            Some((h, p)) => (h.to_owned(), format!("/{}", p.trim_matches('/'))),
+            None => (site.to_owned(), "/".to_owned()),
+        };
+        w.sites
+            .iter()
+            .position(|s| {
+                s.hostname.eq_ignore_ascii_case(&host) && s.path.eq_ignore_ascii_case(&path)
+            })
+            .unwrap_or_else(|| panic!("graphsim: no site {site:?}"))
+    }
+
+    /// The drive ID of the document library `library` of `site`.
+    pub fn library_drive_id(&self, site: &str, library: &str) -> String {
+        let w = self.world();
+        let i = self.site_index(&w, site);
+        w.sites[i]
+            .libraries
+            .iter()
+            .find(|&&d| {
+                matches!(&w.drives[d].kind, crate::tree::DriveKind::Library { name, .. } if name == library)
+            })
+            .map(|&d| w.drives[d].id.clone())
+            .unwrap_or_else(|| panic!("graphsim: site {site:?} has no library {library:?}"))
+    }
+
+    /// The drive ID of the OneDrive of the tenant user `upn`.
+    pub fn user_drive_id(&self, upn: &str) -> String {
+        let w = self.world();
+        let d = w
+            .users
+            .iter()
+            .find(|u| u.upn.eq_ignore_ascii_case(upn))
+            .and_then(|u| u.drive)
+            .unwrap_or_else(|| panic!("graphsim: no user {upn:?} with a drive"));
+        w.drives[d].id.clone()
+    }
+
+    fn drive_named(&self, w: &World, drive_id: &str) -> usize {
+        w.drives
+            .iter()
+            .position(|d| d.id == drive_id)
+            .unwrap_or_else(|| panic!("graphsim: no drive {drive_id:?}"))
+    }
+
+    /// [`Simulator::content`] of the file at `path` in the drive `drive_id` (a library, another user's drive).
+    pub fn content_in(&self, drive_id: &str, path: &str) -> Vec<u8> {
+        let w = self.world();
+        let d = self.drive_named(&w, drive_id);
+        let idx = w
+            .resolve_in(d, path)
+            .unwrap_or_else(|| panic!("graphsim: no {path:?} in drive {drive_id:?}"));
+        let (seed, _, served) = self.file_facts(&w, idx);
+        crate::upload::bytes(&self.shared, seed, served)
+    }
+
+    /// Live files and folders of the drive `drive_id` (root excluded).
+    pub fn item_count_in(&self, drive_id: &str) -> usize {
+        let w = self.world();
+        let d = self.drive_named(&w, drive_id);
+        w.items
+            .iter()
+            .filter(|i| i.drive == d && !i.deleted && i.parent.is_some())
+            .count()
+    }
+
     // ---- the truth, for assertions --------------------------------------------------------
 
     fn world(&self) -> std::sync::RwLockReadGuard<'_, World> {
         self.shared.world.read().expect("world lock")
     }
 
+    /// The item an ID names, in the spelling the service gave or the one a client stores (personal item IDs
+    /// compared without regard to case, as clients must since the service changed their case in 2025).
     fn by_id(&self, w: &World, id: &str) -> usize {
         (0..w.drives.len())
             .find_map(|d| w.by_id.get(&(d, id.to_owned())).copied())
+            .or_else(|| {
+                w.by_id
+                    .iter()
+                    .find(|((_, known), _)| known.eq_ignore_ascii_case(id))
+                    .map(|(_, &i)| i)
+            })
             .unwrap_or_else(|| panic!("graphsim: no item with id {id:?}"))
     }
 
@@ -175,7 +261,7 @@ impl Simulator {
     pub fn content(&self, path: &str) -> Vec<u8> {
         let w = self.world();
         let (seed, _, served) = self.file_facts(&w, w.expect(path));
-        content::bytes(seed, served)
+        crate::upload::bytes(&self.shared, seed, served)
     }
 
     /// The listed quickXorHash (base64) of the file at `path`, whether or not the listing shows it.
@@ -198,7 +284,7 @@ impl Simulator {
     pub fn content_by_id(&self, id: &str) -> Vec<u8> {
         let w = self.world();
         let (seed, _, served) = self.file_facts(&w, self.by_id(&w, id));
-        content::bytes(seed, served)
+        crate::upload::bytes(&self.shared, seed, served)
     }
 
     /// [`Simulator::quick_xor`] by item ID (any drive).
@@ -388,6 +474,46 @@ impl Simulator {
             .knobs
             .children_first
             .store(order == DeltaOrder::ChildrenFirst, Ordering::Relaxed);
+    }
+
+    /// How drive and item IDs are spelled in answers from now on (personal drives; see [`IdDrift`]). Requests
+    /// are accepted in any spelling of an ID, as the service accepts them.
+    pub fn set_id_drift(&self, drift: IdDrift) {
+        *self.shared.knobs.id_drift.lock().expect("id drift") = drift;
+    }
+
+    /// A listing that makes no progress (see [`PagingFault`]): for the children of the folder at `folder`, or,
+    /// with `None`, for every delta listing. `None` as the fault turns it off.
+    pub fn set_paging_fault(&self, fault: Option<PagingFault>, folder: Option<&str>) {
+        let idx = folder.map(|p| self.world().expect(p));
+        *self.shared.knobs.paging_fault.lock().expect("paging fault") = fault.map(|f| (f, idx));
+    }
+
+    /// Every delta nextLink issued so far is refused from now on with `status`: 410 `resyncRequired`, as the
+    /// delta docs describe for a token the service no longer knows
+    /// (<https://learn.microsoft.com/en-us/graph/api/driveitem-delta>), or 400 `invalidRequest` / 404
+    /// `itemNotFound`, which clients have also reported for stale tokens (unconfirmed, so configurable).
+    /// Links issued afterwards work.
+    pub fn expire_delta_page_links(&self, status: u16) {
+        self.shared
+            .knobs
+            .stale_page_link_status
+            .store(u64::from(status), Ordering::SeqCst);
+        self.shared
+            .knobs
+            .page_link_epoch
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Personal drives: `/items/{id}/delta` on any folder but the root answers `status` (400
+    /// `invalidRequest` or 501 `notSupported`; 0 turns it off). New personal accounts served from the
+    /// SharePoint back end (`b!…` drive IDs, rclone #8695) may not support folder-scoped delta; whether they do
+    /// is unconfirmed, so a client must be ready for either.
+    pub fn set_folder_delta_refused(&self, status: u16) {
+        self.shared
+            .knobs
+            .folder_delta_status
+            .store(u64::from(status), Ordering::SeqCst);
     }
 
     /// Requests arriving up to this long before a Retry-After ends are not violations (default 50 ms).
@@ -587,14 +713,45 @@ impl Simulator {
         self.issue_access_token_for(Duration::from_millis(life))
     }
 
-    /// An access token Graph accepts for `lifetime`.
+    /// An access token Graph accepts for `lifetime`, allowing what [`Simulator::set_token_scopes`] says.
     pub fn issue_access_token_for(&self, lifetime: Duration) -> String {
         let now = self.shared.now_ms();
+        let grant = self
+            .shared
+            .knobs
+            .default_grant
+            .lock()
+            .expect("grant")
+            .clone();
         self.shared
             .auth
             .lock()
             .expect("auth lock")
-            .new_access_token(self.shared.secret, now, lifetime.as_millis() as u64)
+            .new_access_token(self.shared.secret, now, lifetime.as_millis() as u64, grant)
+    }
+
+    /// The scopes of [`crate::DEFAULT_TOKEN`] and of tokens from [`Simulator::issue_access_token`] (default
+    /// `Files.Read Files.Read.All User.Read Sites.Read.All`); for app-only tokens, the application permissions
+    /// they carry. A token without `Sites.Read.All` gets 403 `accessDenied` on `/sites/…`. Tokens from the
+    /// identity host carry the scopes their sign-in asked for.
+    pub fn set_token_scopes(&self, scopes: &[&str]) {
+        self.shared
+            .knobs
+            .default_grant
+            .lock()
+            .expect("grant")
+            .scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// Whether [`crate::DEFAULT_TOKEN`] (and the handle's tokens) are app-only, as a client-credentials token
+    /// is: no signed-in user, so `/me` and `/me/drive` answer 400 `BadRequest`.
+    pub fn set_token_app_only(&self, on: bool) {
+        self.shared
+            .knobs
+            .default_grant
+            .lock()
+            .expect("grant")
+            .app_only = on;
     }
 
     /// A fresh refresh token the token endpoint accepts once (as if a sign-in had happened).
@@ -865,6 +1022,7 @@ impl Simulator {
     /// Zeroes every counter (in-flight maxima restart from the current level).
     pub fn reset_counters(&self) {
         self.shared.counters.reset();
+        self.shared.uploads.reset_counters();
     }
 }
 
@@ -893,5 +1051,114 @@ impl Simulator {
             .filter(|&&k| k != RequestKind::DownloadWithRange)
             .map(|&k| self.requests(k))
             .sum()
+    }
+}
+
+/// The write surface (`upload.rs`): knobs, counters and what was uploaded.
+impl Simulator {
+    /// Origin of the upload host, `http://127.0.0.1:U`: where upload sessions' `uploadUrl`s point.
+    pub fn upload_host_url(&self) -> String {
+        self.shared.uploads.base().to_owned()
+    }
+
+    /// The main drive's quota (`quota.total`, bytes); writes that would pass it answer 507
+    /// `quotaLimitReached`. Default 1 TiB.
+    pub fn set_quota(&self, total_bytes: u64) {
+        self.shared.uploads.set_quota_total(total_bytes);
+    }
+
+    /// Lifetime of upload sessions created from now on, renewed by each fragment (default one hour).
+    pub fn set_upload_session_lifetime(&self, lifetime: Duration) {
+        self.shared
+            .uploads
+            .set_session_lifetime_ms(lifetime.as_millis() as u64);
+    }
+
+    /// Ends every open upload session now: the next fragment or status request on one answers 404.
+    pub fn expire_upload_sessions(&self) {
+        self.shared.uploads.expire_sessions();
+    }
+
+    /// Upload sessions open now.
+    pub fn open_upload_sessions(&self) -> usize {
+        self.shared.uploads.open_sessions()
+    }
+
+    /// Whether uploaded bytes are kept so downloads serve them (on by default). Off, only their hashes are
+    /// kept: for benchmarks uploading gigabytes.
+    pub fn set_keep_uploaded_bytes(&self, on: bool) {
+        self.shared.uploads.set_keep_bytes(on);
+    }
+
+    /// Whether the upload host refuses fragments that carry an `Authorization` header with 401 (on by
+    /// default: the docs say such a `PUT` "may result in" a 401).
+    pub fn set_refuse_bearer_on_upload_host(&self, on: bool) {
+        self.shared.uploads.set_refuse_bearer(on);
+    }
+
+    /// Whether fragments other than the last must be a multiple of 320 KiB (on by default).
+    pub fn set_strict_fragment_sizes(&self, on: bool) {
+        self.shared.uploads.set_strict_fragments(on);
+    }
+
+    /// The largest simple upload (`PUT …/content`) accepted; larger bodies answer 413 (default 250 MiB, as
+    /// the Graph page says; the OneDrive page says 4 MB).
+    pub fn set_max_simple_upload(&self, bytes: u64) {
+        self.shared.uploads.set_max_simple(bytes);
+    }
+
+    /// Bytes received for the target path (`/a/b.bin`, any case) in fragments and simple uploads,
+    /// re-sent ones included.
+    pub fn uploaded_bytes_of(&self, path: &str) -> u64 {
+        self.shared.uploads.received_for(path)
+    }
+
+    /// Bytes received by all uploads.
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.shared.uploads.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// Upload sessions created.
+    pub fn upload_sessions_created(&self) -> u64 {
+        self.shared.uploads.sessions_created.load(Ordering::Relaxed)
+    }
+
+    /// Requests to the upload host that carried an `Authorization` header (should stay 0).
+    pub fn authorization_headers_on_upload_host(&self) -> u64 {
+        self.shared
+            .uploads
+            .auth_on_upload_host
+            .load(Ordering::Relaxed)
+    }
+
+    /// Most requests to the upload host in flight at once.
+    pub fn max_concurrent_uploads(&self) -> u64 {
+        self.shared
+            .counters
+            .upload_gauge
+            .max
+            .load(Ordering::SeqCst)
+            .max(0) as u64
+    }
+
+    /// `fileSystemInfo` (created, last modified) of the item at `path`, as the service lists it.
+    pub fn file_system_times(&self, path: &str) -> (String, String) {
+        let w = self.world();
+        let it = &w.items[w.expect(path)];
+        (
+            crate::time::format(it.fs_created),
+            crate::time::format(it.fs_modified),
+        )
+    }
+
+    /// The names of the live children of the folder at `path` (`""` for the root), as stored.
+    pub fn children_names(&self, path: &str) -> Vec<String> {
+        let w = self.world();
+        let idx = w.expect(path);
+        w.items[idx]
+            .children
+            .iter()
+            .map(|&c| w.items[c].name.clone())
+            .collect()
     }
 }

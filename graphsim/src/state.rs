@@ -37,13 +37,29 @@ pub enum RequestKind {
     DeviceCode,
     /// `GET /{tenant}/oauth2/v2.0/authorize`.
     Authorize,
+    /// `PUT …/content` on Graph (a simple upload).
+    Upload,
+    /// `POST …/createUploadSession` on Graph.
+    CreateUploadSession,
+    /// A fragment `PUT` to an upload URL (the upload host).
+    UploadFragment,
+    /// A status `GET` of an upload URL.
+    UploadStatus,
+    /// A `DELETE` of an upload URL (cancel the session).
+    CancelUpload,
+    /// `POST …/children` on Graph (a new folder).
+    CreateFolder,
+    /// `PATCH` of an item on Graph.
+    UpdateItem,
     /// Anything else (unknown routes, other methods).
     Other,
+    /// `GET /sites/{hostname}:/{path}` or `/sites/{id}`: finding a SharePoint site.
+    Site,
 }
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 20] = [
         RequestKind::Me,
         RequestKind::Drive,
         RequestKind::Item,
@@ -55,7 +71,15 @@ impl RequestKind {
         RequestKind::Token,
         RequestKind::DeviceCode,
         RequestKind::Authorize,
+        RequestKind::Upload,
+        RequestKind::CreateUploadSession,
+        RequestKind::UploadFragment,
+        RequestKind::UploadStatus,
+        RequestKind::CancelUpload,
+        RequestKind::CreateFolder,
+        RequestKind::UpdateItem,
         RequestKind::Other,
+        RequestKind::Site,
     ];
 
     fn index(self) -> usize {
@@ -82,6 +106,8 @@ pub struct Failure {
     pub item: Option<String>,
     /// Sent as the body instead of the Graph error JSON (a garbled answer: see [`Failure::garbled`]).
     pub body: Option<String>,
+    /// A more specific code nested in `innerError` (as `invalidResourceId` inside `invalidRequest`).
+    pub inner_code: Option<String>,
 }
 
 impl Failure {
@@ -123,6 +149,18 @@ impl Failure {
         )
     }
 
+    /// 401 `InvalidAuthenticationToken` "Unable to initialize RPS", which Graph has answered to valid, fresh
+    /// tokens (<https://github.com/OneDrive/onedrive-api-docs/issues/1489>, 2021; rclone retries it,
+    /// <https://github.com/rclone/rclone/pull/5273>). Armed with `fail_next` / `fail_fraction`, it hits
+    /// whatever token the request carries: a client must neither give up at once nor refresh in a loop.
+    pub fn transient_unauthorized() -> Self {
+        Self::status(
+            401,
+            "InvalidAuthenticationToken",
+            "Unable to initialize RPS",
+        )
+    }
+
     /// 403 `accessDenied` (a refresh must not fix it).
     pub fn access_denied() -> Self {
         Self::status(403, "accessDenied", "Access denied")
@@ -138,7 +176,18 @@ impl Failure {
             only: None,
             item: None,
             body: None,
+            inner_code: None,
         }
+    }
+
+    /// 400 `invalidRequest` / inner `invalidResourceId` "ObjectHandle is Invalid" on a folder listing: what
+    /// the Personal Vault answers every time, and what ordinary folders answered during outages and account
+    /// migrations (rclone #8736, #8098; onedrive-api-docs #1905). Arm it with `for_item` on a folder and a
+    /// `Next(n)` schedule for the transient kind.
+    pub fn object_handle_invalid() -> Self {
+        let mut f = Self::status(400, "invalidRequest", "ObjectHandle is Invalid");
+        f.inner_code = Some("invalidResourceId".to_owned());
+        f
     }
 
     /// `200 OK` with `body` as JSON: an answer the client must not trust (a gateway that cut it short, a
@@ -375,6 +424,61 @@ pub(crate) struct HoldRule {
     pub item: Option<usize>,
 }
 
+/// The letter case of a personal drive ID as one kind of answer spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdCase {
+    /// As the drive was created (upper-case hex, as before June 2025).
+    #[default]
+    AsIs,
+    /// Lower-case hex.
+    Lower,
+    /// Upper-case hex.
+    Upper,
+}
+
+impl IdCase {
+    pub(crate) fn apply(self, id: &str) -> String {
+        match self {
+            IdCase::AsIs => id.to_owned(),
+            IdCase::Lower => id.to_ascii_lowercase(),
+            IdCase::Upper => id.to_ascii_uppercase(),
+        }
+    }
+}
+
+/// How a OneDrive Personal drive's IDs drift between runs and between endpoints (personal drives only;
+/// requests are accepted in any of these spellings).
+///
+/// Since about June 2025 the service spells the same driveId in upper or lower case depending on the endpoint
+/// and the day, `item.id` prefixes and `parentReference.driveId` included (onedrive-api-docs #1902;
+/// abraunegg/onedrive #3336). The root's ID changed to `{driveId}!sea8cc6beffdb43d7976fbc7da445c639` on many
+/// accounts and stayed so (onedrive-api-docs #1890, abraunegg/onedrive #2957). A dropped leading zero in
+/// `remoteItem` references is `SimConfig::quirky_remote_drive_ids`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdDrift {
+    /// The `id` of the drive resource (`/me/drive`, `/drives/{id}`) and the drive in paging links.
+    pub drive: IdCase,
+    /// `parentReference.driveId` of every item.
+    pub references: IdCase,
+    /// The drive prefix of item IDs (`{driveId}!n`), in `id`, `parentReference.id` and `remoteItem.id`.
+    pub item_ids: IdCase,
+    /// The root's ID is `{driveId}!sea8cc6beffdb43d7976fbc7da445c639` instead of `{driveId}!{n}`.
+    pub sea_root_id: bool,
+}
+
+/// A listing that makes no progress, as the service has answered: the same `@odata.nextLink` with the same
+/// items again (onedrive-api-docs #1431; microsoft-graph-docs #2749), a link back to an earlier page, or empty
+/// pages that keep pointing on (rclone stops at an empty page for this reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingFault {
+    /// From the second page on, each page's nextLink is the link that fetched it: the same items forever.
+    RepeatSameLink,
+    /// The second page's nextLink points back at the first page.
+    PointBackToFirst,
+    /// After the first page, every page is empty and points on to a new link, forever.
+    EmptyPagesForever,
+}
+
 /// Runtime-adjustable behaviour.
 pub(crate) struct Knobs {
     pub latency_ms: AtomicU64,
@@ -386,6 +490,16 @@ pub(crate) struct Knobs {
     pub resync_next: AtomicBool,
     pub default_token_ok: AtomicBool,
     pub children_first: AtomicBool,
+    /// How IDs are spelled in answers.
+    pub id_drift: Mutex<IdDrift>,
+    /// A listing that loops, for the children of one folder (`Some(idx)`) or every delta listing (`None`).
+    pub paging_fault: Mutex<Option<(PagingFault, Option<usize>)>>,
+    /// Delta nextLinks carry the epoch they were issued in; one from an earlier epoch is answered with
+    /// `stale_page_link_status`.
+    pub page_link_epoch: AtomicU64,
+    pub stale_page_link_status: AtomicU64,
+    /// Personal drives: delta on a folder other than the root answers this status (0: it works).
+    pub folder_delta_status: AtomicU64,
     pub violation_grace_ms: AtomicU64,
     /// Requests arriving this soon after a penalty started were sent before the client could know of it.
     pub in_flight_allowance_ms: AtomicU64,
@@ -394,6 +508,8 @@ pub(crate) struct Knobs {
     pub corrupt: Mutex<HashMap<usize, u64>>,
     /// The current Retry-After penalty.
     pub penalty: Mutex<Option<Penalty>>,
+    /// What [`crate::DEFAULT_TOKEN`] and the handle's tokens allow.
+    pub default_grant: Mutex<crate::identity::Grant>,
     /// The resource-unit budget (units per window, window in ms), when one is enforced.
     pub rate_budget: Mutex<Option<(u64, u64)>>,
     /// (window index since start, units spent in it).
@@ -444,10 +560,11 @@ pub(crate) struct DownloadLog {
 /// What the simulator has seen.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub kinds: [AtomicU64; 12],
+    pub kinds: [AtomicU64; RequestKind::ALL.len()],
     pub downloads: Mutex<HashMap<usize, DownloadLog>>,
     pub download_gauge: Gauge,
     pub graph_gauge: Gauge,
+    pub upload_gauge: Gauge,
     pub auth_on_download_host: AtomicU64,
     pub violations: Mutex<Vec<Violation>>,
     pub failures_served: AtomicU64,
@@ -473,7 +590,7 @@ impl Counters {
             k.store(0, Ordering::SeqCst);
         }
         self.downloads.lock().expect("lock").clear();
-        for g in [&self.download_gauge, &self.graph_gauge] {
+        for g in [&self.download_gauge, &self.graph_gauge, &self.upload_gauge] {
             g.max
                 .store(g.current.load(Ordering::SeqCst), Ordering::SeqCst);
         }
@@ -498,6 +615,7 @@ impl Counters {
 pub(crate) enum Which {
     Graph,
     Download,
+    Upload,
 }
 
 /// Holds one unit of an in-flight gauge until dropped.
@@ -614,6 +732,8 @@ pub(crate) struct Shared {
     pub hold_released: tokio::sync::Notify,
     /// Requests waiting on a hold now.
     pub held_now: AtomicU64,
+    /// Upload sessions, uploaded content and the write knobs (`upload.rs`).
+    pub uploads: crate::upload::Uploads,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -638,12 +758,20 @@ impl Shared {
             resync_next: AtomicBool::new(false),
             default_token_ok: AtomicBool::new(true),
             children_first: AtomicBool::new(false),
+            id_drift: Mutex::new(IdDrift::default()),
+            paging_fault: Mutex::new(None),
+            page_link_epoch: AtomicU64::new(0),
+            stale_page_link_status: AtomicU64::new(0),
+            folder_delta_status: AtomicU64::new(0),
             violation_grace_ms: AtomicU64::new(ms(config.violation_grace)),
             in_flight_allowance_ms: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             resets: Mutex::new(Vec::new()),
             corrupt: Mutex::new(HashMap::new()),
             penalty: Mutex::new(None),
+            default_grant: Mutex::new(crate::identity::Grant::delegated(
+                crate::identity::DEFAULT_SCOPES,
+            )),
             rate_budget: Mutex::new(None),
             rate_window: Mutex::new((0, 0)),
             content_answer: Mutex::new(ContentAnswer::default()),
@@ -672,6 +800,7 @@ impl Shared {
             delta_cache: Mutex::new(Vec::new()),
             hold_released: tokio::sync::Notify::new(),
             held_now: AtomicU64::new(0),
+            uploads: crate::upload::Uploads::default(),
         }
     }
 
@@ -704,6 +833,7 @@ impl Shared {
         match which {
             Which::Graph => &self.counters.graph_gauge,
             Which::Download => &self.counters.download_gauge,
+            Which::Upload => &self.counters.upload_gauge,
         }
     }
 

@@ -635,8 +635,9 @@ async fn special_folders_packages_vaults_and_malware_behave_like_the_service() {
     let v = c.get("/me/drive/root:/Personal Vault:/children").await;
     assert_eq!(
         (v.status, v.code()),
-        (StatusCode::BAD_REQUEST, "invalidResourceId".to_owned())
+        (StatusCode::BAD_REQUEST, "invalidRequest".to_owned())
     );
+    assert_eq!(v.json()["error"]["innerError"]["code"], "invalidResourceId");
 
     let bad = c.ok("/me/drive/root:/bad.exe").await;
     assert_eq!(bad["malware"]["description"], "Trojan");
@@ -836,6 +837,172 @@ async fn remote_items_are_listed_through_their_own_drive() {
         .await;
     assert_eq!(kids["value"][0]["name"], "x.jpg");
     assert_eq!(sim.content("Shared/Holiday/x.jpg").len(), 7);
+}
+
+fn tenant() -> Tree {
+    Tree::business()
+        .file("mine.txt", 3)
+        .site_library(
+            "contoso.sharepoint.com:/sites/Team",
+            "Documents",
+            Tree::business().file("Plans/q1.docx", 40),
+        )
+        .site_library(
+            "contoso.sharepoint.com:/sites/Team",
+            "Archive",
+            Tree::business()
+                .file("Old/2019.pdf", 70)
+                .file("Old/Deep/x.txt", 5),
+        )
+        .user_drive(
+            "adele@contoso.example",
+            "Adele Vance",
+            Tree::business().file("notes.txt", 9),
+        )
+        .private_user_drive(
+            "diego@contoso.example",
+            "Diego Siciliani",
+            Tree::business().file("d.txt", 1),
+        )
+        .user_without_drive("new@contoso.example", "New Hire")
+}
+
+#[tokio::test]
+async fn sites_are_found_by_path_or_id_and_list_their_libraries() {
+    let sim = Simulator::start(tenant());
+    let c = Client::new(&sim);
+    let site = c.ok("/sites/contoso.sharepoint.com:/sites/Team").await;
+    let id = site["id"].as_str().unwrap().to_owned();
+    assert_eq!(id, sim.site_id("contoso.sharepoint.com:/sites/Team"));
+    assert_eq!(id.split(',').count(), 3, "host,guid,guid: {id}");
+    assert_eq!(c.ok(&format!("/sites/{id}")).await["id"], id.as_str());
+    assert_eq!(
+        c.ok("/sites/contoso.sharepoint.com:/sites/team:").await["id"],
+        id.as_str(),
+        "case-insensitive, a closing colon allowed"
+    );
+    let default = c.ok(&format!("/sites/{id}/drive")).await;
+    assert_eq!(default["driveType"], "documentLibrary");
+    assert_eq!(default["name"], "Documents");
+    let drives = c.ok(&format!("/sites/{id}/drives")).await;
+    let names: Vec<&str> = drives["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Documents", "Archive"]);
+    let archive = sim.library_drive_id("contoso.sharepoint.com:/sites/Team", "Archive");
+    assert_eq!(drives["value"][1]["id"], archive.as_str());
+    // A library is a business drive: quickXorHash only, delta only at its root.
+    let f = c.ok(&format!("/drives/{archive}/root:/Old/2019.pdf")).await;
+    assert_eq!(f["file"]["hashes"].as_object().unwrap().len(), 1);
+    assert_eq!(f["parentReference"]["driveType"], "documentLibrary");
+    let old = c.ok(&format!("/drives/{archive}/root:/Old")).await;
+    let r = c
+        .get(&format!(
+            "/drives/{archive}/items/{}/delta",
+            old["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (501, "notSupported".to_owned())
+    );
+    let (items, _, _) = c.all_pages(&format!("/drives/{archive}/root/delta")).await;
+    assert!(items.iter().any(|i| i["name"] == "x.txt"));
+    assert_eq!(sim.content_in(&archive, "Old/Deep/x.txt").len(), 5);
+    assert_eq!(sim.item_count_in(&archive), 4);
+    // No such site.
+    let r = c.get("/sites/contoso.sharepoint.com:/sites/Nope").await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (404, "itemNotFound".to_owned())
+    );
+    assert!(sim.requests(RequestKind::Site) >= 4);
+}
+
+#[tokio::test]
+async fn sites_need_sites_read_all_and_me_needs_a_signed_in_user() {
+    let sim = Simulator::start(tenant());
+    let c = Client::new(&sim);
+    let id = sim.site_id("contoso.sharepoint.com:/sites/Team");
+    let library = sim.library_drive_id("contoso.sharepoint.com:/sites/Team", "Documents");
+    sim.set_token_scopes(&["Files.Read.All", "User.Read"]);
+    for path in [
+        "/sites/contoso.sharepoint.com:/sites/Team".to_owned(),
+        format!("/sites/{id}/drive"),
+        format!("/sites/{id}/drives"),
+    ] {
+        let r = c.get(&path).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (403, "accessDenied".to_owned()),
+            "{path}"
+        );
+    }
+    // The library by drive ID needs only Files.Read.All.
+    assert_eq!(
+        c.ok(&format!("/drives/{library}")).await["name"],
+        "Documents"
+    );
+    // Fully qualified names count too.
+    sim.set_token_scopes(&["https://graph.microsoft.com/Sites.Read.All"]);
+    assert_eq!(c.get(&format!("/sites/{id}")).await.status, StatusCode::OK);
+    // An app-only token has no /me, and cannot provision a user's OneDrive.
+    sim.set_token_app_only(true);
+    for path in ["/me", "/me/drive", "/me/drives", "/me/drive/root"] {
+        let r = c.get(path).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "BadRequest".to_owned()),
+            "{path}"
+        );
+    }
+    let r = c.get("/users/new@contoso.example/drive").await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (400, "invalidRequest".to_owned())
+    );
+    assert_eq!(
+        c.ok("/users/diego@contoso.example/drive").await["owner"]["user"]["displayName"],
+        "Diego Siciliani",
+        "app-only reads any user's OneDrive"
+    );
+}
+
+#[tokio::test]
+async fn other_users_drives_are_reached_by_upn_or_refused_plainly() {
+    let sim = Simulator::start(tenant());
+    let c = Client::new(&sim);
+    let adele = c.ok("/users/adele@contoso.example/drive").await;
+    assert_eq!(
+        adele["id"],
+        sim.user_drive_id("adele@contoso.example").as_str()
+    );
+    assert_eq!(adele["driveType"], "business");
+    let kids = c
+        .ok("/users/ADELE@contoso.example/drive/root/children")
+        .await;
+    assert_eq!(kids["value"][0]["name"], "notes.txt");
+    let mine = c
+        .ok(&format!("/users/{}/drive", "megan@contoso.example"))
+        .await;
+    assert_eq!(mine["id"], sim.drive_id().as_str());
+    for (upn, status, code) in [
+        ("nobody@contoso.example", 404, "Request_ResourceNotFound"),
+        ("new@contoso.example", 404, "ResourceNotFound"),
+        ("diego@contoso.example", 403, "accessDenied"),
+    ] {
+        let r = c.get(&format!("/users/{upn}/drive")).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (status, code.to_owned()),
+            "{upn}"
+        );
+    }
+    let drives = c.ok("/users/adele@contoso.example/drives").await;
+    assert_eq!(drives["value"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -1290,4 +1457,82 @@ async fn held_requests_wait_until_released() {
     sim.release_requests(RequestKind::Download);
     assert_eq!(held.await.unwrap().len(), 1_000);
     assert_eq!(sim.held_requests(), 0);
+}
+
+#[tokio::test]
+async fn ids_drift_in_spelling_and_every_spelling_is_accepted() {
+    let sim = Simulator::start(Tree::personal().file("A/a.jpg", 10));
+    let c = Client::new(&sim);
+    let before = c.ok("/me/drive/root:/A/a.jpg").await;
+    let id = before["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("5EA4B1C0D2E3F617!"), "{id}");
+    sim.set_id_drift(crate::IdDrift {
+        drive: crate::IdCase::Lower,
+        references: crate::IdCase::Upper,
+        item_ids: crate::IdCase::Lower,
+        sea_root_id: true,
+    });
+    assert_eq!(c.ok("/me/drive").await["id"], "5ea4b1c0d2e3f617");
+    let after = c.ok("/me/drive/root:/A/a.jpg").await;
+    assert_eq!(after["id"], id.to_ascii_lowercase());
+    assert_eq!(after["parentReference"]["driveId"], "5EA4B1C0D2E3F617");
+    let root = c.ok("/me/drive/root").await;
+    assert_eq!(
+        root["id"],
+        "5ea4b1c0d2e3f617!sea8cc6beffdb43d7976fbc7da445c639"
+    );
+    // Old and new spellings, and a drive ID that lost its leading zeros' worth of case, all resolve.
+    for item in [id.clone(), id.to_ascii_lowercase()] {
+        assert_eq!(
+            c.ok(&format!("/drives/5ea4b1c0d2e3f617/items/{item}"))
+                .await["name"],
+            "a.jpg"
+        );
+    }
+    let children = c
+        .ok("/drives/5EA4B1C0D2E3F617/items/5ea4b1c0d2e3f617!sea8cc6beffdb43d7976fbc7da445c639/children")
+        .await;
+    assert_eq!(children["value"][0]["name"], "A");
+}
+
+#[tokio::test]
+async fn delta_page_links_can_die_and_listings_can_loop() {
+    let mut tree = Tree::personal();
+    for i in 0..20 {
+        tree = tree.file(&format!("F/f{i}.txt"), 1);
+    }
+    let sim = Simulator::start(tree);
+    sim.set_page_cap(Some(5));
+    let c = Client::new(&sim);
+    let first = c.ok("/me/drive/root/delta").await;
+    let next = first["@odata.nextLink"].as_str().unwrap().to_owned();
+    sim.expire_delta_page_links(410);
+    assert_eq!(c.get(&next).await.status, StatusCode::GONE);
+    sim.expire_delta_page_links(400);
+    assert_eq!(c.get(&next).await.status, StatusCode::BAD_REQUEST);
+    // Links issued after the expiry work.
+    let fresh = c.ok("/me/drive/root/delta").await;
+    let fresh_next = fresh["@odata.nextLink"].as_str().unwrap().to_owned();
+    assert!(c.ok(&fresh_next).await["value"].as_array().is_some());
+
+    // The second page of F's children points at itself, with the same items.
+    sim.set_paging_fault(Some(crate::PagingFault::RepeatSameLink), Some("F"));
+    let p1 = c.ok("/me/drive/root:/F:/children").await;
+    let link = p1["@odata.nextLink"].as_str().unwrap().to_owned();
+    let p2 = c.ok(&link).await;
+    assert_eq!(p2["@odata.nextLink"], link);
+    assert_eq!(c.ok(&link).await["value"], p2["value"]);
+    // Empty pages that point on forever.
+    sim.set_paging_fault(Some(crate::PagingFault::EmptyPagesForever), Some("F"));
+    let mut url = c.ok("/me/drive/root:/F:/children").await["@odata.nextLink"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        let page = c.ok(&url).await;
+        assert_eq!(page["value"].as_array().unwrap().len(), 0);
+        let next = page["@odata.nextLink"].as_str().unwrap().to_owned();
+        assert_ne!(next, url);
+        url = next;
+    }
 }

@@ -282,6 +282,50 @@ pub(crate) struct Drive {
     pub id: String,
     pub root: usize,
     pub serial: u64,
+    /// Whose drive it is.
+    pub kind: DriveKind,
+}
+
+/// Whose drive a drive is, which decides its `driveType`, `name` and `owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DriveKind {
+    /// The signed-in user's OneDrive (drive 0).
+    Main,
+    /// Another account's drive that a shared folder (`remoteItem`) lives in.
+    Shared,
+    /// A document library of `sites[site]`, shown as `name` (`driveType: documentLibrary`).
+    Library { site: usize, name: String },
+    /// The OneDrive of `users[user]`.
+    User { user: usize },
+}
+
+/// A SharePoint site: found by `/sites/{hostname}:/{path}` or `/sites/{id}`, its libraries at
+/// `/sites/{id}/drives` (the first is the default one, `/sites/{id}/drive`).
+/// See <https://learn.microsoft.com/en-us/graph/api/site-getbypath> and
+/// <https://learn.microsoft.com/en-us/graph/api/drive-list>.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    /// `contoso.sharepoint.com`.
+    pub hostname: String,
+    /// The server-relative path, `/sites/Team` (`/` for the host's root site).
+    pub path: String,
+    /// The composite ID, `{hostname},{site-collection-guid},{web-guid}`.
+    pub id: String,
+    /// `displayName`: the path's last segment.
+    pub display_name: String,
+    /// Its document libraries (drive indexes), the default first.
+    pub libraries: Vec<usize>,
+}
+
+/// A user of the tenant other than the signed-in one, reached by `/users/{upn}/drive`.
+#[derive(Clone, Debug)]
+pub(crate) struct TenantUser {
+    pub upn: String,
+    pub display_name: String,
+    /// Their OneDrive; `None` until they first open it (the service has none to show).
+    pub drive: Option<usize>,
+    /// Whether a delegated token may read that OneDrive (an app-only one with the permission always may).
+    pub shared: bool,
 }
 
 /// Every drive and item the simulator serves.
@@ -298,6 +342,13 @@ pub(crate) struct World {
     pub special: HashMap<String, usize>,
     /// Bumped on every mutation (cache key for delta enumerations).
     pub generation: u64,
+    /// SharePoint sites (business only).
+    pub sites: Vec<Site>,
+    /// Other users of the tenant (business only).
+    pub users: Vec<TenantUser>,
+    /// A personal drive served from the SharePoint back end: `b!…` drive IDs and `01…` item IDs while
+    /// `driveType` stays `personal` (new accounts since 2024, rclone #8695).
+    pub sharepoint_ids: bool,
 }
 
 /// Base time of generated timestamps: 2021-03-01T00:00:00Z.
@@ -340,6 +391,10 @@ fn guess_mime(name: &str) -> &'static str {
 
 impl World {
     fn new(flavour: Flavour) -> Self {
+        Self::with_ids(flavour, false)
+    }
+
+    fn with_ids(flavour: Flavour, sharepoint_ids: bool) -> Self {
         let mut w = Self {
             flavour,
             drives: Vec::new(),
@@ -348,19 +403,40 @@ impl World {
             seq: 1,
             special: HashMap::new(),
             generation: 0,
+            sites: Vec::new(),
+            users: Vec::new(),
+            sharepoint_ids,
         };
-        w.new_drive();
+        w.new_drive_of(DriveKind::Main);
         w
     }
 
-    /// Adds a drive (with its root) and returns its index.
+    /// Adds a drive for a shared folder (with its root) and returns its index.
     pub fn new_drive(&mut self) -> usize {
+        self.new_drive_of(DriveKind::Shared)
+    }
+
+    /// `driveType` of drive `d`, as Graph spells it.
+    pub fn drive_type(&self, d: usize) -> &'static str {
+        match self.drives[d].kind {
+            DriveKind::Library { .. } => "documentLibrary",
+            _ => self.flavour.drive_type(),
+        }
+    }
+
+    /// The drive at `path` from drive `d`'s root (no shortcut following).
+    pub fn resolve_in(&self, d: usize, path: &str) -> Option<usize> {
+        self.walk(self.drives[d].root, &split(path))
+    }
+
+    /// Adds a drive of `kind` (with its root) and returns its index.
+    pub fn new_drive_of(&mut self, kind: DriveKind) -> usize {
         let n = self.drives.len();
         let id = match self.flavour {
             // The main personal drive; later ones start with `0` so the "leading zero dropped" quirk shows.
-            Flavour::Personal if n == 0 => "5EA4B1C0D2E3F617".to_owned(),
-            Flavour::Personal => format!("0{:015X}", mix(n as u64) >> 4),
-            Flavour::Business => {
+            Flavour::Personal if n == 0 && !self.sharepoint_ids => "5EA4B1C0D2E3F617".to_owned(),
+            Flavour::Personal if !self.sharepoint_ids => format!("0{:015X}", mix(n as u64) >> 4),
+            Flavour::Personal | Flavour::Business => {
                 let mut raw = Vec::with_capacity(48);
                 for k in 0..6u64 {
                     raw.extend_from_slice(&mix((n as u64) << 8 | k).to_le_bytes());
@@ -375,6 +451,7 @@ impl World {
             id,
             root: usize::MAX,
             serial: 100,
+            kind,
         });
         let root = self.push_item(n, None, "root".to_owned(), Kind::Root);
         self.drives[n].root = root;
@@ -385,9 +462,10 @@ impl World {
         let d = &mut self.drives[drive];
         d.serial += 1;
         match self.flavour {
-            Flavour::Personal => format!("{}!{}", d.id, d.serial),
-            Flavour::Business => {
-                // Every ODB library's root has the same item ID (graph-notes §1).
+            Flavour::Personal if !self.sharepoint_ids => format!("{}!{}", d.id, d.serial),
+            Flavour::Personal | Flavour::Business => {
+                // Every ODB library's root has the same item ID (seen since 2016: two libraries
+                // answering the same `root` ID).
                 let salt = if is_root {
                     0x0D8
                 } else {
@@ -687,6 +765,15 @@ impl Tree {
         }
     }
 
+    /// An empty OneDrive personal drive of a new account, served from the SharePoint back end: `b!…` drive
+    /// and `01…` item IDs, `driveType: personal` (rclone #8695). Pair it with
+    /// `Simulator::set_folder_delta_refused` for the folder-scoped delta such accounts may refuse.
+    pub fn personal_sharepoint_backed() -> Self {
+        Self {
+            world: World::with_ids(Flavour::Personal, true),
+        }
+    }
+
     /// A personal drive filled by [`GenSpec`].
     pub fn generated(spec: GenSpec) -> Self {
         Self::personal().with_generated(spec)
@@ -803,6 +890,115 @@ impl Tree {
         let parent = self.world.ensure_folders(root, dirs);
         self.world
             .add_container(parent, leaf, Kind::Folder { vault: true });
+        self
+    }
+
+    /// Adds a document library called `library` to the SharePoint site `site` (`contoso.sharepoint.com:/sites/Team`,
+    /// or `contoso.sharepoint.com` for the host's root site), holding `content`'s files; the site is created
+    /// with its first library, which becomes its default one (`/sites/{id}/drive`). Libraries are
+    /// `documentLibrary` drives with business behaviour: quickXorHash only, delta on the root only.
+    /// Sites exist only in business tenants, so this panics on a personal tree.
+    #[must_use]
+    pub fn site_library(mut self, site: &str, library: &str, content: Tree) -> Self {
+        assert_eq!(
+            self.world.flavour,
+            Flavour::Business,
+            "graphsim: SharePoint sites exist only in business tenants"
+        );
+        let (hostname, path) = match site.split_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), format!("/{}", p.trim_matches('/'))),
+            None => (site.to_ascii_lowercase(), "/".to_owned()),
+        };
+        let index = match self
+            .world
+            .sites
+            .iter()
+            .position(|s| s.hostname == hostname && s.path.eq_ignore_ascii_case(&path))
+        {
+            Some(i) => i,
+            None => {
+                let salt = crate::content::fnv1a(format!("{hostname}{path}").as_bytes());
+                let guid = |x: u64| {
+                    let (a, b) = (mix(x), mix(x ^ 0x5A5A));
+                    format!(
+                        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                        a >> 32,
+                        (a >> 16) & 0xffff,
+                        a & 0xffff,
+                        b >> 48,
+                        b & 0xffff_ffff_ffff
+                    )
+                };
+                self.world.sites.push(Site {
+                    id: format!("{hostname},{},{}", guid(salt), guid(salt ^ 1)),
+                    display_name: split(&path)
+                        .last()
+                        .map_or_else(|| "Communication site".to_owned(), |s| (*s).to_owned()),
+                    hostname,
+                    path,
+                    libraries: Vec::new(),
+                });
+                self.world.sites.len() - 1
+            }
+        };
+        let d = self.world.new_drive_of(DriveKind::Library {
+            site: index,
+            name: library.to_owned(),
+        });
+        self.world.sites[index].libraries.push(d);
+        let (dst, src) = (self.world.drives[d].root, content.world.drives[0].root);
+        self.world.graft(&content.world, src, dst);
+        self
+    }
+
+    /// Adds a user `upn` of the tenant whose OneDrive holds `content`'s files, readable by the signed-in user
+    /// (`/users/{upn}/drive`). Business only.
+    #[must_use]
+    pub fn user_drive(self, upn: &str, display_name: &str, content: Tree) -> Self {
+        self.tenant_user(upn, display_name, Some(content), true)
+    }
+
+    /// Adds a user whose OneDrive the signed-in user may not read: delegated tokens get 403 `accessDenied`
+    /// on it (an app-only token with the permission reads it). Business only.
+    #[must_use]
+    pub fn private_user_drive(self, upn: &str, display_name: &str, content: Tree) -> Self {
+        self.tenant_user(upn, display_name, Some(content), false)
+    }
+
+    /// Adds a user who never opened OneDrive, so has none: `/users/{upn}/drive` answers 404 `ResourceNotFound`
+    /// "User's mysite not found." to delegated tokens (alcionai/corso #966) and 400 `invalidRequest` "Call was
+    /// made to the default drive, which is not supported for apponly tokens." to app-only ones, which cannot
+    /// provision it (onedrive-api-docs #965, #1572). Business only.
+    #[must_use]
+    pub fn user_without_drive(self, upn: &str, display_name: &str) -> Self {
+        self.tenant_user(upn, display_name, None, true)
+    }
+
+    fn tenant_user(
+        mut self,
+        upn: &str,
+        display_name: &str,
+        content: Option<Tree>,
+        shared: bool,
+    ) -> Self {
+        assert_eq!(
+            self.world.flavour,
+            Flavour::Business,
+            "graphsim: other users' drives are a business tenant's"
+        );
+        let user = self.world.users.len();
+        let drive = content.map(|content| {
+            let d = self.world.new_drive_of(DriveKind::User { user });
+            let (dst, src) = (self.world.drives[d].root, content.world.drives[0].root);
+            self.world.graft(&content.world, src, dst);
+            d
+        });
+        self.world.users.push(TenantUser {
+            upn: upn.to_owned(),
+            display_name: display_name.to_owned(),
+            drive,
+            shared,
+        });
         self
     }
 

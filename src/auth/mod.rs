@@ -8,6 +8,7 @@
 pub mod refresh;
 pub mod signin;
 pub mod store;
+pub mod write;
 
 use futures_util::future::BoxFuture;
 
@@ -45,6 +46,16 @@ pub enum AuthError {
         /// Why, in the user's words (which token, and why it cannot be renewed).
         reason: String,
     },
+    /// Graph kept answering 401 to a token renewed for the purpose: the sign-in itself is no longer accepted
+    /// (revoked sessions, a changed password, a policy), though the token service still issues tokens.
+    #[error(
+        "Graph kept refusing the sign-in although it was just renewed ({reason}); run `odbackup login`, then \
+         re-run the same command"
+    )]
+    StillRefused {
+        /// The last refusal, as Graph worded it (status and code).
+        reason: String,
+    },
     /// No sign-in is stored for this account.
     #[error("not signed in (account {account:?}); run `odbackup login`")]
     NotSignedIn {
@@ -63,7 +74,9 @@ impl AuthError {
     /// Whether the service refused the sign-in for good: the user must sign in again (or set a new token).
     pub fn is_refused(&self) -> bool {
         match self {
-            AuthError::Rejected { .. } | AuthError::NotSignedIn { .. } => true,
+            AuthError::Rejected { .. }
+            | AuthError::StillRefused { .. }
+            | AuthError::NotSignedIn { .. } => true,
             AuthError::SignIn(e) => e.is_refused(),
             AuthError::Store(_) => false,
         }
@@ -79,6 +92,12 @@ pub trait TokenSource: Send + Sync {
     /// Graph answered 401 to `rejected`. A refreshing source refreshes once for all concurrent callers (a
     /// caller whose token was already replaced returns at once); a static source cannot, and says so.
     fn reject(&self, rejected: &AccessToken) -> BoxFuture<'_, Result<(), AuthError>>;
+
+    /// Whether [`TokenSource::reject`] can get a new token. One that cannot (a static token) is retried as it
+    /// is when Graph refuses it: Graph sometimes answers 401 to a valid token, and only persistence tells.
+    fn renewable(&self) -> bool {
+        true
+    }
 }
 
 /// A fixed token (`ODBACKUP_ACCESS_TOKEN`): used as is, never refreshed.
@@ -105,11 +124,15 @@ impl TokenSource for StaticTokenSource {
     fn reject(&self, _rejected: &AccessToken) -> BoxFuture<'_, Result<(), AuthError>> {
         Box::pin(async {
             Err(AuthError::Rejected {
-                reason: "Graph answered 401 to the token from ODBACKUP_ACCESS_TOKEN, which is used as is and \
-                         cannot be refreshed"
+                reason: "Graph kept answering 401 to the token from ODBACKUP_ACCESS_TOKEN, which is used as is \
+                         and cannot be refreshed"
                     .to_owned(),
             })
         })
+    }
+
+    fn renewable(&self) -> bool {
+        false
     }
 }
 

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 
 use super::AccessToken;
 
-/// The global cloud's sign-in host; national clouds have their own (graph-notes §7).
+/// The global cloud's sign-in host; national clouds have their own
+/// (<https://learn.microsoft.com/en-us/graph/deployments>).
 pub const DEFAULT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 /// Personal and work/school accounts alike.
 pub const DEFAULT_TENANT: &str = "common";
@@ -97,10 +98,9 @@ impl AuthSettings {
              `client_id` in the config file"
         } else if self.tenant.is_empty() || self.tenant.contains(['/', '?', '#', ' ']) {
             "tenant must be `common`, `consumers`, `organizations`, or a tenant ID or domain"
-        } else if url::Url::parse(&self.login_base_url)
-            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-        {
-            "the sign-in URL (`auth_url`) must be an http(s) URL such as https://login.microsoftonline.com"
+        } else if crate::endpoint::check_credential_url("auth_url", &self.login_base_url).is_err() {
+            "the sign-in URL (`auth_url`) must be an https URL such as https://login.microsoftonline.com \
+             (plain http only for a loopback host: 127.0.0.1, ::1 or localhost)"
         } else if self.scopes.is_empty() {
             "no scopes configured: use the default `Files.Read.All offline_access User.Read`"
         } else {

@@ -10,7 +10,8 @@ use odbackup::auth::signin::{self, AuthSettings, BrowserLogin};
 use odbackup::auth::store::{StoredTokens, TokenStore};
 use odbackup::auth::{AuthError, StaticTokenSource};
 use odbackup::config::ConfigValues;
-use odbackup::graph::{DriveSelector, GraphClient, GraphOptions};
+use odbackup::drives::{DrivesOf, SITES_SCOPE};
+use odbackup::graph::{DriveSelector, GraphClient, GraphOptions, SiteRef};
 
 use super::render;
 use super::{AuthArgs, DriveArgs};
@@ -29,6 +30,8 @@ fn auth_settings(args: &AuthArgs, file: &ConfigValues) -> Result<AuthSettings, E
         settings.tenant = tenant;
     }
     if let Some(url) = args.auth_url.clone().or_else(|| file.auth_url.clone()) {
+        // Codes and refresh tokens go there: https, or plain http on this machine's loopback only.
+        odbackup::endpoint::check_credential_url("--auth-url", &url).map_err(Error::Usage)?;
         url.trim_end_matches('/')
             .clone_into(&mut settings.login_base_url);
     }
@@ -46,15 +49,33 @@ fn http() -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
 }
 
-/// `odbackup login`.
+/// `odbackup login`. With `sites` (or when the config file names a site), `Sites.Read.All` is asked for too:
+/// reading a SharePoint site needs it; with `write`, write access too, as `restore` needs.
 pub async fn login(
     args: &AuthArgs,
     browser: bool,
+    sites: bool,
+    write: bool,
     graph: GraphOptions,
     file: &ConfigValues,
     credentials: &Credentials,
 ) -> Result<(), Error> {
-    let settings = auth_settings(args, file)?;
+    let mut settings = auth_settings(args, file)?;
+    let has_sites = settings.scopes.iter().any(|s| {
+        let short = s.rsplit('/').next().unwrap_or(s);
+        short.len() > 6 && short[..6].eq_ignore_ascii_case("sites.")
+    });
+    if (sites || file.site.is_some()) && !has_sites {
+        if !sites {
+            render::say(&format!(
+                "The config file names a SharePoint site: asking for {SITES_SCOPE} too."
+            ));
+        }
+        settings.scopes.push(SITES_SCOPE.to_owned());
+    }
+    if write {
+        settings.scopes = odbackup::auth::write::with_write_scope(settings.scopes);
+    }
     let http = http()?;
     let tokens = if browser {
         let login = BrowserLogin::start(&settings)
@@ -138,27 +159,53 @@ pub async fn whoami(
     Ok(())
 }
 
-/// The drive selected by flags, else by the config file, else the user's own.
+/// The drive selected by flags, else by the config file, else the user's own. A flag naming the drive replaces
+/// what the config file names (a `--user` on the command line is not mixed with a `site` in the file).
 pub fn drive_selector(args: &DriveArgs, file: &ConfigValues) -> Result<DriveSelector, Error> {
-    let id = args.drive_id.clone().or_else(|| file.drive_id.clone());
-    let user = args.user.clone().or_else(|| file.user.clone());
-    let site = args.site.clone().or_else(|| file.site.clone());
+    let flagged = args.drive_id.is_some() || args.user.is_some() || args.site.is_some();
+    let (id, user, site, library) = if flagged {
+        (
+            args.drive_id.clone(),
+            args.user.clone(),
+            args.site.clone(),
+            args.library.clone(),
+        )
+    } else {
+        (
+            file.drive_id.clone(),
+            file.user.clone(),
+            file.site.clone(),
+            args.library.clone().or_else(|| file.library.clone()),
+        )
+    };
+    if library.is_some() && site.is_none() {
+        return Err(Error::Usage(
+            "--library names a document library of a SharePoint site: give the site with --site too (or \
+             `site` in the config file)"
+                .to_owned(),
+        ));
+    }
     match (id, user, site) {
         (None, None, None) => Ok(DriveSelector::Me),
-        (Some(id), None, None) => Ok(DriveSelector::Id(id.into())),
-        (None, Some(upn), None) => Ok(DriveSelector::User(upn)),
-        (None, None, Some(site)) => {
-            if !site.contains(':') {
-                return Err(Error::Usage(format!(
-                    "--site {site:?}: give the host and the site path, like contoso.sharepoint.com:/sites/Team"
-                )));
-            }
-            Ok(DriveSelector::Site(site))
-        }
+        (Some(id), None, None) => Ok(DriveSelector::Id(id.trim().to_owned().into())),
+        (None, Some(upn), None) => Ok(DriveSelector::User(upn.trim().to_owned())),
+        (None, None, Some(site)) => Ok(DriveSelector::Site {
+            site: SiteRef::parse(&site).map_err(Error::Usage)?,
+            library: library.map(|l| l.trim().to_owned()),
+        }),
         _ => Err(Error::Usage(
             "choose at most one of drive_id, user and site".to_owned(),
         )),
     }
+}
+
+/// Whose drives `odbackup drives` lists.
+pub fn drives_of(site: Option<&str>, user: Option<&str>) -> Result<DrivesOf, Error> {
+    Ok(match (site, user) {
+        (Some(site), _) => DrivesOf::Site(SiteRef::parse(site).map_err(Error::Usage)?),
+        (None, Some(user)) => DrivesOf::User(user.trim().to_owned()),
+        (None, None) => DrivesOf::Me,
+    })
 }
 
 /// Best effort: the URL is always printed, so a machine without a browser loses nothing.

@@ -1,6 +1,7 @@
 //! One function per subcommand: arguments → settings → `odbackup::app` → rendered output.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +33,8 @@ pub enum Outcome {
     Success,
     /// Some items failed; they are on record.
     SomeFailed,
-    /// The user interrupted the run.
-    Interrupted,
+    /// A signal stopped the run gracefully (its number: 2 for Ctrl-C, 15 SIGTERM, 1 SIGHUP); state was saved.
+    Interrupted(i32),
     /// A run-level error of this kind stopped it (already printed).
     Failed(ErrorKind),
 }
@@ -58,16 +59,37 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 auth,
                 browser,
                 graph_url,
+                sites,
+                write,
             } => {
                 let credentials = credentials(auth.account.as_ref(), &file);
                 account::login(
                     &auth,
                     browser,
+                    sites,
+                    write,
                     graph_options(graph_url.as_ref(), &file)?,
                     &file,
                     &credentials,
                 )
                 .await?;
+                Ok(Outcome::Success)
+            }
+            Command::Drives {
+                site,
+                user,
+                account,
+                graph_url,
+                json,
+            } => {
+                let of = account::drives_of(site.as_deref(), user.as_deref())?;
+                let drives = app::list_drives(
+                    graph_options(graph_url.as_ref(), &file)?,
+                    &credentials(account.as_ref(), &file),
+                    &of,
+                )
+                .await?;
+                render::drives(&drives, json);
                 Ok(Outcome::Success)
             }
             Command::Logout { account } => {
@@ -192,6 +214,43 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 render::status(&report, json);
                 Ok(Outcome::Success)
             }
+            Command::Restore {
+                from,
+                from_folder,
+                manifest,
+                to,
+                drive,
+                graph_url,
+                account,
+                filters,
+                on_conflict,
+                rename_invalid,
+                concurrency,
+                chunk_size,
+                dry_run,
+                json,
+            } => {
+                let request = RestoreRequest {
+                    from,
+                    from_folder,
+                    manifest,
+                    to,
+                    on_conflict,
+                    rename_invalid,
+                    concurrency,
+                    chunk_size,
+                    dry_run,
+                };
+                let settings = restore_settings(
+                    request,
+                    &drive,
+                    graph_url.as_ref(),
+                    account.as_ref(),
+                    &filters,
+                    &file,
+                )?;
+                run_restore(settings, json, quiet, verbose).await
+            }
             Command::Failures { dest, json } => {
                 let rows = app::failures(&manifest_path(&dest, &file)?)?;
                 render::failures(&rows, json);
@@ -232,19 +291,20 @@ async fn run_job(
 ) -> Result<Outcome, Error> {
     let settings = settings?;
     let cancel = CancellationToken::new();
-    spawn_interrupt_handler(cancel.clone());
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
     let display = progress::Display::new(quiet || json);
     // A dry run lists what it would fetch with -v (on stdout, unless stdout carries the JSON document).
     let list_planned = settings.dry_run && verbose > 0 && !json;
     let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
-    let summary = app::run(&settings, reporter, &cancel).await;
+    // Boxed: the run's future is large, and each command awaits it from its own future.
+    let summary = Box::pin(app::run(&settings, reporter, &cancel)).await;
     display.finish();
     let summary = summary?;
     render::summary(&summary, json);
-    Ok(outcome_of(&summary))
+    Ok(outcome_of(&summary, stopped_by.load(Ordering::SeqCst)))
 }
 
-fn outcome_of(summary: &RunSummary) -> Outcome {
+fn outcome_of(summary: &RunSummary, signal: i32) -> Outcome {
     if let Some(download) = &summary.download {
         if download.fatal_class.as_deref() == Some("auth") {
             return Outcome::Failed(ErrorKind::Auth);
@@ -254,7 +314,7 @@ fn outcome_of(summary: &RunSummary) -> Outcome {
         }
     }
     if summary.interrupted {
-        Outcome::Interrupted
+        Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
     } else if summary.all_done() {
         Outcome::Success
     } else {
@@ -262,22 +322,99 @@ fn outcome_of(summary: &RunSummary) -> Outcome {
     }
 }
 
-/// First Ctrl-C: stop scheduling, let in-flight transfers stop at a chunk boundary, record what finished.
-/// Second: leave at once (every manifest write is a transaction, so it stays consistent).
-fn spawn_interrupt_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
+/// Ctrl-C's signal number: the exit code of an interrupted run is 128 plus the signal's number.
+const SIGINT: i32 = 2;
+
+/// The first stop signal (Ctrl-C, `SIGTERM` from `systemctl stop`, `timeout` or `docker stop`, `SIGHUP` when the
+/// terminal goes away) stops scheduling; in-flight transfers stop at a chunk boundary and part files stay for the
+/// resume; the run's outcome is recorded and the listing's download URLs are cleared. A second signal leaves at
+/// once (every manifest write is a transaction, so it stays consistent). Returns where the first signal's number
+/// is kept, for the exit code (0 until one came).
+///
+/// The handlers are registered before this returns, so a signal from the moment the run starts is caught.
+fn spawn_interrupt_handler(cancel: CancellationToken) -> Arc<AtomicI32> {
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    let mut signals = match StopSignals::register() {
+        Ok(signals) => signals,
+        Err(err) => {
+            render::note(&format!(
+                "cannot catch stop signals ({err}): an interrupted run is resumed by the next one"
+            ));
+            return stopped_by;
         }
-        render::note(
-            "interrupted: finishing in-flight work and saving state (Ctrl-C again to quit at once)",
-        );
+    };
+    let kept = Arc::clone(&stopped_by);
+    tokio::spawn(async move {
+        let Some(signal) = signals.next().await else {
+            return;
+        };
+        kept.store(signal, Ordering::SeqCst);
+        render::note(&format!(
+            "{}: finishing in-flight work and saving state (send it again to quit at once)",
+            signal_name(signal)
+        ));
         cancel.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            render::note("interrupted again: quitting now; re-run the same command to resume");
-            std::process::exit(130);
+        if let Some(again) = signals.next().await {
+            render::note(&format!(
+                "{} again: quitting now; re-run the same command to resume",
+                signal_name(again)
+            ));
+            std::process::exit(128 + signal);
         }
     });
+    stopped_by
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "hang-up (SIGHUP)",
+        15 => "asked to stop (SIGTERM)",
+        _ => "interrupted",
+    }
+}
+
+/// The signals that stop a run.
+#[cfg(unix)]
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next stop signal's number.
+    async fn next(&mut self) -> Option<i32> {
+        tokio::select! {
+            s = self.interrupt.recv() => s.map(|()| SIGINT),
+            s = self.terminate.recv() => s.map(|()| 15),
+            s = self.hangup.recv() => s.map(|()| 1),
+        }
+    }
+}
+
+/// The signals that stop a run: Ctrl-C only off Unix.
+#[cfg(not(unix))]
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> Option<i32> {
+        tokio::signal::ctrl_c().await.ok().map(|()| SIGINT)
+    }
 }
 
 fn dest_of(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error> {
@@ -498,14 +635,8 @@ fn graph_options(flag: Option<&String>, file: &ConfigValues) -> Result<GraphOpti
         .cloned()
         .or_else(|| file.graph_url.clone())
         .unwrap_or_else(|| GraphOptions::default().base_url);
-    let url = url::Url::parse(&graph_url)
-        .map_err(|e| Error::Usage(format!("graph URL {graph_url:?} is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(Error::Usage(format!(
-            "graph URL must be http(s), not {}",
-            url.scheme()
-        )));
-    }
+    // The bearer token goes there: https, or plain http on this machine's loopback only.
+    odbackup::endpoint::check_credential_url("--graph-url", &graph_url).map_err(Error::Usage)?;
     Ok(GraphOptions {
         base_url: graph_url.trim_end_matches('/').to_owned(),
         ..GraphOptions::default()
@@ -520,4 +651,100 @@ fn bounded(key: &str, value: Option<usize>, default: usize) -> Result<usize, Err
             "{key} must be between 1 and 64, not {n}"
         ))),
     }
+}
+
+/// What `restore` was asked, before it is resolved against the config file.
+struct RestoreRequest {
+    from: Option<PathBuf>,
+    from_folder: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    to: String,
+    on_conflict: odbackup::restore::OnConflict,
+    rename_invalid: bool,
+    concurrency: Option<usize>,
+    chunk_size: Option<odbackup::filter::ByteSize>,
+    dry_run: bool,
+}
+
+fn restore_settings(
+    request: RestoreRequest,
+    drive: &super::DriveArgs,
+    graph_url: Option<&String>,
+    account: Option<&String>,
+    filters: &FilterArgs,
+    file: &ConfigValues,
+) -> Result<app::RestoreSettings, Error> {
+    use odbackup::restore::{RestoreOptions, RestoreSource, plan};
+    let source = match (request.from, request.from_folder) {
+        (Some(dest), None) => RestoreSource::Backup { dest },
+        (None, Some(dir)) => RestoreSource::Folder { dir },
+        _ => {
+            return Err(Error::Usage(
+                "give what to restore: --from DEST (a backup's destination) or --from-folder DIR"
+                    .to_owned(),
+            ));
+        }
+    };
+    let to = odbackup::crawl::normalize_remote_path(&request.to);
+    let segments: Vec<&str> = to.split('/').filter(|s| !s.is_empty()).collect();
+    if !segments.is_empty() {
+        // The folder itself must be one the service accepts (its files are judged as they are planned).
+        plan::place(&segments, true, "/", false, false)
+            .map_err(|refusal| Error::Usage(format!("--to {to:?}: {refusal}")))?;
+    }
+    let chunk_size = request
+        .chunk_size
+        .or(file.chunk_size)
+        .map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
+    let job = job_of(filters, &LayoutArgs { layout: None }, file, request.dry_run)?;
+    let manifest = request
+        .manifest
+        .unwrap_or_else(|| app::default_manifest_path(source.path()));
+    Ok(app::RestoreSettings {
+        manifest,
+        graph: graph_options(graph_url, file)?,
+        credentials: credentials(account, file),
+        drive: account::drive_selector(drive, file)?,
+        options: RestoreOptions {
+            source,
+            target_root: to,
+            on_conflict: request.on_conflict,
+            rename_invalid: request.rename_invalid,
+            filter: job.filter,
+            concurrency: bounded(
+                "concurrency",
+                request.concurrency.or(file.concurrency),
+                DEFAULT_CONCURRENCY,
+            )?,
+            fragment_size: plan::fragment_size(chunk_size),
+            dry_run: request.dry_run,
+        },
+    })
+}
+
+async fn run_restore(
+    settings: app::RestoreSettings,
+    json: bool,
+    quiet: bool,
+    verbose: u8,
+) -> Result<Outcome, Error> {
+    let cancel = CancellationToken::new();
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
+    let display = progress::Display::new(quiet || json);
+    let list_planned = settings.options.dry_run && verbose > 0 && !json;
+    let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
+    let summary = app::restore(&settings, reporter, &cancel).await;
+    display.finish();
+    let summary = summary?;
+    render::restore_summary(&summary, json);
+    Ok(match summary.fatal_class.as_deref() {
+        Some("auth" | "access_denied") => Outcome::Failed(ErrorKind::Auth),
+        Some(_) => Outcome::Failed(ErrorKind::Run),
+        None if summary.interrupted => {
+            let signal = stopped_by.load(Ordering::SeqCst);
+            Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
+        }
+        None if summary.all_done() => Outcome::Success,
+        None => Outcome::SomeFailed,
+    })
 }

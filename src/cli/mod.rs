@@ -17,7 +17,7 @@ use odbackup::filter::{ByteSize, DateBound, MediaSelection};
 use odbackup::localpath::Layout;
 
 pub use commands::{Outcome, load_config, run};
-pub use progress::LogWriter;
+pub use progress::{EscapedLog, LogWriter};
 pub use render::error as report_error;
 
 /// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,
@@ -48,7 +48,8 @@ pub struct Args {
 const EXIT_CODES: &str = "Exit codes: 0 everything wanted is on disk, verified by hash except files kept with a caveat \
 (counted in the summary, listed by `odbackup status`); 1 some items failed or a folder could not be listed \
 (see `odbackup failures` and `odbackup status`); 2 usage or configuration error; 3 sign-in needed or refused; 4 another run \
-holds the manifest; 5 the run could not go on (network, service, disk, manifest); 130 interrupted.";
+holds the manifest; 5 the run could not go on (network, service, disk, manifest); 130 interrupted by Ctrl-C, 143 by \
+SIGTERM, 129 by SIGHUP (128 + the signal: state is saved first, re-run the same command to resume).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -68,6 +69,13 @@ pub enum Command {
         /// Microsoft Graph base URL, to look up who signed in [default: https://graph.microsoft.com/v1.0].
         #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
         graph_url: Option<String>,
+        /// Also ask for Sites.Read.All, which SharePoint sites (--site) need (work accounts; added by itself
+        /// when the config file names a site).
+        #[arg(long)]
+        sites: bool,
+        /// Ask for write access too (Files.ReadWrite.All instead of Files.Read.All), as `restore` needs.
+        #[arg(long)]
+        write: bool,
     },
     /// Forget a stored sign-in.
     Logout {
@@ -84,6 +92,29 @@ pub enum Command {
         #[command(flatten)]
         drive: DriveArgs,
         /// Which stored sign-in [default: default].
+        #[arg(long, env = "ODBACKUP_ACCOUNT")]
+        account: Option<String>,
+        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
+        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+        graph_url: Option<String>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the drives you can back up: your own, another user's, or a SharePoint site's document libraries,
+    /// with their IDs, names, types and quotas.
+    #[command(
+        after_help = "Examples:\n  odbackup drives\n  odbackup drives --site https://contoso.sharepoint.com/sites/Team\n  \
+        odbackup drives --user adele@contoso.com --json\n\nBack one up with --drive-id ID, or with --site SITE --library NAME."
+    )]
+    Drives {
+        /// A SharePoint site's libraries: its address, host:/sites/Team or host,guid,guid.
+        #[arg(long, value_name = "SITE", conflicts_with = "user")]
+        site: Option<String>,
+        /// Another user's drives, by sign-in name.
+        #[arg(long, value_name = "UPN")]
+        user: Option<String>,
+        /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
         #[arg(long, env = "ODBACKUP_ACCOUNT")]
         account: Option<String>,
         /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
@@ -144,7 +175,8 @@ pub enum Command {
         odbackup backup --dest ~/CameraRoll --special cameraroll --concurrency 12\n  \
         odbackup backup --dest ~/Media --media all --layout date          # every photo and video, by month\n  \
         odbackup backup --dest ~/Phone --special cameraroll --ext heic,mp4 --since 2021-01-01\n  \
-        odbackup backup --dest ~/OneDriveBackup --exclude '*.tmp' --exclude /Archive --dry-run -v"
+        odbackup backup --dest ~/OneDriveBackup --exclude '*.tmp' --exclude /Archive --dry-run -v\n  \
+        odbackup backup --dest ~/Team --site https://contoso.sharepoint.com/sites/Team --library Archive"
     )]
     Backup {
         /// Where and which part of the drive.
@@ -229,6 +261,64 @@ pub enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+    /// Put a backup back on a OneDrive — the same account, another account, or another folder — under the
+    /// files' original names and folders, each verified by size and hash. Needs a sign-in that may write
+    /// (`odbackup login --write`). Re-run the same command to resume and to retry failures.
+    #[command(
+        after_help = "Examples:\n  odbackup restore --from ~/OneDriveBackup --dry-run -v\n  \
+        odbackup restore --from ~/OneDriveBackup --account family --to /From-Old-Account\n  \
+        odbackup restore --from ~/OneDriveBackup --include '/Pictures/**' --on-conflict rename\n  \
+        odbackup restore --from-folder ~/Pictures/Holiday --to /Pictures/Holiday --rename-invalid"
+    )]
+    Restore {
+        /// A backup's destination folder: its manifest knows every file's name and folder on the drive.
+        #[arg(long, value_name = "DEST", conflicts_with = "from_folder")]
+        from: Option<PathBuf>,
+        /// A plain folder to upload instead (no manifest): files go up under their local names.
+        #[arg(long, value_name = "DIR")]
+        from_folder: Option<PathBuf>,
+        /// Where the restore's state is kept [default: DEST/.odbackup/manifest.sqlite, or
+        /// DIR/.odbackup/manifest.sqlite for --from-folder].
+        #[arg(long, env = "ODBACKUP_MANIFEST", value_name = "PATH")]
+        manifest: Option<PathBuf>,
+        /// The folder of the target drive that the backup's paths go under (created if missing).
+        #[arg(long, value_name = "/REMOTE/FOLDER", default_value = "/")]
+        to: String,
+        /// Which drive to restore to.
+        #[command(flatten)]
+        drive: DriveArgs,
+        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
+        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+        graph_url: Option<String>,
+        /// Which stored sign-in to restore with (the target account) [default: default].
+        /// ODBACKUP_ACCESS_TOKEN, when set, is used instead.
+        #[arg(long, env = "ODBACKUP_ACCOUNT")]
+        account: Option<String>,
+        /// Which files go back (judged on the paths they had on the drive).
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// When the target has a different item of the same name: skip it (keep theirs), replace it, or
+        /// rename (keep both). The same size and hash count as already there, whatever this says.
+        #[arg(long, value_name = "skip|replace|rename", default_value = "skip")]
+        on_conflict: odbackup::restore::OnConflict,
+        /// Upload names OneDrive refuses (\" * : < > ? / \\ |, leading or trailing spaces, a trailing dot,
+        /// reserved names) under legal look-alikes instead of refusing them; each is reported.
+        #[arg(long)]
+        rename_invalid: bool,
+        /// Transfers at once.
+        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
+        concurrency: Option<usize>,
+        /// Upload files above 4 MiB in fragments of about SIZE (rounded down to a multiple of 320 KiB, at
+        /// most 60 MiB; the same setting as the download's pieces) [default: 32M].
+        #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
+        chunk_size: Option<ByteSize>,
+        /// Only say what would be uploaded (count and size; the list with -v); nothing is written.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the summary as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Every file that failed, with its error class, status code and message.
     #[command(
@@ -388,15 +478,19 @@ pub struct RemoteArgs {
 /// Which drive to back up: the signed-in user's own unless one of these says otherwise.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct DriveArgs {
-    /// A drive by ID.
+    /// A drive by ID (`odbackup drives` lists them).
     #[arg(long, value_name = "ID", conflicts_with_all = ["user", "site"])]
     pub drive_id: Option<String>,
     /// Another user's OneDrive (business), by sign-in name.
     #[arg(long, value_name = "UPN", conflicts_with = "site")]
     pub user: Option<String>,
-    /// A SharePoint site's default document library, as host:/sites/name.
+    /// A SharePoint site: its address (https://contoso.sharepoint.com/sites/Team), host:/sites/Team, or its ID
+    /// (host,guid,guid). Needs the Sites.Read.All permission (`odbackup login --sites`).
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
+    /// With --site: the document library to back up, by name [default: the site's default library].
+    #[arg(long, value_name = "NAME")]
+    pub library: Option<String>,
 }
 
 /// Sign-in settings.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use odbackup::progress::{Event, Reporter};
 
-use super::render::human_bytes;
+use super::render::{escape_for_terminal, human_bytes, terminal_safe};
 
 /// Every bar of the process hangs here, so log lines can be printed above them (see [`LogWriter`]).
 static BARS: LazyLock<MultiProgress> =
@@ -160,7 +160,11 @@ impl Bars {
             Event::FileFailed { path, class, .. } => {
                 self.files_failed.fetch_add(1, Ordering::Relaxed);
                 self.files_message();
-                self.files().println(format!("failed ({class}): {path}"));
+                self.files().println(format!(
+                    "failed ({}): {}",
+                    terminal_safe(class),
+                    terminal_safe(path)
+                ));
             }
             Event::Displaced { path, trash } => {
                 self.files().println(format!(
@@ -185,7 +189,12 @@ impl Reporter for RunReporter {
         if let (true, Event::Planned { path, bytes }) = (self.list_planned, event) {
             BARS.suspend(|| {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "would download {:>10}  {path}", human_bytes(*bytes));
+                let _ = writeln!(
+                    out,
+                    "would download {:>10}  {}",
+                    human_bytes(*bytes),
+                    terminal_safe(path)
+                );
             });
         }
     }
@@ -198,12 +207,54 @@ pub struct LogWriter;
 
 impl std::io::Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        BARS.suspend(|| std::io::stderr().lock().write_all(buf))?;
+        let line = escaped_log_line(buf);
+        BARS.suspend(|| std::io::stderr().lock().write_all(&line))?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+/// A log file's writer: each line escaped as on stderr (`tail -f` shows the file on a terminal).
+#[derive(Debug)]
+pub struct EscapedLog<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for EscapedLog<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(&escaped_log_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// One formatted log line (uncoloured: `main` turns the formatter's colours off). The formatter escapes
+/// control characters in a line's message only, not in its fields, which name remote paths: every control
+/// character and bidirectional override is escaped here but the line's tabs and final newline, so a name can
+/// neither command the terminal nor start a log line of its own.
+fn escaped_log_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    match std::str::from_utf8(buf) {
+        Ok(text) => {
+            let (body, end) = match text.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (text, ""),
+            };
+            match escape_for_terminal(body, |c| c == '\t') {
+                Cow::Borrowed(_) => Cow::Borrowed(buf),
+                Cow::Owned(safe) => Cow::Owned(format!("{safe}{end}").into_bytes()),
+            }
+        }
+        // Not UTF-8 (the formatter writes UTF-8): shown with the invalid bytes replaced, then escaped.
+        Err(_) => Cow::Owned(
+            escape_for_terminal(&String::from_utf8_lossy(buf), |c| c == '\t' || c == '\n')
+                .into_owned()
+                .into_bytes(),
+        ),
     }
 }
 

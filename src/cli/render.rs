@@ -1,5 +1,6 @@
 //! Human tables and `--json` documents for results, and error lines with what to do next.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -7,6 +8,44 @@ use odbackup::Error;
 use odbackup::app::RunSummary;
 use odbackup::browse::RemoteEntry;
 use odbackup::manifest::{FailureRow, StatusReport};
+
+/// Text that may hold a remote name (a file name, a path, a message quoting one, an owner's name), made safe to
+/// show on a terminal or in any human output: control characters (C0 including newline and tab, DEL, C1) and
+/// the Unicode bidirectional overrides, isolates and marks are shown as escapes (`\x1b`, `\u{202e}`). A name
+/// can then neither send the terminal commands (retitle the window, clear the screen, fake a line) nor make text
+/// read in another order than it is. `--json` output is left to serde, which escapes control characters itself
+/// and keeps the name exact. OneDrive names cannot hold `\`, so an escape is never ambiguous with a name.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape_for_terminal(text, |_| false)
+}
+
+/// [`terminal_safe`], keeping the characters `keep` says are the caller's own (a log line's colours: the log
+/// formatter has already escaped every ESC that came from a value).
+pub fn escape_for_terminal(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        !keep(c)
+            && (c.is_control()
+                || matches!(
+                    c,
+                    '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}'
+                        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                ))
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Print a run-level error: one line saying what failed, then its causes.
 pub fn error(err: &Error) {
@@ -20,7 +59,8 @@ pub fn error(err: &Error) {
         }
         source = cause.source();
     }
-    error_line(&line);
+    // Messages quote remote paths and the service's words.
+    error_line(&terminal_safe(&line));
 }
 
 /// Print one line to stderr.
@@ -97,6 +137,22 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             write!(out, ", not finished: re-run to resume")?;
         }
         writeln!(out)?;
+    }
+    if let Some(c) = &summary.crawl {
+        // Once per run and by name: not a failure, and nothing the user can fix from here.
+        for path in &c.inaccessible {
+            writeln!(
+                out,
+                "skipped {path}: OneDrive does not let apps list it (a Personal Vault)"
+            )?;
+        }
+        if c.incremental.is_some() && c.folders_unreadable > 0 {
+            writeln!(
+                out,
+                "{} folders moved into the backup could not be listed: re-run to list them again",
+                c.folders_unreadable
+            )?;
+        }
     }
     let idle = summary.download.as_ref().is_some_and(|d| {
         d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept + d.displaced
@@ -193,7 +249,7 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             writeln!(out, "  {n} failed: {class}")?;
         }
         if let Some(fatal) = &d.fatal {
-            writeln!(out, "stopped early: {fatal}")?;
+            writeln!(out, "stopped early: {}", terminal_safe(fatal))?;
             if d.fatal_class.as_deref() == Some("auth") {
                 writeln!(
                     out,
@@ -235,6 +291,110 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
     Ok(())
 }
 
+/// The end-of-restore summary.
+pub fn restore_summary(summary: &odbackup::restore::RestoreSummary, json: bool) {
+    if json {
+        print_json(summary);
+        return;
+    }
+    let _ = write_restore_summary(&mut std::io::stdout().lock(), summary);
+}
+
+fn write_restore_summary(
+    out: &mut impl std::io::Write,
+    s: &odbackup::restore::RestoreSummary,
+) -> std::io::Result<()> {
+    if s.dry_run {
+        writeln!(
+            out,
+            "dry run: would upload {} entries, {}, to {} on drive {} ({} put back by an earlier run); nothing was written",
+            s.planned,
+            human_bytes(s.planned_bytes),
+            s.target_root,
+            s.target_drive,
+            s.already_done
+        )?;
+    } else {
+        writeln!(
+            out,
+            "restore to {} on drive {}: {} uploaded ({} sent), {} already there, {} put back by an earlier run, {} failed",
+            s.target_root,
+            s.target_drive,
+            s.uploaded,
+            human_bytes(s.bytes_sent),
+            s.already_there,
+            s.already_done,
+            s.failed
+        )?;
+    }
+    if s.folders_created > 0 {
+        writeln!(out, "  {} folders created", s.folders_created)?;
+    }
+    if s.sessions_resumed > 0 {
+        writeln!(
+            out,
+            "  {} large uploads resumed where the service said (nothing sent twice)",
+            s.sessions_resumed
+        )?;
+    }
+    if s.skipped_existing > 0 {
+        writeln!(
+            out,
+            "  {} left because a different item has the name on the drive (--on-conflict replace or rename to change that)",
+            s.skipped_existing
+        )?;
+    }
+    if s.links_skipped > 0 {
+        writeln!(
+            out,
+            "  {} symbolic links or special files skipped (never followed)",
+            s.links_skipped
+        )?;
+    }
+    if s.refused > 0 {
+        writeln!(
+            out,
+            "  {} refused before upload (names OneDrive forbids, paths too long, files missing): see `odbackup failures`",
+            s.refused
+        )?;
+    }
+    if s.renamed > 0 {
+        writeln!(
+            out,
+            "  {} uploaded under a legal name (--rename-invalid):",
+            s.renamed
+        )?;
+        for r in &s.renamed_paths {
+            writeln!(out, "    {} → {}", r.from, r.to)?;
+        }
+    }
+    if s.excluded > 0 {
+        writeln!(out, "  {} files left out by the filters", s.excluded)?;
+    }
+    if s.throttled > 0 {
+        writeln!(
+            out,
+            "  throttled {} times by the service: waited {:.0}s in all, transfers at once lowered {} times (to {} at the fewest)",
+            s.throttled, s.throttle_wait_secs, s.concurrency_drops, s.concurrency_lowest
+        )?;
+    }
+    for (class, n) in &s.failures_by_class {
+        writeln!(out, "  {n} failed: {class}")?;
+    }
+    if let Some(fatal) = &s.fatal {
+        writeln!(out, "stopped early: {fatal}")?;
+    } else if s.interrupted {
+        writeln!(out, "interrupted: re-run the same command to resume")?;
+    }
+    if s.failed > 0 || s.refused > 0 {
+        writeln!(
+            out,
+            "see `odbackup failures` for details; re-run the same command to retry"
+        )?;
+    }
+    Ok(())
+}
+
 /// A line for the user on stdout.
 pub fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -250,18 +410,36 @@ pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "account:  {}", who.account);
-    let _ = writeln!(
-        out,
-        "user:     {}{}",
-        who.user.as_deref().unwrap_or("?"),
-        who.user_principal_name
-            .as_deref()
-            .map(|u| format!(" <{u}>"))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(out, "drive:    {} ({})", who.drive_id, who.drive_type);
+    if who.signed_in_user {
+        let _ = writeln!(
+            out,
+            "user:     {}{}",
+            terminal_safe(who.user.as_deref().unwrap_or("?")),
+            who.user_principal_name
+                .as_deref()
+                .map(|u| format!(" <{}>", terminal_safe(u)))
+                .unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "user:     none (the token has no signed-in user: an app-only token, or one without User.Read)"
+        );
+    }
+    if let (Some(id), Some(kind)) = (&who.drive_id, &who.drive_type) {
+        let _ = writeln!(
+            out,
+            "drive:    {} ({}{})",
+            terminal_safe(id),
+            terminal_safe(kind),
+            who.drive_name
+                .as_deref()
+                .map(|n| format!(", {}", terminal_safe(n)))
+                .unwrap_or_default()
+        );
+    }
     if let Some(owner) = &who.owner {
-        let _ = writeln!(out, "owner:    {owner}");
+        let _ = writeln!(out, "owner:    {}", terminal_safe(owner));
     }
     if let (Some(used), Some(total)) = (who.quota_used, who.quota_total) {
         let _ = writeln!(
@@ -271,6 +449,46 @@ pub fn whoami(who: &odbackup::app::WhoAmI, json: bool) {
             human_bytes(total)
         );
     }
+    if let Some(note) = &who.note {
+        let _ = writeln!(out, "note:     {}", terminal_safe(note));
+    }
+}
+
+/// `odbackup drives`: one line per drive (name, type, quota, ID), then how to back one up.
+pub fn drives(drives: &[odbackup::drives::DriveInfo], json: bool) {
+    if json {
+        print_json(&drives);
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if drives.is_empty() {
+        let _ = writeln!(out, "no drives");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<16} {:>22}  ID",
+        "NAME", "TYPE", "USED / TOTAL"
+    );
+    for d in drives {
+        let quota = match (d.quota_used, d.quota_total) {
+            (Some(used), Some(total)) => format!("{} / {}", human_bytes(used), human_bytes(total)),
+            (Some(used), None) => human_bytes(used),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} {:>22}  {}",
+            terminal_safe(d.name.as_deref().unwrap_or("?")),
+            terminal_safe(&d.drive_type),
+            quota,
+            terminal_safe(&d.id)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "back one up with --drive-id ID (or, for a site's library, --site SITE --library NAME)"
+    );
 }
 
 /// `odbackup status`.
@@ -291,7 +509,7 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
                 c.total, c.done, c.pending, c.failed, c.skipped
             )
         };
-    writeln!(out, "manifest {}", report.manifest)?;
+    writeln!(out, "manifest {}", terminal_safe(&report.manifest))?;
     counts(out, "folders", &report.folders)?;
     counts(out, "files", &report.files)?;
     let b = &report.bytes;
@@ -343,14 +561,37 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             (Some(at), Some(n)) => writeln!(
                 out,
                 "last incremental ({}): {at}, {n} changes applied",
-                inc.scope
+                terminal_safe(&inc.scope)
             )?,
             _ if inc.ready => writeln!(
                 out,
                 "incremental ({}): ready; the next run asks only for changes",
-                inc.scope
+                terminal_safe(&inc.scope)
             )?,
             _ => {}
+        }
+    }
+    for r in &report.restores {
+        writeln!(
+            out,
+            "restored to {} on drive {}: {} of {} files done ({} of {}), {} pending, {} failed, {} skipped; {} of {} folders",
+            r.root_path,
+            r.drive_id,
+            r.files.done,
+            r.files.total,
+            human_bytes(r.bytes.done),
+            human_bytes(r.bytes.total),
+            r.files.pending,
+            r.files.failed,
+            r.files.skipped,
+            r.folders.done,
+            r.folders.total
+        )?;
+        for c in &r.failed_by_class {
+            writeln!(out, "  restore failed ({}): {}", c.key, c.count)?;
+        }
+        for c in &r.skipped_by_reason {
+            writeln!(out, "  restore skipped ({}): {}", c.key, c.count)?;
         }
     }
     match &report.last_run {
@@ -385,16 +626,23 @@ pub fn failures(rows: &[FailureRow], json: bool) {
         let status = row
             .http_status
             .map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let path = match &row.source {
+            Some(source) => format!("restore {source} → {}", row.remote_path),
+            None => row.remote_path.clone(),
+        };
         let _ = writeln!(
             out,
             "{:<16} {:>6} {:>8}  {}",
-            row.class, status, row.attempts, row.remote_path
+            row.class,
+            status,
+            row.attempts,
+            terminal_safe(&path)
         );
-        let _ = writeln!(out, "{:<33}  {}", "", row.message);
+        let _ = writeln!(out, "{:<33}  {}", "", terminal_safe(&row.message));
     }
     let _ = writeln!(
         out,
-        "{} failed; re-run the same backup or download command to retry them",
+        "{} failed; re-run the same backup, download or restore command to retry them",
         rows.len()
     );
 }
@@ -435,8 +683,8 @@ pub fn listing(entries: &[RemoteEntry], json: bool) {
             "{:<7} {:>10}  {:<16}  {}{}",
             e.kind,
             e.size.map_or_else(|| "-".to_owned(), human_bytes),
-            e.modified.as_deref().map(short_time).unwrap_or_default(),
-            e.name,
+            terminal_safe(&e.modified.as_deref().map(short_time).unwrap_or_default()),
+            terminal_safe(&e.name),
             if e.kind == "folder" { "/" } else { "" }
         );
     }
@@ -466,7 +714,7 @@ impl Tree {
         if !json {
             say(&format!(
                 "{}  ({})",
-                top.path,
+                terminal_safe(&top.path),
                 top.size.map_or_else(|| "?".to_owned(), human_bytes)
             ));
         }
@@ -489,7 +737,7 @@ impl Tree {
             line.push_str(if last { "    " } else { "│   " });
         }
         line.push_str(if e.last { "└── " } else { "├── " });
-        line.push_str(&e.name);
+        line.push_str(&terminal_safe(&e.name));
         let size = e.size.map_or_else(|| "?".to_owned(), human_bytes);
         let _ = match (e.kind, e.children) {
             ("folder", Some(n)) => write!(line, "/  ({size}, {n} items)"),
@@ -505,5 +753,30 @@ impl Tree {
         if self.json {
             print_json(&self.entries);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_command_the_terminal_are_shown_escaped() {
+        let cases = [
+            ("IMG_0001.jpg", "IMG_0001.jpg"),
+            ("Ünïcødé 写真 🎉.jpg", "Ünïcødé 写真 🎉.jpg"),
+            ("\u{1b}]0;pwned\u{7}.txt", "\\x1b]0;pwned\\x07.txt"),
+            ("clear\u{1b}[2J\u{1b}[H.txt", "clear\\x1b[2J\\x1b[H.txt"),
+            ("line\nbreak\r\t.txt", "line\\x0abreak\\x0d\\x09.txt"),
+            ("del\u{7f}.txt", "del\\x7f.txt"),
+            ("c1\u{9b}31m.txt", "c1\\u{009b}31m.txt"),
+            ("invoice\u{202e}fdp.exe", "invoice\\u{202e}fdp.exe"),
+            ("iso\u{2066}late\u{2069}", "iso\\u{2066}late\\u{2069}"),
+            ("nul\u{0}", "nul\\x00"),
+        ];
+        for (name, shown) in cases {
+            assert_eq!(terminal_safe(name), shown, "{name:?}");
+        }
+        assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
     }
 }

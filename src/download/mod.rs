@@ -1,11 +1,10 @@
 //! The downloader: fetch every wanted file of the manifest into the destination, at most `concurrency` at
-//! once (fewer for a while after the service throttles: `adaptive.rs`), each verified, each outcome recorded.
+//! once (fewer for a while after the service throttles: `crate::adaptive`), each verified, each outcome recorded.
 //!
 //! It pages through the manifest by row id (never loading it whole), so it can start while the crawler is
 //! still listing: when it runs out of rows it waits for the crawler's next committed page. It knows nothing
 //! of how items were found, and never prints.
 
-mod adaptive;
 mod chunks;
 mod plan;
 mod ranged;
@@ -19,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::adaptive;
 use crate::crawl::CrawlProgress;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;

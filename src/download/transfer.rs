@@ -17,13 +17,13 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::DownloadPolicy;
-use super::adaptive::AdaptiveLimit;
 use super::chunks;
 use super::plan::{
     Action, Earlier, Judgement, ListedUrlLifetime, LocalState, allowed_length, classify, judge,
     plan,
 };
 use super::ranged::Ranged;
+use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
 use crate::graph::{ContentSource, DownloadUrl, GraphClient, GraphError};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};

@@ -102,6 +102,30 @@ pub enum GraphError {
         /// The content's size, from `Content-Range: bytes */total`.
         total: Option<u64>,
     },
+    /// A site has no document library of the name asked for.
+    #[error("site {site} has no document library called {library:?}; it has: {}", known.join(", "))]
+    NoSuchLibrary {
+        /// The site, as named.
+        site: String,
+        /// The name asked for.
+        library: String,
+        /// The names of the libraries it has.
+        known: Vec<String>,
+    },
+    /// The upload session is gone (HTTP 404 on its URL: expired, cancelled, or never known): the upload starts
+    /// over with a new session, as the service asks. Not a failure of the file.
+    #[error("the upload session expired or is gone (HTTP 404); the upload starts over")]
+    UploadSessionGone,
+    /// The upload host refused a fragment's range (HTTP 416): it already has those bytes, or expects others
+    /// first. Ask the session's status and go on from there.
+    #[error("the upload host refused the fragment from byte {start} (HTTP 416{}); resuming where the service says",
+        code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    FragmentRefused {
+        /// The fragment's first byte.
+        start: u64,
+        /// `fragmentOverlap`, `fragmentOutOfOrder`, … when the body said.
+        code: Option<String>,
+    },
     /// A delta link is no longer valid (HTTP 410): list everything again and reconcile.
     #[error("{what}: the saved change link expired (HTTP 410{}); a full re-listing is needed",
         code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
@@ -156,7 +180,10 @@ impl GraphError {
         match self {
             GraphError::Http(e) => Some(e.status),
             GraphError::DownloadUrlExpired { status, .. } => Some(*status),
-            GraphError::RangeNotSatisfiable { .. } => Some(416),
+            GraphError::RangeNotSatisfiable { .. } | GraphError::FragmentRefused { .. } => {
+                Some(416)
+            }
+            GraphError::UploadSessionGone => Some(404),
             GraphError::ResyncRequired { .. } => Some(410),
             _ => None,
         }

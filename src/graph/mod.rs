@@ -13,16 +13,19 @@
 //!
 //! Every JSON call and the headers of every download go through one policy (`retry.rs`): 429/503 honour
 //! `Retry-After` and pause the whole client; other 5xx, timeouts and resets back off with full jitter; a 401
-//! refreshes the token once; other 4xx fail at once.
+//! renews the token once, and a 401 to a fresh token backs off a few times before it counts as a refused
+//! sign-in; other 4xx fail at once.
 
 mod content;
 mod error;
 mod model;
 mod paging;
 mod retry;
+mod sites;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,8 +41,15 @@ pub use model::{
     ItemReference, MalwareFacet, PackageFacet, PhotoFacet, Quota, RemoteItem, RootFacet,
     SpecialFolder, User, VideoFacet,
 };
-pub use paging::{ITEM_SELECT, PAGE_SIZE, Page};
+pub use paging::{
+    ITEM_SELECT, MAX_PAGES_WITHOUT_PROGRESS, NoProgress, PAGE_SIZE, Page, PagingGuard,
+};
 pub use retry::{Outcome, Pace, RetryPolicy};
+pub use sites::{Site, SiteRef};
+pub use upload::{
+    ConflictBehavior, FragmentBody, FragmentOutcome, SessionStatus, UploadProperties,
+    UploadSession, UploadUrl, is_name_taken, is_quota,
+};
 
 use crate::auth::TokenSource;
 use crate::ids::{DriveId, ItemId};
@@ -85,6 +95,8 @@ pub struct GraphOptions {
     pub default_throttle_pause: Duration,
     /// A `Retry-After` longer than this fails the request instead of stalling the run.
     pub max_retry_after: Duration,
+    /// Attempts with a fresh token that may answer 401 before the sign-in counts as refused.
+    pub max_unauthorized_attempts: u32,
 }
 
 impl Default for GraphOptions {
@@ -103,6 +115,7 @@ impl Default for GraphOptions {
             max_backoff: retry.max_backoff,
             default_throttle_pause: retry.default_throttle_pause,
             max_retry_after: retry.max_retry_after,
+            max_unauthorized_attempts: retry.max_unauthorized_attempts,
         }
     }
 }
@@ -118,6 +131,7 @@ impl GraphOptions {
             max_backoff: self.max_backoff,
             default_throttle_pause: self.default_throttle_pause,
             max_retry_after: self.max_retry_after,
+            max_unauthorized_attempts: self.max_unauthorized_attempts.max(1),
         }
     }
 }
@@ -147,8 +161,13 @@ pub enum DriveSelector {
     Id(DriveId),
     /// A user's `OneDrive`, by UPN or ID (`/users/{upn}/drive`).
     User(String),
-    /// A `SharePoint` site's default document library: `host:/sites/name` (or a site ID).
-    Site(String),
+    /// A `SharePoint` site's document library: its default one, or the one called `library`.
+    Site {
+        /// The site.
+        site: SiteRef,
+        /// The library's name (`Documents`, `Archive`); `None` for the default one.
+        library: Option<String>,
+    },
 }
 
 /// Called with the end of a throttle pause (wall clock) whenever one starts or is extended.
@@ -239,14 +258,9 @@ impl GraphClient {
     /// [`GraphError::Setup`] when the base URL is not an http(s) URL with a host.
     pub fn new(options: GraphOptions, tokens: Arc<dyn TokenSource>) -> Result<Self, GraphError> {
         let trimmed = options.base_url.trim_end_matches('/');
-        let base = url::Url::parse(trimmed).map_err(|e| GraphError::Setup {
-            reason: format!("the Graph URL {trimmed:?} is not a URL: {e}"),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(GraphError::Setup {
-                reason: format!("the Graph URL {trimmed:?} must be http(s) with a host"),
-            });
-        }
+        // Every request carries the bearer token: never in clear beyond this machine.
+        let base = crate::endpoint::check_credential_url("the Graph URL", trimmed)
+            .map_err(|reason| GraphError::Setup { reason })?;
         let build = |redirects: reqwest::redirect::Policy| {
             reqwest::Client::builder()
                 .user_agent(options.user_agent.clone())
@@ -310,7 +324,8 @@ impl GraphClient {
             .await
     }
 
-    /// A drive: the user's own, one by ID, a user's, or a site's default library (found by path first).
+    /// A drive: the user's own, one by ID, a user's, or a site's library (the site found first; a library named
+    /// by its name is picked from the site's list).
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-get> and
     /// <https://learn.microsoft.com/en-us/graph/api/site-getbypath>.
     #[tracing::instrument(skip_all, fields(drive = ?selector))]
@@ -325,21 +340,23 @@ impl GraphClient {
                 format!("reading the drive of user {upn}"),
                 format!("/users/{}/drive", encode_id(upn)),
             ),
-            DriveSelector::Site(site) => {
-                let site_path = match site.split_once(':') {
-                    Some((host, path)) if !encode_path(path).is_empty() => {
-                        format!("/sites/{}:{}", encode_id(host), encode_path(path))
-                    }
-                    Some((host, _)) => format!("/sites/{}", encode_id(host)),
-                    None => format!("/sites/{}", encode_id(site)),
+            DriveSelector::Site { site, library } => {
+                let found = self.site(site).await?;
+                let Some(library) = library else {
+                    return self.site_drive(&found).await;
                 };
-                let found: model::RawSite = self
-                    .get_json(&format!("finding the site {site}"), &self.url(&site_path))
-                    .await?;
-                (
-                    format!("reading the document library of site {site}"),
-                    format!("/sites/{}/drive", encode_id(&found.id)),
-                )
+                let drives = self.site_drives(&found).await?;
+                return match drives.iter().position(|d| d.is_called(library)) {
+                    Some(i) => Ok(drives.into_iter().nth(i).expect("found above")),
+                    None => Err(GraphError::NoSuchLibrary {
+                        site: site.to_string(),
+                        library: library.clone(),
+                        known: drives
+                            .iter()
+                            .map(|d| d.name.clone().unwrap_or_else(|| d.id.to_string()))
+                            .collect(),
+                    }),
+                };
             }
         };
         let raw: model::RawDrive = self.get_json(&what, &self.url(&path)).await?;

@@ -205,10 +205,31 @@ pub struct Drive {
     pub id: DriveId,
     /// `personal`, `business` or `documentLibrary` (`unknown` if the service did not say).
     pub drive_type: String,
+    /// Its name: `OneDrive`, or a library's (`Documents`).
+    pub name: Option<String>,
     /// The owner's display name (a user, group or application).
     pub owner: Option<String>,
     /// Storage quota.
     pub quota: Option<Quota>,
+    /// Its address in a browser.
+    pub web_url: Option<String>,
+}
+
+impl Drive {
+    /// Whether the user's `name` for a library means this drive: its name, or the last segment of its address
+    /// (a library shown as "Documents" lives at `…/Shared Documents`), ignoring case.
+    pub fn is_called(&self, name: &str) -> bool {
+        let name = name.trim();
+        self.name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            || self
+                .web_url
+                .as_deref()
+                .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+                .map(|last| percent_encoding::percent_decode_str(last).decode_utf8_lossy())
+                .is_some_and(|last| last.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Storage quota.
@@ -243,8 +264,10 @@ pub struct User {
 pub(super) struct RawDrive {
     pub id: DriveId,
     pub drive_type: Option<String>,
+    pub name: Option<String>,
     pub owner: Option<serde_json::Value>,
     pub quota: Option<Quota>,
+    pub web_url: Option<String>,
 }
 
 impl From<RawDrive> for Drive {
@@ -258,16 +281,12 @@ impl From<RawDrive> for Drive {
         Drive {
             id: raw.id,
             drive_type: raw.drive_type.unwrap_or_else(|| "unknown".to_owned()),
+            name: raw.name,
             owner,
             quota: raw.quota,
+            web_url: raw.web_url,
         }
     }
-}
-
-/// A site, only to find its drive.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawSite {
-    pub id: String,
 }
 
 #[cfg(test)]

@@ -49,6 +49,65 @@ impl Page {
     }
 }
 
+/// Pages in a row that bring no item the listing has not already shown before it is given up. Small: a
+/// listing that makes progress brings new items on almost every page, and each stalled page is a request.
+pub const MAX_PAGES_WITHOUT_PROGRESS: u32 = 3;
+
+/// Watches one listing (a folder's children, a delta round or enumeration) for a service that makes no
+/// progress, so every paging loop ends within a bounded number of requests: a nextLink that points back at the
+/// page that carried it or at an earlier one (the same `@odata.nextLink` with the same items again was seen,
+/// onedrive-api-docs #1431, microsoft-graph-docs #2749), and pages that bring nothing new but point on (rclone
+/// ends a listing at the first empty page).
+#[derive(Debug, Default)]
+pub struct PagingGuard {
+    followed: std::collections::HashSet<String>,
+    /// Hashes of the canonical IDs seen: a listing of 100,000 items costs 800 KB, not the IDs themselves.
+    seen: std::collections::HashSet<u64>,
+    stalled: u32,
+}
+
+/// Why a listing was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoProgress {
+    /// A nextLink points at a page already asked for.
+    #[error("the service's next page link points back at a page it already sent")]
+    RepeatedLink,
+    /// Several pages in a row brought no item not seen before, and still point on.
+    #[error("{MAX_PAGES_WITHOUT_PROGRESS} pages in a row brought nothing new and still pointed on")]
+    NothingNew,
+}
+
+impl PagingGuard {
+    /// A link about to be asked for (the first one too, when it is a saved cursor).
+    pub fn follow(&mut self, link: &str) {
+        self.followed.insert(link.to_owned());
+    }
+
+    /// Judge a page that just arrived, before its nextLink is followed.
+    ///
+    /// # Errors
+    /// [`NoProgress`] when the listing should end here.
+    pub fn check(&mut self, page: &Page) -> Result<(), NoProgress> {
+        let mut fresh = false;
+        for item in &page.value {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&item.id, &mut hasher);
+            fresh |= self.seen.insert(std::hash::Hasher::finish(&hasher));
+        }
+        self.stalled = if fresh { 0 } else { self.stalled + 1 };
+        let Some(next) = &page.next_link else {
+            return Ok(());
+        };
+        if self.followed.contains(next) {
+            return Err(NoProgress::RepeatedLink);
+        }
+        if self.stalled >= MAX_PAGES_WITHOUT_PROGRESS {
+            return Err(NoProgress::NothingNew);
+        }
+        Ok(())
+    }
+}
+
 /// Check that `link` has the scheme, host and port of `base`; the link itself is returned untouched.
 pub(super) fn same_origin(base: &url::Url, link: &str) -> Result<url::Url, GraphError> {
     let parsed = url::Url::parse(link).map_err(|e| GraphError::Unexpected {
@@ -108,6 +167,58 @@ mod tests {
             same_origin(&base, "/v1.0/relative"),
             Err(GraphError::Unexpected { .. })
         ));
+    }
+
+    fn page(ids: &[&str], next: Option<&str>) -> Page {
+        let value: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::json!({ "id": id }))
+            .collect();
+        serde_json::from_value(serde_json::json!({ "value": value, "@odata.nextLink": next }))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_listing_that_points_back_or_brings_nothing_new_is_given_up_within_a_few_pages() {
+        // A link back at the page that carried it.
+        let mut g = PagingGuard::default();
+        g.follow("L1");
+        assert_eq!(
+            g.check(&page(&["a"], Some("L1"))),
+            Err(NoProgress::RepeatedLink)
+        );
+        // A link back at an earlier page.
+        let mut g = PagingGuard::default();
+        assert_eq!(g.check(&page(&["a"], Some("L1"))), Ok(()));
+        g.follow("L1");
+        assert_eq!(g.check(&page(&["b"], Some("L2"))), Ok(()));
+        g.follow("L2");
+        assert_eq!(
+            g.check(&page(&["c"], Some("L1"))),
+            Err(NoProgress::RepeatedLink)
+        );
+        // Empty pages, or the same items again, under ever new links.
+        let mut g = PagingGuard::default();
+        assert_eq!(g.check(&page(&["a", "b"], Some("L1"))), Ok(()));
+        assert_eq!(g.check(&page(&[], Some("L2"))), Ok(()));
+        assert_eq!(
+            g.check(&page(&["A"], Some("L3"))),
+            Ok(()),
+            "IDs compare canonically only for personal shapes"
+        );
+        assert_eq!(g.check(&page(&["a"], Some("L4"))), Ok(()));
+        assert_eq!(g.check(&page(&[], Some("L5"))), Ok(()));
+        assert_eq!(
+            g.check(&page(&["b"], Some("L6"))),
+            Err(NoProgress::NothingNew)
+        );
+        // Progress resets the count; the last page may be empty.
+        let mut g = PagingGuard::default();
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            assert_eq!(g.check(&page(&[id], Some(&format!("L{i}")))), Ok(()));
+            assert_eq!(g.check(&page(&[], Some(&format!("E{i}")))), Ok(()));
+        }
+        assert_eq!(g.check(&page(&[], None)), Ok(()));
     }
 
     #[test]

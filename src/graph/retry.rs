@@ -25,9 +25,14 @@ pub enum Outcome {
     /// The host could not be reached at all (refused, DNS, TLS): worth a couple of quick retries for a
     /// flapping network, not a long wait on a wrong `--graph-url`.
     Unreachable,
-    /// 401: the token was refused. Worth one retry with a fresh token, never two.
+    /// 401: the token was refused. An expired or revoked token is renewed once and tried again; a 401 to a
+    /// token that is fresh (just renewed, or one that cannot be renewed) is retried with backoff a few times,
+    /// since Graph sometimes answers 401 `InvalidAuthenticationToken` to a valid token ("Unable to initialize
+    /// RPS", <https://github.com/OneDrive/onedrive-api-docs/issues/1489>; rclone retries it,
+    /// <https://github.com/rclone/rclone/pull/5273>). Only a 401 that persists is a sign-in failure. Decided by
+    /// status and attempts, never by the message.
     Unauthorized {
-        /// Whether the token was already refreshed for this request.
+        /// Whether the token is fresh: already renewed for this request, or not renewable at all.
         refreshed: bool,
     },
     /// Anything else (403, 404, 400, 501…): retrying cannot help.
@@ -52,6 +57,9 @@ pub struct RetryPolicy {
     pub default_throttle_pause: Duration,
     /// A `Retry-After` longer than this is not waited out: the request fails and says when to try again.
     pub max_retry_after: Duration,
+    /// Attempts with a fresh token (just renewed, or one that cannot be renewed) that may answer 401 before the
+    /// sign-in counts as refused.
+    pub max_unauthorized_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -64,6 +72,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(30),
             default_throttle_pause: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(15 * 60),
+            max_unauthorized_attempts: 4,
         }
     }
 }
@@ -78,8 +87,14 @@ impl RetryPolicy {
     /// long.
     pub fn next_delay(&self, attempt: u32, outcome: &Outcome, jitter: f64) -> Option<Duration> {
         match *outcome {
-            Outcome::Permanent | Outcome::Unauthorized { refreshed: true } => None,
+            Outcome::Permanent => None,
+            // Renew the token, then try again at once.
             Outcome::Unauthorized { refreshed: false } => Some(Duration::ZERO),
+            Outcome::Unauthorized { refreshed: true }
+                if attempt >= self.max_unauthorized_attempts =>
+            {
+                None
+            }
             Outcome::Throttled { retry_after } => {
                 if attempt >= self.max_throttled_attempts {
                     return None;
@@ -91,7 +106,10 @@ impl RetryPolicy {
                 }
             }
             Outcome::Unreachable if attempt >= self.max_connect_attempts => None,
-            Outcome::ServerError | Outcome::Network | Outcome::Unreachable => {
+            Outcome::ServerError
+            | Outcome::Network
+            | Outcome::Unreachable
+            | Outcome::Unauthorized { refreshed: true } => {
                 if attempt >= self.max_attempts {
                     return None;
                 }
@@ -123,6 +141,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    // Not what RFC 9110 allows, but a fraction of a second is a plain reading of it; round up so the wait is
+    // never shorter than asked.
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0).ceil()));
+    }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
     Some(Duration::from_secs(secs as u64))
@@ -132,7 +156,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Resource units one request is assumed to cost when spreading what is left of a budget: a children page
-/// costs 2, an item or a download 1 (graph-notes §5 "assume about 2 RU per request"), so this errs slow.
+/// costs 2, an item or a download 1 (`SharePoint`'s resource-unit table,
+/// <https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>:
+/// about 2 units per request is the safe assumption), so this errs slow.
 const UNITS_PER_REQUEST: u64 = 2;
 
 /// What `RateLimit-*` headers ask of the client.
@@ -291,7 +317,20 @@ mod tests {
                 0.5,
                 Some(s(0)),
             ),
-            (1, Outcome::Unauthorized { refreshed: true }, 0.5, None),
+            // A 401 to a fresh token backs off like a server error, four attempts in all.
+            (
+                1,
+                Outcome::Unauthorized { refreshed: true },
+                1.0,
+                Some(s(1)),
+            ),
+            (
+                3,
+                Outcome::Unauthorized { refreshed: true },
+                1.0,
+                Some(s(4)),
+            ),
+            (4, Outcome::Unauthorized { refreshed: true }, 0.5, None),
             (1, Outcome::ServerError, 1.0, Some(s(1))),
             (
                 1,
@@ -371,6 +410,8 @@ mod tests {
         assert!(parsed >= s(98) && parsed <= s(100), "{parsed:?}");
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
+        assert_eq!(parse_retry_after("2.5"), Some(s(3)));
+        assert_eq!(parse_retry_after("NaN"), None);
     }
 
     #[test]

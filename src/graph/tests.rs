@@ -443,9 +443,9 @@ async fn a_401_refreshes_the_token_once_and_retries() {
 }
 
 #[tokio::test]
-async fn a_second_401_is_an_auth_error_not_a_loop() {
+async fn a_401_that_persists_after_one_refresh_is_a_refused_sign_in_after_a_few_attempts() {
     let body = r#"{"error":{"code":"InvalidAuthenticationToken","message":"nope"}}"#;
-    let server = serve(vec![answer(401).json(body); 3]).await;
+    let server = serve(vec![answer(401).json(body); 8]).await;
     let tokens = rotating();
     let graph = client(&server, tokens.clone());
     let err = graph
@@ -453,22 +453,82 @@ async fn a_second_401_is_an_auth_error_not_a_loop() {
         .await
         .unwrap_err();
     assert!(
-        err.is_auth() && err.has_code("invalidauthenticationtoken"),
+        err.is_auth() && matches!(err, GraphError::Auth(AuthError::StillRefused { .. })),
         "{err}"
     );
+    let text = err.to_string();
+    assert!(
+        text.contains("odbackup login") && text.contains("InvalidAuthenticationToken"),
+        "{text}"
+    );
+    assert_eq!(
+        tokens.rejects.load(Ordering::SeqCst),
+        1,
+        "one refresh, not a loop"
+    );
+    let attempts = RetryPolicy::default().max_unauthorized_attempts;
+    assert_eq!(graph.stats().requests, 1 + u64::from(attempts));
+}
+
+#[tokio::test]
+async fn a_401_to_a_freshly_refreshed_token_is_retried_with_backoff() {
+    let body =
+        r#"{"error":{"code":"InvalidAuthenticationToken","message":"Unable to initialize RPS"}}"#;
+    let server = serve(vec![
+        answer(401).json(body),
+        answer(401).json(body),
+        answer(401).json(body),
+        answer(200).json(PAGE),
+    ])
+    .await;
+    let tokens = rotating();
+    let graph = client(&server, tokens.clone());
+    graph
+        .children(&drive(), &ItemId::from("x"), None)
+        .await
+        .unwrap();
     assert_eq!(tokens.rejects.load(Ordering::SeqCst), 1);
-    assert_eq!(graph.stats().requests, 2);
+    let seen = server.seen();
+    assert_eq!(seen[0].header("authorization"), Some("Bearer t1"));
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|s| s.header("authorization") == Some("Bearer t2"))
+    );
+}
+
+#[tokio::test]
+async fn a_transient_401_to_a_static_token_is_retried_as_it_is() {
+    let body =
+        r#"{"error":{"code":"InvalidAuthenticationToken","message":"Unable to initialize RPS"}}"#;
+    let server = serve(vec![
+        answer(401).json(body),
+        answer(401).json(body),
+        answer(200).json(PAGE),
+    ])
+    .await;
+    let graph = client(&server, Arc::new(StaticTokenSource::new("static".into())));
+    graph
+        .children(&drive(), &ItemId::from("x"), None)
+        .await
+        .unwrap();
+    assert_eq!(graph.stats().requests, 3);
 }
 
 #[tokio::test]
 async fn a_refused_static_token_tells_the_user_what_to_do() {
-    let server = serve(vec![answer(401)]).await;
+    let server = serve(vec![answer(401); 4]).await;
     let graph = client(
         &server,
         Arc::new(StaticTokenSource::new("secret-token".into())),
     );
     let err = graph.drive(&DriveSelector::Me).await.unwrap_err();
     assert!(err.is_auth());
+    assert_eq!(
+        graph.stats().requests,
+        4,
+        "a few attempts, then it is refused"
+    );
     let text = err.to_string();
     assert!(
         text.contains("ODBACKUP_ACCESS_TOKEN") && text.contains("odbackup login"),
@@ -586,9 +646,10 @@ async fn a_site_is_found_by_path_then_its_library_is_read() {
     .await;
     let graph = client(&server, rotating());
     let drive = graph
-        .drive(&DriveSelector::Site(
-            "contoso.sharepoint.com:/sites/Marketing Team".into(),
-        ))
+        .drive(&DriveSelector::Site {
+            site: SiteRef::parse("contoso.sharepoint.com:/sites/Marketing Team").unwrap(),
+            library: None,
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -604,6 +665,48 @@ async fn a_site_is_found_by_path_then_its_library_is_read() {
     assert_eq!(
         seen[1].line,
         "GET /v1.0/sites/contoso.sharepoint.com,1111,2222/drive HTTP/1.1"
+    );
+}
+
+#[tokio::test]
+async fn a_library_is_picked_by_its_name_or_its_address_and_a_missing_one_names_the_others() {
+    let site = r#"{"id":"contoso.sharepoint.com,1111,2222","displayName":"Team"}"#;
+    let drives = r#"{"value":[
+        {"id":"b!docs","name":"Documents","driveType":"documentLibrary","webUrl":"https://contoso.sharepoint.com/sites/Team/Shared%20Documents"},
+        {"id":"b!arch","name":"Archive","driveType":"documentLibrary","webUrl":"https://contoso.sharepoint.com/sites/Team/Archive"}]}"#;
+    let server = serve(vec![
+        answer(200).json(site),
+        answer(200).json(drives),
+        answer(200).json(site),
+        answer(200).json(drives),
+        answer(200).json(site),
+        answer(200).json(drives),
+    ])
+    .await;
+    let graph = client(&server, rotating());
+    let pick = |library: &str| DriveSelector::Site {
+        site: SiteRef::parse("https://contoso.sharepoint.com/sites/Team").unwrap(),
+        library: Some(library.to_owned()),
+    };
+    assert_eq!(
+        graph.drive(&pick("archive")).await.unwrap().id.as_str(),
+        "b!arch"
+    );
+    assert_eq!(
+        graph
+            .drive(&pick("Shared Documents"))
+            .await
+            .unwrap()
+            .id
+            .as_str(),
+        "b!docs"
+    );
+    let err = graph.drive(&pick("Photos")).await.unwrap_err();
+    assert!(matches!(err, GraphError::NoSuchLibrary { .. }), "{err}");
+    assert!(err.to_string().contains("Documents, Archive"), "{err}");
+    assert_eq!(
+        server.seen()[1].line,
+        "GET /v1.0/sites/contoso.sharepoint.com,1111,2222/drives HTTP/1.1"
     );
 }
 

@@ -1,7 +1,8 @@
-//! The thin async shell that carries out the retry policy for Graph calls: wait at the throttle gate, take
-//! a token, send, read the whole answer under the request timeout, and on failure ask
+//! The thin async shell that carries out the retry policy for Graph calls (reads and writes): wait at the
+//! throttle gate, take a token, send, read the whole answer under the request timeout, and on failure ask
 //! [`RetryPolicy::next_delay`](super::RetryPolicy::next_delay) what to do. A 401 triggers one
-//! [`TokenSource::reject`](crate::auth::TokenSource::reject) and one retry with the fresh token.
+//! [`TokenSource::reject`](crate::auth::TokenSource::reject) and a retry with the fresh token; more 401s to a
+//! fresh token back off like server errors until the policy's attempts for them run out.
 //!
 //! Nothing here decides anything that is not in `retry.rs`; nothing here logs a token or a URL.
 
@@ -14,6 +15,7 @@ use reqwest::header::{self, HeaderMap};
 use super::GraphClient;
 use super::error::{ErrorBody, GraphError, HttpError};
 use super::retry::{Outcome, Pace, classify_status, parse_retry_after, rate_limit_pace};
+use crate::auth::AuthError;
 
 /// What a call counts as success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +43,30 @@ pub(super) struct Answer {
     pub body: Bytes,
 }
 
+/// The body of a write to Graph, and its content type.
+#[derive(Debug, Clone)]
+pub(super) struct Payload {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+}
+
+impl Payload {
+    /// A JSON body.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self {
+            bytes: Bytes::from(value.to_string()),
+            content_type: "application/json",
+        }
+    }
+}
+
 /// Attempts of one request so far, counted the way [`RetryPolicy::next_delay`](super::RetryPolicy) wants.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     failures: u32,
     throttled: u32,
+    /// 401s answered to a fresh token (just renewed, or one that cannot be renewed).
+    unauthorized: u32,
 }
 
 impl Tally {
@@ -94,21 +115,68 @@ impl GraphClient {
         url: &str,
         expect: Expect,
     ) -> Result<Answer, GraphError> {
+        self.send(what, reqwest::Method::GET, url, None, expect)
+            .await
+    }
+
+    /// [`GraphClient::send`], then `read` the answer (as [`GraphClient::call_and_read`] does for a GET).
+    pub(super) async fn send_and_read<T>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Payload>,
+        read: impl Fn(&Answer) -> Result<T, GraphError>,
+    ) -> Result<T, GraphError> {
         let mut tally = Tally::default();
-        let mut refreshed = false;
+        loop {
+            let answer = self
+                .send(what, method.clone(), url, body, Expect::Json)
+                .await?;
+            match read(&answer) {
+                Err(err @ GraphError::Decode { .. })
+                    if tally.failures + 1 < UNREADABLE_ATTEMPTS =>
+                {
+                    tracing::debug!(error = %err, "the answer could not be read; asking again");
+                    self.wait_before_retry(&mut tally, (Outcome::ServerError, err))
+                        .await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Send `method` to a Graph URL with the bearer token and `body`, under the retry policy. The body is
+    /// sent again on every retry (it is small: JSON, or a file of at most a few MiB).
+    pub(super) async fn send(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Payload>,
+        expect: Expect,
+    ) -> Result<Answer, GraphError> {
+        let mut tally = Tally::default();
+        // A token that cannot be renewed is as fresh as it will ever be.
+        let renewable = self.inner.tokens.renewable();
+        let mut refreshed = !renewable;
         loop {
             self.pass_gate().await;
             let token = self.inner.tokens.access_token().await?;
             self.count_request();
             let sent = async {
-                let response = self
+                let mut request = self
                     .inner
                     .api
-                    .get(url)
+                    .request(method.clone(), url)
                     .bearer_auth(token.expose())
-                    .timeout(self.inner.options.request_timeout)
-                    .send()
-                    .await?;
+                    .timeout(self.inner.options.request_timeout);
+                if let Some(payload) = body {
+                    request = request
+                        .header(header::CONTENT_TYPE, payload.content_type)
+                        .body(payload.bytes.clone());
+                }
+                let response = request.send().await?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
                 let body = response.bytes().await?;
@@ -146,7 +214,21 @@ impl GraphClient {
                 self.inner.tokens.reject(&token).await?;
                 continue;
             }
-            self.wait_before_retry(&mut tally, failure).await?;
+            let unauthorized = matches!(failure.0, Outcome::Unauthorized { .. });
+            if let Err(error) = self.wait_before_retry(&mut tally, failure).await {
+                if !unauthorized {
+                    return Err(error);
+                }
+                // A fresh token refused every time: the sign-in itself is refused. A static source says
+                // what to do with its token; a renewed sign-in has to be made again.
+                if !renewable {
+                    self.inner.tokens.reject(&token).await?;
+                }
+                return Err(AuthError::StillRefused {
+                    reason: error.to_string(),
+                }
+                .into());
+            }
         }
     }
 
@@ -215,12 +297,19 @@ impl GraphClient {
         tally: &mut Tally,
         (outcome, error): (Outcome, GraphError),
     ) -> Result<(), GraphError> {
-        let attempt = if matches!(outcome, Outcome::Throttled { .. }) {
-            tally.throttled += 1;
-            tally.throttled
-        } else {
-            tally.failures += 1;
-            tally.failures
+        let attempt = match outcome {
+            Outcome::Throttled { .. } => {
+                tally.throttled += 1;
+                tally.throttled
+            }
+            Outcome::Unauthorized { .. } => {
+                tally.unauthorized += 1;
+                tally.unauthorized
+            }
+            _ => {
+                tally.failures += 1;
+                tally.failures
+            }
         };
         let Some(delay) = self
             .inner

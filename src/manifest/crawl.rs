@@ -62,7 +62,7 @@ impl Manifest {
             .query_row(
                 "SELECT id FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 AND completed_at IS NULL
                  ORDER BY id DESC LIMIT 1",
-                params![drive.as_str(), scope_key],
+                params![drive.key(), scope_key],
                 |r| r.get(0),
             )
             .optional()
@@ -74,17 +74,24 @@ impl Manifest {
             });
         }
         let at = now();
+        // Folders an incremental round queued under the previous crawl are listed by this one anyway.
+        tx.execute(
+            "DELETE FROM frontier WHERE crawl_id IN (SELECT id FROM crawls WHERE drive_id = ?1 AND scope_key = ?2)",
+            params![drive.key(), scope_key],
+        )
+        .map_err(&err)?;
         tx.execute(
             "INSERT INTO crawls (drive_id, scope_key, scope_root_id, scope_path, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![drive.as_str(), scope_key, root.item_id.as_str(), root.remote_path, at],
+            params![drive.key(), scope_key, root.item_id.key(), root.remote_path, at],
         )
         .map_err(&err)?;
         let crawl_id = tx.last_insert_rowid();
         let root_local = upsert(&tx, root, crawl_id, &at).map_err(&err)?;
         tx.execute(
-            "INSERT OR REPLACE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path, next_link)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-            params![crawl_id, drive.as_str(), root.item_id.as_str(), root.remote_path, root_local],
+            "INSERT OR REPLACE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path, next_link,
+                                               folder_spelling)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+            params![crawl_id, drive.key(), root.item_id.key(), root.remote_path, root_local, root.served_id],
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;
@@ -94,13 +101,74 @@ impl Manifest {
         })
     }
 
+    /// The scope's root folder is now `root`: when the scope's last crawl knew it under another ID (the service
+    /// changed it: `OneDrive` Personal roots became `{driveId}!sea8cc6beffdb43d7976fbc7da445c639` in 2024–25,
+    /// onedrive-api-docs #1890), re-key its row and every reference to it, so the same folder keeps its rows,
+    /// children and delta state instead of looking deleted and new. Returns whether anything changed.
+    pub fn rekey_scope_root(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        root: &ItemId,
+    ) -> Result<bool> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        let old: Option<String> = tx
+            .query_row(
+                "SELECT scope_root_id FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 ORDER BY id DESC LIMIT 1",
+                params![drive.key(), scope_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&err)?;
+        let new = root.key();
+        let Some(old) = old.filter(|old| *old != new) else {
+            return Ok(false);
+        };
+        let d = drive.key();
+        // A row already under the new ID (a drifted run before this one) gives way to the old, fuller one.
+        tx.execute(
+            "DELETE FROM items WHERE drive_id = ?1 AND item_id = ?2
+               AND EXISTS (SELECT 1 FROM items WHERE drive_id = ?1 AND item_id = ?3)",
+            params![d, new, old],
+        )
+        .map_err(&err)?;
+        for sql in [
+            "UPDATE items SET item_id = ?2 WHERE drive_id = ?1 AND item_id = ?3",
+            "UPDATE items SET parent_id = ?2 WHERE drive_id = ?1 AND parent_id = ?3",
+            "UPDATE crawls SET scope_root_id = ?2 WHERE drive_id = ?1 AND scope_root_id = ?3",
+            "UPDATE delta_state SET scope_root_id = ?2 WHERE drive_id = ?1 AND scope_root_id = ?3",
+            "UPDATE OR IGNORE frontier SET folder_id = ?2, folder_spelling = NULL WHERE drive_id = ?1 AND folder_id = ?3",
+            "UPDATE drives SET root_item_id = ?2 WHERE drive_id = ?1 AND root_item_id = ?3",
+        ] {
+            tx.execute(sql, params![d, new, old]).map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        Ok(true)
+    }
+
+    /// The scope's last crawl, when it is complete and still has folders queued (an incremental round queued
+    /// folders that delta showed without their contents).
+    pub fn queued_listing(&self, drive: &DriveId, scope_key: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT c.id FROM crawls c WHERE c.drive_id = ?1 AND c.scope_key = ?2 AND c.completed_at IS NOT NULL
+                   AND c.id = (SELECT max(id) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2)
+                   AND EXISTS (SELECT 1 FROM frontier f WHERE f.crawl_id = c.id)",
+                params![drive.key(), scope_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Up to `limit` folders still to list, oldest first (breadth-first). Which of them are already being
     /// listed is the caller's business.
     pub fn frontier(&self, crawl_id: i64, limit: usize) -> Result<Vec<FrontierEntry>> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT folder_id, folder_path, folder_local_path, next_link FROM frontier
+                "SELECT coalesce(folder_spelling, folder_id), folder_path, folder_local_path, next_link FROM frontier
                  WHERE crawl_id = ?1 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -126,8 +194,9 @@ impl Manifest {
         {
             let mut enqueue = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path, next_link)
-                     SELECT ?1, ?2, ?3, ?4, ?5, NULL
+                    "INSERT OR IGNORE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path, next_link,
+                                                     folder_spelling)
+                     SELECT ?1, ?2, ?3, ?4, ?5, NULL, ?6
                      WHERE NOT EXISTS (SELECT 1 FROM items WHERE drive_id = ?2 AND item_id = ?3 AND listed_crawl = ?1)",
                 )
                 .map_err(&err)?;
@@ -141,10 +210,11 @@ impl Manifest {
                     enqueue
                         .execute(params![
                             crawl_id,
-                            item.drive_id.as_str(),
-                            item.item_id.as_str(),
+                            item.drive_id.key(),
+                            item.item_id.key(),
                             item.remote_path,
-                            local_path
+                            local_path,
+                            item.served_id
                         ])
                         .map_err(&err)?;
                 }
@@ -154,11 +224,11 @@ impl Manifest {
             tx.prepare_cached(
                 "UPDATE frontier SET next_link = ?3 WHERE crawl_id = ?1 AND folder_id = ?2",
             )
-            .and_then(|mut s| s.execute(params![crawl_id, page.folder_id.as_str(), link]))
+            .and_then(|mut s| s.execute(params![crawl_id, page.folder_id.key(), link]))
             .map_err(&err)?;
         } else {
             tx.prepare_cached("DELETE FROM frontier WHERE crawl_id = ?1 AND folder_id = ?2")
-                .and_then(|mut s| s.execute(params![crawl_id, page.folder_id.as_str()]))
+                .and_then(|mut s| s.execute(params![crawl_id, page.folder_id.key()]))
                 .map_err(&err)?;
             // A folder's `done` means "listed".
             tx.prepare_cached(
@@ -168,8 +238,8 @@ impl Manifest {
             .and_then(|mut s| {
                 s.execute(params![
                     crawl_id,
-                    page.drive_id.as_str(),
-                    page.folder_id.as_str(),
+                    page.drive_id.key(),
+                    page.folder_id.key(),
                     at
                 ])
             })
@@ -191,19 +261,19 @@ impl Manifest {
         let tx = self.conn.transaction().map_err(&err)?;
         tx.execute(
             "DELETE FROM frontier WHERE crawl_id = ?1 AND folder_id = ?2",
-            params![crawl_id, folder.as_str()],
+            params![crawl_id, folder.key()],
         )
         .map_err(&err)?;
         tx.execute(
             "UPDATE items SET listed_crawl = ?1, state = 'skipped', skip_reason = ?4, updated_at = ?5
              WHERE drive_id = ?2 AND item_id = ?3",
-            params![crawl_id, drive.as_str(), folder.as_str(), reason, now()],
+            params![crawl_id, drive.key(), folder.key(), reason, now()],
         )
         .map_err(&err)?;
         let folder_path: Option<String> = tx
             .query_row(
                 "SELECT remote_path FROM items WHERE drive_id = ?1 AND item_id = ?2",
-                params![drive.as_str(), folder.as_str()],
+                params![drive.key(), folder.key()],
                 |r| r.get(0),
             )
             .optional()
@@ -213,7 +283,7 @@ impl Manifest {
             tx.execute(
                 "UPDATE items SET last_seen_crawl = ?1
                  WHERE drive_id = ?2 AND substr(remote_path, 1, length(?3)) = ?3",
-                params![crawl_id, drive.as_str(), prefix],
+                params![crawl_id, drive.key(), prefix],
             )
             .map_err(&err)?;
         }

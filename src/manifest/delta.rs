@@ -61,6 +61,9 @@ pub enum Resolution {
         item: Box<NewItem>,
         /// A folder's previous paths, if they changed.
         moved_from: Option<(String, String)>,
+        /// A folder whose contents the round does not bring (moved into the scope): queue it for a listing of
+        /// its own, in the frontier of the scope's last crawl.
+        list_contents: bool,
     },
     /// Flag the item (and, for a folder, everything below it) as deleted remotely; local copies are kept.
     Delete {
@@ -83,7 +86,7 @@ impl Manifest {
             .query_row(
                 "SELECT scope_root_id, delta_link, cursor, last_applied_at, last_changes FROM delta_state
                  WHERE drive_id = ?1 AND scope_key = ?2",
-                params![drive.as_str(), scope_key],
+                params![drive.key(), scope_key],
                 |r| {
                     Ok(DeltaState {
                         delta_root_id: ItemId(r.get(0)?),
@@ -112,7 +115,7 @@ impl Manifest {
                 "INSERT INTO delta_state (drive_id, scope_key, scope_root_id, pending_link) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (drive_id, scope_key) DO UPDATE SET scope_root_id = excluded.scope_root_id,
                      pending_link = excluded.pending_link",
-                params![drive.as_str(), scope_key, delta_root.as_str(), link],
+                params![drive.key(), scope_key, delta_root.key(), link],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -131,7 +134,7 @@ impl Manifest {
             "INSERT INTO delta_state (drive_id, scope_key, scope_root_id) VALUES (?1, ?2, ?3)
              ON CONFLICT (drive_id, scope_key) DO UPDATE SET scope_root_id = excluded.scope_root_id,
                  delta_link = NULL, pending_link = NULL, cursor = NULL",
-            params![drive.as_str(), scope_key, delta_root.as_str()],
+            params![drive.key(), scope_key, delta_root.key()],
         )
         .map_err(&err)?;
         clear_staging(&tx, drive, scope_key).map_err(&err)?;
@@ -146,7 +149,7 @@ impl Manifest {
         tx.execute(
             "UPDATE delta_state SET delta_link = pending_link, pending_link = NULL, cursor = NULL
              WHERE drive_id = ?1 AND scope_key = ?2 AND pending_link IS NOT NULL",
-            params![drive.as_str(), scope_key],
+            params![drive.key(), scope_key],
         )
         .map_err(&err)?;
         clear_staging(&tx, drive, scope_key).map_err(&err)?;
@@ -160,7 +163,7 @@ impl Manifest {
         let tx = self.conn.transaction().map_err(&err)?;
         tx.execute(
             "UPDATE delta_state SET delta_link = NULL, cursor = NULL WHERE drive_id = ?1 AND scope_key = ?2",
-            params![drive.as_str(), scope_key],
+            params![drive.key(), scope_key],
         )
         .map_err(&err)?;
         clear_staging(&tx, drive, scope_key).map_err(&err)?;
@@ -199,14 +202,14 @@ impl Manifest {
                     super::urls::remember(&tx, item, at_ms).map_err(&err)?;
                 }
                 forget
-                    .execute(params![drive.as_str(), scope_key, item.item_id.as_str()])
+                    .execute(params![drive.key(), scope_key, item.item_id.key()])
                     .map_err(&err)?;
                 stage
                     .execute(params![
-                        drive.as_str(),
+                        drive.key(),
                         scope_key,
-                        item.item_id.as_str(),
-                        item.parent_id.as_ref().map(ItemId::as_str),
+                        item.item_id.key(),
+                        item.parent_id.as_ref().map(ItemId::key),
                         deleted,
                         json
                     ])
@@ -215,7 +218,7 @@ impl Manifest {
         }
         tx.execute(
             "UPDATE delta_state SET cursor = ?3 WHERE drive_id = ?1 AND scope_key = ?2",
-            params![drive.as_str(), scope_key, cursor],
+            params![drive.key(), scope_key, cursor],
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)
@@ -240,7 +243,7 @@ impl Manifest {
             .map_err(|e| self.err(e))?;
         let rows: Vec<(i64, bool, String)> = stmt
             .query_map(
-                params![drive.as_str(), scope_key, after_seq, limit_i64(limit)],
+                params![drive.key(), scope_key, after_seq, limit_i64(limit)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .and_then(Iterator::collect)
@@ -264,7 +267,7 @@ impl Manifest {
                 "SELECT EXISTS (SELECT 1 FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2 AND item_id = ?3)",
             )
             .and_then(|mut s| {
-                s.query_row(params![drive.as_str(), scope_key, item.as_str()], |r| {
+                s.query_row(params![drive.key(), scope_key, item.key()], |r| {
                     r.get(0)
                 })
             })
@@ -279,7 +282,7 @@ impl Manifest {
                  WHERE drive_id = ?1 AND item_id = ?2",
             )
             .and_then(|mut s| {
-                s.query_row(params![drive.as_str(), item.as_str()], |r| {
+                s.query_row(params![drive.key(), item.key()], |r| {
                     Ok(KnownItem {
                         kind: ItemKind::parse(&r.get::<_, String>(0)?).unwrap_or(ItemKind::Other),
                         remote_path: r.get(1)?,
@@ -313,7 +316,7 @@ impl Manifest {
         let crawl_id: i64 = tx
             .query_row(
                 "SELECT coalesce(max(id), 0) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
-                params![drive.as_str(), scope_key],
+                params![drive.key(), scope_key],
                 |r| r.get(0),
             )
             .map_err(&err)?;
@@ -344,7 +347,7 @@ impl Manifest {
             "UPDATE delta_state SET delta_link = ?3, cursor = NULL, last_applied_at = ?4, last_changes = ?5
              WHERE drive_id = ?1 AND scope_key = ?2",
             params![
-                drive.as_str(),
+                drive.key(),
                 scope_key,
                 delta_link,
                 now(),
@@ -361,7 +364,7 @@ impl Manifest {
         self.conn
             .query_row(
                 "SELECT scope_root_id FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 ORDER BY id DESC LIMIT 1",
-                params![drive.as_str(), scope_key],
+                params![drive.key(), scope_key],
                 |r| r.get(0).map(ItemId),
             )
             .optional()
@@ -373,7 +376,7 @@ impl Manifest {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 AND completed_at IS NULL)",
-                params![drive.as_str(), scope_key],
+                params![drive.key(), scope_key],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))
@@ -448,7 +451,7 @@ impl Manifest {
         self.conn
             .execute(
                 "UPDATE items SET written_path = ?3 WHERE drive_id = ?1 AND item_id = ?2",
-                params![drive.as_str(), item.as_str(), path],
+                params![drive.key(), item.key(), path],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -468,14 +471,29 @@ fn apply_one(
             seq,
             item,
             moved_from,
+            list_contents,
         } => {
             let local = upsert(tx, item, crawl_id, at)?;
-            if item.kind == ItemKind::Folder {
+            if *list_contents {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path,
+                                                     next_link, folder_spelling)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+                )?
+                .execute(params![
+                    crawl_id,
+                    drive.key(),
+                    item.item_id.key(),
+                    item.remote_path,
+                    local,
+                    item.served_id
+                ])?;
+            } else if item.kind == ItemKind::Folder {
                 // Delta lists folders whole: it is as good as listed.
                 tx.prepare_cached(
                     "UPDATE items SET state = 'done' WHERE drive_id = ?1 AND item_id = ?2 AND state = 'pending'",
                 )?
-                .execute(params![drive.as_str(), item.item_id.as_str()])?;
+                .execute(params![drive.key(), item.item_id.key()])?;
             }
             if let Some((old_remote, old_local)) = moved_from {
                 move_descendants(
@@ -494,12 +512,12 @@ fn apply_one(
             tx.execute(
                 "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
                  WHERE drive_id = ?1 AND item_id = ?2 AND remote_deleted = 0",
-                params![drive.as_str(), item_id.as_str(), at],
+                params![drive.key(), item_id.key(), at],
             )?;
             let path: Option<String> = tx
                 .query_row(
                     "SELECT remote_path FROM items WHERE drive_id = ?1 AND item_id = ?2 AND kind = 'folder'",
-                    params![drive.as_str(), item_id.as_str()],
+                    params![drive.key(), item_id.key()],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -508,7 +526,7 @@ fn apply_one(
                 tx.execute(
                     "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
                      WHERE drive_id = ?1 AND remote_deleted = 0 AND substr(remote_path, 1, length(?2)) = ?2",
-                    params![drive.as_str(), prefix, at],
+                    params![drive.key(), prefix, at],
                 )?;
             }
             *seq
@@ -528,7 +546,7 @@ fn clear_staging(
 ) -> rusqlite::Result<usize> {
     tx.execute(
         "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
-        params![drive.as_str(), scope_key],
+        params![drive.key(), scope_key],
     )
 }
 
@@ -552,10 +570,14 @@ fn move_descendants(
              remote_path = ?3 || substr(remote_path, length(?2) + 1),
              local_path = CASE WHEN substr(local_path, 1, length(?4)) = ?4
                                THEN ?5 || substr(local_path, length(?4) + 1) ELSE local_path END,
+             local_key = CASE WHEN substr(local_path, 1, length(?4)) = ?4
+                              THEN nullif(odbackup_name_key(?5 || substr(local_path, length(?4) + 1)),
+                                          ?5 || substr(local_path, length(?4) + 1))
+                              ELSE local_key END,
              updated_at = ?6
          WHERE drive_id = ?1 AND substr(remote_path, 1, length(?2)) = ?2",
         params![
-            drive.as_str(),
+            drive.key(),
             old_prefix,
             new_prefix,
             old_local_prefix,

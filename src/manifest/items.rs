@@ -9,6 +9,7 @@ use rusqlite::params;
 
 use super::{Manifest, Result, now};
 use crate::ids::{DriveId, ItemId};
+use crate::localpath::NameRules;
 
 /// Declares a stored enum: its variants, their stored spellings, `as_str`, `parse` and `ALL`.
 macro_rules! stored_enum {
@@ -144,6 +145,10 @@ pub struct NewItem {
     pub drive_id: DriveId,
     /// Its ID.
     pub item_id: ItemId,
+    /// A folder's ID as the service spelled it, when that is not how `item_id` is spelled (see [`crate::ids`]):
+    /// what a listing of it sends back. (Files are never addressed by a listing.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_id: Option<String>,
     /// Its parent's ID (none for the drive root).
     pub parent_id: Option<ItemId>,
     /// Its name as the server gave it.
@@ -218,9 +223,10 @@ fn upsert_sql() -> String {
     format!(
         "INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, size, quick_xor,
                    sha1, sha256, etag, ctag, mime_type, created_at, modified_at, taken_at, media, state,
-                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded)
+                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded, local_key)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-        CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22, ?23)
+        CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22, ?23,
+        nullif(odbackup_name_key(?6), ?6))
 ON CONFLICT (drive_id, item_id) DO UPDATE SET
     state = CASE
         WHEN excluded.skip_reason IS NOT NULL THEN 'skipped'
@@ -238,7 +244,7 @@ ON CONFLICT (drive_id, item_id) DO UPDATE SET
     modified_at = excluded.modified_at, taken_at = excluded.taken_at, media = excluded.media,
     skip_reason = excluded.skip_reason, remote_ref = excluded.remote_ref, remote_deleted = 0,
     deleted_at = NULL, last_seen_crawl = excluded.last_seen_crawl, updated_at = excluded.updated_at,
-    excluded = excluded.excluded"
+    excluded = excluded.excluded, local_key = excluded.local_key"
     )
 }
 
@@ -264,9 +270,9 @@ pub(super) fn upsert(
     static SQL: LazyLock<String> = LazyLock::new(upsert_sql);
     let local_path = claim_local_path(tx, item)?;
     tx.prepare_cached(&SQL)?.execute(params![
-        item.drive_id.as_str(),
-        item.item_id.as_str(),
-        item.parent_id.as_ref().map(ItemId::as_str),
+        item.drive_id.key(),
+        item.item_id.key(),
+        item.parent_id.as_ref().map(ItemId::key),
         item.name,
         item.remote_path,
         local_path,
@@ -291,34 +297,83 @@ pub(super) fn upsert(
     Ok(local_path)
 }
 
-/// The first item to claim a local path keeps it; a later one whose path differs from it at most by ASCII
-/// case takes its alternative (which carries a suffix derived from its own ID, so the choice is the same on
-/// every run). A row of an item deleted remotely still holds its claim: its file is kept on disk.
+/// The first item to claim a local path keeps it; a later one whose path is the same file on the destination
+/// (compared by `local_key`: as its file system compares names, see [`NameRules`]) takes its alternative, which
+/// carries a suffix derived from its own ID, so the choice is the same on every run. An item that already holds
+/// its alternative keeps it, even once the first path is free (a file is not moved for looks). A row of an item
+/// deleted remotely still holds its claim: its file is kept on disk.
 fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite::Result<String> {
     let Some(alternative) = &item.local_path_on_clash else {
         return Ok(item.local_path.clone());
     };
-    let taken: bool = tx
+    let (taken, held): (bool, Option<String>) = tx
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM items WHERE local_path = ?1 COLLATE NOCASE
-                              AND NOT (drive_id = ?2 AND item_id = ?3))",
+            "SELECT EXISTS (SELECT 1 FROM items WHERE coalesce(local_key, local_path) = odbackup_name_key(?1)
+                              AND NOT (drive_id = ?2 AND item_id = ?3)),
+                    (SELECT local_path FROM items WHERE drive_id = ?2 AND item_id = ?3)",
         )?
         .query_row(
-            params![
-                item.local_path,
-                item.drive_id.as_str(),
-                item.item_id.as_str()
-            ],
-            |r| r.get(0),
+            params![item.local_path, item.drive_id.key(), item.item_id.key()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-    Ok(if taken {
+    Ok(if taken || held.as_deref() == Some(alternative.as_str()) {
         alternative.clone()
     } else {
         item.local_path.clone()
     })
 }
 
+/// Make `odbackup_name_key(path)` compute local-path keys by `rules` on this connection (see
+/// [`NameRules::key`]); the schema's trigger and every claim use it.
+pub(super) fn register_name_key(
+    conn: &rusqlite::Connection,
+    rules: NameRules,
+) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "odbackup_name_key",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+        move |ctx| {
+            let path: Option<String> = ctx.get(0)?;
+            Ok(path.map(|p| rules.key(&p)))
+        },
+    )
+}
+
+/// Setting that keeps the name rules the `local_key` column was computed with.
+const NAME_RULES: &str = "name_rules";
+
 impl Manifest {
+    /// How the destination compares names, as probed there ([`crate::localpath::probe_name_rules`]): decides
+    /// which local paths clash from now on. When the rules differ from those the stored keys were computed
+    /// with, every key is computed again (claims already made stay as they are).
+    pub fn set_name_rules(&mut self, rules: NameRules) -> Result<()> {
+        register_name_key(&self.conn, rules).map_err(|e| self.err(e))?;
+        self.name_rules = rules;
+        if self.setting(NAME_RULES)?.as_deref() == Some(rules.as_str()) {
+            return Ok(());
+        }
+        let err = super::sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "UPDATE items SET local_key = nullif(odbackup_name_key(local_path), local_path)",
+            [],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![NAME_RULES, rules.as_str()],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    /// The name rules in force (the cautious [`NameRules::FOLDING`] until [`Manifest::set_name_rules`]).
+    pub fn name_rules(&self) -> NameRules {
+        self.name_rules
+    }
+
     /// Record (or refresh) a drive. A known root item ID is kept when the new record has none.
     pub fn upsert_drive(&mut self, drive: &DriveRecord) -> Result<()> {
         self.conn
@@ -327,10 +382,10 @@ impl Manifest {
                  ON CONFLICT (drive_id) DO UPDATE SET drive_type = excluded.drive_type, owner = excluded.owner,
                      root_item_id = coalesce(excluded.root_item_id, drives.root_item_id), updated_at = excluded.updated_at",
                 params![
-                    drive.drive_id.as_str(),
+                    drive.drive_id.key(),
                     drive.drive_type,
                     drive.owner,
-                    drive.root_item_id.as_ref().map(ItemId::as_str),
+                    drive.root_item_id.as_ref().map(ItemId::key),
                     now()
                 ],
             )
@@ -590,6 +645,126 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// `name` in the root folder, with the alternative the crawler would give it.
+    fn named(id: &str, name: &str) -> NewItem {
+        let mut f = file(&format!("/{id}"), 1, "Q");
+        f.name = name.to_owned();
+        f.local_path = name.to_owned();
+        f.local_path_on_clash = Some(format!("{name}~{id}"));
+        f
+    }
+
+    fn local_paths(m: &Manifest) -> Vec<String> {
+        let mut s = m
+            .conn
+            .prepare("SELECT local_path FROM items WHERE kind = 'file' ORDER BY rowid")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn local_paths_clash_as_the_destination_compares_names() {
+        let twins = || {
+            vec![
+                named("a", "\u{c4}.jpg"),      // Ä, precomposed
+                named("b", "\u{e4}.jpg"),      // ä
+                named("c", "A\u{308}.jpg"),    // Ä, decomposed
+                named("d", "Stra\u{df}e.txt"), // ß
+                named("e", "STRASSE.txt"),
+                named("f", "Foo"),
+                named("g", "foo"),
+            ]
+        };
+        // A destination that folds case and normalises (macOS, Windows, exFAT): one file per name.
+        let (_dir, mut m) = manifest();
+        m.set_name_rules(NameRules::FOLDING).unwrap();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        list(&mut m, crawl, twins());
+        assert_eq!(
+            local_paths(&m),
+            [
+                "\u{c4}.jpg",
+                "\u{e4}.jpg~b",
+                "A\u{308}.jpg~c",
+                "Stra\u{df}e.txt",
+                "STRASSE.txt~e",
+                "Foo",
+                "foo~g"
+            ]
+        );
+        // Listed again: every claim stays where it is.
+        list(&mut m, crawl, twins());
+        assert_eq!(local_paths(&m)[1], "\u{e4}.jpg~b");
+
+        // A destination that compares bytes (Linux): every name is its own file.
+        let (_dir, mut m) = manifest();
+        m.set_name_rules(NameRules::EXACT).unwrap();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        list(&mut m, crawl, twins());
+        assert_eq!(
+            local_paths(&m),
+            twins()
+                .into_iter()
+                .map(|i| i.local_path)
+                .collect::<Vec<_>>()
+        );
+
+        // Case folding without normalisation: `ä` meets `Ä`, the decomposed `Ä` does not.
+        let (_dir, mut m) = manifest();
+        m.set_name_rules(NameRules {
+            folds_case: true,
+            normalises: false,
+        })
+        .unwrap();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        list(&mut m, crawl, twins()[..3].to_vec());
+        assert_eq!(
+            local_paths(&m),
+            ["\u{c4}.jpg", "\u{e4}.jpg~b", "A\u{308}.jpg"]
+        );
+
+        // Rules that change (the backup moved to another disk) recompute the keys, and move no claim.
+        m.set_name_rules(NameRules::EXACT).unwrap();
+        list(&mut m, crawl, twins()[..3].to_vec());
+        assert_eq!(
+            local_paths(&m),
+            ["\u{c4}.jpg", "\u{e4}.jpg~b", "A\u{308}.jpg"]
+        );
+        m.set_name_rules(NameRules::FOLDING).unwrap();
+        let keys: i64 = m
+            .conn
+            .query_row(
+                "SELECT count(DISTINCT coalesce(local_key, local_path)) FROM items WHERE kind = 'file'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(keys, 2, "Ä and its twins share a key; ä~b is its own");
+        // The claim is an index lookup, not a scan of every item.
+        let plan: String = m
+            .conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM items
+                 WHERE coalesce(local_key, local_path) = odbackup_name_key('x') AND NOT (drive_id = 'd' AND item_id = 'i')",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("items_local_key"), "{plan}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Schema migrations: the files in `migrations/`, applied in order, each in one transaction together with
-//! the new `PRAGMA user_version` (and, on creation, `PRAGMA application_id`). A released migration is never
+//! Schema migrations: the files in `migrations/`, applied in order, all pending ones in one transaction together
+//! with the new `PRAGMA user_version` (and, on creation, `PRAGMA application_id`). A released migration is never
 //! edited; a change is a new file appended to [`MIGRATIONS`].
 //!
 //! Knows only `SQLite`: nothing of what the tables mean.
+
+use rusqlite::TransactionBehavior;
 
 use super::{APPLICATION_ID, Manifest, ManifestError, Result, sql_err};
 
@@ -12,18 +14,28 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_filters_layout.sql"),
     include_str!("../../migrations/0003_caveats.sql"),
     include_str!("../../migrations/0004_listed_download_urls.sql"),
+    include_str!("../../migrations/0005_canonical_ids.sql"),
+    include_str!("../../migrations/0006_restore.sql"),
 ];
 
 /// The schema version this build writes.
-fn known() -> i64 {
+pub(super) fn known() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
 }
 
 /// Apply the migrations this manifest lacks; refuse one written by a newer odbackup.
+///
+/// All of them run in one `BEGIN IMMEDIATE` transaction that first reads `user_version` again: the write lock is
+/// taken before the version is read, so a second connection migrating at the same moment waits, then finds the
+/// work done, instead of running the same `CREATE TABLE` twice; and a reader (or a crash) sees the schema before
+/// the upgrade or after it, never half of it.
 pub(super) fn migrate(manifest: &mut Manifest) -> Result<()> {
     let err = sql_err(&manifest.path);
-    let version: i64 = manifest
+    let tx = manifest
         .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let version: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(&err)?;
     if version > known() {
@@ -34,16 +46,237 @@ pub(super) fn migrate(manifest: &mut Manifest) -> Result<()> {
         });
     }
     let applied = usize::try_from(version).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        // The header pragmas are part of the transaction: a crash leaves the old version and no tables.
-        let tx = manifest.conn.transaction().map_err(&err)?;
-        tx.execute_batch(sql).map_err(&err)?;
-        tx.execute_batch(&format!(
-            "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};",
-            index + 1
-        ))
-        .map_err(&err)?;
-        tx.commit().map_err(&err)?;
+    if applied >= MIGRATIONS.len() {
+        return Ok(());
     }
-    Ok(())
+    for sql in &MIGRATIONS[applied..] {
+        tx.execute_batch(sql).map_err(&err)?;
+    }
+    // The header pragmas are part of the transaction: a crash leaves the old version and its tables.
+    tx.execute_batch(&format!(
+        "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};",
+        known()
+    ))
+    .map_err(&err)?;
+    tx.commit().map_err(&err)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::MIGRATIONS;
+    use crate::manifest::Manifest;
+
+    /// A manifest as schema 4 left it, with rows a drifting service produced: the same personal drive spelled
+    /// in upper and lower case, one item under both spellings, a remote reference missing its leading zero.
+    fn schema_4_manifest(path: &std::path::Path) {
+        let conn = Connection::open(path).unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 4; PRAGMA application_id = {};",
+            super::APPLICATION_ID
+        ))
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO drives VALUES ('5EA4B1C0D2E3F617', 'personal', NULL, '5EA4B1C0D2E3F617!101', 't');
+             INSERT INTO crawls VALUES (1, '5EA4B1C0D2E3F617', 'root', '5EA4B1C0D2E3F617!101', '/', 't', 't');
+             INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link)
+                 VALUES ('5EA4B1C0D2E3F617', 'root', '5EA4B1C0D2E3F617!101', 'link-1');
+             INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, media, state,
+                                updated_at, last_seen_crawl, remote_ref)
+             VALUES ('5EA4B1C0D2E3F617', '5EA4B1C0D2E3F617!101', NULL, '', '/', '', 'folder', 'other', 'done', 't', 1, NULL),
+                    ('5EA4B1C0D2E3F617', '5EA4B1C0D2E3F617!102', '5EA4B1C0D2E3F617!101', 'a.jpg', '/a.jpg', 'a.jpg',
+                     'file', 'photo', 'done', 't', 1, NULL),
+                    ('5ea4b1c0d2e3f617', '5ea4b1c0d2e3f617!102', '5ea4b1c0d2e3f617!101', 'a.jpg', '/a.jpg',
+                     'a~1f2e3d.jpg', 'file', 'photo', 'pending', 't', 2, NULL),
+                    ('5EA4B1C0D2E3F617', '5EA4B1C0D2E3F617!103', '5EA4B1C0D2E3F617!101', 'Shared', '/Shared',
+                     'Shared', 'remote', 'other', 'skipped', 't', 1, 'a1b2c3d4e5f6071/A1B2C3D4E5F6071!7'),
+                    ('b!AbC', '01ABC', NULL, 'x', '/x', 'x', 'file', 'other', 'done', 't', 1, NULL);",
+        )
+        .unwrap();
+    }
+
+    /// `(drive_id, item_id, parent_id, local_path, state, remote_ref)` of an item row.
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        Option<String>,
+    );
+
+    #[test]
+    fn schema_5_rekeys_personal_ids_canonically_and_keeps_the_better_of_two_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        schema_4_manifest(&path);
+        let m = Manifest::open(&path).unwrap();
+        let rows: Vec<Row> = m
+            .conn
+            .prepare("SELECT drive_id, item_id, parent_id, local_path, state, remote_ref FROM items ORDER BY item_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let d = "5ea4b1c0d2e3f617";
+        assert_eq!(
+            rows,
+            [
+                (
+                    "b!AbC".into(),
+                    "01ABC".into(),
+                    None,
+                    "x".into(),
+                    "done".into(),
+                    None
+                ),
+                (
+                    d.into(),
+                    format!("{d}!101"),
+                    None,
+                    String::new(),
+                    "done".into(),
+                    None
+                ),
+                // The downloaded row wins over the drifted duplicate, with its unsuffixed path.
+                (
+                    d.into(),
+                    format!("{d}!102"),
+                    Some(format!("{d}!101")),
+                    "a.jpg".into(),
+                    "done".into(),
+                    None
+                ),
+                (
+                    d.into(),
+                    format!("{d}!103"),
+                    Some(format!("{d}!101")),
+                    "Shared".into(),
+                    "skipped".into(),
+                    Some("0a1b2c3d4e5f6071/0a1b2c3d4e5f6071!7".into())
+                ),
+            ]
+        );
+        let one = |sql: &str| -> String { m.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            one("SELECT drive_id || ' ' || root_item_id FROM drives"),
+            format!("{d} {d}!101")
+        );
+        assert_eq!(
+            one("SELECT drive_id || ' ' || scope_root_id FROM crawls"),
+            format!("{d} {d}!101")
+        );
+        assert_eq!(
+            one("SELECT drive_id || ' ' || scope_root_id || ' ' || delta_link FROM delta_state"),
+            format!("{d} {d}!101 link-1")
+        );
+        // The SQL agrees with the Rust rules it mirrors.
+        assert_eq!(
+            crate::ids::canonical_item_id("A1B2C3D4E5F6071!7"),
+            "0a1b2c3d4e5f6071!7"
+        );
+        assert_eq!(crate::ids::canonical_drive_id("5EA4B1C0D2E3F617"), d);
+        assert_eq!(crate::ids::canonical_item_id("01ABC"), "01ABC");
+    }
+
+    /// Tables, indexes and triggers of a manifest with their SQL, in name order.
+    fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+        conn.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A manifest written by every older odbackup, holding a listed drive and a downloaded, verified file,
+    /// opens as the current schema: the same tables and indexes a new manifest has, the file still done with its
+    /// hash (so the next run fetches nothing again), and the database intact.
+    #[test]
+    fn a_manifest_of_every_older_schema_upgrades_to_the_current_one_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh_path = dir.path().join("fresh.sqlite");
+        let fresh = Manifest::open(&fresh_path).unwrap();
+        let want = schema(&fresh.conn);
+        for version in 1..MIGRATIONS.len() {
+            let path = dir.path().join(format!("v{version}.sqlite"));
+            {
+                let conn = Connection::open(&path).unwrap();
+                crate::manifest::items::register_name_key(
+                    &conn,
+                    crate::localpath::NameRules::FOLDING,
+                )
+                .unwrap();
+                for sql in &MIGRATIONS[..version] {
+                    conn.execute_batch(sql).unwrap();
+                }
+                conn.execute_batch(&format!(
+                    "PRAGMA user_version = {version}; PRAGMA application_id = {};",
+                    super::APPLICATION_ID
+                ))
+                .unwrap();
+                // Only columns the first schema already had: every later one is added with a default.
+                conn.execute_batch(
+                    "INSERT INTO drives (drive_id, drive_type, owner, root_item_id, updated_at)
+                         VALUES ('0123456789abcdef', 'personal', NULL, '0123456789abcdef!101', 't');
+                     INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, media,
+                                        state, size, quick_xor, verification, updated_at)
+                     VALUES ('0123456789abcdef', '0123456789abcdef!101', NULL, '', '/', '', 'folder', 'other',
+                             'done', NULL, NULL, NULL, 't'),
+                            ('0123456789abcdef', '0123456789abcdef!102', '0123456789abcdef!101', 'a.jpg',
+                             '/a.jpg', 'a.jpg', 'file', 'photo', 'done', 3, 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+                             'quickxor', 't');",
+                )
+                .unwrap();
+            }
+            let m = Manifest::open(&path).unwrap_or_else(|e| panic!("schema {version}: {e}"));
+            let found: i64 = m
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                found,
+                super::known(),
+                "schema {version} is upgraded to the current version"
+            );
+            assert_eq!(
+                schema(&m.conn),
+                want,
+                "schema {version} upgrades to what a new manifest has"
+            );
+            let ok: String = m
+                .conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(ok, "ok", "schema {version}");
+            let file: (String, String, i64) = m
+                .conn
+                .query_row(
+                    "SELECT state, quick_xor, size FROM items WHERE item_id = '0123456789abcdef!102'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!(
+                file,
+                (
+                    "done".to_owned(),
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned(),
+                    3
+                ),
+                "schema {version}: the downloaded file is still done with its hash"
+            );
+            let status = m.status().unwrap();
+            assert_eq!(
+                (status.files.done, status.files.total),
+                (1, 1),
+                "schema {version}"
+            );
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //!
 //! Layout: `migrate` applies `migrations/*.sql`; `items` holds the row types and the upsert; `crawl`
 //! the crawl/frontier bookkeeping; `downloads` the downloader's reads and outcome writes; `runs` and
-//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs.
+//! `report` the run history and the read-only reports; `urls` the listing's short-lived download URLs;
+//! `restore` what a restore put back where, and its upload sessions.
 
 mod crawl;
 mod delta;
@@ -17,6 +18,7 @@ mod items;
 mod migrate;
 mod placement;
 mod report;
+mod restore;
 mod runs;
 mod selection;
 mod urls;
@@ -36,6 +38,9 @@ pub use downloads::{
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
+};
+pub use restore::{
+    EntryVerdict, PlanCounts, RestoreEntry, RestoreJob, RestoreKind, RestoreStatus, SourceRow,
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
@@ -77,6 +82,27 @@ pub enum ManifestError {
         path: PathBuf,
         /// What gave it away.
         reason: String,
+    },
+    /// A command that only reads was pointed at a manifest that does not exist (it creates none).
+    #[error(
+        "no manifest at {path}: run `odbackup crawl` or `odbackup backup` with this --dest first"
+    )]
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A reader met a manifest of an older schema that it cannot read as it is; only a run upgrades it.
+    #[error(
+        "manifest {path} is from an older odbackup (schema {found}, this one writes {known}) and cannot be read \
+         as it is; run `odbackup backup` (or `crawl`) with this --dest to upgrade it, then try again"
+    )]
+    Outdated {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The version this build writes.
+        known: i64,
     },
     /// A newer odbackup wrote this manifest.
     #[error(
@@ -143,6 +169,15 @@ impl ManifestError {
         matches!(self, ManifestError::Locked { .. })
     }
 
+    /// Whether the user pointed a command at the wrong place or at a manifest only a run can upgrade: what to
+    /// do is in the message, and retrying as is cannot help (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ManifestError::Missing { .. } | ManifestError::Outdated { .. }
+        )
+    }
+
     /// Classify a `SQLite` error on the manifest at `path` into the variant whose message helps most.
     fn sqlite(path: &Path, source: rusqlite::Error) -> Self {
         let path = path.to_path_buf();
@@ -178,6 +213,8 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ManifestError + '_ {
 pub struct Manifest {
     conn: Connection,
     path: PathBuf,
+    /// How the destination compares names (see [`Manifest::set_name_rules`]).
+    name_rules: crate::localpath::NameRules,
 }
 
 impl std::fmt::Debug for Manifest {
@@ -188,6 +225,20 @@ impl std::fmt::Debug for Manifest {
     }
 }
 
+/// Create the manifest's folder (and its parents) if needed, and refuse one that is a symbolic link: odbackup's
+/// state lives in a real folder, so a link planted in its place (by anyone who can write to the destination)
+/// cannot send the manifest, its lock or the trash somewhere else.
+fn state_folder(parent: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(parent)?;
+    if std::fs::symlink_metadata(parent)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(
+            "it is a symbolic link; odbackup keeps its state only in a real folder \
+             (remove the link, or point --manifest at a real folder)",
+        ));
+    }
+    Ok(())
+}
+
 /// The manifest holds short-lived pre-authenticated download URLs and everyone's file names: readable by its
 /// owner only. A new one is created so (`SQLite` gives its WAL and shared-memory files the database file's
 /// permissions); with `existing`, one an older run left readable by others is tightened (called only once the
@@ -196,17 +247,28 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        match std::fs::metadata(path) {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(std::io::Error::other(
+                    "it is a symbolic link; odbackup never opens its state through one",
+                ));
+            }
             Ok(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::OpenOptions::new()
+                match std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(path)?;
+                    .open(path)
+                {
+                    // Another connection created it meanwhile: it is checked like any existing file.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         }
@@ -224,7 +286,7 @@ impl Manifest {
     /// one written by a newer odbackup, and the `SQLite` variants when the file cannot be read or written.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ManifestError::Create {
+            state_folder(parent).map_err(|source| ManifestError::Create {
                 path: parent.to_path_buf(),
                 source,
             })?;
@@ -241,7 +303,8 @@ impl Manifest {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(&err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
@@ -250,22 +313,177 @@ impl Manifest {
         let mut manifest = Self {
             conn,
             path: path.to_path_buf(),
+            name_rules: crate::localpath::NameRules::FOLDING,
         };
         manifest.check_identity()?;
+        // Local-path keys, until the run tells the destination's rules: those the keys were computed with, or
+        // the cautious ones (see `Manifest::set_name_rules`).
+        let stored = manifest
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'name_rules'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok();
+        manifest.name_rules = stored
+            .as_deref()
+            .and_then(crate::localpath::NameRules::parse)
+            .unwrap_or(crate::localpath::NameRules::FOLDING);
+        items::register_name_key(&manifest.conn, manifest.name_rules).map_err(&err)?;
         private(true)?;
         // WAL lets `status` read while a run writes; NORMAL sync is durable across application crashes and
         // loses at most the last transactions on power loss, which the next run redoes (downloads are
         // adopted from disk by hash, listings re-listed). A 32 MiB page cache (default 2 MiB) keeps the item
         // indexes of a drive with a few hundred thousand items in memory while the crawler upserts.
+        // secure_delete: a deleted row's bytes are overwritten, not left in free space, so a listing's download
+        // URL (a credential) is gone from the file once its row is (https://www.sqlite.org/pragma.html#pragma_secure_delete);
+        // runs truncate the WAL as they end, which held the rows too (see `Manifest::truncate_wal`).
+        manifest.use_wal()?;
         manifest
             .conn
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -32768;",
+                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -32768; PRAGMA secure_delete = ON;",
             )
             .map_err(&err)?;
         migrate::migrate(&mut manifest)?;
         Ok(manifest)
+    }
+
+    /// Put a new manifest in WAL mode (a no-op for one that is). The switch needs the file to itself, and
+    /// `SQLite` answers "busy" at once rather than waiting when another connection holds it for a moment (a
+    /// reader looking at a manifest a first run has just created): so it is tried again until the busy timeout.
+    fn use_wal(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            let outcome = self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
+            let busy = match &outcome {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+                // The mode it kept: the switch did not happen.
+                Ok(_) => true,
+                Err(rusqlite::Error::SqliteFailure(e, _)) => {
+                    matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                }
+                Err(_) => false,
+            };
+            if !busy || std::time::Instant::now() >= deadline {
+                return match outcome {
+                    Err(e) => Err(self.err(e)),
+                    Ok(mode) => Err(self.err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some(format!(
+                            "the journal stayed in {mode} mode: WAL mode could not be set"
+                        )),
+                    ))),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Copy the WAL into the database and truncate it to nothing: its frames still hold the rows as they were
+    /// before deletions (download URLs among them). Best effort: a reader in the middle of a read keeps the
+    /// frames it needs, and the next run's end truncates it.
+    pub fn truncate_wal(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Open an existing manifest for reading only (`status`, `failures`): nothing is created, migrated or
+    /// written, so a reader can never race a run's writes (a reader that migrated beside a first backup made it
+    /// fail with "table drives already exists"). Use [`Manifest::read`] for a consistent view.
+    ///
+    /// # Errors
+    /// [`ManifestError::Missing`] when there is no file; [`ManifestError::Foreign`] for a file that is not ours.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let err = sql_err(path);
+        let conn = match Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) {
+            Ok(conn) => conn,
+            Err(_) if !path.exists() => {
+                return Err(ManifestError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(err(e)),
+        };
+        // A run commits in small transactions; a reader waits for one to end rather than failing.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
+        // Readers claim no local path; the cautious rules keep any key the schema computes well-defined.
+        let name_rules = crate::localpath::NameRules::FOLDING;
+        items::register_name_key(&conn, name_rules).map_err(&err)?;
+        let manifest = Self {
+            conn,
+            path: path.to_path_buf(),
+            name_rules,
+        };
+        manifest.check_identity()?;
+        Ok(manifest)
+    }
+
+    /// Run `read` on one consistent snapshot of a manifest opened with [`Manifest::open_read_only`] (a run may
+    /// be committing meanwhile): `empty` when the manifest holds no schema yet (a first run has only just
+    /// created it), `read` when the schema is this build's, and `read` on an older schema too, as far as it
+    /// goes: when it needs what only a migration adds, [`ManifestError::Outdated`] says to run a backup.
+    ///
+    /// # Errors
+    /// [`ManifestError::TooNew`] for a manifest of a newer odbackup, [`ManifestError::Outdated`] as above, and
+    /// what `read` returns.
+    pub fn read<T>(
+        &self,
+        empty: impl FnOnce() -> T,
+        read: impl FnOnce(&Manifest) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let found: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let known = migrate::known();
+        let result = if found > known {
+            Err(ManifestError::TooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            })
+        } else if found == 0 {
+            Ok(empty())
+        } else {
+            read(self).map_err(|e| match e {
+                ManifestError::Sqlite { .. } if found < known => ManifestError::Outdated {
+                    path: self.path.clone(),
+                    found,
+                    known,
+                },
+                other => other,
+            })
+        };
+        // A read transaction: nothing to commit, so ending it can only release the snapshot.
+        drop(tx);
+        result
+    }
+
+    /// The drives this manifest has backed up (ID and `driveType`), in the order first recorded.
+    pub fn recorded_drives(&self) -> Result<Vec<(crate::ids::DriveId, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT drive_id, drive_type FROM drives ORDER BY rowid")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    crate::ids::DriveId::from(r.get::<_, String>(0)?.as_str()),
+                    r.get::<_, String>(1)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Where the manifest lives.
@@ -276,17 +494,18 @@ impl Manifest {
     /// Refuse files that are not ours before writing anything to them.
     fn check_identity(&self) -> Result<()> {
         let err = sql_err(&self.path);
-        let app_id: i32 = self
-            .conn
+        // Both answers from one snapshot: another connection may be creating the schema (and the id with it).
+        let snapshot = self.conn.unchecked_transaction().map_err(&err)?;
+        let app_id: i32 = snapshot
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(&err)?;
         if app_id == APPLICATION_ID {
             return Ok(());
         }
-        let tables: i64 = self
-            .conn
+        let tables: i64 = snapshot
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(&err)?;
+        drop(snapshot);
         if app_id == 0 && tables == 0 {
             return Ok(()); // a new, empty file: ours to initialise
         }
@@ -321,15 +540,20 @@ impl RunLock {
     pub fn acquire(manifest_path: &Path) -> Result<Self> {
         let lock_path = lock_path(manifest_path);
         if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ManifestError::Create {
+            state_folder(parent).map_err(|source| ManifestError::Create {
                 path: parent.to_path_buf(),
                 source,
             })?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // A link planted under the lock's name is refused (ELOOP), never followed.
+            options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        }
+        let file = options
             .open(&lock_path)
             .map_err(|source| ManifestError::Create {
                 path: lock_path.clone(),
@@ -400,6 +624,7 @@ pub(crate) mod testutil {
         NewItem {
             drive_id: drive(),
             item_id: ItemId::from(path),
+            served_id: None,
             parent_id: parent.map(ItemId::from),
             name,
             remote_path: path.to_owned(),
@@ -487,6 +712,91 @@ mod tests {
         // Reopening an up-to-date manifest changes nothing.
         drop(m);
         drop(Manifest::open(&path).unwrap());
+    }
+
+    #[test]
+    fn connections_opening_a_new_manifest_at_once_migrate_it_once_and_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("manifest.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Manifest::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for handle in opened {
+                handle
+                    .join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            let m = Manifest::open(&path).unwrap();
+            let version: i64 = m
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, migrate::known());
+        }
+    }
+
+    #[test]
+    fn a_reader_creates_nothing_and_reads_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none/.odbackup/manifest.sqlite");
+        let err = Manifest::open_read_only(&missing).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Missing { .. }) && err.is_usage(),
+            "{err}"
+        );
+        assert!(!dir.path().join("none").exists(), "no folder was created");
+
+        // A file a first run has only just created (empty): read as holding nothing yet.
+        let fresh = dir.path().join("fresh.sqlite");
+        std::fs::write(&fresh, b"").unwrap();
+        let reader = Manifest::open_read_only(&fresh).unwrap();
+        assert!(
+            reader
+                .read(|| None, |m| m.status().map(Some))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"", "untouched");
+
+        // The current schema is read; the reader never writes (a write is refused).
+        let path = dir.path().join("m.sqlite");
+        let mut m = Manifest::open(&path).unwrap();
+        let run = m.begin_run("backup").unwrap();
+        m.finish_run(run, "ok", "{}").unwrap();
+        drop(m);
+        let reader = Manifest::open_read_only(&path).unwrap();
+        let report = reader
+            .read(|| None, |m| m.status().map(Some))
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.last_run.unwrap().outcome.as_deref(), Some("ok"));
+        assert!(reader.conn.execute_batch("CREATE TABLE t (x)").is_err());
+
+        // An older schema: read as it is while it can be, and where it cannot, the way out is named.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 2; ALTER TABLE items DROP COLUMN caveat_class;")
+            .unwrap();
+        let reader = Manifest::open_read_only(&path).unwrap();
+        assert!(
+            reader.read(Vec::new, Manifest::failures).is_ok(),
+            "failures reads schema 2"
+        );
+        let err = reader.read(|| None, |m| m.status().map(Some)).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Outdated { found: 2, .. }) && err.is_usage(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("odbackup backup"), "{err}");
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct StatusReport {
     pub last_run: Option<RunRecord>,
     /// Per crawl scope: when its last incremental round was applied and how many changes it brought.
     pub incremental: Vec<IncrementalStatus>,
+    /// Per place restored to: entries put back, left and failed.
+    pub restores: Vec<super::restore::RestoreStatus>,
 }
 
 /// The incremental state of one crawl scope.
@@ -139,6 +141,35 @@ pub struct FailureRow {
     pub attempts: u32,
     /// When it last failed.
     pub failed_at: Option<String>,
+    /// `backup` (a download) or `restore` (an upload).
+    pub operation: &'static str,
+    /// For a restore: the local file, relative to the folder restored from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl StatusReport {
+    /// The report of a manifest that holds nothing yet: a first run has only just created it.
+    pub fn empty(manifest: String) -> Self {
+        Self {
+            manifest,
+            folders: StateCounts::default(),
+            files: StateCounts::default(),
+            bytes: ByteCounts::default(),
+            by_kind: Vec::new(),
+            skipped_by_reason: Vec::new(),
+            failed_by_class: Vec::new(),
+            verified_by: Vec::new(),
+            accepted_by_caveat: Vec::new(),
+            remote_deleted: 0,
+            excluded: ExcludedCounts::default(),
+            crawls_complete: 0,
+            crawls_incomplete: 0,
+            last_run: None,
+            incremental: Vec::new(),
+            restores: Vec::new(),
+        }
+    }
 }
 
 impl Manifest {
@@ -239,6 +270,7 @@ impl Manifest {
             crawls_incomplete: one("SELECT count(*) FROM crawls WHERE completed_at IS NULL")?,
             last_run: self.last_run()?,
             incremental: self.incremental_status()?,
+            restores: self.restore_status()?,
         })
     }
 
@@ -320,6 +352,8 @@ impl Manifest {
                 message: r.get(4)?,
                 attempts: u32::try_from(to_u64(r.get(5)?)).unwrap_or(u32::MAX),
                 failed_at: r.get(6)?,
+                operation: "backup",
+                source: None,
             })
         })
         .and_then(Iterator::collect)

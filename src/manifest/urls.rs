@@ -1,5 +1,5 @@
 //! Download URLs a listing returned (`@microsoft.graph.downloadUrl`), kept between the crawl that listed a
-//! file and the transfer that fetches it, so the downloader can skip the `/content` round trip (issue 7).
+//! file and the transfer that fetches it, so the downloader can skip the `/content` round trip.
 //!
 //! Each URL is a short-lived credential: it lives in its own table (not in `items`, which reports and
 //! `status` read), [`StoredUrl`] never shows it in `Debug`, a row goes when its file is done, and runs clear
@@ -80,8 +80,8 @@ pub(super) fn remember(
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
-        item.drive_id.as_str(),
-        item.item_id.as_str(),
+        item.drive_id.key(),
+        item.item_id.key(),
         version,
         url.expose(),
         at_ms
@@ -96,7 +96,7 @@ pub(super) fn forget(
     item: &ItemId,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM listed_urls WHERE drive_id = ?1 AND item_id = ?2")?
-        .execute(params![drive.as_str(), item.as_str()])?;
+        .execute(params![drive.key(), item.key()])?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Issue 4: sign-in a real user can complete, and tokens that outlive a long backup.
+//! Sign-in a real user can complete, and tokens that outlive a long backup.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -38,7 +38,7 @@ fn tree(files: usize) -> Tree {
 
 /// Crawl into `dest`, then make the listing's download URLs too old to use: every download then asks Graph
 /// for its URL (`/content`, with the bearer token), which is what an expiring or revoked token must meet. Fresh
-/// listing URLs need no token at all (issue 7).
+/// listing URLs need no token at all.
 fn crawl_then_age_listed_urls(sim: &Simulator, config: &Path, dest: &TestDest) {
     let out = run(signed_in_cmd(sim, config)
         .args(["crawl", "--dest"])

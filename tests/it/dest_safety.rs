@@ -75,7 +75,7 @@ fn assert_manifest_matches_disk(sim: &Simulator, dest: &Path) {
     }
 }
 
-/// Issue 14.2: a neighbour swaps a folder of the destination with a symbolic link to a folder outside it,
+/// A neighbour swaps a folder of the destination with a symbolic link to a folder outside it,
 /// again and again, while a backup of a few hundred files runs. Every write is relative to folder handles
 /// opened without following links, so nothing lands outside the destination; files caught by a swap fail
 /// as `path` and the next run, once the swapping stops, completes them.
@@ -180,7 +180,7 @@ fn a_folder_swapped_for_a_symlink_during_a_backup_never_gets_a_file_written_outs
     assert_eq!(every_file(&evil), Vec::<PathBuf>::new());
 }
 
-/// Issue 14.5: names swapped on the drive (b ↔ c, a 3-cycle, two folders) are swapped on disk through
+/// Names swapped on the drive (b ↔ c, a 3-cycle, two folders) are swapped on disk through
 /// temporary names, without a download, and every file ends under its own name.
 #[test]
 fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
@@ -244,7 +244,7 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
     assert_eq!(dest.files_on_disk(), local);
 }
 
-/// Issue 14.8: part files of an older version or of a deleted item are removed at the end of a run; the part
+/// Part files of an older version or of a deleted item are removed at the end of a run; the part
 /// file of an item still to be fetched stays, and is resumed. Nothing that is not odbackup's, and nothing
 /// behind a link, is touched.
 #[test]
@@ -313,7 +313,7 @@ fn stale_part_files_are_removed_and_a_pending_ones_is_kept_for_its_resume() {
     assert_eq!(part_files(&dest.join("A")), Vec::<PathBuf>::new());
 }
 
-/// Issue 14.13: a local file that odbackup did not write, where a remote file must go, is moved into the
+/// A local file that odbackup did not write, where a remote file must go, is moved into the
 /// trash (and reported), never renamed over; one with the right bytes is adopted; odbackup's own previous
 /// version of a changed file is replaced as before.
 #[test]
@@ -366,4 +366,50 @@ fn trash_day(dest: &TestDest) -> PathBuf {
         .collect();
     assert_eq!(days.len(), 1, "{days:?}");
     days[0].clone()
+}
+
+#[test]
+fn a_state_folder_or_manifest_replaced_by_a_symlink_is_refused_and_nothing_is_written_through_it() {
+    let sim = Simulator::start(Tree::personal().file("a.txt", 1_000));
+    let outside = TestDest::new();
+
+    // The state folder itself is a link to a folder outside the destination.
+    let dest = TestDest::new();
+    std::os::unix::fs::symlink(outside.path(), dest.join(".odbackup")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a linked state folder is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+        "the message says why"
+    );
+    assert!(
+        every_file(outside.path()).is_empty(),
+        "nothing written through the link"
+    );
+    assert!(!dest.join("a.txt").exists());
+
+    // A real state folder whose manifest and lock are links to files outside.
+    let dest = TestDest::new();
+    std::fs::create_dir(dest.join(".odbackup")).unwrap();
+    let victim = outside.join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dest.join(".odbackup/manifest.sqlite.lock")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_ne!(out.status.code(), Some(0), "a linked lock file is refused");
+    std::fs::remove_file(dest.join(".odbackup/manifest.sqlite.lock")).unwrap();
+    std::os::unix::fs::symlink(&victim, dest.join(".odbackup/manifest.sqlite")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_ne!(out.status.code(), Some(0), "a linked manifest is refused");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert_eq!(every_file(outside.path()), vec![PathBuf::from("victim")]);
+
+    // Once the links are gone, the same command backs up.
+    std::fs::remove_file(dest.join(".odbackup/manifest.sqlite")).unwrap();
+    let out = run(&mut against(&sim, &dest, "backup"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, ["a.txt"]);
 }

@@ -1,4 +1,4 @@
-//! Issue 3: downloading the manifest — bounded, verified, every failure on record.
+//! Downloading the manifest — bounded, verified, every failure on record.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Issue 6: surviving the real service and hostile input. Each test turns the simulator's fault knobs the
+//! Surviving the real service and hostile input. Each test turns the simulator's fault knobs the
 //! way the service misbehaves, then checks the bytes on disk, the manifest and the exit code.
 
 use std::time::{Duration, Instant};

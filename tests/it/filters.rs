@@ -359,7 +359,8 @@ fn the_date_layout_files_media_by_month_taken_with_stable_suffixes_for_twins() {
         ("B/IMG_0001.JPG", 0),
         ("B/img_0001.jpg", 0),
     ] {
-        let id = sim.item_id(remote);
+        // The manifest keys items by their canonical ID (personal drive prefixes in lower case).
+        let id = sim.item_id(remote).to_ascii_lowercase();
         let local: String = dest
             .db()
             .query_row(

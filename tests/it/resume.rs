@@ -1,4 +1,4 @@
-//! Issue 3: interruptions. kill -9 at several points, then a re-run: every file correct, nothing finished
+//! Interruptions. kill -9 at several points, then a re-run: every file correct, nothing finished
 //! fetched twice, and a large file resumed by Range.
 
 use std::collections::{BTreeMap, BTreeSet};

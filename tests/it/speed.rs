@@ -1,4 +1,4 @@
-//! Issue 7: fewer requests and more streams. Small files after a crawl cost one request each (the listing's
+//! Fewer requests and more streams. Small files after a crawl cost one request each (the listing's
 //! download URL, no `/content`); a large file is fetched as concurrent ranges on one resolved URL; a stale or
 //! refused listing URL falls back to `/content`; a kill mid-way through a ranged file resumes without fetching
 //! its finished spans again. These tests count requests at the simulator; none of them is timed.

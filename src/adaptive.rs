@@ -23,7 +23,7 @@
 //!
 //! [`Aimd`] decides (pure, table-tested); [`AdaptiveLimit`] applies its decisions to a semaphore. It learns
 //! of throttling by the client's running counts of throttle events and requests, so it knows nothing of
-//! HTTP.
+//! HTTP. A leaf shared by the downloader and the restore, which both schedule transfers through it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -421,17 +421,8 @@ impl AdaptiveLimit {
             .expect("the semaphore is never closed")
     }
 
-    /// Take the client's throttle count into account. Returns the new limit when this lowered it (a new
-    /// throttling episode). Without request counts every episode halves the limit.
-    #[allow(
-        dead_code,
-        reason = "for callers that count no requests; the downloader passes them"
-    )]
-    pub fn observe(&self, throttles: u64) -> Option<usize> {
-        self.observe_with_requests(throttles, None)
-    }
-
-    /// [`Self::observe`], with the client's request count (see [`Aimd::observe_with_requests`]).
+    /// Take the client's throttle count (and, when it counts them, its request count) into account. Returns
+    /// the new limit when this lowered it (a new throttling episode); see [`Aimd::observe_with_requests`].
     pub fn observe_with_requests(&self, throttles: u64, requests: Option<u64>) -> Option<usize> {
         let mut state = self.state();
         let change = state
@@ -712,7 +703,7 @@ mod tests {
         let limit = AdaptiveLimit::new(4, 0);
         let held: Vec<_> = futures_util::future::join_all((0..4).map(|_| limit.acquire())).await;
         assert_eq!(limit.permits.available_permits(), 0);
-        limit.observe(1);
+        limit.observe_with_requests(1, None);
         assert_eq!(limit.figures().0, 2);
         let mut held = held.into_iter();
         // The first two finishers pay the debt; only then do permits come back.

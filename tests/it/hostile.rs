@@ -1,0 +1,189 @@
+//! Nothing on the drive can break the backup. A drive may hold a folder named like odbackup's own
+//! state (`.odbackup`, with a `manifest.sqlite` and its lock inside: a backup of a backup, say); it is stored
+//! beside the state, under `<name> (from OneDrive)`, and never over it.
+
+use graphsim::{RequestKind, Simulator, Tree};
+
+use crate::support::{odbackup, run};
+
+/// A drive whose top holds a `.odbackup` folder with a would-be manifest, lock and trash, plus plain files.
+fn drive_with_a_state_folder() -> Tree {
+    Tree::personal()
+        .file_with(
+            ".odbackup/manifest.sqlite",
+            8_192,
+            graphsim::FileOpts::new().modified("2021-05-01T10:00:00Z"),
+        )
+        .file(".odbackup/manifest.sqlite.lock", 64)
+        .file(".odbackup/trash/2024-01-01/old.jpg", 3_000)
+        .file("Stuff/keep.txt", 1_234)
+        .file_with(
+            "Photos/a.jpg",
+            2_048,
+            graphsim::FileOpts::new().photo("2022-03-04T05:06:07Z"),
+        )
+}
+
+/// `odbackup backup` into `dest`, a folder inside a fresh parent (to see that nothing lands beside it).
+fn backup_into(sim: &Simulator, dest: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = odbackup();
+    cmd.args(["backup", "--dest"])
+        .arg(dest)
+        .args(["--graph-url", &sim.graph_url()])
+        .args(extra)
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    run(&mut cmd)
+}
+
+/// The manifest at `dest` is a sound odbackup manifest with `files` file rows.
+fn assert_manifest_intact(dest: &std::path::Path, files: i64) {
+    let db = rusqlite::Connection::open_with_flags(
+        dest.join(".odbackup/manifest.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the manifest opens");
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let app_id: i64 = db
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app_id, 0x6f64_626b, "still odbackup's manifest");
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM items WHERE kind = 'file'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, files);
+    let inside: i64 = db
+        .query_row(
+            "SELECT count(*) FROM items WHERE lower(local_path) = '.odbackup' OR lower(local_path) LIKE '.odbackup/%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(inside, 0, "no item is placed inside the state folder");
+}
+
+fn same_bytes(sim: &Simulator, dest: &std::path::Path, local: &str, remote: &str) {
+    let on_disk = std::fs::read(dest.join(local)).unwrap_or_else(|e| panic!("{local}: {e}"));
+    assert!(on_disk == sim.content(remote), "{local} is not {remote}");
+}
+
+#[test]
+fn a_remote_folder_named_like_the_state_folder_is_stored_beside_it_never_over_it() {
+    let sim = Simulator::start(drive_with_a_state_folder());
+    let outer = tempfile::tempdir().unwrap();
+    let dest = outer.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    assert_eq!(backup_into(&sim, &dest, &[]).status.code(), Some(0));
+    assert_manifest_intact(&dest, 5);
+    let stand_in = ".odbackup (from OneDrive)";
+    for remote in [
+        ".odbackup/manifest.sqlite",
+        ".odbackup/manifest.sqlite.lock",
+        ".odbackup/trash/2024-01-01/old.jpg",
+    ] {
+        let local = remote.replacen(".odbackup", stand_in, 1);
+        same_bytes(&sim, &dest, &local, remote);
+    }
+    same_bytes(&sim, &dest, "Stuff/keep.txt", "Stuff/keep.txt");
+    assert!(!dest.join(".odbackup/trash/2024-01-01/old.jpg").exists());
+    // Nothing beside the destination.
+    let siblings: Vec<_> = std::fs::read_dir(outer.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(siblings, ["dest"]);
+
+    // Incremental runs: the same; what moves into the remote `.odbackup` goes beside the state too.
+    sim.reset_counters();
+    assert_eq!(backup_into(&sim, &dest, &[]).status.code(), Some(0));
+    assert_eq!(sim.requests(RequestKind::Download), 0);
+    sim.move_item("Photos/a.jpg", ".odbackup");
+    sim.add_file(".odbackup/manifest.sqlite-wal", 32);
+    assert_eq!(backup_into(&sim, &dest, &[]).status.code(), Some(0));
+    assert_manifest_intact(&dest, 6);
+    same_bytes(&sim, &dest, &format!("{stand_in}/a.jpg"), ".odbackup/a.jpg");
+    same_bytes(
+        &sim,
+        &dest,
+        &format!("{stand_in}/manifest.sqlite-wal"),
+        ".odbackup/manifest.sqlite-wal",
+    );
+    assert!(
+        !dest.join(".odbackup/manifest.sqlite-wal").exists() || {
+            // SQLite's own WAL may exist; it must not hold the remote file's bytes.
+            std::fs::read(dest.join(".odbackup/manifest.sqlite-wal")).unwrap()
+                != sim.content(".odbackup/manifest.sqlite-wal")
+        }
+    );
+
+    // The remote folder's deletion sends its copy to the trash, not the state folder's contents.
+    sim.delete(".odbackup");
+    assert_eq!(
+        backup_into(&sim, &dest, &["--mirror-deletes"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_manifest_intact(&dest, 6);
+    assert!(!dest.join(stand_in).join("manifest.sqlite").exists());
+
+    // A folder renamed to the state folder's name, in another letter case, is placed beside it as well.
+    sim.rename("Stuff", ".ODBackup");
+    assert_eq!(backup_into(&sim, &dest, &[]).status.code(), Some(0));
+    assert_manifest_intact(&dest, 6);
+    let db = rusqlite::Connection::open_with_flags(
+        dest.join(".odbackup/manifest.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let local: String = db
+        .query_row(
+            "SELECT local_path FROM items WHERE remote_path = '/.ODBackup/keep.txt'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // (With a clash suffix where the destination folds case: the trashed stand-in still holds its name.)
+    assert!(local.starts_with(".ODBackup (from OneDrive)"), "{local}");
+    same_bytes(&sim, &dest, &local, ".ODBackup/keep.txt");
+    assert!(!dest.join("Stuff").exists());
+}
+
+#[test]
+fn the_state_folder_is_reserved_in_the_date_layout_and_for_a_root_of_that_name() {
+    let sim = Simulator::start(drive_with_a_state_folder());
+    let dated = tempfile::tempdir().unwrap();
+    assert_eq!(
+        backup_into(&sim, dated.path(), &["--layout", "date"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_manifest_intact(dated.path(), 5);
+    same_bytes(&sim, dated.path(), "2022/03/a.jpg", "Photos/a.jpg");
+    same_bytes(
+        &sim,
+        dated.path(),
+        "2021/05/manifest.sqlite",
+        ".odbackup/manifest.sqlite",
+    );
+
+    let rooted = tempfile::tempdir().unwrap();
+    assert_eq!(
+        backup_into(&sim, rooted.path(), &["--root", "/.odbackup"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_manifest_intact(rooted.path(), 3);
+    same_bytes(
+        &sim,
+        rooted.path(),
+        ".odbackup (from OneDrive)/manifest.sqlite.lock",
+        ".odbackup/manifest.sqlite.lock",
+    );
+}
