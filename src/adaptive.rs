@@ -19,6 +19,9 @@
 //!   of what it was above, the refusals are taken as independent of our rate: the limit goes back to where
 //!   it was, and refusals at about that share no longer lower it nor count as throttling for growth. Clearly
 //!   more refusals than that share explains (three standard deviations above it) are throttling again.
+//!   The share is measured over everything sent since the last halving, and the limit does not grow while a
+//!   halving waits to be judged (until the share above would have brought a few refusals, or long enough):
+//!   a growth step between two refusals would otherwise turn every judgement into a new descent.
 //!   Every `Retry-After` is still honoured by every request: that is the gate's job, not this one's.
 //!
 //! [`Aimd`] decides (pure, table-tested); [`AdaptiveLimit`] applies its decisions to a semaphore. It learns
@@ -224,19 +227,31 @@ impl Aimd {
         self.background
     }
 
-    fn set_limit(&mut self, limit: usize, now: Instant) -> isize {
+    /// Set the limit; `measure_anew` starts a new refusal share (after a halving, or a return from one),
+    /// which growth does not: the share since the last halving is what the next one is judged against.
+    fn set_limit(&mut self, limit: usize, now: Instant, measure_anew: bool) -> isize {
         let before = self.limit;
-        if limit > before {
-            // A halving judged by what came after it is about the limit it left, not one reached since.
-            self.above = None;
-        }
         self.limit = limit.clamp(1, self.max);
         self.lowest = self.lowest.min(self.limit);
         self.highest = self.highest.max(self.limit);
         self.last_change = Some(now);
         self.window = Window::default();
-        self.share = Share::default();
+        if measure_anew {
+            self.share = Share::default();
+        }
         self.limit as isize - before as isize
+    }
+
+    /// Lowering the limit did not make refusals rarer: they are not ours to reduce. Back to where the
+    /// descent started, and growth as before the first halving.
+    fn refusals_are_background(&mut self, share: f64, above_limit: usize, now: Instant) -> isize {
+        self.last_drop = Some(now);
+        self.background = Some(share);
+        self.above = None;
+        self.slow_start = true;
+        self.plateau = None;
+        self.previous = None;
+        self.set_limit(above_limit.max(self.limit), now, true)
     }
 
     /// Look at the client's throttle count (and, when given, its request count): a new episode halves the
@@ -280,15 +295,7 @@ impl Aimd {
                 // Not yet enough requests at this limit to judge the last halving: hold.
                 (None, _) => return 0,
                 (Some(here), Some(above)) if here >= SAME_SHARE * above => {
-                    // Lowering did not make refusals rarer: they are not ours to reduce. Back to where it was,
-                    // and growth as before the first halving.
-                    self.last_drop = Some(now);
-                    self.background = Some(here.max(above));
-                    self.above = None;
-                    self.slow_start = true;
-                    self.plateau = None;
-                    self.previous = None;
-                    return self.set_limit(above_limit.max(self.limit), now);
+                    return self.refusals_are_background(here.max(above), above_limit, now);
                 }
                 _ => {}
             }
@@ -308,7 +315,39 @@ impl Aimd {
         };
         self.above = Some((return_to, here));
         self.drops += 1;
-        self.set_limit(halved, now)
+        self.set_limit(halved, now, true)
+    }
+
+    /// While a halving waits to be judged, whether enough has been sent since to judge it here (without a
+    /// new refusal). `Some(change)` ends [`Self::finished`] with that change; `None` goes on to growth.
+    fn judge_halving(&mut self, now: Instant) -> Option<isize> {
+        let (above_limit, above_share) = self.above?;
+        let Some(here) = self.share.of() else {
+            // Too few requests since the halving to tell: no growth until then.
+            return Some(0);
+        };
+        // A share that fell is told from chance only once the share above would have brought a few
+        // refusals here (six: at that share, none at all comes by chance once in 400); a long stretch is
+        // enough in any case.
+        let sent = self.share.requests;
+        let long = sent >= 4 * MIN_SAMPLE;
+        match above_share {
+            Some(above) if sent as f64 * above < 6.0 && !long => Some(0),
+            Some(above) if here >= SAME_SHARE * above => {
+                Some(self.refusals_are_background(here.max(above), above_limit, now))
+            }
+            // Refusals fell (or stopped): lowering helped, and the limit grows back as AIMD's does.
+            Some(_) => {
+                self.above = None;
+                None
+            }
+            // Nothing measured above to compare with; a refusal meanwhile would have halved again.
+            None if long => {
+                self.above = None;
+                None
+            }
+            None => Some(0),
+        }
     }
 
     /// A transfer ended: windows of these decide growth (see the module's doc). Returns the change of the
@@ -316,6 +355,9 @@ impl Aimd {
     pub fn finished(&mut self, done: Finished, now: Instant) -> isize {
         if !done.healthy {
             return 0;
+        }
+        if let Some(change) = self.judge_halving(now) {
+            return change;
         }
         let window = &mut self.window;
         let started = *window.started.get_or_insert(now);
@@ -353,7 +395,7 @@ impl Aimd {
                 // More slots did not finish more: back to the limit that did as well, and hold there.
                 self.plateau = Some(0);
                 self.previous = None;
-                return self.set_limit(prev.limit.max(self.start), now);
+                return self.set_limit(prev.limit.max(self.start), now, false);
             }
         }
         self.previous = Some(rate);
@@ -370,7 +412,7 @@ impl Aimd {
         } else {
             1
         };
-        self.set_limit(self.limit + step, now)
+        self.set_limit(self.limit + step, now, false)
     }
 }
 
@@ -576,26 +618,18 @@ mod tests {
 
         // Halved by throttling where four at once finish as much as more would: back up to the start one
         // step a window all the same (the user asked for it), no further.
+        // (The halving is judged first: 160 requests without a refusal say it helped.)
         let mut a = Aimd::new(8, 0);
-        assert_eq!(a.observe_with_requests(1, None, t0), -4);
-        let limits = drive(
-            &mut a,
-            t0 + Duration::from_secs(1),
-            10,
-            |l| l.min(4),
-            |_| 0.0,
-        );
-        assert_eq!(limits, [4, 5, 6, 7, 8, 8, 8, 8, 8, 8]);
+        assert_eq!(a.observe_with_requests(0, Some(0), t0), 0);
+        assert_eq!(a.observe_with_requests(1, Some(8), t0), -4);
+        let later = t0 + Duration::from_secs(1);
+        let limits = drive(&mut a, later, 10, |l| l.min(4), |_| 0.0);
+        assert_eq!(limits, [4, 4, 4, 5, 6, 7, 8, 8, 8, 8]);
         let mut a = Aimd::growing(8, 32, 0);
-        assert_eq!(a.observe_with_requests(1, None, t0), -4);
-        let limits = drive(
-            &mut a,
-            t0 + Duration::from_secs(1),
-            30,
-            |l| l.min(4),
-            |_| 0.0,
-        );
-        assert_eq!(&limits[..5], [4, 5, 6, 7, 8]);
+        assert_eq!(a.observe_with_requests(0, Some(0), t0), 0);
+        assert_eq!(a.observe_with_requests(1, Some(8), t0), -4);
+        let limits = drive(&mut a, later, 30, |l| l.min(4), |_| 0.0);
+        assert_eq!(&limits[..7], [4, 4, 4, 5, 6, 7, 8]);
         assert!(limits.iter().all(|&l| l <= 9), "{limits:?}");
     }
 
@@ -696,6 +730,52 @@ mod tests {
             a.observe_with_requests(throttles + 30, Some(requests + 60), t1),
             -((before - before / 2) as isize)
         );
+    }
+
+    #[test]
+    fn refusals_that_pause_every_request_for_a_second_are_learned_as_background_all_the_same() {
+        // As the client's gate does: each tick the slots send a request each; any refusal (6.7 % at random,
+        // whatever the pace) stops everything for the second its Retry-After asks. Few requests a second, and
+        // growth windows that span the pauses.
+        let t0 = Instant::now();
+        let mut a = Aimd::growing(8, 32, 0);
+        let (mut requests, mut throttles, mut paused) = (0u64, 0u64, 0u32);
+        let mut x: u64 = 12_345;
+        let mut chance = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for tick in 1..=1200u32 {
+            let now = t0 + TICK * tick;
+            if paused > 0 {
+                paused -= 1;
+                continue;
+            }
+            let limit = a.limit();
+            let refused = (0..limit).filter(|_| chance() < 0.067).count();
+            requests += limit as u64;
+            throttles += refused as u64;
+            a.observe_with_requests(throttles, Some(requests), now);
+            for _ in refused..limit {
+                a.finished(
+                    Finished {
+                        healthy: true,
+                        bytes: 1_000,
+                        busy: true,
+                    },
+                    now,
+                );
+            }
+            if refused > 0 {
+                paused = 20;
+            }
+        }
+        assert!(a.background_share().is_some(), "learned");
+        assert!(a.lowest() >= 2, "lowest {}", a.lowest());
+        assert!(a.drops() <= 3, "{} drops", a.drops());
+        assert!(a.limit() >= 8, "limit {}", a.limit());
     }
 
     #[tokio::test]

@@ -1009,6 +1009,18 @@ impl Simulator {
         self.shared.counters.polls_too_fast.load(Ordering::Relaxed)
     }
 
+    /// Requests sent while a `Retry-After` was in force, on any host (requests already on their way when
+    /// the refusal went out, within the in-flight allowance, excepted): the count of
+    /// [`Simulator::violations`], for tests that assert it stays zero.
+    pub fn requests_during_retry_after(&self) -> u64 {
+        self.shared
+            .counters
+            .violations
+            .lock()
+            .expect("violations")
+            .len() as u64
+    }
+
     /// Download-host requests refused (401) because their URL had expired.
     pub fn expired_url_requests(&self) -> u64 {
         self.shared.counters.expired_urls.load(Ordering::Relaxed)

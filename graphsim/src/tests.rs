@@ -382,6 +382,7 @@ async fn throttling_sends_retry_after_and_records_requests_that_ignore_it() {
     assert!(r.header("retry-after").is_none());
     assert_eq!(c.get("/me/drive/root").await.status, StatusCode::OK);
     assert_eq!(sim.violations().len(), 1);
+    assert_eq!(sim.requests_during_retry_after(), 1);
 
     // A fraction: every 4th children call.
     sim.fail_fraction(0.25, Failure::server_error().only(RequestKind::Children));
