@@ -324,7 +324,7 @@ fn main() {
         bytes as f64 / 1e6 / wall.as_secs_f64(),
         rss_mib
     );
-    if command == "backup" {
+    if command == "backup" && o.latency_ms > 0 {
         let reached = sim.max_concurrent_downloads().max(1);
         let ideal = requests as f64 * o.latency_ms as f64 / 1000.0 / reached as f64;
         println!(
