@@ -6,17 +6,41 @@
 //! cargo build --release && cargo run --release --example bench -- small [--latency-ms 20] [--files 10000] [--listing-urls none]
 //! cargo build --release && cargo run --release --example bench -- big [--latency-ms 20] [--gb 2]
 //! cargo build --release && cargo run --release --example bench -- big --baseline curl   # curl, same file, same disk
+//! cargo build --release && cargo run --release --example bench -- small --files 10000 --min-kb 20 --max-kb 200 --latency-ms 50
+//! cargo build --release && cargo run --release --example bench -- faults-mild --latency-ms 50     # 10,000 files, 600 s budget
+//! cargo build --release && cargo run --release --example bench -- faults-heavy --latency-ms 50    # 2,010 files, 600 s budget
 //! cargo build --release && cargo run --release --example bench -- upload [--latency-ms 20] [--files 10000]
 //! cargo build --release && cargo run --release --example bench -- upload --gb 2 [--latency-ms 20]
 //! cargo build --release && cargo run --release --example bench -- upload --gb 2 --baseline client
 //! cargo build --release && cargo run --release --example bench -- tenant [--drives 50] [--files 20] [--drives-at-once 8] [--latency-ms 20]
 //! ```
 //!
+//! Without `--concurrency` odbackup runs with its default settings (transfers start at 8 and grow while the
+//! service keeps up); `--concurrency N` passes the flag, a hard cap. `--binary PATH` runs another build of
+//! odbackup (an earlier one, say) against the same simulator, for before/after figures made side by side.
+//!
+//! The fault modes sign in (device code against the simulator's identity host), so access tokens expire and
+//! are refreshed during the run, and stop odbackup at the `--budget-s` (600 s) if it has not finished; they
+//! print the files done within the budget.
+//!
+//! - `faults-mild`: 10,000 files of 20–200 KB; 1 % of requests refused with 429 and 1 % with 503 (each with
+//!   `Retry-After: 1`), at random; a 2 s burst refusing everything once a minute (429, `Retry-After` what is
+//!   left of it); 2 % of download bodies cut mid-way; download URLs that expire after 60 s; tokens after 120 s.
+//! - `faults-heavy`: 2,010 files of 2–50 KB; about 10 % of requests refused at random, a third each 429 and
+//!   503 (`Retry-After: 1`) and 500 (no `Retry-After`); 8 % of bodies cut; a 5 s burst once a minute; URLs
+//!   that expire after 30 s; tokens after 60 s.
+//!
+//! In both, random refusals hit a share of whatever arrives, so sending less does not make them rarer; a
+//! request that comes while a `Retry-After` is in force is counted as a violation (150 ms are allowed for
+//! requests already on their way when the refusal was sent).
+//!
 //! `upload` restores a plain folder (`restore --from-folder`) into an empty simulated drive: `--files N` small
 //! files (50 KB–2 MB, as `small` downloads), or one `--gb` file. The simulator keeps the hashes of what it
 //! receives, not the bytes (10 GB would not fit in memory). `--baseline client` sends the big file's
 //! fragments from memory with a plain HTTP client instead: what the simulator can take over loopback with no
 //! disk read, no hashing and no manifest, the ideal the upload figure is compared with.
+//!
+//! `BENCH_KEEP_DEST=1` keeps the destination (and its manifest) instead of deleting it.
 //!
 //! `--baseline curl` fetches the big file's pre-authenticated URL with `curl -o` into the same kind of
 //! temporary folder instead of running odbackup: the loopback throughput a plain HTTP client gets from the
@@ -38,7 +62,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use graphsim::{GenSpec, ListingUrls, Simulator, Tree};
+use graphsim::{DeviceOutcome, DeviceScript, Failure, GenSpec, ListingUrls, Simulator, Tree};
 
 struct Opts {
     mode: String,
@@ -46,10 +70,15 @@ struct Opts {
     files: usize,
     folders: usize,
     gb: u64,
-    concurrency: usize,
+    concurrency: Option<usize>,
     crawl_method: String,
     baseline: Option<String>,
     listing_urls: String,
+    min_kb: u64,
+    max_kb: u64,
+    binary: Option<PathBuf>,
+    budget_s: u64,
+    seed: u64,
     gb_given: bool,
     drives: usize,
     drives_at_once: usize,
@@ -63,10 +92,15 @@ fn parse() -> Opts {
         files: 0,
         folders: 0,
         gb: 2,
-        concurrency: 8,
+        concurrency: None,
         crawl_method: "children".to_owned(),
         baseline: None,
         listing_urls: "dropped-under-dollar".to_owned(),
+        min_kb: 0,
+        max_kb: 0,
+        binary: None,
+        budget_s: 600,
+        seed: 11,
         gb_given: false,
         drives: 50,
         drives_at_once: 8,
@@ -81,7 +115,12 @@ fn parse() -> Opts {
                 o.gb = value.parse().expect("--gb N");
                 o.gb_given = true;
             }
-            "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
+            "--concurrency" => o.concurrency = Some(value.parse().expect("--concurrency N")),
+            "--min-kb" => o.min_kb = value.parse().expect("--min-kb N"),
+            "--max-kb" => o.max_kb = value.parse().expect("--max-kb N"),
+            "--binary" => o.binary = Some(PathBuf::from(value)),
+            "--budget-s" => o.budget_s = value.parse().expect("--budget-s N"),
+            "--seed" => o.seed = value.parse().expect("--seed N"),
             "--crawl-method" => o.crawl_method = value,
             "--baseline" => o.baseline = Some(value),
             "--listing-urls" => o.listing_urls = value,
@@ -93,7 +132,11 @@ fn parse() -> Opts {
     o
 }
 
-fn odbackup_binary() -> PathBuf {
+fn odbackup_binary(given: Option<&PathBuf>) -> PathBuf {
+    if let Some(path) = given {
+        assert!(path.exists(), "{} not found", path.display());
+        return path.clone();
+    }
     // target/release/examples/bench → target/release/odbackup
     let exe = std::env::current_exe().expect("current exe");
     let bin = exe
@@ -158,15 +201,20 @@ fn main() {
             };
             (Tree::generated(spec), "crawl")
         }
-        "small" => {
-            let files = if o.files == 0 { 10_000 } else { o.files };
+        "small" | "faults-mild" | "faults-heavy" => {
+            let (files, min_kb, max_kb) = match o.mode.as_str() {
+                "small" => (10_000, 50, 2_000),
+                "faults-mild" => (10_000, 20, 200),
+                _ => (2_010, 2, 50),
+            };
+            let files = if o.files == 0 { files } else { o.files };
             let spec = GenSpec {
                 folders: files / 100 + 1,
                 files,
                 depth: 3,
-                min_size: 50_000,
-                max_size: 2_000_000,
-                seed: 11,
+                min_size: 1_000 * if o.min_kb == 0 { min_kb } else { o.min_kb },
+                max_size: 1_000 * if o.max_kb == 0 { max_kb } else { o.max_kb },
+                seed: o.seed,
                 ..GenSpec::default()
             };
             (Tree::generated(spec), "backup")
@@ -175,7 +223,7 @@ fn main() {
             Tree::personal().file("Videos/big.mov", o.gb * 1_000_000_000),
             "backup",
         ),
-        other => panic!("mode {other}: use crawl, small, big or upload"),
+        other => panic!("mode {other}: use crawl, small, big, upload, faults-mild or faults-heavy"),
     };
     let sim = Simulator::start(tree);
     sim.set_latency(Duration::from_millis(o.latency_ms));
@@ -223,33 +271,69 @@ fn main() {
         );
         return;
     }
-    let start = Instant::now();
-    let status = Command::new(odbackup_binary())
-        .args([command, "--quiet", "--json", "--dest"])
+    let faults = o.mode.starts_with("faults-");
+    let config = tempfile::Builder::new()
+        .prefix("odbackup-bench-config-")
+        .tempdir()
+        .expect("temp dir");
+    let mut cmd = Command::new(odbackup_binary(o.binary.as_ref()));
+    if faults {
+        // Signed in through the simulator's identity host, so access tokens expire and are refreshed.
+        let heavy = o.mode == "faults-heavy";
+        sim.set_token_lifetime(Duration::from_secs(if heavy { 60 } else { 120 }));
+        sign_in(&sim, config.path(), o.binary.as_ref());
+        arm_faults(&sim, heavy, o.seed);
+        cmd.env("ODBACKUP_CONFIG_DIR", config.path())
+            .env("ODBACKUP_AUTH_URL", sim.auth_url())
+            .env("ODBACKUP_CLIENT_ID", "00000000-bench-client");
+    } else {
+        cmd.env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    }
+    cmd.args([command, "--quiet", "--json", "--dest"])
         .arg(dest.path())
         .args(["--graph-url", &sim.graph_url()])
-        .args(["--crawl-method", &o.crawl_method])
-        .args(if command == "backup" {
-            vec!["--concurrency".to_owned(), o.concurrency.to_string()]
-        } else {
-            vec![]
-        })
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token())
-        .stdout(std::process::Stdio::null())
-        .status()
+        .args(["--crawl-method", &o.crawl_method]);
+    if let (Some(n), "backup") = (o.concurrency, command) {
+        cmd.args(["--concurrency", &n.to_string()]);
+    }
+    let out_path = config.path().join("summary.json");
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out_path).expect("summary file"))
+        .spawn()
         .expect("run odbackup");
+    let budget = Duration::from_secs(o.budget_s);
+    let mut over_budget = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if faults && start.elapsed() >= budget {
+            child.kill().expect("SIGKILL");
+            over_budget = true;
+            break child.wait().expect("reap");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let wall = start.elapsed();
-    assert!(status.success(), "odbackup exited with {status}");
+    assert!(faults || status.success(), "odbackup exited with {status}");
     let rss_mib = children_max_rss_kib() as f64 / 1024.0;
     let requests = sim.total_requests();
     let bytes = sim.bytes_served();
+    let summary: serde_json::Value = std::fs::read(&out_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let download = &summary["download"];
     println!(
-        "mode={} method={} listing_urls={} items={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
+        "mode={} method={} listing_urls={} items={} latency_ms={} concurrency={} wall_s={:.2} odbackup_cpu_s={:.2} requests={} bytes={} throughput_MBps={:.1} peak_rss_MiB={:.1}",
         o.mode,
         o.crawl_method,
         o.listing_urls,
         sim.item_count(),
         o.latency_ms,
+        o.concurrency
+            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
         wall.as_secs_f64(),
         children_cpu_s(),
         requests,
@@ -257,11 +341,114 @@ fn main() {
         bytes as f64 / 1e6 / wall.as_secs_f64(),
         rss_mib
     );
+    if command == "backup" && o.latency_ms > 0 {
+        let reached = sim.max_concurrent_downloads().max(1);
+        let ideal = requests as f64 * o.latency_ms as f64 / 1000.0 / reached as f64;
+        println!(
+            "  transfers at once: most {} (simulator's gauge), highest limit {}, lowest {}, drops {}; ideal at that concurrency {:.1} s ({requests} requests x {} ms / {reached}), ratio {:.2}",
+            reached,
+            download["concurrency_highest"],
+            download["concurrency_lowest"],
+            download["concurrency_drops"],
+            ideal,
+            o.latency_ms,
+            wall.as_secs_f64() / ideal.max(1e-9),
+        );
+    }
+    if faults {
+        let files = match (o.files, o.mode.as_str()) {
+            (0, "faults-mild") => 10_000,
+            (0, _) => 2_010,
+            (n, _) => n,
+        };
+        println!(
+            "  {} of {} files done{} (exit {:?}); refused with 429/503: {}; violations of Retry-After: {}; requests to expired URLs: {}; token refreshes: {}",
+            done_files(dest.path()),
+            files,
+            if over_budget {
+                format!(" when stopped at the {} s budget", o.budget_s)
+            } else {
+                String::new()
+            },
+            status.code(),
+            sim.throttle_answers(),
+            sim.requests_during_retry_after(),
+            sim.expired_url_requests(),
+            sim.refreshes(),
+        );
+        // Waiting out every Retry-After is not optional: that time plus the requests' own is the ideal.
+        let waited = download["throttle_wait_secs"].as_f64().unwrap_or(0.0);
+        println!(
+            "  paused by Retry-After: {waited:.1} s of the {:.1} s",
+            wall.as_secs_f64()
+        );
+    }
     for (kind, n) in sim.request_summary() {
         if n > 0 {
             println!("  {kind:?}: {n}");
         }
     }
+    if std::env::var_os("BENCH_KEEP_DEST").is_some() {
+        // To look at the manifest (failures, say) afterwards.
+        println!("  destination kept: {}", dest.keep().display());
+    }
+}
+
+/// `odbackup login` by device code against the simulator, into the token store in `config`.
+fn sign_in(sim: &Simulator, config: &std::path::Path, binary: Option<&PathBuf>) {
+    sim.script_device_code(DeviceScript {
+        pending: 0,
+        slow_down: 0,
+        outcome: DeviceOutcome::Approve,
+    });
+    let status = Command::new(odbackup_binary(binary))
+        .arg("login")
+        .env("ODBACKUP_CONFIG_DIR", config)
+        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
+        .env("ODBACKUP_AUTH_URL", sim.auth_url())
+        .env("ODBACKUP_CLIENT_ID", "00000000-bench-client")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run odbackup login");
+    assert!(status.success(), "login exited with {status}");
+}
+
+/// The fault mix of `faults-mild` or `faults-heavy` (see the module's doc).
+fn arm_faults(sim: &Simulator, heavy: bool, seed: u64) {
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    let minute = Duration::from_secs(60);
+    if heavy {
+        sim.fail_randomly(0.034, seed, Failure::throttled(1));
+        sim.fail_randomly(0.033, seed + 1, Failure::unavailable(Some(1)));
+        sim.fail_randomly(0.033, seed + 2, Failure::server_error());
+        sim.fail_periodically(minute, Duration::from_secs(5), Failure::throttled(5));
+        sim.reset_downloads_fraction(0.08, None);
+        sim.set_download_url_lifetime(Duration::from_secs(30));
+    } else {
+        sim.fail_randomly(0.01, seed, Failure::throttled(1));
+        sim.fail_randomly(0.01, seed + 1, Failure::unavailable(Some(1)));
+        sim.fail_periodically(minute, Duration::from_secs(2), Failure::throttled(2));
+        sim.reset_downloads_fraction(0.02, None);
+        sim.set_download_url_lifetime(Duration::from_secs(60));
+    }
+}
+
+fn manifest_count(dest: &std::path::Path, sql: &str) -> usize {
+    rusqlite::Connection::open_with_flags(
+        dest.join(".odbackup/manifest.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .and_then(|db| db.query_row(sql, [], |r| r.get::<_, i64>(0)))
+    .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+}
+
+/// Files the manifest records as done.
+fn done_files(dest: &std::path::Path) -> usize {
+    manifest_count(
+        dest,
+        "SELECT COUNT(*) FROM items WHERE kind = 'file' AND state = 'done'",
+    )
 }
 
 /// A cheap deterministic byte stream (xorshift), so generated files are neither all zeros nor alike.
@@ -357,14 +544,17 @@ fn upload(o: &Opts) {
         libc::sync();
     }
     let start = Instant::now();
-    let status = Command::new(odbackup_binary())
-        .args(["restore", "--quiet", "--json", "--from-folder"])
+    let mut cmd = Command::new(odbackup_binary(o.binary.as_ref()));
+    cmd.args(["restore", "--quiet", "--json", "--from-folder"])
         .arg(&src)
         .arg("--manifest")
         .arg(work.path().join("state.sqlite"))
         .args(["--graph-url", &sim.graph_url()])
-        .args(["--concurrency", &o.concurrency.to_string()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token())
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    if let Some(n) = o.concurrency {
+        cmd.args(["--concurrency", &n.to_string()]);
+    }
+    let status = cmd
         .stdout(std::process::Stdio::null())
         .status()
         .expect("run odbackup");
@@ -372,7 +562,8 @@ fn upload(o: &Opts) {
     assert!(status.success(), "odbackup exited with {status}");
     let requests = sim.total_requests();
     assert_eq!(sim.bytes_uploaded(), bytes, "every byte arrived once");
-    let ideal = requests as f64 * o.latency_ms as f64 / 1000.0 / o.concurrency as f64;
+    let concurrency = o.concurrency.unwrap_or(8);
+    let ideal = requests as f64 * o.latency_ms as f64 / 1000.0 / concurrency as f64;
     println!(
         "mode=upload files={files} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={requests} bytes={bytes} throughput_MBps={:.1} peak_rss_MiB={:.1} request_ideal_s={ideal:.2}",
         o.latency_ms,
@@ -469,13 +660,18 @@ fn tenant(o: &Opts) {
         .prefix("odbackup-bench-")
         .tempdir()
         .expect("temp dir");
-    let start = Instant::now();
-    let out = Command::new(odbackup_binary())
-        .args(["backup", "--all-users", "--quiet", "--json", "--dest"])
+    // Each drive's 20 files take ⌈20 ÷ 8⌉ rounds at the starting concurrency (a given one caps it).
+    let concurrency = o.concurrency.unwrap_or(8);
+    let mut cmd = Command::new(odbackup_binary(o.binary.as_ref()));
+    cmd.args(["backup", "--all-users", "--quiet", "--json", "--dest"])
         .arg(root.path())
         .args(["--graph-url", &sim.graph_url()])
-        .args(["--drives-at-once", &o.drives_at_once.to_string()])
-        .args(["--concurrency", &o.concurrency.to_string()])
+        .args(["--drives-at-once", &o.drives_at_once.to_string()]);
+    if let Some(n) = o.concurrency {
+        cmd.args(["--concurrency", &n.to_string()]);
+    }
+    let start = Instant::now();
+    let out = cmd
         .env("ODBACKUP_ACCESS_TOKEN", sim.token())
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -493,13 +689,13 @@ fn tenant(o: &Opts) {
     let discovery_rounds = directory + user_drives.div_ceil(8);
     // Each drive: its listing requests one after the other, then its files `--concurrency` at a time.
     let chain = (requests - directory - user_drives - downloads) / user_drives;
-    let per_drive = chain + (files as u64).div_ceil(o.concurrency as u64);
+    let per_drive = chain + (files as u64).div_ceil(concurrency as u64);
     let rounds = discovery_rounds + user_drives.div_ceil(o.drives_at_once as u64) * per_drive;
     let ideal = rounds as f64 * o.latency_ms as f64 / 1000.0;
     println!(
         "mode=tenant drives={drives} files_per_drive={files} drives_at_once={} concurrency={} latency_ms={} wall_s={:.2} odbackup_cpu_s={:.2} requests={requests} listing_chain_per_drive={chain} request_ideal_s={ideal:.2} ratio={} peak_rss_MiB={:.1}",
         o.drives_at_once,
-        o.concurrency,
+        concurrency,
         o.latency_ms,
         wall.as_secs_f64(),
         children_cpu_s(),

@@ -194,6 +194,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         );
     };
     if shared.now_ms() >= t.expires_ms {
+        shared.counters.expired_urls.fetch_add(1, Ordering::Relaxed);
         return graph_error(
             &shared,
             401,

@@ -587,6 +587,33 @@ impl Simulator {
             .store(allowance.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Answers each matching request with `failure` independently with probability `fraction`, from a
+    /// pseudo-random stream seeded with `seed`: unlike [`Simulator::fail_fraction`] the refusals cluster
+    /// and thin out as chance has it, and unlike a spent budget they do not fall when the client sends less.
+    pub fn fail_randomly(&self, fraction: f64, seed: u64, failure: Failure) {
+        self.arm(
+            failure,
+            Schedule::Random {
+                fraction,
+                state: seed,
+            },
+        );
+    }
+
+    /// Answers every matching request that arrives during the first `burst` of each `period` (from now)
+    /// with `failure`; its `Retry-After`, when it has one, is what is left of the burst.
+    pub fn fail_periodically(&self, period: Duration, burst: Duration, failure: Failure) {
+        self.arm(
+            failure,
+            Schedule::Periodic {
+                // The first burst comes a period from now, not at the start.
+                epoch: std::time::Instant::now() + period.saturating_sub(burst),
+                period,
+                burst,
+            },
+        );
+    }
+
     /// Answers every matching request with `failure` until [`Simulator::clear_failures`].
     pub fn fail_always(&self, failure: Failure) {
         self.arm(failure, Schedule::Always);
@@ -1074,6 +1101,23 @@ impl Simulator {
     /// Device-code polls that came sooner than `interval` after the previous one.
     pub fn device_polls_too_fast(&self) -> u64 {
         self.shared.counters.polls_too_fast.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent while a `Retry-After` was in force, on any host (requests already on their way when
+    /// the refusal went out, within the in-flight allowance, excepted): the count of
+    /// [`Simulator::violations`], for tests that assert it stays zero.
+    pub fn requests_during_retry_after(&self) -> u64 {
+        self.shared
+            .counters
+            .violations
+            .lock()
+            .expect("violations")
+            .len() as u64
+    }
+
+    /// Download-host requests refused (401) because their URL had expired.
+    pub fn expired_url_requests(&self) -> u64 {
+        self.shared.counters.expired_urls.load(Ordering::Relaxed)
     }
 
     /// Body bytes sent by the download host.

@@ -278,9 +278,45 @@ pub(crate) enum Schedule {
         until: Option<Instant>,
     },
     Always,
+    /// Each matching request independently, with probability `fraction` (a seeded pseudo-random stream, so
+    /// a run is reproducible): refusals that do not thin out when the client sends less, as a service
+    /// under its own load refuses a share of whatever arrives. The Graph throttling page documents 429 and
+    /// 503 answers with `Retry-After` (<https://learn.microsoft.com/en-us/graph/throttling>); the errors page
+    /// lists 500 `generalException` as transient (<https://learn.microsoft.com/en-us/graph/errors>).
+    Random {
+        fraction: f64,
+        state: u64,
+    },
+    /// Every request arriving during the first `burst` of each `period` (counted from `epoch`): a budget
+    /// spent at a steady cadence (the resource-unit window is one minute, per
+    /// <https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>),
+    /// refusing everything until it refills. An answer carrying `Retry-After` says what is left of the burst,
+    /// rounded up to whole seconds, as the service's `Retry-After` equals the budget's reset
+    /// (<https://learn.microsoft.com/en-us/graph/throttling#throttling-and-batching>).
+    Periodic {
+        epoch: Instant,
+        period: Duration,
+        burst: Duration,
+    },
 }
 
 impl Schedule {
+    /// For a periodic burst in force at `now`: what is left of it.
+    fn burst_left(&self, now: Instant) -> Option<Duration> {
+        let Schedule::Periodic {
+            epoch,
+            period,
+            burst,
+        } = self
+        else {
+            return None;
+        };
+        let since = now.checked_duration_since(*epoch)?;
+        let period_ns = period.as_nanos().max(1);
+        let into = Duration::from_nanos((since.as_nanos() % period_ns) as u64);
+        (into < *burst).then(|| *burst - into)
+    }
+
     /// Whether this matching request, arriving `now`, is hit (advances the schedule). `window` is how long
     /// the answer tells the client to wait, which bounds a burst's episode in time.
     fn fire(&mut self, now: Instant, window: Option<Duration>) -> bool {
@@ -315,6 +351,12 @@ impl Schedule {
                 k < *len
             }
             Schedule::Always => true,
+            Schedule::Random { fraction, state } => {
+                *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let x = crate::content::mix(*state);
+                ((x >> 11) as f64 / (1u64 << 53) as f64) < *fraction
+            }
+            Schedule::Periodic { .. } => self.burst_left(now).is_some(),
         }
     }
 }
@@ -566,6 +608,8 @@ pub(crate) struct Counters {
     pub bytes_served: AtomicU64,
     /// Access tokens issued by the client-credentials grant.
     pub app_tokens: AtomicU64,
+    /// Download-host requests refused because their URL had expired.
+    pub expired_urls: AtomicU64,
 }
 
 impl Counters {
@@ -592,6 +636,7 @@ impl Counters {
             &self.unauthorized,
             &self.polls_too_fast,
             &self.bytes_served,
+            &self.expired_urls,
         ] {
             a.store(0, Ordering::SeqCst);
         }
@@ -941,8 +986,14 @@ impl Shared {
                 _ => false,
             };
             let window = rule.failure.retry_after.map(Duration::from_secs);
-            if kind_ok && item_ok && rule.schedule.fire(Instant::now(), window) {
-                hit = Some((rule.id, rule.failure.clone()));
+            let now = Instant::now();
+            if kind_ok && item_ok && rule.schedule.fire(now, window) {
+                let mut failure = rule.failure.clone();
+                if let (Some(_), Some(left)) = (failure.retry_after, rule.schedule.burst_left(now))
+                {
+                    failure.retry_after = Some(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+                }
+                hit = Some((rule.id, failure));
                 break;
             }
         }

@@ -25,7 +25,8 @@ use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
 use odbackup::crawl::Scope;
 use odbackup::download::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_STREAMS_PER_FILE, DownloadPolicy, KeepPolicy,
+    DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_CEILING, DEFAULT_STREAMS_PER_FILE,
+    DownloadPolicy, KeepPolicy,
 };
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
@@ -667,6 +668,8 @@ impl Job {
                 allow_malware: keep.allow_malware || file.allow_malware == Some(true),
                 chunk_size,
                 streams_per_file,
+                // Set with the concurrency, which the job does not know.
+                grow_to: None,
             },
             ..self
         })
@@ -762,6 +765,12 @@ fn settings(
     job: Job,
 ) -> Result<RunSettings, Error> {
     let graph = graph_options(common.graph_url.as_ref(), file)?;
+    // Without a --concurrency (flag, environment or config file), transfers start at the default and grow
+    // while the service keeps up; a given one is a hard cap.
+    let grow_to = concurrency
+        .or(file.concurrency)
+        .is_none()
+        .then_some(DEFAULT_CONCURRENCY_CEILING);
     let concurrency = bounded(
         "concurrency",
         concurrency.or(file.concurrency),
@@ -788,7 +797,10 @@ fn settings(
         full: false,
         crawl_method: CrawlMethod::default(),
         keep: job.keep,
-        policy: job.policy,
+        policy: DownloadPolicy {
+            grow_to,
+            ..job.policy
+        },
     })
 }
 

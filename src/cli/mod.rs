@@ -194,7 +194,8 @@ pub enum Command {
         /// What happens to local files when the drive changes.
         #[command(flatten)]
         keep: KeepArgs,
-        /// Transfers at once.
+        /// Transfers at once, a hard cap [default: start at 8, grow up to 32 while the service keeps up
+        /// and does not throttle].
         #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Only say what would be downloaded (count and size; the list with -v); write no file.
@@ -233,7 +234,8 @@ pub enum Command {
         /// What happens to local files when the drive changes.
         #[command(flatten)]
         keep: KeepArgs,
-        /// Transfers at once.
+        /// Transfers at once, a hard cap [default: start at 8, grow up to 32 while the service keeps up
+        /// and does not throttle].
         #[arg(long, env = "ODBACKUP_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Only say what would be downloaded (count and size; the list with -v): the manifest is filled,

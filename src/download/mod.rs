@@ -29,12 +29,21 @@ use crate::progress::CrawlProgress;
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
-pub use plan::{Action, LISTED_URL_FRESHNESS, LocalState, classify, listed_url_is_fresh, plan};
+pub use plan::{
+    Action, LISTED_URL_FRESHNESS, LISTED_URL_LIFETIME_SETTING, ListedUrlLifetime, LocalState,
+    classify, listed_url_is_fresh, plan,
+};
 pub use transfer::{TransferFailure, TransferOutcome};
 
 /// Files transferred at once unless `--concurrency` says otherwise. `OneDrive` throttles bulk downloads above
 /// roughly a dozen parallel streams per user; 8 keeps a home connection busy with photos without inviting 429s.
 pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// How far the number of transfers at once may grow from [`DEFAULT_CONCURRENCY`] when the user did not set
+/// `--concurrency`: as long as more transfers finish more files (and the service does not throttle), up to
+/// this. Several dozen connections is what bulk clients use against `OneDrive` (rclone's `--transfers` and
+/// `--checkers` are often raised to 16–32); past that the service's per-user throttling is the likely bound.
+pub const DEFAULT_CONCURRENCY_CEILING: usize = 32;
 
 /// Transfers failing in a row for want of a connection (after their own retries) that stop the run: the
 /// network or the service is gone, and failing every remaining file slowly, one retry budget after another,
@@ -97,6 +106,10 @@ pub struct DownloadPolicy {
     /// first takes a transfer slot that is free at that moment, so `concurrency` still bounds the connections
     /// to the download host.
     pub streams_per_file: usize,
+    /// When set, transfers start at [`DownloadOptions::concurrency`] and may grow up to this many while more
+    /// of them finish more files and the service does not throttle (`adaptive.rs`); `None` keeps
+    /// `concurrency` as the ceiling, as a `--concurrency` the user gave is.
+    pub grow_to: Option<usize>,
 }
 
 impl Default for DownloadPolicy {
@@ -106,6 +119,7 @@ impl Default for DownloadPolicy {
             allow_malware: false,
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams_per_file: DEFAULT_STREAMS_PER_FILE,
+            grow_to: None,
         }
     }
 }
@@ -172,6 +186,8 @@ pub struct DownloadSummary {
     pub concurrency_drops: u64,
     /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
     pub concurrency_lowest: usize,
+    /// The most transfers allowed at once during the run (above the configured concurrency when it grew).
+    pub concurrency_highest: usize,
     /// Transfers that failed in a row for want of a connection (see [`UNREACHABLE_STREAK`]).
     #[serde(skip)]
     unreachable_streak: usize,
@@ -239,10 +255,20 @@ pub async fn download_with_policy(
     }
 
     // Transfers at once: `options.concurrency` at most, fewer for a while after the service throttles.
-    let limit = Arc::new(adaptive::AdaptiveLimit::new(
-        options.concurrency,
-        stats_before.throttle_events,
-    ));
+    let limit = Arc::new(match policy.grow_to {
+        Some(ceiling) => adaptive::AdaptiveLimit::growing(
+            options.concurrency,
+            ceiling.max(options.concurrency),
+            stats_before.throttle_events,
+        ),
+        None => adaptive::AdaptiveLimit::new(options.concurrency, stats_before.throttle_events),
+    });
+    // How long listing URLs last here, as an earlier run observed it.
+    let remembered = manifest
+        .call(|m| m.setting(LISTED_URL_LIFETIME_SETTING))
+        .await?
+        .and_then(|ms| ms.parse::<i64>().ok());
+    let listed = Arc::new(std::sync::Mutex::new(ListedUrlLifetime::new(remembered)));
     // A fatal error (auth refused, disk full) stops scheduling without cancelling the user's token.
     let stop = cancel.child_token();
     let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
@@ -254,6 +280,7 @@ pub async fn download_with_policy(
     let mut swept = false;
     let with_malware = policy.allow_malware;
     'schedule: loop {
+        remember_url_lifetime(manifest, &listed).await?;
         let crawl_ended = crawl.borrow_and_update().ended;
         let jobs = manifest
             .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
@@ -335,6 +362,7 @@ pub async fn download_with_policy(
             let transfer_cancel = stop.clone();
             let limit = Arc::clone(&limit);
             let policy = policy.clone();
+            let listed = Arc::clone(&listed);
             tasks.spawn(async move {
                 let outcome = transfer::transfer(
                     &graph,
@@ -344,11 +372,15 @@ pub async fn download_with_policy(
                     &*reporter,
                     &transfer_cancel,
                     Some(&limit),
+                    &listed,
                 )
                 .await;
                 observe_throttling(&limit, &graph, &*reporter);
-                let healthy = matches!(outcome, TransferOutcome::Done { .. });
-                limit.release(permit, healthy);
+                let (healthy, bytes) = match &outcome {
+                    TransferOutcome::Done { fetched, .. } => (true, *fetched),
+                    _ => (false, 0),
+                };
+                limit.release_after(permit, healthy, bytes);
                 (job, outcome)
             });
         }
@@ -356,6 +388,7 @@ pub async fn download_with_policy(
     while let Some(joined) = tasks.join_next().await {
         record(manifest, &mut summary, joined, &*reporter, &stop).await?;
     }
+    remember_url_lifetime(manifest, &listed).await?;
     summary.interrupted = stop.is_cancelled();
     let stats = graph.stats();
     summary.throttled = stats.throttle_events - stats_before.throttle_events;
@@ -365,6 +398,7 @@ pub async fn download_with_policy(
     .as_secs_f64();
     summary.paced = stats.paced - stats_before.paced;
     (_, summary.concurrency_lowest, summary.concurrency_drops) = limit.figures();
+    summary.concurrency_highest = limit.highest();
     if !summary.interrupted && options.mirror_empty_folders {
         // Folders found by a crawl that ran alongside, empty ones included.
         create_folders(manifest, &dest).await?;
@@ -407,6 +441,28 @@ pub async fn dry_run(
     Ok(summary)
 }
 
+/// Keep a newly observed lifetime of listing URLs in the manifest, for the next run.
+async fn remember_url_lifetime(
+    manifest: &SharedManifest,
+    listed: &transfer::SharedUrlLifetime,
+) -> Result<(), ManifestError> {
+    let learned = listed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take_learned();
+    if let Some(ms) = learned {
+        tracing::info!(
+            lifetime_s = ms / 1000,
+            "download URLs from listings expire sooner than assumed here: those older than that go through \
+             /content, in this run and the next"
+        );
+        manifest
+            .call(move |m| m.set_setting(LISTED_URL_LIFETIME_SETTING, &ms.to_string()))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Lower the transfers allowed at once if the client was throttled since the last look, and tell the
 /// reporter of a new episode.
 fn observe_throttling(
@@ -414,8 +470,9 @@ fn observe_throttling(
     graph: &GraphClient,
     reporter: &dyn Reporter,
 ) {
-    let answers = graph.stats().throttle_events;
-    if let Some(transfers) = limit.observe(answers) {
+    let stats = graph.stats();
+    let answers = stats.throttle_events;
+    if let Some(transfers) = limit.observe_with_requests(answers, Some(stats.requests)) {
         reporter.event(&Event::Throttled { answers, transfers });
     }
 }

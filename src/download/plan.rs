@@ -25,6 +25,101 @@ pub fn listed_url_is_fresh(
     (0..window).contains(&age)
 }
 
+/// The manifest setting that keeps the lifetime of listing download URLs a run observed (milliseconds), so
+/// the next run does not learn it again one refused request at a time.
+pub const LISTED_URL_LIFETIME_SETTING: &str = "listed_url_lifetime_ms";
+
+/// Which download URLs from listings are still worth a request, as the run learns how long they last.
+///
+/// Two lessons, both from a refused URL (401/403/410 from the download host):
+/// - **That listing is over.** URLs are minted together when a listing page is served and expire together,
+///   so once one stored at `t` is refused, every URL stored at or before `t` is taken as expired: the files
+///   they were for go through `/content` at once, one refused request for the listing instead of one per
+///   file.
+/// - **The lifetime.** When a fresh URL for the same file then serves it, the refused one was merely old, and
+///   its age bounds the lifetime from above: the window for using stored URLs shrinks below it, for the rest
+///   of the run and (through [`LISTED_URL_LIFETIME_SETTING`]) the next. The service documents about an hour
+///   on the driveItem page and "a few minutes" on the download page
+///   (<https://learn.microsoft.com/en-us/graph/api/resources/driveitem>,
+///   <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>); tenants differ.
+///
+/// No clock or I/O: times are Unix milliseconds passed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUrlLifetime {
+    /// Use a stored URL while it is younger than this.
+    window_ms: i64,
+    /// URLs stored at or before this time are expired (one stored then was refused).
+    expired_up_to_ms: Option<i64>,
+    /// The shortest age at which a URL was confirmed expired (this run or, remembered, an earlier one).
+    learned_ms: Option<i64>,
+    /// Whether `learned_ms` changed since [`Self::take_learned`] last looked.
+    changed: bool,
+}
+
+impl ListedUrlLifetime {
+    /// Start from the default window, or from the lifetime an earlier run observed.
+    pub fn new(remembered_ms: Option<i64>) -> Self {
+        let default = i64::try_from(LISTED_URL_FRESHNESS.as_millis()).unwrap_or(i64::MAX);
+        let learned_ms = remembered_ms.filter(|ms| *ms >= 0);
+        Self {
+            window_ms: learned_ms.map_or(default, |l| Self::window_for(l).min(default)),
+            expired_up_to_ms: None,
+            learned_ms,
+            changed: false,
+        }
+    }
+
+    /// The window left under an observed lifetime: a tenth of it (at least a second) spared for the time
+    /// between the service minting a URL and the manifest storing it, and for clocks.
+    fn window_for(lifetime_ms: i64) -> i64 {
+        let margin = (lifetime_ms / 10).max(1_000);
+        lifetime_ms.saturating_sub(margin).max(0)
+    }
+
+    /// How long a stored URL is used now.
+    pub fn window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.window_ms).unwrap_or(0))
+    }
+
+    /// Whether a URL stored at `fetched_at_ms` is worth a request at `now_ms`.
+    pub fn usable(&self, fetched_at_ms: i64, now_ms: i64) -> bool {
+        self.expired_up_to_ms.is_none_or(|t| fetched_at_ms > t)
+            && listed_url_is_fresh(fetched_at_ms, now_ms, self.window())
+    }
+
+    /// A URL stored at `fetched_at_ms` was refused: it and every URL stored before it are expired.
+    pub fn refused(&mut self, fetched_at_ms: i64) {
+        self.expired_up_to_ms = Some(
+            self.expired_up_to_ms
+                .map_or(fetched_at_ms, |t| t.max(fetched_at_ms)),
+        );
+    }
+
+    /// The file of a URL stored at `fetched_at_ms` and refused at `refused_at_ms` was then served by a fresh
+    /// URL: the stored one had expired at that age. Shrinks the window if the lifetime is shorter than
+    /// thought; returns whether it did.
+    pub fn confirmed_expired(&mut self, fetched_at_ms: i64, refused_at_ms: i64) -> bool {
+        let age = refused_at_ms.saturating_sub(fetched_at_ms);
+        if age < 0 || self.learned_ms.is_some_and(|l| l <= age) {
+            return false;
+        }
+        self.learned_ms = Some(age);
+        self.changed = true;
+        let window = Self::window_for(age);
+        if window < self.window_ms {
+            self.window_ms = window;
+        }
+        true
+    }
+
+    /// The lifetime observed since the last look, if it changed (to be remembered for the next run).
+    pub fn take_learned(&mut self) -> Option<i64> {
+        std::mem::take(&mut self.changed)
+            .then_some(self.learned_ms)
+            .flatten()
+    }
+}
+
 /// What is on disk for one manifest row, as observed just before the transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalState {
@@ -280,6 +375,56 @@ mod tests {
             );
         }
         assert!(!listed_url_is_fresh(t, t, std::time::Duration::ZERO));
+    }
+
+    #[test]
+    fn a_refused_listing_url_expires_its_listing_and_a_confirmed_one_teaches_the_lifetime() {
+        let t = 1_700_000_000_000i64;
+        let mut l = ListedUrlLifetime::new(None);
+        assert_eq!(l.window(), LISTED_URL_FRESHNESS);
+        // Three pages stored a second apart; the middle one's URL is refused 61 s later.
+        let (page1, page2, page3) = (t, t + 1_000, t + 2_000);
+        let now = t + 62_000;
+        assert!(l.usable(page1, now) && l.usable(page2, now) && l.usable(page3, now));
+        l.refused(page2);
+        assert!(!l.usable(page1, now), "older: expired with it");
+        assert!(!l.usable(page2, now), "the same listing: expired");
+        assert!(l.usable(page3, now), "a later page was minted later");
+        // An older refusal does not move the mark back.
+        l.refused(page1);
+        assert!(!l.usable(page2, now));
+        assert_eq!(
+            l.take_learned(),
+            None,
+            "nothing learned before a fresh URL served the file"
+        );
+        // A fresh URL served the file: 61 s is an upper bound of the lifetime; the window drops below it.
+        assert!(l.confirmed_expired(page2, t + 62_000));
+        assert_eq!(l.window(), std::time::Duration::from_millis(54_900));
+        assert!(!l.usable(page3, page3 + 55_000));
+        assert!(l.usable(page3 + 1, page3 + 50_000));
+        assert_eq!(l.take_learned(), Some(61_000));
+        assert_eq!(l.take_learned(), None, "said once");
+        // A longer age teaches nothing; a shorter one shrinks it again.
+        assert!(!l.confirmed_expired(page3, page3 + 70_000));
+        assert!(l.confirmed_expired(page3, page3 + 20_000));
+        assert_eq!(l.window(), std::time::Duration::from_secs(18));
+        // A very short lifetime leaves no window at all (every file goes through /content).
+        assert!(l.confirmed_expired(page3, page3 + 800));
+        assert_eq!(l.window(), std::time::Duration::ZERO);
+        assert!(!l.usable(now, now));
+        // The next run starts from what was remembered, never from more than the default window.
+        let next = ListedUrlLifetime::new(Some(61_000));
+        assert_eq!(next.window(), std::time::Duration::from_millis(54_900));
+        assert!(next.usable(t, t + 54_000));
+        assert_eq!(
+            ListedUrlLifetime::new(Some(i64::MAX)).window(),
+            LISTED_URL_FRESHNESS
+        );
+        assert_eq!(
+            ListedUrlLifetime::new(Some(-5)).window(),
+            LISTED_URL_FRESHNESS
+        );
     }
 
     #[test]

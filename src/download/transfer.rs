@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::DownloadPolicy;
 use super::chunks;
 use super::plan::{
-    Action, Earlier, Judgement, LISTED_URL_FRESHNESS, LocalState, allowed_length, classify, judge,
-    listed_url_is_fresh, plan,
+    Action, Earlier, Judgement, ListedUrlLifetime, LocalState, allowed_length, classify, judge,
+    plan,
 };
 use super::ranged::Ranged;
 use crate::adaptive::AdaptiveLimit;
@@ -86,8 +86,27 @@ pub struct TransferFailure {
     pub fatal: bool,
 }
 
+/// What the run has learned of listing URLs, shared by its transfers.
+pub(super) type SharedUrlLifetime = std::sync::Mutex<ListedUrlLifetime>;
+
+fn lifetime(shared: &SharedUrlLifetime) -> std::sync::MutexGuard<'_, ListedUrlLifetime> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Download one manifest row into `dest`. A file larger than the policy's chunk size is fetched as several
-/// concurrent Range requests (`ranged.rs`), whose further streams take slots of `slots` when free.
+/// concurrent Range requests (`ranged.rs`), whose further streams take slots of `slots` when free. The
+/// listing's URL is used while `listed` says it is worth a request, and what its refusal teaches goes back
+/// there.
+#[allow(clippy::too_many_arguments)]
 pub async fn transfer(
     graph: &GraphClient,
     dest: &Dest,
@@ -96,6 +115,7 @@ pub async fn transfer(
     reporter: &dyn Reporter,
     cancel: &CancellationToken,
     slots: Option<&AdaptiveLimit>,
+    listed: &SharedUrlLifetime,
 ) -> TransferOutcome {
     let local_path = job.local_path.clone().unwrap_or_default();
     if local_path.is_empty() {
@@ -192,15 +212,17 @@ pub async fn transfer(
     let mut url_refreshes = 0u32;
     // The listing's URL saves the `/content` round trip while it is fresh; one that was refused, or that served
     // bytes that do not match, is not used again.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut url: Option<ContentSource> = job
+    let now_ms = unix_ms();
+    let from_listing = job
         .listed_url
         .as_ref()
-        .filter(|l| listed_url_is_fresh(l.fetched_at_ms, now_ms, LISTED_URL_FRESHNESS))
-        .map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned())));
+        .filter(|l| lifetime(listed).usable(l.fetched_at_ms, now_ms));
+    let mut url: Option<ContentSource> =
+        from_listing.map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned())));
     let mut url_from_listing = url.is_some();
+    let listed_at = from_listing.map(|l| l.fetched_at_ms);
+    // A refused listing URL (when it was stored, when it was refused), until a fresh URL serves the file.
+    let mut refused_listing: Option<(i64, i64)> = None;
     let mut start = match action {
         Action::Resume(offset) => offset,
         _ => 0,
@@ -248,6 +270,11 @@ pub async fn transfer(
                 // from what is on disk — unless fresh ones are refused too. A refused listing URL was merely
                 // old: it does not count against the fresh ones.
                 let now_on_disk = folder.file_len(&part).unwrap_or(0);
+                if let (true, Some(at)) = (url_from_listing, listed_at) {
+                    // Its listing is over: the other files it listed go through `/content` at once.
+                    lifetime(listed).refused(at);
+                    refused_listing = Some((at, unix_ms()));
+                }
                 url_refreshes = if now_on_disk > start {
                     1
                 } else if url_from_listing {
@@ -319,6 +346,10 @@ pub async fn transfer(
             }
             Err(StepError::Disk(err, path)) => return disk_failure(&err, &path, attempts),
         };
+        if let Some((stored, refused)) = refused_listing.take() {
+            // A fresh URL served what the listing's could not: that one had expired at its age.
+            lifetime(listed).confirmed_expired(stored, refused);
+        }
         let earlier = match &mismatched {
             None => Earlier::None,
             Some((len, qx)) if *len == digest.len && *qx == digest.quick_xor => Earlier::Same,

@@ -401,15 +401,27 @@ impl Manifest {
     /// [`ManifestError::Missing`] when there is no file; [`ManifestError::Foreign`] for a file that is not ours.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let err = sql_err(path);
-        let conn = match Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        ) {
+        // Whether the file was there is judged before the open: a first run may create it between a failed
+        // open and a later look, and that reader saw no manifest, not a broken one.
+        let existed = path.exists();
+        let open = || {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        };
+        let conn = match open() {
             Ok(conn) => conn,
-            Err(_) if !path.exists() => {
+            Err(_) if !existed => {
                 return Err(ManifestError::Missing {
                     path: path.to_path_buf(),
                 });
+            }
+            // A manifest a first run is just creating (its write-ahead log not set up yet) can refuse a
+            // reader for a moment: one more try, after the run's first transaction has had time to end.
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::CannotOpen => {
+                std::thread::sleep(Duration::from_millis(100));
+                open().map_err(&err)?
             }
             Err(e) => return Err(err(e)),
         };

@@ -646,8 +646,11 @@ async fn upload_files(
                 };
                 let outcome = task.run(&job).await;
                 observe_throttling(&limit_task, &graph, &*reporter);
-                let healthy = matches!(outcome, FileOutcome::Done { .. });
-                limit_task.release(permit, healthy);
+                let (healthy, bytes) = match &outcome {
+                    FileOutcome::Done { sent, .. } => (true, *sent),
+                    _ => (false, 0),
+                };
+                limit_task.release_after(permit, healthy, bytes);
                 (job, outcome)
             });
         }
@@ -660,8 +663,10 @@ async fn upload_files(
 
 /// Lower the transfers at once after a new throttling episode, and say so.
 fn observe_throttling(limit: &AdaptiveLimit, graph: &GraphClient, reporter: &dyn Reporter) {
-    let answers = graph.stats().throttle_events;
-    if let Some(transfers) = limit.observe(answers) {
+    let stats = graph.stats();
+    let answers = stats.throttle_events;
+    // With the request count, refusals that sending less does not make rarer stop lowering the limit.
+    if let Some(transfers) = limit.observe_with_requests(answers, Some(stats.requests)) {
         reporter.event(&Event::Throttled { answers, transfers });
     }
 }

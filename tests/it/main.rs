@@ -16,6 +16,7 @@ mod faults;
 mod filters;
 mod hostile;
 mod incremental;
+mod pace;
 mod paths;
 mod progress;
 mod restore;

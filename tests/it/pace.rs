@@ -1,0 +1,130 @@
+//! Going at the service's pace: transfers that grow from the default while the service keeps up, refusals
+//! that sending less does not reduce, and listing URLs that expire together.
+
+use std::time::Duration;
+
+use graphsim::{Failure, RequestKind, Simulator, Tree};
+
+use crate::download::backup;
+use crate::support::{TestDest, against, assert_same_bytes, json, run};
+
+/// `count` small files in a few folders.
+fn small_files(count: usize) -> (Tree, Vec<String>) {
+    let mut tree = Tree::personal();
+    let mut paths = Vec::new();
+    for i in 0..count {
+        let path = format!("Photos/{:02}/IMG_{i:05}.jpg", i % 7);
+        tree = tree.file(&path, 1_000 + (i as u64 * 37) % 4_000);
+        paths.push(path);
+    }
+    (tree, paths)
+}
+
+#[test]
+fn default_settings_grow_past_eight_transfers_while_the_service_keeps_up_and_a_given_concurrency_caps_them()
+ {
+    // Request-bound (100 ms an answer, tiny files): more transfers at once finish more files.
+    let (tree, paths) = small_files(700);
+    let sim = Simulator::start(tree.clone());
+    sim.set_latency(Duration::from_millis(100));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let download = &json(&out)["download"];
+    let highest = download["concurrency_highest"].as_u64().unwrap();
+    assert!(
+        sim.max_concurrent_downloads() > 8,
+        "grew past the default: {} at most ({download})",
+        sim.max_concurrent_downloads()
+    );
+    assert!((9..=32).contains(&highest), "{download}");
+    assert!(sim.max_concurrent_downloads() <= 32);
+    assert_same_bytes(&sim, &dest, paths.iter().step_by(13));
+
+    // A --concurrency the user gives is a hard cap.
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(100));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).args(["--concurrency", "6", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        sim.max_concurrent_downloads() <= 6,
+        "{}",
+        sim.max_concurrent_downloads()
+    );
+    assert_eq!(json(&out)["download"]["concurrency_highest"], 6);
+}
+
+#[test]
+fn refusals_at_random_that_do_not_fall_when_fewer_are_sent_stop_lowering_the_transfers_and_every_retry_after_is_waited_out()
+ {
+    // One request in ten refused whatever the pace (a third each 429 and 503 with Retry-After, and 500),
+    // on every host, with cut bodies.
+    let (tree, paths) = small_files(300);
+    let sim = Simulator::start(tree);
+    sim.set_latency(Duration::from_millis(20));
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.fail_randomly(0.034, 7, Failure::throttled(1));
+    sim.fail_randomly(0.033, 8, Failure::unavailable(Some(1)));
+    sim.fail_randomly(0.033, 9, Failure::server_error());
+    sim.reset_downloads_fraction(0.05, None);
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_eq!(out.status.code(), Some(0), "every file in one run");
+    assert_same_bytes(&sim, &dest, &paths);
+    assert_eq!(
+        sim.requests_during_retry_after(),
+        0,
+        "{:?}",
+        sim.violations().first()
+    );
+    let download = &json(&out)["download"];
+    assert!(sim.throttle_answers() >= 10, "{}", sim.throttle_answers());
+    // Halving on every refusal would take the limit down to one and keep it there; once the refusal share is
+    // seen not to fall, it stops.
+    assert!(
+        download["concurrency_lowest"].as_u64().unwrap() >= 2,
+        "{download}"
+    );
+    assert!(
+        download["concurrency_drops"].as_u64().unwrap() <= 3,
+        "{download}"
+    );
+}
+
+#[test]
+fn a_refused_listing_url_sends_the_rest_of_its_listing_through_content_and_its_lifetime_is_remembered()
+ {
+    let (tree, paths) = small_files(120);
+    let sim = Simulator::start(tree);
+    // The listing's URLs are dead on arrival; those /content gives later live a minute.
+    sim.set_download_url_lifetime(Duration::ZERO);
+    let dest = TestDest::new();
+    assert_eq!(
+        run(&mut against(&sim, &dest, "crawl")).status.code(),
+        Some(0)
+    );
+    sim.set_download_url_lifetime(Duration::from_secs(60));
+    let out = run(against(&sim, &dest, "download").args(["--concurrency", "2"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, &paths);
+    // One refusal for the listing (one per transfer already on its way), not one per file.
+    assert!(
+        sim.expired_url_requests() <= 2,
+        "{} requests to expired URLs for {} files",
+        sim.expired_url_requests(),
+        paths.len()
+    );
+    assert!(sim.requests(RequestKind::Content) >= 118);
+    // What was learned is kept for the next run: at most the age at which a URL was refused.
+    let remembered: String = dest
+        .db()
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'listed_url_lifetime_ms'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the lifetime is remembered");
+    let ms: i64 = remembered.parse().unwrap();
+    assert!((0..60_000).contains(&ms), "{ms}");
+}
