@@ -789,3 +789,56 @@ pub async fn restore(
         .await?;
     outcome
 }
+
+/// Check a backup on disk against its manifest (`odbackup verify`): take the manifest's lock (a run writing
+/// files beside the check would make it report files the run is replacing), record the check as a run, read
+/// the files back on the blocking pool, and hand the findings back.
+pub async fn verify(
+    dest: &Path,
+    manifest_path: &Path,
+    options: &crate::verify::VerifyOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<crate::verify::VerifySummary, Error> {
+    if !manifest_path.exists() {
+        return Err(Error::NoManifest {
+            path: manifest_path.to_path_buf(),
+        });
+    }
+    let Some(dest) = crate::fsdest::Dest::open_existing(dest)? else {
+        return Err(Error::Usage(format!(
+            "no backup folder at {}: pass the --dest of the backup to check",
+            dest.display()
+        )));
+    };
+    let _lock = RunLock::acquire(manifest_path)?;
+    let mut manifest = Manifest::open(manifest_path)?;
+    let run_id = manifest.begin_run("verify")?;
+    let (options, cancel) = (options.clone(), cancel.clone());
+    let (mut manifest, outcome) = tokio::task::spawn_blocking(move || {
+        let outcome =
+            crate::verify::verify(&dest, &mut manifest, &options, reporter.as_ref(), &cancel);
+        (manifest, outcome)
+    })
+    .await
+    .map_err(|e| Error::Usage(format!("the check stopped unexpectedly: {e}")))?;
+    let (outcome_name, summary_json) = match &outcome {
+        Ok(summary) => (
+            if summary.interrupted {
+                "interrupted"
+            } else if summary.all_good() {
+                "ok"
+            } else {
+                "incomplete"
+            },
+            serde_json::to_string(summary).unwrap_or_default(),
+        ),
+        Err(err) => (
+            "error",
+            serde_json::json!({ "error": err.to_string() }).to_string(),
+        ),
+    };
+    tracing::info!(run = run_id, outcome = outcome_name, "verify finished");
+    manifest.finish_run(run_id, outcome_name, &summary_json)?;
+    Ok(outcome?)
+}

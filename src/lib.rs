@@ -80,5 +80,6 @@ pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod shared;
+pub mod verify;
 
 pub use error::{Error, ErrorKind};

@@ -250,6 +250,31 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 )?;
                 run_restore(settings, json, quiet, verbose).await
             }
+            Command::Verify {
+                dest,
+                sample,
+                repair,
+                concurrency,
+                json,
+            } => {
+                let options = odbackup::verify::VerifyOptions {
+                    sample_percent: sample,
+                    repair,
+                    concurrency: bounded(
+                        "concurrency",
+                        concurrency,
+                        odbackup::verify::DEFAULT_VERIFY_CONCURRENCY,
+                    )?,
+                };
+                run_verify(
+                    &dest_of(&dest, &file)?,
+                    &manifest_path(&dest, &file)?,
+                    &options,
+                    json,
+                    quiet,
+                )
+                .await
+            }
             Command::Failures { dest, json } => {
                 let rows = app::failures(&manifest_path(&dest, &file)?)?;
                 render::failures(&rows, json);
@@ -734,5 +759,30 @@ async fn run_restore(
         }
         None if summary.all_done() => Outcome::Success,
         None => Outcome::SomeFailed,
+    })
+}
+
+async fn run_verify(
+    dest: &Path,
+    manifest: &Path,
+    options: &odbackup::verify::VerifyOptions,
+    json: bool,
+    quiet: bool,
+) -> Result<Outcome, Error> {
+    let cancel = CancellationToken::new();
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
+    let display = progress::Display::new(quiet || json);
+    let reporter: Arc<dyn Reporter> = display.reporter(false);
+    let summary = app::verify(dest, manifest, options, reporter, &cancel).await;
+    display.finish();
+    let summary = summary?;
+    render::verify_summary(&summary, dest, json);
+    Ok(if summary.interrupted {
+        let signal = stopped_by.load(Ordering::SeqCst);
+        Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
+    } else if summary.all_good() {
+        Outcome::Success
+    } else {
+        Outcome::SomeFailed
     })
 }

@@ -22,6 +22,7 @@ mod restore;
 mod runs;
 mod selection;
 mod urls;
+mod verify;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use restore::{
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
 pub use urls::{ListedUrl, StoredUrl};
+pub use verify::{ExpectedContent, VerifyRow, VerifyTotals};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.
 pub const APPLICATION_ID: i32 = 0x6f64_626b;

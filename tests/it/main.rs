@@ -21,3 +21,4 @@ mod restore;
 mod resume;
 mod sites;
 mod speed;
+mod verify;
