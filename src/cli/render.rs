@@ -594,6 +594,25 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             writeln!(out, "  restore skipped ({}): {}", c.key, c.count)?;
         }
     }
+    if let Some(run) = &report.last_verify {
+        let counts = run.summary.as_ref().map(|s| {
+            let n = |key: &str| s.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            format!(
+                ": {} files checked, {} missing, {} changed, {} unreadable",
+                n("files_checked"),
+                n("missing"),
+                n("changed"),
+                n("unreadable")
+            )
+        });
+        writeln!(
+            out,
+            "last verify: started {} — {}{}",
+            run.started_at,
+            run.outcome.as_deref().unwrap_or("did not finish (killed?)"),
+            counts.unwrap_or_default()
+        )?;
+    }
     match &report.last_run {
         Some(run) => writeln!(
             out,

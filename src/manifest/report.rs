@@ -109,6 +109,8 @@ pub struct StatusReport {
     pub incremental: Vec<IncrementalStatus>,
     /// Per place restored to: entries put back, left and failed.
     pub restores: Vec<super::restore::RestoreStatus>,
+    /// The latest `verify` of the files on disk, with what it found.
+    pub last_verify: Option<RunRecord>,
 }
 
 /// The incremental state of one crawl scope.
@@ -168,6 +170,7 @@ impl StatusReport {
             last_run: None,
             incremental: Vec::new(),
             restores: Vec::new(),
+            last_verify: None,
         }
     }
 }
@@ -271,6 +274,7 @@ impl Manifest {
             last_run: self.last_run()?,
             incremental: self.incremental_status()?,
             restores: self.restore_status()?,
+            last_verify: self.last_run_of("verify")?,
         })
     }
 

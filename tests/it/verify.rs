@@ -123,6 +123,14 @@ fn edits_bit_rot_deletions_and_swapped_in_links_are_found_and_repaired_by_the_ne
         (found["changed"].as_u64(), found["missing"].as_u64()),
         (Some(4), Some(1))
     );
+    let mut status = odbackup();
+    let out = run(status.args(["status", "--dest"]).arg(dest.path()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("last verify: started")
+            && text.contains("9 files checked, 1 missing, 4 changed, 0 unreadable"),
+        "{text}"
+    );
     // Without --repair nothing is touched.
     assert_eq!(std::fs::read(dest.join("Photos/a.jpg")).unwrap(), bytes);
     assert_eq!(dest.items()["/Photos/a.jpg"].state, "done");
