@@ -118,7 +118,8 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 layout,
                 json,
             } => {
-                let job = job_of(&filters, &layout, &file, false);
+                let job =
+                    job_of(&filters, &layout, &file, false).and_then(|j| j.onenote(&remote, &file));
                 run_job(
                     job.and_then(|job| remote_settings(&remote, &file, Phases::Crawl, None, job)),
                     json,
@@ -136,8 +137,9 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 dry_run,
                 json,
             } => {
-                let job =
-                    job_of(&filters, &layout, &file, dry_run).and_then(|j| j.keeping(&keep, &file));
+                let job = job_of(&filters, &layout, &file, dry_run)
+                    .and_then(|j| j.keeping(&keep, &file))
+                    .and_then(|j| j.onenote(&remote, &file));
                 run_job(
                     job.and_then(|job| {
                         remote_settings(&remote, &file, Phases::Backup, concurrency, job)
@@ -464,6 +466,18 @@ struct Job {
 }
 
 impl Job {
+    /// `--no-onenote` (or `onenote = false` in the config file): notebooks are left out, on record.
+    fn onenote(mut self, remote: &RemoteArgs, file: &ConfigValues) -> Result<Job, Error> {
+        if remote.no_onenote || file.onenote == Some(false) {
+            let spec = FilterSpec {
+                skip_onenote: true,
+                ..self.filter.spec().clone()
+            };
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+        }
+        Ok(self)
+    }
+
     /// What happens to local files when the drive changes, and how large files are fetched: a flag (or its
     /// environment variable), else the config file.
     fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Result<Job, Error> {
@@ -530,6 +544,7 @@ fn job_of(
         until: filters.until.or(file.until),
         min_size: filters.min_size.or(file.min_size),
         max_size: filters.max_size.or(file.max_size),
+        skip_onenote: false,
     };
     let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Job {

@@ -501,6 +501,10 @@ pub struct RemoteArgs {
     /// List the whole scope again instead of asking the service only for what changed since the last run.
     #[arg(long)]
     pub full: bool,
+    /// Leave OneNote notebooks out (by default each is backed up as a folder of its section files, named like
+    /// the notebook). They are recorded as skipped.
+    #[arg(long)]
+    pub no_onenote: bool,
     /// How a full listing is made: delta (page through the scope's changes from nothing: one request per 1,000
     /// items; on business drives only for the whole drive) or children (walk the folders, --list-concurrency at
     /// once) [default: delta].

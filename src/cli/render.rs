@@ -594,6 +594,13 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             writeln!(out, "  restore skipped ({}): {}", c.key, c.count)?;
         }
     }
+    if report.notebooks > 0 {
+        writeln!(
+            out,
+            "OneNote notebooks: {} ({} section files on disk)",
+            report.notebooks, report.notebook_files_done
+        )?;
+    }
     if let Some(run) = &report.last_verify {
         let counts = run.summary.as_ref().map(|s| {
             let n = |key: &str| s.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);

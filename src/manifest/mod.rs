@@ -16,6 +16,7 @@ mod delta;
 mod downloads;
 mod items;
 mod migrate;
+mod onenote;
 mod placement;
 mod report;
 mod restore;
@@ -647,6 +648,7 @@ pub(crate) mod testutil {
             remote_ref: None,
             listed_url: None,
             excluded: None,
+            package: None,
             local_path_on_clash: None,
         }
     }

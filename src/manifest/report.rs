@@ -111,6 +111,10 @@ pub struct StatusReport {
     pub restores: Vec<super::restore::RestoreStatus>,
     /// The latest `verify` of the files on disk, with what it found.
     pub last_verify: Option<RunRecord>,
+    /// `OneNote` notebooks backed up (as folders of their section files).
+    pub notebooks: u64,
+    /// Section files of those notebooks on disk (their section groups' included).
+    pub notebook_files_done: u64,
 }
 
 /// The incremental state of one crawl scope.
@@ -171,6 +175,8 @@ impl StatusReport {
             incremental: Vec::new(),
             restores: Vec::new(),
             last_verify: None,
+            notebooks: 0,
+            notebook_files_done: 0,
         }
     }
 }
@@ -275,6 +281,15 @@ impl Manifest {
             incremental: self.incremental_status()?,
             restores: self.restore_status()?,
             last_verify: self.last_run_of("verify")?,
+            notebooks: one("SELECT count(*) FROM items WHERE kind = 'folder' AND package = 'oneNote'")?,
+            notebook_files_done: one(
+                "WITH RECURSIVE nb(drive_id, item_id) AS (
+                     SELECT drive_id, item_id FROM items WHERE kind = 'folder' AND package = 'oneNote'
+                     UNION SELECT i.drive_id, i.item_id FROM items i
+                         JOIN nb ON i.drive_id = nb.drive_id AND i.parent_id = nb.item_id AND i.kind = 'folder')
+                 SELECT count(*) FROM items f WHERE f.kind = 'file' AND f.state = 'done'
+                     AND EXISTS (SELECT 1 FROM nb WHERE nb.drive_id = f.drive_id AND nb.item_id = f.parent_id)",
+            )?,
         })
     }
 

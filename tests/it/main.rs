@@ -15,6 +15,7 @@ mod faults;
 mod filters;
 mod hostile;
 mod incremental;
+mod onenote;
 mod paths;
 mod progress;
 mod restore;
