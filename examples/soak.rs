@@ -1,4 +1,4 @@
-//! Soak test (issue 6): back up a large generated drive through random faults and random SIGKILLs, until a
+//! Soak test: back up a large generated drive through random faults and random SIGKILLs, until a
 //! run ends clean; then check every file on disk against the simulator's truth. Run on demand, never by
 //! `cargo test` (it takes minutes):
 //!

@@ -1,4 +1,4 @@
--- Pre-authenticated download URLs that a listing returned (`@microsoft.graph.downloadUrl`, issue 7): the
+-- Pre-authenticated download URLs that a listing returned (`@microsoft.graph.downloadUrl`): the
 -- downloader uses one instead of a `/content` round trip while it is fresh. Kept apart from `items` because each
 -- is a short-lived credential: a row is deleted when its file is done, and the table is cleared at the end of
 -- every run that downloads (a crawl-only run keeps the fresh ones for a download shortly after).

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::refresh::RefreshingTokenSource;
 use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
 use crate::auth::{AuthError, StaticTokenSource, TokenSource};
-use crate::crawl::{self, CrawlMethod, CrawlOptions, CrawlProgress, CrawlSummary, Scope};
+use crate::config::CrawlMethod;
+use crate::crawl::{self, CrawlOptions, CrawlSummary, Scope};
 use crate::download::{
     self, DownloadOptions, DownloadPolicy, DownloadSummary, DryRunSummary, KeepPolicy,
 };
@@ -23,6 +24,7 @@ use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
 use crate::incremental::{self, DeltaOutcome, DeltaSummary};
 use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
+use crate::progress::CrawlProgress;
 use crate::progress::Reporter;
 use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::CrawlMethod;
 use crate::filter::{Candidate, Filter};
 use crate::graph::{DriveItem, GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
@@ -23,7 +24,7 @@ use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name
 use crate::manifest::{
     FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, StoredUrl,
 };
-use crate::progress::{Event, Reporter};
+use crate::progress::{CrawlProgress, Event, Reporter};
 use crate::shared::SharedManifest;
 
 /// Folders listed at once unless `--list-concurrency` says otherwise. Listing is latency-bound, so a few
@@ -72,42 +73,6 @@ pub struct CrawlOptions {
     pub personal: bool,
     /// `--full`: list from scratch, without resuming a saved position of an interrupted listing by delta.
     pub full: bool,
-}
-
-/// How a full listing of a scope is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CrawlMethod {
-    /// Walk `/children`, `list_concurrency` folders at once (one request per folder and page).
-    Children,
-    /// Page through `/delta` from the scope root (one request per 1,000 items, one after the other), where the
-    /// service allows it (personal drives; the drive root elsewhere); otherwise walk `/children`. The default:
-    /// at 20 ms of latency it lists 100,000 items in 13.9 s with 103 requests, where the walk takes 18.7 s and
-    /// 5,004 (BENCHMARKS.md), and every request counts against the service's throttling budget.
-    #[default]
-    Delta,
-}
-
-impl std::str::FromStr for CrawlMethod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "children" => Ok(CrawlMethod::Children),
-            "delta" => Ok(CrawlMethod::Delta),
-            other => Err(format!(
-                "unknown crawl method {other:?}: expected children or delta"
-            )),
-        }
-    }
-}
-
-/// How far the crawl has got; the downloader watches it to start transfers while the crawl is listing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CrawlProgress {
-    /// Pages committed so far by this run.
-    pub pages: u64,
-    /// Whether the crawl has ended (finished, failed or was cancelled): no more items will arrive.
-    pub ended: bool,
 }
 
 /// What a finished crawl did.

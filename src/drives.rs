@@ -151,6 +151,13 @@ fn explain(err: GraphError, selector: &DriveSelector, facts: &SignInFacts) -> Er
         (_, _) if matches!(err, GraphError::NoSuchLibrary { .. }) => {
             DriveError::NoSuchLibrary(err.to_string())
         }
+        // A maintenance window that outlasted the retries: no permission is missing, so none is named.
+        (_, _) if err.is_read_only_window() => {
+            return Error::Graph {
+                what: "reading the drive (the service is in a read-only maintenance window; try again later)",
+                source: err,
+            };
+        }
         (DriveSelector::Site { site, .. }, Some(403)) => DriveError::SiteRefused {
             site: site.to_string(),
             reason: reason(&err),

@@ -895,10 +895,10 @@ fn check_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether a top-level name is odbackup's state folder, in any case (case-insensitive file systems fold
-/// `.ODBACKUP` onto it).
+/// Whether a top-level name is odbackup's state folder as any file system could see it (case folded,
+/// normalised, trailing dots and spaces dropped): the one rule the crawl names top-level items by.
 fn is_state_dir(name: &str) -> bool {
-    name.eq_ignore_ascii_case(STATE_DIR)
+    crate::localpath::is_state_dir_name(name)
 }
 
 fn child(parent: &str, name: &str) -> String {
@@ -977,7 +977,12 @@ mod tests {
                 "{rel}"
             );
         }
-        for rel in [".odbackup", ".ODBackup/trash", ".odbackup/x/y"] {
+        for rel in [
+            ".odbackup",
+            ".ODBackup/trash",
+            ".odbackup/x/y",
+            ".odbackup. /x",
+        ] {
             assert!(
                 matches!(
                     dest.create_item_folder(rel),
@@ -1096,6 +1101,12 @@ mod tests {
         let wanted = part_file_name("d", "j", "v1");
         assert!(is_own_part_name(&stale) && is_own_part_name(&journal_name(&stale)));
         assert!(is_own_part_name(&moving_name("d", "i")));
+        // Fixed length whatever the item, and one per version: an old version's part file is never resumed.
+        assert_ne!(stale, part_file_name("d", "i", "v2"));
+        assert_eq!(
+            stale.len(),
+            part_file_name(&"d".repeat(300), "i", "v1").len()
+        );
         for not_ours in [
             ".odbackup-x.part",
             "a.part",

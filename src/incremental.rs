@@ -16,13 +16,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawl::{
-    CrawlError, CrawlOptions, CrawlProgress, Placement, Scope, parent_of, to_new_item,
-};
+use crate::crawl::{CrawlError, CrawlOptions, Placement, Scope, parent_of, to_new_item};
 use crate::graph::{GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, NewItem, Resolution, StagedChange};
-use crate::progress::{Event, Reporter};
+use crate::progress::{CrawlProgress, Event, Reporter};
 use crate::shared::SharedManifest;
 
 /// Staged changes resolved per manifest call.

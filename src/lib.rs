@@ -49,7 +49,7 @@
 //!     layout: Some(odbackup::localpath::Layout::Date),
 //!     dry_run: false,
 //!     full: false,
-//!     crawl_method: odbackup::crawl::CrawlMethod::Children,
+//!     crawl_method: odbackup::config::CrawlMethod::Children,
 //!     keep: odbackup::download::KeepPolicy::default(),
 //!     policy: odbackup::download::DownloadPolicy::default(),
 //! };

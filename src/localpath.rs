@@ -23,7 +23,7 @@
 //! It knows nothing of Graph, `SQLite` or the network: names in, names out.
 
 use std::fmt::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
@@ -54,13 +54,6 @@ pub fn top_level_name(safe: String) -> String {
         cut -= 1;
     }
     format!("{}{STATE_DIR_STAND_IN}", &safe[..cut])
-}
-
-/// Whether a relative local path lies inside the state folder (its first component is the state folder's name,
-/// in any spelling), where no item data may go. The trash odbackup itself keeps there is not item data.
-pub fn is_inside_state_dir(relative: &str) -> bool {
-    let first = relative.split('/').find(|s| !s.is_empty()).unwrap_or("");
-    is_state_dir_name(first) && !relative.starts_with(&format!("{STATE_DIR}/trash/"))
 }
 
 /// How a destination's file system compares names: whether `Ä.jpg` and `ä.jpg`, or an NFC name and its NFD twin,
@@ -183,55 +176,6 @@ pub struct SafeName {
     pub changed: bool,
 }
 
-/// Why a path could not be placed under the destination.
-#[derive(Debug, thiserror::Error)]
-pub enum PathError {
-    /// The relative path has a component that would leave the destination or is not a plain name.
-    #[error("refusing local path {path:?}: it would leave the destination folder")]
-    Escapes {
-        /// The offending relative path.
-        path: String,
-    },
-    /// The path lies inside odbackup's own state folder, where item data never goes.
-    #[error("refusing local path {path:?}: it is inside odbackup's own state folder ({STATE_DIR})")]
-    StateDir {
-        /// The offending relative path.
-        path: String,
-    },
-    /// A component of the path inside the destination is a symbolic link, which could lead outside it.
-    #[error("refusing to write through the symbolic link {}: it could lead outside the destination", link.display())]
-    Symlink {
-        /// The link.
-        link: PathBuf,
-    },
-}
-
-/// [`join_under`], and refuse the path if any part of it that already exists below `dest` is a symbolic link.
-///
-/// `dest` itself may be a link (the user chose it); what is *inside* it is not followed, so a link planted in
-/// the backup (`DEST/Photos -> /etc`) cannot redirect writes. Parts that do not exist yet are created by the
-/// caller as real folders.
-pub fn join_under_no_symlinks(dest: &Path, relative: &str) -> Result<PathBuf, PathError> {
-    if is_inside_state_dir(relative) {
-        return Err(PathError::StateDir {
-            path: relative.to_owned(),
-        });
-    }
-    let full = join_under(dest, relative)?;
-    let mut current = dest.to_path_buf();
-    for part in relative.split('/').filter(|s| !s.is_empty()) {
-        current.push(part);
-        match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(PathError::Symlink { link: current });
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    Ok(full)
-}
-
 /// Map one remote item name to a safe local file or folder name.
 ///
 /// `item_id` only feeds the stable suffix added when the name had to change.
@@ -329,25 +273,6 @@ fn with_suffix(name: &str, suffix: &str) -> String {
     format!("{}{suffix}{ext}", &stem[..cut])
 }
 
-/// Join a relative local path (segments made by [`safe_name`], separated by `/`) under `dest`.
-///
-/// Refuses anything but plain names, so even a manifest edited by hand cannot point outside `dest`.
-pub fn join_under(dest: &Path, relative: &str) -> Result<PathBuf, PathError> {
-    let mut path = dest.to_path_buf();
-    for part in relative.split('/').filter(|s| !s.is_empty()) {
-        let mut components = Path::new(part).components();
-        match (components.next(), components.next()) {
-            (Some(Component::Normal(c)), None) if c == part => path.push(c),
-            _ => {
-                return Err(PathError::Escapes {
-                    path: relative.to_owned(),
-                });
-            }
-        }
-    }
-    Ok(path)
-}
-
 /// The relative local path of a child named `child` (already safe) inside the folder at `parent`.
 pub fn child_path(parent: &str, child: &str) -> String {
     if parent.is_empty() {
@@ -355,34 +280,6 @@ pub fn child_path(parent: &str, child: &str) -> String {
     } else {
         format!("{parent}/{child}")
     }
-}
-
-/// The part file that receives a download of `target` before it is verified and renamed.
-///
-/// It sits beside the target (same filesystem, so the rename is atomic), is hidden, has a fixed-length name
-/// whatever the target's length, and encodes the item and its eTag: a part file is resumed only if it was
-/// written for the same version of the same item.
-pub fn part_path(target: &Path, drive_id: &str, item_id: &str, etag: &str) -> PathBuf {
-    let item = Sha1::digest(format!("{drive_id}/{item_id}").as_bytes());
-    let version = Sha1::digest(etag.as_bytes());
-    let mut name = String::from(".odbackup-");
-    for b in &item[..8] {
-        let _ = write!(name, "{b:02x}");
-    }
-    name.push('-');
-    for b in &version[..4] {
-        let _ = write!(name, "{b:02x}");
-    }
-    name.push_str(".part");
-    target.with_file_name(name)
-}
-
-/// Whether a file name is one of odbackup's part files (so cleanup can find stale ones).
-pub fn is_part_file(name: &str) -> bool {
-    name.starts_with(".odbackup-")
-        && std::path::Path::new(name)
-            .extension()
-            .is_some_and(|e| e == "part")
 }
 
 #[cfg(test)]
@@ -420,21 +317,6 @@ mod tests {
             assert!(!is_state_dir_name(name), "{name:?}");
             assert_eq!(top_level_name(name.to_owned()), name);
         }
-        assert!(is_inside_state_dir(".odbackup/manifest.sqlite"));
-        assert!(is_inside_state_dir(".ODBackup/x"));
-        assert!(is_inside_state_dir(".odbackup"));
-        assert!(
-            !is_inside_state_dir(".odbackup/trash/2024-01-01/a.jpg"),
-            "the trash is odbackup's"
-        );
-        assert!(!is_inside_state_dir(
-            ".odbackup (from OneDrive)/manifest.sqlite"
-        ));
-        assert!(!is_inside_state_dir("Photos/.odbackup/x"));
-        assert!(matches!(
-            join_under_no_symlinks(Path::new("/dest"), ".odbackup/manifest.sqlite.lock"),
-            Err(PathError::StateDir { .. })
-        ));
     }
 
     #[test]
@@ -536,7 +418,7 @@ mod tests {
             assert!(safe.name.starts_with(prefix), "{name:?} → {:?}", safe.name);
             assert!(safe.changed);
             assert!(!safe.name.contains('/') && !safe.name.contains('\0'));
-            assert!(join_under(Path::new("/dest"), &safe.name).is_ok());
+            assert!(safe.name != "." && safe.name != "..");
         }
     }
 
@@ -552,56 +434,5 @@ mod tests {
         assert_eq!(a, safe_name(&long, "id-a"), "deterministic");
         let exact = "x".repeat(MAX_NAME_BYTES);
         assert_eq!(safe_name(&exact, "i").name, exact);
-    }
-
-    #[test]
-    fn join_under_refuses_escapes() {
-        let dest = Path::new("/dest");
-        assert_eq!(
-            join_under(dest, "a/b.jpg").unwrap(),
-            Path::new("/dest/a/b.jpg")
-        );
-        for bad in ["../x", "a/../../x", "a/./b", "/abs"] {
-            let joined = join_under(dest, bad);
-            if bad == "/abs" {
-                // A leading slash is just an empty first segment: still under dest.
-                assert_eq!(joined.unwrap(), Path::new("/dest/abs"));
-            } else {
-                assert!(joined.is_err(), "{bad}");
-            }
-        }
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn links_inside_the_destination_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("dest");
-        std::fs::create_dir_all(dest.join("real")).unwrap();
-        std::os::unix::fs::symlink(dir.path(), dest.join("link")).unwrap();
-        assert!(join_under_no_symlinks(&dest, "real/new/a.jpg").is_ok());
-        assert!(matches!(
-            join_under_no_symlinks(&dest, "link/a.jpg"),
-            Err(PathError::Symlink { .. })
-        ));
-        assert!(matches!(
-            join_under_no_symlinks(&dest, "link"),
-            Err(PathError::Symlink { .. })
-        ));
-        // The destination itself may be a link.
-        let alias = dir.path().join("alias");
-        std::os::unix::fs::symlink(&dest, &alias).unwrap();
-        assert!(join_under_no_symlinks(&alias, "real/a.jpg").is_ok());
-    }
-
-    #[test]
-    fn part_files_are_fixed_length_and_version_specific() {
-        let target = Path::new("/d/x/").join("y".repeat(255));
-        let p1 = part_path(&target, "d", "i", "etag1");
-        let p2 = part_path(&target, "d", "i", "etag2");
-        assert_ne!(p1, p2);
-        assert_eq!(p1.parent(), target.parent());
-        let name = p1.file_name().unwrap().to_str().unwrap();
-        assert!(name.len() < 64 && is_part_file(name));
     }
 }

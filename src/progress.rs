@@ -90,3 +90,12 @@ pub struct NoopReporter;
 impl Reporter for NoopReporter {
     fn event(&self, _event: &Event<'_>) {}
 }
+
+/// How far the crawl has got; the downloader watches it to start transfers while the crawl is listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrawlProgress {
+    /// Pages committed so far by this run.
+    pub pages: u64,
+    /// Whether the crawl has ended (finished, failed or was cancelled): no more items will arrive.
+    pub ended: bool,
+}

@@ -1,6 +1,6 @@
 //! The Graph API host (`/v1.0/...`): routing, bearer check, items, children, delta and `/content`.
 //!
-//! Route shapes follow graph-notes §1: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
+//! Route shapes follow <https://learn.microsoft.com/en-us/graph/onedrive-addressing-driveitems>: `/me/drive`, `/drives/{id}`, `root`, `root:/path:`,
 //! `items/{id}`, `items/{id}:/rel:`, `special/{name}`, each with an optional `/children`,
 //! `/content` or `/delta`. Paths are split on the raw `/` first and percent-decoded per segment,
 //! so a name holding an encoded `/` stays one segment.
@@ -990,7 +990,7 @@ impl Ctx<'_> {
             if !matches!(w.items[p].kind, Kind::Root) && !w.items[p].deleted {
                 m.insert("name".into(), Value::String(w.items[p].name.clone()));
             }
-            // Delta never fills in the path (graph-notes §3).
+            // Delta never fills in the path (<https://learn.microsoft.com/en-us/graph/api/driveitem-delta>).
             if mode != Mode::Delta && !it.deleted {
                 m.insert("path".into(), Value::String(self.parent_path(idx)));
             }
@@ -1317,7 +1317,7 @@ impl Ctx<'_> {
     /// `/content`: 302 to a fresh download URL, or whatever [`ContentAnswer`](crate::ContentAnswer) says. A
     /// malware-flagged file answers 403 `malwareDetected`, unless the client asks to download it anyway
     /// (`AVOverride=1` or `Prefer: forceInfectedDownload`) on a business drive: only business tenants honour
-    /// that (graph-notes §4).
+    /// that (onedrive-api-docs issue threads on `malwareDetected`, 2022–26).
     fn content(&self, idx: usize, force_infected: bool, headers: &HeaderMap) -> Response<SimBody> {
         let it = &self.world.items[idx];
         let overridden = force_infected && self.world.flavour == crate::tree::Flavour::Business;
@@ -1479,7 +1479,7 @@ impl Ctx<'_> {
         let page = list.get(offset..end).unwrap_or(&[]);
         let mut entries: Vec<usize> = Vec::with_capacity(page.len() + 8);
         if w.flavour == Flavour::Business {
-            // ODB repeats every ancestor of each changed item on every page (graph-notes §3).
+            // ODB repeats every ancestor of each changed item on every page (reported "by design" on onedrive-api-docs in 2016).
             let exclude_parent = headers.get_all("prefer").iter().any(|v| {
                 v.to_str()
                     .is_ok_and(|s| s.to_ascii_lowercase().contains("deltaexcludeparent"))

@@ -13,7 +13,8 @@
 //!    uploads, sessions)  upload host (session fragments, status, cancel; no bearer)
 //! ```
 //!
-//! Behaviour follows `graph-notes.md` (§1–§5, §8, §10): 302 to a different origin, opaque
+//! Behaviour follows the Graph documentation (<https://learn.microsoft.com/en-us/graph/api/resources/onedrive>)
+//! and the issue threads cited on each knob: 302 to a different origin, opaque
 //! `$skiptoken` paging, delta with deltaLinks and flavour-specific quirks, throttling with
 //! Retry-After and violation tracking, expiring URLs and tokens. File content is generated from
 //! a seed (never stored), so a 2 GB file costs nothing until it is read.

@@ -1,4 +1,5 @@
-//! quickXorHash, the content hash OneDrive guarantees on every flavour (graph-notes §9).
+//! quickXorHash, the content hash OneDrive guarantees on every flavour
+//! (<https://learn.microsoft.com/en-us/onedrive/developer/code-snippets/quickxorhash>).
 //!
 //! Written from the definition in the notes, independently of odbackup's own implementation, so
 //! a bug in one is not silently shared by the other.

@@ -1,5 +1,5 @@
 // Test vectors for quickXorHash: (length, input as base64, expected hash).
-// Data from rclone's quickxorhash test table (graph-notes §9 asks for all 51); base64 line breaks removed.
+// Data from rclone's quickxorhash test table (all 51); base64 line breaks removed.
 pub(crate) const VECTORS: &[(usize, &str, &str)] = &[
     (0, "", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
     (1, "Sg==", "SgAAAAAAAAAAAAAAAQAAAAAAAAA="),

@@ -161,6 +161,13 @@ impl Failure {
         )
     }
 
+    /// 403 `serviceReadOnly` "Database Is Read Only": what `/me/drives` and other routes answered during a
+    /// maintenance window (<https://github.com/rclone/rclone/issues/9794>, 2026). A 403, yet it passes: a
+    /// client must wait and try again, not take it as a permission it lacks.
+    pub fn service_read_only() -> Self {
+        Self::status(403, "serviceReadOnly", "Database Is Read Only")
+    }
+
     /// 403 `accessDenied` (a refresh must not fix it).
     pub fn access_denied() -> Self {
         Self::status(403, "accessDenied", "Access denied")

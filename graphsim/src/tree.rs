@@ -464,7 +464,8 @@ impl World {
         match self.flavour {
             Flavour::Personal if !self.sharepoint_ids => format!("{}!{}", d.id, d.serial),
             Flavour::Personal | Flavour::Business => {
-                // Every ODB library's root has the same item ID (graph-notes §1).
+                // Every ODB library's root has the same item ID (seen since 2016: two libraries
+                // answering the same `root` ID).
                 let salt = if is_root {
                     0x0D8
                 } else {

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 
 use super::AccessToken;
 
-/// The global cloud's sign-in host; national clouds have their own (graph-notes §7).
+/// The global cloud's sign-in host; national clouds have their own
+/// (<https://learn.microsoft.com/en-us/graph/deployments>).
 pub const DEFAULT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 /// Personal and work/school accounts alike.
 pub const DEFAULT_TENANT: &str = "common";

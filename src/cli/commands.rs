@@ -15,9 +15,10 @@ use odbackup::localpath::Layout;
 use std::path::{Path, PathBuf};
 
 use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
+use odbackup::config::CrawlMethod;
 use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
-use odbackup::crawl::{CrawlMethod, Scope};
+use odbackup::crawl::Scope;
 use odbackup::download::{
     DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_STREAMS_PER_FILE, DownloadPolicy, KeepPolicy,
 };

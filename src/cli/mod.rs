@@ -12,7 +12,7 @@ mod render;
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use odbackup::crawl::CrawlMethod;
+use odbackup::config::CrawlMethod;
 use odbackup::filter::{ByteSize, DateBound, MediaSelection};
 use odbackup::localpath::Layout;
 

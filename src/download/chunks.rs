@@ -1,5 +1,5 @@
 //! Large files in pieces: which byte spans a file is fetched as, which of them a part file already holds, and
-//! the small journal beside the part file that says so across a kill (issue 7).
+//! the small journal beside the part file that says so across a kill.
 //!
 //! A ranged transfer pre-sizes its part file and writes each span at its offset, so the part file's length
 //! says nothing about what arrived: the journal does. A span is appended to it only after its bytes were

@@ -19,13 +19,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::adaptive;
-use crate::crawl::CrawlProgress;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
 use crate::manifest::{
     DoneRecord, DownloadJob, FailureClass, FailureRecord, JobVersion, ManifestError, MovedFile,
     Recorded,
 };
+use crate::progress::CrawlProgress;
 use crate::progress::{Event, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};

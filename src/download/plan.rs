@@ -6,7 +6,9 @@ use crate::hash::Verification;
 use crate::manifest::{Caveat, CaveatClass, FailureClass};
 
 /// How long a download URL from a listing is used after it was stored. Real ones last about an hour (the
-/// driveItem page says one hour, the download page "a few minutes": graph-notes §2); half of that leaves room
+/// driveItem page says one hour, the download page "a few minutes":
+/// <https://learn.microsoft.com/en-us/graph/api/resources/driveitem>,
+/// <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>); half of that leaves room
 /// for clock skew and a listing that took a while to reach the downloader. Guessing wrong costs little either
 /// way: an expired URL is refused (401/403/410) and replaced by one `/content` round trip, never failing the file.
 pub const LISTED_URL_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(30 * 60);
@@ -244,6 +246,7 @@ pub fn classify(err: &GraphError) -> FailureClass {
     }
     match err.status() {
         Some(429 | 503 | 509) => FailureClass::Throttled,
+        Some(403) if err.is_read_only_window() => FailureClass::Throttled,
         Some(403) => FailureClass::AccessDenied,
         Some(404 | 410) => FailureClass::NotFound,
         Some(_) => FailureClass::HttpStatus,

@@ -1,5 +1,5 @@
 //! One large file as concurrent `Range: bytes=a-b` requests, each written at its offset into the pre-sized
-//! part file (issue 7). The caller (`transfer.rs`) then verifies the whole file and renames it, as for a file
+//! part file. The caller (`transfer.rs`) then verifies the whole file and renames it, as for a file
 //! fetched in one stream, so crash safety still comes from write order: nothing reaches the final name before
 //! it is complete and verified, and the journal (`chunks.rs`) lets a resumed run skip the spans it holds.
 //!

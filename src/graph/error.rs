@@ -162,6 +162,16 @@ pub struct HttpError {
 }
 
 impl HttpError {
+    /// A 403 `serviceReadOnly` ("Database Is Read Only"): the service's maintenance windows answer reads so too
+    /// (<https://github.com/rclone/rclone/issues/9794>). It passes; it is not a permission the sign-in lacks.
+    pub fn is_read_only_window(&self) -> bool {
+        self.status == 403
+            && self
+                .codes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("serviceReadOnly"))
+    }
+
     /// The most specific error code: the innermost one.
     pub fn code(&self) -> Option<&str> {
         self.codes.last().map(String::as_str)
@@ -207,6 +217,12 @@ impl GraphError {
         }
     }
 
+    /// Whether it is the service's maintenance window (403 `serviceReadOnly`, see
+    /// [`HttpError::is_read_only_window`]): it passes, and is no permission the sign-in lacks.
+    pub fn is_read_only_window(&self) -> bool {
+        matches!(self, GraphError::Http(e) if e.is_read_only_window())
+    }
+
     /// `Retry-After`, when the service gave one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -219,7 +235,9 @@ impl GraphError {
     /// download URL.
     pub fn is_transient(&self) -> bool {
         match self {
-            GraphError::Http(e) => matches!(e.status, 408 | 423 | 429 | 500..=599),
+            GraphError::Http(e) => {
+                matches!(e.status, 408 | 423 | 429 | 500..=599) || e.is_read_only_window()
+            }
             GraphError::Network { .. }
             | GraphError::Timeout { .. }
             | GraphError::Stalled { .. }

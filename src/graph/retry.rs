@@ -141,6 +141,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    // Not what RFC 9110 allows, but a fraction of a second is a plain reading of it; round up so the wait is
+    // never shorter than asked.
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0).ceil()));
+    }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
     Some(Duration::from_secs(secs as u64))
@@ -150,7 +156,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Resource units one request is assumed to cost when spreading what is left of a budget: a children page
-/// costs 2, an item or a download 1 (graph-notes §5 "assume about 2 RU per request"), so this errs slow.
+/// costs 2, an item or a download 1 (`SharePoint`'s resource-unit table,
+/// <https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>:
+/// about 2 units per request is the safe assumption), so this errs slow.
 const UNITS_PER_REQUEST: u64 = 2;
 
 /// What `RateLimit-*` headers ask of the client.
@@ -402,6 +410,8 @@ mod tests {
         assert!(parsed >= s(98) && parsed <= s(100), "{parsed:?}");
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
+        assert_eq!(parse_retry_after("2.5"), Some(s(3)));
+        assert_eq!(parse_retry_after("NaN"), None);
     }
 
     #[test]

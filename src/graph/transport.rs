@@ -82,7 +82,7 @@ impl Tally {
 const UNREADABLE_ATTEMPTS: u32 = 3;
 
 impl GraphClient {
-    /// [`GraphClient::call`], then `read` the answer. An answer `read` cannot make sense of
+    /// GET a Graph URL with the bearer token under the retry policy, then `read` the answer. An answer `read` cannot make sense of
     /// ([`GraphError::Decode`]) is asked for again after the policy's backoff for a 5xx, up to
     /// [`UNREADABLE_ATTEMPTS`] times, and then reported.
     pub(super) async fn call_and_read<T>(
@@ -92,30 +92,7 @@ impl GraphClient {
         expect: Expect,
         read: impl Fn(&Answer) -> Result<T, GraphError>,
     ) -> Result<T, GraphError> {
-        let mut tally = Tally::default();
-        loop {
-            let answer = self.call(what, url, expect).await?;
-            match read(&answer) {
-                Err(err @ GraphError::Decode { .. })
-                    if tally.failures + 1 < UNREADABLE_ATTEMPTS =>
-                {
-                    tracing::debug!(error = %err, "the answer could not be read; asking again");
-                    self.wait_before_retry(&mut tally, (Outcome::ServerError, err))
-                        .await?;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    /// GET a Graph URL with the bearer token, under the retry policy.
-    pub(super) async fn call(
-        &self,
-        what: &str,
-        url: &str,
-        expect: Expect,
-    ) -> Result<Answer, GraphError> {
-        self.send(what, reqwest::Method::GET, url, None, expect)
+        self.send_expecting_and_read(what, reqwest::Method::GET, url, None, expect, read)
             .await
     }
 
@@ -128,11 +105,24 @@ impl GraphClient {
         body: Option<&Payload>,
         read: impl Fn(&Answer) -> Result<T, GraphError>,
     ) -> Result<T, GraphError> {
+        self.send_expecting_and_read(what, method, url, body, Expect::Json, read)
+            .await
+    }
+
+    /// Send, then `read` the answer; an answer that cannot be read is asked for again a few times (a gateway
+    /// may cut a body short).
+    async fn send_expecting_and_read<T>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Payload>,
+        expect: Expect,
+        read: impl Fn(&Answer) -> Result<T, GraphError>,
+    ) -> Result<T, GraphError> {
         let mut tally = Tally::default();
         loop {
-            let answer = self
-                .send(what, method.clone(), url, body, Expect::Json)
-                .await?;
+            let answer = self.send(what, method.clone(), url, body, expect).await?;
             match read(&answer) {
                 Err(err @ GraphError::Decode { .. })
                     if tally.failures + 1 < UNREADABLE_ATTEMPTS =>
@@ -249,9 +239,15 @@ impl GraphClient {
             message: parsed.message,
             retry_after,
             request_id: parsed.request_id,
-        }
-        .into();
-        (classify_status(status, retry_after, refreshed), error)
+        };
+        // A 403 that passes is retried with backoff like a server error, never taken as a permission the
+        // sign-in lacks.
+        let outcome = if error.is_read_only_window() {
+            Outcome::ServerError
+        } else {
+            classify_status(status, retry_after, refreshed)
+        };
+        (outcome, error.into())
     }
 
     /// A failed send as an outcome and an error. The URL is dropped first: a download URL's query is a

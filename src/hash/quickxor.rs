@@ -137,7 +137,8 @@ mod tests {
         base64::engine::general_purpose::STANDARD.decode(s).unwrap()
     }
 
-    /// rclone's published vectors (input base64 → hash), as listed in shared/graph-notes.md §9.
+    /// rclone's published vectors (input base64 → hash), from its quickxorhash test table
+    /// (<https://github.com/rclone/rclone>, `backend/onedrive/quickxorhash/quickxorhash_test.go`).
     const VECTORS: &[(&str, &str)] = &[
         ("", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
         ("Sg==", "SgAAAAAAAAAAAAAAAQAAAAAAAAA="),
@@ -187,7 +188,8 @@ mod tests {
         }
     }
 
-    /// The definition of graph-notes §9 taken literally, one bit at a time: slow, obviously right.
+    /// Microsoft's reference definition
+    /// (<https://learn.microsoft.com/en-us/onedrive/developer/code-snippets/quickxorhash>) taken literally, one bit at a time: slow, obviously right.
     fn reference(data: &[u8]) -> [u8; 20] {
         let mut acc = [0u8; 20];
         for (i, &b) in data.iter().enumerate() {

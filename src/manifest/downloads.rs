@@ -6,8 +6,9 @@
 use rusqlite::params;
 
 use super::crawl::limit_i64;
+use super::items::StoredUrl;
 use super::items::{FailureClass, MediaKind, to_u64};
-use super::urls::{ListedUrl, StoredUrl};
+use super::urls::ListedUrl;
 use super::{Manifest, Result, now, sql_err};
 use crate::ids::{DriveId, ItemId};
 

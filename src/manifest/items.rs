@@ -138,6 +138,29 @@ pub struct DriveRecord {
     pub root_item_id: Option<ItemId>,
 }
 
+/// A pre-authenticated download URL as the manifest keeps it. Its query is a credential, so `Debug` shows
+/// nothing of it; [`StoredUrl::expose`] is for handing it to the HTTP client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredUrl(String);
+
+impl StoredUrl {
+    /// Wrap a URL.
+    pub fn new(url: String) -> Self {
+        Self(url)
+    }
+
+    /// The URL, secret included: for the request only, never for a log or a message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoredUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredUrl(***)")
+    }
+}
+
 /// An item as listed, ready to be stored (and, between the pages of a delta round, staged as JSON).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewItem {
@@ -194,7 +217,7 @@ pub struct NewItem {
     /// so the downloader can skip `/content` while it is fresh. Never serialized: staged delta rows are JSON
     /// at rest, and a credential has no business there.
     #[serde(skip)]
-    pub listed_url: Option<super::urls::StoredUrl>,
+    pub listed_url: Option<StoredUrl>,
     /// The package type of a folder that is a package on the drive (`oneNote`: a notebook, backed up as a
     /// folder of its section files).
     #[serde(default, skip_serializing_if = "Option::is_none")]

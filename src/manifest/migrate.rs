@@ -114,16 +114,18 @@ mod tests {
     fn notebooks_earlier_versions_skipped_are_marked_and_their_scopes_listed_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manifest.sqlite");
-        // Schema 6 as this build would have left it: the full schema without what 0009 adds.
+        // The schema before the onenote migration, as this build would have left it: the full schema without what 0009 adds.
         drop(Manifest::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "ALTER TABLE items DROP COLUMN package; PRAGMA user_version = 6;
+        // The onenote migration is the last one: one version before it.
+        conn.execute_batch(&format!(
+            "ALTER TABLE items DROP COLUMN package; PRAGMA user_version = {};
              INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link) VALUES ('d', 'root', 'r', 'https://x/delta?token=1');
              INSERT INTO items (drive_id, item_id, name, remote_path, local_path, kind, media, state, skip_reason, updated_at)
              VALUES ('d', 'nb', 'Work', '/Work', 'Work', 'package', 'other', 'skipped',
                      'oneNote package: the service offers no download for it', 't');",
-        )
+            super::known() - 1
+        ))
         .unwrap();
         drop(conn);
         let m = Manifest::open(&path).unwrap();
@@ -211,5 +213,101 @@ mod tests {
         );
         assert_eq!(crate::ids::canonical_drive_id("5EA4B1C0D2E3F617"), d);
         assert_eq!(crate::ids::canonical_item_id("01ABC"), "01ABC");
+    }
+
+    /// Tables, indexes and triggers of a manifest with their SQL, in name order.
+    fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+        conn.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A manifest written by every older odbackup, holding a listed drive and a downloaded, verified file,
+    /// opens as the current schema: the same tables and indexes a new manifest has, the file still done with its
+    /// hash (so the next run fetches nothing again), and the database intact.
+    #[test]
+    fn a_manifest_of_every_older_schema_upgrades_to_the_current_one_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh_path = dir.path().join("fresh.sqlite");
+        let fresh = Manifest::open(&fresh_path).unwrap();
+        let want = schema(&fresh.conn);
+        for version in 1..MIGRATIONS.len() {
+            let path = dir.path().join(format!("v{version}.sqlite"));
+            {
+                let conn = Connection::open(&path).unwrap();
+                crate::manifest::items::register_name_key(
+                    &conn,
+                    crate::localpath::NameRules::FOLDING,
+                )
+                .unwrap();
+                for sql in &MIGRATIONS[..version] {
+                    conn.execute_batch(sql).unwrap();
+                }
+                conn.execute_batch(&format!(
+                    "PRAGMA user_version = {version}; PRAGMA application_id = {};",
+                    super::APPLICATION_ID
+                ))
+                .unwrap();
+                // Only columns the first schema already had: every later one is added with a default.
+                conn.execute_batch(
+                    "INSERT INTO drives (drive_id, drive_type, owner, root_item_id, updated_at)
+                         VALUES ('0123456789abcdef', 'personal', NULL, '0123456789abcdef!101', 't');
+                     INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, media,
+                                        state, size, quick_xor, verification, updated_at)
+                     VALUES ('0123456789abcdef', '0123456789abcdef!101', NULL, '', '/', '', 'folder', 'other',
+                             'done', NULL, NULL, NULL, 't'),
+                            ('0123456789abcdef', '0123456789abcdef!102', '0123456789abcdef!101', 'a.jpg',
+                             '/a.jpg', 'a.jpg', 'file', 'photo', 'done', 3, 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+                             'quickxor', 't');",
+                )
+                .unwrap();
+            }
+            let m = Manifest::open(&path).unwrap_or_else(|e| panic!("schema {version}: {e}"));
+            let found: i64 = m
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                found,
+                super::known(),
+                "schema {version} is upgraded to the current version"
+            );
+            assert_eq!(
+                schema(&m.conn),
+                want,
+                "schema {version} upgrades to what a new manifest has"
+            );
+            let ok: String = m
+                .conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(ok, "ok", "schema {version}");
+            let file: (String, String, i64) = m
+                .conn
+                .query_row(
+                    "SELECT state, quick_xor, size FROM items WHERE item_id = '0123456789abcdef!102'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!(
+                file,
+                (
+                    "done".to_owned(),
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned(),
+                    3
+                ),
+                "schema {version}: the downloaded file is still done with its hash"
+            );
+            let status = m.status().unwrap();
+            assert_eq!(
+                (status.files.done, status.files.total),
+                (1, 1),
+                "schema {version}"
+            );
+        }
     }
 }

@@ -37,7 +37,7 @@ pub use downloads::{
     Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,
     Recorded,
 };
-pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem};
+pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, StoredUrl};
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
 };
@@ -46,7 +46,7 @@ pub use restore::{
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
-pub use urls::{ListedUrl, StoredUrl};
+pub use urls::ListedUrl;
 pub use verify::{ExpectedContent, VerifyRow, VerifyTotals};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.

@@ -1,5 +1,5 @@
 //! Download URLs a listing returned (`@microsoft.graph.downloadUrl`), kept between the crawl that listed a
-//! file and the transfer that fetches it, so the downloader can skip the `/content` round trip (issue 7).
+//! file and the transfer that fetches it, so the downloader can skip the `/content` round trip.
 //!
 //! Each URL is a short-lived credential: it lives in its own table (not in `items`, which reports and
 //! `status` read), [`StoredUrl`] never shows it in `Debug`, a row goes when its file is done, and runs clear
@@ -10,32 +10,9 @@
 
 use rusqlite::params;
 
-use super::items::NewItem;
+use super::items::{NewItem, StoredUrl};
 use super::{Manifest, Result};
 use crate::ids::{DriveId, ItemId};
-
-/// A pre-authenticated download URL as the manifest keeps it. Its query is a credential, so `Debug` shows
-/// nothing of it; [`StoredUrl::expose`] is for handing it to the HTTP client.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredUrl(String);
-
-impl StoredUrl {
-    /// Wrap a URL.
-    pub fn new(url: String) -> Self {
-        Self(url)
-    }
-
-    /// The URL, secret included: for the request only, never for a log or a message.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for StoredUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoredUrl(***)")
-    }
-}
 
 /// A download URL from a listing, with when it was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

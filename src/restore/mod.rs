@@ -156,7 +156,7 @@ pub(crate) fn fatal_of(err: &GraphError) -> Option<Fatal> {
         Some(Fatal::Quota)
     } else if err.is_auth() {
         Some(Fatal::Auth)
-    } else if err.status() == Some(403) && !err.has_code("serviceReadOnly") {
+    } else if err.status() == Some(403) && !err.is_read_only_window() {
         // 403 to a write is a sign-in without write permission (or a drive the user may only read); the
         // service's maintenance windows (`serviceReadOnly`) pass.
         Some(Fatal::AccessDenied)
@@ -172,7 +172,7 @@ pub(crate) fn failure_class(err: &GraphError) -> FailureClass {
     }
     match err.status() {
         Some(429 | 503 | 509) => FailureClass::Throttled,
-        Some(403) if err.has_code("serviceReadOnly") => FailureClass::Throttled,
+        Some(403) if err.is_read_only_window() => FailureClass::Throttled,
         Some(403) => FailureClass::AccessDenied,
         Some(404 | 410) => FailureClass::NotFound,
         Some(400) if err.has_code("invalidPath") || err.has_code("pathIsTooLong") => {

@@ -157,6 +157,30 @@ async fn hash_range(
     .map_err(std::io::Error::other)?
 }
 
+/// A file below a folder that could not be made or read fails as the folder did.
+impl From<super::folders::FolderFailure> for FileOutcome {
+    fn from(f: super::folders::FolderFailure) -> Self {
+        FileOutcome::Failed {
+            failure: FailureRecord {
+                class: f.class,
+                http_status: f.http_status,
+                message: f.message,
+                attempts: 1,
+            },
+            item_id: None,
+            fatal: f.fatal,
+        }
+    }
+}
+
+/// The hash of the file's first `at` bytes, to go on from where the service says it has the bytes up to; or the
+/// file's failure when they cannot be read.
+async fn hash_prefix(file: &Arc<std::fs::File>, at: u64) -> Result<ContentHasher, FileOutcome> {
+    hash_range(file, ContentHasher::new(false), 0, at)
+        .await
+        .map_err(|e| failed(FailureClass::Disk, None, format!("reading: {e}")))
+}
+
 /// The bytes of a small file, read whole.
 async fn read_all(file: &Arc<std::fs::File>, len: u64) -> std::io::Result<Bytes> {
     let file = Arc::clone(file);
@@ -191,33 +215,11 @@ impl FileTask<'_> {
         let (parent_path, name) = split_parent(&full);
         let folder = match self.folders.ensure(&parent_path).await {
             Ok(f) => f,
-            Err(f) => {
-                return FileOutcome::Failed {
-                    failure: FailureRecord {
-                        class: f.class,
-                        http_status: f.http_status,
-                        message: f.message,
-                        attempts: 1,
-                    },
-                    item_id: None,
-                    fatal: f.fatal,
-                };
-            }
+            Err(f) => return f.into(),
         };
         let there = match self.folders.child(&folder, &name).await {
             Ok(t) => t,
-            Err(f) => {
-                return FileOutcome::Failed {
-                    failure: FailureRecord {
-                        class: f.class,
-                        http_status: f.http_status,
-                        message: f.message,
-                        attempts: 1,
-                    },
-                    item_id: None,
-                    fatal: f.fatal,
-                };
-            }
+            Err(f) => return f.into(),
         };
         self.put(job, &local, &folder, &name, there).await
     }
@@ -532,15 +534,9 @@ impl FileTask<'_> {
         let mut restarts = 0u32;
         let mut resyncs = 0u32;
         let mut sent = 0u64;
-        let mut hasher = match hash_range(&local.file, ContentHasher::new(false), 0, offset).await {
+        let mut hasher = match hash_prefix(&local.file, offset).await {
             Ok(h) => h,
-            Err(e) => {
-                return Ok(failed(
-                    FailureClass::Disk,
-                    None,
-                    format!("reading {}: {e}", job.source_path),
-                ));
-            }
+            Err(outcome) => return Ok(outcome),
         };
         loop {
             let session_url = if let Some(u) = &url {
@@ -620,22 +616,25 @@ impl FileTask<'_> {
                         }
                         FragmentOutcome::More(status) => match status.resume_offset() {
                             Some(at) if at != offset && at <= local.len => {
-                                // The service lacks something other than what follows: go where it says.
+                                // The service lacks something other than what follows: go where it says,
+                                // a bounded number of times (a session that keeps asking again for what it
+                                // was sent makes no progress).
                                 resyncs += 1;
+                                if resyncs > MAX_RESYNCS {
+                                    return Ok(failed(
+                                        FailureClass::HttpStatus,
+                                        Some(202),
+                                        format!(
+                                            "the upload made no progress: the service asked {resyncs} times \
+                                             for bytes it had been sent"
+                                        ),
+                                    ));
+                                }
                                 offset = at;
-                                hasher =
-                                    match hash_range(&local.file, ContentHasher::new(false), 0, at)
-                                        .await
-                                    {
-                                        Ok(h) => h,
-                                        Err(e) => {
-                                            return Ok(failed(
-                                                FailureClass::Disk,
-                                                None,
-                                                format!("reading: {e}"),
-                                            ));
-                                        }
-                                    };
+                                hasher = match hash_prefix(&local.file, at).await {
+                                    Ok(h) => h,
+                                    Err(outcome) => return Ok(outcome),
+                                };
                             }
                             _ if offset >= local.len => {
                                 return Ok(failed(
@@ -654,17 +653,9 @@ impl FileTask<'_> {
                     match status.map(|s| s.resume_offset()) {
                         Ok(Some(at)) if at <= local.len => {
                             offset = at;
-                            hasher = match hash_range(&local.file, ContentHasher::new(false), 0, at)
-                                .await
-                            {
+                            hasher = match hash_prefix(&local.file, at).await {
                                 Ok(h) => h,
-                                Err(e) => {
-                                    return Ok(failed(
-                                        FailureClass::Disk,
-                                        None,
-                                        format!("reading: {e}"),
-                                    ));
-                                }
+                                Err(outcome) => return Ok(outcome),
                             };
                         }
                         Ok(_) | Err(GraphError::UploadSessionGone) => {

@@ -1,4 +1,4 @@
-//! Issue 4: sign-in a real user can complete, and tokens that outlive a long backup.
+//! Sign-in a real user can complete, and tokens that outlive a long backup.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -8,27 +8,7 @@ use std::time::Duration;
 
 use graphsim::{DeviceOutcome, DeviceScript, Simulator, Tree};
 
-use crate::support::{TestDest, eventually, odbackup, run};
-
-/// `odbackup` with its token store in `config` and the simulator's endpoints.
-fn signed_in_cmd(sim: &Simulator, config: &Path) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
-}
-
-fn login(sim: &Simulator, config: &Path) {
-    sim.script_device_code(DeviceScript {
-        pending: 1,
-        slow_down: 0,
-        outcome: DeviceOutcome::Approve,
-    });
-    let out = run(signed_in_cmd(sim, config).arg("login"));
-    assert_eq!(out.status.code(), Some(0));
-}
+use crate::support::{TestDest, device_login, eventually, run, signed_in};
 
 fn tree(files: usize) -> Tree {
     (0..files).fold(Tree::personal(), |t, i| {
@@ -38,12 +18,12 @@ fn tree(files: usize) -> Tree {
 
 /// Crawl into `dest`, then make the listing's download URLs too old to use: every download then asks Graph
 /// for its URL (`/content`, with the bearer token), which is what an expiring or revoked token must meet. Fresh
-/// listing URLs need no token at all (issue 7).
+/// listing URLs need no token at all.
 fn crawl_then_age_listed_urls(sim: &Simulator, config: &Path, dest: &TestDest) {
-    let out = run(signed_in_cmd(sim, config)
+    let out = run(signed_in(sim, config)
         .args(["crawl", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     dest.age_listed_urls(60);
 }
 
@@ -69,8 +49,8 @@ fn device_code_login_stores_a_private_token_file_and_whoami_works_without_the_en
         slow_down: 0,
         outcome: DeviceOutcome::Approve,
     });
-    let out = run(signed_in_cmd(&sim, config.path()).arg("login"));
-    assert_eq!(out.status.code(), Some(0));
+    let out = run(signed_in(&sim, config.path()).arg("login"));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("code"),
@@ -85,18 +65,18 @@ fn device_code_login_stores_a_private_token_file_and_whoami_works_without_the_en
             0o600
         );
     }
-    let out = run(signed_in_cmd(&sim, config.path()).args(["whoami", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    let out = run(signed_in(&sim, config.path()).args(["whoami", "--json"]));
+    assert_exit!(out, 0);
     let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(who["drive_id"], sim.drive_id());
     assert_eq!(who["account"], "default");
     assert!(who["quota_total"].as_u64().is_some(), "{who}");
 
-    let out = run(signed_in_cmd(&sim, config.path()).arg("logout"));
-    assert_eq!(out.status.code(), Some(0));
+    let out = run(signed_in(&sim, config.path()).arg("logout"));
+    assert_exit!(out, 0);
     assert!(!file.exists());
-    let out = run(signed_in_cmd(&sim, config.path()).arg("whoami"));
-    assert_eq!(out.status.code(), Some(3), "signed out: sign-in needed");
+    let out = run(signed_in(&sim, config.path()).arg("whoami"));
+    assert_exit!(out, 3, "signed out: sign-in needed");
 }
 
 #[test]
@@ -108,8 +88,8 @@ fn a_declined_device_code_sign_in_exits_3_with_a_clear_message() {
         slow_down: 0,
         outcome: DeviceOutcome::Decline,
     });
-    let out = run(signed_in_cmd(&sim, config.path()).arg("login"));
-    assert_eq!(out.status.code(), Some(3));
+    let out = run(signed_in(&sim, config.path()).arg("login"));
+    assert_exit!(out, 3);
     assert!(String::from_utf8_lossy(&out.stderr).contains("declined"));
 }
 
@@ -118,10 +98,10 @@ fn sixteen_workers_survive_three_token_expiries_with_exactly_one_refresh_each() 
     let sim = Simulator::start(tree(600));
     sim.set_latency(Duration::from_millis(8));
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path());
+    device_login(&sim, config.path(), 1, &[]);
     let dest = TestDest::new();
     crawl_then_age_listed_urls(&sim, config.path(), &dest);
-    let mut child = signed_in_cmd(&sim, config.path())
+    let mut child = signed_in(&sim, config.path())
         .args(["download", "--concurrency", "16", "--dest"])
         .arg(dest.path())
         .stdout(Stdio::null())
@@ -154,10 +134,10 @@ fn a_revoked_refresh_token_exits_3_and_the_manifest_resumes_after_login() {
     let sim = Simulator::start(tree(300));
     sim.set_latency(Duration::from_millis(8));
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path());
+    device_login(&sim, config.path(), 1, &[]);
     let dest = TestDest::new();
     crawl_then_age_listed_urls(&sim, config.path(), &dest);
-    let child = signed_in_cmd(&sim, config.path())
+    let child = signed_in(&sim, config.path())
         .args(["download", "--concurrency", "4", "--dest"])
         .arg(dest.path())
         .stdout(Stdio::piped())
@@ -175,16 +155,16 @@ fn a_revoked_refresh_token_exits_3_and_the_manifest_resumes_after_login() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_exit!(out, 3, "{text}");
     assert!(text.contains("odbackup login"), "{text}");
     let done_before = done_count(&dest);
     assert!(done_before < 300);
 
-    login(&sim, config.path());
-    let out = run(signed_in_cmd(&sim, config.path())
+    device_login(&sim, config.path(), 1, &[]);
+    let out = run(signed_in(&sim, config.path())
         .args(["backup", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(done_count(&dest), 300);
 }
 
@@ -219,7 +199,7 @@ fn http_get(url: &str) -> (u16, Option<String>) {
 fn browser_login_completes_with_pkce_through_a_scripted_redirect() {
     let sim = Simulator::start(tree(1));
     let config = tempfile::tempdir().unwrap();
-    let mut child = signed_in_cmd(&sim, config.path())
+    let mut child = signed_in(&sim, config.path())
         .args(["login", "--browser"])
         .env("PATH", "") // no browser to open
         .stdout(Stdio::piped())
@@ -244,15 +224,15 @@ fn browser_login_completes_with_pkce_through_a_scripted_redirect() {
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(child.wait().unwrap().success(), "{rest:?}");
     assert!(config.path().join("accounts/default.json").exists());
-    let out = run(signed_in_cmd(&sim, config.path()).arg("whoami"));
-    assert_eq!(out.status.code(), Some(0));
+    let out = run(signed_in(&sim, config.path()).arg("whoami"));
+    assert_exit!(out, 0);
 }
 
 #[test]
 fn a_verbose_log_of_a_full_run_contains_no_token_and_no_download_url_secret() {
     let sim = Simulator::start(tree(40));
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path());
+    device_login(&sim, config.path(), 1, &[]);
     sim.expire_access_tokens(); // force a refresh during the run, so refresh tokens are in play too
     let stored: serde_json::Value = serde_json::from_slice(
         &std::fs::read(config.path().join("accounts/default.json")).unwrap(),
@@ -265,10 +245,10 @@ fn a_verbose_log_of_a_full_run_contains_no_token_and_no_download_url_secret() {
     assert_eq!(secrets.len(), 2, "{stored}");
     secrets.push("tempauth".to_owned());
     let dest = TestDest::new();
-    let out = run(signed_in_cmd(&sim, config.path())
+    let out = run(signed_in(&sim, config.path())
         .args(["backup", "-vvv", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.lines().count() > 20, "the log is verbose");
     let stored: serde_json::Value = serde_json::from_slice(

@@ -28,7 +28,7 @@ fn cmd(sim: &Simulator, args: &[&str]) -> std::process::Command {
 fn ls_lists_a_folder_folders_first_with_sizes_and_a_total() {
     let sim = drive();
     let out = run(&mut cmd(&sim, &["ls", "/Pictures"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
@@ -62,7 +62,7 @@ fn ls_lists_a_folder_folders_first_with_sizes_and_a_total() {
 fn tree_draws_folders_to_the_asked_depth_and_files_on_request() {
     let sim = drive();
     let out = run(&mut cmd(&sim, &["tree", "--depth", "2"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
@@ -88,7 +88,7 @@ fn tree_draws_folders_to_the_asked_depth_and_files_on_request() {
 fn a_path_that_is_not_on_the_drive_is_a_usage_error() {
     let sim = drive();
     let out = run(&mut cmd(&sim, &["ls", "/Nope"]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("there is no /Nope on the drive"));
 }
 
@@ -100,7 +100,7 @@ fn completions_are_printed_for_each_shell() {
         ("fish", "complete -c odbackup"),
     ] {
         let out = run(odbackup().args(["completions", shell]));
-        assert_eq!(out.status.code(), Some(0));
+        assert_exit!(out, 0);
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(
             script.contains(marker) && script.contains("dry-run"),

@@ -28,17 +28,17 @@ fn a_refused_token_exits_3_with_one_clear_line_and_leaves_the_manifest_usable() 
     let sim = Simulator::start(Tree::personal().file("a.jpg", 10));
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).env("ODBACKUP_ACCESS_TOKEN", "not-a-token"));
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit!(out, 3);
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
     assert!(
         !stderr(&out).contains("not-a-token"),
         "the token is never printed"
     );
     let out = run(backup(&sim, &dest).env_remove("ODBACKUP_ACCESS_TOKEN"));
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit!(out, 3);
     assert!(stderr(&out).contains("ODBACKUP_ACCESS_TOKEN"));
     // The manifest is intact, and the next good run completes.
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn an_unreachable_graph_url_exits_5_naming_the_host() {
         .unwrap()
         .port(); // bound, then closed
     let out = crawl_against_port(port);
-    assert_eq!(out.status.code(), Some(5));
+    assert_exit!(out, 5);
     assert!(
         stderr(&out).contains("could not reach 127.0.0.1"),
         "{}",
@@ -75,7 +75,7 @@ fn a_malformed_json_answer_exits_5_naming_what_failed() {
         }
     });
     let out = crawl_against_port(port);
-    assert_eq!(out.status.code(), Some(5));
+    assert_exit!(out, 5);
     let err = stderr(&out);
     assert!(
         err.contains("reading the drive") && err.contains("invalid JSON"),
@@ -103,7 +103,7 @@ fn a_second_run_on_the_same_manifest_exits_4_while_the_first_holds_it() {
         || (sim.requests(graphsim::RequestKind::Download) > 0).then_some(()),
     );
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(4));
+    assert_exit!(out, 4);
     assert!(
         stderr(&out).contains("another odbackup run"),
         "{}",
@@ -122,7 +122,7 @@ fn a_second_run_on_the_same_manifest_exits_4_while_the_first_holds_it() {
 fn status_on_a_destination_without_a_manifest_exits_2() {
     let dest = TestDest::new();
     let out = run(odbackup().args(["status", "--dest"]).arg(dest.path()));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(stderr(&out).contains("no manifest"));
 }
 
@@ -132,7 +132,7 @@ fn a_foreign_file_as_manifest_is_a_clear_error_not_a_panic() {
     std::fs::create_dir_all(dest.join(".odbackup")).unwrap();
     std::fs::write(dest.manifest(), "x".repeat(5000)).unwrap();
     let out = run(odbackup().args(["status", "--dest"]).arg(dest.path()));
-    assert_eq!(out.status.code(), Some(5));
+    assert_exit!(out, 5);
     assert!(
         stderr(&out).contains("not an odbackup manifest"),
         "{}",

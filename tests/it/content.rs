@@ -43,7 +43,7 @@ fn content_that_answers_with_the_bytes_is_streamed_from_the_graph_host_small_and
     sim.set_content_answer(ContentAnswer::Inline);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(RANGED));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &paths);
     assert_eq!(
         sim.requests(RequestKind::Download),
@@ -74,7 +74,7 @@ fn a_reset_mid_body_from_content_resumes_with_a_range_and_restarts_where_the_ran
         let dest = TestDest::new();
         // One stream: the resume is a `Range` from where the part file ends.
         let out = run(backup(&sim, &dest).args(["--streams-per-file", "1"]));
-        assert_eq!(out.status.code(), Some(0), "ignore_range {ignore_range}");
+        assert_exit!(out, 0, "ignore_range {ignore_range}");
         assert_same_bytes(&sim, &dest, [FILE]);
         let asked = sim.ranges_of(FILE);
         assert_eq!(asked.len(), 2, "{asked:?}");
@@ -149,7 +149,7 @@ fn a_redirect_without_location_is_resolved_through_the_items_download_url() {
     );
     sim.reset_counters();
     let out = run(against(&sim, &dest, "download").args(RANGED));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &paths);
     // The first `/content` answer says there is no `Location`; from then on each file costs one item read
     // (the ranged one included: its spans share the URL) and its download. Only transfers that started
@@ -177,7 +177,7 @@ fn listings_bring_download_urls_where_dollar_select_would_drop_them_and_the_summ
         sim.set_listing_urls(ListingUrls::DroppedUnderDollarSelect);
         let dest = TestDest::new();
         let out = run(backup(&sim, &dest).args(["--crawl-method", method, "--json"]));
-        assert_eq!(out.status.code(), Some(0), "{method}");
+        assert_exit!(out, 0, "{method}");
         assert_same_bytes(&sim, &dest, &paths);
         assert_eq!(
             sim.requests(RequestKind::Content),
@@ -194,7 +194,7 @@ fn listings_bring_download_urls_where_dollar_select_would_drop_them_and_the_summ
     sim.set_listing_urls(ListingUrls::NotInListings);
     let dest = TestDest::new();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &paths);
     assert_eq!(sim.requests(RequestKind::Content), 13);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -227,7 +227,7 @@ fn a_file_whose_bytes_have_the_listed_hash_is_kept_whatever_the_listed_size_says
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(RANGED));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let paths: Vec<&str> = files.iter().map(|f| f.0).collect();
     assert_same_bytes(&sim, &dest, &paths);
     let db = dest.db();
@@ -263,7 +263,7 @@ fn a_file_whose_bytes_have_the_listed_hash_is_kept_whatever_the_listed_size_says
     // Kept for good: the next run fetches nothing.
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Download), 0);
     assert_eq!(sim.requests(RequestKind::Content), 0);
 }
@@ -323,7 +323,7 @@ fn a_download_url_whose_path_is_the_credential_appears_in_no_message_log_or_mani
         .env("RUST_LOG", "trace")
         .args(["-vvv", "--json", "--log-file"])
         .arg(&log_file));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     assert!(dest.join("Photos/fine.jpg").exists());
     let failures = run(crate::support::odbackup()
         .args(["failures", "--json", "--dest"])
@@ -431,7 +431,7 @@ fn a_file_changed_on_the_drive_while_its_old_version_is_fetched_ends_with_the_ne
     );
     // And it stays right.
     sim.reset_counters();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_eq!(sim.requests(RequestKind::Download), 0);
     assert_same_bytes(&sim, &dest, [FILE]);
 }
@@ -483,7 +483,7 @@ fn a_download_host_answering_every_request_with_a_server_error_stops_the_run_ear
         );
         // The host is back: the next run resumes and fetches everything.
         sim.clear_failures();
-        assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+        assert_exit!(run(&mut backup(&sim, &dest)), 0);
         assert_same_bytes(&sim, &dest, &paths);
     }
 }
@@ -509,7 +509,7 @@ fn the_summary_says_how_many_files_exit_0_vouches_for_by_hash_and_how_many_carry
     );
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = crate::support::json(&out);
     let d = &summary["download"];
     assert_eq!(d["downloaded"], 5);

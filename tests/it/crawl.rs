@@ -1,4 +1,4 @@
-//! Issue 2: crawling a drive into the manifest.
+//! Crawling a drive into the manifest.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,7 +62,7 @@ fn a_crawl_records_exactly_the_simulators_items_with_paths_sizes_and_hashes() {
     let dest = TestDest::new();
     // The folder walk, whose paging this checks (a delta listing is checked in incremental.rs).
     let out = run(crawl(&sim, &dest).args(["--crawl-method", "children"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
 
     let items = dest.items();
     for (path, size) in &files {
@@ -136,7 +136,7 @@ fn root_and_special_crawl_only_their_subtree() {
 
     let dest = TestDest::new();
     let out = run(crawl(&sim, &dest).args(["--special", "cameraroll"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(
         dest.file_paths(),
         [
@@ -151,7 +151,7 @@ fn root_and_special_crawl_only_their_subtree() {
 
     let dest = TestDest::new();
     let out = run(crawl(&sim, &dest).args(["--root", "/Documents"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(dest.file_paths(), ["/Documents/c.txt"]);
 }
 
@@ -208,7 +208,7 @@ fn a_crawl_killed_midway_resumes_without_duplicates_or_relisting_finished_folder
 
     sim.reset_counters();
     let out = run(&mut crawl(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let items = dest.items(); // asserts no duplicate paths
     assert_eq!(items.values().filter(|r| r.kind == "file").count(), 1800);
     assert_eq!(items.values().filter(|r| r.kind == "folder").count(), 121); // root + 60 + 60

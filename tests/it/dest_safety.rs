@@ -75,7 +75,7 @@ fn assert_manifest_matches_disk(sim: &Simulator, dest: &Path) {
     }
 }
 
-/// Issue 14.2: a neighbour swaps a folder of the destination with a symbolic link to a folder outside it,
+/// A neighbour swaps a folder of the destination with a symbolic link to a folder outside it,
 /// again and again, while a backup of a few hundred files runs. Every write is relative to folder handles
 /// opened without following links, so nothing lands outside the destination; files caught by a swap fail
 /// as `path` and the next run, once the swapping stops, completes them.
@@ -173,14 +173,14 @@ fn a_folder_swapped_for_a_symlink_during_a_backup_never_gets_a_file_written_outs
 
     // Once the swapping stops, a re-run completes the backup and the manifest matches the disk.
     let out = run(&mut cmd);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_manifest_matches_disk(&sim, &dest_path);
     assert_eq!(every_file(&dest_path.join("Photos")).len(), 320);
     assert_eq!(part_files(&dest_path), Vec::<PathBuf>::new());
     assert_eq!(every_file(&evil), Vec::<PathBuf>::new());
 }
 
-/// Issue 14.5: names swapped on the drive (b ↔ c, a 3-cycle, two folders) are swapped on disk through
+/// Names swapped on the drive (b ↔ c, a 3-cycle, two folders) are swapped on disk through
 /// temporary names, without a download, and every file ends under its own name.
 #[test]
 fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
@@ -197,7 +197,7 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
         .file("Docs/d.txt", 500);
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     // A file of the user's own where a renamed one now goes: it makes way into the trash.
     std::fs::write(dest.join("Docs/e.txt"), b"the user's").unwrap();
     sim.rename("Docs/d.txt", "e.txt");
@@ -218,7 +218,7 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
     sim.reset_counters();
 
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Download), 0, "moved, not fetched");
     let summary = json(&out);
     assert_eq!(summary["download"]["moved"], 10, "{summary}");
@@ -244,7 +244,7 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
     assert_eq!(dest.files_on_disk(), local);
 }
 
-/// Issue 14.8: part files of an older version or of a deleted item are removed at the end of a run; the part
+/// Part files of an older version or of a deleted item are removed at the end of a run; the part
 /// file of an item still to be fetched stays, and is resumed. Nothing that is not odbackup's, and nothing
 /// behind a link, is touched.
 #[test]
@@ -259,7 +259,7 @@ fn stale_part_files_are_removed_and_a_pending_ones_is_kept_for_its_resume() {
     for path in ["A/changed.bin", "A/deleted.bin", "A/pending.bin"] {
         sim.reset_next_downloads(path, 1_000, Some(100_000));
     }
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(1));
+    assert_exit!(run(&mut backup(&sim, &dest)), 1);
     let parts = part_files(&dest.join("A"));
     assert_eq!(parts.len(), 3, "three interrupted transfers: {parts:?}");
     let pending_part = |dest: &TestDest| {
@@ -308,12 +308,12 @@ fn stale_part_files_are_removed_and_a_pending_ones_is_kept_for_its_resume() {
 
     // Once the file can be fetched, it finishes from its part file, and no part file is left.
     sim.clear_resets();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_same_bytes(&sim, &dest, ["A/pending.bin"]);
     assert_eq!(part_files(&dest.join("A")), Vec::<PathBuf>::new());
 }
 
-/// Issue 14.13: a local file that odbackup did not write, where a remote file must go, is moved into the
+/// A local file that odbackup did not write, where a remote file must go, is moved into the
 /// trash (and reported), never renamed over; one with the right bytes is adopted; odbackup's own previous
 /// version of a changed file is replaced as before.
 #[test]
@@ -330,7 +330,7 @@ fn a_users_own_file_in_the_way_is_moved_to_the_trash_and_reported() {
     std::fs::write(dest.join("Docs/adopt.txt"), sim.content("Docs/adopt.txt")).unwrap();
 
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(
         &sim,
         &dest,
@@ -352,7 +352,7 @@ fn a_users_own_file_in_the_way_is_moved_to_the_trash_and_reported() {
     // A later version of a file odbackup wrote replaces it (the default: no versions kept).
     sim.modify_file("Docs/report.txt");
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, ["Docs/report.txt"]);
     assert_eq!(every_file(&trash).len(), 2, "nothing more in the trash");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("in the way"));
@@ -410,6 +410,6 @@ fn a_state_folder_or_manifest_replaced_by_a_symlink_is_refused_and_nothing_is_wr
     // Once the links are gone, the same command backs up.
     std::fs::remove_file(dest.join(".odbackup/manifest.sqlite")).unwrap();
     let out = run(&mut against(&sim, &dest, "backup"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, ["a.txt"]);
 }

@@ -1,4 +1,4 @@
-//! Issue 3: downloading the manifest — bounded, verified, every failure on record.
+//! Downloading the manifest — bounded, verified, every failure on record.
 
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ fn a_backup_of_thousands_of_files_mirrors_bytes_folders_and_mtimes() {
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--concurrency", "6"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
 
     for (path, _) in files.iter().step_by(7) {
         let bytes = std::fs::read(dest.join(path)).unwrap();
@@ -100,7 +100,7 @@ fn concurrency_is_never_exceeded() {
     sim.set_latency(Duration::from_millis(20));
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--concurrency", "3"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let max = sim.max_concurrent_downloads();
     assert!((1..=3).contains(&max), "max concurrent downloads {max}");
 }
@@ -113,7 +113,7 @@ fn a_corrupted_file_fails_with_hash_mismatch_and_a_rerun_after_the_fault_fixes_i
     sim.corrupt(bad, true);
     let dest = TestDest::new();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     assert!(
         !dest.join(bad).exists(),
         "a corrupted file is never kept under its final name"
@@ -138,7 +138,7 @@ fn a_corrupted_file_fails_with_hash_mismatch_and_a_rerun_after_the_fault_fixes_i
     sim.corrupt(bad, false);
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(std::fs::read(dest.join(bad)).unwrap(), sim.content(bad));
     assert_eq!(
         sim.requests(RequestKind::Download),
@@ -175,7 +175,7 @@ fn a_reset_mid_body_and_a_503_are_survived_and_the_attempts_recorded() {
         .args(["--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token());
     let out = run(&mut download);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(
         std::fs::read(dest.join("v/big.mov")).unwrap(),
         sim.content("v/big.mov")
@@ -222,14 +222,14 @@ fn a_done_file_missing_on_disk_is_fetched_again() {
     let tree = Tree::personal().file("a/one.jpg", 50_000);
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     std::fs::remove_file(dest.join("a/one.jpg")).unwrap();
     let mut cmd = odbackup();
     cmd.args(["download", "--dest"])
         .arg(dest.path())
         .args(["--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token());
-    assert_eq!(run(&mut cmd).status.code(), Some(0));
+    assert_exit!(run(&mut cmd), 0);
     assert_eq!(
         std::fs::read(dest.join("a/one.jpg")).unwrap(),
         sim.content("a/one.jpg")
@@ -247,7 +247,7 @@ fn download_urls_that_expire_are_replaced_and_a_host_refusing_every_url_fails_th
     // Every URL is dead on arrival: each file is failed after a bounded number of fresh URLs.
     sim.set_download_url_lifetime(Duration::ZERO);
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     let failures = json(&run(odbackup()
         .args(["failures", "--json", "--dest"])
         .arg(dest.path())));
@@ -266,7 +266,7 @@ fn download_urls_that_expire_are_replaced_and_a_host_refusing_every_url_fails_th
     );
     // URLs that live a while are simply re-resolved when they lapse; the re-run completes.
     sim.set_download_url_lifetime(Duration::from_secs(60));
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_eq!(
         std::fs::read(dest.join("a/one.jpg")).unwrap(),
         sim.content("a/one.jpg")
@@ -280,14 +280,14 @@ fn a_file_changed_remotely_is_fetched_again_by_the_rerun_even_when_listed_after_
         .file("Z/old.jpg", 20_000);
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     // A new file in A (a new, higher row) and a change to a file in Z (an old, lower row). Listing A first puts
     // the downloader's cursor past Z/old.jpg's row before the crawl marks it pending again.
     sim.add_file("A/new.jpg", 5_000);
     sim.modify_file("Z/old.jpg");
     sim.set_latency(Duration::from_millis(30));
     let out = run(backup(&sim, &dest).args(["--list-concurrency", "1"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(
         std::fs::read(dest.join("Z/old.jpg")).unwrap() == sim.content("Z/old.jpg"),
         "the changed file is current"

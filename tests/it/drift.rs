@@ -1,4 +1,4 @@
-//! Issue 13: the real Microsoft Graph of 2024–26 drifts under a backup — IDs change their spelling, folders
+//! The real Microsoft Graph of 2024–26 drifts under a backup — IDs change their spelling, folders
 //! move into a scope alone, saved links die, folders are refused for a while, listings loop. A re-run must
 //! neither lose nor redo anything.
 
@@ -95,7 +95,7 @@ fn personal_ids_that_change_their_spelling_between_runs_change_nothing_locally()
         let sim = Simulator::start(tree);
         let dest = TestDest::new();
         let first = run(backup(&sim, &dest).args(["--crawl-method", method]));
-        assert_eq!(first.status.code(), Some(0), "{name}");
+        assert_exit!(first, 0, "{name}");
         let before = drift_marks(&dest);
         assert_eq!(before, (0, 0, paths.len() as i64), "{name}");
 
@@ -105,7 +105,7 @@ fn personal_ids_that_change_their_spelling_between_runs_change_nothing_locally()
         sim.modify_file("top.txt");
         sim.reset_counters();
         let out = run(backup(&sim, &dest).args(["--crawl-method", method, "--json"]));
-        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert_exit!(out, 0, "{name}");
         let summary = json(&out);
         assert_eq!(sim.downloads_of("Photos/2025/new.jpg"), 1, "{name}");
         assert_eq!(
@@ -129,7 +129,7 @@ fn personal_ids_that_change_their_spelling_between_runs_change_nothing_locally()
         // A full listing under the new spelling finds everything where it was.
         sim.reset_counters();
         let out = run(backup(&sim, &dest).args(["--full", "--crawl-method", method, "--json"]));
-        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert_exit!(out, 0, "{name}");
         assert_eq!(sim.requests(RequestKind::Download), 0, "{name}");
         assert_eq!(json(&out)["download"]["moved"], 0, "{name}");
         assert_eq!(drift_marks(&dest), (0, 0, all.len() as i64), "{name}");
@@ -176,7 +176,7 @@ fn a_folder_moved_into_the_scope_is_listed_and_fetched_whole_in_the_same_run() {
         sim.move_item("Elsewhere/Trip", "Photos");
         sim.reset_counters();
         let out = run(backup(&sim, &dest).args(scope));
-        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert_exit!(out, 0, "{name}");
         let moved_in = [
             "Photos/Trip/day1.jpg",
             "Photos/Trip/day2.jpg",
@@ -236,7 +236,7 @@ fn an_interrupted_full_listing_whose_saved_page_link_died_starts_again_in_the_sa
         sim.clear_failures();
         sim.expire_delta_page_links(status);
         let out = run(&mut backup(&sim, &dest));
-        assert_eq!(out.status.code(), Some(0), "{status}");
+        assert_exit!(out, 0, "{status}");
         assert_exact_mirror(&sim, &dest, &paths);
         assert_eq!(drift_marks(&dest), (0, 0, 60), "{status}");
         let cursor: Option<String> = dest
@@ -251,7 +251,7 @@ fn an_interrupted_full_listing_whose_saved_page_link_died_starts_again_in_the_sa
 fn full_always_starts_a_listing_by_delta_from_the_beginning() {
     let (sim, paths) = paged_tree(10);
     let clean = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &clean)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &clean)), 0);
     let whole = sim.requests(RequestKind::Delta);
 
     let dest = TestDest::new();
@@ -283,7 +283,7 @@ fn a_folder_refused_for_a_while_is_asked_for_again_and_one_that_stays_refused_is
     );
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    assert_exit!(out, 0, "{}", json(&out));
     assert_eq!(sim.failures_served(), 2);
     assert_exact_mirror(&sim, &dest, &paths);
 
@@ -298,7 +298,7 @@ fn a_folder_refused_for_a_while_is_asked_for_again_and_one_that_stays_refused_is
         sim.fail_always(failure.only(RequestKind::Children).for_item("Camera/2022"));
         let dest = TestDest::new();
         let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-        assert_eq!(out.status.code(), Some(1));
+        assert_exit!(out, 1);
         assert_eq!(json(&out)["crawl"]["folders_unreadable"], 1);
         let (inside, outside): (Vec<&String>, Vec<&String>) =
             paths.iter().partition(|p| p.starts_with("Camera/2022/"));
@@ -313,7 +313,7 @@ fn a_folder_refused_for_a_while_is_asked_for_again_and_one_that_stays_refused_is
         // The service lets it be listed again: the next run lists it (not just changes since) and completes.
         sim.clear_failures();
         let out = run(backup(&sim, &dest).arg("--json"));
-        assert_eq!(out.status.code(), Some(0));
+        assert_exit!(out, 0);
         let summary = json(&out);
         assert!(
             summary["crawl"]["incremental"].is_null(),
@@ -332,7 +332,7 @@ fn a_personal_vault_at_the_top_is_reported_once_by_name_and_is_no_failure() {
     );
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(
         summary["crawl"]["inaccessible"],
@@ -343,7 +343,7 @@ fn a_personal_vault_at_the_top_is_reported_once_by_name_and_is_no_failure() {
 
     // Every full listing finds it again and says so once, in words; it never counts as a failure.
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--full"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.matches("skipped /Personal Vault").count(),
@@ -364,7 +364,7 @@ fn a_personal_vault_at_the_top_is_reported_once_by_name_and_is_no_failure() {
     );
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     assert_eq!(json(&out)["crawl"]["folders_unreadable"], 1);
 }
 
@@ -379,7 +379,7 @@ fn listings_that_make_no_progress_end_within_a_few_requests_naming_the_folder() 
         sim.set_paging_fault(Some(fault), Some("Camera/2020"));
         let dest = TestDest::new();
         let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-        assert_eq!(out.status.code(), Some(1), "{fault:?}");
+        assert_exit!(out, 1, "{fault:?}");
         assert!(
             sim.requests(RequestKind::Children) < 20,
             "{fault:?}: {} listings",
@@ -411,7 +411,7 @@ fn listings_that_make_no_progress_end_within_a_few_requests_naming_the_folder() 
         sim.set_paging_fault(Some(fault), None);
         let dest = TestDest::new();
         let out = run(&mut backup(&sim, &dest));
-        assert_eq!(out.status.code(), Some(0), "{fault:?}");
+        assert_exit!(out, 0, "{fault:?}");
         assert!(sim.requests(RequestKind::Delta) < 20, "{fault:?}");
         assert!(sim.requests(RequestKind::Children) > 0, "{fault:?}");
         assert_exact_mirror(&sim, &dest, &paths);
@@ -426,7 +426,7 @@ fn folder_scoped_delta_refused_falls_back_to_walking_and_sharepoint_backed_perso
         sim.set_folder_delta_refused(status);
         let dest = TestDest::new();
         let out = run(backup(&sim, &dest).args(["--root", "/Camera"]));
-        assert_eq!(out.status.code(), Some(0), "{status}");
+        assert_exit!(out, 0, "{status}");
         assert!(sim.requests(RequestKind::Children) > 0, "{status}");
         assert_exact_mirror(&sim, &dest, &paths);
         sim.add_file("Camera/2020/late.jpg", 10);
@@ -500,7 +500,7 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         sim.set_page_cap(Some(16));
         let dest = TestDest::new();
         let out = run(backup(&sim, &dest).args(["--crawl-method", method]));
-        assert_eq!(out.status.code(), Some(0), "{order:?} {ragged} {method}");
+        assert_exit!(out, 0, "{order:?} {ragged} {method}");
         assert_exact_mirror(&sim, &dest, &paths);
         assert!(dest.join("Empty/Deeper").is_dir());
         let rows = dest.items().len(); // panics on a duplicate path
@@ -524,7 +524,7 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         sim.rename("L1-0", "Renamed");
         sim.delete("L1-1/L2-1");
         let out = run(&mut backup(&sim, &dest));
-        assert_eq!(out.status.code(), Some(0), "{order:?} {ragged} {method}");
+        assert_exit!(out, 0, "{order:?} {ragged} {method}");
         assert_same_bytes(&sim, &dest, ["New/Inner/n1.txt", "New/n2.txt"]);
         assert!(dest.join("Renamed/L2-0/L3").is_dir() && !dest.join("L1-0").exists());
         let gone: i64 = dest
@@ -552,7 +552,7 @@ fn a_remote_item_reference_missing_its_leading_zero_is_recorded_canonically() {
         },
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     let remote_ref: String = dest
         .db()
         .query_row(

@@ -1,11 +1,9 @@
 //! The command line's edges (issues 13 and 14): transient 401s, readers beside a running backup, hostile names
 //! on the terminal, stop signals, plain-http endpoints, private log files.
 
-use std::path::Path;
+use graphsim::{Failure, RequestKind, Simulator, Tree};
 
-use graphsim::{DeviceOutcome, DeviceScript, Failure, RequestKind, Simulator, Tree};
-
-use crate::support::{TestDest, odbackup, run};
+use crate::support::{TestDest, device_login, odbackup, run, signed_in};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -27,7 +25,7 @@ fn a_plain_http_graph_or_sign_in_url_off_this_machine_is_refused_before_any_toke
             .arg(dest.path())
             .args(["--graph-url", url])
             .env("ODBACKUP_ACCESS_TOKEN", "secret-token"));
-        assert_eq!(out.status.code(), Some(2), "{url}");
+        assert_exit!(out, 2, "{url}");
         let err = stderr(&out);
         assert!(
             err.contains("plain http") && err.contains("--graph-url") && err.contains("loopback"),
@@ -39,7 +37,7 @@ fn a_plain_http_graph_or_sign_in_url_off_this_machine_is_refused_before_any_toke
             .args(["whoami"])
             .env("ODBACKUP_GRAPH_URL", url)
             .env("ODBACKUP_ACCESS_TOKEN", "secret-token"));
-        assert_eq!(out.status.code(), Some(2), "{url}");
+        assert_exit!(out, 2, "{url}");
     }
     let out = run(odbackup().args([
         "login",
@@ -48,7 +46,7 @@ fn a_plain_http_graph_or_sign_in_url_off_this_machine_is_refused_before_any_toke
         "--auth-url",
         "http://login.example.com",
     ]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(stderr(&out).contains("--auth-url"), "{}", stderr(&out));
     // Nothing was created for the refused runs.
     assert!(!dest.manifest().exists());
@@ -56,12 +54,12 @@ fn a_plain_http_graph_or_sign_in_url_off_this_machine_is_refused_before_any_toke
     // Loopback hosts stay usable (the simulator listens on 127.0.0.1).
     let sim = Simulator::start(Tree::personal().file("a.txt", 3));
     let out = run(&mut crate::support::against(&sim, &dest, "backup"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let localhost = sim.graph_url().replace("127.0.0.1", "localhost");
     let out = run(odbackup()
         .args(["whoami", "--graph-url", &localhost])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
 }
 
 // ---- private log file, no URL left in the manifest's free space ------------------------------------------
@@ -87,7 +85,7 @@ fn the_log_file_is_readable_by_its_owner_only_even_when_it_already_existed() {
         let out = run(crate::support::against(&sim, &dest, "backup")
             .arg("--log-file")
             .arg(log));
-        assert_eq!(out.status.code(), Some(0));
+        assert_exit!(out, 0);
         assert_eq!(mode(log), 0o600, "{}", log.display());
         let text = std::fs::read_to_string(log).unwrap();
         assert!(text.contains("run finished"), "the log was written: {text}");
@@ -107,7 +105,7 @@ fn no_download_url_stays_readable_in_the_manifest_files_after_a_backup() {
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     let out = run(&mut crate::support::against(&sim, &dest, "backup"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let listed: i64 = dest
         .db()
         .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
@@ -162,7 +160,7 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
             .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
     };
     let out = list(&["ls", "/"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_terminal_safe("ls", &text);
     assert!(text.contains("\\x1b]0;pwned\\x07title.txt"), "{text}");
@@ -173,7 +171,7 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
         "one line per entry, a name cannot break one: {text}"
     );
     let out = list(&["tree", "/", "--files"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_terminal_safe("tree", &String::from_utf8_lossy(&out.stdout));
 
     // --json keeps every name exact.
@@ -200,7 +198,7 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
         .arg("-vv")
         .arg("--log-file")
         .arg(&log_file));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     assert_terminal_safe("the log file", &std::fs::read_to_string(&log_file).unwrap());
     assert_terminal_safe("backup stdout", &String::from_utf8_lossy(&out.stdout));
     let log = stderr(&out);
@@ -214,7 +212,7 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
         "a name cannot start a log line of its own"
     );
     let out = run(odbackup().args(["failures", "--dest"]).arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_terminal_safe("failures", &text);
     assert!(text.contains("clear\\x1b[2J\\x1b[H.txt"), "{text}");
@@ -282,7 +280,7 @@ fn sigterm_and_sighup_stop_a_backup_like_ctrl_c_and_the_next_run_finishes() {
         assert_eq!(urls, 0, "the listing's download URLs are cleared");
         drop(db);
         let out = run(&mut crate::support::against(&sim, &dest, "backup"));
-        assert_eq!(out.status.code(), Some(0));
+        assert_exit!(out, 0);
         crate::support::assert_same_bytes(&sim, &dest, ["big.bin", "q/000.jpg", "q/199.jpg"]);
     }
 }
@@ -335,12 +333,12 @@ fn status_and_failures_racing_a_first_backup_fail_neither_and_create_nothing_on_
     let empty = TestDest::new();
     for command in ["status", "failures"] {
         let out = run(odbackup().args([command, "--dest"]).arg(empty.path()));
-        assert_eq!(out.status.code(), Some(2));
+        assert_exit!(out, 2);
         assert!(stderr(&out).contains("no manifest"), "{}", stderr(&out));
     }
     let elsewhere = empty.join("not/here/manifest.sqlite");
     let out = run(odbackup().args(["status", "--manifest"]).arg(&elsewhere));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert_eq!(
         std::fs::read_dir(empty.path()).unwrap().count(),
         0,
@@ -349,26 +347,6 @@ fn status_and_failures_racing_a_first_backup_fail_neither_and_create_nothing_on_
 }
 
 // ---- transient 401s ------------------------------------------------------------------------------------
-
-/// `odbackup` with its token store in `config` and the simulator's endpoints (no `ODBACKUP_ACCESS_TOKEN`).
-fn signed_in(sim: &Simulator, config: &Path) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
-}
-
-fn login(sim: &Simulator, config: &Path, extra: &[&str]) {
-    sim.script_device_code(DeviceScript {
-        pending: 0,
-        slow_down: 0,
-        outcome: DeviceOutcome::Approve,
-    });
-    let out = run(signed_in(sim, config).arg("login").args(extra));
-    assert_eq!(out.status.code(), Some(0));
-}
 
 fn folders_tree() -> Tree {
     (0..24).fold(Tree::personal(), |t, i| {
@@ -392,7 +370,7 @@ fn a_401_graph_answers_to_a_valid_token_is_retried_and_the_backup_completes() {
     let dest = TestDest::new();
     let out =
         run(crate::support::against(&sim, &dest, "backup").args(["--crawl-method", "children"]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert!(sim.failures_served() >= 4, "{}", sim.failures_served());
     assert_eq!(dest.file_paths().len(), 24);
     crate::support::assert_same_bytes(&sim, &dest, ["f0/0.txt", "f11/23.txt"]);
@@ -400,7 +378,7 @@ fn a_401_graph_answers_to_a_valid_token_is_retried_and_the_backup_completes() {
     // Signed in: one refresh for the first 401, then the 401s to the fresh token are waited out.
     let sim = Simulator::start(folders_tree());
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path(), &[]);
+    device_login(&sim, config.path(), 0, &[]);
     sim.fail_next(
         3,
         Failure::transient_unauthorized().only(RequestKind::Drive),
@@ -409,7 +387,7 @@ fn a_401_graph_answers_to_a_valid_token_is_retried_and_the_backup_completes() {
     let out = run(signed_in(&sim, config.path())
         .args(["backup", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_eq!(sim.refreshes(), 1, "one refresh, not one per 401");
     assert_eq!(sim.requests(RequestKind::Drive), 4);
     assert_eq!(dest.file_paths().len(), 24);
@@ -421,7 +399,7 @@ fn a_401_that_persists_is_a_refused_sign_in_after_a_few_attempts() {
     sim.fail_always(Failure::transient_unauthorized());
     let dest = TestDest::new();
     let out = run(&mut crate::support::against(&sim, &dest, "backup"));
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit!(out, 3);
     assert!(
         stderr(&out).contains("ODBACKUP_ACCESS_TOKEN"),
         "{}",
@@ -435,12 +413,12 @@ fn a_401_that_persists_is_a_refused_sign_in_after_a_few_attempts() {
 
     let sim = Simulator::start(folders_tree());
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path(), &[]);
+    device_login(&sim, config.path(), 0, &[]);
     sim.fail_always(Failure::transient_unauthorized().only(RequestKind::Drive));
     let out = run(signed_in(&sim, config.path())
         .args(["backup", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit!(out, 3);
     let err = stderr(&out);
     assert!(
         err.contains("odbackup login") && err.contains("renewed"),

@@ -1,4 +1,4 @@
-//! Issue 6: surviving the real service and hostile input. Each test turns the simulator's fault knobs the
+//! Surviving the real service and hostile input. Each test turns the simulator's fault knobs the
 //! way the service misbehaves, then checks the bytes on disk, the manifest and the exit code.
 
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ fn crawl_then_download(
         .arg(dest.path())
         .args(["--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
-    assert_eq!(crawl.status.code(), Some(0));
+    assert_exit!(crawl, 0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let tokens = Arc::new(odbackup::auth::StaticTokenSource::new(
@@ -60,7 +60,7 @@ fn crawl_then_download(
         let manifest = odbackup::shared::SharedManifest::new(
             odbackup::manifest::Manifest::open(&dest.manifest()).unwrap(),
         );
-        let (_crawl, progress) = tokio::sync::watch::channel(odbackup::crawl::CrawlProgress {
+        let (_crawl, progress) = tokio::sync::watch::channel(odbackup::progress::CrawlProgress {
             pages: 0,
             ended: true,
         });
@@ -88,7 +88,7 @@ fn failures(dest: &TestDest) -> Vec<serde_json::Value> {
     let out = run(odbackup()
         .args(["failures", "--json", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     json(&out).as_array().cloned().unwrap_or_default()
 }
 
@@ -115,7 +115,7 @@ fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_
     let started = Instant::now();
     let out = run(backup(&sim, &dest).arg("--json"));
     let took = started.elapsed();
-    assert_eq!(out.status.code(), Some(1), "two files failed");
+    assert_exit!(out, 1, "two files failed");
     let summary = json(&out);
     let download = &summary["download"];
     eprintln!(
@@ -185,7 +185,7 @@ fn a_backup_under_throttling_resets_and_expiring_urls_keeps_every_good_file_and_
     }
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     for p in corrupt {
         assert_eq!(std::fs::read(dest.join(p)).unwrap(), sim.content(p));
     }
@@ -202,7 +202,7 @@ fn while_throttled_no_request_reaches_the_service_before_retry_after_even_with_e
     sim.fail_in_bursts(60, 1, Failure::throttled(2).only(RequestKind::Download));
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--concurrency", "8", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(sim.failures_served() >= 4, "{}", sim.failures_served());
     assert!(
         sim.violations().is_empty(),
@@ -255,7 +255,7 @@ fn throttling_lowers_the_transfers_in_flight_and_a_healthy_service_lets_them_gro
         std::thread::sleep(Duration::from_millis(2));
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     let download = &summary["download"];
     assert!(
@@ -291,7 +291,7 @@ fn rate_limit_headers_slow_the_client_down_before_the_budget_runs_out() {
     sim.set_rate_limit(Some((300, Duration::from_secs(3))));
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(
         sim.throttle_answers(),
         0,
@@ -319,7 +319,7 @@ fn a_503_without_retry_after_pauses_the_client_for_the_default_five_seconds() {
     sim.fail_next(1, Failure::unavailable(None).only(RequestKind::Download));
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     let waited = summary["download"]["throttle_wait_secs"].as_f64().unwrap();
     assert!(waited >= 4.9, "{waited}");
@@ -410,7 +410,7 @@ fn known_quirks_are_kept_with_a_caveat_per_item_and_everything_else_still_fails(
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(1), "short.jpg is no known quirk");
+    assert_exit!(out, 1, "short.jpg is no known quirk");
     let summary = json(&out);
     let download = &summary["download"];
     assert_eq!(
@@ -466,7 +466,7 @@ fn known_quirks_are_kept_with_a_caveat_per_item_and_everything_else_still_fails(
     // failure, which fails the same way.
     sim.reset_counters();
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     assert_eq!(json(&out)["download"]["requeued"], 0);
     assert_eq!(sim.downloads_of("Camera Roll/IMG_0001.HEIC"), 0);
     assert_eq!(sim.downloads_of("Docs/report.docx"), 0);
@@ -488,7 +488,7 @@ fn malware_flagged_files_are_skipped_unless_the_user_opts_in_and_the_tenant_allo
     let dest = TestDest::new();
     // By default: skipped and reported, the rest of the run unaffected.
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(!dest.join("Bad/tool.exe").exists());
     assert!(dest.join("Good/a.jpg").exists());
     assert_eq!(sim.requests(RequestKind::Download), 1);
@@ -650,7 +650,7 @@ fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_s
     // Room again: the re-run finishes, resuming what it can.
     disk.grow(64);
     let out = backup_to(true);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     for p in &paths {
         assert!(
             std::fs::read(dest_path.join(p)).unwrap() == sim.content(p),
@@ -684,7 +684,7 @@ fn a_read_only_folder_in_the_destination_stops_the_run_naming_it_and_a_rerun_aft
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.status.code(), Some(5), "stops the run: {said}");
+    assert_exit!(out, 5, "stops the run: {said}");
     assert!(
         said.contains("Read-only file system") && said.contains(folder),
         "says what happened and where: {said}"
@@ -702,7 +702,7 @@ fn a_read_only_folder_in_the_destination_stops_the_run_naming_it_and_a_rerun_aft
 
     disk.remount("rw");
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &paths);
     drop(disk);
 }
@@ -728,7 +728,7 @@ fn when_the_service_cannot_be_reached_any_more_the_run_stops_soon_and_a_rerun_re
     sim.reset_downloads_fraction(1.0, Some(0));
     let dest = TestDest::new();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(5), "the run could not go on");
+    assert_exit!(out, 5, "the run could not go on");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("transfers in a row could not reach the service"),
@@ -747,7 +747,7 @@ fn when_the_service_cannot_be_reached_any_more_the_run_stops_soon_and_a_rerun_re
         "stopped early: {failed} failed, {pending} pending"
     );
     sim.clear_resets();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_eq!(dest.files_on_disk().len(), paths.len());
 }
 
@@ -773,7 +773,7 @@ fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unre
     }
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    assert_exit!(out, 0, "{}", json(&out));
     assert_eq!(sim.failures_served(), 3);
     assert_same_bytes(&sim, &dest, &paths);
 
@@ -786,7 +786,7 @@ fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unre
     );
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-    assert_eq!(out.status.code(), Some(1), "not everything was listed");
+    assert_exit!(out, 1, "not everything was listed");
     let summary = json(&out);
     assert_eq!(summary["crawl"]["folders_unreadable"], 1, "{summary}");
     let (inside, outside) = split_by_folder(&paths, unreadable);
@@ -806,7 +806,7 @@ fn listings_that_cannot_be_read_are_asked_for_again_and_a_folder_that_stays_unre
     // The service answers well again: the next run lists the folder and fetches what is in it.
     sim.clear_failures();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "children", "--json"]));
-    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    assert_exit!(out, 0, "{}", json(&out));
     assert_same_bytes(&sim, &dest, &paths);
 }
 
@@ -818,7 +818,7 @@ fn a_delta_listing_that_stays_unreadable_stops_the_run_clearly_and_a_rerun_compl
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "delta"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert_exit!(out, 5, "{stderr}");
     assert!(stderr.contains("invalid JSON"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
@@ -829,7 +829,7 @@ fn a_delta_listing_that_stays_unreadable_stops_the_run_clearly_and_a_rerun_compl
 
     sim.clear_failures();
     let out = run(backup(&sim, &dest).args(["--crawl-method", "delta"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &paths);
 }
 
@@ -860,7 +860,7 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     assert_same_bytes(&sim, &dest, [short]);
     // A body running past the listed size is not the file: dropped and fetched again from scratch.
     assert_same_bytes(&sim, &dest, [long]);
-    assert_eq!(out.status.code(), Some(0), "{summary}");
+    assert_exit!(out, 0, "{summary}");
 
     // Every time: failed for this run with the cause, nothing under its name, and the re-run asks again.
     let other = &paths[5];
@@ -871,7 +871,7 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     );
     let dest = TestDest::new();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     assert!(!dest.join(other).exists(), "wrong bytes kept");
     let listed = failures(&dest);
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -880,7 +880,7 @@ fn a_download_answered_with_other_bytes_than_the_file_is_never_kept_under_its_na
     assert!(!dest.files_on_disk().iter().any(|f| f.contains(".part")));
     sim.clear_failures();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, [other]);
 }
 
@@ -921,7 +921,7 @@ fn a_run_killed_while_told_to_wait_leaves_the_wait_to_the_next_run() {
 
     let started = Instant::now();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("asked the previous run to wait"),
@@ -954,7 +954,7 @@ fn one_request_in_ten_refused_evenly_is_waited_out_every_time_and_nothing_is_los
     sim.corrupt(corrupt, true);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).arg("--json"));
-    assert_eq!(out.status.code(), Some(1), "the corrupt file failed");
+    assert_exit!(out, 1, "the corrupt file failed");
     let summary = json(&out);
     let requests = sim.total_requests();
     assert!(
@@ -985,4 +985,25 @@ fn one_request_in_ten_refused_evenly_is_waited_out_every_time_and_nothing_is_los
     let listed = failures(&dest);
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["class"], "hash_mismatch");
+}
+
+/// A maintenance window answers 403 `serviceReadOnly` ("Database Is Read Only") even to reads
+/// (<https://github.com/rclone/rclone/issues/9794>): a 403 that passes. Finding the drive, listing and
+/// downloading each meet it twice; the backup waits it out and completes, with nothing failed as access denied.
+#[test]
+fn a_service_read_only_window_is_waited_out_not_taken_as_access_denied() {
+    let (tree, paths) = photo_tree(6);
+    let sim = Simulator::start(tree);
+    for kind in [
+        RequestKind::Drive,
+        RequestKind::Children,
+        RequestKind::Download,
+    ] {
+        sim.fail_next(2, Failure::service_read_only().only(kind));
+    }
+    let dest = TestDest::new();
+    let out = run(&mut backup(&sim, &dest));
+    assert_exit!(out, 0, "a read-only window is no lack of permission");
+    assert!(failures(&dest).is_empty(), "{:?}", failures(&dest));
+    assert_same_bytes(&sim, &dest, &paths);
 }

@@ -172,7 +172,7 @@ fn each_filter_and_combination_downloads_exactly_the_expected_files() {
     for (case, args, expected) in cases {
         let dest = TestDest::new();
         let out = run(backup(&sim, &dest).args(&args));
-        assert_eq!(out.status.code(), Some(0), "{case}");
+        assert_exit!(out, 0, "{case}");
         assert_eq!(dest.files_on_disk(), sorted(&expected), "{case}");
         for path in &expected {
             assert_eq!(
@@ -212,7 +212,7 @@ fn content_filters_do_not_recreate_every_folder_empty_but_a_plain_backup_does() 
     assert!(!dest.join("Music").exists() && !dest.join("Empty").exists());
     assert!(dest.join("Camera Roll/2021/VID_3.mp4").is_file());
     let plain = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &plain)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &plain)), 0);
     assert!(plain.join("Empty/Nested").is_dir());
 }
 
@@ -236,7 +236,7 @@ fn changing_filters_on_a_rerun_downloads_only_the_newly_wanted_files_without_rel
         .args(["--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token());
     let out = run(&mut cmd);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Children), 0);
     assert_eq!(sim.requests(RequestKind::Download), 1);
     assert_eq!(sim.downloads_of("Camera Roll/2021/VID_3.mp4"), 1);
@@ -271,7 +271,7 @@ fn a_dry_run_writes_no_file_and_says_what_it_would_fetch() {
     let sim = Simulator::start(library());
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--media", "all", "--dry-run", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(summary["dry_run"]["files"], 5);
     assert_eq!(
@@ -293,7 +293,7 @@ fn a_dry_run_writes_no_file_and_says_what_it_would_fetch() {
 
     // -v lists the files, one line each.
     let out = run(backup(&sim, &dest).args(["--ext", "jpg", "--dry-run", "-v"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let listed: Vec<&str> = stdout
         .lines()
@@ -341,7 +341,7 @@ fn the_date_layout_files_media_by_month_taken_with_stable_suffixes_for_twins() {
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--layout", "date", "--media", "all"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let on_disk = dest.files_on_disk();
     assert_eq!(on_disk.len(), 4, "{on_disk:?}");
     assert!(
@@ -387,7 +387,7 @@ fn the_date_layout_files_media_by_month_taken_with_stable_suffixes_for_twins() {
     assert_eq!(dest.files_on_disk(), on_disk);
     // The layout is the destination's: another one is refused with a clear message.
     let out = run(backup(&sim, &dest).args(["--layout", "mirror"]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--layout date"));
 }
 
@@ -411,7 +411,7 @@ fn a_flag_beats_the_environment_which_beats_the_config_file_which_beats_the_defa
             cmd.args(["--ext", "mp4"]);
         }
         let out = run(&mut cmd);
-        assert_eq!(out.status.code(), Some(0));
+        assert_exit!(out, 0);
         json(&out)["dry_run"]["files"].as_u64().unwrap()
     };
     assert_eq!(planned(false, false, false), 9, "default: everything");
@@ -439,11 +439,11 @@ fn a_bad_config_key_or_value_is_an_error_naming_it_and_its_line() {
     ] {
         std::fs::write(&path, text).unwrap();
         let out = run(odbackup().args(["status", "--config"]).arg(&path));
-        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert_exit!(out, 2, "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle) && err.contains(line), "{text}: {err}");
     }
     let out = run(odbackup().args(["backup", "--dest", "/tmp/x", "--since", "last tuesday"]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
 }

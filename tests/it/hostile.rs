@@ -1,4 +1,4 @@
-//! Issue 14: nothing on the drive can break the backup. A drive may hold a folder named like odbackup's own
+//! Nothing on the drive can break the backup. A drive may hold a folder named like odbackup's own
 //! state (`.odbackup`, with a `manifest.sqlite` and its lock inside: a backup of a backup, say); it is stored
 //! beside the state, under `<name> (from OneDrive)`, and never over it.
 

@@ -27,7 +27,7 @@ fn assert_mirrors(sim: &Simulator, dest: &TestDest, paths: &[&str]) {
 fn a_rerun_applies_only_the_changes_with_a_handful_of_requests() {
     let sim = Simulator::start(twelve_folders());
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
 
     sim.add_file("A/new.jpg", 4_321);
     sim.modify_file("B/f1.jpg");
@@ -39,7 +39,7 @@ fn a_rerun_applies_only_the_changes_with_a_handful_of_requests() {
     sim.reset_counters();
 
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("changes: "), "{stdout}");
 
@@ -96,7 +96,7 @@ fn a_rerun_applies_only_the_changes_with_a_handful_of_requests() {
 
     // Nothing changed: one delta request, nothing else.
     sim.reset_counters();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_eq!(sim.requests(RequestKind::Delta), 1);
     assert_eq!(
         sim.requests(RequestKind::Children) + sim.requests(RequestKind::Download),
@@ -112,11 +112,11 @@ fn a_moved_large_file_is_moved_on_disk_not_downloaded_again() {
             .folder("Archive"),
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     sim.move_item("Videos/2019/holiday.mp4", "Archive");
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Download), 0);
     assert_eq!(sim.bytes_served(), 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 files renamed or moved"));
@@ -129,13 +129,13 @@ fn a_moved_large_file_is_moved_on_disk_not_downloaded_again() {
 fn a_forced_resync_lists_again_and_reconciles_with_the_manifest() {
     let sim = Simulator::start(twelve_folders());
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     sim.delete("A/f0.jpg");
     sim.add_file("B/late.jpg", 999);
     sim.require_resync();
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     // The refused link, then a full listing from nothing.
     assert!(sim.requests(RequestKind::Delta) >= 2, "listed in full");
     assert_eq!(sim.requests(RequestKind::Download), 1, "only the new file");
@@ -156,7 +156,7 @@ fn a_forced_resync_lists_again_and_reconciles_with_the_manifest() {
     assert!(dest.join("A/f0.jpg").is_file(), "kept locally");
     // And the next run is incremental again.
     sim.reset_counters();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_eq!(sim.requests(RequestKind::Children), 0);
     assert_eq!(sim.requests(RequestKind::Delta), 1);
 }
@@ -181,7 +181,7 @@ fn a_business_subtree_follows_the_root_delta_and_ignores_changes_elsewhere() {
     sim.move_item("Photos/2020/a.jpg", "Docs");
     sim.reset_counters();
     let out = run(backup(&sim, &dest).args(["--root", "/Photos"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Children), 0);
     assert_eq!(sim.requests(RequestKind::Download), 1);
     assert_mirrors(&sim, &dest, &["Photos/2021/c.jpg", "Photos/2021/b.jpg"]);
@@ -206,13 +206,13 @@ fn a_business_subtree_follows_the_root_delta_and_ignores_changes_elsewhere() {
 fn mirror_deletes_moves_deleted_files_to_the_trash_and_keep_versions_keeps_the_old_bytes() {
     let sim = Simulator::start(twelve_folders());
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     let old_bytes = std::fs::read(dest.join("B/f1.jpg")).unwrap();
     sim.delete("A/f0.jpg");
     sim.delete("H");
     sim.modify_file("B/f1.jpg");
     let out = run(backup(&sim, &dest).args(["--mirror-deletes", "--keep-versions"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let today = trash_day(&dest);
     let trash = dest.join(&format!(".odbackup/trash/{today}"));
     assert!(trash.join("A/f0.jpg").is_file() && trash.join("H/f3.jpg").is_file());
@@ -292,7 +292,7 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
     // The enumeration's link serves the next run.
     sim.add_file("Many/0/late.jpg", 5);
     sim.reset_counters();
-    assert_eq!(run(&mut backup(&sim, &paged)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &paged)), 0);
     assert_eq!(sim.requests(RequestKind::Delta), 1);
     assert_eq!(sim.requests(RequestKind::Download), 1);
 }

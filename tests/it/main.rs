@@ -1,5 +1,6 @@
 //! odbackup's integration tests: the real binary (and the library) against the Graph simulator.
 
+#[macro_use]
 mod support;
 
 mod auth;

@@ -28,7 +28,7 @@ fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded(
         .args(["--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token());
     let out = run(&mut cmd);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     // Nothing next to the destination: the parent holds only `dest`.
     let siblings: Vec<_> = std::fs::read_dir(outer.path())
         .unwrap()

@@ -42,7 +42,7 @@ fn on_a_terminal_the_run_draws_listing_and_transfer_progress() {
         };
     }
     let out = run(&mut script);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("listing:"), "the crawl spinner: {shown}");
     assert!(shown.contains("/120 files"), "the transfer bar: {shown}");
@@ -67,7 +67,7 @@ fn piped_logs_and_the_log_file_carry_no_colour_codes() {
     let dest = TestDest::new();
     let log = dest.path().with_extension("log");
     let out = run(backup(&sim, &dest).arg("-vv").arg("--log-file").arg(&log));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("DEBUG"),
         "logs at -vv"
@@ -84,7 +84,7 @@ fn piped_output_is_the_summary_alone_without_control_sequences() {
     let sim = slow_drive();
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(["--concurrency", "2"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     for stream in [&out.stdout, &out.stderr] {
         assert!(
             !stream.contains(&0x1b),

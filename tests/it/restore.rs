@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 
-use crate::support::{TestDest, eventually, json, odbackup, run};
+use crate::support::{TestDest, eventually, json, odbackup, run, signed_in};
 
 /// `odbackup restore --from DEST` against the simulator, with its token.
 fn restore(sim: &Simulator, from: &Path) -> Command {
@@ -114,7 +114,7 @@ fn a_backup_restored_into_an_empty_drive_backs_up_byte_identical_under_the_same_
     let a = Simulator::start(odd_tree(big));
     let first = TestDest::new();
     let out = run(backup(&a, &first).args(["--chunk-size", "1M"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(
         a.ranges_of("Videos/big.mov").len() > 10,
         "the big file was fetched in ranges"
@@ -122,7 +122,7 @@ fn a_backup_restored_into_an_empty_drive_backs_up_byte_identical_under_the_same_
 
     let b = Simulator::start(Tree::personal());
     let out = run(restore(&b, first.path()).args(["--chunk-size", "1M", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(summary["uploaded"], 7, "{summary}");
     assert_eq!(summary["failed"], 0);
@@ -149,7 +149,7 @@ fn a_backup_restored_into_an_empty_drive_backs_up_byte_identical_under_the_same_
 
     let second = TestDest::new();
     let out = run(backup(&b, &second).args(["--chunk-size", "1M"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(
         listing(&first),
         listing(&second),
@@ -167,7 +167,7 @@ fn a_backup_restored_into_an_empty_drive_backs_up_byte_identical_under_the_same_
     // A re-run uploads nothing, and says why.
     b.reset_counters();
     let out = run(restore(&b, first.path()).args(["--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(summary["uploaded"], 0);
     let folders = listing(&first)
@@ -189,7 +189,7 @@ fn one_big_file(size: u64) -> (Simulator, TestDest) {
     let a = Simulator::start(Tree::personal().file("Videos/clip.mov", size));
     let dest = TestDest::new();
     let out = run(&mut backup(&a, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     (a, dest)
 }
 
@@ -220,7 +220,7 @@ fn a_restore_killed_during_a_large_upload_resumes_without_sending_finished_fragm
     assert_eq!(b.open_upload_sessions(), 1);
     b.set_latency(Duration::ZERO);
     let out = run(restore(&b, from.path()).args(["--chunk-size", "320K", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(json(&out)["sessions_resumed"], 1);
     assert_eq!(b.upload_sessions_created(), 1, "the same session, resumed");
     // At most the fragment in flight at the kill is sent again.
@@ -242,7 +242,7 @@ fn an_expired_session_starts_a_new_upload_and_the_file_still_arrives_whole() {
     b.set_latency(Duration::ZERO);
     b.expire_upload_sessions();
     let out = run(restore(&b, from.path()).args(["--chunk-size", "320K"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(b.upload_sessions_created(), 2);
     assert_eq!(b.content("Videos/clip.mov"), a.content("Videos/clip.mov"));
     assert_eq!(b.open_upload_sessions(), 0);
@@ -257,7 +257,7 @@ fn restored_into_another_folder_with_filters_only_the_wanted_files_arrive_there(
             .file("Docs/c.pdf", 3_000),
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::personal().file("Mine/keep.txt", 5));
     let out = run(restore(&b, dest.path()).args([
         "--to",
@@ -266,7 +266,7 @@ fn restored_into_another_folder_with_filters_only_the_wanted_files_arrive_there(
         "photos",
         "--json",
     ]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(
         (summary["uploaded"].as_u64(), summary["excluded"].as_u64()),
@@ -297,7 +297,7 @@ fn what_is_already_there_is_skipped_replaced_or_kept_beside_as_asked() {
     std::fs::write(src.join("big.bin"), b.content("Up/big.bin")).unwrap();
     let state = dir.path().join("state.sqlite");
     let out = run(restore_folder(&b, &dir.path().join("src"), &state).arg("--json"));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(summary["already_there"], 2, "same size and hash: {summary}");
     assert_eq!(summary["skipped_existing"], 1);
@@ -307,7 +307,7 @@ fn what_is_already_there_is_skipped_replaced_or_kept_beside_as_asked() {
 
     let out =
         run(restore_folder(&b, &dir.path().join("src"), &state).args(["--on-conflict", "rename"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(b.content("Up/other 1.bin"), b"not what the drive has");
     assert_eq!(b.content("Up/other.bin").len(), 4_000);
 
@@ -315,7 +315,7 @@ fn what_is_already_there_is_skipped_replaced_or_kept_beside_as_asked() {
     let out = run(
         restore_folder(&b, &dir.path().join("src"), &state2).args(["--on-conflict", "replace"])
     );
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(b.content("Up/other.bin"), b"not what the drive has");
 }
 
@@ -337,7 +337,7 @@ fn names_the_service_refuses_are_refused_before_upload_or_renamed_and_reported()
     std::fs::write(src.join("ok/fine.txt"), b"fine").unwrap();
     let state = dir.path().join("state.sqlite");
     let out = run(restore_folder(&b, &src, &state).arg("--json"));
-    assert_eq!(out.status.code(), Some(1), "refused names are failures");
+    assert_exit!(out, 1, "refused names are failures");
     let summary = json(&out);
     assert_eq!(
         (summary["refused"].as_u64(), summary["uploaded"].as_u64()),
@@ -368,7 +368,7 @@ fn names_the_service_refuses_are_refused_before_upload_or_renamed_and_reported()
     );
 
     let out = run(restore_folder(&b, &src, &state).args(["--rename-invalid", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(summary["renamed"], 5, "{summary}");
     let renamed: Vec<String> = summary["renamed_paths"]
@@ -404,7 +404,7 @@ fn a_symbolic_link_planted_in_a_backup_is_never_followed_nor_its_target_uploaded
             .file("Pics/p.jpg", 100),
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret.txt");
     std::fs::write(&secret, b"THE SECRET OUTSIDE THE BACKUP").unwrap();
@@ -451,11 +451,11 @@ fn a_full_drive_stops_the_run_with_the_space_needed_and_free() {
             .file("x/three.bin", 5_000_000),
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::personal().file("theirs.bin", 100_000));
     b.set_quota(700_000);
     let out = run(restore(&b, dest.path()).args(["--json", "--concurrency", "1"]));
-    assert_eq!(out.status.code(), Some(5), "a full drive stops the run");
+    assert_exit!(out, 5, "a full drive stops the run");
     let summary = json(&out);
     assert_eq!(summary["fatal_class"], "quota", "{summary}");
     let fatal = summary["fatal"].as_str().unwrap();
@@ -468,7 +468,7 @@ fn a_full_drive_stops_the_run_with_the_space_needed_and_free() {
     // Once there is room, the same command finishes the job.
     b.set_quota(1 << 30);
     let out = run(&mut restore(&b, dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(b.content("x/three.bin"), a.content("x/three.bin"));
 }
 
@@ -476,23 +476,13 @@ fn a_full_drive_stops_the_run_with_the_space_needed_and_free() {
 fn a_sign_in_refused_the_write_exits_3_saying_how_to_get_write_access() {
     let a = Simulator::start(Tree::personal().file("Docs/a.txt", 100));
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::personal());
     b.fail_always(Failure::access_denied().only(RequestKind::CreateFolder));
     let out = run(&mut restore(&b, dest.path()));
-    assert_eq!(out.status.code(), Some(3));
+    assert_exit!(out, 3);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("login --write"), "{text}");
-}
-
-/// `odbackup` with its token store in `config` and the simulator's sign-in and Graph hosts.
-fn signed_in(sim: &Simulator, config: &Path) -> Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
 }
 
 fn stored_scopes(config: &Path) -> Vec<String> {
@@ -511,7 +501,7 @@ fn stored_scopes(config: &Path) -> Vec<String> {
 fn a_read_only_sign_in_is_refused_before_any_write_and_login_write_fixes_it() {
     let a = Simulator::start(Tree::personal().file("Docs/a.txt", 100));
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::personal());
     let config = tempfile::tempdir().unwrap();
     let approve = || graphsim::DeviceScript {
@@ -534,7 +524,7 @@ fn a_read_only_sign_in_is_refused_before_any_write_and_login_write_fixes_it() {
         .args(["restore", "--from"])
         .arg(dest.path()));
     let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_exit!(out, 3, "{text}");
     assert!(
         text.contains("login --write") && text.contains("Files.ReadWrite"),
         "{text}"
@@ -560,7 +550,7 @@ fn a_read_only_sign_in_is_refused_before_any_write_and_login_write_fixes_it() {
     let out = run(signed_in(&b, config.path())
         .args(["restore", "--from"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(b.content("Docs/a.txt"), a.content("Docs/a.txt"));
     assert_eq!(b.refreshes(), refreshes + 1);
 }
@@ -574,16 +564,16 @@ fn a_personal_backup_goes_to_a_business_library_with_its_stricter_folder_rules()
             .file("ok/c.txt", 30),
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::business());
     let out = run(restore(&b, dest.path()).arg("--json"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     let summary = json(&out);
     // `~old` and `forms` (at a library's root) are refused as folders there, with what is in them.
     assert_eq!(summary["uploaded"], 1, "{summary}");
     assert_eq!(b.content("ok/c.txt"), a.content("ok/c.txt"));
     let out = run(restore(&b, dest.path()).args(["--rename-invalid", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(b.content("～old/a.txt"), a.content("~old/a.txt"));
     assert_eq!(b.content("_forms/b.txt"), a.content("forms/b.txt"));
 }
@@ -596,10 +586,10 @@ fn a_dry_run_uploads_nothing_and_status_shows_what_a_restore_did() {
             .file("p/b.jpg", 2_000),
     );
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::personal());
     let out = run(restore(&b, dest.path()).args(["--dry-run", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let summary = json(&out);
     assert_eq!(
         (
@@ -613,7 +603,7 @@ fn a_dry_run_uploads_nothing_and_status_shows_what_a_restore_did() {
         b.requests(RequestKind::Upload) + b.requests(RequestKind::CreateFolder),
         0
     );
-    assert_eq!(run(&mut restore(&b, dest.path())).status.code(), Some(0));
+    assert_exit!(run(&mut restore(&b, dest.path())), 0);
     let status = json(&run(odbackup()
         .args(["status", "--json", "--dest"])
         .arg(dest.path())));
@@ -631,7 +621,7 @@ fn throttled_uploads_wait_out_retry_after_and_every_file_arrives() {
     }
     let a = Simulator::start(tree.file("t/big.bin", 4_500_000));
     let dest = TestDest::new();
-    assert_eq!(run(&mut backup(&a, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
     let b = Simulator::start(Tree::personal());
     b.set_in_flight_allowance(Duration::from_millis(300));
     b.fail_next(3, Failure::throttled(1).only(RequestKind::Upload));
@@ -640,7 +630,7 @@ fn throttled_uploads_wait_out_retry_after_and_every_file_arrives() {
         Failure::unavailable(Some(1)).only(RequestKind::UploadFragment),
     );
     let out = run(restore(&b, dest.path()).args(["--json", "--chunk-size", "1M"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(json(&out)["throttled"].as_u64().unwrap() >= 2);
     assert!(b.violations().is_empty(), "{:?}", b.violations());
     for i in 0..30 {
@@ -657,7 +647,7 @@ fn a_verbose_restore_log_shows_no_upload_url_and_no_token() {
     let (_a, from) = one_big_file(5_000_000);
     let b = Simulator::start(Tree::personal());
     let out = run(restore(&b, from.path()).args(["-vvv", "--chunk-size", "1M"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.lines().count() > 10, "the log is verbose");
     assert!(

@@ -1,4 +1,4 @@
-//! Issue 3: interruptions. kill -9 at several points, then a re-run: every file correct, nothing finished
+//! Interruptions. kill -9 at several points, then a re-run: every file correct, nothing finished
 //! fetched twice, and a large file resumed by Range.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,7 +97,7 @@ fn sigkill_at_several_points_then_a_rerun_finishes_without_refetching_finished_f
 
     // The re-run completes.
     let out = run(backup(&sim, &dest).args(ONE_STREAM));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     for path in &small {
         assert_eq!(
             std::fs::read(dest.join(path)).unwrap(),
@@ -149,7 +149,7 @@ fn ctrl_c_stops_scheduling_keeps_the_manifest_consistent_and_a_rerun_finishes() 
     assert_eq!(sent, 0);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_exit!(out, 130, "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     let done = done_paths(&dest);
     assert!(done.len() < 301, "it stopped before the end");
@@ -159,7 +159,7 @@ fn ctrl_c_stops_scheduling_keeps_the_manifest_consistent_and_a_rerun_finishes() 
             "{path} is recorded done, so it is on disk"
         );
     }
-    assert_eq!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
     assert_eq!(done_paths(&dest).len(), 301);
     assert_eq!(file_sha1(&dest.join(BIG)), sim.sha1(BIG));
 }

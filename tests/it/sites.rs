@@ -1,11 +1,9 @@
-//! Issue 13: reaching the right drive — `SharePoint` sites and their libraries, other users' `OneDrives`, the
+//! Reaching the right drive — `SharePoint` sites and their libraries, other users' `OneDrives`, the
 //! `drives` list, the `Sites.Read.All` permission, app-only tokens.
 
-use std::path::Path;
+use graphsim::{RequestKind, Simulator, Tree};
 
-use graphsim::{DeviceOutcome, DeviceScript, RequestKind, Simulator, Tree};
-
-use crate::support::{TestDest, json, odbackup, run};
+use crate::support::{TestDest, device_login, json, odbackup, run, signed_in};
 
 const TEAM: &str = "contoso.sharepoint.com:/sites/Team";
 const TEAM_URL: &str = "https://contoso.sharepoint.com/sites/Team";
@@ -91,7 +89,7 @@ fn a_site_library_is_backed_up_by_address_or_id_and_a_non_default_one_by_name() 
     ] {
         let dest = TestDest::new();
         let out = run(crate::support::against(&sim, &dest, "backup").args(["--site", &site]));
-        assert_eq!(out.status.code(), Some(0), "{site}: {}", stderr(&out));
+        assert_exit!(out, 0, "{site}: {}", stderr(&out));
         assert_drive_bytes(
             &sim,
             &docs,
@@ -113,7 +111,7 @@ fn a_site_library_is_backed_up_by_address_or_id_and_a_non_default_one_by_name() 
         cmd
     };
     let out = run(&mut archive_backup());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(
         &sim,
         &archive,
@@ -126,12 +124,12 @@ fn a_site_library_is_backed_up_by_address_or_id_and_a_non_default_one_by_name() 
         [(archive.clone(), "documentLibrary".to_owned())]
     );
     let out = run(&mut archive_backup());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("changes: none"), "{}", stdout(&out));
     // The default library into the same destination would mix two drives' files: refused, nothing written.
     let before = dest.files_on_disk();
     let out = run(crate::support::against(&sim, &dest, "backup").args(["--site", TEAM]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(stderr(&out).contains("another drive"), "{}", stderr(&out));
     assert_eq!(dest.files_on_disk(), before);
     assert_eq!(drive_rows(&dest).len(), 1);
@@ -145,7 +143,7 @@ fn a_site_library_is_backed_up_by_address_or_id_and_a_non_default_one_by_name() 
             "Photos",
         ]),
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     let err = stderr(&out);
     assert!(
         err.contains("Photos") && err.contains("Documents, Archive"),
@@ -155,12 +153,12 @@ fn a_site_library_is_backed_up_by_address_or_id_and_a_non_default_one_by_name() 
     let out =
         run(crate::support::against(&sim, &TestDest::new(), "backup")
             .args(["--library", "Archive"]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(stderr(&out).contains("--site"), "{}", stderr(&out));
     // A site that is not there.
     let out = run(crate::support::against(&sim, &TestDest::new(), "crawl")
         .args(["--site", "contoso.sharepoint.com:/sites/Nope"]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(
         stderr(&out).contains("no SharePoint site"),
         "{}",
@@ -179,7 +177,7 @@ fn drives_lists_ids_names_types_and_quotas_and_a_listed_id_backs_up_without_site
             .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
     };
     let out = list(&["--site", TEAM_URL, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     let drives = json(&out);
     let drives = drives.as_array().unwrap();
     let names: Vec<&str> = drives.iter().map(|d| d["name"].as_str().unwrap()).collect();
@@ -211,30 +209,9 @@ fn drives_lists_ids_names_types_and_quotas_and_a_listed_id_backs_up_without_site
     sim.reset_counters();
     let dest = TestDest::new();
     let out = run(crate::support::against(&sim, &dest, "backup").args(["--drive-id", &archive]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(&sim, &archive, &dest, &["2019/report.pdf"]);
     assert_eq!(sim.requests(RequestKind::Site), 0);
-}
-
-/// `odbackup` with its token store in `config` and the simulator's endpoints (no `ODBACKUP_ACCESS_TOKEN`).
-fn signed_in(sim: &Simulator, config: &Path) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.env("ODBACKUP_CONFIG_DIR", config)
-        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
-        .env("ODBACKUP_AUTH_URL", sim.auth_url())
-        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
-    cmd
-}
-
-fn login(sim: &Simulator, config: &Path, extra: &[&str]) -> std::process::Output {
-    sim.script_device_code(DeviceScript {
-        pending: 0,
-        slow_down: 0,
-        outcome: DeviceOutcome::Approve,
-    });
-    let out = run(signed_in(sim, config).arg("login").args(extra));
-    assert_eq!(out.status.code(), Some(0));
-    out
 }
 
 #[test]
@@ -245,7 +222,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
     // A plain login asks for the default scopes, without Sites.Read.All: the site is refused (403), and the
     // message says which permission and which command, not a raw Graph error with exit 5.
     let config = tempfile::tempdir().unwrap();
-    login(&sim, config.path(), &[]);
+    device_login(&sim, config.path(), 0, &[]);
     let dest = TestDest::new();
     let backup = |dest: &TestDest| {
         let mut cmd = signed_in(&sim, config.path());
@@ -254,7 +231,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
         cmd
     };
     let out = run(&mut backup(&dest));
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit!(out, 2, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
         err.contains("Sites.Read.All") && err.contains("run `odbackup login --sites`"),
@@ -262,9 +239,9 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
     );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     // The way out works: sign in again with the permission, and the same command backs the site up.
-    login(&sim, config.path(), &["--sites"]);
+    device_login(&sim, config.path(), 0, &["--sites"]);
     let out = run(&mut backup(&dest));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(&sim, &docs, &dest, &["readme.txt"]);
 
     // A config file that names a site gets the permission asked for at login by itself.
@@ -274,13 +251,13 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
         format!("site = \"{TEAM_URL}\"\nlibrary = \"Archive\"\n"),
     )
     .unwrap();
-    let out = login(&sim, config.path(), &[]);
+    let out = device_login(&sim, config.path(), 0, &[]);
     assert!(stdout(&out).contains("Sites.Read.All"), "{}", stdout(&out));
     let dest = TestDest::new();
     let out = run(signed_in(&sim, config.path())
         .args(["backup", "--dest"])
         .arg(dest.path()));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(
         &sim,
         &sim.library_drive_id(TEAM, "Archive"),
@@ -291,7 +268,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
     // A token from the environment without the permission: the advice is about that token.
     sim.set_token_scopes(&["Files.Read.All"]);
     let out = run(crate::support::against(&sim, &TestDest::new(), "backup").args(["--site", TEAM]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     let err = stderr(&out);
     assert!(
         err.contains("ODBACKUP_ACCESS_TOKEN") && err.contains("Sites.Read.All"),
@@ -300,7 +277,7 @@ fn a_site_the_sign_in_may_not_read_is_a_usage_error_naming_the_permission_and_th
     let out = run(odbackup()
         .args(["drives", "--site", TEAM, "--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(stderr(&out).contains("Sites.Read.All"), "{}", stderr(&out));
 }
 
@@ -312,7 +289,7 @@ fn another_users_drive_is_backed_up_and_unknown_or_closed_users_are_clear_usage_
     let out =
         run(crate::support::against(&sim, &dest, "backup")
             .args(["--user", "adele@contoso.example"]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(&sim, &adele, &dest, &["Notes/n1.txt", "cv.pdf"]);
     assert_eq!(drive_rows(&dest), [(adele, "business".to_owned())]);
 
@@ -323,7 +300,7 @@ fn another_users_drive_is_backed_up_and_unknown_or_closed_users_are_clear_usage_
     ] {
         let dest = TestDest::new();
         let out = run(crate::support::against(&sim, &dest, "backup").args(["--user", user]));
-        assert_eq!(out.status.code(), Some(2), "{user}");
+        assert_exit!(out, 2, "{user}");
         let err = stderr(&out);
         assert!(err.contains(user) && err.contains(says), "{user}: {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -342,7 +319,7 @@ fn an_app_only_token_has_no_me_so_whoami_shows_what_it_can_and_runs_ask_for_a_dr
             .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
     };
     let out = whoami(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
         text.contains("no signed-in user") && text.contains("--user"),
@@ -371,7 +348,7 @@ fn an_app_only_token_has_no_me_so_whoami_shows_what_it_can_and_runs_ask_for_a_dr
         &TestDest::new(),
         "backup",
     ));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(
         stderr(&out).contains("no drive of its own") && stderr(&out).contains("--user"),
         "{}",
@@ -379,7 +356,7 @@ fn an_app_only_token_has_no_me_so_whoami_shows_what_it_can_and_runs_ask_for_a_dr
     );
     let out = run(crate::support::against(&sim, &TestDest::new(), "backup")
         .args(["--user", "new@contoso.example"]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit!(out, 2);
     assert!(
         stderr(&out).contains("must already exist"),
         "{}",
@@ -389,7 +366,7 @@ fn an_app_only_token_has_no_me_so_whoami_shows_what_it_can_and_runs_ask_for_a_dr
     let out =
         run(crate::support::against(&sim, &dest, "backup")
             .args(["--user", "diego@contoso.example"]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit!(out, 0, "{}", stderr(&out));
     assert_drive_bytes(
         &sim,
         &sim.user_drive_id("diego@contoso.example"),

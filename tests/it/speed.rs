@@ -1,4 +1,4 @@
-//! Issue 7: fewer requests and more streams. Small files after a crawl cost one request each (the listing's
+//! Fewer requests and more streams. Small files after a crawl cost one request each (the listing's
 //! download URL, no `/content`); a large file is fetched as concurrent ranges on one resolved URL; a stale or
 //! refused listing URL falls back to `/content`; a kill mid-way through a ranged file resumes without fetching
 //! its finished spans again. These tests count requests at the simulator; none of them is timed.
@@ -41,7 +41,7 @@ fn small_files_after_a_crawl_are_fetched_with_one_request_each_by_either_listing
         let sim = Simulator::start(tree);
         let dest = TestDest::new();
         let out = run(crawl(&sim, &dest).args(["--crawl-method", method]));
-        assert_eq!(out.status.code(), Some(0), "{method}");
+        assert_exit!(out, 0, "{method}");
         assert_eq!(
             listed_urls(&dest),
             40,
@@ -49,7 +49,7 @@ fn small_files_after_a_crawl_are_fetched_with_one_request_each_by_either_listing
         );
         sim.reset_counters();
         let out = run(&mut download(&sim, &dest));
-        assert_eq!(out.status.code(), Some(0), "{method}");
+        assert_exit!(out, 0, "{method}");
         assert_eq!(
             sim.requests(RequestKind::Content),
             0,
@@ -72,7 +72,7 @@ fn a_backup_fetches_small_files_by_the_listing_urls_of_the_same_run() {
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Content), 0);
     assert_eq!(sim.requests(RequestKind::Download), 30);
     assert_same_bytes(&sim, &dest, &paths);
@@ -82,7 +82,7 @@ fn a_backup_fetches_small_files_by_the_listing_urls_of_the_same_run() {
     sim.modify_file("Photos/0/IMG_000.jpg");
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Content), 0);
     assert_eq!(sim.requests(RequestKind::Download), 2);
     assert_same_bytes(
@@ -101,12 +101,12 @@ fn a_large_file_is_fetched_as_concurrent_ranges_on_one_resolved_url() {
     let sim = Simulator::start(Tree::personal().file(BIG, 10_000_000).file("a.txt", 500));
     sim.set_latency(Duration::from_millis(20));
     let dest = TestDest::new();
-    assert_eq!(run(&mut crawl(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
     // Crawled 31 minutes ago: the stored URLs are past their window and not even tried.
     dest.age_listed_urls(31);
     sim.reset_counters();
     let out = run(download(&sim, &dest).args(["--chunk-size", "1M", "--streams-per-file", "4"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(
         sim.requests(RequestKind::Content),
         2,
@@ -144,11 +144,11 @@ fn refused_listing_urls_fall_back_to_content_once_per_file_and_still_deliver_the
     let dest = TestDest::new();
     // The URLs in the listing are dead on arrival (an hour passed, or the host revoked them).
     sim.set_download_url_lifetime(Duration::ZERO);
-    assert_eq!(run(&mut crawl(&sim, &dest)).status.code(), Some(0));
+    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
     sim.set_download_url_lifetime(Duration::from_secs(3600));
     sim.reset_counters();
     let out = run(download(&sim, &dest).args(["--chunk-size", "1M", "--streams-per-file", "3"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_eq!(
         sim.requests(RequestKind::Content),
         13,
@@ -194,7 +194,7 @@ fn a_kill_mid_way_through_a_ranged_file_resumes_without_fetching_its_finished_sp
     let before = sim.ranges_of(BIG).len();
 
     let out = run(backup(&sim, &dest).args(args));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert!(
         std::fs::read(dest.join(BIG)).unwrap() == sim.content(BIG),
         "the resumed file is right"
@@ -228,7 +228,7 @@ fn a_ranged_file_is_verified_whole_whether_hashed_as_its_ranges_arrive_or_read_b
     sim.corrupt(OLD, true);
     let dest = TestDest::new();
     let out = run(backup(&sim, &dest).args(args));
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit!(out, 1);
     for path in [BIG, OLD] {
         assert!(!dest.join(path).exists(), "{path}: wrong bytes kept");
     }
@@ -240,7 +240,7 @@ fn a_ranged_file_is_verified_whole_whether_hashed_as_its_ranges_arrive_or_read_b
     sim.corrupt(BIG, false);
     sim.corrupt(OLD, false);
     let out = run(backup(&sim, &dest).args(args));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &[BIG.to_owned(), OLD.to_owned()]);
     assert!(
         sim.ranges_of(BIG).iter().flatten().count() >= 6,

@@ -1,13 +1,35 @@
 //! Helpers in the domain's words: a destination folder, the real binary, the manifest's rows, polling.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+
+/// Assert a finished command's exit code, with what it printed when it is another; an optional message in
+/// `format!` form says which case this is.
+macro_rules! assert_exit {
+    ($out:expr, $code:expr) => {
+        $crate::support::check_exit(&$out, $code, "")
+    };
+    ($out:expr, $code:expr, $($context:tt)+) => {
+        $crate::support::check_exit(&$out, $code, &format!($($context)+))
+    };
+}
+
+/// What [`assert_exit!`] checks: the exit code is `want` (a run killed by a signal has none, and fails this).
+#[track_caller]
+pub fn check_exit(out: &Output, want: i32, context: &str) {
+    let got = out.status.code();
+    assert!(
+        got == Some(want),
+        "exit code {got:?}, expected {want}{}{context}\n--- stdout\n{}\n--- stderr\n{}",
+        if context.is_empty() { "" } else { ": " },
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// A temporary backup destination.
 pub struct TestDest {
@@ -198,6 +220,35 @@ pub fn assert_same_bytes<S: AsRef<str>>(
             "{path} differs from the simulator's bytes"
         );
     }
+}
+
+/// `odbackup` with its token store in `config` and the simulator's sign-in and Graph hosts (no
+/// `ODBACKUP_ACCESS_TOKEN`): a user who signed in with `odbackup login`.
+pub fn signed_in(sim: &graphsim::Simulator, config: &Path) -> Command {
+    let mut cmd = odbackup();
+    cmd.env("ODBACKUP_CONFIG_DIR", config)
+        .env("ODBACKUP_GRAPH_URL", sim.graph_url())
+        .env("ODBACKUP_AUTH_URL", sim.auth_url())
+        .env("ODBACKUP_CLIENT_ID", "00000000-test-client");
+    cmd
+}
+
+/// `odbackup login` (with `extra` arguments) by the device code flow, the user approving after `pending`
+/// polls; it must succeed.
+pub fn device_login(
+    sim: &graphsim::Simulator,
+    config: &Path,
+    pending: u32,
+    extra: &[&str],
+) -> Output {
+    sim.script_device_code(graphsim::DeviceScript {
+        pending,
+        slow_down: 0,
+        outcome: graphsim::DeviceOutcome::Approve,
+    });
+    let out = run(signed_in(sim, config).arg("login").args(extra));
+    assert_exit!(out, 0);
+    out
 }
 
 /// Run and capture, with the output shown if an assertion on it fails.
