@@ -116,6 +116,8 @@ pub struct RunSummary {
     pub excluded_files: u64,
     /// Their listed bytes.
     pub excluded_bytes: u64,
+    /// `OneNote` notebooks in the backup and their section files on disk.
+    pub notebooks: crate::manifest::NotebookCounts,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -230,19 +232,23 @@ pub async fn run(
         crawl::apply_filter(&manifest, &settings.filter).await?;
         let phases = run_phases(settings, layout, &graph, &manifest, reporter, cancel).await?;
         let excluded = manifest.call(|m| m.excluded_counts()).await?;
-        Ok::<_, Error>((phases, excluded))
+        let notebooks = manifest.call(|m| m.notebook_counts()).await?;
+        Ok::<_, Error>((phases, excluded, notebooks))
     }
     .await
-    .map(|((crawl, download, dry_run), excluded)| RunSummary {
-        command: settings.phases.name(),
-        crawl,
-        download,
-        elapsed: started.elapsed(),
-        interrupted: cancel.is_cancelled(),
-        dry_run,
-        excluded_files: excluded.files,
-        excluded_bytes: excluded.bytes,
-    });
+    .map(
+        |((crawl, download, dry_run), excluded, notebooks)| RunSummary {
+            command: settings.phases.name(),
+            crawl,
+            download,
+            elapsed: started.elapsed(),
+            interrupted: cancel.is_cancelled(),
+            dry_run,
+            excluded_files: excluded.files,
+            excluded_bytes: excluded.bytes,
+            notebooks,
+        },
+    );
     let (outcome_name, summary_json) = match &outcome {
         Ok(summary) => {
             let name = if summary.interrupted {

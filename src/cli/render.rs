@@ -285,6 +285,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             human_bytes(summary.excluded_bytes)
         )?;
     }
+    if summary.notebooks.notebooks > 0 {
+        writeln!(
+            out,
+            "OneNote notebooks: {} ({} section files on disk)",
+            summary.notebooks.notebooks, summary.notebooks.section_files_done
+        )?;
+    }
     if summary.interrupted {
         writeln!(out, "interrupted: re-run the same command to resume")?;
     }

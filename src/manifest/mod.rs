@@ -38,6 +38,7 @@ pub use downloads::{
     Recorded,
 };
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, StoredUrl};
+pub use onenote::NotebookCounts;
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
 };

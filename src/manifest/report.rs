@@ -263,6 +263,7 @@ impl Manifest {
                 .map(|n| to_u64(Some(n)))
                 .map_err(|e| self.err(e))
         };
+        let notebooks = self.notebook_counts()?;
         Ok(StatusReport {
             manifest: self.path.display().to_string(),
             folders,
@@ -281,15 +282,8 @@ impl Manifest {
             incremental: self.incremental_status()?,
             restores: self.restore_status()?,
             last_verify: self.last_run_of("verify")?,
-            notebooks: one("SELECT count(*) FROM items WHERE kind = 'folder' AND package = 'oneNote'")?,
-            notebook_files_done: one(
-                "WITH RECURSIVE nb(drive_id, item_id) AS (
-                     SELECT drive_id, item_id FROM items WHERE kind = 'folder' AND package = 'oneNote'
-                     UNION SELECT i.drive_id, i.item_id FROM items i
-                         JOIN nb ON i.drive_id = nb.drive_id AND i.parent_id = nb.item_id AND i.kind = 'folder')
-                 SELECT count(*) FROM items f WHERE f.kind = 'file' AND f.state = 'done'
-                     AND EXISTS (SELECT 1 FROM nb WHERE nb.drive_id = f.drive_id AND nb.item_id = f.parent_id)",
-            )?,
+            notebooks: notebooks.notebooks,
+            notebook_files_done: notebooks.section_files_done,
         })
     }
 

@@ -37,8 +37,14 @@ fn a_notebooks_sections_are_backed_up_and_verified_on_personal_and_business_driv
     ] {
         let sim = Simulator::start(with_notebook(tree));
         let dest = TestDest::new();
-        let out = run(against(&sim, &dest, "backup").args(["--crawl-method", method]));
+        let out = run(against(&sim, &dest, "backup").args(["--crawl-method", method, "--json"]));
         assert_eq!(out.status.code(), Some(0), "{method}");
+        let summary = json(&out);
+        assert_eq!(
+            summary["notebooks"]["notebooks"], 1,
+            "the run summary counts it"
+        );
+        assert_eq!(summary["notebooks"]["section_files_done"], 4);
         assert_same_bytes(&sim, &dest, SECTIONS);
         assert_eq!(
             sim.downloads_of("Notebooks/Work"),
