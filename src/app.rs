@@ -819,7 +819,29 @@ pub async fn verify(
             dest.display()
         )));
     };
-    let _lock = RunLock::acquire(manifest_path)?;
+    let lock = match RunLock::acquire(manifest_path) {
+        Ok(lock) => Some(lock),
+        // A backup on read-only media (a snapshot, an archive disk): no run can take the lock there either, so
+        // nothing writes beside the check. It reads the manifest as it is and records nothing.
+        Err(crate::manifest::ManifestError::Create { source, .. }) if !options.repair => {
+            tracing::info!(error = %source, "no lock beside the manifest: checking without recording the check");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if lock.is_none() {
+        let mut manifest = Manifest::open_read_only(manifest_path)?;
+        // Refuses a manifest of a newer odbackup before anything is read.
+        manifest.read(|| (), |_| Ok(()))?;
+        let (options, cancel) = (options.clone(), cancel.clone());
+        let mut summary = tokio::task::spawn_blocking(move || {
+            crate::verify::verify(&dest, &mut manifest, &options, reporter.as_ref(), &cancel)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("the check stopped unexpectedly: {e}")))??;
+        summary.unrecorded = true;
+        return Ok(summary);
+    }
     let mut manifest = Manifest::open(manifest_path)?;
     let run_id = manifest.begin_run("verify")?;
     let (options, cancel) = (options.clone(), cancel.clone());

@@ -132,6 +132,8 @@ pub struct VerifySummary {
     pub trashed: u64,
     /// Whether a stop signal ended it early.
     pub interrupted: bool,
+    /// Whether the check could not be recorded in the manifest (read-only media: no lock could be taken).
+    pub unrecorded: bool,
     /// Seconds it took.
     pub elapsed_secs: f64,
 }

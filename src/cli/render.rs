@@ -858,6 +858,12 @@ fn write_verify_summary(
     if s.interrupted {
         writeln!(out, "interrupted: the files not yet read were not checked")?;
     }
+    if s.unrecorded {
+        writeln!(
+            out,
+            "the manifest's folder is not writable: this check is not recorded (status will not show it)"
+        )?;
+    }
     if found > 0 {
         if s.repaired > 0 || s.trashed > 0 {
             writeln!(

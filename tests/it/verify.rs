@@ -272,3 +272,28 @@ fn entries_under(dir: &std::path::Path, out: &mut Vec<String>) {
         }
     }
 }
+
+#[test]
+fn a_backup_whose_lock_cannot_be_created_is_checked_without_being_recorded() {
+    let (_sim, dest) = backed_up();
+    // As on read-only media: nothing can create the lock file beside the manifest, so no run can be writing.
+    let lock = dest.join(".odbackup/manifest.sqlite.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let runs = || -> i64 {
+        dest.db()
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = runs();
+    let out = run(&mut verify(&dest));
+    assert_eq!(out.status.code(), Some(0));
+    let doc = json(&out);
+    assert_eq!(
+        (doc["files_checked"].as_u64(), doc["unrecorded"].as_bool()),
+        (Some(9), Some(true))
+    );
+    assert_eq!(runs(), before, "nothing written");
+    let out = run(verify(&dest).arg("--repair"));
+    assert_eq!(out.status.code(), Some(5), "a repair needs the lock");
+}
