@@ -116,6 +116,8 @@ pub struct RunSummary {
     pub excluded_files: u64,
     /// Their listed bytes.
     pub excluded_bytes: u64,
+    /// `OneNote` notebooks in the backup and their section files on disk.
+    pub notebooks: crate::manifest::NotebookCounts,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -214,7 +216,7 @@ pub async fn run(
 ) -> Result<RunSummary, Error> {
     let tokens = token_source(&settings.credentials)?;
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
-    run_inner(&graph, settings, reporter, cancel, true).await
+    Box::pin(run_inner(&graph, settings, reporter, cancel, true)).await
 }
 
 /// [`run`] with a client the caller shares between runs (one connection pool, one token source, one throttle
@@ -227,7 +229,7 @@ pub async fn run_on(
     reporter: Arc<dyn Reporter>,
     cancel: &CancellationToken,
 ) -> Result<RunSummary, Error> {
-    run_inner(graph, settings, reporter, cancel, false).await
+    Box::pin(run_inner(graph, settings, reporter, cancel, false)).await
 }
 
 async fn run_inner(
@@ -271,19 +273,23 @@ async fn run_inner(
         crawl::apply_filter(&manifest, &settings.filter).await?;
         let phases = run_phases(settings, layout, graph, &manifest, reporter, cancel).await?;
         let excluded = manifest.call(|m| m.excluded_counts()).await?;
-        Ok::<_, Error>((phases, excluded))
+        let notebooks = manifest.call(|m| m.notebook_counts()).await?;
+        Ok::<_, Error>((phases, excluded, notebooks))
     }
     .await
-    .map(|((crawl, download, dry_run), excluded)| RunSummary {
-        command: settings.phases.name(),
-        crawl,
-        download,
-        elapsed: started.elapsed(),
-        interrupted: cancel.is_cancelled(),
-        dry_run,
-        excluded_files: excluded.files,
-        excluded_bytes: excluded.bytes,
-    });
+    .map(
+        |((crawl, download, dry_run), excluded, notebooks)| RunSummary {
+            command: settings.phases.name(),
+            crawl,
+            download,
+            elapsed: started.elapsed(),
+            interrupted: cancel.is_cancelled(),
+            dry_run,
+            excluded_files: excluded.files,
+            excluded_bytes: excluded.bytes,
+            notebooks,
+        },
+    );
     let (outcome_name, summary_json) = match &outcome {
         Ok(summary) => {
             let name = if summary.interrupted {
@@ -845,4 +851,79 @@ pub async fn restore(
         .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
         .await?;
     outcome
+}
+
+/// Check a backup on disk against its manifest (`odbackup verify`): take the manifest's lock (a run writing
+/// files beside the check would make it report files the run is replacing), record the check as a run, read
+/// the files back on the blocking pool, and hand the findings back.
+pub async fn verify(
+    dest: &Path,
+    manifest_path: &Path,
+    options: &crate::verify::VerifyOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<crate::verify::VerifySummary, Error> {
+    if !manifest_path.exists() {
+        return Err(Error::NoManifest {
+            path: manifest_path.to_path_buf(),
+        });
+    }
+    let Some(dest) = crate::fsdest::Dest::open_existing(dest)? else {
+        return Err(Error::Usage(format!(
+            "no backup folder at {}: pass the --dest of the backup to check",
+            dest.display()
+        )));
+    };
+    let lock = match RunLock::acquire(manifest_path) {
+        Ok(lock) => Some(lock),
+        // A backup on read-only media (a snapshot, an archive disk): no run can take the lock there either, so
+        // nothing writes beside the check. It reads the manifest as it is and records nothing.
+        Err(crate::manifest::ManifestError::Create { source, .. }) if !options.repair => {
+            tracing::info!(error = %source, "no lock beside the manifest: checking without recording the check");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if lock.is_none() {
+        let mut manifest = Manifest::open_read_only(manifest_path)?;
+        // Refuses a manifest of a newer odbackup before anything is read.
+        manifest.read(|| (), |_| Ok(()))?;
+        let (options, cancel) = (options.clone(), cancel.clone());
+        let mut summary = tokio::task::spawn_blocking(move || {
+            crate::verify::verify(&dest, &mut manifest, &options, reporter.as_ref(), &cancel)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("the check stopped unexpectedly: {e}")))??;
+        summary.unrecorded = true;
+        return Ok(summary);
+    }
+    let mut manifest = Manifest::open(manifest_path)?;
+    let run_id = manifest.begin_run("verify")?;
+    let (options, cancel) = (options.clone(), cancel.clone());
+    let (mut manifest, outcome) = tokio::task::spawn_blocking(move || {
+        let outcome =
+            crate::verify::verify(&dest, &mut manifest, &options, reporter.as_ref(), &cancel);
+        (manifest, outcome)
+    })
+    .await
+    .map_err(|e| Error::Usage(format!("the check stopped unexpectedly: {e}")))?;
+    let (outcome_name, summary_json) = match &outcome {
+        Ok(summary) => (
+            if summary.interrupted {
+                "interrupted"
+            } else if summary.all_good() {
+                "ok"
+            } else {
+                "incomplete"
+            },
+            serde_json::to_string(summary).unwrap_or_default(),
+        ),
+        Err(err) => (
+            "error",
+            serde_json::json!({ "error": err.to_string() }).to_string(),
+        ),
+    };
+    tracing::info!(run = run_id, outcome = outcome_name, "verify finished");
+    manifest.finish_run(run_id, outcome_name, &summary_json)?;
+    Ok(outcome?)
 }

@@ -136,6 +136,8 @@ config_keys! {
     mirror_deletes: bool,
     /// Keep the previous version of a changed file in the trash instead of replacing it.
     keep_versions: bool,
+    /// Back up `OneNote` notebooks as folders of their section files (false: leave them out, on record).
+    onenote: bool,
     /// Seconds without a byte after which a transfer is aborted and resumed.
     stall_timeout: u64,
     /// Fetch files the service flagged as malware (where the tenant allows it).

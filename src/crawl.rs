@@ -553,6 +553,11 @@ impl Placement {
         let alternative = disambiguated(&safe, &seed);
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
+        if row.package.is_some() && self.filter.spec().skip_onenote {
+            // Left as a package, never listed: nothing below it enters the manifest.
+            row.kind = ItemKind::Package;
+            row.skip_reason = Some("OneNote notebook: left out by --no-onenote".to_owned());
+        }
         row.excluded = judge(
             &self.filter,
             &row.remote_path,
@@ -604,6 +609,11 @@ pub async fn apply_filter(
     let known = fingerprint.clone();
     if manifest.call(|m| m.setting("filter")).await?.as_deref() == Some(known.as_str()) {
         return Ok(0);
+    }
+    if !filter.spec().skip_onenote {
+        manifest
+            .call(crate::manifest::Manifest::relist_skipped_notebooks)
+            .await?;
     }
     let mut after = 0i64;
     let mut changed = 0u64;
@@ -926,6 +936,18 @@ pub fn media_kind(name: &str, has_photo: bool, has_video: bool) -> MediaKind {
     }
 }
 
+/// The package type of a `OneNote` notebook, as the manifest stores it.
+pub const ONENOTE_PACKAGE: &str = "oneNote";
+
+/// Whether a listed item is a `OneNote` notebook (`package: {type: "oneNote"}`; the type compared without regard
+/// to case).
+fn is_notebook(item: &DriveItem) -> bool {
+    item.package
+        .as_ref()
+        .and_then(|p| p.package_type.as_deref())
+        .is_some_and(|t| t.eq_ignore_ascii_case(ONENOTE_PACKAGE))
+}
+
 /// Convert one listed item into its manifest row. Pure, so the rules are unit-tested.
 pub fn to_new_item(
     drive: &DriveId,
@@ -936,7 +958,14 @@ pub fn to_new_item(
 ) -> NewItem {
     let name = item.name.clone().unwrap_or_default();
     let hashes = item.file.as_ref().and_then(|f| f.hashes.as_ref());
-    let (kind, skip_reason) = if item.package.is_some() {
+    let notebook = is_notebook(item);
+    let (kind, skip_reason) = if notebook {
+        // A notebook's own `/content` answers 404, but its children are ordinary section files (`.one`,
+        // `.onetoc2`) that download like any file: it is listed and mirrored as a folder named like the notebook.
+        // Personal drives give the package facet alone, business ones a folder facet beside it
+        // (https://learn.microsoft.com/en-us/graph/api/resources/package; wisecom-oy/atlas #72, lionello/onedrive-cli #10).
+        (ItemKind::Folder, None)
+    } else if item.package.is_some() {
         let kind = item
             .package
             .as_ref()
@@ -1019,6 +1048,7 @@ pub fn to_new_item(
         skip_reason,
         excluded: None,
         local_path_on_clash: None,
+        package: notebook.then(|| ONENOTE_PACKAGE.to_owned()),
         remote_ref: item.remote_item.as_ref().map(|r| {
             let drive = r
                 .parent_reference

@@ -76,6 +76,9 @@ pub enum Error {
     /// A restore could not start.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// The destination folder could not be opened.
+    #[error("the backup folder: {0}")]
+    Destination(#[from] crate::fsdest::DestError),
 }
 
 impl Error {

@@ -207,6 +207,8 @@ pub struct FilterSpec {
     pub min_size: Option<ByteSize>,
     /// Keep only files at most this large.
     pub max_size: Option<ByteSize>,
+    /// Leave `OneNote` notebooks out (`--no-onenote`): they are recorded as skipped packages, and not listed.
+    pub skip_onenote: bool,
 }
 
 /// A compiled filter. [`Filter::default`] wants everything.
@@ -326,7 +328,7 @@ impl Filter {
             opt(s.until.map(|d| d.to_string())),
             opt(s.min_size.map(|b| b.to_string())),
             opt(s.max_size.map(|b| b.to_string())),
-        )
+        ) + if s.skip_onenote { "|no-onenote" } else { "" }
     }
 
     /// `None` if the item is wanted, else why not (stored in the manifest and shown by `status`).

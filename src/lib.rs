@@ -81,5 +81,6 @@ pub mod progress;
 pub mod restore;
 pub mod shared;
 pub mod tenant;
+pub mod verify;
 
 pub use error::{Error, ErrorKind};

@@ -182,7 +182,8 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 layout,
                 json,
             } => {
-                let job = job_of(&filters, &layout, &file, false);
+                let job =
+                    job_of(&filters, &layout, &file, false).and_then(|j| j.onenote(&remote, &file));
                 run_job(
                     job.and_then(|job| remote_settings(&remote, &file, Phases::Crawl, None, job)),
                     json,
@@ -201,8 +202,9 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 dry_run,
                 json,
             } => {
-                let job =
-                    job_of(&filters, &layout, &file, dry_run).and_then(|j| j.keeping(&keep, &file));
+                let job = job_of(&filters, &layout, &file, dry_run)
+                    .and_then(|j| j.keeping(&keep, &file))
+                    .and_then(|j| j.onenote(&remote, &file));
                 if tenant.is_tenant() {
                     let settings = job.and_then(|job| {
                         tenant_settings(&remote, &tenant, &file, concurrency, job)
@@ -327,6 +329,31 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     &file,
                 )?;
                 run_restore(settings, json, quiet, verbose).await
+            }
+            Command::Verify {
+                dest,
+                sample,
+                repair,
+                concurrency,
+                json,
+            } => {
+                let options = odbackup::verify::VerifyOptions {
+                    sample_percent: sample,
+                    repair,
+                    concurrency: bounded(
+                        "concurrency",
+                        concurrency,
+                        odbackup::verify::DEFAULT_VERIFY_CONCURRENCY,
+                    )?,
+                };
+                run_verify(
+                    &dest_of(&dest, &file)?,
+                    &manifest_path(&dest, &file)?,
+                    &options,
+                    json,
+                    quiet,
+                )
+                .await
             }
             Command::Failures { dest, json } => {
                 let rows = app::failures(&manifest_path(&dest, &file)?)?;
@@ -634,6 +661,18 @@ struct Job {
 }
 
 impl Job {
+    /// `--no-onenote` (or `onenote = false` in the config file): notebooks are left out, on record.
+    fn onenote(mut self, remote: &RemoteArgs, file: &ConfigValues) -> Result<Job, Error> {
+        if remote.no_onenote || file.onenote == Some(false) {
+            let spec = FilterSpec {
+                skip_onenote: true,
+                ..self.filter.spec().clone()
+            };
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+        }
+        Ok(self)
+    }
+
     /// What happens to local files when the drive changes, and how large files are fetched: a flag (or its
     /// environment variable), else the config file.
     fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Result<Job, Error> {
@@ -702,6 +741,7 @@ fn job_of(
         until: filters.until.or(file.until),
         min_size: filters.min_size.or(file.min_size),
         max_size: filters.max_size.or(file.max_size),
+        skip_onenote: false,
     };
     let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Job {
@@ -940,5 +980,30 @@ async fn run_restore(
         }
         None if summary.all_done() => Outcome::Success,
         None => Outcome::SomeFailed,
+    })
+}
+
+async fn run_verify(
+    dest: &Path,
+    manifest: &Path,
+    options: &odbackup::verify::VerifyOptions,
+    json: bool,
+    quiet: bool,
+) -> Result<Outcome, Error> {
+    let cancel = CancellationToken::new();
+    let stopped_by = spawn_interrupt_handler(cancel.clone());
+    let display = progress::Display::new(quiet || json);
+    let reporter: Arc<dyn Reporter> = display.reporter(false);
+    let summary = app::verify(dest, manifest, options, reporter, &cancel).await;
+    display.finish();
+    let summary = summary?;
+    render::verify_summary(&summary, dest, json);
+    Ok(if summary.interrupted {
+        let signal = stopped_by.load(Ordering::SeqCst);
+        Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
+    } else if summary.all_good() {
+        Outcome::Success
+    } else {
+        Outcome::SomeFailed
     })
 }

@@ -363,6 +363,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read the backup's files back from disk and check each against the manifest (its length, and the
+    /// quickXorHash or SHA-1 it was verified by when written): report what is missing, changed (an edit, bit
+    /// rot) or unreadable; exit 1 if anything is. Reads only, unless --repair.
+    #[command(
+        after_help = "Examples:\n  odbackup verify --dest ~/OneDriveBackup\n  \
+        odbackup verify --dest ~/OneDriveBackup --sample 5          # about 5% of the files, at random\n  \
+        odbackup verify --dest ~/OneDriveBackup --repair && odbackup backup --dest ~/OneDriveBackup"
+    )]
+    Verify {
+        /// Where the backup lives.
+        #[command(flatten)]
+        dest: DestArgs,
+        /// Check about PERCENT of the files (0-100, decimals allowed), each picked at random; a new sample each
+        /// time.
+        #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+        sample: Option<f64>,
+        /// Mark every file found missing, changed or unreadable as pending, so the next backup fetches it again;
+        /// a changed or unreadable file is moved into DEST/.odbackup/trash/<date>/ first (never overwritten).
+        #[arg(long)]
+        repair: bool,
+        /// Files read at once [default: 4].
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every file that failed, with its error class, status code and message.
     #[command(
         after_help = "Examples:\n  odbackup failures --dest ~/OneDriveBackup\n  odbackup failures --dest ~/OneDriveBackup --json"
@@ -375,6 +402,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A percentage for `verify --sample`: a number from 0 to 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100")),
+    }
 }
 
 /// Which items a run wants. Items left out are recorded in the manifest as excluded, not forgotten: a later
@@ -553,6 +588,10 @@ pub struct RemoteArgs {
     /// List the whole scope again instead of asking the service only for what changed since the last run.
     #[arg(long)]
     pub full: bool,
+    /// Leave OneNote notebooks out (by default each is backed up as a folder of its section files, named like
+    /// the notebook). They are recorded as skipped.
+    #[arg(long)]
+    pub no_onenote: bool,
     /// How a full listing is made: delta (page through the scope's changes from nothing: one request per 1,000
     /// items; on business drives only for the whole drive) or children (walk the folders, --list-concurrency at
     /// once) [default: delta].

@@ -285,6 +285,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             human_bytes(summary.excluded_bytes)
         )?;
     }
+    if summary.notebooks.notebooks > 0 {
+        writeln!(
+            out,
+            "OneNote notebooks: {} ({} section files on disk)",
+            summary.notebooks.notebooks, summary.notebooks.section_files_done
+        )?;
+    }
     if summary.interrupted {
         writeln!(out, "interrupted: re-run the same command to resume")?;
     }
@@ -593,6 +600,32 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
         for c in &r.skipped_by_reason {
             writeln!(out, "  restore skipped ({}): {}", c.key, c.count)?;
         }
+    }
+    if report.notebooks > 0 {
+        writeln!(
+            out,
+            "OneNote notebooks: {} ({} section files on disk)",
+            report.notebooks, report.notebook_files_done
+        )?;
+    }
+    if let Some(run) = &report.last_verify {
+        let counts = run.summary.as_ref().map(|s| {
+            let n = |key: &str| s.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            format!(
+                ": {} files checked, {} missing, {} changed, {} unreadable",
+                n("files_checked"),
+                n("missing"),
+                n("changed"),
+                n("unreadable")
+            )
+        });
+        writeln!(
+            out,
+            "last verify: started {} — {}{}",
+            run.started_at,
+            run.outcome.as_deref().unwrap_or("did not finish (killed?)"),
+            counts.unwrap_or_default()
+        )?;
     }
     match &report.last_run {
         Some(run) => writeln!(
@@ -903,6 +936,105 @@ pub fn tenant_summary(
         summary.elapsed_secs,
         code(summary.verdict())
     );
+}
+
+/// `odbackup verify`: what was checked and how, then each problem with what was done about it.
+pub fn verify_summary(
+    summary: &odbackup::verify::VerifySummary,
+    dest: &std::path::Path,
+    json: bool,
+) {
+    if json {
+        print_json(summary);
+        return;
+    }
+    let _ = write_verify_summary(&mut std::io::stdout().lock(), summary, dest);
+}
+
+fn write_verify_summary(
+    out: &mut impl std::io::Write,
+    s: &odbackup::verify::VerifySummary,
+    dest: &std::path::Path,
+) -> std::io::Result<()> {
+    let rate = if s.elapsed_secs > 0.0 {
+        format!(
+            ", {}/s",
+            human_bytes((s.bytes_read as f64 / s.elapsed_secs) as u64)
+        )
+    } else {
+        String::new()
+    };
+    let of = match s.sample_percent {
+        Some(p) => format!(" (a {p}% sample of {} files)", s.files_in_backup),
+        None => String::new(),
+    };
+    writeln!(
+        out,
+        "checked {} files{of}, read {} in {:.1}s{rate}: {} as recorded, {} missing, {} changed, {} unreadable",
+        s.files_checked,
+        human_bytes(s.bytes_read),
+        s.elapsed_secs,
+        s.by_quick_xor + s.by_sha1 + s.by_size_only,
+        s.missing,
+        s.changed,
+        s.unreadable
+    )?;
+    writeln!(
+        out,
+        "  {} by quickXorHash, {} by SHA-1, {} by length only (kept with a caveat or listed without a hash: no hash vouches for their bytes)",
+        s.by_quick_xor, s.by_sha1, s.by_size_only
+    )?;
+    for p in &s.problems {
+        writeln!(
+            out,
+            "{:<10} {}: {}",
+            p.kind.as_str(),
+            terminal_safe(&dest.join(&p.path).display().to_string()),
+            terminal_safe(&p.reason)
+        )?;
+        if let Some(trash) = &p.trash {
+            writeln!(
+                out,
+                "           moved into {}",
+                terminal_safe(&dest.join(trash).display().to_string())
+            )?;
+        }
+    }
+    let found = s.problems_found();
+    if found > s.problems.len() as u64 {
+        writeln!(out, "… and {} more", found - s.problems.len() as u64)?;
+    }
+    if s.interrupted {
+        writeln!(out, "interrupted: the files not yet read were not checked")?;
+    }
+    if s.unrecorded {
+        writeln!(
+            out,
+            "the manifest's folder is not writable: this check is not recorded (status will not show it)"
+        )?;
+    }
+    if found > 0 {
+        if s.repaired > 0 || s.trashed > 0 {
+            writeln!(
+                out,
+                "{} marked to be fetched again ({} moved into the trash first): run `odbackup backup` with this --dest",
+                s.repaired, s.trashed
+            )?;
+        }
+        if !s.repair {
+            writeln!(
+                out,
+                "run `odbackup verify --repair` to have the next backup fetch them again"
+            )?;
+        } else if s.repaired < found {
+            writeln!(
+                out,
+                "{} could not be repaired: see the reasons above",
+                found - s.repaired
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

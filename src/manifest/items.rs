@@ -218,6 +218,10 @@ pub struct NewItem {
     /// at rest, and a credential has no business there.
     #[serde(skip)]
     pub listed_url: Option<StoredUrl>,
+    /// The package type of a folder that is a package on the drive (`oneNote`: a notebook, backed up as a
+    /// folder of its section files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
 }
 
 /// Whether a listed row describes different content from the stored one (SQL over `items` and `excluded`).
@@ -246,10 +250,10 @@ fn upsert_sql() -> String {
     format!(
         "INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, size, quick_xor,
                    sha1, sha256, etag, ctag, mime_type, created_at, modified_at, taken_at, media, state,
-                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded, local_key)
+                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded, local_key, package)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
         CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22, ?23,
-        nullif(odbackup_name_key(?6), ?6))
+        nullif(odbackup_name_key(?6), ?6), ?24)
 ON CONFLICT (drive_id, item_id) DO UPDATE SET
     state = CASE
         WHEN excluded.skip_reason IS NOT NULL THEN 'skipped'
@@ -267,7 +271,7 @@ ON CONFLICT (drive_id, item_id) DO UPDATE SET
     modified_at = excluded.modified_at, taken_at = excluded.taken_at, media = excluded.media,
     skip_reason = excluded.skip_reason, remote_ref = excluded.remote_ref, remote_deleted = 0,
     deleted_at = NULL, last_seen_crawl = excluded.last_seen_crawl, updated_at = excluded.updated_at,
-    excluded = excluded.excluded, local_key = excluded.local_key"
+    excluded = excluded.excluded, local_key = excluded.local_key, package = excluded.package"
     )
 }
 
@@ -316,6 +320,7 @@ pub(super) fn upsert(
         crawl_id,
         at,
         item.excluded,
+        item.package,
     ])?;
     Ok(local_path)
 }

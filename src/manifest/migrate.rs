@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_listed_download_urls.sql"),
     include_str!("../../migrations/0005_canonical_ids.sql"),
     include_str!("../../migrations/0006_restore.sql"),
+    include_str!("../../migrations/0007_onenote.sql"),
 ];
 
 /// The schema version this build writes.
@@ -108,6 +109,36 @@ mod tests {
         String,
         Option<String>,
     );
+
+    #[test]
+    fn notebooks_earlier_versions_skipped_are_marked_and_their_scopes_listed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.sqlite");
+        // The schema before the onenote migration, as this build would have left it: the full schema without what 0007 adds.
+        drop(Manifest::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        // The onenote migration is the last one: one version before it.
+        conn.execute_batch(&format!(
+            "ALTER TABLE items DROP COLUMN package; PRAGMA user_version = {};
+             INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link) VALUES ('d', 'root', 'r', 'https://x/delta?token=1');
+             INSERT INTO items (drive_id, item_id, name, remote_path, local_path, kind, media, state, skip_reason, updated_at)
+             VALUES ('d', 'nb', 'Work', '/Work', 'Work', 'package', 'other', 'skipped',
+                     'oneNote package: the service offers no download for it', 't');",
+            super::known() - 1
+        ))
+        .unwrap();
+        drop(conn);
+        let m = Manifest::open(&path).unwrap();
+        let (package, link): (Option<String>, Option<String>) = m
+            .conn
+            .query_row(
+                "SELECT (SELECT package FROM items WHERE item_id = 'nb'), (SELECT delta_link FROM delta_state)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((package.as_deref(), link), (Some("oneNote"), None));
+    }
 
     #[test]
     fn schema_5_rekeys_personal_ids_canonically_and_keeps_the_better_of_two_spellings() {

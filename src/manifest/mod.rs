@@ -16,12 +16,14 @@ mod delta;
 mod downloads;
 mod items;
 mod migrate;
+mod onenote;
 mod placement;
 mod report;
 mod restore;
 mod runs;
 mod selection;
 mod urls;
+mod verify;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ pub use downloads::{
     Recorded,
 };
 pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, StoredUrl};
+pub use onenote::NotebookCounts;
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
 };
@@ -45,6 +48,7 @@ pub use restore::{
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
 pub use urls::ListedUrl;
+pub use verify::{ExpectedContent, VerifyRow, VerifyTotals};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.
 pub const APPLICATION_ID: i32 = 0x6f64_626b;
@@ -657,6 +661,7 @@ pub(crate) mod testutil {
             remote_ref: None,
             listed_url: None,
             excluded: None,
+            package: None,
             local_path_on_clash: None,
         }
     }

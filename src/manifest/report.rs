@@ -109,6 +109,12 @@ pub struct StatusReport {
     pub incremental: Vec<IncrementalStatus>,
     /// Per place restored to: entries put back, left and failed.
     pub restores: Vec<super::restore::RestoreStatus>,
+    /// The latest `verify` of the files on disk, with what it found.
+    pub last_verify: Option<RunRecord>,
+    /// `OneNote` notebooks backed up (as folders of their section files).
+    pub notebooks: u64,
+    /// Section files of those notebooks on disk (their section groups' included).
+    pub notebook_files_done: u64,
 }
 
 /// The incremental state of one crawl scope.
@@ -168,6 +174,9 @@ impl StatusReport {
             last_run: None,
             incremental: Vec::new(),
             restores: Vec::new(),
+            last_verify: None,
+            notebooks: 0,
+            notebook_files_done: 0,
         }
     }
 }
@@ -254,6 +263,7 @@ impl Manifest {
                 .map(|n| to_u64(Some(n)))
                 .map_err(|e| self.err(e))
         };
+        let notebooks = self.notebook_counts()?;
         Ok(StatusReport {
             manifest: self.path.display().to_string(),
             folders,
@@ -271,6 +281,9 @@ impl Manifest {
             last_run: self.last_run()?,
             incremental: self.incremental_status()?,
             restores: self.restore_status()?,
+            last_verify: self.last_run_of("verify")?,
+            notebooks: notebooks.notebooks,
+            notebook_files_done: notebooks.section_files_done,
         })
     }
 

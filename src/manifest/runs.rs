@@ -49,11 +49,20 @@ impl Manifest {
 
     /// The latest run, finished or not.
     pub fn last_run(&self) -> Result<Option<RunRecord>> {
+        self.last_run_where(None)
+    }
+
+    /// The latest run of `command` (`verify`, …), finished or not.
+    pub fn last_run_of(&self, command: &str) -> Result<Option<RunRecord>> {
+        self.last_run_where(Some(command))
+    }
+
+    fn last_run_where(&self, command: Option<&str>) -> Result<Option<RunRecord>> {
         self.conn
             .query_row(
                 "SELECT id, command, started_at, finished_at, outcome, summary_json FROM runs
-                 ORDER BY id DESC LIMIT 1",
-                [],
+                 WHERE ?1 IS NULL OR command = ?1 ORDER BY id DESC LIMIT 1",
+                [command],
                 |r| {
                     let summary: Option<String> = r.get(5)?;
                     Ok(RunRecord {

@@ -481,7 +481,8 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         .folder("Empty/Deeper")
         .onenote_package("Notebooks/Work")
         .file("Notebooks/Work/Section.one", 10);
-    let mut paths = Vec::new();
+    // The notebook's section file is backed up like any file (tests/it/onenote.rs).
+    let mut paths = vec!["Notebooks/Work/Section.one".to_owned()];
     for i in 0..120 {
         let path = format!("L1-{}/L2-{}/L3/f{i:03}.txt", i % 4, i % 3);
         tree = tree.file(&path, 100 + i as u64);
@@ -503,10 +504,10 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         assert_exact_mirror(&sim, &dest, &paths);
         assert!(dest.join("Empty/Deeper").is_dir());
         let rows = dest.items().len(); // panics on a duplicate path
-        // The root, Empty/Deeper, Notebooks and its package, the folders and the files.
+        // The root, Empty/Deeper, Notebooks and its notebook with its section, the folders and the files.
         assert_eq!(
             rows,
-            1 + 2 + 2 + 4 + 12 + 12 + 120,
+            1 + 2 + 3 + 4 + 12 + 12 + 120,
             "{order:?} {ragged} {method}"
         );
         if method == "delta" {
