@@ -485,7 +485,7 @@ async fn crawl_phase(
     cancel: &CancellationToken,
     progress_tx: &watch::Sender<CrawlProgress>,
 ) -> Result<CrawlSummary, Error> {
-    let mut summary = Box::pin(crawl_owner(
+    let summary = Box::pin(crawl_owner(
         settings,
         layout,
         graph,
@@ -495,10 +495,47 @@ async fn crawl_phase(
         cancel,
         progress_tx,
     ))
-    .await?;
+    .await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(err) => {
+            progress_tx.send_modify(|p| p.ended = true);
+            return Err(err);
+        }
+    };
+    // The downloader waits for `ended` before it stops looking for new rows: the shared trees come first.
+    let summary = Box::pin(follow_shared(
+        settings,
+        layout,
+        graph,
+        manifest,
+        drive,
+        reporter,
+        cancel,
+        progress_tx,
+        summary,
+    ))
+    .await;
+    progress_tx.send_modify(|p| p.ended = true);
+    summary
+}
+
+/// Follow the shortcuts to shared folders and files after a complete listing of `drive`.
+#[allow(clippy::too_many_arguments)]
+async fn follow_shared(
+    settings: &RunSettings,
+    layout: Layout,
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &Drive,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress_tx: &watch::Sender<CrawlProgress>,
+    mut summary: CrawlSummary,
+) -> Result<CrawlSummary, Error> {
     if summary.complete && !cancel.is_cancelled() {
         let options = crawl_options(settings, layout, drive);
-        let shared = crate::shortcuts::follow_shortcuts(
+        let shared = Box::pin(crate::shortcuts::follow_shortcuts(
             graph,
             manifest,
             &drive.id,
@@ -506,7 +543,7 @@ async fn crawl_phase(
             reporter,
             cancel,
             progress_tx,
-        )
+        ))
         .await?;
         summary.complete = shared.complete;
         summary.shared = Some(shared);
@@ -582,16 +619,15 @@ async fn crawl_owner(
             Err(err) => Some(Err(Error::from(err))),
         };
         if let Some(summary) = summary {
-            progress_tx.send_modify(|p| p.ended = true);
             return summary;
         }
     }
-    Ok(crawl::crawl(
+    Ok(crawl::crawl_inner(
         graph,
         manifest,
         &drive.id,
         &crawl_options,
-        Arc::clone(reporter),
+        reporter,
         cancel,
         progress_tx,
     )

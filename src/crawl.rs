@@ -164,7 +164,9 @@ pub async fn crawl(
     result
 }
 
-async fn crawl_inner(
+/// [`crawl`] without marking `progress` ended: the caller lists more after it (the shortcuts' targets, see
+/// `crate::shortcuts`) and ends it itself.
+pub(crate) async fn crawl_inner(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,

@@ -75,6 +75,7 @@ pub async fn follow_shortcuts(
     };
     let mut looked_at: HashSet<(DriveId, ItemId)> = HashSet::new();
     let mut targets: HashSet<(DriveId, ItemId)> = HashSet::new();
+    let mut followed: Vec<ShortcutRow> = Vec::new();
     loop {
         let fresh: Vec<ShortcutRow> = manifest
             .call(|m| m.shortcuts())
@@ -110,18 +111,46 @@ pub async fn follow_shortcuts(
                 &mut summary,
             )
             .await?;
-            if outcome == Followed::Cancelled {
-                return Ok(summary);
+            match outcome {
+                Followed::Cancelled => return Ok(summary),
+                Followed::Tree => followed.push(shortcut),
+                Followed::Done => {}
             }
+        }
+    }
+    // A shortcut to a folder inside another shortcut's target, followed first, had its rows taken over when
+    // the larger tree was listed after it: it now counts as backed up there (and the next run skips it up front).
+    for shortcut in followed {
+        let Some((drive, item)) = shortcut.target.clone() else {
+            continue;
+        };
+        let key = scope_key(&drive, &item);
+        let (d, i) = (drive.clone(), item.clone());
+        if let Some(at) = manifest
+            .call(move |m| m.held_elsewhere(&d, &i, &key))
+            .await?
+        {
+            summary.followed -= 1;
+            summary.already_backed_up += 1;
+            let reason = format!("already backed up at {at}: not copied twice");
+            let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
+            manifest
+                .call(move |m| m.set_shortcut_outcome(&d, &i, Some(&reason)))
+                .await?;
         }
     }
     summary.complete = true;
     Ok(summary)
 }
 
+/// How following one shortcut ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Followed {
+    /// Its target's tree (or file) was listed.
+    Tree,
+    /// Recorded as not followed, or removed from My files.
     Done,
+    /// The run was cancelled while listing it.
     Cancelled,
 }
 
@@ -240,5 +269,5 @@ async fn follow_one(
     summary.marked_deleted += manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
     summary.followed += 1;
     record(None).await?;
-    Ok(Followed::Done)
+    Ok(Followed::Tree)
 }

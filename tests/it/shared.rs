@@ -272,3 +272,42 @@ fn shortcuts_into_the_backup_and_shortcuts_to_each_other_never_loop_or_copy_twic
     // Each shared tree is listed once per run: a bounded number of listings, not a loop.
     assert!(sim.requests(RequestKind::Children) < 40);
 }
+
+#[test]
+fn a_shortcut_to_a_folder_inside_another_shared_folder_is_not_copied_twice_whichever_comes_first() {
+    // `Sub` sits at the top, so it is listed (and followed) before `Shared/Team`, whose tree holds its target.
+    let tree = Tree::personal()
+        .remote_item(
+            "Shared/Team",
+            Tree::personal().file("sub/s.txt", 40).file("t.txt", 50),
+        )
+        .shortcut("Sub", "Shared/Team/sub");
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    for round in 0..2 {
+        assert_exit!(run(&mut against(&sim, &dest, "backup")), 0);
+        let rows: i64 = dest
+            .db()
+            .query_row(
+                "SELECT count(*) FROM items WHERE kind = 'file' AND name = 's.txt'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 1, "round {round}");
+        let sub = &dest.items()[&format!("/Sub{SHORTCUT_KEY}")];
+        assert_eq!(sub.state, "skipped", "round {round}: {sub:?}");
+        assert!(
+            sub.skip_reason
+                .as_deref()
+                .unwrap()
+                .contains("Shared/Team/sub"),
+            "{sub:?}"
+        );
+    }
+    assert_same_bytes(&sim, &dest, ["Shared/Team/sub/s.txt", "Shared/Team/t.txt"]);
+    assert!(
+        !dest.join("Sub/s.txt").exists(),
+        "one copy, in the larger tree"
+    );
+}
