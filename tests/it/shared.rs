@@ -311,3 +311,26 @@ fn a_shortcut_to_a_folder_inside_another_shared_folder_is_not_copied_twice_which
         "one copy, in the larger tree"
     );
 }
+
+#[test]
+fn a_shortcut_removed_from_my_files_flags_its_tree_deleted_and_keeps_the_local_copies() {
+    let sim = Simulator::start(shared_tree(Tree::personal()));
+    let dest = TestDest::new();
+    assert_exit!(run(&mut against(&sim, &dest, "backup")), 0);
+    sim.delete("Shared/Holiday"); // the shortcut in the user's drive; the owner's folder stays
+    assert_exit!(run(&mut against(&sim, &dest, "backup")), 0);
+    let (flagged, live): (i64, i64) = dest
+        .db()
+        .query_row(
+            "SELECT sum(remote_deleted), sum(1 - remote_deleted) FROM items
+             WHERE remote_path = '/Shared/Holiday' OR remote_path LIKE '/Shared/Holiday/%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(live, 0, "nothing of the removed shortcut's tree is live");
+    assert!(flagged >= 5, "{flagged}");
+    for path in &SHARED_FILES[..3] {
+        assert!(dest.join(path).exists(), "{path} kept");
+    }
+}
