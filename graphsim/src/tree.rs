@@ -1054,7 +1054,7 @@ impl Tree {
     }
 
     /// Adds a shortcut at `path` to a file shared from another drive ("Add to My files" on a file): a
-    /// `remoteItem` carrying a `file` facet (https://learn.microsoft.com/en-us/graph/api/resources/remoteitem).
+    /// `remoteItem` carrying a `file` facet (<https://learn.microsoft.com/en-us/graph/api/resources/remoteitem>).
     #[must_use]
     pub fn remote_file(mut self, path: &str, size: u64) -> Self {
         let segs = split(path);
