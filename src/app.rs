@@ -118,6 +118,8 @@ pub struct RunSummary {
     pub excluded_bytes: u64,
     /// `OneNote` notebooks in the backup and their section files on disk.
     pub notebooks: crate::manifest::NotebookCounts,
+    /// Shared folders and files added to My files: shortcuts followed and not, and their files on disk.
+    pub shared: crate::manifest::SharedCounts,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -274,11 +276,12 @@ async fn run_inner(
         let phases = run_phases(settings, layout, graph, &manifest, reporter, cancel).await?;
         let excluded = manifest.call(|m| m.excluded_counts()).await?;
         let notebooks = manifest.call(|m| m.notebook_counts()).await?;
-        Ok::<_, Error>((phases, excluded, notebooks))
+        let shared = manifest.call(|m| m.shared_counts()).await?;
+        Ok::<_, Error>((phases, excluded, (notebooks, shared)))
     }
     .await
     .map(
-        |((crawl, download, dry_run), excluded, notebooks)| RunSummary {
+        |((crawl, download, dry_run), excluded, (notebooks, shared))| RunSummary {
             command: settings.phases.name(),
             crawl,
             download,
@@ -288,6 +291,7 @@ async fn run_inner(
             excluded_files: excluded.files,
             excluded_bytes: excluded.bytes,
             notebooks,
+            shared,
         },
     );
     let (outcome_name, summary_json) = match &outcome {
@@ -468,7 +472,8 @@ fn same_drive_id(a: &str, b: &str) -> bool {
                 .eq_ignore_ascii_case(b.trim_start_matches('0')))
 }
 
-/// Crawl the scope of `drive`.
+/// Crawl the scope of `drive`, then follow its shortcuts to shared folders and files (see
+/// [`crate::shortcuts`]): after a complete listing only, so a shortcut removed from My files is known as such.
 #[allow(clippy::too_many_arguments)]
 async fn crawl_phase(
     settings: &RunSettings,
@@ -480,7 +485,75 @@ async fn crawl_phase(
     cancel: &CancellationToken,
     progress_tx: &watch::Sender<CrawlProgress>,
 ) -> Result<CrawlSummary, Error> {
-    let crawl_options = CrawlOptions {
+    let summary = Box::pin(crawl_owner(
+        settings,
+        layout,
+        graph,
+        manifest,
+        drive,
+        reporter,
+        cancel,
+        progress_tx,
+    ))
+    .await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(err) => {
+            progress_tx.send_modify(|p| p.ended = true);
+            return Err(err);
+        }
+    };
+    // The downloader waits for `ended` before it stops looking for new rows: the shared trees come first.
+    let summary = Box::pin(follow_shared(
+        settings,
+        layout,
+        graph,
+        manifest,
+        drive,
+        reporter,
+        cancel,
+        progress_tx,
+        summary,
+    ))
+    .await;
+    progress_tx.send_modify(|p| p.ended = true);
+    summary
+}
+
+/// Follow the shortcuts to shared folders and files after a complete listing of `drive`.
+#[allow(clippy::too_many_arguments)]
+async fn follow_shared(
+    settings: &RunSettings,
+    layout: Layout,
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &Drive,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress_tx: &watch::Sender<CrawlProgress>,
+    mut summary: CrawlSummary,
+) -> Result<CrawlSummary, Error> {
+    if summary.complete && !cancel.is_cancelled() {
+        let options = crawl_options(settings, layout, drive);
+        let shared = Box::pin(crate::shortcuts::follow_shortcuts(
+            graph,
+            manifest,
+            &drive.id,
+            &options,
+            reporter,
+            cancel,
+            progress_tx,
+        ))
+        .await?;
+        summary.complete = shared.complete;
+        summary.shared = Some(shared);
+    }
+    Ok(summary)
+}
+
+/// How `drive` is listed.
+fn crawl_options(settings: &RunSettings, layout: Layout, drive: &Drive) -> CrawlOptions {
+    CrawlOptions {
         scope: settings.scope.clone(),
         list_concurrency: settings.list_concurrency,
         filter: Arc::clone(&settings.filter),
@@ -492,7 +565,22 @@ async fn crawl_phase(
         method: settings.crawl_method,
         personal: drive.drive_type.eq_ignore_ascii_case("personal"),
         full: settings.full,
-    };
+    }
+}
+
+/// Crawl the scope of `drive` itself.
+#[allow(clippy::too_many_arguments)]
+async fn crawl_owner(
+    settings: &RunSettings,
+    layout: Layout,
+    graph: &GraphClient,
+    manifest: &SharedManifest,
+    drive: &Drive,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+    progress_tx: &watch::Sender<CrawlProgress>,
+) -> Result<CrawlSummary, Error> {
+    let crawl_options = crawl_options(settings, layout, drive);
     if !settings.full {
         let outcome = incremental::sync(
             graph,
@@ -531,16 +619,15 @@ async fn crawl_phase(
             Err(err) => Some(Err(Error::from(err))),
         };
         if let Some(summary) = summary {
-            progress_tx.send_modify(|p| p.ended = true);
             return summary;
         }
     }
-    Ok(crawl::crawl(
+    Ok(crawl::crawl_inner(
         graph,
         manifest,
         &drive.id,
         &crawl_options,
-        Arc::clone(reporter),
+        reporter,
         cancel,
         progress_tx,
     )

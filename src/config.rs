@@ -138,6 +138,8 @@ config_keys! {
     keep_versions: bool,
     /// Back up `OneNote` notebooks as folders of their section files (false: leave them out, on record).
     onenote: bool,
+    /// Back up folders and files others shared and the user added to My files (false: leave them out, on record).
+    shared: bool,
     /// Seconds without a byte after which a transfer is aborted and resumed.
     stall_timeout: u64,
     /// Fetch files the service flagged as malware (where the tenant allows it).

@@ -99,6 +99,8 @@ pub struct CrawlSummary {
     pub marked_deleted: u64,
     /// When the run asked `/delta` for changes instead of listing the scope: what that round did.
     pub incremental: Option<crate::incremental::DeltaSummary>,
+    /// What following the shortcuts to shared folders and files did, when the run followed them.
+    pub shared: Option<crate::shortcuts::SharedSummary>,
 }
 
 /// Why a crawl stopped before the end.
@@ -162,7 +164,9 @@ pub async fn crawl(
     result
 }
 
-async fn crawl_inner(
+/// [`crawl`] without marking `progress` ended: the caller lists more after it (the shortcuts' targets, see
+/// `crate::shortcuts`) and ends it itself.
+pub(crate) async fn crawl_inner(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,
@@ -310,7 +314,7 @@ pub(crate) struct Walk {
 /// List every folder in the frontier of `crawl_id`, `list_concurrency` at once, until none is left (or the
 /// run is cancelled). Subfolders found on the way join the frontier.
 #[allow(clippy::too_many_arguments)]
-async fn walk_frontier(
+pub(crate) async fn walk_frontier(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,
@@ -553,6 +557,9 @@ impl Placement {
         let alternative = disambiguated(&safe, &seed);
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
+        if row.kind == ItemKind::Remote && self.filter.spec().skip_shared {
+            row.skip_reason = Some(crate::shortcuts::LEFT_OUT.to_owned());
+        }
         if row.package.is_some() && self.filter.spec().skip_onenote {
             // Left as a package, never listed: nothing below it enters the manifest.
             row.kind = ItemKind::Package;
@@ -978,10 +985,9 @@ pub fn to_new_item(
             )),
         )
     } else if item.remote_item.is_some() {
-        (
-            ItemKind::Remote,
-            Some("shared item from another drive (remoteItem): not followed".to_owned()),
-        )
+        // A shortcut to a folder or file shared from another drive ("Add to My files"): followed after the
+        // listing, from its own drive (see `crate::shortcuts`).
+        (ItemKind::Remote, None)
     } else if item.folder.is_some() || item.root.is_some() {
         (ItemKind::Folder, None)
     } else if item.file.is_some() {

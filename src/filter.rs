@@ -209,6 +209,9 @@ pub struct FilterSpec {
     pub max_size: Option<ByteSize>,
     /// Leave `OneNote` notebooks out (`--no-onenote`): they are recorded as skipped packages, and not listed.
     pub skip_onenote: bool,
+    /// Leave shared folders and files added to My files out (`--no-shared`): their shortcuts are recorded as
+    /// skipped, and not followed.
+    pub skip_shared: bool,
 }
 
 /// A compiled filter. [`Filter::default`] wants everything.
@@ -329,6 +332,7 @@ impl Filter {
             opt(s.min_size.map(|b| b.to_string())),
             opt(s.max_size.map(|b| b.to_string())),
         ) + if s.skip_onenote { "|no-onenote" } else { "" }
+            + if s.skip_shared { "|no-shared" } else { "" }
     }
 
     /// `None` if the item is wanted, else why not (stored in the manifest and shown by `status`).

@@ -80,6 +80,7 @@ pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod shared;
+pub mod shortcuts;
 pub mod tenant;
 pub mod verify;
 

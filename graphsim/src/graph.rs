@@ -733,7 +733,16 @@ impl Ctx<'_> {
                     .copied()
                     .ok_or_else(not_found)
             }
-            DriveRef::Id(id) => self.drive_by_id(id).ok_or_else(not_found),
+            DriveRef::Id(id) => {
+                let d = self.drive_by_id(id).ok_or_else(not_found)?;
+                match self.world.drives[d].revoked {
+                    Some(403) => Err(self.err(403, "accessDenied", "Access denied")),
+                    Some(status) => {
+                        Err(self.err(status, "itemNotFound", "The resource could not be found."))
+                    }
+                    None => Ok(d),
+                }
+            }
         }
     }
 
@@ -1180,17 +1189,29 @@ impl Ctx<'_> {
         if self.shared.config.quirky_remote_drive_ids && w.flavour == Flavour::Personal {
             drive_id = drive_id.trim_start_matches('0').to_ascii_lowercase();
         }
-        json!({
+        let mut out = json!({
             "id": self.item_id_out(target),
             "name": t.name,
-            "size": t.subtree_size,
-            "folder": { "childCount": t.children.len() },
+            "size": t.file().map_or(t.subtree_size, |f| f.size),
             "createdDateTime": time::format(t.created),
             "lastModifiedDateTime": time::format(t.modified),
             "fileSystemInfo": { "createdDateTime": time::format(t.fs_created), "lastModifiedDateTime": time::format(t.fs_modified) },
             "parentReference": { "driveId": drive_id, "driveType": w.flavour.drive_type() },
             "webUrl": self.web_url(d, &w.segments(target)),
-        })
+        });
+        // A shortcut carries the facet of what it names: `folder` or `file`
+        // (https://learn.microsoft.com/en-us/graph/api/resources/remoteitem).
+        if let Some(f) = t.file() {
+            let mut file = Map::new();
+            file.insert("mimeType".into(), Value::String(f.mime.clone()));
+            if let Some(h) = self.hashes_json(f) {
+                file.insert("hashes".into(), h);
+            }
+            out["file"] = Value::Object(file);
+        } else {
+            out["folder"] = json!({ "childCount": t.children.len() });
+        }
+        out
     }
 
     /// A deleted entry as delta shows it: ODB drops `name` and zeroes `size`; personal drops `size`.

@@ -261,7 +261,7 @@ impl Simulator {
     /// The bytes the download host serves for the file at `path` (no fault applied).
     pub fn content(&self, path: &str) -> Vec<u8> {
         let w = self.world();
-        let (seed, _, served) = self.file_facts(&w, w.expect(path));
+        let (seed, _, served) = self.file_facts(&w, w.expect_target(path));
         crate::upload::bytes(&self.shared, seed, served)
     }
 
@@ -883,6 +883,27 @@ impl Simulator {
         })
     }
 
+    /// The owner of the shared folder (or file) behind the shortcut at `path` stops sharing it: requests naming
+    /// its drive answer `status` (404 `itemNotFound` or 403 `accessDenied`), while the shortcut stays in the
+    /// user's listing (onedrive-api-docs #586, microsoft-graph-docs-contrib #8254).
+    pub fn revoke_shared(&self, path: &str, status: u16) {
+        self.mutate(|w| {
+            let root = w.drives[0].root;
+            let segs = split(path);
+            let idx = w
+                .walk(root, &segs)
+                .unwrap_or_else(|| panic!("graphsim: no shortcut at {path:?}"));
+            let Kind::Remote { drive, .. } = w.items[idx].kind else {
+                panic!("graphsim: {path:?} is not a shortcut")
+            };
+            assert!(
+                drive != 0,
+                "graphsim: the user's own drive cannot be revoked"
+            );
+            w.drives[drive].revoked = Some(status);
+        });
+    }
+
     /// Adds a folder (and missing ancestors); returns its ID.
     pub fn add_folder(&self, path: &str) -> String {
         self.mutate(|w| {
@@ -987,7 +1008,7 @@ impl Simulator {
     /// Bodies served for the file at `path`: requests to the download host, and `/content` answers that
     /// carried the bytes themselves ([`ContentAnswer::Inline`]).
     pub fn downloads_of(&self, path: &str) -> u64 {
-        let idx = self.world().expect(path);
+        let idx = self.world().expect_target(path);
         self.shared
             .counters
             .downloads

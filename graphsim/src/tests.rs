@@ -840,6 +840,51 @@ async fn remote_items_are_listed_through_their_own_drive() {
     assert_eq!(sim.content("Shared/Holiday/x.jpg").len(), 7);
 }
 
+#[tokio::test]
+async fn shared_files_carry_a_file_facet_and_a_revoked_share_answers_404_while_its_shortcut_stays()
+{
+    let sim = Simulator::start(
+        Tree::personal()
+            .remote_item("Shared/Holiday", Tree::personal().file("x.jpg", 7))
+            .remote_file("Shared/report.pdf", 9),
+    );
+    let c = Client::new(&sim);
+    let page = c.ok("/me/drive/root:/Shared:/children").await;
+    let by_name = |name: &str| {
+        page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()["remoteItem"]
+            .clone()
+    };
+    let file = by_name("report.pdf");
+    assert!(
+        file["file"].is_object() && file["folder"].is_null(),
+        "{file}"
+    );
+    assert_eq!(file["size"], 9);
+    assert_eq!(sim.content("Shared/report.pdf").len(), 9);
+    let folder = by_name("Holiday");
+    assert!(folder["folder"].is_object(), "{folder}");
+    let url = format!(
+        "/drives/{}/items/{}/children",
+        folder["parentReference"]["driveId"].as_str().unwrap(),
+        folder["id"].as_str().unwrap()
+    );
+    sim.revoke_shared("Shared/Holiday", 404);
+    let refused = c.get(&url).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert_eq!(refused.code(), "itemNotFound");
+    let again = c.ok("/me/drive/root:/Shared:/children").await;
+    assert_eq!(
+        again["value"].as_array().unwrap().len(),
+        2,
+        "the shortcut stays listed"
+    );
+}
+
 fn tenant() -> Tree {
     Tree::business()
         .file("mine.txt", 3)

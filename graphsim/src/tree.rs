@@ -284,6 +284,10 @@ pub(crate) struct Drive {
     pub serial: u64,
     /// Whose drive it is.
     pub kind: DriveKind,
+    /// The owner stopped sharing this drive's folders with the signed-in user: every request naming the drive
+    /// is answered with this status (404 `itemNotFound` as for a folder shared no more, onedrive-api-docs #586,
+    /// microsoft-graph-docs-contrib #8254; or 403 `accessDenied`). Set by `Simulator::revoke_shared`.
+    pub revoked: Option<u16>,
 }
 
 /// Whose drive a drive is, which decides its `driveType`, `name` and `owner`.
@@ -454,6 +458,7 @@ impl World {
             root: usize::MAX,
             serial: 100,
             kind,
+            revoked: None,
         });
         let root = self.push_item(n, None, "root".to_owned(), Kind::Root);
         self.drives[n].root = root;
@@ -621,10 +626,22 @@ impl World {
             .unwrap_or_else(|| panic!("graphsim: no item at {path:?}"))
     }
 
+    /// Like `expect`, and a shortcut at the end of the path stands for what it names (a shared file's bytes).
+    pub fn expect_target(&self, path: &str) -> usize {
+        match self.items[self.expect(path)].kind {
+            Kind::Remote { item, .. } => item,
+            _ => self.expect(path),
+        }
+    }
+
     /// Creates the folders of `segments` that don't exist yet, from `start`.
     pub fn ensure_folders(&mut self, start: usize, segments: &[&str]) -> usize {
         let mut cur = start;
         for s in segments {
+            // Through a shortcut into the shared folder it names, as `resolve` goes.
+            if let Kind::Remote { item, .. } = self.items[cur].kind {
+                cur = item;
+            }
             cur = match self.items[cur]
                 .children
                 .iter()
@@ -633,13 +650,17 @@ impl World {
             {
                 Some(c) => {
                     assert!(
-                        self.items[c].is_container(),
+                        self.items[c].is_container()
+                            || matches!(self.items[c].kind, Kind::Remote { .. }),
                         "graphsim: {s:?} is not a folder"
                     );
                     c
                 }
                 None => self.add_container(cur, s, Kind::Folder { vault: false }),
             };
+        }
+        if let Kind::Remote { item, .. } = self.items[cur].kind {
+            cur = item;
         }
         cur
     }
@@ -1029,6 +1050,50 @@ impl Tree {
                 item: folder,
             },
         );
+        self
+    }
+
+    /// Adds a shortcut at `path` to a file shared from another drive ("Add to My files" on a file): a
+    /// `remoteItem` carrying a `file` facet (<https://learn.microsoft.com/en-us/graph/api/resources/remoteitem>).
+    #[must_use]
+    pub fn remote_file(mut self, path: &str, size: u64) -> Self {
+        let segs = split(path);
+        let (leaf, dirs) = segs.split_last().expect("graphsim: empty remote path");
+        let root = self.world.drives[0].root;
+        let parent = self.world.ensure_folders(root, dirs);
+        let d = self.world.new_drive();
+        let other_root = self.world.drives[d].root;
+        let file = self
+            .world
+            .add_file(other_root, leaf, size, &FileOpts::new());
+        self.world.add_container(
+            parent,
+            leaf,
+            Kind::Remote {
+                drive: d,
+                item: file,
+            },
+        );
+        self
+    }
+
+    /// Adds a shortcut at `path` to the item already at `target` (both resolved through shortcuts, so a
+    /// shortcut may sit inside a shared folder and point into this drive or into another shared folder): the
+    /// shapes that loop or copy twice in a client that follows shortcuts blindly (abraunegg/onedrive #3147
+    /// shows shortcuts living inside shared folders).
+    #[must_use]
+    pub fn shortcut(mut self, path: &str, target: &str) -> Self {
+        let segs = split(path);
+        let (leaf, dirs) = segs.split_last().expect("graphsim: empty shortcut path");
+        let root = self.world.drives[0].root;
+        let parent = self.world.ensure_folders(root, dirs);
+        let mut item = self.world.expect(target);
+        if let Kind::Remote { item: named, .. } = self.world.items[item].kind {
+            item = named; // a shortcut to a shortcut names what the second names
+        }
+        let drive = self.world.items[item].drive;
+        self.world
+            .add_container(parent, leaf, Kind::Remote { drive, item });
         self
     }
 }

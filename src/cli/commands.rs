@@ -183,7 +183,8 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 json,
             } => {
                 let job =
-                    job_of(&filters, &layout, &file, false).and_then(|j| j.onenote(&remote, &file));
+                    job_of(&filters, &layout, &file, false).and_then(|j| j.onenote(&remote, &file))
+                    .and_then(|j| j.shared(&remote, &file));
                 run_job(
                     job.and_then(|job| remote_settings(&remote, &file, Phases::Crawl, None, job)),
                     json,
@@ -204,7 +205,8 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             } => {
                 let job = job_of(&filters, &layout, &file, dry_run)
                     .and_then(|j| j.keeping(&keep, &file))
-                    .and_then(|j| j.onenote(&remote, &file));
+                    .and_then(|j| j.onenote(&remote, &file))
+                    .and_then(|j| j.shared(&remote, &file));
                 if tenant.is_tenant() {
                     let settings = job.and_then(|job| {
                         tenant_settings(&remote, &tenant, &file, concurrency, job)
@@ -661,6 +663,19 @@ struct Job {
 }
 
 impl Job {
+    /// `--no-shared` (or `shared = false` in the config file): shared folders and files added to My files are
+    /// left out, on record.
+    fn shared(mut self, remote: &RemoteArgs, file: &ConfigValues) -> Result<Job, Error> {
+        if remote.no_shared || file.shared == Some(false) {
+            let spec = FilterSpec {
+                skip_shared: true,
+                ..self.filter.spec().clone()
+            };
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+        }
+        Ok(self)
+    }
+
     /// `--no-onenote` (or `onenote = false` in the config file): notebooks are left out, on record.
     fn onenote(mut self, remote: &RemoteArgs, file: &ConfigValues) -> Result<Job, Error> {
         if remote.no_onenote || file.onenote == Some(false) {
@@ -742,6 +757,7 @@ fn job_of(
         min_size: filters.min_size.or(file.min_size),
         max_size: filters.max_size.or(file.max_size),
         skip_onenote: false,
+        skip_shared: false,
     };
     let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Job {

@@ -592,6 +592,10 @@ pub struct RemoteArgs {
     /// the notebook). They are recorded as skipped.
     #[arg(long)]
     pub no_onenote: bool,
+    /// Leave out folders and files others shared that were added to My files (by default each is backed up
+    /// where its shortcut sits, and listed again on every run). Their shortcuts are recorded as skipped.
+    #[arg(long)]
+    pub no_shared: bool,
     /// How a full listing is made: delta (page through the scope's changes from nothing: one request per 1,000
     /// items; on business drives only for the whole drive) or children (walk the folders, --list-concurrency at
     /// once) [default: delta].

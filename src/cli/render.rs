@@ -292,6 +292,15 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             summary.notebooks.notebooks, summary.notebooks.section_files_done
         )?;
     }
+    shared_lines(out, &summary.shared)?;
+    if let Some(shared) = summary.crawl.as_ref().and_then(|c| c.shared.as_ref()) {
+        for path in &shared.not_accessible {
+            writeln!(
+                out,
+                "shared item not accessible any more: {path} (its files on disk are kept)"
+            )?;
+        }
+    }
     if summary.interrupted {
         writeln!(out, "interrupted: re-run the same command to resume")?;
     }
@@ -608,6 +617,7 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             report.notebooks, report.notebook_files_done
         )?;
     }
+    shared_lines(out, &report.shared)?;
     if let Some(run) = &report.last_verify {
         let counts = run.summary.as_ref().map(|s| {
             let n = |key: &str| s.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
@@ -1033,6 +1043,21 @@ fn write_verify_summary(
                 found - s.repaired
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The shared folders and files of a backup, when it has any.
+fn shared_lines(
+    out: &mut dyn std::io::Write,
+    shared: &odbackup::manifest::SharedCounts,
+) -> std::io::Result<()> {
+    if shared.shortcuts_followed + shared.shortcuts_skipped > 0 {
+        writeln!(
+            out,
+            "shared items added to My files: {} backed up ({} files on disk), {} not (see status skipped)",
+            shared.shortcuts_followed, shared.files_done, shared.shortcuts_skipped
+        )?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ mod report;
 mod restore;
 mod runs;
 mod selection;
+mod shortcuts;
 mod urls;
 mod verify;
 
@@ -47,6 +48,7 @@ pub use restore::{
 };
 pub use runs::RunRecord;
 pub use selection::SelectionRow;
+pub use shortcuts::{SharedCounts, ShortcutRow};
 pub use urls::ListedUrl;
 pub use verify::{ExpectedContent, VerifyRow, VerifyTotals};
 

@@ -115,6 +115,8 @@ pub struct StatusReport {
     pub notebooks: u64,
     /// Section files of those notebooks on disk (their section groups' included).
     pub notebook_files_done: u64,
+    /// Shared folders and files added to My files: shortcuts followed and not, and their files on disk.
+    pub shared: super::SharedCounts,
 }
 
 /// The incremental state of one crawl scope.
@@ -177,6 +179,7 @@ impl StatusReport {
             last_verify: None,
             notebooks: 0,
             notebook_files_done: 0,
+            shared: super::SharedCounts::default(),
         }
     }
 }
@@ -284,6 +287,7 @@ impl Manifest {
             last_verify: self.last_run_of("verify")?,
             notebooks: notebooks.notebooks,
             notebook_files_done: notebooks.section_files_done,
+            shared: self.shared_counts()?,
         })
     }
 

@@ -89,36 +89,38 @@ fn a_crawl_records_exactly_the_simulators_items_with_paths_sizes_and_hashes() {
     // A OneNote notebook is listed as a folder of its section files (tests/it/onenote.rs).
     let pkg = &items["/Notebooks/Work"];
     assert_eq!((pkg.kind.as_str(), pkg.state.as_str()), ("folder", "done"));
-    let remote = &items["/Shared/Holiday"];
+    // A shared folder added to My files is followed (tests/it/shared.rs): its shortcut is on record, and the
+    // folder and its file are listed from their own drive.
+    let shortcut = &items[&format!("/Shared/Holiday{}", crate::support::SHORTCUT_KEY)];
     assert_eq!(
-        (remote.kind.as_str(), remote.state.as_str()),
-        ("remote", "skipped")
+        (shortcut.kind.as_str(), shortcut.state.as_str()),
+        ("remote", "done")
     );
-    assert!(
-        remote
-            .skip_reason
-            .as_deref()
-            .unwrap()
-            .contains("another drive")
+    let shared = &items["/Shared/Holiday"];
+    assert_eq!(
+        (shared.kind.as_str(), shared.state.as_str()),
+        ("folder", "done")
     );
+    assert_eq!(items["/Shared/Holiday/x.jpg"].size, Some(10));
     // Nothing else: every file row is one the simulator has.
     let file_rows = items.values().filter(|r| r.kind == "file").count();
-    assert_eq!(file_rows, files.len());
+    assert_eq!(file_rows, files.len() + 1, "and the shared x.jpg");
     // The 2,500-child folder took several pages of at most 1,000.
     assert!(sim.requests(graphsim::RequestKind::Children) >= 3 + 21);
 
     let status = json(&run(odbackup()
         .args(["status", "--json", "--dest"])
         .arg(dest.path())));
-    assert_eq!(status["files"]["total"], files.len() as u64);
-    assert_eq!(status["files"]["pending"], files.len() as u64);
-    let total_bytes: u64 = files.iter().map(|(_, s)| s).sum();
+    // The shared x.jpg counts among the files.
+    assert_eq!(status["files"]["total"], files.len() as u64 + 1);
+    assert_eq!(status["files"]["pending"], files.len() as u64 + 1);
+    let total_bytes: u64 = files.iter().map(|(_, s)| s).sum::<u64>() + 10;
     assert_eq!(status["bytes"]["total"], total_bytes);
     assert_eq!(status["last_run"]["outcome"], "ok");
     let table = run(odbackup().args(["status", "--dest"]).arg(dest.path()));
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
-        table.contains(&format!("files {:>12} total", files.len())),
+        table.contains(&format!("files {:>12} total", files.len() + 1)),
         "{table}"
     );
 }

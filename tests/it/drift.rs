@@ -556,7 +556,7 @@ fn a_remote_item_reference_missing_its_leading_zero_is_recorded_canonically() {
     let remote_ref: String = dest
         .db()
         .query_row(
-            "SELECT remote_ref FROM items WHERE remote_path = '/Shared/Holiday'",
+            "SELECT remote_ref FROM items WHERE remote_path = '/Shared/Holiday' AND kind = 'remote'",
             [],
             |r| r.get(0),
         )

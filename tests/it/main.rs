@@ -22,6 +22,7 @@ mod paths;
 mod progress;
 mod restore;
 mod resume;
+mod shared;
 mod sites;
 mod speed;
 mod tenant;

@@ -32,6 +32,9 @@ pub fn check_exit(out: &Output, want: i32, context: &str) {
 }
 
 /// A temporary backup destination.
+/// What [`TestDest::items`] appends to a shortcut's remote path (its target's row holds the path itself).
+pub const SHORTCUT_KEY: &str = " (shortcut)";
+
 pub struct TestDest {
     dir: tempfile::TempDir,
 }
@@ -97,7 +100,7 @@ impl TestDest {
             .expect("age listed URLs");
     }
 
-    /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest.
+    /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest: every row by remote path; a shortcut's row (kind `remote`) by its path and [`SHORTCUT_KEY`].
     pub fn items(&self) -> BTreeMap<String, ItemRow> {
         let db = self.db();
         let mut stmt = db
@@ -122,7 +125,11 @@ impl TestDest {
             .unwrap();
         let mut map = BTreeMap::new();
         for row in rows {
-            let (path, item) = row.unwrap();
+            let (mut path, item) = row.unwrap();
+            // A shortcut to a shared folder or file shares its remote path with its target's row.
+            if item.kind == "remote" {
+                path.push_str(SHORTCUT_KEY);
+            }
             assert!(
                 map.insert(path.clone(), item).is_none(),
                 "duplicate remote path {path}"
