@@ -149,6 +149,16 @@ impl Entry {
     pub fn is_plain_file(&self) -> bool {
         self.kind == EntryKind::File && self.links <= 1
     }
+
+    /// Whether `other` is the same file (device and inode) as this one.
+    pub fn same_file(&self, other: &Entry) -> bool {
+        self.id == other.id
+    }
+
+    /// What the open file `file` is.
+    pub fn of_open(file: &std::fs::File) -> io::Result<Self> {
+        Ok(Self::of(&rfs::fstat(file)?))
+    }
 }
 
 /// `stat`'s times differ in width between targets; all fit in an `i64`.
@@ -728,6 +738,19 @@ impl Folder {
             return Err(io::ErrorKind::AlreadyExists.into());
         }
         rfs::renameat(&self.fd, name, &target.fd, to_name).map_err(Into::into)
+    }
+
+    /// Give its regular file `name` the further name `to_name` in `target` (a hard link; `linkat` between the
+    /// two folder handles without `AT_SYMLINK_FOLLOW`, so a link under `name` is never followed). An existing
+    /// `to_name` is never replaced (`AlreadyExists`). What now has the name `to_name` is returned, for the
+    /// caller to check it is the file it meant (a link swapped in under `name` would be linked as itself).
+    pub fn hard_link(&self, name: &str, target: &Folder, to_name: &str) -> io::Result<Entry> {
+        check_name(name)?;
+        check_name(to_name)?;
+        rfs::linkat(&self.fd, name, &target.fd, to_name, AtFlags::empty())?;
+        target
+            .entry(to_name)?
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
 
     /// Set the modification time of its entry `name` (never through a link): `utimensat` relative to this

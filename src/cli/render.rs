@@ -224,6 +224,22 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 d.trashed
             )?;
         }
+        if d.deduplicated > 0 {
+            writeln!(
+                out,
+                "  {} files stored as hard links of a copy with the same content ({} not downloaded)",
+                d.deduplicated,
+                human_bytes(d.dedupe_bytes_saved)
+            )?;
+        }
+        if let Some(reason) = &d.dedupe_refused {
+            writeln!(
+                out,
+                "  {} files with a copy on disk were downloaded anyway: the destination refused hard links ({})",
+                d.dedupe_fell_back,
+                terminal_safe(reason)
+            )?;
+        }
         if d.versions_kept > 0 {
             writeln!(
                 out,
@@ -606,6 +622,14 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
             out,
             "OneNote notebooks: {} ({} section files on disk)",
             report.notebooks, report.notebook_files_done
+        )?;
+    }
+    if report.deduplicated.files > 0 {
+        writeln!(
+            out,
+            "deduplicated: {} files, {} saved (hard links of a copy with the same content)",
+            report.deduplicated.files,
+            human_bytes(report.deduplicated.bytes_saved)
         )?;
     }
     if let Some(run) = &report.last_verify {

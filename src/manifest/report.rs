@@ -115,6 +115,9 @@ pub struct StatusReport {
     pub notebooks: u64,
     /// Section files of those notebooks on disk (their section groups' included).
     pub notebook_files_done: u64,
+    /// Files stored once (`--dedupe hardlink`): done files that are hard links of a copy with the same
+    /// content, and the bytes separate copies would take.
+    pub deduplicated: super::DedupeCounts,
 }
 
 /// The incremental state of one crawl scope.
@@ -177,6 +180,7 @@ impl StatusReport {
             last_verify: None,
             notebooks: 0,
             notebook_files_done: 0,
+            deduplicated: super::DedupeCounts::default(),
         }
     }
 }
@@ -284,6 +288,7 @@ impl Manifest {
             last_verify: self.last_run_of("verify")?,
             notebooks: notebooks.notebooks,
             notebook_files_done: notebooks.section_files_done,
+            deduplicated: self.dedupe_counts()?,
         })
     }
 
