@@ -161,7 +161,7 @@ impl FileOpts {
     /// The same bytes as every other file of this size with the same `key`: a photo stored in several folders
     /// (Camera Roll and an album). The service lists such copies as separate items with their own IDs and
     /// eTags but the same quickXorHash, which is a function of the content alone
-    /// (https://learn.microsoft.com/en-us/onedrive/developer/code-snippets/quickxorhash).
+    /// (<https://learn.microsoft.com/en-us/onedrive/developer/code-snippets/quickxorhash>).
     #[must_use]
     pub fn same_content(mut self, key: u64) -> Self {
         self.content_key = Some(key);

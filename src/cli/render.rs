@@ -155,7 +155,14 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         }
     }
     let idle = summary.download.as_ref().is_some_and(|d| {
-        d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept + d.displaced
+        d.downloaded
+            + d.adopted
+            + d.deduplicated
+            + d.failed
+            + d.moved
+            + d.trashed
+            + d.versions_kept
+            + d.displaced
             == 0
             && d.fatal.is_none()
     });

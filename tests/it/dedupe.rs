@@ -79,6 +79,12 @@ fn three_copies_are_downloaded_once_and_a_later_change_to_one_leaves_the_others_
     assert_eq!(report["deduplicated"]["files"], 2);
     assert_eq!(report["deduplicated"]["bytes_saved"], 2 * SIZE);
     assert!(human.contains("deduplicated: 2 files"), "{human}");
+    let checked = run(odbackup().args(["verify", "--dest"]).arg(dest.path()));
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "linked files verify like any: {checked:?}"
+    );
 
     // The drive changes the copy that was downloaded (the one the others were linked to).
     let leader = COPIES
@@ -163,4 +169,21 @@ fn a_copy_changed_on_disk_is_never_linked_to_and_the_others_are_downloaded() {
     );
     assert_ne!(inode(&dest, COPIES[0]), inode(&dest, COPIES[1]));
     assert_eq!(inode(&dest, COPIES[1]), inode(&dest, COPIES[2]));
+}
+
+#[test]
+fn the_config_key_turns_it_on_and_the_run_summary_says_what_was_saved() {
+    let sim = Simulator::start(library());
+    let dest = TestDest::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("odbackup.toml");
+    std::fs::write(&config, "dedupe = \"hardlink\"\n").unwrap();
+    let out = run(against(&sim, &dest, "backup").arg("--config").arg(&config));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(downloads(&sim).iter().sum::<u64>(), 1);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("2 files stored as hard links of a copy with the same content"),
+        "{said}"
+    );
 }
