@@ -1030,6 +1030,36 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_link_is_made_between_folders_never_over_a_name_and_never_through_a_link() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (dir, dest) = dest();
+        let a = dest.create_item_folder("a").unwrap();
+        let b = dest.create_item_folder("b").unwrap();
+        std::fs::write(dir.path().join("dest/a/photo.jpg"), b"bytes").unwrap();
+        let made = a.hard_link("photo.jpg", &b, "copy.jpg").unwrap();
+        let held = Entry::of_open(&a.open_read("photo.jpg").unwrap()).unwrap();
+        assert!(made.same_file(&held) && made.links == 2);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("dest/b/copy.jpg"))
+                .unwrap()
+                .ino(),
+            std::fs::metadata(dir.path().join("dest/a/photo.jpg"))
+                .unwrap()
+                .ino()
+        );
+        let taken = a.hard_link("photo.jpg", &b, "copy.jpg").unwrap_err();
+        assert_eq!(taken.kind(), io::ErrorKind::AlreadyExists, "never replaces");
+        // A link under the source's name is linked as itself: what appears is a link, never its target.
+        let outside = dir.path().join("victim");
+        std::fs::write(&outside, b"precious").unwrap();
+        symlink(&outside, dir.path().join("dest/a/swapped.jpg")).unwrap();
+        let made = a.hard_link("swapped.jpg", &b, "other.jpg").unwrap();
+        assert_eq!(made.kind, EntryKind::Link);
+        assert!(b.open_read("other.jpg").is_err());
+        assert!(a.hard_link("../victim", &b, "x").is_err());
+    }
+
+    #[test]
     fn part_files_are_exclusive_and_never_written_through_links_or_hard_links() {
         let (dir, dest) = dest();
         let folder = dest.create_item_folder("f").unwrap();

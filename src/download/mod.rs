@@ -213,7 +213,11 @@ pub struct DownloadSummary {
     #[serde(skip)]
     dedupe_leading: HashMap<(String, u64), i64>,
     #[serde(skip)]
-    dedupe_waiting: HashMap<i64, Vec<i64>>,
+    dedupe_waiting: HashMap<i64, Vec<DownloadJob>>,
+    /// Copies no longer waiting, to schedule next (their outcome is recorded only if their row still names
+    /// the version they were handed out as).
+    #[serde(skip)]
+    dedupe_ready: Vec<DownloadJob>,
 }
 
 /// A finished job: how its transfer (or link) ended, and how its file was placed.
@@ -320,17 +324,26 @@ pub async fn download_with_policy(
     'schedule: loop {
         remember_url_lifetime(manifest, &listed).await?;
         let crawl_ended = crawl.borrow_and_update().ended;
-        let jobs = manifest
-            .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
-            .await?;
-        let last_rowid = jobs.last().map(|j| j.rowid);
-        let jobs: Vec<DownloadJob> = jobs
-            .into_iter()
-            .filter(|j| {
-                !attempted.contains(&(j.rowid, j.version()))
-                    && !summary.in_flight.contains(&j.rowid)
-            })
-            .collect();
+        // Copies that waited for a file of the same content (`--dedupe hardlink`) go first, outside the
+        // cursor's order; otherwise the next page of the manifest.
+        let released = std::mem::take(&mut summary.dedupe_ready);
+        let paged = released.is_empty();
+        let (jobs, last_rowid) = if paged {
+            let jobs = manifest
+                .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
+                .await?;
+            let last_rowid = jobs.last().map(|j| j.rowid);
+            let jobs: Vec<DownloadJob> = jobs
+                .into_iter()
+                .filter(|j| {
+                    !attempted.contains(&(j.rowid, j.version()))
+                        && !summary.in_flight.contains(&j.rowid)
+                })
+                .collect();
+            (jobs, last_rowid)
+        } else {
+            (released, None)
+        };
         if let (true, Some(last)) = (jobs.is_empty(), last_rowid) {
             after = last; // a page of rows already tried in this run: move on
             continue;
@@ -372,10 +385,14 @@ pub async fn download_with_policy(
             }
             continue;
         }
-        let (files, bytes) = (jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
-        reporter.event(&Event::Queued { files, bytes });
+        if paged {
+            let (files, bytes) = (jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
+            reporter.event(&Event::Queued { files, bytes });
+        }
         for job in jobs {
-            after = job.rowid;
+            if paged {
+                after = job.rowid;
+            }
             // A copy of a file being downloaded right now waits for it (and is then linked to it); one whose
             // content is already on disk is linked to that.
             let twin = if dedupe {
@@ -580,7 +597,7 @@ async fn record(
     summary.in_flight.remove(&job.rowid);
     // Copies that waited for this file go back to the queue: linked to it now if it is done, else one of
     // them is downloaded.
-    let released = release_waiting(summary, &job);
+    release_waiting(summary, &job);
     if let Some(reason) = link_refused {
         summary.dedupe_fell_back += 1;
         if summary.dedupe_refused.is_none() {
@@ -642,7 +659,7 @@ async fn record(
                 .await?;
             summary.unreachable_streak = 0;
             if recorded == Recorded::Stale {
-                return Ok(superseded(summary, &job) || released);
+                return Ok(superseded(summary, &job));
             }
             if let Some(c) = &caveat {
                 *summary
@@ -687,7 +704,7 @@ async fn record(
                 stop.cancel();
             }
             if recorded == Recorded::Stale {
-                return Ok(superseded(summary, &job) || released);
+                return Ok(superseded(summary, &job));
             }
             summary.failed += 1;
             *summary
@@ -703,7 +720,7 @@ async fn record(
         }
         TransferOutcome::Interrupted => {}
     }
-    Ok(released)
+    Ok(false)
 }
 
 /// Where the file of a job comes from under `--dedupe hardlink`.
@@ -728,12 +745,12 @@ async fn dedupe_source(
         return Ok(DedupeSource::Fetch);
     };
     if let Some(leader) = summary.dedupe_leading.get(&key) {
+        summary.in_flight.insert(job.rowid);
         summary
             .dedupe_waiting
             .entry(*leader)
             .or_default()
-            .push(job.rowid);
-        summary.in_flight.insert(job.rowid);
+            .push(job.clone());
         return Ok(DedupeSource::Wait);
     }
     let (drive, item, qx, size) = (
@@ -749,21 +766,19 @@ async fn dedupe_source(
     Ok(twin.map_or(DedupeSource::Fetch, DedupeSource::Link))
 }
 
-/// Copies that waited for `job` (`--dedupe hardlink`) are no longer held back; returns whether there were
-/// any (the queue is then read again from the start, where they are).
-fn release_waiting(summary: &mut DownloadSummary, job: &DownloadJob) -> bool {
+/// Copies that waited for `job` (`--dedupe hardlink`) are no longer held back: they are scheduled next.
+fn release_waiting(summary: &mut DownloadSummary, job: &DownloadJob) {
     if let Some(key) = content_key(job)
         && summary.dedupe_leading.get(&key) == Some(&job.rowid)
     {
         summary.dedupe_leading.remove(&key);
     }
-    let Some(waiting) = summary.dedupe_waiting.remove(&job.rowid) else {
-        return false;
-    };
-    for rowid in &waiting {
-        summary.in_flight.remove(rowid);
+    if let Some(waiting) = summary.dedupe_waiting.remove(&job.rowid) {
+        for copy in &waiting {
+            summary.in_flight.remove(&copy.rowid);
+        }
+        summary.dedupe_ready.extend(waiting);
     }
-    !waiting.is_empty()
 }
 
 /// A transfer the drive overtook: counted, and said at debug level (the new version is fetched next).

@@ -187,3 +187,46 @@ fn the_config_key_turns_it_on_and_the_run_summary_says_what_was_saved() {
         "{said}"
     );
 }
+
+#[test]
+fn many_groups_of_copies_are_each_downloaded_once_whatever_the_concurrency() {
+    let paths: Vec<(u64, String)> = (0..5u64)
+        .flat_map(|group| {
+            (0..4).map(move |copy| (group, format!("Album {copy}/photo {group}.jpg")))
+        })
+        .collect();
+    let tree = paths.iter().fold(Tree::personal(), |tree, (group, path)| {
+        tree.file_with(
+            path,
+            10_000 + group,
+            FileOpts::new().same_content(100 + group),
+        )
+    });
+    for concurrency in ["1", "2", "8"] {
+        let sim = Simulator::start(tree.clone());
+        let dest = TestDest::new();
+        let out = run(against(&sim, &dest, "backup").args([
+            "--dedupe",
+            "hardlink",
+            "--concurrency",
+            concurrency,
+            "--json",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(
+            sim.requests(RequestKind::Download),
+            5,
+            "one per group ({concurrency} at once)"
+        );
+        assert_same_bytes(&sim, &dest, paths.iter().map(|(_, p)| p));
+        for group in 0..5u64 {
+            let inodes: std::collections::BTreeSet<u64> = paths
+                .iter()
+                .filter(|(g, _)| *g == group)
+                .map(|(_, p)| inode(&dest, p))
+                .collect();
+            assert_eq!(inodes.len(), 1, "group {group} is one file");
+        }
+        assert_eq!(json(&out)["download"]["deduplicated"], 15);
+    }
+}
