@@ -95,32 +95,38 @@ impl Manifest {
     /// renamed over it, or it went to the trash): the oldest of them stands for the group from now on, and
     /// the others are recorded as its links.
     pub fn hand_over_links(&mut self, drive: &DriveId, item: &ItemId) -> Result<()> {
+        // One index probe (only linked rows are indexed): files that were never linked to cost no write.
+        let heir: Option<(String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT drive_id, item_id FROM items WHERE linked_drive_id = ?1 AND linked_item_id = ?2
+                 ORDER BY rowid LIMIT 1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![drive.as_str(), item.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some((heir_drive, heir_item)) = heir else {
+            return Ok(());
+        };
         let path = self.path.clone();
         let err = |e| super::ManifestError::sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
-        let heir: Option<(String, String)> = tx
-            .query_row(
-                "SELECT drive_id, item_id FROM items WHERE linked_drive_id = ?1 AND linked_item_id = ?2
-                 ORDER BY rowid LIMIT 1",
-                params![drive.as_str(), item.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(err)?;
-        if let Some((heir_drive, heir_item)) = heir {
-            tx.execute(
-                "UPDATE items SET linked_drive_id = NULL, linked_item_id = NULL
-                 WHERE drive_id = ?1 AND item_id = ?2",
-                params![heir_drive, heir_item],
-            )
-            .map_err(err)?;
-            tx.execute(
-                "UPDATE items SET linked_drive_id = ?3, linked_item_id = ?4
-                 WHERE linked_drive_id = ?1 AND linked_item_id = ?2",
-                params![drive.as_str(), item.as_str(), heir_drive, heir_item],
-            )
-            .map_err(err)?;
-        }
+        tx.execute(
+            "UPDATE items SET linked_drive_id = NULL, linked_item_id = NULL
+             WHERE drive_id = ?1 AND item_id = ?2",
+            params![heir_drive, heir_item],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "UPDATE items SET linked_drive_id = ?3, linked_item_id = ?4
+             WHERE linked_drive_id = ?1 AND linked_item_id = ?2",
+            params![drive.as_str(), item.as_str(), heir_drive, heir_item],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)
     }
 

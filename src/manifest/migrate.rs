@@ -120,7 +120,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         // One version before the onenote migration (the seventh), without what the later ones add either.
         conn.execute_batch(&format!(
-            "ALTER TABLE items DROP COLUMN package; DROP INDEX items_content;
+            "ALTER TABLE items DROP COLUMN package; DROP INDEX items_content; DROP INDEX items_linked;
              ALTER TABLE items DROP COLUMN linked_drive_id; ALTER TABLE items DROP COLUMN linked_item_id;
              PRAGMA user_version = {};
              INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link) VALUES ('d', 'root', 'r', 'https://x/delta?token=1');
