@@ -383,8 +383,8 @@ async fn run_phases(
         mirror_empty_folders: layout == Layout::Mirror,
         keep: settings.keep,
     };
-    // Futures are lazy: this one only runs in the phases that await it.
-    let download_fut = download::download_with_policy(
+    // Futures are lazy: this one only runs in the phases that await it. Boxed: the downloader's state is large.
+    let download_fut = Box::pin(download::download_with_policy(
         graph,
         manifest,
         &download_options,
@@ -392,7 +392,7 @@ async fn run_phases(
         Arc::clone(&reporter),
         cancel,
         progress_rx,
-    );
+    ));
     if settings.phases == Phases::Download {
         progress_tx.send_modify(|p| p.ended = true);
         if settings.dry_run {

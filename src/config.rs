@@ -36,6 +36,31 @@ impl std::str::FromStr for CrawlMethod {
     }
 }
 
+/// How files with the same content (quickXorHash and size) are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupeMode {
+    /// Every file is a copy of its own (the default).
+    #[default]
+    Off,
+    /// A file whose content is already on disk as another done file is given that file's bytes as a hard
+    /// link instead of being downloaded, where the destination allows hard links.
+    Hardlink,
+}
+
+impl std::str::FromStr for DedupeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(DedupeMode::Off),
+            "hardlink" => Ok(DedupeMode::Hardlink),
+            other => Err(format!(
+                "unknown dedupe mode {other:?}: expected off or hardlink"
+            )),
+        }
+    }
+}
+
 /// Declares the config keys once: [`ConfigValues`] (a file's top level or one profile) and the file's
 /// top-level table, which has the same keys plus `profiles`. Spelled out rather than `#[serde(flatten)]` so
 /// that `deny_unknown_fields` can point at the offending line.
@@ -140,6 +165,8 @@ config_keys! {
     onenote: bool,
     /// Back up folders and files others shared and the user added to My files (false: leave them out, on record).
     shared: bool,
+    /// How files with the same content are stored: `off` (copies) or `hardlink` (once, as hard links).
+    dedupe: DedupeMode,
     /// Seconds without a byte after which a transfer is aborted and resumed.
     stall_timeout: u64,
     /// Fetch files the service flagged as malware (where the tenant allows it).

@@ -149,6 +149,16 @@ impl Entry {
     pub fn is_plain_file(&self) -> bool {
         self.kind == EntryKind::File && self.links <= 1
     }
+
+    /// Whether `other` is the same file (device and inode) as this one.
+    pub fn same_file(&self, other: &Entry) -> bool {
+        self.id == other.id
+    }
+
+    /// What the open file `file` is.
+    pub fn of_open(file: &std::fs::File) -> io::Result<Self> {
+        Ok(Self::of(&rfs::fstat(file)?))
+    }
 }
 
 /// `stat`'s times differ in width between targets; all fit in an `i64`.
@@ -730,6 +740,19 @@ impl Folder {
         rfs::renameat(&self.fd, name, &target.fd, to_name).map_err(Into::into)
     }
 
+    /// Give its regular file `name` the further name `to_name` in `target` (a hard link; `linkat` between the
+    /// two folder handles without `AT_SYMLINK_FOLLOW`, so a link under `name` is never followed). An existing
+    /// `to_name` is never replaced (`AlreadyExists`). What now has the name `to_name` is returned, for the
+    /// caller to check it is the file it meant (a link swapped in under `name` would be linked as itself).
+    pub fn hard_link(&self, name: &str, target: &Folder, to_name: &str) -> io::Result<Entry> {
+        check_name(name)?;
+        check_name(to_name)?;
+        rfs::linkat(&self.fd, name, &target.fd, to_name, AtFlags::empty())?;
+        target
+            .entry(to_name)?
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+
     /// Set the modification time of its entry `name` (never through a link): `utimensat` relative to this
     /// folder with `AT_SYMLINK_NOFOLLOW`; the access time is left alone.
     pub fn set_mtime(&self, name: &str, secs: i64, nanos: u32) -> io::Result<()> {
@@ -1004,6 +1027,36 @@ mod tests {
         assert_eq!(split_item_path("c.txt").unwrap(), ("", "c.txt"));
         // Deeper down the name is an ordinary folder.
         assert!(dest.create_item_folder("x/.odbackup").is_ok());
+    }
+
+    #[test]
+    fn a_hard_link_is_made_between_folders_never_over_a_name_and_never_through_a_link() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (dir, dest) = dest();
+        let a = dest.create_item_folder("a").unwrap();
+        let b = dest.create_item_folder("b").unwrap();
+        std::fs::write(dir.path().join("dest/a/photo.jpg"), b"bytes").unwrap();
+        let made = a.hard_link("photo.jpg", &b, "copy.jpg").unwrap();
+        let held = Entry::of_open(&a.open_read("photo.jpg").unwrap()).unwrap();
+        assert!(made.same_file(&held) && made.links == 2);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("dest/b/copy.jpg"))
+                .unwrap()
+                .ino(),
+            std::fs::metadata(dir.path().join("dest/a/photo.jpg"))
+                .unwrap()
+                .ino()
+        );
+        let taken = a.hard_link("photo.jpg", &b, "copy.jpg").unwrap_err();
+        assert_eq!(taken.kind(), io::ErrorKind::AlreadyExists, "never replaces");
+        // A link under the source's name is linked as itself: what appears is a link, never its target.
+        let outside = dir.path().join("victim");
+        std::fs::write(&outside, b"precious").unwrap();
+        symlink(&outside, dir.path().join("dest/a/swapped.jpg")).unwrap();
+        let made = a.hard_link("swapped.jpg", &b, "other.jpg").unwrap();
+        assert_eq!(made.kind, EntryKind::Link);
+        assert!(b.open_read("other.jpg").is_err());
+        assert!(a.hard_link("../victim", &b, "x").is_err());
     }
 
     #[test]

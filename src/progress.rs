@@ -75,6 +75,14 @@ pub enum Event<'a> {
         /// Transfers allowed at once from now on.
         transfers: usize,
     },
+    /// `--dedupe hardlink` could not link a file to its copy on disk (the destination refused the hard link):
+    /// it was downloaded as a copy. Said once per run; later refusals are counted in the summary.
+    DedupeFellBack {
+        /// Its remote path.
+        path: &'a str,
+        /// What the file system said.
+        reason: &'a str,
+    },
     /// One drive of a tenant backup ended.
     DriveFinished {
         /// Its folder under the root (`users/adele@contoso.com`).

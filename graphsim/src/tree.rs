@@ -73,6 +73,8 @@ pub struct FileOpts {
     /// The listed hashes are those of the bytes served (`served_size` of them), not of the listed size: the
     /// listing's size is wrong while its hashes are right (see [`FileOpts::size_listed_wrong`]).
     pub hashes_of_served: bool,
+    /// Files given the same key have the same bytes (and so the same quickXorHash), whatever their IDs.
+    pub content_key: Option<u64>,
 }
 
 impl FileOpts {
@@ -154,6 +156,15 @@ impl FileOpts {
     pub fn size_listed_wrong(mut self, served_bytes: u64) -> Self {
         self.served_size = Some(served_bytes);
         self.hashes_of_served = true;
+        self
+    }
+    /// The same bytes as every other file of this size with the same `key`: a photo stored in several folders
+    /// (Camera Roll and an album). The service lists such copies as separate items with their own IDs and
+    /// eTags but the same quickXorHash, which is a function of the content alone
+    /// (<https://learn.microsoft.com/en-us/onedrive/developer/code-snippets/quickxorhash>).
+    #[must_use]
+    pub fn same_content(mut self, key: u64) -> Self {
+        self.content_key = Some(key);
         self
     }
 }
@@ -548,7 +559,9 @@ impl World {
             name.to_owned(),
             Kind::File(Box::new(data)),
         );
-        let seed = seed_for(&self.items[idx].id, size);
+        let seed = opts
+            .content_key
+            .map_or_else(|| seed_for(&self.items[idx].id, size), mix);
         if let Kind::File(f) = &mut self.items[idx].kind {
             f.seed = seed;
         }
@@ -692,6 +705,7 @@ impl World {
                         hashes: f.hashes,
                         malware: f.malware.clone(),
                         served_size: f.served_size,
+                        content_key: None,
                         hashes_of_served: f.hashes_of_served,
                     };
                     self.add_file(dst, &it.name, f.size, &opts)

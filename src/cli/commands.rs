@@ -722,6 +722,7 @@ impl Job {
                 allow_malware: keep.allow_malware || file.allow_malware == Some(true),
                 chunk_size,
                 streams_per_file,
+                dedupe: keep.dedupe.or(file.dedupe).unwrap_or_default(),
                 // Set with the concurrency, which the job does not know.
                 grow_to: None,
             },

@@ -511,6 +511,11 @@ pub struct KeepArgs {
     /// transfer slot when one is free, so --concurrency still bounds the connections [default: 4].
     #[arg(long, value_name = "N", env = "ODBACKUP_STREAMS_PER_FILE")]
     pub streams_per_file: Option<usize>,
+    /// hardlink: store files with the same content (quickXorHash and size) once, as hard links of the copy
+    /// already on disk, instead of downloading each; where the destination refuses hard links, files are
+    /// downloaded as copies and the run says so. off: a copy per file [default: off].
+    #[arg(long, value_name = "off|hardlink", env = "ODBACKUP_DEDUPE")]
+    pub dedupe: Option<odbackup::config::DedupeMode>,
 }
 
 /// How files are placed under the destination.

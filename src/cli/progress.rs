@@ -172,6 +172,13 @@ impl Bars {
                 ));
             }
             Event::Planned { .. } => {}
+            Event::DedupeFellBack { path, reason } => {
+                self.files().println(format!(
+                    "hard links refused here ({}), starting with {}: files with the same content are downloaded as copies",
+                    terminal_safe(reason),
+                    terminal_safe(path)
+                ));
+            }
             Event::DriveFinished {
                 folder,
                 status,

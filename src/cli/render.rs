@@ -155,7 +155,14 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
         }
     }
     let idle = summary.download.as_ref().is_some_and(|d| {
-        d.downloaded + d.adopted + d.failed + d.moved + d.trashed + d.versions_kept + d.displaced
+        d.downloaded
+            + d.adopted
+            + d.deduplicated
+            + d.failed
+            + d.moved
+            + d.trashed
+            + d.versions_kept
+            + d.displaced
             == 0
             && d.fatal.is_none()
     });
@@ -222,6 +229,22 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 out,
                 "  {} files deleted on the drive moved into .odbackup/trash/",
                 d.trashed
+            )?;
+        }
+        if d.deduplicated > 0 {
+            writeln!(
+                out,
+                "  {} files stored as hard links of a copy with the same content ({} not downloaded)",
+                d.deduplicated,
+                human_bytes(d.dedupe_bytes_saved)
+            )?;
+        }
+        if let Some(reason) = &d.dedupe_refused {
+            writeln!(
+                out,
+                "  {} files with a copy on disk were downloaded anyway: the destination refused hard links ({})",
+                d.dedupe_fell_back,
+                terminal_safe(reason)
             )?;
         }
         if d.versions_kept > 0 {
@@ -618,6 +641,14 @@ fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io
         )?;
     }
     shared_lines(out, &report.shared)?;
+    if report.deduplicated.files > 0 {
+        writeln!(
+            out,
+            "deduplicated: {} files, {} saved (hard links of a copy with the same content)",
+            report.deduplicated.files,
+            human_bytes(report.deduplicated.bytes_saved)
+        )?;
+    }
     if let Some(run) = &report.last_verify {
         let counts = run.summary.as_ref().map(|s| {
             let n = |key: &str| s.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);

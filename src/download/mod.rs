@@ -6,6 +6,7 @@
 //! of how items were found, and never prints.
 
 mod chunks;
+mod dedupe;
 mod plan;
 mod ranged;
 mod transfer;
@@ -23,7 +24,7 @@ use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
 use crate::manifest::{
     DoneRecord, DownloadJob, FailureClass, FailureRecord, JobVersion, ManifestError, MovedFile,
-    Recorded,
+    Recorded, Twin,
 };
 use crate::progress::CrawlProgress;
 use crate::progress::{Event, Reporter};
@@ -110,6 +111,8 @@ pub struct DownloadPolicy {
     /// of them finish more files and the service does not throttle (`adaptive.rs`); `None` keeps
     /// `concurrency` as the ceiling, as a `--concurrency` the user gave is.
     pub grow_to: Option<usize>,
+    /// How files with the same content are stored (`--dedupe`): copies, or once as hard links.
+    pub dedupe: crate::config::DedupeMode,
 }
 
 impl Default for DownloadPolicy {
@@ -120,6 +123,7 @@ impl Default for DownloadPolicy {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams_per_file: DEFAULT_STREAMS_PER_FILE,
             grow_to: None,
+            dedupe: crate::config::DedupeMode::Off,
         }
     }
 }
@@ -163,6 +167,15 @@ pub struct DownloadSummary {
     pub displaced: u64,
     /// Stale part files (of older versions, or of files no longer wanted) removed at the end of the run.
     pub stale_parts_removed: u64,
+    /// Files stored as a hard link of a done file with the same content (`--dedupe hardlink`), not downloaded.
+    pub deduplicated: u64,
+    /// Their bytes: what separate copies would have taken (and fetched).
+    pub dedupe_bytes_saved: u64,
+    /// Files that could have been linked but were downloaded as copies because the destination refused the
+    /// link (another file system, no hard links, too many links).
+    pub dedupe_fell_back: u64,
+    /// Why the destination refused the first of those links.
+    pub dedupe_refused: Option<String>,
     /// Bytes received over the network.
     pub bytes: u64,
     /// Failures by class.
@@ -195,6 +208,34 @@ pub struct DownloadSummary {
     /// of one file would race to rename over the same target).
     #[serde(skip)]
     in_flight: HashSet<i64>,
+    /// `--dedupe hardlink`: the row being downloaded for each content (quickXorHash, size), and the rows of
+    /// the same content waiting for it, so that copies met in one run are downloaded once.
+    #[serde(skip)]
+    dedupe_leading: HashMap<(String, u64), i64>,
+    #[serde(skip)]
+    dedupe_waiting: HashMap<i64, Vec<DownloadJob>>,
+    /// Copies no longer waiting, to schedule next (their outcome is recorded only if their row still names
+    /// the version they were handed out as).
+    #[serde(skip)]
+    dedupe_ready: Vec<DownloadJob>,
+}
+
+/// A finished job: how its transfer (or link) ended, and how its file was placed.
+struct Finished {
+    job: DownloadJob,
+    outcome: TransferOutcome,
+    /// The done file whose bytes it now shares, when it was placed as a hard link.
+    linked: Option<Twin>,
+    /// Why the destination refused to link it (it was downloaded instead).
+    link_refused: Option<String>,
+}
+
+/// The content key under which `--dedupe hardlink` finds copies: a listed quickXorHash and a size.
+fn content_key(job: &DownloadJob) -> Option<(String, u64)> {
+    job.quick_xor
+        .as_deref()
+        .filter(|qx| !qx.is_empty() && job.size > 0)
+        .map(|qx| (qx.to_owned(), job.size))
 }
 
 /// Download every pending or failed file of the manifest, following `crawl` until it has ended.
@@ -271,7 +312,8 @@ pub async fn download_with_policy(
     let listed = Arc::new(std::sync::Mutex::new(ListedUrlLifetime::new(remembered)));
     // A fatal error (auth refused, disk full) stops scheduling without cancelling the user's token.
     let stop = cancel.child_token();
-    let mut tasks: JoinSet<(DownloadJob, TransferOutcome)> = JoinSet::new();
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
+    let dedupe = policy.dedupe == crate::config::DedupeMode::Hardlink;
     let mut after = 0i64;
     // Rows already handed to a transfer in this run, with the version each was: a row the crawl turns back to
     // pending *behind* the cursor (a changed file listed after newer rows) is caught by one last pass from the
@@ -282,17 +324,26 @@ pub async fn download_with_policy(
     'schedule: loop {
         remember_url_lifetime(manifest, &listed).await?;
         let crawl_ended = crawl.borrow_and_update().ended;
-        let jobs = manifest
-            .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
-            .await?;
-        let last_rowid = jobs.last().map(|j| j.rowid);
-        let jobs: Vec<DownloadJob> = jobs
-            .into_iter()
-            .filter(|j| {
-                !attempted.contains(&(j.rowid, j.version()))
-                    && !summary.in_flight.contains(&j.rowid)
-            })
-            .collect();
+        // Copies that waited for a file of the same content (`--dedupe hardlink`) go first, outside the
+        // cursor's order; otherwise the next page of the manifest.
+        let released = std::mem::take(&mut summary.dedupe_ready);
+        let paged = released.is_empty();
+        let (jobs, last_rowid) = if paged {
+            let jobs = manifest
+                .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
+                .await?;
+            let last_rowid = jobs.last().map(|j| j.rowid);
+            let jobs: Vec<DownloadJob> = jobs
+                .into_iter()
+                .filter(|j| {
+                    !attempted.contains(&(j.rowid, j.version()))
+                        && !summary.in_flight.contains(&j.rowid)
+                })
+                .collect();
+            (jobs, last_rowid)
+        } else {
+            (released, None)
+        };
         if let (true, Some(last)) = (jobs.is_empty(), last_rowid) {
             after = last; // a page of rows already tried in this run: move on
             continue;
@@ -334,10 +385,26 @@ pub async fn download_with_policy(
             }
             continue;
         }
-        let (files, bytes) = (jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
-        reporter.event(&Event::Queued { files, bytes });
+        if paged {
+            let (files, bytes) = (jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
+            reporter.event(&Event::Queued { files, bytes });
+        }
         for job in jobs {
-            after = job.rowid;
+            if paged {
+                after = job.rowid;
+            }
+            // A copy of a file being downloaded right now waits for it (and is then linked to it); one whose
+            // content is already on disk is linked to that.
+            let twin = if dedupe {
+                // Boxed: the schedule loop's future stays small.
+                match Box::pin(dedupe_source(manifest, &mut summary, &job)).await? {
+                    DedupeSource::Wait => continue,
+                    DedupeSource::Link(twin) => Some(twin),
+                    DedupeSource::Fetch => None,
+                }
+            } else {
+                None
+            };
             attempted.insert((job.rowid, job.version()));
             summary.in_flight.insert(job.rowid);
             observe_throttling(&limit, graph, &*reporter);
@@ -364,6 +431,29 @@ pub async fn download_with_policy(
             let policy = policy.clone();
             let listed = Arc::clone(&listed);
             tasks.spawn(async move {
+                let mut link_refused = None;
+                if let Some(twin) = twin {
+                    let (linking_dest, linking_job, linking_twin) = (dest.clone(), job.clone(), twin.clone());
+                    match transfer::blocking(move || {
+                        dedupe::link_twin(&linking_dest, &linking_job, &linking_twin)
+                    })
+                    .await
+                    {
+                        dedupe::Linked::Placed(outcome) => {
+                            limit.release_after(permit, true, 0);
+                            return Finished {
+                                job,
+                                outcome,
+                                linked: Some(twin),
+                                link_refused: None,
+                            };
+                        }
+                        dedupe::Linked::Unavailable(reason) => link_refused = Some(reason),
+                        dedupe::Linked::NotUsable(reason) => {
+                            tracing::debug!(path = %job.remote_path, copy = %twin.local_path, %reason, "not linked to the copy on disk; downloading");
+                        }
+                    }
+                }
                 let outcome = transfer::transfer(
                     &graph,
                     &dest,
@@ -381,7 +471,12 @@ pub async fn download_with_policy(
                     _ => (false, 0),
                 };
                 limit.release_after(permit, healthy, bytes);
-                (job, outcome)
+                Finished {
+                    job,
+                    outcome,
+                    linked: None,
+                    link_refused,
+                }
             });
         }
     }
@@ -482,12 +577,17 @@ fn observe_throttling(
 async fn record(
     manifest: &SharedManifest,
     summary: &mut DownloadSummary,
-    joined: Result<(DownloadJob, TransferOutcome), tokio::task::JoinError>,
+    joined: Result<Finished, tokio::task::JoinError>,
     reporter: &dyn Reporter,
     stop: &CancellationToken,
 ) -> Result<bool, ManifestError> {
-    let (job, outcome) = match joined {
-        Ok(pair) => pair,
+    let Finished {
+        job,
+        outcome,
+        linked,
+        link_refused,
+    } = match joined {
+        Ok(finished) => finished,
         // A transfer task only ends without a value if it panicked; its row stays pending for the next run.
         Err(err) => {
             tracing::error!(error = %err, "a transfer task failed unexpectedly");
@@ -495,6 +595,20 @@ async fn record(
         }
     };
     summary.in_flight.remove(&job.rowid);
+    // Copies that waited for this file go back to the queue: linked to it now if it is done, else one of
+    // them is downloaded.
+    release_waiting(summary, &job);
+    if let Some(reason) = link_refused {
+        summary.dedupe_fell_back += 1;
+        if summary.dedupe_refused.is_none() {
+            tracing::warn!(path = %job.remote_path, %reason, "the destination refused a hard link: files with the same content are downloaded as copies");
+            reporter.event(&Event::DedupeFellBack {
+                path: &job.remote_path,
+                reason: &reason,
+            });
+            summary.dedupe_refused = Some(reason);
+        }
+    }
     let version = job.version();
     match outcome {
         TransferOutcome::Done {
@@ -524,11 +638,21 @@ async fn record(
             };
             let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
             let recorded_caveat = caveat.clone();
+            let recorded_link = linked.clone();
+            let written = !adopted && linked.is_none();
             let recorded = manifest
                 .call(move |m| {
                     let recorded = m.record_done(&drive, &item, &version, &done)?;
                     if let (Some(c), Recorded::Applied) = (&recorded_caveat, recorded) {
                         m.set_caveat(&drive, &item, c, local_size)?;
+                    }
+                    if recorded == Recorded::Applied {
+                        match &recorded_link {
+                            Some(twin) => m.set_linked(&drive, &item, twin)?,
+                            // New bytes were renamed over the name: files linked to the old ones keep them.
+                            None if written => m.hand_over_links(&drive, &item)?,
+                            None => {}
+                        }
                     }
                     Ok(recorded)
                 })
@@ -546,7 +670,10 @@ async fn record(
             } else {
                 summary.verified_by_hash += 1;
             }
-            if adopted {
+            if linked.is_some() {
+                summary.deduplicated += 1;
+                summary.dedupe_bytes_saved += job.size;
+            } else if adopted {
                 summary.adopted += 1;
             } else {
                 summary.downloaded += 1;
@@ -556,7 +683,7 @@ async fn record(
             reporter.event(&Event::FileDone {
                 path: &job.remote_path,
                 bytes: job.size,
-                adopted,
+                adopted: adopted || linked.is_some(),
             });
         }
         TransferOutcome::Failed(failure) => {
@@ -594,6 +721,64 @@ async fn record(
         TransferOutcome::Interrupted => {}
     }
     Ok(false)
+}
+
+/// Where the file of a job comes from under `--dedupe hardlink`.
+enum DedupeSource {
+    /// A copy is being fetched right now: the job waits for it.
+    Wait,
+    /// A done file with the same content: the job links to it.
+    Link(Twin),
+    /// No copy: the job downloads (and copies met meanwhile wait for it).
+    Fetch,
+}
+
+/// A copy of a file being downloaded right now waits for it (and is then linked to it); one whose content is
+/// already on disk is linked to that. Either way, the job is the copy the others of this run wait for: should
+/// its link fail, they are linked to what it downloads.
+async fn dedupe_source(
+    manifest: &SharedManifest,
+    summary: &mut DownloadSummary,
+    job: &DownloadJob,
+) -> Result<DedupeSource, ManifestError> {
+    let Some(key) = content_key(job) else {
+        return Ok(DedupeSource::Fetch);
+    };
+    if let Some(leader) = summary.dedupe_leading.get(&key) {
+        summary.in_flight.insert(job.rowid);
+        summary
+            .dedupe_waiting
+            .entry(*leader)
+            .or_default()
+            .push(job.clone());
+        return Ok(DedupeSource::Wait);
+    }
+    let (drive, item, qx, size) = (
+        job.drive_id.clone(),
+        job.item_id.clone(),
+        key.0.clone(),
+        job.size,
+    );
+    let twin = manifest
+        .call(move |m| m.done_twin(&drive, &item, &qx, size))
+        .await?;
+    summary.dedupe_leading.insert(key, job.rowid);
+    Ok(twin.map_or(DedupeSource::Fetch, DedupeSource::Link))
+}
+
+/// Copies that waited for `job` (`--dedupe hardlink`) are no longer held back: they are scheduled next.
+fn release_waiting(summary: &mut DownloadSummary, job: &DownloadJob) {
+    if let Some(key) = content_key(job)
+        && summary.dedupe_leading.get(&key) == Some(&job.rowid)
+    {
+        summary.dedupe_leading.remove(&key);
+    }
+    if let Some(waiting) = summary.dedupe_waiting.remove(&job.rowid) {
+        for copy in &waiting {
+            summary.in_flight.remove(&copy.rowid);
+        }
+        summary.dedupe_ready.extend(waiting);
+    }
 }
 
 /// A transfer the drive overtook: counted, and said at debug level (the new version is fetched next).
@@ -822,8 +1007,12 @@ async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, Ma
         .await;
         trashed += done.len() as u64;
         for (drive, item, to) in done {
+            // Files linked to it keep their bytes where they are: the group is theirs now.
             manifest
-                .call(move |m| m.set_written_path(&drive, &item, &to))
+                .call(move |m| {
+                    m.set_written_path(&drive, &item, &to)?;
+                    m.hand_over_links(&drive, &item)
+                })
                 .await?;
         }
     }

@@ -635,7 +635,7 @@ fn to_one_stream(folder: &Folder, part: &str, size: u64) -> std::io::Result<()> 
 /// name survives a power cut. A file already under the name is replaced only if it is `ours` (this item's
 /// earlier version, as the manifest records) and a plain file; anything else is moved into the trash first
 /// and its trash path returned. Nothing is renamed over a name that appeared in between.
-fn place(
+pub(super) fn place(
     dest: &Dest,
     folder: &Folder,
     part: &str,

@@ -209,7 +209,8 @@ pub enum Outcome {
 const MARK_DONE: &str =
     "UPDATE items SET state = 'done', written_path = ?3, verification = ?4, downloaded_at = ?5,
          attempts = attempts + ?6, error_class = NULL, http_status = NULL, error_message = NULL,
-         failed_at = NULL, updated_at = ?5, caveat_class = NULL, caveat = NULL, local_size = NULL
+         failed_at = NULL, updated_at = ?5, caveat_class = NULL, caveat = NULL, local_size = NULL,
+         linked_drive_id = NULL, linked_item_id = NULL
      WHERE drive_id = ?1 AND item_id = ?2
        AND (?7 = 0
             OR (etag IS ?8 AND ctag IS ?9 AND quick_xor IS ?10)

@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_canonical_ids.sql"),
     include_str!("../../migrations/0006_restore.sql"),
     include_str!("../../migrations/0007_onenote.sql"),
+    include_str!("../../migrations/0008_dedupe.sql"),
 ];
 
 /// The schema version this build writes.
@@ -117,14 +118,16 @@ mod tests {
         // The schema before the onenote migration, as this build would have left it: the full schema without what 0007 adds.
         drop(Manifest::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        // The onenote migration is the last one: one version before it.
+        // One version before the onenote migration (the seventh), without what the later ones add either.
         conn.execute_batch(&format!(
-            "ALTER TABLE items DROP COLUMN package; PRAGMA user_version = {};
+            "ALTER TABLE items DROP COLUMN package; DROP INDEX items_content; DROP INDEX items_linked;
+             ALTER TABLE items DROP COLUMN linked_drive_id; ALTER TABLE items DROP COLUMN linked_item_id;
+             PRAGMA user_version = {};
              INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link) VALUES ('d', 'root', 'r', 'https://x/delta?token=1');
              INSERT INTO items (drive_id, item_id, name, remote_path, local_path, kind, media, state, skip_reason, updated_at)
              VALUES ('d', 'nb', 'Work', '/Work', 'Work', 'package', 'other', 'skipped',
                      'oneNote package: the service offers no download for it', 't');",
-            super::known() - 1
+            6
         ))
         .unwrap();
         drop(conn);

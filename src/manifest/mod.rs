@@ -12,6 +12,7 @@
 //! `restore` what a restore put back where, and its upload sessions.
 
 mod crawl;
+mod dedupe;
 mod delta;
 mod downloads;
 mod items;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
+pub use dedupe::{DedupeCounts, Twin};
 pub use delta::{DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
 pub use downloads::{
     Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,

@@ -117,6 +117,9 @@ pub struct StatusReport {
     pub notebook_files_done: u64,
     /// Shared folders and files added to My files: shortcuts followed and not, and their files on disk.
     pub shared: super::SharedCounts,
+    /// Files stored once (`--dedupe hardlink`): done files that are hard links of a copy with the same
+    /// content, and the bytes separate copies would take.
+    pub deduplicated: super::DedupeCounts,
 }
 
 /// The incremental state of one crawl scope.
@@ -180,6 +183,7 @@ impl StatusReport {
             notebooks: 0,
             notebook_files_done: 0,
             shared: super::SharedCounts::default(),
+            deduplicated: super::DedupeCounts::default(),
         }
     }
 }
@@ -288,6 +292,7 @@ impl Manifest {
             notebooks: notebooks.notebooks,
             notebook_files_done: notebooks.section_files_done,
             shared: self.shared_counts()?,
+            deduplicated: self.dedupe_counts()?,
         })
     }
 

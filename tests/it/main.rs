@@ -8,6 +8,7 @@ mod browse;
 mod cli;
 mod content;
 mod crawl;
+mod dedupe;
 mod dest_safety;
 mod download;
 mod drift;
