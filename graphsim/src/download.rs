@@ -163,21 +163,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             .fetch_add(1, Ordering::Relaxed);
     }
     let uri = req.uri().to_string();
-    let penalty = shared.check_penalty(RequestKind::Download, &uri);
-    let latency = shared.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let (rate_headers, over_budget) = if penalty.is_some() {
-        (None, None)
-    } else {
-        // The URL carries no token: its requests count under the default budget, not an app's (a simplification).
-        shared.spend_budget(1, "")
-    };
-    if let Some(f) = penalty
-        .or(over_budget)
-        .or_else(|| shared.pick_failure(RequestKind::Download, ranged, None))
-    {
+    // The URL carries no token: its requests count under the default budget, not an app's (a simplification).
+    let (refusal, rate_headers) = shared
+        .admit(RequestKind::Download, &uri, 1, "", ranged)
+        .await;
+    if let Some(f) = refusal {
         let mut r = failure_response(&shared, &f);
         crate::graph::add_rate_limit_headers(&mut r, rate_headers);
         return r;

@@ -314,20 +314,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let kind = route.kind();
     shared.counters.count(kind);
     let uri = req.uri().to_string();
-    let penalty = shared.check_penalty(kind, &uri);
-    let latency = shared.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let (rate_headers, over_budget) = if penalty.is_some() {
-        (None, None)
-    } else {
-        shared.spend_budget(2, &app_of(&shared, req.headers()))
-    };
-    let mut resp = if let Some(f) = penalty
-        .or(over_budget)
-        .or_else(|| shared.pick_failure(kind, false, None))
-    {
+    let app = app_of(&shared, req.headers());
+    let (refusal, rate_headers) = shared.admit(kind, &uri, 2, &app, false).await;
+    let mut resp = if let Some(f) = refusal {
         failure_response(&shared, &f)
     } else {
         shared.wait_while_held(kind, None).await;

@@ -892,6 +892,33 @@ impl Shared {
         ms(self.started.elapsed())
     }
 
+    /// What every host does first with a request it has counted: a spent budget's penalty, the configured
+    /// latency, the resource `units` it costs under `app`'s budget, then any scripted failure for `kind`. Gives the
+    /// refusal to answer with, if any, and the `RateLimit-*` values to add to whatever is answered.
+    pub(crate) async fn admit(
+        &self,
+        kind: RequestKind,
+        uri: &str,
+        units: u64,
+        app: &str,
+        ranged: bool,
+    ) -> (Option<Failure>, Option<(u64, u64, u64)>) {
+        let penalty = self.check_penalty(kind, uri);
+        let latency = self.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let (rate_headers, over_budget) = if penalty.is_some() {
+            (None, None)
+        } else {
+            self.spend_budget(units, app)
+        };
+        let refusal = penalty
+            .or(over_budget)
+            .or_else(|| self.pick_failure(kind, ranged, None));
+        (refusal, rate_headers)
+    }
+
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.knobs.latency_ms.load(Ordering::Relaxed))
     }

@@ -431,20 +431,9 @@ pub(crate) async fn handle_graph(shared: Arc<Shared>, req: Request<Incoming>) ->
     };
     shared.counters.count(kind);
     let uri = req.uri().to_string();
-    let penalty = shared.check_penalty(kind, &uri);
-    let latency = shared.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let (rate_headers, over_budget) = if penalty.is_some() {
-        (None, None)
-    } else {
-        shared.spend_budget(2, &crate::graph::app_of(&shared, req.headers()))
-    };
-    if let Some(f) = penalty
-        .or(over_budget)
-        .or_else(|| shared.pick_failure(kind, false, None))
-    {
+    let app = crate::graph::app_of(&shared, req.headers());
+    let (refusal, rate_headers) = shared.admit(kind, &uri, 2, &app, false).await;
+    if let Some(f) = refusal {
         let mut r = failure_response(&shared, &f);
         crate::graph::add_rate_limit_headers(&mut r, rate_headers);
         return r;
@@ -1101,21 +1090,9 @@ pub(crate) async fn handle_upload(
             .fetch_add(1, Ordering::Relaxed);
     }
     let uri = req.uri().to_string();
-    let penalty = shared.check_penalty(kind, &uri);
-    let latency = shared.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let (rate_headers, over_budget) = if penalty.is_some() {
-        (None, None)
-    } else {
-        // The session URL carries no token: its requests count under the default budget (a simplification).
-        shared.spend_budget(1, "")
-    };
-    if let Some(f) = penalty
-        .or(over_budget)
-        .or_else(|| shared.pick_failure(kind, false, None))
-    {
+    // The session URL carries no token: its requests count under the default budget (a simplification).
+    let (refusal, rate_headers) = shared.admit(kind, &uri, 1, "", false).await;
+    if let Some(f) = refusal {
         let mut r = failure_response(&shared, &f);
         crate::graph::add_rate_limit_headers(&mut r, rate_headers);
         return r;
