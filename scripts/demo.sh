@@ -3,7 +3,7 @@
 # drive on loopback, back it up into a temporary folder, then show status. Everything stays on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin odbackup -p odbackup -p graphsim
+cargo build --release --quiet -p odbackup -p graphsim --bins
 files=${FILES:-2000}
 dest=${DEST:-$(mktemp -d -t odbackup-demo-XXXXXX)}
 info=$(mktemp)
