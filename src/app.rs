@@ -294,22 +294,7 @@ async fn run_inner(
             shared,
         },
     );
-    let (outcome_name, summary_json) = match &outcome {
-        Ok(summary) => {
-            let name = if summary.interrupted {
-                "interrupted"
-            } else if summary.all_done() {
-                "ok"
-            } else {
-                "incomplete"
-            };
-            (name, serde_json::to_string(summary).unwrap_or_default())
-        }
-        Err(err) => (
-            "error",
-            serde_json::json!({ "error": err.to_string() }).to_string(),
-        ),
-    };
+    let (outcome_name, summary_json) = run_record(&outcome, |s| (s.interrupted, s.all_done()));
     // Listing URLs are credentials, kept no longer than they can serve: a run that downloaded used what it could
     // (the rest are for failed files, which a later run resolves afresh anyway); a crawl-only run keeps the
     // fresh ones for a download shortly after.
@@ -917,22 +902,7 @@ pub async fn restore(
         )
     }
     .await;
-    let (outcome_name, summary_json) = match &outcome {
-        Ok(summary) => (
-            if summary.interrupted {
-                "interrupted"
-            } else if summary.all_done() {
-                "ok"
-            } else {
-                "incomplete"
-            },
-            serde_json::to_string(summary).unwrap_or_default(),
-        ),
-        Err(err) => (
-            "error",
-            serde_json::json!({ "error": err.to_string() }).to_string(),
-        ),
-    };
+    let (outcome_name, summary_json) = run_record(&outcome, |s| (s.interrupted, s.all_done()));
     tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "restore finished");
     manifest
         .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
@@ -994,23 +964,30 @@ pub async fn verify(
     })
     .await
     .map_err(|e| Error::Usage(format!("the check stopped unexpectedly: {e}")))?;
-    let (outcome_name, summary_json) = match &outcome {
-        Ok(summary) => (
-            if summary.interrupted {
-                "interrupted"
-            } else if summary.all_good() {
-                "ok"
-            } else {
-                "incomplete"
-            },
-            serde_json::to_string(summary).unwrap_or_default(),
-        ),
+    let (outcome_name, summary_json) = run_record(&outcome, |s| (s.interrupted, s.all_good()));
+    tracing::info!(run = run_id, outcome = outcome_name, "verify finished");
+    manifest.finish_run(run_id, outcome_name, &summary_json)?;
+    Ok(outcome?)
+}
+
+/// How a run ended, as its row in `runs` records it: `ok`, `incomplete`, `interrupted` or `error`, with the
+/// summary (or the error) as JSON. `ended` says of a summary whether it was interrupted and whether all is done.
+fn run_record<S: serde::Serialize, E: std::fmt::Display>(
+    outcome: &Result<S, E>,
+    ended: impl Fn(&S) -> (bool, bool),
+) -> (&'static str, String) {
+    match outcome {
+        Ok(summary) => {
+            let name = match ended(summary) {
+                (true, _) => "interrupted",
+                (false, true) => "ok",
+                (false, false) => "incomplete",
+            };
+            (name, serde_json::to_string(summary).unwrap_or_default())
+        }
         Err(err) => (
             "error",
             serde_json::json!({ "error": err.to_string() }).to_string(),
         ),
-    };
-    tracing::info!(run = run_id, outcome = outcome_name, "verify finished");
-    manifest.finish_run(run_id, outcome_name, &summary_json)?;
-    Ok(outcome?)
+    }
 }
