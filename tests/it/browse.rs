@@ -2,7 +2,7 @@
 
 use graphsim::{Simulator, Tree};
 
-use crate::support::{json, odbackup, run};
+use crate::support::{json, odbackup, run, with_token};
 
 fn drive() -> Simulator {
     Simulator::start(
@@ -17,10 +17,8 @@ fn drive() -> Simulator {
 }
 
 fn cmd(sim: &Simulator, args: &[&str]) -> std::process::Command {
-    let mut cmd = odbackup();
-    cmd.args(args)
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = with_token(sim);
+    cmd.args(args);
     cmd
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use graphsim::{RequestKind, Simulator, Tree};
 
 use crate::download::backup;
-use crate::support::{TestDest, against, assert_same_bytes, json, odbackup, run};
+use crate::support::{TestDest, against, against_at, assert_same_bytes, json, odbackup, run};
 
 /// Every file below `root`, never following a link (links are listed as files), relative to `root`.
 fn every_file(root: &Path) -> Vec<PathBuf> {
@@ -126,11 +126,7 @@ fn a_folder_swapped_for_a_symlink_during_a_backup_never_gets_a_file_written_outs
             }
         })
     };
-    let mut cmd = odbackup();
-    cmd.args(["backup", "--dest"])
-        .arg(&dest_path)
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = against_at(&sim, &dest_path, "backup");
     let first = run(&mut cmd);
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 
-use crate::support::{TestDest, json, odbackup, run};
+use crate::support::{TestDest, against, json, odbackup, run};
 
 pub fn backup(sim: &Simulator, dest: &TestDest) -> std::process::Command {
     crate::support::against(sim, dest, "backup")
@@ -155,25 +155,15 @@ fn a_reset_mid_body_and_a_503_are_survived_and_the_attempts_recorded() {
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     assert_eq!(
-        run(odbackup()
-            .args(["crawl", "--dest"])
-            .arg(dest.path())
-            .args(["--graph-url", &sim.graph_url()])
-            .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
-        .status
-        .code(),
+        run(&mut against(&sim, &dest, "crawl")).status.code(),
         Some(0)
     );
     sim.reset_next_downloads("v/big.mov", 2, Some(1_000_000));
     sim.fail_next(1, Failure::unavailable(Some(1)).only(RequestKind::Content));
     // One transfer at a time, so no request is already in flight when the 503 arrives: every later one
     // must wait out the Retry-After.
-    let mut download = odbackup();
-    download
-        .args(["download", "--concurrency", "1", "--json", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut download = against(&sim, &dest, "download");
+    download.args(["--concurrency", "1", "--json"]);
     let out = run(&mut download);
     assert_exit!(out, 0);
     assert_eq!(
@@ -224,12 +214,7 @@ fn a_done_file_missing_on_disk_is_fetched_again() {
     let dest = TestDest::new();
     assert_exit!(run(&mut backup(&sim, &dest)), 0);
     std::fs::remove_file(dest.join("a/one.jpg")).unwrap();
-    let mut cmd = odbackup();
-    cmd.args(["download", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
-    assert_exit!(run(&mut cmd), 0);
+    assert_exit!(run(&mut against(&sim, &dest, "download")), 0);
     assert_eq!(
         std::fs::read(dest.join("a/one.jpg")).unwrap(),
         sim.content("a/one.jpg")

@@ -3,7 +3,7 @@
 
 use graphsim::{Failure, RequestKind, Simulator, Tree};
 
-use crate::support::{TestDest, device_login, odbackup, run, signed_in};
+use crate::support::{TestDest, device_login, odbackup, run, signed_in, with_token};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -153,12 +153,7 @@ fn remote_names_reach_human_output_escaped_and_json_exact() {
     }
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
-    let list = |args: &[&str]| {
-        run(odbackup()
-            .args(args)
-            .args(["--graph-url", &sim.graph_url()])
-            .env("ODBACKUP_ACCESS_TOKEN", sim.token()))
-    };
+    let list = |args: &[&str]| run(with_token(&sim).args(args));
     let out = list(&["ls", "/"]);
     assert_exit!(out, 0);
     let text = String::from_utf8_lossy(&out.stdout);

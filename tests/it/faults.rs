@@ -10,7 +10,7 @@ use odbackup::download::{DownloadOptions, DownloadPolicy, DownloadSummary};
 use odbackup::graph::{GraphClient, GraphOptions};
 
 use crate::download::backup;
-use crate::support::{TestDest, assert_same_bytes, json, odbackup, run};
+use crate::support::{TestDest, against, against_at, assert_same_bytes, json, odbackup, run};
 
 /// `count` files: mostly small photos, every 25th a larger one (so a reset lands mid-body and a resume
 /// has something to resume), every 100th a few megabytes.
@@ -38,11 +38,7 @@ fn crawl_then_download(
     policy: &DownloadPolicy,
     concurrency: usize,
 ) -> DownloadSummary {
-    let crawl = run(odbackup()
-        .args(["crawl", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token()));
+    let crawl = run(&mut against(sim, dest, "crawl"));
     assert_exit!(crawl, 0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -590,11 +586,8 @@ fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_s
     let dest_path = disk.path().join("backup");
     std::fs::create_dir(&dest_path).unwrap();
     let backup_to = |json: bool| {
-        let mut cmd = odbackup();
-        cmd.args(["backup", "--concurrency", "4", "--dest"])
-            .arg(&dest_path)
-            .args(["--graph-url", &sim.graph_url()])
-            .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+        let mut cmd = against_at(&sim, &dest_path, "backup");
+        cmd.args(["--concurrency", "4"]);
         if json {
             cmd.arg("--json");
         }

@@ -5,7 +5,7 @@
 use graphsim::{FileOpts, RequestKind, Simulator, Tree};
 
 use crate::download::backup;
-use crate::support::{TestDest, json, odbackup, run};
+use crate::support::{TestDest, against, json, odbackup, run};
 
 /// A small drive with photos, videos, documents and music, with taken and modified dates.
 fn library() -> Tree {
@@ -230,11 +230,8 @@ fn changing_filters_on_a_rerun_downloads_only_the_newly_wanted_files_without_rel
 
     // `download` judges the manifest's rows again: the video is fetched, nothing else, no listing.
     sim.reset_counters();
-    let mut cmd = odbackup();
-    cmd.args(["download", "--media", "all", "--dest"])
-        .arg(dest.path())
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = against(&sim, &dest, "download");
+    cmd.args(["--media", "all"]);
     let out = run(&mut cmd);
     assert_exit!(out, 0);
     assert_eq!(sim.requests(RequestKind::Children), 0);

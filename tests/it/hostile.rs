@@ -4,7 +4,7 @@
 
 use graphsim::{RequestKind, Simulator, Tree};
 
-use crate::support::{odbackup, run};
+use crate::support::{against_at, run};
 
 /// A drive whose top holds a `.odbackup` folder with a would-be manifest, lock and trash, plus plain files.
 fn drive_with_a_state_folder() -> Tree {
@@ -26,12 +26,8 @@ fn drive_with_a_state_folder() -> Tree {
 
 /// `odbackup backup` into `dest`, a folder inside a fresh parent (to see that nothing lands beside it).
 fn backup_into(sim: &Simulator, dest: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let mut cmd = odbackup();
-    cmd.args(["backup", "--dest"])
-        .arg(dest)
-        .args(["--graph-url", &sim.graph_url()])
-        .args(extra)
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = against_at(sim, dest, "backup");
+    cmd.args(extra);
     run(&mut cmd)
 }
 

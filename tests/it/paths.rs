@@ -2,7 +2,7 @@
 
 use graphsim::{Simulator, Tree};
 
-use crate::support::{odbackup, run};
+use crate::support::{against_at, odbackup, run};
 
 #[test]
 fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded() {
@@ -22,11 +22,7 @@ fn hostile_names_never_escape_the_destination_and_safe_items_are_all_downloaded(
     let outer = tempfile::tempdir().unwrap();
     let dest_path = outer.path().join("dest");
     std::fs::create_dir(&dest_path).unwrap();
-    let mut cmd = odbackup();
-    cmd.args(["backup", "--dest"])
-        .arg(&dest_path)
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = against_at(&sim, &dest_path, "backup");
     let out = run(&mut cmd);
     assert_exit!(out, 0);
     // Nothing next to the destination: the parent holds only `dest`.
@@ -75,11 +71,7 @@ fn a_symlink_inside_the_destination_is_never_followed_out_of_it() {
     std::fs::create_dir_all(&dest).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, dest.join("In")).unwrap();
-    let mut cmd = odbackup();
-    cmd.args(["backup", "--dest"])
-        .arg(&dest)
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = against_at(&sim, &dest, "backup");
     let out = run(&mut cmd);
     assert_eq!(
         out.status.code(),

@@ -8,15 +8,12 @@ use std::time::Duration;
 
 use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 
-use crate::support::{TestDest, eventually, json, odbackup, run, signed_in};
+use crate::support::{TestDest, eventually, json, odbackup, run, signed_in, with_token};
 
 /// `odbackup restore --from DEST` against the simulator, with its token.
 fn restore(sim: &Simulator, from: &Path) -> Command {
-    let mut cmd = odbackup();
-    cmd.args(["restore", "--from"])
-        .arg(from)
-        .args(["--graph-url", &sim.graph_url()])
-        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    let mut cmd = with_token(sim);
+    cmd.args(["restore", "--from"]).arg(from);
     cmd
 }
 

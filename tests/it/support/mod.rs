@@ -203,11 +203,25 @@ pub fn odbackup() -> Command {
     cmd
 }
 
+/// `odbackup` against the simulator's Graph host (by `ODBACKUP_GRAPH_URL`), signed in with its token; the
+/// caller adds the command and its arguments.
+pub fn with_token(sim: &graphsim::Simulator) -> Command {
+    let mut cmd = odbackup();
+    cmd.env("ODBACKUP_GRAPH_URL", sim.graph_url())
+        .env("ODBACKUP_ACCESS_TOKEN", sim.token());
+    cmd
+}
+
 /// `odbackup <command> --dest DEST` against the simulator, signed in with its token.
 pub fn against(sim: &graphsim::Simulator, dest: &TestDest, command: &str) -> Command {
+    against_at(sim, dest.path(), command)
+}
+
+/// [`against`] for a destination that is not a [`TestDest`] (a folder inside a test's own layout).
+pub fn against_at(sim: &graphsim::Simulator, dest: &Path, command: &str) -> Command {
     let mut cmd = odbackup();
     cmd.args([command, "--dest"])
-        .arg(dest.path())
+        .arg(dest)
         .args(["--graph-url", &sim.graph_url()])
         .env("ODBACKUP_ACCESS_TOKEN", sim.token());
     cmd
