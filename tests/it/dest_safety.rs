@@ -45,7 +45,7 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
 /// belongs with the remote bytes; the database is sound.
 fn assert_manifest_matches_disk(sim: &Simulator, dest: &Path) {
     let db = rusqlite::Connection::open_with_flags(
-        dest.join(".odbackup/manifest.sqlite"),
+        odbackup::app::default_manifest_path(dest),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .unwrap();

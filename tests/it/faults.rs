@@ -608,7 +608,7 @@ fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_s
     // The manifest is readable and agrees with the disk: every done row has its exact bytes under its final
     // name. A file renamed just before the manifest could record it stands there with exact bytes too (the
     // re-run adopts it after hashing, as after a kill -9); nothing else does.
-    let db = rusqlite::Connection::open(dest_path.join(".odbackup/manifest.sqlite")).unwrap();
+    let db = rusqlite::Connection::open(odbackup::app::default_manifest_path(&dest_path)).unwrap();
     let rows: Vec<(String, String)> = db
         .prepare("SELECT remote_path, state FROM items WHERE kind = 'file'")
         .unwrap()

@@ -60,9 +60,9 @@ impl TestDest {
         self.dir.path().join(rel.trim_start_matches('/'))
     }
 
-    /// The manifest's default location.
+    /// The manifest's default location, as the binary finds it.
     pub fn manifest(&self) -> PathBuf {
-        self.dir.path().join(".odbackup").join("manifest.sqlite")
+        odbackup::app::default_manifest_path(self.dir.path())
     }
 
     /// A read-only connection to the manifest, for assertions with plain SQL.
