@@ -28,16 +28,7 @@ fn crawl_then_age_listed_urls(sim: &Simulator, config: &Path, dest: &TestDest) {
 }
 
 fn done_count(dest: &TestDest) -> usize {
-    if !dest.manifest().exists() {
-        return 0;
-    }
-    dest.db()
-        .query_row(
-            "SELECT count(*) FROM items WHERE kind = 'file' AND state = 'done'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_or(0, |n| n as usize)
+    dest.done_files().unwrap_or(0)
 }
 
 #[test]

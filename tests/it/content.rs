@@ -230,17 +230,15 @@ fn a_file_whose_bytes_have_the_listed_hash_is_kept_whatever_the_listed_size_says
     assert_exit!(out, 0);
     let paths: Vec<&str> = files.iter().map(|f| f.0).collect();
     assert_same_bytes(&sim, &dest, &paths);
-    let db = dest.db();
+    let items = dest.items();
     for (path, listed, served, _) in &files {
-        let (state, caveat, local_size): (String, Option<String>, Option<i64>) = db
-            .query_row(
-                "SELECT state, caveat_class, local_size FROM items WHERE remote_path = ?1",
-                [format!("/{path}")],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
+        let row = &items[&format!("/{path}")];
         assert_eq!(
-            (state.as_str(), caveat.as_deref(), local_size),
+            (
+                row.state.as_str(),
+                row.caveat_class.as_deref(),
+                row.local_size
+            ),
             ("done", Some("size_metadata"), i64::try_from(*served).ok()),
             "{path} (listed {listed})"
         );
@@ -404,19 +402,8 @@ fn a_file_changed_on_the_drive_while_its_old_version_is_fetched_ends_with_the_ne
     sim.release_requests(RequestKind::Delta);
     // The same run's listing has recorded the new version while the old one is still being fetched.
     eventually(Duration::from_secs(30), "the new version listed", || {
-        let db = rusqlite::Connection::open_with_flags(
-            dest.manifest(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()?;
-        let listed: String = db
-            .query_row(
-                "SELECT quick_xor FROM items WHERE remote_path = ?1",
-                [format!("/{FILE}")],
-                |r| r.get(0),
-            )
-            .ok()?;
-        (listed == new).then_some(())
+        let listed = dest.try_items()?.remove(&format!("/{FILE}"))?.quick_xor;
+        (listed.as_deref() == Some(new.as_str())).then_some(())
     });
     sim.release_requests(RequestKind::Download);
     let status = child.wait().unwrap();
@@ -462,14 +449,9 @@ fn a_download_host_answering_every_request_with_a_server_error_stops_the_run_ear
             stdout.contains("transfers in a row failed with server errors"),
             "{stdout}"
         );
-        let (failed, pending): (i64, i64) = dest
-            .db()
-            .query_row(
-                "SELECT sum(state = 'failed'), sum(state = 'pending') FROM items WHERE kind = 'file'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
+        let states = dest.file_states();
+        let failed = states.get("failed").copied().unwrap_or(0);
+        let pending = states.get("pending").copied().unwrap_or(0);
         assert!(
             failed <= 16 + 8 && pending >= 150 - 16 - 8,
             "HTTP {status}: stopped early: {failed} failed, {pending} pending"

@@ -174,35 +174,18 @@ fn a_crawl_killed_midway_resumes_without_duplicates_or_relisting_finished_folder
         .unwrap();
     // Kill once some pages are committed (the manifest has rows), mid-crawl.
     eventually(Duration::from_secs(30), "a few committed folders", || {
-        let n: i64 = dest
-            .manifest()
-            .exists()
-            .then(|| {
-                dest.db()
-                    .query_row("SELECT count(*) FROM items WHERE kind='file'", [], |r| {
-                        r.get(0)
-                    })
-                    .ok()
-            })
-            .flatten()?;
+        let n = dest.try_items()?.values().filter(|r| r.is_file()).count();
         (n >= 300).then_some(())
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let listed_before: BTreeMap<String, i64> = {
-        let db = dest.db();
-        let mut stmt = db.prepare("SELECT item_id, listed_crawl FROM items WHERE kind='folder' AND listed_crawl IS NOT NULL").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let files_before: i64 = dest
-        .db()
-        .query_row("SELECT count(*) FROM items WHERE kind='file'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let before = dest.items();
+    let listed_before: BTreeMap<String, i64> = before
+        .values()
+        .filter(|r| r.kind == "folder")
+        .filter_map(|r| Some((r.item_id.clone(), r.listed_crawl?)))
+        .collect();
+    let files_before = before.values().filter(|r| r.is_file()).count();
     assert!(
         files_before < 1800,
         "the kill came too late to test anything ({files_before} files)"

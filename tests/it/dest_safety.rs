@@ -9,7 +9,9 @@ use std::time::Duration;
 use graphsim::{RequestKind, Simulator, Tree};
 
 use crate::download::backup;
-use crate::support::{TestDest, against, against_at, assert_same_bytes, json, odbackup, run};
+use crate::support::{
+    TestDest, against, against_at, assert_same_bytes, json, odbackup, read_rows, run,
+};
 
 /// Every file below `root`, never following a link (links are listed as files), relative to `root`.
 fn every_file(root: &Path) -> Vec<PathBuf> {
@@ -44,32 +46,21 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
 /// What the manifest at `dest/.odbackup` says of every file row: each is done, and its file is where it
 /// belongs with the remote bytes; the database is sound.
 fn assert_manifest_matches_disk(sim: &Simulator, dest: &Path) {
-    let db = rusqlite::Connection::open_with_flags(
-        odbackup::app::default_manifest_path(dest),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    let mut stmt = db
-        .prepare("SELECT remote_path, item_id, state, local_path, written_path FROM items WHERE kind = 'file'")
-        .unwrap();
-    let rows: Vec<(String, String, String, String, Option<String>)> = stmt
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert!(!rows.is_empty());
-    for (remote, item_id, state, local, written) in rows {
-        assert_eq!(state, "done", "{remote}");
-        assert_eq!(written.as_deref(), Some(local.as_str()), "{remote}");
+    crate::support::assert_manifest_sound(&odbackup::app::default_manifest_path(dest));
+    let rows = read_rows(&odbackup::app::default_manifest_path(dest)).expect("manifest rows");
+    let files: Vec<_> = rows.into_iter().filter(|(_, r)| r.is_file()).collect();
+    assert!(!files.is_empty());
+    for (remote, row) in files {
+        assert_eq!(row.state, "done", "{remote}");
+        let local = row.local_path.expect("a local path");
+        assert_eq!(
+            row.written_path.as_deref(),
+            Some(local.as_str()),
+            "{remote}"
+        );
         let bytes = std::fs::read(dest.join(&local)).unwrap_or_else(|e| panic!("{local}: {e}"));
         assert!(
-            bytes == sim.content_by_id(&item_id),
+            bytes == sim.content_by_id(&row.item_id),
             "{local} holds other bytes than {remote}"
         );
     }
@@ -229,12 +220,10 @@ fn names_swapped_on_the_drive_are_swapped_on_disk_without_fetching_again() {
     // that disk and manifest agree, byte for byte.)
     assert_manifest_matches_disk(&sim, dest.path());
     let mut local: Vec<String> = dest
-        .db()
-        .prepare("SELECT local_path FROM items WHERE kind = 'file'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .rows()
+        .into_iter()
+        .filter(|(_, r)| r.is_file())
+        .map(|(_, r)| r.local_path.expect("a local path"))
         .collect();
     local.sort();
     assert_eq!(dest.files_on_disk(), local);

@@ -29,15 +29,25 @@ fn small_tree() -> (Tree, Vec<String>) {
 }
 
 /// `(remote_deleted rows, rows whose local path carries a clash suffix, file rows)` of the manifest.
-fn drift_marks(dest: &TestDest) -> (i64, i64, i64) {
-    let db = dest.db();
-    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+fn drift_marks(dest: &TestDest) -> (usize, usize, usize) {
+    // The suffix a name clash adds: `~` and six hex digits of the item's id.
+    let clash_suffixed = |path: &str| {
+        path.match_indices('~').any(|(at, _)| {
+            let tail = &path.as_bytes()[at + 1..];
+            tail.len() >= 6
+                && tail[..6]
+                    .iter()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+    };
+    let items = dest.items();
     (
-        count("SELECT count(*) FROM items WHERE remote_deleted = 1"),
-        count(
-            "SELECT count(*) FROM items WHERE local_path GLOB '*~[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]*'",
-        ),
-        count("SELECT count(*) FROM items WHERE kind = 'file'"),
+        items.values().filter(|r| r.remote_deleted).count(),
+        items
+            .values()
+            .filter(|r| r.local_path.as_deref().is_some_and(clash_suffixed))
+            .count(),
+        items.values().filter(|r| r.is_file()).count(),
     )
 }
 
@@ -97,7 +107,7 @@ fn personal_ids_that_change_their_spelling_between_runs_change_nothing_locally()
         let first = run(backup(&sim, &dest).args(["--crawl-method", method]));
         assert_exit!(first, 0, "{name}");
         let before = drift_marks(&dest);
-        assert_eq!(before, (0, 0, paths.len() as i64), "{name}");
+        assert_eq!(before, (0, 0, paths.len()), "{name}");
 
         // The spelling changes, and so does the drive: the changes arrive under the new spelling.
         sim.set_id_drift(drift);
@@ -121,7 +131,7 @@ fn personal_ids_that_change_their_spelling_between_runs_change_nothing_locally()
         all.push("Photos/2025/new.jpg".to_owned());
         assert_eq!(
             drift_marks(&dest),
-            (0, 0, all.len() as i64),
+            (0, 0, all.len()),
             "{name}: nothing flagged, no ~suffix, no new rows"
         );
         assert_exact_mirror(&sim, &dest, &all);
@@ -132,7 +142,7 @@ fn personal_ids_that_change_their_spelling_between_runs_change_nothing_locally()
         assert_exit!(out, 0, "{name}");
         assert_eq!(sim.requests(RequestKind::Download), 0, "{name}");
         assert_eq!(json(&out)["download"]["moved"], 0, "{name}");
-        assert_eq!(drift_marks(&dest), (0, 0, all.len() as i64), "{name}");
+        assert_eq!(drift_marks(&dest), (0, 0, all.len()), "{name}");
         assert_exact_mirror(&sim, &dest, &all);
 
         // And the run after that needs one request for changes.
@@ -226,10 +236,7 @@ fn an_interrupted_full_listing_whose_saved_page_link_died_starts_again_in_the_sa
         sim.fail_in_bursts(3, 1, Failure::access_denied().only(RequestKind::Delta));
         let out = run(&mut backup(&sim, &dest));
         assert_ne!(out.status.code(), Some(0), "{status}");
-        let cursor: Option<String> = dest
-            .db()
-            .query_row("SELECT cursor FROM delta_state", [], |r| r.get(0))
-            .unwrap();
+        let cursor = dest.delta_cursors().pop().flatten();
         assert!(cursor.is_some(), "{status}: the position is saved");
 
         // Later the saved page link is dead: this run starts the listing again, and completes it.
@@ -239,10 +246,7 @@ fn an_interrupted_full_listing_whose_saved_page_link_died_starts_again_in_the_sa
         assert_exit!(out, 0, "{status}");
         assert_exact_mirror(&sim, &dest, &paths);
         assert_eq!(drift_marks(&dest), (0, 0, 60), "{status}");
-        let cursor: Option<String> = dest
-            .db()
-            .query_row("SELECT cursor FROM delta_state", [], |r| r.get(0))
-            .unwrap();
+        let cursor = dest.delta_cursors().pop().flatten();
         assert_eq!(cursor, None, "{status}");
     }
 }
@@ -527,14 +531,7 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
         assert_exit!(out, 0, "{order:?} {ragged} {method}");
         assert_same_bytes(&sim, &dest, ["New/Inner/n1.txt", "New/n2.txt"]);
         assert!(dest.join("Renamed/L2-0/L3").is_dir() && !dest.join("L1-0").exists());
-        let gone: i64 = dest
-            .db()
-            .query_row(
-                "SELECT count(*) FROM items WHERE remote_deleted = 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let gone = dest.items().values().filter(|r| r.remote_deleted).count();
         assert!(gone > 0, "{order:?} {ragged} {method}");
     }
 }
@@ -553,14 +550,11 @@ fn a_remote_item_reference_missing_its_leading_zero_is_recorded_canonically() {
     );
     let dest = TestDest::new();
     assert_exit!(run(&mut backup(&sim, &dest)), 0);
-    let remote_ref: String = dest
-        .db()
-        .query_row(
-            "SELECT remote_ref FROM items WHERE remote_path = '/Shared/Holiday' AND kind = 'remote'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let shortcut = format!("/Shared/Holiday{}", crate::support::SHORTCUT_KEY);
+    let remote_ref = dest.items()[&shortcut]
+        .remote_ref
+        .clone()
+        .expect("the shortcut's reference");
     let (drive, item) = remote_ref.split_once('/').unwrap();
     assert_eq!(drive.len(), 16, "{remote_ref}: the dropped zero is back");
     assert!(

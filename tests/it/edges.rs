@@ -106,11 +106,7 @@ fn no_download_url_stays_readable_in_the_manifest_files_after_a_backup() {
     let dest = TestDest::new();
     let out = run(&mut crate::support::against(&sim, &dest, "backup"));
     assert_exit!(out, 0);
-    let listed: i64 = dest
-        .db()
-        .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(listed, 0, "the rows are gone");
+    assert_eq!(dest.listed_url_count(), 0, "the rows are gone");
     let dir = dest.manifest().parent().unwrap().to_path_buf();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -260,20 +256,17 @@ fn sigterm_and_sighup_stop_a_backup_like_ctrl_c_and_the_next_run_finishes() {
         let out = child.wait_with_output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{err}");
-        let db = dest.db();
-        let outcome: String = db
-            .query_row(
-                "SELECT outcome FROM runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(outcome, "interrupted", "the run's outcome is on record");
-        let urls: i64 = db
-            .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(urls, 0, "the listing's download URLs are cleared");
-        drop(db);
+        let outcome = dest.runs().pop().and_then(|(_, outcome)| outcome);
+        assert_eq!(
+            outcome.as_deref(),
+            Some("interrupted"),
+            "the run's outcome is on record"
+        );
+        assert_eq!(
+            dest.listed_url_count(),
+            0,
+            "the listing's download URLs are cleared"
+        );
         let out = run(&mut crate::support::against(&sim, &dest, "backup"));
         assert_exit!(out, 0);
         crate::support::assert_same_bytes(&sim, &dest, ["big.bin", "q/000.jpg", "q/199.jpg"]);

@@ -372,13 +372,8 @@ fn caveat_of(
     dest: &TestDest,
     path: &str,
 ) -> (Option<String>, Option<String>, String, Option<String>) {
-    dest.db()
-        .query_row(
-            "SELECT caveat_class, caveat, state, verification FROM items WHERE remote_path = ?1",
-            [path],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap()
+    let row = dest.items().remove(path).expect("a manifest row");
+    (row.caveat_class, row.caveat, row.state, row.verification)
 }
 
 #[test]
@@ -608,15 +603,13 @@ fn a_destination_that_fills_up_stops_the_run_clearly_and_a_rerun_after_freeing_s
     // The manifest is readable and agrees with the disk: every done row has its exact bytes under its final
     // name. A file renamed just before the manifest could record it stands there with exact bytes too (the
     // re-run adopts it after hashing, as after a kill -9); nothing else does.
-    let db = rusqlite::Connection::open(odbackup::app::default_manifest_path(&dest_path)).unwrap();
-    let rows: Vec<(String, String)> = db
-        .prepare("SELECT remote_path, state FROM items WHERE kind = 'file'")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    drop(db);
+    let rows: Vec<(String, String)> =
+        crate::support::read_items(&odbackup::app::default_manifest_path(&dest_path))
+            .expect("the manifest is readable")
+            .into_iter()
+            .filter(|(_, r)| r.is_file())
+            .map(|(path, r)| (path, r.state))
+            .collect();
     assert_eq!(rows.len(), paths.len());
     let mut done = 0;
     for (remote, state) in &rows {
@@ -727,14 +720,9 @@ fn when_the_service_cannot_be_reached_any_more_the_run_stops_soon_and_a_rerun_re
         stdout.contains("transfers in a row could not reach the service"),
         "{stdout}"
     );
-    let db = dest.db();
-    let (failed, pending): (i64, i64) = db
-        .query_row(
-            "SELECT sum(state = 'failed'), sum(state = 'pending') FROM items WHERE kind = 'file'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let states = dest.file_states();
+    let failed = states.get("failed").copied().unwrap_or(0);
+    let pending = states.get("pending").copied().unwrap_or(0);
     assert!(
         failed <= 16 + 8 && pending >= 300 - 16 - 8,
         "stopped early: {failed} failed, {pending} pending"
@@ -898,13 +886,7 @@ fn a_run_killed_while_told_to_wait_leaves_the_wait_to_the_next_run() {
     });
     // Killed mid-pause, once the pause is on record.
     crate::support::eventually(Duration::from_secs(2), "the pause kept", || {
-        dest.db()
-            .query_row(
-                "SELECT value FROM settings WHERE key = 'throttled_until'",
-                [],
-                |r| r.get::<_, String>(0),
-            )
-            .ok()
+        dest.setting("throttled_until")
     });
     child.kill().unwrap();
     child.wait().unwrap();

@@ -182,20 +182,11 @@ fn each_filter_and_combination_downloads_exactly_the_expected_files() {
             );
         }
         // Every item stays on record; the ones left out are marked with why.
-        let db = dest.db();
-        let (files, excluded): (i64, i64) = db
-            .query_row(
-                "SELECT count(*), count(excluded) FROM items WHERE kind = 'file'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(files, ALL_FILES.len() as i64, "{case}");
-        assert_eq!(
-            excluded,
-            (ALL_FILES.len() - expected.len()) as i64,
-            "{case}"
-        );
+        let rows = dest.file_rows();
+        let files = rows.len();
+        let excluded = rows.values().filter(|r| r.excluded.is_some()).count();
+        assert_eq!(files, ALL_FILES.len(), "{case}");
+        assert_eq!(excluded, ALL_FILES.len() - expected.len(), "{case}");
     }
 }
 
@@ -358,14 +349,12 @@ fn the_date_layout_files_media_by_month_taken_with_stable_suffixes_for_twins() {
     ] {
         // The manifest keys items by their canonical ID (personal drive prefixes in lower case).
         let id = sim.item_id(remote).to_ascii_lowercase();
-        let local: String = dest
-            .db()
-            .query_row(
-                "SELECT local_path FROM items WHERE item_id = ?1",
-                [&id],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let local = dest
+            .items()
+            .into_values()
+            .find(|r| r.item_id == id)
+            .and_then(|r| r.local_path)
+            .expect("a row with a local path");
         assert!(local.starts_with("2021/03/"), "{local}");
         assert_eq!(
             std::fs::read(dest.join(&local)).unwrap(),

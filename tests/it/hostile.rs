@@ -4,7 +4,7 @@
 
 use graphsim::{RequestKind, Simulator, Tree};
 
-use crate::support::{against_at, run};
+use crate::support::{against_at, read_items, run};
 
 /// A drive whose top holds a `.odbackup` folder with a would-be manifest, lock and trash, plus plain files.
 fn drive_with_a_state_folder() -> Tree {
@@ -32,33 +32,19 @@ fn backup_into(sim: &Simulator, dest: &std::path::Path, extra: &[&str]) -> std::
 }
 
 /// The manifest at `dest` is a sound odbackup manifest with `files` file rows.
-fn assert_manifest_intact(dest: &std::path::Path, files: i64) {
-    let db = rusqlite::Connection::open_with_flags(
-        dest.join(".odbackup/manifest.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("the manifest opens");
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    let app_id: i64 = db
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(app_id, 0x6f64_626b, "still odbackup's manifest");
-    let rows: i64 = db
-        .query_row("SELECT count(*) FROM items WHERE kind = 'file'", [], |r| {
-            r.get(0)
+fn assert_manifest_intact(dest: &std::path::Path, files: usize) {
+    let manifest = odbackup::app::default_manifest_path(dest);
+    crate::support::assert_manifest_sound(&manifest);
+    let rows = read_items(&manifest).expect("the manifest's rows");
+    assert_eq!(rows.values().filter(|r| r.is_file()).count(), files);
+    let inside = rows
+        .values()
+        .filter_map(|r| r.local_path.as_deref())
+        .filter(|local| {
+            let first = local.split('/').next().unwrap_or_default();
+            first.eq_ignore_ascii_case(".odbackup")
         })
-        .unwrap();
-    assert_eq!(rows, files);
-    let inside: i64 = db
-        .query_row(
-            "SELECT count(*) FROM items WHERE lower(local_path) = '.odbackup' OR lower(local_path) LIKE '.odbackup/%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+        .count();
     assert_eq!(inside, 0, "no item is placed inside the state folder");
 }
 
@@ -131,18 +117,11 @@ fn a_remote_folder_named_like_the_state_folder_is_stored_beside_it_never_over_it
     sim.rename("Stuff", ".ODBackup");
     assert_eq!(backup_into(&sim, &dest, &[]).status.code(), Some(0));
     assert_manifest_intact(&dest, 6);
-    let db = rusqlite::Connection::open_with_flags(
-        dest.join(".odbackup/manifest.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let local: String = db
-        .query_row(
-            "SELECT local_path FROM items WHERE remote_path = '/.ODBackup/keep.txt'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let local = read_items(&odbackup::app::default_manifest_path(&dest))
+        .expect("the manifest's rows")
+        .remove("/.ODBackup/keep.txt")
+        .and_then(|r| r.local_path)
+        .expect("a local path");
     // (With a clash suffix where the destination folds case: the trashed stand-in still holds its name.)
     assert!(local.starts_with(".ODBackup (from OneDrive)"), "{local}");
     same_bytes(&sim, &dest, &local, ".ODBackup/keep.txt");

@@ -56,26 +56,18 @@ fn a_notebooks_sections_are_backed_up_and_verified_on_personal_and_business_driv
             let row = &items[&format!("/{path}")];
             assert_eq!(row.state, "done", "{path} ({method})");
         }
-        let (notebook_kind, package): (String, Option<String>) = dest
-            .db()
-            .query_row(
-                "SELECT kind, package FROM items WHERE remote_path = '/Notebooks/Work'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
+        let notebook = &items["/Notebooks/Work"];
         assert_eq!(
-            (notebook_kind.as_str(), package.as_deref()),
+            (notebook.kind.as_str(), notebook.package.as_deref()),
             ("folder", Some("oneNote"))
         );
-        let verified: i64 = dest
-            .db()
-            .query_row(
-                "SELECT count(*) FROM items WHERE remote_path LIKE '/Notebooks/Work/%' AND verification = 'quickxor'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let verified = items
+            .iter()
+            .filter(|(path, r)| {
+                path.starts_with("/Notebooks/Work/")
+                    && r.verification.as_deref() == Some("quickxor")
+            })
+            .count();
         assert_eq!(verified, 4, "each section checked by its hash ({method})");
         assert!(
             status(&dest).contains("OneNote notebooks: 1 (4 section files on disk)"),

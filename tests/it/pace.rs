@@ -117,13 +117,8 @@ fn a_refused_listing_url_sends_the_rest_of_its_listing_through_content_and_its_l
     );
     assert!(sim.requests(RequestKind::Content) >= 118);
     // What was learned is kept for the next run: at most the age at which a URL was refused.
-    let remembered: String = dest
-        .db()
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'listed_url_lifetime_ms'",
-            [],
-            |r| r.get(0),
-        )
+    let remembered = dest
+        .setting("listed_url_lifetime_ms")
         .expect("the lifetime is remembered");
     let ms: i64 = remembered.parse().unwrap();
     assert!((0..60_000).contains(&ms), "{ms}");

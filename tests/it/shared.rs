@@ -32,13 +32,7 @@ fn status(dest: &TestDest) -> String {
 
 /// The drive a row is keyed by.
 fn drive_of(dest: &TestDest, remote_path: &str) -> String {
-    dest.db()
-        .query_row(
-            "SELECT drive_id FROM items WHERE remote_path = ?1 AND kind <> 'remote'",
-            [remote_path],
-            |r| r.get(0),
-        )
-        .unwrap()
+    dest.items()[remote_path].drive_id.clone()
 }
 
 #[test]
@@ -112,18 +106,8 @@ fn an_add_a_modify_and_a_delete_inside_a_shared_folder_are_seen_by_the_next_incr
         old_b,
         "the modified file was fetched again"
     );
-    let deleted: i64 = dest
-        .db()
-        .query_row(
-            "SELECT remote_deleted FROM items WHERE remote_path = '/Shared/Holiday/c.txt'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        deleted, 1,
-        "the delete inside the shared folder is on record"
-    );
+    let deleted = dest.items()["/Shared/Holiday/c.txt"].remote_deleted;
+    assert!(deleted, "the delete inside the shared folder is on record");
     assert!(
         dest.join("Shared/Holiday/c.txt").exists(),
         "its local copy is kept, as for any remote delete"
@@ -190,14 +174,11 @@ fn a_revoked_share_is_reported_once_by_name_and_its_local_files_are_kept() {
         for path in &SHARED_FILES[..3] {
             assert!(dest.join(path).exists(), "{path} kept ({status_code})");
         }
-        let flagged: i64 = dest
-            .db()
-            .query_row(
-                "SELECT count(*) FROM items WHERE remote_path LIKE '/Shared/Holiday/%' AND remote_deleted = 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let flagged = dest
+            .items()
+            .iter()
+            .filter(|(path, r)| path.starts_with("/Shared/Holiday/") && r.remote_deleted)
+            .count();
         assert_eq!(
             flagged, 0,
             "nothing of it is flagged deleted ({status_code})"
@@ -244,12 +225,7 @@ fn shortcuts_into_the_backup_and_shortcuts_to_each_other_never_loop_or_copy_twic
         ] {
             assert!(!dest.join(twice).exists(), "{twice} (round {round})");
         }
-        let file_rows: i64 = dest
-            .db()
-            .query_row("SELECT count(*) FROM items WHERE kind = 'file'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let file_rows = dest.file_count();
         assert_eq!(file_rows, 3, "each file recorded once (round {round})");
     }
     for path in ["Photos/p.jpg", "Shared/Team/doc.txt", "Shared/Other/o.txt"] {
@@ -286,14 +262,11 @@ fn a_shortcut_to_a_folder_inside_another_shared_folder_is_not_copied_twice_which
     let dest = TestDest::new();
     for round in 0..2 {
         assert_exit!(run(&mut against(&sim, &dest, "backup")), 0);
-        let rows: i64 = dest
-            .db()
-            .query_row(
-                "SELECT count(*) FROM items WHERE kind = 'file' AND name = 's.txt'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let rows = dest
+            .file_rows()
+            .values()
+            .filter(|r| r.name == "s.txt")
+            .count();
         assert_eq!(rows, 1, "round {round}");
         let sub = &dest.items()[&format!("/Sub{SHORTCUT_KEY}")];
         assert_eq!(sub.state, "skipped", "round {round}: {sub:?}");
@@ -319,15 +292,15 @@ fn a_shortcut_removed_from_my_files_flags_its_tree_deleted_and_keeps_the_local_c
     assert_exit!(run(&mut against(&sim, &dest, "backup")), 0);
     sim.delete("Shared/Holiday"); // the shortcut in the user's drive; the owner's folder stays
     assert_exit!(run(&mut against(&sim, &dest, "backup")), 0);
-    let (flagged, live): (i64, i64) = dest
-        .db()
-        .query_row(
-            "SELECT sum(remote_deleted), sum(1 - remote_deleted) FROM items
-             WHERE remote_path = '/Shared/Holiday' OR remote_path LIKE '/Shared/Holiday/%'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let shortcut = format!("/Shared/Holiday{SHORTCUT_KEY}");
+    let (flagged, live): (Vec<_>, Vec<_>) = dest
+        .items()
+        .into_iter()
+        .filter(|(path, _)| {
+            path == "/Shared/Holiday" || *path == shortcut || path.starts_with("/Shared/Holiday/")
+        })
+        .partition(|(_, r)| r.remote_deleted);
+    let (flagged, live) = (flagged.len(), live.len());
     assert_eq!(live, 0, "nothing of the removed shortcut's tree is live");
     assert!(flagged >= 5, "{flagged}");
     for path in &SHARED_FILES[..3] {

@@ -63,14 +63,7 @@ fn assert_drive_bytes(sim: &Simulator, drive_id: &str, dest: &TestDest, paths: &
 }
 
 fn drive_rows(dest: &TestDest) -> Vec<(String, String)> {
-    let db = dest.db();
-    let mut stmt = db
-        .prepare("SELECT drive_id, drive_type FROM drives")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    dest.drives()
 }
 
 #[test]

@@ -29,9 +29,7 @@ fn small_tree(files: usize) -> (Tree, Vec<String>) {
 }
 
 fn listed_urls(dest: &TestDest) -> i64 {
-    dest.db()
-        .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
-        .unwrap()
+    dest.listed_url_count()
 }
 
 #[test]

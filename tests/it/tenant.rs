@@ -180,13 +180,11 @@ fn outcomes(doc: &serde_json::Value) -> BTreeMap<String, (String, String)> {
 
 /// The drive a backup folder's own manifest holds.
 fn manifest_drive(folder: &Path) -> String {
-    let db = rusqlite::Connection::open_with_flags(
-        folder.join(".odbackup/manifest.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
-    db.query_row("SELECT drive_id FROM drives", [], |r| r.get(0))
-        .unwrap()
+    let drives = crate::support::read_drives(&odbackup::app::default_manifest_path(folder));
+    let Some((id, _)) = drives.into_iter().next() else {
+        panic!("{}: no drive on record", folder.display())
+    };
+    id
 }
 
 /// Match a roll-up's folders against the expected ones (site folders by prefix, as `site_folder` gives it).
@@ -486,21 +484,15 @@ fn done_in(root: &TestDest) -> BTreeMap<String, BTreeSet<String>> {
         return done;
     };
     for user in users.flatten() {
-        let db = user.path().join(".odbackup/manifest.sqlite");
-        let Ok(db) =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        else {
+        let manifest = odbackup::app::default_manifest_path(&user.path());
+        let Some(items) = crate::support::read_items(&manifest) else {
             continue;
         };
-        let Ok(mut stmt) =
-            db.prepare("SELECT remote_path FROM items WHERE kind = 'file' AND state = 'done'")
-        else {
-            continue;
-        };
-        let paths: BTreeSet<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map(|rows| rows.flatten().collect())
-            .unwrap_or_default();
+        let paths: BTreeSet<String> = items
+            .into_iter()
+            .filter(|(_, r)| r.is_done_file())
+            .map(|(path, _)| path)
+            .collect();
         done.insert(user.file_name().to_string_lossy().into_owned(), paths);
     }
     done

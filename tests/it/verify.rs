@@ -33,13 +33,7 @@ fn backed_up() -> (Simulator, TestDest) {
     let out = run(&mut against(&sim, &dest, "backup"));
     assert_eq!(out.status.code(), Some(0));
     // As a business drive lists an old file (sha1Hash without quickXorHash), and odbackup verified it by that.
-    rusqlite::Connection::open(dest.manifest())
-        .unwrap()
-        .execute(
-            "UPDATE items SET quick_xor = NULL, verification = 'sha1' WHERE name = 'old.doc' AND sha1 IS NOT NULL",
-            [],
-        )
-        .unwrap();
+    dest.as_if_verified_by_sha1("old.doc");
     (sim, dest)
 }
 
@@ -74,15 +68,11 @@ fn an_intact_backup_verifies_by_the_hash_each_file_was_written_with() {
     );
     assert_eq!(doc["bytes_read"], 340_000);
     assert!(problems(&doc).is_empty());
-    let (command, outcome): (String, String) = dest
-        .db()
-        .query_row(
-            "SELECT command, outcome FROM runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((command.as_str(), outcome.as_str()), ("verify", "ok"));
+    let (command, outcome) = dest.runs().pop().expect("a run on record");
+    assert_eq!(
+        (command.as_str(), outcome.as_deref()),
+        ("verify", Some("ok"))
+    );
 }
 
 #[test]
@@ -280,11 +270,7 @@ fn a_backup_whose_lock_cannot_be_created_is_checked_without_being_recorded() {
     let lock = dest.join(".odbackup/manifest.sqlite.lock");
     std::fs::remove_file(&lock).unwrap();
     std::fs::create_dir(&lock).unwrap();
-    let runs = || -> i64 {
-        dest.db()
-            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
-            .unwrap()
-    };
+    let runs = || dest.runs().len();
     let before = runs();
     let out = run(&mut verify(&dest));
     assert_eq!(out.status.code(), Some(0));

@@ -74,18 +74,12 @@ impl TestDest {
     /// How many files the manifest calls done, or `None` while it is not readable yet (a run is still creating
     /// it): for polling a running backup.
     pub fn done_files(&self) -> Option<usize> {
-        let db = Connection::open_with_flags(
-            self.manifest(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Some(
+            self.try_items()?
+                .values()
+                .filter(|r| r.is_done_file())
+                .count(),
         )
-        .ok()?;
-        db.query_row(
-            "SELECT count(*) FROM items WHERE kind = 'file' AND state = 'done'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .ok()
-        .and_then(|n| usize::try_from(n).ok())
     }
 
     /// Make every download URL the last crawl stored look `minutes` older, as if the crawl had run that long
@@ -102,40 +96,99 @@ impl TestDest {
 
     /// `remote_path → (kind, state, size, quick_xor)` for every item in the manifest: every row by remote path; a shortcut's row (kind `remote`) by its path and [`SHORTCUT_KEY`].
     pub fn items(&self) -> BTreeMap<String, ItemRow> {
+        self.try_items().expect("read the manifest's rows")
+    }
+
+    /// [`TestDest::items`], or `None` while the manifest is not readable yet (a run is still creating it): for
+    /// polling a running backup.
+    pub fn try_items(&self) -> Option<BTreeMap<String, ItemRow>> {
+        read_items(&self.manifest())
+    }
+
+    /// How many file rows are in each state (`done`, `pending`, `failed`, …).
+    pub fn file_states(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for row in self.file_rows().into_values() {
+            *counts.entry(row.state).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Every row, with its remote path, including rows the drive no longer has (which may share a path with
+    /// the item that took their place).
+    pub fn rows(&self) -> Vec<(String, ItemRow)> {
+        read_rows(&self.manifest()).expect("read the manifest's rows")
+    }
+
+    /// Only the file rows of [`TestDest::items`], by remote path.
+    pub fn file_rows(&self) -> BTreeMap<String, ItemRow> {
+        self.items()
+            .into_iter()
+            .filter(|(_, r)| r.is_file())
+            .collect()
+    }
+
+    /// How many file rows the manifest holds.
+    pub fn file_count(&self) -> usize {
+        self.file_rows().len()
+    }
+
+    /// A value the manifest keeps in its `settings` table (a learned lifetime, a throttle deadline, …), or
+    /// `None` while there is none or the manifest is not readable yet.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        Connection::open_with_flags(self.manifest(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .ok()
+    }
+
+    /// How many pre-authenticated download URLs from listings the manifest holds.
+    pub fn listed_url_count(&self) -> i64 {
+        self.db()
+            .query_row("SELECT count(*) FROM listed_urls", [], |r| r.get(0))
+            .expect("count listed URLs")
+    }
+
+    /// Every run the manifest recorded, oldest first, as `(command, outcome)`.
+    pub fn runs(&self) -> Vec<(String, Option<String>)> {
         let db = self.db();
         let mut stmt = db
-            .prepare("SELECT remote_path, kind, state, size, quick_xor, sha1, skip_reason, item_id, local_path FROM items")
+            .prepare("SELECT command, outcome FROM runs ORDER BY id")
             .unwrap();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    ItemRow {
-                        kind: r.get(1)?,
-                        state: r.get(2)?,
-                        size: r.get(3)?,
-                        quick_xor: r.get(4)?,
-                        sha1: r.get(5)?,
-                        skip_reason: r.get(6)?,
-                        item_id: r.get(7)?,
-                        local_path: r.get(8)?,
-                    },
-                ))
-            })
-            .unwrap();
-        let mut map = BTreeMap::new();
-        for row in rows {
-            let (mut path, item) = row.unwrap();
-            // A shortcut to a shared folder or file shares its remote path with its target's row.
-            if item.kind == "remote" {
-                path.push_str(SHORTCUT_KEY);
-            }
-            assert!(
-                map.insert(path.clone(), item).is_none(),
-                "duplicate remote path {path}"
-            );
-        }
-        map
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// `(drive_id, drive_type)` of every drive the manifest knows, in the order they were recorded.
+    pub fn drives(&self) -> Vec<(String, String)> {
+        read_drives(&self.manifest())
+    }
+
+    /// As a business drive lists an old file (`sha1Hash` without `quickXorHash`): the file row named `name`
+    /// loses its quickXorHash and counts as verified by SHA-1.
+    pub fn as_if_verified_by_sha1(&self, name: &str) {
+        Connection::open(self.manifest())
+            .expect("open manifest")
+            .execute(
+                "UPDATE items SET quick_xor = NULL, verification = 'sha1' \
+                 WHERE name = ?1 AND sha1 IS NOT NULL",
+                [name],
+            )
+            .expect("rewrite the row");
+    }
+
+    /// The saved delta cursors (one per listed scope).
+    pub fn delta_cursors(&self) -> Vec<Option<String>> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT cursor FROM delta_state").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     /// Remote paths of the file rows in the manifest, sorted.
@@ -154,6 +207,102 @@ impl TestDest {
         out.sort();
         out
     }
+}
+
+/// Every row of the manifest at `manifest` with its remote path (a shortcut's with [`SHORTCUT_KEY`]), or
+/// `None` while it is not readable. A row the drive no longer has can share its path with the item that
+/// took its place.
+pub fn read_rows(manifest: &Path) -> Option<Vec<(String, ItemRow)>> {
+    let db =
+        Connection::open_with_flags(manifest, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+
+    let mut stmt = db
+        .prepare(
+            "SELECT remote_path, kind, state, size, quick_xor, sha1, skip_reason, item_id, local_path, \
+             drive_id, name, remote_deleted, excluded, caveat_class, caveat, verification, local_size, \
+             written_path, package, remote_ref, listed_crawl FROM items",
+        )
+        .ok()?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                ItemRow {
+                    kind: r.get(1)?,
+                    state: r.get(2)?,
+                    size: r.get(3)?,
+                    quick_xor: r.get(4)?,
+                    sha1: r.get(5)?,
+                    skip_reason: r.get(6)?,
+                    item_id: r.get(7)?,
+                    local_path: r.get(8)?,
+                    drive_id: r.get(9)?,
+                    name: r.get(10)?,
+                    remote_deleted: r.get(11)?,
+                    excluded: r.get(12)?,
+                    caveat_class: r.get(13)?,
+                    caveat: r.get(14)?,
+                    verification: r.get(15)?,
+                    local_size: r.get(16)?,
+                    written_path: r.get(17)?,
+                    package: r.get(18)?,
+                    remote_ref: r.get(19)?,
+                    listed_crawl: r.get(20)?,
+                },
+            ))
+        })
+        .ok()?;
+    let mut list = Vec::new();
+    for row in rows {
+        let (mut path, item) = row.ok()?;
+        // A shortcut to a shared folder or file shares its remote path with its target's row.
+        if item.kind == "remote" {
+            path.push_str(SHORTCUT_KEY);
+        }
+        list.push((path, item));
+    }
+    Some(list)
+}
+
+/// The rows of the manifest at `manifest` as [`TestDest::items`] gives them, or `None` while it is not
+/// readable; for a destination that is not a [`TestDest`]. Asserts one live row per remote path.
+pub fn read_items(manifest: &Path) -> Option<BTreeMap<String, ItemRow>> {
+    let mut map = BTreeMap::new();
+    for (path, item) in read_rows(manifest)? {
+        assert!(
+            map.insert(path.clone(), item).is_none(),
+            "duplicate remote path {path}"
+        );
+    }
+    Some(map)
+}
+
+/// The manifest at `manifest` opens, passes the database's integrity check and is still odbackup's (its
+/// application id).
+pub fn assert_manifest_sound(manifest: &Path) {
+    let db = Connection::open_with_flags(manifest, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let app_id: i64 = db
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app_id, 0x6f64_626b, "still odbackup's manifest");
+}
+
+/// `(drive_id, drive_type)` of every drive the manifest at `manifest` knows, in the order they were recorded.
+pub fn read_drives(manifest: &Path) -> Vec<(String, String)> {
+    let db = Connection::open_with_flags(manifest, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let mut stmt = db
+        .prepare("SELECT drive_id, drive_type FROM drives ORDER BY rowid")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -187,6 +336,36 @@ pub struct ItemRow {
     pub skip_reason: Option<String>,
     pub item_id: String,
     pub local_path: Option<String>,
+    pub drive_id: String,
+    pub name: String,
+    /// A completed listing of its scope no longer saw it (the local copy is kept).
+    pub remote_deleted: bool,
+    /// Why the filters left it out, if they did.
+    pub excluded: Option<String>,
+    pub caveat_class: Option<String>,
+    pub caveat: Option<String>,
+    /// How its bytes were checked (`quickxor`, `sha1`, …) once done.
+    pub verification: Option<String>,
+    pub local_size: Option<i64>,
+    /// Where the file was last written under the destination.
+    pub written_path: Option<String>,
+    pub package: Option<String>,
+    /// A shortcut's reference to its target.
+    pub remote_ref: Option<String>,
+    /// The crawl that last listed this folder to its end.
+    pub listed_crawl: Option<i64>,
+}
+
+impl ItemRow {
+    /// A file row (not a folder, package or shortcut).
+    pub fn is_file(&self) -> bool {
+        self.kind == "file"
+    }
+
+    /// A file row the manifest calls done.
+    pub fn is_done_file(&self) -> bool {
+        self.is_file() && self.state == "done"
+    }
 }
 
 /// The real binary, with a clean environment apart from what the test sets.
