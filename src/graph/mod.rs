@@ -83,57 +83,19 @@ pub struct GraphOptions {
     pub request_timeout: Duration,
     /// A download receiving no bytes for this long is stalled.
     pub read_idle_timeout: Duration,
-    /// Attempts per request that may end in an error (5xx, reset, timeout), the first included.
-    pub max_attempts: u32,
-    /// Attempts when the host cannot be reached at all: a wrong `--graph-url` should fail fast.
-    pub max_connect_attempts: u32,
-    /// Times one request may be throttled (429/503) before it gives up.
-    pub max_throttled_attempts: u32,
-    /// First backoff after an error; doubles per attempt, with full jitter.
-    pub base_backoff: Duration,
-    /// Longest backoff after an error.
-    pub max_backoff: Duration,
-    /// Pause of the whole client after a 429/503 that gave no `Retry-After`.
-    pub default_throttle_pause: Duration,
-    /// A `Retry-After` longer than this fails the request instead of stalling the run.
-    pub max_retry_after: Duration,
-    /// Attempts with a fresh token that may answer 401 before the sign-in counts as refused.
-    pub max_unauthorized_attempts: u32,
+    /// How patiently requests are retried: attempt budgets, backoff, throttling pauses.
+    pub retry: RetryPolicy,
 }
 
 impl Default for GraphOptions {
     fn default() -> Self {
-        let retry = RetryPolicy::default();
         Self {
             base_url: "https://graph.microsoft.com/v1.0".to_owned(),
             user_agent: format!("ISV|odbackup|odbackup/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             read_idle_timeout: Duration::from_secs(60),
-            max_attempts: retry.max_attempts,
-            max_connect_attempts: retry.max_connect_attempts,
-            max_throttled_attempts: retry.max_throttled_attempts,
-            base_backoff: retry.base_backoff,
-            max_backoff: retry.max_backoff,
-            default_throttle_pause: retry.default_throttle_pause,
-            max_retry_after: retry.max_retry_after,
-            max_unauthorized_attempts: retry.max_unauthorized_attempts,
-        }
-    }
-}
-
-impl GraphOptions {
-    /// The retry policy these options describe.
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.max_attempts.max(1),
-            max_connect_attempts: self.max_connect_attempts.max(1),
-            max_throttled_attempts: self.max_throttled_attempts.max(1),
-            base_backoff: self.base_backoff,
-            max_backoff: self.max_backoff,
-            default_throttle_pause: self.default_throttle_pause,
-            max_retry_after: self.max_retry_after,
-            max_unauthorized_attempts: self.max_unauthorized_attempts.max(1),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -279,7 +241,7 @@ impl GraphClient {
         let downloads = build(reqwest::redirect::Policy::none())?;
         Ok(Self {
             inner: Arc::new(Inner {
-                policy: options.retry_policy(),
+                policy: options.retry.at_least_once(),
                 options,
                 base,
                 api,

@@ -62,6 +62,20 @@ pub struct RetryPolicy {
     pub max_unauthorized_attempts: u32,
 }
 
+impl RetryPolicy {
+    /// This policy with every attempt budget at least one: a request is always sent once.
+    #[must_use]
+    pub fn at_least_once(&self) -> Self {
+        Self {
+            max_attempts: self.max_attempts.max(1),
+            max_connect_attempts: self.max_connect_attempts.max(1),
+            max_throttled_attempts: self.max_throttled_attempts.max(1),
+            max_unauthorized_attempts: self.max_unauthorized_attempts.max(1),
+            ..*self
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {

@@ -164,11 +164,14 @@ impl TokenSource for Rotating {
 fn quick(base: &str) -> GraphOptions {
     GraphOptions {
         base_url: format!("{base}/v1.0"),
-        base_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        default_throttle_pause: Duration::from_millis(50),
         request_timeout: Duration::from_secs(5),
         read_idle_timeout: Duration::from_millis(200),
+        retry: RetryPolicy {
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            default_throttle_pause: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
         ..GraphOptions::default()
     }
 }
@@ -371,9 +374,10 @@ async fn server_errors_back_off_then_give_up_after_max_attempts() {
     let body = r#"{"error":{"code":"generalException","message":"oops","innerError":{"code":"cannotSnapshotTree","request-id":"r9"}}}"#;
     let server = serve(vec![answer(500).json(body); 4]).await;
     let graph = GraphClient::new(
-        GraphOptions {
-            max_attempts: 3,
-            ..quick(&server.base)
+        {
+            let mut options = quick(&server.base);
+            options.retry.max_attempts = 3;
+            options
         },
         rotating(),
     )
@@ -593,9 +597,10 @@ async fn an_unreachable_host_fails_fast_and_names_the_host() {
         l.local_addr().unwrap()
     };
     let graph = GraphClient::new(
-        GraphOptions {
-            max_connect_attempts: 2,
-            ..quick(&format!("http://{closed}"))
+        {
+            let mut options = quick(&format!("http://{closed}"));
+            options.retry.max_connect_attempts = 2;
+            options
         },
         rotating(),
     )
