@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::fsdest::{self, Dest, DestError, Folder};
-use crate::hash::ContentHasher;
+use crate::hash::{ContentDigest, ContentHasher};
 use crate::manifest::{ExpectedContent, Manifest, ManifestError, VerifyRow};
 use crate::progress::{Event, Reporter};
 
@@ -379,13 +379,25 @@ impl<'a> Reader<'a> {
     }
 
     fn check(&mut self, row: &VerifyRow) -> Verdict {
+        let file = match self.open_checked(row) {
+            Ok(file) => file,
+            Err(verdict) => return verdict,
+        };
+        match self.read_digest(file, row) {
+            Ok(digest) => judge(row, &digest),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// The file at `row`'s path, opened through its folder's handle, if it has the length it was written with.
+    fn open_checked(&mut self, row: &VerifyRow) -> Result<std::fs::File, Verdict> {
         let (parent, name) = match fsdest::split_item_path(&row.path) {
             Ok(pair) => pair,
             Err(e) => {
-                return Verdict::Bad(
+                return Err(Verdict::Bad(
                     ProblemKind::Missing,
                     format!("its recorded path is refused: {e}"),
-                );
+                ));
             }
         };
         if self.folder.as_ref().is_none_or(|(rel, _)| rel != parent) {
@@ -398,48 +410,63 @@ impl<'a> Reader<'a> {
         let folder = match self.folder.as_ref().map(|(_, f)| f) {
             Some(Ok(Some(folder))) => folder,
             Some(Ok(None)) | None => {
-                return Verdict::Bad(
+                return Err(Verdict::Bad(
                     ProblemKind::Missing,
                     format!(
                         "its folder {} is missing",
                         self.dest.shown(parent).display()
                     ),
-                );
+                ));
             }
-            Some(Err(reason)) => return Verdict::Bad(ProblemKind::Missing, reason.clone()),
+            Some(Err(reason)) => return Err(Verdict::Bad(ProblemKind::Missing, reason.clone())),
         };
-        let mut file = match folder.open_read(name) {
+        let file = match folder.open_read(name) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Verdict::Bad(ProblemKind::Missing, "nothing is at its path".to_owned());
+                return Err(Verdict::Bad(
+                    ProblemKind::Missing,
+                    "nothing is at its path".to_owned(),
+                ));
             }
             Err(e) => {
-                return match folder.entry(name) {
+                return Err(match folder.entry(name) {
                     Ok(Some(entry)) if entry.kind != fsdest::EntryKind::File => Verdict::Bad(
                         ProblemKind::Changed,
                         format!("{} is at its path now, not the file", what_is(entry.kind)),
                     ),
                     _ => Verdict::Bad(ProblemKind::Unreadable, format!("cannot open it: {e}")),
-                };
+                });
             }
         };
         let len = match file.metadata() {
             Ok(meta) => meta.len(),
             Err(e) => {
-                return Verdict::Bad(ProblemKind::Unreadable, format!("cannot look at it: {e}"));
+                return Err(Verdict::Bad(
+                    ProblemKind::Unreadable,
+                    format!("cannot look at it: {e}"),
+                ));
             }
         };
         if len != row.size {
-            return Verdict::Bad(
+            return Err(Verdict::Bad(
                 ProblemKind::Changed,
                 format!("{len} bytes on disk, {} when it was written", row.size),
-            );
+            ));
         }
+        Ok(file)
+    }
+
+    /// `file`'s digest, read to its end (or just past the length it was written with).
+    fn read_digest(
+        &mut self,
+        mut file: std::fs::File,
+        row: &VerifyRow,
+    ) -> Result<ContentDigest, Verdict> {
         advise_sequential(&file);
         let mut hasher = ContentHasher::new(matches!(row.expected, ExpectedContent::Sha1(_)));
         loop {
             if self.cancel.is_cancelled() {
-                return Verdict::Stopped;
+                return Err(Verdict::Stopped);
             }
             match file.read(&mut self.block) {
                 Ok(0) => break,
@@ -452,46 +479,50 @@ impl<'a> Reader<'a> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Verdict::Bad(
+                    return Err(Verdict::Bad(
                         ProblemKind::Unreadable,
                         format!("reading failed after {} bytes: {e}", hasher.len()),
-                    );
+                    ));
                 }
             }
         }
-        let digest = hasher.finish();
-        if digest.len != row.size {
-            return Verdict::Bad(
+        Ok(hasher.finish())
+    }
+}
+
+/// What `digest`, read from disk, says of the file `row` records.
+fn judge(row: &VerifyRow, digest: &ContentDigest) -> Verdict {
+    if digest.len != row.size {
+        return Verdict::Bad(
+            ProblemKind::Changed,
+            format!(
+                "its length changed while it was read ({} bytes, {} when it was written)",
+                digest.len, row.size
+            ),
+        );
+    }
+    match &row.expected {
+        ExpectedContent::QuickXor(want) if *want != digest.quick_xor => Verdict::Bad(
+            ProblemKind::Changed,
+            format!(
+                "its bytes differ: quickXorHash {} on disk, {want} when it was written",
+                digest.quick_xor
+            ),
+        ),
+        ExpectedContent::QuickXor(_) => Verdict::Good(CheckedBy::QuickXor, digest.len),
+        ExpectedContent::Sha1(want) => match &digest.sha1 {
+            Some(got) if got.eq_ignore_ascii_case(want) => {
+                Verdict::Good(CheckedBy::Sha1, digest.len)
+            }
+            got => Verdict::Bad(
                 ProblemKind::Changed,
                 format!(
-                    "its length changed while it was read ({} bytes, {} when it was written)",
-                    digest.len, row.size
-                ),
-            );
-        }
-        match &row.expected {
-            ExpectedContent::QuickXor(want) if *want != digest.quick_xor => Verdict::Bad(
-                ProblemKind::Changed,
-                format!(
-                    "its bytes differ: quickXorHash {} on disk, {want} when it was written",
-                    digest.quick_xor
+                    "its bytes differ: SHA-1 {} on disk, {want} when it was written",
+                    got.as_deref().unwrap_or_default()
                 ),
             ),
-            ExpectedContent::QuickXor(_) => Verdict::Good(CheckedBy::QuickXor, digest.len),
-            ExpectedContent::Sha1(want) => match digest.sha1 {
-                Some(got) if got.eq_ignore_ascii_case(want) => {
-                    Verdict::Good(CheckedBy::Sha1, digest.len)
-                }
-                got => Verdict::Bad(
-                    ProblemKind::Changed,
-                    format!(
-                        "its bytes differ: SHA-1 {} on disk, {want} when it was written",
-                        got.unwrap_or_default()
-                    ),
-                ),
-            },
-            ExpectedContent::SizeOnly => Verdict::Good(CheckedBy::SizeOnly, digest.len),
-        }
+        },
+        ExpectedContent::SizeOnly => Verdict::Good(CheckedBy::SizeOnly, digest.len),
     }
 }
 

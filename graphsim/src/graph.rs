@@ -1050,6 +1050,8 @@ impl Ctx<'_> {
     }
 
     /// An item's JSON, honouring `$select` (hashes are only computed when `file` is wanted).
+    // Every facet of an item's JSON side by side, in the order Graph's driveItem resource lists them.
+    #[allow(clippy::too_many_lines)]
     fn render(&self, idx: usize, mode: Mode) -> Value {
         let w = self.world;
         let it = &w.items[idx];
@@ -1431,6 +1433,8 @@ impl Ctx<'_> {
         (kind.to_owned(), url)
     }
 
+    // The delta endpoint's rules (token, paging, order, drift knobs) in the order they apply to one request.
+    #[allow(clippy::too_many_lines)]
     fn delta(
         &self,
         d: usize,

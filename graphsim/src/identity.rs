@@ -361,6 +361,8 @@ fn wants_refresh(scope: &str) -> bool {
     scope.split_whitespace().any(|s| s == "offline_access")
 }
 
+// The token endpoint's grants side by side (device code, refresh, authorization code, client credentials).
+#[allow(clippy::too_many_lines)]
 fn token(shared: &Shared, form: &HashMap<String, String>, token_url: &str) -> Response<SimBody> {
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let now = shared.now_ms();

@@ -1052,6 +1052,8 @@ async fn other_users_drives_are_reached_by_upn_or_refused_plainly() {
 }
 
 #[tokio::test]
+// One sign-in story told in order (device code, refresh with rotation, PKCE); each step needs the last.
+#[allow(clippy::too_many_lines)]
 async fn device_code_refresh_rotation_and_pkce() {
     let sim = Simulator::start(Tree::personal());
     let c = Client::new(&sim);
@@ -1236,6 +1238,8 @@ fn works_from_a_sync_test_and_a_generated_tree_lists_quickly() {
 }
 
 #[tokio::test]
+// One simulator told in order; each knob's check needs the state the previous one left.
+#[allow(clippy::too_many_lines)]
 async fn latency_item_failures_moves_and_token_lifetime() {
     let sim = Simulator::start(
         Tree::personal()

@@ -1059,6 +1059,8 @@ fn status_json(s: &Session, now_ms: u64) -> Value {
 }
 
 /// Entry point for the upload host (`/up/{token}`).
+// The upload host's answers (PUT fragment, GET status, DELETE) in the order the protocol defines them.
+#[allow(clippy::too_many_lines)]
 pub(crate) async fn handle_upload(
     shared: Arc<Shared>,
     req: Request<Incoming>,
@@ -1211,6 +1213,8 @@ pub(crate) async fn handle_upload(
         })
 }
 
+// One fragment's checks in the order the service applies them (range, order, overlap, quota, commit).
+#[allow(clippy::too_many_lines)]
 fn fragment(
     shared: &Arc<Shared>,
     token: &str,

@@ -205,6 +205,8 @@ mod tests {
     }
 
     #[test]
+    // A table of cases, one per rule.
+    #[allow(clippy::too_many_lines)]
     fn verification_rules() {
         let d = digest_of(b"abc");
         let qx = d.quick_xor.clone();

@@ -479,6 +479,9 @@ impl FileTask<'_> {
         }
     }
 
+    // One loop over the session protocol (send, resync where the service says, restart a gone session) reads
+    // as the protocol does; its steps (kept session, new session, verification) are methods of their own.
+    #[allow(clippy::too_many_lines)]
     async fn put_session(
         &self,
         job: &RestoreJob,
@@ -487,50 +490,13 @@ impl FileTask<'_> {
         name: &str,
         behavior: ConflictBehavior,
     ) -> Result<FileOutcome, GraphError> {
-        let (target, key) = (self.target, job.source_path.clone());
-        let kept = {
-            let key = key.clone();
-            self.manifest
-                .call(move |m| m.restore_session(target, &key))
-                .await
+        let key = job.source_path.clone();
+        let (mut url, mut offset) = match self.kept_session(job, local).await? {
+            Ok(Some((url, at))) => (Some(url), at),
+            Ok(None) => (None, 0),
+            Err(outcome) => return Ok(outcome),
         };
-        let kept = match kept {
-            Ok(k) => k,
-            Err(e) => return Ok(failed(FailureClass::Other, None, e.to_string())),
-        };
-        let mut url: Option<UploadUrl> = None;
-        let mut offset = 0u64;
-        let mut resumed = false;
-        if let Some((stamp, kept_url)) = kept {
-            let kept_url = UploadUrl::new(kept_url);
-            if stamp == local.stamp {
-                match self.graph.upload_session_status(&kept_url).await {
-                    Ok(status) => match status.resume_offset() {
-                        Some(at) if at <= local.len => {
-                            tracing::debug!(path = %job.remote_path, at, "resuming the upload session of an earlier run");
-                            offset = at;
-                            url = Some(kept_url);
-                            resumed = at > 0;
-                        }
-                        // Every byte is there but the file was never made (a refused commit): start afresh.
-                        _ => {
-                            let _ = self.graph.cancel_upload_session(&kept_url).await;
-                        }
-                    },
-                    Err(GraphError::UploadSessionGone) => {}
-                    Err(e) if fatal_of(&e).is_some() => return Err(e),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "could not ask a kept session; starting a new one");
-                    }
-                }
-            } else {
-                // The file changed since that session began: its bytes are not this file's any more.
-                let _ = self.graph.cancel_upload_session(&kept_url).await;
-            }
-            if url.is_none() {
-                self.forget_session(&key).await;
-            }
-        }
+        let resumed = offset > 0;
         let mut restarts = 0u32;
         let mut resyncs = 0u32;
         let mut sent = 0u64;
@@ -542,34 +508,13 @@ impl FileTask<'_> {
             let session_url = if let Some(u) = &url {
                 u.clone()
             } else {
-                let props = UploadProperties {
-                    name,
-                    conflict: behavior,
-                    created: job.created_at.as_deref(),
-                    modified: job.modified_at.as_deref(),
-                    size: local.len,
-                };
-                let session = self
-                    .graph
-                    .create_upload_session(self.drive, parent, &props)
+                let started = self
+                    .start_session(job, local, parent, name, behavior)
                     .await?;
-                let (stamp, raw, key) = (
-                    local.stamp.clone(),
-                    session.upload_url.expose().to_owned(),
-                    key.clone(),
-                );
-                if let Err(e) = self
-                    .manifest
-                    .call(move |m| m.set_restore_session(target, &key, &stamp, &raw))
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not keep the upload session; a kill now starts it over");
-                }
-                tracing::debug!(path = %job.remote_path, url = %session.upload_url, "upload session started");
                 offset = 0;
                 hasher = ContentHasher::new(false);
-                url = Some(session.upload_url.clone());
-                session.upload_url
+                url = Some(started.clone());
+                started
             };
             if self.cancel.is_cancelled() {
                 return Ok(FileOutcome::Interrupted);
@@ -583,12 +528,7 @@ impl FileTask<'_> {
                 .await
             {
                 Ok(outcome) => {
-                    let Some(next) = slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take()
-                        .filter(|h| h.len() == offset + n)
-                    else {
+                    let Some(next) = hashed_to(&slot, offset + n) else {
                         return Ok(failed(
                             FailureClass::Other,
                             None,
@@ -602,17 +542,16 @@ impl FileTask<'_> {
                     match outcome {
                         FragmentOutcome::Done(item) => {
                             let quick_xor = hasher.finish().quick_xor;
-                            if let Some(bad) = self.verify(&item, local.len, &quick_xor).await {
-                                return Ok(bad);
-                            }
-                            return Ok(FileOutcome::Done {
-                                item_id: item.id.as_str().to_owned(),
-                                quick_xor: Some(quick_xor),
-                                sent,
-                                already_there: false,
-                                resumed,
-                                restarted: restarts > 0,
-                            });
+                            return Ok(self.verify(&item, local.len, &quick_xor).await.unwrap_or(
+                                FileOutcome::Done {
+                                    item_id: item.id.as_str().to_owned(),
+                                    quick_xor: Some(quick_xor),
+                                    sent,
+                                    already_there: false,
+                                    resumed,
+                                    restarted: restarts > 0,
+                                },
+                            ));
                         }
                         FragmentOutcome::More(status) => match status.resume_offset() {
                             Some(at) if at != offset && at <= local.len => {
@@ -621,14 +560,7 @@ impl FileTask<'_> {
                                 // was sent makes no progress).
                                 resyncs += 1;
                                 if resyncs > MAX_RESYNCS {
-                                    return Ok(failed(
-                                        FailureClass::HttpStatus,
-                                        Some(202),
-                                        format!(
-                                            "the upload made no progress: the service asked {resyncs} times \
-                                             for bytes it had been sent"
-                                        ),
-                                    ));
+                                    return Ok(no_progress(resyncs));
                                 }
                                 offset = at;
                                 hasher = match hash_prefix(&local.file, at).await {
@@ -676,6 +608,91 @@ impl FileTask<'_> {
         }
     }
 
+    /// The upload session an earlier run kept for this file, if it is still good for it: its URL and the offset
+    /// the service asks for next. A session of another version of the file, or one the service no longer
+    /// has, is cancelled and forgotten. The inner `Err` is the file's outcome when the manifest cannot say.
+    async fn kept_session(
+        &self,
+        job: &RestoreJob,
+        local: &Local,
+    ) -> Result<Result<Option<(UploadUrl, u64)>, FileOutcome>, GraphError> {
+        let (target, key) = (self.target, job.source_path.clone());
+        let kept = {
+            let key = key.clone();
+            self.manifest
+                .call(move |m| m.restore_session(target, &key))
+                .await
+        };
+        let Some((stamp, kept_url)) = (match kept {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(failed(FailureClass::Other, None, e.to_string()))),
+        }) else {
+            return Ok(Ok(None));
+        };
+        let kept_url = UploadUrl::new(kept_url);
+        if stamp == local.stamp {
+            match self.graph.upload_session_status(&kept_url).await {
+                Ok(status) => match status.resume_offset() {
+                    Some(at) if at <= local.len => {
+                        tracing::debug!(path = %job.remote_path, at, "resuming the upload session of an earlier run");
+                        return Ok(Ok(Some((kept_url, at))));
+                    }
+                    // Every byte is there but the file was never made (a refused commit): start afresh.
+                    _ => {
+                        let _ = self.graph.cancel_upload_session(&kept_url).await;
+                    }
+                },
+                Err(GraphError::UploadSessionGone) => {}
+                Err(e) if fatal_of(&e).is_some() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not ask a kept session; starting a new one");
+                }
+            }
+        } else {
+            // The file changed since that session began: its bytes are not this file's any more.
+            let _ = self.graph.cancel_upload_session(&kept_url).await;
+        }
+        self.forget_session(&key).await;
+        Ok(Ok(None))
+    }
+
+    /// A new upload session for `job`, kept in the manifest so that a killed run resumes it.
+    async fn start_session(
+        &self,
+        job: &RestoreJob,
+        local: &Local,
+        parent: &ItemId,
+        name: &str,
+        behavior: ConflictBehavior,
+    ) -> Result<UploadUrl, GraphError> {
+        let props = UploadProperties {
+            name,
+            conflict: behavior,
+            created: job.created_at.as_deref(),
+            modified: job.modified_at.as_deref(),
+            size: local.len,
+        };
+        let session = self
+            .graph
+            .create_upload_session(self.drive, parent, &props)
+            .await?;
+        let (target, stamp, raw, key) = (
+            self.target,
+            local.stamp.clone(),
+            session.upload_url.expose().to_owned(),
+            job.source_path.clone(),
+        );
+        if let Err(e) = self
+            .manifest
+            .call(move |m| m.set_restore_session(target, &key, &stamp, &raw))
+            .await
+        {
+            tracing::warn!(error = %e, "could not keep the upload session; a kill now starts it over");
+        }
+        tracing::debug!(path = %job.remote_path, url = %session.upload_url, "upload session started");
+        Ok(session.upload_url)
+    }
+
     async fn forget_session(&self, key: &str) {
         let (target, key) = (self.target, key.to_owned());
         if let Err(e) = self
@@ -686,6 +703,26 @@ impl FileTask<'_> {
             tracing::warn!(error = %e, "could not forget an upload session");
         }
     }
+}
+
+/// The hash `slot` holds once a fragment's bytes up to `end` were all handed to the request, or `None` when the
+/// service answered before reading them all.
+fn hashed_to(slot: &Mutex<Option<ContentHasher>>, end: u64) -> Option<ContentHasher> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .filter(|h| h.len() == end)
+}
+
+/// The outcome of an upload session that keeps asking again for bytes it was sent.
+fn no_progress(resyncs: u32) -> FileOutcome {
+    failed(
+        FailureClass::HttpStatus,
+        Some(202),
+        format!(
+            "the upload made no progress: the service asked {resyncs} times for bytes it had been sent"
+        ),
+    )
 }
 
 /// A fragment's bytes, made afresh for every attempt: read from `file` at `offset` on the blocking pool. Each

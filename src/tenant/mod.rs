@@ -242,6 +242,18 @@ fn is_sign_in_refusal(err: &GraphError) -> bool {
 /// [`Discovery::unreachable`], not as an error.
 pub async fn discover(graph: &GraphClient, selection: &Selection) -> Result<Discovery, Error> {
     let mut found = Discovery::default();
+    discover_users(graph, selection, &mut found).await?;
+    discover_sites(graph, selection, &mut found).await?;
+    found.drives = place(found.drives);
+    Ok(found)
+}
+
+/// The users' drives of `selection` into `found` (users without a drive and unreachable ones beside them).
+async fn discover_users(
+    graph: &GraphClient,
+    selection: &Selection,
+    found: &mut Discovery,
+) -> Result<(), Error> {
     let mut users: Vec<DirectoryUser> = Vec::new();
     if selection.all_users {
         users = graph
@@ -320,7 +332,15 @@ pub async fn discover(graph: &GraphClient, selection: &Selection) -> Result<Disc
             }),
         }
     }
+    Ok(())
+}
 
+/// The document libraries of the sites `selection` names into `found` (unreachable sites beside them).
+async fn discover_sites(
+    graph: &GraphClient,
+    selection: &Selection,
+    found: &mut Discovery,
+) -> Result<(), Error> {
     let mut sites: Vec<Site> = Vec::new();
     if selection.all_sites {
         let (all, how) = graph
@@ -394,8 +414,7 @@ pub async fn discover(graph: &GraphClient, selection: &Selection) -> Result<Disc
             }),
         }
     }
-    found.drives = place(found.drives);
-    Ok(found)
+    Ok(())
 }
 
 /// Whether a site is a user's `OneDrive` (its address is on the `-my` host, under `/personal/`).

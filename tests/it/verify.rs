@@ -76,6 +76,8 @@ fn an_intact_backup_verifies_by_the_hash_each_file_was_written_with() {
 }
 
 #[test]
+// One story told in order: each damage, what verify says of it, what the next backup repairs.
+#[allow(clippy::too_many_lines)]
 fn edits_bit_rot_deletions_and_swapped_in_links_are_found_and_repaired_by_the_next_backup() {
     let (sim, dest) = backed_up();
     let outside = tempfile::tempdir().unwrap();
