@@ -70,7 +70,7 @@ pub mod drives;
 pub mod endpoint;
 mod error;
 pub mod filter;
-pub mod fsdest;
+mod fsdest;
 pub mod graph;
 pub mod hash;
 pub mod ids;
