@@ -173,19 +173,47 @@ fn code_challenge(verifier: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use graphsim::{AuthorizeOutcome, RequestKind, Simulator, Tree};
     use tokio::net::TcpStream;
 
-    use super::super::test_support::{TestServer, oauth_error, token_json};
     use super::*;
 
-    const TOKEN_PATH: &str = "/common/oauth2/v2.0/token";
-
-    fn settings(server: &TestServer) -> AuthSettings {
+    fn settings(sim: &Simulator) -> AuthSettings {
         AuthSettings {
-            login_base_url: server.base_url.clone(),
+            login_base_url: sim.auth_url(),
             ..AuthSettings::new("client-123")
         }
+    }
+
+    /// The browser: follows nothing by itself, so each hop can be looked at.
+    fn browser() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Open the authorize URL at the identity host and return where it sends the browser back to.
+    async fn sign_in_page(authorize_url: &str) -> url::Url {
+        let answer = browser().get(authorize_url).send().await.unwrap();
+        assert_eq!(answer.status(), 302);
+        let location = answer.headers()["location"].to_str().unwrap();
+        url::Url::parse(location).unwrap()
+    }
+
+    /// Follow `url` to the loopback listener; its status and page.
+    async fn visit(url: &str) -> (u16, String) {
+        let answer = browser().get(url).send().await.unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    }
+
+    fn query_param(url: &str, name: &str) -> String {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
     }
 
     #[test]
@@ -204,50 +232,12 @@ mod tests {
         assert_ne!(verifier, random_token(32));
     }
 
-    /// status line and body the listener answered.
-    /// Play the browser: follow the authorize URL's `redirect_uri` with the given query and return the
-    async fn browser_hits(redirect_uri: &str, path_and_query: &str) -> String {
-        let addr = redirect_uri.strip_prefix("http://localhost:").unwrap();
-        let mut stream = TcpStream::connect(format!("127.0.0.1:{addr}"))
-            .await
-            .unwrap();
-        let request = format!(
-            "GET {path_and_query} HTTP/1.1\r\nHost: localhost:{addr}\r\nUser-Agent: test\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
-        answer
-    }
-
-    fn query_param(url: &str, name: &str) -> String {
-        url::Url::parse(url)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .unwrap()
-    }
-
     #[tokio::test]
     async fn browser_login_redeems_the_code_with_the_pkce_verifier() {
-        let server = TestServer::start(|req| {
-            if req.path == TOKEN_PATH
-                && req.form.get("code").map(String::as_str) == Some("AUTH-CODE-9")
-            {
-                (200, token_json("AT-B", "RT-B", 3599))
-            } else {
-                (400, oauth_error("invalid_grant", "AADSTS70000"))
-            }
-        })
-        .await;
-        let s = settings(&server);
-        let login = BrowserLogin::start(&s).await.unwrap();
+        let sim = Simulator::start(Tree::personal());
+        let login = BrowserLogin::start(&settings(&sim)).await.unwrap();
         let url = login.authorize_url().to_owned();
-        assert!(url.starts_with(&format!(
-            "{}/common/oauth2/v2.0/authorize?",
-            server.base_url
-        )));
+        assert!(url.starts_with(&format!("{}/common/oauth2/v2.0/authorize?", sim.auth_url())));
         for (k, v) in [
             ("client_id", "client-123"),
             ("response_type", "code"),
@@ -260,8 +250,6 @@ mod tests {
         let redirect_uri = query_param(&url, "redirect_uri");
         assert_eq!(redirect_uri, login.redirect_uri());
         assert!(redirect_uri.starts_with("http://localhost:"));
-        let state = query_param(&url, "state");
-        let challenge = query_param(&url, "code_challenge");
         assert!(!format!("{login:?}").contains(&login.verifier.0));
 
         let http = reqwest::Client::new();
@@ -272,43 +260,44 @@ mod tests {
             .await
             .unwrap();
         // The browser asks for the favicon first; that must not end the wait.
-        let favicon = browser_hits(&redirect_uri, "/favicon.ico").await;
-        assert!(favicon.starts_with("HTTP/1.1 404"), "{favicon}");
-        let page = browser_hits(
-            &redirect_uri,
-            &format!("/?code=AUTH-CODE-9&state={state}&session_state=x"),
-        )
-        .await;
-        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        let (status, _) = visit(&format!("{redirect_uri}/favicon.ico")).await;
+        assert_eq!(status, 404);
+        let back = sign_in_page(&url).await;
+        assert!(back.as_str().starts_with(&redirect_uri), "{back}");
+        let (status, page) = visit(back.as_str()).await;
+        assert_eq!(status, 200, "{page}");
         assert!(page.contains("you can close this window"), "{page}");
 
+        // The identity host redeems a code only with the redirect URI it was issued for and the verifier
+        // whose S256 challenge the authorize request carried.
         let tokens = finish.await.unwrap().unwrap();
-        assert_eq!(tokens.access_token.expose(), "AT-B");
-        let redeem = server
-            .requests()
-            .into_iter()
-            .find(|r| r.path == TOKEN_PATH)
-            .unwrap();
-        assert_eq!(redeem.form["grant_type"], "authorization_code");
-        assert_eq!(redeem.form["redirect_uri"], redirect_uri);
-        assert_eq!(redeem.form["client_id"], "client-123");
-        assert!(!redeem.form.contains_key("client_secret"));
-        assert_eq!(code_challenge(&redeem.form["code_verifier"]), challenge);
+        assert!(tokens.refresh_token.is_some());
+        assert_eq!(tokens.scope, "Files.Read.All User.Read");
+        assert_eq!(sim.requests(RequestKind::Authorize), 1);
+        assert_eq!(sim.requests(RequestKind::Token), 1);
     }
 
     #[tokio::test]
     async fn browser_login_rejects_a_foreign_state() {
-        let server = TestServer::start(|_| (500, String::new())).await;
-        let login = BrowserLogin::start(&settings(&server)).await.unwrap();
-        let redirect_uri = login.redirect_uri().to_owned();
+        let sim = Simulator::start(Tree::personal());
+        let login = BrowserLogin::start(&settings(&sim)).await.unwrap();
+        let mut back = sign_in_page(login.authorize_url()).await;
         let http = reqwest::Client::new();
         let finish = tokio::spawn(async move { login.finish(&http).await });
-        let page = browser_hits(&redirect_uri, "/?code=AUTH-CODE-9&state=forged").await;
-        assert!(page.starts_with("HTTP/1.1 400"), "{page}");
+        let pairs: Vec<(String, String)> = back
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "state" { "forged".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        back.query_pairs_mut().clear().extend_pairs(pairs);
+        let (status, _) = visit(back.as_str()).await;
+        assert_eq!(status, 400);
         let err = finish.await.unwrap().unwrap_err();
         assert!(matches!(err, SignInError::StateMismatch), "{err:?}");
         assert_eq!(
-            server.count(TOKEN_PATH),
+            sim.requests(RequestKind::Token),
             0,
             "a forged code must not be redeemed"
         );
@@ -316,25 +305,23 @@ mod tests {
 
     #[tokio::test]
     async fn browser_login_reports_a_cancelled_sign_in_as_declined() {
-        let server = TestServer::start(|_| (500, String::new())).await;
-        let login = BrowserLogin::start(&settings(&server)).await.unwrap();
-        let redirect_uri = login.redirect_uri().to_owned();
-        let state = query_param(login.authorize_url(), "state");
+        let sim = Simulator::start(Tree::personal());
+        sim.set_authorize_outcome(AuthorizeOutcome::Deny);
+        let login = BrowserLogin::start(&settings(&sim)).await.unwrap();
+        let back = sign_in_page(login.authorize_url()).await;
         let http = reqwest::Client::new();
         let finish = tokio::spawn(async move { login.finish(&http).await });
-        browser_hits(
-            &redirect_uri,
-            &format!("/?error=access_denied&error_description=AADSTS65004&state={state}"),
-        )
-        .await;
+        let (status, _) = visit(back.as_str()).await;
+        assert_eq!(status, 400);
         let err = finish.await.unwrap().unwrap_err();
         assert!(matches!(err, SignInError::Declined), "{err:?}");
+        assert_eq!(sim.requests(RequestKind::Token), 0);
     }
 
     #[tokio::test]
     async fn browser_login_gives_up_after_its_timeout() {
-        let server = TestServer::start(|_| (500, String::new())).await;
-        let login = BrowserLogin::start(&settings(&server))
+        // Nothing is sent anywhere: the default sign-in host is never contacted.
+        let login = BrowserLogin::start(&AuthSettings::new("client-123"))
             .await
             .unwrap()
             .with_timeout(Duration::from_millis(50));

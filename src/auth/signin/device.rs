@@ -192,18 +192,25 @@ fn poll_step(err: &SignInError) -> PollStep {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use graphsim::{DeviceOutcome, DeviceScript, Failure, RequestKind, Simulator, Tree};
 
-    use super::super::test_support::{TestServer, oauth_error, token_json};
     use super::*;
 
-    const TOKEN_PATH: &str = "/common/oauth2/v2.0/token";
-    const DEVICE_PATH: &str = "/common/oauth2/v2.0/devicecode";
+    /// A simulator whose next device code sign-in answers `slow_down` polls `slow_down` times, then
+    /// `authorization_pending` `pending` times, then `outcome`.
+    fn identity_host(slow_down: u32, pending: u32, outcome: DeviceOutcome) -> Simulator {
+        let sim = Simulator::start(Tree::personal());
+        sim.script_device_code(DeviceScript {
+            pending,
+            slow_down,
+            outcome,
+        });
+        sim
+    }
 
-    fn settings(server: &TestServer) -> AuthSettings {
+    fn settings(sim: &Simulator) -> AuthSettings {
         AuthSettings {
-            login_base_url: server.base_url.clone(),
+            login_base_url: sim.auth_url(),
             ..AuthSettings::new("client-123")
         }
     }
@@ -215,72 +222,44 @@ mod tests {
         }
     }
 
-    /// A device code server whose token endpoint answers the scripted errors in order, then tokens.
-    async fn device_server(script: &'static [&'static str]) -> TestServer {
-        let polls = Arc::new(AtomicUsize::new(0));
-        TestServer::start(move |req| match req.path.as_str() {
-            DEVICE_PATH => (
-                200,
-                r#"{"device_code":"DEVICE-SECRET-1","user_code":"ABCD-EFGH","verification_uri":"https://www.microsoft.com/link","expires_in":900,"interval":5,"message":"Go to https://www.microsoft.com/link and enter ABCD-EFGH"}"#.to_owned(),
-            ),
-            TOKEN_PATH => match script.get(polls.fetch_add(1, Ordering::SeqCst)) {
-                Some(error) => (400, oauth_error(error, "AADSTS70016")),
-                None => (200, token_json("AT-1", "RT-1", 3599)),
-            },
-            _ => (404, String::new()),
-        })
-        .await
-    }
-
     #[tokio::test]
-    async fn device_code_polls_through_pending_and_slow_down_to_tokens() {
-        let server = device_server(&[
-            "authorization_pending",
-            "slow_down",
-            "authorization_pending",
-        ])
-        .await;
+    async fn device_code_polls_through_slow_down_and_pending_to_tokens() {
+        let sim = identity_host(1, 2, DeviceOutcome::Approve);
         let http = reqwest::Client::new();
-        let s = settings(&server);
+        let s = settings(&sim);
         let auth = start_device_code(&http, &s).await.unwrap();
-        assert_eq!(auth.user_code, "ABCD-EFGH");
-        assert_eq!(auth.verification_uri, "https://www.microsoft.com/link");
-        assert_eq!(auth.interval, Duration::from_secs(5));
-        assert!(!format!("{auth:?}").contains("DEVICE-SECRET-1"));
+        assert!(auth.user_code.starts_with("GS"), "{auth:?}");
+        assert_eq!(
+            auth.verification_uri,
+            format!("{}/devicelogin", sim.auth_url())
+        );
+        assert!(auth.message.contains(&auth.user_code), "{}", auth.message);
+        assert_eq!(auth.interval, Duration::from_secs(1));
+        assert!(!format!("{auth:?}").contains(&auth.device_code.0));
 
         let tokens = poll_device_code_paced(&http, &s, &auth, fast())
             .await
             .unwrap();
-        assert_eq!(tokens.access_token.expose(), "AT-1");
-        assert_eq!(tokens.refresh_token.as_ref().unwrap().expose(), "RT-1");
+        // The simulator only answers a poll that names the device code it issued and the client, and only
+        // hands out a refresh token when `offline_access` was asked for.
+        assert_eq!(sim.requests(RequestKind::DeviceCode), 1);
+        assert_eq!(sim.requests(RequestKind::Token), 4);
+        assert!(tokens.refresh_token.is_some());
+        assert_eq!(tokens.scope, "Files.Read.All User.Read");
         assert_eq!(tokens.expires_in, Duration::from_secs(3599));
         let debug = format!("{tokens:?}");
         assert!(
-            !debug.contains("AT-1") && !debug.contains("RT-1"),
+            !debug.contains(tokens.access_token.expose())
+                && !debug.contains(tokens.refresh_token.as_ref().unwrap().expose()),
             "{debug}"
-        );
-
-        assert_eq!(server.count(TOKEN_PATH), 4);
-        let polls = server.requests();
-        let poll = polls.iter().find(|r| r.path == TOKEN_PATH).unwrap();
-        assert_eq!(
-            poll.form["grant_type"],
-            "urn:ietf:params:oauth:grant-type:device_code"
-        );
-        assert_eq!(poll.form["device_code"], "DEVICE-SECRET-1");
-        assert_eq!(poll.form["client_id"], "client-123");
-        let start = polls.iter().find(|r| r.path == DEVICE_PATH).unwrap();
-        assert_eq!(
-            start.form["scope"],
-            "Files.Read.All offline_access User.Read"
         );
     }
 
     #[tokio::test]
     async fn slow_down_lengthens_the_interval() {
-        let server = device_server(&["slow_down", "slow_down"]).await;
+        let sim = identity_host(2, 0, DeviceOutcome::Approve);
         let http = reqwest::Client::new();
-        let s = settings(&server);
+        let s = settings(&sim);
         let auth = start_device_code(&http, &s).await.unwrap();
         let pacing = PollPacing {
             interval_override: Some(Duration::from_millis(1)),
@@ -296,13 +275,14 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+        assert_eq!(sim.requests(RequestKind::Token), 3);
     }
 
     #[tokio::test]
     async fn a_declined_sign_in_stops_polling() {
-        let server = device_server(&["authorization_pending", "authorization_declined"]).await;
+        let sim = identity_host(0, 1, DeviceOutcome::Decline);
         let http = reqwest::Client::new();
-        let s = settings(&server);
+        let s = settings(&sim);
         let auth = start_device_code(&http, &s).await.unwrap();
         let err = poll_device_code_paced(&http, &s, &auth, fast())
             .await
@@ -312,14 +292,14 @@ mod tests {
             err.to_string(),
             "sign-in was declined; run `odbackup login` again to retry"
         );
-        assert_eq!(server.count(TOKEN_PATH), 2);
+        assert_eq!(sim.requests(RequestKind::Token), 2);
     }
 
     #[tokio::test]
     async fn an_expired_code_says_to_log_in_again() {
-        let server = device_server(&["expired_token"]).await;
+        let sim = identity_host(0, 0, DeviceOutcome::Expire);
         let http = reqwest::Client::new();
-        let s = settings(&server);
+        let s = settings(&sim);
         let auth = start_device_code(&http, &s).await.unwrap();
         let err = poll_device_code_paced(&http, &s, &auth, fast())
             .await
@@ -330,9 +310,9 @@ mod tests {
 
     #[tokio::test]
     async fn polling_stops_at_the_codes_own_deadline() {
-        let server = device_server(&["authorization_pending"; 1000]).await;
+        let sim = identity_host(0, 100_000, DeviceOutcome::Approve);
         let http = reqwest::Client::new();
-        let s = settings(&server);
+        let s = settings(&sim);
         let mut auth = start_device_code(&http, &s).await.unwrap();
         auth.expires_at = Instant::now() + Duration::from_millis(50);
         let err = poll_device_code_paced(&http, &s, &auth, fast())
@@ -342,19 +322,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn other_service_errors_carry_the_aadsts_text_but_no_secret() {
-        let server = device_server(&["invalid_client"]).await;
+    async fn network_blips_while_polling_are_ridden_out() {
+        let sim = identity_host(0, 1, DeviceOutcome::Approve);
+        sim.fail_next(2, Failure::unavailable(None).only(RequestKind::Token));
         let http = reqwest::Client::new();
-        let s = settings(&server);
+        let s = settings(&sim);
         let auth = start_device_code(&http, &s).await.unwrap();
+        poll_device_code_paced(&http, &s, &auth, fast())
+            .await
+            .unwrap();
+        assert_eq!(sim.requests(RequestKind::Token), 4);
+        assert_eq!(sim.failures_served(), 2);
+    }
+
+    #[tokio::test]
+    async fn other_service_errors_carry_the_aadsts_text_but_no_secret() {
+        let sim = identity_host(0, 1, DeviceOutcome::Approve);
+        let http = reqwest::Client::new();
+        let s = settings(&sim);
+        let auth = start_device_code(&http, &s).await.unwrap();
+        // What a registration without "Allow public client flows" answers.
+        sim.fail_next(
+            1,
+            Failure::oauth(
+                401,
+                "invalid_client",
+                7_000_218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            )
+            .only(RequestKind::Token),
+        );
         let err = poll_device_code_paced(&http, &s, &auth, fast())
             .await
             .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.oauth_code(), Some("invalid_client"));
-        assert!(text.contains("AADSTS70016: something happened."), "{text}");
         assert!(
-            !text.contains("Trace ID") && !text.contains("DEVICE-SECRET-1"),
+            text.contains(
+                "(HTTP 401, invalid_client): AADSTS7000218: The request body must contain"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Trace ID") && !text.contains(&auth.device_code.0),
             "{text}"
         );
         assert!(!err.is_transient() && !err.is_refused());

@@ -28,8 +28,6 @@
 mod browser;
 mod device;
 mod loopback;
-#[cfg(test)]
-pub(super) mod test_support;
 mod token;
 
 use std::fmt;
