@@ -139,6 +139,9 @@ macro_rules! setting_groups {
                 $( $($(stringify!($v),)*)? $($(stringify!($l),)*)? $($(stringify!($s),)*)? )*
                 $(stringify!($f),)*
             ];
+
+            /// The keys that are switches, each with a `--no-…` flag.
+            pub const SWITCHES: &'static [&'static str] = &[$( $($(stringify!($s),)*)? )*];
         }
 
         impl ConfigSchema for ConfigFile {
@@ -429,6 +432,13 @@ mod tests {
             assert!(
                 text.contains(&format!("# {key} = ")) || text.contains(&format!("\n{key} = ")),
                 "config.example.toml does not document `{key}`"
+            );
+        }
+        for key in ConfigValues::SWITCHES {
+            let off = format!("--no-{}", key.replace('_', "-"));
+            assert!(
+                text.contains(&off),
+                "config.example.toml does not name {off}"
             );
         }
     }
