@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         }
     };
     let verbose = args.verbose.max(file.verbose.unwrap_or(0));
-    let log_file = args.log_file.clone().or_else(|| file.log_file.clone());
+    let log_file = args.output.or_file(&file).log_file;
     if let Err(err) = init_logging(verbose, log_file.as_deref()) {
         cli::report_error(&odbackup::Error::Usage(err));
         return ExitCode::from(2);

@@ -226,6 +226,23 @@ impl Failure {
         Self::garbled(r#"{"value":[{"size":12,"file":{}}]}"#)
     }
 
+    /// An identity-platform error body (`error`, `error_description` starting with the `AADSTS` code and
+    /// followed by trace and correlation IDs, `error_codes`), as every `/oauth2/v2.0/` endpoint writes it
+    /// (<https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes>). Arm it with
+    /// `only(RequestKind::Token)` or `only(RequestKind::DeviceCode)`: unfiltered failures never reach sign-in.
+    pub fn oauth(status: u16, error: &str, aadsts: u32, text: &str) -> Self {
+        let body = serde_json::json!({
+            "error": error,
+            "error_description": format!(
+                "AADSTS{aadsts}: {text}\r\nTrace ID: 7b2f0c1e-0000-4000-8000-000000000000\r\nCorrelation ID: 1c9d4e2a-0000-4000-8000-000000000000\r\nTimestamp: 2026-01-01 00:00:00Z"
+            ),
+            "error_codes": [aadsts],
+        });
+        let mut f = Self::status(status, error, text);
+        f.body = Some(body.to_string());
+        f
+    }
+
     /// Sets or clears `Retry-After`.
     #[must_use]
     pub fn retry_after(mut self, secs: Option<u64>) -> Self {

@@ -304,31 +304,36 @@ fn backoff_delay(attempt: u32, base: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
     use std::time::UNIX_EPOCH;
 
-    use super::super::signin::RefreshToken;
-    use super::super::signin::test_support::{TestServer, oauth_error, token_json};
+    use graphsim::{Failure, RequestKind, Simulator, Tree};
+
+    use super::super::signin::{RefreshToken, TokenResponse};
     use super::*;
 
-    const TOKEN_PATH: &str = "/common/oauth2/v2.0/token";
+    /// The identity host, answering each request after `latency`.
+    fn identity_host(latency: Duration) -> Simulator {
+        let sim = Simulator::start(Tree::personal());
+        sim.set_latency(latency);
+        sim
+    }
 
-    /// Tokens as stored after a sign-in; `expires_in_secs` from now (negative: already expired).
-    fn stored(server: &TestServer, access: &str, expires_in_secs: i64) -> StoredTokens {
+    /// Tokens as stored after a sign-in at `sim`; `expires_in_secs` from now (negative: already expired).
+    fn stored(sim: &Simulator, access: &str, expires_in_secs: i64) -> StoredTokens {
         let mut settings = AuthSettings::new("client-1");
-        settings.login_base_url.clone_from(&server.base_url);
+        settings.login_base_url = sim.auth_url();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
         StoredTokens {
-            refresh_token: Some(RefreshToken::new("RT-0".into())),
+            refresh_token: Some(RefreshToken::new(sim.issue_refresh_token())),
             access_token: Some(AccessToken::new(access.into())),
             expires_at: now + expires_in_secs,
             issued_at: now + expires_in_secs - 3600,
             ..StoredTokens::from_response(
                 &settings,
-                super::super::signin::TokenResponse {
+                TokenResponse {
                     access_token: AccessToken::new(String::new()),
                     refresh_token: None,
                     expires_in: Duration::ZERO,
@@ -344,21 +349,6 @@ mod tests {
             backoff: Duration::from_millis(5),
             ..RefreshPolicy::default()
         }
-    }
-
-    /// A token endpoint that hands out AT-n / RT-n on the n-th refresh, after an optional pause.
-    async fn rotating_server(pause: Duration) -> TestServer {
-        let n = Arc::new(AtomicUsize::new(0));
-        TestServer::start(move |req| {
-            assert_eq!(req.form["grant_type"], "refresh_token");
-            std::thread::sleep(pause);
-            let n = n.fetch_add(1, Ordering::SeqCst) + 1;
-            (
-                200,
-                token_json(&format!("AT-{n}"), &format!("RT-{n}"), 3599),
-            )
-        })
-        .await
     }
 
     fn source(store: &TokenStore, tokens: StoredTokens) -> RefreshingTokenSource {
@@ -407,19 +397,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_fresh_token_is_used_without_refreshing() {
-        let server = rotating_server(Duration::ZERO).await;
+        let sim = identity_host(Duration::ZERO);
         let (_dir, store) = temp_store();
-        let source = source(&store, stored(&server, "AT-0", 3000));
+        let source = source(&store, stored(&sim, "AT-0", 3000));
         assert_eq!(source.access_token().await.unwrap().expose(), "AT-0");
         assert_eq!(source.refresh_count(), 0);
-        assert_eq!(server.count(TOKEN_PATH), 0);
+        assert_eq!(sim.requests(RequestKind::Token), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sixteen_concurrent_rejections_cause_one_refresh() {
-        let server = rotating_server(Duration::from_millis(100)).await;
+        let sim = identity_host(Duration::from_millis(100));
         let (_dir, store) = temp_store();
-        let source = Arc::new(source(&store, stored(&server, "AT-0", 3000)));
+        let source = Arc::new(source(&store, stored(&sim, "AT-0", 3000)));
         let rejected = source.access_token().await.unwrap();
         let workers: Vec<_> = (0..16)
             .map(|_| {
@@ -431,83 +421,77 @@ mod tests {
                 })
             })
             .collect();
+        let mut renewed = Vec::new();
         for worker in workers {
-            assert_eq!(worker.await.unwrap().expose(), "AT-1");
+            renewed.push(worker.await.unwrap().expose().to_owned());
         }
+        assert!(
+            renewed.iter().all(|t| *t == renewed[0] && t != "AT-0"),
+            "{renewed:?}"
+        );
         assert_eq!(source.refresh_count(), 1);
-        assert_eq!(server.count(TOKEN_PATH), 1);
+        assert_eq!(sim.requests(RequestKind::Token), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_token_near_expiry_is_refreshed_once_for_all_callers() {
-        let server = rotating_server(Duration::from_millis(50)).await;
+        let sim = identity_host(Duration::from_millis(50));
         let (_dir, store) = temp_store();
-        let source = Arc::new(source(&store, stored(&server, "AT-0", 60)));
+        let source = Arc::new(source(&store, stored(&sim, "AT-0", 60)));
         let callers: Vec<_> = (0..16)
             .map(|_| {
                 let source = Arc::clone(&source);
                 tokio::spawn(async move { source.access_token().await.unwrap() })
             })
             .collect();
+        let mut renewed = Vec::new();
         for caller in callers {
-            assert_eq!(caller.await.unwrap().expose(), "AT-1");
+            renewed.push(caller.await.unwrap().expose().to_owned());
         }
-        assert_eq!(server.count(TOKEN_PATH), 1);
+        assert!(
+            renewed.iter().all(|t| *t == renewed[0] && t != "AT-0"),
+            "{renewed:?}"
+        );
+        assert_eq!(sim.requests(RequestKind::Token), 1);
     }
 
     #[tokio::test]
     async fn rotated_refresh_tokens_are_stored_and_used_next_time() {
-        let server = rotating_server(Duration::ZERO).await;
+        let sim = identity_host(Duration::ZERO);
         let (_dir, store) = temp_store();
-        let mut tokens = stored(&server, "AT-0", -10);
+        let mut tokens = stored(&sim, "AT-0", -10);
+        let first_refresh_token = tokens.refresh_token.clone().unwrap();
         tokens.username = Some("alice@contoso.com".into());
         store.save("default", &tokens).unwrap();
         let source = source(&store, tokens);
 
-        assert_eq!(source.access_token().await.unwrap().expose(), "AT-1");
+        let renewed = source.access_token().await.unwrap();
+        assert_ne!(renewed.expose(), "AT-0");
         let on_disk = store.load("default").unwrap().unwrap();
-        assert_eq!(on_disk.refresh_token.as_ref().unwrap().expose(), "RT-1");
-        assert_eq!(on_disk.access_token.as_ref().unwrap().expose(), "AT-1");
+        let rotated = on_disk.refresh_token.clone().unwrap();
+        assert_ne!(rotated, first_refresh_token);
+        assert_eq!(on_disk.access_token.as_ref(), Some(&renewed));
         assert_eq!(on_disk.username.as_deref(), Some("alice@contoso.com"));
         assert_eq!(on_disk.lifetime(), Some(Duration::from_secs(3599)));
 
-        source
-            .reject(&AccessToken::new("AT-1".into()))
-            .await
-            .unwrap();
-        let sent: Vec<_> = server
-            .requests()
-            .into_iter()
-            .map(|r| r.form["refresh_token"].clone())
-            .collect();
-        assert_eq!(sent, ["RT-0", "RT-1"]);
-        let first = &server.requests()[0];
-        assert_eq!(first.form["client_id"], "client-1");
-        assert_eq!(
-            first.form["scope"],
-            "Files.Read.All offline_access User.Read"
-        );
-        assert_eq!(
-            store
-                .load("default")
-                .unwrap()
-                .unwrap()
-                .refresh_token
-                .unwrap()
-                .expose(),
-            "RT-2"
-        );
+        // The identity host accepts a refresh token once: this renewal works only with the rotated one.
+        source.reject(&renewed).await.unwrap();
+        let again = store.load("default").unwrap().unwrap();
+        assert_ne!(again.refresh_token.unwrap(), rotated);
+        assert_ne!(again.access_token.as_ref(), Some(&renewed));
+        assert_eq!(sim.refreshes(), 2);
+        assert_eq!(source.refresh_count(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_refused_refresh_ends_the_run_with_login_guidance_once() {
-        let server = TestServer::start(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            (400, oauth_error("invalid_grant", "AADSTS700082"))
-        })
-        .await;
+        let sim = identity_host(Duration::from_millis(20));
         let (_dir, store) = temp_store();
-        let source = Arc::new(source(&store, stored(&server, "AT-0", 3000)));
+        let tokens = stored(&sim, "AT-0", 3000);
+        let refresh_token = tokens.refresh_token.clone().unwrap();
+        // 90 days without use, as far as the service is concerned.
+        sim.revoke_refresh_tokens();
+        let source = Arc::new(source(&store, tokens));
         let callers: Vec<_> = (0..8)
             .map(|_| {
                 let source = Arc::clone(&source);
@@ -523,10 +507,10 @@ mod tests {
                 text.ends_with("run `odbackup login`, then re-run the same command"),
                 "{text}"
             );
-            assert!(!text.contains("RT-0"), "{text}");
+            assert!(!text.contains(refresh_token.expose()), "{text}");
         }
         assert_eq!(
-            server.count(TOKEN_PATH),
+            sim.requests(RequestKind::Token),
             1,
             "a refused sign-in is not retried"
         );
@@ -536,47 +520,58 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_are_retried_with_backoff() {
-        let n = Arc::new(AtomicUsize::new(0));
-        let server = TestServer::start(move |_| match n.fetch_add(1, Ordering::SeqCst) {
-            0 => (503, "<html>busy</html>".to_owned()),
-            1 => (400, oauth_error("temporarily_unavailable", "AADSTS50196")),
-            _ => (200, token_json("AT-1", "RT-1", 3599)),
-        })
-        .await;
+        let sim = identity_host(Duration::ZERO);
+        sim.fail_next(1, Failure::unavailable(None).only(RequestKind::Token));
+        sim.fail_next(
+            1,
+            Failure::oauth(
+                400,
+                "temporarily_unavailable",
+                90_033,
+                "A transient error has occurred. Please try again.",
+            )
+            .only(RequestKind::Token),
+        );
         let (_dir, store) = temp_store();
-        let source = source(&store, stored(&server, "AT-0", -10));
-        assert_eq!(source.access_token().await.unwrap().expose(), "AT-1");
-        assert_eq!(server.count(TOKEN_PATH), 3);
+        let source = source(&store, stored(&sim, "AT-0", -10));
+        assert_ne!(source.access_token().await.unwrap().expose(), "AT-0");
+        assert_eq!(sim.requests(RequestKind::Token), 3);
         assert_eq!(source.refresh_count(), 1);
     }
 
     #[tokio::test]
     async fn persistent_outages_give_up_after_the_attempt_budget() {
-        let server = TestServer::start(|_| (503, String::new())).await;
+        let sim = identity_host(Duration::ZERO);
+        sim.fail_always(Failure::unavailable(None).only(RequestKind::Token));
         let (_dir, store) = temp_store();
-        let source = source(&store, stored(&server, "AT-0", -10));
+        let source = source(&store, stored(&sim, "AT-0", -10));
         let err = source.token().await.unwrap_err();
         assert!(err.is_transient() && !err.is_refused(), "{err:?}");
-        assert_eq!(server.count(TOKEN_PATH), DEFAULT_REFRESH_ATTEMPTS as usize);
+        assert_eq!(
+            sim.requests(RequestKind::Token),
+            u64::from(DEFAULT_REFRESH_ATTEMPTS)
+        );
     }
 
     #[tokio::test]
     async fn an_early_refresh_that_fails_transiently_keeps_the_valid_token() {
-        let server = TestServer::start(|_| (503, String::new())).await;
+        let sim = identity_host(Duration::ZERO);
+        sim.fail_always(Failure::unavailable(None).only(RequestKind::Token));
         let (_dir, store) = temp_store();
-        let source = source(&store, stored(&server, "AT-0", 60));
+        let source = source(&store, stored(&sim, "AT-0", 60));
         assert_eq!(source.access_token().await.unwrap().expose(), "AT-0");
-        let after_first = server.count(TOKEN_PATH);
+        let after_first = sim.requests(RequestKind::Token);
+        assert!(after_first > 0);
         // Cooling down: the next call doesn't hit the service again.
         assert_eq!(source.access_token().await.unwrap().expose(), "AT-0");
-        assert_eq!(server.count(TOKEN_PATH), after_first);
+        assert_eq!(sim.requests(RequestKind::Token), after_first);
     }
 
     #[tokio::test]
     async fn an_expired_token_without_a_refresh_token_needs_a_new_sign_in() {
-        let server = rotating_server(Duration::ZERO).await;
+        let sim = identity_host(Duration::ZERO);
         let (_dir, store) = temp_store();
-        let mut tokens = stored(&server, "AT-0", -10);
+        let mut tokens = stored(&sim, "AT-0", -10);
         tokens.refresh_token = None;
         let source = source(&store, tokens);
         let err = source.token().await.unwrap_err();
@@ -584,6 +579,6 @@ mod tests {
             matches!(err, SignInError::NoRefreshToken) && err.is_refused(),
             "{err:?}"
         );
-        assert_eq!(server.count(TOKEN_PATH), 0);
+        assert_eq!(sim.requests(RequestKind::Token), 0);
     }
 }

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::ConfigValues;
 use odbackup::Error;
 use odbackup::app::{self, Credentials};
 use odbackup::auth::signin::{self, AuthSettings, BrowserLogin};
 use odbackup::auth::store::{StoredTokens, TokenStore};
 use odbackup::auth::{AuthError, StaticTokenSource};
-use odbackup::config::ConfigValues;
 use odbackup::drives::{DrivesOf, SITES_SCOPE};
 use odbackup::graph::{DriveSelector, GraphClient, GraphOptions, SiteRef};
 

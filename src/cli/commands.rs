@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Args, Command, CommonArgs, DestArgs, FilterArgs, KeepArgs, LayoutArgs, RemoteArgs, ServiceArgs,
-    TenantArgs, account, progress, render,
+    Args, Command, CommonArgs, ConfigFile, ConfigValues, DestArgs, FilterArgs, KeepArgs,
+    LayoutArgs, RemoteArgs, ServiceArgs, TenantArgs, account, progress, render,
 };
 use odbackup::browse::{self, BrowseSettings};
 use odbackup::filter::{Filter, FilterSpec};
@@ -20,8 +20,8 @@ use odbackup::tenant::{
 use std::path::{Path, PathBuf};
 
 use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
+use odbackup::config;
 use odbackup::config::CrawlMethod;
-use odbackup::config::{self, ConfigFile, ConfigValues};
 use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
 use odbackup::crawl::Scope;
 use odbackup::download::{
@@ -63,6 +63,7 @@ impl Outcome {
 }
 
 /// Run the parsed command line with the config file's values in force (see [`load_config`]).
+#[allow(clippy::too_many_lines)] // One arm per subcommand: the dispatch reads best as one match.
 pub fn run(args: Args, file: ConfigValues) -> Outcome {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -74,7 +75,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             return Outcome::Failed(ErrorKind::Run);
         }
     };
-    let quiet = args.quiet || file.quiet == Some(true);
+    let quiet = args.output.or_file(&file).quiet == Some(true);
     let verbose = args.verbose.max(file.verbose.unwrap_or(0));
     let result = runtime.block_on(async move {
         match args.command {
@@ -384,9 +385,9 @@ pub fn load_config(path: Option<&Path>, profile: Option<&str>) -> Result<ConfigV
             None => return Ok(ConfigValues::default()),
         },
     };
-    let file = ConfigFile::load(&path, required).map_err(|e| Error::Usage(e.to_string()))?;
-    file.effective(profile, &path)
-        .map_err(|e| Error::Usage(e.to_string()))
+    let file: ConfigFile =
+        config::load(&path, required).map_err(|e| Error::Usage(e.to_string()))?;
+    config::effective(&file, profile, &path).map_err(|e| Error::Usage(e.to_string()))
 }
 
 async fn run_job(
@@ -641,13 +642,16 @@ impl StopSignals {
 }
 
 fn dest_of(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error> {
-    dest.dest.clone().or_else(|| file.dest.clone()).ok_or_else(|| {
-        Error::Usage("no destination: pass --dest DIR (or set ODBACKUP_DEST, or `dest` in the config file)".to_owned())
+    dest.or_file(file).dest.ok_or_else(|| {
+        Error::Usage(
+            "no destination: pass --dest DIR (or set ODBACKUP_DEST, or `dest` in the config file)"
+                .to_owned(),
+        )
     })
 }
 
 fn manifest_path(dest: &DestArgs, file: &ConfigValues) -> Result<PathBuf, Error> {
-    match dest.manifest.clone().or_else(|| file.manifest.clone()) {
+    match dest.or_file(file).manifest {
         Some(path) => Ok(path),
         None => Ok(app::default_manifest_path(&dest_of(dest, file)?)),
     }
@@ -663,10 +667,10 @@ struct Job {
 }
 
 impl Job {
-    /// `--no-shared` (or `shared = false` in the config file): shared folders and files added to My files are
-    /// left out, on record.
+    /// `--no-shared` (or `shared = false` in the config file, unless `--shared`): shared folders and files
+    /// added to My files are left out, on record.
     fn shared(mut self, remote: &RemoteArgs, file: &ConfigValues) -> Result<Job, Error> {
-        if remote.no_shared || file.shared == Some(false) {
+        if remote.scope.or_file(file).shared == Some(false) {
             let spec = FilterSpec {
                 skip_shared: true,
                 ..self.filter.spec().clone()
@@ -676,9 +680,10 @@ impl Job {
         Ok(self)
     }
 
-    /// `--no-onenote` (or `onenote = false` in the config file): notebooks are left out, on record.
+    /// `--no-onenote` (or `onenote = false` in the config file, unless `--onenote`): notebooks are left
+    /// out, on record.
     fn onenote(mut self, remote: &RemoteArgs, file: &ConfigValues) -> Result<Job, Error> {
-        if remote.no_onenote || file.onenote == Some(false) {
+        if remote.scope.or_file(file).onenote == Some(false) {
             let spec = FilterSpec {
                 skip_onenote: true,
                 ..self.filter.spec().clone()
@@ -691,16 +696,14 @@ impl Job {
     /// What happens to local files when the drive changes, and how large files are fetched: a flag (or its
     /// environment variable), else the config file.
     fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Result<Job, Error> {
-        let chunk_size = keep
-            .chunk_size
-            .or(file.chunk_size)
-            .map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
+        let keep = keep.or_file(file);
+        let chunk_size = keep.chunk_size.map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
         if chunk_size < MIN_CHUNK_SIZE {
             return Err(Error::Usage(format!(
                 "chunk_size must be at least 256K (bytes, or a size such as 32M), not {chunk_size}"
             )));
         }
-        let streams_per_file = match keep.streams_per_file.or(file.streams_per_file) {
+        let streams_per_file = match keep.streams_per_file {
             None => DEFAULT_STREAMS_PER_FILE,
             Some(n @ 1..=16) => n,
             Some(n) => {
@@ -711,18 +714,17 @@ impl Job {
         };
         Ok(Job {
             keep: KeepPolicy {
-                mirror_deletes: keep.mirror_deletes || file.mirror_deletes == Some(true),
-                keep_versions: keep.keep_versions || file.keep_versions == Some(true),
+                mirror_deletes: keep.mirror_deletes == Some(true),
+                keep_versions: keep.keep_versions == Some(true),
             },
             policy: DownloadPolicy {
                 stall_timeout: keep
                     .stall_timeout
-                    .or(file.stall_timeout)
                     .map(|s| std::time::Duration::from_secs(s.max(1))),
-                allow_malware: keep.allow_malware || file.allow_malware == Some(true),
+                allow_malware: keep.allow_malware == Some(true),
                 chunk_size,
                 streams_per_file,
-                dedupe: keep.dedupe.or(file.dedupe).unwrap_or_default(),
+                dedupe: keep.dedupe.unwrap_or_default(),
                 // Set with the concurrency, which the job does not know.
                 grow_to: None,
             },
@@ -741,29 +743,23 @@ fn job_of(
     file: &ConfigValues,
     dry_run: bool,
 ) -> Result<Job, Error> {
-    let list = |flag: &Vec<String>, key: &Option<Vec<String>>| {
-        if flag.is_empty() {
-            key.clone().unwrap_or_default()
-        } else {
-            flag.clone()
-        }
-    };
+    let filters = filters.or_file(file);
     let spec = FilterSpec {
-        include: list(&filters.include, &file.include),
-        exclude: list(&filters.exclude, &file.exclude),
-        extensions: list(&filters.ext, &file.ext),
-        media: filters.media.or(file.media),
-        since: filters.since.or(file.since),
-        until: filters.until.or(file.until),
-        min_size: filters.min_size.or(file.min_size),
-        max_size: filters.max_size.or(file.max_size),
+        include: filters.include,
+        exclude: filters.exclude,
+        extensions: filters.ext,
+        media: filters.media,
+        since: filters.since,
+        until: filters.until,
+        min_size: filters.min_size,
+        max_size: filters.max_size,
         skip_onenote: false,
         skip_shared: false,
     };
     let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
     Ok(Job {
         filter: Arc::new(filter),
-        layout: layout.layout.or(file.layout),
+        layout: layout.or_file(file).layout,
         dry_run,
         keep: KeepPolicy::default(),
         policy: DownloadPolicy::default(),
@@ -777,9 +773,8 @@ fn remote_settings(
     concurrency: Option<usize>,
     job: Job,
 ) -> Result<RunSettings, Error> {
-    let root = remote.root.clone().or_else(|| file.root.clone());
-    let special = remote.special.clone().or_else(|| file.special.clone());
-    let scope = match (root, special) {
+    let listing = remote.scope.or_file(file);
+    let scope = match (listing.root, listing.special) {
         (Some(_), Some(_)) => {
             return Err(Error::Usage(
                 "give either a root path or a special folder, not both".to_owned(),
@@ -797,15 +792,12 @@ fn remote_settings(
         concurrency,
         drive,
         scope,
-        remote.list_concurrency,
+        listing.list_concurrency,
         job,
     )
     .map(|settings| RunSettings {
         full: remote.full,
-        crawl_method: remote
-            .crawl_method
-            .or(file.crawl_method)
-            .unwrap_or_default(),
+        crawl_method: listing.crawl_method.unwrap_or_default(),
         ..settings
     })
 }

@@ -8,17 +8,20 @@ mod account;
 mod commands;
 mod progress;
 mod render;
+mod settings;
 
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use odbackup::config::CrawlMethod;
-use odbackup::filter::{ByteSize, DateBound, MediaSelection};
-use odbackup::localpath::Layout;
+use odbackup::filter::ByteSize;
 
 pub use commands::{load_config, run};
 pub use progress::{EscapedLog, LogWriter};
 pub use render::error as report_error;
+pub use settings::{
+    AuthArgs, ConfigFile, ConfigValues, DestArgs, DriveArgs, FilterArgs, KeepArgs, LayoutArgs,
+    OutputArgs, ScopeArgs,
+};
 
 /// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,
 /// resumable after any interruption, every failure on record.
@@ -31,12 +34,9 @@ pub struct Args {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// No progress display; only the final summary and errors.
-    #[arg(short, long, global = true, env = "ODBACKUP_QUIET")]
-    pub quiet: bool,
-    /// Also write the log (at least at info level) to this file, appending.
-    #[arg(long, global = true, env = "ODBACKUP_LOG_FILE", value_name = "PATH")]
-    pub log_file: Option<PathBuf>,
+    /// Progress display and log file.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Config file [default: $ODBACKUP_CONFIG_DIR/config.toml or the user config dir's odbackup/config.toml].
     #[arg(long, global = true, env = "ODBACKUP_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -412,38 +412,6 @@ fn parse_percent(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Which items a run wants. Items left out are recorded in the manifest as excluded, not forgotten: a later
-/// run with other filters fetches them without listing the drive again.
-#[derive(Debug, Clone, ClapArgs)]
-#[command(next_help_heading = "Filters")]
-pub struct FilterArgs {
-    /// Keep only items whose remote path, or a folder above it, matches GLOB (case-insensitive; repeatable).
-    /// `*` stays within a folder, `**` crosses folders; without a leading / it matches at any depth.
-    #[arg(long, value_name = "GLOB", env = "ODBACKUP_INCLUDE")]
-    pub include: Vec<String>,
-    /// Leave out items whose remote path, or a folder above it, matches GLOB (repeatable; wins over --include).
-    #[arg(long, value_name = "GLOB", env = "ODBACKUP_EXCLUDE")]
-    pub exclude: Vec<String>,
-    /// Keep only files with these extensions, comma-separated (jpg,heic,mp4).
-    #[arg(long, value_name = "EXTS", value_delimiter = ',', env = "ODBACKUP_EXT")]
-    pub ext: Vec<String>,
-    /// Keep only photos, only videos, or both (all); by the service's photo/video facets, else the extension.
-    #[arg(long, value_name = "photos|videos|all", env = "ODBACKUP_MEDIA")]
-    pub media: Option<MediaSelection>,
-    /// Keep only files taken (photos, videos) or modified (others) on or after DATE (YYYY-MM-DD, UTC, or RFC 3339).
-    #[arg(long, value_name = "DATE", env = "ODBACKUP_SINCE")]
-    pub since: Option<DateBound>,
-    /// Keep only files taken or modified on or before DATE (a bare date includes that whole day).
-    #[arg(long, value_name = "DATE", env = "ODBACKUP_UNTIL")]
-    pub until: Option<DateBound>,
-    /// Keep only files of at least SIZE bytes (suffixes K, M, G, T; binary).
-    #[arg(long, value_name = "SIZE", env = "ODBACKUP_MIN_SIZE")]
-    pub min_size: Option<ByteSize>,
-    /// Keep only files of at most SIZE bytes.
-    #[arg(long, value_name = "SIZE", env = "ODBACKUP_MAX_SIZE")]
-    pub max_size: Option<ByteSize>,
-}
-
 /// Which drives of an organisation to back up, each into its own folder under DEST (`users/<upn>/`,
 /// `sites/<site>/<library>/`) with its own manifest, and how to split them between machines.
 #[derive(Debug, Clone, ClapArgs)]
@@ -486,47 +454,6 @@ impl TenantArgs {
     }
 }
 
-/// What happens to local files when the drive changes.
-#[derive(Debug, Clone, ClapArgs)]
-pub struct KeepArgs {
-    /// Move files deleted on the drive into DEST/.odbackup/trash/<date>/ (by default they stay in place, and
-    /// the manifest marks them deleted).
-    #[arg(long, env = "ODBACKUP_MIRROR_DELETES")]
-    pub mirror_deletes: bool,
-    /// Before fetching a file that changed on the drive, move its previous version into the trash.
-    #[arg(long, env = "ODBACKUP_KEEP_VERSIONS")]
-    pub keep_versions: bool,
-    /// Abort and resume (by Range) a transfer that receives no byte for this many seconds [default: 60].
-    #[arg(long, value_name = "SECS", env = "ODBACKUP_STALL_TIMEOUT")]
-    pub stall_timeout: Option<u64>,
-    /// Also fetch files OneDrive flagged as malware (asks with AVOverride; only tenants that allow it serve
-    /// them). They are kept with the caveat malware_override. Off by default: they are skipped and reported.
-    #[arg(long, env = "ODBACKUP_ALLOW_MALWARE")]
-    pub allow_malware: bool,
-    /// Fetch files larger than SIZE as SIZE-long pieces, several at once, each resumable on its own
-    /// (suffixes K, M, G; at least 256K) [default: 32M].
-    #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
-    pub chunk_size: Option<ByteSize>,
-    /// Pieces of one large file fetched at once (1-16; 1 fetches every file in one stream). Each piece takes a
-    /// transfer slot when one is free, so --concurrency still bounds the connections [default: 4].
-    #[arg(long, value_name = "N", env = "ODBACKUP_STREAMS_PER_FILE")]
-    pub streams_per_file: Option<usize>,
-    /// hardlink: store files with the same content (quickXorHash and size) once, as hard links of the copy
-    /// already on disk, instead of downloading each; where the destination refuses hard links, files are
-    /// downloaded as copies and the run says so. off: a copy per file [default: off].
-    #[arg(long, value_name = "off|hardlink", env = "ODBACKUP_DEDUPE")]
-    pub dedupe: Option<odbackup::config::DedupeMode>,
-}
-
-/// How files are placed under the destination.
-#[derive(Debug, Clone, ClapArgs)]
-pub struct LayoutArgs {
-    /// mirror: DEST/<remote path>. date: DEST/YYYY/MM/<name> by the date taken (else modified), with a
-    /// stable suffix when names meet. Fixed for a destination once its first run has chosen it.
-    #[arg(long, value_name = "mirror|date", env = "ODBACKUP_LAYOUT")]
-    pub layout: Option<Layout>,
-}
-
 /// How to reach the drive, for commands that only read the remote side.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct ServiceArgs {
@@ -539,17 +466,6 @@ pub struct ServiceArgs {
     /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
     #[arg(long, env = "ODBACKUP_ACCOUNT")]
     pub account: Option<String>,
-}
-
-/// The destination and its manifest.
-#[derive(Debug, Clone, ClapArgs)]
-pub struct DestArgs {
-    /// The backup's root folder; files land at DEST/<remote path>.
-    #[arg(long, env = "ODBACKUP_DEST", value_name = "DIR")]
-    pub dest: Option<PathBuf>,
-    /// The manifest file [default: DEST/.odbackup/manifest.sqlite].
-    #[arg(long, env = "ODBACKUP_MANIFEST", value_name = "PATH")]
-    pub manifest: Option<PathBuf>,
 }
 
 /// Destination plus how to reach the service.
@@ -576,73 +492,10 @@ pub struct RemoteArgs {
     /// Which drive.
     #[command(flatten)]
     pub drive: DriveArgs,
-    /// Start at this folder (a path from the drive root, e.g. /Pictures/2021).
-    #[arg(
-        long,
-        env = "ODBACKUP_ROOT",
-        value_name = "PATH",
-        conflicts_with = "special"
-    )]
-    pub root: Option<String>,
-    /// Start at a special folder: photos, cameraroll, documents or music.
-    #[arg(long, value_name = "NAME", value_parser = ["photos", "cameraroll", "documents", "music"])]
-    pub special: Option<String>,
-    /// Folders listed at once.
-    #[arg(long, env = "ODBACKUP_LIST_CONCURRENCY")]
-    pub list_concurrency: Option<usize>,
+    /// Which part of the drive, and how it is listed.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// List the whole scope again instead of asking the service only for what changed since the last run.
     #[arg(long)]
     pub full: bool,
-    /// Leave OneNote notebooks out (by default each is backed up as a folder of its section files, named like
-    /// the notebook). They are recorded as skipped.
-    #[arg(long)]
-    pub no_onenote: bool,
-    /// Leave out folders and files others shared that were added to My files (by default each is backed up
-    /// where its shortcut sits, and listed again on every run). Their shortcuts are recorded as skipped.
-    #[arg(long)]
-    pub no_shared: bool,
-    /// How a full listing is made: delta (page through the scope's changes from nothing: one request per 1,000
-    /// items; on business drives only for the whole drive) or children (walk the folders, --list-concurrency at
-    /// once) [default: delta].
-    #[arg(long, value_name = "children|delta", env = "ODBACKUP_CRAWL_METHOD")]
-    pub crawl_method: Option<CrawlMethod>,
-}
-
-/// Which drive to back up: the signed-in user's own unless one of these says otherwise.
-#[derive(Debug, Clone, ClapArgs)]
-pub struct DriveArgs {
-    /// A drive by ID (`odbackup drives` lists them).
-    #[arg(long, value_name = "ID", conflicts_with_all = ["user", "site"])]
-    pub drive_id: Option<String>,
-    /// Another user's OneDrive (business), by sign-in name.
-    #[arg(long, value_name = "UPN", conflicts_with = "site")]
-    pub user: Option<String>,
-    /// A SharePoint site: its address (https://contoso.sharepoint.com/sites/Team), host:/sites/Team, or its ID
-    /// (host,guid,guid). Needs the Sites.Read.All permission (`odbackup login --sites`).
-    #[arg(long, value_name = "SITE")]
-    pub site: Option<String>,
-    /// With --site: the document library to back up, by name [default: the site's default library].
-    #[arg(long, value_name = "NAME")]
-    pub library: Option<String>,
-}
-
-/// Sign-in settings.
-#[derive(Debug, Clone, ClapArgs)]
-pub struct AuthArgs {
-    /// Name for this sign-in, to keep several [default: default].
-    #[arg(long, env = "ODBACKUP_ACCOUNT")]
-    pub account: Option<String>,
-    /// The Application (client) ID of your app registration (see README).
-    #[arg(long, env = "ODBACKUP_CLIENT_ID", value_name = "ID")]
-    pub client_id: Option<String>,
-    /// common (personal and work accounts), consumers (personal only), organizations (work/school only), or a
-    /// tenant ID [default: common].
-    #[arg(long, env = "ODBACKUP_TENANT")]
-    pub tenant: Option<String>,
-    /// Microsoft identity platform base URL [default: https://login.microsoftonline.com].
-    #[arg(long, env = "ODBACKUP_AUTH_URL", value_name = "URL")]
-    pub auth_url: Option<String>,
-    /// Scopes to request, comma-separated [default: Files.Read.All,offline_access,User.Read].
-    #[arg(long, value_delimiter = ',')]
-    pub scopes: Option<Vec<String>>,
 }

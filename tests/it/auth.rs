@@ -1,7 +1,6 @@
 //! Sign-in a real user can complete, and tokens that outlive a long backup.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -159,31 +158,24 @@ fn a_revoked_refresh_token_exits_3_and_the_manifest_resumes_after_login() {
     assert_eq!(done_count(&dest), 300);
 }
 
-/// GET on 127.0.0.1 with a raw request; returns the status and the `Location` header.
+/// The browser's GET, following no redirect; returns the status and the `Location` header.
 fn http_get(url: &str) -> (u16, Option<String>) {
-    let url = url::Url::parse(url).unwrap();
-    let mut stream = TcpStream::connect(("127.0.0.1", url.port().unwrap())).unwrap();
-    let target = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        url.host_str().unwrap()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let location = response
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("location: ")
-                .or_else(|| l.strip_prefix("Location: "))
-        })
-        .map(str::to_owned);
-    (status, location)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let answer = browser.get(url).send().await.unwrap();
+        let location = answer
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        (answer.status().as_u16(), location)
+    })
 }
 
 #[test]

@@ -23,6 +23,7 @@ mod paths;
 mod progress;
 mod restore;
 mod resume;
+mod settings;
 mod shared;
 mod sites;
 mod speed;
