@@ -9,6 +9,7 @@ mod chunks;
 mod dedupe;
 mod plan;
 mod ranged;
+mod stream;
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -262,6 +263,7 @@ pub async fn download(
 }
 
 /// [`download`], with a [`DownloadPolicy`] for stalls and malware-flagged files.
+#[allow(clippy::too_many_lines)] // one scheduling loop: its states (paging, waiting for the crawl, the last pass) read best together
 pub async fn download_with_policy(
     graph: &GraphClient,
     manifest: &SharedManifest,
@@ -434,7 +436,7 @@ pub async fn download_with_policy(
                 let mut link_refused = None;
                 if let Some(twin) = twin {
                     let (linking_dest, linking_job, linking_twin) = (dest.clone(), job.clone(), twin.clone());
-                    match transfer::blocking(move || {
+                    match stream::blocking(move || {
                         dedupe::link_twin(&linking_dest, &linking_job, &linking_twin)
                     })
                     .await
@@ -574,6 +576,7 @@ fn observe_throttling(
 
 /// Record a finished transfer in the manifest and the summary. Returns whether the drive had overtaken it
 /// (its row names another version now; nothing was recorded, and the new version is still to fetch).
+#[allow(clippy::too_many_lines)] // one match over the outcomes, each recorded with its counts in place
 async fn record(
     manifest: &SharedManifest,
     summary: &mut DownloadSummary,
@@ -697,7 +700,7 @@ async fn record(
             let recorded = manifest
                 .call(move |m| m.record_failed(&drive, &item, &version, &record))
                 .await?;
-            if failure.fatal && summary.fatal.is_none() {
+            if failure.stops_the_run() && summary.fatal.is_none() {
                 // A full disk or a refused token stops the run whatever version was being fetched.
                 summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
                 summary.fatal_class = Some(failure.class.as_str().to_owned());
@@ -847,6 +850,7 @@ struct Relocated {
 /// so a kill leaves at most one row naming a place its file just left; such a row, and any file that could
 /// not be moved, goes back to pending, where the download adopts the file by its hash or fetches it again.
 /// So a run never ends with a done row whose file is elsewhere.
+#[allow(clippy::too_many_lines)] // one fixpoint loop over the moves; its three ways out of a deadlock share its state
 async fn relocate_moved(
     manifest: &SharedManifest,
     dest: &Dest,
@@ -929,7 +933,7 @@ async fn relocate_moved(
         cleared_blockers = true;
         for row in &moves {
             let (dest, to, day) = (dest.clone(), row.to.clone(), date.clone());
-            match transfer::blocking(move || dest.trash(&to, &day)).await {
+            match stream::blocking(move || dest.trash(&to, &day)).await {
                 Ok(Some(trash)) => {
                     let (from, to) = (row.to.clone(), trash.clone());
                     manifest
@@ -961,7 +965,7 @@ async fn relocate_moved(
 /// [`Dest::move_file`] on the blocking pool.
 async fn move_file(dest: &Dest, from: &str, to: &str) -> Result<MoveOutcome, fsdest::DestError> {
     let (dest, from, to) = (dest.clone(), from.to_owned(), to.to_owned());
-    transfer::blocking(move || dest.move_file(&from, &to)).await
+    stream::blocking(move || dest.move_file(&from, &to)).await
 }
 
 /// Record that the file of `row` is now at `path`.
@@ -988,7 +992,7 @@ async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, Ma
         let Some(last) = rows.last() else { break };
         after = last.rowid;
         let (dest, date) = (dest.clone(), date.clone());
-        let done = transfer::blocking(move || {
+        let done = stream::blocking(move || {
             rows.into_iter()
                 .filter_map(|row| {
                     // Only a plain file is odbackup's to move; anything else under the name is left alone.
@@ -1029,7 +1033,7 @@ async fn keep_version(
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let trashed = {
         let (dest, previous) = (dest.clone(), previous.to_owned());
-        transfer::blocking(move || {
+        stream::blocking(move || {
             if dest.file_len(&previous).is_none() {
                 return Ok(None);
             }
@@ -1068,7 +1072,7 @@ async fn requeue_missing(
         let Some(last) = rows.last() else { break };
         after = last.rowid;
         let dest = dest.cloned();
-        let stale = transfer::blocking(move || {
+        let stale = stream::blocking(move || {
             // Rows come folder by folder more often than not: one handle serves a run of them.
             let mut folder: Option<(String, Option<fsdest::Folder>)> = None;
             let mut on_disk = |rel: &str| -> Option<u64> {
@@ -1101,7 +1105,7 @@ async fn create_folders(manifest: &SharedManifest, dest: &Dest) -> Result<(), Ma
         let Some(last) = rows.last() else { break };
         after = last.0;
         let dest = dest.clone();
-        transfer::blocking(move || {
+        stream::blocking(move || {
             for (_, local) in rows {
                 if let Err(err) = dest.create_item_folder(&local) {
                     tracing::warn!(error = %err, "could not create folder");
@@ -1153,7 +1157,7 @@ async fn sweep_stale_parts(
         }
     }
     let dest = dest.clone();
-    let swept = transfer::blocking(move || {
+    let swept = stream::blocking(move || {
         dest.sweep_part_files(&|folder, name| keep.contains(&(folder.to_owned(), name.to_owned())))
     })
     .await;
