@@ -120,13 +120,13 @@ pub(super) enum Pumped {
     Disk(std::io::Error),
 }
 
-/// Move `body` into `file` (positioned where its bytes go), passing each piece to `hash` once it is written
+/// Move `body` into `file` (positioned where its bytes go, or a buffer in memory), passing each piece to `hash` once it is written
 /// and counting it in `written` and the reporter's byte count; at most `allowed` bytes (counting what
 /// `written` already holds). Whatever ended the body, what arrived is flushed, so that a resume goes on from
 /// it; a failed flush is a disk error.
 pub(super) async fn pump(
     mut body: ByteStream,
-    file: &mut tokio::io::BufWriter<tokio::fs::File>,
+    file: &mut (impl tokio::io::AsyncWrite + Unpin + Send),
     (written, allowed): (&mut u64, u64),
     mut hash: impl FnMut(&[u8]) + Send,
     reporter: &dyn Reporter,

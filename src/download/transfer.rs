@@ -545,6 +545,9 @@ impl<'a> TransferState<'a> {
             written = 0;
             hasher = ContentHasher::new(with_sha1);
         }
+        if written == 0 && job.size <= WRITE_BUFFER as u64 {
+            return self.fetch_small(download, hasher).await;
+        }
         // A fresh start creates the part file exclusively; a resume reopens the plain file the prefix came from.
         let file = if written == 0 {
             folder.create_fresh(part)
@@ -581,6 +584,55 @@ impl<'a> TransferState<'a> {
         }
         file.get_mut().sync_all().await.map_err(disk)?;
         Ok(Some((hasher.finish(), declared)))
+    }
+
+    /// A small file from its first byte: the body is gathered in memory (it would sit in the write buffer
+    /// anyway), then one trip to the blocking pool creates the part file, writes and syncs it, instead of a
+    /// trip for each of those (what `tokio::fs` makes). Whatever arrived is written either way, as a resume
+    /// needs; only a complete body is synced.
+    async fn fetch_small(
+        &mut self,
+        download: crate::graph::Download,
+        mut hasher: ContentHasher,
+    ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
+        let (job, target) = (self.cx.job, &self.target);
+        let allowed = allowed_length(&job.name, job.size);
+        let declared = download.total;
+        let mut body = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0));
+        let mut written = 0u64;
+        let pumped = stream::pump(
+            download.body,
+            &mut body,
+            (&mut written, allowed),
+            |bytes: &[u8]| hasher.update(bytes),
+            self.cx.reporter,
+            self.cx.cancel,
+        )
+        .await;
+        self.fetched += written;
+        let complete = matches!(pumped, Pumped::Ended);
+        let stored = {
+            let (folder, part) = (Arc::clone(&target.folder), target.part.clone());
+            blocking(move || {
+                use std::io::Write as _;
+                let mut file = folder.create_fresh(&part)?;
+                file.write_all(&body)?;
+                if complete {
+                    file.sync_all()?;
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await
+        };
+        let disk = |e: std::io::Error| StepError::Disk(e, target.folder.shown(&target.part));
+        stored.map_err(disk)?;
+        match pumped {
+            Pumped::Ended => Ok(Some((hasher.finish(), declared))),
+            Pumped::Cancelled => Ok(None),
+            Pumped::TooLong => Err(StepError::TooLong(allowed)),
+            Pumped::Network(err) => Err(StepError::Network(err)),
+            Pumped::Disk(e) => Err(disk(e)),
+        }
     }
 
     /// Recover from a step that did not bring the whole file, or end the transfer.
