@@ -9,6 +9,7 @@ mod chunks;
 mod dedupe;
 mod plan;
 mod ranged;
+mod stream;
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use crate::adaptive;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
+use crate::ids::{DriveId, ItemId};
 use crate::manifest::{
-    DoneRecord, DownloadJob, FailureClass, FailureRecord, JobVersion, ManifestError, MovedFile,
-    Recorded, Twin,
+    DoneRecord, DownloadJob, FailureClass, FailureRecord, JobVersion, Manifest, ManifestError,
+    MovedFile, Recorded, Twin,
 };
 use crate::progress::CrawlProgress;
 use crate::progress::{Event, Reporter};
@@ -262,6 +264,7 @@ pub async fn download(
 }
 
 /// [`download`], with a [`DownloadPolicy`] for stalls and malware-flagged files.
+#[allow(clippy::too_many_lines)] // one scheduling loop: its states (paging, waiting for the crawl, the last pass) read best together
 pub async fn download_with_policy(
     graph: &GraphClient,
     manifest: &SharedManifest,
@@ -356,7 +359,16 @@ pub async fn download_with_policy(
                     let Some(joined) = tasks.join_next().await else {
                         break;
                     };
-                    if record(manifest, &mut summary, joined, &*reporter, &stop).await? {
+                    if record(
+                        manifest,
+                        &mut summary,
+                        joined,
+                        &mut tasks,
+                        &*reporter,
+                        &stop,
+                    )
+                    .await?
+                    {
                         swept = false;
                         after = 0;
                     }
@@ -378,7 +390,7 @@ pub async fn download_with_policy(
                 () = stop.cancelled() => break,
                 _ = crawl.changed() => {}
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    if record(manifest, &mut summary, joined, &*reporter, &stop).await? {
+                    if record(manifest, &mut summary, joined, &mut tasks, &*reporter, &stop).await? {
                         swept = false;
                     }
                 }
@@ -413,10 +425,18 @@ pub async fn download_with_policy(
                 permit = limit.acquire() => permit,
             };
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
-            while let Some(joined) = tasks.try_join_next() {
-                if record(manifest, &mut summary, joined, &*reporter, &stop).await? {
-                    swept = false;
-                }
+            if let Some(joined) = tasks.try_join_next()
+                && record(
+                    manifest,
+                    &mut summary,
+                    joined,
+                    &mut tasks,
+                    &*reporter,
+                    &stop,
+                )
+                .await?
+            {
+                swept = false;
             }
             if options.keep.keep_versions
                 && let Some(previous) = job.written_path.clone()
@@ -434,7 +454,7 @@ pub async fn download_with_policy(
                 let mut link_refused = None;
                 if let Some(twin) = twin {
                     let (linking_dest, linking_job, linking_twin) = (dest.clone(), job.clone(), twin.clone());
-                    match transfer::blocking(move || {
+                    match stream::blocking(move || {
                         dedupe::link_twin(&linking_dest, &linking_job, &linking_twin)
                     })
                     .await
@@ -481,7 +501,15 @@ pub async fn download_with_policy(
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        record(manifest, &mut summary, joined, &*reporter, &stop).await?;
+        record(
+            manifest,
+            &mut summary,
+            joined,
+            &mut tasks,
+            &*reporter,
+            &stop,
+        )
+        .await?;
     }
     remember_url_lifetime(manifest, &listed).await?;
     summary.interrupted = stop.is_cancelled();
@@ -572,28 +600,179 @@ fn observe_throttling(
     }
 }
 
-/// Record a finished transfer in the manifest and the summary. Returns whether the drive had overtaken it
-/// (its row names another version now; nothing was recorded, and the new version is still to fetch).
+/// Finished transfers recorded together: what was ready, up to this many, goes into one manifest
+/// transaction (one WAL commit instead of one per file, which is most of a small file's cost to the manifest).
+const RECORD_BATCH: usize = 64;
+
+/// Record `first` and every other transfer that has finished meanwhile (up to [`RECORD_BATCH`]) in the
+/// manifest, in one transaction, and in the summary. Returns whether the drive had overtaken any of them (its
+/// row names another version now; nothing was recorded for it, and the new version is still to fetch).
+///
+/// A file is under its final name before its row says done: a kill before the transaction commits leaves
+/// rows pending whose files are complete, and the next run finds them there, verifies them by hash and
+/// adopts them without fetching them again.
 async fn record(
     manifest: &SharedManifest,
     summary: &mut DownloadSummary,
-    joined: Result<Finished, tokio::task::JoinError>,
+    first: Result<Finished, tokio::task::JoinError>,
+    tasks: &mut JoinSet<Finished>,
     reporter: &dyn Reporter,
     stop: &CancellationToken,
 ) -> Result<bool, ManifestError> {
+    let mut finished = Vec::new();
+    let mut next = Some(first);
+    while let Some(joined) = next {
+        match joined {
+            Ok(done) => finished.push(done),
+            // A transfer task only ends without a value if it panicked; its row stays pending for the next
+            // run.
+            Err(err) => tracing::error!(error = %err, "a transfer task failed unexpectedly"),
+        }
+        next = if finished.len() < RECORD_BATCH {
+            tasks.try_join_next()
+        } else {
+            None
+        };
+    }
+    let writes: Vec<RowWrite> = finished.iter().map(RowWrite::of).collect();
+    let recorded = manifest
+        .call(move |m| {
+            m.in_transaction(|m| {
+                writes
+                    .iter()
+                    .map(|w| w.apply(m))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await?;
+    let mut overtaken = false;
+    for (done, recorded) in finished.into_iter().zip(recorded) {
+        overtaken |= account(summary, done, recorded, reporter, stop);
+    }
+    Ok(overtaken)
+}
+
+/// What a finished transfer writes to its manifest row.
+enum RowWrite {
+    /// The file is done (fetched, adopted or linked).
+    Done {
+        drive: DriveId,
+        item: ItemId,
+        version: JobVersion,
+        done: DoneRecord,
+        caveat: Option<crate::manifest::Caveat>,
+        local_size: u64,
+        link: Option<Twin>,
+        /// Whether new bytes were renamed over the name (files linked to the old ones keep them).
+        written: bool,
+    },
+    /// The file failed for this run.
+    Failed {
+        drive: DriveId,
+        item: ItemId,
+        version: JobVersion,
+        failure: FailureRecord,
+    },
+    /// Interrupted: the row stays as it is.
+    Nothing,
+}
+
+impl RowWrite {
+    fn of(finished: &Finished) -> Self {
+        let job = &finished.job;
+        let (drive, item, version) = (job.drive_id.clone(), job.item_id.clone(), job.version());
+        match &finished.outcome {
+            TransferOutcome::Done {
+                local_path,
+                verification,
+                caveat,
+                local_size,
+                adopted,
+                attempts,
+                ..
+            } => RowWrite::Done {
+                drive,
+                item,
+                version,
+                done: DoneRecord {
+                    local_path: local_path.clone(),
+                    verification: (*verification).to_owned(),
+                    bytes: job.size,
+                    attempts: *attempts,
+                },
+                caveat: caveat.clone(),
+                local_size: *local_size,
+                link: finished.linked.clone(),
+                written: !adopted && finished.linked.is_none(),
+            },
+            TransferOutcome::Failed(failure) => RowWrite::Failed {
+                drive,
+                item,
+                version,
+                failure: FailureRecord {
+                    class: failure.class,
+                    http_status: failure.http_status,
+                    message: failure.message.clone(),
+                    attempts: failure.attempts,
+                },
+            },
+            TransferOutcome::Interrupted => RowWrite::Nothing,
+        }
+    }
+
+    /// Write it (inside the caller's transaction); `None` when there was nothing to write.
+    fn apply(&self, m: &mut Manifest) -> Result<Option<Recorded>, ManifestError> {
+        match self {
+            RowWrite::Done {
+                drive,
+                item,
+                version,
+                done,
+                caveat,
+                local_size,
+                link,
+                written,
+            } => {
+                let recorded = m.record_done(drive, item, version, done)?;
+                if recorded == Recorded::Applied {
+                    if let Some(c) = caveat {
+                        m.set_caveat(drive, item, c, *local_size)?;
+                    }
+                    match link {
+                        Some(twin) => m.set_linked(drive, item, twin)?,
+                        None if *written => m.hand_over_links(drive, item)?,
+                        None => {}
+                    }
+                }
+                Ok(Some(recorded))
+            }
+            RowWrite::Failed {
+                drive,
+                item,
+                version,
+                failure,
+            } => m.record_failed(drive, item, version, failure).map(Some),
+            RowWrite::Nothing => Ok(None),
+        }
+    }
+}
+
+/// Count a recorded transfer in the summary and tell the reporter. Returns whether the drive had overtaken
+/// it.
+#[allow(clippy::too_many_lines)] // one match over the outcomes, each counted in place
+fn account(
+    summary: &mut DownloadSummary,
+    finished: Finished,
+    recorded: Option<Recorded>,
+    reporter: &dyn Reporter,
+    stop: &CancellationToken,
+) -> bool {
     let Finished {
         job,
         outcome,
         linked,
         link_refused,
-    } = match joined {
-        Ok(finished) => finished,
-        // A transfer task only ends without a value if it panicked; its row stays pending for the next run.
-        Err(err) => {
-            tracing::error!(error = %err, "a transfer task failed unexpectedly");
-            return Ok(false);
-        }
-    };
+    } = finished;
     summary.in_flight.remove(&job.rowid);
     // Copies that waited for this file go back to the queue: linked to it now if it is done, else one of
     // them is downloaded.
@@ -609,18 +788,15 @@ async fn record(
             summary.dedupe_refused = Some(reason);
         }
     }
-    let version = job.version();
     match outcome {
         TransferOutcome::Done {
             local_path,
-            verification,
             caveat,
-            local_size,
             fetched,
             adopted,
-            attempts,
             displaced,
             by_listing_url,
+            ..
         } => {
             if let Some(trash) = &displaced {
                 summary.displaced += 1;
@@ -630,36 +806,9 @@ async fn record(
                 });
             }
             summary.bytes += fetched;
-            let done = DoneRecord {
-                local_path,
-                verification: verification.to_owned(),
-                bytes: job.size,
-                attempts,
-            };
-            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
-            let recorded_caveat = caveat.clone();
-            let recorded_link = linked.clone();
-            let written = !adopted && linked.is_none();
-            let recorded = manifest
-                .call(move |m| {
-                    let recorded = m.record_done(&drive, &item, &version, &done)?;
-                    if let (Some(c), Recorded::Applied) = (&recorded_caveat, recorded) {
-                        m.set_caveat(&drive, &item, c, local_size)?;
-                    }
-                    if recorded == Recorded::Applied {
-                        match &recorded_link {
-                            Some(twin) => m.set_linked(&drive, &item, twin)?,
-                            // New bytes were renamed over the name: files linked to the old ones keep them.
-                            None if written => m.hand_over_links(&drive, &item)?,
-                            None => {}
-                        }
-                    }
-                    Ok(recorded)
-                })
-                .await?;
             summary.unreachable_streak = 0;
-            if recorded == Recorded::Stale {
-                return Ok(superseded(summary, &job));
+            if recorded == Some(Recorded::Stale) {
+                return superseded(summary, &job);
             }
             if let Some(c) = &caveat {
                 *summary
@@ -687,24 +836,14 @@ async fn record(
             });
         }
         TransferOutcome::Failed(failure) => {
-            let record = FailureRecord {
-                class: failure.class,
-                http_status: failure.http_status,
-                message: failure.message.clone(),
-                attempts: failure.attempts,
-            };
-            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
-            let recorded = manifest
-                .call(move |m| m.record_failed(&drive, &item, &version, &record))
-                .await?;
-            if failure.fatal && summary.fatal.is_none() {
+            if failure.stops_the_run() && summary.fatal.is_none() {
                 // A full disk or a refused token stops the run whatever version was being fetched.
                 summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
                 summary.fatal_class = Some(failure.class.as_str().to_owned());
                 stop.cancel();
             }
-            if recorded == Recorded::Stale {
-                return Ok(superseded(summary, &job));
+            if recorded == Some(Recorded::Stale) {
+                return superseded(summary, &job);
             }
             summary.failed += 1;
             *summary
@@ -720,7 +859,7 @@ async fn record(
         }
         TransferOutcome::Interrupted => {}
     }
-    Ok(false)
+    false
 }
 
 /// Where the file of a job comes from under `--dedupe hardlink`.
@@ -847,6 +986,7 @@ struct Relocated {
 /// so a kill leaves at most one row naming a place its file just left; such a row, and any file that could
 /// not be moved, goes back to pending, where the download adopts the file by its hash or fetches it again.
 /// So a run never ends with a done row whose file is elsewhere.
+#[allow(clippy::too_many_lines)] // one fixpoint loop over the moves; its three ways out of a deadlock share its state
 async fn relocate_moved(
     manifest: &SharedManifest,
     dest: &Dest,
@@ -929,7 +1069,7 @@ async fn relocate_moved(
         cleared_blockers = true;
         for row in &moves {
             let (dest, to, day) = (dest.clone(), row.to.clone(), date.clone());
-            match transfer::blocking(move || dest.trash(&to, &day)).await {
+            match stream::blocking(move || dest.trash(&to, &day)).await {
                 Ok(Some(trash)) => {
                     let (from, to) = (row.to.clone(), trash.clone());
                     manifest
@@ -961,7 +1101,7 @@ async fn relocate_moved(
 /// [`Dest::move_file`] on the blocking pool.
 async fn move_file(dest: &Dest, from: &str, to: &str) -> Result<MoveOutcome, fsdest::DestError> {
     let (dest, from, to) = (dest.clone(), from.to_owned(), to.to_owned());
-    transfer::blocking(move || dest.move_file(&from, &to)).await
+    stream::blocking(move || dest.move_file(&from, &to)).await
 }
 
 /// Record that the file of `row` is now at `path`.
@@ -988,7 +1128,7 @@ async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, Ma
         let Some(last) = rows.last() else { break };
         after = last.rowid;
         let (dest, date) = (dest.clone(), date.clone());
-        let done = transfer::blocking(move || {
+        let done = stream::blocking(move || {
             rows.into_iter()
                 .filter_map(|row| {
                     // Only a plain file is odbackup's to move; anything else under the name is left alone.
@@ -1029,7 +1169,7 @@ async fn keep_version(
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let trashed = {
         let (dest, previous) = (dest.clone(), previous.to_owned());
-        transfer::blocking(move || {
+        stream::blocking(move || {
             if dest.file_len(&previous).is_none() {
                 return Ok(None);
             }
@@ -1068,7 +1208,7 @@ async fn requeue_missing(
         let Some(last) = rows.last() else { break };
         after = last.rowid;
         let dest = dest.cloned();
-        let stale = transfer::blocking(move || {
+        let stale = stream::blocking(move || {
             // Rows come folder by folder more often than not: one handle serves a run of them.
             let mut folder: Option<(String, Option<fsdest::Folder>)> = None;
             let mut on_disk = |rel: &str| -> Option<u64> {
@@ -1101,7 +1241,7 @@ async fn create_folders(manifest: &SharedManifest, dest: &Dest) -> Result<(), Ma
         let Some(last) = rows.last() else { break };
         after = last.0;
         let dest = dest.clone();
-        transfer::blocking(move || {
+        stream::blocking(move || {
             for (_, local) in rows {
                 if let Err(err) = dest.create_item_folder(&local) {
                     tracing::warn!(error = %err, "could not create folder");
@@ -1153,7 +1293,7 @@ async fn sweep_stale_parts(
         }
     }
     let dest = dest.clone();
-    let swept = transfer::blocking(move || {
+    let swept = stream::blocking(move || {
         dest.sweep_part_files(&|folder, name| keep.contains(&(folder.to_owned(), name.to_owned())))
     })
     .await;

@@ -17,24 +17,26 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncSeekExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::DownloadPolicy;
 use super::chunks::{self, Journal, Span};
-use super::transfer::{MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, StepError, WRITE_BUFFER, blocking};
+use super::stream::{
+    self, Answer, MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, Pumped, StepError, WRITE_BUFFER,
+    blocking, hash_prefix,
+};
 use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Folder};
 use crate::graph::{ContentSource, GraphClient, GraphError};
 use crate::hash::{ContentDigest, QuickXorHash};
 use crate::manifest::DownloadJob;
-use crate::progress::{Event, Reporter};
+use crate::progress::Reporter;
 
 /// What a ranged fetch works with.
 pub(super) struct Ranged<'a> {
@@ -105,6 +107,7 @@ impl Drop for Slot<'_> {
 impl Ranged<'_> {
     /// Bring the part file to completion span by span, several at once; then hash it whole. The digest and
     /// the size the host declared, or `Ok(None)` when cancelled.
+    #[allow(clippy::too_many_lines)] // one loop that launches spans and folds in their ends over shared counters
     pub(super) async fn fetch(
         &self,
         url: &mut Option<ContentSource>,
@@ -245,8 +248,7 @@ impl Ranged<'_> {
                     }
                 }
                 SpanEnd::Network(err)
-                    if super::transfer::worth_resuming(&err)
-                        && network_retries < MAX_NETWORK_RETRIES =>
+                    if stream::worth_resuming(&err) && network_retries < MAX_NETWORK_RETRIES =>
                 {
                     network_retries += 1;
                     tracing::debug!(item = %self.job.item_id, error = %err, "span interrupted; resuming it");
@@ -275,7 +277,7 @@ impl Ranged<'_> {
         drop(journal);
         file.sync_all().await.map_err(disk)?;
         if self.with_sha1 {
-            let (_, hasher) = super::transfer::hash_prefix(folder, part, u64::MAX, true)
+            let (_, hasher) = hash_prefix(folder, part, u64::MAX, true)
                 .await
                 .map_err(disk)?;
             return Ok(Some((hasher.finish(), Some(size))));
@@ -324,7 +326,7 @@ impl Ranged<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::too_many_lines)] // request, checks, reopen, pump: one span in order
     async fn write_span(
         &self,
         source: Option<&ContentSource>,
@@ -335,48 +337,32 @@ impl Ranged<'_> {
         served_by: &mut Option<ContentSource>,
         part_file: &std::fs::File,
     ) -> SpanEnd {
-        let idle: Option<Duration> = self.policy.stall_timeout;
-        let (from, to) = (work.from, Some(work.span.end - 1));
-        let request = async {
-            match source {
-                Some(source) => {
-                    self.graph
-                        .fetch(&self.job.item_id, source, from, to, idle)
-                        .await
-                }
-                None => {
-                    self.graph
-                        .open_content(
-                            &self.job.drive_id,
-                            &self.job.item_id,
-                            self.job.malware && self.policy.allow_malware,
-                            from,
-                            to,
-                            idle,
-                        )
-                        .await
-                }
-            }
-        };
+        let request = stream::request(
+            self.graph,
+            self.job,
+            self.policy,
+            source,
+            (work.from, Some(work.span.end - 1)),
+        );
         let answered = tokio::select! {
             biased;
             () = stop.cancelled() => return SpanEnd::Cancelled,
             answered = request => answered,
         };
         let response = match answered {
-            Ok((served, r)) => {
-                *served_by = Some(served);
-                r
+            Answer::Body { source, download } => {
+                *served_by = Some(source);
+                download
             }
-            Err(GraphError::DownloadUrlExpired { status, host }) => {
+            Answer::UrlExpired { status, host } => {
                 return SpanEnd::Expired {
                     generation,
                     status,
                     host,
                 };
             }
-            Err(err) if err.status() == Some(416) => return SpanEnd::NoRanges,
-            Err(err) => return SpanEnd::Network(err),
+            Answer::RangeNotSatisfiable { .. } => return SpanEnd::NoRanges,
+            Answer::Failed(err) => return SpanEnd::Network(err),
         };
         if !response.partial || response.start != work.from || response.total != Some(self.job.size)
         {
@@ -416,41 +402,27 @@ impl Ranged<'_> {
             return SpanEnd::Disk(e);
         }
         let wanted = work.span.end - work.from;
-        let mut body = response.body;
-        let mut end = SpanEnd::Done;
-        loop {
-            let chunk = tokio::select! {
-                biased;
-                () = stop.cancelled() => { end = SpanEnd::Cancelled; break; }
-                chunk = body.next() => chunk,
-            };
-            match chunk {
-                None => break,
-                Some(Ok(bytes)) => {
-                    if *written + bytes.len() as u64 > wanted {
-                        end = SpanEnd::NoRanges;
-                        break;
-                    }
-                    if let Err(e) = file.write_all(&bytes).await {
-                        end = SpanEnd::Disk(e);
-                        break;
-                    }
-                    hash.update(&bytes);
-                    *written += bytes.len() as u64;
-                    self.reporter.event(&Event::Bytes(bytes.len() as u64));
-                }
-                Some(Err(err)) => {
-                    end = SpanEnd::Network(err);
-                    break;
-                }
+        let end = match stream::pump(
+            response.body,
+            &mut file,
+            (&mut *written, wanted),
+            |bytes: &[u8]| hash.update(bytes),
+            self.reporter,
+            stop,
+        )
+        .await
+        {
+            Pumped::Ended => SpanEnd::Done,
+            Pumped::Cancelled => SpanEnd::Cancelled,
+            Pumped::TooLong => SpanEnd::NoRanges,
+            Pumped::Network(err) => SpanEnd::Network(err),
+            Pumped::Disk(e) => {
+                // What arrived is kept either way, but a failed write or flush leaves it unknown.
+                *written = 0;
+                *hash = QuickXorHash::starting_at(work.from);
+                return SpanEnd::Disk(e);
             }
-        }
-        // What arrived is kept either way: a retry in this run goes on from it.
-        if let Err(e) = file.flush().await {
-            *written = 0;
-            *hash = QuickXorHash::starting_at(work.from);
-            return SpanEnd::Disk(e);
-        }
+        };
         if matches!(end, SpanEnd::Done) && *written < wanted {
             return SpanEnd::Network(GraphError::Network {
                 what: format!("downloading item {}", self.job.item_id),

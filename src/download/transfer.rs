@@ -8,12 +8,11 @@
 //! Every file operation goes through the target's folder handle (`fsdest`), opened once without following
 //! links: a folder swapped for a link mid-transfer cannot redirect the part file, the rename or the mtime.
 
-use std::io::{ErrorKind, Read as _};
-use std::path::{Path, PathBuf};
+use std::io::ErrorKind;
+use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::StreamExt as _;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::AsyncSeekExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::DownloadPolicy;
@@ -23,21 +22,16 @@ use super::plan::{
     plan,
 };
 use super::ranged::Ranged;
+use super::stream::{
+    self, Answer, MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, Pumped, StepError, WRITE_BUFFER,
+    blocking, hash_prefix,
+};
 use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
-use crate::graph::{ContentSource, DownloadUrl, GraphClient, GraphError};
+use crate::graph::{ContentSource, DownloadUrl, GraphClient};
 use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
-use crate::progress::{Event, Reporter};
-
-/// Network hiccups (reset, stall, 5xx beyond the client's own retries) survived per file per run; each one
-/// resumes from the bytes already written.
-pub(super) const MAX_NETWORK_RETRIES: u32 = 5;
-/// Fresh download URLs refused in a row (no byte received in between) before the file is failed: an expiring
-/// URL is routine, a host that refuses every new one is a permission problem, not something to loop on.
-pub(super) const MAX_URL_REFRESHES: u32 = 4;
-/// Write buffer per transfer (per stream of a ranged one).
-pub(super) const WRITE_BUFFER: usize = 256 * 1024;
+use crate::progress::Reporter;
 
 /// How one transfer ended.
 #[derive(Debug)]
@@ -81,9 +75,60 @@ pub struct TransferFailure {
     pub message: String,
     /// Attempts made in this run.
     pub attempts: u32,
-    /// Whether the whole run must stop (the token was refused, the disk is full): the item is recorded, and
-    /// no further transfer would fare better.
-    pub fatal: bool,
+    /// Whether the failure is the item's own or stops the whole run.
+    pub scope: FailureScope,
+}
+
+/// How far a transfer's failure reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureScope {
+    /// This file failed; the others go on.
+    Item,
+    /// The whole run must stop (the token was refused, the disk is full): the item is recorded, and no
+    /// further transfer would fare better.
+    Run,
+}
+
+impl TransferFailure {
+    /// A failure of this item alone, with no HTTP status, after one attempt.
+    fn new(class: FailureClass, message: String) -> Self {
+        Self {
+            class,
+            http_status: None,
+            message,
+            attempts: 1,
+            scope: FailureScope::Item,
+        }
+    }
+
+    /// The same, with the HTTP status involved.
+    fn with_status(self, http_status: Option<u16>) -> Self {
+        Self {
+            http_status,
+            ..self
+        }
+    }
+
+    /// The same, stopping the run.
+    fn stopping_the_run(self) -> Self {
+        Self {
+            scope: FailureScope::Run,
+            ..self
+        }
+    }
+
+    /// The same, after `attempts` requests (at least one is counted).
+    fn after(self, attempts: u32) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            ..self
+        }
+    }
+
+    /// Whether the whole run must stop.
+    pub fn stops_the_run(&self) -> bool {
+        self.scope == FailureScope::Run
+    }
 }
 
 /// What the run has learned of listing URLs, shared by its transfers.
@@ -106,6 +151,10 @@ fn unix_ms() -> i64 {
 /// concurrent Range requests (`ranged.rs`), whose further streams take slots of `slots` when free. The
 /// listing's URL is used while `listed` says it is worth a request, and what its refusal teaches goes back
 /// there.
+///
+/// The steps: `Target::prepare` (the folder and part file), `Target::adopt_existing` (a file already
+/// there with the right bytes), then `TransferState` fetches, recovers from what can be recovered from, and
+/// judges the bytes until the file is placed or failed.
 #[allow(clippy::too_many_arguments)]
 pub async fn transfer(
     graph: &GraphClient,
@@ -117,479 +166,627 @@ pub async fn transfer(
     slots: Option<&AdaptiveLimit>,
     listed: &SharedUrlLifetime,
 ) -> TransferOutcome {
-    let local_path = job.local_path.clone().unwrap_or_default();
-    if local_path.is_empty() {
-        return failed(
-            FailureClass::Path,
-            None,
-            format!("no local path for {}", job.remote_path),
-            0,
-            false,
-        );
+    let ranged = chunks::is_ranged(job.size, policy.chunk_size, policy.streams_per_file);
+    let target = match Target::prepare(dest, job, ranged).await {
+        Ok(target) => target,
+        Err(failure) => return TransferOutcome::Failed(failure),
+    };
+    let action = match target.adopt_existing(job).await {
+        Ok(Adoption::Adopted(done)) => return done,
+        Ok(Adoption::Fetch(action)) => action,
+        Err(failure) => return TransferOutcome::Failed(failure),
+    };
+    tracing::debug!(item = %job.item_id, path = %job.remote_path, size = job.size, ?action, "transfer starting");
+    let mut state = TransferState::new(
+        Context {
+            graph,
+            dest,
+            job,
+            policy,
+            reporter,
+            cancel,
+            slots,
+            listed,
+        },
+        target,
+        action,
+        ranged,
+    );
+    loop {
+        state.attempts += 1;
+        if cancel.is_cancelled() {
+            return TransferOutcome::Interrupted;
+        }
+        let next = match state.fetch().await {
+            Ok(Some((digest, declared))) => state.judge(digest, declared).await,
+            Ok(None) => Next::Finish(TransferOutcome::Interrupted),
+            Err(err) => state.recover(err).await,
+        };
+        if let Next::Finish(outcome) = next {
+            return outcome;
+        }
     }
-    let (parent, name) = match fsdest::split_item_path(&local_path) {
-        Ok((parent, name)) => (parent.to_owned(), name.to_owned()),
-        Err(err) => return failed(FailureClass::Path, None, err.to_string(), 0, false),
-    };
-    let expected = Expected {
-        size: job.size,
-        quick_xor: job.quick_xor.clone(),
-        sha1: job.sha1.clone(),
-    };
-    let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
-    let part = fsdest::part_file_name(job.drive_id.as_str(), job.item_id.as_str(), version);
-    let mut ranged = chunks::is_ranged(job.size, policy.chunk_size, policy.streams_per_file);
-    // The target's folder, opened (and created) once without following links: everything below is relative
-    // to it. Part files and journals are odbackup's own, plain files: anything else under those names (a
-    // planted link, a hard link to someone's file) is removed, never written through.
-    let prepared = {
-        let (dest, part, parent) = (dest.clone(), part.clone(), parent.clone());
-        let size = job.size;
-        blocking(move || {
-            let folder = dest.create_item_folder(&parent)?;
-            for planted in [part.clone(), fsdest::journal_name(&part)] {
-                folder
-                    .remove_unless_plain(&planted)
-                    .map_err(|e| folder.error(&planted, e))?;
-            }
-            if !ranged {
-                to_one_stream(&folder, &part, size).map_err(|e| folder.error(&part, e))?;
-            }
-            Ok::<_, DestError>(Arc::new(folder))
-        })
-        .await
-    };
-    let folder = match prepared {
-        Ok(folder) => folder,
-        Err(err) => return dest_failure(&err, 0),
-    };
-    let local = LocalState {
-        final_len: folder.file_len(&name),
-        part_len: folder.file_len(&part),
-    };
-    let mut action = plan(job.size, local);
-    if action == Action::CheckExisting {
-        match hash_file(&folder, &name, u64::MAX, expected.sha1.is_some()).await {
-            Ok((len, digest)) => {
-                let v = verify(&expected, &digest);
-                if let Judgement::Keep {
-                    verification,
-                    caveat,
-                } = judge(&job.name, &v, Some(len), Earlier::None)
-                {
-                    set_mtime(&folder, &name, job.modified_at.as_deref());
-                    return TransferOutcome::Done {
-                        local_path,
-                        verification,
-                        caveat,
-                        local_size: len,
-                        fetched: 0,
-                        adopted: true,
-                        attempts: 0,
-                        displaced: None,
-                        by_listing_url: false,
-                    };
+}
+
+/// What a transfer works with, unchanged from start to end.
+struct Context<'a> {
+    graph: &'a GraphClient,
+    dest: &'a Dest,
+    job: &'a DownloadJob,
+    policy: &'a DownloadPolicy,
+    reporter: &'a dyn Reporter,
+    cancel: &'a CancellationToken,
+    slots: Option<&'a AdaptiveLimit>,
+    listed: &'a SharedUrlLifetime,
+}
+
+/// Where a file goes: its folder (held open), its name there, and the part file beside it.
+struct Target {
+    /// Relative local path (as stored in the manifest).
+    local_path: String,
+    /// The target's folder, opened without following links: every file operation is relative to it.
+    folder: Arc<Folder>,
+    /// The file's name in `folder`.
+    name: String,
+    /// The part file's name in `folder`.
+    part: String,
+    /// What the listing says the bytes are.
+    expected: Expected,
+}
+
+/// What was found under the target's name before fetching.
+enum Adoption {
+    /// The right bytes were already there: kept as they are.
+    Adopted(TransferOutcome),
+    /// Fetch, as planned.
+    Fetch(Action),
+}
+
+impl Target {
+    /// Resolve the job's local path, open (and create) its folder once without following links, and clear the
+    /// part file's names of anything that is not odbackup's plain file (a planted link, a hard link to
+    /// someone's file is removed, never written through). A file fetched in one stream whose part file was
+    /// written in spans keeps the prefix its journal vouches for.
+    async fn prepare(
+        dest: &Dest,
+        job: &DownloadJob,
+        ranged: bool,
+    ) -> Result<Self, TransferFailure> {
+        let local_path = job.local_path.clone().unwrap_or_default();
+        if local_path.is_empty() {
+            return Err(TransferFailure::new(
+                FailureClass::Path,
+                format!("no local path for {}", job.remote_path),
+            ));
+        }
+        let (parent, name) = match fsdest::split_item_path(&local_path) {
+            Ok((parent, name)) => (parent.to_owned(), name.to_owned()),
+            Err(err) => return Err(TransferFailure::new(FailureClass::Path, err.to_string())),
+        };
+        let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
+        let part = fsdest::part_file_name(job.drive_id.as_str(), job.item_id.as_str(), version);
+        let prepared = {
+            let (dest, part) = (dest.clone(), part.clone());
+            let size = job.size;
+            blocking(move || {
+                let folder = dest.create_item_folder(&parent)?;
+                for planted in [part.clone(), fsdest::journal_name(&part)] {
+                    folder
+                        .remove_unless_plain(&planted)
+                        .map_err(|e| folder.error(&planted, e))?;
                 }
-            }
-            Err(err) => return disk_failure(&err, &folder.shown(&name), 0),
+                if !ranged {
+                    to_one_stream(&folder, &part, size).map_err(|e| folder.error(&part, e))?;
+                }
+                Ok::<_, DestError>(Arc::new(folder))
+            })
+            .await
+        };
+        let folder = prepared.map_err(|err| dest_failure(&err))?;
+        Ok(Self {
+            local_path,
+            folder,
+            name,
+            part,
+            expected: Expected {
+                size: job.size,
+                quick_xor: job.quick_xor.clone(),
+                sha1: job.sha1.clone(),
+            },
+        })
+    }
+
+    /// A file of the listed size already under the target's name is hashed: kept if its bytes are right
+    /// (given the remote modification time), replaced by the download otherwise. What to fetch, from the
+    /// part file's state.
+    async fn adopt_existing(&self, job: &DownloadJob) -> Result<Adoption, TransferFailure> {
+        let (folder, name) = (&self.folder, &self.name);
+        let local = LocalState {
+            final_len: folder.file_len(name),
+            part_len: folder.file_len(&self.part),
+        };
+        let action = plan(job.size, local);
+        if action != Action::CheckExisting {
+            return Ok(Adoption::Fetch(action));
+        }
+        let (len, digest) = hash_file(folder, name, self.expected.sha1.is_some())
+            .await
+            .map_err(|err| disk_failure(&err, &folder.shown(name)))?;
+        if let Judgement::Keep {
+            verification,
+            caveat,
+        } = judge(
+            &job.name,
+            &verify(&self.expected, &digest),
+            Some(len),
+            Earlier::None,
+        ) {
+            set_mtime(folder, name, job.modified_at.as_deref());
+            return Ok(Adoption::Adopted(TransferOutcome::Done {
+                local_path: self.local_path.clone(),
+                verification,
+                caveat,
+                local_size: len,
+                fetched: 0,
+                adopted: true,
+                attempts: 0,
+                displaced: None,
+                by_listing_url: false,
+            }));
         }
         // Same size, different bytes: the existing file is replaced by the verified download.
-        action = plan(
+        Ok(Adoption::Fetch(plan(
             job.size,
             LocalState {
                 final_len: None,
                 ..local
             },
-        );
+        )))
     }
 
-    tracing::debug!(item = %job.item_id, path = %job.remote_path, size = job.size, ?action, "transfer starting");
-    let mut attempts = 0u32;
-    // The bytes of an earlier complete fetch that did not match the listing (length, quickXorHash).
-    let mut too_long_before = false;
-    let mut mismatched: Option<(u64, String)> = None;
-    let mut network_retries = 0u32;
-    let mut url_refreshes = 0u32;
-    // The listing's URL saves the `/content` round trip while it is fresh; one that was refused, or that served
-    // bytes that do not match, is not used again.
-    let now_ms = unix_ms();
-    let from_listing = job
-        .listed_url
-        .as_ref()
-        .filter(|l| lifetime(listed).usable(l.fetched_at_ms, now_ms));
-    let mut url: Option<ContentSource> =
-        from_listing.map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned())));
-    let mut url_from_listing = url.is_some();
-    let listed_at = from_listing.map(|l| l.fetched_at_ms);
-    // A refused listing URL (when it was stored, when it was refused), until a fresh URL serves the file.
-    let mut refused_listing: Option<(i64, i64)> = None;
-    let mut start = match action {
-        Action::Resume(offset) => offset,
-        _ => 0,
-    };
-    let mut fetched = 0u64;
-    loop {
-        attempts += 1;
-        if cancel.is_cancelled() {
-            return TransferOutcome::Interrupted;
+    /// Whether SHA-1 is hashed too (the listing gave one).
+    fn with_sha1(&self) -> bool {
+        self.expected.sha1.is_some()
+    }
+}
+
+/// Where the bytes come from next, and what that source has taught.
+struct Source {
+    /// The known source (a download URL, or `/content` serving the bytes itself); `None`: ask `/content`.
+    current: Option<ContentSource>,
+    /// Whether `current` is the listing's download URL (which saves the `/content` round trip while fresh).
+    from_listing: bool,
+    /// When the listing's URL was stored, if it was usable when the transfer started.
+    listed_at: Option<i64>,
+    /// A refused listing URL (when it was stored, when it was refused), until a fresh URL serves the file.
+    refused_listing: Option<(i64, i64)>,
+    /// Fresh URLs refused in a row with no byte received in between.
+    refreshes: u32,
+}
+
+impl Source {
+    /// The listing's URL while `listed` says it is worth a request; otherwise none (ask `/content`).
+    fn for_job(job: &DownloadJob, listed: &SharedUrlLifetime) -> Self {
+        let now_ms = unix_ms();
+        let from_listing = job
+            .listed_url
+            .as_ref()
+            .filter(|l| lifetime(listed).usable(l.fetched_at_ms, now_ms));
+        Self {
+            current: from_listing
+                .map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned()))),
+            from_listing: from_listing.is_some(),
+            listed_at: from_listing.map(|l| l.fetched_at_ms),
+            refused_listing: None,
+            refreshes: 0,
         }
-        let step = if ranged {
-            Ranged {
-                graph,
-                job,
-                policy,
-                folder: &folder,
-                part: &part,
-                with_sha1: expected.sha1.is_some(),
-                reporter,
-                cancel,
-                slots,
-            }
-            .fetch(&mut url, &mut fetched)
-            .await
+    }
+
+    /// The current source was refused. A refused listing URL was merely old: its listing is over (the other
+    /// files it listed go through `/content` at once), and it does not count against the fresh ones; a fresh
+    /// one refused counts, unless bytes arrived since the last refusal. Returns whether fresh URLs were
+    /// refused too often to go on.
+    fn refused(&mut self, listed: &SharedUrlLifetime, bytes_arrived: bool) -> bool {
+        if let (true, Some(at)) = (self.from_listing, self.listed_at) {
+            lifetime(listed).refused(at);
+            self.refused_listing = Some((at, unix_ms()));
+        }
+        self.refreshes = if bytes_arrived {
+            1
+        } else if self.from_listing {
+            self.refreshes
         } else {
-            fetch_into_part(
-                graph,
-                job,
-                policy,
-                (&folder, &part),
-                start,
-                &mut url,
-                expected.sha1.is_some(),
-                reporter,
-                cancel,
-                &mut fetched,
-            )
+            self.refreshes + 1
+        };
+        self.from_listing = false;
+        self.current = None;
+        self.refreshes > MAX_URL_REFRESHES
+    }
+
+    /// A fresh URL served what the listing's could not: that one had expired at its age.
+    fn served(&mut self, listed: &SharedUrlLifetime) {
+        if let Some((stored, refused)) = self.refused_listing.take() {
+            lifetime(listed).confirmed_expired(stored, refused);
+        }
+    }
+
+    /// The bytes did not match: a listing URL (possibly minted for another version) is not used again.
+    fn distrust_listing(&mut self) {
+        if self.from_listing {
+            self.current = None;
+            self.from_listing = false;
+        }
+    }
+}
+
+/// What a transfer step decided.
+enum Next {
+    /// Fetch again (from what the part file holds).
+    Again,
+    /// The transfer ended.
+    Finish(TransferOutcome),
+}
+
+/// One transfer between its steps: what it fetches into, from where, and what it has been through.
+struct TransferState<'a> {
+    cx: Context<'a>,
+    target: Target,
+    source: Source,
+    /// Whether the file is fetched as spans (until the host shows it cannot serve them).
+    ranged: bool,
+    /// Where the next one-stream fetch starts (the part file's length after a kill or a hiccup).
+    start: u64,
+    /// Requests made in this run.
+    attempts: u32,
+    /// Bytes received in this run.
+    fetched: u64,
+    /// Hiccups resumed from so far.
+    network_retries: u32,
+    /// Whether a complete fetch was already longer than may be right.
+    too_long_before: bool,
+    /// The length and quickXorHash of an earlier complete fetch that did not match the listing.
+    mismatched: Option<(u64, String)>,
+}
+
+impl<'a> TransferState<'a> {
+    fn new(cx: Context<'a>, target: Target, action: Action, ranged: bool) -> Self {
+        let source = Source::for_job(cx.job, cx.listed);
+        Self {
+            cx,
+            target,
+            source,
+            ranged,
+            start: match action {
+                Action::Resume(offset) => offset,
+                _ => 0,
+            },
+            attempts: 0,
+            fetched: 0,
+            network_retries: 0,
+            too_long_before: false,
+            mismatched: None,
+        }
+    }
+
+    /// Bring the part file to the end: the digest of all of it and the length the host declared, or
+    /// `Ok(None)` when cancelled.
+    async fn fetch(&mut self) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
+        let cx = &self.cx;
+        if self.ranged {
+            return Ranged {
+                graph: cx.graph,
+                job: cx.job,
+                policy: cx.policy,
+                folder: &self.target.folder,
+                part: &self.target.part,
+                with_sha1: self.target.with_sha1(),
+                reporter: cx.reporter,
+                cancel: cx.cancel,
+                slots: cx.slots,
+            }
+            .fetch(&mut self.source.current, &mut self.fetched)
+            .await;
+        }
+        self.fetch_one_stream().await
+    }
+
+    /// The part file from `start` to the end in one request, hashing everything in it (the bytes already
+    /// there are read back: a resume after a kill has no other record of them).
+    async fn fetch_one_stream(
+        &mut self,
+    ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
+        let (job, target) = (self.cx.job, &self.target);
+        let (folder, part) = (&target.folder, target.part.as_str());
+        let disk = |e: std::io::Error| StepError::Disk(e, folder.shown(part));
+        let with_sha1 = target.with_sha1();
+        let (mut written, mut hasher) = if self.start > 0 {
+            hash_prefix(folder, part, self.start, with_sha1)
+                .await
+                .map_err(disk)?
+        } else {
+            (0, ContentHasher::new(with_sha1))
+        };
+        if job.size == 0 {
+            // Nothing to fetch (and a Range on an empty body is asking for a 416): an empty file is the content.
+            let file = folder.create_fresh(part).map_err(disk)?;
+            file.sync_all().map_err(disk)?;
+            return Ok(Some((hasher.finish(), Some(0))));
+        }
+        if written >= job.size {
+            // Complete part file (killed after fsync, before rename): nothing left to fetch.
+            return Ok(Some((hasher.finish(), Some(written))));
+        }
+        let download = match stream::request(
+            self.cx.graph,
+            job,
+            self.cx.policy,
+            self.source.current.as_ref(),
+            (written, None),
+        )
+        .await
+        {
+            Answer::Body { source, download } => {
+                self.source.current = Some(source);
+                download
+            }
+            Answer::UrlExpired { status, host } => return Err(StepError::UrlExpired(status, host)),
+            Answer::RangeNotSatisfiable { total: Some(t) } if t == written => {
+                // The part file already holds all the host serves (a file shorter than listed, killed between
+                // the last byte and the rename): it is judged as it is.
+                let file = folder.open_write(part).map_err(disk)?;
+                file.sync_all().map_err(disk)?;
+                return Ok(Some((hasher.finish(), Some(written))));
+            }
+            Answer::RangeNotSatisfiable { .. } => return Err(StepError::RangeRefused),
+            Answer::Failed(err) => return Err(StepError::Network(err)),
+        };
+        if written > 0 && (!download.partial || download.start != written) {
+            // The server ignored our Range and sent the whole file: start over.
+            written = 0;
+            hasher = ContentHasher::new(with_sha1);
+        }
+        if written == 0 && job.size <= WRITE_BUFFER as u64 {
+            return self.fetch_small(download, hasher).await;
+        }
+        // A fresh start creates the part file exclusively; a resume reopens the plain file the prefix came from.
+        let file = if written == 0 {
+            folder.create_fresh(part)
+        } else {
+            folder.open_write(part)
+        }
+        .map_err(disk)?;
+        let mut file = tokio::fs::File::from_std(file);
+        file.set_len(written).await.map_err(disk)?;
+        if written > 0 {
+            file.seek(std::io::SeekFrom::End(0)).await.map_err(disk)?;
+        }
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let declared = download.total;
+        let before = written;
+        let pumped = stream::pump(
+            download.body,
+            &mut file,
+            (&mut written, allowed_length(&job.name, job.size)),
+            |bytes: &[u8]| hasher.update(bytes),
+            self.cx.reporter,
+            self.cx.cancel,
+        )
+        .await;
+        self.fetched += written - before;
+        match pumped {
+            Pumped::Ended => {}
+            Pumped::Cancelled => return Ok(None),
+            Pumped::TooLong => {
+                return Err(StepError::TooLong(allowed_length(&job.name, job.size)));
+            }
+            Pumped::Network(err) => return Err(StepError::Network(err)),
+            Pumped::Disk(e) => return Err(disk(e)),
+        }
+        file.get_mut().sync_all().await.map_err(disk)?;
+        Ok(Some((hasher.finish(), declared)))
+    }
+
+    /// A small file from its first byte: the body is gathered in memory (it would sit in the write buffer
+    /// anyway), then one trip to the blocking pool creates the part file, writes and syncs it, instead of a
+    /// trip for each of those (what `tokio::fs` makes). Whatever arrived is written either way, as a resume
+    /// needs; only a complete body is synced.
+    async fn fetch_small(
+        &mut self,
+        download: crate::graph::Download,
+        mut hasher: ContentHasher,
+    ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
+        let (job, target) = (self.cx.job, &self.target);
+        let allowed = allowed_length(&job.name, job.size);
+        let declared = download.total;
+        let mut body = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0));
+        let mut written = 0u64;
+        let pumped = stream::pump(
+            download.body,
+            &mut body,
+            (&mut written, allowed),
+            |bytes: &[u8]| hasher.update(bytes),
+            self.cx.reporter,
+            self.cx.cancel,
+        )
+        .await;
+        self.fetched += written;
+        let complete = matches!(pumped, Pumped::Ended);
+        let stored = {
+            let (folder, part) = (Arc::clone(&target.folder), target.part.clone());
+            blocking(move || {
+                use std::io::Write as _;
+                let mut file = folder.create_fresh(&part)?;
+                file.write_all(&body)?;
+                if complete {
+                    file.sync_all()?;
+                }
+                Ok::<_, std::io::Error>(())
+            })
             .await
         };
-        let (digest, declared) = match step {
-            Ok(Some(fetched)) => fetched,
-            Ok(None) => return TransferOutcome::Interrupted,
-            Err(StepError::UrlExpired(status, host)) => {
+        let disk = |e: std::io::Error| StepError::Disk(e, target.folder.shown(&target.part));
+        stored.map_err(disk)?;
+        match pumped {
+            Pumped::Ended => Ok(Some((hasher.finish(), declared))),
+            Pumped::Cancelled => Ok(None),
+            Pumped::TooLong => Err(StepError::TooLong(allowed)),
+            Pumped::Network(err) => Err(StepError::Network(err)),
+            Pumped::Disk(e) => Err(disk(e)),
+        }
+    }
+
+    /// Recover from a step that did not bring the whole file, or end the transfer.
+    async fn recover(&mut self, err: StepError) -> Next {
+        let job = self.cx.job;
+        let (folder, part) = (&self.target.folder, self.target.part.as_str());
+        match err {
+            StepError::UrlExpired(status, host) => {
                 // Not a failure: the pre-authenticated URL only lives so long. Resolve a fresh one and go on
-                // from what is on disk — unless fresh ones are refused too. A refused listing URL was merely
-                // old: it does not count against the fresh ones.
-                let now_on_disk = folder.file_len(&part).unwrap_or(0);
-                if let (true, Some(at)) = (url_from_listing, listed_at) {
-                    // Its listing is over: the other files it listed go through `/content` at once.
-                    lifetime(listed).refused(at);
-                    refused_listing = Some((at, unix_ms()));
+                // from what is on disk — unless fresh ones are refused too.
+                let now_on_disk = folder.file_len(part).unwrap_or(0);
+                if self
+                    .source
+                    .refused(self.cx.listed, now_on_disk > self.start)
+                {
+                    return self.fail(urls_refused(job, status, &host));
                 }
-                url_refreshes = if now_on_disk > start {
-                    1
-                } else if url_from_listing {
-                    url_refreshes
-                } else {
-                    url_refreshes + 1
-                };
-                url_from_listing = false;
-                if url_refreshes > MAX_URL_REFRESHES {
-                    return urls_refused(job, status, &host, attempts);
-                }
-                url = None;
-                attempts -= 1;
-                start = now_on_disk;
-                continue;
+                self.attempts -= 1;
+                self.start = now_on_disk;
+                Next::Again
             }
-            Err(StepError::Network(err))
-                if worth_resuming(&err) && network_retries < MAX_NETWORK_RETRIES =>
+            StepError::Network(err)
+                if stream::worth_resuming(&err) && self.network_retries < MAX_NETWORK_RETRIES =>
             {
-                network_retries += 1;
+                self.network_retries += 1;
                 tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
-                start = folder.file_len(&part).unwrap_or(0);
-                continue;
+                self.start = folder.file_len(part).unwrap_or(0);
+                Next::Again
             }
-            Err(StepError::Network(err)) => {
+            StepError::Network(err) => {
                 let class = classify(&err);
-                return failed(
-                    class,
-                    err.status(),
-                    err.to_string(),
-                    attempts,
-                    class == FailureClass::Auth,
-                );
+                let failure =
+                    TransferFailure::new(class, err.to_string()).with_status(err.status());
+                self.fail(if class == FailureClass::Auth {
+                    failure.stopping_the_run()
+                } else {
+                    failure
+                })
             }
-            Err(StepError::UrlsRefused(status, host)) => {
-                return urls_refused(job, status, &host, attempts);
-            }
-            Err(StepError::RangesUnsupported) => {
+            StepError::UrlsRefused(status, host) => self.fail(urls_refused(job, status, &host)),
+            StepError::RangesUnsupported => {
                 // The host ignores ranges or serves another length than listed: one stream from the start,
                 // where the checks of a whole-file fetch (length, caveats) apply.
                 tracing::debug!(item = %job.item_id, "ranges cannot be assembled; fetching in one stream");
-                ranged = false;
-                remove_part(&folder, &part).await;
-                start = 0;
-                continue;
+                self.ranged = false;
+                remove_part(folder, part).await;
+                self.start = 0;
+                Next::Again
             }
-            Err(StepError::TooLong(limit)) => {
-                remove_part(&folder, &part).await;
-                if !too_long_before {
+            StepError::TooLong(limit) => {
+                remove_part(folder, part).await;
+                if !self.too_long_before {
                     // Like a wrong hash: one more try from scratch, since a gateway may have sent something else.
-                    too_long_before = true;
-                    start = 0;
-                    continue;
+                    self.too_long_before = true;
+                    self.start = 0;
+                    return Next::Again;
                 }
-                return failed(
+                self.fail(TransferFailure::new(
                     FailureClass::SizeMismatch,
-                    None,
                     format!(
                         "the server sent more than {limit} bytes; the listing says {}",
                         job.size
                     ),
-                    attempts,
-                    false,
-                );
+                ))
             }
-            Err(StepError::RangeRefused) => {
-                start = 0;
-                continue;
+            StepError::RangeRefused => {
+                self.start = 0;
+                Next::Again
             }
-            Err(StepError::Disk(err, path)) => return disk_failure(&err, &path, attempts),
-        };
-        if let Some((stored, refused)) = refused_listing.take() {
-            // A fresh URL served what the listing's could not: that one had expired at its age.
-            lifetime(listed).confirmed_expired(stored, refused);
+            StepError::Disk(err, path) => self.fail(disk_failure(&err, &path)),
         }
-        let earlier = match &mismatched {
+    }
+
+    /// Judge the fetched bytes against the listing: place them under the target's name, fetch again, or fail.
+    async fn judge(&mut self, digest: ContentDigest, declared: Option<u64>) -> Next {
+        self.source.served(self.cx.listed);
+        let job = self.cx.job;
+        let earlier = match &self.mismatched {
             None => Earlier::None,
             Some((len, qx)) if *len == digest.len && *qx == digest.quick_xor => Earlier::Same,
             Some(_) => Earlier::Different,
         };
-        match judge(&job.name, &verify(&expected, &digest), declared, earlier) {
+        match judge(
+            &job.name,
+            &verify(&self.target.expected, &digest),
+            declared,
+            earlier,
+        ) {
             Judgement::Keep {
                 verification,
                 caveat,
             } => {
                 let caveat = malware_caveat(job).or(caveat);
-                let placed = {
-                    let (dest, folder, part, name) = (
-                        dest.clone(),
-                        Arc::clone(&folder),
-                        part.clone(),
-                        name.clone(),
-                    );
-                    // Only this item's own earlier version may be replaced: anything else under the name is
-                    // the user's (or a file odbackup kept), and goes to the trash first.
-                    let ours = job.written_path.as_deref() == Some(local_path.as_str());
-                    let modified_at = job.modified_at.clone();
-                    blocking(move || {
-                        place(&dest, &folder, &part, &name, ours, modified_at.as_deref())
-                    })
-                    .await
-                };
-                let displaced = match placed {
-                    Ok(displaced) => displaced,
-                    Err(err) => return dest_failure(&err, attempts),
-                };
-                tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, ?caveat, attempts, "file done");
-                return TransferOutcome::Done {
-                    local_path,
-                    verification,
-                    caveat,
-                    local_size: digest.len,
-                    fetched,
-                    adopted: false,
-                    attempts,
-                    displaced,
-                    by_listing_url: url_from_listing,
-                };
+                self.place(verification, caveat, digest.len).await
             }
             Judgement::FetchAgain => {
                 // Never keep wrong bytes, not even as a part file a later run would resume from.
-                remove_part(&folder, &part).await;
-                if url_from_listing {
-                    // Possibly minted for another version: the next fetch asks `/content`.
-                    url = None;
-                    url_from_listing = false;
-                }
+                remove_part(&self.target.folder, &self.target.part).await;
+                self.source.distrust_listing();
                 tracing::debug!(item = %job.item_id, "bytes differ from the listing; fetching again");
-                mismatched = Some((digest.len, digest.quick_xor));
-                start = 0;
+                self.mismatched = Some((digest.len, digest.quick_xor));
+                self.start = 0;
+                Next::Again
             }
             Judgement::Fail { class, message } => {
-                remove_part(&folder, &part).await;
-                return failed(class, None, message, attempts, false);
+                remove_part(&self.target.folder, &self.target.part).await;
+                self.fail(TransferFailure::new(class, message))
             }
         }
     }
-}
 
-pub(super) enum StepError {
-    /// The download host refused the URL with this status.
-    UrlExpired(u16, String),
-    /// A ranged transfer gave up after fresh URLs were refused this many times in a row (the last status).
-    UrlsRefused(u16, String),
-    /// The host ignored a Range or served another length than listed: fetch the file in one stream.
-    RangesUnsupported,
-    /// The server sent more bytes than may be right for this file (the listed size, or a bit more for a
-    /// file the service may have rewritten).
-    TooLong(u64),
-    RangeRefused,
-    Network(GraphError),
-    Disk(std::io::Error, PathBuf),
-}
-
-/// Bring the part file from `start` to the end, hashing everything in it: the digest, and the whole length
-/// the server declared for the file (when it did). `Ok(None)` means cancelled.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_into_part(
-    graph: &GraphClient,
-    job: &DownloadJob,
-    policy: &DownloadPolicy,
-    (folder, part): (&Arc<Folder>, &str),
-    start: u64,
-    url: &mut Option<ContentSource>,
-    with_sha1: bool,
-    reporter: &dyn Reporter,
-    cancel: &CancellationToken,
-    fetched: &mut u64,
-) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
-    let disk = |e: std::io::Error| StepError::Disk(e, folder.shown(part));
-    // Rebuild the hash state over the bytes already on disk (a resume after kill -9 has no other record).
-    let (mut written, mut hasher) = if start > 0 {
-        let (len, hasher) = hash_prefix(folder, part, start, with_sha1)
-            .await
-            .map_err(disk)?;
-        (len, hasher)
-    } else {
-        (0, ContentHasher::new(with_sha1))
-    };
-    if job.size == 0 {
-        // Nothing to fetch (and a Range on an empty body is asking for a 416): an empty file is the content.
-        let file = folder.create_fresh(part).map_err(disk)?;
-        file.sync_all().map_err(disk)?;
-        return Ok(Some((hasher.finish(), Some(0))));
-    }
-    if written >= job.size {
-        // Complete part file (killed after fsync, before rename): nothing left to fetch.
-        return Ok(Some((hasher.finish(), Some(written))));
-    }
-    // A known source is asked directly; otherwise `/content`, which redirects to one or serves the bytes.
-    let answered = match url.as_ref() {
-        Some(source) => {
-            graph
-                .fetch(&job.item_id, source, written, None, policy.stall_timeout)
+    /// Give the verified part file the target's name.
+    async fn place(
+        &mut self,
+        verification: &'static str,
+        caveat: Option<Caveat>,
+        local_size: u64,
+    ) -> Next {
+        let (job, target) = (self.cx.job, &self.target);
+        let placed = {
+            let (dest, folder, part, name) = (
+                self.cx.dest.clone(),
+                Arc::clone(&target.folder),
+                target.part.clone(),
+                target.name.clone(),
+            );
+            // Only this item's own earlier version may be replaced: anything else under the name is the
+            // user's (or a file odbackup kept), and goes to the trash first.
+            let ours = job.written_path.as_deref() == Some(target.local_path.as_str());
+            let modified_at = job.modified_at.clone();
+            blocking(move || place(&dest, &folder, &part, &name, ours, modified_at.as_deref()))
                 .await
-        }
-        None => {
-            graph
-                .open_content(
-                    &job.drive_id,
-                    &job.item_id,
-                    job.malware && policy.allow_malware,
-                    written,
-                    None,
-                    policy.stall_timeout,
-                )
-                .await
-        }
-    };
-    let response = match answered {
-        Ok((source, r)) => {
-            *url = Some(source);
-            r
-        }
-        Err(GraphError::DownloadUrlExpired { status, host }) => {
-            return Err(StepError::UrlExpired(status, host));
-        }
-        Err(GraphError::RangeNotSatisfiable { total: Some(t), .. }) if t == written => {
-            // The part file already holds all the host serves (a file shorter than listed, killed between the
-            // last byte and the rename): it is judged as it is.
-            let file = folder.open_write(part).map_err(disk)?;
-            file.sync_all().map_err(disk)?;
-            return Ok(Some((hasher.finish(), Some(written))));
-        }
-        Err(err) if err.status() == Some(416) => return Err(StepError::RangeRefused),
-        Err(err) => return Err(StepError::Network(err)),
-    };
-    if written > 0 && (!response.partial || response.start != written) {
-        // The server ignored our Range and sent the whole file: start over.
-        written = 0;
-        hasher = ContentHasher::new(with_sha1);
-    }
-    // A fresh start creates the part file exclusively; a resume reopens the plain file the prefix came from.
-    let file = if written == 0 {
-        folder.create_fresh(part)
-    } else {
-        folder.open_write(part)
-    }
-    .map_err(disk)?;
-    let file = tokio::fs::File::from_std(file);
-    file.set_len(written).await.map_err(disk)?;
-    let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    if written > 0 {
-        file.seek_to_end().await.map_err(disk)?;
-    }
-    let declared = response.total;
-    let limit = allowed_length(&job.name, job.size);
-    let mut body = response.body;
-    let mut outcome = Ok(());
-    loop {
-        let chunk = tokio::select! {
-            biased;
-            () = cancel.cancelled() => { outcome = Err(None); break; }
-            chunk = body.next() => chunk,
         };
-        match chunk {
-            None => break,
-            Some(Ok(bytes)) => {
-                if written + bytes.len() as u64 > limit {
-                    // Longer than can be right: stop before it fills the disk.
-                    outcome = Err(Some(StepError::TooLong(limit)));
-                    break;
-                }
-                hasher.update(&bytes);
-                if let Err(e) = file.write_all(&bytes).await {
-                    outcome = Err(Some(disk(e)));
-                    break;
-                }
-                written += bytes.len() as u64;
-                *fetched += bytes.len() as u64;
-                reporter.event(&Event::Bytes(bytes.len() as u64));
-            }
-            Some(Err(err)) => {
-                outcome = Err(Some(StepError::Network(err)));
-                break;
-            }
-        }
+        let displaced = match placed {
+            Ok(displaced) => displaced,
+            Err(err) => return self.fail(dest_failure(&err)),
+        };
+        tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, ?caveat, attempts = self.attempts, "file done");
+        Next::Finish(TransferOutcome::Done {
+            local_path: target.local_path.clone(),
+            verification,
+            caveat,
+            local_size,
+            fetched: self.fetched,
+            adopted: false,
+            attempts: self.attempts,
+            displaced,
+            by_listing_url: self.source.from_listing,
+        })
     }
-    // Whatever happened, what was received so far is kept for a resume.
-    if let Err(e) = file.flush().await {
-        return Err(disk(e));
-    }
-    match outcome {
-        Ok(()) => {}
-        Err(None) => return Ok(None),
-        Err(Some(e)) => return Err(e),
-    }
-    file.get_mut().sync_all().await.map_err(disk)?;
-    Ok(Some((hasher.finish(), declared)))
-}
 
-/// Whether a failed request is worth resuming within this transfer: the connection broke, stalled or could
-/// not be made. An error answer (a 5xx, throttling) already had the client's retries and backoff, so asking
-/// again at once would only multiply them: the file fails for this run and is retried by the next one.
-pub(super) fn worth_resuming(err: &GraphError) -> bool {
-    matches!(
-        err,
-        GraphError::Network { .. }
-            | GraphError::Timeout { .. }
-            | GraphError::Stalled { .. }
-            | GraphError::Connect { .. }
-    )
-}
-
-trait SeekToEnd {
-    async fn seek_to_end(&mut self) -> std::io::Result<()>;
-}
-
-impl SeekToEnd for tokio::io::BufWriter<tokio::fs::File> {
-    async fn seek_to_end(&mut self) -> std::io::Result<()> {
-        use tokio::io::AsyncSeekExt as _;
-        self.get_mut()
-            .seek(std::io::SeekFrom::End(0))
-            .await
-            .map(|_| ())
+    /// End the transfer with `failure`, counting the attempts made.
+    fn fail(&self, failure: TransferFailure) -> Next {
+        Next::Finish(TransferOutcome::Failed(failure.after(self.attempts)))
     }
 }
 
@@ -694,118 +891,56 @@ pub(super) fn place(
     Ok(displaced)
 }
 
-/// Run blocking file-system work (a handful of system calls, an fsync) off the async workers.
-pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => value,
-        Err(err) => std::panic::resume_unwind(err.into_panic()),
-    }
-}
-
-fn failed(
-    class: FailureClass,
-    http_status: Option<u16>,
-    message: String,
-    attempts: u32,
-    fatal: bool,
-) -> TransferOutcome {
-    TransferOutcome::Failed(TransferFailure {
-        class,
-        http_status,
-        message,
-        attempts: attempts.max(1),
-        fatal,
-    })
-}
-
 /// The download host refused fresh URL after fresh URL: a permission problem, not something to loop on.
-fn urls_refused(job: &DownloadJob, status: u16, host: &str, attempts: u32) -> TransferOutcome {
-    failed(
+fn urls_refused(job: &DownloadJob, status: u16, host: &str) -> TransferFailure {
+    TransferFailure::new(
         FailureClass::AccessDenied,
-        Some(status),
         format!(
             "{host} refused {MAX_URL_REFRESHES} fresh download URLs of item {} in a row (HTTP {status})",
             job.item_id
         ),
-        attempts,
-        false,
     )
+    .with_status(Some(status))
 }
 
 /// A failure met under the destination: a refused path (a link, a folder swapped away) is class `path`, and
 /// never stops the run; a disk error is judged by [`disk_failure`].
-fn dest_failure(err: &DestError, attempts: u32) -> TransferOutcome {
+fn dest_failure(err: &DestError) -> TransferFailure {
     match err {
-        DestError::Io { path, source } => disk_failure(source, path, attempts),
-        refused => failed(
-            FailureClass::Path,
-            None,
-            refused.to_string(),
-            attempts,
-            false,
-        ),
+        DestError::Io { path, source } => disk_failure(source, path),
+        refused => TransferFailure::new(FailureClass::Path, refused.to_string()),
     }
 }
 
-fn disk_failure(err: &std::io::Error, path: &Path, attempts: u32) -> TransferOutcome {
-    // A full or read-only disk, or a folder we may not write to, will fail the following transfers too: stop
-    // the run, keep what is done, and say where, so the user can fix it and re-run.
-    let fatal = matches!(
-        err.kind(),
-        ErrorKind::StorageFull
-            | ErrorKind::ReadOnlyFilesystem
-            | ErrorKind::QuotaExceeded
-            | ErrorKind::PermissionDenied
-    );
+fn disk_failure(err: &std::io::Error, path: &Path) -> TransferFailure {
     let class = if err.kind() == ErrorKind::InvalidFilename {
         FailureClass::Path
     } else {
         FailureClass::Disk
     };
-    failed(
-        class,
-        None,
-        format!("{}: {err}", path.display()),
-        attempts,
-        fatal,
-    )
+    let failure = TransferFailure::new(class, format!("{}: {err}", path.display()));
+    // A full or read-only disk, or a folder we may not write to, will fail the following transfers too: stop
+    // the run, keep what is done, and say where, so the user can fix it and re-run.
+    if matches!(
+        err.kind(),
+        ErrorKind::StorageFull
+            | ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::PermissionDenied
+    ) {
+        failure.stopping_the_run()
+    } else {
+        failure
+    }
 }
 
-/// Hash the first `limit` bytes of the file `name` of `folder` (all of it with `u64::MAX`) on the blocking
-/// pool.
-pub(super) async fn hash_prefix(
-    folder: &Arc<Folder>,
-    name: &str,
-    limit: u64,
-    with_sha1: bool,
-) -> std::io::Result<(u64, ContentHasher)> {
-    let (folder, name) = (Arc::clone(folder), name.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let mut file = folder.open_read(&name)?.take(limit);
-        let mut hasher = ContentHasher::new(with_sha1);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            len += n as u64;
-        }
-        Ok((len, hasher))
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
+/// The length and digest of the whole file `name` of `folder`, read back on the blocking pool.
 async fn hash_file(
     folder: &Arc<Folder>,
     name: &str,
-    limit: u64,
     with_sha1: bool,
 ) -> std::io::Result<(u64, ContentDigest)> {
-    let (len, hasher) = hash_prefix(folder, name, limit, with_sha1).await?;
+    let (len, hasher) = hash_prefix(folder, name, u64::MAX, with_sha1).await?;
     Ok((len, hasher.finish()))
 }
 

@@ -114,7 +114,8 @@ impl Manifest {
         };
         let path = self.path.clone();
         let err = |e| super::ManifestError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        // A savepoint: one transaction of its own, or a part of the caller's (`in_transaction`).
+        let tx = self.conn.savepoint().map_err(err)?;
         tx.execute(
             "UPDATE items SET linked_drive_id = NULL, linked_item_id = NULL
              WHERE drive_id = ?1 AND item_id = ?2",

@@ -351,6 +351,25 @@ impl Manifest {
         .map_err(|e| self.err(e))
     }
 
+    /// Run `writes` as one transaction (one WAL commit for what may be many rows): all of them or, when one
+    /// fails, none. `writes` must not open a transaction of its own.
+    pub fn in_transaction<T>(&mut self, writes: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        match writes(self) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(value)
+            }
+            Err(err) => {
+                // The error says what failed; a failed rollback leaves SQLite to undo the transaction.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(err)
+            }
+        }
+    }
+
     /// Record a verified file: state `done`, error fields cleared, this run's attempts added. Unguarded:
     /// a transfer records with [`Self::record_done`], which checks the version it fetched.
     pub fn mark_done(&mut self, drive: &DriveId, item: &ItemId, done: &DoneRecord) -> Result<()> {

@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod batched;
 mod browse;
 mod cli;
 mod content;
