@@ -606,7 +606,7 @@ fn resolve(
     let placed = placement.place(item, &parent.remote_path, &parent.local_path);
     let list_contents = list_new_folders
         && placed.kind == ItemKind::Folder
-        && placed.skip_reason.is_none()
+        && placed.skip.is_none()
         && known.as_ref().is_none_or(|k| k.remote_deleted);
     let moved_from = known
         .filter(|k| k.kind == ItemKind::Folder && k.remote_path != placed.remote_path)

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crawl::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
-use crate::manifest::{ItemKind, ShortcutRow};
+use crate::manifest::{ItemKind, ShortcutRow, Skip, SkipClass};
 use crate::progress::{CrawlProgress, Reporter};
 use crate::shared::SharedManifest;
 
@@ -132,7 +132,10 @@ pub async fn follow_shortcuts(
         {
             summary.followed -= 1;
             summary.already_backed_up += 1;
-            let reason = format!("already backed up at {at}: not copied twice");
+            let reason = Skip::new(
+                SkipClass::Duplicate,
+                format!("already backed up at {at}: not copied twice"),
+            );
             let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
             manifest
                 .call(move |m| m.set_shortcut_outcome(&d, &i, Some(&reason)))
@@ -167,14 +170,15 @@ async fn follow_one(
     targets: &mut HashSet<(DriveId, ItemId)>,
     summary: &mut SharedSummary,
 ) -> Result<Followed, CrawlError> {
-    let record = |reason: Option<String>| {
+    let record = |reason: Option<Skip>| {
         let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
-        manifest.call(move |m| m.set_shortcut_outcome(&d, &i, reason.as_deref()))
+        manifest.call(move |m| m.set_shortcut_outcome(&d, &i, reason.as_ref()))
     };
     let Some((drive, item)) = shortcut.target.clone() else {
-        record(Some(
-            "shortcut without a target (the listing named no remote drive and ID)".to_owned(),
-        ))
+        record(Some(Skip::new(
+            SkipClass::NoTarget,
+            "shortcut without a target (the listing named no remote drive and ID)",
+        )))
         .await?;
         return Ok(Followed::Done);
     };
@@ -187,7 +191,7 @@ async fn follow_one(
         return Ok(Followed::Done);
     }
     if options.filter.spec().skip_shared {
-        record(Some(LEFT_OUT.to_owned())).await?;
+        record(Some(Skip::new(SkipClass::LeftOut, LEFT_OUT))).await?;
         return Ok(Followed::Done);
     }
     let key = scope_key(&drive, &item);
@@ -209,7 +213,7 @@ async fn follow_one(
     };
     if let Some(reason) = elsewhere {
         summary.already_backed_up += 1;
-        record(Some(reason)).await?;
+        record(Some(Skip::new(SkipClass::Duplicate, reason))).await?;
         return Ok(Followed::Done);
     }
     let target = match graph.item(&drive, &item).await {
@@ -225,8 +229,9 @@ async fn follow_one(
             // of its tree is flagged deleted, so the files on disk stay as they are.
             tracing::warn!(shortcut = %shortcut.remote_path, error = %err, "shared item not accessible: its files on disk are kept");
             summary.not_accessible.push(shortcut.remote_path.clone());
-            record(Some(format!(
-                "shared item not accessible ({err}): its files already on disk are kept"
+            record(Some(Skip::new(
+                SkipClass::Inaccessible,
+                format!("shared item not accessible ({err}): its files already on disk are kept"),
             )))
             .await?;
             return Ok(Followed::Done);
@@ -240,9 +245,12 @@ async fn follow_one(
         shortcut.local_path.clone(),
     );
     if !matches!(root.kind, ItemKind::Folder | ItemKind::File) {
-        record(Some(format!(
-            "shortcut to a {} item: nothing to back up",
-            root.kind.as_str()
+        record(Some(Skip::new(
+            SkipClass::NoContent,
+            format!(
+                "shortcut to a {} item: nothing to back up",
+                root.kind.as_str()
+            ),
         )))
         .await?;
         return Ok(Followed::Done);

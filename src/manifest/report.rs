@@ -388,7 +388,9 @@ mod tests {
     use super::*;
     use crate::ids::ItemId;
     use crate::manifest::testutil::{drive, file, folder, manifest};
-    use crate::manifest::{DoneRecord, FailureClass, FailureRecord, ItemKind, PageCommit};
+    use crate::manifest::{
+        DoneRecord, FailureClass, FailureRecord, ItemKind, PageCommit, Skip, SkipClass,
+    };
 
     #[test]
     fn status_counts_items_bytes_reasons_classes_and_crawls() {
@@ -399,9 +401,9 @@ mod tests {
             .crawl_id;
         let mut notebook = folder("/Notes");
         notebook.kind = ItemKind::Package;
-        notebook.skip_reason = Some("oneNote package".into());
+        notebook.skip = Some(Skip::new(SkipClass::Package, "oneNote package"));
         let mut bad = file("/bad.exe", 7, "Q");
-        bad.skip_reason = Some("malware".into());
+        bad.skip = Some(Skip::new(SkipClass::Malware, "malware"));
         m.commit_page(
             crawl,
             &PageCommit {
