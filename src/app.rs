@@ -18,7 +18,7 @@ use crate::download::{
     self, DownloadOptions, DownloadPolicy, DownloadSummary, DryRunSummary, KeepPolicy,
 };
 use crate::drives::{self, DriveInfo, DrivesOf, SignInFacts};
-use crate::error::Error;
+use crate::error::{Error, FatalStop};
 use crate::filter::Filter;
 use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
 use crate::incremental::{self, DeltaOutcome, DeltaSummary};
@@ -131,11 +131,7 @@ impl RunSummary {
     /// What stopped the run's downloads for good, if something did: a refused sign-in, or the network or
     /// service gone ([`crate::download::DownloadSummary::fatal`]).
     pub fn fatal_kind(&self) -> Option<crate::ErrorKind> {
-        let download = self.download.as_ref()?;
-        if download.fatal_class.as_deref() == Some("auth") {
-            return Some(crate::ErrorKind::Auth);
-        }
-        download.fatal.is_some().then_some(crate::ErrorKind::Run)
+        self.download.as_ref()?.fatal.as_ref().map(FatalStop::kind)
     }
 
     /// Whether everything wanted is on disk (exit 0) or something failed or is left (exit 1). Every file on

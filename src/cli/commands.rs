@@ -528,13 +528,8 @@ fn tenant_settings(
 }
 
 fn outcome_of(summary: &RunSummary, signal: i32) -> Outcome {
-    if let Some(download) = &summary.download {
-        if download.fatal_class.as_deref() == Some("auth") {
-            return Outcome::Failed(ErrorKind::Auth);
-        }
-        if download.fatal.is_some() {
-            return Outcome::Failed(ErrorKind::Run);
-        }
+    if let Some(fatal) = summary.download.as_ref().and_then(|d| d.fatal.as_ref()) {
+        return Outcome::Failed(fatal.kind());
     }
     if summary.interrupted {
         Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
@@ -988,9 +983,8 @@ async fn run_restore(
     display.finish();
     let summary = summary?;
     render::restore_summary(&summary, json);
-    Ok(match summary.fatal_class.as_deref() {
-        Some("auth" | "access_denied") => Outcome::Failed(ErrorKind::Auth),
-        Some(_) => Outcome::Failed(ErrorKind::Run),
+    Ok(match &summary.fatal {
+        Some(fatal) => Outcome::Failed(fatal.kind()),
         None if summary.interrupted => {
             let signal = stopped_by.load(Ordering::SeqCst);
             Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })

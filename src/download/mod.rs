@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::adaptive;
+use crate::error::FatalStop;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
 use crate::manifest::{
@@ -182,10 +183,10 @@ pub struct DownloadSummary {
     pub failures_by_class: BTreeMap<String, u64>,
     /// Whether the run stopped before the end (Ctrl-C, or a fatal error).
     pub interrupted: bool,
-    /// The error that stopped the run, if a fatal one did (token refused, disk full).
-    pub fatal: Option<String>,
-    /// The class of that fatal error.
-    pub fatal_class: Option<String>,
+    /// The error that stopped the run, if a fatal one did (token refused, disk full); in `--json` as `fatal`
+    /// (its message) and `fatal_class`.
+    #[serde(flatten, serialize_with = "FatalStop::serialize_fields")]
+    pub fatal: Option<FatalStop>,
     /// Times the service throttled the client (429/503/509) while this download ran, listing included.
     pub throttled: u64,
     /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
@@ -277,8 +278,10 @@ pub async fn download_with_policy(
         Err(err) => {
             // Not one file could be written: the run stops here and says where.
             return Ok(DownloadSummary {
-                fatal: Some(format!("cannot open the destination: {err}")),
-                fatal_class: Some(FailureClass::Disk.as_str().to_owned()),
+                fatal: Some(FatalStop::new(
+                    FailureClass::Disk,
+                    format!("cannot open the destination: {err}"),
+                )),
                 interrupted: true,
                 ..DownloadSummary::default()
             });
@@ -699,8 +702,10 @@ async fn record(
                 .await?;
             if failure.fatal && summary.fatal.is_none() {
                 // A full disk or a refused token stops the run whatever version was being fetched.
-                summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
-                summary.fatal_class = Some(failure.class.as_str().to_owned());
+                summary.fatal = Some(FatalStop::new(
+                    failure.class,
+                    format!("{}: {}", job.remote_path, failure.message),
+                ));
                 stop.cancel();
             }
             if recorded == Recorded::Stale {
@@ -813,7 +818,7 @@ fn note_service_trouble(
     if summary.unreachable_streak < UNREACHABLE_STREAK || summary.fatal.is_some() {
         return;
     }
-    summary.fatal = Some(if server_error {
+    let message = if server_error {
         format!(
             "{UNREACHABLE_STREAK} transfers in a row failed with server errors (the last: {}: {}); the service \
              or its download host is having trouble: re-run the same command later, it resumes and retries them",
@@ -825,8 +830,8 @@ fn note_service_trouble(
              check the connection, then re-run the same command: it resumes and retries them",
             job.remote_path, failure.message
         )
-    });
-    summary.fatal_class = Some(failure.class.as_str().to_owned());
+    };
+    summary.fatal = Some(FatalStop::new(failure.class, message));
     stop.cancel();
 }
 

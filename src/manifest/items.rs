@@ -116,6 +116,8 @@ stored_enum! {
         NotFound => "not_found",
         /// The service refused access.
         AccessDenied => "access_denied",
+        /// The drive is full (a write answered 507 Insufficient Storage).
+        Quota => "quota",
         /// The service flagged the file as malware.
         Malware => "malware",
         /// A known service quirk.
