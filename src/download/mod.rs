@@ -635,7 +635,7 @@ async fn record(
             summary.bytes += fetched;
             let done = DoneRecord {
                 local_path,
-                verification: verification.to_owned(),
+                verification: verification.as_stored().to_owned(),
                 bytes: job.size,
                 attempts,
             };

@@ -26,7 +26,7 @@ use super::ranged::Ranged;
 use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
 use crate::graph::{ContentSource, DownloadUrl, GraphClient, GraphError};
-use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
+use crate::hash::{ContentDigest, ContentHasher, Expected, Verification, verify};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
 use crate::progress::{Event, Reporter};
 
@@ -46,8 +46,8 @@ pub enum TransferOutcome {
     Done {
         /// Relative local path (as stored in the manifest).
         local_path: String,
-        /// How it was verified: `quickxor`, `sha1`, `size_only` or `unverified`.
-        verification: &'static str,
+        /// How it was verified (the mismatch its caveat explains, when kept with one).
+        verification: Verification,
         /// Why it was kept although it could not be verified against the listing.
         caveat: Option<Caveat>,
         /// Bytes on disk (differs from the listed size only with a caveat).
@@ -381,7 +381,7 @@ pub async fn transfer(
                     Ok(displaced) => displaced,
                     Err(err) => return dest_failure(&err, attempts),
                 };
-                tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, ?caveat, attempts, "file done");
+                tracing::debug!(item = %job.item_id, path = %job.remote_path, verification = verification.as_stored(), ?caveat, attempts, "file done");
                 return TransferOutcome::Done {
                     local_path,
                     verification,
