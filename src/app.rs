@@ -276,20 +276,18 @@ async fn run_inner(
         Ok::<_, Error>((phases, excluded, (notebooks, shared)))
     }
     .await
-    .map(
-        |((crawl, download, dry_run), excluded, (notebooks, shared))| RunSummary {
-            command: settings.phases.name(),
-            crawl,
-            download,
-            elapsed: started.elapsed(),
-            interrupted: cancel.is_cancelled(),
-            dry_run,
-            excluded_files: excluded.files,
-            excluded_bytes: excluded.bytes,
-            notebooks,
-            shared,
-        },
-    );
+    .map(|(phases, excluded, (notebooks, shared))| RunSummary {
+        command: settings.phases.name(),
+        crawl: phases.crawl,
+        download: phases.download,
+        elapsed: started.elapsed(),
+        interrupted: cancel.is_cancelled(),
+        dry_run: phases.dry_run,
+        excluded_files: excluded.files,
+        excluded_bytes: excluded.bytes,
+        notebooks,
+        shared,
+    });
     let (outcome_name, summary_json) = run_record(&outcome, |s| (s.interrupted, s.all_done()));
     // Listing URLs are credentials, kept no longer than they can serve: a run that downloaded used what it could
     // (the rest are for failed files, which a later run resolves afresh anyway); a crawl-only run keeps the
@@ -342,11 +340,16 @@ fn check_layout(manifest: &mut Manifest, wanted: Option<Layout>) -> Result<Layou
     }
 }
 
-type Phased = (
-    Option<CrawlSummary>,
-    Option<DownloadSummary>,
-    Option<DryRunSummary>,
-);
+/// What the phases of one run produced: each summary is there only when its phase ran.
+#[derive(Default)]
+struct Phased {
+    /// The listing, unless only downloads ran.
+    crawl: Option<CrawlSummary>,
+    /// The downloads, unless only the listing ran or nothing was fetched (a dry run).
+    download: Option<DownloadSummary>,
+    /// What a download would fetch, in a dry run.
+    dry_run: Option<DryRunSummary>,
+}
 
 async fn run_phases(
     settings: &RunSettings,
@@ -378,9 +381,15 @@ async fn run_phases(
         progress_tx.send_modify(|p| p.ended = true);
         if settings.dry_run {
             let planned = download::dry_run(manifest, &download_options, &*reporter).await?;
-            return Ok((None, None, Some(planned)));
+            return Ok(Phased {
+                dry_run: Some(planned),
+                ..Phased::default()
+            });
         }
-        return Ok((None, Some(download_fut.await?), None));
+        return Ok(Phased {
+            download: Some(download_fut.await?),
+            ..Phased::default()
+        });
     }
     let drive = drive_of(settings, graph, manifest).await?;
     let crawl_fut = crawl_phase(
@@ -394,20 +403,31 @@ async fn run_phases(
         &progress_tx,
     );
     if settings.phases == Phases::Crawl {
-        return Ok((Some(crawl_fut.await?), None, None));
+        return Ok(Phased {
+            crawl: Some(crawl_fut.await?),
+            ..Phased::default()
+        });
     }
     if settings.dry_run {
         // The crawl fills the manifest; then count what a download would fetch.
         let crawled = crawl_fut.await?;
         let planned = download::dry_run(manifest, &download_options, &*reporter).await?;
-        return Ok((Some(crawled), None, Some(planned)));
+        return Ok(Phased {
+            crawl: Some(crawled),
+            download: None,
+            dry_run: Some(planned),
+        });
     }
     // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
     // found (it sees `ended`), and the crawl error is reported after.
     let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
     let downloaded = downloaded?;
     let crawled = crawled?;
-    Ok((Some(crawled), Some(downloaded), None))
+    Ok(Phased {
+        crawl: Some(crawled),
+        download: Some(downloaded),
+        dry_run: None,
+    })
 }
 
 /// Read the drive and record it: the crawl needs its ID, and a refused token or a wrong drive should stop the
@@ -644,11 +664,7 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
     let Some(stored) = store.load(account).map_err(AuthError::from)? else {
         return Err(Error::NoCredentials);
     };
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))?;
+    let http = sign_in_http()?;
     let settings = stored.settings();
     // An app-only sign-in has no refresh token: its credential gets each new token.
     if let Some(credential) = stored.app.clone() {
@@ -663,6 +679,15 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
     Ok(Arc::new(RefreshingTokenSource::new(
         http, settings, store, account, stored,
     )))
+}
+
+/// The HTTP client for the sign-in endpoints (refreshing a token, signing in).
+///
+/// # Errors
+/// [`Error::Usage`] when no client can be built (the TLS backend failed to set up).
+pub fn sign_in_http() -> Result<reqwest::Client, Error> {
+    crate::graph::http_client(&crate::graph::HttpSettings::sign_in())
+        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
 }
 
 /// What is known of the sign-in in `credentials`, for advice on a permission it lacks: whether the token is

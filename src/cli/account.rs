@@ -42,11 +42,7 @@ fn auth_settings(args: &AuthArgs, file: &ConfigValues) -> Result<AuthSettings, E
 }
 
 fn http() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
+    odbackup::app::sign_in_http()
 }
 
 /// `odbackup login`. With `sites` (or when the config file names a site), `Sites.Read.All` is asked for too:
