@@ -25,7 +25,7 @@ use crate::manifest::{
     FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, Skip,
     SkipClass, StoredUrl,
 };
-use crate::progress::{CrawlProgress, Event, Reporter};
+use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 /// Folders listed at once unless `--list-concurrency` says otherwise. Listing is latency-bound, so a few
@@ -751,7 +751,12 @@ async fn list_folder(
                     let reason = format!(
                         "listing stopped: {stalled} (after {items_seen} items); the next run lists it again"
                     );
-                    tracing::warn!(folder = %entry.folder_path, "{reason}");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::FolderNotListed,
+                        path: Some(&entry.folder_path),
+                        message: &reason,
+                        detail: None,
+                    });
                     set_aside(listing, &entry, Skip::new(SkipClass::ListingFailed, reason)).await?;
                     return Ok(FolderOutcome::Incomplete { items: items_seen });
                 }

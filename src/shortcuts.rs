@@ -24,7 +24,7 @@ use crate::crawl::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, ShortcutRow, Skip, SkipClass};
-use crate::progress::{CrawlProgress, Reporter};
+use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 /// The reason on record for a shortcut `--no-shared` leaves out.
@@ -91,9 +91,14 @@ pub async fn follow_shortcuts(
                 return Ok(summary);
             }
             if looked_at.len() >= MAX_SHORTCUTS {
-                tracing::warn!(
-                    "more than {MAX_SHORTCUTS} shortcuts to shared items: the rest are not followed in this run"
-                );
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::TooManyShortcuts,
+                    path: None,
+                    message: &format!(
+                        "more than {MAX_SHORTCUTS} shortcuts to shared items: the rest are not followed in this run"
+                    ),
+                    detail: None,
+                });
                 summary.complete = true;
                 return Ok(summary);
             }
@@ -227,7 +232,12 @@ async fn follow_one(
         Err(err) => {
             // Revoked (404 itemNotFound or 403 accessDenied) or otherwise refused: said once, by name; nothing
             // of its tree is flagged deleted, so the files on disk stay as they are.
-            tracing::warn!(shortcut = %shortcut.remote_path, error = %err, "shared item not accessible: its files on disk are kept");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::SharedNotAccessible,
+                path: Some(&shortcut.remote_path),
+                message: "shared item not accessible: its files on disk are kept",
+                detail: Some(&err.to_string()),
+            });
             summary.not_accessible.push(shortcut.remote_path.clone());
             record(Some(Skip::new(
                 SkipClass::Inaccessible,

@@ -398,7 +398,7 @@ async fn run_job(
     let settings = settings?;
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     // A dry run lists what it would fetch with -v (on stdout, unless stdout carries the JSON document).
     let list_planned = settings.dry_run && verbose > 0 && !json;
     let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
@@ -418,7 +418,7 @@ async fn run_tenant_job(
 ) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     let reporter: Arc<dyn Reporter> = display.reporter(false);
     let summary = Box::pin(tenant::backup(settings, reporter, &cancel)).await;
     display.finish();
@@ -976,7 +976,7 @@ async fn run_restore(
 ) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     let list_planned = settings.options.dry_run && verbose > 0 && !json;
     let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
     let summary = app::restore(&settings, reporter, &cancel).await;
@@ -1003,7 +1003,7 @@ async fn run_verify(
 ) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     let reporter: Arc<dyn Reporter> = display.reporter(false);
     let summary = app::verify(dest, manifest, options, reporter, &cancel).await;
     display.finish();

@@ -28,7 +28,7 @@ use crate::manifest::{
     Recorded, Twin,
 };
 use crate::progress::CrawlProgress;
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
 pub use plan::{
@@ -887,7 +887,15 @@ async fn relocate_moved(
                 Ok(MoveOutcome::TargetTaken) => blocked.push(row),
                 Ok(MoveOutcome::SourceMissing) => unmovable.push(row),
                 Err(err) => {
-                    tracing::warn!(from = %row.from, to = %row.to, error = %err, "could not move a renamed file; it will be checked and fetched again if need be");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::LocalFileNotMoved,
+                        path: Some(&row.from),
+                        message: &format!(
+                            "could not move a renamed file to {}; it will be checked and fetched again if need be",
+                            row.to
+                        ),
+                        detail: Some(&err.to_string()),
+                    });
                     unmovable.push(row);
                 }
             }
@@ -948,7 +956,12 @@ async fn relocate_moved(
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::warn!(path = %row.to, error = %err, "could not move a file out of the way of a renamed one");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::LocalFileNotMoved,
+                        path: Some(&row.to),
+                        message: "could not move a file out of the way of a renamed one",
+                        detail: Some(&err.to_string()),
+                    });
                 }
             }
         }

@@ -36,7 +36,7 @@ use crate::ids::DriveId;
 use crate::manifest::{
     EntryVerdict, FailureClass, FailureRecord, ManifestError, RestoreEntry, RestoreJob, RestoreKind,
 };
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use plan::OnConflict;
 use source::{FolderCursor, FolderWalk, SourceEntry, Unusable};
@@ -512,7 +512,12 @@ fn judge(
         let plain = matches!(options.source, RestoreSource::Folder { .. });
         if plain && matches!(why, Unusable::Link | Unusable::NotRegular) {
             summary.links_skipped += 1;
-            tracing::warn!(path = %entry.source_path, reason = %why, "not restored");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::NotRestored,
+                path: Some(&entry.source_path),
+                message: "not restored",
+                detail: Some(&why.to_string()),
+            });
             planned.verdict = EntryVerdict::Skipped {
                 reason: why.to_string(),
             };
@@ -546,7 +551,12 @@ fn judge(
             if !placement.renamed.is_empty() {
                 summary.renamed += 1;
                 let to = plan::join(&options.target_root, &placement.remote_path);
-                tracing::warn!(from = %original, to = %to, "restored under a legal name (--rename-invalid)");
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::RestoredRenamed,
+                    path: Some(&original),
+                    message: &format!("restored under a legal name (--rename-invalid): {to}"),
+                    detail: None,
+                });
                 if summary.renamed_paths.len() < MAX_LISTED_RENAMES {
                     summary.renamed_paths.push(Renamed {
                         from: original.clone(),
