@@ -70,7 +70,7 @@ pub struct ExcludedCounts {
     pub bytes: u64,
     /// Of those, how many were downloaded by an earlier run (kept on disk).
     pub on_disk: u64,
-    /// By reason (`extension not in --ext`, …).
+    /// By reason (`extension not in the ext list`, …).
     pub by_reason: Vec<Count>,
 }
 
