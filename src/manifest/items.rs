@@ -491,7 +491,15 @@ mod tests {
                     .all(|ch| ch.is_ascii_lowercase() || ch == '_')
             );
         }
-        assert_eq!(FailureClass::ALL.len(), 14);
+        for c in SkipClass::ALL {
+            assert_eq!(SkipClass::parse(c.as_str()), Some(*c));
+            assert!(
+                c.as_str()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '_')
+            );
+        }
+        assert_eq!(FailureClass::ALL.len(), 15);
         assert_eq!(FailureClass::parse("HTTP_STATUS"), None);
         assert_eq!(ItemKind::parse(""), None);
         assert_eq!(FailureClass::HashMismatch.to_string(), "hash_mismatch");
