@@ -690,6 +690,120 @@ pub fn sign_in_http() -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
 }
 
+/// A sign-in kept for later runs by `odbackup login`.
+#[derive(Debug, Clone)]
+pub struct SavedSignIn {
+    /// Who signed in (`userPrincipalName`, else mail, else display name; `app <client ID>` for an app), when
+    /// known.
+    pub username: Option<String>,
+    /// The file it is kept in.
+    pub path: PathBuf,
+}
+
+/// The scopes `odbackup login` asks for: `scopes`, with `Sites.Read.All` when `sites` or when the config
+/// file names a site (reading a `SharePoint` site needs it), and write access with `write` (as `restore`
+/// needs). The flag is whether `Sites.Read.All` was added only because the config file names a site.
+pub fn login_scopes(
+    mut scopes: Vec<String>,
+    sites: bool,
+    config_names_site: bool,
+    write: bool,
+) -> (Vec<String>, bool) {
+    let has_sites = scopes.iter().any(|s| {
+        let short = s.rsplit('/').next().unwrap_or(s);
+        short.len() > 6 && short[..6].eq_ignore_ascii_case("sites.")
+    });
+    let mut for_config = false;
+    if (sites || config_names_site) && !has_sites {
+        for_config = !sites;
+        scopes.push(crate::drives::SITES_SCOPE.to_owned());
+    }
+    if write {
+        scopes = crate::auth::write::with_write_scope(scopes);
+    }
+    (scopes, for_config)
+}
+
+/// Keep what an interactive sign-in (device code or browser) returned: who signed in is asked once (for
+/// `whoami`; a failure there does not undo the sign-in), then the tokens are saved under the account.
+///
+/// # Errors
+/// [`Error::Auth`] when the token store cannot be written; [`Error::Graph`] when no client can be built.
+pub async fn keep_sign_in(
+    graph: GraphOptions,
+    settings: &crate::auth::signin::AuthSettings,
+    tokens: crate::auth::signin::TokenResponse,
+    credentials: &Credentials,
+) -> Result<SavedSignIn, Error> {
+    let mut stored = crate::auth::store::StoredTokens::from_response(
+        settings,
+        tokens,
+        std::time::SystemTime::now(),
+    );
+    if let Some(access) = stored.access_token.clone() {
+        let client = GraphClient::new(
+            graph,
+            Arc::new(StaticTokenSource::new(access.expose().to_owned())),
+        )?;
+        if let Ok(me) = client.me().await {
+            stored.username = me.user_principal_name.or(me.mail).or(me.display_name);
+        }
+    }
+    save_sign_in(&stored, credentials)
+}
+
+/// `odbackup login --app` below the command line: the tenant and the credential file are checked, one token
+/// is got to prove the app and its credential are accepted, and the sign-in is kept (where the credential
+/// lives, never the credential).
+///
+/// # Errors
+/// [`Error::Usage`] for a Graph URL without an origin; [`Error::Auth`] when the tenant, the credential or the
+/// token request is refused, or the store cannot be written.
+pub async fn login_app(
+    mut settings: crate::auth::signin::AuthSettings,
+    credential: crate::auth::app::AppCredentialRef,
+    graph_base_url: &str,
+    credentials: &Credentials,
+) -> Result<SavedSignIn, Error> {
+    use crate::auth::app as app_auth;
+    app_auth::check_tenant(&settings.tenant).map_err(AuthError::from)?;
+    credential.check().map_err(AuthError::from)?;
+    // Application permissions are all the app's: the resource's `.default` scope asks for them.
+    settings.scopes = vec![
+        app_auth::default_scope(graph_base_url)
+            .ok_or_else(|| Error::Usage(format!("--graph-url {graph_base_url} has no origin")))?,
+    ];
+    let tokens = app_auth::acquire(
+        &sign_in_http()?,
+        &settings,
+        &credential,
+        crate::auth::refresh::RefreshPolicy::default(),
+    )
+    .await?;
+    let mut stored = crate::auth::store::StoredTokens::from_response(
+        &settings,
+        tokens,
+        std::time::SystemTime::now(),
+    );
+    stored.username = Some(format!("app {}", settings.client_id));
+    stored.app = Some(credential);
+    save_sign_in(&stored, credentials)
+}
+
+fn save_sign_in(
+    stored: &crate::auth::store::StoredTokens,
+    credentials: &Credentials,
+) -> Result<SavedSignIn, Error> {
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    store
+        .save(credentials.account(), stored)
+        .map_err(AuthError::from)?;
+    Ok(SavedSignIn {
+        username: stored.username.clone(),
+        path: store.path(credentials.account()).map_err(AuthError::from)?,
+    })
+}
+
 /// What is known of the sign-in in `credentials`, for advice on a permission it lacks: whether the token is
 /// the environment's, and the scopes the stored sign-in asked for.
 pub fn sign_in_facts(credentials: &Credentials) -> SignInFacts {
