@@ -674,6 +674,7 @@ const FOLDER_ATTEMPTS: u32 = 3;
 /// Wait before asking again for a refused folder listing; doubles per attempt.
 const FOLDER_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
+#[allow(clippy::too_many_lines)] // one folder's listing loop with its retries and set-asides reads best in one place
 async fn list_folder(
     listing: &Listing<'_>,
     entry: FrontierEntry,

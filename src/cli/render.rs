@@ -88,6 +88,7 @@ pub fn summary(summary: &RunSummary, json: bool) {
     let _ = write_summary(&mut std::io::stdout().lock(), summary);
 }
 
+#[allow(clippy::too_many_lines)] // the run summary's lines, in the order they are printed
 fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io::Result<()> {
     if let Some(delta) = summary
         .crawl

@@ -263,6 +263,7 @@ pub async fn download(
 }
 
 /// [`download`], with a [`DownloadPolicy`] for stalls and malware-flagged files.
+#[allow(clippy::too_many_lines)] // the download phase's setup, scheduler loop and wrap-up, in order
 pub async fn download_with_policy(
     graph: &GraphClient,
     manifest: &SharedManifest,
@@ -577,6 +578,7 @@ fn observe_throttling(
 
 /// Record a finished transfer in the manifest and the summary. Returns whether the drive had overtaken it
 /// (its row names another version now; nothing was recorded, and the new version is still to fetch).
+#[allow(clippy::too_many_lines)] // one outcome's bookkeeping, a match over every way a transfer ends
 async fn record(
     manifest: &SharedManifest,
     summary: &mut DownloadSummary,
@@ -852,6 +854,7 @@ struct Relocated {
 /// so a kill leaves at most one row naming a place its file just left; such a row, and any file that could
 /// not be moved, goes back to pending, where the download adopts the file by its hash or fetches it again.
 /// So a run never ends with a done row whose file is elsewhere.
+#[allow(clippy::too_many_lines)] // the relocation passes (move, clear blockers, give up) read as one sequence
 async fn relocate_moved(
     manifest: &SharedManifest,
     dest: &Dest,

@@ -425,6 +425,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // a table of cases
     fn judgements_keep_what_a_known_quirk_explains_and_nothing_else() {
         let short = Verification::SizeMismatch {
             expected: 3_000,

@@ -107,6 +107,7 @@ fn unix_ms() -> i64 {
 /// listing's URL is used while `listed` says it is worth a request, and what its refusal teaches goes back
 /// there.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_lines)] // the transfer's steps in order; being split into a state machine
 pub async fn transfer(
     graph: &GraphClient,
     dest: &Dest,

@@ -543,6 +543,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // a table of state transitions
     fn upsert_state_transitions() {
         let no_hash = |f: &mut NewItem| f.quick_xor = None;
         // (case, first listing, what happened, second listing, state and attempts after it)

@@ -234,6 +234,7 @@ mod tests {
     /// opens as the current schema: the same tables and indexes a new manifest has, the file still done with its
     /// hash (so the next run fetches nothing again), and the database intact.
     #[test]
+    #[allow(clippy::too_many_lines)] // one scenario per older schema, checked step by step
     fn a_manifest_of_every_older_schema_upgrades_to_the_current_one_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let fresh_path = dir.path().join("fresh.sqlite");

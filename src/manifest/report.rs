@@ -393,6 +393,7 @@ mod tests {
     };
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one scenario, checked field by field
     fn status_counts_items_bytes_reasons_classes_and_crawls() {
         let (_dir, mut m) = manifest();
         let crawl = m
