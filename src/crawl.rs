@@ -251,7 +251,12 @@ pub(crate) async fn crawl_inner(
                     return Ok(summary);
                 }
                 Enumerated::Unusable { reason } => {
-                    tracing::warn!(scope = %scope_key, %reason, "listing by delta is not possible here: walking the folders instead");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::FullListing,
+                        path: Some(&scope_key),
+                        message: "listing by delta is not possible here: walking the folders instead",
+                        detail: Some(&reason),
+                    });
                     let (d, k) = (drive.clone(), scope_key.clone());
                     manifest.call(move |m| m.forget_delta(&d, &k)).await?;
                     walk_from_root = true;
