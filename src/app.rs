@@ -18,7 +18,7 @@ use crate::download::{
     self, DownloadOptions, DownloadPolicy, DownloadSummary, DryRunSummary, KeepPolicy,
 };
 use crate::drives::{self, DriveInfo, DrivesOf, SignInFacts};
-use crate::error::Error;
+use crate::error::{Error, FatalStop};
 use crate::filter::Filter;
 use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
 use crate::incremental::{self, DeltaOutcome, DeltaSummary};
@@ -131,11 +131,7 @@ impl RunSummary {
     /// What stopped the run's downloads for good, if something did: a refused sign-in, or the network or
     /// service gone ([`crate::download::DownloadSummary::fatal`]).
     pub fn fatal_kind(&self) -> Option<crate::ErrorKind> {
-        let download = self.download.as_ref()?;
-        if download.fatal_class.as_deref() == Some("auth") {
-            return Some(crate::ErrorKind::Auth);
-        }
-        download.fatal.is_some().then_some(crate::ErrorKind::Run)
+        self.download.as_ref()?.fatal.as_ref().map(FatalStop::kind)
     }
 
     /// Whether everything wanted is on disk (exit 0) or something failed or is left (exit 1). Every file on
@@ -280,20 +276,18 @@ async fn run_inner(
         Ok::<_, Error>((phases, excluded, (notebooks, shared)))
     }
     .await
-    .map(
-        |((crawl, download, dry_run), excluded, (notebooks, shared))| RunSummary {
-            command: settings.phases.name(),
-            crawl,
-            download,
-            elapsed: started.elapsed(),
-            interrupted: cancel.is_cancelled(),
-            dry_run,
-            excluded_files: excluded.files,
-            excluded_bytes: excluded.bytes,
-            notebooks,
-            shared,
-        },
-    );
+    .map(|(phases, excluded, (notebooks, shared))| RunSummary {
+        command: settings.phases.name(),
+        crawl: phases.crawl,
+        download: phases.download,
+        elapsed: started.elapsed(),
+        interrupted: cancel.is_cancelled(),
+        dry_run: phases.dry_run,
+        excluded_files: excluded.files,
+        excluded_bytes: excluded.bytes,
+        notebooks,
+        shared,
+    });
     let (outcome_name, summary_json) = run_record(&outcome, |s| (s.interrupted, s.all_done()));
     // Listing URLs are credentials, kept no longer than they can serve: a run that downloaded used what it could
     // (the rest are for failed files, which a later run resolves afresh anyway); a crawl-only run keeps the
@@ -346,11 +340,16 @@ fn check_layout(manifest: &mut Manifest, wanted: Option<Layout>) -> Result<Layou
     }
 }
 
-type Phased = (
-    Option<CrawlSummary>,
-    Option<DownloadSummary>,
-    Option<DryRunSummary>,
-);
+/// What the phases of one run produced: each summary is there only when its phase ran.
+#[derive(Default)]
+struct Phased {
+    /// The listing, unless only downloads ran.
+    crawl: Option<CrawlSummary>,
+    /// The downloads, unless only the listing ran or nothing was fetched (a dry run).
+    download: Option<DownloadSummary>,
+    /// What a download would fetch, in a dry run.
+    dry_run: Option<DryRunSummary>,
+}
 
 async fn run_phases(
     settings: &RunSettings,
@@ -382,9 +381,15 @@ async fn run_phases(
         progress_tx.send_modify(|p| p.ended = true);
         if settings.dry_run {
             let planned = download::dry_run(manifest, &download_options, &*reporter).await?;
-            return Ok((None, None, Some(planned)));
+            return Ok(Phased {
+                dry_run: Some(planned),
+                ..Phased::default()
+            });
         }
-        return Ok((None, Some(download_fut.await?), None));
+        return Ok(Phased {
+            download: Some(download_fut.await?),
+            ..Phased::default()
+        });
     }
     let drive = drive_of(settings, graph, manifest).await?;
     let crawl_fut = crawl_phase(
@@ -398,20 +403,31 @@ async fn run_phases(
         &progress_tx,
     );
     if settings.phases == Phases::Crawl {
-        return Ok((Some(crawl_fut.await?), None, None));
+        return Ok(Phased {
+            crawl: Some(crawl_fut.await?),
+            ..Phased::default()
+        });
     }
     if settings.dry_run {
         // The crawl fills the manifest; then count what a download would fetch.
         let crawled = crawl_fut.await?;
         let planned = download::dry_run(manifest, &download_options, &*reporter).await?;
-        return Ok((Some(crawled), None, Some(planned)));
+        return Ok(Phased {
+            crawl: Some(crawled),
+            download: None,
+            dry_run: Some(planned),
+        });
     }
     // Backup: the downloader follows the crawl. If the crawl fails, the downloader still finishes what was
     // found (it sees `ended`), and the crawl error is reported after.
     let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
     let downloaded = downloaded?;
     let crawled = crawled?;
-    Ok((Some(crawled), Some(downloaded), None))
+    Ok(Phased {
+        crawl: Some(crawled),
+        download: Some(downloaded),
+        dry_run: None,
+    })
 }
 
 /// Read the drive and record it: the crawl needs its ID, and a refused token or a wrong drive should stop the
@@ -648,11 +664,7 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
     let Some(stored) = store.load(account).map_err(AuthError::from)? else {
         return Err(Error::NoCredentials);
     };
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))?;
+    let http = sign_in_http()?;
     let settings = stored.settings();
     // An app-only sign-in has no refresh token: its credential gets each new token.
     if let Some(credential) = stored.app.clone() {
@@ -667,6 +679,129 @@ pub fn token_source(credentials: &Credentials) -> Result<Arc<dyn TokenSource>, E
     Ok(Arc::new(RefreshingTokenSource::new(
         http, settings, store, account, stored,
     )))
+}
+
+/// The HTTP client for the sign-in endpoints (refreshing a token, signing in).
+///
+/// # Errors
+/// [`Error::Usage`] when no client can be built (the TLS backend failed to set up).
+pub fn sign_in_http() -> Result<reqwest::Client, Error> {
+    crate::graph::http_client(&crate::graph::HttpSettings::sign_in())
+        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
+}
+
+/// A sign-in kept for later runs by `odbackup login`.
+#[derive(Debug, Clone)]
+pub struct SavedSignIn {
+    /// Who signed in (`userPrincipalName`, else mail, else display name; `app <client ID>` for an app), when
+    /// known.
+    pub username: Option<String>,
+    /// The file it is kept in.
+    pub path: PathBuf,
+}
+
+/// The scopes `odbackup login` asks for: `scopes`, with `Sites.Read.All` when `sites` or when the config
+/// file names a site (reading a `SharePoint` site needs it), and write access with `write` (as `restore`
+/// needs). The flag is whether `Sites.Read.All` was added only because the config file names a site.
+pub fn login_scopes(
+    mut scopes: Vec<String>,
+    sites: bool,
+    config_names_site: bool,
+    write: bool,
+) -> (Vec<String>, bool) {
+    let has_sites = scopes.iter().any(|s| {
+        let short = s.rsplit('/').next().unwrap_or(s);
+        short.len() > 6 && short[..6].eq_ignore_ascii_case("sites.")
+    });
+    let mut for_config = false;
+    if (sites || config_names_site) && !has_sites {
+        for_config = !sites;
+        scopes.push(crate::drives::SITES_SCOPE.to_owned());
+    }
+    if write {
+        scopes = crate::auth::write::with_write_scope(scopes);
+    }
+    (scopes, for_config)
+}
+
+/// Keep what an interactive sign-in (device code or browser) returned: who signed in is asked once (for
+/// `whoami`; a failure there does not undo the sign-in), then the tokens are saved under the account.
+///
+/// # Errors
+/// [`Error::Auth`] when the token store cannot be written; [`Error::Graph`] when no client can be built.
+pub async fn keep_sign_in(
+    graph: GraphOptions,
+    settings: &crate::auth::signin::AuthSettings,
+    tokens: crate::auth::signin::TokenResponse,
+    credentials: &Credentials,
+) -> Result<SavedSignIn, Error> {
+    let mut stored = crate::auth::store::StoredTokens::from_response(
+        settings,
+        tokens,
+        std::time::SystemTime::now(),
+    );
+    if let Some(access) = stored.access_token.clone() {
+        let client = GraphClient::new(
+            graph,
+            Arc::new(StaticTokenSource::new(access.expose().to_owned())),
+        )?;
+        if let Ok(me) = client.me().await {
+            stored.username = me.user_principal_name.or(me.mail).or(me.display_name);
+        }
+    }
+    save_sign_in(&stored, credentials)
+}
+
+/// `odbackup login --app` below the command line: the tenant and the credential file are checked, one token
+/// is got to prove the app and its credential are accepted, and the sign-in is kept (where the credential
+/// lives, never the credential).
+///
+/// # Errors
+/// [`Error::Usage`] for a Graph URL without an origin; [`Error::Auth`] when the tenant, the credential or the
+/// token request is refused, or the store cannot be written.
+pub async fn login_app(
+    mut settings: crate::auth::signin::AuthSettings,
+    credential: crate::auth::app::AppCredentialRef,
+    graph_base_url: &str,
+    credentials: &Credentials,
+) -> Result<SavedSignIn, Error> {
+    use crate::auth::app as app_auth;
+    app_auth::check_tenant(&settings.tenant).map_err(AuthError::from)?;
+    credential.check().map_err(AuthError::from)?;
+    // Application permissions are all the app's: the resource's `.default` scope asks for them.
+    settings.scopes = vec![
+        app_auth::default_scope(graph_base_url)
+            .ok_or_else(|| Error::Usage(format!("--graph-url {graph_base_url} has no origin")))?,
+    ];
+    let tokens = app_auth::acquire(
+        &sign_in_http()?,
+        &settings,
+        &credential,
+        crate::auth::refresh::RefreshPolicy::default(),
+    )
+    .await?;
+    let mut stored = crate::auth::store::StoredTokens::from_response(
+        &settings,
+        tokens,
+        std::time::SystemTime::now(),
+    );
+    stored.username = Some(format!("app {}", settings.client_id));
+    stored.app = Some(credential);
+    save_sign_in(&stored, credentials)
+}
+
+fn save_sign_in(
+    stored: &crate::auth::store::StoredTokens,
+    credentials: &Credentials,
+) -> Result<SavedSignIn, Error> {
+    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
+    store
+        .save(credentials.account(), stored)
+        .map_err(AuthError::from)?;
+    Ok(SavedSignIn {
+        username: stored.username.clone(),
+        path: store.path(credentials.account()).map_err(AuthError::from)?,
+    })
 }
 
 /// What is known of the sign-in in `credentials`, for advice on a permission it lacks: whether the token is

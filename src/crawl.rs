@@ -22,9 +22,10 @@ use crate::ids::{DriveId, ItemId};
 use crate::incremental::Enumerated;
 use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name, top_level_name};
 use crate::manifest::{
-    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, StoredUrl,
+    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, PageCommit, SelectionRow, Skip,
+    SkipClass, StoredUrl,
 };
-use crate::progress::{CrawlProgress, Event, Reporter};
+use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 /// Folders listed at once unless `--list-concurrency` says otherwise. Listing is latency-bound, so a few
@@ -250,7 +251,12 @@ pub(crate) async fn crawl_inner(
                     return Ok(summary);
                 }
                 Enumerated::Unusable { reason } => {
-                    tracing::warn!(scope = %scope_key, %reason, "listing by delta is not possible here: walking the folders instead");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::FullListing,
+                        path: Some(&scope_key),
+                        message: "listing by delta is not possible here: walking the folders instead",
+                        detail: Some(&reason),
+                    });
                     let (d, k) = (drive.clone(), scope_key.clone());
                     manifest.call(move |m| m.forget_delta(&d, &k)).await?;
                     walk_from_root = true;
@@ -558,12 +564,15 @@ impl Placement {
         row.local_path = child_path(&folder, &safe);
         row.local_path_on_clash = Some(child_path(&folder, &alternative));
         if row.kind == ItemKind::Remote && self.filter.spec().skip_shared {
-            row.skip_reason = Some(crate::shortcuts::LEFT_OUT.to_owned());
+            row.skip = Some(Skip::new(SkipClass::LeftOut, crate::shortcuts::LEFT_OUT));
         }
         if row.package.is_some() && self.filter.spec().skip_onenote {
             // Left as a package, never listed: nothing below it enters the manifest.
             row.kind = ItemKind::Package;
-            row.skip_reason = Some("OneNote notebook: left out by --no-onenote".to_owned());
+            row.skip = Some(Skip::new(
+                SkipClass::LeftOut,
+                "OneNote notebook: left out by --no-onenote",
+            ));
         }
         row.excluded = judge(
             &self.filter,
@@ -670,6 +679,7 @@ const FOLDER_ATTEMPTS: u32 = 3;
 /// Wait before asking again for a refused folder listing; doubles per attempt.
 const FOLDER_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
+#[allow(clippy::too_many_lines)] // one folder's listing loop with its retries and set-asides reads best in one place
 async fn list_folder(
     listing: &Listing<'_>,
     entry: FrontierEntry,
@@ -747,8 +757,13 @@ async fn list_folder(
                     let reason = format!(
                         "listing stopped: {stalled} (after {items_seen} items); the next run lists it again"
                     );
-                    tracing::warn!(folder = %entry.folder_path, "{reason}");
-                    set_aside(listing, &entry, reason).await?;
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::FolderNotListed,
+                        path: Some(&entry.folder_path),
+                        message: &reason,
+                        detail: None,
+                    });
+                    set_aside(listing, &entry, Skip::new(SkipClass::ListingFailed, reason)).await?;
                     return Ok(FolderOutcome::Incomplete { items: items_seen });
                 }
             },
@@ -769,9 +784,10 @@ async fn list_folder(
         if personal && is_root_level(&entry.folder_path) && refuses_like_the_vault(&err) {
             // The Personal Vault looks like any folder (no facet marks it) and is refused every time: report
             // it by name, as not for apps, instead of as a failure on every run.
-            let reason =
-                "not accessible to apps (OneDrive Personal Vault): the service refuses to list it"
-                    .to_owned();
+            let reason = Skip::new(
+                SkipClass::Inaccessible,
+                "not accessible to apps (OneDrive Personal Vault): the service refuses to list it",
+            );
             set_aside(listing, &entry, reason).await?;
             return Ok(FolderOutcome::Inaccessible {
                 items: items_seen,
@@ -783,7 +799,7 @@ async fn list_folder(
         } else {
             format!("listing refused: {err}; the next run lists it again")
         };
-        set_aside(listing, &entry, reason).await?;
+        set_aside(listing, &entry, Skip::new(SkipClass::ListingFailed, reason)).await?;
         return Ok(FolderOutcome::Incomplete { items: items_seen });
     }
 }
@@ -792,7 +808,7 @@ async fn list_folder(
 async fn set_aside(
     listing: &Listing<'_>,
     entry: &FrontierEntry,
-    reason: String,
+    reason: Skip,
 ) -> Result<(), CrawlError> {
     let (drive, folder, crawl_id) = (
         listing.drive.clone(),
@@ -966,7 +982,7 @@ pub fn to_new_item(
     let name = item.name.clone().unwrap_or_default();
     let hashes = item.file.as_ref().and_then(|f| f.hashes.as_ref());
     let notebook = is_notebook(item);
-    let (kind, skip_reason) = if notebook {
+    let (kind, skip) = if notebook {
         // A notebook's own `/content` answers 404, but its children are ordinary section files (`.one`,
         // `.onetoc2`) that download like any file: it is listed and mirrored as a folder named like the notebook.
         // Personal drives give the package facet alone, business ones a folder facet beside it
@@ -980,8 +996,9 @@ pub fn to_new_item(
             .unwrap_or_else(|| "unknown".to_owned());
         (
             ItemKind::Package,
-            Some(format!(
-                "{kind} package: the service offers no download for it"
+            Some(Skip::new(
+                SkipClass::Package,
+                format!("{kind} package: the service offers no download for it"),
             )),
         )
     } else if item.remote_item.is_some() {
@@ -994,7 +1011,10 @@ pub fn to_new_item(
         if item.malware.is_some() {
             (
                 ItemKind::File,
-                Some("flagged as malware by OneDrive: the service refuses to serve it".to_owned()),
+                Some(Skip::new(
+                    SkipClass::Malware,
+                    "flagged as malware by OneDrive: the service refuses to serve it",
+                )),
             )
         } else {
             (ItemKind::File, None)
@@ -1002,7 +1022,10 @@ pub fn to_new_item(
     } else {
         (
             ItemKind::Other,
-            Some("neither a file nor a folder: no content to download".to_owned()),
+            Some(Skip::new(
+                SkipClass::NoContent,
+                "neither a file nor a folder: no content to download",
+            )),
         )
     };
     let modified_at = item
@@ -1016,7 +1039,7 @@ pub fn to_new_item(
         .and_then(|f| f.created_date_time.clone())
         .or_else(|| item.created_date_time.clone());
     // Only a file that will be fetched needs it; the manifest keeps it apart and briefly (a credential).
-    let listed_url = match (kind, &skip_reason) {
+    let listed_url = match (kind, &skip) {
         (ItemKind::File, None) => item
             .download_url
             .as_ref()
@@ -1051,7 +1074,7 @@ pub fn to_new_item(
         } else {
             MediaKind::Other
         },
-        skip_reason,
+        skip,
         excluded: None,
         local_path_on_clash: None,
         package: notebook.then(|| ONENOTE_PACKAGE.to_owned()),

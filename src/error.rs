@@ -126,3 +126,84 @@ impl From<GraphError> for Error {
         }
     }
 }
+
+/// What stopped a run's transfers for good (a refused sign-in, a full disk or drive, the service gone), kept
+/// apart from per-item failures. The class is what the code asks about (the exit code), the message what the
+/// user reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FatalStop {
+    /// What kind of failure it was.
+    pub class: crate::manifest::FailureClass,
+    /// What stopped the run, in words (the item, what failed, what to do).
+    pub message: String,
+}
+
+impl FatalStop {
+    /// A stop of `class`, said as `message`.
+    pub fn new(class: crate::manifest::FailureClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// The exit code's kind: a refused sign-in (or one without permission to write) is [`ErrorKind::Auth`],
+    /// anything else [`ErrorKind::Run`].
+    pub fn kind(&self) -> ErrorKind {
+        use crate::manifest::FailureClass;
+        match self.class {
+            FailureClass::Auth | FailureClass::AccessDenied => ErrorKind::Auth,
+            _ => ErrorKind::Run,
+        }
+    }
+
+    /// Serialize an optional stop as the two flat fields summaries have always had in `--json`: `fatal` (the
+    /// message) and `fatal_class` (the class's stored spelling), both `null` when the run was not stopped.
+    /// Used with `#[serde(flatten, serialize_with = "FatalStop::serialize_fields")]`.
+    #[allow(clippy::ref_option)] // serde's `serialize_with` hands the field by reference
+    pub fn serialize_fields<S: serde::Serializer>(
+        stop: &Option<FatalStop>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("fatal", &stop.as_ref().map(|f| f.message.as_str()))?;
+        map.serialize_entry("fatal_class", &stop.as_ref().map(|f| f.class.as_str()))?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ErrorKind, FatalStop};
+    use crate::download::DownloadSummary;
+    use crate::manifest::FailureClass;
+
+    /// `--json` keeps the shape scripts read: `fatal` and `fatal_class` side by side, `null` when nothing
+    /// stopped the run, the class in its stored spelling when something did.
+    #[test]
+    fn a_fatal_stop_is_two_flat_fields_in_json_and_picks_the_exit_code() {
+        let mut summary = DownloadSummary::default();
+        let json = serde_json::to_value(&summary).unwrap();
+        assert!(
+            json["fatal"].is_null() && json["fatal_class"].is_null(),
+            "{json}"
+        );
+        assert!(json.as_object().unwrap().contains_key("fatal_class"));
+        summary.fatal = Some(FatalStop::new(FailureClass::Auth, "/a.txt: 401"));
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            (json["fatal"].as_str(), json["fatal_class"].as_str()),
+            (Some("/a.txt: 401"), Some("auth"))
+        );
+        assert_eq!(summary.fatal.unwrap().kind(), ErrorKind::Auth);
+        assert_eq!(
+            FatalStop::new(FailureClass::Disk, "full").kind(),
+            ErrorKind::Run
+        );
+        assert_eq!(
+            FatalStop::new(FailureClass::AccessDenied, "read only").kind(),
+            ErrorKind::Auth
+        );
+    }
+}

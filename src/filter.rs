@@ -259,7 +259,7 @@ impl Filter {
             return Err(FilterError {
                 what: "size range",
                 value: format!("{min}..{max}"),
-                why: "--min-size is larger than --max-size: nothing would be kept".to_owned(),
+                why: "min_size (--min-size) is larger than max_size (--max-size): nothing would be kept".to_owned(),
             });
         }
         let until_exclusive = spec.until.map(|u| {
@@ -279,7 +279,8 @@ impl Filter {
                     since,
                     spec.until.map(|u| u.to_string()).unwrap_or_default()
                 ),
-                why: "--since is not before --until: nothing would be kept".to_owned(),
+                why: "since (--since) is not before until (--until): nothing would be kept"
+                    .to_owned(),
             });
         }
         Ok(Filter {
@@ -335,17 +336,19 @@ impl Filter {
             + if s.skip_shared { "|no-shared" } else { "" }
     }
 
-    /// `None` if the item is wanted, else why not (stored in the manifest and shown by `status`).
+    /// `None` if the item is wanted, else why not (stored in the manifest and shown by `status`). A reason
+    /// names the setting by its config key (`ext`, `min_size`, …), not a flag: the same filter comes from the
+    /// command line, the environment or the config file.
     pub fn rejects(&self, item: &Candidate<'_>) -> Option<&'static str> {
         if let Some(exclude) = &self.exclude
             && matches_path_or_ancestor(exclude, item.remote_path)
         {
-            return Some("excluded by --exclude");
+            return Some("matches an exclude pattern");
         }
         if let Some(include) = &self.include
             && !matches_path_or_ancestor(include, item.remote_path)
         {
-            return Some("not matched by --include");
+            return Some("matches no include pattern");
         }
         if item.is_folder {
             // A folder is created when a wanted file lands in it; only an empty one needs deciding.
@@ -360,26 +363,30 @@ impl Filter {
                 .map(|(_, e)| e.to_lowercase())
                 .unwrap_or_default();
             if !self.extensions.contains(&ext) {
-                return Some("extension not in --ext");
+                return Some("extension not in the ext list");
             }
         }
         match self.spec.media {
-            Some(MediaSelection::Photos) if !item.is_photo => return Some("not a photo (--media)"),
-            Some(MediaSelection::Videos) if !item.is_video => return Some("not a video (--media)"),
+            Some(MediaSelection::Photos) if !item.is_photo => {
+                return Some("not a photo (media setting)");
+            }
+            Some(MediaSelection::Videos) if !item.is_video => {
+                return Some("not a video (media setting)");
+            }
             Some(MediaSelection::All) if !item.is_photo && !item.is_video => {
-                return Some("not a photo or video (--media)");
+                return Some("not a photo or video (media setting)");
             }
             _ => {}
         }
         if let Some(min) = self.spec.min_size
             && item.size < min.0
         {
-            return Some("smaller than --min-size");
+            return Some("smaller than min_size");
         }
         if let Some(max) = self.spec.max_size
             && item.size > max.0
         {
-            return Some("larger than --max-size");
+            return Some("larger than max_size");
         }
         if self.spec.since.is_some() || self.until_exclusive.is_some() {
             // Photos and videos by when they were taken; everything else (and media without a taken date)
@@ -390,14 +397,14 @@ impl Filter {
                 item.modified_at
             };
             let Some(when) = when.and_then(|w| DateTime::parse_from_rfc3339(w).ok()) else {
-                return Some("no date to compare with --since/--until");
+                return Some("no date to compare with since/until");
             };
             let when = when.with_timezone(&Utc);
             if self.spec.since.is_some_and(|s| when < s.at) {
-                return Some("before --since");
+                return Some("before the since date");
             }
             if self.until_exclusive.is_some_and(|u| when >= u) {
-                return Some("after --until");
+                return Some("after the until date");
             }
         }
         None
@@ -528,11 +535,11 @@ mod tests {
         assert!(f.rejects(&file("/a.heic", 2048)).is_none());
         assert_eq!(
             f.rejects(&file("/a.heic", 10)),
-            Some("smaller than --min-size")
+            Some("smaller than min_size")
         );
         assert_eq!(
             f.rejects(&file("/a.jpg", 2048)),
-            Some("extension not in --ext")
+            Some("extension not in the ext list")
         );
         let media = filter(FilterSpec {
             media: Some(MediaSelection::All),
@@ -558,9 +565,9 @@ mod tests {
         photo.taken_at = Some("2021-12-31T23:59:00Z");
         assert_eq!(f.rejects(&photo), None, "taken on the last day");
         photo.taken_at = Some("2020-12-31T23:59:00Z");
-        assert_eq!(f.rejects(&photo), Some("before --since"));
+        assert_eq!(f.rejects(&photo), Some("before the since date"));
         let doc = file("/a.txt", 1); // modified 2022-05-01
-        assert_eq!(f.rejects(&doc), Some("after --until"));
+        assert_eq!(f.rejects(&doc), Some("after the until date"));
     }
 
     #[test]

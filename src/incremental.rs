@@ -20,7 +20,7 @@ use crate::crawl::{CrawlError, CrawlOptions, Placement, Scope, parent_of, to_new
 use crate::graph::{GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, NewItem, Resolution, StagedChange};
-use crate::progress::{CrawlProgress, Event, Reporter};
+use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 /// Staged changes resolved per manifest call.
@@ -117,7 +117,14 @@ pub async fn sync(
         };
         summary.pages += 1;
         if let Err(stalled) = guard.check(&page) {
-            tracing::warn!(scope = %scope_key, "listing the changes made no progress ({stalled}): listing the scope in full");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::FullListing,
+                path: Some(&scope_key),
+                message: &format!(
+                    "listing the changes made no progress ({stalled}): listing the scope in full"
+                ),
+                detail: None,
+            });
             forget_delta(manifest, drive, &scope_key).await?;
             return Ok(DeltaOutcome::NeedsFullCrawl);
         }
@@ -156,11 +163,15 @@ pub async fn sync(
     )
     .await?;
     if round.unplaced > 0 {
-        tracing::warn!(
-            scope = %scope_key,
-            changes = round.unplaced,
-            "changes name parents this backup does not know (IDs the service changed?): listing the scope in full"
-        );
+        reporter.event(&Event::Notice {
+            kind: NoticeKind::FullListing,
+            path: Some(&scope_key),
+            message: &format!(
+                "{} changes name parents this backup does not know (IDs the service changed?): listing the scope in full",
+                round.unplaced
+            ),
+            detail: None,
+        });
         forget_delta(manifest, drive, &scope_key).await?;
         return Ok(DeltaOutcome::NeedsFullCrawl);
     }
@@ -606,7 +617,7 @@ fn resolve(
     let placed = placement.place(item, &parent.remote_path, &parent.local_path);
     let list_contents = list_new_folders
         && placed.kind == ItemKind::Folder
-        && placed.skip_reason.is_none()
+        && placed.skip.is_none()
         && known.as_ref().is_none_or(|k| k.remote_deleted);
     let moved_from = known
         .filter(|k| k.kind == ItemKind::Folder && k.remote_path != placed.remote_path)

@@ -84,4 +84,4 @@ pub mod shortcuts;
 pub mod tenant;
 pub mod verify;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, FatalStop};

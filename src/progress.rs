@@ -83,6 +83,18 @@ pub enum Event<'a> {
         /// What the file system said.
         reason: &'a str,
     },
+    /// Something the user should hear of that is not a file's failure (a shared item no longer shared, a
+    /// folder not listed, a local file that could not be moved): said on stderr, and as an event in `--json`.
+    Notice {
+        /// What kind of notice, for scripts.
+        kind: NoticeKind,
+        /// The item it is about (a remote or local path), if one.
+        path: Option<&'a str>,
+        /// What happened and what it means, in words.
+        message: &'a str,
+        /// The underlying error, when there is one.
+        detail: Option<&'a str>,
+    },
     /// One drive of a tenant backup ended.
     DriveFinished {
         /// Its folder under the root (`users/adele@contoso.com`).
@@ -92,6 +104,49 @@ pub enum Event<'a> {
         /// Why it failed, when it did.
         error: Option<&'a str>,
     },
+}
+
+/// What an [`Event::Notice`] is about; `--json` spells it as [`NoticeKind::as_str`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A shared item added to My files is no longer accessible: its files on disk are kept.
+    SharedNotAccessible,
+    /// More shortcuts to shared items than one run follows.
+    TooManyShortcuts,
+    /// A folder's listing stopped part way: the next run lists it again.
+    FolderNotListed,
+    /// Changes could not be listed incrementally: the scope is listed in full (or walked) instead.
+    FullListing,
+    /// A local file could not be moved, trashed or kept as asked.
+    LocalFileNotMoved,
+    /// A local folder could not be created.
+    FolderNotCreated,
+    /// A file's modification time could not be set or read.
+    ModifiedTime,
+    /// An entry of the restore source is not restored (a link, a device).
+    NotRestored,
+    /// An entry is restored under a legal name (`--rename-invalid`).
+    RestoredRenamed,
+    /// A folder of the restore source could not be listed.
+    SourceFolderUnreadable,
+}
+
+impl NoticeKind {
+    /// The stable spelling in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SharedNotAccessible => "shared_not_accessible",
+            Self::TooManyShortcuts => "too_many_shortcuts",
+            Self::FolderNotListed => "folder_not_listed",
+            Self::FullListing => "full_listing",
+            Self::LocalFileNotMoved => "local_file_not_moved",
+            Self::FolderNotCreated => "folder_not_created",
+            Self::ModifiedTime => "modified_time",
+            Self::NotRestored => "not_restored",
+            Self::RestoredRenamed => "restored_renamed",
+            Self::SourceFolderUnreadable => "source_folder_unreadable",
+        }
+    }
 }
 
 /// Receives [`Event`]s. Implementations must be cheap: events arrive from many tasks.

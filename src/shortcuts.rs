@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::crawl::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
-use crate::manifest::{ItemKind, ShortcutRow};
-use crate::progress::{CrawlProgress, Reporter};
+use crate::manifest::{ItemKind, ShortcutRow, Skip, SkipClass};
+use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 /// The reason on record for a shortcut `--no-shared` leaves out.
@@ -91,9 +91,14 @@ pub async fn follow_shortcuts(
                 return Ok(summary);
             }
             if looked_at.len() >= MAX_SHORTCUTS {
-                tracing::warn!(
-                    "more than {MAX_SHORTCUTS} shortcuts to shared items: the rest are not followed in this run"
-                );
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::TooManyShortcuts,
+                    path: None,
+                    message: &format!(
+                        "more than {MAX_SHORTCUTS} shortcuts to shared items: the rest are not followed in this run"
+                    ),
+                    detail: None,
+                });
                 summary.complete = true;
                 return Ok(summary);
             }
@@ -132,7 +137,10 @@ pub async fn follow_shortcuts(
         {
             summary.followed -= 1;
             summary.already_backed_up += 1;
-            let reason = format!("already backed up at {at}: not copied twice");
+            let reason = Skip::new(
+                SkipClass::Duplicate,
+                format!("already backed up at {at}: not copied twice"),
+            );
             let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
             manifest
                 .call(move |m| m.set_shortcut_outcome(&d, &i, Some(&reason)))
@@ -155,6 +163,7 @@ enum Followed {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_lines)] // every way following one shortcut can end, in order
 async fn follow_one(
     graph: &GraphClient,
     manifest: &SharedManifest,
@@ -167,14 +176,15 @@ async fn follow_one(
     targets: &mut HashSet<(DriveId, ItemId)>,
     summary: &mut SharedSummary,
 ) -> Result<Followed, CrawlError> {
-    let record = |reason: Option<String>| {
+    let record = |reason: Option<Skip>| {
         let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
-        manifest.call(move |m| m.set_shortcut_outcome(&d, &i, reason.as_deref()))
+        manifest.call(move |m| m.set_shortcut_outcome(&d, &i, reason.as_ref()))
     };
     let Some((drive, item)) = shortcut.target.clone() else {
-        record(Some(
-            "shortcut without a target (the listing named no remote drive and ID)".to_owned(),
-        ))
+        record(Some(Skip::new(
+            SkipClass::NoTarget,
+            "shortcut without a target (the listing named no remote drive and ID)",
+        )))
         .await?;
         return Ok(Followed::Done);
     };
@@ -187,7 +197,7 @@ async fn follow_one(
         return Ok(Followed::Done);
     }
     if options.filter.spec().skip_shared {
-        record(Some(LEFT_OUT.to_owned())).await?;
+        record(Some(Skip::new(SkipClass::LeftOut, LEFT_OUT))).await?;
         return Ok(Followed::Done);
     }
     let key = scope_key(&drive, &item);
@@ -209,7 +219,7 @@ async fn follow_one(
     };
     if let Some(reason) = elsewhere {
         summary.already_backed_up += 1;
-        record(Some(reason)).await?;
+        record(Some(Skip::new(SkipClass::Duplicate, reason))).await?;
         return Ok(Followed::Done);
     }
     let target = match graph.item(&drive, &item).await {
@@ -223,10 +233,16 @@ async fn follow_one(
         Err(err) => {
             // Revoked (404 itemNotFound or 403 accessDenied) or otherwise refused: said once, by name; nothing
             // of its tree is flagged deleted, so the files on disk stay as they are.
-            tracing::warn!(shortcut = %shortcut.remote_path, error = %err, "shared item not accessible: its files on disk are kept");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::SharedNotAccessible,
+                path: Some(&shortcut.remote_path),
+                message: "shared item not accessible: its files on disk are kept",
+                detail: Some(&err.to_string()),
+            });
             summary.not_accessible.push(shortcut.remote_path.clone());
-            record(Some(format!(
-                "shared item not accessible ({err}): its files already on disk are kept"
+            record(Some(Skip::new(
+                SkipClass::Inaccessible,
+                format!("shared item not accessible ({err}): its files already on disk are kept"),
             )))
             .await?;
             return Ok(Followed::Done);
@@ -240,9 +256,12 @@ async fn follow_one(
         shortcut.local_path.clone(),
     );
     if !matches!(root.kind, ItemKind::Folder | ItemKind::File) {
-        record(Some(format!(
-            "shortcut to a {} item: nothing to back up",
-            root.kind.as_str()
+        record(Some(Skip::new(
+            SkipClass::NoContent,
+            format!(
+                "shortcut to a {} item: nothing to back up",
+                root.kind.as_str()
+            ),
         )))
         .await?;
         return Ok(Followed::Done);

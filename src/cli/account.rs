@@ -1,17 +1,15 @@
-//! `login`, `logout` and `whoami`: the sign-in flows run by the library, with the codes, URLs and results
-//! shown here.
-
-use std::sync::Arc;
-use std::time::SystemTime;
+//! `login`, `logout` and `whoami`: their settings parsed and their prompts and results shown here; the
+//! sign-in itself (the scopes asked for, who signed in, keeping it) is the library's (`app::keep_sign_in`,
+//! `app::login_app`, `app::whoami`).
 
 use super::ConfigValues;
 use odbackup::Error;
 use odbackup::app::{self, Credentials};
+use odbackup::auth::AuthError;
 use odbackup::auth::signin::{self, AuthSettings, BrowserLogin};
-use odbackup::auth::store::{StoredTokens, TokenStore};
-use odbackup::auth::{AuthError, StaticTokenSource};
+use odbackup::auth::store::TokenStore;
 use odbackup::drives::{DrivesOf, SITES_SCOPE};
-use odbackup::graph::{DriveSelector, GraphClient, GraphOptions, SiteRef};
+use odbackup::graph::{DriveSelector, GraphOptions, SiteRef};
 
 use super::render;
 use super::{AuthArgs, DriveArgs};
@@ -42,11 +40,7 @@ fn auth_settings(args: &AuthArgs, file: &ConfigValues) -> Result<AuthSettings, E
 }
 
 fn http() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::Usage(format!("could not build an HTTP client: {e}")))
+    odbackup::app::sign_in_http()
 }
 
 /// `odbackup login`. With `sites` (or when the config file names a site), `Sites.Read.All` is asked for too:
@@ -61,20 +55,13 @@ pub async fn login(
     credentials: &Credentials,
 ) -> Result<(), Error> {
     let mut settings = auth_settings(args, file)?;
-    let has_sites = settings.scopes.iter().any(|s| {
-        let short = s.rsplit('/').next().unwrap_or(s);
-        short.len() > 6 && short[..6].eq_ignore_ascii_case("sites.")
-    });
-    if (sites || file.site.is_some()) && !has_sites {
-        if !sites {
-            render::say(&format!(
-                "The config file names a SharePoint site: asking for {SITES_SCOPE} too."
-            ));
-        }
-        settings.scopes.push(SITES_SCOPE.to_owned());
-    }
-    if write {
-        settings.scopes = odbackup::auth::write::with_write_scope(settings.scopes);
+    let (scopes, for_config) =
+        app::login_scopes(settings.scopes, sites, file.site.is_some(), write);
+    settings.scopes = scopes;
+    if for_config {
+        render::say(&format!(
+            "The config file names a SharePoint site: asking for {SITES_SCOPE} too."
+        ));
     }
     let http = http()?;
     let tokens = if browser {
@@ -96,33 +83,16 @@ pub async fn login(
             .await
             .map_err(AuthError::from)?
     };
-    let mut stored = StoredTokens::from_response(&settings, tokens, SystemTime::now());
-    // Who signed in, for `whoami` and this message; a failure here does not undo the sign-in.
-    if let Some(access) = stored.access_token.clone() {
-        let client = GraphClient::new(
-            graph,
-            Arc::new(StaticTokenSource::new(access.expose().to_owned())),
-        )?;
-        if let Ok(me) = client.me().await {
-            stored.username = me.user_principal_name.or(me.mail).or(me.display_name);
-        }
-    }
-    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
-    store
-        .save(credentials.account(), &stored)
-        .map_err(AuthError::from)?;
+    let saved = app::keep_sign_in(graph, &settings, tokens, credentials).await?;
     render::say(&format!(
         "Signed in{} (account {:?}); tokens saved to {}",
-        stored
+        saved
             .username
             .as_deref()
             .map(|u| format!(" as {u}"))
             .unwrap_or_default(),
         credentials.account(),
-        store
-            .path(credentials.account())
-            .map_err(AuthError::from)?
-            .display()
+        saved.path.display()
     ));
     Ok(())
 }
@@ -138,8 +108,7 @@ pub async fn login_app(
     credentials: &Credentials,
 ) -> Result<(), Error> {
     use odbackup::auth::app::{self as app_auth, AppCredentialRef};
-    let mut settings = auth_settings(args, file)?;
-    app_auth::check_tenant(&settings.tenant).map_err(AuthError::from)?;
+    let settings = auth_settings(args, file)?;
     let absolute = |p: &std::path::Path| {
         std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))
     };
@@ -161,31 +130,15 @@ pub async fn login_app(
             )));
         }
     };
-    credential.check().map_err(AuthError::from)?;
-    // Application permissions are all the app's: the resource's `.default` scope asks for them.
-    settings.scopes =
-        vec![app_auth::default_scope(&graph.base_url).ok_or_else(|| {
-            Error::Usage(format!("--graph-url {} has no origin", graph.base_url))
-        })?];
-    let tokens = app_auth::acquire(
-        &http()?,
-        &settings,
-        &credential,
-        odbackup::auth::refresh::RefreshPolicy::default(),
-    )
-    .await?;
-    let mut stored = StoredTokens::from_response(&settings, tokens, SystemTime::now());
-    stored.username = Some(format!("app {}", settings.client_id));
-    stored.app = Some(credential.clone());
-    let store = TokenStore::open(credentials.config_dir.as_deref()).map_err(AuthError::from)?;
-    store
-        .save(credentials.account(), &stored)
-        .map_err(AuthError::from)?;
+    let (client_id, tenant, shown) = (
+        settings.client_id.clone(),
+        settings.tenant.clone(),
+        credential.to_string(),
+    );
+    app::login_app(settings, credential, &graph.base_url, credentials).await?;
     render::say(&format!(
-        "Signed in as app {} in tenant {} (account {:?}), with its {credential}; nothing secret was stored: \
-         the credential is read again for each new token, so keep it in place (mode 0600)",
-        settings.client_id,
-        settings.tenant,
+        "Signed in as app {client_id} in tenant {tenant} (account {:?}), with its {shown}; nothing secret was \
+         stored: the credential is read again for each new token, so keep it in place (mode 0600)",
         credentials.account(),
     ));
     Ok(())

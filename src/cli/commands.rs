@@ -399,7 +399,7 @@ async fn run_job(
     let settings = settings?;
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     // A dry run lists what it would fetch with -v (on stdout, unless stdout carries the JSON document).
     let list_planned = settings.dry_run && verbose > 0 && !json;
     let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
@@ -419,7 +419,7 @@ async fn run_tenant_job(
 ) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     let reporter: Arc<dyn Reporter> = display.reporter(false);
     let summary = Box::pin(tenant::backup(settings, reporter, &cancel)).await;
     display.finish();
@@ -529,13 +529,8 @@ fn tenant_settings(
 }
 
 fn outcome_of(summary: &RunSummary, signal: i32) -> Outcome {
-    if let Some(download) = &summary.download {
-        if download.fatal_class.as_deref() == Some("auth") {
-            return Outcome::Failed(ErrorKind::Auth);
-        }
-        if download.fatal.is_some() {
-            return Outcome::Failed(ErrorKind::Run);
-        }
+    if let Some(fatal) = summary.download.as_ref().and_then(|d| d.fatal.as_ref()) {
+        return Outcome::Failed(fatal.kind());
     }
     if summary.interrupted {
         Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
@@ -973,16 +968,15 @@ async fn run_restore(
 ) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     let list_planned = settings.options.dry_run && verbose > 0 && !json;
     let reporter: Arc<dyn Reporter> = display.reporter(list_planned);
     let summary = app::restore(&settings, reporter, &cancel).await;
     display.finish();
     let summary = summary?;
     render::restore_summary(&summary, json);
-    Ok(match summary.fatal_class.as_deref() {
-        Some("auth" | "access_denied") => Outcome::Failed(ErrorKind::Auth),
-        Some(_) => Outcome::Failed(ErrorKind::Run),
+    Ok(match &summary.fatal {
+        Some(fatal) => Outcome::Failed(fatal.kind()),
         None if summary.interrupted => {
             let signal = stopped_by.load(Ordering::SeqCst);
             Outcome::Interrupted(if signal > 0 { signal } else { SIGINT })
@@ -1001,7 +995,7 @@ async fn run_verify(
 ) -> Result<Outcome, Error> {
     let cancel = CancellationToken::new();
     let stopped_by = spawn_interrupt_handler(cancel.clone());
-    let display = progress::Display::new(quiet || json);
+    let display = progress::Display::for_output(quiet, json);
     let reporter: Arc<dyn Reporter> = display.reporter(false);
     let summary = app::verify(dest, manifest, options, reporter, &cancel).await;
     display.finish();

@@ -18,6 +18,7 @@ static BARS: LazyLock<MultiProgress> =
 /// The progress display of one run.
 pub struct Display {
     bars: Option<Arc<Bars>>,
+    json: bool,
 }
 
 /// The two bars appear when their phase starts, so a download shows no listing spinner and a crawl no
@@ -38,15 +39,21 @@ struct Bars {
 struct RunReporter {
     bars: Option<Arc<Bars>>,
     list_planned: bool,
+    /// `--json`: notices go to stderr as JSON lines, not as log lines.
+    json: bool,
 }
 
 impl Display {
     /// Bars when stderr is a terminal and the user did not ask for quiet; otherwise nothing.
     pub fn new(quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
-            return Self { bars: None };
+            return Self {
+                bars: None,
+                json: false,
+            };
         }
         Self {
+            json: false,
             bars: Some(Arc::new(Bars {
                 crawl: OnceLock::new(),
                 files: OnceLock::new(),
@@ -60,11 +67,25 @@ impl Display {
         }
     }
 
+    /// No bars (`--json` output is for programs); notices are written to stderr as JSON lines.
+    pub fn json() -> Self {
+        Self {
+            bars: None,
+            json: true,
+        }
+    }
+
+    /// [`Display::json`] when `json`, else [`Display::new`].
+    pub fn for_output(quiet: bool, json: bool) -> Self {
+        if json { Self::json() } else { Self::new(quiet) }
+    }
+
     /// The reporter that feeds this display; with `list_planned`, a dry run's files are listed on stdout.
     pub fn reporter(&self, list_planned: bool) -> Arc<dyn Reporter> {
         Arc::new(RunReporter {
             bars: self.bars.clone(),
             list_planned,
+            json: self.json,
         })
     }
 
@@ -171,7 +192,8 @@ impl Bars {
                     "moved aside (not written by odbackup): {path} → {trash}"
                 ));
             }
-            Event::Planned { .. } => {}
+            // Listed (with `-v`) and said (notices, as log lines passing over the bars) by the reporter.
+            Event::Planned { .. } | Event::Notice { .. } => {}
             Event::DedupeFellBack { path, reason } => {
                 self.files().println(format!(
                     "hard links refused here ({}), starting with {}: files with the same content are downloaded as copies",
@@ -207,6 +229,15 @@ impl Reporter for RunReporter {
         if let Some(bars) = &self.bars {
             bars.event(event);
         }
+        if let Event::Notice {
+            kind,
+            path,
+            message,
+            detail,
+        } = event
+        {
+            notice(self.json, *kind, *path, message, *detail);
+        }
         if let (true, Event::Planned { path, bytes }) = (self.list_planned, event) {
             BARS.suspend(|| {
                 let mut out = std::io::stdout().lock();
@@ -218,6 +249,31 @@ impl Reporter for RunReporter {
                 );
             });
         }
+    }
+}
+
+/// Say a notice: a warning log line as before (on stderr, and in the log file), or with `--json` one JSON
+/// object per line on stderr (`{"event":"notice","kind":…,"path":…,"message":…,"detail":…}`), kept apart from
+/// the summary on stdout (and in the log file at info level).
+fn notice(
+    json: bool,
+    kind: odbackup::progress::NoticeKind,
+    path: Option<&str>,
+    message: &str,
+    detail: Option<&str>,
+) {
+    if json {
+        let line = serde_json::json!({
+            "event": "notice",
+            "kind": kind.as_str(),
+            "path": path,
+            "message": message,
+            "detail": detail,
+        });
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        tracing::info!(kind = kind.as_str(), path, error = detail, "{message}");
+    } else {
+        tracing::warn!(path, error = detail, "{message}");
     }
 }
 

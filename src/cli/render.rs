@@ -7,7 +7,7 @@ use std::io::Write as _;
 use odbackup::Error;
 use odbackup::app::RunSummary;
 use odbackup::browse::RemoteEntry;
-use odbackup::manifest::{FailureRow, StatusReport};
+use odbackup::manifest::{FailureClass, FailureRow, StatusReport};
 
 /// Text that may hold a remote name (a file name, a path, a message quoting one, an owner's name), made safe to
 /// show on a terminal or in any human output: control characters (C0 including newline and tab, DEL, C1) and
@@ -88,6 +88,7 @@ pub fn summary(summary: &RunSummary, json: bool) {
     let _ = write_summary(&mut std::io::stdout().lock(), summary);
 }
 
+#[allow(clippy::too_many_lines)] // the run summary's lines, in the order they are printed
 fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io::Result<()> {
     if let Some(delta) = summary
         .crawl
@@ -272,8 +273,8 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
             writeln!(out, "  {n} failed: {class}")?;
         }
         if let Some(fatal) = &d.fatal {
-            writeln!(out, "stopped early: {}", terminal_safe(fatal))?;
-            if d.fatal_class.as_deref() == Some("auth") {
+            writeln!(out, "stopped early: {}", terminal_safe(&fatal.message))?;
+            if fatal.class == FailureClass::Auth {
                 writeln!(
                     out,
                     "  sign-in expired or was refused: run `odbackup login` (or set a fresh ODBACKUP_ACCESS_TOKEN), then re-run the same command"
@@ -421,7 +422,7 @@ fn write_restore_summary(
         writeln!(out, "  {n} failed: {class}")?;
     }
     if let Some(fatal) = &s.fatal {
-        writeln!(out, "stopped early: {fatal}")?;
+        writeln!(out, "stopped early: {}", fatal.message)?;
     } else if s.interrupted {
         writeln!(out, "interrupted: re-run the same command to resume")?;
     }

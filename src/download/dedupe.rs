@@ -99,7 +99,7 @@ pub(super) fn link_twin(dest: &Dest, job: &DownloadJob, twin: &Twin) -> Linked {
     };
     Linked::Placed(TransferOutcome::Done {
         local_path,
-        verification: "quickxor",
+        verification: crate::hash::Verification::QuickXor,
         caveat: None,
         local_size: job.size,
         fetched: 0,

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::adaptive;
+use crate::error::FatalStop;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
@@ -29,7 +30,7 @@ use crate::manifest::{
     MovedFile, Recorded, Twin,
 };
 use crate::progress::CrawlProgress;
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
 pub use plan::{
@@ -184,10 +185,10 @@ pub struct DownloadSummary {
     pub failures_by_class: BTreeMap<String, u64>,
     /// Whether the run stopped before the end (Ctrl-C, or a fatal error).
     pub interrupted: bool,
-    /// The error that stopped the run, if a fatal one did (token refused, disk full).
-    pub fatal: Option<String>,
-    /// The class of that fatal error.
-    pub fatal_class: Option<String>,
+    /// The error that stopped the run, if a fatal one did (token refused, disk full); in `--json` as `fatal`
+    /// (its message) and `fatal_class`.
+    #[serde(flatten, serialize_with = "FatalStop::serialize_fields")]
+    pub fatal: Option<FatalStop>,
     /// Times the service throttled the client (429/503/509) while this download ran, listing included.
     pub throttled: u64,
     /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
@@ -280,8 +281,10 @@ pub async fn download_with_policy(
         Err(err) => {
             // Not one file could be written: the run stops here and says where.
             return Ok(DownloadSummary {
-                fatal: Some(format!("cannot open the destination: {err}")),
-                fatal_class: Some(FailureClass::Disk.as_str().to_owned()),
+                fatal: Some(FatalStop::new(
+                    FailureClass::Disk,
+                    format!("cannot open the destination: {err}"),
+                )),
                 interrupted: true,
                 ..DownloadSummary::default()
             });
@@ -696,7 +699,7 @@ impl RowWrite {
                 version,
                 done: DoneRecord {
                     local_path: local_path.clone(),
-                    verification: (*verification).to_owned(),
+                    verification: verification.as_stored().to_owned(),
                     bytes: job.size,
                     attempts: *attempts,
                 },
@@ -838,8 +841,10 @@ fn account(
         TransferOutcome::Failed(failure) => {
             if failure.stops_the_run() && summary.fatal.is_none() {
                 // A full disk or a refused token stops the run whatever version was being fetched.
-                summary.fatal = Some(format!("{}: {}", job.remote_path, failure.message));
-                summary.fatal_class = Some(failure.class.as_str().to_owned());
+                summary.fatal = Some(FatalStop::new(
+                    failure.class,
+                    format!("{}: {}", job.remote_path, failure.message),
+                ));
                 stop.cancel();
             }
             if recorded == Some(Recorded::Stale) {
@@ -952,7 +957,7 @@ fn note_service_trouble(
     if summary.unreachable_streak < UNREACHABLE_STREAK || summary.fatal.is_some() {
         return;
     }
-    summary.fatal = Some(if server_error {
+    let message = if server_error {
         format!(
             "{UNREACHABLE_STREAK} transfers in a row failed with server errors (the last: {}: {}); the service \
              or its download host is having trouble: re-run the same command later, it resumes and retries them",
@@ -964,8 +969,8 @@ fn note_service_trouble(
              check the connection, then re-run the same command: it resumes and retries them",
             job.remote_path, failure.message
         )
-    });
-    summary.fatal_class = Some(failure.class.as_str().to_owned());
+    };
+    summary.fatal = Some(FatalStop::new(failure.class, message));
     stop.cancel();
 }
 
@@ -1022,7 +1027,15 @@ async fn relocate_moved(
                 Ok(MoveOutcome::TargetTaken) => blocked.push(row),
                 Ok(MoveOutcome::SourceMissing) => unmovable.push(row),
                 Err(err) => {
-                    tracing::warn!(from = %row.from, to = %row.to, error = %err, "could not move a renamed file; it will be checked and fetched again if need be");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::LocalFileNotMoved,
+                        path: Some(&row.from),
+                        message: &format!(
+                            "could not move a renamed file to {}; it will be checked and fetched again if need be",
+                            row.to
+                        ),
+                        detail: Some(&err.to_string()),
+                    });
                     unmovable.push(row);
                 }
             }
@@ -1083,7 +1096,12 @@ async fn relocate_moved(
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::warn!(path = %row.to, error = %err, "could not move a file out of the way of a renamed one");
+                    reporter.event(&Event::Notice {
+                        kind: NoticeKind::LocalFileNotMoved,
+                        path: Some(&row.to),
+                        message: "could not move a file out of the way of a renamed one",
+                        detail: Some(&err.to_string()),
+                    });
                 }
             }
         }

@@ -159,8 +159,9 @@ pub enum Judgement {
     /// Keep them under the final name: how they were verified, and the caveat when a known quirk explains
     /// why they could not be verified against the listing.
     Keep {
-        /// `quickxor`, `sha1`, `size_only` or `unverified`.
-        verification: &'static str,
+        /// The comparison the bytes passed, or the mismatch the caveat explains (stored as
+        /// [`Verification::as_stored`] says).
+        verification: Verification,
         /// The quirk, if one applies.
         caveat: Option<Caveat>,
     },
@@ -237,20 +238,20 @@ pub fn judge(
         }
     };
     let quirk = |class: CaveatClass, reason: String| Judgement::Keep {
-        verification: "unverified",
+        verification: verification.clone(),
         caveat: Some(Caveat { class, reason }),
     };
     match verification {
         Verification::QuickXor => Judgement::Keep {
-            verification: "quickxor",
+            verification: Verification::QuickXor,
             caveat: None,
         },
         Verification::Sha1 => Judgement::Keep {
-            verification: "sha1",
+            verification: Verification::Sha1,
             caveat: None,
         },
         Verification::SizeOnly => Judgement::Keep {
-            verification: "size_only",
+            verification: Verification::SizeOnly,
             caveat: Some(Caveat {
                 class: CaveatClass::NoHash,
                 reason: if declared == Some(0) {
@@ -265,11 +266,7 @@ pub fn judge(
             expected,
             actual,
         } => Judgement::Keep {
-            verification: if *algorithm == "sha1Hash" {
-                "sha1"
-            } else {
-                "quickxor"
-            },
+            verification: verification.clone(),
             caveat: Some(Caveat {
                 class: CaveatClass::SizeMetadata,
                 reason: format!(
@@ -428,6 +425,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // a table of cases
     fn judgements_keep_what_a_known_quirk_explains_and_nothing_else() {
         let short = Verification::SizeMismatch {
             expected: 3_000,
@@ -447,7 +445,7 @@ mod tests {
             _ => None,
         };
         let kind = |j: &Judgement| match j {
-            Judgement::Keep { verification, .. } => format!("keep:{verification}"),
+            Judgement::Keep { verification, .. } => format!("keep:{}", verification.as_stored()),
             Judgement::FetchAgain => "again".to_owned(),
             Judgement::Fail { class, .. } => format!("fail:{}", class.as_str()),
         };

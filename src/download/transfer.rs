@@ -29,7 +29,7 @@ use super::stream::{
 use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
 use crate::graph::{ContentSource, DownloadUrl, GraphClient};
-use crate::hash::{ContentDigest, ContentHasher, Expected, verify};
+use crate::hash::{ContentDigest, ContentHasher, Expected, Verification, verify};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
 use crate::progress::Reporter;
 
@@ -40,8 +40,8 @@ pub enum TransferOutcome {
     Done {
         /// Relative local path (as stored in the manifest).
         local_path: String,
-        /// How it was verified: `quickxor`, `sha1`, `size_only` or `unverified`.
-        verification: &'static str,
+        /// How it was verified (the mismatch its caveat explains, when kept with one).
+        verification: Verification,
         /// Why it was kept although it could not be verified against the listing.
         caveat: Option<Caveat>,
         /// Bytes on disk (differs from the listed size only with a caveat).
@@ -156,6 +156,7 @@ fn unix_ms() -> i64 {
 /// there with the right bytes), then `TransferState` fetches, recovers from what can be recovered from, and
 /// judges the bytes until the file is placed or failed.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_lines)] // the transfer's steps in order; being split into a state machine
 pub async fn transfer(
     graph: &GraphClient,
     dest: &Dest,
@@ -747,7 +748,7 @@ impl<'a> TransferState<'a> {
     /// Give the verified part file the target's name.
     async fn place(
         &mut self,
-        verification: &'static str,
+        verification: Verification,
         caveat: Option<Caveat>,
         local_size: u64,
     ) -> Next {
@@ -770,7 +771,7 @@ impl<'a> TransferState<'a> {
             Ok(displaced) => displaced,
             Err(err) => return self.fail(dest_failure(&err)),
         };
-        tracing::debug!(item = %job.item_id, path = %job.remote_path, verification, ?caveat, attempts = self.attempts, "file done");
+        tracing::debug!(item = %job.item_id, path = %job.remote_path, verification = verification.as_stored(), ?caveat, attempts = self.attempts, "file done");
         Next::Finish(TransferOutcome::Done {
             local_path: target.local_path.clone(),
             verification,

@@ -91,7 +91,7 @@ impl Default for GraphOptions {
     fn default() -> Self {
         Self {
             base_url: "https://graph.microsoft.com/v1.0".to_owned(),
-            user_agent: format!("ISV|odbackup|odbackup/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: DEFAULT_USER_AGENT.clone(),
             connect_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             read_idle_timeout: Duration::from_secs(60),
@@ -215,6 +215,57 @@ impl std::fmt::Debug for GraphClient {
     }
 }
 
+/// How an HTTP client of odbackup is set up (see [`http_client`]).
+#[derive(Debug, Clone)]
+pub struct HttpSettings<'a> {
+    /// The `User-Agent` (Microsoft asks ISVs to decorate their traffic:
+    /// <https://learn.microsoft.com/en-us/sharepoint/dev/general-development/how-to-avoid-getting-throttled-or-blocked-in-sharepoint-online>).
+    pub user_agent: &'a str,
+    /// How long a connection may take to open.
+    pub connect_timeout: std::time::Duration,
+    /// How long a whole request may take, if bounded (bodies of any size are not: downloads stream).
+    pub timeout: Option<std::time::Duration>,
+    /// Whether redirects are followed by the client (Graph's are not: `content.rs` follows download
+    /// redirects itself so that no URL reaches a dependency's log).
+    pub follow_redirects: bool,
+}
+
+impl HttpSettings<'static> {
+    /// The sign-in endpoints' client: short requests (a token, a device code), bounded as a whole.
+    pub fn sign_in() -> Self {
+        Self {
+            user_agent: DEFAULT_USER_AGENT.as_str(),
+            connect_timeout: std::time::Duration::from_secs(30),
+            timeout: Some(std::time::Duration::from_secs(60)),
+            follow_redirects: true,
+        }
+    }
+}
+
+/// The `User-Agent` odbackup sends unless told otherwise.
+pub static DEFAULT_USER_AGENT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("ISV|odbackup|odbackup/{}", env!("CARGO_PKG_VERSION")));
+
+/// Build an HTTP client: the one place odbackup makes them (Graph, download hosts, sign-in).
+///
+/// # Errors
+/// [`GraphError::Setup`] when the TLS backend cannot be set up.
+pub fn http_client(settings: &HttpSettings<'_>) -> Result<reqwest::Client, GraphError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(settings.user_agent)
+        .connect_timeout(settings.connect_timeout)
+        .tcp_nodelay(true);
+    if let Some(timeout) = settings.timeout {
+        builder = builder.timeout(timeout);
+    }
+    if !settings.follow_redirects {
+        builder = builder.redirect(reqwest::redirect::Policy::none());
+    }
+    builder.build().map_err(|e| GraphError::Setup {
+        reason: transport::error_chain(&e.without_url()),
+    })
+}
+
 impl GraphClient {
     /// A client for `options.base_url`, authenticating with `tokens`.
     ///
@@ -225,20 +276,15 @@ impl GraphClient {
         // Every request carries the bearer token: never in clear beyond this machine.
         let base = crate::endpoint::check_credential_url("the Graph URL", trimmed)
             .map_err(|reason| GraphError::Setup { reason })?;
-        let build = |redirects: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
-                .user_agent(options.user_agent.clone())
-                .connect_timeout(options.connect_timeout)
-                .redirect(redirects)
-                .tcp_nodelay(true)
-                .build()
-                .map_err(|e| GraphError::Setup {
-                    reason: transport::error_chain(&e.without_url()),
-                })
+        let settings = HttpSettings {
+            user_agent: &options.user_agent,
+            connect_timeout: options.connect_timeout,
+            timeout: None,
+            follow_redirects: false,
         };
-        let api = build(reqwest::redirect::Policy::none())?;
+        let api = http_client(&settings)?;
         // Redirects of download hosts are followed by `content.rs` (so no URL reaches a dependency's log).
-        let downloads = build(reqwest::redirect::Policy::none())?;
+        let downloads = http_client(&settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 policy: options.retry.at_least_once(),

@@ -126,6 +126,19 @@ impl Verification {
     pub fn is_ok(&self) -> bool {
         matches!(self, Self::QuickXor | Self::Sha1 | Self::SizeOnly)
     }
+
+    /// How bytes kept after this comparison were verified, in the manifest's spelling (`status` and `--json`
+    /// count them by it): `quickxor`, `sha1`, `size_only`, or `unverified` for a mismatch kept only because a
+    /// known service quirk explains it.
+    pub fn as_stored(&self) -> &'static str {
+        match self {
+            Self::SizeListedWrong { algorithm, .. } if *algorithm == "sha1Hash" => "sha1",
+            Self::QuickXor | Self::SizeListedWrong { .. } => "quickxor",
+            Self::Sha1 => "sha1",
+            Self::SizeOnly => "size_only",
+            Self::SizeMismatch { .. } | Self::HashMismatch { .. } => "unverified",
+        }
+    }
 }
 
 /// Compare a digest with the listing: size first, then quickXorHash (exactly: base64 is case-sensitive),

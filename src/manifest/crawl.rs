@@ -6,7 +6,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::items::{ItemKind, NewItem, upsert};
+use super::items::{ItemKind, NewItem, Skip, upsert};
 use super::{Manifest, Result, now, sql_err};
 use crate::ids::{DriveId, ItemId};
 
@@ -206,7 +206,7 @@ impl Manifest {
                 super::urls::remember(&tx, item, at_ms).map_err(&err)?;
                 // A skipped folder (refused before) is not listed. One the filters exclude still is: its
                 // items are marked, so a later run with other filters needs no new listing.
-                if item.kind == ItemKind::Folder && item.skip_reason.is_none() {
+                if item.kind == ItemKind::Folder && item.skip.is_none() {
                     enqueue
                         .execute(params![
                             crawl_id,
@@ -255,7 +255,7 @@ impl Manifest {
         crawl_id: i64,
         drive: &DriveId,
         folder: &ItemId,
-        reason: &str,
+        reason: &Skip,
     ) -> Result<()> {
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&err)?;
@@ -265,9 +265,17 @@ impl Manifest {
         )
         .map_err(&err)?;
         tx.execute(
-            "UPDATE items SET listed_crawl = ?1, state = 'skipped', skip_reason = ?4, updated_at = ?5
+            "UPDATE items SET listed_crawl = ?1, state = 'skipped', skip_reason = ?4, skip_class = ?6,
+                 updated_at = ?5
              WHERE drive_id = ?2 AND item_id = ?3",
-            params![crawl_id, drive.key(), folder.key(), reason, now()],
+            params![
+                crawl_id,
+                drive.key(),
+                folder.key(),
+                reason.reason,
+                now(),
+                reason.class.as_str()
+            ],
         )
         .map_err(&err)?;
         let folder_path: Option<String> = tx
@@ -352,6 +360,7 @@ pub(super) fn limit_i64(limit: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::SkipClass;
     use crate::manifest::testutil::{drive, file, folder, manifest};
 
     fn page(folder_id: &str, items: Vec<NewItem>, next: Option<&str>) -> PageCommit {
@@ -488,7 +497,7 @@ mod tests {
             .unwrap()
             .crawl_id;
         let mut vault = folder("/Vault");
-        vault.skip_reason = Some("excluded".into());
+        vault.skip = Some(Skip::new(SkipClass::Inaccessible, "excluded"));
         m.commit_page(crawl, &page("/", vec![vault], None)).unwrap();
         assert!(frontier_ids(&m, crawl).is_empty());
     }
@@ -593,7 +602,7 @@ mod tests {
             second,
             &drive(),
             &ItemId::from("/V"),
-            "listing refused: 403",
+            &Skip::new(SkipClass::ListingFailed, "listing refused: 403"),
         )
         .unwrap();
         assert!(frontier_ids(&m, second).is_empty());

@@ -7,7 +7,7 @@ use rusqlite::params;
 
 use super::crawl::limit_i64;
 use super::items::StoredUrl;
-use super::items::{FailureClass, MediaKind, to_u64};
+use super::items::{FailureClass, MediaKind, SkipClass, to_u64};
 use super::urls::ListedUrl;
 use super::{Manifest, Result, now, sql_err};
 use crate::ids::{DriveId, ItemId};
@@ -93,10 +93,6 @@ pub enum Recorded {
     /// listing left it (pending, to be fetched).
     Stale,
 }
-
-/// How the crawl's skip reason for a malware-flagged file begins (`crawl::to_new_item`): such rows are
-/// `skipped`, and fetched only on the user's explicit request.
-const MALWARE_SKIP_PREFIX: &str = "flagged as malware";
 
 /// A file recorded as done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,12 +298,12 @@ impl Manifest {
             .prepare_cached(
                 "SELECT items.rowid, items.drive_id, items.item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
                         modified_at, taken_at, media, local_path, attempts,
-                        COALESCE(skip_reason, '') LIKE ?4 || '%', written_path, u.url, u.fetched_at
+                        skip_class IS ?4, written_path, u.url, u.fetched_at
                  FROM items LEFT JOIN listed_urls u ON u.drive_id = items.drive_id AND u.item_id = items.item_id
                    AND u.version = COALESCE(items.etag, items.ctag, items.quick_xor)
                  WHERE items.rowid > ?1 AND kind = 'file' AND remote_deleted = 0 AND excluded IS NULL
                    AND (state IN ('pending', 'failed')
-                        OR (?3 AND state = 'skipped' AND skip_reason LIKE ?4 || '%'))
+                        OR (?3 AND state = 'skipped' AND skip_class = ?4))
                  ORDER BY items.rowid LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -316,7 +312,7 @@ impl Manifest {
                 after_rowid,
                 limit_i64(limit),
                 with_malware,
-                MALWARE_SKIP_PREFIX
+                SkipClass::Malware.as_str()
             ],
             |r| {
                 Ok(DownloadJob {
@@ -532,8 +528,8 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::PageCommit;
     use crate::manifest::testutil::{drive, file, folder, manifest};
+    use crate::manifest::{PageCommit, Skip};
 
     fn seed(m: &mut Manifest, items: Vec<crate::manifest::NewItem>) -> i64 {
         let crawl = m
@@ -750,7 +746,7 @@ mod tests {
             .collect();
         items.push(folder("/dir"));
         let mut skipped = file("/skip", 1, "Q");
-        skipped.skip_reason = Some("malware".into());
+        skipped.skip = Some(Skip::new(SkipClass::Malware, "malware"));
         items.push(skipped);
         seed(&mut m, items);
         m.apply_outcomes(&[done("/f00"), failed("/f01", FailureClass::Network)])

@@ -116,12 +116,56 @@ stored_enum! {
         NotFound => "not_found",
         /// The service refused access.
         AccessDenied => "access_denied",
+        /// The drive is full (a write answered 507 Insufficient Storage).
+        Quota => "quota",
         /// The service flagged the file as malware.
         Malware => "malware",
         /// A known service quirk.
         RemoteQuirk => "remote_quirk",
         /// Anything else.
         Other => "other",
+    }
+}
+
+stored_enum! {
+    /// Why an item is not downloaded, as a class the code can ask about (the stored reason beside it is for
+    /// people, and its wording may change).
+    SkipClass {
+        /// A package with no content to download (other than a `OneNote` notebook, which is backed up).
+        Package => "package",
+        /// A file the service flagged as malware and refuses to serve (fetched only when allowed).
+        Malware => "malware",
+        /// Neither a file nor a folder: nothing to fetch.
+        NoContent => "no_content",
+        /// A setting leaves it out (shared items, `OneNote` notebooks).
+        LeftOut => "left_out",
+        /// A folder whose listing was refused, unreadable or stopped: listed again next run.
+        ListingFailed => "listing_failed",
+        /// Not accessible to this app: the Personal Vault, a shared item that is no longer shared.
+        Inaccessible => "inaccessible",
+        /// A shortcut whose target is backed up elsewhere already: not copied twice.
+        Duplicate => "duplicate",
+        /// A shortcut whose listing names no target.
+        NoTarget => "no_target",
+    }
+}
+
+/// Why an item is not downloaded: its class, for the code, and the reason, for people (`status`, `--json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skip {
+    /// What kind of reason.
+    pub class: SkipClass,
+    /// The reason in words.
+    pub reason: String,
+}
+
+impl Skip {
+    /// A skip of `class`, said as `reason`.
+    pub fn new(class: SkipClass, reason: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -205,7 +249,8 @@ pub struct NewItem {
     /// Photo, video or other.
     pub media: MediaKind,
     /// Why it is not downloaded (its state becomes `skipped`).
-    pub skip_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Skip>,
     /// `driveId/itemId` of a remote item's target.
     pub remote_ref: Option<String>,
     /// Why the run's filters leave it out; `None` when it is wanted.
@@ -250,10 +295,10 @@ fn upsert_sql() -> String {
     format!(
         "INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, size, quick_xor,
                    sha1, sha256, etag, ctag, mime_type, created_at, modified_at, taken_at, media, state,
-                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded, local_key, package)
+                   skip_reason, remote_ref, last_seen_crawl, updated_at, excluded, local_key, package, skip_class)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
         CASE WHEN ?19 IS NULL THEN 'pending' ELSE 'skipped' END, ?19, ?20, ?21, ?22, ?23,
-        nullif(odbackup_name_key(?6), ?6), ?24)
+        nullif(odbackup_name_key(?6), ?6), ?24, ?25)
 ON CONFLICT (drive_id, item_id) DO UPDATE SET
     state = CASE
         WHEN excluded.skip_reason IS NOT NULL THEN 'skipped'
@@ -271,7 +316,8 @@ ON CONFLICT (drive_id, item_id) DO UPDATE SET
     modified_at = excluded.modified_at, taken_at = excluded.taken_at, media = excluded.media,
     skip_reason = excluded.skip_reason, remote_ref = excluded.remote_ref, remote_deleted = 0,
     deleted_at = NULL, last_seen_crawl = excluded.last_seen_crawl, updated_at = excluded.updated_at,
-    excluded = excluded.excluded, local_key = excluded.local_key, package = excluded.package"
+    excluded = excluded.excluded, local_key = excluded.local_key, package = excluded.package,
+    skip_class = excluded.skip_class"
     )
 }
 
@@ -315,12 +361,13 @@ pub(super) fn upsert(
         item.modified_at,
         item.taken_at,
         item.media.as_str(),
-        item.skip_reason,
+        item.skip.as_ref().map(|s| s.reason.as_str()),
         item.remote_ref,
         crawl_id,
         at,
         item.excluded,
         item.package,
+        item.skip.as_ref().map(|s| s.class.as_str()),
     ])?;
     Ok(local_path)
 }
@@ -444,7 +491,15 @@ mod tests {
                     .all(|ch| ch.is_ascii_lowercase() || ch == '_')
             );
         }
-        assert_eq!(FailureClass::ALL.len(), 14);
+        for c in SkipClass::ALL {
+            assert_eq!(SkipClass::parse(c.as_str()), Some(*c));
+            assert!(
+                c.as_str()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '_')
+            );
+        }
+        assert_eq!(FailureClass::ALL.len(), 15);
         assert_eq!(FailureClass::parse("HTTP_STATUS"), None);
         assert_eq!(ItemKind::parse(""), None);
         assert_eq!(FailureClass::HashMismatch.to_string(), "hash_mismatch");
@@ -488,6 +543,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // a table of state transitions
     fn upsert_state_transitions() {
         let no_hash = |f: &mut NewItem| f.quick_xor = None;
         // (case, first listing, what happened, second listing, state and attempts after it)
@@ -606,7 +662,7 @@ mod tests {
                 file("/l", 1, "Q1"),
                 Then::Downloaded,
                 with(file("/l", 1, "Q1"), |f| {
-                    f.skip_reason = Some("malware".into());
+                    f.skip = Some(Skip::new(SkipClass::Malware, "malware"));
                 }),
                 "skipped",
                 2,
@@ -614,7 +670,7 @@ mod tests {
             (
                 "skipped, now plain",
                 with(file("/m", 1, "Q1"), |f| {
-                    f.skip_reason = Some("malware".into());
+                    f.skip = Some(Skip::new(SkipClass::Malware, "malware"));
                 }),
                 Then::Nothing,
                 file("/m", 1, "Q1"),

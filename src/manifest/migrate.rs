@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_restore.sql"),
     include_str!("../../migrations/0007_onenote.sql"),
     include_str!("../../migrations/0008_dedupe.sql"),
+    include_str!("../../migrations/0009_skip_class.sql"),
 ];
 
 /// The schema version this build writes.
@@ -122,6 +123,7 @@ mod tests {
         conn.execute_batch(&format!(
             "ALTER TABLE items DROP COLUMN package; DROP INDEX items_content; DROP INDEX items_linked;
              ALTER TABLE items DROP COLUMN linked_drive_id; ALTER TABLE items DROP COLUMN linked_item_id;
+             ALTER TABLE items DROP COLUMN skip_class;
              PRAGMA user_version = {};
              INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link) VALUES ('d', 'root', 'r', 'https://x/delta?token=1');
              INSERT INTO items (drive_id, item_id, name, remote_path, local_path, kind, media, state, skip_reason, updated_at)
@@ -232,6 +234,7 @@ mod tests {
     /// opens as the current schema: the same tables and indexes a new manifest has, the file still done with its
     /// hash (so the next run fetches nothing again), and the database intact.
     #[test]
+    #[allow(clippy::too_many_lines)] // one scenario per older schema, checked step by step
     fn a_manifest_of_every_older_schema_upgrades_to_the_current_one_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let fresh_path = dir.path().join("fresh.sqlite");
@@ -264,9 +267,26 @@ mod tests {
                              'done', NULL, NULL, NULL, 't'),
                             ('0123456789abcdef', '0123456789abcdef!102', '0123456789abcdef!101', 'a.jpg',
                              '/a.jpg', 'a.jpg', 'file', 'photo', 'done', 3, 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-                             'quickxor', 't');",
+                             'quickxor', 't');
+                     INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, media,
+                                        state, skip_reason, updated_at)
+                     VALUES ('0123456789abcdef', '0123456789abcdef!103', '0123456789abcdef!101', 'bad.exe',
+                             '/bad.exe', 'bad.exe', 'file', 'other', 'skipped',
+                             'flagged as malware by OneDrive: the service refuses to serve it', 't'),
+                            ('0123456789abcdef', '0123456789abcdef!104', '0123456789abcdef!101', 'Locked',
+                             '/Locked', 'Locked', 'folder', 'other', 'skipped',
+                             'listing refused: 403 accessDenied; the next run lists it again', 't');",
                 )
                 .unwrap();
+                if version >= 2 {
+                    // A delta round an older build staged and did not apply before it was upgraded.
+                    conn.execute_batch(
+                        r#"INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
+                           VALUES ('0123456789abcdef', 'root', '0123456789abcdef!105', '0123456789abcdef!101', 0,
+                                   '{"skip_reason":"flagged as malware by OneDrive: the service refuses to serve it","kind":"file"}');"#,
+                    )
+                    .unwrap();
+                }
             }
             let m = Manifest::open(&path).unwrap_or_else(|e| panic!("schema {version}: {e}"));
             let found: i64 = m
@@ -308,9 +328,46 @@ mod tests {
             let status = m.status().unwrap();
             assert_eq!(
                 (status.files.done, status.files.total),
-                (1, 1),
+                (1, 2),
                 "schema {version}"
             );
+            // Skips are classed from what older builds wrote, so a malware-flagged file is still found as one.
+            let classes: Vec<(String, Option<String>)> = m
+                .conn
+                .prepare("SELECT name, skip_class FROM items WHERE state = 'skipped' ORDER BY name")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(
+                classes,
+                [
+                    ("Locked".to_owned(), Some("listing_failed".to_owned())),
+                    ("bad.exe".to_owned(), Some("malware".to_owned())),
+                ],
+                "schema {version}"
+            );
+            let with_malware = m.downloadable_after_with(0, 10, true).unwrap();
+            assert!(
+                with_malware
+                    .iter()
+                    .any(|j| j.name == "bad.exe" && j.malware),
+                "schema {version}: {with_malware:?}"
+            );
+            if version >= 2 {
+                let staged: String = m
+                    .conn
+                    .query_row("SELECT row_json FROM delta_staging", [], |r| r.get(0))
+                    .unwrap();
+                let staged: serde_json::Value = serde_json::from_str(&staged).unwrap();
+                assert_eq!(
+                    staged,
+                    serde_json::json!({"kind": "file", "skip": {"class": "malware",
+                        "reason": "flagged as malware by OneDrive: the service refuses to serve it"}}),
+                    "schema {version}: a staged row is read with its class"
+                );
+            }
         }
     }
 }

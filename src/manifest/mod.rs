@@ -40,7 +40,9 @@ pub use downloads::{
     Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,
     Recorded,
 };
-pub use items::{DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, StoredUrl};
+pub use items::{
+    DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, Skip, SkipClass, StoredUrl,
+};
 pub use onenote::NotebookCounts;
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
@@ -661,7 +663,7 @@ pub(crate) mod testutil {
             modified_at: Some("2024-05-01T10:00:00Z".to_owned()),
             taken_at: None,
             media: MediaKind::Other,
-            skip_reason: None,
+            skip: None,
             remote_ref: None,
             listed_url: None,
             excluded: None,

@@ -70,7 +70,7 @@ pub struct ExcludedCounts {
     pub bytes: u64,
     /// Of those, how many were downloaded by an earlier run (kept on disk).
     pub on_disk: u64,
-    /// By reason (`extension not in --ext`, …).
+    /// By reason (`extension not in the ext list`, …).
     pub by_reason: Vec<Count>,
 }
 
@@ -388,9 +388,12 @@ mod tests {
     use super::*;
     use crate::ids::ItemId;
     use crate::manifest::testutil::{drive, file, folder, manifest};
-    use crate::manifest::{DoneRecord, FailureClass, FailureRecord, ItemKind, PageCommit};
+    use crate::manifest::{
+        DoneRecord, FailureClass, FailureRecord, ItemKind, PageCommit, Skip, SkipClass,
+    };
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one scenario, checked field by field
     fn status_counts_items_bytes_reasons_classes_and_crawls() {
         let (_dir, mut m) = manifest();
         let crawl = m
@@ -399,9 +402,9 @@ mod tests {
             .crawl_id;
         let mut notebook = folder("/Notes");
         notebook.kind = ItemKind::Package;
-        notebook.skip_reason = Some("oneNote package".into());
+        notebook.skip = Some(Skip::new(SkipClass::Package, "oneNote package"));
         let mut bad = file("/bad.exe", 7, "Q");
-        bad.skip_reason = Some("malware".into());
+        bad.skip = Some(Skip::new(SkipClass::Malware, "malware"));
         m.commit_page(
             crawl,
             &PageCommit {

@@ -113,7 +113,7 @@ mod tests {
         let (_dir, mut m) = manifest();
         let start = m.begin_crawl(&drive(), "root", &folder("/")).unwrap();
         let mut b = file("/b.txt", 3, "Q2");
-        b.excluded = Some("extension not in --ext".to_owned());
+        b.excluded = Some("extension not in the ext list".to_owned());
         m.commit_page(
             start.crawl_id,
             &PageCommit {
@@ -135,7 +135,10 @@ mod tests {
         let rows = m.selection_rows_after(0, 10).unwrap();
         assert_eq!(rows.len(), 3, "root folder and two files");
         let b_row = rows.iter().find(|r| r.remote_path == "/b.txt").unwrap();
-        assert_eq!(b_row.excluded.as_deref(), Some("extension not in --ext"));
+        assert_eq!(
+            b_row.excluded.as_deref(),
+            Some("extension not in the ext list")
+        );
         m.set_excluded(&[(b_row.rowid, None)]).unwrap();
         assert_eq!(names(&m), ["/a.jpg", "/b.txt"]);
         assert_eq!(m.setting("filter").unwrap(), None);

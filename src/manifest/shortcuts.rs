@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::items::to_u64;
+use super::items::{Skip, to_u64};
 use super::{Manifest, Result, now};
 use crate::ids::{DriveId, ItemId};
 
@@ -70,14 +70,20 @@ impl Manifest {
         &mut self,
         drive: &DriveId,
         item: &ItemId,
-        reason: Option<&str>,
+        reason: Option<&Skip>,
     ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE items SET state = CASE WHEN ?3 IS NULL THEN 'done' ELSE 'skipped' END, skip_reason = ?3,
-                     updated_at = ?4
+                     skip_class = ?5, updated_at = ?4
                  WHERE drive_id = ?1 AND item_id = ?2 AND kind = 'remote'",
-                params![drive.key(), item.key(), reason, now()],
+                params![
+                    drive.key(),
+                    item.key(),
+                    reason.map(|r| r.reason.as_str()),
+                    now(),
+                    reason.map(|r| r.class.as_str())
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())

@@ -48,7 +48,7 @@ pub(super) fn remember(
     let (Some(url), Some(version)) = (&item.listed_url, version_of(item)) else {
         return Ok(());
     };
-    if item.excluded.is_some() || item.skip_reason.is_some() {
+    if item.excluded.is_some() || item.skip.is_some() {
         // Not going to be downloaded: no reason to keep a credential for it.
         return Ok(());
     }

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::adaptive::AdaptiveLimit;
+use crate::error::FatalStop;
 use crate::filter::Filter;
 use crate::fsdest::{Dest, DestError};
 use crate::graph::{DriveSelector, GraphClient, GraphError, is_quota};
@@ -35,7 +36,7 @@ use crate::ids::DriveId;
 use crate::manifest::{
     EntryVerdict, FailureClass, FailureRecord, ManifestError, RestoreEntry, RestoreJob, RestoreKind,
 };
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use plan::OnConflict;
 use source::{FolderCursor, FolderWalk, SourceEntry, Unusable};
@@ -141,11 +142,11 @@ pub enum Fatal {
 
 impl Fatal {
     /// The failure class the summary reports (`fatal_class`).
-    pub fn as_str(self) -> &'static str {
+    pub fn class(self) -> FailureClass {
         match self {
-            Fatal::Quota => "quota",
-            Fatal::AccessDenied => "access_denied",
-            Fatal::Auth => "auth",
+            Fatal::Quota => FailureClass::Quota,
+            Fatal::AccessDenied => FailureClass::AccessDenied,
+            Fatal::Auth => FailureClass::Auth,
         }
     }
 }
@@ -237,10 +238,10 @@ pub struct RestoreSummary {
     pub failures_by_class: BTreeMap<String, u64>,
     /// Whether the run stopped before the end (Ctrl-C, or a fatal error).
     pub interrupted: bool,
-    /// What stopped the run, if a fatal error did (the drive full, no write permission, sign-in refused).
-    pub fatal: Option<String>,
-    /// Its class: `quota`, `access_denied` or `auth`.
-    pub fatal_class: Option<String>,
+    /// What stopped the run, if a fatal error did (the drive full, no write permission, sign-in refused); in
+    /// `--json` as `fatal` (its message) and `fatal_class` (`quota`, `access_denied` or `auth`).
+    #[serde(flatten, serialize_with = "FatalStop::serialize_fields")]
+    pub fatal: Option<FatalStop>,
     /// When the drive was full: the bytes still to upload.
     pub space_needed: Option<u64>,
     /// When the drive was full: the bytes free, as the drive's quota says.
@@ -514,7 +515,12 @@ fn judge(
         let plain = matches!(options.source, RestoreSource::Folder { .. });
         if plain && matches!(why, Unusable::Link | Unusable::NotRegular) {
             summary.links_skipped += 1;
-            tracing::warn!(path = %entry.source_path, reason = %why, "not restored");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::NotRestored,
+                path: Some(&entry.source_path),
+                message: "not restored",
+                detail: Some(&why.to_string()),
+            });
             planned.verdict = EntryVerdict::Skipped {
                 reason: why.to_string(),
             };
@@ -548,7 +554,12 @@ fn judge(
             if !placement.renamed.is_empty() {
                 summary.renamed += 1;
                 let to = plan::join(&options.target_root, &placement.remote_path);
-                tracing::warn!(from = %original, to = %to, "restored under a legal name (--rename-invalid)");
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::RestoredRenamed,
+                    path: Some(&original),
+                    message: &format!("restored under a legal name (--rename-invalid): {to}"),
+                    detail: None,
+                });
                 if summary.renamed_paths.len() < MAX_LISTED_RENAMES {
                     summary.renamed_paths.push(Renamed {
                         from: original.clone(),
@@ -830,8 +841,7 @@ async fn describe_fatal(
     message: &str,
     summary: &mut RestoreSummary,
 ) -> Result<(), ManifestError> {
-    summary.fatal_class = Some(kind.as_str().to_owned());
-    summary.fatal = Some(match kind {
+    let said = match kind {
         Fatal::Quota => {
             let needed = manifest
                 .call(move |m| m.restore_bytes_left(target, run))
@@ -865,7 +875,8 @@ async fn describe_fatal(
         Fatal::Auth => format!(
             "the sign-in was refused ({message}); run `odbackup login --write`, then re-run the same command"
         ),
-    });
+    };
+    summary.fatal = Some(FatalStop::new(kind.class(), said));
     Ok(())
 }
 

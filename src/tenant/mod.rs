@@ -920,7 +920,7 @@ async fn back_up_one(
                 report.files_present = d.adopted;
                 report.files_failed = d.failed;
                 report.bytes = d.bytes;
-                report.error.clone_from(&d.fatal);
+                report.error = d.fatal.as_ref().map(|f| f.message.clone());
             }
             report.summary = Some(summary);
         }

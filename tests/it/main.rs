@@ -18,6 +18,7 @@ mod faults;
 mod filters;
 mod hostile;
 mod incremental;
+mod notices;
 mod onenote;
 mod pace;
 mod paths;
