@@ -20,12 +20,12 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawl::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, ShortcutRow};
 use crate::progress::{CrawlProgress, Reporter};
 use crate::shared::SharedManifest;
+use crate::sync::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 
 /// The reason on record for a shortcut `--no-shared` leaves out.
 pub const LEFT_OUT: &str = "shared item added to My files: left out by --no-shared";

@@ -1,4 +1,4 @@
-//! Incremental runs: after a complete crawl, ask `/delta` for what changed since (one request per page of
+//! Listing by `/delta`: a full listing of a scope in one sequence of pages, and incremental runs: after a complete crawl, ask `/delta` for what changed since (one request per page of
 //! changes, not per folder) and apply it to the manifest: new and modified files become pending, renamed and
 //! moved items get their new paths (the downloader then moves the files instead of fetching them again),
 //! deleted items are flagged and kept.
@@ -16,7 +16,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawl::{CrawlError, CrawlOptions, Placement, Scope, parent_of, to_new_item};
+use super::children::list_queued;
+use super::convert::{parent_of, to_new_item};
+use super::placement::Placement;
+use super::scope::{CrawlError, CrawlOptions, Scope};
 use crate::graph::{GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, NewItem, Resolution, StagedChange};
@@ -60,7 +63,7 @@ pub enum DeltaOutcome {
 }
 
 /// Run one incremental round for `options.scope` of `drive`, if the scope has a delta link.
-pub async fn sync(
+pub async fn changes_round(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,
@@ -171,9 +174,7 @@ pub async fn sync(
             .await?;
     }
     // Folders this round (or an interrupted earlier one) queued: list them now, before the run can end well.
-    let walked =
-        crate::crawl::list_queued(graph, manifest, drive, options, reporter, cancel, progress)
-            .await?;
+    let walked = list_queued(graph, manifest, drive, options, reporter, cancel, progress).await?;
     summary.folders_listed = walked.folders_listed;
     summary.changes += walked.items_seen;
     summary.folders_unreadable = walked.folders_unreadable;
@@ -231,7 +232,7 @@ pub(crate) enum Enumerated {
 /// at `cursor` when a previous enumeration was interrupted; a saved cursor the service refuses (410, 400, 404)
 /// starts the enumeration again from nothing, in the same run.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn enumerate(
+pub(crate) async fn full_listing(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,
