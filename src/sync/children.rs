@@ -203,6 +203,8 @@ const FOLDER_ATTEMPTS: u32 = 3;
 /// Wait before asking again for a refused folder listing; doubles per attempt.
 const FOLDER_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
+/// List one folder page by page, committing each with its nextLink; a refusal is asked again, then set aside.
+#[allow(clippy::too_many_lines)] // one paging loop whose exits (listed, refused, vault, stalled) read best side by side
 async fn list_folder(
     listing: &Listing<'_>,
     entry: FrontierEntry,

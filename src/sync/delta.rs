@@ -63,6 +63,7 @@ pub enum DeltaOutcome {
 }
 
 /// Run one incremental round for `options.scope` of `drive`, if the scope has a delta link.
+#[allow(clippy::too_many_lines)] // the round in order: page, stage, apply, queue; each exit says why it lists in full
 pub async fn changes_round(
     graph: &GraphClient,
     manifest: &SharedManifest,
@@ -268,7 +269,9 @@ pub(crate) async fn full_listing(
     }
 }
 
+/// One attempt at a full listing by delta (see [`full_listing`]), each page taken while the next is fetched.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_lines)] // one paging loop with its page fetched ahead; its exits read best together
 async fn enumerate_once(
     graph: &GraphClient,
     manifest: &SharedManifest,

@@ -85,6 +85,7 @@ pub async fn crawl(
 
 /// [`crawl`] without marking `progress` ended: the caller lists more after it (the shortcuts' targets, see
 /// `crate::shortcuts`) and ends it itself.
+#[allow(clippy::too_many_lines)] // the crawl in order: root, delta listing or its fallback, folder walk, finish
 pub(crate) async fn crawl_inner(
     graph: &GraphClient,
     manifest: &SharedManifest,
