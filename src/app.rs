@@ -13,7 +13,6 @@ use crate::auth::refresh::RefreshingTokenSource;
 use crate::auth::store::{DEFAULT_ACCOUNT, TokenStore};
 use crate::auth::{AuthError, StaticTokenSource, TokenSource};
 use crate::config::CrawlMethod;
-use crate::crawl::{self, CrawlOptions, CrawlSummary, Scope};
 use crate::download::{
     self, DownloadOptions, DownloadPolicy, DownloadSummary, DryRunSummary, KeepPolicy,
 };
@@ -21,13 +20,14 @@ use crate::drives::{self, DriveInfo, DrivesOf, SignInFacts};
 use crate::error::{Error, FatalStop};
 use crate::filter::Filter;
 use crate::graph::{Drive, DriveSelector, GraphClient, GraphOptions};
-use crate::incremental::{self, DeltaOutcome, DeltaSummary};
 use crate::localpath::Layout;
 use crate::manifest::{DriveRecord, FailureRow, Manifest, RunLock, StatusReport};
 use crate::progress::CrawlProgress;
 use crate::progress::Reporter;
 use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;
+use crate::sync::delta::{self, DeltaOutcome, DeltaSummary};
+use crate::sync::{self, CrawlOptions, CrawlSummary, Scope};
 
 /// The manifest's file name inside `DEST/.odbackup/`.
 pub const MANIFEST_FILE: &str = "manifest.sqlite";
@@ -268,7 +268,7 @@ async fn run_inner(
 
     let outcome = async {
         // Before the crawl, which judges what it lists by the same filter.
-        crawl::apply_filter(&manifest, &settings.filter).await?;
+        sync::apply_filter(&manifest, &settings.filter).await?;
         let phases = run_phases(settings, layout, graph, &manifest, reporter, cancel).await?;
         let excluded = manifest.call(|m| m.excluded_counts()).await?;
         let notebooks = manifest.call(|m| m.notebook_counts()).await?;
@@ -583,7 +583,7 @@ async fn crawl_owner(
 ) -> Result<CrawlSummary, Error> {
     let crawl_options = crawl_options(settings, layout, drive);
     if !settings.full {
-        let outcome = incremental::sync(
+        let outcome = delta::changes_round(
             graph,
             manifest,
             &drive.id,
@@ -599,7 +599,7 @@ async fn crawl_owner(
                 if delta.folders_moved > 0 {
                     // Paths below moved folders changed: judge the path globs again.
                     manifest.call(|m| m.set_setting("filter", "")).await?;
-                    crawl::apply_filter(manifest, &settings.filter).await?;
+                    sync::apply_filter(manifest, &settings.filter).await?;
                 }
                 Some(Ok(CrawlSummary {
                     complete: true,
@@ -623,7 +623,7 @@ async fn crawl_owner(
             return summary;
         }
     }
-    Ok(crawl::crawl_inner(
+    Ok(sync::crawl_inner(
         graph,
         manifest,
         &drive.id,

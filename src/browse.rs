@@ -5,10 +5,10 @@
 use serde::Serialize;
 
 use crate::app::{Credentials, sign_in_facts, token_source};
-use crate::crawl::normalize_remote_path;
 use crate::error::Error;
 use crate::graph::{DriveItem, DriveSelector, GraphClient, GraphOptions};
 use crate::ids::{DriveId, ItemId};
+use crate::sync::normalize_remote_path;
 
 /// One item of a remote listing.
 #[derive(Debug, Clone, Serialize)]

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use crate::auth::AuthError;
-use crate::crawl::CrawlError;
 use crate::drives::DriveError;
 use crate::graph::GraphError;
 use crate::manifest::ManifestError;
 use crate::restore::RestoreError;
+use crate::sync::CrawlError;
 
 /// What kind of failure stopped the run; the command line maps each to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,10 +3,12 @@
 //! ```text
 //!   cli ──► app (one run: settings, auth, lock, reporter)
 //!             │
-//!             ├─► crawl ──► graph::children pages ──► filter + layout ──► manifest::commit_page (one tx per page)
-//!             │     │         ▲ the folder frontier lives in the manifest, so a crawl resumes
-//!             │     └─► incremental ─► graph::delta pages (next one fetched while this one is staged)
-//!             │                        ─► manifest staging (with the cursor) ─► apply, parents first
+//!             ├─► sync (crawl) ─► sync::children ─► graph::children pages ─► sync::placement (filter + layout)
+//!             │     │                 ─► manifest::commit_page (one tx per page; the folder frontier lives in
+//!             │     │                    the manifest, so a crawl resumes)
+//!             │     └─► sync::delta ─► graph::delta pages (next one fetched while this one is staged)
+//!             │                       ─► manifest staging (with the cursor) ─► apply, parents first
+//!             │         (below both: sync::convert, Graph item → manifest row; sync::scope, options + error)
 //!             │
 //!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::open_content / graph::fetch
 //!                                │   (the listing's downloadUrl while fresh,  (302 → pre-authenticated URL, or the
@@ -22,7 +24,7 @@
 //!               says) ─► verify size + quickXorHash ─► manifest::restore_done / restore_failed
 //! ```
 //!
-//! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `crawl`
+//! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `sync`
 //! and `download` are plain async functions over those two seams and never print: progress goes through
 //! [`progress::Reporter`], and only the binary's `cli` module draws or prints.
 //!
@@ -37,7 +39,7 @@
 //!     graph: odbackup::graph::GraphOptions::default(),
 //!     credentials: app::Credentials::default(), // the stored sign-in of `odbackup login`
 //!     drive: odbackup::graph::DriveSelector::Me,
-//!     scope: odbackup::crawl::Scope::Special("cameraroll".into()),
+//!     scope: odbackup::sync::Scope::Special("cameraroll".into()),
 //!     list_concurrency: 8,
 //!     concurrency: 8,
 //!     phases: Phases::Backup,
@@ -64,7 +66,6 @@ pub mod app;
 pub mod auth;
 pub mod browse;
 pub mod config;
-pub mod crawl;
 pub mod download;
 pub mod drives;
 pub mod endpoint;
@@ -74,13 +75,13 @@ mod fsdest;
 pub mod graph;
 pub mod hash;
 pub mod ids;
-pub mod incremental;
 pub mod localpath;
 pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod shared;
 pub mod shortcuts;
+pub mod sync;
 pub mod tenant;
 pub mod verify;
 

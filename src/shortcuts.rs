@@ -20,12 +20,12 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawl::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, ShortcutRow, Skip, SkipClass};
 use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
+use crate::sync::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 
 /// The reason on record for a shortcut `--no-shared` leaves out.
 pub const LEFT_OUT: &str = "shared item added to My files: left out by --no-shared";
@@ -163,7 +163,7 @@ enum Followed {
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_lines)] // every way following one shortcut can end, in order
+#[allow(clippy::too_many_lines)] // one shortcut followed start to end: resolve, guard against loops, walk, report
 async fn follow_one(
     graph: &GraphClient,
     manifest: &SharedManifest,

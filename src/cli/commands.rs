@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use odbackup::app::{self, Credentials, Phases, RunSettings, RunSummary};
 use odbackup::config;
 use odbackup::config::CrawlMethod;
-use odbackup::crawl::DEFAULT_LIST_CONCURRENCY;
-use odbackup::crawl::Scope;
 use odbackup::download::{
     DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_CEILING, DEFAULT_STREAMS_PER_FILE,
     DownloadPolicy, KeepPolicy,
 };
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
+use odbackup::sync::DEFAULT_LIST_CONCURRENCY;
+use odbackup::sync::Scope;
 use odbackup::{Error, ErrorKind};
 
 /// How a command ended, for `main` to turn into an exit code.
@@ -923,7 +923,7 @@ fn restore_settings(
             ));
         }
     };
-    let to = odbackup::crawl::normalize_remote_path(&request.to);
+    let to = odbackup::sync::normalize_remote_path(&request.to);
     let segments: Vec<&str> = to.split('/').filter(|s| !s.is_empty()).collect();
     if !segments.is_empty() {
         // The folder itself must be one the service accepts (its files are judged as they are planned).

@@ -79,6 +79,22 @@ pub enum Resolution {
     },
 }
 
+/// What to do with one item of a full listing as its page arrives.
+#[derive(Debug)]
+pub enum Arrival {
+    /// Its parent is placed already: store it now.
+    Apply(Resolution),
+    /// Not for the manifest (the scope's root, an item without a parent): nothing to store.
+    Skip,
+    /// Its parent is not placed yet (or it is a deletion): stage it, to be applied once the listing is in.
+    Wait {
+        /// The item as listed, without paths.
+        item: Box<NewItem>,
+        /// Whether the service reported it deleted.
+        deleted: bool,
+    },
+}
+
 impl Manifest {
     /// The incremental state of a scope, if a full crawl ever recorded one.
     pub fn delta_state(&self, drive: &DriveId, scope_key: &str) -> Result<Option<DeltaState>> {
@@ -181,40 +197,9 @@ impl Manifest {
     ) -> Result<()> {
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&err)?;
-        {
-            let mut forget = tx
-                .prepare_cached(
-                    "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2 AND item_id = ?3",
-                )
-                .map_err(&err)?;
-            let mut stage = tx
-                .prepare_cached(
-                    "INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(&err)?;
-            let at_ms = super::urls::now_ms();
-            for (item, deleted) in changes {
-                let json = serde_json::to_string(item).unwrap_or_default();
-                // The URL is stored now (the staged JSON leaves it out), keyed by the item and its version, so
-                // it is ready when the round is applied and the downloader reaches the row.
-                if !deleted {
-                    super::urls::remember(&tx, item, at_ms).map_err(&err)?;
-                }
-                forget
-                    .execute(params![drive.key(), scope_key, item.item_id.key()])
-                    .map_err(&err)?;
-                stage
-                    .execute(params![
-                        drive.key(),
-                        scope_key,
-                        item.item_id.key(),
-                        item.parent_id.as_ref().map(ItemId::key),
-                        deleted,
-                        json
-                    ])
-                    .map_err(&err)?;
-            }
+        let at_ms = super::urls::now_ms();
+        for (item, deleted) in changes {
+            stage_one(&tx, drive, scope_key, item, *deleted, at_ms).map_err(&err)?;
         }
         tx.execute(
             "UPDATE delta_state SET cursor = ?3 WHERE drive_id = ?1 AND scope_key = ?2",
@@ -313,21 +298,80 @@ impl Manifest {
         let at = now();
         // Unchecked: `decide` reads through `self` inside the transaction and must see its writes.
         let tx = self.conn.unchecked_transaction().map_err(&err)?;
-        let crawl_id: i64 = tx
-            .query_row(
-                "SELECT coalesce(max(id), 0) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
-                params![drive.key(), scope_key],
-                |r| r.get(0),
-            )
-            .map_err(&err)?;
+        let crawl_id = latest_crawl(&tx, drive, scope_key).map_err(&err)?;
         let mut applied = Vec::new();
         for change in staged {
             let Some(resolution) = decide(self, change)? else {
                 continue;
             };
-            apply_one(&tx, drive, &resolution, crawl_id, &at).map_err(&err)?;
+            apply_change(&tx, drive, &resolution, crawl_id, &at).map_err(&err)?;
+            tx.prepare_cached("DELETE FROM delta_staging WHERE seq = ?1")
+                .and_then(|mut s| s.execute([resolution.seq()]))
+                .map_err(&err)?;
             applied.push(resolution);
         }
+        tx.commit().map_err(&err)?;
+        Ok(applied)
+    }
+
+    /// Take one page of a full listing in one transaction together with where paging goes on: items whose
+    /// parent is already placed are stored at once (`decide` sees the manifest with the page's earlier items
+    /// applied, so a folder and its contents can come in one page, and is told whether anything is staged),
+    /// the others are staged for
+    /// [`Manifest::apply_staged_batch`] once the listing is in. A killed listing resumes at the next page with
+    /// nothing lost or stored twice; a later sighting of a staged item replaces the staged one. Returns what
+    /// was applied.
+    pub fn take_listing_page<F>(
+        &mut self,
+        drive: &DriveId,
+        scope_key: &str,
+        items: Vec<(NewItem, bool)>,
+        cursor: Option<&str>,
+        mut decide: F,
+    ) -> Result<Vec<Resolution>>
+    where
+        F: FnMut(&Manifest, NewItem, bool, bool) -> Result<Arrival>,
+    {
+        let err = sql_err(&self.path);
+        let at = now();
+        let at_ms = super::urls::now_ms();
+        // Unchecked: `decide` reads through `self` inside the transaction and must see its writes.
+        let tx = self.conn.unchecked_transaction().map_err(&err)?;
+        let crawl_id = latest_crawl(&tx, drive, scope_key).map_err(&err)?;
+        // Most listings send parents first and stage nothing: then no item needs unstaging.
+        let mut staged_any: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![drive.key(), scope_key], |r| r.get(0)))
+            .map_err(&err)?;
+        let mut applied = Vec::new();
+        for (item, deleted) in items {
+            let item_id = item.item_id.clone();
+            match decide(self, item, deleted, staged_any)? {
+                Arrival::Wait { item, deleted } => {
+                    stage_one(&tx, drive, scope_key, &item, deleted, at_ms).map_err(&err)?;
+                    staged_any = true;
+                }
+                arrival => {
+                    if staged_any {
+                        unstage_item(&tx, drive, scope_key, &item_id).map_err(&err)?;
+                    }
+                    if let Arrival::Apply(resolution) = arrival {
+                        if let Resolution::Upsert { item, .. } = &resolution {
+                            super::urls::remember(&tx, item, at_ms).map_err(&err)?;
+                        }
+                        apply_change(&tx, drive, &resolution, crawl_id, &at).map_err(&err)?;
+                        applied.push(resolution);
+                    }
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE delta_state SET cursor = ?3 WHERE drive_id = ?1 AND scope_key = ?2",
+            params![drive.key(), scope_key, cursor],
+        )
+        .map_err(&err)?;
         tx.commit().map_err(&err)?;
         Ok(applied)
     }
@@ -458,20 +502,20 @@ impl Manifest {
     }
 }
 
-/// Apply one resolved change inside the caller's transaction and unstage it.
-fn apply_one(
+/// Apply one resolved change inside the caller's transaction.
+fn apply_change(
     tx: &rusqlite::Transaction<'_>,
     drive: &DriveId,
     change: &Resolution,
     crawl_id: i64,
     at: &str,
 ) -> rusqlite::Result<()> {
-    let seq = match change {
+    match change {
         Resolution::Upsert {
-            seq,
             item,
             moved_from,
             list_contents,
+            ..
         } => {
             let local = upsert(tx, item, crawl_id, at)?;
             if *list_contents {
@@ -506,9 +550,8 @@ fn apply_one(
                     at,
                 )?;
             }
-            *seq
         }
-        Resolution::Delete { seq, item_id } => {
+        Resolution::Delete { item_id, .. } => {
             tx.execute(
                 "UPDATE items SET remote_deleted = 1, deleted_at = ?3, updated_at = ?3
                  WHERE drive_id = ?1 AND item_id = ?2 AND remote_deleted = 0",
@@ -529,13 +572,77 @@ fn apply_one(
                     params![drive.key(), prefix, at],
                 )?;
             }
-            *seq
         }
-        Resolution::Drop { seq } => *seq,
-    };
-    tx.prepare_cached("DELETE FROM delta_staging WHERE seq = ?1")?
-        .execute([seq])?;
+        Resolution::Drop { .. } => {}
+    }
     Ok(())
+}
+
+impl Resolution {
+    /// The staged change it resolves (0 for an item applied as its page arrived, never staged).
+    pub fn seq(&self) -> i64 {
+        match self {
+            Resolution::Upsert { seq, .. }
+            | Resolution::Delete { seq, .. }
+            | Resolution::Drop { seq } => *seq,
+        }
+    }
+}
+
+/// The scope's latest crawl (0 if none): the one upserted rows count as seen by.
+fn latest_crawl(
+    tx: &rusqlite::Transaction<'_>,
+    drive: &DriveId,
+    scope_key: &str,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "SELECT coalesce(max(id), 0) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
+    )?
+    .query_row(params![drive.key(), scope_key], |r| r.get(0))
+}
+
+/// Stage one listed change inside the caller's transaction, replacing an earlier sighting of the same item.
+/// Its URL is stored now (the staged JSON leaves it out), keyed by the item and its version, so it is ready
+/// when the change is applied and the downloader reaches the row.
+fn stage_one(
+    tx: &rusqlite::Transaction<'_>,
+    drive: &DriveId,
+    scope_key: &str,
+    item: &NewItem,
+    deleted: bool,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(item).unwrap_or_default();
+    if !deleted {
+        super::urls::remember(tx, item, at_ms)?;
+    }
+    unstage_item(tx, drive, scope_key, &item.item_id)?;
+    tx.prepare_cached(
+        "INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        drive.key(),
+        scope_key,
+        item.item_id.key(),
+        item.parent_id.as_ref().map(ItemId::key),
+        deleted,
+        json
+    ])?;
+    Ok(())
+}
+
+/// Forget a staged change of `item`, if any.
+fn unstage_item(
+    tx: &rusqlite::Transaction<'_>,
+    drive: &DriveId,
+    scope_key: &str,
+    item: &ItemId,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2 AND item_id = ?3",
+    )?
+    .execute(params![drive.key(), scope_key, item.key()])
 }
 
 /// Forget what a scope has staged.

@@ -35,7 +35,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
 pub use dedupe::{DedupeCounts, Twin};
-pub use delta::{DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
+pub use delta::{Arrival, DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
 pub use downloads::{
     Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,
     Recorded,

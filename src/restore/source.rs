@@ -240,7 +240,7 @@ impl FolderWalk {
                 stamp: String::new(),
                 created_at: None,
                 modified_at: None,
-                media: crate::crawl::media_kind(&name, false, false),
+                media: crate::sync::media_kind(&name, false, false),
                 taken_at: None,
                 unusable: None,
             };

@@ -252,6 +252,43 @@ fn an_interrupted_full_listing_whose_saved_page_link_died_starts_again_in_the_sa
 }
 
 #[test]
+fn an_interrupted_full_listing_by_delta_resumes_at_its_saved_page_with_nothing_lost_or_stored_twice()
+ {
+    let (sim, paths) = paged_tree(10);
+    let clean = TestDest::new();
+    assert_exit!(run(&mut backup(&sim, &clean)), 0);
+    let whole = sim.requests(RequestKind::Delta);
+
+    let dest = TestDest::new();
+    // The fourth page is refused: the pages before it are in the manifest, with the position after them.
+    sim.fail_in_bursts(4, 1, Failure::access_denied().only(RequestKind::Delta));
+    assert_ne!(run(&mut backup(&sim, &dest)).status.code(), Some(0));
+    let files = |dest: &TestDest| -> (i64, i64) {
+        dest.db()
+            .query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT item_id) FROM items WHERE kind = 'file'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let (stored, _) = files(&dest);
+    assert!(
+        stored > 0,
+        "the pages listed before the refusal are stored as they arrived"
+    );
+    sim.clear_failures();
+    sim.reset_counters();
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    assert!(
+        sim.requests(RequestKind::Delta) < whole,
+        "the listing resumed at its saved page instead of starting again"
+    );
+    assert_exact_mirror(&sim, &dest, &paths);
+    assert_eq!(files(&dest), (60, 60), "every file once");
+}
+
+#[test]
 fn full_always_starts_a_listing_by_delta_from_the_beginning() {
     let (sim, paths) = paged_tree(10);
     let clean = TestDest::new();

@@ -1,4 +1,4 @@
-//! Incremental runs: after a complete crawl, ask `/delta` for what changed since (one request per page of
+//! Listing by `/delta`: a full listing of a scope in one sequence of pages, and incremental runs: after a complete crawl, ask `/delta` for what changed since (one request per page of
 //! changes, not per folder) and apply it to the manifest: new and modified files become pending, renamed and
 //! moved items get their new paths (the downloader then moves the files instead of fetching them again),
 //! deleted items are flagged and kept.
@@ -16,10 +16,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawl::{CrawlError, CrawlOptions, Placement, Scope, parent_of, to_new_item};
+use super::children::list_queued;
+use super::convert::{parent_of, to_new_item};
+use super::placement::Placement;
+use super::scope::{CrawlError, CrawlOptions, Scope};
 use crate::graph::{GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
-use crate::manifest::{ItemKind, NewItem, Resolution, StagedChange};
+use crate::manifest::{Arrival, ItemKind, NewItem, Resolution, StagedChange};
 use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
@@ -60,7 +63,8 @@ pub enum DeltaOutcome {
 }
 
 /// Run one incremental round for `options.scope` of `drive`, if the scope has a delta link.
-pub async fn sync(
+#[allow(clippy::too_many_lines)] // the round in order: page, stage, apply, queue; each exit says why it lists in full
+pub async fn changes_round(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,
@@ -182,9 +186,7 @@ pub async fn sync(
             .await?;
     }
     // Folders this round (or an interrupted earlier one) queued: list them now, before the run can end well.
-    let walked =
-        crate::crawl::list_queued(graph, manifest, drive, options, reporter, cancel, progress)
-            .await?;
+    let walked = list_queued(graph, manifest, drive, options, reporter, cancel, progress).await?;
     summary.folders_listed = walked.folders_listed;
     summary.changes += walked.items_seen;
     summary.folders_unreadable = walked.folders_unreadable;
@@ -242,7 +244,7 @@ pub(crate) enum Enumerated {
 /// at `cursor` when a previous enumeration was interrupted; a saved cursor the service refuses (410, 400, 404)
 /// starts the enumeration again from nothing, in the same run.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn enumerate(
+pub(crate) async fn full_listing(
     graph: &GraphClient,
     manifest: &SharedManifest,
     drive: &DriveId,
@@ -278,7 +280,9 @@ pub(crate) async fn enumerate(
     }
 }
 
+/// One attempt at a full listing by delta (see [`full_listing`]), each page taken while the next is fetched.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_lines)] // one paging loop with its page fetched ahead; its exits read best together
 async fn enumerate_once(
     graph: &GraphClient,
     manifest: &SharedManifest,
@@ -312,6 +316,14 @@ async fn enumerate_once(
     if let Some(link) = &cursor {
         guard.follow(link);
     }
+    let placement = Placement {
+        filter: Arc::clone(&options.filter),
+        layout: options.layout,
+    };
+    let roots = Roots {
+        delta_root: scope_root.clone(),
+        scope_root: scope_root.clone(),
+    };
     let mut fetching = fetch(cursor);
     let mut first = true;
     let final_link = loop {
@@ -351,7 +363,16 @@ async fn enumerate_once(
             guard.follow(&next);
             fetch(Some(next))
         });
-        let staged = stage_page(manifest, drive, scope_key, &page).await;
+        let staged = take_page(
+            manifest,
+            drive,
+            scope_key,
+            &roots,
+            &placement,
+            &page,
+            &mut summary,
+        )
+        .await;
         if staged.is_err()
             && let Some(ahead) = &ahead
         {
@@ -367,14 +388,6 @@ async fn enumerate_once(
             (PageEnd::More(_), Some(ahead)) => ahead,
             (PageEnd::More(link), None) => fetch(Some(link)),
         };
-    };
-    let placement = Placement {
-        filter: Arc::clone(&options.filter),
-        layout: options.layout,
-    };
-    let roots = Roots {
-        delta_root: scope_root.clone(),
-        scope_root: scope_root.clone(),
     };
     let round = apply_staged(
         manifest,
@@ -416,8 +429,20 @@ async fn stage_page(
     scope_key: &str,
     page: &crate::graph::Page,
 ) -> Result<PageEnd, CrawlError> {
-    let changes: Vec<(NewItem, bool)> = page
-        .value
+    let end = page_end(scope_key, page)?;
+    let changes = listed_changes(drive, page);
+    let cursor = page.next_link.clone();
+    let (d, k) = (drive.clone(), scope_key.to_owned());
+    manifest
+        .call(move |m| m.stage_delta_page(&d, &k, &changes, cursor.as_deref()))
+        .await?;
+    Ok(end)
+}
+
+/// A page's items as manifest rows without paths (placed once their parent is known), each with whether the
+/// service reported it deleted.
+fn listed_changes(drive: &DriveId, page: &crate::graph::Page) -> Vec<(NewItem, bool)> {
+    page.value
         .iter()
         .map(|item| {
             (
@@ -425,12 +450,11 @@ async fn stage_page(
                 item.deleted.is_some(),
             )
         })
-        .collect();
-    let cursor = page.next_link.clone();
-    let (d, k) = (drive.clone(), scope_key.to_owned());
-    manifest
-        .call(move |m| m.stage_delta_page(&d, &k, &changes, cursor.as_deref()))
-        .await?;
+        .collect()
+}
+
+/// Where a page leaves the listing: more pages at its nextLink, or the end with the link for the next round.
+fn page_end(scope_key: &str, page: &crate::graph::Page) -> Result<PageEnd, CrawlError> {
     match (&page.next_link, &page.delta_link) {
         (Some(next), _) => Ok(PageEnd::More(next.clone())),
         (None, Some(delta)) => Ok(PageEnd::Last(delta.clone())),
@@ -442,6 +466,119 @@ async fn stage_page(
             },
         }),
     }
+}
+
+/// Count what was applied into the summary.
+fn count(summary: &mut DeltaSummary, applied: &[Resolution]) {
+    for r in applied {
+        match r {
+            Resolution::Upsert {
+                moved_from, item, ..
+            } => {
+                summary.changes += 1;
+                if item.kind == ItemKind::Folder {
+                    summary.folders += 1;
+                }
+                if moved_from.is_some() {
+                    summary.folders_moved += 1;
+                }
+            }
+            Resolution::Delete { .. } => {
+                summary.changes += 1;
+                summary.deleted += 1;
+            }
+            Resolution::Drop { .. } => {}
+        }
+    }
+}
+
+/// Take one page of a full listing with its cursor: what can be placed now (its parent is in the manifest) is
+/// stored as the page arrives, overlapping the next page's request; the rest is staged and applied, parents
+/// first, once the listing is in.
+async fn take_page(
+    manifest: &SharedManifest,
+    drive: &DriveId,
+    scope_key: &str,
+    roots: &Roots,
+    placement: &Placement,
+    page: &crate::graph::Page,
+    summary: &mut DeltaSummary,
+) -> Result<PageEnd, CrawlError> {
+    let end = page_end(scope_key, page)?;
+    let items = listed_changes(drive, page);
+    let cursor = page.next_link.clone();
+    let (d, k, roots) = (drive.clone(), scope_key.to_owned(), roots.clone());
+    let (filter, layout) = (Arc::clone(&placement.filter), placement.layout);
+    let applied = manifest
+        .call(move |m| {
+            let placement = Placement { filter, layout };
+            m.take_listing_page(
+                &d,
+                &k,
+                items,
+                cursor.as_deref(),
+                |m, item, deleted, staged| {
+                    arrive(m, &d, &k, &roots, &placement, item, deleted, staged)
+                },
+            )
+        })
+        .await?;
+    count(summary, &applied);
+    Ok(end)
+}
+
+/// Decide one item of a full listing as its page arrives: stored now when its parent is a folder the manifest
+/// holds and nothing about it is in doubt; anything else (a deletion, a parent not placed yet or not a folder)
+/// waits for the passes over what is staged, which decide it as a round's change.
+#[allow(clippy::too_many_arguments)]
+fn arrive(
+    m: &crate::manifest::Manifest,
+    drive: &DriveId,
+    scope_key: &str,
+    roots: &Roots,
+    placement: &Placement,
+    item: NewItem,
+    deleted: bool,
+    anything_staged: bool,
+) -> Result<Arrival, crate::manifest::ManifestError> {
+    if deleted {
+        return Ok(Arrival::Wait {
+            item: Box::new(item),
+            deleted,
+        });
+    }
+    let Some(parent_id) = item.parent_id.clone() else {
+        return Ok(Arrival::Skip);
+    };
+    if roots.contains(&item.item_id) {
+        return Ok(Arrival::Skip);
+    }
+    let parent = m
+        .known_item(drive, &parent_id)?
+        .filter(|p| p.kind == ItemKind::Folder && !p.remote_deleted);
+    let Some(parent) = parent else {
+        return Ok(Arrival::Wait {
+            item: Box::new(item),
+            deleted,
+        });
+    };
+    if anything_staged && m.is_staged(drive, scope_key, &parent_id)? {
+        return Ok(Arrival::Wait {
+            item: Box::new(item),
+            deleted,
+        });
+    }
+    let known = m.known_item(drive, &item.item_id)?;
+    let placed = placement.place(item, &parent.remote_path, &parent.local_path);
+    let moved_from = known
+        .filter(|k| k.kind == ItemKind::Folder && k.remote_path != placed.remote_path)
+        .map(|k| (k.remote_path, k.local_path));
+    Ok(Arrival::Apply(Resolution::Upsert {
+        seq: 0,
+        item: Box::new(placed),
+        moved_from,
+        list_contents: false,
+    }))
 }
 
 /// The folders a round's changes hang from.
@@ -526,26 +663,7 @@ async fn apply_staged(
                 continue;
             }
             progressed = true;
-            for r in &resolutions {
-                match r {
-                    Resolution::Upsert {
-                        moved_from, item, ..
-                    } => {
-                        summary.changes += 1;
-                        if item.kind == ItemKind::Folder {
-                            summary.folders += 1;
-                        }
-                        if moved_from.is_some() {
-                            summary.folders_moved += 1;
-                        }
-                    }
-                    Resolution::Delete { .. } => {
-                        summary.changes += 1;
-                        summary.deleted += 1;
-                    }
-                    Resolution::Drop { .. } => {}
-                }
-            }
+            count(summary, &resolutions);
         }
         if !progressed {
             return Ok(state);
