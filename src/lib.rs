@@ -6,22 +6,34 @@
 //!             ├─► sync (crawl) ─► sync::children ─► graph::children pages ─► sync::placement (filter + layout)
 //!             │     │                 ─► manifest::commit_page (one tx per page; the folder frontier lives in
 //!             │     │                    the manifest, so a crawl resumes)
-//!             │     └─► sync::delta ─► graph::delta pages (next one fetched while this one is staged)
-//!             │                       ─► manifest staging (with the cursor) ─► apply, parents first
+//!             │     └─► sync::delta ─► graph::delta pages (next one fetched while this one is stored)
+//!             │                       ─► manifest::take_listing_page (one tx per page with its cursor: an item
+//!             │                          whose parent is placed is stored; one waiting for it, or a deletion, is
+//!             │                          staged and applied, parents first, after the last page)
 //!             │         (below both: sync::convert, Graph item → manifest row; sync::scope, options + error)
+//!             │     shortcuts: shared folders in My files, each listed as a scope of its own drive
 //!             │
-//!             └─► download ─► manifest::downloadable_after (by row id) ─► graph::open_content / graph::fetch
-//!                                │   (the listing's downloadUrl while fresh,  (302 → pre-authenticated URL, or the
-//!                                │    else one /content per file)              bytes from /content itself; Range)
-//!                                │   stream ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
-//!                                │   large: spans ∥ on one URL ─► .part at offsets + span journal, each span
-//!                                │          hashed at its offset, folded ─► fsync ─► verify ─► rename ─► …
+//!             └─► download ─► manifest::downloadable_after (by row id) ─► download::transfer (one file's steps)
+//!                                │   download::stream: graph::open_content / graph::fetch (the listing's
+//!                                │   downloadUrl while fresh, else /content: 302 or the bytes; Range), one loop
+//!                                │   body ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
+//!                                │   (a small body gathered in memory: written, synced, renamed in two trips)
+//!                                │   large (download::ranged): spans ∥ on one URL ─► .part at offsets + span
+//!                                │   journal, each span hashed at its offset, folded ─► fsync ─► verify ─► rename
 //!                                ▼
-//!                          manifest::record_done / record_failed (guarded by the version fetched)
+//!                          manifest::record_done / record_failed, finished transfers ready together in one
+//!                          transaction (guarded by the version fetched; a file renamed but not yet recorded is
+//!                          verified and adopted by the next run)
 //!
 //!   restore: backup's manifest rows ∥ plain folder (no-follow) ─► names, filters, place ─► restore tables
 //!            ─► graph::put_small + PATCH times ∥ createUploadSession ─► fragments (resumed where the service
 //!               says) ─► verify size + quickXorHash ─► manifest::restore_done / restore_failed
+//!   verify:  manifest rows ─► files read through no-follow folder handles (fsdest) ─► hash ─► problems / repair
+//!   tenant:  directory users + sites ─► drives ─► one shard's share ─► one backup per drive (app::run each)
+//!
+//!   beside them: config (settings, clap-free), auth (token sources, sign-in, store), filter, localpath,
+//!   hash, ids (canonical drive/item IDs), progress (Reporter, Event), shared (the manifest behind one mutex),
+//!   adaptive (concurrency that follows the service), endpoint (URL checks), drives, browse (ls)
 //! ```
 //!
 //! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `sync`
