@@ -181,6 +181,7 @@ fn children_cpu_s() -> f64 {
     secs(u.ru_utime) + secs(u.ru_stime)
 }
 
+#[allow(clippy::too_many_lines)] // one dispatch over the bench modes, each printing its own table
 fn main() {
     let o = parse();
     if o.mode == "upload" {

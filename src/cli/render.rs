@@ -540,6 +540,7 @@ pub fn status(report: &StatusReport, json: bool) {
     let _ = write_status(&mut std::io::stdout().lock(), report);
 }
 
+#[allow(clippy::too_many_lines)] // the status table's sections in the order they are printed
 fn write_status(out: &mut impl std::io::Write, report: &StatusReport) -> std::io::Result<()> {
     let counts =
         |out: &mut dyn std::io::Write, label: &str, c: &odbackup::manifest::StateCounts| {

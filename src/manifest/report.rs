@@ -191,6 +191,7 @@ impl StatusReport {
 impl Manifest {
     /// Counts for `status`: items by kind and state (with bytes), skipped by reason, failed by class, done
     /// by verification, remote deletions, crawls complete and not, and the last run.
+    #[allow(clippy::too_many_lines)] // one read transaction gathering each count of the status report in turn
     pub fn status(&self) -> Result<StatusReport> {
         let mut folders = StateCounts::default();
         let mut files = StateCounts::default();
