@@ -368,7 +368,7 @@ async fn run_phases(
         keep: settings.keep,
     };
     // Futures are lazy: this one only runs in the phases that await it. Boxed: the downloader's state is large.
-    let download_fut = Box::pin(download::download_with_policy(
+    let download_fut = Box::pin(download::download(
         graph,
         manifest,
         &download_options,

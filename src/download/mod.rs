@@ -93,7 +93,7 @@ pub struct DryRunSummary {
 }
 
 /// How the downloader meets faults and large files, beyond [`DownloadOptions`]. Kept apart so callers that
-/// build `DownloadOptions` field by field need not change; [`download_with_policy`] takes it.
+/// build `DownloadOptions` field by field need not change; [`download`] takes it.
 #[derive(Debug, Clone)]
 pub struct DownloadPolicy {
     /// A transfer that receives no bytes for this long is aborted and resumed from its part file (`None`:
@@ -241,32 +241,12 @@ fn content_key(job: &DownloadJob) -> Option<(String, u64)> {
         .map(|qx| (qx.to_owned(), job.size))
 }
 
-/// Download every pending or failed file of the manifest, following `crawl` until it has ended.
+/// Download every pending or failed file of the manifest, following `crawl` until it has ended; `policy` says
+/// how stalls and malware-flagged files are treated.
 ///
 /// Pass a `crawl` receiver whose value already says `ended` to download what the manifest holds now.
-pub async fn download(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    options: &DownloadOptions,
-    reporter: Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    crawl: watch::Receiver<CrawlProgress>,
-) -> Result<DownloadSummary, ManifestError> {
-    download_with_policy(
-        graph,
-        manifest,
-        options,
-        &DownloadPolicy::default(),
-        reporter,
-        cancel,
-        crawl,
-    )
-    .await
-}
-
-/// [`download`], with a [`DownloadPolicy`] for stalls and malware-flagged files.
 #[allow(clippy::too_many_lines)] // one scheduling loop: its states (paging, waiting for the crawl, the last pass) read best together
-pub async fn download_with_policy(
+pub async fn download(
     graph: &GraphClient,
     manifest: &SharedManifest,
     options: &DownloadOptions,
@@ -336,7 +316,7 @@ pub async fn download_with_policy(
         let paged = released.is_empty();
         let (jobs, last_rowid) = if paged {
             let jobs = manifest
-                .call(move |m| m.downloadable_after_with(after, BATCH, with_malware))
+                .call(move |m| m.downloadable_after(after, BATCH, with_malware))
                 .await?;
             let last_rowid = jobs.last().map(|j| j.rowid);
             let jobs: Vec<DownloadJob> = jobs
@@ -551,7 +531,7 @@ pub async fn dry_run(
     let mut after = 0i64;
     loop {
         let jobs = manifest
-            .call(move |m| m.downloadable_after(after, BATCH))
+            .call(move |m| m.downloadable_after(after, BATCH, false))
             .await?;
         let Some(last) = jobs.last() else { break };
         after = last.rowid;
@@ -1283,7 +1263,7 @@ async fn sweep_stale_parts(
     let mut after = 0i64;
     loop {
         let jobs = manifest
-            .call(move |m| m.downloadable_after_with(after, 4096, with_malware))
+            .call(move |m| m.downloadable_after(after, 4096, with_malware))
             .await?;
         let Some(last) = jobs.last() else { break };
         after = last.rowid;

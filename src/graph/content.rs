@@ -157,25 +157,16 @@ impl GraphClient {
     /// Resolve an item's content to a pre-authenticated URL: the `Location` of `/content`'s 302, read
     /// without following it, or, when the 302 has no `Location`, the item's `@microsoft.graph.downloadUrl`.
     /// Resolve just before downloading; the URL lasts an hour at most.
-    /// See <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>.
+    /// See <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>. With `infected_ok` a
+    /// malware-flagged file is asked for anyway (`AVOverride=1`); only business tenants that allow it honour
+    /// this, elsewhere the answer stays 403 `malwareDetected`.
     ///
     /// # Errors
     /// The item's own refusals come back as [`GraphError::Http`]: 403 `malwareDetected`, 404 for a `OneNote`
     /// package. A `/content` that answers with the bytes themselves is [`GraphError::Unexpected`] here: fetch
     /// with [`GraphClient::open_content`], which takes them.
-    pub async fn content_url(
-        &self,
-        drive: &DriveId,
-        item: &ItemId,
-    ) -> Result<DownloadUrl, GraphError> {
-        self.content_url_with(drive, item, false).await
-    }
-
-    /// [`GraphClient::content_url`], asking for a malware-flagged file anyway when `infected_ok`
-    /// (`AVOverride=1`). Only business tenants that allow it honour this; elsewhere the answer stays 403
-    /// `malwareDetected`.
     #[tracing::instrument(skip_all, fields(drive = %drive, item = %item, infected_ok))]
-    pub async fn content_url_with(
+    pub async fn content_url(
         &self,
         drive: &DriveId,
         item: &ItemId,

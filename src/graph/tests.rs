@@ -743,7 +743,7 @@ async fn content_resolves_to_a_url_and_the_download_never_carries_the_token() {
     let graph_server = serve(vec![answer(302).header("location", location.clone())]).await;
     let graph = client(&graph_server, rotating());
     let url = graph
-        .content_url(&drive(), &ItemId::from("f!1"))
+        .content_url(&drive(), &ItemId::from("f!1"), false)
         .await
         .unwrap();
     assert_eq!(url.expose(), location);
@@ -780,7 +780,7 @@ async fn a_200_to_content_is_unexpected_not_a_download() {
     let server = serve(vec![answer(200).bytes(b"the bytes")]).await;
     let graph = client(&server, rotating());
     let err = graph
-        .content_url(&drive(), &ItemId::from("f"))
+        .content_url(&drive(), &ItemId::from("f"), false)
         .await
         .unwrap_err();
     assert!(matches!(err, GraphError::Unexpected { .. }), "{err}");

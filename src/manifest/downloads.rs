@@ -281,13 +281,9 @@ fn mark_failed(
 
 impl Manifest {
     /// Up to `limit` files to download after `after_rowid`, in row order: pending or failed, not deleted
-    /// remotely, not excluded by the filters. Page on with the last job's `rowid`.
-    pub fn downloadable_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DownloadJob>> {
-        self.downloadable_after_with(after_rowid, limit, false)
-    }
-
-    /// [`Self::downloadable_after`], with the files skipped as malware-flagged too when `with_malware`.
-    pub fn downloadable_after_with(
+    /// remotely, not excluded by the filters, and, when `with_malware`, the files skipped as malware-flagged
+    /// too. Page on with the last job's `rowid`.
+    pub fn downloadable_after(
         &self,
         after_rowid: i64,
         limit: usize,
@@ -569,7 +565,7 @@ mod tests {
     }
 
     fn listed_urls(m: &Manifest) -> Vec<(String, Option<String>)> {
-        m.downloadable_after(0, 100)
+        m.downloadable_after(0, 100, false)
             .unwrap()
             .into_iter()
             .map(|j| {
@@ -605,7 +601,7 @@ mod tests {
                 ("/b.jpg".to_owned(), None)
             ]
         );
-        assert!(!format!("{:?}", m.downloadable_after(0, 1).unwrap()).contains("tempauth"));
+        assert!(!format!("{:?}", m.downloadable_after(0, 1, false).unwrap()).contains("tempauth"));
 
         // Listed again as another version, without a URL: the stored one served the old bytes.
         let crawl = m
@@ -638,7 +634,7 @@ mod tests {
     fn outcomes_are_recorded_only_against_the_version_that_was_fetched() {
         let (_dir, mut m) = manifest();
         seed(&mut m, vec![file("/a", 1, "Q1")]);
-        let old = m.downloadable_after(0, 10).unwrap()[0].version();
+        let old = m.downloadable_after(0, 10, false).unwrap()[0].version();
         let crawl = m
             .begin_crawl(&drive(), "root", &folder("/"))
             .unwrap()
@@ -669,7 +665,7 @@ mod tests {
             m.record_failed(&drive(), &a, &old, &failure).unwrap(),
             Recorded::Stale
         );
-        let jobs = m.downloadable_after(0, 10).unwrap();
+        let jobs = m.downloadable_after(0, 10, false).unwrap();
         assert_eq!(jobs.len(), 1, "the new version is still to fetch");
         assert_eq!(jobs[0].quick_xor.as_deref(), Some("Q2"));
         assert_eq!(jobs[0].attempts, 0);
@@ -755,7 +751,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = 0;
         loop {
-            let jobs = m.downloadable_after(after, 10).unwrap();
+            let jobs = m.downloadable_after(after, 10, false).unwrap();
             let Some(last) = jobs.last() else { break };
             assert!(jobs.len() <= 10);
             assert!(jobs.windows(2).all(|w| w[0].rowid < w[1].rowid));
@@ -792,7 +788,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.finish_crawl(crawl).unwrap(), 1);
-        let jobs = m.downloadable_after(0, 100).unwrap();
+        let jobs = m.downloadable_after(0, 100, false).unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].remote_path, "/a");
     }
@@ -843,7 +839,7 @@ mod tests {
         assert_eq!(row.1, None);
         assert!(row.2.is_some());
         assert_eq!((row.3, row.4.as_str()), (4, "quickxor"));
-        assert!(m.downloadable_after(0, 10).unwrap().is_empty());
+        assert!(m.downloadable_after(0, 10, false).unwrap().is_empty());
     }
 
     #[test]
@@ -869,7 +865,7 @@ mod tests {
         m.reset_to_pending(&[(drive(), ItemId::from("/b")), (drive(), ItemId::from("/c"))])
             .unwrap();
         let pending: Vec<String> = m
-            .downloadable_after(0, 10)
+            .downloadable_after(0, 10, false)
             .unwrap()
             .into_iter()
             .map(|j| j.remote_path)

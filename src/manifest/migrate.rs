@@ -348,7 +348,7 @@ mod tests {
                 ],
                 "schema {version}"
             );
-            let with_malware = m.downloadable_after_with(0, 10, true).unwrap();
+            let with_malware = m.downloadable_after(0, 10, true).unwrap();
             assert!(
                 with_malware
                     .iter()

@@ -125,7 +125,7 @@ mod tests {
         )
         .unwrap();
         let names = |m: &crate::manifest::Manifest| {
-            m.downloadable_after(0, 10)
+            m.downloadable_after(0, 10, false)
                 .unwrap()
                 .into_iter()
                 .map(|j| j.remote_path)
@@ -168,7 +168,7 @@ mod tests {
             .unwrap();
         }
         let mut paths: Vec<_> = m
-            .downloadable_after(0, 10)
+            .downloadable_after(0, 10, false)
             .unwrap()
             .into_iter()
             .map(|j| j.local_path.unwrap())

@@ -66,7 +66,7 @@ fn crawl_then_download(
             mirror_empty_folders: true,
             keep: odbackup::download::KeepPolicy::default(),
         };
-        odbackup::download::download_with_policy(
+        odbackup::download::download(
             &graph,
             &manifest,
             &options,
