@@ -31,7 +31,7 @@
 //!   verify:  manifest rows ─► files read through no-follow folder handles (fsdest) ─► hash ─► problems / repair
 //!   tenant:  directory users + sites ─► drives ─► one shard's share ─► one backup per drive (app::run each)
 //!
-//!   beside them: config (settings, clap-free), auth (token sources, sign-in, store), filter, localpath,
+//!   beside them: config (settings, no argument parsing), auth (token sources, sign-in, store), filter, localpath,
 //!   hash, ids (canonical drive/item IDs), progress (Reporter, Event), shared (the manifest behind one mutex),
 //!   adaptive (concurrency that follows the service), endpoint (URL checks), drives, browse (ls)
 //! ```
