@@ -92,7 +92,7 @@ pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod shared;
-pub mod shortcuts;
+mod shortcuts;
 pub mod sync;
 pub mod tenant;
 pub mod verify;
