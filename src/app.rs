@@ -196,10 +196,7 @@ fn honour_earlier_pause(
             .to_string();
         let manifest = manifest.clone();
         tokio::spawn(async move {
-            if let Err(err) = manifest
-                .call(move |m| m.set_setting(THROTTLED_UNTIL, &ms))
-                .await
-            {
+            if let Err(err) = manifest.set_setting(THROTTLED_UNTIL, ms).await {
                 tracing::warn!(error = %err, "could not keep the throttle pause for the next run");
             }
         });
@@ -270,9 +267,9 @@ async fn run_inner(
         // Before the crawl, which judges what it lists by the same filter.
         sync::apply_filter(&manifest, &settings.filter).await?;
         let phases = run_phases(settings, layout, graph, &manifest, reporter, cancel).await?;
-        let excluded = manifest.call(|m| m.excluded_counts()).await?;
-        let notebooks = manifest.call(|m| m.notebook_counts()).await?;
-        let shared = manifest.call(|m| m.shared_counts()).await?;
+        let excluded = manifest.excluded_counts().await?;
+        let notebooks = manifest.notebook_counts().await?;
+        let shared = manifest.shared_counts().await?;
         Ok::<_, Error>((phases, excluded, (notebooks, shared)))
     }
     .await
@@ -300,15 +297,13 @@ async fn run_inner(
         let cutoff = now.saturating_sub(crate::download::LISTED_URL_FRESHNESS);
         i64::try_from(cutoff.as_millis()).unwrap_or(i64::MAX)
     });
-    manifest
-        .call(move |m| m.clear_listed_urls(stale_before))
-        .await?;
+    manifest.clear_listed_urls(stale_before).await?;
     tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "run finished");
     manifest
-        .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
+        .finish_run(run_id, outcome_name, summary_json)
         .await?;
     // The WAL still holds the cleared URLs' rows as they were written.
-    if let Err(err) = manifest.call(|m| m.truncate_wal()).await {
+    if let Err(err) = manifest.truncate_wal().await {
         tracing::warn!(error = %err, "could not truncate the manifest's write-ahead log");
     }
     outcome
@@ -441,7 +436,7 @@ async fn drive_of(
     let drive = drives::resolve(graph, &settings.drive, &facts).await?;
     // One destination keeps one drive: another one's files would land among them (a clash of paths, no
     // deletions noticed). IDs are compared the way the service varies them (letter case, a lost leading zero).
-    let recorded = manifest.call(|m| m.recorded_drives()).await?;
+    let recorded = manifest.recorded_drives().await?;
     if let Some((other, kind)) = recorded
         .iter()
         .find(|(id, _)| !same_drive_id(id.as_str(), drive.id.as_str()))
@@ -460,7 +455,7 @@ async fn drive_of(
         owner: drive.owner.clone(),
         root_item_id: None,
     };
-    manifest.call(move |m| m.upsert_drive(&record)).await?;
+    manifest.upsert_drive(record).await?;
     Ok(drive)
 }
 
@@ -598,7 +593,7 @@ async fn crawl_owner(
             Ok(DeltaOutcome::Applied(delta)) => {
                 if delta.folders_moved > 0 {
                     // Paths below moved folders changed: judge the path globs again.
-                    manifest.call(|m| m.set_setting("filter", "")).await?;
+                    manifest.set_setting("filter", String::new()).await?;
                     sync::apply_filter(manifest, &settings.filter).await?;
                 }
                 Some(Ok(CrawlSummary {
@@ -1040,7 +1035,7 @@ pub async fn restore(
     let (outcome_name, summary_json) = run_record(&outcome, |s| (s.interrupted, s.all_done()));
     tracing::info!(run = run_id, outcome = outcome_name, summary = %summary_json, "restore finished");
     manifest
-        .call(move |m| m.finish_run(run_id, outcome_name, &summary_json))
+        .finish_run(run_id, outcome_name, summary_json)
         .await?;
     outcome
 }

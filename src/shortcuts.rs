@@ -78,7 +78,7 @@ pub async fn follow_shortcuts(
     let mut followed: Vec<ShortcutRow> = Vec::new();
     loop {
         let fresh: Vec<ShortcutRow> = manifest
-            .call(|m| m.shortcuts())
+            .shortcuts()
             .await?
             .into_iter()
             .filter(|s| !looked_at.contains(&(s.drive_id.clone(), s.item_id.clone())))
@@ -130,20 +130,19 @@ pub async fn follow_shortcuts(
             continue;
         };
         let key = scope_key(&drive, &item);
-        let (d, i) = (drive.clone(), item.clone());
-        if let Some(at) = manifest
-            .call(move |m| m.held_elsewhere(&d, &i, &key))
-            .await?
-        {
+        if let Some(at) = manifest.held_elsewhere(drive, item, key).await? {
             summary.followed -= 1;
             summary.already_backed_up += 1;
             let reason = Skip::new(
                 SkipClass::Duplicate,
                 format!("already backed up at {at}: not copied twice"),
             );
-            let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
             manifest
-                .call(move |m| m.set_shortcut_outcome(&d, &i, Some(&reason)))
+                .set_shortcut_outcome(
+                    shortcut.drive_id.clone(),
+                    shortcut.item_id.clone(),
+                    Some(reason),
+                )
                 .await?;
         }
     }
@@ -177,8 +176,7 @@ async fn follow_one(
     summary: &mut SharedSummary,
 ) -> Result<Followed, CrawlError> {
     let record = |reason: Option<Skip>| {
-        let (d, i) = (shortcut.drive_id.clone(), shortcut.item_id.clone());
-        manifest.call(move |m| m.set_shortcut_outcome(&d, &i, reason.as_ref()))
+        manifest.set_shortcut_outcome(shortcut.drive_id.clone(), shortcut.item_id.clone(), reason)
     };
     let Some((drive, item)) = shortcut.target.clone() else {
         record(Some(Skip::new(
@@ -190,9 +188,8 @@ async fn follow_one(
     };
     if shortcut.deleted {
         // Removed from My files: what its tree put on record goes the way of any deleted folder.
-        let (d, path) = (drive.clone(), shortcut.remote_path.clone());
         summary.marked_deleted += manifest
-            .call(move |m| m.forget_shared_tree(&d, &path))
+            .forget_shared_tree(drive.clone(), shortcut.remote_path.clone())
             .await?;
         return Ok(Followed::Done);
     }
@@ -211,9 +208,8 @@ async fn follow_one(
             "another shortcut leads to the same shared item: backed up there, not twice".to_owned(),
         )
     } else {
-        let (d, i, k) = (drive.clone(), item.clone(), key.clone());
         manifest
-            .call(move |m| m.held_elsewhere(&d, &i, &k))
+            .held_elsewhere(drive.clone(), item.clone(), key.clone())
             .await?
             .map(|at| format!("already backed up at {at}: not copied twice"))
     };
@@ -267,10 +263,7 @@ async fn follow_one(
         return Ok(Followed::Done);
     }
     let is_file = root.kind == ItemKind::File;
-    let start = {
-        let (d, k) = (drive.clone(), key.clone());
-        manifest.call(move |m| m.begin_crawl(&d, &k, &root)).await?
-    };
+    let start = manifest.begin_crawl(drive.clone(), key, root).await?;
     let crawl_id = start.crawl_id;
     if is_file {
         // A shared file is its own whole scope: seen, and queued for download like any file.
@@ -285,7 +278,7 @@ async fn follow_one(
             return Ok(Followed::Cancelled); // the next run resumes this crawl
         }
     }
-    summary.marked_deleted += manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+    summary.marked_deleted += manifest.finish_crawl(crawl_id).await?;
     summary.followed += 1;
     record(None).await?;
     Ok(Followed::Tree)

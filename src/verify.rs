@@ -29,6 +29,7 @@ use crate::fsdest::{self, Dest, DestError, Folder};
 use crate::hash::{ContentDigest, ContentHasher};
 use crate::manifest::{ExpectedContent, Manifest, ManifestError, VerifyRow};
 use crate::progress::{Event, Reporter};
+use crate::shared::ManifestPages;
 
 /// Files read at once unless the caller says otherwise: enough to keep an SSD's queue and two cores busy,
 /// few enough that a spinning disk does not seek between them all the time.
@@ -225,11 +226,13 @@ pub fn verify(
             summary: &mut summary,
         };
         let fed = (|| {
-            let mut after = 0i64;
+            let mut pages = ManifestPages::new(PAGE, |m: &Manifest, after, limit| {
+                m.verify_rows_after(after, limit, sample_ppm)
+            });
             while !cancel.is_cancelled() {
-                let rows = manifest.verify_rows_after(after, PAGE, sample_ppm)?;
-                let Some(last) = rows.last() else { break };
-                after = last.rowid;
+                let Some(rows) = pages.next(manifest)? else {
+                    break;
+                };
                 if sample_ppm.is_some() {
                     reporter.event(&Event::Queued {
                         files: rows.len() as u64,

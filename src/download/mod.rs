@@ -292,7 +292,7 @@ pub async fn download(
     });
     // How long listing URLs last here, as an earlier run observed it.
     let remembered = manifest
-        .call(|m| m.setting(LISTED_URL_LIFETIME_SETTING))
+        .setting(LISTED_URL_LIFETIME_SETTING)
         .await?
         .and_then(|ms| ms.parse::<i64>().ok());
     let listed = Arc::new(std::sync::Mutex::new(ListedUrlLifetime::new(remembered)));
@@ -300,13 +300,13 @@ pub async fn download(
     let stop = cancel.child_token();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let dedupe = policy.dedupe == crate::config::DedupeMode::Hardlink;
-    let mut after = 0i64;
+    let with_malware = policy.allow_malware;
+    let mut pending = manifest.downloadable(BATCH, with_malware);
     // Rows already handed to a transfer in this run, with the version each was: a row the crawl turns back to
     // pending *behind* the cursor (a changed file listed after newer rows) is caught by one last pass from the
     // start, which skips these, but not a row that moved on to another version since.
     let mut attempted: HashSet<(i64, JobVersion)> = HashSet::new();
     let mut swept = false;
-    let with_malware = policy.allow_malware;
     'schedule: loop {
         remember_url_lifetime(manifest, &listed).await?;
         let crawl_ended = crawl.borrow_and_update().ended;
@@ -314,11 +314,9 @@ pub async fn download(
         // cursor's order; otherwise the next page of the manifest.
         let released = std::mem::take(&mut summary.dedupe_ready);
         let paged = released.is_empty();
-        let (jobs, last_rowid) = if paged {
-            let jobs = manifest
-                .call(move |m| m.downloadable_after(after, BATCH, with_malware))
-                .await?;
-            let last_rowid = jobs.last().map(|j| j.rowid);
+        let (jobs, whole_page) = if paged {
+            let jobs = pending.next().await?.unwrap_or_default();
+            let whole_page = !jobs.is_empty();
             let jobs: Vec<DownloadJob> = jobs
                 .into_iter()
                 .filter(|j| {
@@ -326,13 +324,12 @@ pub async fn download(
                         && !summary.in_flight.contains(&j.rowid)
                 })
                 .collect();
-            (jobs, last_rowid)
+            (jobs, whole_page)
         } else {
-            (released, None)
+            (released, false)
         };
-        if let (true, Some(last)) = (jobs.is_empty(), last_rowid) {
-            after = last; // a page of rows already tried in this run: move on
-            continue;
+        if jobs.is_empty() && whole_page {
+            continue; // a page of rows already tried in this run: move on
         }
         if jobs.is_empty() {
             if crawl_ended {
@@ -353,7 +350,7 @@ pub async fn download(
                     .await?
                     {
                         swept = false;
-                        after = 0;
+                        pending.rewind();
                     }
                     continue;
                 }
@@ -365,7 +362,7 @@ pub async fn download(
                 if options.keep.mirror_deletes && !stop.is_cancelled() {
                     summary.trashed += trash_deleted(manifest, &dest).await?;
                 }
-                after = 0;
+                pending.rewind();
                 continue;
             }
             // Wait for the crawler's next page, while recording transfers that finish meanwhile.
@@ -386,7 +383,9 @@ pub async fn download(
         }
         for job in jobs {
             if paged {
-                after = job.rowid;
+                // On from this job rather than from the page's last row: rows after it that were passed over
+                // (tried or in flight) are looked at again, in case they moved on to another version.
+                pending.resume_after(job.rowid);
             }
             // A copy of a file being downloaded right now waits for it (and is then linked to it); one whose
             // content is already on disk is linked to that.
@@ -528,13 +527,8 @@ pub async fn dry_run(
         requeued: requeue_missing(manifest, dest.as_ref()).await?,
         ..DryRunSummary::default()
     };
-    let mut after = 0i64;
-    loop {
-        let jobs = manifest
-            .call(move |m| m.downloadable_after(after, BATCH, false))
-            .await?;
-        let Some(last) = jobs.last() else { break };
-        after = last.rowid;
+    let mut pending = manifest.downloadable(BATCH, false);
+    while let Some(jobs) = pending.next().await? {
         for job in &jobs {
             summary.files += 1;
             summary.bytes += job.size;
@@ -563,7 +557,7 @@ async fn remember_url_lifetime(
              /content, in this run and the next"
         );
         manifest
-            .call(move |m| m.set_setting(LISTED_URL_LIFETIME_SETTING, &ms.to_string()))
+            .set_setting(LISTED_URL_LIFETIME_SETTING, ms.to_string())
             .await?;
     }
     Ok(())
@@ -619,13 +613,11 @@ async fn record(
     }
     let writes: Vec<RowWrite> = finished.iter().map(RowWrite::of).collect();
     let recorded = manifest
-        .call(move |m| {
-            m.in_transaction(|m| {
-                writes
-                    .iter()
-                    .map(|w| w.apply(m))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+        .transaction(move |m| {
+            writes
+                .iter()
+                .map(|w| w.apply(m))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await?;
     let mut overtaken = false;
@@ -877,14 +869,13 @@ async fn dedupe_source(
             .push(job.clone());
         return Ok(DedupeSource::Wait);
     }
-    let (drive, item, qx, size) = (
-        job.drive_id.clone(),
-        job.item_id.clone(),
-        key.0.clone(),
-        job.size,
-    );
     let twin = manifest
-        .call(move |m| m.done_twin(&drive, &item, &qx, size))
+        .done_twin(
+            job.drive_id.clone(),
+            job.item_id.clone(),
+            key.0.clone(),
+            job.size,
+        )
         .await?;
     summary.dedupe_leading.insert(key, job.rowid);
     Ok(twin.map_or(DedupeSource::Fetch, DedupeSource::Link))
@@ -978,13 +969,8 @@ async fn relocate_moved(
     reporter: &dyn Reporter,
 ) -> Result<Relocated, ManifestError> {
     let mut moves: Vec<MovedFile> = Vec::new();
-    let mut after = 0i64;
-    loop {
-        let rows = manifest
-            .call(move |m| m.moved_files_after(after, 1024))
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.rowid;
+    let mut moved = manifest.moved_files(1024);
+    while let Some(rows) = moved.next().await? {
         moves.extend(rows);
     }
     let mut done = Relocated::default();
@@ -1064,9 +1050,8 @@ async fn relocate_moved(
             let (dest, to, day) = (dest.clone(), row.to.clone(), date.clone());
             match stream::blocking(move || dest.trash(&to, &day)).await {
                 Ok(Some(trash)) => {
-                    let (from, to) = (row.to.clone(), trash.clone());
                     manifest
-                        .call(move |m| m.move_written_paths(&from, &to))
+                        .move_written_paths(row.to.clone(), trash.clone())
                         .await?;
                     done.displaced += 1;
                     reporter.event(&Event::Displaced {
@@ -1091,7 +1076,7 @@ async fn relocate_moved(
             .into_iter()
             .map(|row| (row.drive_id, row.item_id))
             .collect();
-        manifest.call(move |m| m.reset_to_pending(&keys)).await?;
+        manifest.reset_to_pending(keys).await?;
     }
     Ok(done)
 }
@@ -1108,23 +1093,17 @@ async fn record_written(
     row: &MovedFile,
     path: &str,
 ) -> Result<(), ManifestError> {
-    let (drive, item, path) = (row.drive_id.clone(), row.item_id.clone(), path.to_owned());
     manifest
-        .call(move |m| m.set_written_path(&drive, &item, &path))
+        .set_written_path(row.drive_id.clone(), row.item_id.clone(), path.to_owned())
         .await
 }
 
 /// `--mirror-deletes`: files deleted on the drive leave the tree for the trash (never deleted outright).
 async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, ManifestError> {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let mut after = 0i64;
     let mut trashed = 0u64;
-    loop {
-        let rows = manifest
-            .call(move |m| m.deleted_files_after(after, 1024))
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.rowid;
+    let mut deleted = manifest.deleted_files(1024);
+    while let Some(rows) = deleted.next().await? {
         let (dest, date) = (dest.clone(), date.clone());
         let done = stream::blocking(move || {
             rows.into_iter()
@@ -1146,12 +1125,7 @@ async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, Ma
         trashed += done.len() as u64;
         for (drive, item, to) in done {
             // Files linked to it keep their bytes where they are: the group is theirs now.
-            manifest
-                .call(move |m| {
-                    m.set_written_path(&drive, &item, &to)?;
-                    m.hand_over_links(&drive, &item)
-                })
-                .await?;
+            manifest.record_trashed(drive, item, to).await?;
         }
     }
     Ok(trashed)
@@ -1177,9 +1151,8 @@ async fn keep_version(
     };
     match trashed {
         Ok(Some(to)) => {
-            let (drive, item) = (job.drive_id.clone(), job.item_id.clone());
             manifest
-                .call(move |m| m.set_written_path(&drive, &item, &to))
+                .set_written_path(job.drive_id.clone(), job.item_id.clone(), to)
                 .await?;
             Ok(1)
         }
@@ -1197,14 +1170,9 @@ async fn requeue_missing(
     manifest: &SharedManifest,
     dest: Option<&Dest>,
 ) -> Result<u64, ManifestError> {
-    let mut after = 0i64;
     let mut requeued = 0u64;
-    loop {
-        let rows = manifest
-            .call(move |m| m.done_files_after(after, 4096))
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.rowid;
+    let mut done = manifest.done_files(4096);
+    while let Some(rows) = done.next().await? {
         let dest = dest.cloned();
         let stale = stream::blocking(move || {
             // Rows come folder by folder more often than not: one handle serves a run of them.
@@ -1225,7 +1193,7 @@ async fn requeue_missing(
         .await;
         if !stale.is_empty() {
             requeued += stale.len() as u64;
-            manifest.call(move |m| m.reset_to_pending(&stale)).await?;
+            manifest.reset_to_pending(stale).await?;
         }
     }
     Ok(requeued)
@@ -1233,11 +1201,8 @@ async fn requeue_missing(
 
 /// Mirror every known folder, empty ones included.
 async fn create_folders(manifest: &SharedManifest, dest: &Dest) -> Result<(), ManifestError> {
-    let mut after = 0i64;
-    loop {
-        let rows = manifest.call(move |m| m.folders_after(after, 4096)).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.0;
+    let mut folders = manifest.folders(4096);
+    while let Some(rows) = folders.next().await? {
         let dest = dest.clone();
         stream::blocking(move || {
             for (_, local) in rows {
@@ -1260,13 +1225,8 @@ async fn sweep_stale_parts(
     with_malware: bool,
 ) -> Result<u64, ManifestError> {
     let mut keep: HashSet<(String, String)> = HashSet::new();
-    let mut after = 0i64;
-    loop {
-        let jobs = manifest
-            .call(move |m| m.downloadable_after(after, 4096, with_malware))
-            .await?;
-        let Some(last) = jobs.last() else { break };
-        after = last.rowid;
+    let mut wanted = manifest.downloadable(4096, with_malware);
+    while let Some(jobs) = wanted.next().await? {
         for job in jobs {
             let Some(Ok((parent, _))) = job.local_path.as_deref().map(fsdest::split) else {
                 continue;
@@ -1277,13 +1237,8 @@ async fn sweep_stale_parts(
             keep.insert((parent.to_owned(), part));
         }
     }
-    after = 0;
-    loop {
-        let rows = manifest
-            .call(move |m| m.moved_files_after(after, 4096))
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.rowid;
+    let mut moved = manifest.moved_files(4096);
+    while let Some(rows) = moved.next().await? {
         for row in rows {
             if let Ok((parent, name)) = fsdest::split(&row.from) {
                 keep.insert((parent.to_owned(), name.to_owned()));

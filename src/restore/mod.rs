@@ -292,19 +292,13 @@ pub async fn restore(
         concurrency_lowest: options.concurrency,
         ..RestoreSummary::default()
     };
-    let (drive_id, root, kind) = (
-        drive.id.to_string(),
-        options.target_root.clone(),
-        drive.drive_type.clone(),
-    );
+    let (drive_id, root) = (drive.id.to_string(), options.target_root.clone());
     let target = if options.dry_run {
-        manifest
-            .call(move |m| m.find_restore_target(&drive_id, &root))
-            .await?
+        manifest.find_restore_target(drive_id, root).await?
     } else {
         Some(
             manifest
-                .call(move |m| m.restore_target(&drive_id, &root, &kind))
+                .restore_target(drive_id, root, drive.drive_type.clone())
                 .await?,
         )
     };
@@ -361,9 +355,7 @@ pub async fn restore(
     summary.folders_created = folders.created();
     summary.interrupted = stop.is_cancelled();
     if !summary.interrupted {
-        let cleared = manifest
-            .call(move |m| m.clear_stale_restore_sessions(target, run))
-            .await?;
+        let cleared = manifest.clear_stale_restore_sessions(target, run).await?;
         if cleared > 0 {
             tracing::debug!(cleared, "forgot upload sessions no entry will resume");
         }
@@ -418,7 +410,7 @@ async fn plan_all(
         }
         RestoreSource::Backup { .. } => None,
     };
-    let mut after = 0i64;
+    let mut rows = manifest.restore_sources(BATCH);
     loop {
         let batch: Vec<SourceEntry> = if let Some(mut w) = walk.take() {
             let (w, batch) = blocking(move || {
@@ -429,11 +421,9 @@ async fn plan_all(
             walk = Some(w);
             batch
         } else {
-            let rows = manifest
-                .call(move |m| m.restore_sources_after(after, BATCH))
-                .await?;
-            let Some(last) = rows.last() else { break };
-            after = last.rowid;
+            let Some(rows) = rows.next().await? else {
+                break;
+            };
             let src = source.clone();
             blocking(move || {
                 let mut cursor = FolderCursor::new();
@@ -451,12 +441,7 @@ async fn plan_all(
             .filter_map(|e| judge(&e, options, business, summary, reporter))
             .collect();
         if options.dry_run {
-            let preview = {
-                let entries = entries.clone();
-                manifest
-                    .call(move |m| m.preview_restore(target, &entries))
-                    .await?
-            };
+            let preview = manifest.preview_restore(target, entries.clone()).await?;
             for i in &preview.1 {
                 let e = &entries[*i];
                 reporter.event(&Event::Planned {
@@ -466,9 +451,7 @@ async fn plan_all(
             }
             add_counts(summary, &preview.0);
         } else if let Some(target) = target {
-            let counts = manifest
-                .call(move |m| m.plan_restore(target, run, &entries))
-                .await?;
+            let counts = manifest.plan_restore(target, run, entries).await?;
             add_counts(summary, &counts);
         }
     }
@@ -609,20 +592,13 @@ async fn upload_files(
     fatal: &mut Option<(Fatal, String)>,
 ) -> Result<(), RestoreError> {
     let mut tasks: JoinSet<(RestoreJob, FileOutcome)> = JoinSet::new();
-    let mut after = 0i64;
-    'schedule: loop {
-        let jobs = manifest
-            .call(move |m| m.restore_jobs_after(target, run, RestoreKind::File, after, 256))
-            .await?;
-        if jobs.is_empty() {
-            break;
-        }
+    let mut pending = manifest.restore_jobs(target, run, RestoreKind::File, 256);
+    'schedule: while let Some(jobs) = pending.next().await? {
         reporter.event(&Event::Queued {
             files: jobs.len() as u64,
             bytes: jobs.iter().map(|j| j.size).sum(),
         });
         for job in jobs {
-            after = job.rowid;
             observe_throttling(limit, graph, &**reporter);
             let permit = tokio::select! {
                 () = stop.cancelled() => break 'schedule,
@@ -727,15 +703,13 @@ async fn record(
                 adopted: already_there,
             });
             manifest
-                .call(move |m| m.restore_done(target, &key, &item_id, quick_xor.as_deref()))
+                .restore_done(target, key, item_id, quick_xor)
                 .await?;
         }
         FileOutcome::Skipped { reason } => {
             summary.skipped_existing += 1;
             tracing::info!(path = %job.remote_path, reason, "not restored");
-            manifest
-                .call(move |m| m.restore_skipped(target, &key, reason))
-                .await?;
+            manifest.restore_skipped(target, key, reason).await?;
         }
         FileOutcome::Failed {
             failure,
@@ -759,7 +733,7 @@ async fn record(
                 stop.cancel();
             }
             manifest
-                .call(move |m| m.restore_failed(target, &key, &failure, item_id.as_deref()))
+                .restore_failed(target, key, failure, item_id)
                 .await?;
         }
         FileOutcome::Interrupted => {}
@@ -779,13 +753,8 @@ async fn create_folders(
     fatal: &mut Option<(Fatal, String)>,
     stop: &CancellationToken,
 ) -> Result<(), ManifestError> {
-    let mut after = 0i64;
-    loop {
-        let jobs = manifest
-            .call(move |m| m.restore_jobs_after(target, run, RestoreKind::Folder, after, 256))
-            .await?;
-        let Some(last) = jobs.last() else { break };
-        after = last.rowid;
+    let mut pending = manifest.restore_jobs(target, run, RestoreKind::Folder, 256);
+    while let Some(jobs) = pending.next().await? {
         for job in jobs {
             if stop.is_cancelled() {
                 return Ok(());
@@ -796,9 +765,8 @@ async fn create_folders(
                 .await
             {
                 Ok(folder) => {
-                    let id = folder.id.as_str().to_owned();
                     manifest
-                        .call(move |m| m.restore_done(target, &key, &id, None))
+                        .restore_done(target, key, folder.id.as_str().to_owned(), None)
                         .await?;
                 }
                 Err(f) => {
@@ -819,9 +787,7 @@ async fn create_folders(
                         message: f.message,
                         attempts: 1,
                     };
-                    manifest
-                        .call(move |m| m.restore_failed(target, &key, &record, None))
-                        .await?;
+                    manifest.restore_failed(target, key, record, None).await?;
                 }
             }
         }
@@ -843,9 +809,7 @@ async fn describe_fatal(
 ) -> Result<(), ManifestError> {
     let said = match kind {
         Fatal::Quota => {
-            let needed = manifest
-                .call(move |m| m.restore_bytes_left(target, run))
-                .await?;
+            let needed = manifest.restore_bytes_left(target, run).await?;
             let quota = graph
                 .drive(&DriveSelector::Id(drive.id.clone()))
                 .await

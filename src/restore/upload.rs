@@ -617,12 +617,7 @@ impl FileTask<'_> {
         local: &Local,
     ) -> Result<Result<Option<(UploadUrl, u64)>, FileOutcome>, GraphError> {
         let (target, key) = (self.target, job.source_path.clone());
-        let kept = {
-            let key = key.clone();
-            self.manifest
-                .call(move |m| m.restore_session(target, &key))
-                .await
-        };
+        let kept = self.manifest.restore_session(target, key.clone()).await;
         let Some((stamp, kept_url)) = (match kept {
             Ok(k) => k,
             Err(e) => return Ok(Err(failed(FailureClass::Other, None, e.to_string()))),
@@ -676,15 +671,14 @@ impl FileTask<'_> {
             .graph
             .create_upload_session(self.drive, parent, &props)
             .await?;
-        let (target, stamp, raw, key) = (
-            self.target,
-            local.stamp.clone(),
-            session.upload_url.expose().to_owned(),
-            job.source_path.clone(),
-        );
         if let Err(e) = self
             .manifest
-            .call(move |m| m.set_restore_session(target, &key, &stamp, &raw))
+            .set_restore_session(
+                self.target,
+                job.source_path.clone(),
+                local.stamp.clone(),
+                session.upload_url.expose().to_owned(),
+            )
             .await
         {
             tracing::warn!(error = %e, "could not keep the upload session; a kill now starts it over");
@@ -694,10 +688,9 @@ impl FileTask<'_> {
     }
 
     async fn forget_session(&self, key: &str) {
-        let (target, key) = (self.target, key.to_owned());
         if let Err(e) = self
             .manifest
-            .call(move |m| m.clear_restore_session(target, &key))
+            .clear_restore_session(self.target, key.to_owned())
             .await
         {
             tracing::warn!(error = %e, "could not forget an upload session");

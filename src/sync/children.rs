@@ -59,7 +59,7 @@ pub(crate) async fn walk_frontier(
             let want = concurrency - tasks.len();
             // Ask for more than we can start: the ones already being listed are still in the frontier.
             let limit = want + in_flight.len();
-            let entries = manifest.call(move |m| m.frontier(crawl_id, limit)).await?;
+            let entries = manifest.frontier(crawl_id, limit).await?;
             let fresh: Vec<FrontierEntry> = entries
                 .into_iter()
                 .filter(|e| !in_flight.contains(&e.folder_id))
@@ -139,8 +139,10 @@ pub(crate) async fn list_queued(
     cancel: &CancellationToken,
     progress: &watch::Sender<CrawlProgress>,
 ) -> Result<Walk, CrawlError> {
-    let (d, k) = (drive.clone(), options.scope.key());
-    let Some(crawl_id) = manifest.call(move |m| m.queued_listing(&d, &k)).await? else {
+    let Some(crawl_id) = manifest
+        .queued_listing(drive.clone(), options.scope.key())
+        .await?
+    else {
         return Ok(Walk {
             complete: true,
             ..Walk::default()
@@ -260,9 +262,7 @@ async fn list_folder(
                         items: rows,
                         next_link: page.next_link.clone(),
                     };
-                    manifest
-                        .call(move |m| m.commit_page(crawl_id, &commit))
-                        .await?;
+                    manifest.commit_page(crawl_id, commit).await?;
                     progress.send_modify(|p| p.pages += 1);
                     reporter.event(&Event::PageListed {
                         items: count,
@@ -335,14 +335,14 @@ async fn set_aside(
     entry: &FrontierEntry,
     reason: Skip,
 ) -> Result<(), CrawlError> {
-    let (drive, folder, crawl_id) = (
-        listing.drive.clone(),
-        entry.folder_id.clone(),
-        listing.crawl_id,
-    );
     listing
         .manifest
-        .call(move |m| m.refuse_folder(crawl_id, &drive, &folder, &reason))
+        .refuse_folder(
+            listing.crawl_id,
+            listing.drive.clone(),
+            entry.folder_id.clone(),
+            reason,
+        )
         .await?;
     Ok(())
 }

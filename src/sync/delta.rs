@@ -74,18 +74,9 @@ pub async fn changes_round(
     progress: &watch::Sender<CrawlProgress>,
 ) -> Result<DeltaOutcome, CrawlError> {
     let scope_key = options.scope.key();
-    let state = {
-        let (drive, key) = (drive.clone(), scope_key.clone());
-        manifest
-            .call(move |m| {
-                Ok::<_, crate::manifest::ManifestError>(if m.has_unfinished_crawl(&drive, &key)? {
-                    None
-                } else {
-                    m.delta_state(&drive, &key)?
-                })
-            })
-            .await?
-    };
+    let state = manifest
+        .resumable_delta_state(drive.clone(), scope_key.clone())
+        .await?;
     let Some(state) = state else {
         return Ok(DeltaOutcome::NeedsFullCrawl);
     };
@@ -146,10 +137,9 @@ pub async fn changes_round(
         filter: Arc::clone(&options.filter),
         layout: options.layout,
     };
-    let scope_root = {
-        let (drive, key) = (drive.clone(), scope_key.clone());
-        manifest.call(move |m| m.scope_root(&drive, &key)).await?
-    };
+    let scope_root = manifest
+        .scope_root(drive.clone(), scope_key.clone())
+        .await?;
     let roots = Roots {
         delta_root: state.delta_root_id.clone(),
         scope_root: scope_root.unwrap_or_else(|| state.delta_root_id.clone()),
@@ -179,12 +169,14 @@ pub async fn changes_round(
         forget_delta(manifest, drive, &scope_key).await?;
         return Ok(DeltaOutcome::NeedsFullCrawl);
     }
-    {
-        let (drive, key, changes) = (drive.clone(), scope_key.clone(), summary.changes);
-        manifest
-            .call(move |m| m.finish_delta_round(&drive, &key, &final_link, changes))
-            .await?;
-    }
+    manifest
+        .finish_delta_round(
+            drive.clone(),
+            scope_key.clone(),
+            final_link,
+            summary.changes,
+        )
+        .await?;
     // Folders this round (or an interrupted earlier one) queued: list them now, before the run can end well.
     let walked = list_queued(graph, manifest, drive, options, reporter, cancel, progress).await?;
     summary.folders_listed = walked.folders_listed;
@@ -212,8 +204,9 @@ async fn forget_delta(
     drive: &DriveId,
     scope_key: &str,
 ) -> Result<(), CrawlError> {
-    let (drive, key) = (drive.clone(), scope_key.to_owned());
-    manifest.call(move |m| m.forget_delta(&drive, &key)).await?;
+    manifest
+        .forget_delta(drive.clone(), scope_key.to_owned())
+        .await?;
     Ok(())
 }
 
@@ -295,9 +288,8 @@ async fn enumerate_once(
     cursor: Option<String>,
 ) -> Result<Enumerated, CrawlError> {
     if cursor.is_none() {
-        let (d, k, root) = (drive.clone(), scope_key.to_owned(), scope_root.clone());
         manifest
-            .call(move |m| m.begin_delta_enumeration(&d, &k, &root))
+            .begin_delta_enumeration(drive.clone(), scope_key.to_owned(), scope_root.clone())
             .await?;
     }
     let resumed = cursor.is_some();
@@ -407,9 +399,13 @@ async fn enumerate_once(
             ),
         });
     }
-    let (d, k, changes) = (drive.clone(), scope_key.to_owned(), summary.changes);
     manifest
-        .call(move |m| m.finish_delta_round(&d, &k, &final_link, changes))
+        .finish_delta_round(
+            drive.clone(),
+            scope_key.to_owned(),
+            final_link,
+            summary.changes,
+        )
         .await?;
     Ok(Enumerated::Done(summary))
 }
@@ -430,11 +426,13 @@ async fn stage_page(
     page: &crate::graph::Page,
 ) -> Result<PageEnd, CrawlError> {
     let end = page_end(scope_key, page)?;
-    let changes = listed_changes(drive, page);
-    let cursor = page.next_link.clone();
-    let (d, k) = (drive.clone(), scope_key.to_owned());
     manifest
-        .call(move |m| m.stage_delta_page(&d, &k, &changes, cursor.as_deref()))
+        .stage_delta_page(
+            drive.clone(),
+            scope_key.to_owned(),
+            listed_changes(drive, page),
+            page.next_link.clone(),
+        )
         .await?;
     Ok(end)
 }
@@ -505,23 +503,23 @@ async fn take_page(
     summary: &mut DeltaSummary,
 ) -> Result<PageEnd, CrawlError> {
     let end = page_end(scope_key, page)?;
-    let items = listed_changes(drive, page);
-    let cursor = page.next_link.clone();
-    let (d, k, roots) = (drive.clone(), scope_key.to_owned(), roots.clone());
-    let (filter, layout) = (Arc::clone(&placement.filter), placement.layout);
+    // The decision runs inside the page's transaction: it reads the parents the page's earlier items stored.
+    let (d, k, roots, placement) = (
+        drive.clone(),
+        scope_key.to_owned(),
+        roots.clone(),
+        placement.clone(),
+    );
     let applied = manifest
-        .call(move |m| {
-            let placement = Placement { filter, layout };
-            m.take_listing_page(
-                &d,
-                &k,
-                items,
-                cursor.as_deref(),
-                |m, item, deleted, staged| {
-                    arrive(m, &d, &k, &roots, &placement, item, deleted, staged)
-                },
-            )
-        })
+        .take_listing_page(
+            drive.clone(),
+            scope_key.to_owned(),
+            listed_changes(drive, page),
+            page.next_link.clone(),
+            move |m, item, deleted, staged| {
+                arrive(m, &d, &k, &roots, &placement, item, deleted, staged)
+            },
+        )
         .await?;
     count(summary, &applied);
     Ok(end)
@@ -624,40 +622,35 @@ async fn apply_staged(
     let mut state = RoundState::default();
     loop {
         let mut progressed = false;
-        let mut after = 0i64;
-        loop {
-            let staged: Vec<StagedChange> = {
-                let (drive, key) = (drive.clone(), scope_key.to_owned());
-                manifest
-                    .call(move |m| m.staged_after(&drive, &key, after, BATCH))
-                    .await?
-            };
-            let Some(last) = staged.last() else { break };
-            after = last.seq;
-            let (resolutions, back) = {
-                let (drive, key, roots) = (drive.clone(), scope_key.to_owned(), roots.clone());
-                let filter = Arc::clone(&placement.filter);
-                let layout = placement.layout;
-                let mut round = std::mem::take(&mut state);
-                manifest
-                    .call(move |m| {
-                        let placement = Placement { filter, layout };
-                        let applied = m.apply_staged_batch(&drive, &key, staged, |m, change| {
-                            resolve(
-                                m,
-                                &drive,
-                                &key,
-                                &roots,
-                                &placement,
-                                list_new_folders,
-                                &mut round,
-                                change,
-                            )
-                        })?;
-                        Ok((applied, round))
-                    })
-                    .await?
-            };
+        let mut pass = manifest.staged_changes(drive.clone(), scope_key.to_owned(), BATCH);
+        while let Some(staged) = pass.next().await? {
+            // Decided inside the batch's transaction: a parent placed earlier in it is known to the rest.
+            let (d, k, roots, placement) = (
+                drive.clone(),
+                scope_key.to_owned(),
+                roots.clone(),
+                placement.clone(),
+            );
+            let (resolutions, back) = manifest
+                .apply_staged_batch(
+                    drive.clone(),
+                    scope_key.to_owned(),
+                    staged,
+                    std::mem::take(&mut state),
+                    move |m, round, change| {
+                        resolve(
+                            m,
+                            &d,
+                            &k,
+                            &roots,
+                            &placement,
+                            list_new_folders,
+                            round,
+                            change,
+                        )
+                    },
+                )
+                .await?;
             state = back;
             if resolutions.is_empty() {
                 continue;

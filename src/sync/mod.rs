@@ -97,27 +97,21 @@ pub(crate) async fn crawl_inner(
 ) -> Result<CrawlSummary, CrawlError> {
     let root = resolve_scope(graph, drive, &options.scope).await?;
     let scope_key = options.scope.key();
+    // The service may have changed the root's ID since the last run (it did for OneDrive Personal roots): it
+    // is still the same folder.
+    if manifest
+        .rekey_scope_root(drive.clone(), scope_key.clone(), root.id.clone())
+        .await?
     {
-        // The service may have changed the root's ID since the last run (it did for OneDrive Personal roots):
-        // it is still the same folder.
-        let (d, k, id) = (drive.clone(), scope_key.clone(), root.id.clone());
-        if manifest
-            .call(move |m| m.rekey_scope_root(&d, &k, &id))
-            .await?
-        {
-            tracing::info!(root = %root.id, "the scope's root folder has a new ID: its rows follow it");
-        }
+        tracing::info!(root = %root.id, "the scope's root folder has a new ID: its rows follow it");
     }
     let root_path = scope_remote_path(&options.scope, &root);
     let root_local = local_path_of_remote(&root_path, root.id.stable_spelling().as_ref());
     let mut root_row = to_new_item(drive, &root, parent_of(&root), &root_path, root_local);
     root_row.kind = ItemKind::Folder;
-    let start = {
-        let (drive, key) = (drive.clone(), scope_key.clone());
-        manifest
-            .call(move |m| m.begin_crawl(&drive, &key, &root_row))
-            .await?
-    };
+    let start = manifest
+        .begin_crawl(drive.clone(), scope_key.clone(), root_row)
+        .await?;
     reporter.event(&Event::CrawlStarted {
         scope: &root_path,
         resumed: start.resumed,
@@ -131,9 +125,8 @@ pub(crate) async fn crawl_inner(
         && (!options.delta_from_drive_root || options.scope == Scope::Root);
     let mut walk_from_root = !start.resumed;
     if by_delta {
-        let (d, k) = (drive.clone(), scope_key.clone());
         let cursor = manifest
-            .call(move |m| m.delta_state(&d, &k))
+            .delta_state(drive.clone(), scope_key.clone())
             .await?
             .and_then(|state| state.cursor);
         // A fresh crawl, or one whose delta enumeration was interrupted (its cursor is saved). `--full` starts
@@ -156,11 +149,8 @@ pub(crate) async fn crawl_inner(
                         items: Vec::new(),
                         next_link: None,
                     };
-                    manifest
-                        .call(move |m| m.commit_page(crawl_id, &listed_root))
-                        .await?;
-                    summary.marked_deleted =
-                        manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
+                    manifest.commit_page(crawl_id, listed_root).await?;
+                    summary.marked_deleted = manifest.finish_crawl(crawl_id).await?;
                     summary.complete = true;
                     progress.send_modify(|p| p.pages += 1);
                     reporter.event(&Event::CrawlFinished {
@@ -176,8 +166,9 @@ pub(crate) async fn crawl_inner(
                         message: "listing by delta is not possible here: walking the folders instead",
                         detail: Some(&reason),
                     });
-                    let (d, k) = (drive.clone(), scope_key.clone());
-                    manifest.call(move |m| m.forget_delta(&d, &k)).await?;
+                    manifest
+                        .forget_delta(drive.clone(), scope_key.clone())
+                        .await?;
                     walk_from_root = true;
                 }
             }
@@ -199,17 +190,14 @@ pub(crate) async fn crawl_inner(
     if !walked.complete {
         return Ok(summary);
     }
-    summary.marked_deleted = manifest.call(move |m| m.finish_crawl(crawl_id)).await?;
-    let (promote_drive, scope_key) = (drive.clone(), options.scope.key());
+    summary.marked_deleted = manifest.finish_crawl(crawl_id).await?;
     if summary.folders_unreadable == 0 {
         manifest
-            .call(move |m| m.promote_pending_link(&promote_drive, &scope_key))
+            .promote_pending_link(drive.clone(), scope_key)
             .await?;
     } else {
         // Changes from now on would never bring back what is in the unread folders: list in full next time.
-        manifest
-            .call(move |m| m.forget_delta(&promote_drive, &scope_key))
-            .await?;
+        manifest.forget_delta(drive.clone(), scope_key).await?;
     }
     summary.complete = true;
     reporter.event(&Event::CrawlFinished {
@@ -242,9 +230,8 @@ async fn remember_delta_start(
     };
     match graph.delta_latest(drive, &delta_root).await {
         Ok(link) => {
-            let (drive, scope_key) = (drive.clone(), options.scope.key());
             manifest
-                .call(move |m| m.set_pending_link(&drive, &scope_key, &delta_root, &link))
+                .set_pending_link(drive.clone(), options.scope.key(), delta_root, link)
                 .await?;
         }
         Err(err) if err.is_auth() => {

@@ -8,13 +8,14 @@ use crate::graph::DriveItem;
 use crate::ids::DriveId;
 use crate::localpath::{Layout, child_path, date_folder, disambiguated, safe_name, top_level_name};
 use crate::manifest::{
-    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, SelectionRow, Skip, SkipClass,
+    FrontierEntry, ItemKind, ManifestError, MediaKind, NewItem, Skip, SkipClass,
 };
 use crate::shared::SharedManifest;
 
 use super::convert::{child_remote_path, to_new_item};
 
 /// Which items are wanted and where they go.
+#[derive(Clone)]
 pub(crate) struct Placement {
     /// The run's filters.
     pub(crate) filter: Arc<Filter>,
@@ -119,24 +120,16 @@ pub async fn apply_filter(
 ) -> Result<u64, ManifestError> {
     const PAGE: usize = 4096;
     let fingerprint = filter.fingerprint();
-    let known = fingerprint.clone();
-    if manifest.call(|m| m.setting("filter")).await?.as_deref() == Some(known.as_str()) {
+    if manifest.setting("filter").await?.as_deref() == Some(fingerprint.as_str()) {
         return Ok(0);
     }
     if !filter.spec().skip_onenote {
-        manifest
-            .call(crate::manifest::Manifest::relist_skipped_notebooks)
-            .await?;
+        manifest.relist_skipped_notebooks().await?;
     }
-    let mut after = 0i64;
     let mut changed = 0u64;
-    loop {
-        let rows: Vec<SelectionRow> = manifest
-            .call(move |m| m.selection_rows_after(after, PAGE))
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.rowid;
-        let marks: Vec<(i64, Option<String>)> = rows
+    let mut rows = manifest.selection_rows(PAGE);
+    while let Some(page) = rows.next().await? {
+        let marks: Vec<(i64, Option<String>)> = page
             .into_iter()
             .filter_map(|row| {
                 let verdict = judge(
@@ -153,18 +146,10 @@ pub async fn apply_filter(
             .collect();
         if !marks.is_empty() {
             changed += marks.len() as u64;
-            manifest
-                .call(move |m| {
-                    let marks: Vec<(i64, Option<&str>)> =
-                        marks.iter().map(|(id, r)| (*id, r.as_deref())).collect();
-                    m.set_excluded(&marks)
-                })
-                .await?;
+            manifest.set_excluded(marks).await?;
         }
     }
     // Only once every row is judged: a run killed half-way judges them all again.
-    manifest
-        .call(move |m| m.set_setting("filter", &fingerprint))
-        .await?;
+    manifest.set_setting("filter", fingerprint).await?;
     Ok(changed)
 }
