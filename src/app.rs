@@ -27,6 +27,7 @@ use crate::progress::Reporter;
 use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;
 use crate::sync::delta::{self, DeltaOutcome, DeltaSummary};
+use crate::sync::scope::ListingContext;
 use crate::sync::{self, CrawlOptions, CrawlSummary, Scope};
 
 /// The manifest's file name inside `DEST/.odbackup/`.
@@ -481,18 +482,17 @@ async fn crawl_phase(
     cancel: &CancellationToken,
     progress_tx: &watch::Sender<CrawlProgress>,
 ) -> Result<CrawlSummary, Error> {
-    let summary = Box::pin(crawl_owner(
-        settings,
-        layout,
+    let options = crawl_options(settings, layout, drive);
+    let ctx = ListingContext {
         graph,
         manifest,
-        drive,
+        drive: &drive.id,
+        options: &options,
         reporter,
         cancel,
-        progress_tx,
-    ))
-    .await;
-    let summary = match summary {
+        progress: progress_tx,
+    };
+    let summary = match Box::pin(crawl_owner(settings, &ctx)).await {
         Ok(summary) => summary,
         Err(err) => {
             progress_tx.send_modify(|p| p.ended = true);
@@ -500,47 +500,18 @@ async fn crawl_phase(
         }
     };
     // The downloader waits for `ended` before it stops looking for new rows: the shared trees come first.
-    let summary = Box::pin(follow_shared(
-        settings,
-        layout,
-        graph,
-        manifest,
-        drive,
-        reporter,
-        cancel,
-        progress_tx,
-        summary,
-    ))
-    .await;
+    let summary = Box::pin(follow_shared(&ctx, summary)).await;
     progress_tx.send_modify(|p| p.ended = true);
     summary
 }
 
-/// Follow the shortcuts to shared folders and files after a complete listing of `drive`.
-#[allow(clippy::too_many_arguments)]
+/// Follow the shortcuts to shared folders and files after a complete listing of `ctx.drive`.
 async fn follow_shared(
-    settings: &RunSettings,
-    layout: Layout,
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &Drive,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress_tx: &watch::Sender<CrawlProgress>,
+    ctx: &ListingContext<'_>,
     mut summary: CrawlSummary,
 ) -> Result<CrawlSummary, Error> {
-    if summary.complete && !cancel.is_cancelled() {
-        let options = crawl_options(settings, layout, drive);
-        let shared = Box::pin(crate::shortcuts::follow_shortcuts(
-            graph,
-            manifest,
-            &drive.id,
-            &options,
-            reporter,
-            cancel,
-            progress_tx,
-        ))
-        .await?;
+    if summary.complete && !ctx.cancel.is_cancelled() {
+        let shared = Box::pin(crate::shortcuts::follow_shortcuts(ctx)).await?;
         summary.complete = shared.complete;
         summary.shared = Some(shared);
     }
@@ -564,30 +535,14 @@ fn crawl_options(settings: &RunSettings, layout: Layout, drive: &Drive) -> Crawl
     }
 }
 
-/// Crawl the scope of `drive` itself.
-#[allow(clippy::too_many_arguments)]
+/// Crawl the scope of `ctx.drive` itself.
 async fn crawl_owner(
     settings: &RunSettings,
-    layout: Layout,
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &Drive,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress_tx: &watch::Sender<CrawlProgress>,
+    ctx: &ListingContext<'_>,
 ) -> Result<CrawlSummary, Error> {
-    let crawl_options = crawl_options(settings, layout, drive);
+    let manifest = ctx.manifest;
     if !settings.full {
-        let outcome = delta::changes_round(
-            graph,
-            manifest,
-            &drive.id,
-            &crawl_options,
-            reporter,
-            cancel,
-            progress_tx,
-        )
-        .await;
+        let outcome = delta::changes_round(ctx).await;
         let summary = match outcome {
             Ok(DeltaOutcome::NeedsFullCrawl) => None,
             Ok(DeltaOutcome::Applied(delta)) => {
@@ -618,16 +573,7 @@ async fn crawl_owner(
             return summary;
         }
     }
-    Ok(sync::crawl_inner(
-        graph,
-        manifest,
-        &drive.id,
-        &crawl_options,
-        reporter,
-        cancel,
-        progress_tx,
-    )
-    .await?)
+    Ok(sync::crawl_inner(ctx).await?)
 }
 
 /// Where a run's bearer tokens come from.

@@ -15,16 +15,11 @@
 //! owner stopped sharing) is reported once by name; what is on disk of it is kept and not flagged deleted.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
-use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, ShortcutRow, Skip, SkipClass};
-use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
-use crate::shared::SharedManifest;
+use crate::progress::{Event, NoticeKind};
+use crate::sync::scope::ListingContext;
 use crate::sync::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 
 /// The reason on record for a shortcut `--no-shared` leaves out.
@@ -57,21 +52,23 @@ fn scope_key(drive: &DriveId, item: &ItemId) -> String {
 }
 
 /// Follow every shortcut in the manifest (those found inside followed trees too), or, with `--no-shared`,
-/// record them all as left out. `own_drive` is the drive the backup is of.
-pub async fn follow_shortcuts(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    own_drive: &DriveId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress: &watch::Sender<CrawlProgress>,
-) -> Result<SharedSummary, CrawlError> {
+/// record them all as left out. `ctx.drive` is the drive the backup is of.
+pub async fn follow_shortcuts(ctx: &ListingContext<'_>) -> Result<SharedSummary, CrawlError> {
+    let ListingContext {
+        manifest,
+        reporter,
+        cancel,
+        ..
+    } = *ctx;
     let mut summary = SharedSummary::default();
     // Shared drives are never a personal drive's own top level (no Personal Vault there).
     let shared_options = CrawlOptions {
         personal: false,
-        ..options.clone()
+        ..ctx.options.clone()
+    };
+    let shared = ListingContext {
+        options: &shared_options,
+        ..*ctx
     };
     let mut looked_at: HashSet<(DriveId, ItemId)> = HashSet::new();
     let mut targets: HashSet<(DriveId, ItemId)> = HashSet::new();
@@ -103,19 +100,7 @@ pub async fn follow_shortcuts(
                 return Ok(summary);
             }
             looked_at.insert((shortcut.drive_id.clone(), shortcut.item_id.clone()));
-            let outcome = follow_one(
-                graph,
-                manifest,
-                own_drive,
-                &shared_options,
-                reporter,
-                cancel,
-                progress,
-                &shortcut,
-                &mut targets,
-                &mut summary,
-            )
-            .await?;
+            let outcome = follow_one(&shared, &shortcut, &mut targets, &mut summary).await?;
             match outcome {
                 Followed::Cancelled => return Ok(summary),
                 Followed::Tree => followed.push(shortcut),
@@ -161,20 +146,23 @@ enum Followed {
     Cancelled,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Follow one shortcut of `ctx.drive` (the backup's own drive); its target is listed as a scope of the
+/// target's drive.
 #[allow(clippy::too_many_lines)] // one shortcut followed start to end: resolve, guard against loops, walk, report
 async fn follow_one(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    own_drive: &DriveId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress: &watch::Sender<CrawlProgress>,
+    ctx: &ListingContext<'_>,
     shortcut: &ShortcutRow,
     targets: &mut HashSet<(DriveId, ItemId)>,
     summary: &mut SharedSummary,
 ) -> Result<Followed, CrawlError> {
+    let ListingContext {
+        graph,
+        manifest,
+        drive: own_drive,
+        options,
+        reporter,
+        ..
+    } = *ctx;
     let record = |reason: Option<Skip>| {
         manifest.set_shortcut_outcome(shortcut.drive_id.clone(), shortcut.item_id.clone(), reason)
     };
@@ -269,10 +257,11 @@ async fn follow_one(
         // A shared file is its own whole scope: seen, and queued for download like any file.
         summary.items_seen += 1;
     } else {
-        let walked = walk_frontier(
-            graph, manifest, &drive, options, crawl_id, reporter, cancel, progress,
-        )
-        .await?;
+        let target = ListingContext {
+            drive: &drive,
+            ..*ctx
+        };
+        let walked = walk_frontier(&target, crawl_id).await?;
         summary.items_seen += walked.items_seen;
         if !walked.complete {
             return Ok(Followed::Cancelled); // the next run resumes this crawl

@@ -18,7 +18,7 @@ use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 use super::placement::Placement;
-use super::scope::{CrawlError, CrawlOptions};
+use super::scope::{CrawlError, ListingContext};
 
 /// What listing a crawl's frontier did.
 #[derive(Debug, Default)]
@@ -39,17 +39,19 @@ pub(crate) struct Walk {
 
 /// List every folder in the frontier of `crawl_id`, `list_concurrency` at once, until none is left (or the
 /// run is cancelled). Subfolders found on the way join the frontier.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn walk_frontier(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
-    options: &CrawlOptions,
+    ctx: &ListingContext<'_>,
     crawl_id: i64,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress: &watch::Sender<CrawlProgress>,
 ) -> Result<Walk, CrawlError> {
+    let ListingContext {
+        graph,
+        manifest,
+        drive,
+        options,
+        reporter,
+        cancel,
+        progress,
+    } = *ctx;
     let mut walk = Walk::default();
     let concurrency = options.list_concurrency.max(1);
     let mut in_flight: HashSet<ItemId> = HashSet::new();
@@ -130,17 +132,10 @@ pub(crate) async fn walk_frontier(
 
 /// List the folders an incremental round queued in the scope's last crawl (folders delta showed without their
 /// contents), and those an interrupted run left queued. Nothing to do is a complete walk.
-pub(crate) async fn list_queued(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress: &watch::Sender<CrawlProgress>,
-) -> Result<Walk, CrawlError> {
-    let Some(crawl_id) = manifest
-        .queued_listing(drive.clone(), options.scope.key())
+pub(crate) async fn list_queued(ctx: &ListingContext<'_>) -> Result<Walk, CrawlError> {
+    let Some(crawl_id) = ctx
+        .manifest
+        .queued_listing(ctx.drive.clone(), ctx.options.scope.key())
         .await?
     else {
         return Ok(Walk {
@@ -148,10 +143,7 @@ pub(crate) async fn list_queued(
             ..Walk::default()
         });
     };
-    walk_frontier(
-        graph, manifest, drive, options, crawl_id, reporter, cancel, progress,
-    )
-    .await
+    walk_frontier(ctx, crawl_id).await
 }
 
 async fn cancel_and_drain(tasks: &mut JoinSet<(ItemId, Result<FolderOutcome, CrawlError>)>) {

@@ -13,17 +13,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
 use super::children::list_queued;
 use super::convert::{parent_of, to_new_item};
 use super::placement::Placement;
-use super::scope::{CrawlError, CrawlOptions, Scope};
-use crate::graph::{GraphClient, GraphError, PagingGuard};
+use super::scope::{CrawlError, ListingContext, Scope};
+use crate::graph::{GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{Arrival, ItemKind, NewItem, Resolution, StagedChange};
-use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
+use crate::progress::{Event, NoticeKind};
 use crate::shared::SharedManifest;
 
 /// Staged changes resolved per manifest call.
@@ -64,15 +61,16 @@ pub enum DeltaOutcome {
 
 /// Run one incremental round for `options.scope` of `drive`, if the scope has a delta link.
 #[allow(clippy::too_many_lines)] // the round in order: page, stage, apply, queue; each exit says why it lists in full
-pub async fn changes_round(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress: &watch::Sender<CrawlProgress>,
-) -> Result<DeltaOutcome, CrawlError> {
+pub async fn changes_round(ctx: &ListingContext<'_>) -> Result<DeltaOutcome, CrawlError> {
+    let ListingContext {
+        graph,
+        manifest,
+        drive,
+        options,
+        reporter,
+        cancel,
+        progress,
+    } = *ctx;
     let scope_key = options.scope.key();
     let state = manifest
         .resumable_delta_state(drive.clone(), scope_key.clone())
@@ -178,7 +176,7 @@ pub async fn changes_round(
         )
         .await?;
     // Folders this round (or an interrupted earlier one) queued: list them now, before the run can end well.
-    let walked = list_queued(graph, manifest, drive, options, reporter, cancel, progress).await?;
+    let walked = list_queued(ctx).await?;
     summary.folders_listed = walked.folders_listed;
     summary.changes += walked.items_seen;
     summary.folders_unreadable = walked.folders_unreadable;
@@ -236,34 +234,16 @@ pub(crate) enum Enumerated {
 /// through it, staging as for a round, apply it, and keep the last page's delta link for the next run. Resumes
 /// at `cursor` when a previous enumeration was interrupted; a saved cursor the service refuses (410, 400, 404)
 /// starts the enumeration again from nothing, in the same run.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn full_listing(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
+    ctx: &ListingContext<'_>,
     scope_key: &str,
     scope_root: &ItemId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
     cursor: Option<String>,
 ) -> Result<Enumerated, CrawlError> {
     let mut cursor = cursor;
     loop {
         let resumed = cursor.is_some();
-        match enumerate_once(
-            graph,
-            manifest,
-            drive,
-            scope_key,
-            scope_root,
-            options,
-            reporter,
-            cancel,
-            cursor.take(),
-        )
-        .await
-        {
+        match enumerate_once(ctx, scope_key, scope_root, cursor.take()).await {
             Err(CrawlError::Listing { source, .. }) if resumed && is_dead_link(&source) => {
                 // The saved page link of an interrupted enumeration died since: start again, from nothing.
                 tracing::info!(scope = %scope_key, error = %source, "the saved listing position was refused: listing again from the start");
@@ -274,19 +254,22 @@ pub(crate) async fn full_listing(
 }
 
 /// One attempt at a full listing by delta (see [`full_listing`]), each page taken while the next is fetched.
-#[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_lines)] // one paging loop with its page fetched ahead; its exits read best together
 async fn enumerate_once(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
+    ctx: &ListingContext<'_>,
     scope_key: &str,
     scope_root: &ItemId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
     cursor: Option<String>,
 ) -> Result<Enumerated, CrawlError> {
+    let ListingContext {
+        graph,
+        manifest,
+        drive,
+        options,
+        reporter,
+        cancel,
+        ..
+    } = *ctx;
     if cursor.is_none() {
         manifest
             .begin_delta_enumeration(drive.clone(), scope_key.to_owned(), scope_root.clone())

@@ -5,7 +5,8 @@
 //!   mod (crawl: one full listing) ─► children (walk the frontier) ─► placement ─► convert
 //!        │                            ▲                                ▲
 //!        └─► delta (full listing or a round of changes) ───────────────┘
-//!   scope (Scope, CrawlOptions, CrawlError) sits below them all; convert (Graph item → row) below it.
+//!   scope (Scope, CrawlOptions, ListingContext, CrawlError) sits below them all; convert (Graph item → row)
+//!   below it.
 //! ```
 //!
 //! The listing knows Graph items and manifest rows and converts between them; it never prints and never
@@ -78,7 +79,16 @@ pub async fn crawl(
     cancel: &CancellationToken,
     progress: &watch::Sender<CrawlProgress>,
 ) -> Result<CrawlSummary, CrawlError> {
-    let result = crawl_inner(graph, manifest, drive, options, &reporter, cancel, progress).await;
+    let ctx = scope::ListingContext {
+        graph,
+        manifest,
+        drive,
+        options,
+        reporter: &reporter,
+        cancel,
+        progress,
+    };
+    let result = crawl_inner(&ctx).await;
     progress.send_modify(|p| p.ended = true);
     result
 }
@@ -87,14 +97,17 @@ pub async fn crawl(
 /// `crate::shortcuts`) and ends it itself.
 #[allow(clippy::too_many_lines)] // the crawl in order: root, delta listing or its fallback, folder walk, finish
 pub(crate) async fn crawl_inner(
-    graph: &GraphClient,
-    manifest: &SharedManifest,
-    drive: &DriveId,
-    options: &CrawlOptions,
-    reporter: &Arc<dyn Reporter>,
-    cancel: &CancellationToken,
-    progress: &watch::Sender<CrawlProgress>,
+    ctx: &scope::ListingContext<'_>,
 ) -> Result<CrawlSummary, CrawlError> {
+    let scope::ListingContext {
+        graph,
+        manifest,
+        drive,
+        options,
+        reporter,
+        progress,
+        ..
+    } = *ctx;
     let root = resolve_scope(graph, drive, &options.scope).await?;
     let scope_key = options.scope.key();
     // The service may have changed the root's ID since the last run (it did for OneDrive Personal roots): it
@@ -133,10 +146,7 @@ pub(crate) async fn crawl_inner(
         // the enumeration again rather than trusting a saved position.
         if !start.resumed || cursor.is_some() {
             let cursor = if options.full { None } else { cursor };
-            let enumerated = delta::full_listing(
-                graph, manifest, drive, &scope_key, &root.id, options, reporter, cancel, cursor,
-            )
-            .await?;
+            let enumerated = delta::full_listing(ctx, &scope_key, &root.id, cursor).await?;
             match enumerated {
                 Enumerated::Cancelled => return Ok(summary), // the next run resumes at the saved cursor
                 Enumerated::Done(delta) => {
@@ -178,10 +188,7 @@ pub(crate) async fn crawl_inner(
         remember_delta_start(graph, manifest, drive, options, &root).await?;
     }
 
-    let walked = walk_frontier(
-        graph, manifest, drive, options, crawl_id, reporter, cancel, progress,
-    )
-    .await?;
+    let walked = walk_frontier(ctx, crawl_id).await?;
     summary.folders_listed += walked.folders_listed;
     summary.items_seen += walked.items_seen;
     summary.folders_refused += walked.folders_refused;

@@ -2,11 +2,17 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::CrawlMethod;
 use crate::filter::Filter;
-use crate::graph::{DriveItem, GraphError};
+use crate::graph::{DriveItem, GraphClient, GraphError};
+use crate::ids::DriveId;
 use crate::localpath::Layout;
 use crate::manifest::ManifestError;
+use crate::progress::{CrawlProgress, Reporter};
+use crate::shared::SharedManifest;
 
 use super::convert::{child_remote_path, normalize_remote_path, parent_path_from_reference};
 
@@ -56,6 +62,27 @@ pub struct CrawlOptions {
     pub personal: bool,
     /// `--full`: list from scratch, without resuming a saved position of an interrupted listing by delta.
     pub full: bool,
+}
+
+/// What every listing of a run works with: the service, the manifest, the drive and how it is listed, and
+/// where events, cancellation and page counts go. Passed by reference down the listing's calls (crawl, folder
+/// walk, delta round, shortcuts), each of which takes what it needs from it.
+#[derive(Clone, Copy)]
+pub struct ListingContext<'a> {
+    /// The Graph client.
+    pub graph: &'a GraphClient,
+    /// The run's manifest.
+    pub manifest: &'a SharedManifest,
+    /// The drive listed.
+    pub drive: &'a DriveId,
+    /// How it is listed.
+    pub options: &'a CrawlOptions,
+    /// Where listing events go.
+    pub reporter: &'a Arc<dyn Reporter>,
+    /// Stops the listing at a page boundary.
+    pub cancel: &'a CancellationToken,
+    /// Pages committed so far, for the downloader running alongside.
+    pub progress: &'a watch::Sender<CrawlProgress>,
 }
 
 /// Why a crawl stopped before the end.
