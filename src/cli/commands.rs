@@ -665,7 +665,7 @@ impl Job {
                 skip_shared: true,
                 ..self.filter.spec().clone()
             };
-            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| filter_usage(&e))?);
         }
         Ok(self)
     }
@@ -678,7 +678,7 @@ impl Job {
                 skip_onenote: true,
                 ..self.filter.spec().clone()
             };
-            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| filter_usage(&e))?);
         }
         Ok(self)
     }
@@ -731,6 +731,23 @@ impl Job {
     }
 }
 
+/// A filter the library refused, said with the flags' spelling next to the config keys it names (the library
+/// names only the keys: it knows nothing of the command line).
+fn filter_usage(err: &odbackup::filter::FilterError) -> Error {
+    let keys = err.what.keys();
+    let flags: Vec<String> = keys
+        .iter()
+        .map(|key| format!("--{}", key.replace('_', "-")))
+        .collect();
+    Error::Usage(format!(
+        "{} (config: {}) {:?}: {}",
+        flags.join("/"),
+        keys.join("/"),
+        err.value,
+        err.why
+    ))
+}
+
 /// The smallest `--chunk-size`: below it, request overhead outweighs the gain of parallel streams.
 const MIN_CHUNK_SIZE: u64 = 256 * 1024;
 
@@ -754,7 +771,7 @@ fn job_of(
         skip_onenote: false,
         skip_shared: false,
     };
-    let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
+    let filter = Filter::new(spec).map_err(|e| filter_usage(&e))?;
     Ok(Job {
         filter: Arc::new(filter),
         layout: layout.or_file(file).layout,
