@@ -163,6 +163,7 @@ fn honour_earlier_pause(
     manifest: &SharedManifest,
     kept: Option<&str>,
     keep_new_pauses: bool,
+    reporter: &dyn Reporter,
 ) {
     let now = std::time::SystemTime::now();
     if let Some(until) = kept
@@ -172,11 +173,16 @@ fn honour_earlier_pause(
     {
         // A long silent start would look like a hang: say it when it is more than a moment.
         if left >= Duration::from_secs(2) {
-            tracing::warn!(
-                "the service asked the previous run to wait (Retry-After); waiting {} s more before the first \
-                 request, since calling earlier only lengthens the wait",
-                left.as_secs()
-            );
+            reporter.event(&crate::progress::Event::Notice {
+                kind: crate::progress::NoticeKind::WaitingForService,
+                path: None,
+                message: &format!(
+                    "the service asked the previous run to wait (Retry-After); waiting {} s more before the \
+                     first request, since calling earlier only lengthens the wait",
+                    left.as_secs()
+                ),
+                detail: None,
+            });
         } else {
             tracing::info!(
                 wait_ms = left.as_millis() as u64,
@@ -198,6 +204,8 @@ fn honour_earlier_pause(
         let manifest = manifest.clone();
         tokio::spawn(async move {
             if let Err(err) = manifest.set_setting(THROTTLED_UNTIL, ms).await {
+                // A diagnostic, not a notice: it runs on the client's pause callback, outside any run's
+                // reporter, and costs at most one early request of the next run, which is told to wait again.
                 tracing::warn!(error = %err, "could not keep the throttle pause for the next run");
             }
         });
@@ -262,7 +270,13 @@ async fn run_inner(
     );
     let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
-    honour_earlier_pause(graph, &manifest, throttled_until.as_deref(), keep_pauses);
+    honour_earlier_pause(
+        graph,
+        &manifest,
+        throttled_until.as_deref(),
+        keep_pauses,
+        &*reporter,
+    );
 
     let outcome = async {
         // Before the crawl, which judges what it lists by the same filter.
@@ -305,6 +319,8 @@ async fn run_inner(
         .await?;
     // The WAL still holds the cleared URLs' rows as they were written.
     if let Err(err) = manifest.truncate_wal().await {
+        // A diagnostic, not a notice: nothing is lost, SQLite checkpoints the log when the manifest is next
+        // opened (https://www.sqlite.org/wal.html#checkpointing).
         tracing::warn!(error = %err, "could not truncate the manifest's write-ahead log");
     }
     outcome
@@ -954,7 +970,13 @@ pub async fn restore(
     let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
-    honour_earlier_pause(&graph, &manifest, throttled_until.as_deref(), true);
+    honour_earlier_pause(
+        &graph,
+        &manifest,
+        throttled_until.as_deref(),
+        true,
+        &*reporter,
+    );
     let outcome = async {
         let drive = graph
             .drive(&settings.drive)

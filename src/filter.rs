@@ -17,12 +17,60 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} {value:?}: {why}")]
 pub struct FilterError {
-    /// Which setting (`--include`, `--since`, …).
-    pub what: &'static str,
+    /// Which setting, by its config key: the command line says it in its flags' spelling.
+    pub what: FilterSetting,
     /// The value as given.
     pub value: String,
     /// What is wrong with it and what would be accepted.
     pub why: String,
+}
+
+/// The setting a [`FilterError`] is about, named as the config file names it ([`FilterSetting::keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterSetting {
+    /// `include`: the globs of what is kept.
+    Include,
+    /// `exclude`: the globs of what is left out.
+    Exclude,
+    /// `media`: photos, videos or both.
+    Media,
+    /// A size (`min_size`, `max_size`, `chunk_size`), read before it is known which of them it is.
+    Size,
+    /// A date (`since`, `until`), read before it is known which of them it is.
+    Date,
+    /// `min_size` and `max_size` together.
+    SizeRange,
+    /// `since` and `until` together.
+    DateRange,
+}
+
+impl FilterSetting {
+    /// The config keys of the setting (more than one for a range, or for a value read before it is known
+    /// which setting it is).
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Include => &["include"],
+            Self::Exclude => &["exclude"],
+            Self::Media => &["media"],
+            Self::Size => &["min_size", "max_size", "chunk_size"],
+            Self::SizeRange => &["min_size", "max_size"],
+            Self::Date | Self::DateRange => &["since", "until"],
+        }
+    }
+}
+
+impl fmt::Display for FilterSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Include => "include",
+            Self::Exclude => "exclude",
+            Self::Media => "media",
+            Self::Size => "size",
+            Self::Date => "date",
+            Self::SizeRange => "size range",
+            Self::DateRange => "date range",
+        })
+    }
 }
 
 /// Which kinds of media `--media` keeps.
@@ -56,7 +104,7 @@ impl FromStr for MediaSelection {
             "videos" | "video" => Ok(MediaSelection::Videos),
             "all" => Ok(MediaSelection::All),
             _ => Err(FilterError {
-                what: "media",
+                what: FilterSetting::Media,
                 value: s.to_owned(),
                 why: "expected photos, videos or all (photos and videos)".to_owned(),
             }),
@@ -93,7 +141,7 @@ impl FromStr for ByteSize {
     type Err = FilterError;
     fn from_str(s: &str) -> Result<Self, FilterError> {
         let bad = |why: &str| FilterError {
-            what: "size",
+            what: FilterSetting::Size,
             value: s.to_owned(),
             why: why.to_owned(),
         };
@@ -170,7 +218,7 @@ impl FromStr for DateBound {
                 whole_day: false,
             })
             .map_err(|_| FilterError {
-                what: "date",
+                what: FilterSetting::Date,
                 value: s.to_owned(),
                 why: "expected YYYY-MM-DD or an RFC 3339 time such as 2021-06-30T12:00:00Z"
                     .to_owned(),
@@ -257,9 +305,9 @@ impl Filter {
             && min > max
         {
             return Err(FilterError {
-                what: "size range",
+                what: FilterSetting::SizeRange,
                 value: format!("{min}..{max}"),
-                why: "min_size (--min-size) is larger than max_size (--max-size): nothing would be kept".to_owned(),
+                why: "min_size is larger than max_size: nothing would be kept".to_owned(),
             });
         }
         let until_exclusive = spec.until.map(|u| {
@@ -273,19 +321,18 @@ impl Filter {
             && since.at >= until
         {
             return Err(FilterError {
-                what: "date range",
+                what: FilterSetting::DateRange,
                 value: format!(
                     "{}..{}",
                     since,
                     spec.until.map(|u| u.to_string()).unwrap_or_default()
                 ),
-                why: "since (--since) is not before until (--until): nothing would be kept"
-                    .to_owned(),
+                why: "since is not before until: nothing would be kept".to_owned(),
             });
         }
         Ok(Filter {
-            include: glob_set("--include", &spec.include)?,
-            exclude: glob_set("--exclude", &spec.exclude)?,
+            include: glob_set(FilterSetting::Include, &spec.include)?,
+            exclude: glob_set(FilterSetting::Exclude, &spec.exclude)?,
             extensions,
             until_exclusive,
             spec,
@@ -414,7 +461,7 @@ impl Filter {
 /// Globs match the remote path case-insensitively; `*` stays within one folder and `**` crosses folders.
 /// A pattern without a leading `/` matches at any depth (`*.tmp`, `Thumbs.db`); one with it is anchored at
 /// the drive root (`/Pictures/2021/**`).
-fn glob_set(what: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, FilterError> {
+fn glob_set(what: FilterSetting, patterns: &[String]) -> Result<Option<GlobSet>, FilterError> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -597,21 +644,22 @@ mod tests {
         );
         assert!("2021-13-01".parse::<DateBound>().is_err());
         assert!("pictures".parse::<MediaSelection>().is_err());
-        assert!(
-            Filter::new(FilterSpec {
-                include: vec!["a[".into()],
-                ..FilterSpec::default()
-            })
-            .is_err()
-        );
-        assert!(
-            Filter::new(FilterSpec {
-                min_size: Some(ByteSize(10)),
-                max_size: Some(ByteSize(5)),
-                ..FilterSpec::default()
-            })
-            .is_err()
-        );
+        let bad_glob = Filter::new(FilterSpec {
+            exclude: vec!["a[".into()],
+            ..FilterSpec::default()
+        })
+        .unwrap_err();
+        assert_eq!(bad_glob.what, FilterSetting::Exclude);
+        assert_eq!(bad_glob.what.keys(), ["exclude"]);
+        let empty_range = Filter::new(FilterSpec {
+            min_size: Some(ByteSize(10)),
+            max_size: Some(ByteSize(5)),
+            ..FilterSpec::default()
+        })
+        .unwrap_err();
+        assert_eq!(empty_range.what, FilterSetting::SizeRange);
+        // The library names settings as the config file does, never as the command line spells them.
+        assert!(!empty_range.to_string().contains("--"), "{empty_range}");
     }
 
     #[test]

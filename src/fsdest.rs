@@ -215,13 +215,35 @@ pub enum MoveOutcome {
     TargetTaken,
 }
 
-/// What [`Dest::sweep_part_files`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What [`Dest::sweep_part_files`] removed, and what it had to leave.
+#[derive(Debug, Default)]
 pub struct Swept {
     /// Files removed.
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Folders it could not look into and part files it could not remove: they stay on disk, for the caller
+    /// to tell the user (this module reports nothing itself).
+    pub left: Vec<Unswept>,
+}
+
+/// A folder [`Dest::sweep_part_files`] could not list, or a part file it could not remove.
+#[derive(Debug)]
+pub enum Unswept {
+    /// A folder whose part files could not be looked for.
+    Unlisted {
+        /// Its path, relative to the destination.
+        folder: String,
+        /// What the file system said.
+        error: io::Error,
+    },
+    /// A stale part file that could not be removed.
+    NotRemoved {
+        /// Its path, relative to the destination.
+        path: String,
+        /// What the file system said.
+        error: io::Error,
+    },
 }
 
 impl Dest {
@@ -460,8 +482,11 @@ impl Dest {
         while let Some(folder) = stack.pop() {
             let entries = match folder.entries() {
                 Ok(entries) => entries,
-                Err(err) => {
-                    tracing::warn!(folder = %shown(&self.path, &folder.rel).display(), error = %err, "could not look for stale part files");
+                Err(error) => {
+                    swept.left.push(Unswept::Unlisted {
+                        folder: folder.rel.clone(),
+                        error,
+                    });
                     continue;
                 }
             };
@@ -498,9 +523,10 @@ impl Dest {
                                 swept.files += 1;
                                 swept.bytes += entry.len;
                             }
-                            Err(err) => {
-                                tracing::warn!(path = %folder.shown(&name).display(), error = %err, "could not remove a stale part file");
-                            }
+                            Err(error) => swept.left.push(Unswept::NotRemoved {
+                                path: child(&folder.rel, &name),
+                                error,
+                            }),
                         }
                     }
                     _ => {}
@@ -1185,13 +1211,8 @@ mod tests {
         let swept = dest
             .sweep_part_files(&|folder, name| folder == "a" && name == wanted)
             .unwrap();
-        assert_eq!(
-            swept,
-            Swept {
-                files: 2,
-                bytes: 10
-            }
-        );
+        assert_eq!((swept.files, swept.bytes), (2, 10));
+        assert!(swept.left.is_empty(), "{:?}", swept.left);
         assert!(root.join("a").join(&wanted).exists() && root.join("a/user.part").exists());
         assert!(root.join(".odbackup").join(&stale).exists());
         assert!(dir.path().join("outside").join(&stale).exists());

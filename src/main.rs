@@ -21,8 +21,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let verbose = args.verbose.max(file.verbose.unwrap_or(0));
-    let log_file = args.output.or_file(&file).log_file;
+    let output = args.output.or_file(&file);
+    let (verbose, log_file) = (output.verbose, output.log_file);
     if let Err(err) = init_logging(verbose, log_file.as_deref()) {
         cli::report_error(&odbackup::Error::Usage(err));
         return ExitCode::from(2);

@@ -117,8 +117,23 @@ pub enum NoticeKind {
     FolderNotListed,
     /// Changes could not be listed incrementally: the scope is listed in full (or walked) instead.
     FullListing,
-    /// A local file could not be moved, trashed or kept as asked.
+    /// A local file could not be moved or trashed as asked: it stays where it is.
     LocalFileNotMoved,
+    /// A local file that odbackup had not written was where a file of the drive goes: it was moved into the
+    /// trash (never overwritten).
+    LocalFileDisplaced,
+    /// `--keep-versions` could not move a changed file's previous version into the trash: the new version
+    /// replaces it.
+    VersionNotKept,
+    /// `--dedupe hardlink` could not link a file to its copy on disk: files with the same content are
+    /// downloaded as copies.
+    HardLinkRefused,
+    /// Part files no wanted file resumes from could not be looked for or removed: they stay on disk.
+    PartFilesNotRemoved,
+    /// The service gave no starting point for changes: the next run lists the scope in full again.
+    IncrementalUnavailable,
+    /// The service asked an earlier run to wait (`Retry-After`): this run waits out the rest first.
+    WaitingForService,
     /// A local folder could not be created.
     FolderNotCreated,
     /// A file's modification time could not be set or read.
@@ -140,6 +155,12 @@ impl NoticeKind {
             Self::FolderNotListed => "folder_not_listed",
             Self::FullListing => "full_listing",
             Self::LocalFileNotMoved => "local_file_not_moved",
+            Self::LocalFileDisplaced => "local_file_displaced",
+            Self::VersionNotKept => "version_not_kept",
+            Self::HardLinkRefused => "hard_link_refused",
+            Self::PartFilesNotRemoved => "part_files_not_removed",
+            Self::IncrementalUnavailable => "incremental_unavailable",
+            Self::WaitingForService => "waiting_for_service",
             Self::FolderNotCreated => "folder_not_created",
             Self::ModifiedTime => "modified_time",
             Self::NotRestored => "not_restored",

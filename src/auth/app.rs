@@ -616,6 +616,8 @@ impl ClientCredentialsSource {
                 now,
             );
             let (store, account, copy) = (store.clone(), account.clone(), stored.clone());
+            // Diagnostics, not notices: the token source sits below the run's reporter (graph, which calls it,
+            // knows nothing of progress), and nothing is lost: the next run asks for a token of its own.
             match tokio::task::spawn_blocking(move || store.save(&account, &copy)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::warn!(error = %err, "could not keep the app's new token"),

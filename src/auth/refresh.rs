@@ -162,6 +162,8 @@ impl RefreshingTokenSource {
             // Renewing early failed on a network problem, but the token still works: use it, and try
             // again a little later instead of on every request.
             Err(err) if err.is_transient() && valid && state.tokens.access_token.is_some() => {
+                // A diagnostic, not a notice: the run goes on with a token that works, and the token source
+                // sits below the run's reporter (graph, which calls it, knows nothing of progress).
                 tracing::warn!(account = %self.account, error = %err, "could not renew the access token early; using the current one");
                 state.next_attempt = Some(now + EARLY_REFRESH_COOLDOWN);
             }
@@ -235,6 +237,8 @@ impl RefreshingTokenSource {
             self.account.clone(),
             state.tokens.clone(),
         );
+        // Diagnostics, not notices, for that reason, and because the token source sits below the run's
+        // reporter (graph, which calls it, knows nothing of progress).
         match tokio::task::spawn_blocking(move || store.save(&account, &tokens)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

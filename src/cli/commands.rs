@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Args, Command, CommonArgs, ConfigFile, ConfigValues, DestArgs, FilterArgs, KeepArgs,
-    LayoutArgs, RemoteArgs, ServiceArgs, TenantArgs, account, progress, render,
+    AccountArgs, Args, Command, CommonArgs, ConfigFile, ConfigValues, DestArgs, FilterArgs,
+    GraphArgs, KeepArgs, LayoutArgs, RemoteArgs, ServiceArgs, TenantArgs, TransferArgs, account,
+    progress, render,
 };
 use odbackup::browse::{self, BrowseSettings};
 use odbackup::filter::{Filter, FilterSpec};
@@ -75,27 +76,29 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
             return Outcome::Failed(ErrorKind::Run);
         }
     };
-    let quiet = args.output.or_file(&file).quiet == Some(true);
-    let verbose = args.verbose.max(file.verbose.unwrap_or(0));
+    let output = args.output.or_file(&file);
+    let quiet = output.quiet == Some(true);
+    let verbose = output.verbose;
     let result = runtime.block_on(async move {
         match args.command {
             Command::Login {
                 auth,
+                account,
                 app,
                 certificate,
                 client_secret_file,
                 browser,
-                graph_url,
+                graph,
                 sites,
                 write,
             } => {
-                let credentials = credentials(auth.account.as_ref(), &file);
+                let credentials = credentials(&account, &file);
                 if app {
                     account::login_app(
                         &auth,
                         certificate.as_deref(),
                         client_secret_file.as_deref(),
-                        graph_options(graph_url.as_ref(), &file)?,
+                        graph_options(&graph, &file)?,
                         &file,
                         &credentials,
                     )
@@ -107,7 +110,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     browser,
                     sites,
                     write,
-                    graph_options(graph_url.as_ref(), &file)?,
+                    graph_options(&graph, &file)?,
                     &file,
                     &credentials,
                 )
@@ -121,7 +124,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 shard,
                 user,
                 account,
-                graph_url,
+                graph,
                 json,
             } => {
                 if all_users || all_sites {
@@ -132,8 +135,8 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     };
                     let shard = shard.as_deref().map(Shard::parse).transpose().map_err(Error::Usage)?;
                     let found = tenant_drives(
-                        graph_options(graph_url.as_ref(), &file)?,
-                        &credentials(account.as_ref(), &file),
+                        graph_options(&graph, &file)?,
+                        &credentials(&account, &file),
                         &selection,
                     )
                     .await?
@@ -148,8 +151,8 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 }
                 let of = account::drives_of(site.as_deref(), user.as_deref())?;
                 let drives = app::list_drives(
-                    graph_options(graph_url.as_ref(), &file)?,
-                    &credentials(account.as_ref(), &file),
+                    graph_options(&graph, &file)?,
+                    &credentials(&account, &file),
                     &of,
                 )
                 .await?;
@@ -157,19 +160,19 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 Ok(Outcome::Success)
             }
             Command::Logout { account } => {
-                account::logout(&credentials(account.as_ref(), &file))?;
+                account::logout(&credentials(&account, &file))?;
                 Ok(Outcome::Success)
             }
             Command::Whoami {
                 drive,
                 account,
-                graph_url,
+                graph,
                 json,
             } => {
                 let selector = account::drive_selector(&drive, &file)?;
-                let credentials = credentials(account.as_ref(), &file);
+                let credentials = credentials(&account, &file);
                 account::whoami(
-                    graph_options(graph_url.as_ref(), &file)?,
+                    graph_options(&graph, &file)?,
                     &credentials,
                     &selector,
                     json,
@@ -187,7 +190,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     job_of(&filters, &layout, &file, false).and_then(|j| j.onenote(&remote, &file))
                     .and_then(|j| j.shared(&remote, &file));
                 run_job(
-                    job.and_then(|job| remote_settings(&remote, &file, Phases::Crawl, None, job)),
+                    job.and_then(|job| remote_settings(&remote, &file, Phases::Crawl, &TransferArgs::default(), job)),
                     json,
                     quiet,
                     verbose,
@@ -200,17 +203,17 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 filters,
                 layout,
                 keep,
-                concurrency,
+                transfer,
                 dry_run,
                 json,
             } => {
                 let job = job_of(&filters, &layout, &file, dry_run)
-                    .and_then(|j| j.keeping(&keep, &file))
+                    .and_then(|j| j.keeping(&keep, &transfer, &file))
                     .and_then(|j| j.onenote(&remote, &file))
                     .and_then(|j| j.shared(&remote, &file));
                 if tenant.is_tenant() {
                     let settings = job.and_then(|job| {
-                        tenant_settings(&remote, &tenant, &file, concurrency, job)
+                        tenant_settings(&remote, &tenant, &file, &transfer, job)
                     })?;
                     return run_tenant_job(&settings, json, quiet).await;
                 }
@@ -223,7 +226,7 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 }
                 run_job(
                     job.and_then(|job| {
-                        remote_settings(&remote, &file, Phases::Backup, concurrency, job)
+                        remote_settings(&remote, &file, Phases::Backup, &transfer, job)
                     }),
                     json,
                     quiet,
@@ -235,19 +238,19 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 common,
                 filters,
                 keep,
-                concurrency,
+                transfer,
                 dry_run,
                 json,
             } => {
                 // The layout is the one the crawl chose, remembered in the manifest.
                 let job = job_of(&filters, &LayoutArgs { layout: None }, &file, dry_run)
-                    .and_then(|j| j.keeping(&keep, &file));
+                    .and_then(|j| j.keeping(&keep, &transfer, &file));
                 let settings = job.and_then(|job| {
                     settings(
                         &common,
                         &file,
                         Phases::Download,
-                        concurrency,
+                        &transfer,
                         DriveSelector::Me,
                         Scope::Root,
                         None,
@@ -302,13 +305,12 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                 manifest,
                 to,
                 drive,
-                graph_url,
+                graph,
                 account,
                 filters,
                 on_conflict,
                 rename_invalid,
-                concurrency,
-                chunk_size,
+                transfer,
                 dry_run,
                 json,
             } => {
@@ -319,18 +321,11 @@ pub fn run(args: Args, file: ConfigValues) -> Outcome {
                     to,
                     on_conflict,
                     rename_invalid,
-                    concurrency,
-                    chunk_size,
+                    transfer,
                     dry_run,
                 };
-                let settings = restore_settings(
-                    request,
-                    &drive,
-                    graph_url.as_ref(),
-                    account.as_ref(),
-                    &filters,
-                    &file,
-                )?;
+                let settings =
+                    restore_settings(request, &drive, &graph, &account, &filters, &file)?;
                 run_restore(settings, json, quiet, verbose).await
             }
             Command::Verify {
@@ -460,7 +455,7 @@ fn tenant_settings(
     remote: &RemoteArgs,
     tenant: &TenantArgs,
     file: &ConfigValues,
-    concurrency: Option<usize>,
+    transfer: &TransferArgs,
     job: Job,
 ) -> Result<TenantSettings, Error> {
     let names_one = remote.drive.drive_id.is_some()
@@ -482,7 +477,7 @@ fn tenant_settings(
         ));
     }
     // A drive the config file names is for one-drive runs: each drive here is named by its ID.
-    let mut run = remote_settings(remote, file, Phases::Backup, concurrency, job)?;
+    let mut run = remote_settings(remote, file, Phases::Backup, transfer, job)?;
     run.drive = DriveSelector::Me;
     let source = match &tenant.drives_from {
         Some(path) => DriveSource::File(path.clone()),
@@ -670,7 +665,7 @@ impl Job {
                 skip_shared: true,
                 ..self.filter.spec().clone()
             };
-            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| filter_usage(&e))?);
         }
         Ok(self)
     }
@@ -683,16 +678,24 @@ impl Job {
                 skip_onenote: true,
                 ..self.filter.spec().clone()
             };
-            self.filter = Arc::new(Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?);
+            self.filter = Arc::new(Filter::new(spec).map_err(|e| filter_usage(&e))?);
         }
         Ok(self)
     }
 
     /// What happens to local files when the drive changes, and how large files are fetched: a flag (or its
     /// environment variable), else the config file.
-    fn keeping(self, keep: &KeepArgs, file: &ConfigValues) -> Result<Job, Error> {
+    fn keeping(
+        self,
+        keep: &KeepArgs,
+        transfer: &TransferArgs,
+        file: &ConfigValues,
+    ) -> Result<Job, Error> {
         let keep = keep.or_file(file);
-        let chunk_size = keep.chunk_size.map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
+        let chunk_size = transfer
+            .or_file(file)
+            .chunk_size
+            .map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
         if chunk_size < MIN_CHUNK_SIZE {
             return Err(Error::Usage(format!(
                 "chunk_size must be at least 256K (bytes, or a size such as 32M), not {chunk_size}"
@@ -728,6 +731,23 @@ impl Job {
     }
 }
 
+/// A filter the library refused, said with the flags' spelling next to the config keys it names (the library
+/// names only the keys: it knows nothing of the command line).
+fn filter_usage(err: &odbackup::filter::FilterError) -> Error {
+    let keys = err.what.keys();
+    let flags: Vec<String> = keys
+        .iter()
+        .map(|key| format!("--{}", key.replace('_', "-")))
+        .collect();
+    Error::Usage(format!(
+        "{} (config: {}) {:?}: {}",
+        flags.join("/"),
+        keys.join("/"),
+        err.value,
+        err.why
+    ))
+}
+
 /// The smallest `--chunk-size`: below it, request overhead outweighs the gain of parallel streams.
 const MIN_CHUNK_SIZE: u64 = 256 * 1024;
 
@@ -751,7 +771,7 @@ fn job_of(
         skip_onenote: false,
         skip_shared: false,
     };
-    let filter = Filter::new(spec).map_err(|e| Error::Usage(e.to_string()))?;
+    let filter = Filter::new(spec).map_err(|e| filter_usage(&e))?;
     Ok(Job {
         filter: Arc::new(filter),
         layout: layout.or_file(file).layout,
@@ -765,7 +785,7 @@ fn remote_settings(
     remote: &RemoteArgs,
     file: &ConfigValues,
     phases: Phases,
-    concurrency: Option<usize>,
+    transfer: &TransferArgs,
     job: Job,
 ) -> Result<RunSettings, Error> {
     let listing = remote.scope.or_file(file);
@@ -784,7 +804,7 @@ fn remote_settings(
         &remote.common,
         file,
         phases,
-        concurrency,
+        transfer,
         drive,
         scope,
         listing.list_concurrency,
@@ -802,24 +822,18 @@ fn settings(
     common: &CommonArgs,
     file: &ConfigValues,
     phases: Phases,
-    concurrency: Option<usize>,
+    transfer: &TransferArgs,
     drive: DriveSelector,
     scope: Scope,
     list_concurrency: Option<usize>,
     job: Job,
 ) -> Result<RunSettings, Error> {
-    let graph = graph_options(common.graph_url.as_ref(), file)?;
+    let graph = graph_options(&common.graph, file)?;
     // Without a --concurrency (flag, environment or config file), transfers start at the default and grow
     // while the service keeps up; a given one is a hard cap.
-    let grow_to = concurrency
-        .or(file.concurrency)
-        .is_none()
-        .then_some(DEFAULT_CONCURRENCY_CEILING);
-    let concurrency = bounded(
-        "concurrency",
-        concurrency.or(file.concurrency),
-        DEFAULT_CONCURRENCY,
-    )?;
+    let concurrency = transfer.or_file(file).concurrency;
+    let grow_to = concurrency.is_none().then_some(DEFAULT_CONCURRENCY_CEILING);
+    let concurrency = bounded("concurrency", concurrency, DEFAULT_CONCURRENCY)?;
     let list_concurrency = bounded(
         "list_concurrency",
         list_concurrency.or(file.list_concurrency),
@@ -829,7 +843,7 @@ fn settings(
         manifest: manifest_path(&common.dest, file)?,
         dest: dest_of(&common.dest, file)?,
         graph,
-        credentials: credentials(common.account.as_ref(), file),
+        credentials: credentials(&common.account, file),
         drive,
         scope,
         list_concurrency,
@@ -850,28 +864,28 @@ fn settings(
 
 fn browse_settings(service: &ServiceArgs, file: &ConfigValues) -> Result<BrowseSettings, Error> {
     Ok(BrowseSettings {
-        graph: graph_options(service.graph_url.as_ref(), file)?,
-        credentials: credentials(service.account.as_ref(), file),
+        graph: graph_options(&service.graph, file)?,
+        credentials: credentials(&service.account, file),
         drive: account::drive_selector(&service.drive, file)?,
     })
 }
 
 /// Where tokens come from: `ODBACKUP_ACCESS_TOKEN` if set, else the stored sign-in of the account.
-fn credentials(account: Option<&String>, file: &ConfigValues) -> Credentials {
+fn credentials(account: &AccountArgs, file: &ConfigValues) -> Credentials {
     Credentials {
         access_token: std::env::var("ODBACKUP_ACCESS_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty()),
-        account: account.cloned().or_else(|| file.account.clone()),
+        account: account.or_file(file).account,
         config_dir: config::config_dir(),
     }
 }
 
 /// The Graph endpoint: flag/env, then config file, then the global cloud.
-fn graph_options(flag: Option<&String>, file: &ConfigValues) -> Result<GraphOptions, Error> {
-    let graph_url = flag
-        .cloned()
-        .or_else(|| file.graph_url.clone())
+fn graph_options(graph: &GraphArgs, file: &ConfigValues) -> Result<GraphOptions, Error> {
+    let graph_url = graph
+        .or_file(file)
+        .graph_url
         .unwrap_or_else(|| GraphOptions::default().base_url);
     // The bearer token goes there: https, or plain http on this machine's loopback only.
     odbackup::endpoint::check_credential_url("--graph-url", &graph_url).map_err(Error::Usage)?;
@@ -899,16 +913,15 @@ struct RestoreRequest {
     to: String,
     on_conflict: odbackup::restore::OnConflict,
     rename_invalid: bool,
-    concurrency: Option<usize>,
-    chunk_size: Option<odbackup::filter::ByteSize>,
+    transfer: TransferArgs,
     dry_run: bool,
 }
 
 fn restore_settings(
     request: RestoreRequest,
     drive: &super::DriveArgs,
-    graph_url: Option<&String>,
-    account: Option<&String>,
+    graph: &GraphArgs,
+    account: &AccountArgs,
     filters: &FilterArgs,
     file: &ConfigValues,
 ) -> Result<app::RestoreSettings, Error> {
@@ -930,17 +943,15 @@ fn restore_settings(
         plan::place(&segments, true, "/", false, false)
             .map_err(|refusal| Error::Usage(format!("--to {to:?}: {refusal}")))?;
     }
-    let chunk_size = request
-        .chunk_size
-        .or(file.chunk_size)
-        .map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
+    let transfer = request.transfer.or_file(file);
+    let chunk_size = transfer.chunk_size.map_or(DEFAULT_CHUNK_SIZE, |b| b.0);
     let job = job_of(filters, &LayoutArgs { layout: None }, file, request.dry_run)?;
     let manifest = request
         .manifest
         .unwrap_or_else(|| app::default_manifest_path(source.path()));
     Ok(app::RestoreSettings {
         manifest,
-        graph: graph_options(graph_url, file)?,
+        graph: graph_options(graph, file)?,
         credentials: credentials(account, file),
         drive: account::drive_selector(drive, file)?,
         options: RestoreOptions {
@@ -949,11 +960,7 @@ fn restore_settings(
             on_conflict: request.on_conflict,
             rename_invalid: request.rename_invalid,
             filter: job.filter,
-            concurrency: bounded(
-                "concurrency",
-                request.concurrency.or(file.concurrency),
-                DEFAULT_CONCURRENCY,
-            )?,
+            concurrency: bounded("concurrency", transfer.concurrency, DEFAULT_CONCURRENCY)?,
             fragment_size: plan::fragment_size(chunk_size),
             dry_run: request.dry_run,
         },

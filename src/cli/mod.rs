@@ -13,14 +13,13 @@ mod settings;
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use odbackup::filter::ByteSize;
 
 pub use commands::{load_config, run};
 pub use progress::{EscapedLog, LogWriter};
 pub use render::error as report_error;
 pub use settings::{
-    AuthArgs, ConfigFile, ConfigValues, DestArgs, DriveArgs, FilterArgs, KeepArgs, LayoutArgs,
-    OutputArgs, ScopeArgs,
+    AccountArgs, AuthArgs, ConfigFile, ConfigValues, DestArgs, DriveArgs, FilterArgs, GraphArgs,
+    KeepArgs, LayoutArgs, OutputArgs, ScopeArgs, TransferArgs,
 };
 
 /// Back up a Microsoft OneDrive (personal, business, SharePoint) to local disk: every file verified,
@@ -31,10 +30,7 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Progress display and log file.
+    /// Progress display, log level and log file.
     #[command(flatten)]
     pub output: OutputArgs,
     /// Config file [default: $ODBACKUP_CONFIG_DIR/config.toml or the user config dir's odbackup/config.toml].
@@ -66,6 +62,9 @@ pub enum Command {
         /// Which app registration and tenant.
         #[command(flatten)]
         auth: AuthArgs,
+        /// The name the sign-in is kept under.
+        #[command(flatten)]
+        account: AccountArgs,
         /// App-only sign-in (OAuth client credentials) for backing up every user and site of a tenant: give
         /// --tenant, --client-id and --certificate (recommended) or --client-secret-file (or ODBACKUP_CLIENT_SECRET).
         /// Nothing secret is stored: the file (mode 0600) is read again for each new token.
@@ -91,9 +90,9 @@ pub enum Command {
         /// Sign in in a browser (authorization code with PKCE and a loopback redirect) instead of with a code.
         #[arg(long)]
         browser: bool,
-        /// Microsoft Graph base URL, to look up who signed in [default: https://graph.microsoft.com/v1.0].
-        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
-        graph_url: Option<String>,
+        /// Where Graph is, to look up who signed in.
+        #[command(flatten)]
+        graph: GraphArgs,
         /// Also ask for Sites.Read.All, which SharePoint sites (--site) need (work accounts; added by itself
         /// when the config file names a site).
         #[arg(long)]
@@ -104,9 +103,9 @@ pub enum Command {
     },
     /// Forget a stored sign-in.
     Logout {
-        /// Which stored sign-in [default: default].
-        #[arg(long, env = "ODBACKUP_ACCOUNT")]
-        account: Option<String>,
+        /// Which stored sign-in.
+        #[command(flatten)]
+        account: AccountArgs,
     },
     /// Show who is signed in and which drive would be backed up, with its quota.
     #[command(
@@ -116,12 +115,12 @@ pub enum Command {
         /// Which drive.
         #[command(flatten)]
         drive: DriveArgs,
-        /// Which stored sign-in [default: default].
-        #[arg(long, env = "ODBACKUP_ACCOUNT")]
-        account: Option<String>,
-        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
-        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
-        graph_url: Option<String>,
+        /// Which stored sign-in.
+        #[command(flatten)]
+        account: AccountArgs,
+        /// Where Graph is.
+        #[command(flatten)]
+        graph: GraphArgs,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -151,12 +150,12 @@ pub enum Command {
         /// Another user's drives, by sign-in name.
         #[arg(long, value_name = "UPN")]
         user: Option<String>,
-        /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
-        #[arg(long, env = "ODBACKUP_ACCOUNT")]
-        account: Option<String>,
-        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
-        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
-        graph_url: Option<String>,
+        /// Which stored sign-in.
+        #[command(flatten)]
+        account: AccountArgs,
+        /// Where Graph is.
+        #[command(flatten)]
+        graph: GraphArgs,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -194,10 +193,9 @@ pub enum Command {
         /// What happens to local files when the drive changes.
         #[command(flatten)]
         keep: KeepArgs,
-        /// Transfers at once, a hard cap [default: start at 8, grow up to 32 while the service keeps up
-        /// and does not throttle].
-        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
-        concurrency: Option<usize>,
+        /// Transfers at once and the pieces of large files.
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Only say what would be downloaded (count and size; the list with -v); write no file.
         #[arg(long)]
         dry_run: bool,
@@ -234,10 +232,9 @@ pub enum Command {
         /// What happens to local files when the drive changes.
         #[command(flatten)]
         keep: KeepArgs,
-        /// Transfers at once, a hard cap [default: start at 8, grow up to 32 while the service keeps up
-        /// and does not throttle].
-        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
-        concurrency: Option<usize>,
+        /// Transfers at once and the pieces of large files.
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Only say what would be downloaded (count and size; the list with -v): the manifest is filled,
         /// no file is written.
         #[arg(long)]
@@ -331,13 +328,12 @@ pub enum Command {
         /// Which drive to restore to.
         #[command(flatten)]
         drive: DriveArgs,
-        /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
-        #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
-        graph_url: Option<String>,
-        /// Which stored sign-in to restore with (the target account) [default: default].
-        /// ODBACKUP_ACCESS_TOKEN, when set, is used instead.
-        #[arg(long, env = "ODBACKUP_ACCOUNT")]
-        account: Option<String>,
+        /// Where Graph is.
+        #[command(flatten)]
+        graph: GraphArgs,
+        /// Which stored sign-in to restore with (the target account).
+        #[command(flatten)]
+        account: AccountArgs,
         /// Which files go back (judged on the paths they had on the drive).
         #[command(flatten)]
         filters: FilterArgs,
@@ -349,13 +345,9 @@ pub enum Command {
         /// reserved names) under legal look-alikes instead of refusing them; each is reported.
         #[arg(long)]
         rename_invalid: bool,
-        /// Transfers at once.
-        #[arg(long, env = "ODBACKUP_CONCURRENCY")]
-        concurrency: Option<usize>,
-        /// Upload files above 4 MiB in fragments of about SIZE (rounded down to a multiple of 320 KiB, at
-        /// most 60 MiB; the same setting as the download's pieces) [default: 32M].
-        #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
-        chunk_size: Option<ByteSize>,
+        /// Transfers at once and the size of upload fragments.
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Only say what would be uploaded (count and size; the list with -v); nothing is written.
         #[arg(long)]
         dry_run: bool,
@@ -384,6 +376,8 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
         /// Files read at once [default: 4].
+        // Not the `concurrency` of the settings schema: that one counts transfers to and from the service,
+        // and a config file that raises it must not change how hard verify reads the local disk.
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
         /// One JSON document on stdout.
@@ -460,12 +454,12 @@ pub struct ServiceArgs {
     /// Which drive.
     #[command(flatten)]
     pub drive: DriveArgs,
-    /// Microsoft Graph base URL [default: https://graph.microsoft.com/v1.0].
-    #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
-    pub graph_url: Option<String>,
-    /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
-    #[arg(long, env = "ODBACKUP_ACCOUNT")]
-    pub account: Option<String>,
+    /// Where Graph is.
+    #[command(flatten)]
+    pub graph: GraphArgs,
+    /// Which stored sign-in.
+    #[command(flatten)]
+    pub account: AccountArgs,
 }
 
 /// Destination plus how to reach the service.
@@ -474,13 +468,12 @@ pub struct CommonArgs {
     /// Where the backup lives.
     #[command(flatten)]
     pub dest: DestArgs,
-    /// Microsoft Graph base URL (national clouds, or a local simulator for tests)
-    /// [default: https://graph.microsoft.com/v1.0].
-    #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
-    pub graph_url: Option<String>,
-    /// Which stored sign-in to use [default: default]. ODBACKUP_ACCESS_TOKEN, when set, is used instead.
-    #[arg(long, env = "ODBACKUP_ACCOUNT")]
-    pub account: Option<String>,
+    /// Where Graph is.
+    #[command(flatten)]
+    pub graph: GraphArgs,
+    /// Which stored sign-in.
+    #[command(flatten)]
+    pub account: AccountArgs,
 }
 
 /// Destination, service, drive and scope.

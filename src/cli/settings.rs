@@ -22,14 +22,17 @@ use odbackup::filter::{ByteSize, DateBound, MediaSelection};
 use odbackup::localpath::Layout;
 use serde::Deserialize;
 
-/// Declares groups of settings and the config keys that have no group of their own (see the module doc).
+/// Declares the groups of settings (see the module doc). A command flattens the groups it takes, so a setting
+/// two commands share is still declared once, with one flag, environment variable, config key and help.
 ///
 /// In a group, `value` fields are `Option<T>` (unset: the file's, then the default), `list` fields are
 /// `Vec<T>` (empty: the file's), and `switch` fields `on / off` are a flag `--on[=BOOL]` (its environment
 /// variable takes true/false, 1/0, yes/no, on/off) and a flag `--off`, resolved to `Option<bool>`: the
 /// command line can switch off what the file switched on, and the other way round. `--off` wins over `--on`
 /// and the environment wherever it stands (the two are not declared as overriding each other: clap would
-/// then refuse `--off` when the environment sets `--on`'s value).
+/// then refuse `--off` when the environment sets `--on`'s value). `count` fields are a repeatable flag
+/// (`-vv`) whose count and the config file's number are merged by taking the higher, so neither can lower
+/// the other.
 macro_rules! setting_groups {
     (
         $(
@@ -48,15 +51,15 @@ macro_rules! setting_groups {
                         $(#[doc = $ndoc:literal])* $(#[arg($($narg:tt)*)])* $no:ident,
                     )*
                 } )?
+                $( count {
+                    $( $(#[doc = $cdoc:literal])* $(#[arg($($carg:tt)*)])* $c:ident: $cty:ty, )*
+                } )?
             }
         )*
-        file_only {
-            $( $(#[doc = $fdoc:literal])* $f:ident: $fty:ty, )*
-        }
     ) => {
         $(
             $(#[doc = $gdoc])*
-            #[derive(Debug, Clone, clap::Args)]
+            #[derive(Debug, Clone, Default, clap::Args)]
             $(#[command($($gcmd)*)])*
             pub struct $group {
                 $($( $(#[doc = $vdoc])* $(#[arg($($varg)*)])* pub $v: Option<$vty>, )*)?
@@ -77,6 +80,12 @@ macro_rules! setting_groups {
                     #[arg(long)]
                     pub $no: bool,
                 )*)?
+                $($(
+                    $(#[doc = $cdoc])*
+                    $(#[arg($($carg)*)])*
+                    #[arg(action = clap::ArgAction::Count)]
+                    pub $c: $cty,
+                )*)?
             }
 
             impl $group {
@@ -96,6 +105,7 @@ macro_rules! setting_groups {
                             $s: if self.$no { Some(false) } else { self.$s.or(file.$s) },
                             $no: false,
                         )*)?
+                        $($( $c: self.$c.max(file.$c.unwrap_or_default()), )*)?
                     }
                 }
             }
@@ -110,8 +120,8 @@ macro_rules! setting_groups {
                 $($( $(#[doc = $vdoc])* pub $v: Option<$vty>, )*)?
                 $($( $(#[doc = $ldoc])* pub $l: Option<Vec<$lty>>, )*)?
                 $($( $(#[doc = $sdoc])* pub $s: Option<bool>, )*)?
+                $($( $(#[doc = $cdoc])* pub $c: Option<$cty>, )*)?
             )*
-            $( $(#[doc = $fdoc])* pub $f: Option<$fty>, )*
         }
 
         /// A parsed config file: top-level values plus named profiles. The keys are spelled out again
@@ -124,8 +134,8 @@ macro_rules! setting_groups {
                 $($( $(#[doc = $vdoc])* pub $v: Option<$vty>, )*)?
                 $($( $(#[doc = $ldoc])* pub $l: Option<Vec<$lty>>, )*)?
                 $($( $(#[doc = $sdoc])* pub $s: Option<bool>, )*)?
+                $($( $(#[doc = $cdoc])* pub $c: Option<$cty>, )*)?
             )*
-            $( $(#[doc = $fdoc])* pub $f: Option<$fty>, )*
             /// Named profiles (`--profile NAME`), each overriding the top-level values.
             #[serde(default)]
             pub profiles: BTreeMap<String, ConfigValues>,
@@ -136,8 +146,10 @@ macro_rules! setting_groups {
             /// Every key's name, as written in a config file (the test that `config.example.toml` documents
             /// each reads it).
             pub const KEYS: &'static [&'static str] = &[
-                $( $($(stringify!($v),)*)? $($(stringify!($l),)*)? $($(stringify!($s),)*)? )*
-                $(stringify!($f),)*
+                $(
+                    $($(stringify!($v),)*)? $($(stringify!($l),)*)? $($(stringify!($s),)*)?
+                    $($(stringify!($c),)*)?
+                )*
             ];
 
             /// The keys that are switches, each with a `--no-…` flag.
@@ -153,8 +165,8 @@ macro_rules! setting_groups {
                         $($( $v: self.$v.clone(), )*)?
                         $($( $l: self.$l.clone(), )*)?
                         $($( $s: self.$s, )*)?
+                        $($( $c: self.$c, )*)?
                     )*
-                    $( $f: self.$f.clone(), )*
                 }
             }
 
@@ -168,8 +180,8 @@ macro_rules! setting_groups {
                         $($( $v: profile.$v.clone().or_else(|| base.$v.clone()), )*)?
                         $($( $l: profile.$l.clone().or_else(|| base.$l.clone()), )*)?
                         $($( $s: profile.$s.or(base.$s), )*)?
+                        $($( $c: profile.$c.or(base.$c), )*)?
                     )*
-                    $( $f: profile.$f.clone().or_else(|| base.$f.clone()), )*
                 }
             }
         }
@@ -192,6 +204,12 @@ setting_groups! {
             #[arg(global = true)]
             no_quiet,
         }
+        count {
+            /// More log output on stderr (-v info, -vv debug, -vvv trace; in the config file 0 to 3, the higher
+            /// of the two wins); RUST_LOG overrides.
+            #[arg(short, long, global = true)]
+            verbose: u8,
+        }
     }
 
     /// The destination and its manifest.
@@ -209,9 +227,6 @@ setting_groups! {
     /// Sign-in settings.
     group AuthArgs {
         value {
-            /// Name for this sign-in, to keep several [default: default].
-            #[arg(long, env = "ODBACKUP_ACCOUNT")]
-            account: String,
             /// The Application (client) ID of your app registration (see README).
             #[arg(long, env = "ODBACKUP_CLIENT_ID", value_name = "ID")]
             client_id: String,
@@ -225,6 +240,41 @@ setting_groups! {
             /// Scopes to request, comma-separated [default: Files.Read.All,offline_access,User.Read].
             #[arg(long, value_delimiter = ',')]
             scopes: Vec<String>,
+        }
+    }
+
+    /// Which stored sign-in a command uses.
+    group AccountArgs {
+        value {
+            /// Which stored sign-in: a name, to keep several [default: default]. Commands that reach the
+            /// service use ODBACKUP_ACCESS_TOKEN instead when it is set.
+            #[arg(long, env = "ODBACKUP_ACCOUNT")]
+            account: String,
+        }
+    }
+
+    /// Where Microsoft Graph is.
+    group GraphArgs {
+        value {
+            /// Microsoft Graph base URL (national clouds, or a local simulator for tests)
+            /// [default: https://graph.microsoft.com/v1.0].
+            #[arg(long, env = "ODBACKUP_GRAPH_URL", value_name = "URL")]
+            graph_url: String,
+        }
+    }
+
+    /// How many transfers run at once, and in what pieces large files move (download, backup and restore).
+    group TransferArgs {
+        value {
+            /// Transfers at once, a hard cap [default: download and backup start at 8 and grow up to 32 while
+            /// the service keeps up and does not throttle; restore runs 8].
+            #[arg(long, value_name = "N", env = "ODBACKUP_CONCURRENCY")]
+            concurrency: usize,
+            /// Downloads fetch files larger than SIZE as SIZE-long pieces, several at once, each resumable on
+            /// its own (at least 256K); restore uploads files above 4 MiB in fragments of about SIZE (rounded
+            /// down to a multiple of 320 KiB, at most 60 MiB). Suffixes K, M, G [default: 32M].
+            #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
+            chunk_size: ByteSize,
         }
     }
 
@@ -339,10 +389,6 @@ setting_groups! {
             /// Abort and resume (by Range) a transfer that receives no byte for this many seconds [default: 60].
             #[arg(long, value_name = "SECS", env = "ODBACKUP_STALL_TIMEOUT")]
             stall_timeout: u64,
-            /// Fetch files larger than SIZE as SIZE-long pieces, several at once, each resumable on its own
-            /// (suffixes K, M, G; at least 256K) [default: 32M].
-            #[arg(long, value_name = "SIZE", env = "ODBACKUP_CHUNK_SIZE")]
-            chunk_size: ByteSize,
             /// Pieces of one large file fetched at once (1-16; 1 fetches every file in one stream). Each piece
             /// takes a transfer slot when one is free, so --concurrency still bounds the connections
             /// [default: 4].
@@ -374,15 +420,6 @@ setting_groups! {
             /// Skip files flagged as malware, whatever the config file or environment says.
             no_allow_malware,
         }
-    }
-
-    file_only {
-        /// Microsoft Graph base URL (the `--graph-url` of every command that reaches the service).
-        graph_url: String,
-        /// Transfers at once (the `--concurrency` of download, backup and restore).
-        concurrency: usize,
-        /// Log level on stderr: 0 warnings, 1 info, 2 debug, 3 trace (the count of `-v`; the higher wins).
-        verbose: u8,
     }
 }
 
@@ -421,6 +458,61 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn a_setting_several_commands_take_is_one_flag_with_one_env_and_help() {
+        let args = Args::command();
+        let reaching = [
+            "login", "whoami", "drives", "crawl", "download", "backup", "ls", "tree", "restore",
+        ];
+        let signed_in = [
+            "login", "logout", "whoami", "drives", "crawl", "download", "backup", "ls", "tree",
+            "restore",
+        ];
+        let transferring = ["download", "backup", "restore"];
+        for (id, commands) in [
+            ("graph_url", &reaching[..]),
+            ("account", &signed_in[..]),
+            ("concurrency", &transferring[..]),
+            ("chunk_size", &transferring[..]),
+        ] {
+            assert!(ConfigValues::KEYS.contains(&id), "{id} is a config key");
+            let seen: Vec<_> = commands
+                .iter()
+                .map(|name| {
+                    let command = args.find_subcommand(name).unwrap();
+                    let arg = command
+                        .get_arguments()
+                        .find(|a| a.get_id() == id)
+                        .unwrap_or_else(|| panic!("`{name}` takes no {id}"));
+                    (
+                        arg.get_long().map(str::to_owned),
+                        arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                        arg.get_help().map(ToString::to_string),
+                    )
+                })
+                .collect();
+            assert!(seen.windows(2).all(|w| w[0] == w[1]), "{id}: {seen:#?}");
+            assert!(seen[0].1.is_some(), "{id} has an environment variable");
+        }
+    }
+
+    #[test]
+    fn the_higher_of_the_verbose_flags_and_the_config_files_verbose_wins() {
+        for (argv, file, expected) in [
+            (&["odbackup", "status"][..], "", 0),
+            (&["odbackup", "status"][..], "verbose = 2\n", 2),
+            (&["odbackup", "-v", "status"][..], "verbose = 2\n", 2),
+            (&["odbackup", "status", "-vvv"][..], "verbose = 1\n", 3),
+        ] {
+            let parsed = Args::try_parse_from(argv).unwrap();
+            assert_eq!(
+                parsed.output.or_file(&values(file)).verbose,
+                expected,
+                "{argv:?} {file:?}"
+            );
+        }
     }
 
     #[test]

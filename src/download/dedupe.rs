@@ -91,7 +91,7 @@ pub(super) fn link_twin(dest: &Dest, job: &DownloadJob, twin: &Twin) -> Linked {
     let ours = job.written_path.as_deref() == Some(local_path.as_str());
     // No modification time is set: the copies share one inode, and the first copy's time stays.
     let displaced = match place(dest, &folder, &part, name, ours, None) {
-        Ok(displaced) => displaced,
+        Ok(placed) => placed.displaced,
         Err(err) => {
             let _ = folder.remove(&part);
             return Linked::NotUsable(placing_failed(&err));

@@ -278,7 +278,7 @@ pub async fn download(
         ..DownloadSummary::default()
     };
     if options.mirror_empty_folders {
-        create_folders(manifest, &dest).await?;
+        create_folders(manifest, &dest, &*reporter).await?;
     }
 
     // Transfers at once: `options.concurrency` at most, fewer for a while after the service throttles.
@@ -360,7 +360,7 @@ pub async fn download(
                 summary.moved += relocated.moved;
                 summary.displaced += relocated.displaced;
                 if options.keep.mirror_deletes && !stop.is_cancelled() {
-                    summary.trashed += trash_deleted(manifest, &dest).await?;
+                    summary.trashed += trash_deleted(manifest, &dest, &*reporter).await?;
                 }
                 pending.rewind();
                 continue;
@@ -423,7 +423,8 @@ pub async fn download(
             if options.keep.keep_versions
                 && let Some(previous) = job.written_path.clone()
             {
-                summary.versions_kept += keep_version(manifest, &dest, &job, &previous).await?;
+                summary.versions_kept +=
+                    keep_version(manifest, &dest, &job, &previous, &*reporter).await?;
             }
             let graph = graph.clone();
             let dest = dest.clone();
@@ -506,10 +507,11 @@ pub async fn download(
     summary.concurrency_highest = limit.highest();
     if !summary.interrupted && options.mirror_empty_folders {
         // Folders found by a crawl that ran alongside, empty ones included.
-        create_folders(manifest, &dest).await?;
+        create_folders(manifest, &dest, &*reporter).await?;
     }
     if !summary.interrupted {
-        summary.stale_parts_removed = sweep_stale_parts(manifest, &dest, with_malware).await?;
+        summary.stale_parts_removed =
+            sweep_stale_parts(manifest, &dest, with_malware, &*reporter).await?;
     }
     Ok(summary)
 }
@@ -755,7 +757,12 @@ fn account(
     if let Some(reason) = link_refused {
         summary.dedupe_fell_back += 1;
         if summary.dedupe_refused.is_none() {
-            tracing::warn!(path = %job.remote_path, %reason, "the destination refused a hard link: files with the same content are downloaded as copies");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::HardLinkRefused,
+                path: Some(&job.remote_path),
+                message: "the destination refused a hard link: files with the same content are downloaded as copies",
+                detail: Some(&reason),
+            });
             reporter.event(&Event::DedupeFellBack {
                 path: &job.remote_path,
                 reason: &reason,
@@ -778,6 +785,14 @@ fn account(
                 reporter.event(&Event::Displaced {
                     path: &local_path,
                     trash,
+                });
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::LocalFileDisplaced,
+                    path: Some(&local_path),
+                    message: &format!(
+                        "a local file that odbackup did not write was in the way: moved into the trash ({trash})"
+                    ),
+                    detail: None,
                 });
             }
             summary.bytes += fetched;
@@ -1099,14 +1114,20 @@ async fn record_written(
 }
 
 /// `--mirror-deletes`: files deleted on the drive leave the tree for the trash (never deleted outright).
-async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, ManifestError> {
+async fn trash_deleted(
+    manifest: &SharedManifest,
+    dest: &Dest,
+    reporter: &dyn Reporter,
+) -> Result<u64, ManifestError> {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let mut trashed = 0u64;
     let mut deleted = manifest.deleted_files(1024);
     while let Some(rows) = deleted.next().await? {
         let (dest, date) = (dest.clone(), date.clone());
-        let done = stream::blocking(move || {
-            rows.into_iter()
+        let (done, refused) = stream::blocking(move || {
+            let mut refused = Vec::new();
+            let done = rows
+                .into_iter()
                 .filter_map(|row| {
                     // Only a plain file is odbackup's to move; anything else under the name is left alone.
                     dest.file_len(&row.from)?;
@@ -1114,14 +1135,23 @@ async fn trash_deleted(manifest: &SharedManifest, dest: &Dest) -> Result<u64, Ma
                         Ok(Some(to)) => Some((row.drive_id, row.item_id, to)),
                         Ok(None) => None,
                         Err(err) => {
-                            tracing::warn!(path = %row.from, error = %err, "could not move a deleted file to the trash");
+                            refused.push((row.from, err));
                             None
                         }
                     }
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (done, refused)
         })
         .await;
+        for (path, err) in refused {
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::LocalFileNotMoved,
+                path: Some(&path),
+                message: "could not move a file deleted on the drive into the trash; it stays in place",
+                detail: Some(&err.to_string()),
+            });
+        }
         trashed += done.len() as u64;
         for (drive, item, to) in done {
             // Files linked to it keep their bytes where they are: the group is theirs now.
@@ -1137,6 +1167,7 @@ async fn keep_version(
     dest: &Dest,
     job: &DownloadJob,
     previous: &str,
+    reporter: &dyn Reporter,
 ) -> Result<u64, ManifestError> {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let trashed = {
@@ -1158,7 +1189,12 @@ async fn keep_version(
         }
         Ok(None) => Ok(0),
         Err(err) => {
-            tracing::warn!(path = %previous, error = %err, "could not keep the previous version");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::VersionNotKept,
+                path: Some(previous),
+                message: "could not move the previous version into the trash; the new version replaces it",
+                detail: Some(&err.to_string()),
+            });
             Ok(0)
         }
     }
@@ -1200,18 +1236,28 @@ async fn requeue_missing(
 }
 
 /// Mirror every known folder, empty ones included.
-async fn create_folders(manifest: &SharedManifest, dest: &Dest) -> Result<(), ManifestError> {
+async fn create_folders(
+    manifest: &SharedManifest,
+    dest: &Dest,
+    reporter: &dyn Reporter,
+) -> Result<(), ManifestError> {
     let mut folders = manifest.folders(4096);
     while let Some(rows) = folders.next().await? {
         let dest = dest.clone();
-        stream::blocking(move || {
-            for (_, local) in rows {
-                if let Err(err) = dest.create_item_folder(&local) {
-                    tracing::warn!(error = %err, "could not create folder");
-                }
-            }
+        let refused = stream::blocking(move || {
+            rows.into_iter()
+                .filter_map(|(_, local)| dest.create_item_folder(&local).err().map(|e| (local, e)))
+                .collect::<Vec<_>>()
         })
         .await;
+        for (path, err) in refused {
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::FolderNotCreated,
+                path: Some(&path),
+                message: "could not create a folder of the drive",
+                detail: Some(&err.to_string()),
+            });
+        }
     }
     Ok(())
 }
@@ -1223,6 +1269,7 @@ async fn sweep_stale_parts(
     manifest: &SharedManifest,
     dest: &Dest,
     with_malware: bool,
+    reporter: &dyn Reporter,
 ) -> Result<u64, ManifestError> {
     let mut keep: HashSet<(String, String)> = HashSet::new();
     let mut wanted = manifest.downloadable(4096, with_malware);
@@ -1259,10 +1306,33 @@ async fn sweep_stale_parts(
                     "removed stale part files"
                 );
             }
+            for left in &swept.left {
+                let (path, message, err) = match left {
+                    fsdest::Unswept::Unlisted { folder, error } => (
+                        folder,
+                        "could not look for stale part files in a folder",
+                        error,
+                    ),
+                    fsdest::Unswept::NotRemoved { path, error } => {
+                        (path, "could not remove a stale part file", error)
+                    }
+                };
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::PartFilesNotRemoved,
+                    path: Some(path),
+                    message,
+                    detail: Some(&err.to_string()),
+                });
+            }
             Ok(swept.files)
         }
         Err(err) => {
-            tracing::warn!(error = %err, "could not look for stale part files");
+            reporter.event(&Event::Notice {
+                kind: NoticeKind::PartFilesNotRemoved,
+                path: None,
+                message: "could not look for stale part files",
+                detail: Some(&err.to_string()),
+            });
             Ok(0)
         }
     }

@@ -31,7 +31,7 @@ use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
 use crate::graph::{ContentSource, DownloadUrl, GraphClient};
 use crate::hash::{ContentDigest, ContentHasher, Expected, Verification, verify};
 use crate::manifest::{Caveat, CaveatClass, DownloadJob, FailureClass};
-use crate::progress::Reporter;
+use crate::progress::{Event, NoticeKind, Reporter};
 
 /// How one transfer ended.
 #[derive(Debug)]
@@ -172,7 +172,7 @@ pub async fn transfer(
         Ok(target) => target,
         Err(failure) => return TransferOutcome::Failed(failure),
     };
-    let action = match target.adopt_existing(job).await {
+    let action = match target.adopt_existing(job, reporter).await {
         Ok(Adoption::Adopted(done)) => return done,
         Ok(Adoption::Fetch(action)) => action,
         Err(failure) => return TransferOutcome::Failed(failure),
@@ -300,7 +300,11 @@ impl Target {
     /// A file of the listed size already under the target's name is hashed: kept if its bytes are right
     /// (given the remote modification time), replaced by the download otherwise. What to fetch, from the
     /// part file's state.
-    async fn adopt_existing(&self, job: &DownloadJob) -> Result<Adoption, TransferFailure> {
+    async fn adopt_existing(
+        &self,
+        job: &DownloadJob,
+        reporter: &dyn Reporter,
+    ) -> Result<Adoption, TransferFailure> {
         let (folder, name) = (&self.folder, &self.name);
         let local = LocalState {
             final_len: folder.file_len(name),
@@ -322,7 +326,9 @@ impl Target {
             Some(len),
             Earlier::None,
         ) {
-            set_mtime(folder, name, job.modified_at.as_deref());
+            if let Some(problem) = set_mtime(folder, name, job.modified_at.as_deref()) {
+                problem.report(reporter, &self.local_path);
+            }
             return Ok(Adoption::Adopted(TransferOutcome::Done {
                 local_path: self.local_path.clone(),
                 verification,
@@ -768,7 +774,12 @@ impl<'a> TransferState<'a> {
                 .await
         };
         let displaced = match placed {
-            Ok(displaced) => displaced,
+            Ok(placed) => {
+                if let Some(problem) = placed.mtime {
+                    problem.report(self.cx.reporter, &target.local_path);
+                }
+                placed.displaced
+            }
             Err(err) => return self.fail(dest_failure(&err)),
         };
         tracing::debug!(item = %job.item_id, path = %job.remote_path, verification = verification.as_stored(), ?caveat, attempts = self.attempts, "file done");
@@ -840,13 +851,13 @@ pub(super) fn place(
     name: &str,
     ours: bool,
     modified_at: Option<&str>,
-) -> Result<Option<String>, DestError> {
+) -> Result<Placed, DestError> {
     // The journal goes first: a part file without one is taken whole on a resume, which is what it now is
     // (a kill before the rename then re-verifies it, and nothing is left behind).
     folder
         .remove(&fsdest::journal_name(part))
         .map_err(|e| folder.error(part, e))?;
-    set_mtime(folder, part, modified_at);
+    let mtime = set_mtime(folder, part, modified_at);
     let mut displaced = None;
     let mut placed = false;
     for _ in 0..4 {
@@ -856,8 +867,9 @@ pub(super) fn place(
             Some(entry) if ours && entry.kind == EntryKind::File => true,
             Some(_) => {
                 let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+                // Said by whoever records the outcome (`Event::Displaced` and a notice), not here on the
+                // blocking pool.
                 if let Some(to) = dest.trash_entry(folder, name, &date)? {
-                    tracing::warn!(path = %folder.shown(name).display(), trash = %to, "a local file that odbackup did not write was in the way: moved into the trash");
                     displaced = Some(to);
                 }
                 continue;
@@ -889,7 +901,55 @@ pub(super) fn place(
             at: dest.shown(folder.rel()),
         });
     }
-    Ok(displaced)
+    Ok(Placed { displaced, mtime })
+}
+
+/// What [`place`] did besides giving the file its name, for the caller to report.
+pub(super) struct Placed {
+    /// Where a local file that was in the way went, relative to the destination.
+    pub displaced: Option<String>,
+    /// Why the file keeps the time it was written rather than the drive's, if it does.
+    pub mtime: Option<MtimeNotSet>,
+}
+
+/// Why a file keeps the time it was written rather than the drive's `lastModifiedDateTime`.
+#[derive(Debug)]
+pub(super) enum MtimeNotSet {
+    /// The file system refused the time.
+    Refused(std::io::Error),
+    /// The listing's date is not RFC 3339.
+    Unparsable {
+        /// The date as listed.
+        date: String,
+        /// Why it does not parse.
+        error: chrono::ParseError,
+    },
+}
+
+impl MtimeNotSet {
+    /// Tell the user, as a notice about the file at `path` (relative to the destination).
+    fn report(&self, reporter: &dyn Reporter, path: &str) {
+        let (message, detail) = match self {
+            Self::Refused(err) => (
+                "could not set the modification time; the file keeps the time it was written"
+                    .to_owned(),
+                err.to_string(),
+            ),
+            Self::Unparsable { date, error } => (
+                format!(
+                    "the drive's modification time {date:?} is not a date; the file keeps the time it was \
+                     written"
+                ),
+                error.to_string(),
+            ),
+        };
+        reporter.event(&Event::Notice {
+            kind: NoticeKind::ModifiedTime,
+            path: Some(path),
+            message: &message,
+            detail: Some(&detail),
+        });
+    }
 }
 
 /// The download host refused fresh URL after fresh URL: a permission problem, not something to loop on.
@@ -946,17 +1006,18 @@ async fn hash_file(
 }
 
 /// Give the file `name` of `folder` the remote `fileSystemInfo.lastModifiedDateTime` (never through a
-/// link). Best effort: a missing or unparsable date leaves the download time, which is logged, not failed.
-fn set_mtime(folder: &Folder, name: &str, modified_at: Option<&str>) {
-    let Some(text) = modified_at else { return };
+/// link). Best effort: a date that cannot be set or parsed leaves the download time, and is returned for the
+/// caller to report, not failed.
+fn set_mtime(folder: &Folder, name: &str, modified_at: Option<&str>) -> Option<MtimeNotSet> {
+    let text = modified_at?;
     match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(t) => {
-            if let Err(err) = folder.set_mtime(name, t.timestamp(), t.timestamp_subsec_nanos()) {
-                tracing::warn!(path = %folder.shown(name).display(), error = %err, "could not set the modification time");
-            }
-        }
-        Err(err) => {
-            tracing::warn!(path = %folder.shown(name).display(), date = text, error = %err, "unparsable modification time");
-        }
+        Ok(t) => folder
+            .set_mtime(name, t.timestamp(), t.timestamp_subsec_nanos())
+            .err()
+            .map(MtimeNotSet::Refused),
+        Err(error) => Some(MtimeNotSet::Unparsable {
+            date: text.to_owned(),
+            error,
+        }),
     }
 }

@@ -413,12 +413,21 @@ async fn plan_all(
     let mut rows = manifest.restore_sources(BATCH);
     loop {
         let batch: Vec<SourceEntry> = if let Some(mut w) = walk.take() {
-            let (w, batch) = blocking(move || {
+            let (w, batch, unlisted) = blocking(move || {
                 let batch = w.next_batch(BATCH);
-                (w, batch)
+                let unlisted = w.take_unlisted();
+                (w, batch, unlisted)
             })
             .await;
             walk = Some(w);
+            for (folder, err) in unlisted {
+                reporter.event(&crate::progress::Event::Notice {
+                    kind: crate::progress::NoticeKind::SourceFolderUnreadable,
+                    path: Some(&folder),
+                    message: "could not list a folder to restore: its files are not restored",
+                    detail: Some(&err.to_string()),
+                });
+            }
             batch
         } else {
             let Some(rows) = rows.next().await? else {

@@ -182,6 +182,7 @@ pub struct FolderWalk {
     dest: Dest,
     stack: Vec<(Folder, Vec<String>)>,
     ready: std::collections::VecDeque<SourceEntry>,
+    unlisted: Vec<(String, std::io::Error)>,
 }
 
 impl FolderWalk {
@@ -195,6 +196,7 @@ impl FolderWalk {
             dest,
             stack: vec![(root, Vec::new())],
             ready: std::collections::VecDeque::new(),
+            unlisted: Vec::new(),
         })
     }
 
@@ -207,6 +209,12 @@ impl FolderWalk {
         self.ready.drain(..take).collect()
     }
 
+    /// The folders found unreadable since the last call (their paths relative to the source, and what the
+    /// file system said): their entries are not restored, and the caller tells the user.
+    pub fn take_unlisted(&mut self) -> Vec<(String, std::io::Error)> {
+        std::mem::take(&mut self.unlisted)
+    }
+
     /// List one folder: its files become entries, its folders are entries and pushed to visit.
     fn step(&mut self) {
         let Some((folder, segments)) = self.stack.pop() else {
@@ -215,7 +223,7 @@ impl FolderWalk {
         let mut names = match folder.list() {
             Ok(names) => names,
             Err(e) => {
-                tracing::warn!(folder = %self.dest.shown(folder.rel()).display(), error = %e, "could not list a folder to restore");
+                self.unlisted.push((folder.rel().to_owned(), e));
                 return;
             }
         };

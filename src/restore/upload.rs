@@ -681,6 +681,8 @@ impl FileTask<'_> {
             )
             .await
         {
+            // A diagnostic, not a notice: the upload goes on; only a kill before it ends would start this
+            // file over, and a manifest that cannot be written fails the run's own records loudly.
             tracing::warn!(error = %e, "could not keep the upload session; a kill now starts it over");
         }
         tracing::debug!(path = %job.remote_path, url = %session.upload_url, "upload session started");
@@ -693,6 +695,8 @@ impl FileTask<'_> {
             .clear_restore_session(self.target, key.to_owned())
             .await
         {
+            // A diagnostic, not a notice: a session left on record is checked by the next run that uploads
+            // this file (`kept_session`), and cancelled and forgotten then if it is no longer good for it.
             tracing::warn!(error = %e, "could not forget an upload session");
         }
     }

@@ -185,7 +185,7 @@ pub(crate) async fn crawl_inner(
         }
     }
     if walk_from_root {
-        remember_delta_start(graph, manifest, drive, options, &root).await?;
+        remember_delta_start(graph, manifest, drive, options, &root, &**reporter).await?;
     }
 
     let walked = walk_frontier(ctx, crawl_id).await?;
@@ -223,12 +223,23 @@ async fn remember_delta_start(
     drive: &DriveId,
     options: &CrawlOptions,
     scope_root: &DriveItem,
+    reporter: &dyn Reporter,
 ) -> Result<(), CrawlError> {
+    let no_incremental = |why: &str, err: &dyn std::fmt::Display| {
+        reporter.event(&Event::Notice {
+            kind: NoticeKind::IncrementalUnavailable,
+            path: Some(&options.scope.key()),
+            message: &format!(
+                "no incremental runs for this scope: {why}; the next run lists it in full again"
+            ),
+            detail: Some(&err.to_string()),
+        });
+    };
     let delta_root = if options.delta_from_drive_root && options.scope != Scope::Root {
         match graph.root(drive).await {
             Ok(root) => root.id,
             Err(err) => {
-                tracing::warn!(error = %err, "no incremental runs for this scope: could not read the drive root");
+                no_incremental("could not read the drive root", &err);
                 return Ok(());
             }
         }
@@ -248,7 +259,7 @@ async fn remember_delta_start(
             });
         }
         Err(err) => {
-            tracing::warn!(error = %err, "no incremental runs for this scope: the service gave no delta link");
+            no_incremental("the service gave no delta link", &err);
         }
     }
     Ok(())

@@ -723,7 +723,7 @@ pub async fn backup(
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
     let root = crate::fsdest::Dest::open(&settings.root)
         .map_err(|e| Error::Usage(format!("backup root: {e}")))?;
-    keep_pauses(&graph, &settings.root);
+    keep_pauses(&graph, &settings.root, &*reporter);
     let discovery = match &settings.source {
         DriveSource::Discover(selection) => discover(&graph, selection).await?,
         DriveSource::File(path) => read_drive_list(path)?,
@@ -803,7 +803,7 @@ fn status_name(status: DriveStatus) -> &'static str {
 }
 
 /// Wait out a pause the service asked of an earlier run, and keep each new one under `ROOT/.odbackup/`.
-fn keep_pauses(graph: &GraphClient, root: &Path) {
+fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) {
     let file = root
         .join(crate::localpath::STATE_DIR)
         .join(THROTTLED_UNTIL_FILE);
@@ -814,10 +814,16 @@ fn keep_pauses(graph: &GraphClient, root: &Path) {
         .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
         && let Ok(left) = until.duration_since(now)
     {
-        tracing::warn!(
-            "the service asked the previous run to wait (Retry-After); waiting {} s more before the first request",
-            left.as_secs()
-        );
+        reporter.event(&crate::progress::Event::Notice {
+            kind: crate::progress::NoticeKind::WaitingForService,
+            path: None,
+            message: &format!(
+                "the service asked the previous run to wait (Retry-After); waiting {} s more before the first \
+                 request",
+                left.as_secs()
+            ),
+            detail: None,
+        });
         graph.hold_for(left);
     }
     graph.on_pause(Arc::new(move |until| {
@@ -837,6 +843,8 @@ fn keep_pauses(graph: &GraphClient, root: &Path) {
                     std::fs::rename(&tmp, &file)
                 });
             if let Err(err) = written {
+                // A diagnostic, not a notice: it runs on the client's pause callback, outside the run's
+                // reporter, and costs at most one early request of the next run, which is told to wait again.
                 tracing::warn!(error = %err, "could not keep the throttle pause for the next run");
             }
         });
