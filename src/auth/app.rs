@@ -548,15 +548,8 @@ impl ClientCredentialsSource {
         }
     }
 
-    /// Use `policy` instead of [`RefreshPolicy::default`].
-    #[must_use]
-    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
     /// Tokens requested from the service so far.
-    pub fn acquired_count(&self) -> u64 {
+    pub(crate) fn acquired_count(&self) -> u64 {
         self.acquired.load(Ordering::Relaxed)
     }
 

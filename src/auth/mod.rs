@@ -6,10 +6,10 @@
 //! sign-in flows return.
 
 pub mod app;
-pub mod refresh;
+pub(crate) mod refresh;
 pub mod signin;
 pub mod store;
-pub mod write;
+pub(crate) mod write;
 
 use futures_util::future::BoxFuture;
 

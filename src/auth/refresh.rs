@@ -127,16 +127,12 @@ impl RefreshingTokenSource {
         }
     }
 
-    /// Use `policy` instead of [`RefreshPolicy::default`].
+    /// Use `policy` instead of [`RefreshPolicy::default`] (the tests' short backoff).
+    #[cfg(test)]
     #[must_use]
     pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
         self.policy = policy;
         self
-    }
-
-    /// The account whose tokens these are.
-    pub fn account(&self) -> &str {
-        &self.account
     }
 
     /// How many refreshes have succeeded so far (tests check that concurrent callers cause one).

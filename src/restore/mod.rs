@@ -16,7 +16,7 @@
 //! knows nothing of the command line and never prints.
 
 mod folders;
-pub mod plan;
+mod plan;
 mod source;
 mod upload;
 
@@ -38,7 +38,7 @@ use crate::manifest::{
 };
 use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
-pub use plan::OnConflict;
+pub use plan::{OnConflict, Placement, Refusal, fragment_size, place};
 use source::{FolderCursor, FolderWalk, SourceEntry, Unusable};
 use upload::{FileOutcome, FileTask};
 
@@ -88,7 +88,7 @@ pub struct RestoreOptions {
     pub filter: Arc<Filter>,
     /// Transfers at once (fewer for a while after throttling).
     pub concurrency: usize,
-    /// Bytes per upload-session fragment (a multiple of 320 KiB: see [`plan::fragment_size`]).
+    /// Bytes per upload-session fragment (a multiple of 320 KiB: see [`fragment_size`]).
     pub fragment_size: u64,
     /// Only say what would be uploaded.
     pub dry_run: bool,

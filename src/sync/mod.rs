@@ -1,5 +1,5 @@
 //! Listing a drive into the manifest: from the root, a path or a special folder, by walking its folders
-//! ([`children`]) or by one `/delta` listing ([`delta`]), and afterwards by asking `/delta` for what changed.
+//! (`children`) or by one `/delta` listing (`delta`), and afterwards by asking `/delta` for what changed.
 //!
 //! ```text
 //!   mod (crawl: one full listing) ─► children (walk the frontier) ─► placement ─► convert
@@ -11,11 +11,11 @@
 //! The listing knows Graph items and manifest rows and converts between them; it never prints and never
 //! touches local files.
 
-pub mod children;
-pub mod convert;
-pub mod delta;
-pub mod placement;
-pub mod scope;
+mod children;
+mod convert;
+pub(crate) mod delta;
+mod placement;
+mod scope;
 
 use std::sync::Arc;
 

@@ -19,8 +19,8 @@
 //! Knows the Graph client and `app`'s one-drive run; nothing of the terminal. Progress flows through the
 //! reporter, like any run's.
 
-pub mod folders;
-pub mod shard;
+mod folders;
+mod shard;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
