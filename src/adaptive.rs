@@ -223,7 +223,7 @@ impl Aimd {
 
     /// The share of requests refused whatever the limit, once learned.
     #[cfg(test)]
-    pub fn background_share(&self) -> Option<f64> {
+    pub(crate) fn background_share(&self) -> Option<f64> {
         self.background
     }
 

@@ -42,7 +42,7 @@ pub struct SharedSummary {
     /// Items recorded from shared drives.
     pub items_seen: u64,
     /// Shortcuts not followed because their target is already in the backup (or is followed by another).
-    pub already_backed_up: u64,
+    pub(crate) already_backed_up: u64,
     /// Shortcuts whose target the service no longer serves, by remote path (their local files are kept).
     pub not_accessible: Vec<String>,
     /// Items flagged deleted in shared trees (changes inside them, or shortcuts removed from My files).

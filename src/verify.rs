@@ -104,7 +104,7 @@ pub struct VerifySummary {
     /// Done files the backup holds on disk.
     pub files_in_backup: u64,
     /// Their bytes.
-    pub bytes_in_backup: u64,
+    pub(crate) bytes_in_backup: u64,
     /// Files checked.
     pub files_checked: u64,
     /// Bytes read back.

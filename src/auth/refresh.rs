@@ -48,7 +48,7 @@ const REFUSED_CODES: [&str; 4] = [
 pub struct RefreshPolicy {
     /// Refresh this long before expiry, but never before three quarters of the token's lifetime has
     /// passed (a simulator's few-second token would otherwise be refreshed on every request).
-    pub margin: Duration,
+    pub(crate) margin: Duration,
     /// Attempts per refresh when the failures are transient.
     pub attempts: u32,
     /// The first pause between attempts; doubled each time, at most 30 s.
@@ -130,7 +130,7 @@ impl RefreshingTokenSource {
     /// Use `policy` instead of [`RefreshPolicy::default`] (the tests' short backoff).
     #[cfg(test)]
     #[must_use]
-    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
+    pub(crate) fn with_policy(mut self, policy: RefreshPolicy) -> Self {
         self.policy = policy;
         self
     }

@@ -19,9 +19,9 @@ use super::AccessToken;
 use super::signin::{AuthSettings, RefreshToken, TokenResponse};
 
 /// The account name used when the user names none.
-pub const DEFAULT_ACCOUNT: &str = "default";
+pub(crate) const DEFAULT_ACCOUNT: &str = "default";
 /// The folder under the config directory that holds the token files.
-pub const ACCOUNTS_DIR: &str = "accounts";
+pub(crate) const ACCOUNTS_DIR: &str = "accounts";
 /// Longest account name accepted (it becomes a file name).
 const MAX_ACCOUNT_LEN: usize = 64;
 /// The token file format; bumped if the layout changes incompatibly.
@@ -74,10 +74,10 @@ pub struct StoredTokens {
     /// The last access token, reused until it nears expiry (short commands don't refresh each time).
     pub access_token: Option<AccessToken>,
     /// When the access token expires, in seconds since the Unix epoch.
-    pub expires_at: i64,
+    pub(crate) expires_at: i64,
     /// When the access token was issued, in seconds since the Unix epoch (its lifetime tells the
     /// refresher how early to renew it).
-    pub issued_at: i64,
+    pub(crate) issued_at: i64,
     /// The application (client) ID the tokens were issued to; a refresh must use the same one.
     pub client_id: String,
     /// The tenant signed in to.
@@ -95,7 +95,11 @@ pub struct StoredTokens {
 
 impl StoredTokens {
     /// What to store after a sign-in with `settings` that returned `tokens` at `now`.
-    pub fn from_response(settings: &AuthSettings, tokens: TokenResponse, now: SystemTime) -> Self {
+    pub(crate) fn from_response(
+        settings: &AuthSettings,
+        tokens: TokenResponse,
+        now: SystemTime,
+    ) -> Self {
         let mut stored = Self {
             refresh_token: None,
             access_token: None,
@@ -114,7 +118,7 @@ impl StoredTokens {
 
     /// Take in a refresh's answer: the new access token, and the new refresh token when one came back
     /// (the service rotates it on every refresh; the old one is discarded).
-    pub fn apply(&mut self, tokens: TokenResponse, now: SystemTime) {
+    pub(crate) fn apply(&mut self, tokens: TokenResponse, now: SystemTime) {
         self.access_token = Some(tokens.access_token);
         if let Some(refresh) = tokens.refresh_token {
             self.refresh_token = Some(refresh);
@@ -134,7 +138,7 @@ impl StoredTokens {
     }
 
     /// When the access token expires.
-    pub fn expires_at_time(&self) -> SystemTime {
+    pub(crate) fn expires_at_time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.expires_at.max(0) as u64)
     }
 

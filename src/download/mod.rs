@@ -33,11 +33,11 @@ use crate::progress::CrawlProgress;
 use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
-pub use plan::{
-    Action, LISTED_URL_FRESHNESS, LISTED_URL_LIFETIME_SETTING, ListedUrlLifetime, LocalState,
-    classify, listed_url_is_fresh, plan,
+pub use plan::plan;
+pub(crate) use plan::{
+    LISTED_URL_FRESHNESS, LISTED_URL_LIFETIME_SETTING, ListedUrlLifetime, classify,
 };
-pub use transfer::{TransferFailure, TransferOutcome};
+pub(crate) use transfer::{TransferFailure, TransferOutcome};
 
 /// Files transferred at once unless `--concurrency` says otherwise. `OneDrive` throttles bulk downloads above
 /// roughly a dozen parallel streams per user; 8 keeps a home connection busy with photos without inviting 429s.
@@ -52,7 +52,7 @@ pub const DEFAULT_CONCURRENCY_CEILING: usize = 32;
 /// Transfers failing in a row for want of a connection (after their own retries) that stop the run: the
 /// network or the service is gone, and failing every remaining file slowly, one retry budget after another,
 /// would take hours on a large drive. The failed files stay on record and the next run retries them.
-pub const UNREACHABLE_STREAK: usize = 16;
+pub(crate) const UNREACHABLE_STREAK: usize = 16;
 
 /// Rows read from the manifest per query.
 const BATCH: usize = 256;
@@ -169,7 +169,7 @@ pub struct DownloadSummary {
     /// trash, never overwritten.
     pub displaced: u64,
     /// Stale part files (of older versions, or of files no longer wanted) removed at the end of the run.
-    pub stale_parts_removed: u64,
+    pub(crate) stale_parts_removed: u64,
     /// Files stored as a hard link of a done file with the same content (`--dedupe hardlink`), not downloaded.
     pub deduplicated: u64,
     /// Their bytes: what separate copies would have taken (and fetched).
@@ -404,9 +404,8 @@ pub async fn download(
             summary.in_flight.insert(job.rowid);
             observe_throttling(&limit, graph, &*reporter);
             let permit = tokio::select! {
-                () = stop.cancelled() => break 'schedule,
-                permit = limit.acquire() => permit,
-            };
+            () = stop.cancelled() => break 'schedule,
+            permit = limit.acquire() => permit};
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
             if let Some(joined) = tasks.try_join_next()
                 && record(
@@ -448,8 +447,7 @@ pub async fn download(
                                 job,
                                 outcome,
                                 linked: Some(twin),
-                                link_refused: None,
-                            };
+                                link_refused: None};
                         }
                         dedupe::Linked::Unavailable(reason) => link_refused = Some(reason),
                         dedupe::Linked::NotUsable(reason) => {
@@ -471,15 +469,13 @@ pub async fn download(
                 observe_throttling(&limit, &graph, &*reporter);
                 let (healthy, bytes) = match &outcome {
                     TransferOutcome::Done { fetched, .. } => (true, *fetched),
-                    _ => (false, 0),
-                };
+                    _ => (false, 0)};
                 limit.release_after(permit, healthy, bytes);
                 Finished {
                     job,
                     outcome,
                     linked: None,
-                    link_refused,
-                }
+                    link_refused}
             });
         }
     }
@@ -1014,8 +1010,7 @@ async fn relocate_moved(
                             "could not move a renamed file to {}; it will be checked and fetched again if need be",
                             row.to
                         ),
-                        detail: Some(&err.to_string()),
-                    });
+                        detail: Some(&err.to_string())});
                     unmovable.push(row);
                 }
             }

@@ -98,7 +98,7 @@ impl ListedUrlLifetime {
     /// The file of a URL stored at `fetched_at_ms` and refused at `refused_at_ms` was then served by a fresh
     /// URL: the stored one had expired at that age. Shrinks the window if the lifetime is shorter than
     /// thought; returns whether it did.
-    pub fn confirmed_expired(&mut self, fetched_at_ms: i64, refused_at_ms: i64) -> bool {
+    pub(crate) fn confirmed_expired(&mut self, fetched_at_ms: i64, refused_at_ms: i64) -> bool {
         let age = refused_at_ms.saturating_sub(fetched_at_ms);
         if age < 0 || self.learned_ms.is_some_and(|l| l <= age) {
             return false;
@@ -113,7 +113,7 @@ impl ListedUrlLifetime {
     }
 
     /// The lifetime observed since the last look, if it changed (to be remembered for the next run).
-    pub fn take_learned(&mut self) -> Option<i64> {
+    pub(crate) fn take_learned(&mut self) -> Option<i64> {
         std::mem::take(&mut self.changed)
             .then_some(self.learned_ms)
             .flatten()
@@ -124,7 +124,7 @@ impl ListedUrlLifetime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalState {
     /// Size of the file under its final name, if there is one.
-    pub final_len: Option<u64>,
+    pub(crate) final_len: Option<u64>,
     /// Size of the part file for this item's current version, if there is one.
     pub part_len: Option<u64>,
 }

@@ -47,11 +47,11 @@ pub(super) struct Ranged<'a> {
     pub folder: &'a Arc<Folder>,
     /// The part file's name.
     pub part: &'a str,
-    pub with_sha1: bool,
+    pub(crate) with_sha1: bool,
     pub reporter: &'a dyn Reporter,
     pub cancel: &'a CancellationToken,
     /// The downloader's transfer limit, which further streams take slots from (`None`: no limit).
-    pub slots: Option<&'a AdaptiveLimit>,
+    pub(crate) slots: Option<&'a AdaptiveLimit>,
 }
 
 /// The rest of one span still to fetch.

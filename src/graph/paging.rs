@@ -31,10 +31,10 @@ pub struct Page {
     pub value: Vec<DriveItem>,
     /// Where the next page is: save it to resume, pass it back verbatim. `None` on the last page.
     #[serde(rename = "@odata.nextLink")]
-    pub next_link: Option<String>,
+    pub(crate) next_link: Option<String>,
     /// On a delta listing's last page: the link that asks for changes since this listing.
     #[serde(rename = "@odata.deltaLink")]
-    pub delta_link: Option<String>,
+    pub(crate) delta_link: Option<String>,
 }
 
 impl Page {
@@ -44,7 +44,8 @@ impl Page {
     }
 
     /// Whether this is the last page.
-    pub fn is_last(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_last(&self) -> bool {
         self.next_link.is_none()
     }
 }

@@ -138,9 +138,9 @@ pub struct Site {
     #[serde(default)]
     pub name: Option<String>,
     /// The name shown in `SharePoint`.
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// The site's address.
-    pub web_url: Option<String>,
+    pub(crate) web_url: Option<String>,
 }
 
 /// A page of drives.
@@ -167,7 +167,7 @@ impl GraphClient {
 
     /// A site's default document library. See <https://learn.microsoft.com/en-us/graph/api/drive-get>.
     #[tracing::instrument(skip_all)]
-    pub async fn site_drive(&self, site: &Site) -> Result<Drive, GraphError> {
+    pub(crate) async fn site_drive(&self, site: &Site) -> Result<Drive, GraphError> {
         let raw: RawDrive = self
             .get_json(
                 &format!("reading the document library of site {}", site.id),
@@ -180,7 +180,7 @@ impl GraphClient {
     /// Every document library of a site, one drive each.
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-list>.
     #[tracing::instrument(skip_all)]
-    pub async fn site_drives(&self, site: &Site) -> Result<Vec<Drive>, GraphError> {
+    pub(crate) async fn site_drives(&self, site: &Site) -> Result<Vec<Drive>, GraphError> {
         self.drive_list(
             &format!("listing the libraries of site {}", site.id),
             &format!("/sites/{}/drives", encode_id(&site.id)),
@@ -202,7 +202,7 @@ impl GraphClient {
     /// The drives available to the signed-in user (delegated tokens only).
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-list>.
     #[tracing::instrument(skip_all)]
-    pub async fn my_drives(&self) -> Result<Vec<Drive>, GraphError> {
+    pub(crate) async fn my_drives(&self) -> Result<Vec<Drive>, GraphError> {
         self.drive_list("listing your drives", "/me/drives").await
     }
 

@@ -47,7 +47,7 @@ pub(super) struct Answer {
 #[derive(Debug, Clone)]
 pub(super) struct Payload {
     pub bytes: Bytes,
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
 }
 
 impl Payload {
@@ -393,7 +393,7 @@ impl GraphClient {
 
     /// Send nothing for `wait` from now: the service asked an earlier run to wait that long. Not counted
     /// as a throttle event of this client.
-    pub fn hold_for(&self, wait: Duration) {
+    pub(crate) fn hold_for(&self, wait: Duration) {
         self.inner.gate.pause(wait);
     }
 

@@ -123,14 +123,15 @@ pub enum Verification {
 
 impl Verification {
     /// Whether the bytes may be kept under the final name.
-    pub fn is_ok(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_ok(&self) -> bool {
         matches!(self, Self::QuickXor | Self::Sha1 | Self::SizeOnly)
     }
 
     /// How bytes kept after this comparison were verified, in the manifest's spelling (`status` and `--json`
     /// count them by it): `quickxor`, `sha1`, `size_only`, or `unverified` for a mismatch kept only because a
     /// known service quirk explains it.
-    pub fn as_stored(&self) -> &'static str {
+    pub(crate) fn as_stored(&self) -> &'static str {
         match self {
             Self::SizeListedWrong { algorithm, .. } if *algorithm == "sha1Hash" => "sha1",
             Self::QuickXor | Self::SizeListedWrong { .. } => "quickxor",

@@ -48,7 +48,7 @@ impl QuickXorHash {
     /// A hash of the part of a stream that starts at byte `offset`, for hashing parts of one file apart (a
     /// file fetched as concurrent ranges): a byte's contribution depends only on its position, so the parts'
     /// hashes fold into the whole one with [`QuickXorHash::absorb`].
-    pub fn starting_at(offset: u64) -> Self {
+    pub(crate) fn starting_at(offset: u64) -> Self {
         Self {
             lanes: [0; WIDTH_BITS],
             len: offset,
@@ -58,7 +58,7 @@ impl QuickXorHash {
     /// Fold in the hash of another part of the same stream (made with [`QuickXorHash::starting_at`]). The
     /// parts must not overlap; once they cover the stream from its first byte to its last, the result is the
     /// stream's hash. Its length becomes the furthest end either has reached.
-    pub fn absorb(&mut self, part: &QuickXorHash) {
+    pub(crate) fn absorb(&mut self, part: &QuickXorHash) {
         for (l, p) in self.lanes.iter_mut().zip(&part.lanes) {
             *l ^= p;
         }

@@ -86,7 +86,7 @@ pub struct StatusReport {
     /// File bytes by state.
     pub bytes: ByteCounts,
     /// Every (kind, state) pair with its count and bytes, packages and remote items included.
-    pub by_kind: Vec<KindStateCount>,
+    pub(crate) by_kind: Vec<KindStateCount>,
     /// Items not downloaded, by reason (packages, remote items, refused folders…).
     pub skipped_by_reason: Vec<Count>,
     /// Failed files by class.
@@ -100,7 +100,7 @@ pub struct StatusReport {
     /// Files the filters of the last run leave out (not in the counts above).
     pub excluded: ExcludedCounts,
     /// Crawls that finished.
-    pub crawls_complete: u64,
+    pub(crate) crawls_complete: u64,
     /// Crawls interrupted and not yet resumed to the end.
     pub crawls_incomplete: u64,
     /// The latest run.
@@ -151,7 +151,7 @@ pub struct FailureRow {
     /// Attempts over all runs.
     pub attempts: u32,
     /// When it last failed.
-    pub failed_at: Option<String>,
+    pub(crate) failed_at: Option<String>,
     /// `backup` (a download) or `restore` (an upload).
     pub operation: &'static str,
     /// For a restore: the local file, relative to the folder restored from.
@@ -298,7 +298,7 @@ impl Manifest {
     }
 
     /// Files the filters leave out, with their bytes and reasons.
-    pub fn excluded_counts(&self) -> Result<ExcludedCounts> {
+    pub(crate) fn excluded_counts(&self) -> Result<ExcludedCounts> {
         let (files, bytes, on_disk) = self
             .conn
             .query_row(

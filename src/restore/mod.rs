@@ -131,7 +131,7 @@ pub enum RestoreError {
 
 /// What stops a run once it is under way: the target refuses every write, not just one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fatal {
+pub(crate) enum Fatal {
     /// The drive is full (507).
     Quota,
     /// The sign-in may read but not write (403).
@@ -231,7 +231,7 @@ pub struct RestoreSummary {
     /// Upload sessions of an earlier run resumed where the service said.
     pub sessions_resumed: u64,
     /// Upload sessions started over because the service no longer knew them.
-    pub sessions_restarted: u64,
+    pub(crate) sessions_restarted: u64,
     /// Entries that failed in this run (on record; a re-run retries them).
     pub failed: u64,
     /// Failures by class.

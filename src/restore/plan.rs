@@ -125,7 +125,7 @@ pub struct NameContext {
     /// Whether the item is a folder.
     pub folder: bool,
     /// Whether it is created directly in the drive's root.
-    pub at_root: bool,
+    pub(crate) at_root: bool,
     /// Whether the drive is a business drive or a `SharePoint` library (stricter about folders).
     pub business: bool,
 }

@@ -30,12 +30,14 @@ use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
 pub(crate) use children::walk_frontier;
-pub use convert::{ONENOTE_PACKAGE, media_kind, normalize_remote_path, to_new_item};
+pub use convert::normalize_remote_path;
 use convert::{local_path_of_remote, parent_of};
+pub(crate) use convert::{media_kind, to_new_item};
 use delta::Enumerated;
-pub use placement::apply_filter;
+pub(crate) use placement::apply_filter;
 use scope::scope_remote_path;
-pub use scope::{CrawlError, CrawlOptions, DEFAULT_LIST_CONCURRENCY, Scope};
+pub(crate) use scope::{CrawlError, CrawlOptions};
+pub use scope::{DEFAULT_LIST_CONCURRENCY, Scope};
 
 /// What a finished crawl did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -174,8 +176,7 @@ pub(crate) async fn crawl_inner(
                         kind: NoticeKind::FullListing,
                         path: Some(&scope_key),
                         message: "listing by delta is not possible here: walking the folders instead",
-                        detail: Some(&reason),
-                    });
+                        detail: Some(&reason)});
                     let (d, k) = (drive.clone(), scope_key.clone());
                     manifest.call(move |m| m.forget_delta(&d, &k)).await?;
                     walk_from_root = true;

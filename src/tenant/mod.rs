@@ -102,16 +102,16 @@ pub struct TenantDrive {
     pub user_id: Option<String>,
     /// The user's or the site's name shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// The site's composite ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_id: Option<String>,
     /// The site's URL name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_name: Option<String>,
+    pub(crate) site_name: Option<String>,
     /// The site's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_url: Option<String>,
+    pub(crate) site_url: Option<String>,
     /// The library's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
@@ -166,7 +166,7 @@ pub struct WithoutDrive {
     /// The object ID.
     pub user_id: String,
     /// The name shown.
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// What the service answered (`HTTP 404 ResourceNotFound`).
     pub reason: String,
 }
@@ -490,7 +490,7 @@ where
 ///
 /// # Errors
 /// [`Error::Usage`] when the file cannot be read or is not such a list.
-pub fn read_drive_list(path: &Path) -> Result<Discovery, Error> {
+pub(crate) fn read_drive_list(path: &Path) -> Result<Discovery, Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Listed {
@@ -618,7 +618,7 @@ pub struct DriveReport {
     /// Files fetched this run.
     pub files_downloaded: u64,
     /// Files already on disk.
-    pub files_present: u64,
+    pub(crate) files_present: u64,
     /// Files that failed.
     pub files_failed: u64,
     /// Bytes fetched.

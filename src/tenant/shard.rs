@@ -15,7 +15,7 @@ pub const MAX_SHARDS: u32 = 100_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// Which shard, from 0 (as a Kubernetes `JOB_COMPLETION_INDEX` counts).
-    pub index: u32,
+    pub(crate) index: u32,
     /// How many shards in all.
     pub count: u32,
 }
