@@ -18,7 +18,7 @@ pub const SITES_SCOPE: &str = "Sites.Read.All";
 
 /// What is known of the sign-in in use, to say how to get a permission it lacks.
 #[derive(Debug, Clone, Default)]
-pub struct SignInFacts {
+pub(crate) struct SignInFacts {
     /// The stored sign-in is an app's (client credentials): permissions are the app's, granted by an admin.
     pub(crate) app_only: bool,
     /// The token comes from `ODBACKUP_ACCESS_TOKEN`: nothing odbackup stored.
@@ -216,7 +216,7 @@ fn explain(err: GraphError, selector: &DriveSelector, facts: &SignInFacts) -> Er
 /// # Errors
 /// [`Error::Drive`] when the name or the sign-in is the problem (what to do is in the message); the Graph
 /// error otherwise.
-pub async fn resolve(
+pub(crate) async fn resolve(
     graph: &GraphClient,
     selector: &DriveSelector,
     facts: &SignInFacts,
@@ -275,7 +275,7 @@ impl From<Drive> for DriveInfo {
 ///
 /// # Errors
 /// As [`resolve`], for the user or site `of` names.
-pub async fn list(
+pub(crate) async fn list(
     graph: &GraphClient,
     of: &DrivesOf,
     facts: &SignInFacts,

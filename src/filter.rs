@@ -18,11 +18,11 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 #[error("{what} {value:?}: {why}")]
 pub struct FilterError {
     /// Which setting (`--include`, `--since`, …).
-    pub what: &'static str,
+    pub(crate) what: &'static str,
     /// The value as given.
-    pub value: String,
+    pub(crate) value: String,
     /// What is wrong with it and what would be accepted.
-    pub why: String,
+    pub(crate) why: String,
 }
 
 /// Which kinds of media `--media` keeps.
@@ -138,7 +138,7 @@ impl fmt::Display for ByteSize {
 #[serde(try_from = "String")]
 pub struct DateBound {
     /// The instant.
-    pub at: DateTime<Utc>,
+    pub(crate) at: DateTime<Utc>,
     /// Whether it was a bare date (so `--until` includes that whole day).
     pub(crate) whole_day: bool,
 }

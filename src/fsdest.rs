@@ -88,14 +88,6 @@ impl DestError {
     pub(crate) fn is_path(&self) -> bool {
         !matches!(self, DestError::Io { .. })
     }
-
-    /// The file system's error, for a disk error.
-    pub fn io(&self) -> Option<&io::Error> {
-        match self {
-            DestError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// What a directory entry is (never following a link).
@@ -117,9 +109,9 @@ pub struct Entry {
     /// What it is.
     pub kind: EntryKind,
     /// Its length in bytes.
-    pub len: u64,
+    pub(crate) len: u64,
     /// Hard links to it.
-    pub links: u64,
+    pub(crate) links: u64,
     /// Its modification time: seconds since the Unix epoch and nanoseconds.
     pub modified: (i64, u32),
     /// Device and inode: the same pair means the same file.
@@ -263,7 +255,7 @@ impl Dest {
     }
 
     /// `rel` joined to the destination's path, for messages.
-    pub fn shown(&self, rel: &str) -> PathBuf {
+    pub(crate) fn shown(&self, rel: &str) -> PathBuf {
         shown(&self.path, rel)
     }
 

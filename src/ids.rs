@@ -113,7 +113,7 @@ macro_rules! string_id {
 
             /// The same ID spelled canonically.
             #[must_use]
-            pub fn canonical(&self) -> Self {
+            pub(crate) fn canonical(&self) -> Self {
                 Self(self.key().into_owned())
             }
         }

@@ -38,7 +38,7 @@ pub const MAX_SHORTCUTS: usize = 10_000;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SharedSummary {
     /// Shortcuts whose target was listed (a folder's whole tree) in this run.
-    pub followed: u64,
+    pub(crate) followed: u64,
     /// Items recorded from shared drives.
     pub items_seen: u64,
     /// Shortcuts not followed because their target is already in the backup (or is followed by another).

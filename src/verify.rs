@@ -42,7 +42,7 @@ const READ_BLOCK: usize = 4 << 20;
 const PAGE: usize = 512;
 
 /// Problems listed one by one in the summary (all are counted, and all are repaired).
-pub const MAX_LISTED_PROBLEMS: usize = 1000;
+pub(crate) const MAX_LISTED_PROBLEMS: usize = 1000;
 
 /// What `verify` does.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ pub struct VerifySummary {
     pub changed: u64,
     /// Files unreadable.
     pub unreadable: u64,
-    /// The first [`MAX_LISTED_PROBLEMS`] problems.
+    /// The first `MAX_LISTED_PROBLEMS` problems.
     pub problems: Vec<Problem>,
     /// Whether problems were to be repaired.
     pub repair: bool,

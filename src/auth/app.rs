@@ -382,7 +382,7 @@ impl AppCredentialRef {
     ///
     /// # Errors
     /// As loading it for a token would.
-    pub fn check(&self) -> Result<(), AppCredentialError> {
+    pub(crate) fn check(&self) -> Result<(), AppCredentialError> {
         self.load().map(|_| ())
     }
 }

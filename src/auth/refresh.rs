@@ -52,7 +52,7 @@ pub struct RefreshPolicy {
     /// Attempts per refresh when the failures are transient.
     pub attempts: u32,
     /// The first pause between attempts; doubled each time, at most 30 s.
-    pub backoff: Duration,
+    pub(crate) backoff: Duration,
 }
 
 impl Default for RefreshPolicy {

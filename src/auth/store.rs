@@ -70,7 +70,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StoredTokens {
     /// The long-lived token; `None` when `offline_access` was not granted.
-    pub refresh_token: Option<RefreshToken>,
+    pub(crate) refresh_token: Option<RefreshToken>,
     /// The last access token, reused until it nears expiry (short commands don't refresh each time).
     pub access_token: Option<AccessToken>,
     /// When the access token expires, in seconds since the Unix epoch.
@@ -128,7 +128,7 @@ impl StoredTokens {
     }
 
     /// The settings to refresh with: the ones the tokens were issued under.
-    pub fn settings(&self) -> AuthSettings {
+    pub(crate) fn settings(&self) -> AuthSettings {
         AuthSettings {
             login_base_url: self.login_base_url.clone(),
             tenant: self.tenant.clone(),
@@ -143,7 +143,7 @@ impl StoredTokens {
     }
 
     /// How long the access token was valid for when issued, if known.
-    pub fn lifetime(&self) -> Option<Duration> {
+    pub(crate) fn lifetime(&self) -> Option<Duration> {
         (self.issued_at > 0 && self.expires_at >= self.issued_at)
             .then(|| Duration::from_secs((self.expires_at - self.issued_at) as u64))
     }
@@ -200,7 +200,8 @@ impl TokenStore {
     }
 
     /// The folder holding the token files.
-    pub fn dir(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -253,7 +254,7 @@ impl TokenStore {
 
     /// Replace `account`'s token file atomically: write a temporary file (mode 0600) in the same folder,
     /// fsync it, rename it over the old one, fsync the folder.
-    pub fn save(&self, account: &str, tokens: &StoredTokens) -> Result<(), StoreError> {
+    pub(crate) fn save(&self, account: &str, tokens: &StoredTokens) -> Result<(), StoreError> {
         let path = self.path(account)?;
         let file = TokenFile {
             version: if tokens.app.is_some() {
@@ -293,7 +294,8 @@ impl TokenStore {
     }
 
     /// The accounts with a token file, sorted.
-    pub fn accounts(&self) -> Result<Vec<String>, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn accounts(&self) -> Result<Vec<String>, StoreError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

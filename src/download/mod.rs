@@ -33,7 +33,6 @@ use crate::progress::CrawlProgress;
 use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
-pub use plan::plan;
 pub(crate) use plan::{
     LISTED_URL_FRESHNESS, LISTED_URL_LIFETIME_SETTING, ListedUrlLifetime, classify,
 };
@@ -152,7 +151,7 @@ pub struct DownloadSummary {
     pub with_listing_url: u64,
     /// Of those, the files fetched with that URL as is; the others had outlived it or were refused, and asked
     /// `/content`.
-    pub by_listing_url: u64,
+    pub(crate) by_listing_url: u64,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -194,7 +193,7 @@ pub struct DownloadSummary {
     /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
     pub throttle_wait_secs: f64,
     /// Requests held back for their turn because `RateLimit-*` headers said the budget was nearly spent.
-    pub paced: u64,
+    pub(crate) paced: u64,
     /// Transfers overtaken by the drive: the file changed (a listing of this run said so) while its older
     /// version was being fetched. Their outcome was dropped and the new version fetched instead.
     pub superseded: u64,
@@ -203,7 +202,7 @@ pub struct DownloadSummary {
     /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
     pub concurrency_lowest: usize,
     /// The most transfers allowed at once during the run (above the configured concurrency when it grew).
-    pub concurrency_highest: usize,
+    pub(crate) concurrency_highest: usize,
     /// Transfers that failed in a row for want of a connection (see [`UNREACHABLE_STREAK`]).
     #[serde(skip)]
     unreachable_streak: usize,

@@ -139,7 +139,7 @@ pub struct Download {
     /// The body's length, when the server said.
     pub(crate) content_length: Option<u64>,
     /// The bytes. A gap longer than the read-idle timeout ends it with [`GraphError::Stalled`].
-    pub body: ByteStream,
+    pub(crate) body: ByteStream,
 }
 
 impl std::fmt::Debug for Download {
@@ -244,7 +244,7 @@ impl GraphClient {
     ///
     /// # Errors
     /// As `GraphClient::open_content`.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         item: &ItemId,
         source: &ContentSource,

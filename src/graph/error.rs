@@ -148,11 +148,11 @@ pub enum GraphError {
 )]
 pub struct HttpError {
     /// What was being done and on what (`listing children of item X`).
-    pub what: String,
+    pub(crate) what: String,
     /// The HTTP status.
     pub status: u16,
     /// Every error code in the body, outermost first; the last is the most specific.
-    pub codes: Vec<String>,
+    pub(crate) codes: Vec<String>,
     /// The service's message (outermost), or a note that the body had none.
     pub message: String,
     /// `Retry-After`, when given.
@@ -173,7 +173,7 @@ impl HttpError {
     }
 
     /// The most specific error code: the innermost one.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         self.codes.last().map(String::as_str)
     }
 }
@@ -200,7 +200,7 @@ impl GraphError {
     }
 
     /// The most specific error code in the body. Compare with `GraphError::has_code`, which ignores case.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         match self {
             GraphError::Http(e) => e.code(),
             GraphError::ResyncRequired { code, .. } => code.as_deref(),
@@ -268,7 +268,7 @@ impl GraphError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ErrorBody {
     /// Every `code` found, outermost first (`activityLimitReached`, then `throttledRequest`).
-    pub codes: Vec<String>,
+    pub(crate) codes: Vec<String>,
     /// The outermost message, or a note saying what the body was instead.
     pub message: String,
     /// `innerError.request-id`, when present.
@@ -337,7 +337,7 @@ impl ErrorBody {
     }
 
     /// The most specific code: the innermost one.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         self.codes.last().map(String::as_str)
     }
 }

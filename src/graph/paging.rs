@@ -28,7 +28,7 @@ pub const PAGE_SIZE: u32 = 1000;
 pub struct Page {
     /// The items, in the service's order.
     #[serde(default)]
-    pub value: Vec<DriveItem>,
+    pub(crate) value: Vec<DriveItem>,
     /// Where the next page is: save it to resume, pass it back verbatim. `None` on the last page.
     #[serde(rename = "@odata.nextLink")]
     pub(crate) next_link: Option<String>,
@@ -39,7 +39,8 @@ pub struct Page {
 
 impl Page {
     /// The items (an alias of `value`, the name Graph gives them).
-    pub fn items(&self) -> &[DriveItem] {
+    #[cfg(test)]
+    pub(crate) fn items(&self) -> &[DriveItem] {
         &self.value
     }
 
@@ -80,7 +81,7 @@ pub enum NoProgress {
 
 impl PagingGuard {
     /// A link about to be asked for (the first one too, when it is a saved cursor).
-    pub fn follow(&mut self, link: &str) {
+    pub(crate) fn follow(&mut self, link: &str) {
         self.followed.insert(link.to_owned());
     }
 
@@ -88,7 +89,7 @@ impl PagingGuard {
     ///
     /// # Errors
     /// [`NoProgress`] when the listing should end here.
-    pub fn check(&mut self, page: &Page) -> Result<(), NoProgress> {
+    pub(crate) fn check(&mut self, page: &Page) -> Result<(), NoProgress> {
         let mut fresh = false;
         for item in &page.value {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -157,7 +157,7 @@ impl GraphClient {
     /// See <https://learn.microsoft.com/en-us/graph/api/site-getbypath> and
     /// <https://learn.microsoft.com/en-us/graph/api/site-get>.
     #[tracing::instrument(skip_all, fields(site = %site))]
-    pub async fn site(&self, site: &SiteRef) -> Result<Site, GraphError> {
+    pub(crate) async fn site(&self, site: &SiteRef) -> Result<Site, GraphError> {
         self.get_json(
             &format!("finding the site {site}"),
             &self.url(&site.api_path()),
@@ -191,7 +191,7 @@ impl GraphClient {
     /// The drives of a user (by UPN or ID): their `OneDrive`.
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-list>.
     #[tracing::instrument(skip_all, fields(user = user))]
-    pub async fn user_drives(&self, user: &str) -> Result<Vec<Drive>, GraphError> {
+    pub(crate) async fn user_drives(&self, user: &str) -> Result<Vec<Drive>, GraphError> {
         self.drive_list(
             &format!("listing the drives of user {user}"),
             &format!("/users/{}/drives", encode_id(user)),

@@ -39,8 +39,8 @@ impl Expect {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// The body of a write to Graph, and its content type.
@@ -387,7 +387,7 @@ impl GraphClient {
     /// Have `hook` told the end of every throttle pause as it starts or grows, so a caller can keep it
     /// beyond this process: the service's `Retry-After` holds for the next run too. Set once; later calls
     /// are ignored.
-    pub fn on_pause(&self, hook: super::PauseHook) {
+    pub(crate) fn on_pause(&self, hook: super::PauseHook) {
         let _ = self.inner.pause_hook.set(hook);
     }
 

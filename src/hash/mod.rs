@@ -21,11 +21,11 @@ pub struct ContentHasher {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentDigest {
     /// Bytes hashed.
-    pub len: u64,
+    pub(crate) len: u64,
     /// quickXorHash, base64.
-    pub quick_xor: String,
+    pub(crate) quick_xor: String,
     /// SHA-1, uppercase hex, when it was asked for.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
 }
 
 impl ContentHasher {
@@ -46,12 +46,13 @@ impl ContentHasher {
     }
 
     /// Bytes hashed so far.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.quick_xor.len()
     }
 
     /// Whether nothing was hashed yet.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.quick_xor.is_empty()
     }
 
@@ -78,9 +79,9 @@ pub struct Expected {
     /// Size in bytes.
     pub size: u64,
     /// quickXorHash, base64, if listed.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// SHA-1, hex, if listed.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
 }
 
 /// The result of comparing received bytes with the listing.

@@ -66,12 +66,13 @@ impl QuickXorHash {
     }
 
     /// Bytes hashed so far (for a part: its end in the stream).
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// Whether nothing was hashed yet.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
@@ -103,7 +104,7 @@ impl QuickXorHash {
     }
 
     /// The 20-byte hash.
-    pub fn finalize(&self) -> [u8; 20] {
+    pub(crate) fn finalize(&self) -> [u8; 20] {
         let mut out = [0u8; 20];
         for (k, &value) in self.lanes.iter().enumerate() {
             if value == 0 {

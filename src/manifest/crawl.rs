@@ -40,7 +40,7 @@ pub struct PageCommit {
     /// The folder being listed.
     pub(crate) folder_id: ItemId,
     /// The page's items.
-    pub items: Vec<NewItem>,
+    pub(crate) items: Vec<NewItem>,
     /// The next page's link; `None` when this was the last page.
     pub(crate) next_link: Option<String>,
 }

@@ -15,11 +15,11 @@ pub struct Twin {
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Where its bytes are, relative to the destination.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// How it was verified when it was written (`quickxor`, …).
-    pub verification: String,
+    pub(crate) verification: String,
 }
 
 /// Files stored as hard links of another file with the same content.

@@ -18,7 +18,7 @@ pub struct DeltaState {
     /// The link that asks for changes since the last applied round.
     pub(crate) delta_link: Option<String>,
     /// Where an unfinished round stopped paging.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// When the last round was applied.
     pub last_applied_at: Option<String>,
     /// How many changes it applied.
@@ -44,7 +44,7 @@ pub struct KnownItem {
     /// Its remote path.
     pub remote_path: String,
     /// Its local path.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// Whether it is flagged deleted remotely.
     pub remote_deleted: bool,
 }
@@ -97,7 +97,11 @@ pub enum Arrival {
 
 impl Manifest {
     /// The incremental state of a scope, if a full crawl ever recorded one.
-    pub fn delta_state(&self, drive: &DriveId, scope_key: &str) -> Result<Option<DeltaState>> {
+    pub(crate) fn delta_state(
+        &self,
+        drive: &DriveId,
+        scope_key: &str,
+    ) -> Result<Option<DeltaState>> {
         self.conn
             .query_row(
                 "SELECT scope_root_id, delta_link, cursor, last_applied_at, last_changes FROM delta_state
@@ -436,11 +440,11 @@ impl Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovedFile {
     /// Row ID (page on with it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Where it was written (relative to the destination).
     pub from: String,
     /// Where it belongs now.

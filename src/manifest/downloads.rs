@@ -16,11 +16,11 @@ use crate::ids::{DriveId, ItemId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadJob {
     /// Row ID (the downloader pages by it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Its name.
     pub name: String,
     /// Its remote path.
@@ -28,9 +28,9 @@ pub struct DownloadJob {
     /// Listed size.
     pub size: u64,
     /// Listed quickXorHash.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// Listed SHA-1.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
     /// eTag.
     pub(crate) etag: Option<String>,
     /// cTag.
@@ -42,13 +42,13 @@ pub struct DownloadJob {
     /// Media kind.
     pub media: MediaKind,
     /// Relative local path.
-    pub local_path: Option<String>,
+    pub(crate) local_path: Option<String>,
     /// Attempts so far (earlier runs).
     pub attempts: u32,
     /// Where an earlier version was written, if one was (the file changed on the drive since).
-    pub written_path: Option<String>,
+    pub(crate) written_path: Option<String>,
     /// Whether the service flagged it as malware (picked only when the user asked to fetch such files).
-    pub malware: bool,
+    pub(crate) malware: bool,
     /// The download URL its listing gave for this very version, if one is stored (it may be stale: the
     /// downloader judges).
     pub(crate) listed_url: Option<ListedUrl>,
@@ -77,9 +77,9 @@ pub struct JobVersion {
     /// cTag.
     pub(crate) ctag: Option<String>,
     /// Listed quickXorHash.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// Listed SHA-1.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
     /// Listed size.
     pub size: u64,
 }
@@ -98,13 +98,13 @@ pub enum Recorded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoneFile {
     /// Row ID.
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Relative local path.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// Size on disk (the listed size, unless a caveat recorded another).
     pub size: u64,
 }
@@ -113,9 +113,9 @@ pub struct DoneFile {
 #[derive(Debug, Clone)]
 pub struct DoneRecord {
     /// Relative local path it was written to.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// `quickxor`, `sha1` or `size_only`.
-    pub verification: String,
+    pub(crate) verification: String,
     /// Bytes on disk.
     pub bytes: u64,
     /// Attempts it took in this run (added to the total, so survived retries stay on record).
@@ -175,6 +175,7 @@ pub struct FailureRecord {
 }
 
 /// The outcome of one transfer, for `Manifest::apply_outcomes` (the tests' batch recorder).
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Downloaded (or adopted from disk) and verified.

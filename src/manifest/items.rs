@@ -212,7 +212,7 @@ pub struct NewItem {
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// A folder's ID as the service spelled it, when that is not how `item_id` is spelled (see [`crate::ids`]):
     /// what a listing of it sends back. (Files are never addressed by a listing.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,15 +224,15 @@ pub struct NewItem {
     /// `/a/b.jpg` (`/` for the drive root).
     pub remote_path: String,
     /// Relative path under the destination, made of safe local names.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// What kind of item.
     pub kind: ItemKind,
     /// Size in bytes.
     pub size: Option<u64>,
     /// quickXorHash, base64.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// SHA-1, hex.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
     /// SHA-256, hex.
     pub(crate) sha256: Option<String>,
     /// eTag.
@@ -251,9 +251,9 @@ pub struct NewItem {
     pub media: MediaKind,
     /// Why it is not downloaded (its state becomes `skipped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip: Option<Skip>,
+    pub(crate) skip: Option<Skip>,
     /// `driveId/itemId` of a remote item's target.
-    pub remote_ref: Option<String>,
+    pub(crate) remote_ref: Option<String>,
     /// Why the run's filters leave it out; `None` when it is wanted.
     pub excluded: Option<String>,
     /// Where it goes instead of `local_path` when another item already claims that path (compared without
@@ -267,7 +267,7 @@ pub struct NewItem {
     /// The package type of a folder that is a package on the drive (`oneNote`: a notebook, backed up as a
     /// folder of its section files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
+    pub(crate) package: Option<String>,
 }
 
 /// Whether a listed row describes different content from the stored one (SQL over `items` and `excluded`).

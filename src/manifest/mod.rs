@@ -35,12 +35,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub(crate) use crawl::{FrontierEntry, PageCommit};
 pub(crate) use dedupe::DedupeCounts;
-pub use dedupe::Twin;
+pub(crate) use dedupe::Twin;
 pub(crate) use delta::{Arrival, MovedFile, Resolution, StagedChange};
-pub use downloads::Outcome;
-pub(crate) use downloads::{
-    Caveat, CaveatClass, DoneRecord, DownloadJob, FailureRecord, JobVersion, Recorded,
-};
+pub use downloads::DoneRecord;
+pub(crate) use downloads::{Caveat, CaveatClass, DownloadJob, FailureRecord, JobVersion, Recorded};
 pub(crate) use items::{DriveRecord, ItemKind, MediaKind, NewItem, SkipClass, StoredUrl};
 pub use items::{FailureClass, Skip};
 pub(crate) use onenote::NotebookCounts;
@@ -207,7 +205,7 @@ impl ManifestError {
 }
 
 /// Result of manifest operations.
-pub type Result<T, E = ManifestError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = ManifestError> = std::result::Result<T, E>;
 
 /// A mapper from `SQLite` errors to [`ManifestError`]s naming `path`, for `map_err` inside transactions
 /// (where `self` is borrowed by the transaction but `self.path` is still free).
@@ -453,7 +451,7 @@ impl Manifest {
     /// # Errors
     /// [`ManifestError::TooNew`] for a manifest of a newer odbackup, [`ManifestError::Outdated`] as above, and
     /// what `read` returns.
-    pub fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         empty: impl FnOnce() -> T,
         read: impl FnOnce(&Manifest) -> Result<T>,

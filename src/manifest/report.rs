@@ -54,7 +54,7 @@ pub struct KindStateCount {
     /// `file`, `folder`, `package`, `remote` or `other`.
     pub kind: String,
     /// `pending`, `done`, `failed` or `skipped`.
-    pub state: String,
+    pub(crate) state: String,
     /// How many rows.
     pub count: u64,
     /// Their listed sizes added up (a folder's size is its descendants', so only files' bytes mean much).
@@ -141,7 +141,7 @@ pub struct FailureRow {
     /// Its remote path.
     pub remote_path: String,
     /// Its item ID.
-    pub item_id: String,
+    pub(crate) item_id: String,
     /// The failure class.
     pub class: String,
     /// The HTTP status, if any.
@@ -153,7 +153,7 @@ pub struct FailureRow {
     /// When it last failed.
     pub(crate) failed_at: Option<String>,
     /// `backup` (a download) or `restore` (an upload).
-    pub operation: &'static str,
+    pub(crate) operation: &'static str,
     /// For a restore: the local file, relative to the folder restored from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -161,7 +161,7 @@ pub struct FailureRow {
 
 impl StatusReport {
     /// The report of a manifest that holds nothing yet: a first run has only just created it.
-    pub fn empty(manifest: String) -> Self {
+    pub(crate) fn empty(manifest: String) -> Self {
         Self {
             manifest,
             folders: StateCounts::default(),

@@ -96,7 +96,7 @@ pub struct PlanCounts {
 #[derive(Debug, Clone)]
 pub struct RestoreJob {
     /// Row id (the order of work, and the paging cursor).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Relative to the source folder.
     pub(crate) source_path: String,
     /// File or folder.
@@ -112,14 +112,14 @@ pub struct RestoreJob {
     /// Times to give it.
     pub(crate) modified_at: Option<String>,
     /// The target item an earlier attempt left (a failed verification): replaced, never kept.
-    pub item_id: Option<String>,
+    pub(crate) item_id: Option<String>,
 }
 
 /// A backup's file or folder, as a restore reads it.
 #[derive(Debug, Clone)]
 pub struct SourceRow {
     /// Row id (paging cursor).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// File or folder.
     pub kind: RestoreKind,
     /// The item's name as the drive had it.
@@ -127,7 +127,7 @@ pub struct SourceRow {
     /// Its remote path in the backed-up drive.
     pub remote_path: String,
     /// Where it is under the destination (where it was written).
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// Listed bytes.
     pub size: u64,
     /// Photo, video or other.

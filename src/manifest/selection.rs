@@ -13,7 +13,7 @@ use super::{Manifest, Result, sql_err};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectionRow {
     /// Row ID (page on with it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// `/a/b.jpg`.
     pub remote_path: String,
     /// File or folder.
@@ -32,7 +32,7 @@ pub struct SelectionRow {
 
 impl Manifest {
     /// A remembered setting of this backup.
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn setting(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .prepare_cached("SELECT value FROM settings WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())

@@ -14,13 +14,13 @@ pub struct ShortcutRow {
     /// The drive the shortcut itself lives in.
     pub drive_id: DriveId,
     /// The shortcut's own ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Its remote path (where the shared tree appears).
     pub remote_path: String,
     /// Its local path (where the shared tree is mirrored).
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// The target's drive and ID (canonical), when the listing named them.
-    pub target: Option<(DriveId, ItemId)>,
+    pub(crate) target: Option<(DriveId, ItemId)>,
     /// Whether the shortcut is gone from the user's tree.
     pub deleted: bool,
 }

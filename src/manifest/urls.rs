@@ -18,7 +18,7 @@ use crate::ids::{DriveId, ItemId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedUrl {
     /// The URL.
-    pub url: StoredUrl,
+    pub(crate) url: StoredUrl,
     /// When it was stored, in Unix milliseconds (the listing came moments before).
     pub(crate) fetched_at_ms: i64,
 }
@@ -92,7 +92,8 @@ impl Manifest {
     }
 
     /// How many listing URLs are stored.
-    pub fn listed_url_count(&self) -> Result<u64> {
+    #[cfg(test)]
+    pub(crate) fn listed_url_count(&self) -> Result<u64> {
         self.conn
             .query_row("SELECT count(*) FROM listed_urls", [], |r| {
                 r.get::<_, i64>(0)

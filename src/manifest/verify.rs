@@ -27,11 +27,11 @@ pub enum ExpectedContent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyRow {
     /// Row ID (rows are paged by it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Its remote path, for messages.
     pub remote_path: String,
     /// Where its bytes are, relative to the destination.
@@ -39,7 +39,7 @@ pub struct VerifyRow {
     /// Its length on disk.
     pub size: u64,
     /// What the bytes must hash to.
-    pub expected: ExpectedContent,
+    pub(crate) expected: ExpectedContent,
 }
 
 /// The files and bytes `verify` would read.

@@ -243,9 +243,9 @@ pub struct RestoreSummary {
     #[serde(flatten, serialize_with = "FatalStop::serialize_fields")]
     pub fatal: Option<FatalStop>,
     /// When the drive was full: the bytes still to upload.
-    pub space_needed: Option<u64>,
+    pub(crate) space_needed: Option<u64>,
     /// When the drive was full: the bytes free, as the drive's quota says.
-    pub space_free: Option<u64>,
+    pub(crate) space_free: Option<u64>,
     /// Times the service throttled the client while this restore ran.
     pub throttled: u64,
     /// Wall time every request was held back by throttling, in seconds.

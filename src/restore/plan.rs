@@ -127,7 +127,7 @@ pub struct NameContext {
     /// Whether it is created directly in the drive's root.
     pub(crate) at_root: bool,
     /// Whether the drive is a business drive or a `SharePoint` library (stricter about folders).
-    pub business: bool,
+    pub(crate) business: bool,
 }
 
 const FORBIDDEN: [char; 9] = ['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
@@ -366,7 +366,7 @@ pub struct ExistingItem {
     /// Its size.
     pub size: Option<u64>,
     /// Its quickXorHash.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// `fileSystemInfo.lastModifiedDateTime`.
     pub modified: Option<String>,
 }

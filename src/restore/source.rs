@@ -18,7 +18,7 @@ pub struct SourceEntry {
     /// File or folder.
     pub kind: RestoreKind,
     /// Its names from the source's root down, as the drive should have them (the last is its own).
-    pub segments: Vec<String>,
+    pub(crate) segments: Vec<String>,
     /// Bytes on disk.
     pub size: u64,
     /// Size and modification time on disk.

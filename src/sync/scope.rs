@@ -51,9 +51,9 @@ pub struct CrawlOptions {
     /// drives it works from any folder.
     pub(crate) delta_from_drive_root: bool,
     /// How a full listing is made.
-    pub method: CrawlMethod,
+    pub(crate) method: CrawlMethod,
     /// Whether the drive is a `OneDrive` Personal one (`driveType: personal`).
-    pub personal: bool,
+    pub(crate) personal: bool,
     /// `--full`: list from scratch, without resuming a saved position of an interrupted listing by delta.
     pub full: bool,
 }

@@ -47,7 +47,7 @@ pub const DEFAULT_DRIVES_AT_ONCE: usize = 4;
 /// The most drives at once.
 pub const MAX_DRIVES_AT_ONCE: usize = 64;
 /// Users whose drive, or sites whose libraries, are looked up at once during discovery.
-pub const DISCOVERY_CONCURRENCY: usize = 8;
+pub(crate) const DISCOVERY_CONCURRENCY: usize = 8;
 
 /// Which drives of the tenant to take.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,13 +60,6 @@ pub struct Selection {
     pub users: Vec<String>,
     /// These sites' libraries.
     pub sites: Vec<SiteRef>,
-}
-
-impl Selection {
-    /// Whether it names nothing.
-    pub fn is_empty(&self) -> bool {
-        !self.all_users && !self.all_sites && self.users.is_empty() && self.sites.is_empty()
-    }
 }
 
 /// What a drive belongs to.
@@ -105,7 +98,7 @@ pub struct TenantDrive {
     pub(crate) display_name: Option<String>,
     /// The site's composite ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_id: Option<String>,
+    pub(crate) site_id: Option<String>,
     /// The site's URL name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) site_name: Option<String>,
@@ -114,7 +107,7 @@ pub struct TenantDrive {
     pub(crate) site_url: Option<String>,
     /// The library's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub library: Option<String>,
+    pub(crate) library: Option<String>,
 }
 
 impl TenantDrive {

@@ -42,7 +42,7 @@ impl Shard {
     }
 
     /// The shard a drive falls in, of `count`.
-    pub fn of(drive_id: &str, count: u32) -> u32 {
+    pub(crate) fn of(drive_id: &str, count: u32) -> u32 {
         (stable_hash(&canonical_drive_id(drive_id)) % u64::from(count.max(1))) as u32
     }
 

@@ -138,7 +138,7 @@ impl fmt::Display for Endpoint {
 
 /// A refresh token: lives for up to 90 days, so it is as secret as a password. `Debug` shows `***`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RefreshToken(String);
+pub(crate) struct RefreshToken(String);
 
 impl RefreshToken {
     /// Wrap a refresh token read from the service or the token file.
@@ -174,7 +174,7 @@ pub struct TokenResponse {
     /// The bearer token for Graph (about an hour).
     pub access_token: AccessToken,
     /// Present when `offline_access` was granted; replaces the previous one on every refresh.
-    pub refresh_token: Option<RefreshToken>,
+    pub(crate) refresh_token: Option<RefreshToken>,
     /// The access token's lifetime, counted from when the response arrived.
     pub(crate) expires_in: Duration,
     /// The scopes actually granted, space-separated.
