@@ -98,7 +98,7 @@ impl ListedUrlLifetime {
     /// The file of a URL stored at `fetched_at_ms` and refused at `refused_at_ms` was then served by a fresh
     /// URL: the stored one had expired at that age. Shrinks the window if the lifetime is shorter than
     /// thought; returns whether it did.
-    pub(crate) fn confirmed_expired(&mut self, fetched_at_ms: i64, refused_at_ms: i64) -> bool {
+    pub fn confirmed_expired(&mut self, fetched_at_ms: i64, refused_at_ms: i64) -> bool {
         let age = refused_at_ms.saturating_sub(fetched_at_ms);
         if age < 0 || self.learned_ms.is_some_and(|l| l <= age) {
             return false;
@@ -113,7 +113,7 @@ impl ListedUrlLifetime {
     }
 
     /// The lifetime observed since the last look, if it changed (to be remembered for the next run).
-    pub(crate) fn take_learned(&mut self) -> Option<i64> {
+    pub fn take_learned(&mut self) -> Option<i64> {
         std::mem::take(&mut self.changed)
             .then_some(self.learned_ms)
             .flatten()

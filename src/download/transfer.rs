@@ -126,7 +126,7 @@ impl TransferFailure {
     }
 
     /// Whether the whole run must stop.
-    pub(crate) fn stops_the_run(&self) -> bool {
+    pub fn stops_the_run(&self) -> bool {
         self.scope == FailureScope::Run
     }
 }
