@@ -60,7 +60,8 @@
 //!   [`graph::GraphClient`], [`manifest::Manifest::open`] and [`shared::SharedManifest`] for driving
 //!   [`download::download`] directly (a test does, with a policy the command line does not offer);
 //!   [`hash`]'s hashers (the quickXorHash example measures them); [`ids`] for the IDs in public types.
-//! - At the top: [`Error`], its [`ErrorKind`] (the binary's exit codes) and [`FatalStop`].
+//! - At the top: [`Error`], its [`ErrorKind`] (the binary's exit codes), [`FatalStop`] and [`DestError`]
+//!   (the destination's errors; the destination handle itself is internal).
 //!
 //! Private modules: `adaptive` (the AIMD limit), `error` (re-exported above), `fsdest` (the destination
 //! handle) and `shortcuts` (shared folders, reached only through a backup). Inside the public modules the
@@ -125,3 +126,5 @@ pub mod tenant;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, FatalStop};
+/// The destination's errors, which [`Error::Destination`] carries (the folder handle itself is internal).
+pub use fsdest::DestError;

@@ -34,20 +34,22 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub(crate) use crawl::{FrontierEntry, PageCommit};
-pub(crate) use dedupe::DedupeCounts;
+pub use dedupe::DedupeCounts;
 pub(crate) use dedupe::Twin;
 pub(crate) use delta::{Arrival, MovedFile, Resolution, StagedChange};
 pub use downloads::DoneRecord;
 pub(crate) use downloads::{Caveat, CaveatClass, DownloadJob, FailureRecord, JobVersion, Recorded};
-pub(crate) use items::{DriveRecord, ItemKind, MediaKind, NewItem, SkipClass, StoredUrl};
-pub use items::{FailureClass, Skip};
-pub(crate) use onenote::NotebookCounts;
-pub use report::{Count, FailureRow, StateCounts, StatusReport};
-pub use restore::RestoreJob;
-pub(crate) use restore::{EntryVerdict, PlanCounts, RestoreEntry, RestoreKind, SourceRow};
+pub(crate) use items::{DriveRecord, ItemKind, MediaKind, NewItem, StoredUrl};
+pub use items::{FailureClass, Skip, SkipClass};
+pub use onenote::NotebookCounts;
+pub use report::{
+    ByteCounts, Count, ExcludedCounts, FailureRow, IncrementalStatus, StateCounts, StatusReport,
+};
+pub(crate) use restore::{EntryVerdict, PlanCounts, RestoreEntry, SourceRow};
+pub use restore::{RestoreJob, RestoreKind, RestoreStatus};
+pub use runs::RunRecord;
 pub(crate) use selection::SelectionRow;
-pub use shortcuts::SharedCounts;
-pub(crate) use shortcuts::ShortcutRow;
+pub use shortcuts::{SharedCounts, ShortcutRow};
 pub(crate) use verify::{ExpectedContent, VerifyRow};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.

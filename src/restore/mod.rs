@@ -38,7 +38,7 @@ use crate::manifest::{
 };
 use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
-pub use plan::{OnConflict, Placement, Refusal, fragment_size, place};
+pub use plan::{NameProblem, OnConflict, Placement, Refusal, fragment_size, place};
 use source::{FolderCursor, FolderWalk, SourceEntry, Unusable};
 use upload::{FileOutcome, FileTask};
 

@@ -29,15 +29,16 @@ use crate::manifest::{ItemKind, PageCommit};
 use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
+pub use crate::shortcuts::SharedSummary;
 pub(crate) use children::walk_frontier;
 pub use convert::normalize_remote_path;
 use convert::{local_path_of_remote, parent_of};
 pub(crate) use convert::{media_kind, to_new_item};
+pub use delta::DeltaSummary;
 use delta::Enumerated;
 pub(crate) use placement::apply_filter;
 use scope::scope_remote_path;
-pub(crate) use scope::{CrawlError, CrawlOptions};
-pub use scope::{DEFAULT_LIST_CONCURRENCY, Scope};
+pub use scope::{CrawlError, CrawlOptions, DEFAULT_LIST_CONCURRENCY, Scope};
 
 /// What a finished crawl did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -64,7 +65,7 @@ pub struct CrawlSummary {
     /// When the run asked `/delta` for changes instead of listing the scope: what that round did.
     pub incremental: Option<delta::DeltaSummary>,
     /// What following the shortcuts to shared folders and files did, when the run followed them.
-    pub shared: Option<crate::shortcuts::SharedSummary>,
+    pub shared: Option<SharedSummary>,
 }
 
 /// Crawl `drive` from `options.scope` into the manifest.
