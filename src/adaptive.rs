@@ -161,11 +161,11 @@ pub struct Aimd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finished {
     /// Not ended by throttling (a failure for another reason still counts as an answer).
-    pub healthy: bool,
+    pub(crate) healthy: bool,
     /// Bytes it fetched.
     pub bytes: u64,
     /// Whether every slot was taken when it ended (the limit, not the work, was the bound).
-    pub busy: bool,
+    pub(crate) busy: bool,
 }
 
 impl Aimd {
@@ -223,7 +223,7 @@ impl Aimd {
 
     /// The share of requests refused whatever the limit, once learned.
     #[cfg(test)]
-    pub fn background_share(&self) -> Option<f64> {
+    pub(crate) fn background_share(&self) -> Option<f64> {
         self.background
     }
 

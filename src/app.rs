@@ -26,13 +26,13 @@ use crate::progress::CrawlProgress;
 use crate::progress::Reporter;
 use crate::restore::{RestoreOptions, RestoreSource, RestoreSummary, TargetDrive};
 use crate::shared::SharedManifest;
+use crate::sync::ListingContext;
 use crate::sync::delta::{self, DeltaOutcome, DeltaSummary};
-use crate::sync::scope::ListingContext;
 use crate::sync::{self, CrawlOptions, CrawlSummary, Scope};
 
 /// The manifest's file name inside `DEST/.odbackup/`.
-pub const MANIFEST_FILE: &str = "manifest.sqlite";
-pub use crate::localpath::STATE_DIR;
+pub(crate) const MANIFEST_FILE: &str = "manifest.sqlite";
+pub(crate) use crate::localpath::STATE_DIR;
 
 /// The manifest path for a destination unless `--manifest` says otherwise.
 pub fn default_manifest_path(dest: &Path) -> PathBuf {
@@ -131,7 +131,7 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 impl RunSummary {
     /// What stopped the run's downloads for good, if something did: a refused sign-in, or the network or
     /// service gone ([`crate::download::DownloadSummary::fatal`]).
-    pub fn fatal_kind(&self) -> Option<crate::ErrorKind> {
+    pub(crate) fn fatal_kind(&self) -> Option<crate::ErrorKind> {
         self.download.as_ref()?.fatal.as_ref().map(FatalStop::kind)
     }
 
@@ -227,7 +227,7 @@ pub async fn run(
 /// gate for several drives: Graph throttles per app per tenant). `settings.graph` and `settings.credentials`
 /// are not used; the caller owns the client's pause hook ([`GraphClient::on_pause`]), though a pause an earlier
 /// run of this drive kept is still waited out.
-pub async fn run_on(
+pub(crate) async fn run_on(
     graph: &GraphClient,
     settings: &RunSettings,
     reporter: Arc<dyn Reporter>,
@@ -763,7 +763,7 @@ fn save_sign_in(
 
 /// What is known of the sign-in in `credentials`, for advice on a permission it lacks: whether the token is
 /// the environment's, and the scopes the stored sign-in asked for.
-pub fn sign_in_facts(credentials: &Credentials) -> SignInFacts {
+pub(crate) fn sign_in_facts(credentials: &Credentials) -> SignInFacts {
     let stored = if credentials.access_token.is_some() {
         None
     } else {

@@ -18,15 +18,15 @@ pub const SITES_SCOPE: &str = "Sites.Read.All";
 
 /// What is known of the sign-in in use, to say how to get a permission it lacks.
 #[derive(Debug, Clone, Default)]
-pub struct SignInFacts {
+pub(crate) struct SignInFacts {
     /// The stored sign-in is an app's (client credentials): permissions are the app's, granted by an admin.
-    pub app_only: bool,
+    pub(crate) app_only: bool,
     /// The token comes from `ODBACKUP_ACCESS_TOKEN`: nothing odbackup stored.
-    pub static_token: bool,
+    pub(crate) static_token: bool,
     /// The stored sign-in's account name.
     pub account: String,
     /// Whether the account is the default one (no `--account` to repeat).
-    pub default_account: bool,
+    pub(crate) default_account: bool,
     /// The scopes the stored sign-in asked for, when there is one.
     pub scopes: Option<Vec<String>>,
 }
@@ -216,7 +216,7 @@ fn explain(err: GraphError, selector: &DriveSelector, facts: &SignInFacts) -> Er
 /// # Errors
 /// [`Error::Drive`] when the name or the sign-in is the problem (what to do is in the message); the Graph
 /// error otherwise.
-pub async fn resolve(
+pub(crate) async fn resolve(
     graph: &GraphClient,
     selector: &DriveSelector,
     facts: &SignInFacts,
@@ -254,7 +254,7 @@ pub struct DriveInfo {
     /// Bytes available in all.
     pub quota_total: Option<u64>,
     /// Its address in a browser.
-    pub web_url: Option<String>,
+    pub(crate) web_url: Option<String>,
 }
 
 impl From<Drive> for DriveInfo {
@@ -275,7 +275,7 @@ impl From<Drive> for DriveInfo {
 ///
 /// # Errors
 /// As [`resolve`], for the user or site `of` names.
-pub async fn list(
+pub(crate) async fn list(
     graph: &GraphClient,
     of: &DrivesOf,
     facts: &SignInFacts,

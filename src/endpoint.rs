@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 /// Whether `url`'s host is on the loopback interface: `127.0.0.0/8`, `::1` (or `::ffff:127.x.y.z`), or the
 /// name `localhost`.
-pub fn is_loopback(url: &url::Url) -> bool {
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => {

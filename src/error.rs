@@ -83,7 +83,7 @@ pub enum Error {
 
 impl Error {
     /// Wrap a Graph error with what the run was doing.
-    pub fn from_graph(what: &'static str) -> impl FnOnce(GraphError) -> Error {
+    pub(crate) fn from_graph(what: &'static str) -> impl FnOnce(GraphError) -> Error {
         move |source| Error::Graph { what, source }
     }
 
@@ -161,7 +161,7 @@ impl FatalStop {
     /// message) and `fatal_class` (the class's stored spelling), both `null` when the run was not stopped.
     /// Used with `#[serde(flatten, serialize_with = "FatalStop::serialize_fields")]`.
     #[allow(clippy::ref_option)] // serde's `serialize_with` hands the field by reference
-    pub fn serialize_fields<S: serde::Serializer>(
+    pub(crate) fn serialize_fields<S: serde::Serializer>(
         stop: &Option<FatalStop>,
         s: S,
     ) -> Result<S::Ok, S::Error> {

@@ -186,9 +186,9 @@ impl fmt::Display for ByteSize {
 #[serde(try_from = "String")]
 pub struct DateBound {
     /// The instant.
-    pub at: DateTime<Utc>,
+    pub(crate) at: DateTime<Utc>,
     /// Whether it was a bare date (so `--until` includes that whole day).
-    pub whole_day: bool,
+    pub(crate) whole_day: bool,
 }
 
 impl TryFrom<String> for DateBound {
@@ -274,21 +274,21 @@ pub struct Filter {
 
 /// An item as the filter sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Candidate<'a> {
+pub(crate) struct Candidate<'a> {
     /// `/a/b.jpg`, from the drive root.
     pub remote_path: &'a str,
     /// Whether it is a folder (only the path globs apply to folders).
-    pub is_folder: bool,
+    pub(crate) is_folder: bool,
     /// Whether it is a photo (facet or extension).
-    pub is_photo: bool,
+    pub(crate) is_photo: bool,
     /// Whether it is a video (facet or extension).
-    pub is_video: bool,
+    pub(crate) is_video: bool,
     /// Size in bytes.
     pub size: u64,
     /// When the photo or video was taken (RFC 3339), if known.
-    pub taken_at: Option<&'a str>,
+    pub(crate) taken_at: Option<&'a str>,
     /// Last modification (RFC 3339), if known.
-    pub modified_at: Option<&'a str>,
+    pub(crate) modified_at: Option<&'a str>,
 }
 
 impl Filter {
@@ -345,13 +345,14 @@ impl Filter {
     }
 
     /// Whether this filter wants everything.
-    pub fn is_everything(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_everything(&self) -> bool {
         self.include.is_none() && self.exclude.is_none() && !self.selects_content()
     }
 
     /// Whether a filter on file content (extension, media, dates, sizes) is set. Empty folders are only
     /// mirrored when none is: a media export should not recreate every document folder empty.
-    pub fn selects_content(&self) -> bool {
+    pub(crate) fn selects_content(&self) -> bool {
         !self.extensions.is_empty()
             || self.spec.media.is_some()
             || self.spec.since.is_some()
@@ -362,7 +363,7 @@ impl Filter {
 
     /// A stable text naming what this filter selects; when it changes between runs, every row is judged
     /// again.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let s = &self.spec;
         let opt = |v: Option<String>| v.unwrap_or_default();
         format!(
@@ -386,7 +387,7 @@ impl Filter {
     /// `None` if the item is wanted, else why not (stored in the manifest and shown by `status`). A reason
     /// names the setting by its config key (`ext`, `min_size`, …), not a flag: the same filter comes from the
     /// command line, the environment or the config file.
-    pub fn rejects(&self, item: &Candidate<'_>) -> Option<&'static str> {
+    pub(crate) fn rejects(&self, item: &Candidate<'_>) -> Option<&'static str> {
         if let Some(exclude) = &self.exclude
             && matches_path_or_ancestor(exclude, item.remote_path)
         {

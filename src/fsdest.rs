@@ -85,16 +85,8 @@ pub enum DestError {
 impl DestError {
     /// Whether the path itself is refused (a link, an escape, the state folder, a folder that moved), as
     /// opposed to a disk error: the manifest's failure class `path`.
-    pub fn is_path(&self) -> bool {
+    pub(crate) fn is_path(&self) -> bool {
         !matches!(self, DestError::Io { .. })
-    }
-
-    /// The file system's error, for a disk error.
-    pub fn io(&self) -> Option<&io::Error> {
-        match self {
-            DestError::Io { source, .. } => Some(source),
-            _ => None,
-        }
     }
 }
 
@@ -117,9 +109,9 @@ pub struct Entry {
     /// What it is.
     pub kind: EntryKind,
     /// Its length in bytes.
-    pub len: u64,
+    pub(crate) len: u64,
     /// Hard links to it.
-    pub links: u64,
+    pub(crate) links: u64,
     /// Its modification time: seconds since the Unix epoch and nanoseconds.
     pub modified: (i64, u32),
     /// Device and inode: the same pair means the same file.
@@ -146,17 +138,17 @@ impl Entry {
     }
 
     /// Whether this is a regular file with no other name: the only kind of file odbackup writes into.
-    pub fn is_plain_file(&self) -> bool {
+    pub(crate) fn is_plain_file(&self) -> bool {
         self.kind == EntryKind::File && self.links <= 1
     }
 
     /// Whether `other` is the same file (device and inode) as this one.
-    pub fn same_file(&self, other: &Entry) -> bool {
+    pub(crate) fn same_file(&self, other: &Entry) -> bool {
         self.id == other.id
     }
 
     /// What the open file `file` is.
-    pub fn of_open(file: &std::fs::File) -> io::Result<Self> {
+    pub(crate) fn of_open(file: &std::fs::File) -> io::Result<Self> {
         Ok(Self::of(&rfs::fstat(file)?))
     }
 }
@@ -260,7 +252,7 @@ impl Dest {
     }
 
     /// Open the destination at `path` if it exists.
-    pub fn open_existing(path: &Path) -> Result<Option<Self>, DestError> {
+    pub(crate) fn open_existing(path: &Path) -> Result<Option<Self>, DestError> {
         // The destination itself is the user's choice and may be a link: it is followed, once, here.
         match rfs::open(
             path,
@@ -285,25 +277,25 @@ impl Dest {
     }
 
     /// `rel` joined to the destination's path, for messages.
-    pub fn shown(&self, rel: &str) -> PathBuf {
+    pub(crate) fn shown(&self, rel: &str) -> PathBuf {
         shown(&self.path, rel)
     }
 
     /// The existing folder that holds item data at `rel` (`""`: the destination itself); `None` if some
     /// component does not exist.
-    pub fn item_folder(&self, rel: &str) -> Result<Option<Folder>, DestError> {
+    pub(crate) fn item_folder(&self, rel: &str) -> Result<Option<Folder>, DestError> {
         let parts = item_parts(rel)?;
         self.walk(&parts, false)
     }
 
     /// The folder that holds item data at `rel`, created with any missing parents as real folders.
-    pub fn create_item_folder(&self, rel: &str) -> Result<Folder, DestError> {
+    pub(crate) fn create_item_folder(&self, rel: &str) -> Result<Folder, DestError> {
         let parts = item_parts(rel)?;
         self.walk(&parts, true).map(|f| f.expect("created"))
     }
 
     /// The length of the plain file at the item path `rel`, if there is one (links and folders are not).
-    pub fn file_len(&self, rel: &str) -> Option<u64> {
+    pub(crate) fn file_len(&self, rel: &str) -> Option<u64> {
         let (parent, name) = split(rel).ok()?;
         let folder = self.item_folder(parent).ok()??;
         folder
@@ -315,7 +307,7 @@ impl Dest {
 
     /// Whether `folder` is still the folder at its path (nothing renamed or swapped it away since it was
     /// opened).
-    pub fn still_holds(&self, folder: &Folder) -> bool {
+    pub(crate) fn still_holds(&self, folder: &Folder) -> bool {
         let Ok(parts) = parts_of(&folder.rel) else {
             return false;
         };
@@ -327,7 +319,7 @@ impl Dest {
 
     /// Move the plain file at item path `from` to item path `to` (creating `to`'s folders), never over
     /// anything, then sync both folders and remove the folders the move left empty.
-    pub fn move_file(&self, from: &str, to: &str) -> Result<MoveOutcome, DestError> {
+    pub(crate) fn move_file(&self, from: &str, to: &str) -> Result<MoveOutcome, DestError> {
         let (from_parent, from_name) = split(from)?;
         let (to_parent, to_name) = split(to)?;
         item_parts(to)?;
@@ -413,7 +405,7 @@ impl Dest {
     }
 
     /// [`Self::trash`] for the entry `name` of a folder already held open.
-    pub fn trash_entry(
+    pub(crate) fn trash_entry(
         &self,
         source: &Folder,
         name: &str,
@@ -454,7 +446,7 @@ impl Dest {
 
     /// Remove the folder at item path `rel` and its parents while they are empty (never the destination, and
     /// never through a link: `unlinkat(AT_REMOVEDIR)` only removes an empty real folder).
-    pub fn remove_empty_folders(&self, rel: &str) {
+    pub(crate) fn remove_empty_folders(&self, rel: &str) {
         let Ok(mut parts) = parts_of(rel) else {
             return;
         };
@@ -475,7 +467,10 @@ impl Dest {
     /// Remove odbackup's part files and span journals (names made by [`part_file_name`]) that `keep` does
     /// not want, anywhere under the destination except its state folder, never descending through a link.
     /// `keep` gets the folder's relative path and the file's name.
-    pub fn sweep_part_files(&self, keep: &dyn Fn(&str, &str) -> bool) -> Result<Swept, DestError> {
+    pub(crate) fn sweep_part_files(
+        &self,
+        keep: &dyn Fn(&str, &str) -> bool,
+    ) -> Result<Swept, DestError> {
         let mut swept = Swept::default();
         let root = self.walk(&[], false)?.expect("the root");
         let mut stack = vec![root];
@@ -640,7 +635,7 @@ impl Folder {
     }
 
     /// The length of its plain file `name`, if it has one.
-    pub fn file_len(&self, name: &str) -> Option<u64> {
+    pub(crate) fn file_len(&self, name: &str) -> Option<u64> {
         self.entry(name)
             .ok()
             .flatten()
@@ -649,7 +644,7 @@ impl Folder {
     }
 
     /// Create the file `name`, which must not exist (`O_EXCL`: never a link, never someone else's file).
-    pub fn create_new(&self, name: &str) -> io::Result<std::fs::File> {
+    pub(crate) fn create_new(&self, name: &str) -> io::Result<std::fs::File> {
         check_name(name)?;
         let fd = rfs::openat(
             &self.fd,
@@ -662,7 +657,7 @@ impl Folder {
 
     /// Create the file `name` empty: whatever had that name is removed first (a link is removed, never
     /// followed), then it is created exclusively.
-    pub fn create_fresh(&self, name: &str) -> io::Result<std::fs::File> {
+    pub(crate) fn create_fresh(&self, name: &str) -> io::Result<std::fs::File> {
         for _ in 0..3 {
             self.remove(name)?;
             match self.create_new(name) {
@@ -678,12 +673,12 @@ impl Folder {
 
     /// Open the existing plain file `name` for writing (a link, a hard-linked file or anything but a
     /// regular file is refused).
-    pub fn open_write(&self, name: &str) -> io::Result<std::fs::File> {
+    pub(crate) fn open_write(&self, name: &str) -> io::Result<std::fs::File> {
         self.open_plain(name, OFlags::WRONLY, true)
     }
 
     /// Open the existing regular file `name` for reading (never through a link).
-    pub fn open_read(&self, name: &str) -> io::Result<std::fs::File> {
+    pub(crate) fn open_read(&self, name: &str) -> io::Result<std::fs::File> {
         self.open_plain(name, OFlags::RDONLY, false)
     }
 
@@ -723,7 +718,7 @@ impl Folder {
 
     /// Remove its entry `name` unless it is a plain file (a link, a hard link, a FIFO, an empty folder); what
     /// odbackup writes into must be its own.
-    pub fn remove_unless_plain(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove_unless_plain(&self, name: &str) -> io::Result<()> {
         match self.entry(name)? {
             None => Ok(()),
             Some(e) if e.is_plain_file() => Ok(()),
@@ -770,7 +765,12 @@ impl Folder {
     /// two folder handles without `AT_SYMLINK_FOLLOW`, so a link under `name` is never followed). An existing
     /// `to_name` is never replaced (`AlreadyExists`). What now has the name `to_name` is returned, for the
     /// caller to check it is the file it meant (a link swapped in under `name` would be linked as itself).
-    pub fn hard_link(&self, name: &str, target: &Folder, to_name: &str) -> io::Result<Entry> {
+    pub(crate) fn hard_link(
+        &self,
+        name: &str,
+        target: &Folder,
+        to_name: &str,
+    ) -> io::Result<Entry> {
         check_name(name)?;
         check_name(to_name)?;
         rfs::linkat(&self.fd, name, &target.fd, to_name, AtFlags::empty())?;
@@ -781,7 +781,7 @@ impl Folder {
 
     /// Set the modification time of its entry `name` (never through a link): `utimensat` relative to this
     /// folder with `AT_SYMLINK_NOFOLLOW`; the access time is left alone.
-    pub fn set_mtime(&self, name: &str, secs: i64, nanos: u32) -> io::Result<()> {
+    pub(crate) fn set_mtime(&self, name: &str, secs: i64, nanos: u32) -> io::Result<()> {
         check_name(name)?;
         let times = rfs::Timestamps {
             last_access: rfs::Timespec {

@@ -32,7 +32,7 @@ fn is_personal_drive_id(s: &str) -> bool {
 }
 
 /// The canonical spelling of a drive ID: personal ones lower case and zero-padded to 16 digits.
-pub fn canonical_drive_id(id: &str) -> Cow<'_, str> {
+pub(crate) fn canonical_drive_id(id: &str) -> Cow<'_, str> {
     if is_personal_drive_id(id)
         && (id.len() < PERSONAL_DRIVE_ID_DIGITS || id.bytes().any(|b| b.is_ascii_uppercase()))
     {
@@ -48,7 +48,7 @@ pub fn canonical_drive_id(id: &str) -> Cow<'_, str> {
 
 /// The canonical spelling of an item ID: a personal drive prefix (`5EA4…F617!123`) canonical like a drive ID,
 /// the rest as the server wrote it.
-pub fn canonical_item_id(id: &str) -> Cow<'_, str> {
+pub(crate) fn canonical_item_id(id: &str) -> Cow<'_, str> {
     match id.split_once('!') {
         Some((prefix, rest)) => match canonical_drive_id(prefix) {
             Cow::Borrowed(_) => Cow::Borrowed(id),
@@ -90,7 +90,7 @@ impl ItemId {
     /// The ID as `OneDrive` Personal spelled it before 2025 (its drive prefix in upper case, 16 digits),
     /// whatever the spelling now: what stable local-name suffixes are derived from, so that they neither change
     /// with the service's spelling nor differ from what earlier versions gave.
-    pub fn stable_spelling(&self) -> Cow<'_, str> {
+    pub(crate) fn stable_spelling(&self) -> Cow<'_, str> {
         match canonical_item_id(&self.0) {
             Cow::Borrowed(id) if !id.contains('!') => Cow::Borrowed(id),
             canonical => match canonical.split_once('!') {
@@ -113,7 +113,7 @@ macro_rules! string_id {
 
             /// The same ID spelled canonically.
             #[must_use]
-            pub fn canonical(&self) -> Self {
+            pub(crate) fn canonical(&self) -> Self {
                 Self(self.key().into_owned())
             }
         }

@@ -40,6 +40,34 @@
 //! and `download` are plain async functions over those two seams and never print: progress goes through
 //! [`progress::Reporter`], and only the binary's `cli` module draws or prints.
 //!
+//! # The public surface
+//!
+//! The library has four callers: the `odbackup` binary (`src/main.rs` and its `cli` module, a separate crate
+//! that sees only what is public here), the integration tests, the examples and the doctests. What is public
+//! is what they name, and the types those items hand back; everything else is `pub(crate)` or private, so the
+//! compiler reports what becomes unused and nothing outside can come to depend on an internal.
+//!
+//! - Entry points: [`app`] (one run, sign-in, status, failures, verify, restore), [`tenant`] (a whole
+//!   organisation), [`browse`] (`ls`), [`drives`] (the drives a sign-in reaches).
+//! - What the command line builds and passes in: [`config`] (the file's schema and the effective settings),
+//!   [`filter`], [`localpath::Layout`], [`sync::Scope`], [`download`]'s and [`restore`]'s policies,
+//!   [`verify::VerifyOptions`], [`graph::GraphOptions`] and [`graph::DriveSelector`], [`endpoint`]'s URL
+//!   checks, and [`auth`]: the sign-in flows ([`auth::signin`], [`auth::app`]) and the token store
+//!   ([`auth::store`]).
+//! - What comes back and is rendered: the summaries of [`app`], [`verify`], [`restore`] and [`tenant`], and
+//!   [`manifest`]'s report rows ([`manifest::StatusReport`], [`manifest::FailureRow`]).
+//! - Seams a caller implements or wires: [`progress::Reporter`] and its events, [`auth::TokenSource`];
+//!   [`graph::GraphClient`], [`manifest::Manifest::open`] and [`shared::SharedManifest`] for driving
+//!   [`download::download`] directly (a test does, with a policy the command line does not offer);
+//!   [`hash`]'s hashers (the quickXorHash example measures them); [`ids`] for the IDs in public types.
+//! - At the top: [`Error`], its [`ErrorKind`] (the binary's exit codes), [`FatalStop`] and [`DestError`]
+//!   (the destination's errors; the destination handle itself is internal).
+//!
+//! Private modules: `adaptive` (the AIMD limit), `error` (re-exported above), `fsdest` (the destination
+//! handle) and `shortcuts` (shared folders, reached only through a backup). Inside the public modules the
+//! submodules are private too and re-export what is part of the surface; only `auth` keeps three submodules
+//! public, one per sign-in concern the binary drives.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), odbackup::Error> {
 //! use std::sync::Arc;
@@ -98,3 +126,5 @@ pub mod tenant;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, FatalStop};
+/// The destination's errors, which [`Error::Destination`] carries (the folder handle itself is internal).
+pub use fsdest::DestError;

@@ -10,14 +10,14 @@
 //!   percent-encoded (`a/b` → `a%2Fb`); a name that is empty, `.` or `..` has its dots encoded (`%2E%2E`).
 //! - A name that had to change gets a short stable suffix derived from the item ID (`a%2Fb~1c9e0f`), so a
 //!   sanitised hostile name can never land on the name of a legitimate sibling.
-//! - A name over [`MAX_NAME_BYTES`] keeps its extension and as much of its stem as fits, plus the suffix.
+//! - A name over `MAX_NAME_BYTES` keeps its extension and as much of its stem as fits, plus the suffix.
 //!
 //! - At the top of the destination, a name that is odbackup's own state folder (`.odbackup`, in any letter
 //!   case, compared as a case-folding file system would) is reserved: the remote item goes to
-//!   `<name> (from OneDrive)` instead ([`STATE_DIR_STAND_IN`]), so drive content can never land in, over or
+//!   `<name> (from OneDrive)` instead (`STATE_DIR_STAND_IN`), so drive content can never land in, over or
 //!   beside the manifest and its lock.
 //!
-//! It also says how the destination compares names ([`NameRules`], probed once per run by [`probe_name_rules`]):
+//! It also says how the destination compares names (`NameRules`, probed once per run by `probe_name_rules`):
 //! whether two names are the same file there.
 //!
 //! It knows nothing of Graph, `SQLite` or the network: names in, names out.
@@ -28,24 +28,24 @@ use std::path::Path;
 use sha1::{Digest, Sha1};
 
 /// The folder inside the destination that holds odbackup's own state (the manifest, the trash).
-pub const STATE_DIR: &str = ".odbackup";
+pub(crate) const STATE_DIR: &str = ".odbackup";
 
 /// Appended to the name of a remote item that would take the state folder's name at the top of the
 /// destination (a drive holding its own `.odbackup/`, for instance a backup of a backup): `.odbackup` is
 /// stored as `.odbackup (from OneDrive)`, stable across runs. Documented in the README.
-pub const STATE_DIR_STAND_IN: &str = " (from OneDrive)";
+pub(crate) const STATE_DIR_STAND_IN: &str = " (from OneDrive)";
 
 /// Whether `name` (a local name, as [`safe_name`] made it) is the state folder's name as any file system could
 /// see it: compared after full Unicode case folding and NFC normalisation, and without trailing dots and
 /// spaces (which Windows drops).
-pub fn is_state_dir_name(name: &str) -> bool {
+pub(crate) fn is_state_dir_name(name: &str) -> bool {
     let trimmed = name.trim_end_matches(['.', ' ']);
     NameRules::FOLDING.key(trimmed) == STATE_DIR
 }
 
 /// The local name for an item at the top of the destination: its safe name, unless that is the state folder's
 /// (see [`STATE_DIR_STAND_IN`]).
-pub fn top_level_name(safe: String) -> String {
+pub(crate) fn top_level_name(safe: String) -> String {
     if !is_state_dir_name(&safe) {
         return safe;
     }
@@ -60,22 +60,22 @@ pub fn top_level_name(safe: String) -> String {
 /// are one file there. macOS (APFS, HFS+), Windows (NTFS) and exFAT fold case, and macOS also normalises;
 /// Linux file systems do neither. Decides when two items' local paths clash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NameRules {
+pub(crate) struct NameRules {
     /// Names differing only in letter case are the same file.
-    pub folds_case: bool,
+    pub(crate) folds_case: bool,
     /// Names differing only in Unicode normalisation (NFC/NFD) are the same file.
-    pub normalises: bool,
+    pub(crate) normalises: bool,
 }
 
 impl NameRules {
     /// A file system that folds case and normalises: the safe assumption when nothing is known.
-    pub const FOLDING: NameRules = NameRules {
+    pub(crate) const FOLDING: NameRules = NameRules {
         folds_case: true,
         normalises: true,
     };
 
     /// A file system that compares names byte for byte (ext4, XFS, btrfs).
-    pub const EXACT: NameRules = NameRules {
+    pub(crate) const EXACT: NameRules = NameRules {
         folds_case: false,
         normalises: false,
     };
@@ -134,7 +134,7 @@ impl NameRules {
 ///
 /// It lives here rather than in the manifest because it touches the destination's file system, which the
 /// manifest must not know; the caller hands the result to the manifest as a plain value.
-pub fn probe_name_rules(dir: &Path) -> NameRules {
+pub(crate) fn probe_name_rules(dir: &Path) -> NameRules {
     // `Ä` precomposed: its lower case `ä` tells Unicode case folding, its decomposed form `A` + U+0308 tells
     // normalisation; `A`/`a` alone would also be folded by ASCII-only file systems, which this must not miss.
     let stem = format!(".odbackup-name-probe-{}-", std::process::id());
@@ -157,19 +157,19 @@ pub fn probe_name_rules(dir: &Path) -> NameRules {
 
 /// Where a local file goes when it leaves the backup's tree (`--mirror-deletes`, `--keep-versions`):
 /// `.odbackup/trash/<YYYY-MM-DD>/<its relative path>`, relative to the destination.
-pub fn trash_path(date: &str, relative: &str) -> String {
+pub(crate) fn trash_path(date: &str, relative: &str) -> String {
     format!("{STATE_DIR}/trash/{date}/{relative}")
 }
 
 /// The longest file name, in UTF-8 bytes, that ext4, XFS, btrfs and APFS accept.
-pub const MAX_NAME_BYTES: usize = 255;
+pub(crate) const MAX_NAME_BYTES: usize = 255;
 
 /// Extensions longer than this are not worth keeping when a name must be shortened.
 const MAX_KEPT_EXTENSION_BYTES: usize = 16;
 
 /// A local name derived from a remote one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SafeName {
+pub(crate) struct SafeName {
     /// The name to use on disk.
     pub name: String,
     /// Whether it differs from the remote name (the manifest records this, and `status` reports it).
@@ -179,7 +179,7 @@ pub struct SafeName {
 /// Map one remote item name to a safe local file or folder name.
 ///
 /// `item_id` only feeds the stable suffix added when the name had to change.
-pub fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
+pub(crate) fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
     let mut out = String::with_capacity(remote_name.len());
     let mut changed = false;
     for c in remote_name.chars() {
@@ -207,7 +207,7 @@ pub fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
 
 /// `name` with the stable suffix of `item_id` before its extension (`IMG_1.jpg` → `IMG_1~1c9e0f.jpg`): where an
 /// item goes when another item already holds its local path, for example `Foo` beside `foo`.
-pub fn disambiguated(name: &str, item_id: &str) -> String {
+pub(crate) fn disambiguated(name: &str, item_id: &str) -> String {
     with_suffix(name, &stable_suffix(item_id))
 }
 
@@ -245,7 +245,7 @@ impl std::str::FromStr for Layout {
 }
 
 /// The `YYYY/MM` folder of the date layout for an RFC 3339 time (in UTC), or `undated`.
-pub fn date_folder(when: Option<&str>) -> String {
+pub(crate) fn date_folder(when: Option<&str>) -> String {
     when.and_then(|w| chrono::DateTime::parse_from_rfc3339(w).ok())
         .map_or_else(
             || "undated".to_owned(),
@@ -274,7 +274,7 @@ fn with_suffix(name: &str, suffix: &str) -> String {
 }
 
 /// The relative local path of a child named `child` (already safe) inside the folder at `parent`.
-pub fn child_path(parent: &str, child: &str) -> String {
+pub(crate) fn child_path(parent: &str, child: &str) -> String {
     if parent.is_empty() {
         child.to_owned()
     } else {

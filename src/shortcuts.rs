@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::{ItemKind, ShortcutRow, Skip, SkipClass};
 use crate::progress::{Event, NoticeKind};
-use crate::sync::scope::ListingContext;
+use crate::sync::ListingContext;
 use crate::sync::{CrawlError, CrawlOptions, to_new_item, walk_frontier};
 
 /// The reason on record for a shortcut `--no-shared` leaves out.
@@ -33,11 +33,11 @@ pub const MAX_SHORTCUTS: usize = 10_000;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SharedSummary {
     /// Shortcuts whose target was listed (a folder's whole tree) in this run.
-    pub followed: u64,
+    pub(crate) followed: u64,
     /// Items recorded from shared drives.
     pub items_seen: u64,
     /// Shortcuts not followed because their target is already in the backup (or is followed by another).
-    pub already_backed_up: u64,
+    pub(crate) already_backed_up: u64,
     /// Shortcuts whose target the service no longer serves, by remote path (their local files are kept).
     pub not_accessible: Vec<String>,
     /// Items flagged deleted in shared trees (changes inside them, or shortcuts removed from My files).

@@ -43,7 +43,7 @@ const READ_BLOCK: usize = 4 << 20;
 const PAGE: usize = 512;
 
 /// Problems listed one by one in the summary (all are counted, and all are repaired).
-pub const MAX_LISTED_PROBLEMS: usize = 1000;
+pub(crate) const MAX_LISTED_PROBLEMS: usize = 1000;
 
 /// What `verify` does.
 #[derive(Debug, Clone)]
@@ -105,7 +105,7 @@ pub struct VerifySummary {
     /// Done files the backup holds on disk.
     pub files_in_backup: u64,
     /// Their bytes.
-    pub bytes_in_backup: u64,
+    pub(crate) bytes_in_backup: u64,
     /// Files checked.
     pub files_checked: u64,
     /// Bytes read back.
@@ -123,7 +123,7 @@ pub struct VerifySummary {
     pub changed: u64,
     /// Files unreadable.
     pub unreadable: u64,
-    /// The first [`MAX_LISTED_PROBLEMS`] problems.
+    /// The first `MAX_LISTED_PROBLEMS` problems.
     pub problems: Vec<Problem>,
     /// Whether problems were to be repaired.
     pub repair: bool,

@@ -3,7 +3,7 @@
 //! (<https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow>).
 //!
 //! The app proves itself with a certificate (a signed client assertion, which Microsoft recommends) or a client
-//! secret. No refresh token exists in this flow: [`ClientCredentialsSource`] asks for a new access token shortly
+//! secret. No refresh token exists in this flow: `ClientCredentialsSource` asks for a new access token shortly
 //! before the current one expires, or when Graph refuses it, once for all workers (single flight, as the
 //! delegated refresher does). The credential file is read again for every new token, so a rotated secret or
 //! certificate is picked up by a running backup, and its mode is checked each time: a key or secret that others
@@ -13,7 +13,7 @@
 //! `ODBACKUP_CLIENT_SECRET` variable), never the credential itself. Secrets stay in types whose `Debug` shows
 //! `***`, and are cut out of any error the service words.
 //!
-//! The client assertion ([`client_assertion`]) follows
+//! The client assertion (`client_assertion`) follows
 //! <https://learn.microsoft.com/en-us/entra/identity-platform/certificate-credentials>: header `alg` `PS256`,
 //! `typ` `JWT`, `x5t#S256` (base64url SHA-256 of the certificate's DER) and `x5t` (its SHA-1, which older
 //! revisions of the page ask for); claims `aud` = the token endpoint, `iss` = `sub` = the client ID, a random
@@ -167,7 +167,7 @@ impl fmt::Debug for ClientSecret {
 }
 
 /// A certificate's private key and thumbprints, ready to sign assertions; `Debug` hides the key.
-pub struct SigningCertificate {
+pub(crate) struct SigningCertificate {
     key: RsaKeyPair,
     /// base64url SHA-1 of the certificate's DER.
     x5t: String,
@@ -189,7 +189,7 @@ impl SigningCertificate {
     ///
     /// # Errors
     /// [`AppCredentialError::Invalid`] naming what is missing or wrong.
-    pub fn from_pem(pem: &[u8], path: &Path) -> Result<Self, AppCredentialError> {
+    pub(crate) fn from_pem(pem: &[u8], path: &Path) -> Result<Self, AppCredentialError> {
         let invalid = |problem| AppCredentialError::Invalid {
             what: "certificate",
             path: path.to_path_buf(),
@@ -268,7 +268,7 @@ impl SigningCertificate {
 }
 
 /// A client assertion for `client_id` at the token endpoint `audience`, signed with `cert`, valid from `now`.
-pub fn client_assertion(
+pub(crate) fn client_assertion(
     cert: &SigningCertificate,
     client_id: &str,
     audience: &str,
@@ -382,7 +382,7 @@ impl AppCredentialRef {
     ///
     /// # Errors
     /// As loading it for a token would.
-    pub fn check(&self) -> Result<(), AppCredentialError> {
+    pub(crate) fn check(&self) -> Result<(), AppCredentialError> {
         self.load().map(|_| ())
     }
 }
@@ -390,7 +390,7 @@ impl AppCredentialRef {
 /// The `/.default` scope of the Graph resource at `graph_base_url`: its origin
 /// (`https://graph.microsoft.com/v1.0` → `https://graph.microsoft.com/.default`), so national clouds
 /// (`graph.microsoft.us`, `microsoftgraph.chinacloudapi.cn`) get their own resource.
-pub fn default_scope(graph_base_url: &str) -> Option<String> {
+pub(crate) fn default_scope(graph_base_url: &str) -> Option<String> {
     let url = url::Url::parse(graph_base_url).ok()?;
     let origin = url.origin();
     origin
@@ -402,7 +402,7 @@ pub fn default_scope(graph_base_url: &str) -> Option<String> {
 ///
 /// # Errors
 /// [`AppCredentialError::NoTenant`] for `common`, `organizations`, `consumers` or nothing.
-pub fn check_tenant(tenant: &str) -> Result<(), AppCredentialError> {
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), AppCredentialError> {
     let t = tenant.trim();
     if t.is_empty()
         || ["common", "organizations", "consumers"]
@@ -421,7 +421,7 @@ pub fn check_tenant(tenant: &str) -> Result<(), AppCredentialError> {
 /// # Errors
 /// [`AuthError::AppCredential`] when the credential cannot be loaded; [`SignInError::Refused`] when the service
 /// refuses the app or its credential; other sign-in errors as they came.
-pub async fn acquire(
+pub(crate) async fn acquire(
     http: &reqwest::Client,
     settings: &AuthSettings,
     credential: &AppCredentialRef,
@@ -487,7 +487,7 @@ fn refused_or(err: SignInError) -> SignInError {
 
 /// A [`TokenSource`] for an app: a new token shortly before the current one expires or when Graph refuses it,
 /// one request however many workers ask; share one per process (`Arc`).
-pub struct ClientCredentialsSource {
+pub(crate) struct ClientCredentialsSource {
     http: reqwest::Client,
     settings: AuthSettings,
     credential: AppCredentialRef,
@@ -548,15 +548,8 @@ impl ClientCredentialsSource {
         }
     }
 
-    /// Use `policy` instead of [`RefreshPolicy::default`].
-    #[must_use]
-    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
     /// Tokens requested from the service so far.
-    pub fn acquired_count(&self) -> u64 {
+    pub(crate) fn acquired_count(&self) -> u64 {
         self.acquired.load(Ordering::Relaxed)
     }
 

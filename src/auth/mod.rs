@@ -6,15 +6,15 @@
 //! sign-in flows return.
 
 pub mod app;
-pub mod refresh;
+pub(crate) mod refresh;
 pub mod signin;
 pub mod store;
-pub mod write;
+pub(crate) mod write;
 
 use futures_util::future::BoxFuture;
 
 /// A bearer token. Its `Debug` never shows it, it has no `Display` or `Serialize`, and
-/// [`AccessToken::expose`] is for building the `Authorization` header only.
+/// `AccessToken::expose` is for building the `Authorization` header only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);
 
@@ -25,7 +25,7 @@ impl AccessToken {
     }
 
     /// The secret itself, for the `Authorization` header.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -76,7 +76,8 @@ pub enum AuthError {
 
 impl AuthError {
     /// Whether the service refused the sign-in for good: the user must sign in again (or set a new token).
-    pub fn is_refused(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_refused(&self) -> bool {
         match self {
             AuthError::Rejected { .. }
             | AuthError::StillRefused { .. }

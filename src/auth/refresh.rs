@@ -48,11 +48,11 @@ const REFUSED_CODES: [&str; 4] = [
 pub struct RefreshPolicy {
     /// Refresh this long before expiry, but never before three quarters of the token's lifetime has
     /// passed (a simulator's few-second token would otherwise be refreshed on every request).
-    pub margin: Duration,
+    pub(crate) margin: Duration,
     /// Attempts per refresh when the failures are transient.
     pub attempts: u32,
     /// The first pause between attempts; doubled each time, at most 30 s.
-    pub backoff: Duration,
+    pub(crate) backoff: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -127,16 +127,12 @@ impl RefreshingTokenSource {
         }
     }
 
-    /// Use `policy` instead of [`RefreshPolicy::default`].
+    /// Use `policy` instead of [`RefreshPolicy::default`] (the tests' short backoff).
+    #[cfg(test)]
     #[must_use]
-    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
+    pub(crate) fn with_policy(mut self, policy: RefreshPolicy) -> Self {
         self.policy = policy;
         self
-    }
-
-    /// The account whose tokens these are.
-    pub fn account(&self) -> &str {
-        &self.account
     }
 
     /// How many refreshes have succeeded so far (tests check that concurrent callers cause one).

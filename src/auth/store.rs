@@ -19,9 +19,9 @@ use super::AccessToken;
 use super::signin::{AuthSettings, RefreshToken, TokenResponse};
 
 /// The account name used when the user names none.
-pub const DEFAULT_ACCOUNT: &str = "default";
+pub(crate) const DEFAULT_ACCOUNT: &str = "default";
 /// The folder under the config directory that holds the token files.
-pub const ACCOUNTS_DIR: &str = "accounts";
+pub(crate) const ACCOUNTS_DIR: &str = "accounts";
 /// Longest account name accepted (it becomes a file name).
 const MAX_ACCOUNT_LEN: usize = 64;
 /// The token file format; bumped if the layout changes incompatibly.
@@ -70,14 +70,14 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StoredTokens {
     /// The long-lived token; `None` when `offline_access` was not granted.
-    pub refresh_token: Option<RefreshToken>,
+    pub(crate) refresh_token: Option<RefreshToken>,
     /// The last access token, reused until it nears expiry (short commands don't refresh each time).
     pub access_token: Option<AccessToken>,
     /// When the access token expires, in seconds since the Unix epoch.
-    pub expires_at: i64,
+    pub(crate) expires_at: i64,
     /// When the access token was issued, in seconds since the Unix epoch (its lifetime tells the
     /// refresher how early to renew it).
-    pub issued_at: i64,
+    pub(crate) issued_at: i64,
     /// The application (client) ID the tokens were issued to; a refresh must use the same one.
     pub client_id: String,
     /// The tenant signed in to.
@@ -95,7 +95,11 @@ pub struct StoredTokens {
 
 impl StoredTokens {
     /// What to store after a sign-in with `settings` that returned `tokens` at `now`.
-    pub fn from_response(settings: &AuthSettings, tokens: TokenResponse, now: SystemTime) -> Self {
+    pub(crate) fn from_response(
+        settings: &AuthSettings,
+        tokens: TokenResponse,
+        now: SystemTime,
+    ) -> Self {
         let mut stored = Self {
             refresh_token: None,
             access_token: None,
@@ -114,7 +118,7 @@ impl StoredTokens {
 
     /// Take in a refresh's answer: the new access token, and the new refresh token when one came back
     /// (the service rotates it on every refresh; the old one is discarded).
-    pub fn apply(&mut self, tokens: TokenResponse, now: SystemTime) {
+    pub(crate) fn apply(&mut self, tokens: TokenResponse, now: SystemTime) {
         self.access_token = Some(tokens.access_token);
         if let Some(refresh) = tokens.refresh_token {
             self.refresh_token = Some(refresh);
@@ -124,7 +128,7 @@ impl StoredTokens {
     }
 
     /// The settings to refresh with: the ones the tokens were issued under.
-    pub fn settings(&self) -> AuthSettings {
+    pub(crate) fn settings(&self) -> AuthSettings {
         AuthSettings {
             login_base_url: self.login_base_url.clone(),
             tenant: self.tenant.clone(),
@@ -134,12 +138,12 @@ impl StoredTokens {
     }
 
     /// When the access token expires.
-    pub fn expires_at_time(&self) -> SystemTime {
+    pub(crate) fn expires_at_time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.expires_at.max(0) as u64)
     }
 
     /// How long the access token was valid for when issued, if known.
-    pub fn lifetime(&self) -> Option<Duration> {
+    pub(crate) fn lifetime(&self) -> Option<Duration> {
         (self.issued_at > 0 && self.expires_at >= self.issued_at)
             .then(|| Duration::from_secs((self.expires_at - self.issued_at) as u64))
     }
@@ -196,7 +200,8 @@ impl TokenStore {
     }
 
     /// The folder holding the token files.
-    pub fn dir(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -249,7 +254,7 @@ impl TokenStore {
 
     /// Replace `account`'s token file atomically: write a temporary file (mode 0600) in the same folder,
     /// fsync it, rename it over the old one, fsync the folder.
-    pub fn save(&self, account: &str, tokens: &StoredTokens) -> Result<(), StoreError> {
+    pub(crate) fn save(&self, account: &str, tokens: &StoredTokens) -> Result<(), StoreError> {
         let path = self.path(account)?;
         let file = TokenFile {
             version: if tokens.app.is_some() {
@@ -289,7 +294,8 @@ impl TokenStore {
     }
 
     /// The accounts with a token file, sorted.
-    pub fn accounts(&self) -> Result<Vec<String>, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn accounts(&self) -> Result<Vec<String>, StoreError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

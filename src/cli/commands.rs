@@ -925,7 +925,7 @@ fn restore_settings(
     filters: &FilterArgs,
     file: &ConfigValues,
 ) -> Result<app::RestoreSettings, Error> {
-    use odbackup::restore::{RestoreOptions, RestoreSource, plan};
+    use odbackup::restore::{RestoreOptions, RestoreSource, fragment_size, place};
     let source = match (request.from, request.from_folder) {
         (Some(dest), None) => RestoreSource::Backup { dest },
         (None, Some(dir)) => RestoreSource::Folder { dir },
@@ -940,7 +940,7 @@ fn restore_settings(
     let segments: Vec<&str> = to.split('/').filter(|s| !s.is_empty()).collect();
     if !segments.is_empty() {
         // The folder itself must be one the service accepts (its files are judged as they are planned).
-        plan::place(&segments, true, "/", false, false)
+        place(&segments, true, "/", false, false)
             .map_err(|refusal| Error::Usage(format!("--to {to:?}: {refusal}")))?;
     }
     let transfer = request.transfer.or_file(file);
@@ -961,7 +961,7 @@ fn restore_settings(
             rename_invalid: request.rename_invalid,
             filter: job.filter,
             concurrency: bounded("concurrency", transfer.concurrency, DEFAULT_CONCURRENCY)?,
-            fragment_size: plan::fragment_size(chunk_size),
+            fragment_size: fragment_size(chunk_size),
             dry_run: request.dry_run,
         },
     })

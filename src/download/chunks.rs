@@ -37,7 +37,7 @@ pub struct Span {
     /// First byte.
     pub start: u64,
     /// One past the last byte.
-    pub end: u64,
+    pub(crate) end: u64,
 }
 
 /// Whether a file of `size` bytes is fetched in spans: more than one stream allowed, and more than one span.

@@ -33,11 +33,10 @@ use crate::progress::CrawlProgress;
 use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 pub use chunks::{DEFAULT_CHUNK_SIZE, DEFAULT_STREAMS_PER_FILE};
-pub use plan::{
-    Action, LISTED_URL_FRESHNESS, LISTED_URL_LIFETIME_SETTING, ListedUrlLifetime, LocalState,
-    classify, listed_url_is_fresh, plan,
+pub(crate) use plan::{
+    LISTED_URL_FRESHNESS, LISTED_URL_LIFETIME_SETTING, ListedUrlLifetime, classify,
 };
-pub use transfer::{TransferFailure, TransferOutcome};
+pub(crate) use transfer::{TransferFailure, TransferOutcome};
 
 /// Files transferred at once unless `--concurrency` says otherwise. `OneDrive` throttles bulk downloads above
 /// roughly a dozen parallel streams per user; 8 keeps a home connection busy with photos without inviting 429s.
@@ -52,7 +51,7 @@ pub const DEFAULT_CONCURRENCY_CEILING: usize = 32;
 /// Transfers failing in a row for want of a connection (after their own retries) that stop the run: the
 /// network or the service is gone, and failing every remaining file slowly, one retry budget after another,
 /// would take hours on a large drive. The failed files stay on record and the next run retries them.
-pub const UNREACHABLE_STREAK: usize = 16;
+pub(crate) const UNREACHABLE_STREAK: usize = 16;
 
 /// Rows read from the manifest per query.
 const BATCH: usize = 256;
@@ -152,7 +151,7 @@ pub struct DownloadSummary {
     pub with_listing_url: u64,
     /// Of those, the files fetched with that URL as is; the others had outlived it or were refused, and asked
     /// `/content`.
-    pub by_listing_url: u64,
+    pub(crate) by_listing_url: u64,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -169,7 +168,7 @@ pub struct DownloadSummary {
     /// trash, never overwritten.
     pub displaced: u64,
     /// Stale part files (of older versions, or of files no longer wanted) removed at the end of the run.
-    pub stale_parts_removed: u64,
+    pub(crate) stale_parts_removed: u64,
     /// Files stored as a hard link of a done file with the same content (`--dedupe hardlink`), not downloaded.
     pub deduplicated: u64,
     /// Their bytes: what separate copies would have taken (and fetched).
@@ -194,7 +193,7 @@ pub struct DownloadSummary {
     /// Wall time every request was held back by throttling or by `RateLimit-*` pacing, in seconds.
     pub throttle_wait_secs: f64,
     /// Requests held back for their turn because `RateLimit-*` headers said the budget was nearly spent.
-    pub paced: u64,
+    pub(crate) paced: u64,
     /// Transfers overtaken by the drive: the file changed (a listing of this run said so) while its older
     /// version was being fetched. Their outcome was dropped and the new version fetched instead.
     pub superseded: u64,
@@ -203,7 +202,7 @@ pub struct DownloadSummary {
     /// The fewest transfers allowed at once during the run (the configured concurrency if never lowered).
     pub concurrency_lowest: usize,
     /// The most transfers allowed at once during the run (above the configured concurrency when it grew).
-    pub concurrency_highest: usize,
+    pub(crate) concurrency_highest: usize,
     /// Transfers that failed in a row for want of a connection (see [`UNREACHABLE_STREAK`]).
     #[serde(skip)]
     unreachable_streak: usize,
@@ -403,9 +402,8 @@ pub async fn download(
             summary.in_flight.insert(job.rowid);
             observe_throttling(&limit, graph, &*reporter);
             let permit = tokio::select! {
-                () = stop.cancelled() => break 'schedule,
-                permit = limit.acquire() => permit,
-            };
+            () = stop.cancelled() => break 'schedule,
+            permit = limit.acquire() => permit};
             // Record finished transfers as we go, so the manifest keeps up with what is on disk.
             if let Some(joined) = tasks.try_join_next()
                 && record(
@@ -448,8 +446,7 @@ pub async fn download(
                                 job,
                                 outcome,
                                 linked: Some(twin),
-                                link_refused: None,
-                            };
+                                link_refused: None};
                         }
                         dedupe::Linked::Unavailable(reason) => link_refused = Some(reason),
                         dedupe::Linked::NotUsable(reason) => {
@@ -471,15 +468,13 @@ pub async fn download(
                 observe_throttling(&limit, &graph, &*reporter);
                 let (healthy, bytes) = match &outcome {
                     TransferOutcome::Done { fetched, .. } => (true, *fetched),
-                    _ => (false, 0),
-                };
+                    _ => (false, 0)};
                 limit.release_after(permit, healthy, bytes);
                 Finished {
                     job,
                     outcome,
                     linked: None,
-                    link_refused,
-                }
+                    link_refused}
             });
         }
     }
@@ -1015,8 +1010,7 @@ async fn relocate_moved(
                             "could not move a renamed file to {}; it will be checked and fetched again if need be",
                             row.to
                         ),
-                        detail: Some(&err.to_string()),
-                    });
+                        detail: Some(&err.to_string())});
                     unmovable.push(row);
                 }
             }

@@ -124,9 +124,9 @@ impl ListedUrlLifetime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalState {
     /// Size of the file under its final name, if there is one.
-    pub final_len: Option<u64>,
+    pub(crate) final_len: Option<u64>,
     /// Size of the part file for this item's current version, if there is one.
-    pub part_len: Option<u64>,
+    pub(crate) part_len: Option<u64>,
 }
 
 /// What the transfer should do.

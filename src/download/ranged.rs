@@ -41,17 +41,17 @@ use crate::progress::Reporter;
 /// What a ranged fetch works with.
 pub(super) struct Ranged<'a> {
     pub graph: &'a GraphClient,
-    pub job: &'a DownloadJob,
+    pub(crate) job: &'a DownloadJob,
     pub policy: &'a DownloadPolicy,
     /// The target's folder, held open: the part file and its journal are its entries.
     pub folder: &'a Arc<Folder>,
     /// The part file's name.
-    pub part: &'a str,
-    pub with_sha1: bool,
-    pub reporter: &'a dyn Reporter,
-    pub cancel: &'a CancellationToken,
+    pub(crate) part: &'a str,
+    pub(crate) with_sha1: bool,
+    pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) cancel: &'a CancellationToken,
     /// The downloader's transfer limit, which further streams take slots from (`None`: no limit).
-    pub slots: Option<&'a AdaptiveLimit>,
+    pub(crate) slots: Option<&'a AdaptiveLimit>,
 }
 
 /// The rest of one span still to fetch.

@@ -27,7 +27,7 @@ use super::{GraphClient, encode_id};
 use crate::ids::{DriveId, ItemId};
 
 /// A pre-authenticated download URL. Its path and query can both be the credential: `Debug`, `Display`
-/// and [`DownloadUrl::redacted`] show only the host (and port); [`DownloadUrl::expose`] is for making the
+/// and `DownloadUrl::redacted` show only the host (and port); `DownloadUrl::expose` is for making the
 /// request. It expires within the hour.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -40,12 +40,12 @@ impl DownloadUrl {
     }
 
     /// The full URL, secret included: for the request only, never for a log or a message.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// The host (and port, when one is given): all a message or a log may show of the URL.
-    pub fn redacted(&self) -> String {
+    pub(crate) fn redacted(&self) -> String {
         match url::Url::parse(&self.0) {
             Ok(u) => match (u.host_str(), u.port()) {
                 (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -131,15 +131,15 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, GraphError>>;
 /// A download whose headers arrived; the bytes follow in `body`.
 pub struct Download {
     /// Whether the server honoured the Range (206). On a 200 the body is the whole file from byte 0.
-    pub partial: bool,
+    pub(crate) partial: bool,
     /// The offset of the first byte of `body` (from `Content-Range`; 0 on a 200).
     pub start: u64,
     /// The whole file's size, when the server said.
     pub total: Option<u64>,
     /// The body's length, when the server said.
-    pub content_length: Option<u64>,
+    pub(crate) content_length: Option<u64>,
     /// The bytes. A gap longer than the read-idle timeout ends it with [`GraphError::Stalled`].
-    pub body: ByteStream,
+    pub(crate) body: ByteStream,
 }
 
 impl std::fmt::Debug for Download {
@@ -166,7 +166,8 @@ impl GraphClient {
     /// package. A `/content` that answers with the bytes themselves is [`GraphError::Unexpected`] here: fetch
     /// with [`GraphClient::open_content`], which takes them.
     #[tracing::instrument(skip_all, fields(drive = %drive, item = %item, infected_ok))]
-    pub async fn content_url(
+    #[cfg(test)]
+    pub(crate) async fn content_url(
         &self,
         drive: &DriveId,
         item: &ItemId,
@@ -199,7 +200,7 @@ impl GraphClient {
     /// # Errors
     /// As [`GraphClient::content_url`] and [`GraphClient::download`].
     #[tracing::instrument(skip_all, fields(drive = %drive, item = %item, from, to = ?to))]
-    pub async fn open_content(
+    pub(crate) async fn open_content(
         &self,
         drive: &DriveId,
         item: &ItemId,
@@ -238,12 +239,12 @@ impl GraphClient {
         Ok((ContentSource::Url(url), download))
     }
 
-    /// Fetch bytes `from..=to` of `source` (what [`GraphClient::open_content`] found). A pre-authenticated
+    /// Fetch bytes `from..=to` of `source` (what `GraphClient::open_content` found). A pre-authenticated
     /// URL is asked directly; Graph's `/content` is asked again, and may answer another way this time.
     ///
     /// # Errors
-    /// As [`GraphClient::open_content`].
-    pub async fn fetch(
+    /// As `GraphClient::open_content`.
+    pub(crate) async fn fetch(
         &self,
         item: &ItemId,
         source: &ContentSource,
@@ -399,7 +400,7 @@ impl GraphClient {
 
     /// [`GraphClient::download`], with `idle` as the stall timeout of the body (no bytes for that long ends
     /// it with [`GraphError::Stalled`]) instead of the client's `read_idle_timeout`.
-    pub async fn download_with_idle(
+    pub(crate) async fn download_with_idle(
         &self,
         url: &DownloadUrl,
         from: u64,
@@ -416,7 +417,7 @@ impl GraphClient {
     ///
     /// # Errors
     /// As [`GraphClient::download`].
-    pub async fn download_range(
+    pub(crate) async fn download_range(
         &self,
         url: &DownloadUrl,
         from: u64,

@@ -35,9 +35,9 @@ pub struct DirectoryUser {
     /// The sign-in name (`adele@contoso.com`).
     pub user_principal_name: Option<String>,
     /// The name shown.
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// The mail address.
-    pub mail: Option<String>,
+    pub(crate) mail: Option<String>,
 }
 
 /// How the sites were listed.

@@ -148,23 +148,23 @@ pub enum GraphError {
 )]
 pub struct HttpError {
     /// What was being done and on what (`listing children of item X`).
-    pub what: String,
+    pub(crate) what: String,
     /// The HTTP status.
     pub status: u16,
     /// Every error code in the body, outermost first; the last is the most specific.
-    pub codes: Vec<String>,
+    pub(crate) codes: Vec<String>,
     /// The service's message (outermost), or a note that the body had none.
     pub message: String,
     /// `Retry-After`, when given.
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
     /// The `request-id` Microsoft support asks for, when given.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
 }
 
 impl HttpError {
     /// A 403 `serviceReadOnly` ("Database Is Read Only"): the service's maintenance windows answer reads so too
     /// (<https://github.com/rclone/rclone/issues/9794>). It passes; it is not a permission the sign-in lacks.
-    pub fn is_read_only_window(&self) -> bool {
+    pub(crate) fn is_read_only_window(&self) -> bool {
         self.status == 403
             && self
                 .codes
@@ -173,7 +173,7 @@ impl HttpError {
     }
 
     /// The most specific error code: the innermost one.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         self.codes.last().map(String::as_str)
     }
 }
@@ -199,8 +199,8 @@ impl GraphError {
         }
     }
 
-    /// The most specific error code in the body. Compare with [`GraphError::has_code`], which ignores case.
-    pub fn code(&self) -> Option<&str> {
+    /// The most specific error code in the body. Compare with `GraphError::has_code`, which ignores case.
+    pub(crate) fn code(&self) -> Option<&str> {
         match self {
             GraphError::Http(e) => e.code(),
             GraphError::ResyncRequired { code, .. } => code.as_deref(),
@@ -210,7 +210,7 @@ impl GraphError {
 
     /// Whether `code` appears anywhere in the error chain of the body, ignoring case (Graph's casing varies:
     /// `InvalidAuthenticationToken`, `itemNotFound`).
-    pub fn has_code(&self, code: &str) -> bool {
+    pub(crate) fn has_code(&self, code: &str) -> bool {
         match self {
             GraphError::Http(e) => e.codes.iter().any(|c| c.eq_ignore_ascii_case(code)),
             _ => self.code().is_some_and(|c| c.eq_ignore_ascii_case(code)),
@@ -219,21 +219,13 @@ impl GraphError {
 
     /// Whether it is the service's maintenance window (403 `serviceReadOnly`, see
     /// [`HttpError::is_read_only_window`]): it passes, and is no permission the sign-in lacks.
-    pub fn is_read_only_window(&self) -> bool {
+    pub(crate) fn is_read_only_window(&self) -> bool {
         matches!(self, GraphError::Http(e) if e.is_read_only_window())
-    }
-
-    /// `Retry-After`, when the service gave one.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            GraphError::Http(e) => e.retry_after,
-            _ => None,
-        }
     }
 
     /// Whether trying again later may succeed: network trouble, throttling, server errors, an expired
     /// download URL.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             GraphError::Http(e) => {
                 matches!(e.status, 408 | 423 | 429 | 500..=599) || e.is_read_only_window()
@@ -248,7 +240,7 @@ impl GraphError {
     }
 
     /// Whether it is a timeout or a stall.
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(
             self,
             GraphError::Timeout { .. } | GraphError::Stalled { .. }
@@ -257,7 +249,7 @@ impl GraphError {
 
     /// Whether sign-in is needed: the token was refused even after a refresh, or none could be had.
     /// A 403 is not: the token is fine, the item is not allowed.
-    pub fn is_auth(&self) -> bool {
+    pub(crate) fn is_auth(&self) -> bool {
         match self {
             GraphError::Http(e) => e.status == 401,
             GraphError::Auth(_) => true,
@@ -266,7 +258,8 @@ impl GraphError {
     }
 
     /// Whether the host could not be reached at all.
-    pub fn is_connect(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_connect(&self) -> bool {
         matches!(self, GraphError::Connect { .. })
     }
 }
@@ -275,11 +268,11 @@ impl GraphError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ErrorBody {
     /// Every `code` found, outermost first (`activityLimitReached`, then `throttledRequest`).
-    pub codes: Vec<String>,
+    pub(crate) codes: Vec<String>,
     /// The outermost message, or a note saying what the body was instead.
     pub message: String,
     /// `innerError.request-id`, when present.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
 }
 
 /// Longest message kept from a body, so an HTML page or a long text never floods a log line.
@@ -344,7 +337,7 @@ impl ErrorBody {
     }
 
     /// The most specific code: the innermost one.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         self.codes.last().map(String::as_str)
     }
 }

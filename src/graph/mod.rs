@@ -102,7 +102,7 @@ impl Default for GraphOptions {
 
 /// Counters of one client's traffic (shared by its clones).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClientStats {
+pub(crate) struct ClientStats {
     /// Requests sent, to Graph and to download hosts, retries included.
     pub requests: u64,
     /// Of which retries.
@@ -111,7 +111,7 @@ pub struct ClientStats {
     pub throttle_events: u64,
     /// Wall time the client was paused by throttling or by `RateLimit-*` headers (overlapping pauses
     /// counted once).
-    pub throttle_wait_total: Duration,
+    pub(crate) throttle_wait_total: Duration,
     /// Requests held back for their turn while `RateLimit-*` headers asked us to spread them.
     pub paced: u64,
 }
@@ -135,7 +135,7 @@ pub enum DriveSelector {
 }
 
 /// Called with the end of a throttle pause (wall clock) whenever one starts or is extended.
-pub type PauseHook = Arc<dyn Fn(std::time::SystemTime) + Send + Sync>;
+pub(crate) type PauseHook = Arc<dyn Fn(std::time::SystemTime) + Send + Sync>;
 
 /// A Microsoft Graph client. Cheap to clone; clones share connections, the throttle gate and the counters.
 #[derive(Clone)]
@@ -227,7 +227,7 @@ pub struct HttpSettings<'a> {
     pub timeout: Option<std::time::Duration>,
     /// Whether redirects are followed by the client (Graph's are not: `content.rs` follows download
     /// redirects itself so that no URL reaches a dependency's log).
-    pub follow_redirects: bool,
+    pub(crate) follow_redirects: bool,
 }
 
 impl HttpSettings<'static> {
@@ -243,7 +243,7 @@ impl HttpSettings<'static> {
 }
 
 /// The `User-Agent` odbackup sends unless told otherwise.
-pub static DEFAULT_USER_AGENT: std::sync::LazyLock<String> =
+pub(crate) static DEFAULT_USER_AGENT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("ISV|odbackup|odbackup/{}", env!("CARGO_PKG_VERSION")));
 
 /// Build an HTTP client: the one place odbackup makes them (Graph, download hosts, sign-in).
@@ -307,7 +307,7 @@ impl GraphClient {
     }
 
     /// Traffic counters so far.
-    pub fn stats(&self) -> ClientStats {
+    pub(crate) fn stats(&self) -> ClientStats {
         let i = &self.inner;
         ClientStats {
             requests: i.requests.load(Ordering::Relaxed),
@@ -405,7 +405,11 @@ impl GraphClient {
     /// empty path is the root). Resolve once, then use IDs: paths break on renames.
     /// See <https://learn.microsoft.com/en-us/graph/onedrive-addressing-driveitems>.
     #[tracing::instrument(skip_all, fields(drive = %drive, path = path))]
-    pub async fn item_by_path(&self, drive: &DriveId, path: &str) -> Result<DriveItem, GraphError> {
+    pub(crate) async fn item_by_path(
+        &self,
+        drive: &DriveId,
+        path: &str,
+    ) -> Result<DriveItem, GraphError> {
         let encoded = encode_path(path);
         let what = format!("reading {path:?}");
         self.selecting(|d| {
@@ -432,7 +436,7 @@ impl GraphClient {
     /// read-only scopes a folder that was never created answers 403 (or 404).
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-get-specialfolder>.
     #[tracing::instrument(skip_all, fields(drive = %drive, name = name))]
-    pub async fn special_folder(
+    pub(crate) async fn special_folder(
         &self,
         drive: &DriveId,
         name: &str,
@@ -540,7 +544,7 @@ impl GraphClient {
     /// Taken before a full crawl, it lets the next run ask only for what changed since the crawl began.
     /// See <https://learn.microsoft.com/en-us/graph/api/driveitem-delta>.
     #[tracing::instrument(skip_all, fields(drive = %drive, folder = %folder))]
-    pub async fn delta_latest(
+    pub(crate) async fn delta_latest(
         &self,
         drive: &DriveId,
         folder: &ItemId,

@@ -28,23 +28,25 @@ pub const PAGE_SIZE: u32 = 1000;
 pub struct Page {
     /// The items, in the service's order.
     #[serde(default)]
-    pub value: Vec<DriveItem>,
+    pub(crate) value: Vec<DriveItem>,
     /// Where the next page is: save it to resume, pass it back verbatim. `None` on the last page.
     #[serde(rename = "@odata.nextLink")]
-    pub next_link: Option<String>,
+    pub(crate) next_link: Option<String>,
     /// On a delta listing's last page: the link that asks for changes since this listing.
     #[serde(rename = "@odata.deltaLink")]
-    pub delta_link: Option<String>,
+    pub(crate) delta_link: Option<String>,
 }
 
 impl Page {
     /// The items (an alias of `value`, the name Graph gives them).
-    pub fn items(&self) -> &[DriveItem] {
+    #[cfg(test)]
+    pub(crate) fn items(&self) -> &[DriveItem] {
         &self.value
     }
 
     /// Whether this is the last page.
-    pub fn is_last(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_last(&self) -> bool {
         self.next_link.is_none()
     }
 }
@@ -79,7 +81,7 @@ pub enum NoProgress {
 
 impl PagingGuard {
     /// A link about to be asked for (the first one too, when it is a saved cursor).
-    pub fn follow(&mut self, link: &str) {
+    pub(crate) fn follow(&mut self, link: &str) {
         self.followed.insert(link.to_owned());
     }
 
@@ -87,7 +89,7 @@ impl PagingGuard {
     ///
     /// # Errors
     /// [`NoProgress`] when the listing should end here.
-    pub fn check(&mut self, page: &Page) -> Result<(), NoProgress> {
+    pub(crate) fn check(&mut self, page: &Page) -> Result<(), NoProgress> {
         let mut fresh = false;
         for item in &page.value {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -43,29 +43,29 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts per request that may end in an error, the first included.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Attempts when the host cannot be reached at all.
-    pub max_connect_attempts: u32,
+    pub(crate) max_connect_attempts: u32,
     /// Times one request may be throttled before it gives up. Throttling is the service pacing us, not a
     /// failure, so it has its own, larger budget.
-    pub max_throttled_attempts: u32,
+    pub(crate) max_throttled_attempts: u32,
     /// First backoff for server and network errors; doubles per attempt.
-    pub base_backoff: Duration,
+    pub(crate) base_backoff: Duration,
     /// Longest backoff.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// Pause after a 429/503 without `Retry-After` (Microsoft suggests at least 5 s).
-    pub default_throttle_pause: Duration,
+    pub(crate) default_throttle_pause: Duration,
     /// A `Retry-After` longer than this is not waited out: the request fails and says when to try again.
-    pub max_retry_after: Duration,
+    pub(crate) max_retry_after: Duration,
     /// Attempts with a fresh token (just renewed, or one that cannot be renewed) that may answer 401 before the
     /// sign-in counts as refused.
-    pub max_unauthorized_attempts: u32,
+    pub(crate) max_unauthorized_attempts: u32,
 }
 
 impl RetryPolicy {
     /// This policy with every attempt budget at least one: a request is always sent once.
     #[must_use]
-    pub fn at_least_once(&self) -> Self {
+    pub(crate) fn at_least_once(&self) -> Self {
         Self {
             max_attempts: self.max_attempts.max(1),
             max_connect_attempts: self.max_connect_attempts.max(1),
@@ -99,7 +99,12 @@ impl RetryPolicy {
     /// `[0, 1)` spreads the backoffs of concurrent workers ("full jitter", floored at a tenth of the
     /// ceiling so a retry never fires instantly). Throttle waits are never jittered: the service said how
     /// long.
-    pub fn next_delay(&self, attempt: u32, outcome: &Outcome, jitter: f64) -> Option<Duration> {
+    pub(crate) fn next_delay(
+        &self,
+        attempt: u32,
+        outcome: &Outcome,
+        jitter: f64,
+    ) -> Option<Duration> {
         match *outcome {
             Outcome::Permanent => None,
             // Renew the token, then try again at once.

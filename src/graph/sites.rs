@@ -138,9 +138,9 @@ pub struct Site {
     #[serde(default)]
     pub name: Option<String>,
     /// The name shown in `SharePoint`.
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// The site's address.
-    pub web_url: Option<String>,
+    pub(crate) web_url: Option<String>,
 }
 
 /// A page of drives.
@@ -157,7 +157,7 @@ impl GraphClient {
     /// See <https://learn.microsoft.com/en-us/graph/api/site-getbypath> and
     /// <https://learn.microsoft.com/en-us/graph/api/site-get>.
     #[tracing::instrument(skip_all, fields(site = %site))]
-    pub async fn site(&self, site: &SiteRef) -> Result<Site, GraphError> {
+    pub(crate) async fn site(&self, site: &SiteRef) -> Result<Site, GraphError> {
         self.get_json(
             &format!("finding the site {site}"),
             &self.url(&site.api_path()),
@@ -167,7 +167,7 @@ impl GraphClient {
 
     /// A site's default document library. See <https://learn.microsoft.com/en-us/graph/api/drive-get>.
     #[tracing::instrument(skip_all)]
-    pub async fn site_drive(&self, site: &Site) -> Result<Drive, GraphError> {
+    pub(crate) async fn site_drive(&self, site: &Site) -> Result<Drive, GraphError> {
         let raw: RawDrive = self
             .get_json(
                 &format!("reading the document library of site {}", site.id),
@@ -180,7 +180,7 @@ impl GraphClient {
     /// Every document library of a site, one drive each.
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-list>.
     #[tracing::instrument(skip_all)]
-    pub async fn site_drives(&self, site: &Site) -> Result<Vec<Drive>, GraphError> {
+    pub(crate) async fn site_drives(&self, site: &Site) -> Result<Vec<Drive>, GraphError> {
         self.drive_list(
             &format!("listing the libraries of site {}", site.id),
             &format!("/sites/{}/drives", encode_id(&site.id)),
@@ -191,7 +191,7 @@ impl GraphClient {
     /// The drives of a user (by UPN or ID): their `OneDrive`.
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-list>.
     #[tracing::instrument(skip_all, fields(user = user))]
-    pub async fn user_drives(&self, user: &str) -> Result<Vec<Drive>, GraphError> {
+    pub(crate) async fn user_drives(&self, user: &str) -> Result<Vec<Drive>, GraphError> {
         self.drive_list(
             &format!("listing the drives of user {user}"),
             &format!("/users/{}/drives", encode_id(user)),
@@ -202,7 +202,7 @@ impl GraphClient {
     /// The drives available to the signed-in user (delegated tokens only).
     /// See <https://learn.microsoft.com/en-us/graph/api/drive-list>.
     #[tracing::instrument(skip_all)]
-    pub async fn my_drives(&self) -> Result<Vec<Drive>, GraphError> {
+    pub(crate) async fn my_drives(&self) -> Result<Vec<Drive>, GraphError> {
         self.drive_list("listing your drives", "/me/drives").await
     }
 

@@ -39,15 +39,15 @@ impl Expect {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// The body of a write to Graph, and its content type.
 #[derive(Debug, Clone)]
 pub(super) struct Payload {
     pub bytes: Bytes,
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
 }
 
 impl Payload {
@@ -387,13 +387,13 @@ impl GraphClient {
     /// Have `hook` told the end of every throttle pause as it starts or grows, so a caller can keep it
     /// beyond this process: the service's `Retry-After` holds for the next run too. Set once; later calls
     /// are ignored.
-    pub fn on_pause(&self, hook: super::PauseHook) {
+    pub(crate) fn on_pause(&self, hook: super::PauseHook) {
         let _ = self.inner.pause_hook.set(hook);
     }
 
     /// Send nothing for `wait` from now: the service asked an earlier run to wait that long. Not counted
     /// as a throttle event of this client.
-    pub fn hold_for(&self, wait: Duration) {
+    pub(crate) fn hold_for(&self, wait: Duration) {
         self.inner.gate.pause(wait);
     }
 

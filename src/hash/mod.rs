@@ -21,11 +21,11 @@ pub struct ContentHasher {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentDigest {
     /// Bytes hashed.
-    pub len: u64,
+    pub(crate) len: u64,
     /// quickXorHash, base64.
-    pub quick_xor: String,
+    pub(crate) quick_xor: String,
     /// SHA-1, uppercase hex, when it was asked for.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
 }
 
 impl ContentHasher {
@@ -46,12 +46,13 @@ impl ContentHasher {
     }
 
     /// Bytes hashed so far.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.quick_xor.len()
     }
 
     /// Whether nothing was hashed yet.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.quick_xor.is_empty()
     }
 
@@ -78,9 +79,9 @@ pub struct Expected {
     /// Size in bytes.
     pub size: u64,
     /// quickXorHash, base64, if listed.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// SHA-1, hex, if listed.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
 }
 
 /// The result of comparing received bytes with the listing.
@@ -123,14 +124,15 @@ pub enum Verification {
 
 impl Verification {
     /// Whether the bytes may be kept under the final name.
-    pub fn is_ok(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_ok(&self) -> bool {
         matches!(self, Self::QuickXor | Self::Sha1 | Self::SizeOnly)
     }
 
     /// How bytes kept after this comparison were verified, in the manifest's spelling (`status` and `--json`
     /// count them by it): `quickxor`, `sha1`, `size_only`, or `unverified` for a mismatch kept only because a
     /// known service quirk explains it.
-    pub fn as_stored(&self) -> &'static str {
+    pub(crate) fn as_stored(&self) -> &'static str {
         match self {
             Self::SizeListedWrong { algorithm, .. } if *algorithm == "sha1Hash" => "sha1",
             Self::QuickXor | Self::SizeListedWrong { .. } => "quickxor",

@@ -48,7 +48,7 @@ impl QuickXorHash {
     /// A hash of the part of a stream that starts at byte `offset`, for hashing parts of one file apart (a
     /// file fetched as concurrent ranges): a byte's contribution depends only on its position, so the parts'
     /// hashes fold into the whole one with [`QuickXorHash::absorb`].
-    pub fn starting_at(offset: u64) -> Self {
+    pub(crate) fn starting_at(offset: u64) -> Self {
         Self {
             lanes: [0; WIDTH_BITS],
             len: offset,
@@ -58,7 +58,7 @@ impl QuickXorHash {
     /// Fold in the hash of another part of the same stream (made with [`QuickXorHash::starting_at`]). The
     /// parts must not overlap; once they cover the stream from its first byte to its last, the result is the
     /// stream's hash. Its length becomes the furthest end either has reached.
-    pub fn absorb(&mut self, part: &QuickXorHash) {
+    pub(crate) fn absorb(&mut self, part: &QuickXorHash) {
         for (l, p) in self.lanes.iter_mut().zip(&part.lanes) {
             *l ^= p;
         }
@@ -66,12 +66,13 @@ impl QuickXorHash {
     }
 
     /// Bytes hashed so far (for a part: its end in the stream).
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// Whether nothing was hashed yet.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
@@ -103,7 +104,7 @@ impl QuickXorHash {
     }
 
     /// The 20-byte hash.
-    pub fn finalize(&self) -> [u8; 20] {
+    pub(crate) fn finalize(&self) -> [u8; 20] {
         let mut out = [0u8; 20];
         for (k, &value) in self.lanes.iter().enumerate() {
             if value == 0 {

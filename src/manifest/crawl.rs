@@ -14,7 +14,7 @@ use crate::ids::{DriveId, ItemId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CrawlStart {
     /// The crawl's ID.
-    pub crawl_id: i64,
+    pub(crate) crawl_id: i64,
     /// Whether an interrupted crawl is being resumed (its frontier is kept).
     pub resumed: bool,
 }
@@ -23,13 +23,13 @@ pub struct CrawlStart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontierEntry {
     /// The folder.
-    pub folder_id: ItemId,
+    pub(crate) folder_id: ItemId,
     /// Its remote path.
-    pub folder_path: String,
+    pub(crate) folder_path: String,
     /// Its relative local path.
-    pub folder_local_path: String,
+    pub(crate) folder_local_path: String,
     /// Where its listing stopped, if it is partly listed.
-    pub next_link: Option<String>,
+    pub(crate) next_link: Option<String>,
 }
 
 /// One listed page, committed with its frontier update in one transaction.
@@ -38,11 +38,11 @@ pub struct PageCommit {
     /// The drive.
     pub drive_id: DriveId,
     /// The folder being listed.
-    pub folder_id: ItemId,
+    pub(crate) folder_id: ItemId,
     /// The page's items.
-    pub items: Vec<NewItem>,
+    pub(crate) items: Vec<NewItem>,
     /// The next page's link; `None` when this was the last page.
-    pub next_link: Option<String>,
+    pub(crate) next_link: Option<String>,
 }
 
 impl Manifest {
@@ -50,7 +50,7 @@ impl Manifest {
     ///
     /// A new crawl stores the root row and seeds the frontier with it. A resumed one is returned as it was
     /// (its frontier and saved cursors kept); `root` is then ignored.
-    pub fn begin_crawl(
+    pub(crate) fn begin_crawl(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -105,7 +105,7 @@ impl Manifest {
     /// changed it: `OneDrive` Personal roots became `{driveId}!sea8cc6beffdb43d7976fbc7da445c639` in 2024–25,
     /// onedrive-api-docs #1890), re-key its row and every reference to it, so the same folder keeps its rows,
     /// children and delta state instead of looking deleted and new. Returns whether anything changed.
-    pub fn rekey_scope_root(
+    pub(crate) fn rekey_scope_root(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -149,7 +149,7 @@ impl Manifest {
 
     /// The scope's last crawl, when it is complete and still has folders queued (an incremental round queued
     /// folders that delta showed without their contents).
-    pub fn queued_listing(&self, drive: &DriveId, scope_key: &str) -> Result<Option<i64>> {
+    pub(crate) fn queued_listing(&self, drive: &DriveId, scope_key: &str) -> Result<Option<i64>> {
         self.conn
             .query_row(
                 "SELECT c.id FROM crawls c WHERE c.drive_id = ?1 AND c.scope_key = ?2 AND c.completed_at IS NOT NULL
@@ -164,7 +164,7 @@ impl Manifest {
 
     /// Up to `limit` folders still to list, oldest first (breadth-first). Which of them are already being
     /// listed is the caller's business.
-    pub fn frontier(&self, crawl_id: i64, limit: usize) -> Result<Vec<FrontierEntry>> {
+    pub(crate) fn frontier(&self, crawl_id: i64, limit: usize) -> Result<Vec<FrontierEntry>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -187,7 +187,7 @@ impl Manifest {
     /// Commit one listed page in one transaction: upsert its items (seen by this crawl), queue its subfolders
     /// not yet listed by this crawl, and save the folder's cursor — or, on its last page, drop it from the
     /// frontier and mark it listed by this crawl.
-    pub fn commit_page(&mut self, crawl_id: i64, page: &PageCommit) -> Result<()> {
+    pub(crate) fn commit_page(&mut self, crawl_id: i64, page: &PageCommit) -> Result<()> {
         let err = sql_err(&self.path);
         let at = now();
         let tx = self.conn.transaction().map_err(&err)?;
@@ -250,7 +250,7 @@ impl Manifest {
 
     /// A folder whose listing the service refused: drop it from the frontier and record why (it becomes
     /// `skipped`). What was known under it counts as seen, so this crawl does not flag it as deleted.
-    pub fn refuse_folder(
+    pub(crate) fn refuse_folder(
         &mut self,
         crawl_id: i64,
         drive: &DriveId,
@@ -302,7 +302,7 @@ impl Manifest {
     /// it did not see (and that was not flagged already). Returns how many were flagged.
     ///
     /// Call it only once the frontier is empty: a crawl finished early would flag unlisted folders' contents.
-    pub fn finish_crawl(&mut self, crawl_id: i64) -> Result<u64> {
+    pub(crate) fn finish_crawl(&mut self, crawl_id: i64) -> Result<u64> {
         let err = sql_err(&self.path);
         let at = now();
         let tx = self.conn.transaction().map_err(&err)?;
@@ -335,7 +335,8 @@ impl Manifest {
     }
 
     /// How far a crawl is: (folders still in its frontier, items it has seen so far).
-    pub fn crawl_progress(&self, crawl_id: i64) -> Result<(u64, u64)> {
+    #[cfg(test)]
+    pub(crate) fn crawl_progress(&self, crawl_id: i64) -> Result<(u64, u64)> {
         self.conn
             .query_row(
                 "SELECT (SELECT count(*) FROM frontier WHERE crawl_id = ?1),

@@ -15,11 +15,11 @@ pub struct Twin {
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Where its bytes are, relative to the destination.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// How it was verified when it was written (`quickxor`, …).
-    pub verification: String,
+    pub(crate) verification: String,
 }
 
 /// Files stored as hard links of another file with the same content.
@@ -34,7 +34,7 @@ pub struct DedupeCounts {
 impl Manifest {
     /// A done file (not `drive`/`item` itself) whose listing has this quickXorHash and size, verified
     /// without caveat, still at its own local path and not deleted on the drive: the oldest such row.
-    pub fn done_twin(
+    pub(crate) fn done_twin(
         &self,
         drive: &DriveId,
         item: &ItemId,
@@ -73,7 +73,7 @@ impl Manifest {
     }
 
     /// Record that the done file `drive`/`item` was placed as a hard link of `twin`'s file.
-    pub fn set_linked(&self, drive: &DriveId, item: &ItemId, twin: &Twin) -> Result<()> {
+    pub(crate) fn set_linked(&self, drive: &DriveId, item: &ItemId, twin: &Twin) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE items SET linked_drive_id = ?3, linked_item_id = ?4
@@ -94,7 +94,7 @@ impl Manifest {
     /// The file of `drive`/`item` no longer shares its bytes with the files linked to it (a new version was
     /// renamed over it, or it went to the trash): the oldest of them stands for the group from now on, and
     /// the others are recorded as its links.
-    pub fn hand_over_links(&mut self, drive: &DriveId, item: &ItemId) -> Result<()> {
+    pub(crate) fn hand_over_links(&mut self, drive: &DriveId, item: &ItemId) -> Result<()> {
         // One index probe (only linked rows are indexed): files that were never linked to cost no write.
         let heir: Option<(String, String)> = self
             .conn
@@ -132,7 +132,7 @@ impl Manifest {
     }
 
     /// Done files stored as hard links of a copy that still has the same listed content, and their bytes.
-    pub fn dedupe_counts(&self) -> Result<DedupeCounts> {
+    pub(crate) fn dedupe_counts(&self) -> Result<DedupeCounts> {
         self.conn
             .query_row(
                 "SELECT count(*), sum(f.size) FROM items f

@@ -14,11 +14,11 @@ use crate::ids::{DriveId, ItemId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaState {
     /// The folder the delta links list (the scope root, or the drive root on business drives).
-    pub delta_root_id: ItemId,
+    pub(crate) delta_root_id: ItemId,
     /// The link that asks for changes since the last applied round.
-    pub delta_link: Option<String>,
+    pub(crate) delta_link: Option<String>,
     /// Where an unfinished round stopped paging.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// When the last round was applied.
     pub last_applied_at: Option<String>,
     /// How many changes it applied.
@@ -29,7 +29,7 @@ pub struct DeltaState {
 #[derive(Debug, Clone)]
 pub struct StagedChange {
     /// Order of arrival (a later sighting of the same item replaces the earlier one and comes later).
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// The item as listed, without paths (the crawler places it once its parent is known).
     pub item: NewItem,
     /// Whether the service reported it deleted.
@@ -44,7 +44,7 @@ pub struct KnownItem {
     /// Its remote path.
     pub remote_path: String,
     /// Its local path.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// Whether it is flagged deleted remotely.
     pub remote_deleted: bool,
 }
@@ -97,7 +97,11 @@ pub enum Arrival {
 
 impl Manifest {
     /// The incremental state of a scope, if a full crawl ever recorded one.
-    pub fn delta_state(&self, drive: &DriveId, scope_key: &str) -> Result<Option<DeltaState>> {
+    pub(crate) fn delta_state(
+        &self,
+        drive: &DriveId,
+        scope_key: &str,
+    ) -> Result<Option<DeltaState>> {
         self.conn
             .query_row(
                 "SELECT scope_root_id, delta_link, cursor, last_applied_at, last_changes FROM delta_state
@@ -119,7 +123,7 @@ impl Manifest {
 
     /// A full crawl of the scope starts: remember the link (taken before it lists anything) that takes over
     /// once it completes, so changes made during the crawl are picked up by the next round.
-    pub fn set_pending_link(
+    pub(crate) fn set_pending_link(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -138,7 +142,7 @@ impl Manifest {
     }
 
     /// A full listing of the scope by delta starts: its state row exists (for the cursor), with no link yet.
-    pub fn begin_delta_enumeration(
+    pub(crate) fn begin_delta_enumeration(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -159,7 +163,7 @@ impl Manifest {
 
     /// A full crawl of the scope completed: its pending link becomes the delta link, and whatever a broken
     /// round left staged is dropped (the crawl saw the current state).
-    pub fn promote_pending_link(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {
+    pub(crate) fn promote_pending_link(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&err)?;
         tx.execute(
@@ -174,7 +178,7 @@ impl Manifest {
 
     /// The service refused the delta link (resync): forget it and the staged changes; the next crawl of the
     /// scope is a full one.
-    pub fn forget_delta(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {
+    pub(crate) fn forget_delta(&mut self, drive: &DriveId, scope_key: &str) -> Result<()> {
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&err)?;
         tx.execute(
@@ -188,7 +192,7 @@ impl Manifest {
 
     /// Stage one page of a round together with where paging goes on (`None` after the last page), in one
     /// transaction, so a killed round resumes at the next page.
-    pub fn stage_delta_page(
+    pub(crate) fn stage_delta_page(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -210,7 +214,7 @@ impl Manifest {
     }
 
     /// Up to `limit` staged changes after `after_seq`, oldest first.
-    pub fn staged_after(
+    pub(crate) fn staged_after(
         &self,
         drive: &DriveId,
         scope_key: &str,
@@ -246,7 +250,12 @@ impl Manifest {
     }
 
     /// Whether a change of `item` is staged and not applied yet.
-    pub fn is_staged(&self, drive: &DriveId, scope_key: &str, item: &ItemId) -> Result<bool> {
+    pub(crate) fn is_staged(
+        &self,
+        drive: &DriveId,
+        scope_key: &str,
+        item: &ItemId,
+    ) -> Result<bool> {
         self.conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2 AND item_id = ?3)",
@@ -260,7 +269,7 @@ impl Manifest {
     }
 
     /// Where a known item is.
-    pub fn known_item(&self, drive: &DriveId, item: &ItemId) -> Result<Option<KnownItem>> {
+    pub(crate) fn known_item(&self, drive: &DriveId, item: &ItemId) -> Result<Option<KnownItem>> {
         self.conn
             .prepare_cached(
                 "SELECT kind, remote_path, local_path, remote_deleted FROM items
@@ -284,7 +293,7 @@ impl Manifest {
     /// changes applied so far (so a folder placed early in the batch is a known parent for the rest), returns
     /// `None` for a change that must wait for its parent. Returns what was applied. Upserted rows count as seen
     /// by the scope's latest crawl; a folder whose paths changed carries everything below it along.
-    pub fn apply_staged_batch<F>(
+    pub(crate) fn apply_staged_batch<F>(
         &self,
         drive: &DriveId,
         scope_key: &str,
@@ -321,7 +330,7 @@ impl Manifest {
     /// [`Manifest::apply_staged_batch`] once the listing is in. A killed listing resumes at the next page with
     /// nothing lost or stored twice; a later sighting of a staged item replaces the staged one. Returns what
     /// was applied.
-    pub fn take_listing_page<F>(
+    pub(crate) fn take_listing_page<F>(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -378,7 +387,7 @@ impl Manifest {
 
     /// A round is applied: keep its delta link for the next one, record when and how much, and drop what is
     /// still staged (items whose parent never became known: outside the scope).
-    pub fn finish_delta_round(
+    pub(crate) fn finish_delta_round(
         &mut self,
         drive: &DriveId,
         scope_key: &str,
@@ -404,7 +413,7 @@ impl Manifest {
     }
 
     /// The root item of the scope's latest crawl.
-    pub fn scope_root(&self, drive: &DriveId, scope_key: &str) -> Result<Option<ItemId>> {
+    pub(crate) fn scope_root(&self, drive: &DriveId, scope_key: &str) -> Result<Option<ItemId>> {
         self.conn
             .query_row(
                 "SELECT scope_root_id FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 ORDER BY id DESC LIMIT 1",
@@ -416,7 +425,7 @@ impl Manifest {
     }
 
     /// Whether a full crawl of the scope was interrupted and is waiting to be resumed.
-    pub fn has_unfinished_crawl(&self, drive: &DriveId, scope_key: &str) -> Result<bool> {
+    pub(crate) fn has_unfinished_crawl(&self, drive: &DriveId, scope_key: &str) -> Result<bool> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM crawls WHERE drive_id = ?1 AND scope_key = ?2 AND completed_at IS NULL)",
@@ -431,11 +440,11 @@ impl Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovedFile {
     /// Row ID (page on with it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Where it was written (relative to the destination).
     pub from: String,
     /// Where it belongs now.
@@ -444,7 +453,11 @@ pub struct MovedFile {
 
 impl Manifest {
     /// Up to `limit` downloaded files whose item moved since they were written, after `after_rowid`.
-    pub fn moved_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<MovedFile>> {
+    pub(crate) fn moved_files_after(
+        &self,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<MovedFile>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -468,7 +481,11 @@ impl Manifest {
 
     /// Up to `limit` files deleted on the drive that are still where they were written (not yet moved to
     /// the trash), after `after_rowid`; `to` is empty (the caller picks the trash path).
-    pub fn deleted_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<MovedFile>> {
+    pub(crate) fn deleted_files_after(
+        &self,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<MovedFile>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -491,7 +508,12 @@ impl Manifest {
     }
 
     /// Record where a file now is on disk.
-    pub fn set_written_path(&mut self, drive: &DriveId, item: &ItemId, path: &str) -> Result<()> {
+    pub(crate) fn set_written_path(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        path: &str,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE items SET written_path = ?3 WHERE drive_id = ?1 AND item_id = ?2",
@@ -580,7 +602,7 @@ fn apply_change(
 
 impl Resolution {
     /// The staged change it resolves (0 for an item applied as its page arrived, never staged).
-    pub fn seq(&self) -> i64 {
+    pub(crate) fn seq(&self) -> i64 {
         match self {
             Resolution::Upsert { seq, .. }
             | Resolution::Delete { seq, .. }

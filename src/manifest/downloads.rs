@@ -16,11 +16,11 @@ use crate::ids::{DriveId, ItemId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadJob {
     /// Row ID (the downloader pages by it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Its name.
     pub name: String,
     /// Its remote path.
@@ -28,30 +28,30 @@ pub struct DownloadJob {
     /// Listed size.
     pub size: u64,
     /// Listed quickXorHash.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// Listed SHA-1.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
     /// eTag.
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     /// cTag.
-    pub ctag: Option<String>,
+    pub(crate) ctag: Option<String>,
     /// Modification time.
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
     /// Taken time.
-    pub taken_at: Option<String>,
+    pub(crate) taken_at: Option<String>,
     /// Media kind.
     pub media: MediaKind,
     /// Relative local path.
-    pub local_path: Option<String>,
+    pub(crate) local_path: Option<String>,
     /// Attempts so far (earlier runs).
     pub attempts: u32,
     /// Where an earlier version was written, if one was (the file changed on the drive since).
-    pub written_path: Option<String>,
+    pub(crate) written_path: Option<String>,
     /// Whether the service flagged it as malware (picked only when the user asked to fetch such files).
-    pub malware: bool,
+    pub(crate) malware: bool,
     /// The download URL its listing gave for this very version, if one is stored (it may be stale: the
     /// downloader judges).
-    pub listed_url: Option<ListedUrl>,
+    pub(crate) listed_url: Option<ListedUrl>,
 }
 
 impl DownloadJob {
@@ -73,13 +73,13 @@ impl DownloadJob {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobVersion {
     /// eTag.
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     /// cTag.
-    pub ctag: Option<String>,
+    pub(crate) ctag: Option<String>,
     /// Listed quickXorHash.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// Listed SHA-1.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
     /// Listed size.
     pub size: u64,
 }
@@ -98,13 +98,13 @@ pub enum Recorded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoneFile {
     /// Row ID.
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Relative local path.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// Size on disk (the listed size, unless a caveat recorded another).
     pub size: u64,
 }
@@ -113,9 +113,9 @@ pub struct DoneFile {
 #[derive(Debug, Clone)]
 pub struct DoneRecord {
     /// Relative local path it was written to.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// `quickxor`, `sha1` or `size_only`.
-    pub verification: String,
+    pub(crate) verification: String,
     /// Bytes on disk.
     pub bytes: u64,
     /// Attempts it took in this run (added to the total, so survived retries stay on record).
@@ -174,7 +174,8 @@ pub struct FailureRecord {
     pub attempts: u32,
 }
 
-/// The outcome of one transfer, for [`Manifest::apply_outcomes`].
+/// The outcome of one transfer, for `Manifest::apply_outcomes` (the tests' batch recorder).
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Downloaded (or adopted from disk) and verified.
@@ -283,7 +284,7 @@ impl Manifest {
     /// Up to `limit` files to download after `after_rowid`, in row order: pending or failed, not deleted
     /// remotely, not excluded by the filters, and, when `with_malware`, the files skipped as malware-flagged
     /// too. Page on with the last job's `rowid`.
-    pub fn downloadable_after(
+    pub(crate) fn downloadable_after(
         &self,
         after_rowid: i64,
         limit: usize,
@@ -345,7 +346,10 @@ impl Manifest {
 
     /// Run `writes` as one transaction (one WAL commit for what may be many rows): all of them or, when one
     /// fails, none. `writes` must not open a transaction of its own.
-    pub fn in_transaction<T>(&mut self, writes: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    pub(crate) fn in_transaction<T>(
+        &mut self,
+        writes: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.err(e))?;
@@ -364,7 +368,13 @@ impl Manifest {
 
     /// Record a verified file: state `done`, error fields cleared, this run's attempts added. Unguarded:
     /// a transfer records with [`Self::record_done`], which checks the version it fetched.
-    pub fn mark_done(&mut self, drive: &DriveId, item: &ItemId, done: &DoneRecord) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn mark_done(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        done: &DoneRecord,
+    ) -> Result<()> {
         mark_done(&self.conn, drive, item, None, done, &now())
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -372,7 +382,7 @@ impl Manifest {
 
     /// Record a verified file fetched as `version`, if its row still names that version or the same content
     /// under newer metadata; otherwise nothing changes and the outcome is [`Recorded::Stale`].
-    pub fn record_done(
+    pub(crate) fn record_done(
         &mut self,
         drive: &DriveId,
         item: &ItemId,
@@ -384,7 +394,7 @@ impl Manifest {
 
     /// Record a failure of `version`, if its row still names exactly that version; otherwise nothing changes
     /// (the newer version is still to be fetched) and the outcome is [`Recorded::Stale`].
-    pub fn record_failed(
+    pub(crate) fn record_failed(
         &mut self,
         drive: &DriveId,
         item: &ItemId,
@@ -397,7 +407,7 @@ impl Manifest {
 
     /// Record how a done file was accepted despite a quirk, and its size on disk. Call after
     /// [`Self::mark_done`], which clears both.
-    pub fn set_caveat(
+    pub(crate) fn set_caveat(
         &mut self,
         drive: &DriveId,
         item: &ItemId,
@@ -423,7 +433,8 @@ impl Manifest {
     }
 
     /// Record a failure: state `failed`, with its class, status and message; this run's attempts added.
-    pub fn mark_failed(
+    #[cfg(test)]
+    pub(crate) fn mark_failed(
         &mut self,
         drive: &DriveId,
         item: &ItemId,
@@ -436,7 +447,8 @@ impl Manifest {
 
     /// Record many outcomes in one transaction (one WAL commit instead of one per file, which matters for
     /// thousands of small files). Same effect as calling [`Self::mark_done`] / [`Self::mark_failed`] in order.
-    pub fn apply_outcomes(&mut self, outcomes: &[Outcome]) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn apply_outcomes(&mut self, outcomes: &[Outcome]) -> Result<()> {
         let err = sql_err(&self.path);
         let at = now();
         let tx = self.conn.transaction().map_err(&err)?;
@@ -461,7 +473,7 @@ impl Manifest {
     /// Up to `limit` files recorded as done after `after_rowid`, in row order (to check they are still on
     /// disk). Files flagged as deleted remotely are left out, and so are files moved on the drive but not yet
     /// on disk (their file is where it was written, and the downloader moves it).
-    pub fn done_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DoneFile>> {
+    pub(crate) fn done_files_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<DoneFile>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -485,7 +497,7 @@ impl Manifest {
 
     /// Put done files back to `pending` (they were missing or changed on disk), in one transaction. Rows in
     /// another state are left alone.
-    pub fn reset_to_pending(&mut self, keys: &[(DriveId, ItemId)]) -> Result<()> {
+    pub(crate) fn reset_to_pending(&mut self, keys: &[(DriveId, ItemId)]) -> Result<()> {
         let err = sql_err(&self.path);
         let at = now();
         let tx = self.conn.transaction().map_err(&err)?;
@@ -505,7 +517,11 @@ impl Manifest {
     }
 
     /// Up to `limit` folders (row ID, relative local path) after `after_rowid`, to mirror empty ones too.
-    pub fn folders_after(&self, after_rowid: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+    pub(crate) fn folders_after(
+        &self,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>> {
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -22,7 +22,8 @@ macro_rules! stored_enum {
 
         impl $name {
             /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant,)+];
 
             /// The stored spelling (stable: it is in users' manifests and `--json` output).
             pub fn as_str(self) -> &'static str {
@@ -179,7 +180,7 @@ pub struct DriveRecord {
     /// The owner's display name.
     pub owner: Option<String>,
     /// The root item's ID, when known.
-    pub root_item_id: Option<ItemId>,
+    pub(crate) root_item_id: Option<ItemId>,
 }
 
 /// A pre-authenticated download URL as the manifest keeps it. Its query is a credential, so `Debug` shows
@@ -194,7 +195,7 @@ impl StoredUrl {
     }
 
     /// The URL, secret included: for the request only, never for a log or a message.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -211,62 +212,62 @@ pub struct NewItem {
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// A folder's ID as the service spelled it, when that is not how `item_id` is spelled (see [`crate::ids`]):
     /// what a listing of it sends back. (Files are never addressed by a listing.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub served_id: Option<String>,
+    pub(crate) served_id: Option<String>,
     /// Its parent's ID (none for the drive root).
-    pub parent_id: Option<ItemId>,
+    pub(crate) parent_id: Option<ItemId>,
     /// Its name as the server gave it.
     pub name: String,
     /// `/a/b.jpg` (`/` for the drive root).
     pub remote_path: String,
     /// Relative path under the destination, made of safe local names.
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// What kind of item.
     pub kind: ItemKind,
     /// Size in bytes.
     pub size: Option<u64>,
     /// quickXorHash, base64.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// SHA-1, hex.
-    pub sha1: Option<String>,
+    pub(crate) sha1: Option<String>,
     /// SHA-256, hex.
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// eTag.
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     /// cTag.
-    pub ctag: Option<String>,
+    pub(crate) ctag: Option<String>,
     /// MIME type.
-    pub mime_type: Option<String>,
+    pub(crate) mime_type: Option<String>,
     /// Creation time (RFC 3339).
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
     /// Modification time (RFC 3339) — becomes the local mtime.
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
     /// When the photo was taken (RFC 3339).
-    pub taken_at: Option<String>,
+    pub(crate) taken_at: Option<String>,
     /// Photo, video or other.
     pub media: MediaKind,
     /// Why it is not downloaded (its state becomes `skipped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip: Option<Skip>,
+    pub(crate) skip: Option<Skip>,
     /// `driveId/itemId` of a remote item's target.
-    pub remote_ref: Option<String>,
+    pub(crate) remote_ref: Option<String>,
     /// Why the run's filters leave it out; `None` when it is wanted.
     pub excluded: Option<String>,
     /// Where it goes instead of `local_path` when another item already claims that path (compared without
     /// regard to ASCII case). `None`: `local_path` is used as is.
-    pub local_path_on_clash: Option<String>,
+    pub(crate) local_path_on_clash: Option<String>,
     /// The download URL the listing gave (`@microsoft.graph.downloadUrl`), stored apart by the page commit
     /// so the downloader can skip `/content` while it is fresh. Never serialized: staged delta rows are JSON
     /// at rest, and a credential has no business there.
     #[serde(skip)]
-    pub listed_url: Option<StoredUrl>,
+    pub(crate) listed_url: Option<StoredUrl>,
     /// The package type of a folder that is a package on the drive (`oneNote`: a notebook, backed up as a
     /// folder of its section files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
+    pub(crate) package: Option<String>,
 }
 
 /// Whether a listed row describes different content from the stored one (SQL over `items` and `excluded`).
@@ -422,7 +423,7 @@ impl Manifest {
     /// How the destination compares names, as probed there ([`crate::localpath::probe_name_rules`]): decides
     /// which local paths clash from now on. When the rules differ from those the stored keys were computed
     /// with, every key is computed again (claims already made stay as they are).
-    pub fn set_name_rules(&mut self, rules: NameRules) -> Result<()> {
+    pub(crate) fn set_name_rules(&mut self, rules: NameRules) -> Result<()> {
         register_name_key(&self.conn, rules).map_err(|e| self.err(e))?;
         self.name_rules = rules;
         if self.setting(NAME_RULES)?.as_deref() == Some(rules.as_str()) {
@@ -444,13 +445,8 @@ impl Manifest {
         tx.commit().map_err(&err)
     }
 
-    /// The name rules in force (the cautious [`NameRules::FOLDING`] until [`Manifest::set_name_rules`]).
-    pub fn name_rules(&self) -> NameRules {
-        self.name_rules
-    }
-
     /// Record (or refresh) a drive. A known root item ID is kept when the new record has none.
-    pub fn upsert_drive(&mut self, drive: &DriveRecord) -> Result<()> {
+    pub(crate) fn upsert_drive(&mut self, drive: &DriveRecord) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO drives (drive_id, drive_type, owner, root_item_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -1,7 +1,7 @@
 //! The manifest: one `SQLite` file per backup holding every drive item, its hashes and download state, the
 //! crawl frontier and the history of runs.
 //!
-//! It knows nothing of HTTP or Graph: it stores its own row types ([`NewItem`], [`DownloadJob`]…), and the
+//! It knows nothing of HTTP or Graph: it stores its own row types (`NewItem`, `DownloadJob`…), and the
 //! crawler converts Graph items into them; only [`crate::ids`] is shared. The API is synchronous (rusqlite);
 //! async callers go through `shared::SharedManifest` (one connection behind a mutex, on the blocking pool).
 //! Every write is one transaction, so a kill at any point leaves a consistent file that the next run resumes.
@@ -33,31 +33,29 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-pub use crawl::{CrawlStart, FrontierEntry, PageCommit};
-pub use dedupe::{DedupeCounts, Twin};
-pub use delta::{Arrival, DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
-pub use downloads::{
-    Caveat, CaveatClass, DoneFile, DoneRecord, DownloadJob, FailureRecord, JobVersion, Outcome,
-    Recorded,
+pub(crate) use crawl::{CrawlStart, FrontierEntry, PageCommit};
+pub use dedupe::DedupeCounts;
+pub(crate) use dedupe::Twin;
+pub(crate) use delta::{Arrival, DeltaState, MovedFile, Resolution, StagedChange};
+pub use downloads::DoneRecord;
+pub(crate) use downloads::{
+    Caveat, CaveatClass, DoneFile, DownloadJob, FailureRecord, JobVersion, Recorded,
 };
-pub use items::{
-    DriveRecord, FailureClass, ItemKind, MediaKind, NewItem, Skip, SkipClass, StoredUrl,
-};
+pub(crate) use items::{DriveRecord, ItemKind, MediaKind, NewItem, StoredUrl};
+pub use items::{FailureClass, Skip, SkipClass};
 pub use onenote::NotebookCounts;
 pub use report::{
-    ByteCounts, Count, ExcludedCounts, FailureRow, KindStateCount, StateCounts, StatusReport,
+    ByteCounts, Count, ExcludedCounts, FailureRow, IncrementalStatus, StateCounts, StatusReport,
 };
-pub use restore::{
-    EntryVerdict, PlanCounts, RestoreEntry, RestoreJob, RestoreKind, RestoreStatus, SourceRow,
-};
+pub(crate) use restore::{EntryVerdict, PlanCounts, RestoreEntry, SourceRow};
+pub use restore::{RestoreJob, RestoreKind, RestoreStatus};
 pub use runs::RunRecord;
-pub use selection::SelectionRow;
+pub(crate) use selection::SelectionRow;
 pub use shortcuts::{SharedCounts, ShortcutRow};
-pub use urls::ListedUrl;
-pub use verify::{ExpectedContent, VerifyRow, VerifyTotals};
+pub(crate) use verify::{ExpectedContent, VerifyRow};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.
-pub const APPLICATION_ID: i32 = 0x6f64_626b;
+pub(crate) const APPLICATION_ID: i32 = 0x6f64_626b;
 
 /// How long a statement waits for another connection's write lock (a `status` reader checkpointing, say)
 /// before giving up with "database is locked".
@@ -175,13 +173,13 @@ pub enum ManifestError {
 
 impl ManifestError {
     /// Whether this is the "another run holds the lock" error (exit code 4).
-    pub fn is_locked(&self) -> bool {
+    pub(crate) fn is_locked(&self) -> bool {
         matches!(self, ManifestError::Locked { .. })
     }
 
     /// Whether the user pointed a command at the wrong place or at a manifest only a run can upgrade: what to
     /// do is in the message, and retrying as is cannot help (exit code 2).
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         matches!(
             self,
             ManifestError::Missing { .. } | ManifestError::Outdated { .. }
@@ -211,7 +209,7 @@ impl ManifestError {
 }
 
 /// Result of manifest operations.
-pub type Result<T, E = ManifestError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = ManifestError> = std::result::Result<T, E>;
 
 /// A mapper from `SQLite` errors to [`ManifestError`]s naming `path`, for `map_err` inside transactions
 /// (where `self` is borrowed by the transaction but `self.path` is still free).
@@ -397,7 +395,7 @@ impl Manifest {
     /// Copy the WAL into the database and truncate it to nothing: its frames still hold the rows as they were
     /// before deletions (download URLs among them). Best effort: a reader in the middle of a read keeps the
     /// frames it needs, and the next run's end truncates it.
-    pub fn truncate_wal(&self) -> Result<()> {
+    pub(crate) fn truncate_wal(&self) -> Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| self.err(e))
@@ -409,7 +407,7 @@ impl Manifest {
     ///
     /// # Errors
     /// [`ManifestError::Missing`] when there is no file; [`ManifestError::Foreign`] for a file that is not ours.
-    pub fn open_read_only(path: &Path) -> Result<Self> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
         let err = sql_err(path);
         // Whether the file was there is judged before the open: a first run may create it between a failed
         // open and a later look, and that reader saw no manifest, not a broken one.
@@ -449,7 +447,7 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Run `read` on one consistent snapshot of a manifest opened with [`Manifest::open_read_only`] (a run may
+    /// Run `read` on one consistent snapshot of a manifest opened with `Manifest::open_read_only` (a run may
     /// be committing meanwhile): `empty` when the manifest holds no schema yet (a first run has only just
     /// created it), `read` when the schema is this build's, and `read` on an older schema too, as far as it
     /// goes: when it needs what only a migration adds, [`ManifestError::Outdated`] says to run a backup.
@@ -457,7 +455,7 @@ impl Manifest {
     /// # Errors
     /// [`ManifestError::TooNew`] for a manifest of a newer odbackup, [`ManifestError::Outdated`] as above, and
     /// what `read` returns.
-    pub fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         empty: impl FnOnce() -> T,
         read: impl FnOnce(&Manifest) -> Result<T>,
@@ -491,7 +489,7 @@ impl Manifest {
     }
 
     /// The drives this manifest has backed up (ID and `driveType`), in the order first recorded.
-    pub fn recorded_drives(&self) -> Result<Vec<(crate::ids::DriveId, String)>> {
+    pub(crate) fn recorded_drives(&self) -> Result<Vec<(crate::ids::DriveId, String)>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT drive_id, drive_type FROM drives ORDER BY rowid")
@@ -552,14 +550,14 @@ impl Manifest {
 /// ([`File::try_lock`]): released on drop and by the OS when the process dies (even by kill -9), so a crash
 /// never leaves a stale lock. Readers such as `status` do not take it.
 #[derive(Debug)]
-pub struct RunLock {
+pub(crate) struct RunLock {
     _file: File,
 }
 
 impl RunLock {
     /// Take the lock for the manifest at `manifest_path`, or fail at once with [`ManifestError::Locked`] if
     /// another run holds it.
-    pub fn acquire(manifest_path: &Path) -> Result<Self> {
+    pub(crate) fn acquire(manifest_path: &Path) -> Result<Self> {
         let lock_path = lock_path(manifest_path);
         if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             state_folder(parent).map_err(|source| ManifestError::Create {

@@ -8,7 +8,7 @@ impl Manifest {
     /// When notebooks were left out (`--no-onenote`) and are wanted now: forget every scope's incremental link,
     /// so the next listing is a full one and lists them (an incremental round reports only what changed, and
     /// an unchanged notebook would stay out). Returns whether there were such notebooks.
-    pub fn relist_skipped_notebooks(&mut self) -> Result<bool> {
+    pub(crate) fn relist_skipped_notebooks(&mut self) -> Result<bool> {
         let path = self.path.clone();
         let err = |e| ManifestError::sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -30,7 +30,7 @@ impl Manifest {
     }
 
     /// Notebooks backed up, and their section files on disk (those of their section groups included).
-    pub fn notebook_counts(&self) -> Result<NotebookCounts> {
+    pub(crate) fn notebook_counts(&self) -> Result<NotebookCounts> {
         self.conn
             .query_row(
                 "WITH RECURSIVE nb(drive_id, item_id) AS (

@@ -9,7 +9,7 @@ impl Manifest {
     /// Record that the file at `from` (relative to the destination) is now at `to`, for every row that
     /// recorded it at `from`: the rows of files deleted on the drive, or of earlier versions, keep pointing at
     /// their bytes when those are moved aside.
-    pub fn move_written_paths(&mut self, from: &str, to: &str) -> Result<usize> {
+    pub(crate) fn move_written_paths(&mut self, from: &str, to: &str) -> Result<usize> {
         self.conn
             .prepare_cached("UPDATE items SET written_path = ?2 WHERE written_path = ?1")
             .and_then(|mut stmt| stmt.execute(params![from, to]))

@@ -54,7 +54,7 @@ pub struct KindStateCount {
     /// `file`, `folder`, `package`, `remote` or `other`.
     pub kind: String,
     /// `pending`, `done`, `failed` or `skipped`.
-    pub state: String,
+    pub(crate) state: String,
     /// How many rows.
     pub count: u64,
     /// Their listed sizes added up (a folder's size is its descendants', so only files' bytes mean much).
@@ -86,7 +86,7 @@ pub struct StatusReport {
     /// File bytes by state.
     pub bytes: ByteCounts,
     /// Every (kind, state) pair with its count and bytes, packages and remote items included.
-    pub by_kind: Vec<KindStateCount>,
+    pub(crate) by_kind: Vec<KindStateCount>,
     /// Items not downloaded, by reason (packages, remote items, refused folders…).
     pub skipped_by_reason: Vec<Count>,
     /// Failed files by class.
@@ -100,7 +100,7 @@ pub struct StatusReport {
     /// Files the filters of the last run leave out (not in the counts above).
     pub excluded: ExcludedCounts,
     /// Crawls that finished.
-    pub crawls_complete: u64,
+    pub(crate) crawls_complete: u64,
     /// Crawls interrupted and not yet resumed to the end.
     pub crawls_incomplete: u64,
     /// The latest run.
@@ -141,7 +141,7 @@ pub struct FailureRow {
     /// Its remote path.
     pub remote_path: String,
     /// Its item ID.
-    pub item_id: String,
+    pub(crate) item_id: String,
     /// The failure class.
     pub class: String,
     /// The HTTP status, if any.
@@ -151,9 +151,9 @@ pub struct FailureRow {
     /// Attempts over all runs.
     pub attempts: u32,
     /// When it last failed.
-    pub failed_at: Option<String>,
+    pub(crate) failed_at: Option<String>,
     /// `backup` (a download) or `restore` (an upload).
-    pub operation: &'static str,
+    pub(crate) operation: &'static str,
     /// For a restore: the local file, relative to the folder restored from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -161,7 +161,7 @@ pub struct FailureRow {
 
 impl StatusReport {
     /// The report of a manifest that holds nothing yet: a first run has only just created it.
-    pub fn empty(manifest: String) -> Self {
+    pub(crate) fn empty(manifest: String) -> Self {
         Self {
             manifest,
             folders: StateCounts::default(),
@@ -298,7 +298,7 @@ impl Manifest {
     }
 
     /// Files the filters leave out, with their bytes and reasons.
-    pub fn excluded_counts(&self) -> Result<ExcludedCounts> {
+    pub(crate) fn excluded_counts(&self) -> Result<ExcludedCounts> {
         let (files, bytes, on_disk) = self
             .conn
             .query_row(

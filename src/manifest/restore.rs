@@ -58,7 +58,7 @@ pub enum EntryVerdict {
 #[derive(Debug, Clone)]
 pub struct RestoreEntry {
     /// Relative to the source folder.
-    pub source_path: String,
+    pub(crate) source_path: String,
     /// File or folder.
     pub kind: RestoreKind,
     /// Where it goes, relative to the target folder (`/Photos/a.jpg`).
@@ -68,11 +68,11 @@ pub struct RestoreEntry {
     /// Size and modification time on disk, to tell a changed file.
     pub stamp: String,
     /// `fileSystemInfo.createdDateTime` to give it (RFC 3339).
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
     /// `fileSystemInfo.lastModifiedDateTime` to give it (RFC 3339).
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
     /// The name it had before `--rename-invalid` mapped it to a legal one.
-    pub renamed_from: Option<String>,
+    pub(crate) renamed_from: Option<String>,
     /// What planning decided.
     pub verdict: EntryVerdict,
 }
@@ -81,9 +81,9 @@ pub struct RestoreEntry {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanCounts {
     /// Entries to upload or create in this run.
-    pub to_upload: u64,
+    pub(crate) to_upload: u64,
     /// Their bytes.
-    pub to_upload_bytes: u64,
+    pub(crate) to_upload_bytes: u64,
     /// Entries already put back by an earlier run (unchanged since).
     pub already_done: u64,
     /// Entries refused before upload.
@@ -96,9 +96,9 @@ pub struct PlanCounts {
 #[derive(Debug, Clone)]
 pub struct RestoreJob {
     /// Row id (the order of work, and the paging cursor).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Relative to the source folder.
-    pub source_path: String,
+    pub(crate) source_path: String,
     /// File or folder.
     pub kind: RestoreKind,
     /// Relative to the target folder.
@@ -108,18 +108,18 @@ pub struct RestoreJob {
     /// Stamp when planned.
     pub stamp: String,
     /// Times to give it.
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
     /// Times to give it.
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
     /// The target item an earlier attempt left (a failed verification): replaced, never kept.
-    pub item_id: Option<String>,
+    pub(crate) item_id: Option<String>,
 }
 
 /// A backup's file or folder, as a restore reads it.
 #[derive(Debug, Clone)]
 pub struct SourceRow {
     /// Row id (paging cursor).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// File or folder.
     pub kind: RestoreKind,
     /// The item's name as the drive had it.
@@ -127,17 +127,17 @@ pub struct SourceRow {
     /// Its remote path in the backed-up drive.
     pub remote_path: String,
     /// Where it is under the destination (where it was written).
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// Listed bytes.
     pub size: u64,
     /// Photo, video or other.
     pub media: String,
     /// When the photo or video was taken.
-    pub taken_at: Option<String>,
+    pub(crate) taken_at: Option<String>,
     /// Client creation time.
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
     /// Client modification time.
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
 }
 
 /// Where the restores to one target stand, for `status`.
@@ -161,7 +161,7 @@ pub struct RestoreStatus {
 
 impl Manifest {
     /// The target row for `drive_id` (any case) and `root_path`, created if new.
-    pub fn restore_target(
+    pub(crate) fn restore_target(
         &mut self,
         drive_id: &str,
         root_path: &str,
@@ -182,7 +182,11 @@ impl Manifest {
     }
 
     /// The target row for `drive_id` (any case) and `root_path`, if there is one.
-    pub fn find_restore_target(&self, drive_id: &str, root_path: &str) -> Result<Option<i64>> {
+    pub(crate) fn find_restore_target(
+        &self,
+        drive_id: &str,
+        root_path: &str,
+    ) -> Result<Option<i64>> {
         self.conn
             .prepare_cached("SELECT id FROM restore_targets WHERE drive_id = ?1 AND root_path = ?2")
             .and_then(|mut s| {
@@ -197,7 +201,7 @@ impl Manifest {
     /// (a failed row stays failed, to be retried, keeping its attempts).
     // One transaction that judges every source file in turn; its rules read best side by side.
     #[allow(clippy::too_many_lines)]
-    pub fn plan_restore(
+    pub(crate) fn plan_restore(
         &mut self,
         target: i64,
         run: i64,
@@ -310,7 +314,7 @@ impl Manifest {
 
     /// What [`Manifest::plan_restore`] would count for `entries`, writing nothing (`--dry-run`), and the
     /// indexes of the entries it would upload. `target` is `None` for a target never restored to.
-    pub fn preview_restore(
+    pub(crate) fn preview_restore(
         &self,
         target: Option<i64>,
         entries: &[RestoreEntry],
@@ -359,7 +363,7 @@ impl Manifest {
 
     /// Up to `limit` rows of `kind` planned by `run` for `target` and still to do (pending or failed), after
     /// row id `after`, in row order.
-    pub fn restore_jobs_after(
+    pub(crate) fn restore_jobs_after(
         &self,
         target: i64,
         run: i64,
@@ -404,7 +408,7 @@ impl Manifest {
     }
 
     /// Bytes of the files planned by `run` for `target` and not done yet: what a full drive still lacks room for.
-    pub fn restore_bytes_left(&self, target: i64, run: i64) -> Result<u64> {
+    pub(crate) fn restore_bytes_left(&self, target: i64, run: i64) -> Result<u64> {
         self.conn
             .query_row(
                 "SELECT coalesce(sum(size), 0) FROM restore_files
@@ -418,7 +422,7 @@ impl Manifest {
 
     /// The entry is back on the target as `item_id` (verified by `quick_xor` and size): done, and its upload
     /// session, if any, forgotten.
-    pub fn restore_done(
+    pub(crate) fn restore_done(
         &mut self,
         target: i64,
         source_path: &str,
@@ -443,7 +447,12 @@ impl Manifest {
     }
 
     /// The entry is not put back, on purpose (`reason`): skipped.
-    pub fn restore_skipped(&mut self, target: i64, source_path: &str, reason: &str) -> Result<()> {
+    pub(crate) fn restore_skipped(
+        &mut self,
+        target: i64,
+        source_path: &str,
+        reason: &str,
+    ) -> Result<()> {
         let err = sql_err(&self.path);
         self.conn
             .execute(
@@ -457,7 +466,7 @@ impl Manifest {
     }
 
     /// The entry failed in this run (`item_id`: an item the attempt left on the target, to replace next time).
-    pub fn restore_failed(
+    pub(crate) fn restore_failed(
         &mut self,
         target: i64,
         source_path: &str,
@@ -486,7 +495,7 @@ impl Manifest {
     }
 
     /// The upload session kept for the entry: `(stamp, url)`.
-    pub fn restore_session(
+    pub(crate) fn restore_session(
         &self,
         target: i64,
         source_path: &str,
@@ -503,7 +512,7 @@ impl Manifest {
     }
 
     /// Keep the upload session of the entry (its URL is a credential: kept here only while it is in use).
-    pub fn set_restore_session(
+    pub(crate) fn set_restore_session(
         &mut self,
         target: i64,
         source_path: &str,
@@ -524,7 +533,7 @@ impl Manifest {
 
     /// Forget the upload sessions of `target` that no entry still to do in `run` will resume (their files are
     /// done, skipped, or no longer planned): their URLs are credentials with nothing left to serve.
-    pub fn clear_stale_restore_sessions(&mut self, target: i64, run: i64) -> Result<u64> {
+    pub(crate) fn clear_stale_restore_sessions(&mut self, target: i64, run: i64) -> Result<u64> {
         self.conn
             .execute(
                 "DELETE FROM restore_sessions WHERE target_id = ?1 AND source_path NOT IN (
@@ -537,7 +546,7 @@ impl Manifest {
     }
 
     /// Forget the upload session of the entry.
-    pub fn clear_restore_session(&mut self, target: i64, source_path: &str) -> Result<()> {
+    pub(crate) fn clear_restore_session(&mut self, target: i64, source_path: &str) -> Result<()> {
         self.conn
             .execute(
                 "DELETE FROM restore_sessions WHERE target_id = ?1 AND source_path = ?2",
@@ -551,7 +560,7 @@ impl Manifest {
     /// backup can put back. Files are those done (verified on disk), wherever they now are (deleted on the drive
     /// or left out by a later filter included); files moved into the trash are not; folders are those still on
     /// the drive, the root left out.
-    pub fn restore_sources_after(&self, after: i64, limit: usize) -> Result<Vec<SourceRow>> {
+    pub(crate) fn restore_sources_after(&self, after: i64, limit: usize) -> Result<Vec<SourceRow>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -587,7 +596,7 @@ impl Manifest {
     }
 
     /// Per target: entries by kind and state, bytes, failures by class and skips by reason.
-    pub fn restore_status(&self) -> Result<Vec<RestoreStatus>> {
+    pub(crate) fn restore_status(&self) -> Result<Vec<RestoreStatus>> {
         let targets: Vec<(i64, String, String)> = {
             let mut stmt = self
                 .conn
@@ -674,7 +683,7 @@ impl Manifest {
 
     /// Every failed restore entry, newest first, as `failures` lists them: `remote_path` is where it was going
     /// (the target folder joined to its path), `item_id` empty (there is no item), `source` the local file.
-    pub fn restore_failures(&self) -> Result<Vec<FailureRow>> {
+    pub(crate) fn restore_failures(&self) -> Result<Vec<FailureRow>> {
         let mut stmt = self
             .conn
             .prepare(

@@ -17,7 +17,7 @@ pub struct RunRecord {
     /// Start time (RFC 3339).
     pub started_at: String,
     /// End time, if it ended cleanly.
-    pub finished_at: Option<String>,
+    pub(crate) finished_at: Option<String>,
     /// `ok`, `incomplete`, `interrupted` or `error`; none if the run was killed.
     pub outcome: Option<String>,
     /// The run's summary document.
@@ -26,7 +26,7 @@ pub struct RunRecord {
 
 impl Manifest {
     /// Start recording a run of `command`; returns its ID.
-    pub fn begin_run(&mut self, command: &str) -> Result<i64> {
+    pub(crate) fn begin_run(&mut self, command: &str) -> Result<i64> {
         self.conn
             .execute(
                 "INSERT INTO runs (command, started_at) VALUES (?1, ?2)",
@@ -37,7 +37,12 @@ impl Manifest {
     }
 
     /// Finish recording a run, with its outcome and summary (a JSON document).
-    pub fn finish_run(&mut self, run_id: i64, outcome: &str, summary_json: &str) -> Result<()> {
+    pub(crate) fn finish_run(
+        &mut self,
+        run_id: i64,
+        outcome: &str,
+        summary_json: &str,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, outcome = ?3, summary_json = ?4 WHERE id = ?1",
@@ -53,7 +58,7 @@ impl Manifest {
     }
 
     /// The latest run of `command` (`verify`, …), finished or not.
-    pub fn last_run_of(&self, command: &str) -> Result<Option<RunRecord>> {
+    pub(crate) fn last_run_of(&self, command: &str) -> Result<Option<RunRecord>> {
         self.last_run_where(Some(command))
     }
 

@@ -13,7 +13,7 @@ use super::{Manifest, Result, sql_err};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectionRow {
     /// Row ID (page on with it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// `/a/b.jpg`.
     pub remote_path: String,
     /// File or folder.
@@ -23,16 +23,16 @@ pub struct SelectionRow {
     /// Size in bytes.
     pub size: u64,
     /// When it was taken (RFC 3339).
-    pub taken_at: Option<String>,
+    pub(crate) taken_at: Option<String>,
     /// When it was last modified (RFC 3339).
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
     /// Why the filters of the last judgement left it out.
     pub excluded: Option<String>,
 }
 
 impl Manifest {
     /// A remembered setting of this backup.
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn setting(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .prepare_cached("SELECT value FROM settings WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
@@ -40,7 +40,7 @@ impl Manifest {
     }
 
     /// Remember a setting.
-    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+    pub(crate) fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2)
@@ -52,14 +52,14 @@ impl Manifest {
     }
 
     /// Whether the manifest holds any item yet.
-    pub fn has_items(&self) -> Result<bool> {
+    pub(crate) fn has_items(&self) -> Result<bool> {
         self.conn
             .query_row("SELECT EXISTS (SELECT 1 FROM items)", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 
     /// Up to `limit` file and folder rows after `after_rowid`, for judging them against new filters.
-    pub fn selection_rows_after(
+    pub(crate) fn selection_rows_after(
         &self,
         after_rowid: i64,
         limit: usize,
@@ -88,7 +88,7 @@ impl Manifest {
     }
 
     /// Set the `excluded` mark of rows (by row ID), in one transaction.
-    pub fn set_excluded(&mut self, marks: &[(i64, Option<&str>)]) -> Result<()> {
+    pub(crate) fn set_excluded(&mut self, marks: &[(i64, Option<&str>)]) -> Result<()> {
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&err)?;
         {

@@ -14,13 +14,13 @@ pub struct ShortcutRow {
     /// The drive the shortcut itself lives in.
     pub drive_id: DriveId,
     /// The shortcut's own ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Its remote path (where the shared tree appears).
     pub remote_path: String,
     /// Its local path (where the shared tree is mirrored).
-    pub local_path: String,
+    pub(crate) local_path: String,
     /// The target's drive and ID (canonical), when the listing named them.
-    pub target: Option<(DriveId, ItemId)>,
+    pub(crate) target: Option<(DriveId, ItemId)>,
     /// Whether the shortcut is gone from the user's tree.
     pub deleted: bool,
 }
@@ -66,7 +66,7 @@ impl Manifest {
     }
 
     /// Record how following a shortcut went: `None` backed up (`done`), else why not (`skipped`).
-    pub fn set_shortcut_outcome(
+    pub(crate) fn set_shortcut_outcome(
         &mut self,
         drive: &DriveId,
         item: &ItemId,
@@ -92,7 +92,7 @@ impl Manifest {
     /// Where the item `(drive, item)` is already in the backup other than through the scope `scope_key`: its
     /// local path, if a live row of it was last seen by another crawl (the drive's own listing, or the crawl of
     /// another shortcut whose tree holds it).
-    pub fn held_elsewhere(
+    pub(crate) fn held_elsewhere(
         &self,
         drive: &DriveId,
         item: &ItemId,
@@ -112,7 +112,7 @@ impl Manifest {
 
     /// A shortcut left the user's tree: flag what its crawl stored of `drive` at or below `remote_path` as
     /// deleted remotely (the local copies are kept, as for any deletion). Returns how many were flagged.
-    pub fn forget_shared_tree(&mut self, drive: &DriveId, remote_path: &str) -> Result<u64> {
+    pub(crate) fn forget_shared_tree(&mut self, drive: &DriveId, remote_path: &str) -> Result<u64> {
         let prefix = format!("{}/", remote_path.trim_end_matches('/'));
         let at = now();
         let n = self
@@ -129,7 +129,7 @@ impl Manifest {
 
     /// Shortcuts followed and not, and the files of shared drives on disk (a shared drive is any drive but the
     /// ones the backup is of).
-    pub fn shared_counts(&self) -> Result<SharedCounts> {
+    pub(crate) fn shared_counts(&self) -> Result<SharedCounts> {
         self.conn
             .query_row(
                 "SELECT (SELECT count(*) FROM items WHERE kind = 'remote' AND remote_deleted = 0 AND state = 'done'),

@@ -18,9 +18,9 @@ use crate::ids::{DriveId, ItemId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedUrl {
     /// The URL.
-    pub url: StoredUrl,
+    pub(crate) url: StoredUrl,
     /// When it was stored, in Unix milliseconds (the listing came moments before).
-    pub fetched_at_ms: i64,
+    pub(crate) fetched_at_ms: i64,
 }
 
 /// The content version a listed URL belongs to: the eTag, else the cTag, else the quickXorHash (the SQL in
@@ -80,7 +80,7 @@ pub(super) fn forget(
 impl Manifest {
     /// Drop stored listing URLs: all of them (`older_than_ms` = `None`), or those stored before that time.
     /// Returns how many went.
-    pub fn clear_listed_urls(&mut self, older_than_ms: Option<i64>) -> Result<u64> {
+    pub(crate) fn clear_listed_urls(&mut self, older_than_ms: Option<i64>) -> Result<u64> {
         let removed = match older_than_ms {
             None => self.conn.execute("DELETE FROM listed_urls", []),
             Some(t) => self
@@ -92,7 +92,8 @@ impl Manifest {
     }
 
     /// How many listing URLs are stored.
-    pub fn listed_url_count(&self) -> Result<u64> {
+    #[cfg(test)]
+    pub(crate) fn listed_url_count(&self) -> Result<u64> {
         self.conn
             .query_row("SELECT count(*) FROM listed_urls", [], |r| {
                 r.get::<_, i64>(0)

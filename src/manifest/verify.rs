@@ -27,11 +27,11 @@ pub enum ExpectedContent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyRow {
     /// Row ID (rows are paged by it).
-    pub rowid: i64,
+    pub(crate) rowid: i64,
     /// Its drive.
     pub drive_id: DriveId,
     /// Its ID.
-    pub item_id: ItemId,
+    pub(crate) item_id: ItemId,
     /// Its remote path, for messages.
     pub remote_path: String,
     /// Where its bytes are, relative to the destination.
@@ -39,7 +39,7 @@ pub struct VerifyRow {
     /// Its length on disk.
     pub size: u64,
     /// What the bytes must hash to.
-    pub expected: ExpectedContent,
+    pub(crate) expected: ExpectedContent,
 }
 
 /// The files and bytes `verify` would read.
@@ -58,7 +58,7 @@ const DONE_ON_DISK: &str = "kind = 'file' AND state = 'done'
 
 impl Manifest {
     /// How many done files are on disk and their bytes.
-    pub fn verify_totals(&self) -> Result<VerifyTotals> {
+    pub(crate) fn verify_totals(&self) -> Result<VerifyTotals> {
         self.conn
             .query_row(
                 &format!(
@@ -77,7 +77,7 @@ impl Manifest {
 
     /// Up to `limit` done files after row `after`; with `sample_ppm`, each row is taken with that chance in a
     /// million (`SQLite`'s `random()`: a fresh sample each run, so repeated samples cover the whole backup).
-    pub fn verify_rows_after(
+    pub(crate) fn verify_rows_after(
         &self,
         after: i64,
         limit: usize,
@@ -122,7 +122,7 @@ impl Manifest {
     /// A done file found missing, changed or unreadable on disk goes back to `pending`, so the next run fetches
     /// it again; where its bytes were is forgotten (the caller moved anything there into the trash). A row that
     /// is no longer done (a run changed it meanwhile) is left as it is. Returns whether the row changed.
-    pub fn mark_for_refetch(&mut self, drive: &DriveId, item: &ItemId) -> Result<bool> {
+    pub(crate) fn mark_for_refetch(&mut self, drive: &DriveId, item: &ItemId) -> Result<bool> {
         self.conn
             .prepare_cached(
                 "UPDATE items SET state = 'pending', written_path = NULL, verification = NULL,

@@ -49,7 +49,7 @@ pub struct TargetFolder {
     /// Its ID.
     pub id: ItemId,
     /// Whether this run created it (then it held nothing else when the run began to fill it).
-    pub created_here: bool,
+    pub(crate) created_here: bool,
     /// Its children as listed (folders that were already there only), by folded name.
     listing: OnceCell<Result<HashMap<String, ExistingItem>, FolderFailure>>,
 }

@@ -16,7 +16,7 @@
 //! knows nothing of the command line and never prints.
 
 mod folders;
-pub mod plan;
+mod plan;
 mod source;
 mod upload;
 
@@ -38,7 +38,7 @@ use crate::manifest::{
 };
 use crate::progress::{Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
-pub use plan::OnConflict;
+pub use plan::{NameProblem, OnConflict, Placement, Refusal, fragment_size, place};
 use source::{FolderCursor, FolderWalk, SourceEntry, Unusable};
 use upload::{FileOutcome, FileTask};
 
@@ -88,7 +88,7 @@ pub struct RestoreOptions {
     pub filter: Arc<Filter>,
     /// Transfers at once (fewer for a while after throttling).
     pub concurrency: usize,
-    /// Bytes per upload-session fragment (a multiple of 320 KiB: see [`plan::fragment_size`]).
+    /// Bytes per upload-session fragment (a multiple of 320 KiB: see [`fragment_size`]).
     pub fragment_size: u64,
     /// Only say what would be uploaded.
     pub dry_run: bool,
@@ -131,7 +131,7 @@ pub enum RestoreError {
 
 /// What stops a run once it is under way: the target refuses every write, not just one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fatal {
+pub(crate) enum Fatal {
     /// The drive is full (507).
     Quota,
     /// The sign-in may read but not write (403).
@@ -231,7 +231,7 @@ pub struct RestoreSummary {
     /// Upload sessions of an earlier run resumed where the service said.
     pub sessions_resumed: u64,
     /// Upload sessions started over because the service no longer knew them.
-    pub sessions_restarted: u64,
+    pub(crate) sessions_restarted: u64,
     /// Entries that failed in this run (on record; a re-run retries them).
     pub failed: u64,
     /// Failures by class.
@@ -243,9 +243,9 @@ pub struct RestoreSummary {
     #[serde(flatten, serialize_with = "FatalStop::serialize_fields")]
     pub fatal: Option<FatalStop>,
     /// When the drive was full: the bytes still to upload.
-    pub space_needed: Option<u64>,
+    pub(crate) space_needed: Option<u64>,
     /// When the drive was full: the bytes free, as the drive's quota says.
-    pub space_free: Option<u64>,
+    pub(crate) space_free: Option<u64>,
     /// Times the service throttled the client while this restore ran.
     pub throttled: u64,
     /// Wall time every request was held back by throttling, in seconds.

@@ -29,7 +29,7 @@ pub const MAX_FRAGMENT: u64 = (60 * 1024 * 1024 / FRAGMENT_MULTIPLE - 1) * FRAGM
 pub const MAX_PATH_CHARS: usize = 400;
 
 /// The fragment size for `--chunk-size` bytes: rounded down to a multiple of 320 KiB, at least one such
-/// multiple, at most [`MAX_FRAGMENT`].
+/// multiple, at most `MAX_FRAGMENT` (the largest such multiple under 60 MiB).
 pub fn fragment_size(chunk_size: u64) -> u64 {
     let n = (chunk_size.min(MAX_FRAGMENT) / FRAGMENT_MULTIPLE).max(1);
     n * FRAGMENT_MULTIPLE
@@ -125,9 +125,9 @@ pub struct NameContext {
     /// Whether the item is a folder.
     pub folder: bool,
     /// Whether it is created directly in the drive's root.
-    pub at_root: bool,
+    pub(crate) at_root: bool,
     /// Whether the drive is a business drive or a `SharePoint` library (stricter about folders).
-    pub business: bool,
+    pub(crate) business: bool,
 }
 
 const FORBIDDEN: [char; 9] = ['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
@@ -366,7 +366,7 @@ pub struct ExistingItem {
     /// Its size.
     pub size: Option<u64>,
     /// Its quickXorHash.
-    pub quick_xor: Option<String>,
+    pub(crate) quick_xor: Option<String>,
     /// `fileSystemInfo.lastModifiedDateTime`.
     pub modified: Option<String>,
 }

@@ -14,25 +14,25 @@ use crate::manifest::{RestoreKind, SourceRow};
 #[derive(Debug, Clone)]
 pub struct SourceEntry {
     /// Relative to the source folder (`/`-separated).
-    pub source_path: String,
+    pub(crate) source_path: String,
     /// File or folder.
     pub kind: RestoreKind,
     /// Its names from the source's root down, as the drive should have them (the last is its own).
-    pub segments: Vec<String>,
+    pub(crate) segments: Vec<String>,
     /// Bytes on disk.
     pub size: u64,
     /// Size and modification time on disk.
-    pub stamp: String,
+    pub(crate) stamp: String,
     /// Creation time to give it.
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
     /// Modification time to give it.
-    pub modified_at: Option<String>,
+    pub(crate) modified_at: Option<String>,
     /// Photo, video, or other (for the media filter).
     pub media: crate::manifest::MediaKind,
     /// When a photo or video was taken.
-    pub taken_at: Option<String>,
+    pub(crate) taken_at: Option<String>,
     /// Why it cannot be read as a plain file or folder, if so.
-    pub unusable: Option<Unusable>,
+    pub(crate) unusable: Option<Unusable>,
 }
 
 /// Why a source entry cannot be read as a plain file or folder.

@@ -85,17 +85,17 @@ pub struct FileTask<'a> {
     /// The target's folders.
     pub folders: &'a TargetFolders,
     /// The target row.
-    pub target: i64,
+    pub(crate) target: i64,
     /// The target folder's drive path.
     pub target_root: &'a str,
     /// What to do when the name is taken.
     pub policy: OnConflict,
     /// Fragment size of sessions.
-    pub fragment: u64,
+    pub(crate) fragment: u64,
     /// Progress.
-    pub reporter: &'a dyn Reporter,
+    pub(crate) reporter: &'a dyn Reporter,
     /// Stops at a fragment boundary.
-    pub cancel: &'a CancellationToken,
+    pub(crate) cancel: &'a CancellationToken,
 }
 
 fn failed(class: FailureClass, status: Option<u16>, message: String) -> FileOutcome {

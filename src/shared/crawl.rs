@@ -12,7 +12,7 @@ use super::pages::{Fetch, Pages};
 
 impl SharedManifest {
     /// Start (or resume) a crawl of `scope_key` on `drive` from `root`.
-    pub async fn begin_crawl(
+    pub(crate) async fn begin_crawl(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -23,12 +23,12 @@ impl SharedManifest {
     }
 
     /// End a complete crawl: what it did not see is marked deleted (how many are returned).
-    pub async fn finish_crawl(&self, crawl_id: i64) -> Result<u64, ManifestError> {
+    pub(crate) async fn finish_crawl(&self, crawl_id: i64) -> Result<u64, ManifestError> {
         self.call(move |m| m.finish_crawl(crawl_id)).await
     }
 
     /// Follow the scope's root to a new ID; whether it had another one.
-    pub async fn rekey_scope_root(
+    pub(crate) async fn rekey_scope_root(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -39,7 +39,7 @@ impl SharedManifest {
     }
 
     /// The crawl whose frontier holds folders queued for a listing, if any.
-    pub async fn queued_listing(
+    pub(crate) async fn queued_listing(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -49,7 +49,7 @@ impl SharedManifest {
     }
 
     /// Up to `limit` folders still to list in the crawl `crawl_id`.
-    pub async fn frontier(
+    pub(crate) async fn frontier(
         &self,
         crawl_id: i64,
         limit: usize,
@@ -58,12 +58,16 @@ impl SharedManifest {
     }
 
     /// Store one listed page with the frontier's update, in one transaction.
-    pub async fn commit_page(&self, crawl_id: i64, page: PageCommit) -> Result<(), ManifestError> {
+    pub(crate) async fn commit_page(
+        &self,
+        crawl_id: i64,
+        page: PageCommit,
+    ) -> Result<(), ManifestError> {
         self.call(move |m| m.commit_page(crawl_id, &page)).await
     }
 
     /// Take a folder out of the frontier unlisted, and say why.
-    pub async fn refuse_folder(
+    pub(crate) async fn refuse_folder(
         &self,
         crawl_id: i64,
         drive: DriveId,
@@ -75,7 +79,7 @@ impl SharedManifest {
     }
 
     /// The scope's delta link and cursor.
-    pub async fn delta_state(
+    pub(crate) async fn delta_state(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -85,7 +89,7 @@ impl SharedManifest {
 
     /// The scope's delta state when an incremental round can start from it: `None` while a full crawl of
     /// the scope waits to be resumed (that crawl comes first), both read under one lock.
-    pub async fn resumable_delta_state(
+    pub(crate) async fn resumable_delta_state(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -101,7 +105,7 @@ impl SharedManifest {
     }
 
     /// The root item of the scope's latest crawl.
-    pub async fn scope_root(
+    pub(crate) async fn scope_root(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -110,7 +114,7 @@ impl SharedManifest {
     }
 
     /// Keep a delta link taken before a full crawl; it becomes the scope's once the crawl completes.
-    pub async fn set_pending_link(
+    pub(crate) async fn set_pending_link(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -122,7 +126,7 @@ impl SharedManifest {
     }
 
     /// A full crawl completed: its pending delta link becomes the scope's.
-    pub async fn promote_pending_link(
+    pub(crate) async fn promote_pending_link(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -132,7 +136,7 @@ impl SharedManifest {
     }
 
     /// Forget the scope's delta link, cursor and staged changes: its next listing is a full one.
-    pub async fn forget_delta(
+    pub(crate) async fn forget_delta(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -141,7 +145,7 @@ impl SharedManifest {
     }
 
     /// Start a full listing of the scope by delta from nothing.
-    pub async fn begin_delta_enumeration(
+    pub(crate) async fn begin_delta_enumeration(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -152,7 +156,7 @@ impl SharedManifest {
     }
 
     /// Stage one page of a round's changes with the cursor after it.
-    pub async fn stage_delta_page(
+    pub(crate) async fn stage_delta_page(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -165,7 +169,7 @@ impl SharedManifest {
 
     /// Take one page of a full listing ([`Manifest::take_listing_page`]): `decide` runs inside its
     /// transaction, seeing the page's earlier items applied.
-    pub async fn take_listing_page<F>(
+    pub(crate) async fn take_listing_page<F>(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -185,7 +189,7 @@ impl SharedManifest {
     /// Decide and apply a batch of staged changes ([`Manifest::apply_staged_batch`]): `decide` runs inside
     /// its transaction with `state`, which carries what the round learns from batch to batch and is handed
     /// back with what was applied.
-    pub async fn apply_staged_batch<S, F>(
+    pub(crate) async fn apply_staged_batch<S, F>(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -209,7 +213,7 @@ impl SharedManifest {
     }
 
     /// The changes staged for the scope, in the order they arrived, `limit` at a time.
-    pub fn staged_changes(
+    pub(crate) fn staged_changes(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -221,7 +225,7 @@ impl SharedManifest {
     }
 
     /// A round is applied: keep its delta link for the next one and drop what is still staged.
-    pub async fn finish_delta_round(
+    pub(crate) async fn finish_delta_round(
         &self,
         drive: DriveId,
         scope_key: String,
@@ -233,12 +237,12 @@ impl SharedManifest {
     }
 
     /// Every shortcut to a shared item in My files.
-    pub async fn shortcuts(&self) -> Result<Vec<ShortcutRow>, ManifestError> {
+    pub(crate) async fn shortcuts(&self) -> Result<Vec<ShortcutRow>, ManifestError> {
         self.call(|m| m.shortcuts()).await
     }
 
     /// Where else this backup holds the shared item `item` of `drive`, if it does.
-    pub async fn held_elsewhere(
+    pub(crate) async fn held_elsewhere(
         &self,
         drive: DriveId,
         item: ItemId,
@@ -249,7 +253,7 @@ impl SharedManifest {
     }
 
     /// Record what became of a shortcut: `None` when its target was listed.
-    pub async fn set_shortcut_outcome(
+    pub(crate) async fn set_shortcut_outcome(
         &self,
         drive: DriveId,
         item: ItemId,
@@ -260,7 +264,7 @@ impl SharedManifest {
     }
 
     /// A shortcut removed from My files: its shared tree goes the way of a deleted folder (how many rows).
-    pub async fn forget_shared_tree(
+    pub(crate) async fn forget_shared_tree(
         &self,
         drive: DriveId,
         remote_path: String,
@@ -270,12 +274,12 @@ impl SharedManifest {
     }
 
     /// Notebooks left out by an earlier `--no-onenote` are listed again; whether there were any.
-    pub async fn relist_skipped_notebooks(&self) -> Result<bool, ManifestError> {
+    pub(crate) async fn relist_skipped_notebooks(&self) -> Result<bool, ManifestError> {
         self.call(Manifest::relist_skipped_notebooks).await
     }
 
     /// File and folder rows with what the filters last said of them, `limit` at a time.
-    pub fn selection_rows(
+    pub(crate) fn selection_rows(
         &self,
         limit: usize,
     ) -> Pages<SelectionRow, impl Fetch<SelectionRow> + Send + Sync + 'static> {
@@ -285,7 +289,7 @@ impl SharedManifest {
     }
 
     /// Set the filters' verdicts by row ID (`None`: wanted).
-    pub async fn set_excluded(
+    pub(crate) async fn set_excluded(
         &self,
         marks: Vec<(i64, Option<String>)>,
     ) -> Result<(), ManifestError> {

@@ -10,7 +10,7 @@ use super::pages::{Fetch, Pages};
 impl SharedManifest {
     /// Files to download, in row order, `limit` at a time (with the malware-flagged ones too when
     /// `with_malware`).
-    pub fn downloadable(
+    pub(crate) fn downloadable(
         &self,
         limit: usize,
         with_malware: bool,
@@ -21,7 +21,7 @@ impl SharedManifest {
     }
 
     /// Downloaded files whose item moved since they were written, `limit` at a time.
-    pub fn moved_files(
+    pub(crate) fn moved_files(
         &self,
         limit: usize,
     ) -> Pages<MovedFile, impl Fetch<MovedFile> + Send + Sync + 'static> {
@@ -31,7 +31,7 @@ impl SharedManifest {
     }
 
     /// Files deleted on the drive still where they were written, `limit` at a time.
-    pub fn deleted_files(
+    pub(crate) fn deleted_files(
         &self,
         limit: usize,
     ) -> Pages<MovedFile, impl Fetch<MovedFile> + Send + Sync + 'static> {
@@ -41,7 +41,7 @@ impl SharedManifest {
     }
 
     /// Files recorded as done (to check they are still on disk), `limit` at a time.
-    pub fn done_files(
+    pub(crate) fn done_files(
         &self,
         limit: usize,
     ) -> Pages<DoneFile, impl Fetch<DoneFile> + Send + Sync + 'static> {
@@ -51,7 +51,7 @@ impl SharedManifest {
     }
 
     /// Folders as (row ID, local path), `limit` at a time.
-    pub fn folders(
+    pub(crate) fn folders(
         &self,
         limit: usize,
     ) -> Pages<(i64, String), impl Fetch<(i64, String)> + Send + Sync + 'static> {
@@ -61,7 +61,7 @@ impl SharedManifest {
     }
 
     /// Put done files back to pending (missing or changed on disk).
-    pub async fn reset_to_pending(
+    pub(crate) async fn reset_to_pending(
         &self,
         keys: Vec<(DriveId, ItemId)>,
     ) -> Result<(), ManifestError> {
@@ -69,7 +69,7 @@ impl SharedManifest {
     }
 
     /// Record where the file of `drive`/`item` now is on disk.
-    pub async fn set_written_path(
+    pub(crate) async fn set_written_path(
         &self,
         drive: DriveId,
         item: ItemId,
@@ -80,7 +80,7 @@ impl SharedManifest {
     }
 
     /// Every row that recorded its file at `from` now records it at `to`; how many.
-    pub async fn move_written_paths(
+    pub(crate) async fn move_written_paths(
         &self,
         from: String,
         to: String,
@@ -90,7 +90,7 @@ impl SharedManifest {
 
     /// The file of `drive`/`item` went to the trash at `to`: record it there, and hand the files linked to
     /// it their group (they keep their bytes where they are).
-    pub async fn record_trashed(
+    pub(crate) async fn record_trashed(
         &self,
         drive: DriveId,
         item: ItemId,
@@ -104,7 +104,7 @@ impl SharedManifest {
     }
 
     /// A done file of the same content (quickXorHash and size) as `drive`/`item`, to link to.
-    pub async fn done_twin(
+    pub(crate) async fn done_twin(
         &self,
         drive: DriveId,
         item: ItemId,

@@ -19,13 +19,16 @@ use crate::manifest::{
 use super::SharedManifest;
 
 /// A row read in pages: its key, increasing in the order the rows come in.
-pub trait Keyed {
+pub(crate) trait Keyed {
     /// The key the next page starts after.
     fn key(&self) -> i64;
 }
 
 /// Reads the page of at most `limit` rows whose keys follow `after`.
-pub trait Fetch<T>: Fn(&Manifest, i64, usize) -> Result<Vec<T>, ManifestError> {}
+pub(crate) trait Fetch<T>:
+    Fn(&Manifest, i64, usize) -> Result<Vec<T>, ManifestError>
+{
+}
 
 impl<T, F: Fn(&Manifest, i64, usize) -> Result<Vec<T>, ManifestError>> Fetch<T> for F {}
 
@@ -48,7 +51,7 @@ impl Position {
 ///
 /// Not fused: after the end, [`Pages::next`] asks again from where it stopped, so a reader that waits for
 /// rows still being written (the downloader, behind the crawl) keeps one cursor.
-pub struct Pages<T, F> {
+pub(crate) struct Pages<T, F> {
     manifest: SharedManifest,
     fetch: Arc<F>,
     limit: usize,
@@ -62,27 +65,27 @@ where
     F: Fetch<T> + Send + Sync + 'static,
 {
     /// The next page, or `None` when no row follows the position.
-    pub async fn next(&mut self) -> Result<Option<Vec<T>>, ManifestError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<T>>, ManifestError> {
         let (fetch, after, limit) = (Arc::clone(&self.fetch), self.position.after, self.limit);
         let rows = self.manifest.call(move |m| fetch(m, after, limit)).await?;
         Ok(self.position.took(rows))
     }
 
     /// Start again from the first row.
-    pub fn rewind(&mut self) {
+    pub(crate) fn rewind(&mut self) {
         self.position = Position::default();
     }
 
     /// Go on after `key` rather than after the last row of the page: for a reader that used a page only up
     /// to that row and wants the rest of it again.
-    pub fn resume_after(&mut self, key: i64) {
+    pub(crate) fn resume_after(&mut self, key: i64) {
         self.position.after = key;
     }
 }
 
 impl SharedManifest {
     /// Walk rows in key order, `limit` at a time, each page read by `fetch(manifest, after, limit)`.
-    pub fn pages<T, F>(&self, limit: usize, fetch: F) -> Pages<T, F>
+    pub(crate) fn pages<T, F>(&self, limit: usize, fetch: F) -> Pages<T, F>
     where
         T: Keyed + Send + 'static,
         F: Fetch<T> + Send + Sync + 'static,
@@ -99,7 +102,7 @@ impl SharedManifest {
 
 /// Rows of a [`Manifest`] held by the caller, in key order, a page at a time: [`Pages`] for synchronous code.
 /// The manifest is lent page by page, so the caller can write through it between pages.
-pub struct ManifestPages<T, F> {
+pub(crate) struct ManifestPages<T, F> {
     fetch: F,
     limit: usize,
     position: Position,
@@ -108,7 +111,7 @@ pub struct ManifestPages<T, F> {
 
 impl<T: Keyed, F: Fetch<T>> ManifestPages<T, F> {
     /// Walk rows in key order, `limit` at a time, each page read by `fetch(manifest, after, limit)`.
-    pub fn new(limit: usize, fetch: F) -> Self {
+    pub(crate) fn new(limit: usize, fetch: F) -> Self {
         Self {
             fetch,
             limit,
@@ -118,7 +121,7 @@ impl<T: Keyed, F: Fetch<T>> ManifestPages<T, F> {
     }
 
     /// The next page read from `manifest`, or `None` when no row follows the position.
-    pub fn next(&mut self, manifest: &Manifest) -> Result<Option<Vec<T>>, ManifestError> {
+    pub(crate) fn next(&mut self, manifest: &Manifest) -> Result<Option<Vec<T>>, ManifestError> {
         let rows = (self.fetch)(manifest, self.position.after, self.limit)?;
         Ok(self.position.took(rows))
     }

@@ -11,7 +11,7 @@ use super::pages::{Fetch, Pages};
 
 impl SharedManifest {
     /// The restore target recorded for `root_path` on `drive_id`, if any (a dry run creates none).
-    pub async fn find_restore_target(
+    pub(crate) async fn find_restore_target(
         &self,
         drive_id: String,
         root_path: String,
@@ -21,7 +21,7 @@ impl SharedManifest {
     }
 
     /// The restore target for `root_path` on `drive_id`, recorded if new.
-    pub async fn restore_target(
+    pub(crate) async fn restore_target(
         &self,
         drive_id: String,
         root_path: String,
@@ -32,7 +32,7 @@ impl SharedManifest {
     }
 
     /// The backup's files and folders as restore sources, `limit` at a time.
-    pub fn restore_sources(
+    pub(crate) fn restore_sources(
         &self,
         limit: usize,
     ) -> Pages<SourceRow, impl Fetch<SourceRow> + Send + Sync + 'static> {
@@ -42,7 +42,7 @@ impl SharedManifest {
     }
 
     /// What planning `entries` would do, without writing: the counts, and which entries would be uploaded.
-    pub async fn preview_restore(
+    pub(crate) async fn preview_restore(
         &self,
         target: Option<i64>,
         entries: Vec<RestoreEntry>,
@@ -52,7 +52,7 @@ impl SharedManifest {
     }
 
     /// Plan `entries` for `run` on `target`.
-    pub async fn plan_restore(
+    pub(crate) async fn plan_restore(
         &self,
         target: i64,
         run: i64,
@@ -63,7 +63,7 @@ impl SharedManifest {
     }
 
     /// Entries of `kind` still to restore in `run` on `target`, `limit` at a time.
-    pub fn restore_jobs(
+    pub(crate) fn restore_jobs(
         &self,
         target: i64,
         run: i64,
@@ -76,7 +76,7 @@ impl SharedManifest {
     }
 
     /// Record an entry restored as the item `item_id`.
-    pub async fn restore_done(
+    pub(crate) async fn restore_done(
         &self,
         target: i64,
         source_path: String,
@@ -88,7 +88,7 @@ impl SharedManifest {
     }
 
     /// Record an entry not restored, and why.
-    pub async fn restore_skipped(
+    pub(crate) async fn restore_skipped(
         &self,
         target: i64,
         source_path: String,
@@ -99,7 +99,7 @@ impl SharedManifest {
     }
 
     /// Record an entry whose restore failed.
-    pub async fn restore_failed(
+    pub(crate) async fn restore_failed(
         &self,
         target: i64,
         source_path: String,
@@ -111,12 +111,16 @@ impl SharedManifest {
     }
 
     /// Bytes `run` still has to upload to `target`.
-    pub async fn restore_bytes_left(&self, target: i64, run: i64) -> Result<u64, ManifestError> {
+    pub(crate) async fn restore_bytes_left(
+        &self,
+        target: i64,
+        run: i64,
+    ) -> Result<u64, ManifestError> {
         self.call(move |m| m.restore_bytes_left(target, run)).await
     }
 
     /// The upload session kept for an entry: the local file's stamp then, and the session's URL.
-    pub async fn restore_session(
+    pub(crate) async fn restore_session(
         &self,
         target: i64,
         source_path: String,
@@ -126,7 +130,7 @@ impl SharedManifest {
     }
 
     /// Keep an entry's upload session, for a later run to resume.
-    pub async fn set_restore_session(
+    pub(crate) async fn set_restore_session(
         &self,
         target: i64,
         source_path: String,
@@ -138,7 +142,7 @@ impl SharedManifest {
     }
 
     /// Forget an entry's upload session.
-    pub async fn clear_restore_session(
+    pub(crate) async fn clear_restore_session(
         &self,
         target: i64,
         source_path: String,
@@ -148,7 +152,7 @@ impl SharedManifest {
     }
 
     /// Forget the upload sessions of `target` no entry of `run` will resume; how many.
-    pub async fn clear_stale_restore_sessions(
+    pub(crate) async fn clear_stale_restore_sessions(
         &self,
         target: i64,
         run: i64,

@@ -1,5 +1,5 @@
 //! Listing a drive into the manifest: from the root, a path or a special folder, by walking its folders
-//! ([`children`]) or by one `/delta` listing ([`delta`]), and afterwards by asking `/delta` for what changed.
+//! (`children`) or by one `/delta` listing (`delta`), and afterwards by asking `/delta` for what changed.
 //!
 //! ```text
 //!   mod (crawl: one full listing) ─► children (walk the frontier) ─► placement ─► convert
@@ -12,11 +12,11 @@
 //! The listing knows Graph items and manifest rows and converts between them; it never prints and never
 //! touches local files.
 
-pub mod children;
-pub mod convert;
-pub mod delta;
-pub mod placement;
-pub mod scope;
+mod children;
+mod convert;
+pub(crate) mod delta;
+mod placement;
+mod scope;
 
 use std::sync::Arc;
 
@@ -30,11 +30,15 @@ use crate::manifest::{ItemKind, PageCommit};
 use crate::progress::{CrawlProgress, Event, NoticeKind, Reporter};
 use crate::shared::SharedManifest;
 
+pub use crate::shortcuts::SharedSummary;
 pub(crate) use children::walk_frontier;
-pub use convert::{ONENOTE_PACKAGE, media_kind, normalize_remote_path, to_new_item};
+pub use convert::normalize_remote_path;
 use convert::{local_path_of_remote, parent_of};
+pub(crate) use convert::{media_kind, to_new_item};
+pub use delta::DeltaSummary;
 use delta::Enumerated;
-pub use placement::apply_filter;
+pub(crate) use placement::apply_filter;
+pub(crate) use scope::ListingContext;
 use scope::scope_remote_path;
 pub use scope::{CrawlError, CrawlOptions, DEFAULT_LIST_CONCURRENCY, Scope};
 
@@ -63,7 +67,7 @@ pub struct CrawlSummary {
     /// When the run asked `/delta` for changes instead of listing the scope: what that round did.
     pub incremental: Option<delta::DeltaSummary>,
     /// What following the shortcuts to shared folders and files did, when the run followed them.
-    pub shared: Option<crate::shortcuts::SharedSummary>,
+    pub shared: Option<SharedSummary>,
 }
 
 /// Crawl `drive` from `options.scope` into the manifest.

@@ -55,11 +55,11 @@ pub struct CrawlOptions {
     pub layout: Layout,
     /// Whether delta works only from the drive root (`OneDrive` for Business and `SharePoint`); on personal
     /// drives it works from any folder.
-    pub delta_from_drive_root: bool,
+    pub(crate) delta_from_drive_root: bool,
     /// How a full listing is made.
-    pub method: CrawlMethod,
+    pub(crate) method: CrawlMethod,
     /// Whether the drive is a `OneDrive` Personal one (`driveType: personal`).
-    pub personal: bool,
+    pub(crate) personal: bool,
     /// `--full`: list from scratch, without resuming a saved position of an interrupted listing by delta.
     pub full: bool,
 }
@@ -120,7 +120,7 @@ pub enum CrawlError {
 
 impl CrawlError {
     /// The Graph error behind this one, if any (the caller maps auth errors to their exit code).
-    pub fn graph_error(&self) -> Option<&GraphError> {
+    pub(crate) fn graph_error(&self) -> Option<&GraphError> {
         match self {
             CrawlError::Scope { source, .. } | CrawlError::Listing { source, .. } => Some(source),
             _ => None,

@@ -19,8 +19,8 @@
 //! Knows the Graph client and `app`'s one-drive run; nothing of the terminal. Progress flows through the
 //! reporter, like any run's.
 
-pub mod folders;
-pub mod shard;
+mod folders;
+mod shard;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ pub const DEFAULT_DRIVES_AT_ONCE: usize = 4;
 /// The most drives at once.
 pub const MAX_DRIVES_AT_ONCE: usize = 64;
 /// Users whose drive, or sites whose libraries, are looked up at once during discovery.
-pub const DISCOVERY_CONCURRENCY: usize = 8;
+pub(crate) const DISCOVERY_CONCURRENCY: usize = 8;
 
 /// Which drives of the tenant to take.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,13 +60,6 @@ pub struct Selection {
     pub users: Vec<String>,
     /// These sites' libraries.
     pub sites: Vec<SiteRef>,
-}
-
-impl Selection {
-    /// Whether it names nothing.
-    pub fn is_empty(&self) -> bool {
-        !self.all_users && !self.all_sites && self.users.is_empty() && self.sites.is_empty()
-    }
 }
 
 /// What a drive belongs to.
@@ -102,19 +95,19 @@ pub struct TenantDrive {
     pub user_id: Option<String>,
     /// The user's or the site's name shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// The site's composite ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_id: Option<String>,
+    pub(crate) site_id: Option<String>,
     /// The site's URL name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_name: Option<String>,
+    pub(crate) site_name: Option<String>,
     /// The site's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_url: Option<String>,
+    pub(crate) site_url: Option<String>,
     /// The library's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub library: Option<String>,
+    pub(crate) library: Option<String>,
 }
 
 impl TenantDrive {
@@ -166,7 +159,7 @@ pub struct WithoutDrive {
     /// The object ID.
     pub user_id: String,
     /// The name shown.
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     /// What the service answered (`HTTP 404 ResourceNotFound`).
     pub reason: String,
 }
@@ -490,7 +483,7 @@ where
 ///
 /// # Errors
 /// [`Error::Usage`] when the file cannot be read or is not such a list.
-pub fn read_drive_list(path: &Path) -> Result<Discovery, Error> {
+pub(crate) fn read_drive_list(path: &Path) -> Result<Discovery, Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Listed {
@@ -618,7 +611,7 @@ pub struct DriveReport {
     /// Files fetched this run.
     pub files_downloaded: u64,
     /// Files already on disk.
-    pub files_present: u64,
+    pub(crate) files_present: u64,
     /// Files that failed.
     pub files_failed: u64,
     /// Bytes fetched.

@@ -15,7 +15,7 @@ pub const MAX_SHARDS: u32 = 100_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// Which shard, from 0 (as a Kubernetes `JOB_COMPLETION_INDEX` counts).
-    pub index: u32,
+    pub(crate) index: u32,
     /// How many shards in all.
     pub count: u32,
 }
@@ -42,7 +42,7 @@ impl Shard {
     }
 
     /// The shard a drive falls in, of `count`.
-    pub fn of(drive_id: &str, count: u32) -> u32 {
+    pub(crate) fn of(drive_id: &str, count: u32) -> u32 {
         (stable_hash(&canonical_drive_id(drive_id)) % u64::from(count.max(1))) as u32
     }
 

@@ -84,13 +84,15 @@ impl BrowserLogin {
     }
 
     /// The redirect URI the service sends the browser back to, `http://localhost:{port}`.
-    pub fn redirect_uri(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn redirect_uri(&self) -> &str {
         &self.redirect_uri
     }
 
     /// Wait this long for the browser instead of [`DEFAULT_BROWSER_TIMEOUT`].
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }

@@ -37,9 +37,9 @@ pub struct DeviceAuthorization {
 pub struct PollPacing {
     /// Poll at this interval instead of the one the service asked for. For tests against a simulator:
     /// polling the real service faster than asked only earns `slow_down`.
-    pub interval_override: Option<Duration>,
+    pub(crate) interval_override: Option<Duration>,
     /// Added to the interval each time the service answers `slow_down` (RFC 8628 §3.5: 5 seconds).
-    pub slow_down_step: Duration,
+    pub(crate) slow_down_step: Duration,
 }
 
 impl Default for PollPacing {

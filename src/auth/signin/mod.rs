@@ -36,26 +36,24 @@ use std::time::Duration;
 use super::AccessToken;
 
 pub use browser::BrowserLogin;
-pub use device::{
-    DeviceAuthorization, PollPacing, poll_device_code, poll_device_code_paced, start_device_code,
-};
+pub use device::{DeviceAuthorization, poll_device_code, start_device_code};
 pub(super) use token::request_tokens;
 
 /// The global cloud's sign-in host; national clouds have their own
 /// (<https://learn.microsoft.com/en-us/graph/deployments>).
-pub const DEFAULT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
+pub(crate) const DEFAULT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 /// Personal and work/school accounts alike.
-pub const DEFAULT_TENANT: &str = "common";
+pub(crate) const DEFAULT_TENANT: &str = "common";
 /// Read-only by default: every file the user can see, a refresh token, and `/me` for `whoami`.
-pub const DEFAULT_SCOPES: [&str; 3] = ["Files.Read.All", "offline_access", "User.Read"];
+pub(crate) const DEFAULT_SCOPES: [&str; 3] = ["Files.Read.All", "offline_access", "User.Read"];
 /// How long [`BrowserLogin::finish`] waits for the browser to come back unless told otherwise.
-pub const DEFAULT_BROWSER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_BROWSER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// Where and as whom to sign in: the resolved form of the `auth_url`, `tenant`, `client_id` and `scopes`
 /// settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
-    /// The sign-in host, e.g. [`DEFAULT_LOGIN_BASE_URL`] or `https://login.microsoftonline.us`.
+    /// The sign-in host, e.g. `DEFAULT_LOGIN_BASE_URL` or `https://login.microsoftonline.us`.
     pub login_base_url: String,
     /// `common`, `consumers` (personal accounts only), `organizations` (work/school only), or a tenant ID
     /// or domain.
@@ -78,7 +76,7 @@ impl AuthSettings {
     }
 
     /// The URL of one identity-platform endpoint: `{login_base_url}/{tenant}/oauth2/v2.0/{endpoint}`.
-    pub fn endpoint_url(&self, endpoint: Endpoint) -> String {
+    pub(crate) fn endpoint_url(&self, endpoint: Endpoint) -> String {
         format!(
             "{}/{}/oauth2/v2.0/{}",
             self.login_base_url.trim_end_matches('/'),
@@ -88,7 +86,7 @@ impl AuthSettings {
     }
 
     /// The `scope` parameter: the scopes, space-separated.
-    pub fn scope_param(&self) -> String {
+    pub(crate) fn scope_param(&self) -> String {
         self.scopes.join(" ")
     }
 
@@ -140,7 +138,7 @@ impl fmt::Display for Endpoint {
 
 /// A refresh token: lives for up to 90 days, so it is as secret as a password. `Debug` shows `***`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RefreshToken(String);
+pub(crate) struct RefreshToken(String);
 
 impl RefreshToken {
     /// Wrap a refresh token read from the service or the token file.
@@ -149,7 +147,7 @@ impl RefreshToken {
     }
 
     /// The token itself, for the token request and the token file only.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -176,9 +174,9 @@ pub struct TokenResponse {
     /// The bearer token for Graph (about an hour).
     pub access_token: AccessToken,
     /// Present when `offline_access` was granted; replaces the previous one on every refresh.
-    pub refresh_token: Option<RefreshToken>,
+    pub(crate) refresh_token: Option<RefreshToken>,
     /// The access token's lifetime, counted from when the response arrived.
-    pub expires_in: Duration,
+    pub(crate) expires_in: Duration,
     /// The scopes actually granted, space-separated.
     pub scope: String,
 }
@@ -290,7 +288,8 @@ pub enum SignInError {
 
 impl SignInError {
     /// True when only a new interactive sign-in helps (`odbackup login`); the command line exits with 3.
-    pub fn is_refused(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_refused(&self) -> bool {
         matches!(
             self,
             SignInError::Refused { .. } | SignInError::NoRefreshToken
@@ -299,7 +298,7 @@ impl SignInError {
 
     /// True when trying the same request again later may succeed: network failures, 5xx, 429,
     /// `temporarily_unavailable`.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             SignInError::Network { .. } => true,
             SignInError::Service { status, code, .. } => {
@@ -313,7 +312,7 @@ impl SignInError {
     }
 
     /// The OAuth `error` code the service answered with, if it answered with one.
-    pub fn oauth_code(&self) -> Option<&str> {
+    pub(crate) fn oauth_code(&self) -> Option<&str> {
         match self {
             SignInError::Service { code, .. }
             | SignInError::Redirect { code, .. }
