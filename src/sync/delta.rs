@@ -282,24 +282,34 @@ pub(crate) async fn full_listing(
 
 /// Items of a full listing stored per transaction, at least (fewer at its end, or where it stops): a commit
 /// writes every page of the manifest it dirtied, and a 1,000-item page of a large drive dirties about as many
-/// index pages as it has items, scattered, so three pages in one transaction write far fewer pages than three
+/// index pages as it has items, scattered, so two pages in one transaction write far fewer pages than two
 /// transactions do. A listing killed meanwhile loses at most these pages: it asks for them again from the
 /// saved cursor.
-const ITEMS_PER_COMMIT: usize = 3_000;
+const ITEMS_PER_COMMIT: usize = 2_000;
 
 /// Pages of a full listing fetched ahead of the manifest at most (besides the one being fetched): the service's
-/// time and ours overlap instead of adding up, and memory stays bounded (a parsed page is about a megabyte).
-const PAGES_AHEAD: usize = 2;
+/// time and ours overlap instead of adding up, and memory stays bounded (a page held as rows is about a megabyte).
+const PAGES_AHEAD: usize = 1;
 
 /// What the page fetcher of a full listing hands on, in the listing's order. After anything but a page that
 /// has a next page, nothing follows.
 enum Fetched {
-    /// A page that makes progress.
-    Page(crate::graph::Page),
+    /// A page that makes progress, already converted (the service's items are dropped as they arrive).
+    Page(Listed),
     /// The request for the next page failed.
     Failed(GraphError),
     /// The page that came makes no progress: the listing is given up.
     Stalled(crate::graph::NoProgress),
+}
+
+/// One page of a full listing as manifest rows, with its links.
+struct Listed {
+    /// Its items as rows without paths, each with whether the service reported it deleted.
+    items: Vec<(NewItem, bool)>,
+    /// Where the next page is.
+    next_link: Option<String>,
+    /// On the last page: the link for the next round.
+    delta_link: Option<String>,
 }
 
 /// Ask for the pages of a full listing one after the other, from `cursor` (the start when `None`), and hand
@@ -322,7 +332,11 @@ async fn fetch_pages(
             Err(err) => Fetched::Failed(err),
             Ok(page) => match guard.check(&page) {
                 Err(stalled) => Fetched::Stalled(stalled),
-                Ok(()) => Fetched::Page(page),
+                Ok(()) => Fetched::Page(Listed {
+                    items: listed_changes(&drive, &page),
+                    next_link: page.next_link,
+                    delta_link: page.delta_link,
+                }),
             },
         };
         let next = match &fetched {
@@ -460,17 +474,16 @@ async fn enumerate_once(
         };
         first = false;
         summary.pages += 1;
-        let end = match page_end(scope_key, &page) {
+        let end = match links_end(scope_key, page.next_link.as_ref(), page.delta_link.as_ref()) {
             Ok(end) => end,
             Err(err) => {
                 store(&mut in_hand, &mut summary).await?;
                 return Err(err);
             }
         };
-        in_hand.items.extend(listed_changes(drive, &page));
-        in_hand.pages.push(page.value.len());
-        in_hand.cursor.clone_from(&page.next_link);
-        drop(page);
+        in_hand.pages.push(page.items.len());
+        in_hand.items.extend(page.items);
+        in_hand.cursor = page.next_link;
         match end {
             PageEnd::Last(delta) => {
                 store(&mut in_hand, &mut summary).await?;
@@ -548,7 +561,16 @@ fn listed_changes(drive: &DriveId, page: &crate::graph::Page) -> Vec<(NewItem, b
 
 /// Where a page leaves the listing: more pages at its nextLink, or the end with the link for the next round.
 fn page_end(scope_key: &str, page: &crate::graph::Page) -> Result<PageEnd, CrawlError> {
-    match (&page.next_link, &page.delta_link) {
+    links_end(scope_key, page.next_link.as_ref(), page.delta_link.as_ref())
+}
+
+/// [`page_end`] from a page's links.
+fn links_end(
+    scope_key: &str,
+    next_link: Option<&String>,
+    delta_link: Option<&String>,
+) -> Result<PageEnd, CrawlError> {
+    match (next_link, delta_link) {
         (Some(next), _) => Ok(PageEnd::More(next.clone())),
         (None, Some(delta)) => Ok(PageEnd::Last(delta.clone())),
         (None, None) => Err(CrawlError::Listing {
