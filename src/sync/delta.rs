@@ -280,11 +280,11 @@ pub(crate) async fn full_listing(
     }
 }
 
-/// Items of a full listing stored per transaction, at least (fewer at its end, or where it stops): a commit
-/// writes every page of the manifest it dirtied, and a 1,000-item page of a large drive dirties about as many
-/// index pages as it has items, scattered, so two pages in one transaction write far fewer pages than two
-/// transactions do. A listing killed meanwhile loses at most these pages: it asks for them again from the
-/// saved cursor.
+/// Items of a full listing stored per transaction at most. Pages that came while the manifest was busy are
+/// stored together: a commit writes every page of the manifest it dirtied, and a 1,000-item page of a large
+/// drive dirties about as many index pages as it has items, scattered, so two pages in one transaction write
+/// far fewer pages than two transactions do. A page that finds the manifest idle is stored at once, alone, so
+/// what a listing killed meanwhile has stored is never more than a page behind what it received.
 const ITEMS_PER_COMMIT: usize = 2_000;
 
 /// Pages of a full listing fetched ahead of the manifest at most (besides the one being fetched): the service's
@@ -365,7 +365,7 @@ struct InHand {
 }
 
 /// One attempt at a full listing by delta (see [`full_listing`]): a task fetches the pages one after the other
-/// while they are stored, a few pages per transaction with the cursor after them.
+/// while they are stored, each with the cursor after it (pages that waited, together).
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_lines)] // one receiving loop; each of its exits stores what is in hand first
 async fn enumerate_once(
@@ -489,7 +489,7 @@ async fn enumerate_once(
                 store(&mut in_hand, &mut summary).await?;
                 break delta;
             }
-            PageEnd::More(_) if in_hand.items.len() >= ITEMS_PER_COMMIT => {
+            PageEnd::More(_) if in_hand.items.len() >= ITEMS_PER_COMMIT || pages.is_empty() => {
                 store(&mut in_hand, &mut summary).await?;
             }
             PageEnd::More(_) => {}
