@@ -314,7 +314,8 @@ struct Listed {
 
 /// Ask for the pages of a full listing one after the other, from `cursor` (the start when `None`), and hand
 /// them on until the last one, a failure or a stall, or until nobody listens. The guard judges each page
-/// before its next link is followed, so a looping service costs as few requests as it did page by page.
+/// before its next link is followed, so a looping service costs as few requests as it did page by page; the
+/// next page is asked for before this one is converted, so converting costs no time on the network's path.
 async fn fetch_pages(
     graph: GraphClient,
     drive: DriveId,
@@ -322,32 +323,48 @@ async fn fetch_pages(
     cursor: Option<String>,
     pages: tokio::sync::mpsc::Sender<Fetched>,
 ) {
+    let request = |link: Option<String>| {
+        let (graph, drive, root) = (graph.clone(), drive.clone(), root.clone());
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            graph.delta(&drive, &root, link.as_deref()).await
+        }))
+    };
     let mut guard = PagingGuard::default();
-    let mut link = cursor;
+    if let Some(link) = &cursor {
+        guard.follow(link);
+    }
+    let mut asked = request(cursor);
     loop {
-        if let Some(link) = &link {
-            guard.follow(link);
-        }
-        let fetched = match graph.delta(&drive, &root, link.as_deref()).await {
+        let answer = asked.await.unwrap_or_else(|joined| {
+            Err(GraphError::Unexpected {
+                what: "listing changes".to_owned(),
+                reason: joined.to_string(),
+            })
+        });
+        let mut ahead = None;
+        let fetched = match answer {
             Err(err) => Fetched::Failed(err),
-            Ok(page) => match guard.check(&page) {
-                Err(stalled) => Fetched::Stalled(stalled),
-                Ok(()) => Fetched::Page(Listed {
-                    items: listed_changes(&drive, &page),
-                    next_link: page.next_link,
-                    delta_link: page.delta_link,
-                }),
-            },
-        };
-        let next = match &fetched {
-            Fetched::Page(page) => page.next_link.clone(),
-            Fetched::Failed(_) | Fetched::Stalled(_) => None,
+            Ok(page) => {
+                if let Err(stalled) = guard.check(&page) {
+                    Fetched::Stalled(stalled)
+                } else {
+                    if let Some(next) = &page.next_link {
+                        guard.follow(next);
+                        ahead = Some(request(Some(next.clone())));
+                    }
+                    Fetched::Page(Listed {
+                        items: listed_changes(&drive, &page),
+                        next_link: page.next_link,
+                        delta_link: page.delta_link,
+                    })
+                }
+            }
         };
         if pages.send(fetched).await.is_err() {
             return;
         }
-        match next {
-            Some(next) => link = Some(next),
+        match ahead {
+            Some(next) => asked = next,
             None => return,
         }
     }
