@@ -131,7 +131,8 @@ impl HashCache {
 fn hash_stream(seed: u64, len: u64, want_sha1: bool) -> (String, Option<String>) {
     let mut qx = QuickXorHash::new();
     let mut sha = want_sha1.then(Sha1::new);
-    let mut buf = vec![0u8; CHUNK];
+    // No bigger than the content: listings hash thousands of small files, each with its own buffer.
+    let mut buf = vec![0u8; len.min(CHUNK as u64) as usize];
     let mut pos = 0u64;
     while pos < len {
         let n = (len - pos).min(CHUNK as u64) as usize;

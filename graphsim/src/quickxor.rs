@@ -14,6 +14,15 @@ use base64::Engine as _;
 /// Width of the accumulator in bits (and the number of lanes in bytes).
 const WIDTH: usize = 160;
 
+/// XOR `bits` (at most 8 of them, none past bit 159 once placed) into the accumulator at bit `pos`.
+fn xor_bits(acc: &mut [u64; 3], pos: usize, bits: u64) {
+    let (word, offset) = (pos / 64, pos % 64);
+    acc[word] ^= bits << offset;
+    if offset > 56 && word + 1 < acc.len() {
+        acc[word + 1] ^= bits >> (64 - offset);
+    }
+}
+
 /// An incremental quickXorHash.
 #[derive(Clone, Debug)]
 pub struct QuickXorHash {
@@ -78,12 +87,13 @@ impl QuickXorHash {
             if v == 0 {
                 continue;
             }
+            // The lane's 8 bits go to bits shift.. of the accumulator, a whole byte at a time (listings hash
+            // every file they show, so this runs once per listed file): what passes bit 159 wraps to bit 0.
             let shift = (11 * k) % WIDTH;
-            for bit in 0..8 {
-                if v & (1 << bit) != 0 {
-                    let pos = (shift + bit) % WIDTH;
-                    acc[pos / 64] ^= 1 << (pos % 64);
-                }
+            let fit = (WIDTH - shift).min(8);
+            xor_bits(&mut acc, shift, u64::from(v) & ((1 << fit) - 1));
+            if fit < 8 {
+                xor_bits(&mut acc, 0, u64::from(v) >> fit);
             }
         }
         let mut out = [0u8; 20];

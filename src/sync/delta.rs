@@ -17,9 +17,9 @@ use super::children::list_queued;
 use super::convert::{parent_of, to_new_item};
 use super::placement::Placement;
 use super::scope::{CrawlError, ListingContext, Scope};
-use crate::graph::{GraphError, PagingGuard};
+use crate::graph::{GraphClient, GraphError, PagingGuard};
 use crate::ids::{DriveId, ItemId};
-use crate::manifest::{Arrival, ItemKind, NewItem, Resolution, StagedChange};
+use crate::manifest::{Arrival, ItemKind, KnownItem, NewItem, Resolution, StagedChange};
 use crate::progress::{Event, NoticeKind};
 use crate::shared::SharedManifest;
 
@@ -253,8 +253,110 @@ pub(crate) async fn full_listing(
     }
 }
 
-/// One attempt at a full listing by delta (see [`full_listing`]), each page taken while the next is fetched.
-#[allow(clippy::too_many_lines)] // one paging loop with its page fetched ahead; its exits read best together
+/// Items of a full listing stored per transaction at most. Pages that came while the manifest was busy are
+/// stored together: a commit writes every page of the manifest it dirtied, and a 1,000-item page of a large
+/// drive dirties about as many index pages as it has items, scattered, so two pages in one transaction write
+/// far fewer pages than two transactions do. A page that finds the manifest idle is stored at once, alone, so
+/// what a listing killed meanwhile has stored is never more than a page behind what it received.
+const ITEMS_PER_COMMIT: usize = 2_000;
+
+/// Pages of a full listing fetched ahead of the manifest at most (besides the one being fetched): the service's
+/// time and ours overlap instead of adding up, and memory stays bounded (a page held as rows is about a megabyte).
+const PAGES_AHEAD: usize = 1;
+
+/// What the page fetcher of a full listing hands on, in the listing's order. After anything but a page that
+/// has a next page, nothing follows.
+enum Fetched {
+    /// A page that makes progress, already converted (the service's items are dropped as they arrive).
+    Page(Listed),
+    /// The request for the next page failed.
+    Failed(GraphError),
+    /// The page that came makes no progress: the listing is given up.
+    Stalled(crate::graph::NoProgress),
+}
+
+/// One page of a full listing as manifest rows, with its links.
+struct Listed {
+    /// Its items as rows without paths, each with whether the service reported it deleted.
+    items: Vec<(NewItem, bool)>,
+    /// Where the next page is.
+    next_link: Option<String>,
+    /// On the last page: the link for the next round.
+    delta_link: Option<String>,
+}
+
+/// Ask for the pages of a full listing one after the other, from `cursor` (the start when `None`), and hand
+/// them on until the last one, a failure or a stall, or until nobody listens. The guard judges each page
+/// before its next link is followed, so a looping service costs as few requests as it did page by page; the
+/// next page is asked for before this one is converted, so converting costs no time on the network's path.
+async fn fetch_pages(
+    graph: GraphClient,
+    drive: DriveId,
+    root: ItemId,
+    cursor: Option<String>,
+    pages: tokio::sync::mpsc::Sender<Fetched>,
+) {
+    let request = |link: Option<String>| {
+        let (graph, drive, root) = (graph.clone(), drive.clone(), root.clone());
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            graph.delta(&drive, &root, link.as_deref()).await
+        }))
+    };
+    let mut guard = PagingGuard::default();
+    if let Some(link) = &cursor {
+        guard.follow(link);
+    }
+    let mut asked = request(cursor);
+    loop {
+        let answer = asked.await.unwrap_or_else(|joined| {
+            Err(GraphError::Unexpected {
+                what: "listing changes".to_owned(),
+                reason: joined.to_string(),
+            })
+        });
+        let mut ahead = None;
+        let fetched = match answer {
+            Err(err) => Fetched::Failed(err),
+            Ok(page) => {
+                if let Err(stalled) = guard.check(&page) {
+                    Fetched::Stalled(stalled)
+                } else {
+                    if let Some(next) = &page.next_link {
+                        guard.follow(next);
+                        ahead = Some(request(Some(next.clone())));
+                    }
+                    Fetched::Page(Listed {
+                        items: listed_changes(&drive, &page),
+                        next_link: page.next_link,
+                        delta_link: page.delta_link,
+                    })
+                }
+            }
+        };
+        if pages.send(fetched).await.is_err() {
+            return;
+        }
+        match ahead {
+            Some(next) => asked = next,
+            None => return,
+        }
+    }
+}
+
+/// Pages of a full listing received and not stored yet.
+#[derive(Default)]
+struct InHand {
+    /// Their items, in order, as rows without paths, each with whether the service reported it deleted.
+    items: Vec<(NewItem, bool)>,
+    /// How many items each page held, for the progress events.
+    pages: Vec<usize>,
+    /// Where the listing goes on after the last of them (`None` after the listing's last page).
+    cursor: Option<String>,
+}
+
+/// One attempt at a full listing by delta (see [`full_listing`]): a task fetches the pages one after the other
+/// while they are stored, each with the cursor after it (pages that waited, together).
+#[allow(clippy::too_many_lines)] // one receiving loop; each of its exits stores what is in hand first
 async fn enumerate_once(
     ctx: &ListingContext<'_>,
     scope_key: &str,
@@ -277,20 +379,10 @@ async fn enumerate_once(
     }
     let resumed = cursor.is_some();
     let mut summary = DeltaSummary::default();
-    let mut guard = PagingGuard::default();
-    // The next page is asked for while this one is staged: the service's time and ours overlap instead of
-    // adding up, one page ahead at most (its link is only known once the page before it is in).
-    let fetch = |link: Option<String>| {
-        let (graph, drive, root) = (graph.clone(), drive.clone(), scope_root.clone());
-        tokio::spawn(async move { graph.delta(&drive, &root, link.as_deref()).await })
-    };
     let listing_failed = |source| CrawlError::Listing {
         path: scope_key.to_owned(),
         source,
     };
-    if let Some(link) = &cursor {
-        guard.follow(link);
-    }
     let placement = Placement {
         filter: Arc::clone(&options.filter),
         layout: options.layout,
@@ -299,23 +391,51 @@ async fn enumerate_once(
         delta_root: scope_root.clone(),
         scope_root: scope_root.clone(),
     };
-    let mut fetching = fetch(cursor);
+    let (sender, mut pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    // Aborted when this returns, whichever way: a listing that stops asks for nothing more.
+    let _fetcher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(fetch_pages(
+        graph.clone(),
+        drive.clone(),
+        scope_root.clone(),
+        cursor,
+        sender,
+    )));
+    let mut in_hand = InHand::default();
     let mut first = true;
+    let store = async |in_hand: &mut InHand, summary: &mut DeltaSummary| {
+        if in_hand.pages.is_empty() {
+            return Ok(());
+        }
+        let taken = std::mem::take(in_hand);
+        take_pages(
+            manifest,
+            drive,
+            scope_key,
+            &roots,
+            &placement,
+            taken.items,
+            taken.cursor,
+            summary,
+        )
+        .await?;
+        for items in taken.pages {
+            reporter.event(&Event::PageListed {
+                items,
+                folder_done: false,
+            });
+        }
+        Ok::<_, CrawlError>(())
+    };
     let final_link = loop {
         if cancel.is_cancelled() {
-            fetching.abort();
+            // What arrived is kept: the next run resumes after it.
+            store(&mut in_hand, &mut summary).await?;
             return Ok(Enumerated::Cancelled);
         }
-        let answer = fetching.await.map_err(|joined| {
-            listing_failed(GraphError::Unexpected {
-                what: "listing changes".to_owned(),
-                reason: joined.to_string(),
-            })
-        })?;
-        let page = match answer {
-            Ok(page) => page,
+        let page = match pages.recv().await {
+            Some(Fetched::Page(page)) => page,
             // Delta refused on this scope from the start (a folder-scoped delta the drive does not offer).
-            Err(err)
+            Some(Fetched::Failed(err))
                 if first
                     && !resumed
                     && matches!(err.status(), Some(400 | 501))
@@ -325,44 +445,47 @@ async fn enumerate_once(
                     reason: err.to_string(),
                 });
             }
-            Err(err) => return Err(listing_failed(err)),
+            Some(Fetched::Failed(err)) => {
+                store(&mut in_hand, &mut summary).await?;
+                return Err(listing_failed(err));
+            }
+            Some(Fetched::Stalled(stalled)) => {
+                summary.pages += 1;
+                store(&mut in_hand, &mut summary).await?;
+                return Ok(Enumerated::Unusable {
+                    reason: format!("listing the scope made no progress: {stalled}"),
+                });
+            }
+            None => {
+                store(&mut in_hand, &mut summary).await?;
+                return Err(listing_failed(GraphError::Unexpected {
+                    what: "listing changes".to_owned(),
+                    reason: "the page fetcher stopped before the last page".to_owned(),
+                }));
+            }
         };
         first = false;
         summary.pages += 1;
-        if let Err(stalled) = guard.check(&page) {
-            return Ok(Enumerated::Unusable {
-                reason: format!("listing the scope made no progress: {stalled}"),
-            });
-        }
-        let ahead = page.next_link.clone().map(|next| {
-            guard.follow(&next);
-            fetch(Some(next))
-        });
-        let staged = take_page(
-            manifest,
-            drive,
-            scope_key,
-            &roots,
-            &placement,
-            &page,
-            &mut summary,
-        )
-        .await;
-        if staged.is_err()
-            && let Some(ahead) = &ahead
-        {
-            ahead.abort();
-        }
-        let next = staged?;
-        reporter.event(&Event::PageListed {
-            items: page.value.len(),
-            folder_done: false,
-        });
-        fetching = match (next, ahead) {
-            (PageEnd::Last(delta), _) => break delta,
-            (PageEnd::More(_), Some(ahead)) => ahead,
-            (PageEnd::More(link), None) => fetch(Some(link)),
+        let end = match links_end(scope_key, page.next_link.as_ref(), page.delta_link.as_ref()) {
+            Ok(end) => end,
+            Err(err) => {
+                store(&mut in_hand, &mut summary).await?;
+                return Err(err);
+            }
         };
+        in_hand.pages.push(page.items.len());
+        in_hand.items.extend(page.items);
+        in_hand.cursor = page.next_link;
+        match end {
+            PageEnd::Last(delta) => {
+                store(&mut in_hand, &mut summary).await?;
+                break delta;
+            }
+            PageEnd::More(_) if in_hand.items.len() >= ITEMS_PER_COMMIT || pages.is_empty() => {
+                store(&mut in_hand, &mut summary).await?;
+            }
+            PageEnd::More(_) => {}
+        }
     };
     let round = apply_staged(
         manifest,
@@ -436,7 +559,16 @@ fn listed_changes(drive: &DriveId, page: &crate::graph::Page) -> Vec<(NewItem, b
 
 /// Where a page leaves the listing: more pages at its nextLink, or the end with the link for the next round.
 fn page_end(scope_key: &str, page: &crate::graph::Page) -> Result<PageEnd, CrawlError> {
-    match (&page.next_link, &page.delta_link) {
+    links_end(scope_key, page.next_link.as_ref(), page.delta_link.as_ref())
+}
+
+/// [`page_end`] from a page's links.
+fn links_end(
+    scope_key: &str,
+    next_link: Option<&String>,
+    delta_link: Option<&String>,
+) -> Result<PageEnd, CrawlError> {
+    match (next_link, delta_link) {
         (Some(next), _) => Ok(PageEnd::More(next.clone())),
         (None, Some(delta)) => Ok(PageEnd::Last(delta.clone())),
         (None, None) => Err(CrawlError::Listing {
@@ -473,39 +605,71 @@ fn count(summary: &mut DeltaSummary, applied: &[Resolution]) {
     }
 }
 
-/// Take one page of a full listing with its cursor: what can be placed now (its parent is in the manifest) is
-/// stored as the page arrives, overlapping the next page's request; the rest is staged and applied, parents
-/// first, once the listing is in.
-async fn take_page(
+/// Take pages of a full listing (their items, in order) in one transaction with the cursor after them: what can
+/// be placed now (its parent is in the manifest) is stored, overlapping the next pages' requests; the rest is
+/// staged and applied, parents first, once the listing is in.
+#[allow(clippy::too_many_arguments)]
+async fn take_pages(
     manifest: &SharedManifest,
     drive: &DriveId,
     scope_key: &str,
     roots: &Roots,
     placement: &Placement,
-    page: &crate::graph::Page,
+    items: Vec<(NewItem, bool)>,
+    cursor: Option<String>,
     summary: &mut DeltaSummary,
-) -> Result<PageEnd, CrawlError> {
-    let end = page_end(scope_key, page)?;
-    // The decision runs inside the page's transaction: it reads the parents the page's earlier items stored.
-    let (d, k, roots, placement) = (
-        drive.clone(),
-        scope_key.to_owned(),
-        roots.clone(),
-        placement.clone(),
-    );
+) -> Result<(), CrawlError> {
+    let (d, k, roots) = (drive.clone(), scope_key.to_owned(), roots.clone());
+    let placement = placement.clone();
+    let mut parents = LastParent::default();
+    // The decision runs inside the pages' transaction: it reads the parents their earlier items stored.
     let applied = manifest
         .take_listing_page(
             drive.clone(),
             scope_key.to_owned(),
-            listed_changes(drive, page),
-            page.next_link.clone(),
+            items,
+            cursor,
             move |m, item, deleted, staged| {
-                arrive(m, &d, &k, &roots, &placement, item, deleted, staged)
+                arrive(
+                    m,
+                    &d,
+                    &k,
+                    &roots,
+                    &placement,
+                    &mut parents,
+                    item,
+                    deleted,
+                    staged,
+                )
             },
         )
         .await?;
     count(summary, &applied);
-    Ok(end)
+    Ok(())
+}
+
+/// The folder the last items of a full listing were placed in: siblings come together, and each would read
+/// the same row again. Forgotten whenever a folder is stored (it may be that folder, or move it).
+#[derive(Default)]
+struct LastParent(Option<(ItemId, KnownItem)>);
+
+impl LastParent {
+    /// The manifest's row of `parent`, read once for a run of its children.
+    fn known(
+        &mut self,
+        m: &crate::manifest::Manifest,
+        drive: &DriveId,
+        parent: &ItemId,
+    ) -> Result<Option<KnownItem>, crate::manifest::ManifestError> {
+        if let Some((id, known)) = &self.0
+            && id == parent
+        {
+            return Ok(Some(known.clone()));
+        }
+        let known = m.known_item(drive, parent)?;
+        self.0 = known.clone().map(|k| (parent.clone(), k));
+        Ok(known)
+    }
 }
 
 /// Decide one item of a full listing as its page arrives: stored now when its parent is a folder the manifest
@@ -518,6 +682,7 @@ fn arrive(
     scope_key: &str,
     roots: &Roots,
     placement: &Placement,
+    parents: &mut LastParent,
     item: NewItem,
     deleted: bool,
     anything_staged: bool,
@@ -534,8 +699,8 @@ fn arrive(
     if roots.contains(&item.item_id) {
         return Ok(Arrival::Skip);
     }
-    let parent = m
-        .known_item(drive, &parent_id)?
+    let parent = parents
+        .known(m, drive, &parent_id)?
         .filter(|p| p.kind == ItemKind::Folder && !p.remote_deleted);
     let Some(parent) = parent else {
         return Ok(Arrival::Wait {
@@ -551,6 +716,10 @@ fn arrive(
     }
     let known = m.known_item(drive, &item.item_id)?;
     let placed = placement.place(item, &parent.remote_path, &parent.local_path);
+    if placed.kind == ItemKind::Folder || known.as_ref().is_some_and(|k| k.kind == ItemKind::Folder)
+    {
+        *parents = LastParent::default();
+    }
     let moved_from = known
         .filter(|k| k.kind == ItemKind::Folder && k.remote_path != placed.remote_path)
         .map(|k| (k.remote_path, k.local_path));
