@@ -6,14 +6,14 @@
 //!             ├─► sync (crawl) ─► sync::children ─► graph::children pages ─► sync::placement (filter + layout)
 //!             │     │                 ─► manifest::commit_page (one tx per page; the folder frontier lives in
 //!             │     │                    the manifest, so a crawl resumes)
-//!             │     └─► sync::delta ─► graph::delta pages (next one fetched while this one is stored)
-//!             │                       ─► manifest::take_listing_page (one tx per page with its cursor: an item
-//!             │                          whose parent is placed is stored; one waiting for it, or a deletion, is
-//!             │                          staged and applied, parents first, after the last page)
+//!             │     └─► sync::delta ─► graph::delta pages (a task of their own, one page ahead of the manifest)
+//!             │                       ─► manifest::take_listing_page (one tx per page with its cursor, pages that
+//!             │                          waited together: an item whose parent is placed is stored; one waiting
+//!             │                          for it, or a deletion, is staged and applied, parents first, at the end)
 //!             │         (below both: sync::convert, Graph item → manifest row; sync::scope, options + error)
 //!             │     shortcuts: shared folders in My files, each listed as a scope of its own drive
 //!             │
-//!             └─► download ─► manifest::downloadable_after (by row id) ─► download::transfer (one file's steps)
+//!             └─► download ─► shared::Pages of manifest::downloadable_after (by row id) ─► download::transfer
 //!                                │   download::stream: graph::open_content / graph::fetch (the listing's
 //!                                │   downloadUrl while fresh, else /content: 302 or the bytes; Range), one loop
 //!                                │   body ─► hash (quickXor / sha1) ─► .part ─► fsync ─► verify ─► rename ─► mtime
@@ -32,8 +32,9 @@
 //!   tenant:  directory users + sites ─► drives ─► one shard's share ─► one backup per drive (app::run each)
 //!
 //!   beside them: config (settings, no argument parsing), auth (token sources, sign-in, store), filter, localpath,
-//!   hash, ids (canonical drive/item IDs), progress (Reporter, Event), shared (the manifest behind one mutex),
-//!   adaptive (concurrency that follows the service), endpoint (URL checks), drives, browse (ls)
+//!   hash, ids (canonical drive/item IDs), progress (Reporter, Event, Notice), shared (the manifest's typed async
+//!   handle: one method per use, pages by key), adaptive (concurrency that follows the service), endpoint (URL
+//!   checks), drives, browse (ls)
 //! ```
 //!
 //! `graph` knows HTTP and JSON but nothing of `SQLite`; `manifest` knows `SQLite` but nothing of HTTP; `sync`

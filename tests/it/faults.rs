@@ -513,9 +513,8 @@ fn malware_flagged_files_are_skipped_unless_the_user_opts_in_and_the_tenant_allo
 /// tmpfs in a container): the caller skips, saying so.
 struct SmallDisk {
     at: std::path::PathBuf,
-    /// The fresh folder it is mounted on, when it made one: held so it outlives the mount.
-    #[allow(dead_code)]
-    owned: Option<tempfile::TempDir>,
+    /// The fresh folder it is mounted on, when it made one: held (never read) so it outlives the mount.
+    _owned: Option<tempfile::TempDir>,
 }
 
 impl SmallDisk {
@@ -523,7 +522,7 @@ impl SmallDisk {
     fn mount(size_mb: u64) -> Option<Self> {
         let dir = tempfile::tempdir().ok()?;
         let mut disk = Self::mount_at(dir.path(), &format!("size={size_mb}m"))?;
-        disk.owned = Some(dir);
+        disk._owned = Some(dir);
         Some(disk)
     }
 
@@ -536,7 +535,7 @@ impl SmallDisk {
             .is_ok_and(|s| s.success());
         ok.then(|| Self {
             at: at.to_owned(),
-            owned: None,
+            _owned: None,
         })
     }
 
