@@ -521,13 +521,21 @@ impl SmallDisk {
     /// `size_mb` on a fresh folder.
     fn mount(size_mb: u64) -> Option<Self> {
         let dir = tempfile::tempdir().ok()?;
-        let mut disk = Self::mount_at(dir.path(), &format!("size={size_mb}m"))?;
-        disk._owned = Some(dir);
-        Some(disk)
+        let at = dir.path().to_owned();
+        Self::mount_on(&at, &format!("size={size_mb}m"), Some(dir))
     }
 
     /// On `at`, with mount `options` (`ro`, `size=8m`).
     fn mount_at(at: &std::path::Path, options: &str) -> Option<Self> {
+        Self::mount_on(at, options, None)
+    }
+
+    /// On `at`, holding `owned` (the folder `at` is, when this made it) until the unmount.
+    fn mount_on(
+        at: &std::path::Path,
+        options: &str,
+        owned: Option<tempfile::TempDir>,
+    ) -> Option<Self> {
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(at)
@@ -535,7 +543,7 @@ impl SmallDisk {
             .is_ok_and(|s| s.success());
         ok.then(|| Self {
             at: at.to_owned(),
-            _owned: None,
+            _owned: owned,
         })
     }
 
