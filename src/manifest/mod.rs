@@ -351,7 +351,10 @@ impl Manifest {
         // the default 1,000 (https://www.sqlite.org/wal.html#automatic_checkpoint). A page of a listing (1,000
         // items) dirties about 2,000 index and table pages, so at the default every commit was followed by a
         // checkpoint and its fsync; with a larger WAL an index page rewritten by several commits is copied once.
-        // Checkpointing remains crash-safe at any size: a commit is durable once it is in the WAL.
+        // Safe at any size: with synchronous = NORMAL a commit in the WAL survives the process being killed, and
+        // a power cut may roll back the commits made since the WAL was last synced (at a checkpoint) — more of
+        // them with a larger WAL — leaving a consistent manifest whose next run redoes that work (files already
+        // on disk are adopted by hash) (https://www.sqlite.org/pragma.html#pragma_synchronous).
         manifest.use_wal()?;
         manifest
             .conn

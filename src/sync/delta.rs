@@ -253,7 +253,8 @@ pub(crate) async fn full_listing(
     }
 }
 
-/// Items of a full listing stored per transaction at most. Pages that came while the manifest was busy are
+/// Items in hand at which a full listing stores them, whether or not more pages are waiting (one transaction
+/// holds at most this plus one page). Pages that came while the manifest was busy are
 /// stored together: a commit writes every page of the manifest it dirtied, and a 1,000-item page of a large
 /// drive dirties about as many index pages as it has items, scattered, so two pages in one transaction write
 /// far fewer pages than two transactions do. A page that finds the manifest idle is stored at once, alone, so

@@ -691,6 +691,21 @@ impl Reporter for DriveReporter {
                     bytes: *bytes,
                 });
             }
+            Event::Notice {
+                kind,
+                path,
+                message,
+                detail,
+            } => {
+                // A notice about no one item is about the drive: it names the drive's folder.
+                let path = format!("{}{}", self.folder, path.unwrap_or_default());
+                self.inner.event(&Event::Notice {
+                    kind: *kind,
+                    path: Some(&path),
+                    message,
+                    detail: *detail,
+                });
+            }
             other => self.inner.event(other),
         }
     }
@@ -1021,5 +1036,41 @@ mod tests {
         assert!(!is_personal_site(&site(
             "https://contoso.sharepoint.com/sites/Team"
         )));
+    }
+
+    /// Keeps the paths of the notices it is told.
+    #[derive(Default)]
+    struct NoticePaths(std::sync::Mutex<Vec<Option<String>>>);
+
+    impl Reporter for NoticePaths {
+        fn event(&self, event: &Event<'_>) {
+            if let Event::Notice { path, .. } = event {
+                self.0.lock().unwrap().push(path.map(str::to_owned));
+            }
+        }
+    }
+
+    #[test]
+    fn a_notice_from_one_of_several_drives_says_whose_it_is() {
+        let seen = Arc::new(NoticePaths::default());
+        let reporter = DriveReporter {
+            inner: Arc::clone(&seen) as Arc<dyn Reporter>,
+            folder: "users/adele@x/".to_owned(),
+        };
+        for path in [Some("Photos/a.jpg"), None] {
+            reporter.event(&Event::Notice {
+                kind: crate::progress::NoticeKind::LocalFileDisplaced,
+                path,
+                message: "moved aside",
+                detail: None,
+            });
+        }
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                Some("users/adele@x/Photos/a.jpg".to_owned()),
+                Some("users/adele@x/".to_owned())
+            ]
+        );
     }
 }
