@@ -368,13 +368,23 @@ impl Simulator {
     /// download host) before it is answered, until [`Simulator::release_requests`]. The client sees a slow
     /// answer, nothing else: a test orders events in a running client this way instead of sleeping.
     pub fn hold_requests(&self, kind: RequestKind, path: Option<&str>) {
+        self.hold_requests_after(kind, path, 0);
+    }
+
+    /// [`Simulator::hold_requests`], letting the next `passes` requests it would hold through first (the
+    /// first page of a listing, say, with the pages after it held).
+    pub fn hold_requests_after(&self, kind: RequestKind, path: Option<&str>, passes: u64) {
         let item = path.map(|p| self.world().expect(p));
         self.shared
             .knobs
             .holds
             .lock()
             .expect("holds")
-            .push(HoldRule { kind, item });
+            .push(HoldRule {
+                kind,
+                item,
+                passes: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(passes)),
+            });
     }
 
     /// Lets every held request of `kind` go, and holds no more of them.

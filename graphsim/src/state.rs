@@ -465,6 +465,19 @@ pub enum MissingOneDrive {
 pub(crate) struct HoldRule {
     pub kind: RequestKind,
     pub item: Option<usize>,
+    /// Requests the rule still lets through before it holds (`Simulator::hold_requests_after`).
+    pub passes: Arc<AtomicU64>,
+}
+
+impl HoldRule {
+    /// Whether this rule lets one more request through, spending a pass.
+    fn take_pass(&self) -> bool {
+        self.passes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
 }
 
 /// The letter case of a personal drive ID as one kind of answer spells it.
@@ -859,13 +872,15 @@ impl Shared {
     /// Wait while a hold matches this request (`item`: the file it is about, when known; a hold for one
     /// item never catches a request whose item is not known).
     pub async fn wait_while_held(&self, kind: RequestKind, item: Option<usize>) {
-        let held =
-            |s: &Self| {
-                s.knobs.holds.lock().expect("holds lock").iter().any(|h| {
-                    h.kind == kind && (h.item.is_none() || (item.is_some() && h.item == item))
-                })
-            };
-        if !held(self) {
+        // A rule's passes are spent on a request's first look only: a request it holds stays held.
+        let held = |s: &Self, first_look: bool| {
+            s.knobs.holds.lock().expect("holds lock").iter().any(|h| {
+                h.kind == kind
+                    && (h.item.is_none() || (item.is_some() && h.item == item))
+                    && !(first_look && h.take_pass())
+            })
+        };
+        if !held(self, true) {
             return;
         }
         self.held_now.fetch_add(1, Ordering::SeqCst);
@@ -873,7 +888,7 @@ impl Shared {
             let released = self.hold_released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            if !held(self) {
+            if !held(self, false) {
                 break;
             }
             released.await;

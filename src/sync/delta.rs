@@ -371,7 +371,7 @@ async fn enumerate_once(
         options,
         reporter,
         cancel,
-        ..
+        progress,
     } = *ctx;
     if cursor.is_none() {
         manifest
@@ -419,6 +419,9 @@ async fn enumerate_once(
             summary,
         )
         .await?;
+        // What was stored is the downloader's to fetch now, as a /children page is: it need not wait for
+        // the whole listing (a first listing of a large drive is thousands of pages).
+        progress.send_modify(|p| p.pages += 1);
         for items in taken.pages {
             reporter.event(&Event::PageListed {
                 items,

@@ -282,3 +282,33 @@ fn a_file_changed_remotely_is_fetched_again_by_the_rerun_even_when_listed_after_
         "the new file is there"
     );
 }
+
+/// Downloads start as soon as files are in the manifest, whichever way the drive is listed: a first full
+/// listing by delta of a large drive is thousands of pages, and its first files need not wait for its last.
+#[test]
+fn a_full_listing_by_delta_hands_its_files_to_the_downloader_page_by_page() {
+    use crate::support::eventually;
+    let mut tree = Tree::personal();
+    let files: Vec<String> = (0..40).map(|i| format!("f{i:02}.bin")).collect();
+    for (i, file) in files.iter().enumerate() {
+        tree = tree.file(file, 1_000 + i as u64);
+    }
+    let sim = Simulator::start(tree);
+    sim.set_page_cap(Some(10));
+    // The listing's first page is answered; every page after it waits until released.
+    sim.hold_requests_after(RequestKind::Delta, None, 1);
+    let dest = TestDest::new();
+    let mut child = backup(&sim, &dest)
+        .args(["--crawl-method", "delta"])
+        .spawn()
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "files of the first page downloaded while the rest of the listing waits",
+        || (sim.held_requests() >= 1 && sim.requests(RequestKind::Download) >= 1).then_some(()),
+    );
+    sim.release_requests(RequestKind::Delta);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    crate::support::assert_same_bytes(&sim, &dest, &files);
+}
