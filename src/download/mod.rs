@@ -669,7 +669,6 @@ impl RowWrite {
                 done: DoneRecord {
                     local_path: local_path.clone(),
                     verification: verification.as_stored().to_owned(),
-                    bytes: job.size,
                     attempts: *attempts,
                 },
                 caveat: caveat.clone(),

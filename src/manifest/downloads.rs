@@ -44,7 +44,7 @@ pub struct DownloadJob {
     /// Relative local path.
     pub(crate) local_path: Option<String>,
     /// Attempts so far (earlier runs).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// Where an earlier version was written, if one was (the file changed on the drive since).
     pub(crate) written_path: Option<String>,
     /// Whether the service flagged it as malware (picked only when the user asked to fetch such files).
@@ -111,15 +111,13 @@ pub struct DoneFile {
 
 /// A successful download.
 #[derive(Debug, Clone)]
-pub struct DoneRecord {
+pub(crate) struct DoneRecord {
     /// Relative local path it was written to.
     pub(crate) local_path: String,
     /// `quickxor`, `sha1` or `size_only`.
     pub(crate) verification: String,
-    /// Bytes on disk.
-    pub bytes: u64,
     /// Attempts it took in this run (added to the total, so survived retries stay on record).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// Why a file was kept although it could not be verified against the listing: a known service quirk.
@@ -171,7 +169,7 @@ pub struct FailureRecord {
     /// What happened.
     pub message: String,
     /// Attempts made in this run (added to the total).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// The outcome of one transfer, for `Manifest::apply_outcomes` (the tests' batch recorder).
@@ -569,7 +567,6 @@ mod tests {
             record: DoneRecord {
                 local_path: path.trim_start_matches('/').to_owned(),
                 verification: "quickxor".to_owned(),
-                bytes: 1,
                 attempts: 1,
             },
         }
@@ -663,7 +660,6 @@ mod tests {
         let record = DoneRecord {
             local_path: "a".to_owned(),
             verification: "quickxor".to_owned(),
-            bytes: 1,
             attempts: 1,
         };
         let a = ItemId::from("/a");

@@ -699,7 +699,6 @@ mod tests {
                         &DoneRecord {
                             local_path: "x".to_owned(),
                             verification: "quickxor".to_owned(),
-                            bytes: 1,
                             attempts: 2,
                         },
                     )

@@ -37,7 +37,7 @@ pub(crate) use crawl::{CrawlStart, FrontierEntry, PageCommit};
 pub use dedupe::DedupeCounts;
 pub(crate) use dedupe::Twin;
 pub(crate) use delta::{Arrival, DeltaState, KnownItem, MovedFile, Resolution, StagedChange};
-pub use downloads::DoneRecord;
+pub(crate) use downloads::DoneRecord;
 pub(crate) use downloads::{
     Caveat, CaveatClass, DoneFile, DownloadJob, FailureRecord, JobVersion, Recorded,
 };
@@ -47,8 +47,9 @@ pub use onenote::NotebookCounts;
 pub use report::{
     ByteCounts, Count, ExcludedCounts, FailureRow, IncrementalStatus, StateCounts, StatusReport,
 };
+pub(crate) use restore::RestoreJob;
 pub(crate) use restore::{EntryVerdict, PlanCounts, RestoreEntry, SourceRow};
-pub use restore::{RestoreJob, RestoreKind, RestoreStatus};
+pub use restore::{RestoreKind, RestoreStatus};
 pub use runs::RunRecord;
 pub(crate) use selection::SelectionRow;
 pub use shortcuts::{SharedCounts, ShortcutRow};

@@ -427,7 +427,6 @@ mod tests {
         let done = |verification: &str| DoneRecord {
             local_path: "x".into(),
             verification: verification.into(),
-            bytes: 0,
             attempts: 1,
         };
         m.mark_done(&drive(), &ItemId::from("/a"), &done("quickxor"))

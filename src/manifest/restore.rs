@@ -94,19 +94,15 @@ pub struct PlanCounts {
 
 /// A planned row to work on.
 #[derive(Debug, Clone)]
-pub struct RestoreJob {
+pub(crate) struct RestoreJob {
     /// Row id (the order of work, and the paging cursor).
     pub(crate) rowid: i64,
     /// Relative to the source folder.
     pub(crate) source_path: String,
-    /// File or folder.
-    pub kind: RestoreKind,
     /// Relative to the target folder.
-    pub remote_path: String,
+    pub(crate) remote_path: String,
     /// Bytes.
-    pub size: u64,
-    /// Stamp when planned.
-    pub stamp: String,
+    pub(crate) size: u64,
     /// Times to give it.
     pub(crate) created_at: Option<String>,
     /// Times to give it.
@@ -374,7 +370,7 @@ impl Manifest {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT rowid, source_path, kind, remote_path, size, stamp, created_at, modified_at, item_id
+                "SELECT rowid, source_path, remote_path, size, created_at, modified_at, item_id
                  FROM restore_files
                  WHERE target_id = ?1 AND seen_run = ?2 AND kind = ?3 AND (state = 'pending' OR state = 'failed')
                    AND refused = 0 AND rowid > ?4
@@ -393,13 +389,11 @@ impl Manifest {
                 Ok(RestoreJob {
                     rowid: r.get(0)?,
                     source_path: r.get(1)?,
-                    kind: RestoreKind::parse(&r.get::<_, String>(2)?),
-                    remote_path: r.get(3)?,
-                    size: to_u64(r.get(4)?),
-                    stamp: r.get(5)?,
-                    created_at: r.get(6)?,
-                    modified_at: r.get(7)?,
-                    item_id: r.get(8)?,
+                    remote_path: r.get(2)?,
+                    size: to_u64(r.get(3)?),
+                    created_at: r.get(4)?,
+                    modified_at: r.get(5)?,
+                    item_id: r.get(6)?,
                 })
             },
         )
