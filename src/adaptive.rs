@@ -2,7 +2,8 @@
 //! keeps up, is lowered when the service throttles, and never exceeds its ceiling.
 //!
 //! - **Growth.** Each full window of transfers (as many as the limit, at least a second) that ended well, with
-//!   every slot busy and no throttling, may raise the limit: by a quarter until the service first throttles
+//!   the slots busy (taken for at least [`BUSY`] of the window's slot-time: the limit, not the work, was the
+//!   bound) and no throttling, may raise the limit: by a quarter until the service first throttles
 //!   (a slow start, as TCP's), by one afterwards. A raise is kept only if it paid: when the next window did
 //!   not finish files (or bytes) faster by at least half the raise's proportion, the link, the disk or the
 //!   service is the bound, and the limit holds there (trying once more after a while, as conditions change).
@@ -55,14 +56,20 @@ const GAIN: f64 = 0.5;
 /// Windows to hold at a limit whose raise did not pay before trying to raise it again.
 const REPROBE_WINDOWS: u32 = 20;
 
+/// The share of a window's slot-time (limit × its length) that slots must have been taken for, for the
+/// limit rather than the work to have been the bound. Measured over time, not at the instants transfers
+/// end: transfers started together end together, and each of them but the first sees the slots the others
+/// just gave back, not yet taken again.
+const BUSY: f64 = 0.75;
+
 /// A window of transfers finished at one limit.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Window {
     started: Option<Instant>,
     files: u64,
     bytes: u64,
-    /// Of `files`, those that finished with every slot taken.
-    busy: u64,
+    /// Slot-seconds taken since the window started (slots in use, integrated over time).
+    slot_secs: f64,
     /// Whether throttling (beyond the background share) came during it.
     throttled: bool,
 }
@@ -155,6 +162,9 @@ pub struct Aimd {
     above: Option<(usize, Option<f64>)>,
     /// The refusal share that lowering the limit did not reduce, once learned.
     background: Option<f64>,
+    /// Slots in use, as last told, and since when.
+    in_use: usize,
+    in_use_since: Option<Instant>,
 }
 
 /// How a transfer ended, for [`Aimd::finished`].
@@ -164,8 +174,8 @@ pub struct Finished {
     pub(crate) healthy: bool,
     /// Bytes it fetched.
     pub bytes: u64,
-    /// Whether every slot was taken when it ended (the limit, not the work, was the bound).
-    pub(crate) busy: bool,
+    /// Slots still taken once it gave its own back.
+    pub(crate) in_use: usize,
 }
 
 impl Aimd {
@@ -198,7 +208,25 @@ impl Aimd {
             recent: Recent::default(),
             above: None,
             background: None,
+            in_use: 0,
+            in_use_since: None,
         }
+    }
+
+    /// Slots in use changed to `count` (a transfer took one): see [`BUSY`].
+    pub fn in_use(&mut self, count: usize, now: Instant) {
+        self.count_slot_time(now);
+        self.in_use = count;
+    }
+
+    /// Add the slot-time since the last change of slots in use to the window (from its start).
+    fn count_slot_time(&mut self, now: Instant) {
+        if let (Some(since), Some(started)) = (self.in_use_since, self.window.started) {
+            let from = since.max(started);
+            self.window.slot_secs +=
+                self.in_use as f64 * now.saturating_duration_since(from).as_secs_f64();
+        }
+        self.in_use_since = Some(now);
     }
 
     /// Transfers allowed at once now.
@@ -353,6 +381,8 @@ impl Aimd {
     /// A transfer ended: windows of these decide growth (see the module's doc). Returns the change of the
     /// limit.
     pub fn finished(&mut self, done: Finished, now: Instant) -> isize {
+        self.count_slot_time(now);
+        self.in_use = done.in_use;
         if !done.healthy {
             return 0;
         }
@@ -363,7 +393,6 @@ impl Aimd {
         let started = *window.started.get_or_insert(now);
         window.files += 1;
         window.bytes += done.bytes;
-        window.busy += u64::from(done.busy);
         let elapsed = now.saturating_duration_since(started);
         let waited = self
             .last_change
@@ -372,7 +401,8 @@ impl Aimd {
             return 0;
         }
         let closed = std::mem::take(&mut self.window);
-        if closed.throttled || closed.busy * 2 < closed.files || self.limit >= self.max {
+        let idle = closed.slot_secs < BUSY * self.limit as f64 * elapsed.as_secs_f64();
+        if closed.throttled || idle || self.limit >= self.max {
             // Throttled, or the work (not the limit) was the bound: nothing to learn about growth.
             self.previous = None;
             return 0;
@@ -457,10 +487,20 @@ impl AdaptiveLimit {
 
     /// Wait for a free slot.
     pub async fn acquire(&self) -> OwnedSemaphorePermit {
-        Arc::clone(&self.permits)
+        let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .expect("the semaphore is never closed")
+            .expect("the semaphore is never closed");
+        let mut state = self.state();
+        let in_use = self.in_use(&state);
+        state.aimd.in_use(in_use, Instant::now());
+        permit
+    }
+
+    /// Slots taken now: the semaphore holds the limit's permits and those owed to a lowering (`debt`,
+    /// retired as they come back).
+    fn in_use(&self, state: &State) -> usize {
+        (state.aimd.limit() + state.debt).saturating_sub(self.permits.available_permits())
     }
 
     /// Take the client's throttle count (and, when it counts them, its request count) into account. Returns
@@ -483,18 +523,18 @@ impl AdaptiveLimit {
     /// per second).
     pub fn release_after(&self, permit: OwnedSemaphorePermit, healthy: bool, bytes: u64) {
         let mut state = self.state();
-        let busy = self.permits.available_permits() == 0;
         if state.debt > 0 {
             state.debt -= 1;
             permit.forget();
         } else {
             drop(permit);
         }
+        let in_use = self.in_use(&state);
         let change = state.aimd.finished(
             Finished {
                 healthy,
                 bytes,
-                busy,
+                in_use,
             },
             Instant::now(),
         );
@@ -548,7 +588,8 @@ mod tests {
         drive_with(a, t0, secs, served, refused, true)
     }
 
-    /// [`drive`], saying whether every slot is taken as transfers finish (`busy`).
+    /// [`drive`], saying whether every slot stays taken (`busy`) or only those serving (the work is the
+    /// bound).
     fn drive_with(
         a: &mut Aimd,
         t0: Instant,
@@ -569,12 +610,13 @@ mod tests {
             throttles += refusals as u64;
             a.observe_with_requests(throttles, Some(requests), now);
             let done = served(limit).min(limit).saturating_sub(refusals as usize);
+            let in_use = if busy { limit } else { done };
             for _ in 0..done {
                 a.finished(
                     Finished {
                         healthy: true,
                         bytes: 100_000,
-                        busy,
+                        in_use,
                     },
                     now,
                 );
@@ -631,6 +673,57 @@ mod tests {
         let limits = drive(&mut a, later, 30, |l| l.min(4), |_| 0.0);
         assert_eq!(&limits[..7], [4, 4, 4, 5, 6, 7, 8]);
         assert!(limits.iter().all(|&l| l <= 9), "{limits:?}");
+    }
+
+    #[test]
+    fn transfers_that_end_together_and_are_replaced_at_once_count_as_busy_slots() {
+        // Answers that all take as long end together: each finisher but the first sees the slots the others
+        // just gave back, which the scheduler takes again a moment later. The slots were busy all the same.
+        let t0 = Instant::now();
+        let mut a = Aimd::growing(8, 32, 0);
+        let mut limits = Vec::new();
+        for tick in 1..=100u32 {
+            let now = t0 + TICK * tick;
+            let limit = a.limit();
+            for left in (0..limit).rev() {
+                a.finished(
+                    Finished {
+                        healthy: true,
+                        bytes: 1_000,
+                        in_use: left,
+                    },
+                    now,
+                );
+            }
+            let again = now + Duration::from_millis(1);
+            for taken in 1..=a.limit() {
+                a.in_use(taken, again);
+            }
+            if tick % 20 == 0 {
+                limits.push(a.limit());
+            }
+        }
+        assert_eq!(limits, [8, 10, 12, 15, 18]);
+
+        // The same with only half the slots taken again (the work is the bound): no growth.
+        let mut a = Aimd::growing(8, 32, 0);
+        for tick in 1..=100u32 {
+            let now = t0 + TICK * tick;
+            for left in (0..4).rev() {
+                a.finished(
+                    Finished {
+                        healthy: true,
+                        bytes: 1_000,
+                        in_use: left,
+                    },
+                    now,
+                );
+            }
+            for taken in 1..=4 {
+                a.in_use(taken, now + Duration::from_millis(1));
+            }
+        }
+        assert_eq!(a.highest(), 8);
     }
 
     #[test]
@@ -763,7 +856,7 @@ mod tests {
                     Finished {
                         healthy: true,
                         bytes: 1_000,
-                        busy: true,
+                        in_use: limit,
                     },
                     now,
                 );
