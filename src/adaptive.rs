@@ -675,55 +675,51 @@ mod tests {
         assert!(limits.iter().all(|&l| l <= 9), "{limits:?}");
     }
 
-    #[test]
-    fn transfers_that_end_together_and_are_replaced_at_once_count_as_busy_slots() {
-        // Answers that all take as long end together: each finisher but the first sees the slots the others
-        // just gave back, which the scheduler takes again a moment later. The slots were busy all the same.
-        let t0 = Instant::now();
-        let mut a = Aimd::growing(8, 32, 0);
+    /// Each tick (for 100), `slots(limit)` transfers end at the same instant and as many are started again a
+    /// moment later, as a scheduler does after answers that all took as long. Returns the limit every second.
+    fn end_together_and_refill(
+        a: &mut Aimd,
+        t0: Instant,
+        slots: impl Fn(usize) -> usize,
+    ) -> Vec<usize> {
         let mut limits = Vec::new();
         for tick in 1..=100u32 {
             let now = t0 + TICK * tick;
-            let limit = a.limit();
-            for left in (0..limit).rev() {
-                a.finished(
-                    Finished {
-                        healthy: true,
-                        bytes: 1_000,
-                        in_use: left,
-                    },
-                    now,
-                );
+            let ending = slots(a.limit());
+            for left in (0..ending).rev() {
+                let done = Finished {
+                    healthy: true,
+                    bytes: 1_000,
+                    in_use: left,
+                };
+                a.finished(done, now);
             }
             let again = now + Duration::from_millis(1);
-            for taken in 1..=a.limit() {
+            for taken in 1..=slots(a.limit()) {
                 a.in_use(taken, again);
             }
             if tick % 20 == 0 {
                 limits.push(a.limit());
             }
         }
-        assert_eq!(limits, [8, 10, 12, 15, 18]);
+        limits
+    }
 
-        // The same with only half the slots taken again (the work is the bound): no growth.
+    #[test]
+    fn transfers_that_end_together_and_are_replaced_at_once_count_as_busy_slots() {
+        // Each finisher but the first sees the slots the others just gave back, which the scheduler takes
+        // again a moment later: the slots were busy all the same.
+        let t0 = Instant::now();
         let mut a = Aimd::growing(8, 32, 0);
-        for tick in 1..=100u32 {
-            let now = t0 + TICK * tick;
-            for left in (0..4).rev() {
-                a.finished(
-                    Finished {
-                        healthy: true,
-                        bytes: 1_000,
-                        in_use: left,
-                    },
-                    now,
-                );
-            }
-            for taken in 1..=4 {
-                a.in_use(taken, now + Duration::from_millis(1));
-            }
-        }
-        assert_eq!(a.highest(), 8);
+        assert_eq!(
+            end_together_and_refill(&mut a, t0, |limit| limit),
+            [8, 10, 12, 15, 18]
+        );
+
+        // Only half the slots taken (the work is the bound): no growth.
+        let mut a = Aimd::growing(8, 32, 0);
+        let limits = end_together_and_refill(&mut a, t0, |limit| limit / 2);
+        assert!(limits.iter().all(|&l| l == 8), "{limits:?}");
     }
 
     #[test]
