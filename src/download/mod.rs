@@ -550,8 +550,8 @@ async fn remember_url_lifetime(
     if let Some(ms) = learned {
         tracing::info!(
             lifetime_s = ms / 1000,
-            "download URLs from listings expire sooner than assumed here: those older than that go through \
-             /content, in this run and the next"
+            "download URLs from listings last about this long here (learned from one refused or one tried \
+             past the estimate): older ones go through /content, in this run and the next"
         );
         manifest
             .set_setting(LISTED_URL_LIFETIME_SETTING, ms.to_string())

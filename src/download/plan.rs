@@ -42,6 +42,11 @@ pub const LISTED_URL_LIFETIME_SETTING: &str = "listed_url_lifetime_ms";
 ///   on the driveItem page and "a few minutes" on the download page
 ///   (<https://learn.microsoft.com/en-us/graph/api/resources/driveitem>,
 ///   <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>); tenants differ.
+/// - **A lesson can be wrong.** One refusal that a fresh URL then got past may have been a passing refusal,
+///   not an expiry, and a remembered lifetime may be an old tenant's. So while the window is below the
+///   default, one URL past the learned lifetime (younger than the default window) is tried now and then ([`ListedUse::Probe`], at most once every
+///   [`PROBE_INTERVAL_MS`], never within that long of a lesson): if it serves, the lifetime is longer than
+///   its age and the estimate doubles from there; if it is refused, it costs that one request.
 ///
 /// No clock or I/O: times are Unix milliseconds passed in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +59,24 @@ pub struct ListedUrlLifetime {
     learned_ms: Option<i64>,
     /// Whether `learned_ms` changed since [`Self::take_learned`] last looked.
     changed: bool,
+    /// When a URL past the window was last tried, or a lesson learned (whichever came last).
+    last_probe_ms: Option<i64>,
+}
+
+/// The shortest time between two tries of a listing URL past the learned window (and between a lesson and
+/// the next try): a refused try costs one request, so one a minute costs nothing a user would notice.
+pub const PROBE_INTERVAL_MS: i64 = 60_000;
+
+/// What to do with a listing's download URL, as [`ListedUrlLifetime::choose`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListedUse {
+    /// Young enough: use it.
+    Fresh,
+    /// Past the learned window but young enough to test it: use it, and report how it went
+    /// ([`ListedUrlLifetime::outlived`] when it serves).
+    Probe,
+    /// Expired, or not worth a request: ask `/content`.
+    Skip,
 }
 
 impl ListedUrlLifetime {
@@ -66,7 +89,51 @@ impl ListedUrlLifetime {
             expired_up_to_ms: None,
             learned_ms,
             changed: false,
+            last_probe_ms: None,
         }
+    }
+
+    fn default_window_ms() -> i64 {
+        i64::try_from(LISTED_URL_FRESHNESS.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether a URL stored at `fetched_at_ms` is used at `now_ms`: [`Self::usable`], or now and then a try of
+    /// one past the learned window (see the type's doc).
+    pub fn choose(&mut self, fetched_at_ms: i64, now_ms: i64) -> ListedUse {
+        if self.usable(fetched_at_ms, now_ms) {
+            return ListedUse::Fresh;
+        }
+        let Some(learned) = self.learned_ms else {
+            return ListedUse::Skip;
+        };
+        let age = now_ms.saturating_sub(fetched_at_ms);
+        let default = Self::default_window_ms();
+        let worth_trying = self.window_ms < default
+            && self.expired_up_to_ms.is_none_or(|t| fetched_at_ms > t)
+            && (learned..default).contains(&age)
+            && self
+                .last_probe_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= PROBE_INTERVAL_MS);
+        if !worth_trying {
+            return ListedUse::Skip;
+        }
+        self.last_probe_ms = Some(now_ms);
+        ListedUse::Probe
+    }
+
+    /// A URL stored at `fetched_at_ms`, tried as a [`ListedUse::Probe`], served the file at `served_at_ms`:
+    /// the lifetime is longer than its age. Past the learned lifetime, the estimate becomes twice that age
+    /// (a refusal brings it down again); returns whether it grew.
+    pub fn outlived(&mut self, fetched_at_ms: i64, served_at_ms: i64) -> bool {
+        let age = served_at_ms.saturating_sub(fetched_at_ms);
+        if age < 0 || self.learned_ms.is_none_or(|l| age < l) {
+            return false;
+        }
+        let estimate = age.saturating_mul(2);
+        self.learned_ms = Some(estimate);
+        self.changed = true;
+        self.window_ms = Self::window_for(estimate).min(Self::default_window_ms());
+        true
     }
 
     /// The window left under an observed lifetime: a tenth of it (at least a second) spared for the time
@@ -105,6 +172,10 @@ impl ListedUrlLifetime {
         }
         self.learned_ms = Some(age);
         self.changed = true;
+        self.last_probe_ms = Some(
+            self.last_probe_ms
+                .map_or(refused_at_ms, |t| t.max(refused_at_ms)),
+        );
         let window = Self::window_for(age);
         if window < self.window_ms {
             self.window_ms = window;
@@ -422,6 +493,48 @@ mod tests {
             ListedUrlLifetime::new(Some(-5)).window(),
             LISTED_URL_FRESHNESS
         );
+    }
+
+    #[test]
+    fn a_lifetime_learned_too_short_is_tried_now_and_then_and_grows_back_when_urls_outlive_it() {
+        let t = 1_700_000_000_000i64;
+        // Remembered from an earlier run: 60 s (window 54 s).
+        let mut l = ListedUrlLifetime::new(Some(60_000));
+        assert_eq!(l.choose(t, t + 10_000), ListedUse::Fresh);
+        // Past the window: one try, then none for a minute.
+        assert_eq!(l.choose(t, t + 70_000), ListedUse::Probe);
+        assert_eq!(l.choose(t + 1, t + 70_001), ListedUse::Skip);
+        assert_eq!(l.choose(t, t + 100_000), ListedUse::Skip);
+        // It served at 70 s: the estimate is 140 s (window 126 s), remembered for the next run.
+        assert!(l.outlived(t, t + 70_000));
+        assert_eq!(l.window(), std::time::Duration::from_secs(126));
+        assert_eq!(l.take_learned(), Some(140_000));
+        assert_eq!(l.choose(t, t + 100_000), ListedUse::Fresh);
+        // A young URL serving teaches nothing.
+        assert!(!l.outlived(t, t + 10_000));
+        // A refusal past the new lifetime is learned as before, and no try comes within a minute of it.
+        l.refused(t);
+        assert!(l.confirmed_expired(t, t + 130_000));
+        assert_eq!(l.take_learned(), Some(130_000));
+        let later = t + 10_000;
+        assert_eq!(l.choose(later, later + 125_000), ListedUse::Skip);
+        assert_eq!(
+            l.choose(later, t + 130_000 + PROBE_INTERVAL_MS),
+            ListedUse::Probe
+        );
+        // Once the estimate passes the default, the default window holds and nothing is tried.
+        assert!(l.outlived(later, later + 3_600_000));
+        assert_eq!(l.window(), LISTED_URL_FRESHNESS);
+        assert_eq!(l.choose(later, later + 4_000_000), ListedUse::Skip);
+        // Never one older than the default window, nor one whose listing was seen expired.
+        let mut short = ListedUrlLifetime::new(Some(10_000));
+        assert_eq!(short.choose(t, t + 1_900_000), ListedUse::Skip);
+        short.refused(t);
+        assert_eq!(short.choose(t, t + 20_000), ListedUse::Skip);
+        assert_eq!(short.choose(t + 1, t + 20_000), ListedUse::Probe);
+        // Nothing learned, nothing tried: the default window is all there is.
+        let mut fresh = ListedUrlLifetime::new(None);
+        assert_eq!(fresh.choose(t, t + 3_000_000), ListedUse::Skip);
     }
 
     #[test]

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::DownloadPolicy;
 use super::chunks;
 use super::plan::{
-    Action, Earlier, Judgement, ListedUrlLifetime, LocalState, allowed_length, classify, judge,
-    plan,
+    Action, Earlier, Judgement, ListedUrlLifetime, ListedUse, LocalState, allowed_length, classify,
+    judge, plan,
 };
 use super::ranged::Ranged;
 use super::stream::{
@@ -365,6 +365,8 @@ struct Source {
     from_listing: bool,
     /// When the listing's URL was stored, if it was usable when the transfer started.
     listed_at: Option<i64>,
+    /// Whether the listing's URL is tried past the learned lifetime (see [`ListedUse::Probe`]).
+    probing: bool,
     /// A refused listing URL (when it was stored, when it was refused), until a fresh URL serves the file.
     refused_listing: Option<(i64, i64)>,
     /// Fresh URLs refused in a row with no byte received in between.
@@ -375,15 +377,20 @@ impl Source {
     /// The listing's URL while `listed` says it is worth a request; otherwise none (ask `/content`).
     fn for_job(job: &DownloadJob, listed: &SharedUrlLifetime) -> Self {
         let now_ms = unix_ms();
-        let from_listing = job
-            .listed_url
-            .as_ref()
-            .filter(|l| lifetime(listed).usable(l.fetched_at_ms, now_ms));
+        let chosen = job.listed_url.as_ref().and_then(|l| {
+            match lifetime(listed).choose(l.fetched_at_ms, now_ms) {
+                ListedUse::Fresh => Some((l, false)),
+                ListedUse::Probe => Some((l, true)),
+                ListedUse::Skip => None,
+            }
+        });
+        let from_listing = chosen.map(|(l, _)| l);
         Self {
             current: from_listing
                 .map(|l| ContentSource::Url(DownloadUrl::new(l.url.expose().to_owned()))),
             from_listing: from_listing.is_some(),
             listed_at: from_listing.map(|l| l.fetched_at_ms),
+            probing: chosen.is_some_and(|(_, probe)| probe),
             refused_listing: None,
             refreshes: 0,
         }
@@ -406,15 +413,21 @@ impl Source {
             self.refreshes + 1
         };
         self.from_listing = false;
+        self.probing = false;
         self.current = None;
         self.refreshes > MAX_URL_REFRESHES
     }
 
-    /// A fresh URL served what the listing's could not: that one had expired at its age.
+    /// The bytes came. From a fresh URL after the listing's was refused: that one had expired at its age.
+    /// From the listing's, tried past the learned lifetime: the lifetime is longer.
     fn served(&mut self, listed: &SharedUrlLifetime) {
         if let Some((stored, refused)) = self.refused_listing.take() {
             lifetime(listed).confirmed_expired(stored, refused);
         }
+        if let (true, true, Some(stored)) = (self.probing, self.from_listing, self.listed_at) {
+            lifetime(listed).outlived(stored, unix_ms());
+        }
+        self.probing = false;
     }
 
     /// The bytes did not match: a listing URL (possibly minted for another version) is not used again.

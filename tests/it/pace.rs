@@ -123,3 +123,40 @@ fn a_refused_listing_url_sends_the_rest_of_its_listing_through_content_and_its_l
     let ms: i64 = remembered.parse().unwrap();
     assert!((0..60_000).contains(&ms), "{ms}");
 }
+
+#[test]
+fn a_remembered_lifetime_that_listing_urls_outlive_is_tried_once_and_learned_anew() {
+    let (tree, paths) = small_files(40);
+    let sim = Simulator::start(tree);
+    sim.set_download_url_lifetime(Duration::from_secs(3600));
+    let dest = TestDest::new();
+    assert_eq!(
+        run(&mut against(&sim, &dest, "crawl")).status.code(),
+        Some(0)
+    );
+    // An earlier run learned (from a passing refusal, say) that listing URLs die at once.
+    rusqlite::Connection::open(dest.manifest())
+        .unwrap()
+        .execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES ('listed_url_lifetime_ms', '1')",
+            [],
+        )
+        .unwrap();
+    let out = run(against(&sim, &dest, "download").args(["--concurrency", "1", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_bytes(&sim, &dest, &paths);
+    // One listing URL was tried past that lifetime and served: the estimate is twice its age now, remembered.
+    let ms: i64 = dest
+        .setting("listed_url_lifetime_ms")
+        .expect("remembered")
+        .parse()
+        .unwrap();
+    assert!(ms > 1, "{ms}");
+    let download = &json(&out)["download"];
+    assert!(
+        download["by_listing_url"].as_u64().unwrap() >= 1,
+        "{download}"
+    );
+    assert_eq!(sim.expired_url_requests(), 0);
+    assert!(sim.requests(RequestKind::Content) < 40);
+}
