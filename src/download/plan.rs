@@ -44,9 +44,10 @@ pub const LISTED_URL_LIFETIME_SETTING: &str = "listed_url_lifetime_ms";
 ///   <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>); tenants differ.
 /// - **A lesson can be wrong.** One refusal that a fresh URL then got past may have been a passing refusal,
 ///   not an expiry, and a remembered lifetime may be an old tenant's. So while the window is below the
-///   default, one URL past the learned lifetime (younger than the default window) is tried now and then ([`ListedUse::Probe`], at most once every
-///   [`PROBE_INTERVAL_MS`], never within that long of a lesson): if it serves, the lifetime is longer than
-///   its age and the estimate doubles from there; if it is refused, it costs that one request.
+///   default, one URL past the learned lifetime (younger than the default window) is tried now and then
+///   ([`ListedUse::Probe`], at most once every [`PROBE_INTERVAL_MS`], never within that long of a lesson): if
+///   it serves, the lifetime is longer than its age and the estimate doubles from there; if it is refused, it
+///   costs that one request.
 ///
 /// No clock or I/O: times are Unix milliseconds passed in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +83,7 @@ pub enum ListedUse {
 impl ListedUrlLifetime {
     /// Start from the default window, or from the lifetime an earlier run observed.
     pub fn new(remembered_ms: Option<i64>) -> Self {
-        let default = i64::try_from(LISTED_URL_FRESHNESS.as_millis()).unwrap_or(i64::MAX);
+        let default = Self::default_window_ms();
         let learned_ms = remembered_ms.filter(|ms| *ms >= 0);
         Self {
             window_ms: learned_ms.map_or(default, |l| Self::window_for(l).min(default)),
@@ -93,6 +94,7 @@ impl ListedUrlLifetime {
         }
     }
 
+    /// [`LISTED_URL_FRESHNESS`] in milliseconds.
     fn default_window_ms() -> i64 {
         i64::try_from(LISTED_URL_FRESHNESS.as_millis()).unwrap_or(i64::MAX)
     }
@@ -172,10 +174,7 @@ impl ListedUrlLifetime {
         }
         self.learned_ms = Some(age);
         self.changed = true;
-        self.last_probe_ms = Some(
-            self.last_probe_ms
-                .map_or(refused_at_ms, |t| t.max(refused_at_ms)),
-        );
+        self.last_probe_ms = self.last_probe_ms.max(Some(refused_at_ms));
         let window = Self::window_for(age);
         if window < self.window_ms {
             self.window_ms = window;

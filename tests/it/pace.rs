@@ -130,20 +130,11 @@ fn a_remembered_lifetime_that_listing_urls_outlive_is_tried_once_and_learned_ane
     let sim = Simulator::start(tree);
     sim.set_download_url_lifetime(Duration::from_secs(3600));
     let dest = TestDest::new();
-    assert_eq!(
-        run(&mut against(&sim, &dest, "crawl")).status.code(),
-        Some(0)
-    );
+    assert_exit!(run(&mut against(&sim, &dest, "crawl")), 0);
     // An earlier run learned (from a passing refusal, say) that listing URLs die at once.
-    rusqlite::Connection::open(dest.manifest())
-        .unwrap()
-        .execute(
-            "INSERT OR REPLACE INTO settings (key, value) VALUES ('listed_url_lifetime_ms', '1')",
-            [],
-        )
-        .unwrap();
+    dest.set_setting("listed_url_lifetime_ms", "1");
     let out = run(against(&sim, &dest, "download").args(["--concurrency", "1", "--json"]));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit!(out, 0);
     assert_same_bytes(&sim, &dest, &paths);
     // One listing URL was tried past that lifetime and served: the estimate is twice its age now, remembered.
     let ms: i64 = dest

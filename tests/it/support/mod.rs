@@ -144,6 +144,17 @@ impl TestDest {
             .ok()
     }
 
+    /// Put `value` under `key` in the manifest's `settings` table, as an earlier run would have left it.
+    pub fn set_setting(&self, key: &str, value: &str) {
+        Connection::open(self.manifest())
+            .expect("open manifest")
+            .execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .expect("write the setting");
+    }
+
     /// How many pre-authenticated download URLs from listings the manifest holds.
     pub fn listed_url_count(&self) -> i64 {
         self.db()
