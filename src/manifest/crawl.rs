@@ -126,7 +126,14 @@ impl Manifest {
             return Ok(false);
         };
         let d = drive.key();
-        // A row already under the new ID (a drifted run before this one) gives way to the old, fuller one.
+        // A row already under the new ID (a drifted run before this one) gives way to the old, fuller one,
+        // and so does its listing URL.
+        tx.execute(
+            "DELETE FROM listed_urls WHERE item_row IN (SELECT rowid FROM items WHERE drive_id = ?1 AND item_id = ?2
+               AND EXISTS (SELECT 1 FROM items WHERE drive_id = ?1 AND item_id = ?3))",
+            params![d, new, old],
+        )
+        .map_err(&err)?;
         tx.execute(
             "DELETE FROM items WHERE drive_id = ?1 AND item_id = ?2
                AND EXISTS (SELECT 1 FROM items WHERE drive_id = ?1 AND item_id = ?3)",

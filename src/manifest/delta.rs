@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension as _, params};
 
 use super::crawl::limit_i64;
-use super::items::{ItemKind, NewItem, to_u64, upsert};
+use super::items::{ItemKind, NewItem, StoredUrl, to_u64, upsert};
 use super::{Manifest, Result, now, sql_err};
 use crate::ids::{DriveId, ItemId};
 
@@ -305,6 +305,7 @@ impl Manifest {
     {
         let err = sql_err(&self.path);
         let at = now();
+        let at_ms = super::urls::now_ms();
         // Unchecked: `decide` reads through `self` inside the transaction and must see its writes.
         let tx = self.conn.unchecked_transaction().map_err(&err)?;
         let crawl_id = latest_crawl(&tx, drive, scope_key).map_err(&err)?;
@@ -313,7 +314,7 @@ impl Manifest {
             let Some(resolution) = decide(self, change)? else {
                 continue;
             };
-            apply_change(&tx, drive, &resolution, crawl_id, &at).map_err(&err)?;
+            apply_change(&tx, drive, &resolution, crawl_id, (&at, at_ms)).map_err(&err)?;
             tx.prepare_cached("DELETE FROM delta_staging WHERE seq = ?1")
                 .and_then(|mut s| s.execute([resolution.seq()]))
                 .map_err(&err)?;
@@ -367,10 +368,8 @@ impl Manifest {
                         unstage_item(&tx, drive, scope_key, &item_id).map_err(&err)?;
                     }
                     if let Arrival::Apply(resolution) = arrival {
-                        if let Resolution::Upsert { item, .. } = &resolution {
-                            super::urls::remember(&tx, item, at_ms).map_err(&err)?;
-                        }
-                        apply_change(&tx, drive, &resolution, crawl_id, &at).map_err(&err)?;
+                        apply_change(&tx, drive, &resolution, crawl_id, (&at, at_ms))
+                            .map_err(&err)?;
                         applied.push(resolution);
                     }
                 }
@@ -530,16 +529,23 @@ fn apply_change(
     drive: &DriveId,
     change: &Resolution,
     crawl_id: i64,
-    at: &str,
+    (at, at_ms): (&str, i64),
 ) -> rusqlite::Result<()> {
     match change {
         Resolution::Upsert {
             item,
             moved_from,
             list_contents,
-            ..
+            seq,
         } => {
             let local = upsert(tx, item, crawl_id, at)?;
+            if item.listed_url.is_some() {
+                // Applied as its page arrived: the URL came with it.
+                super::urls::remember(tx, item, at_ms)?;
+            } else if *seq > 0 {
+                // Staged: its URL waited in the staging row, with the time it was listed.
+                super::urls::remember_staged(tx, *seq)?;
+            }
             if *list_contents {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO frontier (crawl_id, drive_id, folder_id, folder_path, folder_local_path,
@@ -624,8 +630,8 @@ fn latest_crawl(
 }
 
 /// Stage one listed change inside the caller's transaction, replacing an earlier sighting of the same item.
-/// Its URL is stored now (the staged JSON leaves it out), keyed by the item and its version, so it is ready
-/// when the change is applied and the downloader reaches the row.
+/// Its URL waits in the staging row's own column (the staged JSON leaves it out), with the time it was listed,
+/// and moves to `listed_urls` when the change is applied.
 fn stage_one(
     tx: &rusqlite::Transaction<'_>,
     drive: &DriveId,
@@ -635,13 +641,13 @@ fn stage_one(
     at_ms: i64,
 ) -> rusqlite::Result<()> {
     let json = serde_json::to_string(item).unwrap_or_default();
-    if !deleted {
-        super::urls::remember(tx, item, at_ms)?;
-    }
+    let url = (!deleted)
+        .then(|| super::urls::worth_keeping(item))
+        .flatten();
     unstage_item(tx, drive, scope_key, &item.item_id)?;
     tx.prepare_cached(
-        "INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json, listed_url, listed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         drive.key(),
@@ -649,7 +655,9 @@ fn stage_one(
         item.item_id.key(),
         item.parent_id.as_ref().map(ItemId::key),
         deleted,
-        json
+        json,
+        url.map(StoredUrl::expose),
+        url.map(|_| at_ms),
     ])?;
     Ok(())
 }

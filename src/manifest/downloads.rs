@@ -294,7 +294,7 @@ impl Manifest {
                 "SELECT items.rowid, items.drive_id, items.item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
                         modified_at, taken_at, media, local_path, attempts,
                         skip_class IS ?4, written_path, u.url, u.fetched_at
-                 FROM items LEFT JOIN listed_urls u ON u.drive_id = items.drive_id AND u.item_id = items.item_id
+                 FROM items LEFT JOIN listed_urls u ON u.item_row = items.rowid
                    AND u.version = COALESCE(items.etag, items.ctag, items.quick_xor)
                  WHERE items.rowid > ?1 AND kind = 'file' AND remote_deleted = 0 AND excluded IS NULL
                    AND (state IN ('pending', 'failed')
@@ -723,7 +723,8 @@ mod tests {
         );
         m.conn
             .execute(
-                "UPDATE listed_urls SET fetched_at = 5 WHERE item_id = '/a.jpg'",
+                "UPDATE listed_urls SET fetched_at = 5
+                 WHERE item_row = (SELECT rowid FROM items WHERE item_id = '/a.jpg')",
                 [],
             )
             .unwrap();

@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_onenote.sql"),
     include_str!("../../migrations/0008_dedupe.sql"),
     include_str!("../../migrations/0009_skip_class.sql"),
+    include_str!("../../migrations/0010_listed_urls_by_row.sql"),
 ];
 
 /// The schema version this build writes.
@@ -124,6 +125,11 @@ mod tests {
             "ALTER TABLE items DROP COLUMN package; DROP INDEX items_content; DROP INDEX items_linked;
              ALTER TABLE items DROP COLUMN linked_drive_id; ALTER TABLE items DROP COLUMN linked_item_id;
              ALTER TABLE items DROP COLUMN skip_class;
+             DROP TABLE listed_urls; ALTER TABLE delta_staging DROP COLUMN listed_url;
+             ALTER TABLE delta_staging DROP COLUMN listed_at;
+             CREATE TABLE listed_urls (drive_id TEXT NOT NULL, item_id TEXT NOT NULL, version TEXT NOT NULL,
+                                       url TEXT NOT NULL, fetched_at INTEGER NOT NULL,
+                                       PRIMARY KEY (drive_id, item_id));
              PRAGMA user_version = {};
              INSERT INTO delta_state (drive_id, scope_key, scope_root_id, delta_link) VALUES ('d', 'root', 'r', 'https://x/delta?token=1');
              INSERT INTO items (drive_id, item_id, name, remote_path, local_path, kind, media, state, skip_reason, updated_at)
@@ -278,12 +284,36 @@ mod tests {
                              'listing refused: 403 accessDenied; the next run lists it again', 't');",
                 )
                 .unwrap();
-                if version >= 2 {
+                if version >= 9 {
+                    // A build that classed its skips wrote the class itself.
+                    conn.execute_batch(
+                        "UPDATE items SET skip_class = 'malware' WHERE name = 'bad.exe';
+                         UPDATE items SET skip_class = 'listing_failed' WHERE name = 'Locked';",
+                    )
+                    .unwrap();
+                }
+                if (2..9).contains(&version) {
                     // A delta round an older build staged and did not apply before it was upgraded.
                     conn.execute_batch(
                         r#"INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
                            VALUES ('0123456789abcdef', 'root', '0123456789abcdef!105', '0123456789abcdef!101', 0,
                                    '{"skip_reason":"flagged as malware by OneDrive: the service refuses to serve it","kind":"file"}');"#,
+                    )
+                    .unwrap();
+                } else if version >= 9 {
+                    conn.execute_batch(
+                        r#"INSERT INTO delta_staging (drive_id, scope_key, item_id, parent_id, deleted, row_json)
+                           VALUES ('0123456789abcdef', 'root', '0123456789abcdef!105', '0123456789abcdef!101', 0,
+                                   '{"kind":"file","skip":{"class":"malware","reason":"flagged as malware by OneDrive: the service refuses to serve it"}}');"#,
+                    )
+                    .unwrap();
+                }
+                if (4..10).contains(&version) {
+                    // Listing URLs kept by (drive, item): one of a stored file, one of a staged change.
+                    conn.execute_batch(
+                        "INSERT INTO listed_urls (drive_id, item_id, version, url, fetched_at)
+                         VALUES ('0123456789abcdef', '0123456789abcdef!102', 'v1', 'https://dl/a', 1),
+                                ('0123456789abcdef', '0123456789abcdef!105', 'v5', 'https://dl/e', 2);",
                     )
                     .unwrap();
                 }
@@ -355,6 +385,26 @@ mod tests {
                     .any(|j| j.name == "bad.exe" && j.malware),
                 "schema {version}: {with_malware:?}"
             );
+            if (4..10).contains(&version) {
+                // Listing URLs follow their item's row, or wait with their staged change.
+                let kept: (i64, String, i64) = m
+                    .conn
+                    .query_row(
+                        "SELECT count(*), url, fetched_at FROM listed_urls
+                         WHERE item_row = (SELECT rowid FROM items WHERE item_id = '0123456789abcdef!102')",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .unwrap();
+                assert_eq!(kept, (1, "https://dl/a".to_owned(), 1), "schema {version}");
+                let waiting: (String, i64) = m
+                    .conn
+                    .query_row("SELECT listed_url, listed_at FROM delta_staging", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .unwrap();
+                assert_eq!(waiting, ("https://dl/e".to_owned(), 2), "schema {version}");
+            }
             if version >= 2 {
                 let staged: String = m
                     .conn

@@ -6,6 +6,10 @@
 //! the table as they end. A URL is only handed out while the item row still names the version it was
 //! listed for, because a URL keeps serving the bytes it was minted for.
 //!
+//! Rows are keyed by the item's rowid (`migrations/0010_listed_urls_by_row.sql`): a first listing appends
+//! both tables in the same order, where a key of its own was one more b-tree written at random. A change
+//! staged before its item has a row keeps its URL in the staging row until it is applied.
+//!
 //! Knows nothing of HTTP: a URL is an opaque string, and whether it is still fresh is the downloader's call.
 
 use rusqlite::params;
@@ -39,22 +43,30 @@ pub(super) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Store the listing's URL of `item`, if it came with one, inside the caller's transaction.
+/// The URL the listing gave `item`, if one is worth keeping: it came with a content version, and the item is
+/// going to be downloaded (a credential is not kept for a file left out or skipped).
+pub(super) fn worth_keeping(item: &NewItem) -> Option<&StoredUrl> {
+    version_of(item)?;
+    if item.excluded.is_some() || item.skip.is_some() {
+        return None;
+    }
+    item.listed_url.as_ref()
+}
+
+/// Store the listing's URL of `item`, just upserted, if it came with one worth keeping, inside the caller's
+/// transaction. Its row is looked up by the key the upsert has just visited (a lookup in cached pages; the
+/// upsert's own `RETURNING` would cost a statement journal per row).
 pub(super) fn remember(
     tx: &rusqlite::Transaction<'_>,
     item: &NewItem,
     at_ms: i64,
 ) -> rusqlite::Result<()> {
-    let (Some(url), Some(version)) = (&item.listed_url, version_of(item)) else {
+    let (Some(url), Some(version)) = (worth_keeping(item), version_of(item)) else {
         return Ok(());
     };
-    if item.excluded.is_some() || item.skip.is_some() {
-        // Not going to be downloaded: no reason to keep a credential for it.
-        return Ok(());
-    }
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO listed_urls (drive_id, item_id, version, url, fetched_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR REPLACE INTO listed_urls (item_row, version, url, fetched_at)
+         SELECT rowid, ?3, ?4, ?5 FROM items WHERE drive_id = ?1 AND item_id = ?2",
     )?
     .execute(params![
         item.drive_id.key(),
@@ -66,14 +78,31 @@ pub(super) fn remember(
     Ok(())
 }
 
+/// Move the URL a staged change (`seq`) kept to its item, just upserted, under the version the row names;
+/// the staging row itself is deleted by the caller.
+pub(super) fn remember_staged(tx: &rusqlite::Transaction<'_>, seq: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO listed_urls (item_row, version, url, fetched_at)
+         SELECT items.rowid, COALESCE(items.etag, items.ctag, items.quick_xor), s.listed_url, s.listed_at
+         FROM delta_staging s JOIN items ON items.drive_id = s.drive_id AND items.item_id = s.item_id
+         WHERE s.seq = ?1 AND s.listed_url IS NOT NULL AND s.listed_at IS NOT NULL
+           AND COALESCE(items.etag, items.ctag, items.quick_xor) IS NOT NULL",
+    )?
+    .execute(params![seq])?;
+    Ok(())
+}
+
 /// Forget the URL of one item (its file is done).
 pub(super) fn forget(
     conn: &rusqlite::Connection,
     drive: &DriveId,
     item: &ItemId,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM listed_urls WHERE drive_id = ?1 AND item_id = ?2")?
-        .execute(params![drive.key(), item.key()])?;
+    conn.prepare_cached(
+        "DELETE FROM listed_urls
+         WHERE item_row = (SELECT rowid FROM items WHERE drive_id = ?1 AND item_id = ?2)",
+    )?
+    .execute(params![drive.key(), item.key()])?;
     Ok(())
 }
 

@@ -558,6 +558,13 @@ fn children_listed_before_their_parents_and_ragged_pages_lose_and_duplicate_noth
                 "listed by delta alone"
             );
         }
+        // Files that waited for their parents kept the download URLs their listing gave: no `/content`.
+        assert_eq!(
+            sim.requests(RequestKind::Content),
+            0,
+            "{order:?} {ragged} {method}"
+        );
+        assert_eq!(dest.listed_url_count(), 0, "no credential left behind");
 
         // An incremental round in the same order: a new folder with files, a renamed folder, a deletion.
         sim.add_file("New/Inner/n1.txt", 11);
