@@ -191,6 +191,13 @@ fn write_summary(out: &mut impl std::io::Write, summary: &RunSummary) -> std::io
                 String::new()
             }
         )?;
+        if d.folders_relisted > 0 {
+            writeln!(
+                out,
+                "download: {} folders listed again for {} fresh download URLs (their listing's had expired)",
+                d.folders_relisted, d.urls_relisted
+            )?;
+        }
         for (caveat, n) in &d.accepted_with_caveat {
             writeln!(
                 out,

@@ -9,6 +9,7 @@ mod chunks;
 mod dedupe;
 mod plan;
 mod ranged;
+mod refresh;
 mod stream;
 mod transfer;
 
@@ -152,6 +153,11 @@ pub struct DownloadSummary {
     /// Of those, the files fetched with that URL as is; the others had outlived it or were refused, and asked
     /// `/content`.
     pub(crate) by_listing_url: u64,
+    /// Folders listed again for fresh download URLs (their files' listing URLs had gone stale), and the URLs
+    /// that brought.
+    pub folders_relisted: u64,
+    /// See `folders_relisted`.
+    pub urls_relisted: u64,
     /// Files already on disk (right size and hash) adopted without downloading.
     pub adopted: u64,
     /// Files that failed in this run (on record in the manifest).
@@ -305,6 +311,7 @@ pub async fn download(
     // pending *behind* the cursor (a changed file listed after newer rows) is caught by one last pass from the
     // start, which skips these, but not a row that moved on to another version since.
     let mut attempted: HashSet<(i64, JobVersion)> = HashSet::new();
+    let mut refresher = refresh::UrlRefresher::default();
     let mut swept = false;
     'schedule: loop {
         remember_url_lifetime(manifest, &listed).await?;
@@ -316,13 +323,17 @@ pub async fn download(
         let (jobs, whole_page) = if paged {
             let jobs = pending.next().await?.unwrap_or_default();
             let whole_page = !jobs.is_empty();
-            let jobs: Vec<DownloadJob> = jobs
+            let mut jobs: Vec<DownloadJob> = jobs
                 .into_iter()
                 .filter(|j| {
                     !attempted.contains(&(j.rowid, j.version()))
                         && !summary.in_flight.contains(&j.rowid)
                 })
                 .collect();
+            // Files whose listing URL went stale: a new listing of their folder instead of `/content` each.
+            refresher
+                .refresh(graph, manifest, &listed, &mut jobs)
+                .await?;
             (jobs, whole_page)
         } else {
             (released, false)
@@ -490,6 +501,7 @@ pub async fn download(
         .await?;
     }
     remember_url_lifetime(manifest, &listed).await?;
+    (summary.folders_relisted, summary.urls_relisted) = (refresher.folders, refresher.urls);
     summary.interrupted = stop.is_cancelled();
     let stats = graph.stats();
     summary.throttled = stats.throttle_events - stats_before.throttle_events;

@@ -141,7 +141,7 @@ fn lifetime(shared: &SharedUrlLifetime) -> std::sync::MutexGuard<'_, ListedUrlLi
 }
 
 /// Milliseconds since the Unix epoch, now.
-fn unix_ms() -> i64 {
+pub(super) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

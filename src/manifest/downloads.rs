@@ -21,6 +21,8 @@ pub struct DownloadJob {
     pub drive_id: DriveId,
     /// Its ID.
     pub(crate) item_id: ItemId,
+    /// Its folder's ID (none for an item without a parent row).
+    pub(crate) parent_id: Option<ItemId>,
     /// Its name.
     pub name: String,
     /// Its remote path.
@@ -293,7 +295,7 @@ impl Manifest {
             .prepare_cached(
                 "SELECT items.rowid, items.drive_id, items.item_id, name, remote_path, size, quick_xor, sha1, etag, ctag,
                         modified_at, taken_at, media, local_path, attempts,
-                        skip_class IS ?4, written_path, u.url, u.fetched_at
+                        skip_class IS ?4, written_path, u.url, u.fetched_at, parent_id
                  FROM items LEFT JOIN listed_urls u ON u.item_row = items.rowid
                    AND u.version = COALESCE(items.etag, items.ctag, items.quick_xor)
                  WHERE items.rowid > ?1 AND kind = 'file' AND remote_deleted = 0 AND excluded IS NULL
@@ -314,6 +316,7 @@ impl Manifest {
                     rowid: r.get(0)?,
                     drive_id: DriveId(r.get(1)?),
                     item_id: ItemId(r.get(2)?),
+                    parent_id: r.get::<_, Option<String>>(19)?.map(ItemId),
                     name: r.get(3)?,
                     remote_path: r.get(4)?,
                     size: to_u64(r.get(5)?),

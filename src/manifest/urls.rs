@@ -106,7 +106,56 @@ pub(super) fn forget(
     Ok(())
 }
 
+/// A download URL a listing gave again for a file already in the manifest, with the content version it
+/// serves (eTag, else cTag, else quickXorHash, as [`version_of`]).
+#[derive(Debug, Clone)]
+pub struct RelistedUrl {
+    /// The item.
+    pub(crate) item_id: ItemId,
+    /// The version the URL serves.
+    pub(crate) version: String,
+    /// The URL.
+    pub(crate) url: StoredUrl,
+}
+
 impl Manifest {
+    /// Keep the URLs a new listing of their folder gave files of `drive`, stored at `at_ms`, each only while
+    /// its row still names the version it serves (a URL keeps serving the bytes it was minted for). Returns
+    /// how many were kept.
+    pub(crate) fn store_relisted_urls(
+        &mut self,
+        drive: &DriveId,
+        urls: &[RelistedUrl],
+        at_ms: i64,
+    ) -> Result<u64> {
+        let err = super::sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        let mut kept = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO listed_urls (item_row, version, url, fetched_at)
+                     SELECT rowid, ?3, ?4, ?5 FROM items
+                     WHERE drive_id = ?1 AND item_id = ?2 AND kind = 'file'
+                       AND COALESCE(etag, ctag, quick_xor) = ?3",
+                )
+                .map_err(&err)?;
+            for relisted in urls {
+                kept += insert
+                    .execute(params![
+                        drive.key(),
+                        relisted.item_id.key(),
+                        relisted.version,
+                        relisted.url.expose(),
+                        at_ms
+                    ])
+                    .map_err(&err)? as u64;
+            }
+        }
+        tx.commit().map_err(&err)?;
+        Ok(kept)
+    }
+
     /// Drop stored listing URLs: all of them (`older_than_ms` = `None`), or those stored before that time.
     /// Returns how many went.
     pub(crate) fn clear_listed_urls(&mut self, older_than_ms: Option<i64>) -> Result<u64> {

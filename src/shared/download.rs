@@ -2,12 +2,26 @@
 //! or check on disk, folders to mirror, and copies of the same content (`--dedupe hardlink`).
 
 use crate::ids::{DriveId, ItemId};
-use crate::manifest::{DoneFile, DownloadJob, Manifest, ManifestError, MovedFile, Twin};
+use crate::manifest::{
+    DoneFile, DownloadJob, Manifest, ManifestError, MovedFile, RelistedUrl, Twin,
+};
 
 use super::SharedManifest;
 use super::pages::{Fetch, Pages};
 
 impl SharedManifest {
+    /// Keep the download URLs a new listing of their folder gave files of `drive` (see
+    /// [`Manifest::store_relisted_urls`]); returns how many were kept.
+    pub(crate) async fn store_relisted_urls(
+        &self,
+        drive: DriveId,
+        urls: Vec<RelistedUrl>,
+        at_ms: i64,
+    ) -> Result<u64, ManifestError> {
+        self.call(move |m| m.store_relisted_urls(&drive, &urls, at_ms))
+            .await
+    }
+
     /// Files to download, in row order, `limit` at a time (with the malware-flagged ones too when
     /// `with_malware`).
     pub(crate) fn downloadable(

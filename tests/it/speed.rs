@@ -157,6 +157,69 @@ fn refused_listing_urls_fall_back_to_content_once_per_file_and_still_deliver_the
 }
 
 #[test]
+fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_their_folder() {
+    // Four folders of ten files, crawled half an hour ago: their URLs are past the window.
+    let (tree, paths) = small_tree(40);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
+    dest.age_listed_urls(31);
+    sim.reset_counters();
+    let out = run(&mut download(&sim, &dest));
+    assert_exit!(out, 0);
+    assert_eq!(
+        sim.requests(RequestKind::Children),
+        4,
+        "each folder listed once again"
+    );
+    assert_eq!(
+        sim.requests(RequestKind::Content),
+        0,
+        "no `/content` round trip per file"
+    );
+    assert_eq!(sim.requests(RequestKind::Download), 40);
+    assert_eq!(sim.authorization_headers_on_download_host(), 0);
+    assert_same_bytes(&sim, &dest, &paths);
+    assert_eq!(listed_urls(&dest), 0, "no credential left behind");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("4 folders listed again for 40 fresh download URLs"),
+        "{said}"
+    );
+
+    // A service whose listings leave the URLs out now: one folder is listed in vain, the rest of the files
+    // go through `/content` without more listings.
+    let (tree, paths) = small_tree(40);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
+    dest.age_listed_urls(31);
+    sim.set_listing_urls(graphsim::ListingUrls::NotInListings);
+    sim.reset_counters();
+    assert_exit!(run(&mut download(&sim, &dest)), 0);
+    assert_eq!(sim.requests(RequestKind::Children), 1);
+    assert_eq!(sim.requests(RequestKind::Content), 40);
+    assert_same_bytes(&sim, &dest, &paths);
+
+    // A service that refuses the folders' listings now (a spelling of their IDs it no longer takes, say):
+    // two refusals turn the refresher off, and every file still arrives through `/content`.
+    let (tree, paths) = small_tree(40);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
+    dest.age_listed_urls(31);
+    sim.fail_always(
+        graphsim::Failure::status(404, "itemNotFound", "Item does not exist")
+            .only(RequestKind::Children),
+    );
+    sim.reset_counters();
+    assert_exit!(run(&mut download(&sim, &dest)), 0);
+    assert_eq!(sim.requests(RequestKind::Children), 2);
+    assert_eq!(sim.requests(RequestKind::Content), 40);
+    assert_same_bytes(&sim, &dest, &paths);
+}
+
+#[test]
 fn a_kill_mid_way_through_a_ranged_file_resumes_without_fetching_its_finished_spans_again() {
     const BIG: &str = "A/big.mov";
     const SIZE: u64 = 100 * 1024 * 1024;

@@ -1,0 +1,198 @@
+//! Fresh download URLs for files whose listing URL has gone stale, by listing their folder again: one
+//! request brings a URL for each of its files (up to a thousand a page), where `/content` costs a round
+//! trip per file. A long run outlives its listing's URLs (the service documents about an hour, some tenants
+//! far less: <https://learn.microsoft.com/en-us/graph/api/resources/driveitem>), and past that point every
+//! file would otherwise be one more request to Graph, each one more chance of being throttled.
+//!
+//! The scheduler calls [`UrlRefresher::refresh`] with each page of jobs before it hands them out. Only jobs
+//! that share a folder with enough others are worth a listing; a folder is listed at most once while its
+//! URLs last; a listing that brings no URL at all (a service that leaves them out of listings) or fails
+//! turns the refresher off for the run, so it never costs more than a request or two where it cannot help.
+//! A URL is only used for the version it was listed with, as for the crawl's own URLs.
+
+use std::collections::HashMap;
+
+use super::plan::ListedUrlLifetime;
+use crate::graph::GraphClient;
+use crate::ids::{DriveId, ItemId};
+use crate::manifest::{DownloadJob, ListedUrl, RelistedUrl, StoredUrl};
+use crate::shared::SharedManifest;
+
+/// Jobs of one folder in a page that make a new listing of it worth its request.
+const MIN_FILES: usize = 4;
+
+/// Pages of one folder's listing read at most per refresh: enough for the page of jobs in hand (the
+/// scheduler reads 256 rows at a time), bounded whatever the folder holds.
+const MAX_PAGES: usize = 4;
+
+/// Failed listings after which the refresher is turned off for the run.
+const MAX_FAILURES: u32 = 2;
+
+/// What the refresher has learned in a run.
+#[derive(Debug, Default)]
+pub(super) struct UrlRefresher {
+    /// Whether a listing has shown that this service puts download URLs in listings (a job came with one).
+    service_lists_urls: bool,
+    /// Off for the rest of the run (listings bring no URLs, or failed).
+    off: bool,
+    /// Listings that failed.
+    failures: u32,
+    /// When each folder was last listed again (Unix milliseconds).
+    listed_at: HashMap<(DriveId, ItemId), i64>,
+    /// Folders listed again, for the summary.
+    pub(super) folders: u64,
+    /// URLs they brought that were kept.
+    pub(super) urls: u64,
+}
+
+/// The content version a job fetches, as its listing URL must serve (eTag, else cTag, else quickXorHash,
+/// as the manifest compares).
+fn job_version(job: &DownloadJob) -> Option<&str> {
+    job.etag
+        .as_deref()
+        .or(job.ctag.as_deref())
+        .or(job.quick_xor.as_deref())
+}
+
+impl UrlRefresher {
+    /// Give the jobs of `jobs` whose listing URL is stale (or missing) a fresh one, by listing again each
+    /// folder that holds at least [`MIN_FILES`] of them; the URLs are kept in the manifest for the rows too.
+    /// Failures leave the jobs as they were (they go through `/content`).
+    pub(super) async fn refresh(
+        &mut self,
+        graph: &GraphClient,
+        manifest: &SharedManifest,
+        lifetime: &std::sync::Mutex<ListedUrlLifetime>,
+        jobs: &mut [DownloadJob],
+    ) -> Result<(), crate::manifest::ManifestError> {
+        self.service_lists_urls |= jobs.iter().any(|j| j.listed_url.is_some());
+        if self.off || !self.service_lists_urls {
+            return Ok(());
+        }
+        let now_ms = super::transfer::unix_ms();
+        let (usable, window_ms) = {
+            let lifetime = lifetime
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let window_ms = i64::try_from(lifetime.window().as_millis()).unwrap_or(i64::MAX);
+            let usable: Vec<bool> = jobs
+                .iter()
+                .map(|j| {
+                    j.listed_url
+                        .as_ref()
+                        .is_some_and(|l| lifetime.usable(l.fetched_at_ms, now_ms))
+                })
+                .collect();
+            (usable, window_ms)
+        };
+        let mut folders: HashMap<(DriveId, ItemId), Vec<usize>> = HashMap::new();
+        for (at, job) in jobs.iter().enumerate() {
+            if usable[at] || job.malware || job_version(job).is_none() {
+                continue;
+            }
+            if let Some(parent) = &job.parent_id {
+                folders
+                    .entry((job.drive_id.clone(), parent.clone()))
+                    .or_default()
+                    .push(at);
+            }
+        }
+        // A folder listed again within the URLs' window whose files still have none was listed without
+        // them (moved, or changed since): another listing would not help.
+        folders.retain(|key, members| {
+            members.len() >= MIN_FILES
+                && self
+                    .listed_at
+                    .get(key)
+                    .is_none_or(|at| now_ms.saturating_sub(*at) >= window_ms)
+        });
+        for ((drive, folder), members) in folders {
+            if self.off {
+                break;
+            }
+            let wanted: HashMap<&ItemId, usize> =
+                members.iter().map(|&at| (&jobs[at].item_id, at)).collect();
+            let listed_at = super::transfer::unix_ms();
+            let urls = match list_urls(graph, &drive, &folder, wanted.len()).await {
+                Ok(urls) => urls,
+                Err(err) => {
+                    self.failures += 1;
+                    self.off = self.failures >= MAX_FAILURES;
+                    tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
+                    continue;
+                }
+            };
+            self.listed_at
+                .insert((drive.clone(), folder.clone()), listed_at);
+            self.folders += 1;
+            if urls.is_empty() {
+                // This service leaves download URLs out of listings: every other folder would be the same.
+                self.off = true;
+                continue;
+            }
+            let mut fresh = Vec::new();
+            for relisted in urls {
+                let Some(&at) = wanted.get(&relisted.item_id) else {
+                    continue;
+                };
+                if job_version(&jobs[at]) == Some(relisted.version.as_str()) {
+                    fresh.push((at, relisted));
+                }
+            }
+            for (at, relisted) in &fresh {
+                jobs[*at].listed_url = Some(ListedUrl {
+                    url: relisted.url.clone(),
+                    fetched_at_ms: listed_at,
+                });
+            }
+            let fresh: Vec<RelistedUrl> = fresh.into_iter().map(|(_, r)| r).collect();
+            self.urls += manifest
+                .store_relisted_urls(drive.clone(), fresh, listed_at)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The download URLs a listing of `folder` gives its plain files (not flagged as malware), with the version
+/// each serves: pages until `wanted` files came with one or [`MAX_PAGES`] were read.
+async fn list_urls(
+    graph: &GraphClient,
+    drive: &DriveId,
+    folder: &ItemId,
+    wanted: usize,
+) -> Result<Vec<RelistedUrl>, crate::graph::GraphError> {
+    let mut urls = Vec::new();
+    let mut link: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let page = graph.children(drive, folder, link.as_deref()).await?;
+        for item in page.value {
+            let (Some(file), Some(url), None, None) = (
+                &item.file,
+                &item.download_url,
+                &item.malware,
+                &item.remote_item,
+            ) else {
+                continue;
+            };
+            let hashes = file.hashes.as_ref();
+            let version = item
+                .e_tag
+                .clone()
+                .or_else(|| item.c_tag.clone())
+                .or_else(|| hashes.and_then(|h| h.quick_xor_hash.clone()));
+            if let Some(version) = version {
+                urls.push(RelistedUrl {
+                    item_id: item.id.canonical(),
+                    version,
+                    url: StoredUrl::new(url.expose().to_owned()),
+                });
+            }
+        }
+        link = page.next_link;
+        if link.is_none() || urls.len() >= wanted {
+            break;
+        }
+    }
+    Ok(urls)
+}
