@@ -113,8 +113,8 @@ impl UrlRefresher {
             let wanted: HashMap<&ItemId, usize> =
                 members.iter().map(|&at| (&jobs[at].item_id, at)).collect();
             let listed_at = super::transfer::unix_ms();
-            let urls = match list_urls(graph, &drive, &folder, wanted.len()).await {
-                Ok(urls) => urls,
+            let found = match list_urls(graph, &drive, &folder, &wanted).await {
+                Ok(found) => found,
                 Err(err) => {
                     self.failures += 1;
                     self.off = self.failures >= MAX_FAILURES;
@@ -125,13 +125,13 @@ impl UrlRefresher {
             self.listed_at
                 .insert((drive.clone(), folder.clone()), listed_at);
             self.folders += 1;
-            if urls.is_empty() {
+            if !found.any_url {
                 // This service leaves download URLs out of listings: every other folder would be the same.
                 self.off = true;
                 continue;
             }
             let mut fresh = Vec::new();
-            for relisted in urls {
+            for relisted in found.urls {
                 let Some(&at) = wanted.get(&relisted.item_id) else {
                     continue;
                 };
@@ -154,15 +154,26 @@ impl UrlRefresher {
     }
 }
 
-/// The download URLs a listing of `folder` gives its plain files (not flagged as malware), with the version
-/// each serves: pages until `wanted` files came with one or [`MAX_PAGES`] were read.
+/// What a new listing of a folder brought.
+struct Relisting {
+    /// URLs of the files asked for, with the version each serves.
+    urls: Vec<RelistedUrl>,
+    /// Whether the listing carried any download URL at all (for any file).
+    any_url: bool,
+}
+
+/// The download URLs a listing of `folder` gives its plain files (not flagged as malware) that `wanted`
+/// names: pages until all of them were found, the listing ended, or [`MAX_PAGES`] were read.
 async fn list_urls(
     graph: &GraphClient,
     drive: &DriveId,
     folder: &ItemId,
-    wanted: usize,
-) -> Result<Vec<RelistedUrl>, crate::graph::GraphError> {
-    let mut urls = Vec::new();
+    wanted: &HashMap<&ItemId, usize>,
+) -> Result<Relisting, crate::graph::GraphError> {
+    let mut found = Relisting {
+        urls: Vec::new(),
+        any_url: false,
+    };
     let mut link: Option<String> = None;
     for _ in 0..MAX_PAGES {
         let page = graph.children(drive, folder, link.as_deref()).await?;
@@ -175,6 +186,11 @@ async fn list_urls(
             ) else {
                 continue;
             };
+            found.any_url = true;
+            let item_id = item.id.canonical();
+            if !wanted.contains_key(&item_id) {
+                continue;
+            }
             let hashes = file.hashes.as_ref();
             let version = item
                 .e_tag
@@ -182,17 +198,17 @@ async fn list_urls(
                 .or_else(|| item.c_tag.clone())
                 .or_else(|| hashes.and_then(|h| h.quick_xor_hash.clone()));
             if let Some(version) = version {
-                urls.push(RelistedUrl {
-                    item_id: item.id.canonical(),
+                found.urls.push(RelistedUrl {
+                    item_id,
                     version,
                     url: StoredUrl::new(url.expose().to_owned()),
                 });
             }
         }
         link = page.next_link;
-        if link.is_none() || urls.len() >= wanted {
+        if link.is_none() || found.urls.len() >= wanted.len() {
             break;
         }
     }
-    Ok(urls)
+    Ok(found)
 }

@@ -187,6 +187,19 @@ fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_th
         "{said}"
     );
 
+    // Folders listed in pages of four: each is paged through (three pages) until its ten files are found.
+    let (tree, paths) = small_tree(40);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
+    dest.age_listed_urls(31);
+    sim.set_page_cap(Some(4));
+    sim.reset_counters();
+    assert_exit!(run(&mut download(&sim, &dest)), 0);
+    assert_eq!(sim.requests(RequestKind::Children), 4 * 3);
+    assert_eq!(sim.requests(RequestKind::Content), 0);
+    assert_same_bytes(&sim, &dest, &paths);
+
     // A service whose listings leave the URLs out now: one folder is listed in vain, the rest of the files
     // go through `/content` without more listings.
     let (tree, paths) = small_tree(40);
