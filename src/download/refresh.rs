@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use super::plan::ListedUrlLifetime;
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
-use crate::manifest::{DownloadJob, ListedUrl, RelistedUrl, StoredUrl};
+use crate::manifest::{DownloadJob, ListedUrl, RelistedUrl, StoredUrl, url_version};
 use crate::shared::SharedManifest;
 
 /// Jobs of one folder in a page that make a new listing of it worth its request.
@@ -45,13 +45,13 @@ pub(super) struct UrlRefresher {
     pub(super) urls: u64,
 }
 
-/// The content version a job fetches, as its listing URL must serve (eTag, else cTag, else quickXorHash,
-/// as the manifest compares).
+/// The content version a job fetches, as its listing URL must serve.
 fn job_version(job: &DownloadJob) -> Option<&str> {
-    job.etag
-        .as_deref()
-        .or(job.ctag.as_deref())
-        .or(job.quick_xor.as_deref())
+    url_version(
+        job.etag.as_deref(),
+        job.ctag.as_deref(),
+        job.quick_xor.as_deref(),
+    )
 }
 
 impl UrlRefresher {
@@ -191,16 +191,15 @@ async fn list_urls(
             if !wanted.contains_key(&item_id) {
                 continue;
             }
-            let hashes = file.hashes.as_ref();
-            let version = item
-                .e_tag
-                .clone()
-                .or_else(|| item.c_tag.clone())
-                .or_else(|| hashes.and_then(|h| h.quick_xor_hash.clone()));
+            let quick_xor = file
+                .hashes
+                .as_ref()
+                .and_then(|h| h.quick_xor_hash.as_deref());
+            let version = url_version(item.e_tag.as_deref(), item.c_tag.as_deref(), quick_xor);
             if let Some(version) = version {
                 found.urls.push(RelistedUrl {
                     item_id,
-                    version,
+                    version: version.to_owned(),
                     url: StoredUrl::new(url.expose().to_owned()),
                 });
             }

@@ -53,7 +53,7 @@ pub use restore::{RestoreKind, RestoreStatus};
 pub use runs::RunRecord;
 pub(crate) use selection::SelectionRow;
 pub use shortcuts::{SharedCounts, ShortcutRow};
-pub(crate) use urls::{ListedUrl, RelistedUrl};
+pub(crate) use urls::{ListedUrl, RelistedUrl, url_version};
 pub(crate) use verify::{ExpectedContent, VerifyRow};
 
 /// `PRAGMA application_id` of an odbackup manifest (the bytes "odbk"), so a foreign `SQLite` file is recognised.

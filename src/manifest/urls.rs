@@ -28,12 +28,22 @@ pub struct ListedUrl {
 }
 
 /// The content version a listed URL belongs to: the eTag, else the cTag, else the quickXorHash (the SQL in
-/// `downloads.rs` computes the same from the item row).
+/// `downloads.rs` and here computes the same from the item row, as `COALESCE(etag, ctag, quick_xor)`).
+pub(crate) fn url_version<'a>(
+    etag: Option<&'a str>,
+    ctag: Option<&'a str>,
+    quick_xor: Option<&'a str>,
+) -> Option<&'a str> {
+    etag.or(ctag).or(quick_xor)
+}
+
+/// [`url_version`] of a listed item.
 fn version_of(item: &NewItem) -> Option<&str> {
-    item.etag
-        .as_deref()
-        .or(item.ctag.as_deref())
-        .or(item.quick_xor.as_deref())
+    url_version(
+        item.etag.as_deref(),
+        item.ctag.as_deref(),
+        item.quick_xor.as_deref(),
+    )
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -156,15 +156,21 @@ fn refused_listing_urls_fall_back_to_content_once_per_file_and_still_deliver_the
     assert_eq!(listed_urls(&dest), 0);
 }
 
-#[test]
-fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_their_folder() {
-    // Four folders of ten files, crawled half an hour ago: their URLs are past the window.
+/// A simulator with four folders of ten files, crawled into `dest` half an hour ago: their listing URLs are
+/// past the window. Counters reset.
+fn crawled_half_an_hour_ago() -> (Simulator, TestDest, Vec<String>) {
     let (tree, paths) = small_tree(40);
     let sim = Simulator::start(tree);
     let dest = TestDest::new();
     assert_exit!(run(&mut crawl(&sim, &dest)), 0);
     dest.age_listed_urls(31);
     sim.reset_counters();
+    (sim, dest, paths)
+}
+
+#[test]
+fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_their_folder() {
+    let (sim, dest, paths) = crawled_half_an_hour_ago();
     let out = run(&mut download(&sim, &dest));
     assert_exit!(out, 0);
     assert_eq!(
@@ -188,13 +194,8 @@ fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_th
     );
 
     // Folders listed in pages of four: each is paged through (three pages) until its ten files are found.
-    let (tree, paths) = small_tree(40);
-    let sim = Simulator::start(tree);
-    let dest = TestDest::new();
-    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
-    dest.age_listed_urls(31);
+    let (sim, dest, paths) = crawled_half_an_hour_ago();
     sim.set_page_cap(Some(4));
-    sim.reset_counters();
     assert_exit!(run(&mut download(&sim, &dest)), 0);
     assert_eq!(sim.requests(RequestKind::Children), 4 * 3);
     assert_eq!(sim.requests(RequestKind::Content), 0);
@@ -202,13 +203,8 @@ fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_th
 
     // A service whose listings leave the URLs out now: one folder is listed in vain, the rest of the files
     // go through `/content` without more listings.
-    let (tree, paths) = small_tree(40);
-    let sim = Simulator::start(tree);
-    let dest = TestDest::new();
-    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
-    dest.age_listed_urls(31);
+    let (sim, dest, paths) = crawled_half_an_hour_ago();
     sim.set_listing_urls(graphsim::ListingUrls::NotInListings);
-    sim.reset_counters();
     assert_exit!(run(&mut download(&sim, &dest)), 0);
     assert_eq!(sim.requests(RequestKind::Children), 1);
     assert_eq!(sim.requests(RequestKind::Content), 40);
@@ -216,16 +212,11 @@ fn files_whose_listing_urls_went_stale_get_fresh_ones_from_one_new_listing_of_th
 
     // A service that refuses the folders' listings now (a spelling of their IDs it no longer takes, say):
     // two refusals turn the refresher off, and every file still arrives through `/content`.
-    let (tree, paths) = small_tree(40);
-    let sim = Simulator::start(tree);
-    let dest = TestDest::new();
-    assert_exit!(run(&mut crawl(&sim, &dest)), 0);
-    dest.age_listed_urls(31);
+    let (sim, dest, paths) = crawled_half_an_hour_ago();
     sim.fail_always(
         graphsim::Failure::status(404, "itemNotFound", "Item does not exist")
             .only(RequestKind::Children),
     );
-    sim.reset_counters();
     assert_exit!(run(&mut download(&sim, &dest)), 0);
     assert_eq!(sim.requests(RequestKind::Children), 2);
     assert_eq!(sim.requests(RequestKind::Content), 40);
