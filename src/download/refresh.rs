@@ -28,6 +28,10 @@ const MAX_PAGES: usize = 4;
 /// Failed listings after which the refresher is turned off for the run.
 const MAX_FAILURES: u32 = 2;
 
+/// Folders listed at once, once listings have been seen to bring URLs: the scheduler hands out no job while
+/// they run, so a page of jobs spread over many folders should not cost one round trip per folder.
+const AT_ONCE: usize = 8;
+
 /// What the refresher has learned in a run.
 #[derive(Debug, Default)]
 pub(super) struct UrlRefresher {
@@ -106,49 +110,65 @@ impl UrlRefresher {
                     .get(key)
                     .is_none_or(|at| now_ms.saturating_sub(*at) >= window_ms)
         });
-        for ((drive, folder), members) in folders {
-            if self.off {
-                break;
-            }
-            let wanted: HashMap<&ItemId, usize> =
-                members.iter().map(|&at| (&jobs[at].item_id, at)).collect();
-            let listed_at = super::transfer::unix_ms();
-            let found = match list_urls(graph, &drive, &folder, &wanted).await {
-                Ok(found) => found,
-                Err(err) => {
-                    self.failures += 1;
-                    self.off = self.failures >= MAX_FAILURES;
-                    tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
-                    continue;
-                }
-            };
-            self.listed_at
-                .insert((drive.clone(), folder.clone()), listed_at);
-            self.folders += 1;
-            if !found.any_url {
-                // This service leaves download URLs out of listings: every other folder would be the same.
-                self.off = true;
-                continue;
-            }
-            let mut fresh = Vec::new();
-            for relisted in found.urls {
-                let Some(&at) = wanted.get(&relisted.item_id) else {
-                    continue;
+        let mut folders: Vec<((DriveId, ItemId), Vec<usize>)> = folders.into_iter().collect();
+        while !folders.is_empty() && !self.off {
+            // One listing at a time until one has shown that they bring URLs here (so a service that
+            // refuses them or leaves the URLs out costs one or two requests), then several at once: the
+            // scheduler waits for them, and a page of jobs can span many folders.
+            let at_once = if self.urls > 0 { AT_ONCE } else { 1 };
+            let batch: Vec<_> = folders
+                .drain(..at_once.min(folders.len()))
+                .map(|(key, members)| {
+                    let wanted: HashMap<ItemId, usize> = members
+                        .iter()
+                        .map(|&at| (jobs[at].item_id.clone(), at))
+                        .collect();
+                    (key, wanted)
+                })
+                .collect();
+            let listings = futures_util::future::join_all(batch.into_iter().map(
+                |((drive, folder), wanted)| async move {
+                    let listed_at = super::transfer::unix_ms();
+                    let found = list_urls(graph, &drive, &folder, &wanted).await;
+                    (drive, folder, wanted, listed_at, found)
+                },
+            ))
+            .await;
+            for (drive, folder, wanted, listed_at, found) in listings {
+                let found = match found {
+                    Ok(found) => found,
+                    Err(err) => {
+                        self.failures += 1;
+                        self.off |= self.failures >= MAX_FAILURES;
+                        tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
+                        continue;
+                    }
                 };
-                if job_version(&jobs[at]) == Some(relisted.version.as_str()) {
-                    fresh.push((at, relisted));
+                self.listed_at
+                    .insert((drive.clone(), folder.clone()), listed_at);
+                self.folders += 1;
+                if !found.any_url {
+                    // This service leaves download URLs out of listings: every other folder would be the same.
+                    self.off = true;
+                    continue;
                 }
+                let mut fresh = Vec::new();
+                for relisted in found.urls {
+                    let Some(&at) = wanted.get(&relisted.item_id) else {
+                        continue;
+                    };
+                    if job_version(&jobs[at]) == Some(relisted.version.as_str()) {
+                        jobs[at].listed_url = Some(ListedUrl {
+                            url: relisted.url.clone(),
+                            fetched_at_ms: listed_at,
+                        });
+                        fresh.push(relisted);
+                    }
+                }
+                self.urls += manifest
+                    .store_relisted_urls(drive, fresh, listed_at)
+                    .await?;
             }
-            for (at, relisted) in &fresh {
-                jobs[*at].listed_url = Some(ListedUrl {
-                    url: relisted.url.clone(),
-                    fetched_at_ms: listed_at,
-                });
-            }
-            let fresh: Vec<RelistedUrl> = fresh.into_iter().map(|(_, r)| r).collect();
-            self.urls += manifest
-                .store_relisted_urls(drive.clone(), fresh, listed_at)
-                .await?;
         }
         Ok(())
     }
@@ -168,7 +188,7 @@ async fn list_urls(
     graph: &GraphClient,
     drive: &DriveId,
     folder: &ItemId,
-    wanted: &HashMap<&ItemId, usize>,
+    wanted: &HashMap<ItemId, usize>,
 ) -> Result<Relisting, crate::graph::GraphError> {
     let mut found = Relisting {
         urls: Vec::new(),
