@@ -88,15 +88,17 @@ pub(super) fn remember(
     Ok(())
 }
 
-/// Move the URL a staged change (`seq`) kept to its item, just upserted, under the version the row names;
-/// the staging row itself is deleted by the caller.
+/// Move the URL a staged change (`seq`) kept to its item, just upserted, under the version the row names,
+/// unless the item, now placed, is left out by the filters or skipped (as [`worth_keeping`] judges a listed
+/// one); the staging row itself is deleted by the caller.
 pub(super) fn remember_staged(tx: &rusqlite::Transaction<'_>, seq: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO listed_urls (item_row, version, url, fetched_at)
          SELECT items.rowid, COALESCE(items.etag, items.ctag, items.quick_xor), s.listed_url, s.listed_at
          FROM delta_staging s JOIN items ON items.drive_id = s.drive_id AND items.item_id = s.item_id
          WHERE s.seq = ?1 AND s.listed_url IS NOT NULL AND s.listed_at IS NOT NULL
-           AND COALESCE(items.etag, items.ctag, items.quick_xor) IS NOT NULL",
+           AND COALESCE(items.etag, items.ctag, items.quick_xor) IS NOT NULL
+           AND items.excluded IS NULL AND items.skip_reason IS NULL",
     )?
     .execute(params![seq])?;
     Ok(())
