@@ -55,7 +55,7 @@ const SAME_SHARE: f64 = 0.5;
 /// A raise of the limit is kept when the windows after it were faster by at least this fraction of the
 /// raise's proportion (a raise from 8 to 10, +25 %, must bring +6.25 %). Measured on a machine whose CPU
 /// bounds the transfers (`bench small --latency-ms 50 --concurrency N`: 120, 199, 247 and 279 MB/s at 8,
-/// 16, 24 and 32), each quarter more slots brought 0.4–0.5 of its proportion, still worth taking; a link or
+/// 16, 24 and 32), each step brought 0.4–0.7 of its proportion in throughput, still worth taking; a link or
 /// service at its bound brings none.
 const GAIN: f64 = 0.25;
 
