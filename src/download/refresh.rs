@@ -6,8 +6,10 @@
 //!
 //! The scheduler calls [`UrlRefresher::refresh`] with each page of jobs before it hands them out. Only jobs
 //! that share a folder with enough others are worth a listing; a folder is listed at most once while its
-//! URLs last; a listing that brings no URL at all (a service that leaves them out of listings) or fails
-//! turns the refresher off for the run, so it never costs more than a request or two where it cannot help.
+//! URLs last; a listing that brings no URL at all (a service that leaves them out of listings), or two that
+//! the service refuses as such (a 4xx other than throttling), turn the refresher off for the run, so it
+//! never costs more than a request or two where it cannot help. Listings that fail for a passing reason
+//! (throttling, a 5xx, the network, after the client's own retries) turn it off after [`MAX_FAILURES`].
 //! A URL is only used for the version it was listed with, as for the crawl's own URLs.
 
 use std::collections::HashMap;
@@ -25,8 +27,11 @@ const MIN_FILES: usize = 4;
 /// scheduler reads 256 rows at a time), bounded whatever the folder holds.
 const MAX_PAGES: usize = 4;
 
-/// Failed listings after which the refresher is turned off for the run.
-const MAX_FAILURES: u32 = 2;
+/// Listings refused as such (a 4xx other than 408/429) after which the refresher is turned off for the run.
+const MAX_REFUSALS: u32 = 2;
+
+/// Failed listings of any kind after which the refresher is turned off for the run.
+const MAX_FAILURES: u32 = 8;
 
 /// Folders listed at once, once listings have been seen to bring URLs: the scheduler hands out no job while
 /// they run, so a page of jobs spread over many folders should not cost one round trip per folder.
@@ -39,8 +44,9 @@ pub(super) struct UrlRefresher {
     service_lists_urls: bool,
     /// Off for the rest of the run (listings bring no URLs, or failed).
     off: bool,
-    /// Listings that failed.
+    /// Listings that failed, and of those the ones refused as such.
     failures: u32,
+    refusals: u32,
     /// When each folder was last listed again (Unix milliseconds).
     listed_at: HashMap<(DriveId, ItemId), i64>,
     /// Folders listed again, for the summary.
@@ -139,7 +145,11 @@ impl UrlRefresher {
                     Ok(found) => found,
                     Err(err) => {
                         self.failures += 1;
-                        self.off |= self.failures >= MAX_FAILURES;
+                        let refused = err
+                            .status()
+                            .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+                        self.refusals += u32::from(refused);
+                        self.off |= self.failures >= MAX_FAILURES || self.refusals >= MAX_REFUSALS;
                         tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
                         continue;
                     }
