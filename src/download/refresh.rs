@@ -79,6 +79,75 @@ impl UrlRefresher {
         if self.off || !self.service_lists_urls {
             return Ok(());
         }
+        let mut folders = self.stale_folders(lifetime, jobs);
+        while !folders.is_empty() && !self.off {
+            // One listing at a time until one has shown that they bring URLs here (so a service that
+            // refuses them or leaves the URLs out costs one or two requests), then several at once: the
+            // scheduler waits for them, and a page of jobs can span many folders.
+            let at_once = if self.urls > 0 { AT_ONCE } else { 1 };
+            let batch: Vec<_> = folders
+                .drain(..at_once.min(folders.len()))
+                .map(|(key, members)| {
+                    let wanted: HashMap<ItemId, usize> = members
+                        .iter()
+                        .map(|&at| (jobs[at].item_id.clone(), at))
+                        .collect();
+                    (key, wanted)
+                })
+                .collect();
+            let listings = futures_util::future::join_all(batch.into_iter().map(
+                |((drive, folder), wanted)| async move {
+                    let listed_at = super::transfer::unix_ms();
+                    let found = list_urls(graph, &drive, &folder, &wanted).await;
+                    (drive, folder, wanted, listed_at, found)
+                },
+            ))
+            .await;
+            for (drive, folder, wanted, listed_at, found) in listings {
+                let found = match found {
+                    Ok(found) => found,
+                    Err(err) => {
+                        self.failed(&folder, &err);
+                        continue;
+                    }
+                };
+                self.listed_at
+                    .insert((drive.clone(), folder.clone()), listed_at);
+                self.folders += 1;
+                if !found.any_url {
+                    // This service leaves download URLs out of listings: every other folder would be the same.
+                    self.off = true;
+                    continue;
+                }
+                let mut fresh = Vec::new();
+                for relisted in found.urls {
+                    let Some(&at) = wanted.get(&relisted.item_id) else {
+                        continue;
+                    };
+                    if job_version(&jobs[at]) == Some(relisted.version.as_str()) {
+                        jobs[at].listed_url = Some(ListedUrl {
+                            url: relisted.url.clone(),
+                            fetched_at_ms: listed_at,
+                        });
+                        fresh.push(relisted);
+                    }
+                }
+                self.urls += manifest
+                    .store_relisted_urls(drive, fresh, listed_at)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The folders worth listing again for `jobs`, each with the jobs (their places in `jobs`) it holds whose
+    /// listing URL is stale or missing: at least [`MIN_FILES`] of them, and not listed again while URLs
+    /// it gave then would still be fresh.
+    fn stale_folders(
+        &self,
+        lifetime: &std::sync::Mutex<ListedUrlLifetime>,
+        jobs: &[DownloadJob],
+    ) -> Vec<((DriveId, ItemId), Vec<usize>)> {
         let now_ms = super::transfer::unix_ms();
         let (usable, window_ms) = {
             let lifetime = lifetime
@@ -116,71 +185,18 @@ impl UrlRefresher {
                     .get(key)
                     .is_none_or(|at| now_ms.saturating_sub(*at) >= window_ms)
         });
-        let mut folders: Vec<((DriveId, ItemId), Vec<usize>)> = folders.into_iter().collect();
-        while !folders.is_empty() && !self.off {
-            // One listing at a time until one has shown that they bring URLs here (so a service that
-            // refuses them or leaves the URLs out costs one or two requests), then several at once: the
-            // scheduler waits for them, and a page of jobs can span many folders.
-            let at_once = if self.urls > 0 { AT_ONCE } else { 1 };
-            let batch: Vec<_> = folders
-                .drain(..at_once.min(folders.len()))
-                .map(|(key, members)| {
-                    let wanted: HashMap<ItemId, usize> = members
-                        .iter()
-                        .map(|&at| (jobs[at].item_id.clone(), at))
-                        .collect();
-                    (key, wanted)
-                })
-                .collect();
-            let listings = futures_util::future::join_all(batch.into_iter().map(
-                |((drive, folder), wanted)| async move {
-                    let listed_at = super::transfer::unix_ms();
-                    let found = list_urls(graph, &drive, &folder, &wanted).await;
-                    (drive, folder, wanted, listed_at, found)
-                },
-            ))
-            .await;
-            for (drive, folder, wanted, listed_at, found) in listings {
-                let found = match found {
-                    Ok(found) => found,
-                    Err(err) => {
-                        self.failures += 1;
-                        let refused = err
-                            .status()
-                            .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
-                        self.refusals += u32::from(refused);
-                        self.off |= self.failures >= MAX_FAILURES || self.refusals >= MAX_REFUSALS;
-                        tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
-                        continue;
-                    }
-                };
-                self.listed_at
-                    .insert((drive.clone(), folder.clone()), listed_at);
-                self.folders += 1;
-                if !found.any_url {
-                    // This service leaves download URLs out of listings: every other folder would be the same.
-                    self.off = true;
-                    continue;
-                }
-                let mut fresh = Vec::new();
-                for relisted in found.urls {
-                    let Some(&at) = wanted.get(&relisted.item_id) else {
-                        continue;
-                    };
-                    if job_version(&jobs[at]) == Some(relisted.version.as_str()) {
-                        jobs[at].listed_url = Some(ListedUrl {
-                            url: relisted.url.clone(),
-                            fetched_at_ms: listed_at,
-                        });
-                        fresh.push(relisted);
-                    }
-                }
-                self.urls += manifest
-                    .store_relisted_urls(drive, fresh, listed_at)
-                    .await?;
-            }
-        }
-        Ok(())
+        folders.into_iter().collect()
+    }
+
+    /// A listing of `folder` failed: count it (see the module's doc for when that turns the refresher off).
+    fn failed(&mut self, folder: &ItemId, err: &crate::graph::GraphError) {
+        self.failures += 1;
+        let refused = err
+            .status()
+            .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+        self.refusals += u32::from(refused);
+        self.off |= self.failures >= MAX_FAILURES || self.refusals >= MAX_REFUSALS;
+        tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
     }
 }
 
