@@ -90,7 +90,7 @@ struct Rate {
 
 /// What the first window after a raise finished, when it fell short: the raise is judged again over it
 /// and the next window together.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Unpaid {
     files: u64,
     bytes: u64,
@@ -429,11 +429,7 @@ impl Aimd {
         }
         // The first window after a raise that fell short counts with this one.
         let second_look = self.unpaid.is_some();
-        let before = self.unpaid.take().unwrap_or(Unpaid {
-            files: 0,
-            bytes: 0,
-            secs: 0.0,
-        });
+        let before = self.unpaid.take().unwrap_or_default();
         let measured = Unpaid {
             files: before.files + closed.files,
             bytes: before.bytes + closed.bytes,

@@ -7,8 +7,8 @@
 //! The scheduler calls [`UrlRefresher::refresh`] with each page of jobs before it hands them out. Only jobs
 //! that share a folder with enough others are worth a listing; a folder is listed at most once while its
 //! URLs last; a listing that brings no URL at all (a service that leaves them out of listings), or two that
-//! the service refuses as such (a 4xx other than throttling), turn the refresher off for the run, so it
-//! never costs more than a request or two where it cannot help. Listings that fail for a passing reason
+//! the service refuses for good (not throttling, a server error or the network), turn the refresher off for
+//! the run, so it never costs more than a request or two where it cannot help. Listings that fail for a passing reason
 //! (throttling, a 5xx, the network, after the client's own retries) turn it off after [`MAX_FAILURES`].
 //! A URL is only used for the version it was listed with, as for the crawl's own URLs.
 
@@ -27,7 +27,8 @@ const MIN_FILES: usize = 4;
 /// scheduler reads 256 rows at a time), bounded whatever the folder holds.
 const MAX_PAGES: usize = 4;
 
-/// Listings refused as such (a 4xx other than 408/429) after which the refresher is turned off for the run.
+/// Listings refused for good (not a failure worth trying again: see `GraphError::is_transient`) after which
+/// the refresher is turned off for the run.
 const MAX_REFUSALS: u32 = 2;
 
 /// Failed listings of any kind after which the refresher is turned off for the run.
@@ -53,15 +54,6 @@ pub(super) struct UrlRefresher {
     pub(super) folders: u64,
     /// URLs they brought that were kept.
     pub(super) urls: u64,
-}
-
-/// The content version a job fetches, as its listing URL must serve.
-fn job_version(job: &DownloadJob) -> Option<&str> {
-    url_version(
-        job.etag.as_deref(),
-        job.ctag.as_deref(),
-        job.quick_xor.as_deref(),
-    )
 }
 
 impl UrlRefresher {
@@ -124,7 +116,7 @@ impl UrlRefresher {
                     let Some(&at) = wanted.get(&relisted.item_id) else {
                         continue;
                     };
-                    if job_version(&jobs[at]) == Some(relisted.version.as_str()) {
+                    if jobs[at].url_version() == Some(relisted.version.as_str()) {
                         jobs[at].listed_url = Some(ListedUrl {
                             url: relisted.url.clone(),
                             fetched_at_ms: listed_at,
@@ -166,7 +158,7 @@ impl UrlRefresher {
         };
         let mut folders: HashMap<(DriveId, ItemId), Vec<usize>> = HashMap::new();
         for (at, job) in jobs.iter().enumerate() {
-            if usable[at] || job.malware || job_version(job).is_none() {
+            if usable[at] || job.malware || job.url_version().is_none() {
                 continue;
             }
             if let Some(parent) = &job.parent_id {
@@ -191,10 +183,7 @@ impl UrlRefresher {
     /// A listing of `folder` failed: count it (see the module's doc for when that turns the refresher off).
     fn failed(&mut self, folder: &ItemId, err: &crate::graph::GraphError) {
         self.failures += 1;
-        let refused = err
-            .status()
-            .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
-        self.refusals += u32::from(refused);
+        self.refusals += u32::from(!err.is_transient());
         self.off |= self.failures >= MAX_FAILURES || self.refusals >= MAX_REFUSALS;
         tracing::debug!(folder = %folder, error = %err, "folder not listed again for fresh download URLs");
     }

@@ -67,6 +67,15 @@ impl DownloadJob {
             size: self.size,
         }
     }
+
+    /// The content version a listing URL must serve to be used for this job (see [`super::url_version`]).
+    pub(crate) fn url_version(&self) -> Option<&str> {
+        super::url_version(
+            self.etag.as_deref(),
+            self.ctag.as_deref(),
+            self.quick_xor.as_deref(),
+        )
+    }
 }
 
 /// The version of an item a transfer fetched: what its row said when the job was handed out. An outcome is
