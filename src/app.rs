@@ -155,44 +155,90 @@ impl RunSummary {
 /// Setting that keeps the end of the last throttle pause (Unix milliseconds), for the next run.
 const THROTTLED_UNTIL: &str = "throttled_until";
 
+/// What a run does about the end of a pause the service asked of an earlier run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EarlierPause {
+    /// Over, or never asked: requests go out at once.
+    Over,
+    /// Hold every request this long first.
+    Wait(Duration),
+    /// Longer than a run waits a `Retry-After` out: send nothing, stop, and say until when.
+    TooLong(std::time::SystemTime),
+}
+
+/// A kept end further away than this cannot be a pause the client was asked for (the clock was put back
+/// since it was kept): it is forgotten rather than waited for.
+const LONGEST_KEPT_PAUSE: Duration = Duration::from_secs(24 * 3600);
+
+/// Judge the kept end of an earlier run's pause (`kept`: Unix milliseconds) at `now`, for a client that waits
+/// out at most `longest_wait`.
+pub(crate) fn earlier_pause(
+    kept: Option<&str>,
+    now: std::time::SystemTime,
+    longest_wait: Duration,
+) -> EarlierPause {
+    let Some(until) = kept
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+    else {
+        return EarlierPause::Over;
+    };
+    match until.duration_since(now) {
+        Err(_) => EarlierPause::Over,
+        Ok(left) if left > LONGEST_KEPT_PAUSE => {
+            tracing::info!(
+                left_s = left.as_secs(),
+                "a kept throttle pause ends further away than any the service asks for: the clock changed; ignored"
+            );
+            EarlierPause::Over
+        }
+        Ok(left) if left > longest_wait => EarlierPause::TooLong(until),
+        Ok(left) => EarlierPause::Wait(left),
+    }
+}
+
 /// A run stopped (Ctrl-C, kill, crash) while the service had asked it to wait leaves that wait to the next
 /// run: calling earlier is what the service punishes with longer waits. So every pause's end is kept in the
-/// manifest as it starts, and a run holds its requests until an earlier run's pause is over.
+/// manifest as it starts, and a run holds its requests until an earlier run's pause is over — or, when that
+/// is further away than a run waits, sends nothing and gives the error to stop with.
 fn honour_earlier_pause(
     graph: &GraphClient,
     manifest: &SharedManifest,
     kept: Option<&str>,
     keep_new_pauses: bool,
     reporter: &dyn Reporter,
-) {
-    let now = std::time::SystemTime::now();
-    if let Some(until) = kept
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
-        && let Ok(left) = until.duration_since(now)
-    {
-        // A long silent start would look like a hang: say it when it is more than a moment.
-        if left >= Duration::from_secs(2) {
-            reporter.event(&crate::progress::Event::Notice {
-                kind: crate::progress::NoticeKind::WaitingForService,
-                path: None,
-                message: &format!(
-                    "the service asked the previous run to wait (Retry-After); waiting {} s more before the \
-                     first request, since calling earlier only lengthens the wait",
-                    left.as_secs()
-                ),
-                detail: None,
+) -> Option<Error> {
+    match earlier_pause(kept, std::time::SystemTime::now(), graph.longest_wait()) {
+        EarlierPause::Over => {}
+        EarlierPause::TooLong(until) => {
+            return Some(Error::ToldToWait {
+                until: until.into(),
             });
-        } else {
-            tracing::info!(
-                wait_ms = left.as_millis() as u64,
-                "an earlier run was asked to wait by the service: waiting out the rest"
-            );
         }
-        graph.hold_for(left);
+        EarlierPause::Wait(left) => {
+            // A long silent start would look like a hang: say it when it is more than a moment.
+            if left >= Duration::from_secs(2) {
+                reporter.event(&crate::progress::Event::Notice {
+                    kind: crate::progress::NoticeKind::WaitingForService,
+                    path: None,
+                    message: &format!(
+                        "the service asked the previous run to wait (Retry-After); waiting {} s more before the \
+                         first request, since calling earlier only lengthens the wait",
+                        left.as_secs()
+                    ),
+                    detail: None,
+                });
+            } else {
+                tracing::info!(
+                    wait_ms = left.as_millis() as u64,
+                    "an earlier run was asked to wait by the service: waiting out the rest"
+                );
+            }
+            graph.hold_for(left);
+        }
     }
     if !keep_new_pauses {
-        return;
+        return None;
     }
     let manifest = manifest.clone();
     graph.on_pause(Arc::new(move |until| {
@@ -210,6 +256,7 @@ fn honour_earlier_pause(
             }
         });
     }));
+    None
 }
 
 /// Run a crawl, a download or a backup.
@@ -270,7 +317,7 @@ async fn run_inner(
     );
     let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
-    honour_earlier_pause(
+    let too_soon = honour_earlier_pause(
         graph,
         &manifest,
         throttled_until.as_deref(),
@@ -279,6 +326,9 @@ async fn run_inner(
     );
 
     let outcome = async {
+        if let Some(err) = too_soon {
+            return Err(err);
+        }
         // Before the crawl, which judges what it lists by the same filter.
         sync::apply_filter(&manifest, &settings.filter).await?;
         let phases = run_phases(settings, layout, graph, &manifest, reporter, cancel).await?;
@@ -970,7 +1020,7 @@ pub async fn restore(
     let throttled_until = manifest.setting(THROTTLED_UNTIL)?;
     let manifest = SharedManifest::new(manifest);
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
-    honour_earlier_pause(
+    let too_soon = honour_earlier_pause(
         &graph,
         &manifest,
         throttled_until.as_deref(),
@@ -978,6 +1028,9 @@ pub async fn restore(
         &*reporter,
     );
     let outcome = async {
+        if let Some(err) = too_soon {
+            return Err(err);
+        }
         let drive = graph
             .drive(&settings.drive)
             .await
@@ -1087,5 +1140,39 @@ fn run_record<S: serde::Serialize, E: std::fmt::Display>(
             "error",
             serde_json::json!({ "error": err.to_string() }).to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_earlier_pause_is_waited_out_up_to_the_longest_wait_stops_the_run_beyond_and_is_forgotten_past_a_day()
+     {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let longest = Duration::from_secs(900);
+        let kept = |after: i64| {
+            let ms = 1_800_000_000_000i64 + after * 1000;
+            ms.to_string()
+        };
+        let judge = |k: Option<&str>| earlier_pause(k, now, longest);
+        assert_eq!(judge(None), EarlierPause::Over);
+        assert_eq!(judge(Some("soon")), EarlierPause::Over);
+        assert_eq!(judge(Some(&kept(-5))), EarlierPause::Over);
+        assert_eq!(
+            judge(Some(&kept(30))),
+            EarlierPause::Wait(Duration::from_secs(30))
+        );
+        assert_eq!(
+            judge(Some(&kept(900))),
+            EarlierPause::Wait(Duration::from_secs(900))
+        );
+        assert_eq!(
+            judge(Some(&kept(1800))),
+            EarlierPause::TooLong(now + Duration::from_secs(1800))
+        );
+        // Ten days away: the clock was put back since; not a pause anyone asked for.
+        assert_eq!(judge(Some(&kept(10 * 86_400))), EarlierPause::Over);
     }
 }

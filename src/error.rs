@@ -79,6 +79,16 @@ pub enum Error {
     /// The destination folder could not be opened.
     #[error("the backup folder: {0}")]
     Destination(#[from] crate::fsdest::DestError),
+    /// An earlier run was told to send nothing for longer than a run waits (a long `Retry-After`, kept in the
+    /// manifest), and that time has not come: nothing is sent, since asking early only lengthens the wait.
+    #[error(
+        "the service asked an earlier run for no request until {} (Retry-After): run again after that",
+        until.format("%Y-%m-%d %H:%M UTC")
+    )]
+    ToldToWait {
+        /// When the pause ends.
+        until: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl Error {

@@ -193,8 +193,13 @@ pub async fn transfer(
         action,
         ranged,
     );
-    loop {
+    // Every way round this loop is bounded by its own budget (URL refreshes, resumes, one more try after a
+    // mismatch); this bounds their sum too, so no answer a host invents keeps a transfer going for ever. Only
+    // requests that brought no byte count: a long file through short-lived URLs needs many that do.
+    let mut fruitless = 0;
+    while fruitless < MAX_FRUITLESS_STEPS {
         state.attempts += 1;
+        let fetched_before = state.fetched;
         if cancel.is_cancelled() {
             return TransferOutcome::Interrupted;
         }
@@ -206,8 +211,26 @@ pub async fn transfer(
         if let Next::Finish(outcome) = next {
             return outcome;
         }
+        fruitless = if state.fetched > fetched_before {
+            0
+        } else {
+            fruitless + 1
+        };
     }
+    TransferOutcome::Failed(
+        TransferFailure::new(
+            FailureClass::Other,
+            format!(
+                "gave up after {MAX_FRUITLESS_STEPS} requests in a row that brought no byte of this file; \
+                 it is tried again on the next run"
+            ),
+        )
+        .after(state.attempts),
+    )
 }
+
+/// Most requests in a row that bring no byte one transfer makes in a run, whatever the answers.
+const MAX_FRUITLESS_STEPS: u32 = 32;
 
 /// What a transfer works with, unchanged from start to end.
 struct Context<'a> {
@@ -464,6 +487,8 @@ struct TransferState<'a> {
     network_retries: u32,
     /// Whether a complete fetch was already longer than may be right.
     too_long_before: bool,
+    /// Whether the host already refused a range of this file (HTTP 416) and it was asked from the start.
+    range_refused_before: bool,
     /// The length and quickXorHash of an earlier complete fetch that did not match the listing.
     mismatched: Option<(u64, String)>,
 }
@@ -484,6 +509,7 @@ impl<'a> TransferState<'a> {
             fetched: 0,
             network_retries: 0,
             too_long_before: false,
+            range_refused_before: false,
             mismatched: None,
         }
     }
@@ -536,15 +562,20 @@ impl<'a> TransferState<'a> {
             // Complete part file (killed after fsync, before rename): nothing left to fetch.
             return Ok(Some((hasher.finish(), Some(written))));
         }
-        let download = match stream::request(
+        let request = stream::request(
             self.cx.graph,
             job,
             self.cx.policy,
             self.source.current.as_ref(),
             (written, None),
-        )
-        .await
-        {
+        );
+        // Raced with the stop: a request held by a throttle pause must not hold the run's end with it.
+        let answer = tokio::select! {
+            biased;
+            () = self.cx.cancel.cancelled() => return Ok(None),
+            answer = request => answer,
+        };
+        let download = match answer {
             Answer::Body { source, download } => {
                 self.source.current = Some(source);
                 download
@@ -686,7 +717,9 @@ impl<'a> TransferState<'a> {
                 let class = classify(&err);
                 let failure =
                     TransferFailure::new(class, err.to_string()).with_status(err.status());
-                self.fail(if class == FailureClass::Auth {
+                // A refused sign-in fails every transfer alike, and a wait longer than a run waits holds them
+                // all: the run stops, with what to do.
+                self.fail(if class == FailureClass::Auth || err.told_to_wait().is_some() {
                     failure.stopping_the_run()
                 } else {
                     failure
@@ -718,10 +751,21 @@ impl<'a> TransferState<'a> {
                     ),
                 ))
             }
-            StepError::RangeRefused => {
+            // A refused range is asked again from the start, once: a 416 to that too (or to a plain GET,
+            // which has no range to refuse) would answer the same forever.
+            StepError::RangeRefused if self.start > 0 && !self.range_refused_before => {
+                self.range_refused_before = true;
                 self.start = 0;
                 Next::Again
             }
+            StepError::RangeRefused => self.fail(
+                TransferFailure::new(
+                    FailureClass::HttpStatus,
+                    "the download host refused the request as out of range (HTTP 416) even from the first byte"
+                        .to_owned(),
+                )
+                .with_status(Some(416)),
+            ),
             StepError::Disk(err, path) => self.fail(disk_failure(&err, &path)),
         }
     }

@@ -126,6 +126,24 @@ pub enum GraphError {
         /// `fragmentOverlap`, `fragmentOutOfOrder`, … when the body said.
         code: Option<String>,
     },
+    /// The service asked for a longer pause than a run waits out: a `Retry-After` beyond the client's limit
+    /// (15 minutes by default). Every request of the client is held until then and the pause is kept for the
+    /// next run; the run stops rather than idle that long. Microsoft asks that the whole wait be honoured
+    /// (<https://learn.microsoft.com/en-us/graph/throttling>).
+    #[error(
+        "{answer}; the service asked for no request for {} (Retry-After): run again after {}, or now \
+         (the next run waits out what is left)",
+        long_wait(*wait),
+        until.format("%Y-%m-%d %H:%M UTC")
+    )]
+    ToldToWait {
+        /// The pause asked for.
+        wait: Duration,
+        /// When it ends.
+        until: chrono::DateTime<chrono::Utc>,
+        /// The answer that asked for it (not a `#[source]`: its text is already in this one's).
+        answer: Box<HttpError>,
+    },
     /// A delta link is no longer valid (HTTP 410): list everything again and reconcile.
     #[error("{what}: the saved change link expired (HTTP 410{}); a full re-listing is needed",
         code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
@@ -188,7 +206,7 @@ impl GraphError {
     /// The HTTP status, when the service answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            GraphError::Http(e) => Some(e.status),
+            GraphError::Http(e) | GraphError::ToldToWait { answer: e, .. } => Some(e.status),
             GraphError::DownloadUrlExpired { status, .. } => Some(*status),
             GraphError::RangeNotSatisfiable { .. } | GraphError::FragmentRefused { .. } => {
                 Some(416)
@@ -202,7 +220,7 @@ impl GraphError {
     /// The most specific error code in the body. Compare with `GraphError::has_code`, which ignores case.
     pub(crate) fn code(&self) -> Option<&str> {
         match self {
-            GraphError::Http(e) => e.code(),
+            GraphError::Http(e) | GraphError::ToldToWait { answer: e, .. } => e.code(),
             GraphError::ResyncRequired { code, .. } => code.as_deref(),
             _ => None,
         }
@@ -212,7 +230,9 @@ impl GraphError {
     /// `InvalidAuthenticationToken`, `itemNotFound`).
     pub(crate) fn has_code(&self, code: &str) -> bool {
         match self {
-            GraphError::Http(e) => e.codes.iter().any(|c| c.eq_ignore_ascii_case(code)),
+            GraphError::Http(e) | GraphError::ToldToWait { answer: e, .. } => {
+                e.codes.iter().any(|c| c.eq_ignore_ascii_case(code))
+            }
             _ => self.code().is_some_and(|c| c.eq_ignore_ascii_case(code)),
         }
     }
@@ -224,7 +244,7 @@ impl GraphError {
     }
 
     /// Whether trying again later may succeed: network trouble, throttling, server errors, an expired
-    /// download URL.
+    /// download URL. Not a [`GraphError::ToldToWait`]: later, yes, but not within this run.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             GraphError::Http(e) => {
@@ -236,6 +256,15 @@ impl GraphError {
             | GraphError::Connect { .. }
             | GraphError::DownloadUrlExpired { .. } => true,
             _ => false,
+        }
+    }
+
+    /// The pause the service asked for, when it is longer than a run waits out ([`GraphError::ToldToWait`]):
+    /// nothing more can be asked of it in this run.
+    pub(crate) fn told_to_wait(&self) -> Option<Duration> {
+        match self {
+            GraphError::ToldToWait { wait, .. } => Some(*wait),
+            _ => None,
         }
     }
 
@@ -261,6 +290,16 @@ impl GraphError {
     #[cfg(test)]
     pub(crate) fn is_connect(&self) -> bool {
         matches!(self, GraphError::Connect { .. })
+    }
+}
+
+/// A wait as people say it: `40 min`, `2 h 5 min`, `90 s`.
+fn long_wait(wait: Duration) -> String {
+    let secs = wait.as_secs();
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs.div_ceil(60)),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600).div_ceil(60)),
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 /// How one attempt ended, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// 429, or 503/509: the service asks us to slow down, with the `Retry-After` it gave, if any.
+    /// 429, or 503/509, or another passing error that came with a `Retry-After`: the service asks us to slow
+    /// down, with the `Retry-After` it gave, if any.
     Throttled {
         /// The parsed `Retry-After`.
         retry_after: Option<Duration>,
@@ -121,7 +122,13 @@ impl RetryPolicy {
                 match retry_after {
                     Some(after) if after > self.max_retry_after => None,
                     Some(after) => Some(after),
-                    None => Some(self.default_throttle_pause),
+                    // No Retry-After: back off exponentially from the default pause, as Microsoft asks
+                    // (<https://learn.microsoft.com/en-us/onedrive/developer/rest-api/concepts/scan-guidance>).
+                    None => Some(
+                        self.default_throttle_pause
+                            .saturating_mul(1 << attempt.saturating_sub(1).min(8))
+                            .min(self.max_backoff.max(self.default_throttle_pause)),
+                    ),
                 }
             }
             Outcome::Unreachable if attempt >= self.max_connect_attempts => None,
@@ -142,6 +149,20 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The pause a throttled answer asked for when it is longer than this policy waits out
+    /// (`max_retry_after`): the request gives up, but the pause must still hold every request, in this run and
+    /// the next.
+    pub(crate) fn wait_beyond_limit(&self, outcome: &Outcome) -> Option<Duration> {
+        match *outcome {
+            Outcome::Throttled {
+                retry_after: Some(after),
+            } if after > self.max_retry_after => Some(after),
+            _ => None,
+        }
+    }
+}
+
 /// Classify an HTTP status for retrying. `refreshed` says whether this request already got a fresh token.
 pub fn classify_status(status: u16, retry_after: Option<Duration>, refreshed: bool) -> Outcome {
     match status {
@@ -149,6 +170,9 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, refreshed: bo
         429 | 503 | 509 => Outcome::Throttled { retry_after },
         // 501 notSupported (delta below an ODB root) and 505 will answer the same forever.
         501 | 505 => Outcome::Permanent,
+        // A `Retry-After` on another passing error is the service saying when, as on a 503: honoured the
+        // same way, for every request (RFC 9110 §10.2.3 allows it on any answer; Graph sends it on 5xx too).
+        408 | 423 | 500..=599 if retry_after.is_some() => Outcome::Throttled { retry_after },
         408 | 423 | 500..=599 => Outcome::ServerError,
         _ => Outcome::Permanent,
     }
@@ -325,6 +349,11 @@ mod tests {
             (1, throttled(Some(s(7))), 0.5, Some(s(7))),
             (1, throttled(Some(s(0))), 0.5, Some(s(0))),
             (1, throttled(None), 0.5, Some(s(5))),
+            // Without a Retry-After the pause doubles, to the longest backoff.
+            (2, throttled(None), 0.5, Some(s(10))),
+            (3, throttled(None), 0.0, Some(s(20))),
+            (4, throttled(None), 1.0, Some(s(30))),
+            (29, throttled(None), 0.5, Some(s(30))),
             (29, throttled(Some(s(1))), 0.5, Some(s(1))),
             (30, throttled(Some(s(1))), 0.5, None),
             (1, throttled(Some(s(3600))), 0.5, None),
@@ -414,6 +443,37 @@ mod tests {
                 retry_after: Some(s(3))
             }
         );
+        // A Retry-After on another passing error is waited out like a throttle, by every request.
+        for status in [408, 423, 500, 502, 504] {
+            assert_eq!(
+                classify_status(status, Some(s(3)), false),
+                Outcome::Throttled {
+                    retry_after: Some(s(3))
+                },
+                "{status}"
+            );
+        }
+        assert_eq!(classify_status(501, Some(s(3)), false), Outcome::Permanent);
+        assert_eq!(classify_status(404, Some(s(3)), false), Outcome::Permanent);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_limit_gives_up_the_request_but_names_the_wait() {
+        let p = RetryPolicy::default();
+        let long = Outcome::Throttled {
+            retry_after: Some(s(1800)),
+        };
+        assert_eq!(p.next_delay(1, &long, 0.5), None);
+        assert_eq!(p.wait_beyond_limit(&long), Some(s(1800)));
+        let within = Outcome::Throttled {
+            retry_after: Some(s(900)),
+        };
+        assert_eq!(p.wait_beyond_limit(&within), None);
+        assert_eq!(
+            p.wait_beyond_limit(&Outcome::Throttled { retry_after: None }),
+            None
+        );
+        assert_eq!(p.wait_beyond_limit(&Outcome::ServerError), None);
     }
 
     #[test]

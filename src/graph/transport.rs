@@ -312,7 +312,7 @@ impl GraphClient {
             .policy
             .next_delay(attempt, &outcome, rand::random::<f64>())
         else {
-            return Err(error);
+            return Err(self.give_up(&outcome, error));
         };
         self.inner.retries.fetch_add(1, Ordering::Relaxed);
         if let Outcome::Throttled { .. } = outcome {
@@ -333,6 +333,25 @@ impl GraphClient {
             tokio::time::sleep(delay).await;
         }
         Ok(())
+    }
+
+    /// The error a request gives up with. A pause longer than the policy waits out still holds every request
+    /// of this client (and, through the pause hook, the next run's): asking sooner only lengthens it.
+    fn give_up(&self, outcome: &Outcome, error: GraphError) -> GraphError {
+        let Some(wait) = self.inner.policy.wait_beyond_limit(outcome) else {
+            return error;
+        };
+        let GraphError::Http(answer) = error else {
+            return error;
+        };
+        self.inner.throttles.fetch_add(1, Ordering::Relaxed);
+        self.add_pause(wait);
+        tracing::debug!(wait_s = wait.as_secs(), error = %answer, "told to wait longer than a run waits");
+        GraphError::ToldToWait {
+            wait,
+            until: chrono::Utc::now() + wait,
+            answer,
+        }
     }
 
     /// Wait at the client's gate (throttle pauses, rate-limit spacing) before sending.
@@ -395,6 +414,12 @@ impl GraphClient {
     /// as a throttle event of this client.
     pub(crate) fn hold_for(&self, wait: Duration) {
         self.inner.gate.pause(wait);
+    }
+
+    /// The longest `Retry-After` a request waits out; a longer one stops the request
+    /// ([`GraphError::ToldToWait`]).
+    pub(crate) fn longest_wait(&self) -> Duration {
+        self.inner.policy.max_retry_after
     }
 
     pub(super) fn count_request(&self) {

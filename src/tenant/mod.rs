@@ -25,7 +25,7 @@ mod shard;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -731,7 +731,7 @@ pub async fn backup(
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
     let root = crate::fsdest::Dest::open(&settings.root)
         .map_err(|e| Error::Usage(format!("backup root: {e}")))?;
-    keep_pauses(&graph, &settings.root, &*reporter);
+    keep_pauses(&graph, &settings.root, &*reporter)?;
     let discovery = match &settings.source {
         DriveSource::Discover(selection) => discover(&graph, selection).await?,
         DriveSource::File(path) => read_drive_list(path)?,
@@ -810,19 +810,26 @@ fn status_name(status: DriveStatus) -> &'static str {
     }
 }
 
-/// Wait out a pause the service asked of an earlier run, and keep each new one under `ROOT/.odbackup/`.
-fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) {
+/// Wait out a pause the service asked of an earlier run, and keep each new one under `ROOT/.odbackup/`; an
+/// earlier pause longer than a run waits is the error to stop with.
+fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) -> Result<(), Error> {
     let file = root
         .join(crate::localpath::STATE_DIR)
         .join(THROTTLED_UNTIL_FILE);
-    let now = std::time::SystemTime::now();
-    if let Some(until) = std::fs::read_to_string(&file)
-        .ok()
-        .and_then(|ms| ms.trim().parse::<u64>().ok())
-        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
-        && let Ok(left) = until.duration_since(now)
-    {
-        reporter.event(&crate::progress::Event::Notice {
+    let kept = std::fs::read_to_string(&file).ok();
+    match app::earlier_pause(
+        kept.as_deref(),
+        std::time::SystemTime::now(),
+        graph.longest_wait(),
+    ) {
+        app::EarlierPause::Over => {}
+        app::EarlierPause::TooLong(until) => {
+            return Err(Error::ToldToWait {
+                until: until.into(),
+            });
+        }
+        app::EarlierPause::Wait(left) => {
+            reporter.event(&crate::progress::Event::Notice {
             kind: crate::progress::NoticeKind::WaitingForService,
             path: None,
             message: &format!(
@@ -832,7 +839,8 @@ fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) {
             ),
             detail: None,
         });
-        graph.hold_for(left);
+            graph.hold_for(left);
+        }
     }
     graph.on_pause(Arc::new(move |until| {
         let ms = until
@@ -857,6 +865,7 @@ fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) {
             }
         });
     }));
+    Ok(())
 }
 
 /// One drive's run settings: its folder as the destination, its own manifest, the drive by ID.

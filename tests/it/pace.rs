@@ -151,3 +151,123 @@ fn a_remembered_lifetime_that_listing_urls_outlive_is_tried_once_and_learned_ane
     assert_eq!(sim.expired_url_requests(), 0);
     assert!(sim.requests(RequestKind::Content) < 40);
 }
+
+#[test]
+fn a_retry_after_longer_than_a_run_waits_stops_the_run_at_once_sends_nothing_more_and_is_kept_for_the_next()
+ {
+    let (tree, _) = small_files(40);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut against(&sim, &dest, "crawl")), 0);
+    // Half an hour: beyond the 15 minutes a run waits out. The first transfers go out together: those on
+    // their way when the first refusal is sent are not early.
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.fail_always(Failure::throttled(1800).only(RequestKind::Download));
+    let started = std::time::Instant::now();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_exit!(out, 5);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sim.requests_during_retry_after(), 0);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    // Only the transfers already on their way when the first refusal came were sent.
+    assert!(
+        sim.requests(RequestKind::Download) <= 8,
+        "{}",
+        sim.requests(RequestKind::Download)
+    );
+    let summary = json(&out);
+    let fatal = summary["download"]["fatal"].as_str().unwrap();
+    assert!(
+        fatal.contains("Retry-After") && fatal.contains("30 min"),
+        "{fatal}"
+    );
+    assert_eq!(summary["download"]["fatal_class"], "throttled");
+    // The pause is kept: the next run waits out the rest rather than asking early.
+    let until_ms: u64 = dest.setting("throttled_until").unwrap().parse().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        until_ms > now_ms + 1_700_000 && until_ms <= now_ms + 1_800_000,
+        "{until_ms} vs {now_ms}"
+    );
+    // Run again at once: nothing is sent, and the run says until when.
+    sim.reset_counters();
+    let again = run(&mut backup(&sim, &dest));
+    assert_exit!(again, 5);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("asked an earlier run for no request until"),
+        "{said}"
+    );
+    assert_eq!(
+        sim.requests(RequestKind::Download) + sim.requests(RequestKind::Delta),
+        0
+    );
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[test]
+fn a_download_host_refusing_every_request_as_out_of_range_fails_the_file_instead_of_asking_for_ever()
+ {
+    let tree = Tree::personal().file("a.bin", 5_000).file("b.jpg", 700);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut against(&sim, &dest, "crawl")), 0);
+    // A 416 without Content-Range, even to a GET that asks for no range.
+    sim.fail_always(
+        Failure::status(416, "invalidRange", "Requested range not satisfiable")
+            .only(RequestKind::Download),
+    );
+    let out = run(backup(&sim, &dest).arg("--json"));
+    assert_exit!(out, 1);
+    assert!(
+        sim.requests(RequestKind::Download) <= 4,
+        "{}",
+        sim.requests(RequestKind::Download)
+    );
+    let rows = dest.file_rows();
+    for name in ["/a.bin", "/b.jpg"] {
+        assert_eq!(rows[name].state, "failed", "{name}");
+    }
+    assert!(!dest.join("a.bin").exists() && !dest.join("b.jpg").exists());
+}
+
+#[test]
+fn a_retry_after_longer_than_a_run_waits_on_the_listing_stops_the_run_at_once_too() {
+    let (tree, _) = small_files(30);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    for listing in [RequestKind::Delta, RequestKind::Children] {
+        sim.clear_failures();
+        sim.fail_always(Failure::throttled(3600).only(listing));
+        let started = std::time::Instant::now();
+        let out = run(backup(&sim, &dest).args([
+            "--crawl-method",
+            if listing == RequestKind::Delta {
+                "delta"
+            } else {
+                "children"
+            },
+        ]));
+        assert_exit!(out, 5);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{listing:?}: {:?}",
+            started.elapsed()
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("Retry-After") && said.contains("run again after"),
+            "{said}"
+        );
+        assert_eq!(sim.requests(listing), 1, "{listing:?}");
+        dest.set_setting("throttled_until", "0");
+        sim.reset_counters();
+    }
+}
