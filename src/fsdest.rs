@@ -34,6 +34,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use sha1::{Digest as _, Sha1};
 
+pub use crate::localpath::is_own_part_name;
 use crate::localpath::{STATE_DIR, trash_path};
 
 /// Why something could not be done under the destination.
@@ -870,24 +871,6 @@ pub fn journal_name(part: &str) -> String {
 /// like a part file's, so a sweep finds one a crash left behind.
 pub fn moving_name(drive_id: &str, item_id: &str) -> String {
     part_file_name(drive_id, item_id, "\0moving")
-}
-
-/// Whether `name` is exactly one of odbackup's part files or span journals
-/// (`.odbackup-<16 hex>-<8 hex>.part`, optionally `.chunks`): nothing else is ever swept.
-pub fn is_own_part_name(name: &str) -> bool {
-    let stem = name.strip_suffix(".chunks").unwrap_or(name);
-    let Some(middle) = stem
-        .strip_prefix(".odbackup-")
-        .and_then(|s| s.strip_suffix(".part"))
-    else {
-        return false;
-    };
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
-    matches!(middle.split_once('-'), Some((item, version)) if hex(item, 16) && hex(version, 8))
 }
 
 /// Check an item path (plain names only, not in the state folder) and split it into its folder and its

@@ -16,6 +16,10 @@
 //!   case, compared as a case-folding file system would) is reserved: the remote item goes to
 //!   `<name> (from OneDrive)` instead (`STATE_DIR_STAND_IN`), so drive content can never land in, over or
 //!   beside the manifest and its lock.
+//! - Anywhere, a name shaped like one of odbackup's own part files or span journals
+//!   (`.odbackup-<16 hex>-<8 hex>.part`, optionally `.chunks`, in any letter case) counts as changed and gets
+//!   the suffix, so the end-of-run sweep of stale part files can never take a file that came from the drive,
+//!   and a part file can never be opened over one on a case-folding disk.
 //!
 //! It also says how the destination compares names (`NameRules`, probed once per run by `probe_name_rules`):
 //! whether two names are the same file there.
@@ -198,11 +202,34 @@ pub(crate) fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
         };
         changed = true;
     }
+    // Only a name starting with a dot can be one (folding never changes the dot), so most names skip the fold.
+    if out.starts_with('.') && is_own_part_name(&NameRules::FOLDING.key(&out)) {
+        changed = true;
+    }
     if changed || out.len() > MAX_NAME_BYTES {
         out = with_suffix(&out, &stable_suffix(item_id));
         changed = true;
     }
     SafeName { name: out, changed }
+}
+
+/// Whether `name` is exactly one of odbackup's part files or span journals
+/// (`.odbackup-<16 hex>-<8 hex>.part`, optionally `.chunks`, hex in lower case): nothing else is ever swept,
+/// and [`safe_name`] never gives a drive item such a name.
+pub fn is_own_part_name(name: &str) -> bool {
+    let stem = name.strip_suffix(".chunks").unwrap_or(name);
+    let Some(middle) = stem
+        .strip_prefix(".odbackup-")
+        .and_then(|s| s.strip_suffix(".part"))
+    else {
+        return false;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    matches!(middle.split_once('-'), Some((item, version)) if hex(item, 16) && hex(version, 8))
 }
 
 /// `name` with the stable suffix of `item_id` before its extension (`IMG_1.jpg` → `IMG_1~1c9e0f.jpg`): where an
@@ -285,6 +312,35 @@ pub(crate) fn child_path(parent: &str, child: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drive_name_shaped_like_a_part_file_is_never_kept_as_is() {
+        let part = ".odbackup-0123456789abcdef-89abcdef.part";
+        for name in [
+            part.to_owned(),
+            format!("{part}.chunks"),
+            part.to_uppercase(),
+            format!("{}.CHUNKS", part.to_uppercase()),
+        ] {
+            let safe = safe_name(&name, "ID!1");
+            assert!(safe.changed, "{name}");
+            assert!(
+                !is_own_part_name(&NameRules::FOLDING.key(&safe.name)),
+                "{name} → {}",
+                safe.name
+            );
+            assert_eq!(safe, safe_name(&name, "ID!1"), "stable");
+        }
+        // Look-alikes that are not the shape stay as they are.
+        for name in [
+            ".odbackup-0123456789abcdef-89abcdef.partial",
+            ".odbackup-0123-89abcdef.part",
+            "odbackup-0123456789abcdef-89abcdef.part",
+            ".odbackup",
+        ] {
+            assert_eq!(safe_name(name, "ID!1").name, name);
+        }
+    }
 
     #[test]
     fn the_state_folder_name_is_reserved_at_the_top_in_every_spelling() {

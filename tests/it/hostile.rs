@@ -162,3 +162,46 @@ fn the_state_folder_is_reserved_in_the_date_layout_and_for_a_root_of_that_name()
         ".odbackup/manifest.sqlite.lock",
     );
 }
+
+#[test]
+fn drive_files_named_like_part_files_are_kept_under_a_suffixed_name_and_never_swept() {
+    let part = ".odbackup-0123456789abcdef-89abcdef.part";
+    let names = [
+        format!("Photos/{part}"),
+        format!("Photos/{part}.chunks"),
+        part.to_uppercase(),
+    ];
+    let mut tree = Tree::personal().file("Photos/a.jpg", 2_000);
+    for (i, name) in names.iter().enumerate() {
+        tree = tree.file(name, 3_000 + i as u64);
+    }
+    let sim = Simulator::start(tree);
+    let outer = tempfile::tempdir().unwrap();
+    let dest = outer.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    for round in 0..2 {
+        assert_eq!(
+            backup_into(&sim, &dest, &[]).status.code(),
+            Some(0),
+            "run {round}"
+        );
+        let rows = read_items(&odbackup::app::default_manifest_path(&dest)).expect("the rows");
+        for remote in &names {
+            let row = &rows[&format!("/{remote}")];
+            assert_eq!(row.state, "done", "{remote}");
+            let local = row.local_path.as_deref().expect("a local path");
+            let file_name = local.rsplit('/').next().unwrap();
+            assert!(
+                !odbackup::localpath::is_own_part_name(&file_name.to_lowercase()),
+                "{remote} kept a part file's name: {local}"
+            );
+            // The sweep at the end of each run left it, with its bytes.
+            same_bytes(&sim, &dest, local, remote);
+        }
+    }
+    assert_eq!(
+        sim.requests(RequestKind::Download),
+        4,
+        "the second run found every file done"
+    );
+}
