@@ -71,7 +71,7 @@ pub fn fold(name: &str) -> String {
 
 fn existing_of(item: &DriveItem) -> ExistingItem {
     ExistingItem {
-        id: item.id.as_str().to_owned(),
+        id: item.id.clone(),
         folder: item.folder.is_some() || item.package.is_some() || item.root.is_some(),
         size: item.size,
         quick_xor: item
@@ -136,7 +136,7 @@ impl TargetFolders {
         {
             if there.folder {
                 return Ok(Arc::new(TargetFolder {
-                    id: ItemId::from(there.id.as_str()),
+                    id: there.id,
                     created_here: false,
                     listing: OnceCell::new(),
                 }));

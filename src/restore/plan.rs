@@ -12,6 +12,7 @@
 //! the service (and Windows under it) drops or refuses the trailing dot. A leading dot is fine (`.bashrc`).
 
 use crate::graph::ConflictBehavior;
+use crate::ids::ItemId;
 
 /// Files up to this size go up in one `PUT …/content`; larger ones through an upload session. The
 /// `OneDrive` page gives 4 MB as the limit of a simple upload
@@ -359,8 +360,8 @@ pub fn split_parent(path: &str) -> (String, String) {
 /// An item the target already has under the name an entry goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingItem {
-    /// Its ID.
-    pub id: String,
+    /// Its ID (compared canonically: the service has changed IDs' letter case between two calls).
+    pub id: ItemId,
     /// Whether it is a folder.
     pub folder: bool,
     /// Its size.
@@ -379,7 +380,7 @@ pub enum Decision {
     /// The same content is already there (same size and quickXorHash): nothing to send.
     AlreadyThere {
         /// The item.
-        id: String,
+        id: ItemId,
     },
     /// Leave what is there and skip the file.
     Skip {
@@ -396,7 +397,7 @@ pub fn decide(
     quick_xor: &str,
     existing: Option<&ExistingItem>,
     policy: OnConflict,
-    own_previous: Option<&str>,
+    own_previous: Option<&ItemId>,
 ) -> Decision {
     let Some(there) = existing else {
         // `fail`, not `replace`: an item that appears meanwhile is caught and judged, never overwritten.
@@ -415,7 +416,7 @@ pub fn decide(
             id: there.id.clone(),
         };
     }
-    if own_previous == Some(there.id.as_str()) {
+    if own_previous == Some(&there.id) {
         return Decision::Upload(ConflictBehavior::Replace);
     }
     match policy {
@@ -537,7 +538,7 @@ mod tests {
     fn existing_items_are_judged_by_size_and_hash_then_by_the_policy() {
         use ConflictBehavior as C;
         let there = |size, qx: &str| ExistingItem {
-            id: "T1".into(),
+            id: ItemId::from("T1"),
             folder: false,
             size: Some(size),
             quick_xor: Some(qx.into()),
@@ -553,7 +554,9 @@ mod tests {
                 Some(there(10, "h")),
                 OnConflict::Replace,
                 None,
-                Decision::AlreadyThere { id: "T1".into() },
+                Decision::AlreadyThere {
+                    id: ItemId::from("T1"),
+                },
             ),
             (
                 Some(there(10, "other")),
@@ -598,11 +601,32 @@ mod tests {
         ];
         for (existing, policy, own, want) in cases {
             assert_eq!(
-                decide(10, "h", existing.as_ref(), policy, own),
+                decide(
+                    10,
+                    "h",
+                    existing.as_ref(),
+                    policy,
+                    own.map(ItemId::from).as_ref()
+                ),
                 want,
                 "{existing:?} {policy:?}"
             );
         }
+        // The item an earlier attempt left is known by its ID in any spelling the service used since.
+        let left = ExistingItem {
+            id: ItemId::from("5EA4B1C0D2E3F617!118"),
+            ..there(10, "x")
+        };
+        assert_eq!(
+            decide(
+                10,
+                "h",
+                Some(&left),
+                OnConflict::Skip,
+                Some(&ItemId::from("5ea4b1c0d2e3f617!118"))
+            ),
+            Decision::Upload(C::Replace)
+        );
     }
 
     #[test]

@@ -305,12 +305,13 @@ impl FileTask<'_> {
                             }
                         }
                     };
+                    let own_previous = job.item_id.as_deref().map(ItemId::from);
                     match decide(
                         local.len,
                         &qx,
                         Some(item),
                         self.policy,
-                        job.item_id.as_deref(),
+                        own_previous.as_ref(),
                     ) {
                         Decision::AlreadyThere { id } => {
                             return self.already_there(job, &id, item, &qx).await;
@@ -352,7 +353,7 @@ impl FileTask<'_> {
     async fn already_there(
         &self,
         job: &RestoreJob,
-        id: &str,
+        id: &ItemId,
         item: &ExistingItem,
         quick_xor: &str,
     ) -> FileOutcome {
@@ -366,7 +367,7 @@ impl FileTask<'_> {
                 .graph
                 .set_file_system_info(
                     self.drive,
-                    &ItemId::from(id),
+                    id,
                     job.created_at.as_deref(),
                     job.modified_at.as_deref(),
                 )
@@ -375,7 +376,7 @@ impl FileTask<'_> {
             return graph_failed("setting the times of the file already there", &e);
         }
         FileOutcome::Done {
-            item_id: id.to_owned(),
+            item_id: id.as_str().to_owned(),
             quick_xor: Some(quick_xor.to_owned()),
             sent: 0,
             already_there: true,
