@@ -649,6 +649,8 @@ enum RowWrite {
         link: Option<Twin>,
         /// Whether new bytes were renamed over the name (files linked to the old ones keep them).
         written: bool,
+        /// Where the file that was in the way went in the trash, if one was.
+        displaced: Option<String>,
     },
     /// The file failed for this run.
     Failed {
@@ -673,6 +675,7 @@ impl RowWrite {
                 local_size,
                 adopted,
                 attempts,
+                displaced,
                 ..
             } => RowWrite::Done {
                 drive,
@@ -687,6 +690,7 @@ impl RowWrite {
                 local_size: *local_size,
                 link: finished.linked.clone(),
                 written: !adopted && finished.linked.is_none(),
+                displaced: displaced.clone(),
             },
             TransferOutcome::Failed(failure) => RowWrite::Failed {
                 drive,
@@ -715,9 +719,14 @@ impl RowWrite {
                 local_size,
                 link,
                 written,
+                displaced,
             } => {
                 let recorded = m.record_done(drive, item, version, done)?;
                 if recorded == Recorded::Applied {
+                    // The copy a file deleted on the drive kept there is this item's file now, or went to
+                    // the trash to make way: its row must not claim the name (`--mirror-deletes` would take
+                    // this file away).
+                    m.hand_over_written_path(drive, item, &done.local_path, displaced.as_deref())?;
                     if let Some(c) = caveat {
                         m.set_caveat(drive, item, c, *local_size)?;
                     }
@@ -796,7 +805,7 @@ fn account(
                     kind: NoticeKind::LocalFileDisplaced,
                     path: Some(&local_path),
                     message: &format!(
-                        "a local file that odbackup did not write was in the way: moved into the trash ({trash})"
+                        "a local file that is not this file's earlier copy was in the way: moved into the trash ({trash})"
                     ),
                     detail: None,
                 });

@@ -377,7 +377,9 @@ pub(super) fn upsert(
 /// (compared by `local_key`: as its file system compares names, see [`NameRules`]) takes its alternative, which
 /// carries a suffix derived from its own ID, so the choice is the same on every run. An item that already holds
 /// its alternative keeps it, even once the first path is free (a file is not moved for looks). A row of an item
-/// deleted remotely still holds its claim: its file is kept on disk.
+/// deleted remotely holds no claim: a file deleted and uploaded again under its name (a new item ID, as phone
+/// apps and the web's "replace" do) takes its name back, and the deleted one's kept copy goes to the trash
+/// when the new one is placed (its row follows it there, see `move_written_paths`).
 fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite::Result<String> {
     let Some(alternative) = &item.local_path_on_clash else {
         return Ok(item.local_path.clone());
@@ -385,7 +387,7 @@ fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite:
     let (taken, held): (bool, Option<String>) = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM items WHERE coalesce(local_key, local_path) = odbackup_name_key(?1)
-                              AND NOT (drive_id = ?2 AND item_id = ?3)),
+                              AND NOT (drive_id = ?2 AND item_id = ?3) AND remote_deleted = 0),
                     (SELECT local_path FROM items WHERE drive_id = ?2 AND item_id = ?3)",
         )?
         .query_row(

@@ -1,9 +1,11 @@
 //! Where files are on disk, as the downloader moves them about: a file that made way for another (into the
-//! trash) takes every row that recorded it along.
+//! trash) takes every row that recorded it along, and a file taken over by a live item leaves the rows of
+//! deleted items that recorded it.
 
 use rusqlite::params;
 
 use super::{Manifest, Result};
+use crate::ids::{DriveId, ItemId};
 
 impl Manifest {
     /// Record that the file at `from` (relative to the destination) is now at `to`, for every row that
@@ -13,6 +15,28 @@ impl Manifest {
         self.conn
             .prepare_cached("UPDATE items SET written_path = ?2 WHERE written_path = ?1")
             .and_then(|mut stmt| stmt.execute(params![from, to]))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The file at `path` is `drive`/`item`'s now (downloaded there, adopted or linked): rows of files deleted
+    /// on the drive that recorded their kept copy there follow that copy, to `moved_to` when it went to the
+    /// trash to make way, else nowhere (its bytes are the live item's). Found through the local-path index:
+    /// such a row held the same local path before it was deleted.
+    pub(crate) fn hand_over_written_path(
+        &mut self,
+        drive: &DriveId,
+        item: &ItemId,
+        path: &str,
+        moved_to: Option<&str>,
+    ) -> Result<usize> {
+        self.conn
+            .prepare_cached(
+                "UPDATE items SET written_path = ?4
+                 WHERE coalesce(local_key, local_path) = odbackup_name_key(?3) AND remote_deleted = 1
+                   AND odbackup_name_key(written_path) = odbackup_name_key(?3)
+                   AND NOT (drive_id = ?1 AND item_id = ?2)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![drive.key(), item.key(), path, moved_to]))
             .map_err(|e| self.err(e))
     }
 }

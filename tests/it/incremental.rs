@@ -277,3 +277,48 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
     assert_eq!(sim.requests(RequestKind::Delta), 1);
     assert_eq!(sim.requests(RequestKind::Download), 1);
 }
+
+#[test]
+fn a_file_deleted_and_made_again_under_its_name_takes_its_plain_name_back() {
+    let sim = Simulator::start(twelve_folders());
+    let dest = TestDest::new();
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    // Deleted and uploaded again between two runs (a new item ID, the same name), as phone apps do on
+    // re-upload; and a file deleted in one run and made again before the next.
+    sim.delete("A/f0.jpg");
+    sim.add_file("A/f0.jpg", 4_321);
+    sim.delete("B/f1.jpg");
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    sim.add_file("B/f1.jpg", 5_432);
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    let rows = dest.rows();
+    for path in ["A/f0.jpg", "B/f1.jpg"] {
+        let live: Vec<_> = rows
+            .iter()
+            .filter(|(p, r)| *p == format!("/{path}") && !r.remote_deleted)
+            .collect();
+        assert_eq!(live.len(), 1, "{path}: {rows:#?}");
+        let row = &live[0].1;
+        assert_eq!(row.state, "done", "{path}");
+        assert_eq!(
+            row.local_path.as_deref(),
+            Some(path),
+            "{path}: its plain name"
+        );
+        assert_mirrors(&sim, &dest, &[path]);
+    }
+    // The deleted file's copy made way into the trash, and its row followed it: mirroring deletions now
+    // leaves the new file where it is.
+    let old_copy = |path: &str| {
+        rows.iter()
+            .find(|(p, r)| *p == format!("/{path}") && r.remote_deleted)
+            .and_then(|(_, r)| r.written_path.clone())
+            .unwrap_or_else(|| panic!("{path}: the deleted row's copy"))
+    };
+    let trashed = old_copy("A/f0.jpg");
+    assert!(trashed.starts_with(".odbackup/trash/"), "{trashed}");
+    assert_eq!(std::fs::metadata(dest.join(&trashed)).unwrap().len(), 1_000);
+    assert_exit!(run(backup(&sim, &dest).arg("--mirror-deletes")), 0);
+    assert_mirrors(&sim, &dest, &["A/f0.jpg", "B/f1.jpg"]);
+    assert_eq!(std::fs::metadata(dest.join(&trashed)).unwrap().len(), 1_000);
+}
