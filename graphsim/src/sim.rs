@@ -955,6 +955,29 @@ impl Simulator {
         });
     }
 
+    /// Lists the file at `path` with `listed` as its size from now on (a new eTag, the same cTag), while it
+    /// serves and hashes the same bytes as before: a size reading that changes while the content does not.
+    /// Old personal JPG/PDF/DOCX items have been listed larger than their bytes, with a SHA-1 matching the
+    /// download (onedrive-api-docs #492), and rclone's OneDrive backend calls the service's size readings
+    /// unreliable and trusts the body's length instead.
+    pub fn flap_listed_size(&self, path: &str, listed: u64) {
+        self.mutate(|w| {
+            let idx = w.expect(path);
+            let old = {
+                let Kind::File(f) = &mut w.items[idx].kind else {
+                    panic!("graphsim: {path:?} is not a file")
+                };
+                let old = f.size;
+                f.served_size = Some(f.served_len());
+                f.hashes_of_served = true;
+                f.size = listed;
+                old
+            };
+            w.add_size(idx, listed as i64 - old as i64);
+            Self::touch(w, idx);
+        });
+    }
+
     /// Renames the item at `path` (same ID).
     pub fn rename(&self, path: &str, new_name: &str) {
         self.mutate(|w| {

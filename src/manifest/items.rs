@@ -272,19 +272,29 @@ pub struct NewItem {
 
 /// Whether a listed row describes different content from the stored one (SQL over `items` and `excluded`).
 ///
-/// Size or kind differ, or the strongest hash *both* sides have differs (quickXor, then SHA-1 in any case);
-/// with no common hash, the cTag (content-only) if both have one, else the eTag. Comparing only hashes both
-/// sides carry matters: `OneDrive` Personal dropped `sha1Hash` in 2023, and a hash disappearing from the
-/// listing must not send every finished file back to the download queue.
-const CONTENT_CHANGED: &str =
-    "(items.kind IS NOT excluded.kind OR items.size IS NOT excluded.size OR CASE
+/// The kind differs, or the strongest hash *both* sides have differs (quickXor, then SHA-1 in any case); with
+/// no common hash, the size, then the cTag (content-only) if both have one, else the eTag. Comparing only hashes
+/// both sides carry matters: `OneDrive` Personal dropped `sha1Hash` in 2023, and a hash disappearing from the
+/// listing must not send every finished file back to the download queue. A common hash decides alone: both
+/// hashes cover the length (quickXor folds it in), while the listed size has changed under unchanged bytes
+/// (onedrive-api-docs #492; rclone calls OneDrive's size readings unreliable), and a size reading that flaps
+/// must not fetch the file again on every full listing.
+const CONTENT_CHANGED: &str = "(items.kind IS NOT excluded.kind OR CASE
         WHEN items.quick_xor IS NOT NULL AND excluded.quick_xor IS NOT NULL
             THEN items.quick_xor <> excluded.quick_xor
         WHEN items.sha1 IS NOT NULL AND excluded.sha1 IS NOT NULL
             THEN upper(items.sha1) <> upper(excluded.sha1)
+        WHEN items.size IS NOT excluded.size THEN 1
         WHEN items.ctag IS NOT NULL AND excluded.ctag IS NOT NULL
             THEN items.ctag <> excluded.ctag
         ELSE items.etag IS NOT excluded.etag END)";
+
+/// When a done file is listed with another size while its content, by hash, did not change (see [`CONTENT_CHANGED`]):
+/// it stays done, keeps the length it has on disk (`local_size`, unless the listing now agrees with it) and says
+/// why under the `size_metadata` caveat, as a file fetched with a wrong listed size does.
+fn size_flapped() -> String {
+    format!("(items.state = 'done' AND items.size IS NOT excluded.size AND NOT {CONTENT_CHANGED})")
+}
 
 /// The upsert of one listed item (`?21` = the crawl, `?22` = now, `?23` = why filters exclude it).
 ///
@@ -293,6 +303,7 @@ const CONTENT_CHANGED: &str =
 /// reset; otherwise the state is kept (a folder's `done` means "listed", which only the crawl changes).
 /// Seen again, it is no longer flagged as deleted.
 fn upsert_sql() -> String {
+    let size_flapped = size_flapped();
     format!(
         "INSERT INTO items (drive_id, item_id, parent_id, name, remote_path, local_path, kind, size, quick_xor,
                    sha1, sha256, etag, ctag, mime_type, created_at, modified_at, taken_at, media, state,
@@ -310,6 +321,23 @@ ON CONFLICT (drive_id, item_id) DO UPDATE SET
     attempts = CASE
         WHEN items.state IN ('done', 'failed') AND excluded.kind <> 'folder' AND {CONTENT_CHANGED} THEN 0
         ELSE items.attempts END,
+    local_size = CASE WHEN {size_flapped}
+        THEN nullif(coalesce(items.local_size, items.size), excluded.size)
+        ELSE items.local_size END,
+    caveat_class = CASE WHEN {size_flapped} THEN
+            CASE WHEN coalesce(items.local_size, items.size) IS NOT excluded.size
+                THEN coalesce(items.caveat_class, 'size_metadata')
+            WHEN items.caveat_class = 'size_metadata' THEN NULL
+            ELSE items.caveat_class END
+        ELSE items.caveat_class END,
+    caveat = CASE WHEN {size_flapped} THEN
+            CASE WHEN coalesce(items.local_size, items.size) IS NOT excluded.size
+                THEN coalesce(items.caveat, printf('the listing now says %d bytes but the file has %d and the \
+                    listed hash: the listed size is wrong, the file is kept as it is', excluded.size,
+                    coalesce(items.local_size, items.size)))
+            WHEN items.caveat_class = 'size_metadata' THEN NULL
+            ELSE items.caveat END
+        ELSE items.caveat END,
     parent_id = excluded.parent_id, name = excluded.name, remote_path = excluded.remote_path,
     local_path = excluded.local_path, kind = excluded.kind, size = excluded.size,
     quick_xor = excluded.quick_xor, sha1 = excluded.sha1, sha256 = excluded.sha256, etag = excluded.etag,
@@ -582,10 +610,18 @@ mod tests {
                 0,
             ),
             (
-                "done, new size",
+                "done, a new size under the same hash (the size reading changed, not the bytes)",
                 file("/e", 1, "Q1"),
                 Then::Downloaded,
                 file("/e", 2, "Q1"),
+                "done",
+                2,
+            ),
+            (
+                "done, a new size and hash",
+                file("/e", 1, "Q1"),
+                Then::Downloaded,
+                file("/e", 2, "Q2"),
                 "pending",
                 0,
             ),

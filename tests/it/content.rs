@@ -266,6 +266,56 @@ fn a_file_whose_bytes_have_the_listed_hash_is_kept_whatever_the_listed_size_says
     assert_eq!(sim.requests(RequestKind::Content), 0);
 }
 
+#[test]
+fn a_listed_size_that_changes_under_an_unchanged_hash_fetches_nothing_again() {
+    let sim = Simulator::start(
+        Tree::personal()
+            .file("Pictures/2009/old.png", 48_000)
+            .file("Pictures/fine.jpg", 5_000),
+    );
+    let dest = TestDest::new();
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    let bytes = std::fs::read(dest.join("Pictures/2009/old.png")).unwrap();
+    // The listing now says 48,313 bytes; the bytes and their hash are what they were.
+    sim.flap_listed_size("Pictures/2009/old.png", 48_313);
+    for args in [&[][..], &["--full"][..]] {
+        sim.reset_counters();
+        let out = run(backup(&sim, &dest).args(args));
+        assert_exit!(out, 0, "{args:?}");
+        assert_eq!(sim.requests(RequestKind::Download), 0, "{args:?}");
+        assert_eq!(
+            std::fs::read(dest.join("Pictures/2009/old.png")).unwrap(),
+            bytes
+        );
+        let row = &dest.items()["/Pictures/2009/old.png"];
+        assert_eq!(
+            (
+                row.state.as_str(),
+                row.caveat_class.as_deref(),
+                row.local_size
+            ),
+            ("done", Some("size_metadata"), Some(48_000)),
+            "{args:?}"
+        );
+    }
+    // `verify` finds the file sound.
+    let out = run(crate::support::odbackup()
+        .args(["verify", "--dest"])
+        .arg(dest.path()));
+    assert_exit!(out, 0);
+    // The reading comes back to the truth: the caveat goes.
+    sim.flap_listed_size("Pictures/2009/old.png", 48_000);
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    let row = &dest.items()["/Pictures/2009/old.png"];
+    assert_eq!((row.caveat_class.as_deref(), row.local_size), (None, None));
+    // Real new content of another size still comes down.
+    sim.resize_file("Pictures/2009/old.png", 50_000);
+    sim.reset_counters();
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    assert_eq!(sim.requests(RequestKind::Download), 1);
+    assert_same_bytes(&sim, &dest, ["Pictures/2009/old.png"]);
+}
+
 /// Every text value of every table of the manifest at `dest`, as `table.column: value`.
 fn manifest_text(dest: &TestDest) -> Vec<String> {
     let db = dest.db();
