@@ -277,7 +277,7 @@ pub struct NewItem {
 /// both sides carry matters: `OneDrive` Personal dropped `sha1Hash` in 2023, and a hash disappearing from the
 /// listing must not send every finished file back to the download queue. A common hash decides alone: both
 /// hashes cover the length (quickXor folds it in), while the listed size has changed under unchanged bytes
-/// (onedrive-api-docs #492; rclone calls OneDrive's size readings unreliable), and a size reading that flaps
+/// (onedrive-api-docs #492; rclone calls `OneDrive`'s size readings unreliable), and a size reading that flaps
 /// must not fetch the file again on every full listing.
 const CONTENT_CHANGED: &str = "(items.kind IS NOT excluded.kind OR CASE
         WHEN items.quick_xor IS NOT NULL AND excluded.quick_xor IS NOT NULL
@@ -573,7 +573,7 @@ mod tests {
     fn upsert_state_transitions() {
         let no_hash = |f: &mut NewItem| f.quick_xor = None;
         // (case, first listing, what happened, second listing, state and attempts after it)
-        let cases = [
+        let cases = vec![
             (
                 "new file",
                 file("/a", 1, "Q1"),
