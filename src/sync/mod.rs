@@ -287,9 +287,17 @@ async fn resolve_scope(
             format!("special folder {name}"),
         ),
     };
-    let item = item.map_err(|source| CrawlError::Scope {
-        scope: label.clone(),
-        source,
+    let item = item.map_err(|source| match scope {
+        Scope::Special(name) if matches!(source.status(), Some(403 | 404)) => {
+            CrawlError::SpecialFolderMissing {
+                name: name.clone(),
+                source,
+            }
+        }
+        _ => CrawlError::Scope {
+            scope: label.clone(),
+            source,
+        },
     })?;
     if item.folder.is_none() && item.root.is_none() && item.package.is_none() {
         return Err(CrawlError::NotAFolder { scope: label });

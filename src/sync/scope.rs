@@ -97,6 +97,23 @@ pub enum CrawlError {
         #[source]
         source: GraphError,
     },
+    /// `--special`: the drive has no special folder of that name that this sign-in can see. Camera Roll and
+    /// Music are not available on `OneDrive` for Business, and with read-only permissions a special folder that
+    /// does not exist yet answers 403 Forbidden
+    /// (<https://learn.microsoft.com/en-us/graph/api/drive-get-specialfolder>).
+    #[error(
+        "the drive has no special folder {name:?} that this sign-in can see ({source}); special folders are \
+         documents, photos, cameraroll and music (the last two on OneDrive Personal only), approot and \
+         recordings (OneDrive for Business), and one never written to does not exist yet: check the name, or \
+         back up the folder by its path with --root"
+    )]
+    SpecialFolderMissing {
+        /// The name as the user gave it.
+        name: String,
+        /// The Graph error.
+        #[source]
+        source: GraphError,
+    },
     /// The starting point is a file, not a folder.
     #[error("{scope} is not a folder")]
     NotAFolder {
@@ -122,7 +139,9 @@ impl CrawlError {
     /// The Graph error behind this one, if any (the caller maps auth errors to their exit code).
     pub(crate) fn graph_error(&self) -> Option<&GraphError> {
         match self {
-            CrawlError::Scope { source, .. } | CrawlError::Listing { source, .. } => Some(source),
+            CrawlError::Scope { source, .. }
+            | CrawlError::SpecialFolderMissing { source, .. }
+            | CrawlError::Listing { source, .. } => Some(source),
             _ => None,
         }
     }

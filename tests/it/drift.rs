@@ -607,3 +607,25 @@ fn a_remote_item_reference_missing_its_leading_zero_is_recorded_canonically() {
     );
     assert!(item.starts_with(drive), "{remote_ref}");
 }
+
+#[test]
+fn a_special_folder_the_drive_does_not_have_is_named_with_what_to_do() {
+    // Camera Roll is not available on OneDrive for Business (404); a read-only sign-in asking for a special
+    // folder that does not exist yet gets 403 (drive-get-specialfolder).
+    let sim = Simulator::start(Tree::business().file("Docs/a.pdf", 1_000));
+    for refusal in [None, Some(Failure::access_denied().only(RequestKind::Item))] {
+        sim.clear_failures();
+        if let Some(failure) = refusal {
+            sim.fail_always(failure);
+        }
+        let dest = TestDest::new();
+        let out = run(backup(&sim, &dest).args(["--special", "cameraroll"]));
+        assert_eq!(out.status.code(), Some(5));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no special folder \"cameraroll\"") && stderr.contains("--root"),
+            "{stderr}"
+        );
+        assert_eq!(sim.requests(RequestKind::Download), 0);
+    }
+}
