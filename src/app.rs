@@ -502,12 +502,11 @@ async fn drive_of(
     let facts = sign_in_facts(&settings.credentials);
     let drive = drives::resolve(graph, &settings.drive, &facts).await?;
     // One destination keeps one drive: another one's files would land among them (a clash of paths, no
-    // deletions noticed). IDs are compared the way the service varies them (letter case, a lost leading zero).
+    // deletions noticed). `DriveId` compares canonically: the service has sent one personal drive ID in both
+    // letter cases and without its leading zero (onedrive-api-docs #1902, abraunegg/onedrive #3115), while a
+    // business ID (`b!…`) is case-sensitive.
     let recorded = manifest.recorded_drives().await?;
-    if let Some((other, kind)) = recorded
-        .iter()
-        .find(|(id, _)| !same_drive_id(id.as_str(), drive.id.as_str()))
-    {
+    if let Some((other, kind)) = recorded.iter().find(|(id, _)| *id != drive.id) {
         return Err(Error::Usage(format!(
             "{} holds the backup of another drive ({other}, {kind}), not of {} ({}): back this one up into \
              its own --dest (one destination per drive), or name the drive it holds",
@@ -524,15 +523,6 @@ async fn drive_of(
     };
     manifest.upsert_drive(record).await?;
     Ok(drive)
-}
-
-/// Whether two drive IDs name the same drive: the service has sent one personal drive ID in both letter cases
-/// and without its leading zero (onedrive-api-docs #1902, abraunegg/onedrive #3115).
-fn same_drive_id(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-        || (!a.is_empty()
-            && a.trim_start_matches('0')
-                .eq_ignore_ascii_case(b.trim_start_matches('0')))
 }
 
 /// Crawl the scope of `drive`, then follow its shortcuts to shared folders and files (see

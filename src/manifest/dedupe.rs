@@ -53,8 +53,8 @@ impl Manifest {
             .and_then(|mut stmt| {
                 stmt.query_row(
                     params![
-                        drive.as_str(),
-                        item.as_str(),
+                        drive.key(),
+                        item.key(),
                         quick_xor,
                         i64::try_from(size).unwrap_or(i64::MAX)
                     ],
@@ -81,10 +81,10 @@ impl Manifest {
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
-                    drive.as_str(),
-                    item.as_str(),
-                    twin.drive_id.as_str(),
-                    twin.item_id.as_str()
+                    drive.key(),
+                    item.key(),
+                    twin.drive_id.key(),
+                    twin.item_id.key()
                 ])
             })
             .map(drop)
@@ -103,7 +103,7 @@ impl Manifest {
                  ORDER BY rowid LIMIT 1",
             )
             .and_then(|mut stmt| {
-                stmt.query_row(params![drive.as_str(), item.as_str()], |r| {
+                stmt.query_row(params![drive.key(), item.key()], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()
@@ -125,7 +125,7 @@ impl Manifest {
         tx.execute(
             "UPDATE items SET linked_drive_id = ?3, linked_item_id = ?4
              WHERE linked_drive_id = ?1 AND linked_item_id = ?2",
-            params![drive.as_str(), item.as_str(), heir_drive, heir_item],
+            params![drive.key(), item.key(), heir_drive, heir_item],
         )
         .map_err(err)?;
         tx.commit().map_err(err)

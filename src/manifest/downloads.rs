@@ -240,8 +240,8 @@ fn mark_done(
     at: &str,
 ) -> rusqlite::Result<Recorded> {
     let changed = conn.prepare_cached(MARK_DONE)?.execute(params![
-        drive.as_str(),
-        item.as_str(),
+        drive.key(),
+        item.key(),
         done.local_path,
         done.verification,
         at,
@@ -270,8 +270,8 @@ fn mark_failed(
     at: &str,
 ) -> rusqlite::Result<Recorded> {
     let changed = conn.prepare_cached(MARK_FAILED)?.execute(params![
-        drive.as_str(),
-        item.as_str(),
+        drive.key(),
+        item.key(),
         failure.attempts,
         failure.class.as_str(),
         failure.http_status,
@@ -431,8 +431,8 @@ impl Manifest {
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
-                    drive.as_str(),
-                    item.as_str(),
+                    drive.key(),
+                    item.key(),
                     caveat.class.as_str(),
                     caveat.reason,
                     i64::try_from(local_size).unwrap_or(i64::MAX)
@@ -519,7 +519,7 @@ impl Manifest {
                 )
                 .map_err(&err)?;
             for (drive, item) in keys {
-                stmt.execute(params![drive.as_str(), item.as_str(), at])
+                stmt.execute(params![drive.key(), item.key(), at])
                     .map_err(&err)?;
             }
         }
