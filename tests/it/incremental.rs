@@ -280,7 +280,14 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
 
 #[test]
 fn a_file_deleted_and_made_again_under_its_name_takes_its_plain_name_back() {
+    for order in [graphsim::DeltaOrder::ParentsFirst, graphsim::DeltaOrder::ChildrenFirst] {
+        deleted_and_made_again(order);
+    }
+}
+
+fn deleted_and_made_again(order: graphsim::DeltaOrder) {
     let sim = Simulator::start(twelve_folders());
+    sim.set_delta_order(order);
     let dest = TestDest::new();
     assert_exit!(run(&mut backup(&sim, &dest)), 0);
     // Deleted and uploaded again between two runs (a new item ID, the same name), as phone apps do on
