@@ -165,6 +165,18 @@ impl RetryPolicy {
 
 /// Classify an HTTP status for retrying. `refreshed` says whether this request already got a fresh token.
 pub fn classify_status(status: u16, retry_after: Option<Duration>, refreshed: bool) -> Outcome {
+    // `Retry-After: 0` (or a date already past) asks for no wait at all: taken at its word, a service that
+    // answers so every time would get `max_throttled_attempts` requests back to back from every worker. So
+    // it is no throttle: a 5xx carrying it (503 included) is a server error, retried with that class's
+    // jittered backoff and smaller budget, and a 429 or 509 pauses by the default throttle backoff, as
+    // without the header.
+    if retry_after.is_some_and(|after| after.is_zero()) {
+        return match status {
+            429 | 509 => Outcome::Throttled { retry_after: None },
+            503 => Outcome::ServerError,
+            _ => classify_status(status, None, refreshed),
+        };
+    }
     match status {
         401 => Outcome::Unauthorized { refreshed },
         429 | 503 | 509 => Outcome::Throttled { retry_after },
@@ -455,6 +467,18 @@ mod tests {
         }
         assert_eq!(classify_status(501, Some(s(3)), false), Outcome::Permanent);
         assert_eq!(classify_status(404, Some(s(3)), false), Outcome::Permanent);
+        // `Retry-After: 0` is no throttle: nothing is retried back to back on its word.
+        for (status, want) in [
+            (429, Outcome::Throttled { retry_after: None }),
+            (509, Outcome::Throttled { retry_after: None }),
+            (503, Outcome::ServerError),
+            (500, Outcome::ServerError),
+            (504, Outcome::ServerError),
+            (501, Outcome::Permanent),
+            (404, Outcome::Permanent),
+        ] {
+            assert_eq!(classify_status(status, Some(s(0)), false), want, "{status}");
+        }
     }
 
     #[test]

@@ -280,7 +280,10 @@ fn a_full_listing_by_delta_records_what_the_children_walk_records_in_a_few_reque
 
 #[test]
 fn a_file_deleted_and_made_again_under_its_name_takes_its_plain_name_back() {
-    for order in [graphsim::DeltaOrder::ParentsFirst, graphsim::DeltaOrder::ChildrenFirst] {
+    for order in [
+        graphsim::DeltaOrder::ParentsFirst,
+        graphsim::DeltaOrder::ChildrenFirst,
+    ] {
         deleted_and_made_again(order);
     }
 }
