@@ -11,7 +11,7 @@ use unicode_normalization::UnicodeNormalization as _;
 
 use super::plan::{ExistingItem, split_parent};
 use super::{Fatal, fatal_of};
-use crate::graph::{DriveItem, GraphClient, GraphError, is_name_taken};
+use crate::graph::{DriveItem, GraphClient, GraphError, PagingGuard, is_name_taken};
 use crate::ids::{DriveId, ItemId};
 use crate::manifest::FailureClass;
 
@@ -229,27 +229,45 @@ impl TargetFolders {
     async fn list(&self, id: &ItemId) -> Result<HashMap<String, ExistingItem>, FolderFailure> {
         let mut out = HashMap::new();
         let mut cursor: Option<String> = None;
+        // A listing cut short would judge name conflicts against half a folder: one that makes no progress
+        // (a link back to a page already sent, pages with nothing new) or never ends fails the folder instead.
+        let mut guard = PagingGuard::default();
         for _ in 0..MAX_PAGES {
             let page = self
                 .graph
                 .children(&self.drive, id, cursor.as_deref())
                 .await
                 .map_err(|e| FolderFailure::of(id.as_str(), "listing the folder", &e))?;
+            guard.check(&page).map_err(|stalled| FolderFailure {
+                class: FailureClass::Other,
+                http_status: None,
+                message: format!(
+                    "listing the folder {:?} on the target: {stalled}; re-run to try again",
+                    id.as_str()
+                ),
+                fatal: None,
+            })?;
             for item in &page.value {
                 if let Some(name) = &item.name {
                     out.insert(fold(name), existing_of(item));
                 }
             }
             match page.next_link {
-                // A next link that points back where we are would loop: the listing ends there.
-                Some(next)
-                    if cursor.as_deref() != Some(next.as_str()) && !page.value.is_empty() =>
-                {
+                Some(next) => {
+                    guard.follow(&next);
                     cursor = Some(next);
                 }
-                _ => return Ok(out),
+                None => return Ok(out),
             }
         }
-        Ok(out)
+        Err(FolderFailure {
+            class: FailureClass::Other,
+            http_status: None,
+            message: format!(
+                "listing the folder {:?} on the target: more than {MAX_PAGES} pages; re-run to try again",
+                id.as_str()
+            ),
+            fatal: None,
+        })
     }
 }

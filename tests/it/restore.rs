@@ -653,3 +653,40 @@ fn a_verbose_restore_log_shows_no_upload_url_and_no_token() {
     );
     assert!(!log.contains(b.token()), "the token is in the log");
 }
+
+#[test]
+fn a_target_folder_whose_listing_makes_no_progress_fails_its_files_within_a_few_requests() {
+    use graphsim::PagingFault;
+    for fault in [
+        PagingFault::RepeatSameLink,
+        PagingFault::PointBackToFirst,
+        PagingFault::EmptyPagesForever,
+    ] {
+        let mut tree = Tree::personal();
+        for i in 0..30 {
+            tree = tree.file(&format!("Up/there_{i:02}.bin"), 100 + i);
+        }
+        let b = Simulator::start(tree);
+        b.set_page_cap(Some(5));
+        b.set_paging_fault(Some(fault), Some("Up"));
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src/Up");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("mine.bin"), b"a file of mine").unwrap();
+        let state = dir.path().join("state.sqlite");
+        b.reset_counters();
+        let out = run(restore_folder(&b, &dir.path().join("src"), &state).arg("--json"));
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {}", json(&out));
+        assert!(
+            b.requests(RequestKind::Children) <= 12,
+            "{fault:?}: {} listing requests",
+            b.requests(RequestKind::Children)
+        );
+        assert_eq!(
+            json(&out)["uploaded"],
+            0,
+            "{fault:?}: nothing judged against half a listing"
+        );
+        assert!(!b.exists("Up/mine.bin"), "{fault:?}");
+    }
+}

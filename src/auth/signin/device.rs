@@ -94,17 +94,29 @@ pub async fn start_device_code(
             raw.verification_uri, raw.user_code
         )
     });
-    let expires_in = Duration::from_secs(raw.expires_in);
+    // Both numbers are the service's, and bound how long and how often we poll: a code is valid for 15
+    // minutes (<https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-device-code>), so an
+    // answer claiming more is held to an hour, and an interval of 0 would poll back to back.
+    let expires_in = Duration::from_secs(raw.expires_in).min(MAX_DEVICE_CODE_LIFETIME);
     Ok(DeviceAuthorization {
         user_code: raw.user_code,
         verification_uri: raw.verification_uri,
         message,
         expires_in,
-        interval: raw.interval.map_or(RFC8628_INTERVAL, Duration::from_secs),
+        interval: raw
+            .interval
+            .map_or(RFC8628_INTERVAL, Duration::from_secs)
+            .max(MIN_POLL_INTERVAL),
         device_code: Secret(raw.device_code),
         expires_at: Instant::now() + expires_in,
     })
 }
+
+/// The longest a device code is polled for, whatever the service says it lasts.
+const MAX_DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// The shortest pause between two polls, whatever interval the service gives.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Wait for the user to finish signing in: poll the token endpoint at the service's interval until it
 /// hands out tokens, the user declines, or the code expires.
