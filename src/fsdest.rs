@@ -306,6 +306,12 @@ impl Dest {
             .map(|e| e.len)
     }
 
+    /// The state folder at the top of the destination (`.odbackup`), created if missing, opened without
+    /// following a link: where small state files beside the data are kept (a tenant root's pause).
+    pub(crate) fn state_folder(&self) -> Result<Folder, DestError> {
+        self.walk(&[STATE_DIR], true).map(|f| f.expect("created"))
+    }
+
     /// Whether `folder` is still the folder at its path (nothing renamed or swapped it away since it was
     /// opened).
     pub(crate) fn still_holds(&self, folder: &Folder) -> bool {
@@ -706,6 +712,30 @@ impl Folder {
             return Err(not_plain());
         }
         Ok(std::fs::File::from(fd))
+    }
+
+    /// Give the small file `name` the content `bytes` whole or not at all: written to a fresh temporary name
+    /// (never through a link), synced, then renamed over `name`.
+    pub(crate) fn replace_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write as _;
+        let tmp = format!("{name}.tmp");
+        let mut file = self.create_fresh(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        self.rename(&tmp, self, name, true)
+    }
+
+    /// The content of the small regular file `name` (never read through a link); `None` if there is none.
+    pub(crate) fn read_file(&self, name: &str) -> io::Result<Option<String>> {
+        use std::io::Read as _;
+        let mut file = match self.open_read(name) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(Some(text))
     }
 
     /// Remove its entry `name` unless it is a folder (a link is removed itself); nothing to remove is fine.

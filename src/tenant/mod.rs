@@ -731,7 +731,7 @@ pub async fn backup(
     let graph = GraphClient::new(settings.graph.clone(), tokens)?;
     let root = crate::fsdest::Dest::open(&settings.root)
         .map_err(|e| Error::Usage(format!("backup root: {e}")))?;
-    keep_pauses(&graph, &settings.root, &*reporter)?;
+    keep_pauses(&graph, &root, &*reporter)?;
     let discovery = match &settings.source {
         DriveSource::Discover(selection) => discover(&graph, selection).await?,
         DriveSource::File(path) => read_drive_list(path)?,
@@ -812,11 +812,16 @@ fn status_name(status: DriveStatus) -> &'static str {
 
 /// Wait out a pause the service asked of an earlier run, and keep each new one under `ROOT/.odbackup/`; an
 /// earlier pause longer than a run waits is the error to stop with.
-fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) -> Result<(), Error> {
-    let file = root
-        .join(crate::localpath::STATE_DIR)
-        .join(THROTTLED_UNTIL_FILE);
-    let kept = std::fs::read_to_string(&file).ok();
+fn keep_pauses(
+    graph: &GraphClient,
+    root: &crate::fsdest::Dest,
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    // Through the root's handle, never following a link planted at `.odbackup` or at the file's name.
+    let kept = root
+        .state_folder()
+        .ok()
+        .and_then(|state| state.read_file(THROTTLED_UNTIL_FILE).ok().flatten());
     match app::earlier_pause(
         kept.as_deref(),
         std::time::SystemTime::now(),
@@ -842,22 +847,19 @@ fn keep_pauses(graph: &GraphClient, root: &Path, reporter: &dyn Reporter) -> Res
             graph.hold_for(left);
         }
     }
+    let root = root.clone();
     graph.on_pause(Arc::new(move |until| {
         let ms = until
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis()
             .to_string();
-        let file = file.clone();
+        let root = root.clone();
         tokio::task::spawn_blocking(move || {
-            let written = file
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| {
-                    let tmp = file.with_extension("tmp");
-                    std::fs::write(&tmp, ms)?;
-                    std::fs::rename(&tmp, &file)
-                });
+            let written = root
+                .state_folder()
+                .map_err(std::io::Error::other)
+                .and_then(|state| state.replace_file(THROTTLED_UNTIL_FILE, ms.as_bytes()));
             if let Err(err) = written {
                 // A diagnostic, not a notice: it runs on the client's pause callback, outside the run's
                 // reporter, and costs at most one early request of the next run, which is told to wait again.

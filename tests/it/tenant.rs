@@ -732,10 +732,17 @@ fn one_throttle_answer_pauses_every_drive_and_a_drive_another_run_holds_is_locke
     std::fs::create_dir_all(&adele).unwrap();
     let lock = std::fs::File::create(adele.join("manifest.sqlite.lock")).unwrap();
     lock.lock().unwrap();
+    // A neighbour's link where the root keeps the pause for the next run: it is never written through.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"not odbackup's").unwrap();
+    std::fs::create_dir_all(org.root.join(".odbackup")).unwrap();
+    std::os::unix::fs::symlink(&victim, org.root.join(".odbackup/throttled_until.tmp")).unwrap();
     // The next answer is a 429: every drive must wait it out, not only the one that got it.
     org.sim.throttle_next(1, 1);
     let (out, doc) = org.backup(&["--all-users", "--all-sites", "--drives-at-once", "6"]);
     drop(lock);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not odbackup's");
     assert_eq!(
         out.status.code(),
         Some(4),
