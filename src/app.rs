@@ -95,6 +95,9 @@ pub struct RunSettings {
     pub keep: KeepPolicy,
     /// How the downloader meets stalls and malware-flagged files.
     pub policy: DownloadPolicy,
+    /// The folder `dest` must still be when the run opens it (a tenant's drive folder, checked link by
+    /// link); `None`: whatever the path leads to, as for a destination the user names.
+    pub dest_pin: Option<crate::download::DestPin>,
 }
 
 /// What a run did.
@@ -291,6 +294,17 @@ async fn run_inner(
     keep_pauses: bool,
 ) -> Result<RunSummary, Error> {
     let started = Instant::now();
+    // The manifest and its lock are reached by path: the path must still lead to the folder checked for it.
+    if settings
+        .dest_pin
+        .is_some_and(|pin| !pin.holds_at(&settings.dest))
+    {
+        return Err(Error::Usage(format!(
+            "{} is no longer the folder checked for this drive (replaced, or a link put in its place); re-run \
+             to check it again",
+            settings.dest.display()
+        )));
+    }
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;
     // Which local paths clash depends on how the destination compares names: asked of its file system here,
@@ -428,6 +442,7 @@ async fn run_phases(
         // The date layout has no folder tree to mirror (the filters mark folders they do not want).
         mirror_empty_folders: layout == Layout::Mirror,
         keep: settings.keep,
+        pin: settings.dest_pin,
     };
     // Futures are lazy: this one only runs in the phases that await it. Boxed: the downloader's state is large.
     let download_fut = Box::pin(download::download(

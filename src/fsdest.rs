@@ -272,6 +272,11 @@ impl Dest {
         }
     }
 
+    /// Which folder the destination is (its device and inode), to compare with a [`DestPin`].
+    pub(crate) fn pin(&self) -> io::Result<DestPin> {
+        Ok(DestPin(Entry::of(&rfs::fstat(&*self.root)?).id))
+    }
+
     /// The destination's path (for messages; never used to reach a file).
     pub fn path(&self) -> &Path {
         &self.path
@@ -864,6 +869,24 @@ impl Folder {
     fn identity(&self) -> io::Result<(u64, u64)> {
         Ok(Entry::of(&rfs::fstat(&self.fd)?).id)
     }
+
+    /// Which folder this is, for a run that will open it again by its path to check it is still this one.
+    pub(crate) fn pin(&self) -> io::Result<DestPin> {
+        self.identity().map(DestPin)
+    }
+}
+
+/// A folder's identity (device and inode), taken when it was opened without following links: a run given a
+/// destination path with a pin works there only while the path still leads to that very folder, so a link
+/// swapped in after the check (at a tenant's `users/<upn>`) cannot carry the drive's files elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestPin((u64, u64));
+
+impl DestPin {
+    /// Whether the folder the path `path` leads to now (following links, as the run will) is the pinned one.
+    pub(crate) fn holds_at(self, path: &Path) -> bool {
+        rfs::stat(path).is_ok_and(|st| Entry::of(&st).id == self.0)
+    }
 }
 
 fn not_plain() -> io::Error {
@@ -989,6 +1012,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = Dest::open(&dir.path().join("dest")).unwrap();
         (dir, dest)
+    }
+
+    #[test]
+    fn a_pinned_folder_swapped_for_a_link_or_another_folder_no_longer_holds_at_its_path() {
+        let (dir, dest) = dest();
+        let folder = dest.create_item_folder("users/ann").unwrap();
+        let pin = folder.pin().unwrap();
+        let path = dir.path().join("dest/users/ann");
+        assert!(pin.holds_at(&path));
+        let reopened = Dest::open(&path).unwrap();
+        assert_eq!(reopened.pin().unwrap(), pin);
+        // A neighbour moves it away and plants a link to elsewhere, or another folder, in its place.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::rename(&path, dir.path().join("dest/users/moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(!pin.holds_at(&path));
+        assert_ne!(Dest::open(&path).unwrap().pin().unwrap(), pin);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(!pin.holds_at(&path));
     }
 
     #[test]

@@ -95,6 +95,7 @@
 //!     crawl_method: odbackup::config::CrawlMethod::Children,
 //!     keep: odbackup::download::KeepPolicy::default(),
 //!     policy: odbackup::download::DownloadPolicy::default(),
+//!     dest_pin: None,
 //! };
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let summary = app::run(&settings, Arc::new(odbackup::progress::NoopReporter), &cancel).await?;

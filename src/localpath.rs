@@ -215,7 +215,7 @@ pub(crate) fn safe_name(remote_name: &str, item_id: &str) -> SafeName {
 
 /// Whether `name` is exactly one of odbackup's part files or span journals
 /// (`.odbackup-<16 hex>-<8 hex>.part`, optionally `.chunks`, hex in lower case): nothing else is ever swept,
-/// and [`safe_name`] never gives a drive item such a name.
+/// and `safe_name` never gives a drive item such a name.
 pub fn is_own_part_name(name: &str) -> bool {
     let stem = name.strip_suffix(".chunks").unwrap_or(name);
     let Some(middle) = stem

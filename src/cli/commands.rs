@@ -859,6 +859,7 @@ fn settings(
             grow_to,
             ..job.policy
         },
+        dest_pin: None,
     })
 }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adaptive;
 use crate::error::FatalStop;
+pub use crate::fsdest::DestPin;
 use crate::fsdest::{self, Dest, MoveOutcome};
 use crate::graph::GraphClient;
 use crate::ids::{DriveId, ItemId};
@@ -69,6 +70,8 @@ pub struct DownloadOptions {
     pub mirror_empty_folders: bool,
     /// What happens to local files when the drive changes.
     pub keep: KeepPolicy,
+    /// The folder `dest` must still be when it is opened (see [`DestPin`]); `None`: whatever it leads to.
+    pub pin: Option<DestPin>,
 }
 
 /// What happens to local files when the drive changes. By default files deleted on the drive stay where they
@@ -262,6 +265,20 @@ pub async fn download(
 ) -> Result<DownloadSummary, ManifestError> {
     let stats_before = graph.stats();
     let dest = match Dest::open(&options.dest) {
+        Ok(dest) if options.pin.is_some_and(|pin| dest.pin().ok() != Some(pin)) => {
+            return Ok(DownloadSummary {
+                fatal: Some(FatalStop::new(
+                    FailureClass::Disk,
+                    format!(
+                        "{} is no longer the folder checked for this drive (replaced, or a link put in its \
+                         place): nothing was written; re-run to check it again",
+                        options.dest.display()
+                    ),
+                )),
+                interrupted: true,
+                ..DownloadSummary::default()
+            });
+        }
         Ok(dest) => dest,
         Err(err) => {
             // Not one file could be written: the run stops here and says where.

@@ -890,8 +890,12 @@ fn drive_settings(
         )));
     }
     let dest = root_path.join(&drive.folder);
+    let pin = folder
+        .pin()
+        .map_err(|e| Error::Usage(format!("{}: {e}", drive.folder)))?;
     Ok(RunSettings {
         manifest: app::default_manifest_path(&dest),
+        dest_pin: Some(pin),
         dest,
         drive: DriveSelector::Id(drive.drive_id.clone().into()),
         ..template.clone()

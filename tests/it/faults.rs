@@ -65,6 +65,7 @@ fn crawl_then_download(
             concurrency,
             mirror_empty_folders: true,
             keep: odbackup::download::KeepPolicy::default(),
+            pin: None,
         };
         odbackup::download::download(
             &graph,
