@@ -935,23 +935,11 @@ impl Simulator {
 
     /// Gives the file at `path` new content of `new_size` bytes.
     pub fn resize_file(&self, path: &str, new_size: u64) {
-        self.mutate(|w| {
-            let idx = w.expect(path);
-            let old = {
-                let Kind::File(f) = &mut w.items[idx].kind else {
-                    panic!("graphsim: {path:?} is not a file")
-                };
-                let old = f.size;
-                f.content_version += 1;
-                f.seed = mix(f.seed ^ u64::from(f.content_version) ^ new_size.rotate_left(17));
-                f.size = new_size;
-                f.served_size = None;
-                f.hashes_of_served = false;
-                old
-            };
-            w.add_size(idx, new_size as i64 - old as i64);
-            Self::touch(w, idx);
-            w.items[idx].fs_modified = w.items[idx].modified;
+        self.change_file(path, new_size, true, |f| {
+            f.content_version += 1;
+            f.seed = mix(f.seed ^ u64::from(f.content_version) ^ new_size.rotate_left(17));
+            f.served_size = None;
+            f.hashes_of_served = false;
         });
     }
 
@@ -961,20 +949,34 @@ impl Simulator {
     /// download (onedrive-api-docs #492), and rclone's OneDrive backend calls the service's size readings
     /// unreliable and trusts the body's length instead.
     pub fn flap_listed_size(&self, path: &str, listed: u64) {
+        self.change_file(path, listed, false, |f| {
+            f.served_size = Some(f.served_len());
+            f.hashes_of_served = true;
+        });
+    }
+
+    /// Give the file at `path` the listed size `size` after `change` (which sees the old size), keeping the
+    /// folders' totals, and mark it changed (its file-system time too when `new_content`).
+    fn change_file(
+        &self,
+        path: &str,
+        size: u64,
+        new_content: bool,
+        change: impl FnOnce(&mut crate::tree::FileData),
+    ) {
         self.mutate(|w| {
             let idx = w.expect(path);
-            let old = {
-                let Kind::File(f) = &mut w.items[idx].kind else {
-                    panic!("graphsim: {path:?} is not a file")
-                };
-                let old = f.size;
-                f.served_size = Some(f.served_len());
-                f.hashes_of_served = true;
-                f.size = listed;
-                old
+            let Kind::File(f) = &mut w.items[idx].kind else {
+                panic!("graphsim: {path:?} is not a file")
             };
-            w.add_size(idx, listed as i64 - old as i64);
+            let old = f.size;
+            change(f);
+            f.size = size;
+            w.add_size(idx, size as i64 - old as i64);
             Self::touch(w, idx);
+            if new_content {
+                w.items[idx].fs_modified = w.items[idx].modified;
+            }
         });
     }
 
