@@ -846,9 +846,10 @@ async fn download_errors_are_retried_under_the_same_policy() {
     let body: Vec<u8> = download.body.map(|c| c.unwrap().to_vec()).concat().await;
     assert_eq!(body, b"ok");
     let stats = graph.stats();
+    // (`Retry-After: 0` asks for no wait: the 503 is a server error, not a throttling episode.)
     assert_eq!(
         (stats.requests, stats.retries, stats.throttle_events),
-        (3, 2, 1)
+        (3, 2, 0)
     );
 }
 
