@@ -295,15 +295,9 @@ async fn run_inner(
 ) -> Result<RunSummary, Error> {
     let started = Instant::now();
     // The manifest and its lock are reached by path: the path must still lead to the folder checked for it.
-    if settings
-        .dest_pin
-        .is_some_and(|pin| !pin.holds_at(&settings.dest))
-    {
-        return Err(Error::Usage(format!(
-            "{} is no longer the folder checked for this drive (replaced, or a link put in its place); re-run \
-             to check it again",
-            settings.dest.display()
-        )));
+    if let Some(pin) = settings.dest_pin {
+        pin.check_at(&settings.dest)
+            .map_err(|e| Error::Usage(e.to_string()))?;
     }
     let _lock = RunLock::acquire(&settings.manifest)?;
     let mut manifest = Manifest::open(&settings.manifest)?;

@@ -72,6 +72,16 @@ pub enum DestError {
         /// The folder, joined to the destination.
         at: PathBuf,
     },
+    /// A pinned destination ([`DestPin`]) is no longer the folder its path leads to.
+    #[error(
+        "{} is no longer the folder checked for this drive (replaced, or a link put in its place); re-run to \
+         check it again",
+        at.display()
+    )]
+    Replaced {
+        /// The destination's path.
+        at: PathBuf,
+    },
     /// The file system refused an operation.
     #[error("{}: {source}", path.display())]
     Io {
@@ -272,9 +282,17 @@ impl Dest {
         }
     }
 
-    /// Which folder the destination is (its device and inode), to compare with a [`DestPin`].
-    pub(crate) fn pin(&self) -> io::Result<DestPin> {
-        Ok(DestPin(Entry::of(&rfs::fstat(&*self.root)?).id))
+    /// Whether the destination, as opened, is the folder `pin` names.
+    ///
+    /// # Errors
+    /// [`DestError::Replaced`] when it is another one.
+    pub(crate) fn check_pin(&self, pin: DestPin) -> Result<(), DestError> {
+        match rfs::fstat(&*self.root) {
+            Ok(st) if Entry::of(&st).id == pin.0 => Ok(()),
+            _ => Err(DestError::Replaced {
+                at: self.path.clone(),
+            }),
+        }
     }
 
     /// The destination's path (for messages; never used to reach a file).
@@ -884,8 +902,16 @@ pub struct DestPin((u64, u64));
 
 impl DestPin {
     /// Whether the folder the path `path` leads to now (following links, as the run will) is the pinned one.
-    pub(crate) fn holds_at(self, path: &Path) -> bool {
-        rfs::stat(path).is_ok_and(|st| Entry::of(&st).id == self.0)
+    ///
+    /// # Errors
+    /// [`DestError::Replaced`] when it is not.
+    pub(crate) fn check_at(self, path: &Path) -> Result<(), DestError> {
+        match rfs::stat(path) {
+            Ok(st) if Entry::of(&st).id == self.0 => Ok(()),
+            _ => Err(DestError::Replaced {
+                at: path.to_path_buf(),
+            }),
+        }
     }
 }
 
@@ -1020,19 +1046,21 @@ mod tests {
         let folder = dest.create_item_folder("users/ann").unwrap();
         let pin = folder.pin().unwrap();
         let path = dir.path().join("dest/users/ann");
-        assert!(pin.holds_at(&path));
-        let reopened = Dest::open(&path).unwrap();
-        assert_eq!(reopened.pin().unwrap(), pin);
+        assert!(pin.check_at(&path).is_ok());
+        assert!(Dest::open(&path).unwrap().check_pin(pin).is_ok());
         // A neighbour moves it away and plants a link to elsewhere, or another folder, in its place.
         let elsewhere = dir.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
         std::fs::rename(&path, dir.path().join("dest/users/moved")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
-        assert!(!pin.holds_at(&path));
-        assert_ne!(Dest::open(&path).unwrap().pin().unwrap(), pin);
+        assert!(matches!(
+            pin.check_at(&path),
+            Err(DestError::Replaced { .. })
+        ));
+        assert!(Dest::open(&path).unwrap().check_pin(pin).is_err());
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
-        assert!(!pin.holds_at(&path));
+        assert!(pin.check_at(&path).is_err());
     }
 
     #[test]

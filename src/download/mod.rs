@@ -264,21 +264,11 @@ pub async fn download(
     mut crawl: watch::Receiver<CrawlProgress>,
 ) -> Result<DownloadSummary, ManifestError> {
     let stats_before = graph.stats();
-    let dest = match Dest::open(&options.dest) {
-        Ok(dest) if options.pin.is_some_and(|pin| dest.pin().ok() != Some(pin)) => {
-            return Ok(DownloadSummary {
-                fatal: Some(FatalStop::new(
-                    FailureClass::Disk,
-                    format!(
-                        "{} is no longer the folder checked for this drive (replaced, or a link put in its \
-                         place): nothing was written; re-run to check it again",
-                        options.dest.display()
-                    ),
-                )),
-                interrupted: true,
-                ..DownloadSummary::default()
-            });
-        }
+    let opened = Dest::open(&options.dest).and_then(|dest| match options.pin {
+        Some(pin) => dest.check_pin(pin).map(|()| dest),
+        None => Ok(dest),
+    });
+    let dest = match opened {
         Ok(dest) => dest,
         Err(err) => {
             // Not one file could be written: the run stops here and says where.

@@ -33,6 +33,19 @@ pub struct FolderFailure {
 }
 
 impl FolderFailure {
+    /// A listing of the folder `id` given up for `why` (it made no progress, or never ended).
+    fn unfinished_listing(id: &ItemId, why: impl std::fmt::Display) -> Self {
+        Self {
+            class: FailureClass::Other,
+            http_status: None,
+            message: format!(
+                "listing the folder {:?} on the target: {why}; re-run to try again",
+                id.as_str()
+            ),
+            fatal: None,
+        }
+    }
+
     fn of(path: &str, what: &str, err: &GraphError) -> Self {
         Self {
             class: crate::download::classify(err),
@@ -238,15 +251,9 @@ impl TargetFolders {
                 .children(&self.drive, id, cursor.as_deref())
                 .await
                 .map_err(|e| FolderFailure::of(id.as_str(), "listing the folder", &e))?;
-            guard.check(&page).map_err(|stalled| FolderFailure {
-                class: FailureClass::Other,
-                http_status: None,
-                message: format!(
-                    "listing the folder {:?} on the target: {stalled}; re-run to try again",
-                    id.as_str()
-                ),
-                fatal: None,
-            })?;
+            guard
+                .check(&page)
+                .map_err(|stalled| FolderFailure::unfinished_listing(id, stalled))?;
             for item in &page.value {
                 if let Some(name) = &item.name {
                     out.insert(fold(name), existing_of(item));
@@ -260,14 +267,9 @@ impl TargetFolders {
                 None => return Ok(out),
             }
         }
-        Err(FolderFailure {
-            class: FailureClass::Other,
-            http_status: None,
-            message: format!(
-                "listing the folder {:?} on the target: more than {MAX_PAGES} pages; re-run to try again",
-                id.as_str()
-            ),
-            fatal: None,
-        })
+        Err(FolderFailure::unfinished_listing(
+            id,
+            format!("more than {MAX_PAGES} pages"),
+        ))
     }
 }
