@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use super::DownloadPolicy;
 use super::chunks::{self, Journal, Span};
 use super::stream::{
-    self, Answer, MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, Pumped, StepError, WRITE_BUFFER,
-    blocking, hash_prefix,
+    self, Answer, MAX_URL_REFRESHES, Pumped, Resumes, StepError, WRITE_BUFFER, blocking,
+    hash_prefix,
 };
 use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Folder};
@@ -81,6 +81,8 @@ struct SpanResult {
     work: Work,
     /// The source generation the span was sent with.
     generation: u64,
+    /// How many hiccups the transfer had noted when the span was sent.
+    hiccups_before: u64,
     /// Where the bytes came from, when the request was answered with them.
     source: Option<ContentSource>,
     written: u64,
@@ -112,6 +114,7 @@ impl Ranged<'_> {
         &self,
         url: &mut Option<ContentSource>,
         fetched: &mut u64,
+        resumes: &mut Resumes,
     ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
         let size = self.job.size;
         let (folder, part) = (self.folder, self.part);
@@ -160,7 +163,11 @@ impl Ranged<'_> {
         let stop = self.cancel.child_token();
         let streams = self.policy.streams_per_file.max(1);
         let mut generation = 0u64;
-        let mut network_retries = 0u32;
+        // After a hiccup that brought nothing, no span starts before this.
+        let mut resume_at: Option<tokio::time::Instant> = None;
+        // Hiccups noted so far: spans sent before the last one that break too are the same event, and do
+        // not spend the budget again.
+        let mut hiccups = 0u64;
         let mut refusals_in_a_row = 0u32;
         let mut failure: Option<StepError> = None;
         // A span sent without a source asks `/content`; until it answers, no other span starts.
@@ -170,7 +177,19 @@ impl Ranged<'_> {
         let mut hashed_here = QuickXorHash::new();
         let mut inflight = FuturesUnordered::new();
         loop {
-            while failure.is_none() && !stop.is_cancelled() && inflight.len() < streams {
+            if resume_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                resume_at = None;
+            }
+            while failure.is_none()
+                && !stop.is_cancelled()
+                && resume_at.is_none()
+                && inflight.len()
+                    < if resumes.probing(*fetched) {
+                        1
+                    } else {
+                        streams
+                    }
+            {
                 let Some(&work) = pending.front() else { break };
                 if url.is_none() && resolving {
                     break;
@@ -191,14 +210,23 @@ impl Ranged<'_> {
                 resolving |= current.is_none();
                 inflight.push(self.fetch_span(
                     current,
-                    generation,
+                    (generation, hiccups),
                     work,
                     stop.clone(),
                     slot,
                     &identity,
                 ));
             }
-            let Some(result) = inflight.next().await else {
+            let next = match resume_at {
+                // Waiting out a backoff: the spans still in flight go on meanwhile.
+                Some(at) if failure.is_none() => tokio::select! {
+                    () = stop.cancelled() => None,
+                    () = tokio::time::sleep_until(at) => continue,
+                    next = inflight.next(), if !inflight.is_empty() => next,
+                },
+                _ => inflight.next().await,
+            };
+            let Some(result) = next else {
                 break;
             };
             if result.generation == generation && url.is_none() {
@@ -247,12 +275,21 @@ impl Ranged<'_> {
                         }
                     }
                 }
-                SpanEnd::Network(err)
-                    if stream::worth_resuming(&err) && network_retries < MAX_NETWORK_RETRIES =>
-                {
-                    network_retries += 1;
-                    tracing::debug!(item = %self.job.item_id, error = %err, "span interrupted; resuming it");
+                SpanEnd::Network(err) if stream::worth_resuming(&err) => {
                     pending.push_front(rest);
+                    if failure.is_none() && result.hiccups_before == hiccups {
+                        hiccups += 1;
+                        if let Some(delay) = resumes.next(*fetched) {
+                            tracing::debug!(item = %self.job.item_id, error = %err, ?delay, "span interrupted; resuming it");
+                            if !delay.is_zero() {
+                                let at = tokio::time::Instant::now() + delay;
+                                resume_at = Some(resume_at.map_or(at, |t| t.max(at)));
+                            }
+                        } else {
+                            failure = Some(StepError::Network(err));
+                            stop.cancel();
+                        }
+                    }
                 }
                 SpanEnd::Network(err) => {
                     failure.get_or_insert(StepError::Network(err));
@@ -295,7 +332,7 @@ impl Ranged<'_> {
     async fn fetch_span(
         &self,
         source: Option<ContentSource>,
-        generation: u64,
+        (generation, hiccups_before): (u64, u64),
         work: Work,
         stop: CancellationToken,
         slot: Option<Slot<'_>>,
@@ -319,6 +356,7 @@ impl Ranged<'_> {
         SpanResult {
             work,
             generation,
+            hiccups_before,
             source: served_by,
             written,
             hash,

@@ -17,8 +17,8 @@ use crate::hash::ContentHasher;
 use crate::manifest::DownloadJob;
 use crate::progress::{Event, Reporter};
 
-/// Network hiccups (reset, stall, 5xx beyond the client's own retries) survived per file per run; each one
-/// resumes from the bytes already written.
+/// Network hiccups in a row (reset, stall, a connection that could not be made) that brought no byte in
+/// between, survived per file per run; each one resumes from the bytes already written.
 pub(super) const MAX_NETWORK_RETRIES: u32 = 5;
 /// Fresh download URLs refused in a row (no byte received in between) before the file is failed: an expiring
 /// URL is routine, a host that refuses every new one is a permission problem, not something to loop on.
@@ -180,6 +180,71 @@ pub(super) fn worth_resuming(err: &GraphError) -> bool {
     )
 }
 
+/// The budget of one transfer's resumes after network hiccups, shared by all its requests (one stream or
+/// many spans) for the whole run, so no mix of answers multiplies it.
+///
+/// A hiccup after bytes arrived is resumed at once: a connection cut mid-body is routine on long transfers
+/// (rclone's `--low-level-retries` exists for the same reason). Hiccups in a row that brought nothing wait
+/// longer each time (½ s, 1 s, 2 s, 4 s, jittered) and end the file's run after [`MAX_NETWORK_RETRIES`]: a
+/// host that breaks every connection at once is down, and asking it back to back would only add load. And
+/// however many bytes each brings, a run allows one resume per MiB received plus ten, so a host that cuts
+/// every body after a few bytes cannot keep one file going for ever; the part file stays for the next run.
+#[derive(Debug, Default)]
+pub(super) struct Resumes {
+    /// Hiccups since bytes last arrived.
+    in_a_row: u32,
+    /// Hiccups in this run.
+    total: u64,
+    /// Bytes received by the transfer at the last hiccup.
+    fetched_then: u64,
+}
+
+impl Resumes {
+    /// Resumes allowed without regard to bytes received.
+    const BASE_ALLOWANCE: u64 = 10;
+    /// Bytes that earn one more resume.
+    const BYTES_PER_RESUME: u64 = 1 << 20;
+
+    /// Whether the last hiccup brought nothing and no byte has arrived since (the transfer has received
+    /// `fetched` bytes): the host is being probed, by one request at a time.
+    pub(super) fn probing(&self, fetched: u64) -> bool {
+        self.in_a_row > 0 && fetched == self.fetched_then
+    }
+
+    /// Note a hiccup of a transfer that has received `fetched` bytes in this run so far: how long to wait
+    /// before resuming, or `None` when its budget is spent.
+    pub(super) fn next(&mut self, fetched: u64) -> Option<std::time::Duration> {
+        if fetched > self.fetched_then {
+            self.in_a_row = 0;
+        }
+        self.fetched_then = fetched;
+        self.in_a_row += 1;
+        self.total += 1;
+        let allowance = Self::BASE_ALLOWANCE + fetched / Self::BYTES_PER_RESUME;
+        if self.in_a_row > MAX_NETWORK_RETRIES || self.total > allowance {
+            return None;
+        }
+        Some(match self.in_a_row {
+            1 => std::time::Duration::ZERO,
+            n => {
+                let ceiling = std::time::Duration::from_millis(250 << (n - 1).min(5));
+                ceiling.mul_f64(0.5 + 0.5 * rand::random::<f64>())
+            }
+        })
+    }
+}
+
+/// Wait `delay` unless `cancel` fires first; whether the wait ran out.
+pub(super) async fn pause(delay: std::time::Duration, cancel: &CancellationToken) -> bool {
+    if delay.is_zero() {
+        return true;
+    }
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(delay) => true,
+    }
+}
+
 /// Run blocking file-system work (a handful of system calls, an fsync) off the async workers.
 pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(work).await {
@@ -213,4 +278,70 @@ pub(super) async fn hash_prefix(
         Ok((len, hasher))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_first_hiccup_resumes_at_once_and_fruitless_ones_wait_longer_each_time() {
+        let mut resumes = Resumes::default();
+        assert_eq!(resumes.next(0), Some(Duration::ZERO));
+        assert!(resumes.probing(0));
+        let mut previous_ceiling = Duration::ZERO;
+        for n in 2..=MAX_NETWORK_RETRIES {
+            let delay = resumes.next(0).expect("still within the budget");
+            let ceiling = Duration::from_millis(250 << (n - 1));
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "hiccup {n} waited {delay:?}"
+            );
+            assert!(ceiling > previous_ceiling);
+            previous_ceiling = ceiling;
+        }
+        assert_eq!(
+            resumes.next(0),
+            None,
+            "the sixth fruitless hiccup in a row ends the run"
+        );
+    }
+
+    #[test]
+    fn bytes_between_hiccups_restart_the_count_in_a_row() {
+        let mut resumes = Resumes::default();
+        for _ in 0..MAX_NETWORK_RETRIES {
+            assert!(resumes.next(0).is_some());
+        }
+        assert_eq!(
+            resumes.next(1),
+            Some(Duration::ZERO),
+            "bytes arrived since: resume at once"
+        );
+        assert!(!resumes.probing(2), "bytes arrived after the hiccup");
+    }
+
+    #[test]
+    fn a_host_that_cuts_every_body_after_a_few_bytes_is_allowed_a_bounded_number_of_resumes() {
+        let mut resumes = Resumes::default();
+        let mut fetched = 0;
+        let mut allowed = 0;
+        while resumes.next(fetched).is_some() {
+            fetched += 1_000;
+            allowed += 1;
+            assert!(allowed < 100, "no end to the resumes");
+        }
+        assert_eq!(allowed, Resumes::BASE_ALLOWANCE);
+
+        let mut resumes = Resumes::default();
+        let mut fetched = 0;
+        for cut in 0..1_000 {
+            assert!(
+                resumes.next(fetched).is_some(),
+                "cut {cut} after 4 MiB each was refused"
+            );
+            fetched += 4 << 20;
+        }
+    }
 }

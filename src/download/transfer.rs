@@ -23,8 +23,8 @@ use super::plan::{
 };
 use super::ranged::Ranged;
 use super::stream::{
-    self, Answer, MAX_NETWORK_RETRIES, MAX_URL_REFRESHES, Pumped, StepError, WRITE_BUFFER,
-    blocking, hash_prefix,
+    self, Answer, MAX_URL_REFRESHES, Pumped, Resumes, StepError, WRITE_BUFFER, blocking,
+    hash_prefix,
 };
 use crate::adaptive::AdaptiveLimit;
 use crate::fsdest::{self, Dest, DestError, EntryKind, Folder};
@@ -483,8 +483,8 @@ struct TransferState<'a> {
     attempts: u32,
     /// Bytes received in this run.
     fetched: u64,
-    /// Hiccups resumed from so far.
-    network_retries: u32,
+    /// What is left of the budget for resuming after network hiccups, shared with a ranged fetch's spans.
+    resumes: Resumes,
     /// Whether a complete fetch was already longer than may be right.
     too_long_before: bool,
     /// Whether the host already refused a range of this file (HTTP 416) and it was asked from the start.
@@ -507,7 +507,7 @@ impl<'a> TransferState<'a> {
             },
             attempts: 0,
             fetched: 0,
-            network_retries: 0,
+            resumes: Resumes::default(),
             too_long_before: false,
             range_refused_before: false,
             mismatched: None,
@@ -530,7 +530,11 @@ impl<'a> TransferState<'a> {
                 cancel: cx.cancel,
                 slots: cx.slots,
             }
-            .fetch(&mut self.source.current, &mut self.fetched)
+            .fetch(
+                &mut self.source.current,
+                &mut self.fetched,
+                &mut self.resumes,
+            )
             .await;
         }
         self.fetch_one_stream().await
@@ -705,26 +709,18 @@ impl<'a> TransferState<'a> {
                 self.start = now_on_disk;
                 Next::Again
             }
-            StepError::Network(err)
-                if stream::worth_resuming(&err) && self.network_retries < MAX_NETWORK_RETRIES =>
-            {
-                self.network_retries += 1;
-                tracing::debug!(item = %job.item_id, error = %err, "transfer interrupted; resuming");
+            StepError::Network(err) if stream::worth_resuming(&err) => {
+                let Some(delay) = self.resumes.next(self.fetched) else {
+                    return self.fail(network_failure(&err));
+                };
+                tracing::debug!(item = %job.item_id, error = %err, ?delay, "transfer interrupted; resuming");
+                if !stream::pause(delay, self.cx.cancel).await {
+                    return Next::Finish(TransferOutcome::Interrupted);
+                }
                 self.start = folder.file_len(part).unwrap_or(0);
                 Next::Again
             }
-            StepError::Network(err) => {
-                let class = classify(&err);
-                let failure =
-                    TransferFailure::new(class, err.to_string()).with_status(err.status());
-                // A refused sign-in fails every transfer alike, and a wait longer than a run waits holds them
-                // all: the run stops, with what to do.
-                self.fail(if class == FailureClass::Auth || err.told_to_wait().is_some() {
-                    failure.stopping_the_run()
-                } else {
-                    failure
-                })
-            }
+            StepError::Network(err) => self.fail(network_failure(&err)),
             StepError::UrlsRefused(status, host) => self.fail(urls_refused(job, status, &host)),
             StepError::RangesUnsupported => {
                 // The host ignores ranges or serves another length than listed: one stream from the start,
@@ -1006,6 +1002,19 @@ impl MtimeNotSet {
             message: &message,
             detail: Some(&detail),
         });
+    }
+}
+
+/// The failure a request that ended in `err` leaves.
+fn network_failure(err: &crate::graph::GraphError) -> TransferFailure {
+    let class = classify(err);
+    let failure = TransferFailure::new(class, err.to_string()).with_status(err.status());
+    // A refused sign-in fails every transfer alike, and a wait longer than a run waits holds them all: the
+    // run stops, with what to do.
+    if class == FailureClass::Auth || err.told_to_wait().is_some() {
+        failure.stopping_the_run()
+    } else {
+        failure
     }
 }
 

@@ -136,6 +136,42 @@ fn a_ranged_file_from_content_survives_a_reset_mid_span_and_a_host_that_ignores_
     }
 }
 
+/// A host that cuts every body of a file before its first byte is not asked back to back: its spans share
+/// one budget for the whole run (not one per round of spans), the file fails with its cause, the others
+/// finish, and the next run fetches it.
+#[test]
+fn a_ranged_file_whose_every_body_breaks_at_once_is_given_up_after_a_few_spaced_tries() {
+    let (tree, paths) = tree_with_a_big_file();
+    let sim = Simulator::start(tree);
+    sim.reset_next_downloads(BIG, 1_000, Some(0));
+    let dest = TestDest::new();
+    let started = std::time::Instant::now();
+    let out = run(backup(&sim, &dest).args(RANGED));
+    assert_exit!(out, 1);
+    let asked = sim.downloads_of(BIG);
+    assert!(
+        (6..=10).contains(&asked),
+        "the first spans, then one probe per try: {asked}"
+    );
+    // The tries after the first ones waited ½ s, 1 s, 2 s and 4 s (jittered down to half).
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(3_500),
+        "the tries were spaced: {:?}",
+        started.elapsed()
+    );
+    assert_same_bytes(&sim, &dest, &paths[1..]);
+    let failures = crate::support::json(&run(crate::support::odbackup()
+        .args(["failures", "--json", "--dest"])
+        .arg(dest.path())));
+    let rows = failures.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{failures}");
+    assert_eq!(rows[0]["class"], "network", "{failures}");
+
+    sim.clear_resets();
+    assert_exit!(run(backup(&sim, &dest).args(RANGED)), 0);
+    assert_same_bytes(&sim, &dest, &paths);
+}
+
 #[test]
 fn a_redirect_without_location_is_resolved_through_the_items_download_url() {
     let (tree, paths) = tree_with_a_big_file();
