@@ -944,40 +944,72 @@ fn superseded(summary: &mut DownloadSummary, job: &DownloadJob) -> bool {
     true
 }
 
-/// Count a failure that says the service may be gone, and stop the run after [`UNREACHABLE_STREAK`] of them
-/// in a row: transfers that could not reach it (network, timeouts), and transfers that got server errors
-/// (5xx, after the client's retries) from Graph or the download host. Any other outcome ends the streak.
+/// What a failed transfer says about the service, as far as stopping the run early is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceTrouble {
+    /// It could not be reached (network, timeouts).
+    Unreachable,
+    /// It answered with server errors (5xx, after the client's retries), Graph or the download host.
+    ServerErrors,
+    /// It was still throttling after the client waited out every `Retry-After` its budget allows.
+    Throttling,
+}
+
+impl ServiceTrouble {
+    /// The trouble `failure` is a sign of, if any.
+    fn of(failure: &TransferFailure) -> Option<Self> {
+        if failure
+            .http_status
+            .is_some_and(|s| (500..=599).contains(&s))
+        {
+            Some(Self::ServerErrors)
+        } else if matches!(failure.class, FailureClass::Network | FailureClass::Timeout) {
+            Some(Self::Unreachable)
+        } else if failure.class == FailureClass::Throttled {
+            Some(Self::Throttling)
+        } else {
+            None
+        }
+    }
+}
+
+/// Count a failure that says the service may be gone or refusing us (a [`ServiceTrouble`]), and stop the run
+/// after [`UNREACHABLE_STREAK`] of them in a row. Any other outcome ends the streak. A service that throttles
+/// file after file beyond the client's patience is refusing this app or account for now: grinding on through
+/// the drive would keep every worker waiting and, Microsoft warns, prolong the throttling
+/// (<https://learn.microsoft.com/en-us/graph/throttling>).
 fn note_service_trouble(
     summary: &mut DownloadSummary,
     job: &DownloadJob,
     failure: &TransferFailure,
     stop: &CancellationToken,
 ) {
-    let unreachable = matches!(failure.class, FailureClass::Network | FailureClass::Timeout);
-    let server_error = failure
-        .http_status
-        .is_some_and(|s| (500..=599).contains(&s));
-    if !(unreachable || server_error) {
+    let Some(trouble) = ServiceTrouble::of(failure) else {
         summary.unreachable_streak = 0;
         return;
-    }
+    };
     summary.unreachable_streak += 1;
     if summary.unreachable_streak < UNREACHABLE_STREAK || summary.fatal.is_some() {
         return;
     }
-    let message = if server_error {
-        format!(
-            "{UNREACHABLE_STREAK} transfers in a row failed with server errors (the last: {}: {}); the service \
-             or its download host is having trouble: re-run the same command later, it resumes and retries them",
-            job.remote_path, failure.message
-        )
-    } else {
-        format!(
-            "{UNREACHABLE_STREAK} transfers in a row could not reach the service (the last: {}: {}); \
-             check the connection, then re-run the same command: it resumes and retries them",
-            job.remote_path, failure.message
-        )
+    let (what, advice) = match trouble {
+        ServiceTrouble::Unreachable => (
+            "could not reach the service",
+            "check the connection, then re-run the same command",
+        ),
+        ServiceTrouble::ServerErrors => (
+            "failed with server errors",
+            "the service or its download host is having trouble: re-run the same command later",
+        ),
+        ServiceTrouble::Throttling => (
+            "were still throttled after waiting as the service asked",
+            "the service is limiting this account or app for now: re-run the same command later",
+        ),
     };
+    let message = format!(
+        "{UNREACHABLE_STREAK} transfers in a row {what} (the last: {}: {}); {advice}, it resumes and retries them",
+        job.remote_path, failure.message
+    );
     summary.fatal = Some(FatalStop::new(failure.class, message));
     stop.cancel();
 }
@@ -1355,6 +1387,60 @@ async fn sweep_stale_parts(
                 detail: Some(&err.to_string()),
             });
             Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_beyond_the_clients_patience_counts_as_service_trouble_like_errors_and_lost_connections()
+     {
+        let failure = |class, http_status| TransferFailure {
+            class,
+            http_status,
+            message: String::new(),
+            attempts: 1,
+            scope: transfer::FailureScope::Item,
+        };
+        let cases = [
+            (
+                FailureClass::Throttled,
+                Some(429),
+                Some(ServiceTrouble::Throttling),
+            ),
+            (
+                FailureClass::Throttled,
+                Some(503),
+                Some(ServiceTrouble::ServerErrors),
+            ),
+            (
+                FailureClass::HttpStatus,
+                Some(500),
+                Some(ServiceTrouble::ServerErrors),
+            ),
+            (
+                FailureClass::Network,
+                None,
+                Some(ServiceTrouble::Unreachable),
+            ),
+            (
+                FailureClass::Timeout,
+                None,
+                Some(ServiceTrouble::Unreachable),
+            ),
+            (FailureClass::NotFound, Some(404), None),
+            (FailureClass::HashMismatch, None, None),
+            (FailureClass::Disk, None, None),
+        ];
+        for (class, status, want) in cases {
+            assert_eq!(
+                ServiceTrouble::of(&failure(class, status)),
+                want,
+                "{class:?} {status:?}"
+            );
         }
     }
 }
