@@ -117,7 +117,9 @@ impl GraphClient {
     }
 
     /// A collection from `first`, following next links on the configured origin, at most `max_pages`, and
-    /// stopping with an error on a next link seen before.
+    /// stopping with an error on a next link seen before or after
+    /// [`MAX_PAGES_WITHOUT_PROGRESS`](paging::MAX_PAGES_WITHOUT_PROGRESS) empty pages in a row that still
+    /// point on (the same stall [`PagingGuard`](paging::PagingGuard) ends drive listings on).
     async fn collection<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
@@ -128,9 +130,21 @@ impl GraphClient {
         let mut all = Vec::new();
         let mut url = first;
         let mut seen = std::collections::HashSet::new();
+        let mut empty_in_a_row = 0u32;
         for _ in 0..max_pages {
             let page: Collection<T> = self.get_json(what, &url).await?;
             on_page(page.value.len());
+            empty_in_a_row = if page.value.is_empty() {
+                empty_in_a_row + 1
+            } else {
+                0
+            };
+            if empty_in_a_row >= paging::MAX_PAGES_WITHOUT_PROGRESS && page.next_link.is_some() {
+                return Err(GraphError::Unexpected {
+                    what: what.to_owned(),
+                    reason: paging::NoProgress::NothingNew.to_string(),
+                });
+            }
             all.extend(page.value);
             match page.next_link {
                 Some(next) => {

@@ -88,8 +88,14 @@ impl Server {
 
 /// Bind first, then serve `answers` one connection each, in order.
 async fn serve(answers: Vec<Canned>) -> Server {
+    serve_made(|_| answers).await
+}
+
+/// Bind first, then serve the answers `make` makes for the server's base URL, one connection each, in order.
+async fn serve_made(make: impl FnOnce(&str) -> Vec<Canned>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let answers = make(&base);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     tokio::spawn(async move {
@@ -917,5 +923,27 @@ async fn nearly_spent_rate_limits_pause_the_client() {
     assert!(
         stats.throttle_wait_total >= Duration::from_millis(950),
         "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_listing_of_empty_pages_that_still_point_on_is_given_up_after_a_few() {
+    // Each empty page points at a new page (a new skiptoken), so only the stall ends it.
+    let server = serve_made(|base| {
+        (0..10)
+            .map(|n| {
+                answer(200).json(&format!(
+                    r#"{{"value":[],"@odata.nextLink":"{base}/v1.0/users?$skiptoken={n}"}}"#
+                ))
+            })
+            .collect()
+    })
+    .await;
+    let graph = client(&server, rotating());
+    let err = graph.users(|_| {}).await.unwrap_err();
+    assert!(matches!(err, GraphError::Unexpected { .. }), "{err}");
+    assert_eq!(
+        server.seen().len(),
+        paging::MAX_PAGES_WITHOUT_PROGRESS as usize
     );
 }

@@ -592,9 +592,12 @@ impl FileTask<'_> {
                             };
                         }
                         Ok(_) | Err(GraphError::UploadSessionGone) => {
+                            self.forget_session(&key).await;
+                            if restarts >= MAX_RESTARTS {
+                                return Err(GraphError::UploadSessionGone);
+                            }
                             url = None;
                             restarts += 1;
-                            self.forget_session(&key).await;
                         }
                         Err(e) => return Err(e),
                     }
