@@ -50,9 +50,23 @@ pub(in crate::auth) async fn request_tokens(
     Ok(TokenResponse {
         access_token: AccessToken::new(raw.access_token),
         refresh_token: raw.refresh_token.map(RefreshToken::new),
-        expires_in: Duration::from_secs(raw.expires_in),
+        expires_in: token_lifetime(raw.expires_in),
         scope: raw.scope,
     })
+}
+
+/// The shortest access-token lifetime taken as sent: an `expires_in` of 0 would make every request renew the
+/// token first (the token is used instead, and a 401 renews it).
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+/// The longest: Microsoft's access tokens live at most a day ("Access token lifetime … maximum: 1 day",
+/// <https://learn.microsoft.com/en-us/entra/identity-platform/configurable-token-lifetimes>); a larger
+/// `expires_in` is a mistake, and taken as sent it would overflow the clock arithmetic that schedules renewal.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The lifetime a token response's `expires_in` (seconds) stands for, kept between
+/// [`MIN_TOKEN_LIFETIME`] and [`MAX_TOKEN_LIFETIME`].
+fn token_lifetime(expires_in: u64) -> Duration {
+    Duration::from_secs(expires_in).clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME)
 }
 
 /// `POST` a form to an endpoint; a 2xx answer's status and body, or the OAuth error it carried.
@@ -174,6 +188,15 @@ mod tests {
             clean_description(&long, &[]).chars().count(),
             MAX_DESCRIPTION_CHARS + 1
         );
+    }
+
+    #[test]
+    fn a_token_lifetime_of_zero_or_beyond_a_day_is_kept_within_bounds() {
+        assert_eq!(token_lifetime(0), MIN_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(3599), Duration::from_secs(3599));
+        assert_eq!(token_lifetime(u64::MAX), MAX_TOKEN_LIFETIME);
+        // The largest one still schedules a renewal without overflowing.
+        let _ = std::time::SystemTime::now() + token_lifetime(u64::MAX);
     }
 
     #[test]
