@@ -190,21 +190,29 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, refreshed: bo
     }
 }
 
-/// Parse `Retry-After`: delay-seconds or an HTTP date (a date in the past means "now").
+/// The longest `Retry-After` taken as sent. Anything beyond a run's own limit (`max_retry_after`) already
+/// stops the run with the time to come back; a larger value (say `18446744073709551615`) would overflow the
+/// clock arithmetic that schedules the pause.
+const MAX_RETRY_AFTER_PARSED: Duration = Duration::from_secs(86_400);
+
+/// Parse `Retry-After`: delay-seconds or an HTTP date (a date in the past means "now"), at most a day.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    // Not what RFC 9110 allows, but a fraction of a second is a plain reading of it; round up so the wait is
-    // never shorter than asked.
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(86_400.0).ceil()));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
-    Some(Duration::from_secs(secs as u64))
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else if let Ok(secs) = value.parse::<f64>() {
+        // Not what RFC 9110 allows, but a fraction of a second is a plain reading of it; round up so the
+        // wait is never shorter than asked.
+        if !(secs.is_finite() && secs >= 0.0) {
+            return None;
+        }
+        Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_PARSED.as_secs_f64()).ceil())
+    } else {
+        let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
+        Duration::from_secs(secs.unsigned_abs())
+    };
+    Some(wait.min(MAX_RETRY_AFTER_PARSED))
 }
 
 /// Longest pause taken on `RateLimit-*` headers alone: the resource-unit window is one minute.
@@ -515,6 +523,17 @@ mod tests {
         assert_eq!(parse_retry_after("-5"), None);
         assert_eq!(parse_retry_after("2.5"), Some(s(3)));
         assert_eq!(parse_retry_after("NaN"), None);
+        // However large, a pause that can be scheduled.
+        for huge in [
+            "18446744073709551615",
+            "1e300",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            let wait = parse_retry_after(huge).unwrap();
+            assert_eq!(wait, MAX_RETRY_AFTER_PARSED, "{huge}");
+            let _ = Instant::now() + wait;
+            let _ = chrono::Utc::now() + wait;
+        }
     }
 
     #[test]
