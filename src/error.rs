@@ -183,9 +183,100 @@ impl FatalStop {
     }
 }
 
+/// Transfers failing in a row in a way that says the service is gone or refusing us, after their own
+/// retries, that stop the run: failing every remaining file slowly, one retry budget after another, would
+/// take hours on a large drive. The failed files stay on record and the next run retries them.
+pub(crate) const SERVICE_TROUBLE_STREAK: usize = 16;
+
+/// What a failed transfer says about the service, as far as stopping the run early is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServiceTrouble {
+    /// It could not be reached (network, timeouts).
+    Unreachable,
+    /// It answered with server errors (5xx, after the client's retries), Graph or the download host.
+    ServerErrors,
+    /// It was still throttling after the client waited out every `Retry-After` its budget allows: the
+    /// service is refusing this app or account for now, and asking on, Microsoft warns, prolongs it
+    /// (<https://learn.microsoft.com/en-us/graph/throttling>).
+    Throttling,
+}
+
+impl ServiceTrouble {
+    /// The trouble a failure of `class` with `http_status` is a sign of, if any.
+    pub(crate) fn of(
+        class: crate::manifest::FailureClass,
+        http_status: Option<u16>,
+    ) -> Option<Self> {
+        use crate::manifest::FailureClass;
+        if http_status.is_some_and(|s| (500..=599).contains(&s)) {
+            Some(Self::ServerErrors)
+        } else if matches!(class, FailureClass::Network | FailureClass::Timeout) {
+            Some(Self::Unreachable)
+        } else if class == FailureClass::Throttled {
+            Some(Self::Throttling)
+        } else {
+            None
+        }
+    }
+}
+
+/// The count of transfers in a row (downloads or uploads) that failed with a [`ServiceTrouble`], and the stop
+/// it calls for once it reaches [`SERVICE_TROUBLE_STREAK`]. Any other outcome ends the streak.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TroubleStreak {
+    in_a_row: usize,
+}
+
+impl TroubleStreak {
+    /// A transfer ended without trouble: the streak ends.
+    pub(crate) fn clear(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// The transfer of `path` failed with `class`, `http_status` and `message`: the run's stop, when this
+    /// failure is the one that ends the streak's patience.
+    pub(crate) fn failed(
+        &mut self,
+        class: crate::manifest::FailureClass,
+        http_status: Option<u16>,
+        path: &str,
+        message: &str,
+    ) -> Option<FatalStop> {
+        let Some(trouble) = ServiceTrouble::of(class, http_status) else {
+            self.clear();
+            return None;
+        };
+        self.in_a_row += 1;
+        if self.in_a_row != SERVICE_TROUBLE_STREAK {
+            return None;
+        }
+        let (what, advice) = match trouble {
+            ServiceTrouble::Unreachable => (
+                "could not reach the service",
+                "check the connection, then re-run the same command",
+            ),
+            ServiceTrouble::ServerErrors => (
+                "failed with server errors",
+                "the service or its download host is having trouble: re-run the same command later",
+            ),
+            ServiceTrouble::Throttling => (
+                "were still throttled after waiting as the service asked",
+                "the service is limiting this account or app for now: re-run the same command later",
+            ),
+        };
+        Some(FatalStop::new(
+            class,
+            format!(
+                "{SERVICE_TROUBLE_STREAK} transfers in a row {what} (the last: {path}: {message}); {advice}, it \
+                 resumes and retries them"
+            ),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{ErrorKind, FatalStop};
+    use super::{ErrorKind, FatalStop, SERVICE_TROUBLE_STREAK, ServiceTrouble, TroubleStreak};
     use crate::download::DownloadSummary;
     use crate::manifest::FailureClass;
 
@@ -214,6 +305,83 @@ mod tests {
         assert_eq!(
             FatalStop::new(FailureClass::AccessDenied, "read only").kind(),
             ErrorKind::Auth
+        );
+    }
+
+    #[test]
+    fn throttling_beyond_the_clients_patience_counts_as_service_trouble_like_errors_and_lost_connections()
+     {
+        let cases = [
+            (
+                FailureClass::Throttled,
+                Some(429),
+                Some(ServiceTrouble::Throttling),
+            ),
+            (
+                FailureClass::Throttled,
+                Some(503),
+                Some(ServiceTrouble::ServerErrors),
+            ),
+            (
+                FailureClass::HttpStatus,
+                Some(500),
+                Some(ServiceTrouble::ServerErrors),
+            ),
+            (
+                FailureClass::Network,
+                None,
+                Some(ServiceTrouble::Unreachable),
+            ),
+            (
+                FailureClass::Timeout,
+                None,
+                Some(ServiceTrouble::Unreachable),
+            ),
+            (FailureClass::NotFound, Some(404), None),
+            (FailureClass::HashMismatch, None, None),
+            (FailureClass::Disk, None, None),
+        ];
+        for (class, status, want) in cases {
+            assert_eq!(
+                ServiceTrouble::of(class, status),
+                want,
+                "{class:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_streak_stops_the_run_once_and_any_other_outcome_ends_it() {
+        let mut streak = TroubleStreak::default();
+        for _ in 1..SERVICE_TROUBLE_STREAK {
+            assert!(
+                streak
+                    .failed(FailureClass::Throttled, Some(429), "/a", "x")
+                    .is_none()
+            );
+        }
+        assert!(
+            streak
+                .failed(FailureClass::NotFound, Some(404), "/b", "gone")
+                .is_none()
+        );
+        for _ in 1..SERVICE_TROUBLE_STREAK {
+            assert!(
+                streak
+                    .failed(FailureClass::Network, None, "/c", "reset")
+                    .is_none()
+            );
+        }
+        let stop = streak
+            .failed(FailureClass::Throttled, Some(429), "/d", "429")
+            .expect("the sixteenth in a row stops the run");
+        assert_eq!(stop.class, FailureClass::Throttled);
+        assert!(stop.message.contains("/d: 429"), "{}", stop.message);
+        assert!(
+            streak
+                .failed(FailureClass::Network, None, "/e", "reset")
+                .is_none(),
+            "one stop per run"
         );
     }
 }

@@ -50,11 +50,6 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// `--checkers` are often raised to 16–32); past that the service's per-user throttling is the likely bound.
 pub const DEFAULT_CONCURRENCY_CEILING: usize = 32;
 
-/// Transfers failing in a row for want of a connection (after their own retries) that stop the run: the
-/// network or the service is gone, and failing every remaining file slowly, one retry budget after another,
-/// would take hours on a large drive. The failed files stay on record and the next run retries them.
-pub(crate) const UNREACHABLE_STREAK: usize = 16;
-
 /// Rows read from the manifest per query.
 const BATCH: usize = 256;
 
@@ -212,9 +207,9 @@ pub struct DownloadSummary {
     pub concurrency_lowest: usize,
     /// The most transfers allowed at once during the run (above the configured concurrency when it grew).
     pub(crate) concurrency_highest: usize,
-    /// Transfers that failed in a row for want of a connection (see [`UNREACHABLE_STREAK`]).
+    /// Transfers that failed in a row for want of a working service.
     #[serde(skip)]
-    unreachable_streak: usize,
+    trouble: crate::error::TroubleStreak,
     /// Rows whose transfer is running: a newer version of the same file waits for it to end (two transfers
     /// of one file would race to rename over the same target).
     #[serde(skip)]
@@ -818,7 +813,7 @@ fn account(
                 });
             }
             summary.bytes += fetched;
-            summary.unreachable_streak = 0;
+            summary.trouble.clear();
             if recorded == Some(Recorded::Stale) {
                 return superseded(summary, &job);
             }
@@ -944,74 +939,25 @@ fn superseded(summary: &mut DownloadSummary, job: &DownloadJob) -> bool {
     true
 }
 
-/// What a failed transfer says about the service, as far as stopping the run early is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ServiceTrouble {
-    /// It could not be reached (network, timeouts).
-    Unreachable,
-    /// It answered with server errors (5xx, after the client's retries), Graph or the download host.
-    ServerErrors,
-    /// It was still throttling after the client waited out every `Retry-After` its budget allows.
-    Throttling,
-}
-
-impl ServiceTrouble {
-    /// The trouble `failure` is a sign of, if any.
-    fn of(failure: &TransferFailure) -> Option<Self> {
-        if failure
-            .http_status
-            .is_some_and(|s| (500..=599).contains(&s))
-        {
-            Some(Self::ServerErrors)
-        } else if matches!(failure.class, FailureClass::Network | FailureClass::Timeout) {
-            Some(Self::Unreachable)
-        } else if failure.class == FailureClass::Throttled {
-            Some(Self::Throttling)
-        } else {
-            None
-        }
-    }
-}
-
-/// Count a failure that says the service may be gone or refusing us (a [`ServiceTrouble`]), and stop the run
-/// after [`UNREACHABLE_STREAK`] of them in a row. Any other outcome ends the streak. A service that throttles
-/// file after file beyond the client's patience is refusing this app or account for now: grinding on through
-/// the drive would keep every worker waiting and, Microsoft warns, prolong the throttling
-/// (<https://learn.microsoft.com/en-us/graph/throttling>).
+/// Count a failure toward the run's [`TroubleStreak`], and stop the run when it says so.
 fn note_service_trouble(
     summary: &mut DownloadSummary,
     job: &DownloadJob,
     failure: &TransferFailure,
     stop: &CancellationToken,
 ) {
-    let Some(trouble) = ServiceTrouble::of(failure) else {
-        summary.unreachable_streak = 0;
-        return;
-    };
-    summary.unreachable_streak += 1;
-    if summary.unreachable_streak < UNREACHABLE_STREAK || summary.fatal.is_some() {
-        return;
-    }
-    let (what, advice) = match trouble {
-        ServiceTrouble::Unreachable => (
-            "could not reach the service",
-            "check the connection, then re-run the same command",
-        ),
-        ServiceTrouble::ServerErrors => (
-            "failed with server errors",
-            "the service or its download host is having trouble: re-run the same command later",
-        ),
-        ServiceTrouble::Throttling => (
-            "were still throttled after waiting as the service asked",
-            "the service is limiting this account or app for now: re-run the same command later",
-        ),
-    };
-    let message = format!(
-        "{UNREACHABLE_STREAK} transfers in a row {what} (the last: {}: {}); {advice}, it resumes and retries them",
-        job.remote_path, failure.message
+    let stopping = summary.trouble.failed(
+        failure.class,
+        failure.http_status,
+        &job.remote_path,
+        &failure.message,
     );
-    summary.fatal = Some(FatalStop::new(failure.class, message));
-    stop.cancel();
+    if let Some(fatal) = stopping
+        && summary.fatal.is_none()
+    {
+        summary.fatal = Some(fatal);
+        stop.cancel();
+    }
 }
 
 /// What [`relocate_moved`] did.
@@ -1387,60 +1333,6 @@ async fn sweep_stale_parts(
                 detail: Some(&err.to_string()),
             });
             Ok(0)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttling_beyond_the_clients_patience_counts_as_service_trouble_like_errors_and_lost_connections()
-     {
-        let failure = |class, http_status| TransferFailure {
-            class,
-            http_status,
-            message: String::new(),
-            attempts: 1,
-            scope: transfer::FailureScope::Item,
-        };
-        let cases = [
-            (
-                FailureClass::Throttled,
-                Some(429),
-                Some(ServiceTrouble::Throttling),
-            ),
-            (
-                FailureClass::Throttled,
-                Some(503),
-                Some(ServiceTrouble::ServerErrors),
-            ),
-            (
-                FailureClass::HttpStatus,
-                Some(500),
-                Some(ServiceTrouble::ServerErrors),
-            ),
-            (
-                FailureClass::Network,
-                None,
-                Some(ServiceTrouble::Unreachable),
-            ),
-            (
-                FailureClass::Timeout,
-                None,
-                Some(ServiceTrouble::Unreachable),
-            ),
-            (FailureClass::NotFound, Some(404), None),
-            (FailureClass::HashMismatch, None, None),
-            (FailureClass::Disk, None, None),
-        ];
-        for (class, status, want) in cases {
-            assert_eq!(
-                ServiceTrouble::of(&failure(class, status)),
-                want,
-                "{class:?} {status:?}"
-            );
         }
     }
 }

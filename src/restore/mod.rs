@@ -256,6 +256,9 @@ pub struct RestoreSummary {
     pub concurrency_lowest: usize,
     /// Whether this was a `--dry-run` (nothing was written anywhere).
     pub dry_run: bool,
+    /// Uploads that failed in a row for want of a working service.
+    #[serde(skip)]
+    trouble: crate::error::TroubleStreak,
 }
 
 impl RestoreSummary {
@@ -698,6 +701,7 @@ async fn record(
             resumed,
             restarted,
         } => {
+            summary.trouble.clear();
             if already_there {
                 summary.already_there += 1;
             } else {
@@ -716,6 +720,7 @@ async fn record(
                 .await?;
         }
         FileOutcome::Skipped { reason } => {
+            summary.trouble.clear();
             summary.skipped_existing += 1;
             tracing::info!(path = %job.remote_path, reason, "not restored");
             manifest.restore_skipped(target, key, reason).await?;
@@ -735,10 +740,23 @@ async fn record(
                 class: failure.class.as_str(),
                 message: &failure.message,
             });
+            let streak_ended = summary.trouble.failed(
+                failure.class,
+                failure.http_status,
+                &job.remote_path,
+                &failure.message,
+            );
             if let Some(kind) = stops
                 && fatal.is_none()
+                && summary.fatal.is_none()
             {
                 *fatal = Some((kind, failure.message.clone()));
+                stop.cancel();
+            } else if let Some(stopped) = streak_ended
+                && fatal.is_none()
+                && summary.fatal.is_none()
+            {
+                summary.fatal = Some(stopped);
                 stop.cancel();
             }
             manifest

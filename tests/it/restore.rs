@@ -690,3 +690,40 @@ fn a_target_folder_whose_listing_makes_no_progress_fails_its_files_within_a_few_
         assert!(!b.exists("Up/mine.bin"), "{fault:?}");
     }
 }
+
+#[test]
+fn a_target_answering_every_upload_with_a_server_error_stops_the_restore_early() {
+    let mut tree = Tree::personal();
+    for i in 0..60 {
+        tree = tree.file(&format!("t/{i:02}.bin"), 1_000 + i);
+    }
+    let a = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut backup(&a, &dest)), 0);
+    let b = Simulator::start(Tree::personal());
+    b.fail_always(Failure::server_error().only(RequestKind::Upload));
+    let out = run(restore(&b, dest.path()).args(["--json", "--concurrency", "16"]));
+    assert_exit!(out, 5, "a target that fails every upload stops the run");
+    let summary = json(&out);
+    let fatal = summary["fatal"].as_str().unwrap_or_default();
+    assert!(
+        fatal.contains("transfers in a row failed with server errors"),
+        "{summary}"
+    );
+    // Sixteen failed uploads in a row stopped it: the files not yet tried were left for the next run, not
+    // each sent its whole retry budget.
+    let failed = summary["failed"].as_u64().unwrap();
+    assert!((16..=32).contains(&failed), "{failed} failed: {summary}");
+    let sent = b.requests(RequestKind::Upload);
+    assert!(
+        sent <= 32 * 6,
+        "{sent} uploads sent for {failed} failed files"
+    );
+    // The service is back: the same command puts everything there.
+    b.clear_failures();
+    assert_exit!(run(&mut restore(&b, dest.path())), 0);
+    for i in 0..60 {
+        let path = format!("t/{i:02}.bin");
+        assert_eq!(b.content(&path), a.content(&path), "{path}");
+    }
+}
