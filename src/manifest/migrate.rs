@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_dedupe.sql"),
     include_str!("../../migrations/0009_skip_class.sql"),
     include_str!("../../migrations/0010_listed_urls_by_row.sql"),
+    include_str!("../../migrations/0011_restore_canonical_drive_ids.sql"),
 ];
 
 /// The schema version this build writes.
@@ -112,6 +113,64 @@ mod tests {
         String,
         Option<String>,
     );
+
+    #[test]
+    fn schema_11_keys_restore_targets_on_the_canonical_drive_id_without_losing_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.sqlite");
+        // Schema 10 differs from 11 only in the spellings the rows hold.
+        drop(Manifest::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        // A personal target in upper case missing its leading zero, one already canonical for another folder
+        // and its misspelt twin, and a business library whose ID is left as it is.
+        conn.execute_batch(
+            "PRAGMA user_version = 10;
+             INSERT INTO restore_targets (id, drive_id, root_path, created_at) VALUES
+                 (1, 'ABCDEF012345678', '/', 't'), (2, '0abcdef012345678', '/To', 't'),
+                 (3, 'ABCDEF012345678', '/To', 't'), (4, 'b!Xy-Z', '/', 't');
+             INSERT INTO restore_files (target_id, source_path, kind, remote_path, size, stamp, state, updated_at)
+                 VALUES (1, 'a.jpg', 'file', 'a.jpg', 1, '1:1', 'done', 't');",
+        )
+        .unwrap();
+        drop(conn);
+        let mut m = Manifest::open(&path).unwrap();
+        let ids: Vec<(i64, String)> = m
+            .conn
+            .prepare("SELECT id, drive_id FROM restore_targets ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let spelt = |id: i64| ids.iter().find(|(i, _)| *i == id).unwrap().1.clone();
+        assert_eq!(spelt(1), "0abcdef012345678");
+        assert_eq!(spelt(2), "0abcdef012345678");
+        assert_eq!(
+            spelt(3),
+            "ABCDEF012345678",
+            "its canonical twin for /To already exists"
+        );
+        assert_eq!(spelt(4), "b!Xy-Z");
+        // Whatever spelling the service uses now, a restore finds its earlier target, files and all.
+        for spelling in ["ABCDEF012345678", "0ABCDEF012345678", "abcdef012345678"] {
+            assert_eq!(m.find_restore_target(spelling, "/").unwrap(), Some(1));
+            assert_eq!(m.find_restore_target(spelling, "/To").unwrap(), Some(2));
+        }
+        assert_eq!(
+            m.restore_target("abcdef012345678", "/", "personal")
+                .unwrap(),
+            1
+        );
+        let files: i64 = m
+            .conn
+            .query_row(
+                "SELECT count(*) FROM restore_files WHERE target_id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(files, 1);
+    }
 
     #[test]
     fn notebooks_earlier_versions_skipped_are_marked_and_their_scopes_listed_again() {

@@ -156,7 +156,7 @@ pub struct RestoreStatus {
 }
 
 impl Manifest {
-    /// The target row for `drive_id` (any case) and `root_path`, created if new.
+    /// The target row for `drive_id` (any spelling: kept canonical) and `root_path`, created if new.
     pub(crate) fn restore_target(
         &mut self,
         drive_id: &str,
@@ -168,6 +168,7 @@ impl Manifest {
         if let Some(id) = found {
             return Ok(id);
         }
+        let drive_id = crate::ids::canonical_drive_id(drive_id);
         self.conn
             .execute(
                 "INSERT INTO restore_targets (drive_id, root_path, drive_type, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -177,12 +178,13 @@ impl Manifest {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The target row for `drive_id` (any case) and `root_path`, if there is one.
+    /// The target row for `drive_id` (any spelling: compared canonically) and `root_path`, if there is one.
     pub(crate) fn find_restore_target(
         &self,
         drive_id: &str,
         root_path: &str,
     ) -> Result<Option<i64>> {
+        let drive_id = crate::ids::canonical_drive_id(drive_id);
         self.conn
             .prepare_cached("SELECT id FROM restore_targets WHERE drive_id = ?1 AND root_path = ?2")
             .and_then(|mut s| {
