@@ -1012,7 +1012,7 @@ impl Shared {
             *pen = Some(Penalty {
                 rule,
                 since: now,
-                until: now + Duration::from_secs(secs),
+                until: retry_after_end(now, secs),
                 failure: failure.clone(),
             });
         }
@@ -1064,7 +1064,7 @@ impl Shared {
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(secs) = f.retry_after {
                 let now = Instant::now();
-                let until = now + Duration::from_secs(secs);
+                let until = retry_after_end(now, secs);
                 let mut pen = self.knobs.penalty.lock().expect("penalty lock");
                 if pen.as_ref().is_none_or(|p| p.until < until) {
                     *pen = Some(Penalty {
@@ -1147,4 +1147,12 @@ impl Shared {
         rules.retain(|r| !matches!(r.schedule, Schedule::Next(0)));
         cut
     }
+}
+
+/// When a `Retry-After` of `secs` sent at `now` ends: a value too large for the clock (tests send
+/// `u64::MAX` to see a client cope) ends a century on, which no test outlives.
+fn retry_after_end(now: Instant, secs: u64) -> Instant {
+    now.checked_add(Duration::from_secs(secs))
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }

@@ -213,6 +213,31 @@ fn a_retry_after_longer_than_a_run_waits_stops_the_run_at_once_sends_nothing_mor
 }
 
 #[test]
+fn a_retry_after_too_large_for_any_clock_stops_the_run_like_a_long_one_and_is_kept_as_a_day() {
+    let (tree, _) = small_files(10);
+    let sim = Simulator::start(tree);
+    let dest = TestDest::new();
+    assert_exit!(run(&mut against(&sim, &dest, "crawl")), 0);
+    sim.set_in_flight_allowance(Duration::from_millis(150));
+    sim.fail_always(Failure::throttled(u64::MAX).only(RequestKind::Download));
+    let out = run(backup(&sim, &dest).arg("--json"));
+    // Not a panic (exit 101): the run stops as for any wait longer than it waits out.
+    assert_exit!(out, 5, "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = json(&out);
+    assert_eq!(summary["download"]["fatal_class"], "throttled", "{summary}");
+    assert_eq!(sim.requests_during_retry_after(), 0);
+    let until_ms: u64 = dest.setting("throttled_until").unwrap().parse().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        until_ms > now_ms + 86_000_000 && until_ms <= now_ms + 86_400_000,
+        "kept until {until_ms}, now {now_ms}: a day at most"
+    );
+}
+
+#[test]
 fn a_download_host_refusing_every_request_as_out_of_range_fails_the_file_instead_of_asking_for_ever()
  {
     let tree = Tree::personal().file("a.bin", 5_000).file("b.jpg", 700);
