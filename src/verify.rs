@@ -236,7 +236,7 @@ pub fn verify(
                 if sample_ppm.is_some() {
                     reporter.event(&Event::Queued {
                         files: rows.len() as u64,
-                        bytes: rows.iter().map(|r| r.size).sum(),
+                        bytes: rows.iter().map(|r| r.size).fold(0, u64::saturating_add),
                     });
                 }
                 for row in rows {

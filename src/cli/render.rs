@@ -760,7 +760,7 @@ pub fn listing(entries: &[RemoteEntry], json: bool) {
         } else {
             files += 1;
         }
-        bytes += e.size.unwrap_or(0);
+        bytes = bytes.saturating_add(e.size.unwrap_or(0));
         let _ = writeln!(
             out,
             "{:<7} {:>10}  {:<16}  {}{}",

@@ -40,9 +40,16 @@ pub struct Span {
     pub(crate) end: u64,
 }
 
-/// Whether a file of `size` bytes is fetched in spans: more than one stream allowed, and more than one span.
+/// The largest listed size fetched in spans: the service's own file size limit ("250 GB",
+/// <https://support.microsoft.com/en-us/office/restrictions-and-limitations-in-onedrive-and-sharepoint-64883a5d-228e-48f5-b3d2-eb39e07630fa>).
+/// A larger size is a listing that cannot be true (say `9223372036854775807`): planning spans for it would ask for
+/// terabytes of memory, so such a file comes as one stream, which stops at what arrives.
+pub const MAX_RANGED_SIZE: u64 = 250 * 1024 * 1024 * 1024;
+
+/// Whether a file of `size` bytes is fetched in spans: more than one stream allowed, more than one span, and a
+/// size the service can hold (see [`MAX_RANGED_SIZE`]).
 pub fn is_ranged(size: u64, chunk_size: u64, streams_per_file: usize) -> bool {
-    streams_per_file > 1 && chunk_size > 0 && size > chunk_size
+    streams_per_file > 1 && chunk_size > 0 && size > chunk_size && size <= MAX_RANGED_SIZE
 }
 
 /// The spans of a file of `size` bytes, in order, each `chunk_size` long but the last.
@@ -189,6 +196,10 @@ mod tests {
             (10, 4, 1, false),
             (10, 0, 4, false),
             (0, 4, 4, false),
+            (MAX_RANGED_SIZE, 32 << 20, 4, true),
+            // A size no drive can hold: one stream, not 2^38 spans planned.
+            (MAX_RANGED_SIZE + 1, 32 << 20, 4, false),
+            (i64::MAX as u64, 32 << 20, 4, false),
         ];
         for (size, chunk, streams, want) in cases {
             assert_eq!(

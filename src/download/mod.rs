@@ -390,7 +390,10 @@ pub async fn download(
             continue;
         }
         if paged {
-            let (files, bytes) = (jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
+            let (files, bytes) = (
+                jobs.len() as u64,
+                jobs.iter().map(|j| j.size).fold(0, u64::saturating_add),
+            );
             reporter.event(&Event::Queued { files, bytes });
         }
         for job in jobs {
@@ -542,7 +545,7 @@ pub async fn dry_run(
     while let Some(jobs) = pending.next().await? {
         for job in &jobs {
             summary.files += 1;
-            summary.bytes += job.size;
+            summary.bytes = summary.bytes.saturating_add(job.size);
             reporter.event(&Event::Planned {
                 path: &job.remote_path,
                 bytes: job.size,

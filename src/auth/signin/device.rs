@@ -103,10 +103,12 @@ pub async fn start_device_code(
         verification_uri: raw.verification_uri,
         message,
         expires_in,
+        // An interval longer than the code lives would sleep past its expiry before the first poll.
         interval: raw
             .interval
             .map_or(RFC8628_INTERVAL, Duration::from_secs)
-            .max(MIN_POLL_INTERVAL),
+            .max(MIN_POLL_INTERVAL)
+            .min(expires_in.max(MIN_POLL_INTERVAL)),
         device_code: Secret(raw.device_code),
         expires_at: Instant::now() + expires_in,
     })
