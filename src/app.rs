@@ -493,12 +493,31 @@ async fn run_phases(
     // found (it sees `ended`), and the crawl error is reported after.
     let (crawled, downloaded) = tokio::join!(crawl_fut, download_fut);
     let downloaded = downloaded?;
-    let crawled = crawled?;
+    let crawled = match crawled {
+        // The downloads already stopped the run on a wait longer than a run waits, and the listing then
+        // met the same wait at the client's gate: the download's stop says it all, with the summary. The
+        // listing stays incomplete and the next run resumes it.
+        Err(err) if downloaded.fatal.is_some() && told_to_wait(&err) => {
+            tracing::info!(error = %err, "the listing stopped on the same wait as the downloads");
+            CrawlSummary::default()
+        }
+        other => other?,
+    };
     Ok(Phased {
         crawl: Some(crawled),
         download: Some(downloaded),
         dry_run: None,
     })
+}
+
+/// Whether `err` is the service's ask for a wait longer than a run waits.
+fn told_to_wait(err: &Error) -> bool {
+    match err {
+        Error::Graph { source, .. } => source.told_to_wait().is_some(),
+        Error::Crawl(c) => c.graph_error().is_some_and(|g| g.told_to_wait().is_some()),
+        Error::ToldToWait { .. } => true,
+        _ => false,
+    }
 }
 
 /// Read the drive and record it: the crawl needs its ID, and a refused token or a wrong drive should stop the

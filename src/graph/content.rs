@@ -313,7 +313,7 @@ impl GraphClient {
         let mut tally = super::transport::Tally::default();
         let mut refreshed = false;
         loop {
-            self.pass_gate().await;
+            self.pass_gate().await?;
             let token = self.inner.tokens.access_token().await?;
             self.count_request();
             let request = with_range(
@@ -450,7 +450,7 @@ impl GraphClient {
         let mut redirects = 0u32;
         loop {
             let what = what(&url);
-            self.pass_gate().await;
+            self.pass_gate().await?;
             self.count_request();
             let request = with_range(self.inner.downloads.get(url.expose()), from, to);
             // Only the wait for the headers is bounded here; the body has the read-idle timeout instead.

@@ -158,7 +158,7 @@ pub enum GraphError {
 }
 
 /// An error answer from Graph or a download host.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "{what}: HTTP {status}{}: {message}{}",
     self.code().map(|c| format!(" ({c})")).unwrap_or_default(),

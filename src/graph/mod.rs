@@ -156,6 +156,9 @@ struct Inner {
     gate: ThrottleGate,
     /// Told when a throttle pause starts or grows, with its end (see [`GraphClient::on_pause`]).
     pause_hook: std::sync::OnceLock<PauseHook>,
+    /// The answer that asked for a pause longer than the policy waits out, once one did: while that pause
+    /// lasts, every request fails with it at the gate instead of waiting there (see `pass_gate`).
+    long_pause: std::sync::Mutex<Option<Box<HttpError>>>,
     requests: AtomicU64,
     retries: AtomicU64,
     throttles: AtomicU64,
@@ -295,6 +298,7 @@ impl GraphClient {
                 tokens,
                 gate: ThrottleGate::default(),
                 pause_hook: std::sync::OnceLock::new(),
+                long_pause: std::sync::Mutex::new(None),
                 requests: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 throttles: AtomicU64::new(0),

@@ -947,3 +947,34 @@ async fn a_user_listing_of_empty_pages_that_still_point_on_is_given_up_after_a_f
         paging::MAX_PAGES_WITHOUT_PROGRESS as usize
     );
 }
+
+#[tokio::test]
+async fn while_a_pause_longer_than_a_run_waits_lasts_every_request_fails_at_once_unsent() {
+    let server = serve(vec![
+        answer(429)
+            .header("retry-after", "1800")
+            .json(r#"{"error":{"code":"activityLimitReached","message":"throttled"}}"#),
+        answer(200).json(PAGE),
+    ])
+    .await;
+    let graph = client(&server, rotating());
+    let err = graph
+        .children(&drive(), &ItemId::from("x"), None)
+        .await
+        .unwrap_err();
+    assert!(err.told_to_wait().is_some(), "{err}");
+    // Another request of the same client (the crawl's next page, say) does not sit at the gate for half an
+    // hour: it is refused the same way, and nothing is sent.
+    let start = Instant::now();
+    let err = graph
+        .delta(&drive(), &ItemId::from("x"), None)
+        .await
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let wait = err.told_to_wait().expect("told to wait");
+    assert!(
+        wait > Duration::from_secs(1790) && wait <= Duration::from_secs(1800),
+        "{wait:?}"
+    );
+    assert_eq!(server.seen().len(), 1);
+}

@@ -151,7 +151,7 @@ impl GraphClient {
         let renewable = self.inner.tokens.renewable();
         let mut refreshed = !renewable;
         loop {
-            self.pass_gate().await;
+            self.pass_gate().await?;
             let token = self.inner.tokens.access_token().await?;
             self.count_request();
             let sent = async {
@@ -346,6 +346,11 @@ impl GraphClient {
         };
         self.inner.throttles.fetch_add(1, Ordering::Relaxed);
         self.add_pause(wait);
+        *self
+            .inner
+            .long_pause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(answer.clone());
         tracing::debug!(wait_s = wait.as_secs(), error = %answer, "told to wait longer than a run waits");
         GraphError::ToldToWait {
             wait,
@@ -355,10 +360,32 @@ impl GraphClient {
     }
 
     /// Wait at the client's gate (throttle pauses, rate-limit spacing) before sending.
-    pub(super) async fn pass_gate(&self) {
+    ///
+    /// # Errors
+    /// [`GraphError::ToldToWait`], at once, while a pause longer than the policy waits out is in force: the
+    /// request that was told so has already given up and stopped its run, and any other request (the crawl's
+    /// next page, a transfer just starting) waiting there for half an hour would only hold that run's end,
+    /// out of reach of Ctrl-C.
+    pub(super) async fn pass_gate(&self) -> Result<(), GraphError> {
+        if let Some(left) = self.inner.gate.paused_for()
+            && left > self.inner.policy.max_retry_after
+            && let Some(answer) = self
+                .inner
+                .long_pause
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        {
+            return Err(GraphError::ToldToWait {
+                wait: left,
+                until: chrono::Utc::now() + left,
+                answer,
+            });
+        }
         if self.inner.gate.wait().await {
             self.inner.paced.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(())
     }
 
     /// `RateLimit-*` headers arrive once 80 % of the budget is used: slow down before running into a 429.

@@ -262,7 +262,7 @@ impl GraphClient {
         let end = (start + len).saturating_sub(1);
         let mut tally = Tally::default();
         loop {
-            self.pass_gate().await;
+            self.pass_gate().await?;
             self.count_request();
             let request = self
                 .inner
@@ -352,7 +352,7 @@ impl GraphClient {
         let timeout = self.inner.options.request_timeout;
         let mut tally = Tally::default();
         loop {
-            self.pass_gate().await;
+            self.pass_gate().await?;
             self.count_request();
             let sent = self
                 .inner

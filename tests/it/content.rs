@@ -599,3 +599,20 @@ fn the_summary_says_how_many_files_exit_0_vouches_for_by_hash_and_how_many_carry
         "{stdout}"
     );
 }
+
+#[test]
+fn a_file_listed_larger_than_any_drive_holds_is_fetched_as_one_stream_and_judged_by_its_hash() {
+    use graphsim::FileOpts;
+    const SERVED: u64 = 40 << 20;
+    let sim = Simulator::start(Tree::personal().file_with(
+        "Video/huge.mp4",
+        i64::MAX as u64,
+        FileOpts::new().size_listed_wrong(SERVED),
+    ));
+    let dest = TestDest::new();
+    let out = run(backup(&sim, &dest).arg("--json"));
+    // Not an abort on a planned allocation of terabytes of spans: the bytes served, vouched for by the hash.
+    assert_exit!(out, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sim.requests(RequestKind::DownloadWithRange), 0);
+    assert_same_bytes(&sim, &dest, ["Video/huge.mp4"]);
+}
