@@ -367,14 +367,17 @@ impl GraphClient {
     /// next page, a transfer just starting) waiting there for half an hour would only hold that run's end,
     /// out of reach of Ctrl-C.
     pub(super) async fn pass_gate(&self) -> Result<(), GraphError> {
-        if let Some(left) = self.inner.gate.paused_for()
+        // The long pause's answer first: it is there only once a run was told to stop, so a request in the
+        // common case pays for one uncontended lock, not a look at the gate's clock as well.
+        let long_pause = self
+            .inner
+            .long_pause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(answer) = long_pause
+            && let Some(left) = self.inner.gate.paused_for()
             && left > self.inner.policy.max_retry_after
-            && let Some(answer) = self
-                .inner
-                .long_pause
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
         {
             return Err(GraphError::ToldToWait {
                 wait: left,

@@ -523,7 +523,8 @@ impl FileTask<'_> {
             let n = self.fragment.min(local.len - offset);
             let slot: Arc<Mutex<Option<ContentHasher>>> = Arc::new(Mutex::new(None));
             let body = fragment_body(&local.file, &hasher, &slot, offset, n);
-            match self
+            // Whether the service lost the session: the file starts over in a new one, a bounded number of times.
+            let session_gone = match self
                 .graph
                 .put_fragment(&session_url, offset, n, local.len, &body)
                 .await
@@ -579,6 +580,7 @@ impl FileTask<'_> {
                             _ => {}
                         },
                     }
+                    false
                 }
                 Err(GraphError::FragmentRefused { .. }) if resyncs < MAX_RESYNCS => {
                     resyncs += 1;
@@ -590,24 +592,22 @@ impl FileTask<'_> {
                                 Ok(h) => h,
                                 Err(outcome) => return Ok(outcome),
                             };
+                            false
                         }
-                        Ok(_) | Err(GraphError::UploadSessionGone) => {
-                            self.forget_session(&key).await;
-                            if restarts >= MAX_RESTARTS {
-                                return Err(GraphError::UploadSessionGone);
-                            }
-                            url = None;
-                            restarts += 1;
-                        }
+                        Ok(_) | Err(GraphError::UploadSessionGone) => true,
                         Err(e) => return Err(e),
                     }
                 }
-                Err(GraphError::UploadSessionGone) if restarts < MAX_RESTARTS => {
-                    restarts += 1;
-                    url = None;
-                    self.forget_session(&key).await;
-                }
+                Err(GraphError::UploadSessionGone) => true,
                 Err(e) => return Err(e),
+            };
+            if session_gone {
+                self.forget_session(&key).await;
+                if restarts >= MAX_RESTARTS {
+                    return Err(GraphError::UploadSessionGone);
+                }
+                restarts += 1;
+                url = None;
             }
         }
     }
