@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::items::to_u64;
+use super::items::{SUM_F_SIZE, to_u64};
 use super::{Manifest, Result};
 use crate::ids::{DriveId, ItemId};
 
@@ -135,10 +135,12 @@ impl Manifest {
     pub(crate) fn dedupe_counts(&self) -> Result<DedupeCounts> {
         self.conn
             .query_row(
-                "SELECT count(*), sum(f.size) FROM items f
+                &format!(
+                    "SELECT count(*), {SUM_F_SIZE} FROM items f
                  JOIN items s ON s.drive_id = f.linked_drive_id AND s.item_id = f.linked_item_id
                  WHERE f.state = 'done' AND f.kind = 'file' AND f.remote_deleted = 0
-                   AND s.quick_xor = f.quick_xor AND s.size = f.size",
+                   AND s.quick_xor = f.quick_xor AND s.size = f.size"
+                ),
                 [],
                 |r| {
                     Ok(DedupeCounts {

@@ -356,6 +356,17 @@ pub(super) fn to_i64(n: Option<u64>) -> Option<i64> {
 }
 
 /// A stored non-negative integer (a size, a count) back as `u64`; a NULL or a negative value is 0.
+/// A total of `size` that saturates at `i64::MAX` rather than failing the query: `SQLite`'s `sum()` raises
+/// "integer overflow" past it, and sizes come from the service, which can list one near 2^63. `total()` adds
+/// in floating point, exact up to 2^53 bytes (8 PiB); the cast clamps what is above to the largest integer
+/// (<https://www.sqlite.org/lang_aggfunc.html#sumunc>).
+pub(super) const SUM_SIZE: &str = "CAST(min(total(size), 9223372036854775807) AS INTEGER)";
+/// [`SUM_SIZE`] over the bytes a done file has on disk (`local_size`, else its listed `size`).
+pub(super) const SUM_LOCAL_SIZE: &str =
+    "CAST(min(total(coalesce(local_size, size, 0)), 9223372036854775807) AS INTEGER)";
+/// [`SUM_SIZE`] over the `size` of the rows aliased `f`.
+pub(super) const SUM_F_SIZE: &str = "CAST(min(total(f.size), 9223372036854775807) AS INTEGER)";
+
 pub(super) fn to_u64(n: Option<i64>) -> u64 {
     n.map_or(0, |v| u64::try_from(v).unwrap_or(0))
 }

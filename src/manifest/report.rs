@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::items::to_u64;
+use super::items::{SUM_SIZE, to_u64};
 use super::runs::RunRecord;
 use super::{Manifest, Result};
 
@@ -201,8 +201,8 @@ impl Manifest {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT kind, state, count(*), coalesce(sum(size), 0) FROM items WHERE remote_deleted = 0
-                     AND (excluded IS NULL OR kind = 'folder') GROUP BY kind, state ORDER BY kind, state",
+                    &format!("SELECT kind, state, count(*), {SUM_SIZE} FROM items WHERE remote_deleted = 0
+                     AND (excluded IS NULL OR kind = 'folder') GROUP BY kind, state ORDER BY kind, state"),
                 )
                 .map_err(|e| self.err(e))?;
             let rows = stmt
@@ -302,8 +302,10 @@ impl Manifest {
         let (files, bytes, on_disk) = self
             .conn
             .query_row(
-                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(state = 'done'), 0) FROM items
-                 WHERE kind = 'file' AND excluded IS NOT NULL AND remote_deleted = 0",
+                &format!(
+                    "SELECT count(*), {SUM_SIZE}, coalesce(sum(state = 'done'), 0) FROM items
+                 WHERE kind = 'file' AND excluded IS NOT NULL AND remote_deleted = 0"
+                ),
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -505,6 +507,50 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .ends_with("manifest.sqlite")
+        );
+    }
+
+    #[test]
+    fn byte_totals_past_what_sqlite_can_add_saturate_instead_of_failing() {
+        // The service lists sizes as JSON numbers; two files near 2^63 bytes made `sum()` fail with
+        // "integer overflow", and with it `status`, `verify` and the run's summary.
+        let (_dir, mut m) = manifest();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        let huge = u64::try_from(i64::MAX).unwrap();
+        m.commit_page(
+            crawl,
+            &PageCommit {
+                drive_id: drive(),
+                folder_id: ItemId::from("/"),
+                items: vec![
+                    file("/a", huge, "Q"),
+                    file("/b", huge, "Q"),
+                    file("/c", 5, "Q"),
+                ],
+                next_link: None,
+            },
+        )
+        .unwrap();
+        let s = m.status().unwrap();
+        assert_eq!((s.files.total, s.bytes.total), (3, huge));
+        assert_eq!(s.bytes.pending, huge);
+        m.conn
+            .execute_batch(
+                "UPDATE items SET state = 'done', written_path = local_path WHERE kind = 'file'",
+            )
+            .unwrap();
+        let totals = m.verify_totals().unwrap();
+        assert_eq!((totals.files, totals.bytes), (3, huge));
+        // Below 2^53 the floating-point total is exact.
+        m.conn
+            .execute_batch("UPDATE items SET size = 2251799813685249 WHERE name IN ('a', 'b')")
+            .unwrap();
+        assert_eq!(
+            m.status().unwrap().bytes.done,
+            2 * 2_251_799_813_685_249 + 5
         );
     }
 }

@@ -6,7 +6,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::items::to_u64;
+use super::items::{SUM_SIZE, to_u64};
 use super::report::{ByteCounts, Count, FailureRow, StateCounts};
 use super::{FailureRecord, Manifest, Result, now, sql_err};
 
@@ -407,8 +407,8 @@ impl Manifest {
     pub(crate) fn restore_bytes_left(&self, target: i64, run: i64) -> Result<u64> {
         self.conn
             .query_row(
-                "SELECT coalesce(sum(size), 0) FROM restore_files
-                 WHERE target_id = ?1 AND seen_run = ?2 AND kind = 'file' AND (state = 'pending' OR state = 'failed')",
+                &format!("SELECT {SUM_SIZE} FROM restore_files
+                 WHERE target_id = ?1 AND seen_run = ?2 AND kind = 'file' AND (state = 'pending' OR state = 'failed')"),
                 params![target, run],
                 |r| r.get::<_, i64>(0),
             )
@@ -616,8 +616,8 @@ impl Manifest {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT kind, state, count(*), coalesce(sum(size), 0) FROM restore_files WHERE target_id = ?1
-                     GROUP BY kind, state",
+                    &format!("SELECT kind, state, count(*), {SUM_SIZE} FROM restore_files WHERE target_id = ?1
+                     GROUP BY kind, state"),
                 )
                 .map_err(|e| self.err(e))?;
             let rows: Vec<(String, String, i64, i64)> = stmt

@@ -7,7 +7,7 @@
 use rusqlite::params;
 
 use super::crawl::limit_i64;
-use super::items::to_u64;
+use super::items::{SUM_LOCAL_SIZE, to_u64};
 use super::{Manifest, Result, now};
 use crate::ids::{DriveId, ItemId};
 
@@ -61,9 +61,7 @@ impl Manifest {
     pub(crate) fn verify_totals(&self) -> Result<VerifyTotals> {
         self.conn
             .query_row(
-                &format!(
-                    "SELECT count(*), coalesce(sum(coalesce(local_size, size, 0)), 0) FROM items WHERE {DONE_ON_DISK}"
-                ),
+                &format!("SELECT count(*), {SUM_LOCAL_SIZE} FROM items WHERE {DONE_ON_DISK}"),
                 [],
                 |r| {
                     Ok(VerifyTotals {
