@@ -359,6 +359,29 @@ impl GraphClient {
         }
     }
 
+    /// The time left of a pause longer than the policy waits out, and the answer that asked for it, while one
+    /// is in force: every request of this client fails at its gate until it ends.
+    fn long_pause(&self) -> Option<(Duration, Box<HttpError>)> {
+        // The answer first: it is there only once a run was told to stop, so a request in the common case pays
+        // for one uncontended lock, not a look at the gate's clock as well.
+        let answer = self
+            .inner
+            .long_pause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        let left = self.inner.gate.paused_for()?;
+        (left > self.inner.policy.max_retry_after).then_some((left, answer))
+    }
+
+    /// How long the service has asked this client to wait beyond what a run waits out, while that pause is in
+    /// force: a caller with more work for the same service (the next drive of an organisation) should not start
+    /// it, since each of its requests would fail at once.
+    #[must_use]
+    pub fn told_to_wait_for(&self) -> Option<Duration> {
+        self.long_pause().map(|(left, _)| left)
+    }
+
     /// Wait at the client's gate (throttle pauses, rate-limit spacing) before sending.
     ///
     /// # Errors
@@ -367,18 +390,7 @@ impl GraphClient {
     /// next page, a transfer just starting) waiting there for half an hour would only hold that run's end,
     /// out of reach of Ctrl-C.
     pub(super) async fn pass_gate(&self) -> Result<(), GraphError> {
-        // The long pause's answer first: it is there only once a run was told to stop, so a request in the
-        // common case pays for one uncontended lock, not a look at the gate's clock as well.
-        let long_pause = self
-            .inner
-            .long_pause
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some(answer) = long_pause
-            && let Some(left) = self.inner.gate.paused_for()
-            && left > self.inner.policy.max_retry_after
-        {
+        if let Some((left, answer)) = self.long_pause() {
             return Err(GraphError::ToldToWait {
                 wait: left,
                 until: chrono::Utc::now() + left,

@@ -561,7 +561,8 @@ pub enum DriveStatus {
     Failed,
     /// Its user or site could not be listed.
     Unreachable,
-    /// Not started: the run was stopped, or the sign-in was refused, first.
+    /// Not started: the run was stopped, the sign-in was refused, or the service asked for a wait longer than a
+    /// run waits, first.
     NotStarted,
 }
 
@@ -775,6 +776,16 @@ pub async fn backup(
         });
         if report.verdict == Verdict::Auth {
             // The sign-in is refused: every drive left would be refused too.
+            stop_starting = true;
+        }
+        if let Some(left) = graph.told_to_wait_for() {
+            // The one client all drives share was told to wait longer than a run waits: every drive started
+            // now would fail at its first request. They are left for the next run, which waits out the rest
+            // of the pause kept under `ROOT/.odbackup/` first.
+            tracing::info!(
+                wait_s = left.as_secs(),
+                "told to wait: no more drives started this run"
+            );
             stop_starting = true;
         }
         reports[i] = Some(report);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use graphsim::{MissingOneDrive, RequestKind, Simulator, Tree};
+use graphsim::{Failure, MissingOneDrive, RequestKind, Simulator, Tree};
 
 use crate::support::{TestDest, eventually, json, odbackup, run};
 
@@ -764,6 +764,44 @@ fn one_throttle_answer_pauses_every_drive_and_a_drive_another_run_holds_is_locke
     let (out, doc) = org.backup(&["--all-users", "--all-sites"]);
     assert_exit!(out, 0, "{}", stderr(&out));
     assert_eq!(outcomes(&doc)["users/adele@contoso.example"].0, "ok");
+}
+
+/// One `Retry-After` beyond what a run waits (half an hour) stops the organisation's run at the drive that got
+/// it: the drives after it share the client and its pause, so they are left for the next run, not started to
+/// fail one by one.
+#[test]
+fn a_retry_after_longer_than_a_run_waits_leaves_the_drives_not_yet_started_for_the_next_run() {
+    let org = Org::new(organisation());
+    org.login_with_certificate();
+    org.sim.set_in_flight_allowance(Duration::from_millis(150));
+    org.sim
+        .fail_always(Failure::throttled(1800).only(RequestKind::Download));
+    let (out, doc) = org.backup(&["--all-users", "--all-sites", "--drives-at-once", "1"]);
+    assert_exit!(out, 5, "{}", stderr(&out));
+    let got = outcomes(&doc);
+    let failed: Vec<_> = got.iter().filter(|(_, (s, _))| s == "failed").collect();
+    let not_started = got.values().filter(|(s, _)| s == "not_started").count();
+    assert_eq!(failed.len(), 1, "{got:?}");
+    assert_eq!(not_started, got.len() - 1, "{got:?}");
+    let error = doc["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["status"] == "failed")
+        .and_then(|d| d["error"].as_str())
+        .unwrap_or_default();
+    assert!(
+        error.contains("Retry-After") && error.contains("run again after"),
+        "{error}"
+    );
+    assert_eq!(org.sim.requests_during_retry_after(), 0);
+    assert!(
+        org.sim.violations().is_empty(),
+        "{:?}",
+        org.sim.violations()
+    );
+    // Only the first drive's listing and its transfers on their way when the refusal came were sent.
+    assert_eq!(org.sim.requests(RequestKind::Delta), 1);
 }
 
 #[test]
