@@ -734,10 +734,7 @@ pub fn login_scopes(
     config_names_site: bool,
     write: bool,
 ) -> (Vec<String>, bool) {
-    let has_sites = scopes.iter().any(|s| {
-        let short = s.rsplit('/').next().unwrap_or(s);
-        short.len() > 6 && short[..6].eq_ignore_ascii_case("sites.")
-    });
+    let has_sites = crate::auth::write::has_sites_scope(&scopes);
     let mut for_config = false;
     if (sites || config_names_site) && !has_sites {
         for_config = !sites;

@@ -34,12 +34,9 @@ pub(crate) struct SignInFacts {
 impl SignInFacts {
     /// Whether the stored sign-in asked for a permission that reads sites.
     fn has_sites_scope(&self) -> Option<bool> {
-        self.scopes.as_ref().map(|scopes| {
-            scopes.iter().any(|s| {
-                let short = s.rsplit('/').next().unwrap_or(s);
-                short.len() > 6 && short[..6].eq_ignore_ascii_case("sites.")
-            })
-        })
+        self.scopes
+            .as_ref()
+            .map(|scopes| crate::auth::write::has_sites_scope(scopes))
     }
 
     /// The `login` command that adds the sites permission to this sign-in.

@@ -32,6 +32,18 @@ pub fn has_write_scope(scopes: &[String]) -> bool {
     })
 }
 
+/// Whether `scopes` include a SharePoint sites scope (`Sites.Read.All`, `Sites.Selected`, …), in any spelling of
+/// resource or letter case.
+pub fn has_sites_scope(scopes: &[String]) -> bool {
+    scopes.iter().any(|s| {
+        let name = bare(s);
+        name.len() > 6
+            && name
+                .get(..6)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("sites."))
+    })
+}
+
 /// `scopes` with write access: the read-only files scopes become [`WRITE_SCOPE`] (in the same place and
 /// spelling of resource), or it is added; scopes that already allow writing are left as they are.
 pub fn with_write_scope(scopes: Vec<String>) -> Vec<String> {
@@ -102,5 +114,21 @@ mod tests {
         );
         let writing = v(&["Files.ReadWrite", "offline_access"]);
         assert_eq!(with_write_scope(writing.clone()), writing);
+    }
+
+    #[test]
+    fn a_sites_scope_is_found_in_any_spelling_and_other_names_never_panic() {
+        let scopes = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(has_sites_scope(&scopes(&[
+            "https://graph.microsoft.com/sites.read.all"
+        ])));
+        assert!(has_sites_scope(&scopes(&["Files.Read", "Sites.Selected"])));
+        assert!(!has_sites_scope(&scopes(&[
+            "Sites.",
+            "Files.Read.All",
+            "User.Read"
+        ])));
+        // A multi-byte character across the sixth byte used to panic a byte slice.
+        assert!(!has_sites_scope(&scopes(&["Filesé.Read", "ééééé"])));
     }
 }

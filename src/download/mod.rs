@@ -831,7 +831,7 @@ fn account(
             }
             if linked.is_some() {
                 summary.deduplicated += 1;
-                summary.dedupe_bytes_saved += job.size;
+                summary.dedupe_bytes_saved = summary.dedupe_bytes_saved.saturating_add(job.size);
             } else if adopted {
                 summary.adopted += 1;
             } else {

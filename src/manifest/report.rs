@@ -238,12 +238,12 @@ impl Manifest {
                     _ => target.skipped += count,
                 }
                 if kind == "file" {
-                    bytes.total += size;
+                    bytes.total = bytes.total.saturating_add(size);
                     match state.as_str() {
-                        "pending" => bytes.pending += size,
-                        "done" => bytes.done += size,
-                        "failed" => bytes.failed += size,
-                        _ => bytes.skipped += size,
+                        "pending" => bytes.pending = bytes.pending.saturating_add(size),
+                        "done" => bytes.done = bytes.done.saturating_add(size),
+                        "failed" => bytes.failed = bytes.failed.saturating_add(size),
+                        _ => bytes.skipped = bytes.skipped.saturating_add(size),
                     }
                 }
             }
@@ -552,5 +552,19 @@ mod tests {
             m.status().unwrap().bytes.done,
             2 * 2_251_799_813_685_249 + 5
         );
+        // Three states of near 2^63 bytes each: their sum passes what a u64 holds, and saturates too.
+        m.conn
+            .execute_batch(
+                "UPDATE items SET size = 9223372036854775807 WHERE kind = 'file';
+                 UPDATE items SET state = 'pending' WHERE name = 'b';
+                 UPDATE items SET state = 'failed' WHERE name = 'c';",
+            )
+            .unwrap();
+        let s = m.status().unwrap();
+        assert_eq!(
+            (s.bytes.done, s.bytes.pending, s.bytes.failed),
+            (huge, huge, huge)
+        );
+        assert_eq!(s.bytes.total, u64::MAX);
     }
 }

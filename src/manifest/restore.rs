@@ -640,14 +640,14 @@ impl Manifest {
                 };
                 *slot += count;
                 if kind == "file" {
-                    status.bytes.total += size;
+                    status.bytes.total = status.bytes.total.saturating_add(size);
                     let slot = match state.as_str() {
                         "pending" => &mut status.bytes.pending,
                         "done" => &mut status.bytes.done,
                         "failed" => &mut status.bytes.failed,
                         _ => &mut status.bytes.skipped,
                     };
-                    *slot += size;
+                    *slot = slot.saturating_add(size);
                 }
             }
             status.failed_by_class = self.restore_counts(
