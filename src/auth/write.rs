@@ -32,7 +32,7 @@ pub fn has_write_scope(scopes: &[String]) -> bool {
     })
 }
 
-/// Whether `scopes` include a SharePoint sites scope (`Sites.Read.All`, `Sites.Selected`, …), in any spelling of
+/// Whether `scopes` include a `SharePoint` sites scope (`Sites.Read.All`, `Sites.Selected`, …), in any spelling of
 /// resource or letter case.
 pub fn has_sites_scope(scopes: &[String]) -> bool {
     scopes.iter().any(|s| {
