@@ -851,7 +851,11 @@ impl Ctx<'_> {
             "driveType": w.drive_type(d),
             "name": name,
             "owner": owner,
-            "quota": { "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": state },
+            "quota": if self.shared.knobs.negative_quota.load(std::sync::atomic::Ordering::Relaxed) {
+                json!({ "total": total, "used": -1_478_419, "remaining": total + 1_478_419, "deleted": 0, "state": state })
+            } else {
+                json!({ "total": total, "used": used, "remaining": total - used, "deleted": 0, "state": state })
+            },
             "webUrl": self.web_url(d, &[]),
         })
     }
@@ -1093,7 +1097,17 @@ impl Ctx<'_> {
         });
         put("eTag", &|| Value::String(self.etag(it)));
         let size = it.file().map_or(it.subtree_size, |f| f.size);
-        put("size", &|| json!(size));
+        let negative = self
+            .shared
+            .knobs
+            .negative_sizes
+            .lock()
+            .expect("negative sizes")
+            .get(&idx)
+            .copied();
+        put("size", &|| {
+            negative.map_or_else(|| json!(size), |n| json!(n))
+        });
         put("webUrl", &|| {
             Value::String(self.web_url(it.drive, &w.segments(idx)))
         });

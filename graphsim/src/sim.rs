@@ -349,6 +349,30 @@ impl Simulator {
             .expect("content answer") = answer;
     }
 
+    /// Lists the item at `path` (a file or a folder) with `size` set to `listed`, a negative number, from now
+    /// on, while it serves and hashes its real bytes. Business drives have listed negative sizes for folders
+    /// in delta (onedrive-api-docs #375, #617, #926) and for files such as `Home.aspx` and
+    /// `Open Notebook.onetoc2` (#1053).
+    pub fn list_negative_size(&self, path: &str, listed: i64) {
+        assert!(listed < 0, "a negative size");
+        let idx = self.world().expect(path);
+        self.shared
+            .knobs
+            .negative_sizes
+            .lock()
+            .expect("negative sizes")
+            .insert(idx, listed);
+    }
+
+    /// Whether drives answer a negative `quota.used` (and `remaining` past `total`): `GET /sites/{id}/drive`
+    /// has been seen answering `"used": -1478419` (onedrive-api-docs #1869, 2024).
+    pub fn set_negative_quota(&self, on: bool) {
+        self.shared
+            .knobs
+            .negative_quota
+            .store(on, Ordering::Relaxed);
+    }
+
     /// When listings and items carry `@microsoft.graph.downloadUrl` from now on (see [`ListingUrls`]).
     pub fn set_listing_urls(&self, policy: ListingUrls) {
         *self.shared.knobs.listing_urls.lock().expect("listing urls") = policy;

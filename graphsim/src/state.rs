@@ -577,6 +577,11 @@ pub(crate) struct Knobs {
     pub content_answer: Mutex<ContentAnswer>,
     /// When listings carry download URLs.
     pub listing_urls: Mutex<ListingUrls>,
+    /// Items whose `size` is listed as this negative number instead of their bytes (see
+    /// [`crate::Simulator::list_negative_size`]).
+    pub negative_sizes: Mutex<HashMap<usize, i64>>,
+    /// Drives' `quota.used` (and `remaining`) answered negative (see [`crate::Simulator::set_negative_quota`]).
+    pub negative_quota: AtomicBool,
     /// Mint consumer-style URLs whose credential is a path segment (`/y4m…/name`), not a query.
     pub url_credential_in_path: AtomicBool,
     /// Requests held until released.
@@ -840,6 +845,8 @@ impl Shared {
             rate_window: Mutex::new(HashMap::new()),
             content_answer: Mutex::new(ContentAnswer::default()),
             listing_urls: Mutex::new(ListingUrls::default()),
+            negative_sizes: Mutex::new(HashMap::new()),
+            negative_quota: AtomicBool::new(false),
             url_credential_in_path: AtomicBool::new(false),
             holds: Mutex::new(Vec::new()),
             missing_onedrive: Mutex::new(None),

@@ -1,6 +1,7 @@
 //! Pure decisions of the downloader: what to do with a file given what is on disk, and how to classify a
 //! failure. No I/O here, so every rule is a table-driven unit test.
 
+use super::chunks::MAX_RANGED_SIZE;
 use crate::graph::GraphError;
 use crate::hash::Verification;
 use crate::manifest::{Caveat, CaveatClass, FailureClass};
@@ -289,6 +290,22 @@ pub fn allowed_length(name: &str, listed: u64) -> u64 {
         listed.saturating_mul(2).saturating_add(1 << 20)
     } else {
         listed
+    }
+}
+
+/// How many bytes a one-stream body of `name` may bring before it is cut off as too long: what its listed size
+/// allows ([`allowed_length`]), or, when the listing gives a hash to judge the bytes by, as many as the server
+/// declared if that is more — business drives have listed `OneNote` files at a fraction of what they serve, the
+/// served file being the right one (onedrive-api-docs #927) — and, when the listing gave no usable size
+/// (`listed` is `None`), what the server declared or else the largest file the service holds. Never more than
+/// that largest file ([`MAX_RANGED_SIZE`]): the cap keeps a broken server from filling the disk.
+pub fn body_limit(name: &str, listed: Option<u64>, declared: Option<u64>, hashed: bool) -> u64 {
+    let by_server = declared.filter(|_| hashed || listed.is_none());
+    match (listed.map(|size| allowed_length(name, size)), by_server) {
+        (Some(by_listing), Some(by_server)) => by_listing.max(by_server.min(MAX_RANGED_SIZE)),
+        (Some(by_listing), None) => by_listing,
+        (None, Some(by_server)) => by_server.min(MAX_RANGED_SIZE),
+        (None, None) => MAX_RANGED_SIZE,
     }
 }
 
@@ -728,6 +745,30 @@ mod tests {
         }
         assert_eq!(allowed_length("a.jpg", 10), 10);
         assert_eq!(allowed_length("a.xlsx", 10), 20 + (1 << 20));
+    }
+
+    #[test]
+    fn a_body_may_run_to_what_the_server_declared_only_when_a_hash_will_judge_it() {
+        // Listed 170 bytes, served 10 MB: with a hash the declared length is allowed, without one not.
+        assert_eq!(
+            body_limit("S.onetoc2", Some(170), Some(10_116_025), true),
+            10_116_025
+        );
+        assert_eq!(
+            body_limit("S.onetoc2", Some(170), Some(10_116_025), false),
+            170
+        );
+        assert_eq!(body_limit("a.jpg", Some(500), Some(100), true), 500);
+        assert_eq!(body_limit("a.jpg", Some(500), None, true), 500);
+        assert_eq!(body_limit("a.docx", Some(10), None, false), 20 + (1 << 20));
+        // No usable size listed: what the server declares, else the largest file the service holds.
+        assert_eq!(body_limit("a.jpg", None, Some(42), false), 42);
+        assert_eq!(body_limit("a.jpg", None, None, true), MAX_RANGED_SIZE);
+        // A declared length past any file the service holds is held to that.
+        assert_eq!(
+            body_limit("a.jpg", Some(5), Some(u64::MAX), true),
+            MAX_RANGED_SIZE
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::DownloadPolicy;
 use super::chunks;
 use super::plan::{
-    Action, Earlier, Judgement, ListedUrlLifetime, ListedUse, LocalState, allowed_length, classify,
+    Action, Earlier, Judgement, ListedUrlLifetime, ListedUse, LocalState, body_limit, classify,
     judge, plan,
 };
 use super::ranged::Ranged;
@@ -333,7 +333,12 @@ impl Target {
             final_len: folder.file_len(name),
             part_len: folder.file_len(&self.part),
         };
-        let action = plan(job.size, local);
+        // A file whose listing gave no usable size is judged by its hash alone, whatever its length.
+        let action = if !job.size_known && self.hashed() && local.final_len.is_some() {
+            Action::CheckExisting
+        } else {
+            plan(job.size, local)
+        };
         if action != Action::CheckExisting {
             return Ok(Adoption::Fetch(action));
         }
@@ -343,12 +348,8 @@ impl Target {
         if let Judgement::Keep {
             verification,
             caveat,
-        } = judge(
-            &job.name,
-            &verify(&self.expected, &digest),
-            Some(len),
-            Earlier::None,
-        ) {
+        } = judge_listed(job, &self.expected, &digest, Some(len), Earlier::None)
+        {
             if let Some(problem) = set_mtime(folder, name, job.modified_at.as_deref()) {
                 problem.report(reporter, &self.local_path);
             }
@@ -377,6 +378,12 @@ impl Target {
     /// Whether SHA-1 is hashed too (the listing gave one).
     fn with_sha1(&self) -> bool {
         self.expected.sha1.is_some()
+    }
+
+    /// Whether the listing gave a hash to judge the bytes by.
+    fn hashed(&self) -> bool {
+        let listed = |h: &Option<String>| h.as_deref().is_some_and(|h| !h.is_empty());
+        listed(&self.expected.quick_xor) || listed(&self.expected.sha1)
     }
 }
 
@@ -556,13 +563,13 @@ impl<'a> TransferState<'a> {
         } else {
             (0, ContentHasher::new(with_sha1))
         };
-        if job.size == 0 {
+        if job.size_known && job.size == 0 {
             // Nothing to fetch (and a Range on an empty body is asking for a 416): an empty file is the content.
             let file = folder.create_fresh(part).map_err(disk)?;
             file.sync_all().map_err(disk)?;
             return Ok(Some((hasher.finish(), Some(0))));
         }
-        if written >= job.size {
+        if job.size_known && written >= job.size {
             // Complete part file (killed after fsync, before rename): nothing left to fetch.
             return Ok(Some((hasher.finish(), Some(written))));
         }
@@ -600,7 +607,7 @@ impl<'a> TransferState<'a> {
             written = 0;
             hasher = ContentHasher::new(with_sha1);
         }
-        if written == 0 && job.size <= WRITE_BUFFER as u64 {
+        if written == 0 && job.size_known && job.size <= WRITE_BUFFER as u64 {
             return self.fetch_small(download, hasher).await;
         }
         // A fresh start creates the part file exclusively; a resume reopens the plain file the prefix came from.
@@ -617,11 +624,12 @@ impl<'a> TransferState<'a> {
         }
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let declared = download.total;
+        let limit = body_limit(&job.name, job.listed_size(), declared, target.hashed());
         let before = written;
         let pumped = stream::pump(
             download.body,
             &mut file,
-            (&mut written, allowed_length(&job.name, job.size)),
+            (&mut written, limit),
             |bytes: &[u8]| hasher.update(bytes),
             self.cx.reporter,
             self.cx.cancel,
@@ -632,7 +640,7 @@ impl<'a> TransferState<'a> {
             Pumped::Ended => {}
             Pumped::Cancelled => return Ok(None),
             Pumped::TooLong => {
-                return Err(StepError::TooLong(allowed_length(&job.name, job.size)));
+                return Err(StepError::TooLong(limit));
             }
             Pumped::Network(err) => return Err(StepError::Network(err)),
             Pumped::Disk(e) => return Err(disk(e)),
@@ -651,8 +659,8 @@ impl<'a> TransferState<'a> {
         mut hasher: ContentHasher,
     ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
         let (job, target) = (self.cx.job, &self.target);
-        let allowed = allowed_length(&job.name, job.size);
         let declared = download.total;
+        let allowed = body_limit(&job.name, job.listed_size(), declared, target.hashed());
         let mut body = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0));
         let mut written = 0u64;
         let pumped = stream::pump(
@@ -775,12 +783,7 @@ impl<'a> TransferState<'a> {
             Some((len, qx)) if *len == digest.len && *qx == digest.quick_xor => Earlier::Same,
             Some(_) => Earlier::Different,
         };
-        match judge(
-            &job.name,
-            &verify(&self.target.expected, &digest),
-            declared,
-            earlier,
-        ) {
+        match judge_listed(job, &self.target.expected, &digest, declared, earlier) {
             Judgement::Keep {
                 verification,
                 caveat,
@@ -872,6 +875,56 @@ async fn remove_part(folder: &Arc<Folder>, part: &str) {
         let _ = folder.remove(&fsdest::journal_name(&part));
     })
     .await;
+}
+
+/// [`judge`] the bytes `digest` describes against the listing. A file whose listing gave no usable size is
+/// judged by its hash alone (its length is taken as served) and kept with a caveat that says so.
+fn judge_listed(
+    job: &DownloadJob,
+    expected: &Expected,
+    digest: &ContentDigest,
+    declared: Option<u64>,
+    earlier: Earlier,
+) -> Judgement {
+    if job.size_known {
+        return judge(&job.name, &verify(expected, digest), declared, earlier);
+    }
+    let as_served = Expected {
+        size: digest.len,
+        ..expected.clone()
+    };
+    let len = digest.len;
+    match judge(&job.name, &verify(&as_served, digest), declared, earlier) {
+        Judgement::Keep {
+            verification: Verification::SizeOnly,
+            ..
+        } => Judgement::Keep {
+            verification: Verification::SizeOnly,
+            caveat: Some(Caveat {
+                class: CaveatClass::NoHash,
+                reason: format!(
+                    "the listing gave neither a usable size nor a hash: kept as served ({len} bytes), unverified"
+                ),
+            }),
+        },
+        Judgement::Keep {
+            verification,
+            caveat,
+        } => {
+            let reason = format!(
+                "the listing gave no usable size: kept as served ({len} bytes), verified by its hash ({})",
+                verification.as_stored()
+            );
+            Judgement::Keep {
+                verification,
+                caveat: caveat.or(Some(Caveat {
+                    class: CaveatClass::SizeMetadata,
+                    reason,
+                })),
+            }
+        }
+        other => other,
+    }
 }
 
 /// A file fetched in one stream this time whose part file was written in spans (an earlier run with other

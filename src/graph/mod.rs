@@ -19,6 +19,7 @@
 mod content;
 mod directory;
 mod error;
+mod lenient;
 mod model;
 mod paging;
 mod retry;

@@ -20,6 +20,7 @@ pub struct DriveItem {
     /// Its leaf name, not encoded (absent on business delta deletions).
     pub name: Option<String>,
     /// Size in bytes (for folders, of all descendants; absent on personal delta deletions).
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub size: Option<u64>,
     /// Changes with metadata or content.
     pub e_tag: Option<String>,
@@ -102,6 +103,7 @@ pub struct Hashes {
 #[serde(rename_all = "camelCase")]
 pub struct FolderFacet {
     /// Direct children.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub child_count: Option<u64>,
 }
 
@@ -122,6 +124,7 @@ pub struct RemoteItem {
     /// The target's name.
     pub name: Option<String>,
     /// The target's size.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub size: Option<u64>,
     /// The target's drive and parent.
     pub parent_reference: Option<ItemReference>,
@@ -157,10 +160,13 @@ pub struct PhotoFacet {
 #[derive(Debug, Clone, Deserialize)]
 pub struct VideoFacet {
     /// Length in milliseconds.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub duration: Option<u64>,
     /// Width in pixels.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub width: Option<u32>,
     /// Height in pixels.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub height: Option<u32>,
 }
 
@@ -168,8 +174,10 @@ pub struct VideoFacet {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImageFacet {
     /// Width in pixels.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub width: Option<u32>,
     /// Height in pixels.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub height: Option<u32>,
 }
 
@@ -237,10 +245,13 @@ impl Drive {
 #[serde(rename_all = "camelCase")]
 pub struct Quota {
     /// Bytes used.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub used: Option<u64>,
     /// Bytes available in all.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub total: Option<u64>,
     /// Bytes left.
+    #[serde(default, deserialize_with = "super::lenient::count")]
     pub remaining: Option<u64>,
     /// `normal`, `nearing`, `critical`, `exceeded`.
     pub state: Option<String>,

@@ -27,8 +27,12 @@ pub struct DownloadJob {
     pub name: String,
     /// Its remote path.
     pub remote_path: String,
-    /// Listed size.
+    /// Listed size (0 when [`Self::size_known`] is false).
     pub size: u64,
+    /// Whether the listing gave a size at all: business drives have listed negative sizes
+    /// (onedrive-api-docs #1053), which are stored as unknown. Such a file is fetched in one stream, with no
+    /// length taken from the listing, and judged by its hash.
+    pub(crate) size_known: bool,
     /// Listed quickXorHash.
     pub(crate) quick_xor: Option<String>,
     /// Listed SHA-1.
@@ -57,6 +61,11 @@ pub struct DownloadJob {
 }
 
 impl DownloadJob {
+    /// The size the listing gave, if it gave a usable one.
+    pub(crate) fn listed_size(&self) -> Option<u64> {
+        self.size_known.then_some(self.size)
+    }
+
     /// The version of the item this job fetches, as its row held it when the job was handed out.
     pub fn version(&self) -> JobVersion {
         JobVersion {
@@ -329,6 +338,7 @@ impl Manifest {
                     name: r.get(3)?,
                     remote_path: r.get(4)?,
                     size: to_u64(r.get(5)?),
+                    size_known: r.get::<_, Option<i64>>(5)?.is_some_and(|n| n >= 0),
                     quick_xor: r.get(6)?,
                     sha1: r.get(7)?,
                     etag: r.get(8)?,

@@ -616,3 +616,92 @@ fn a_file_listed_larger_than_any_drive_holds_is_fetched_as_one_stream_and_judged
     assert_eq!(sim.requests(RequestKind::DownloadWithRange), 0);
     assert_same_bytes(&sim, &dest, ["Video/huge.mp4"]);
 }
+
+/// Business drives have listed negative sizes for folders (onedrive-api-docs #375, #617, #926) and for files
+/// such as `Home.aspx` and `Open Notebook.onetoc2` (#1053), a `/sites/{id}/drive` a negative `quota.used`
+/// (#1869), and a `OneNote` file at 170 bytes that served ten megabytes (#927). None of it may cost the drive
+/// its backup: a negative number reads as no size, such a file is fetched and judged by its hash, and a body
+/// longer than listed is taken as far as the server declared when a hash will judge it.
+#[test]
+fn negative_sizes_and_quotas_and_a_notebook_served_larger_than_listed_are_backed_up_by_their_hashes()
+ {
+    use graphsim::FileOpts;
+    let tree = Tree::business()
+        .file("Home.aspx", 5_000)
+        .file("Notebook/Open Notebook.onetoc2", 3_000)
+        .file("Notebook/photo.jpg", 400_000)
+        .file_with("Notebook/plain.txt", 2_000, FileOpts::new().no_hashes())
+        .file_with(
+            "Notebook/Section.onetoc2",
+            170,
+            FileOpts::new().size_listed_wrong(100_000),
+        )
+        .file("fine.txt", 1_234);
+    let files = [
+        "Home.aspx",
+        "Notebook/Open Notebook.onetoc2",
+        "Notebook/photo.jpg",
+        "Notebook/plain.txt",
+        "Notebook/Section.onetoc2",
+        "fine.txt",
+    ];
+    for method in ["delta", "children"] {
+        let sim = Simulator::start(tree.clone());
+        sim.set_negative_quota(true);
+        for path in [
+            "Notebook",
+            "Home.aspx",
+            "Notebook/Open Notebook.onetoc2",
+            "Notebook/photo.jpg",
+            "Notebook/plain.txt",
+        ] {
+            sim.list_negative_size(path, -1_478_419);
+        }
+        let dest = TestDest::new();
+        let out = run(backup(&sim, &dest).args(["--crawl-method", method]));
+        assert_exit!(out, 0, "{method}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_same_bytes(&sim, &dest, files);
+        let items = dest.items();
+        let row = |path: &str| {
+            let r = &items[&format!("/{path}")];
+            (r.state.as_str(), r.caveat_class.as_deref(), r.local_size)
+        };
+        for (path, bytes) in [
+            ("Home.aspx", 5_000),
+            ("Notebook/Open Notebook.onetoc2", 3_000),
+            ("Notebook/photo.jpg", 400_000),
+            ("Notebook/Section.onetoc2", 100_000),
+        ] {
+            assert_eq!(
+                row(path),
+                ("done", Some("size_metadata"), Some(bytes)),
+                "{method}: {path}"
+            );
+        }
+        assert_eq!(
+            row("Notebook/plain.txt"),
+            ("done", Some("no_hash"), Some(2_000)),
+            "{method}"
+        );
+        assert_eq!(row("fine.txt"), ("done", None, None), "{method}");
+        // Kept for good: the next run fetches nothing and finds nothing missing.
+        sim.reset_counters();
+        let again = run(backup(&sim, &dest).args(["--crawl-method", method]));
+        assert_exit!(
+            again,
+            0,
+            "{method}: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert_eq!(sim.requests(RequestKind::Download), 0, "{method}");
+        let verify = run(crate::support::odbackup()
+            .args(["verify", "--dest"])
+            .arg(dest.path()));
+        assert_exit!(
+            verify,
+            0,
+            "{method}: {}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+}
