@@ -30,8 +30,9 @@ pub struct DeltaState {
 pub struct StagedChange {
     /// Order of arrival (a later sighting of the same item replaces the earlier one and comes later).
     pub(crate) seq: i64,
-    /// The item as listed, without paths (the crawler places it once its parent is known).
-    pub item: NewItem,
+    /// The item as listed, without paths (the crawler places it once its parent is known); `None` when its
+    /// staged row cannot be read back (staged by another build): the round cannot tell what it described.
+    pub item: Option<NewItem>,
     /// Whether the service reported it deleted.
     pub deleted: bool,
 }
@@ -237,16 +238,27 @@ impl Manifest {
             )
             .and_then(Iterator::collect)
             .map_err(|e| self.err(e))?;
+        // A row this build cannot read is handed out too, unreadable: left out, it would end the pass early
+        // (an empty page reads as the end) or leave a change unapplied while the round still succeeded.
         Ok(rows
             .into_iter()
-            .filter_map(|(seq, deleted, json)| {
-                // A row this build cannot read is dropped when the round finishes; the next full crawl
-                // corrects whatever it described.
-                serde_json::from_str(&json)
-                    .ok()
-                    .map(|item| StagedChange { seq, item, deleted })
+            .map(|(seq, deleted, json)| StagedChange {
+                seq,
+                item: serde_json::from_str(&json).ok(),
+                deleted,
             })
             .collect())
+    }
+
+    /// How many changes are still staged for `scope_key` of `drive`.
+    pub(crate) fn staged_count(&self, drive: &DriveId, scope_key: &str) -> Result<u64> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FROM delta_staging WHERE drive_id = ?1 AND scope_key = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![drive.key(), scope_key], |r| r.get(0)))
+            .map(|n| to_u64(Some(n)))
+            .map_err(|e| self.err(e))
     }
 
     /// Whether a change of `item` is staged and not applied yet.
@@ -722,4 +734,31 @@ fn move_descendants(
             at
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::testutil::{drive, file, manifest};
+
+    #[test]
+    fn a_staged_change_that_cannot_be_read_back_is_handed_out_unreadable_not_left_out() {
+        let (_dir, mut m) = manifest();
+        let changes: Vec<_> = ["/a", "/b", "/c"]
+            .iter()
+            .map(|p| (file(p, 1, "Q"), false))
+            .collect();
+        m.stage_delta_page(&drive(), "root", &changes, None)
+            .unwrap();
+        // As another build might have left it.
+        m.conn
+            .execute_batch(
+                "UPDATE delta_staging SET row_json = '{\"kind\": 7}' WHERE item_id LIKE '%b'",
+            )
+            .unwrap();
+        let staged = m.staged_after(&drive(), "root", 0, 10).unwrap();
+        let readable: Vec<bool> = staged.iter().map(|c| c.item.is_some()).collect();
+        assert_eq!(readable, [true, false, true]);
+        assert_eq!(m.staged_count(&drive(), "root").unwrap(), 3);
+        assert_eq!(m.staged_count(&drive(), "other").unwrap(), 0);
+    }
 }

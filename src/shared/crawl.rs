@@ -224,6 +224,15 @@ impl SharedManifest {
         })
     }
 
+    /// How many changes are still staged for `scope_key` of `drive`.
+    pub(crate) async fn staged_count(
+        &self,
+        drive: DriveId,
+        scope_key: String,
+    ) -> Result<u64, ManifestError> {
+        self.call(move |m| m.staged_count(&drive, &scope_key)).await
+    }
+
     /// A round is applied: keep its delta link for the next one and drop what is still staged.
     pub(crate) async fn finish_delta_round(
         &self,

@@ -815,6 +815,16 @@ async fn apply_staged(
             count(summary, &resolutions);
         }
         if !progressed {
+            // What is still staged waits on parents that are themselves waiting (a cycle of parents the
+            // service sent, or a parent that never came): unplaced, as a parent this backup does not know
+            // is. Dropping it with the round would lose those changes while the round's link moved past them.
+            let left = manifest
+                .staged_count(drive.clone(), scope_key.to_owned())
+                .await?;
+            if left > 0 {
+                tracing::info!(left, "staged changes wait on parents that never resolve");
+                state.unplaced += left;
+            }
             return Ok(state);
         }
     }
@@ -833,6 +843,15 @@ fn resolve(
     change: StagedChange,
 ) -> Result<Option<Resolution>, crate::manifest::ManifestError> {
     let StagedChange { seq, item, deleted } = change;
+    let Some(item) = item else {
+        // What it described is unknown: only listing the scope in full can tell.
+        tracing::info!(
+            seq,
+            "a staged change cannot be read back: the scope is listed again"
+        );
+        round.unplaced += 1;
+        return Ok(Some(Resolution::Drop { seq }));
+    };
     let known = m.known_item(drive, &item.item_id)?;
     if deleted {
         return Ok(Some(match known {
