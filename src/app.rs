@@ -303,10 +303,19 @@ async fn run_inner(
     let mut manifest = Manifest::open(&settings.manifest)?;
     // Which local paths clash depends on how the destination compares names: asked of its file system here,
     // once per run, and handed to the manifest as a value (the manifest never touches the destination).
-    let state_dir = settings.dest.join(STATE_DIR);
-    let name_rules = std::fs::create_dir_all(&state_dir)
-        .map_or(crate::localpath::NameRules::FOLDING, |()| {
-            crate::localpath::probe_name_rules(&state_dir)
+    // Through the destination's handle (checked against its pin) and the state folder's, never following a
+    // link: a folder swapped in would have the probe judge another file system.
+    let name_rules = crate::fsdest::Dest::open_existing(&settings.dest)
+        .ok()
+        .flatten()
+        .filter(|dest| {
+            settings
+                .dest_pin
+                .is_none_or(|pin| dest.check_pin(pin).is_ok())
+        })
+        .and_then(|dest| dest.state_folder().ok())
+        .map_or(crate::localpath::NameRules::FOLDING, |state| {
+            state.probe_name_rules()
         });
     tracing::debug!(
         rules = name_rules.as_str(),

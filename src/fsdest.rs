@@ -35,7 +35,7 @@ use rustix::io::Errno;
 use sha1::{Digest as _, Sha1};
 
 pub use crate::localpath::is_own_part_name;
-use crate::localpath::{STATE_DIR, trash_path};
+use crate::localpath::{NameRules, STATE_DIR, trash_path};
 
 /// Why something could not be done under the destination.
 #[derive(Debug, thiserror::Error)]
@@ -664,6 +664,28 @@ impl Folder {
         }
     }
 
+    /// How the file system holding this folder compares names, found by creating a probe file in it and
+    /// looking it up under other spellings, all through this folder's handle (a link swapped in for the folder
+    /// meanwhile cannot send the probe to another file system). If it cannot tell (a read-only destination),
+    /// the cautious [`NameRules::FOLDING`].
+    pub(crate) fn probe_name_rules(&self) -> NameRules {
+        // `Ä` precomposed: its lower case `ä` tells Unicode case folding, its decomposed form `A` + U+0308
+        // tells normalisation; `A`/`a` alone would also be folded by ASCII-only file systems, which this must
+        // not miss.
+        let stem = format!(".odbackup-name-probe-{}-", std::process::id());
+        let probe = format!("{stem}\u{c4}Q");
+        if self.create_new(&probe).is_err() {
+            return NameRules::FOLDING;
+        }
+        let exists = |name: String| self.entry(&name).ok().flatten().is_some();
+        let rules = NameRules {
+            folds_case: exists(format!("{stem}\u{e4}q")) || exists(format!("{stem}\u{c4}q")),
+            normalises: exists(format!("{stem}A\u{308}Q")),
+        };
+        let _ = self.remove(&probe);
+        rules
+    }
+
     /// The length of its plain file `name`, if it has one.
     pub(crate) fn file_len(&self, name: &str) -> Option<u64> {
         self.entry(name)
@@ -1038,6 +1060,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = Dest::open(&dir.path().join("dest")).unwrap();
         (dir, dest)
+    }
+
+    #[test]
+    fn the_name_probe_tells_what_this_file_system_does_through_the_handle_and_leaves_nothing_behind()
+     {
+        let (dir, dest) = dest();
+        let state = dest.state_folder().unwrap();
+        let state_path = dir.path().join("dest").join(STATE_DIR);
+        // The folder is swapped for a link to another folder once opened: the probe stays in the one opened.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::rename(&state_path, dir.path().join("moved")).unwrap();
+        symlink(&elsewhere, &state_path).unwrap();
+        let rules = state.probe_name_rules();
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        let moved = dir.path().join("moved");
+        assert_eq!(std::fs::read_dir(&moved).unwrap().count(), 0);
+        // The test machine's temporary folder (ext4, tmpfs, APFS…): check against what it really does.
+        std::fs::write(moved.join("\u{c4}"), b"x").unwrap();
+        assert_eq!(rules.folds_case, moved.join("\u{e4}").exists());
+        assert_eq!(rules.normalises, moved.join("A\u{308}").exists());
+        // Where nothing can be created, the cautious answer.
+        std::fs::remove_file(moved.join("\u{c4}")).unwrap();
+        std::fs::remove_dir(&moved).unwrap();
+        assert_eq!(state.probe_name_rules(), NameRules::FOLDING);
     }
 
     #[test]

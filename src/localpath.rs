@@ -21,13 +21,12 @@
 //!   the suffix, so the end-of-run sweep of stale part files can never take a file that came from the drive,
 //!   and a part file can never be opened over one on a case-folding disk.
 //!
-//! It also says how the destination compares names (`NameRules`, probed once per run by `probe_name_rules`):
+//! It also says how the destination compares names (`NameRules`, probed once per run by `fsdest::Folder::probe_name_rules`):
 //! whether two names are the same file there.
 //!
 //! It knows nothing of Graph, `SQLite` or the network: names in, names out.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
@@ -130,33 +129,6 @@ impl NameRules {
             (false, false) => "exact",
         }
     }
-}
-
-/// Find out once how the file system holding `dir` (the destination's state folder, which exists by then)
-/// compares names, by creating a probe file and looking it up under other spellings. If it cannot tell (a
-/// read-only destination), it assumes the cautious [`NameRules::FOLDING`].
-///
-/// It lives here rather than in the manifest because it touches the destination's file system, which the
-/// manifest must not know; the caller hands the result to the manifest as a plain value.
-pub(crate) fn probe_name_rules(dir: &Path) -> NameRules {
-    // `Ä` precomposed: its lower case `ä` tells Unicode case folding, its decomposed form `A` + U+0308 tells
-    // normalisation; `A`/`a` alone would also be folded by ASCII-only file systems, which this must not miss.
-    let stem = format!(".odbackup-name-probe-{}-", std::process::id());
-    let probe = dir.join(format!("{stem}\u{c4}Q"));
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe);
-    if created.is_err() {
-        return NameRules::FOLDING;
-    }
-    let exists = |name: String| std::fs::symlink_metadata(dir.join(name)).is_ok();
-    let rules = NameRules {
-        folds_case: exists(format!("{stem}\u{e4}q")) || exists(format!("{stem}\u{c4}q")),
-        normalises: exists(format!("{stem}A\u{308}Q")),
-    };
-    let _ = std::fs::remove_file(&probe);
-    rules
 }
 
 /// Where a local file goes when it leaves the backup's tree (`--mirror-deletes`, `--keep-versions`):
@@ -406,23 +378,6 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_tells_what_this_file_system_does_and_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = probe_name_rules(dir.path());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        // The test machine's temporary folder (ext4, tmpfs, APFS…): check against what it really does.
-        let a = dir.path().join("\u{c4}");
-        std::fs::write(&a, b"x").unwrap();
-        assert_eq!(rules.folds_case, dir.path().join("\u{e4}").exists());
-        assert_eq!(rules.normalises, dir.path().join("A\u{308}").exists());
-        // Where nothing can be created, the cautious answer.
-        assert_eq!(
-            probe_name_rules(&dir.path().join("missing")),
-            NameRules::FOLDING
-        );
-    }
-
-    #[test]
     fn date_folders_come_from_the_utc_date_or_say_undated() {
         assert_eq!(date_folder(Some("2021-06-30T23:30:00-02:00")), "2021/07");
         assert_eq!(date_folder(Some("2019-01-02T03:04:05Z")), "2019/01");
@@ -484,7 +439,7 @@ mod tests {
         let a = safe_name(&long, "id-a");
         let b = safe_name(&long, "id-b");
         assert!(a.name.len() <= MAX_NAME_BYTES, "{}", a.name.len());
-        assert!(Path::new(&a.name).extension().is_some_and(|e| e == "jpg"));
+        assert!(std::path::Path::new(&a.name).extension().is_some_and(|e| e == "jpg"));
         assert!(a.changed);
         assert_ne!(a.name, b.name);
         assert_eq!(a, safe_name(&long, "id-a"), "deterministic");
