@@ -439,7 +439,11 @@ mod tests {
         let a = safe_name(&long, "id-a");
         let b = safe_name(&long, "id-b");
         assert!(a.name.len() <= MAX_NAME_BYTES, "{}", a.name.len());
-        assert!(std::path::Path::new(&a.name).extension().is_some_and(|e| e == "jpg"));
+        assert!(
+            std::path::Path::new(&a.name)
+                .extension()
+                .is_some_and(|e| e == "jpg")
+        );
         assert!(a.changed);
         assert_ne!(a.name, b.name);
         assert_eq!(a, safe_name(&long, "id-a"), "deterministic");

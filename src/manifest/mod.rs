@@ -238,15 +238,48 @@ impl std::fmt::Debug for Manifest {
 /// Create the manifest's folder (and its parents) if needed, and refuse one that is a symbolic link: odbackup's
 /// state lives in a real folder, so a link planted in its place (by anyone who can write to the destination)
 /// cannot send the manifest, its lock or the trash somewhere else.
+///
+/// On Unix it must also belong to the user running odbackup (or to root): a neighbour who can write to the
+/// destination could otherwise create `.odbackup` first, or swap their own in, and plant a WAL file there that
+/// `SQLite` would write every commit to (download URLs included) and read the manifest back from. A
+/// `.odbackup` of ours that others may write to is made ours alone.
 fn state_folder(parent: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(parent)?;
-    if std::fs::symlink_metadata(parent)?.file_type().is_symlink() {
+    let meta = std::fs::symlink_metadata(parent)?;
+    if meta.file_type().is_symlink() {
         return Err(std::io::Error::other(
             "it is a symbolic link; odbackup keeps its state only in a real folder \
              (remove the link, or point --manifest at a real folder)",
         ));
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let me = rustix::process::geteuid().as_raw();
+        if !owned_by_us(meta.uid(), me) {
+            return Err(std::io::Error::other(format!(
+                "it belongs to another user (uid {}); odbackup keeps its state only in a folder of the user \
+                 running it (remove or move that folder, or point --manifest elsewhere)",
+                meta.uid()
+            )));
+        }
+        let ours_alone = meta.mode() & 0o022 == 0;
+        if meta.uid() == me
+            && !ours_alone
+            && parent.file_name() == Some(std::ffi::OsStr::new(crate::localpath::STATE_DIR))
+        {
+            // Best effort: a file system without Unix modes (FAT, exFAT) keeps what its mount says.
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+        }
+    }
     Ok(())
+}
+
+/// Whether a state file or folder owned by `owner` may be used by a process running as `me`: its own, or
+/// root's (a file system mounted for all, such as a FAT stick mounted by root, shows every file as root's).
+#[cfg(unix)]
+fn owned_by_us(owner: u32, me: u32) -> bool {
+    owner == me || owner == 0
 }
 
 /// The manifest holds short-lived pre-authenticated download URLs and everyone's file names: readable by its
@@ -261,6 +294,16 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(std::io::Error::other(
                     "it is a symbolic link; odbackup never opens its state through one",
+                ));
+            }
+            Ok(meta)
+                if !owned_by_us(
+                    std::os::unix::fs::MetadataExt::uid(&meta),
+                    rustix::process::geteuid().as_raw(),
+                ) =>
+            {
+                return Err(std::io::Error::other(
+                    "it belongs to another user; odbackup never opens state another user can write",
                 ));
             }
             Ok(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
@@ -288,6 +331,36 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `SQLite` opens a write-ahead log and shared-memory file it finds beside the database: refuse them when they
+/// are links or another user's (planted there to read or feed the manifest). A no-op off Unix.
+fn check_companions(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        match std::fs::symlink_metadata(&companion) {
+            Ok(meta)
+                if meta.file_type().is_symlink()
+                    || !owned_by_us(
+                        std::os::unix::fs::MetadataExt::uid(&meta),
+                        rustix::process::geteuid().as_raw(),
+                    ) =>
+            {
+                return Err(std::io::Error::other(format!(
+                    "its {suffix} file is a link or another user's; odbackup never opens state another user \
+                     can write (remove that file if no odbackup run is using the manifest)"
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Manifest {
     /// Open (creating it and its folders if needed) the manifest at `path` and bring its schema up to date.
     ///
@@ -309,6 +382,10 @@ impl Manifest {
             })
         };
         private(false)?;
+        check_companions(path).map_err(|source| ManifestError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -708,6 +785,40 @@ mod tests {
         std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(Manifest::open(&foreign).is_err());
         assert_eq!(mode(&foreign), 0o644);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_state_folder_or_wal_another_user_planted_is_refused_and_an_open_state_folder_made_private()
+    {
+        use std::os::unix::fs::{PermissionsExt as _, chown};
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(crate::localpath::STATE_DIR);
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = state.join("manifest.sqlite");
+        drop(Manifest::open(&path).unwrap());
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "ours, open to others: made ours alone");
+        // Another user's: only root can make one here (a neighbour needs no privilege to do it for real).
+        let neighbour = 4242;
+        if chown(&state, Some(neighbour), Some(neighbour)).is_err() {
+            return;
+        }
+        let err = Manifest::open(&path).unwrap_err().to_string();
+        assert!(err.contains("another user"), "{err}");
+        chown(&state, Some(0), Some(0)).unwrap();
+        // A WAL planted beside the manifest by another user.
+        let wal = state.join("manifest.sqlite-wal");
+        std::fs::write(&wal, b"").unwrap();
+        chown(&wal, Some(neighbour), Some(neighbour)).unwrap();
+        let err = Manifest::open(&path).unwrap_err().to_string();
+        assert!(err.contains("-wal file"), "{err}");
+        std::fs::remove_file(&wal).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &wal).unwrap();
+        assert!(Manifest::open(&path).is_err());
+        std::fs::remove_file(&wal).unwrap();
+        drop(Manifest::open(&path).unwrap());
     }
 
     #[test]
