@@ -76,14 +76,16 @@ pub fn merge(mut spans: Vec<Span>) -> Vec<Span> {
     merged
 }
 
-/// The spans of the plan for `size` and `chunk_size` that `done` does not wholly cover. `done` may come from
-/// another chunk size (a run with other settings) or be one prefix (a part file written in one stream).
-pub fn pending_spans(size: u64, chunk_size: u64, done: &[Span]) -> Vec<Span> {
+/// The spans of the plan for `size` and `chunk_size` split in two, in order: those `done` wholly covers (kept: their bytes are read back and
+/// hashed from the part file) and the others (fetched again whole). Together they are the plan, each byte in
+/// exactly one. `done` may come from another chunk size (a run with other settings) or be one prefix (a part
+/// file written in one stream). quickXorHash folds parts of a file together only when they do not overlap, so the bytes of a
+/// span only partly done count in the fetched span, never in the kept ones as well.
+pub fn split_by_cover(size: u64, chunk_size: u64, done: &[Span]) -> (Vec<Span>, Vec<Span>) {
     let done = merge(done.to_vec());
     plan_spans(size, chunk_size)
         .into_iter()
-        .filter(|s| !done.iter().any(|d| d.start <= s.start && s.end <= d.end))
-        .collect()
+        .partition(|s| done.iter().any(|d| d.start <= s.start && s.end <= d.end))
 }
 
 /// How many bytes from the start `done` covers without a gap: what a one-stream resume can continue from.
@@ -224,7 +226,12 @@ mod tests {
             (&[s(0, 10)], vec![]),
         ];
         for (done, want) in cases {
-            assert_eq!(pending_spans(10, 4, done), want, "{done:?}");
+            // What is kept and what is fetched cover the file once, with no byte in both.
+            let (kept, fetched) = split_by_cover(10, 4, done);
+            assert_eq!(fetched, want, "{done:?}");
+            let mut all = [kept, fetched].concat();
+            all.sort_unstable();
+            assert_eq!(all, plan_spans(10, 4), "{done:?}");
         }
     }
 

@@ -150,14 +150,16 @@ impl Ranged<'_> {
         let identity = opened.try_clone().map_err(disk)?;
         let file = tokio::fs::File::from_std(opened);
         file.set_len(size).await.map_err(disk)?;
-        let mut pending: VecDeque<Work> =
-            chunks::pending_spans(size, self.policy.chunk_size, &done)
-                .into_iter()
-                .map(|span| Work {
-                    span,
-                    from: span.start,
-                })
-                .collect();
+        // Only the spans `done` wholly covers are read back for the hash at the end: a span it covers in part
+        // is fetched again whole, and its bytes must count once.
+        let (kept, to_fetch) = chunks::split_by_cover(size, self.policy.chunk_size, &done);
+        let mut pending: VecDeque<Work> = to_fetch
+            .into_iter()
+            .map(|span| Work {
+                span,
+                from: span.start,
+            })
+            .collect();
         tracing::debug!(item = %self.job.item_id, spans_left = pending.len(), spans_done = done.len(), "ranged transfer");
 
         let stop = self.cancel.child_token();
@@ -319,7 +321,7 @@ impl Ranged<'_> {
                 .map_err(disk)?;
             return Ok(Some((hasher.finish(), Some(size))));
         }
-        let mut whole = hash_spans(folder, part, done).await.map_err(disk)?;
+        let mut whole = hash_spans(folder, part, kept).await.map_err(disk)?;
         whole.absorb(&hashed_here);
         let digest = ContentDigest {
             len: whole.len(),
