@@ -259,7 +259,7 @@ fn stable_suffix(item_id: &str) -> String {
 }
 
 /// Insert `suffix` before the extension, shortening the stem so the whole fits in [`MAX_NAME_BYTES`].
-fn with_suffix(name: &str, suffix: &str) -> String {
+pub(crate) fn with_suffix(name: &str, suffix: &str) -> String {
     let (stem, ext) = match name.rfind('.') {
         Some(dot) if dot > 0 && name.len() - dot <= MAX_KEPT_EXTENSION_BYTES => name.split_at(dot),
         _ => (name, ""),

@@ -419,25 +419,69 @@ pub(super) fn upsert(
 /// deleted remotely holds no claim: a file deleted and uploaded again under its name (a new item ID, as phone
 /// apps and the web's "replace" do) takes its name back, and the deleted one's kept copy goes to the trash
 /// when the new one is placed (its row follows it there, see `move_written_paths`).
+///
+/// The alternative can itself be taken: a drive may hold an item *named* like another's alternative
+/// (`IMG~1c9e0f.JPG`, listed first). Then the item takes the first free of `IMG~1c9e0f-2.JPG`, `-3`, …: each
+/// path is claimed by one live item, whatever names a drive holds.
 fn claim_local_path(tx: &rusqlite::Transaction<'_>, item: &NewItem) -> rusqlite::Result<String> {
     let Some(alternative) = &item.local_path_on_clash else {
         return Ok(item.local_path.clone());
     };
-    let (taken, held): (bool, Option<String>) = tx
+    let (drive, id) = (item.drive_id.key(), item.item_id.key());
+    // One query in the common case (the first path free, or held by this item already).
+    let (first_taken, held): (bool, Option<String>) = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM items WHERE coalesce(local_key, local_path) = odbackup_name_key(?1)
                               AND NOT (drive_id = ?2 AND item_id = ?3) AND remote_deleted = 0),
                     (SELECT local_path FROM items WHERE drive_id = ?2 AND item_id = ?3)",
         )?
-        .query_row(
-            params![item.local_path, item.drive_id.key(), item.item_id.key()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-    Ok(if taken || held.as_deref() == Some(alternative.as_str()) {
-        alternative.clone()
-    } else {
-        item.local_path.clone()
-    })
+        .query_row(params![item.local_path, drive, id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if !first_taken && held.as_deref().is_none_or(|h| h == item.local_path) {
+        return Ok(item.local_path.clone());
+    }
+    let mut taken_stmt = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM items WHERE coalesce(local_key, local_path) = odbackup_name_key(?1)
+                          AND NOT (drive_id = ?2 AND item_id = ?3) AND remote_deleted = 0)",
+    )?;
+    let mut taken = |path: &str| -> rusqlite::Result<bool> {
+        taken_stmt.query_row(params![path, drive, id], |r| r.get(0))
+    };
+    // An alternative already held is kept, even once the first path is free, as long as it is still its own.
+    if let Some(held) = held.filter(|h| *h != item.local_path) {
+        let held_is_ours = held == *alternative
+            || (2..=MAX_ALTERNATIVES).any(|n| further_alternative(alternative, n) == held);
+        if held_is_ours && !taken(&held)? {
+            return Ok(held);
+        }
+    }
+    if !first_taken {
+        return Ok(item.local_path.clone());
+    }
+    if !taken(alternative)? {
+        return Ok(alternative.clone());
+    }
+    for n in 2..=MAX_ALTERNATIVES {
+        let further = further_alternative(alternative, n);
+        if !taken(&further)? {
+            return Ok(further);
+        }
+    }
+    // Only a drive holding thousands of items named for this one's alternatives gets here.
+    Ok(further_alternative(alternative, MAX_ALTERNATIVES + 1))
+}
+
+/// How many numbered alternatives a clash may try (see [`claim_local_path`]).
+const MAX_ALTERNATIVES: u32 = 1_000;
+
+/// The `n`th numbered variant of the alternative local path `alternative`: `-n` before its extension.
+fn further_alternative(alternative: &str, n: u32) -> String {
+    let (folder, name) = alternative.rsplit_once('/').unwrap_or(("", alternative));
+    crate::localpath::child_path(
+        folder,
+        &crate::localpath::with_suffix(name, &format!("-{n}")),
+    )
 }
 
 /// Make `odbackup_name_key(path)` compute local-path keys by `rules` on this connection (see
@@ -793,6 +837,50 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    #[test]
+    fn an_item_named_like_another_items_alternative_never_shares_its_file() {
+        // As the crawler names them: the item's suffix before the extension.
+        let photo = |id: &str, name: &str| {
+            let mut f = named(id, name);
+            f.local_path_on_clash = Some(crate::localpath::with_suffix(name, &format!("~{id}")));
+            f
+        };
+        let (_dir, mut m) = manifest();
+        m.set_name_rules(NameRules::EXACT).unwrap();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        // `c` is named what `b`'s alternative is, and `d` what the next one would be, both listed first.
+        list(
+            &mut m,
+            crawl,
+            vec![
+                photo("c", "IMG~b.JPG"),
+                photo("d", "IMG~b-2.JPG"),
+                photo("a", "IMG.JPG"),
+                photo("b", "IMG.JPG"),
+            ],
+        );
+        let paths = local_paths(&m);
+        assert_eq!(
+            paths,
+            ["IMG~b.JPG", "IMG~b-2.JPG", "IMG.JPG", "IMG~b-3.JPG"]
+        );
+        // Listed again, in another order: every item keeps its path.
+        list(
+            &mut m,
+            crawl,
+            vec![
+                photo("b", "IMG.JPG"),
+                photo("a", "IMG.JPG"),
+                photo("d", "IMG~b-2.JPG"),
+                photo("c", "IMG~b.JPG"),
+            ],
+        );
+        assert_eq!(local_paths(&m), paths);
     }
 
     #[test]
