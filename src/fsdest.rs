@@ -502,9 +502,26 @@ impl Dest {
         keep: &dyn Fn(&str, &str) -> bool,
     ) -> Result<Swept, DestError> {
         let mut swept = Swept::default();
-        let root = self.walk(&[], false)?.expect("the root");
-        let mut stack = vec![root];
-        while let Some(folder) = stack.pop() {
+        let root = Arc::new(self.walk(&[], false)?.expect("the root"));
+        // Folders still to look into, as their parent's handle and their name, each opened only when its turn
+        // comes: the handles open at once are those of the folders on the way down (siblings share their
+        // parent's), not one per folder waiting, which a folder of thousands of subfolders would make.
+        let mut stack: Vec<(Arc<Folder>, Option<String>)> = vec![(root, None)];
+        while let Some((parent, name)) = stack.pop() {
+            let folder = match name {
+                None => parent,
+                // Opened without following: a link (or something swapped in since) is skipped.
+                Some(name) => {
+                    match rfs::openat(&parent.fd, name.as_str(), DIR_FLAGS, Mode::empty()) {
+                        Ok(fd) => Arc::new(Folder {
+                            fd,
+                            rel: child(&parent.rel, &name),
+                            dest: self.path.clone(),
+                        }),
+                        Err(_) => continue,
+                    }
+                }
+            };
             let entries = match folder.entries() {
                 Ok(entries) => entries,
                 Err(error) => {
@@ -522,18 +539,7 @@ impl Dest {
                 // Some file systems leave the kind out of a listing: ask, without following.
                 let kind = kind.or_else(|| folder.entry(&name).ok().flatten().map(|e| e.kind));
                 match kind {
-                    Some(EntryKind::Folder) => {
-                        // Opened without following: a link (or something swapped in since) is skipped.
-                        if let Ok(sub) =
-                            rfs::openat(&folder.fd, name.as_str(), DIR_FLAGS, Mode::empty())
-                        {
-                            stack.push(Folder {
-                                fd: sub,
-                                rel: child(&folder.rel, &name),
-                                dest: self.path.clone(),
-                            });
-                        }
-                    }
+                    Some(EntryKind::Folder) => stack.push((Arc::clone(&folder), Some(name))),
                     Some(EntryKind::File)
                         if is_own_part_name(&name) && !keep(&folder.rel, &name) =>
                     {

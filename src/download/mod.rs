@@ -1273,7 +1273,39 @@ async fn sweep_stale_parts(
     with_malware: bool,
     reporter: &dyn Reporter,
 ) -> Result<u64, ManifestError> {
+    // First the part files there are (usually none), keeping them all: the set of those still wanted is then
+    // made of these alone, not of every file still to fetch, which after a run that fetched little is the
+    // whole drive (two names a file: hundreds of megabytes at a million).
+    let found = Arc::new(std::sync::Mutex::new(HashSet::<(String, String)>::new()));
+    let looked = {
+        let (dest, found) = (dest.clone(), Arc::clone(&found));
+        stream::blocking(move || {
+            dest.sweep_part_files(&|folder, name| {
+                found
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert((folder.to_owned(), name.to_owned()));
+                true
+            })
+        })
+        .await
+    };
+    let found = std::mem::take(
+        &mut *found
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    match looked {
+        Ok(looked) if found.is_empty() => return Ok(report_swept(Ok(looked), reporter)),
+        Ok(_) => {}
+        Err(err) => return Ok(report_swept(Err(err), reporter)),
+    }
     let mut keep: HashSet<(String, String)> = HashSet::new();
+    let mut keep_if_found = |entry: (String, String)| {
+        if found.contains(&entry) {
+            keep.insert(entry);
+        }
+    };
     let mut wanted = manifest.downloadable(4096, with_malware);
     while let Some(jobs) = wanted.next().await? {
         for job in jobs {
@@ -1282,23 +1314,32 @@ async fn sweep_stale_parts(
             };
             let version = job.etag.as_deref().or(job.ctag.as_deref()).unwrap_or("");
             let part = fsdest::part_file_name(job.drive_id.as_str(), job.item_id.as_str(), version);
-            keep.insert((parent.to_owned(), fsdest::journal_name(&part)));
-            keep.insert((parent.to_owned(), part));
+            keep_if_found((parent.to_owned(), fsdest::journal_name(&part)));
+            keep_if_found((parent.to_owned(), part));
         }
     }
     let mut moved = manifest.moved_files(4096);
     while let Some(rows) = moved.next().await? {
         for row in rows {
             if let Ok((parent, name)) = fsdest::split(&row.from) {
-                keep.insert((parent.to_owned(), name.to_owned()));
+                keep_if_found((parent.to_owned(), name.to_owned()));
             }
         }
     }
     let dest = dest.clone();
     let swept = stream::blocking(move || {
-        dest.sweep_part_files(&|folder, name| keep.contains(&(folder.to_owned(), name.to_owned())))
+        // Only what the first look found and no wanted file resumes from: anything else stays.
+        dest.sweep_part_files(&|folder, name| {
+            let entry = (folder.to_owned(), name.to_owned());
+            !found.contains(&entry) || keep.contains(&entry)
+        })
     })
     .await;
+    Ok(report_swept(swept, reporter))
+}
+
+/// Tell the user what a sweep of part files could not look into or remove; the number it removed.
+fn report_swept(swept: Result<fsdest::Swept, fsdest::DestError>, reporter: &dyn Reporter) -> u64 {
     match swept {
         Ok(swept) => {
             if swept.files > 0 {
@@ -1326,7 +1367,7 @@ async fn sweep_stale_parts(
                     detail: Some(&err.to_string()),
                 });
             }
-            Ok(swept.files)
+            swept.files
         }
         Err(err) => {
             reporter.event(&Event::Notice {
@@ -1335,7 +1376,7 @@ async fn sweep_stale_parts(
                 message: "could not look for stale part files",
                 detail: Some(&err.to_string()),
             });
-            Ok(0)
+            0
         }
     }
 }
