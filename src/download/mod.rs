@@ -986,44 +986,49 @@ async fn relocate_moved(
     dest: &Dest,
     reporter: &dyn Reporter,
 ) -> Result<Relocated, ManifestError> {
+    let mut done = Relocated::default();
+    let mut unmovable = Vec::new();
+    // A first pass page by page (a renamed folder can move a whole drive's files): what moves is recorded and
+    // forgotten, and only what is blocked (usually few) is held for the passes after.
     let mut moves: Vec<MovedFile> = Vec::new();
     let mut moved = manifest.moved_files(1024);
     while let Some(rows) = moved.next().await? {
-        moves.extend(rows);
+        move_each(
+            manifest,
+            dest,
+            reporter,
+            rows,
+            &mut done,
+            &mut moves,
+            &mut unmovable,
+        )
+        .await?;
+        if !unmovable.is_empty() {
+            reset_unmovable(manifest, &mut unmovable).await?;
+        }
     }
-    let mut done = Relocated::default();
     if moves.is_empty() {
         return Ok(done);
     }
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let mut unmovable = Vec::new();
     let mut cleared_blockers = false;
     while !moves.is_empty() {
-        let mut progress = false;
+        // Again for what was blocked: a move since may have freed its target.
+        let before = done.moved;
         let mut blocked = Vec::new();
-        for row in std::mem::take(&mut moves) {
-            match move_file(dest, &row.from, &row.to).await {
-                Ok(MoveOutcome::Moved) => {
-                    record_written(manifest, &row, &row.to).await?;
-                    done.moved += 1;
-                    progress = true;
-                }
-                Ok(MoveOutcome::TargetTaken) => blocked.push(row),
-                Ok(MoveOutcome::SourceMissing) => unmovable.push(row),
-                Err(err) => {
-                    reporter.event(&Event::Notice {
-                        kind: NoticeKind::LocalFileNotMoved,
-                        path: Some(&row.from),
-                        message: &format!(
-                            "could not move a renamed file to {}; it will be checked and fetched again if need be",
-                            row.to
-                        ),
-                        detail: Some(&err.to_string())});
-                    unmovable.push(row);
-                }
-            }
-        }
+        let rows = std::mem::take(&mut moves);
+        move_each(
+            manifest,
+            dest,
+            reporter,
+            rows,
+            &mut done,
+            &mut blocked,
+            &mut unmovable,
+        )
+        .await?;
         moves = blocked;
+        let progress = done.moved > before;
         if progress || moves.is_empty() {
             continue;
         }
@@ -1088,14 +1093,59 @@ async fn relocate_moved(
             }
         }
     }
-    if !unmovable.is_empty() {
-        let keys: Vec<_> = unmovable
-            .into_iter()
-            .map(|row| (row.drive_id, row.item_id))
-            .collect();
-        manifest.reset_to_pending(keys).await?;
-    }
+    reset_unmovable(manifest, &mut unmovable).await?;
     Ok(done)
+}
+
+/// One pass of [`relocate_moved`] over `rows`: each file moved to its new path and recorded there, or set
+/// aside in `blocked` (its target is taken) or `unmovable` (it is gone, or could not be moved).
+async fn move_each(
+    manifest: &SharedManifest,
+    dest: &Dest,
+    reporter: &dyn Reporter,
+    rows: Vec<MovedFile>,
+    done: &mut Relocated,
+    blocked: &mut Vec<MovedFile>,
+    unmovable: &mut Vec<MovedFile>,
+) -> Result<(), ManifestError> {
+    for row in rows {
+        match move_file(dest, &row.from, &row.to).await {
+            Ok(MoveOutcome::Moved) => {
+                record_written(manifest, &row, &row.to).await?;
+                done.moved += 1;
+            }
+            Ok(MoveOutcome::TargetTaken) => blocked.push(row),
+            Ok(MoveOutcome::SourceMissing) => unmovable.push(row),
+            Err(err) => {
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::LocalFileNotMoved,
+                    path: Some(&row.from),
+                    message: &format!(
+                        "could not move a renamed file to {}; it will be checked and fetched again if need be",
+                        row.to
+                    ),
+                    detail: Some(&err.to_string()),
+                });
+                unmovable.push(row);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Files that could not be moved are fetched again (or adopted, if their bytes turn up in place).
+async fn reset_unmovable(
+    manifest: &SharedManifest,
+    unmovable: &mut Vec<MovedFile>,
+) -> Result<(), ManifestError> {
+    if unmovable.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<_> = std::mem::take(unmovable)
+        .into_iter()
+        .map(|row| (row.drive_id, row.item_id))
+        .collect();
+    manifest.reset_to_pending(keys).await
 }
 
 /// [`Dest::move_file`] on the blocking pool.
