@@ -259,6 +259,19 @@ impl GraphError {
         }
     }
 
+    /// Whether a listing failed in a way another way of listing may not share, once the retries are spent: a
+    /// server error (500 `cannotSnapshotTree` "Failed to get a coherent view of changes", 501, 502, 504) or an
+    /// answer that is not the JSON of a listing. Delta has failed alone for days on an account while folder
+    /// listings worked (onedrive-api-docs issue threads, 2022–23). Not throttling (429, 503, 509: every way
+    /// of listing is held by it), nor a refused sign-in.
+    pub(crate) fn is_listing_broken(&self) -> bool {
+        match self {
+            GraphError::Http(e) => matches!(e.status, 500 | 501 | 502 | 504),
+            GraphError::Decode { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The pause the service asked for, when it is longer than a run waits out ([`GraphError::ToldToWait`]):
     /// nothing more can be asked of it in this run.
     pub(crate) fn told_to_wait(&self) -> Option<Duration> {
@@ -403,6 +416,21 @@ mod tests {
             request_id: None,
         }
         .into()
+    }
+
+    #[test]
+    fn a_broken_listing_is_a_server_error_or_no_listing_and_never_throttling_or_sign_in() {
+        for broken in [500, 501, 502, 504] {
+            assert!(http(broken, &["cannotSnapshotTree"]).is_listing_broken(), "{broken}");
+        }
+        for not in [400, 401, 403, 404, 429, 503, 509] {
+            assert!(!http(not, &[]).is_listing_broken(), "{not}");
+        }
+        let decode = GraphError::Decode {
+            what: "listing changes".into(),
+            source: serde_json::from_str::<u8>("x").unwrap_err(),
+        };
+        assert!(decode.is_listing_broken());
     }
 
     #[test]

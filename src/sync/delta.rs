@@ -101,6 +101,18 @@ pub async fn changes_round(ctx: &ListingContext<'_>) -> Result<DeltaOutcome, Cra
                 forget_delta(manifest, drive, &scope_key).await?;
                 return Ok(DeltaOutcome::NeedsFullCrawl);
             }
+            Err(err) if err.is_listing_broken() => {
+                // The saved link's listing keeps failing ("retry with backoff, and fall back to a full resync"):
+                // listed in full instead, which walks the folders if delta fails that way too.
+                reporter.event(&Event::Notice {
+                    kind: NoticeKind::FullListing,
+                    path: Some(&scope_key),
+                    message: "listing the changes keeps failing: listing the scope in full",
+                    detail: Some(&err.to_string()),
+                });
+                forget_delta(manifest, drive, &scope_key).await?;
+                return Ok(DeltaOutcome::NeedsFullCrawl);
+            }
             Err(source) => {
                 return Err(CrawlError::Listing {
                     path: scope_key.clone(),
@@ -445,6 +457,14 @@ async fn enumerate_once(
                     && matches!(err.status(), Some(400 | 501))
                     && !err.is_auth() =>
             {
+                return Ok(Enumerated::Unusable {
+                    reason: err.to_string(),
+                });
+            }
+            // Delta keeps failing where the folders may still list: what arrived is kept, and the folders are
+            // walked.
+            Some(Fetched::Failed(err)) if err.is_listing_broken() => {
+                store(&mut in_hand, &mut summary).await?;
                 return Ok(Enumerated::Unusable {
                     reason: err.to_string(),
                 });
