@@ -421,7 +421,10 @@ mod tests {
     #[test]
     fn a_broken_listing_is_a_server_error_or_no_listing_and_never_throttling_or_sign_in() {
         for broken in [500, 501, 502, 504] {
-            assert!(http(broken, &["cannotSnapshotTree"]).is_listing_broken(), "{broken}");
+            assert!(
+                http(broken, &["cannotSnapshotTree"]).is_listing_broken(),
+                "{broken}"
+            );
         }
         for not in [400, 401, 403, 404, 429, 503, 509] {
             assert!(!http(not, &[]).is_listing_broken(), "{not}");

@@ -978,3 +978,19 @@ async fn while_a_pause_longer_than_a_run_waits_lasts_every_request_fails_at_once
     );
     assert_eq!(server.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn an_answer_longer_than_the_cap_is_cut_off_there_and_a_shorter_one_read_whole() {
+    let body = vec![b'x'; 100_000];
+    let server = serve(vec![answer(200).bytes(&body), answer(200).bytes(&body)]).await;
+    let http = reqwest::Client::new();
+    let capped = super::transport::read_capped(http.get(&server.base).send().await.unwrap(), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(capped.len(), 1_000);
+    let whole =
+        super::transport::read_capped(http.get(&server.base).send().await.unwrap(), 100_000)
+            .await
+            .unwrap();
+    assert_eq!(whole.len(), 100_000);
+}

@@ -169,7 +169,7 @@ impl GraphClient {
                 let response = request.send().await?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
-                let body = response.bytes().await?;
+                let body = read_capped(response, MAX_ANSWER_BYTES).await?;
                 Ok::<_, reqwest::Error>(Answer {
                     status,
                     headers,
@@ -479,10 +479,43 @@ pub(super) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
 
 /// Most of an error answer's body, or nothing if it does not come in time.
 pub(super) async fn read_error_body(response: reqwest::Response, timeout: Duration) -> Bytes {
-    match tokio::time::timeout(timeout, response.bytes()).await {
+    match tokio::time::timeout(timeout, read_capped(response, MAX_ERROR_BODY_BYTES)).await {
         Ok(Ok(body)) => body,
         _ => Bytes::new(),
     }
+}
+
+/// The most of a JSON answer that is read: a page of 1,000 items is about a megabyte. A host that sends more
+/// (a proxy streaming something else, a wrong `--graph-url`) has the rest cut off, so the answer fails to
+/// decode instead of growing the process's memory without end.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// The most of an error's body that is read: what names the error is its first few hundred bytes.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// The body of `response`, cut off after `cap` bytes.
+pub(super) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Bytes, reqwest::Error> {
+    let declared = response
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let mut body = bytes::BytesMut::with_capacity(declared.min(cap));
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            tracing::warn!(
+                cap,
+                "an answer longer than any the service sends was cut off"
+            );
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Every distinct cause of an error, outermost first: `error sending request: connection closed`.
