@@ -73,6 +73,38 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
+/// Open the log without following a link at its name, unless the link leads to something other than a file
+/// (`/dev/stderr` is a link to the process's descriptor). A link planted at a log's name in a shared folder
+/// would otherwise have lines naming the drive's items, which the drive's owner chooses, appended to a file of
+/// the user's own (a shell's start-up file).
+fn open_log_unlinked(
+    options: &std::fs::OpenOptions,
+    path: &Path,
+) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        let mut no_follow = options.clone();
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut no_follow,
+            rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+        );
+        match no_follow.open(path) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                    return Err(std::io::Error::other(
+                        "it is a symbolic link to a file; odbackup never appends to a file through a link \
+                         (name the file itself)",
+                    ));
+                }
+                options.open(path)
+            }
+            other => other,
+        }
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
 /// The log names every remote path a run touches: it is created readable by its owner only, and one left open to
 /// others (by an older odbackup, or created by hand) is tightened, through the open handle so the file checked is
 /// the file changed. A file others can read that we may not change is refused rather than written to. Only regular
@@ -82,8 +114,7 @@ fn open_private_log(path: &Path) -> Result<std::fs::File, String> {
     options.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options
-        .open(path)
+    let file = open_log_unlinked(&options, path)
         .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     #[cfg(unix)]
     {

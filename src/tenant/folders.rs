@@ -68,17 +68,20 @@ pub fn library_folder(site_folder: &str, library: &str) -> String {
     format!("{SITES_DIR}/{site_folder}/{}", segment(library))
 }
 
-/// Give every drive its own folder: where two or more of `folders` meet (ignoring case), each of them has its
-/// last segment suffixed from its drive ID. `folders` are `(drive id, folder)`; the result is in the same order.
+/// Give every drive its own folder: where two or more of `folders` meet as the most forgiving file system
+/// compares names (case folded, Unicode normalised: `Équipe` typed precomposed and decomposed), each of them
+/// has its last segment suffixed from its drive ID. `folders` are `(drive id, folder)`; the result is in the
+/// same order.
 pub fn disambiguate(folders: &[(String, String)]) -> Vec<String> {
+    let meet = |folder: &str| crate::localpath::NameRules::FOLDING.key(folder);
     let mut count: HashMap<String, usize> = HashMap::new();
     for (_, folder) in folders {
-        *count.entry(folder.to_lowercase()).or_default() += 1;
+        *count.entry(meet(folder)).or_default() += 1;
     }
     folders
         .iter()
         .map(|(drive_id, folder)| {
-            if count[&folder.to_lowercase()] < 2 {
+            if count[&meet(folder)] < 2 {
                 return folder.clone();
             }
             let (parent, last) = folder.rsplit_once('/').unwrap_or(("", folder));
@@ -158,5 +161,17 @@ mod tests {
         assert_ne!(out[0].to_lowercase(), out[1].to_lowercase());
         // The same drives meet the same way tomorrow.
         assert_eq!(disambiguate(&folders), out);
+        // Two libraries whose names differ only in their Unicode form meet too.
+        let libraries = vec![
+            ("b!nfc".to_owned(), "sites/T~1/\u{c9}quipe".to_owned()),
+            ("b!nfd".to_owned(), "sites/T~1/E\u{301}quipe".to_owned()),
+        ];
+        let out = disambiguate(&libraries);
+        assert!(
+            out.iter()
+                .all(|f| f.contains('~') && f.matches('~').count() == 2),
+            "{out:?}"
+        );
+        assert_ne!(out[0], out[1]);
     }
 }

@@ -97,6 +97,33 @@ fn the_log_file_is_readable_by_its_owner_only_even_when_it_already_existed() {
     );
 }
 
+/// A link planted at the log's name (a shared folder) would have lines naming the drive's items appended to the
+/// file it points at: refused before anything runs, and the file left as it was. A link to a terminal or a
+/// descriptor (`/dev/stderr`) still works.
+#[cfg(unix)]
+#[test]
+fn a_log_file_name_that_is_a_link_to_a_file_is_refused_and_the_file_left_alone() {
+    let sim = Simulator::start(Tree::personal().file("echo pwned > x; #.txt", 3));
+    let logs = tempfile::tempdir().unwrap();
+    let victim = logs.path().join("victim.rc");
+    std::fs::write(&victim, "export A=1\n").unwrap();
+    let log = logs.path().join("odbackup.log");
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let dest = TestDest::new();
+    let out = run(crate::support::against(&sim, &dest, "backup")
+        .arg("--log-file")
+        .arg(&log));
+    assert_exit!(out, 2);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("symbolic link"), "{said}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "export A=1\n");
+    assert!(dest.files_on_disk().is_empty(), "nothing ran");
+    let out = run(crate::support::against(&sim, &dest, "backup")
+        .arg("--log-file")
+        .arg("/dev/stderr"));
+    assert_exit!(out, 0);
+}
+
 #[test]
 fn no_download_url_stays_readable_in_the_manifest_files_after_a_backup() {
     let tree = (0..300).fold(Tree::personal(), |t, i| {
