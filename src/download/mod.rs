@@ -986,49 +986,33 @@ async fn relocate_moved(
     dest: &Dest,
     reporter: &dyn Reporter,
 ) -> Result<Relocated, ManifestError> {
-    let mut done = Relocated::default();
-    let mut unmovable = Vec::new();
+    let mut mover = Mover {
+        manifest,
+        dest,
+        reporter,
+        done: Relocated::default(),
+        unmovable: Vec::new(),
+    };
     // A first pass page by page (a renamed folder can move a whole drive's files): what moves is recorded and
     // forgotten, and only what is blocked (usually few) is held for the passes after.
     let mut moves: Vec<MovedFile> = Vec::new();
     let mut moved = manifest.moved_files(1024);
     while let Some(rows) = moved.next().await? {
-        move_each(
-            manifest,
-            dest,
-            reporter,
-            rows,
-            &mut done,
-            &mut moves,
-            &mut unmovable,
-        )
-        .await?;
-        if !unmovable.is_empty() {
-            reset_unmovable(manifest, &mut unmovable).await?;
-        }
+        mover.pass(rows, &mut moves).await?;
+        mover.reset_unmovable().await?;
     }
     if moves.is_empty() {
-        return Ok(done);
+        return Ok(mover.done);
     }
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let mut cleared_blockers = false;
     while !moves.is_empty() {
         // Again for what was blocked: a move since may have freed its target.
-        let before = done.moved;
+        let before = mover.done.moved;
         let mut blocked = Vec::new();
-        let rows = std::mem::take(&mut moves);
-        move_each(
-            manifest,
-            dest,
-            reporter,
-            rows,
-            &mut done,
-            &mut blocked,
-            &mut unmovable,
-        )
-        .await?;
+        mover.pass(std::mem::take(&mut moves), &mut blocked).await?;
         moves = blocked;
-        let progress = done.moved > before;
+        let progress = mover.done.moved > before;
         if progress || moves.is_empty() {
             continue;
         }
@@ -1056,13 +1040,13 @@ async fn relocate_moved(
                 record_written(manifest, row, &temp).await?;
                 moves[i].from = temp;
             } else {
-                unmovable.push(moves.swap_remove(i));
+                mover.unmovable.push(moves.swap_remove(i));
             }
             continue;
         }
         if cleared_blockers {
             // What is in the way could not be moved aside: these files are fetched again instead.
-            unmovable.append(&mut moves);
+            mover.unmovable.append(&mut moves);
             break;
         }
         // What remains is blocked by files that are not moving: they make way into the trash, and every row
@@ -1075,7 +1059,7 @@ async fn relocate_moved(
                     manifest
                         .move_written_paths(row.to.clone(), trash.clone())
                         .await?;
-                    done.displaced += 1;
+                    mover.done.displaced += 1;
                     reporter.event(&Event::Displaced {
                         path: &row.to,
                         trash: &trash,
@@ -1093,59 +1077,64 @@ async fn relocate_moved(
             }
         }
     }
-    reset_unmovable(manifest, &mut unmovable).await?;
-    Ok(done)
+    mover.reset_unmovable().await?;
+    Ok(mover.done)
 }
 
-/// One pass of [`relocate_moved`] over `rows`: each file moved to its new path and recorded there, or set
-/// aside in `blocked` (its target is taken) or `unmovable` (it is gone, or could not be moved).
-async fn move_each(
-    manifest: &SharedManifest,
-    dest: &Dest,
-    reporter: &dyn Reporter,
-    rows: Vec<MovedFile>,
-    done: &mut Relocated,
-    blocked: &mut Vec<MovedFile>,
-    unmovable: &mut Vec<MovedFile>,
-) -> Result<(), ManifestError> {
-    for row in rows {
-        match move_file(dest, &row.from, &row.to).await {
-            Ok(MoveOutcome::Moved) => {
-                record_written(manifest, &row, &row.to).await?;
-                done.moved += 1;
-            }
-            Ok(MoveOutcome::TargetTaken) => blocked.push(row),
-            Ok(MoveOutcome::SourceMissing) => unmovable.push(row),
-            Err(err) => {
-                reporter.event(&Event::Notice {
-                    kind: NoticeKind::LocalFileNotMoved,
-                    path: Some(&row.from),
-                    message: &format!(
-                        "could not move a renamed file to {}; it will be checked and fetched again if need be",
-                        row.to
-                    ),
-                    detail: Some(&err.to_string()),
-                });
-                unmovable.push(row);
+/// What [`relocate_moved`] works with, and what it has done so far.
+struct Mover<'a> {
+    manifest: &'a SharedManifest,
+    dest: &'a Dest,
+    reporter: &'a dyn Reporter,
+    done: Relocated,
+    /// Files that cannot be moved: gone, or refused by the file system.
+    unmovable: Vec<MovedFile>,
+}
+
+impl Mover<'_> {
+    /// One pass over `rows`: each file moved to its new path and recorded there, or set aside in `blocked`
+    /// (its target is taken) or among the unmovable (it is gone, or could not be moved).
+    async fn pass(
+        &mut self,
+        rows: Vec<MovedFile>,
+        blocked: &mut Vec<MovedFile>,
+    ) -> Result<(), ManifestError> {
+        for row in rows {
+            match move_file(self.dest, &row.from, &row.to).await {
+                Ok(MoveOutcome::Moved) => {
+                    record_written(self.manifest, &row, &row.to).await?;
+                    self.done.moved += 1;
+                }
+                Ok(MoveOutcome::TargetTaken) => blocked.push(row),
+                Ok(MoveOutcome::SourceMissing) => self.unmovable.push(row),
+                Err(err) => {
+                    self.reporter.event(&Event::Notice {
+                        kind: NoticeKind::LocalFileNotMoved,
+                        path: Some(&row.from),
+                        message: &format!(
+                            "could not move a renamed file to {}; it will be checked and fetched again if need be",
+                            row.to
+                        ),
+                        detail: Some(&err.to_string()),
+                    });
+                    self.unmovable.push(row);
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Files that could not be moved are fetched again (or adopted, if their bytes turn up in place).
-async fn reset_unmovable(
-    manifest: &SharedManifest,
-    unmovable: &mut Vec<MovedFile>,
-) -> Result<(), ManifestError> {
-    if unmovable.is_empty() {
-        return Ok(());
+    /// The files that could not be moved are fetched again (or adopted, if their bytes turn up in place).
+    async fn reset_unmovable(&mut self) -> Result<(), ManifestError> {
+        if self.unmovable.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<_> = std::mem::take(&mut self.unmovable)
+            .into_iter()
+            .map(|row| (row.drive_id, row.item_id))
+            .collect();
+        self.manifest.reset_to_pending(keys).await
     }
-    let keys: Vec<_> = std::mem::take(unmovable)
-        .into_iter()
-        .map(|row| (row.drive_id, row.item_id))
-        .collect();
-    manifest.reset_to_pending(keys).await
 }
 
 /// [`Dest::move_file`] on the blocking pool.
