@@ -185,12 +185,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     };
     if shared.now_ms() >= t.expires_ms {
         shared.counters.expired_urls.fetch_add(1, Ordering::Relaxed);
-        return graph_error(
-            &shared,
-            401,
-            "unauthenticated",
-            "The download URL has expired.",
-        );
+        let status =
+            u16::try_from(shared.knobs.expired_url_status.load(Ordering::Relaxed)).unwrap_or(401);
+        let code = match status {
+            401 => "unauthenticated",
+            403 => "accessDenied",
+            404 => "itemNotFound",
+            _ => "invalidRequest",
+        };
+        return graph_error(&shared, status, code, "The download URL has expired.");
     }
     let (name, etag) = {
         let world = shared.world.read().expect("world lock");

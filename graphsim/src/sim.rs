@@ -469,6 +469,17 @@ impl Simulator {
             .store(lifetime.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// The status an expired download URL answers from now on: 401 by default. The service documents only that
+    /// the URL is valid for "a short period of time (a few minutes)"
+    /// (<https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>), not how a dead one answers;
+    /// 403 ("access denied after an hour") and 404 are what other pre-authenticated stores answer.
+    pub fn set_expired_url_status(&self, status: u16) {
+        self.shared
+            .knobs
+            .expired_url_status
+            .store(u64::from(status), Ordering::Relaxed);
+    }
+
     /// Lifetime of access tokens issued from now on by the token endpoint.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.shared

@@ -542,6 +542,8 @@ pub(crate) struct Knobs {
     pub ragged_pages: AtomicBool,
     pub page_cap: AtomicU64,
     pub url_lifetime_ms: AtomicU64,
+    /// The status an expired download URL answers (see [`crate::Simulator::set_expired_url_status`]).
+    pub expired_url_status: AtomicU64,
     pub token_lifetime_ms: AtomicU64,
     pub resync_next: AtomicBool,
     pub default_token_ok: AtomicBool,
@@ -823,6 +825,7 @@ impl Shared {
             ragged_pages: AtomicBool::new(false),
             page_cap: AtomicU64::new(0),
             url_lifetime_ms: AtomicU64::new(ms(config.download_url_lifetime)),
+            expired_url_status: AtomicU64::new(401),
             token_lifetime_ms: AtomicU64::new(ms(config.token_lifetime)),
             resync_next: AtomicBool::new(false),
             default_token_ok: AtomicBool::new(true),

@@ -11,7 +11,7 @@ use crate::manifest::{Caveat, CaveatClass, FailureClass};
 /// <https://learn.microsoft.com/en-us/graph/api/resources/driveitem>,
 /// <https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>); half of that leaves room
 /// for clock skew and a listing that took a while to reach the downloader. Guessing wrong costs little either
-/// way: an expired URL is refused (401/403/410) and replaced by one `/content` round trip, never failing the file.
+/// way: an expired URL is refused (401/403/404/410) and replaced by one `/content` round trip, never failing the file.
 pub const LISTED_URL_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Whether a listing URL stored at `fetched_at_ms` is young enough to use at `now_ms` (both Unix
@@ -32,7 +32,7 @@ pub const LISTED_URL_LIFETIME_SETTING: &str = "listed_url_lifetime_ms";
 
 /// Which download URLs from listings are still worth a request, as the run learns how long they last.
 ///
-/// Two lessons, both from a refused URL (401/403/410 from the download host):
+/// Two lessons, both from a refused URL (401/403/404/410 from the download host):
 /// - **That listing is over.** URLs are minted together when a listing page is served and expire together,
 ///   so once one stored at `t` is refused, every URL stored at or before `t` is taken as expired: the files
 ///   they were for go through `/content` at once, one refused request for the listing instead of one per

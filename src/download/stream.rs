@@ -54,7 +54,7 @@ pub(super) enum Answer {
         /// The answer's headers and body.
         download: Download,
     },
-    /// The download host refused the pre-authenticated URL (401/403/410): a fresh one is needed.
+    /// The download host refused the pre-authenticated URL (401/403/404/410): a fresh one is needed.
     UrlExpired {
         /// The status it gave.
         status: u16,

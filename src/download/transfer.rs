@@ -1074,7 +1074,11 @@ fn network_failure(err: &crate::graph::GraphError) -> TransferFailure {
 /// The download host refused fresh URL after fresh URL: a permission problem, not something to loop on.
 fn urls_refused(job: &DownloadJob, status: u16, host: &str) -> TransferFailure {
     TransferFailure::new(
-        FailureClass::AccessDenied,
+        if matches!(status, 404 | 410) {
+            FailureClass::NotFound
+        } else {
+            FailureClass::AccessDenied
+        },
         format!(
             "{host} refused {MAX_URL_REFRESHES} fresh download URLs of item {} in a row (HTTP {status})",
             job.item_id

@@ -391,7 +391,7 @@ impl GraphClient {
     /// `start`: a server may ignore the Range and send the whole file.
     ///
     /// # Errors
-    /// [`GraphError::DownloadUrlExpired`] on 401/403/410 (resolve a fresh URL and resume: not a failure),
+    /// [`GraphError::DownloadUrlExpired`] on 401/403/404/410 (resolve a fresh URL and resume: not a failure),
     /// [`GraphError::RangeNotSatisfiable`] on 416.
     pub async fn download(&self, url: &DownloadUrl, from: u64) -> Result<Download, GraphError> {
         self.download_with_idle(url, from, self.inner.options.read_idle_timeout)
@@ -469,7 +469,10 @@ impl GraphClient {
                     self.watch_rate_limit(response.headers());
                     match status {
                         200 | 206 => return Self::start_download(response, what, idle),
-                        401 | 403 | 410 => {
+                        // The service does not document how a dead URL answers; 404 too (an expired
+                        // signature, or the blob of a version replaced since the listing) is resolved afresh
+                        // through `/content`, which tells a file really gone by its own 404.
+                        401 | 403 | 404 | 410 => {
                             return Err(GraphError::DownloadUrlExpired {
                                 status,
                                 host: url.host(),

@@ -88,7 +88,7 @@ pub enum GraphError {
     /// The pre-authenticated download URL is no longer accepted: resolve a fresh one and resume. Not a failure.
     #[error("{host} no longer accepts the download URL (HTTP {status}); a fresh one is needed")]
     DownloadUrlExpired {
-        /// The status the download host gave (401, 403 or 410).
+        /// The status the download host gave (401, 403, 404 or 410).
         status: u16,
         /// The download host (never the URL: its path or query is the credential).
         host: String,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use graphsim::{Failure, FileOpts, RequestKind, Simulator, Tree};
 
-use crate::support::{TestDest, against, json, odbackup, run};
+use crate::support::{TestDest, against, assert_same_bytes, json, odbackup, run};
 
 pub fn backup(sim: &Simulator, dest: &TestDest) -> std::process::Command {
     crate::support::against(sim, dest, "backup")
@@ -256,6 +256,30 @@ fn download_urls_that_expire_are_replaced_and_a_host_refusing_every_url_fails_th
         std::fs::read(dest.join("a/one.jpg")).unwrap(),
         sim.content("a/one.jpg")
     );
+}
+
+/// How a dead download URL answers is not documented: a 404 (or 403) from the download host is resolved
+/// afresh through `/content` like the 401 the simulator sends by default, not taken for a file gone.
+#[test]
+fn listing_urls_that_die_with_404_or_403_are_resolved_again_not_taken_for_files_gone() {
+    let tree = (0..30).fold(Tree::personal(), |t, i| {
+        t.file(&format!("p/{i:02}.jpg"), 2_000 + i * 7)
+    });
+    let paths: Vec<String> = (0..30).map(|i| format!("p/{i:02}.jpg")).collect();
+    for status in [404, 403] {
+        let sim = Simulator::start(tree.clone());
+        sim.set_expired_url_status(status);
+        let dest = TestDest::new();
+        // Every URL the listing gives is dead by the time the downloads start; fresh ones live.
+        sim.set_download_url_lifetime(Duration::ZERO);
+        assert_exit!(run(&mut against(&sim, &dest, "crawl")), 0);
+        sim.set_download_url_lifetime(Duration::from_secs(60));
+        let out = run(&mut backup(&sim, &dest));
+        assert_exit!(out, 0, "{status}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_same_bytes(&sim, &dest, &paths);
+        assert!(sim.expired_url_requests() >= 1, "{status}");
+        assert!(sim.requests(RequestKind::Content) >= 1, "{status}");
+    }
 }
 
 #[test]
