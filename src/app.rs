@@ -89,6 +89,8 @@ pub struct RunSettings {
     pub dry_run: bool,
     /// List the scope in full even when an incremental round could be used.
     pub full: bool,
+    /// List the scope in full when its last full listing is older than this (`None`: never on age alone).
+    pub full_listing_every: Option<std::time::Duration>,
     /// How a full listing is made.
     pub crawl_method: CrawlMethod,
     /// What happens to local files when the drive changes.
@@ -628,13 +630,50 @@ fn crawl_options(settings: &RunSettings, layout: Layout, drive: &Drive) -> Crawl
     }
 }
 
+/// Whether the scope's last full listing is older than `settings.full_listing_every`: then this run lists it
+/// in full and reconciles, even where the change feed works. The feed has been seen to leave deletions out
+/// (<https://github.com/OneDrive/onedrive-api-docs/issues/1927>, 2026; abraunegg/onedrive #3751), and only a full
+/// listing finds what it left out; at one request per 1,000 items, once a month costs little.
+async fn full_listing_due(settings: &RunSettings, ctx: &ListingContext<'_>) -> Result<bool, Error> {
+    let Some(every) = settings.full_listing_every else {
+        return Ok(false);
+    };
+    let scope_key = ctx.options.scope.key();
+    let Some(last) = ctx
+        .manifest
+        .last_full_listing(ctx.drive.clone(), scope_key.clone())
+        .await?
+    else {
+        // Never listed in full (or the listing was interrupted): the crawl lists it in full anyway.
+        return Ok(false);
+    };
+    let age = chrono::DateTime::parse_from_rfc3339(&last)
+        .map(|at| chrono::Utc::now().signed_duration_since(at))
+        .ok()
+        .and_then(|age| age.to_std().ok());
+    let due = age.is_some_and(|age| age >= every);
+    if due {
+        let days = age.map_or(0, |a| a.as_secs() / 86_400);
+        ctx.reporter.event(&crate::progress::Event::Notice {
+            kind: crate::progress::NoticeKind::FullListing,
+            path: Some(&scope_key),
+            message: &format!(
+                "the last full listing is {days} days old: listing in full to find what the change feed may have \
+                 left out (deletions above all)"
+            ),
+            detail: None,
+        });
+    }
+    Ok(due)
+}
+
 /// Crawl the scope of `ctx.drive` itself.
 async fn crawl_owner(
     settings: &RunSettings,
     ctx: &ListingContext<'_>,
 ) -> Result<CrawlSummary, Error> {
     let manifest = ctx.manifest;
-    if !settings.full {
+    if !settings.full && !full_listing_due(settings, ctx).await? {
         let outcome = delta::changes_round(ctx).await;
         let summary = match outcome {
             Ok(DeltaOutcome::NeedsFullCrawl) => None,

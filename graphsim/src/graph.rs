@@ -1620,7 +1620,18 @@ impl Ctx<'_> {
     /// The ordered items of one delta round (cached so every page of it sees the same list).
     fn enumeration(&self, d: usize, scope: usize, since: u64, upto: u64) -> Arc<Vec<usize>> {
         let children_first = self.shared.knobs.children_first.load(Ordering::Relaxed);
-        let key = (d, scope, since, upto, u64::from(children_first));
+        let drop_deletions = self
+            .shared
+            .knobs
+            .delta_drops_deletions
+            .load(Ordering::Relaxed);
+        let key = (
+            d,
+            scope,
+            since,
+            upto,
+            u64::from(children_first) | u64::from(drop_deletions) << 1,
+        );
         {
             let cache = self.shared.delta_cache.lock().expect("delta cache");
             if let Some((_, list)) = cache.iter().find(|(k, _)| *k == key) {
@@ -1639,10 +1650,19 @@ impl Ctx<'_> {
                 }
             }
         } else {
+            let drop_deletions = self
+                .shared
+                .knobs
+                .delta_drops_deletions
+                .load(Ordering::Relaxed);
             let mut changed: Vec<usize> = (0..w.items.len())
                 .filter(|&i| {
                     let it = &w.items[i];
-                    it.drive == d && it.seq > since && it.seq <= upto && in_scope(w, i, scope)
+                    it.drive == d
+                        && it.seq > since
+                        && it.seq <= upto
+                        && in_scope(w, i, scope)
+                        && !(drop_deletions && it.deleted)
                 })
                 .collect();
             changed.sort_by_key(|&i| (w.items[i].seq, i));

@@ -349,6 +349,17 @@ impl Simulator {
             .expect("content answer") = answer;
     }
 
+    /// Whether delta rounds from a saved link leave deleted items out from now on: "/delta does not
+    /// consistently return deleted item tombstones after successful OneDrive deletions"
+    /// (<https://github.com/OneDrive/onedrive-api-docs/issues/1927>, 2026; abraunegg/onedrive #3751). A full
+    /// listing (no token) never shows them anyway.
+    pub fn set_delta_drops_deletions(&self, on: bool) {
+        self.shared
+            .knobs
+            .delta_drops_deletions
+            .store(on, Ordering::Relaxed);
+    }
+
     /// Lists the item at `path` (a file or a folder) with `size` set to `listed`, a negative number, from now
     /// on, while it serves and hashes its real bytes. Business drives have listed negative sizes for folders
     /// in delta (onedrive-api-docs #375, #617, #926) and for files such as `Home.aspx` and

@@ -548,6 +548,8 @@ pub(crate) struct Knobs {
     pub resync_next: AtomicBool,
     pub default_token_ok: AtomicBool,
     pub children_first: AtomicBool,
+    /// Changes rounds leave deletions out (see [`crate::Simulator::set_delta_drops_deletions`]).
+    pub delta_drops_deletions: AtomicBool,
     /// How IDs are spelled in answers.
     pub id_drift: Mutex<IdDrift>,
     /// A listing that loops, for the children of one folder (`Some(idx)`) or every delta listing (`None`).
@@ -830,6 +832,7 @@ impl Shared {
             resync_next: AtomicBool::new(false),
             default_token_ok: AtomicBool::new(true),
             children_first: AtomicBool::new(false),
+            delta_drops_deletions: AtomicBool::new(false),
             id_drift: Mutex::new(IdDrift::default()),
             paging_fault: Mutex::new(None),
             page_link_epoch: AtomicU64::new(0),

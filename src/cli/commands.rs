@@ -29,8 +29,8 @@ use odbackup::download::{
 };
 use odbackup::graph::{DriveSelector, GraphOptions};
 use odbackup::progress::Reporter;
-use odbackup::sync::DEFAULT_LIST_CONCURRENCY;
 use odbackup::sync::Scope;
+use odbackup::sync::{DEFAULT_FULL_LISTING_DAYS, DEFAULT_LIST_CONCURRENCY};
 use odbackup::{Error, ErrorKind};
 
 /// How a command ended, for `main` to turn into an exit code.
@@ -813,6 +813,13 @@ fn remote_settings(
     .map(|settings| RunSettings {
         full: remote.full,
         crawl_method: listing.crawl_method.unwrap_or_default(),
+        full_listing_every: match listing
+            .full_listing_days
+            .unwrap_or(DEFAULT_FULL_LISTING_DAYS)
+        {
+            0 => None,
+            days => Some(std::time::Duration::from_secs(u64::from(days) * 86_400)),
+        },
         ..settings
     })
 }
@@ -853,6 +860,7 @@ fn settings(
         layout: job.layout,
         dry_run: job.dry_run,
         full: false,
+        full_listing_every: None,
         crawl_method: CrawlMethod::default(),
         keep: job.keep,
         policy: DownloadPolicy {

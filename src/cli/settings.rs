@@ -314,6 +314,11 @@ setting_groups! {
             /// --list-concurrency at once) [default: delta].
             #[arg(long, value_name = "children|delta", env = "ODBACKUP_CRAWL_METHOD")]
             crawl_method: CrawlMethod,
+            /// List the scope in full (and reconcile what was deleted) when its last full listing is older than
+            /// this many days, even where its change feed works: the feed has been seen to leave deletions out
+            /// [default: 30; 0: never].
+            #[arg(long, value_name = "DAYS", env = "ODBACKUP_FULL_LISTING_DAYS")]
+            full_listing_days: u32,
         }
         switch {
             /// Back up OneNote notebooks, each as a folder of its section files named like the notebook (the

@@ -435,6 +435,21 @@ impl Manifest {
             .map_err(|e| self.err(e))
     }
 
+    /// When the scope's last full listing completed (RFC 3339, UTC), if one did.
+    pub(crate) fn last_full_listing(
+        &self,
+        drive: &DriveId,
+        scope_key: &str,
+    ) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT max(completed_at) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
+                params![drive.key(), scope_key],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Whether a full crawl of the scope was interrupted and is waiting to be resumed.
     pub(crate) fn has_unfinished_crawl(&self, drive: &DriveId, scope_key: &str) -> Result<bool> {
         self.conn

@@ -104,6 +104,16 @@ impl SharedManifest {
         .await
     }
 
+    /// When the scope's last full listing completed (RFC 3339, UTC), if one did.
+    pub(crate) async fn last_full_listing(
+        &self,
+        drive: DriveId,
+        scope_key: String,
+    ) -> Result<Option<String>, ManifestError> {
+        self.call(move |m| m.last_full_listing(&drive, &scope_key))
+            .await
+    }
+
     /// The root item of the scope's latest crawl.
     pub(crate) async fn scope_root(
         &self,

@@ -40,7 +40,9 @@ use delta::Enumerated;
 pub(crate) use placement::apply_filter;
 pub(crate) use scope::ListingContext;
 use scope::scope_remote_path;
-pub use scope::{CrawlError, CrawlOptions, DEFAULT_LIST_CONCURRENCY, Scope};
+pub use scope::{
+    CrawlError, CrawlOptions, DEFAULT_FULL_LISTING_DAYS, DEFAULT_LIST_CONCURRENCY, Scope,
+};
 
 /// What a finished crawl did.
 #[derive(Debug, Clone, Default, serde::Serialize)]

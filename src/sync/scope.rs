@@ -20,6 +20,11 @@ use super::convert::{child_remote_path, normalize_remote_path, parent_path_from_
 /// more than the transfer default pays off, while staying far below the service's throttling thresholds.
 pub const DEFAULT_LIST_CONCURRENCY: usize = 8;
 
+/// Days after which a scope is listed in full again even where its change feed works (`full_listing_days`):
+/// the feed has been seen to leave deletions out (onedrive-api-docs #1927). Once a month costs one request per
+/// 1,000 items.
+pub const DEFAULT_FULL_LISTING_DAYS: u32 = 30;
+
 /// Where a crawl starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {

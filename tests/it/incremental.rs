@@ -332,3 +332,50 @@ fn deleted_and_made_again(order: graphsim::DeltaOrder) {
     assert_mirrors(&sim, &dest, &["A/f0.jpg", "B/f1.jpg"]);
     assert_eq!(std::fs::metadata(dest.join(&trashed)).unwrap().len(), 1_000);
 }
+
+/// The change feed has been seen to leave deletions out (onedrive-api-docs #1927, 2026): a scope whose last
+/// full listing is older than `full_listing_days` (30 by default) is listed in full again, which finds them.
+#[test]
+fn deletions_the_change_feed_leaves_out_are_found_by_a_full_listing_once_the_last_is_a_month_old() {
+    let sim = Simulator::start(twelve_folders());
+    let dest = TestDest::new();
+    assert_exit!(run(&mut backup(&sim, &dest)), 0);
+    sim.set_delta_drops_deletions(true);
+    sim.delete("B/f3.jpg");
+    let deleted = |dest: &TestDest| dest.items()["/B/f3.jpg"].remote_deleted;
+    // A fresh full listing: the change round is trusted, and misses the deletion.
+    let out = run(&mut backup(&sim, &dest));
+    assert_exit!(out, 0);
+    assert!(!deleted(&dest));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("days old"));
+    // The last full listing a month and more ago.
+    let age_it = || {
+        rusqlite::Connection::open(dest.manifest())
+            .unwrap()
+            .execute(
+                "UPDATE crawls SET completed_at = '2000-01-01T00:00:00Z'",
+                [],
+            )
+            .unwrap();
+    };
+    age_it();
+    // Not on age alone when told so.
+    let out = run(backup(&sim, &dest).args(["--full-listing-days", "0"]));
+    assert_exit!(out, 0);
+    assert!(!deleted(&dest));
+    sim.reset_counters();
+    let out = run(&mut backup(&sim, &dest));
+    assert_exit!(out, 0);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("days old: listing in full"), "{said}");
+    assert!(deleted(&dest), "the full listing found the deletion");
+    assert_eq!(
+        sim.requests(RequestKind::Download),
+        0,
+        "nothing fetched again"
+    );
+    // Listed in full now: the next run is incremental again.
+    let out = run(&mut backup(&sim, &dest));
+    assert_exit!(out, 0);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("days old"));
+}
