@@ -92,6 +92,7 @@
 //!     layout: Some(odbackup::localpath::Layout::Date),
 //!     dry_run: false,
 //!     full: false,
+//!     full_listing_every: None,
 //!     crawl_method: odbackup::config::CrawlMethod::Children,
 //!     keep: odbackup::download::KeepPolicy::default(),
 //!     policy: odbackup::download::DownloadPolicy::default(),
