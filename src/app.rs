@@ -653,6 +653,11 @@ async fn full_listing_due(settings: &RunSettings, ctx: &ListingContext<'_>) -> R
         .and_then(|age| age.to_std().ok());
     let due = age.is_some_and(|age| age >= every);
     if due {
+        // A changes round that was interrupted left its cursor beside the link: the full listing must start
+        // from nothing, not page on from there (its end would mark everything it did not see deleted).
+        ctx.manifest
+            .forget_delta(ctx.drive.clone(), scope_key.clone())
+            .await?;
         let days = age.map_or(0, |a| a.as_secs() / 86_400);
         ctx.reporter.event(&crate::progress::Event::Notice {
             kind: crate::progress::NoticeKind::FullListing,

@@ -435,7 +435,8 @@ impl Manifest {
             .map_err(|e| self.err(e))
     }
 
-    /// When the scope's last full listing completed (RFC 3339, UTC), if one did.
+    /// When the scope's last full listing completed (RFC 3339, UTC), if one did; `None` too while a full
+    /// listing is unfinished (it resumes, and completes as the new one).
     pub(crate) fn last_full_listing(
         &self,
         drive: &DriveId,
@@ -443,7 +444,10 @@ impl Manifest {
     ) -> Result<Option<String>> {
         self.conn
             .query_row(
-                "SELECT max(completed_at) FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM crawls WHERE drive_id = ?1 AND scope_key = ?2
+                                          AND completed_at IS NULL)
+                        THEN NULL ELSE max(completed_at) END
+                 FROM crawls WHERE drive_id = ?1 AND scope_key = ?2",
                 params![drive.key(), scope_key],
                 |r| r.get(0),
             )

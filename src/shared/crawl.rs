@@ -104,7 +104,7 @@ impl SharedManifest {
         .await
     }
 
-    /// When the scope's last full listing completed (RFC 3339, UTC), if one did.
+    /// When the scope's last full listing completed (RFC 3339, UTC), if one did and none is unfinished.
     pub(crate) async fn last_full_listing(
         &self,
         drive: DriveId,

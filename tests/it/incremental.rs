@@ -363,12 +363,20 @@ fn deletions_the_change_feed_leaves_out_are_found_by_a_full_listing_once_the_las
     let out = run(backup(&sim, &dest).args(["--full-listing-days", "0"]));
     assert_exit!(out, 0);
     assert!(!deleted(&dest));
+    // And a changes round that was interrupted left its cursor beside the link: the full listing starts from
+    // nothing, not from there (paging on from it, its end marked every item it did not see deleted).
+    rusqlite::Connection::open(dest.manifest())
+        .unwrap()
+        .execute("UPDATE delta_state SET cursor = delta_link", [])
+        .unwrap();
     sim.reset_counters();
     let out = run(&mut backup(&sim, &dest));
     assert_exit!(out, 0);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("days old: listing in full"), "{said}");
     assert!(deleted(&dest), "the full listing found the deletion");
+    let marked = dest.items().values().filter(|r| r.remote_deleted).count();
+    assert_eq!(marked, 1, "only the deleted file is marked deleted");
     assert_eq!(
         sim.requests(RequestKind::Download),
         0,
