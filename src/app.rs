@@ -307,9 +307,10 @@ async fn run_inner(
     // once per run, and handed to the manifest as a value (the manifest never touches the destination).
     // Through the destination's handle (checked against its pin) and the state folder's, never following a
     // link: a folder swapped in would have the probe judge another file system.
-    let name_rules = crate::fsdest::Dest::open_existing(&settings.dest)
+    // The destination is created if need be (a first run whose manifest lives elsewhere), as the downloads
+    // would create it: a missing one must not leave the rules at the cautious default for good.
+    let name_rules = crate::fsdest::Dest::open(&settings.dest)
         .ok()
-        .flatten()
         .filter(|dest| {
             settings
                 .dest_pin

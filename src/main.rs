@@ -90,10 +90,19 @@ fn open_log_unlinked(
         );
         match no_follow.open(path) {
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                // Followed only into the system's own device links (`/dev/stderr` → `/proc/self/fd/2`, whatever
+                // the descriptor is: a terminal, a pipe, cron's file) or to something that is no file (a FIFO, a
+                // socket, a terminal). A link to a file, or to nothing yet (which opening would create), is not.
+                use std::os::unix::fs::FileTypeExt as _;
+                let system_link = path.starts_with("/dev/");
+                let not_a_file = std::fs::metadata(path).is_ok_and(|m| {
+                    let kind = m.file_type();
+                    kind.is_char_device() || kind.is_fifo() || kind.is_socket()
+                });
+                if !(system_link || not_a_file) {
                     return Err(std::io::Error::other(
-                        "it is a symbolic link to a file; odbackup never appends to a file through a link \
-                         (name the file itself)",
+                        "it is a symbolic link to a file (or to nothing yet); odbackup never writes a log \
+                         through a link (name the file itself)",
                     ));
                 }
                 options.open(path)

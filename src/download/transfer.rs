@@ -334,10 +334,17 @@ impl Target {
             part_len: folder.file_len(&self.part),
         };
         // A file whose listing gave no usable size is judged by its hash alone, whatever its length.
-        let action = if !job.size_known && self.hashed() && local.final_len.is_some() {
-            Action::CheckExisting
-        } else {
-            plan(job.size, local)
+        let action = match (job.size_known, self.hashed()) {
+            (true, _) => plan(job.size, local),
+            (false, true) if local.final_len.is_some() => Action::CheckExisting,
+            // With neither a size nor a hash nothing at the name can be taken for the file: fetched.
+            (false, _) => plan(
+                job.size,
+                LocalState {
+                    final_len: None,
+                    ..local
+                },
+            ),
         };
         if action != Action::CheckExisting {
             return Ok(Adoption::Fetch(action));
@@ -607,7 +614,15 @@ impl<'a> TransferState<'a> {
             written = 0;
             hasher = ContentHasher::new(with_sha1);
         }
-        if written == 0 && job.size_known && job.size <= WRITE_BUFFER as u64 {
+        // Gathered in memory only when the server too says it is small: a body may run past the listed size
+        // (to the length declared, see `body_limit`), which must then go to disk as it comes.
+        if written == 0
+            && job.size_known
+            && job.size <= WRITE_BUFFER as u64
+            && download
+                .total
+                .is_none_or(|declared| declared <= WRITE_BUFFER as u64)
+        {
             return self.fetch_small(download, hasher).await;
         }
         // A fresh start creates the part file exclusively; a resume reopens the plain file the prefix came from.
@@ -749,10 +764,14 @@ impl<'a> TransferState<'a> {
                 }
                 self.fail(TransferFailure::new(
                     FailureClass::SizeMismatch,
-                    format!(
-                        "the server sent more than {limit} bytes; the listing says {}",
-                        job.size
-                    ),
+                    match job.listed_size() {
+                        Some(listed) => {
+                            format!("the server sent more than {limit} bytes; the listing says {listed}")
+                        }
+                        None => format!(
+                            "the server sent more than {limit} bytes; the listing gives no size"
+                        ),
+                    },
                 ))
             }
             // A refused range is asked again from the start, once: a 416 to that too (or to a plain GET,

@@ -73,7 +73,7 @@ impl DownloadJob {
             ctag: self.ctag.clone(),
             quick_xor: self.quick_xor.clone(),
             sha1: self.sha1.clone(),
-            size: self.size,
+            size: self.listed_size(),
         }
     }
 
@@ -100,8 +100,8 @@ pub struct JobVersion {
     pub(crate) quick_xor: Option<String>,
     /// Listed SHA-1.
     pub(crate) sha1: Option<String>,
-    /// Listed size.
-    pub size: u64,
+    /// Listed size (`None`: the listing gave no usable one).
+    pub size: Option<u64>,
 }
 
 /// Whether an outcome was recorded.
@@ -229,7 +229,7 @@ const MARK_DONE: &str =
      WHERE drive_id = ?1 AND item_id = ?2
        AND (?7 = 0
             OR (etag IS ?8 AND ctag IS ?9 AND quick_xor IS ?10)
-            OR (size = ?12 AND ((?10 IS NOT NULL AND quick_xor = ?10)
+            OR (size IS ?12 AND ((?10 IS NOT NULL AND quick_xor = ?10)
                                 OR (?10 IS NULL AND ?11 IS NOT NULL AND upper(sha1) = upper(?11)))))";
 
 /// A failed file, guarded as [`MARK_DONE`] but by the exact version only: a failure of an old version says
@@ -260,7 +260,9 @@ fn mark_done(
         version.and_then(|v| v.ctag.as_deref()),
         version.and_then(|v| v.quick_xor.as_deref()),
         version.and_then(|v| v.sha1.as_deref()),
-        version.map(|v| i64::try_from(v.size).unwrap_or(i64::MAX)),
+        version
+            .and_then(|v| v.size)
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
     ])?;
     if changed == 0 {
         return Ok(Recorded::Stale);

@@ -332,9 +332,12 @@ ON CONFLICT (drive_id, item_id) DO UPDATE SET
         ELSE items.caveat_class END,
     caveat = CASE WHEN {size_flapped} THEN
             CASE WHEN coalesce(items.local_size, items.size) IS NOT excluded.size
-                THEN coalesce(items.caveat, printf('the listing now says %d bytes but the file has %d and the \
-                    listed hash: the listed size is wrong, the file is kept as it is', excluded.size,
-                    coalesce(items.local_size, items.size)))
+                THEN coalesce(items.caveat, CASE WHEN excluded.size IS NULL
+                    THEN printf('the listing now gives no usable size; the file has %d bytes and the listed \
+                        hash: it is kept as it is', coalesce(items.local_size, items.size))
+                    ELSE printf('the listing now says %d bytes but the file has %d and the \
+                        listed hash: the listed size is wrong, the file is kept as it is', excluded.size,
+                        coalesce(items.local_size, items.size)) END)
             WHEN items.caveat_class = 'size_metadata' THEN NULL
             ELSE items.caveat END
         ELSE items.caveat END,
@@ -355,7 +358,6 @@ pub(super) fn to_i64(n: Option<u64>) -> Option<i64> {
     n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-/// A stored non-negative integer (a size, a count) back as `u64`; a NULL or a negative value is 0.
 /// A total of `size` that saturates at `i64::MAX` rather than failing the query: `SQLite`'s `sum()` raises
 /// "integer overflow" past it, and sizes come from the service, which can list one near 2^63. `total()` adds
 /// in floating point, exact up to 2^53 bytes (8 PiB); the cast clamps what is above to the largest integer
@@ -367,6 +369,7 @@ pub(super) const SUM_LOCAL_SIZE: &str =
 /// [`SUM_SIZE`] over the `size` of the rows aliased `f`.
 pub(super) const SUM_F_SIZE: &str = "CAST(min(total(f.size), 9223372036854775807) AS INTEGER)";
 
+/// A stored non-negative integer (a size, a count) back as `u64`; a NULL or a negative value is 0.
 pub(super) fn to_u64(n: Option<i64>) -> u64 {
     n.map_or(0, |v| u64::try_from(v).unwrap_or(0))
 }

@@ -239,7 +239,8 @@ impl std::fmt::Debug for Manifest {
 /// state lives in a real folder, so a link planted in its place (by anyone who can write to the destination)
 /// cannot send the manifest, its lock or the trash somewhere else.
 ///
-/// On Unix it must also belong to the user running odbackup (or to root): a neighbour who can write to the
+/// On Unix it must also belong to the user running odbackup, to root, or to the owner of the folder holding it
+/// (see `may_use`): a neighbour who can write to the
 /// destination could otherwise create `.odbackup` first, or swap their own in, and plant a WAL file there that
 /// `SQLite` would write every commit to (download URLs included) and read the manifest back from. A
 /// `.odbackup` of ours that others may write to is made ours alone.
@@ -256,7 +257,7 @@ fn state_folder(parent: &Path) -> std::io::Result<()> {
     {
         use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
         let me = rustix::process::geteuid().as_raw();
-        if !owned_by_us(meta.uid(), me) {
+        if !may_use(meta.uid(), parent) {
             return Err(std::io::Error::other(format!(
                 "it belongs to another user (uid {}); odbackup keeps its state only in a folder of the user \
                  running it (remove or move that folder, or point --manifest elsewhere)",
@@ -275,11 +276,23 @@ fn state_folder(parent: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether a state file or folder owned by `owner` may be used by a process running as `me`: its own, or
-/// root's (a file system mounted for all, such as a FAT stick mounted by root, shows every file as root's).
+/// Whether the state file or folder at `path`, owned by `owner`, may be used: it is the running user's, or
+/// root's (a file system mounted for all, such as a FAT stick mounted by root, shows every file as root's), or
+/// the owner's of the folder that holds it (an NFS export squashing root makes everything root creates
+/// `nobody`'s, the destination included). Someone who owns the destination controls it anyway; anyone else is a
+/// neighbour.
 #[cfg(unix)]
-fn owned_by_us(owner: u32, me: u32) -> bool {
-    owner == me || owner == 0
+fn may_use(owner: u32, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    owner == me
+        || owner == 0
+        || path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .or(Some(Path::new(".")))
+            .and_then(|holder| std::fs::metadata(holder).ok())
+            .is_some_and(|holder| holder.uid() == owner)
 }
 
 /// The manifest holds short-lived pre-authenticated download URLs and everyone's file names: readable by its
@@ -296,12 +309,7 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
                     "it is a symbolic link; odbackup never opens its state through one",
                 ));
             }
-            Ok(meta)
-                if !owned_by_us(
-                    std::os::unix::fs::MetadataExt::uid(&meta),
-                    rustix::process::geteuid().as_raw(),
-                ) =>
-            {
+            Ok(meta) if !may_use(std::os::unix::fs::MetadataExt::uid(&meta), path) => {
                 return Err(std::io::Error::other(
                     "it belongs to another user; odbackup never opens state another user can write",
                 ));
@@ -341,9 +349,9 @@ fn check_companions(path: &Path) -> std::io::Result<()> {
         match std::fs::symlink_metadata(&companion) {
             Ok(meta)
                 if meta.file_type().is_symlink()
-                    || !owned_by_us(
+                    || !may_use(
                         std::os::unix::fs::MetadataExt::uid(&meta),
-                        rustix::process::geteuid().as_raw(),
+                        Path::new(&companion),
                     ) =>
             {
                 return Err(std::io::Error::other(format!(
@@ -819,6 +827,14 @@ mod tests {
         assert!(Manifest::open(&path).is_err());
         std::fs::remove_file(&wal).unwrap();
         drop(Manifest::open(&path).unwrap());
+        // Where the destination itself is that user's (an NFS export squashing root to `nobody` makes all of
+        // it so), its state folder may be too.
+        let squashed = dir.path().join("squashed");
+        let state = squashed.join(crate::localpath::STATE_DIR);
+        std::fs::create_dir_all(&state).unwrap();
+        chown(&squashed, Some(neighbour), Some(neighbour)).unwrap();
+        chown(&state, Some(neighbour), Some(neighbour)).unwrap();
+        drop(Manifest::open(&state.join("manifest.sqlite")).unwrap());
     }
 
     #[test]

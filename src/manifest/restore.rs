@@ -276,7 +276,7 @@ impl Manifest {
                             continue;
                         }
                         counts.to_upload += 1;
-                        counts.to_upload_bytes += e.size;
+                        counts.to_upload_bytes = counts.to_upload_bytes.saturating_add(e.size);
                         let failed = existing
                             .as_ref()
                             .is_some_and(|(s, stamp, _)| s == "failed" && *stamp == e.stamp);
@@ -350,7 +350,7 @@ impl Manifest {
                         counts.already_done += 1;
                     } else {
                         counts.to_upload += 1;
-                        counts.to_upload_bytes += e.size;
+                        counts.to_upload_bytes = counts.to_upload_bytes.saturating_add(e.size);
                         uploads.push(i);
                     }
                 }

@@ -472,7 +472,7 @@ async fn plan_all(
 
 fn add_counts(summary: &mut RestoreSummary, counts: &crate::manifest::PlanCounts) {
     summary.planned += counts.to_upload;
-    summary.planned_bytes += counts.to_upload_bytes;
+    summary.planned_bytes = summary.planned_bytes.saturating_add(counts.to_upload_bytes);
     summary.already_done += counts.already_done;
 }
 
@@ -608,7 +608,7 @@ async fn upload_files(
     'schedule: while let Some(jobs) = pending.next().await? {
         reporter.event(&Event::Queued {
             files: jobs.len() as u64,
-            bytes: jobs.iter().map(|j| j.size).sum(),
+            bytes: jobs.iter().map(|j| j.size).fold(0, u64::saturating_add),
         });
         for job in jobs {
             observe_throttling(limit, graph, &**reporter);
@@ -842,9 +842,11 @@ async fn describe_fatal(
                 .await
                 .ok()
                 .and_then(|d| d.quota);
+            // Unknown when the drive does not say (a `used` it answered negative reads as unknown, and then
+            // the total is no measure of what is free).
             let free = quota.as_ref().and_then(|q| {
                 q.remaining
-                    .or_else(|| Some(q.total?.saturating_sub(q.used.unwrap_or(0))))
+                    .or_else(|| Some(q.total?.saturating_sub(q.used?)))
             });
             summary.space_needed = Some(needed);
             summary.space_free = free;

@@ -703,6 +703,16 @@ fn negative_sizes_and_quotas_and_a_notebook_served_larger_than_listed_are_backed
             "{method}: {}",
             String::from_utf8_lossy(&verify.stdout)
         );
+        // With neither a size nor a hash, an empty file where it goes is no proof of anything: fetched again.
+        std::fs::write(dest.join("Notebook/plain.txt"), b"").unwrap();
+        let again = run(backup(&sim, &dest).args(["--crawl-method", method]));
+        assert_exit!(
+            again,
+            0,
+            "{method}: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert_same_bytes(&sim, &dest, ["Notebook/plain.txt"]);
     }
 }
 

@@ -118,6 +118,15 @@ fn a_log_file_name_that_is_a_link_to_a_file_is_refused_and_the_file_left_alone()
     assert!(said.contains("symbolic link"), "{said}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "export A=1\n");
     assert!(dest.files_on_disk().is_empty(), "nothing ran");
+    // A link to a file that does not exist yet would have been created through.
+    let missing = logs.path().join("profile");
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(&missing, &log).unwrap();
+    let out = run(crate::support::against(&sim, &dest, "backup")
+        .arg("--log-file")
+        .arg(&log));
+    assert_exit!(out, 2);
+    assert!(!missing.exists());
     let out = run(crate::support::against(&sim, &dest, "backup")
         .arg("--log-file")
         .arg("/dev/stderr"));
