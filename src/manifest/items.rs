@@ -850,12 +850,8 @@ mod tests {
             f.local_path_on_clash = Some(crate::localpath::with_suffix(name, &format!("~{id}")));
             f
         };
-        let (_dir, mut m) = manifest();
+        let (_dir, mut m, crawl) = crate::manifest::testutil::manifest_crawling();
         m.set_name_rules(NameRules::EXACT).unwrap();
-        let crawl = m
-            .begin_crawl(&drive(), "root", &folder("/"))
-            .unwrap()
-            .crawl_id;
         // `c` is named what `b`'s alternative is, and `d` what the next one would be, both listed first.
         list(
             &mut m,

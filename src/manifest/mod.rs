@@ -713,6 +713,16 @@ pub(crate) mod testutil {
         (dir, m)
     }
 
+    /// [`manifest`] with a crawl of the whole drive begun: its ID.
+    pub fn manifest_crawling() -> (tempfile::TempDir, Manifest, i64) {
+        let (dir, mut m) = manifest();
+        let crawl = m
+            .begin_crawl(&drive(), "root", &folder("/"))
+            .unwrap()
+            .crawl_id;
+        (dir, m, crawl)
+    }
+
     /// The test drive.
     pub fn drive() -> DriveId {
         DriveId::from("d1")

@@ -514,11 +514,7 @@ mod tests {
     fn byte_totals_past_what_sqlite_can_add_saturate_instead_of_failing() {
         // The service lists sizes as JSON numbers; two files near 2^63 bytes made `sum()` fail with
         // "integer overflow", and with it `status`, `verify` and the run's summary.
-        let (_dir, mut m) = manifest();
-        let crawl = m
-            .begin_crawl(&drive(), "root", &folder("/"))
-            .unwrap()
-            .crawl_id;
+        let (_dir, mut m, crawl) = crate::manifest::testutil::manifest_crawling();
         let huge = u64::try_from(i64::MAX).unwrap();
         m.commit_page(
             crawl,
