@@ -334,7 +334,7 @@ impl Target {
             part_len: folder.file_len(&self.part),
         };
         // A file whose listing gave no usable size is judged by its hash alone, whatever its length.
-        let action = match (job.size_known, self.hashed()) {
+        let action = match (job.size_known, self.expected.has_hash()) {
             (true, _) => plan(job.size, local),
             (false, true) if local.final_len.is_some() => Action::CheckExisting,
             // With neither a size nor a hash nothing at the name can be taken for the file: fetched.
@@ -385,12 +385,6 @@ impl Target {
     /// Whether SHA-1 is hashed too (the listing gave one).
     fn with_sha1(&self) -> bool {
         self.expected.sha1.is_some()
-    }
-
-    /// Whether the listing gave a hash to judge the bytes by.
-    fn hashed(&self) -> bool {
-        let listed = |h: &Option<String>| h.as_deref().is_some_and(|h| !h.is_empty());
-        listed(&self.expected.quick_xor) || listed(&self.expected.sha1)
     }
 }
 
@@ -639,7 +633,7 @@ impl<'a> TransferState<'a> {
         }
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let declared = download.total;
-        let limit = body_limit(&job.name, job.listed_size(), declared, target.hashed());
+        let limit = self.body_limit(declared);
         let before = written;
         let pumped = stream::pump(
             download.body,
@@ -664,6 +658,17 @@ impl<'a> TransferState<'a> {
         Ok(Some((hasher.finish(), declared)))
     }
 
+    /// How long a one-stream body of this file may run (see [`body_limit`]), given the length `declared`.
+    fn body_limit(&self, declared: Option<u64>) -> u64 {
+        let job = self.cx.job;
+        body_limit(
+            &job.name,
+            job.listed_size(),
+            declared,
+            self.target.expected.has_hash(),
+        )
+    }
+
     /// A small file from its first byte: the body is gathered in memory (it would sit in the write buffer
     /// anyway), then one trip to the blocking pool creates the part file, writes and syncs it, instead of a
     /// trip for each of those (what `tokio::fs` makes). Whatever arrived is written either way, as a resume
@@ -675,7 +680,7 @@ impl<'a> TransferState<'a> {
     ) -> Result<Option<(ContentDigest, Option<u64>)>, StepError> {
         let (job, target) = (self.cx.job, &self.target);
         let declared = download.total;
-        let allowed = body_limit(&job.name, job.listed_size(), declared, target.hashed());
+        let allowed = self.body_limit(declared);
         let mut body = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0));
         let mut written = 0u64;
         let pumped = stream::pump(

@@ -84,6 +84,23 @@ pub struct Expected {
     pub(crate) sha1: Option<String>,
 }
 
+impl Expected {
+    /// The listed quickXorHash; an empty one counts as absent.
+    fn listed_quick_xor(&self) -> Option<&str> {
+        self.quick_xor.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// The listed SHA-1; an empty one counts as absent.
+    fn listed_sha1(&self) -> Option<&str> {
+        self.sha1.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// Whether the listing gives a hash to judge the bytes by.
+    pub(crate) fn has_hash(&self) -> bool {
+        self.listed_quick_xor().is_some() || self.listed_sha1().is_some()
+    }
+}
+
 /// The result of comparing received bytes with the listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
@@ -154,9 +171,11 @@ impl Verification {
 /// hash of those bytes (onedrive-api-docs #492).
 pub fn verify(expected: &Expected, digest: &ContentDigest) -> Verification {
     if digest.len != expected.size {
-        let quick_xor = expected.quick_xor.as_deref().filter(|s| !s.is_empty());
-        let sha1 = expected.sha1.as_deref().filter(|s| !s.is_empty());
-        let matched = match (quick_xor, sha1, &digest.sha1) {
+        let matched = match (
+            expected.listed_quick_xor(),
+            expected.listed_sha1(),
+            &digest.sha1,
+        ) {
             (Some(want), _, _) => (want == digest.quick_xor).then_some("quickXorHash"),
             (None, Some(want), Some(got)) => want.eq_ignore_ascii_case(got).then_some("sha1Hash"),
             _ => None,
@@ -173,7 +192,7 @@ pub fn verify(expected: &Expected, digest: &ContentDigest) -> Verification {
             actual: digest.len,
         };
     }
-    if let Some(want) = expected.quick_xor.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(want) = expected.listed_quick_xor() {
         return if want == digest.quick_xor {
             Verification::QuickXor
         } else {
@@ -184,10 +203,7 @@ pub fn verify(expected: &Expected, digest: &ContentDigest) -> Verification {
             }
         };
     }
-    if let (Some(want), Some(got)) = (
-        expected.sha1.as_deref().filter(|s| !s.is_empty()),
-        &digest.sha1,
-    ) {
+    if let (Some(want), Some(got)) = (expected.listed_sha1(), &digest.sha1) {
         return if want.eq_ignore_ascii_case(got) {
             Verification::Sha1
         } else {

@@ -303,22 +303,12 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(std::io::Error::other(
-                    "it is a symbolic link; odbackup never opens its state through one",
-                ));
-            }
-            Ok(meta) if !may_use(std::os::unix::fs::MetadataExt::uid(&meta), path) => {
-                return Err(std::io::Error::other(
-                    "it belongs to another user; odbackup never opens state another user can write",
-                ));
-            }
-            Ok(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+        match own_state_entry(path)? {
+            Some(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(_) => {}
+            None => {
                 match std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -331,12 +321,29 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
                     Err(e) => return Err(e),
                 }
             }
-            Err(e) => return Err(e),
         }
     }
     #[cfg(not(unix))]
     let _ = (path, existing);
     Ok(())
+}
+
+/// The state file at `path` as it is, refused when it is a symbolic link or another user's (see `may_use`);
+/// `None` when there is none.
+#[cfg(unix)]
+fn own_state_entry(path: &Path) -> std::io::Result<Option<std::fs::Metadata>> {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::other(
+            "it is a symbolic link; odbackup never opens its state through one",
+        )),
+        Ok(meta) if !may_use(meta.uid(), path) => Err(std::io::Error::other(
+            "it belongs to another user; odbackup never opens state another user can write",
+        )),
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `SQLite` opens a write-ahead log and shared-memory file it finds beside the database: refuse them when they
@@ -346,23 +353,11 @@ fn check_companions(path: &Path) -> std::io::Result<()> {
     for suffix in ["-wal", "-shm"] {
         let mut companion = path.as_os_str().to_owned();
         companion.push(suffix);
-        match std::fs::symlink_metadata(&companion) {
-            Ok(meta)
-                if meta.file_type().is_symlink()
-                    || !may_use(
-                        std::os::unix::fs::MetadataExt::uid(&meta),
-                        Path::new(&companion),
-                    ) =>
-            {
-                return Err(std::io::Error::other(format!(
-                    "its {suffix} file is a link or another user's; odbackup never opens state another user \
-                     can write (remove that file if no odbackup run is using the manifest)"
-                )));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        own_state_entry(Path::new(&companion)).map_err(|e| {
+            std::io::Error::other(format!(
+                "its {suffix} file: {e} (remove that file if no odbackup run is using the manifest)"
+            ))
+        })?;
     }
     #[cfg(not(unix))]
     let _ = path;
