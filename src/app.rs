@@ -306,9 +306,8 @@ async fn run_inner(
     // Which local paths clash depends on how the destination compares names: asked of its file system here,
     // once per run, and handed to the manifest as a value (the manifest never touches the destination).
     // Through the destination's handle (checked against its pin) and the state folder's, never following a
-    // link: a folder swapped in would have the probe judge another file system.
-    // The destination is created if need be (a first run whose manifest lives elsewhere), as the downloads
-    // would create it: a missing one must not leave the rules at the cautious default for good.
+    // link, so a folder swapped in cannot have the probe judge another file system. The destination is
+    // created if need be, as the downloads would create it (a first run whose manifest lives elsewhere).
     let name_rules = crate::fsdest::Dest::open(&settings.dest)
         .ok()
         .filter(|dest| {

@@ -482,8 +482,8 @@ impl Simulator {
 
     /// The status an expired download URL answers from now on: 401 by default. The service documents only that
     /// the URL is valid for "a short period of time (a few minutes)"
-    /// (<https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>), not how a dead one answers;
-    /// 403 ("access denied after an hour") and 404 are what other pre-authenticated stores answer.
+    /// (<https://learn.microsoft.com/en-us/graph/api/driveitem-get-content>), not how a dead one answers, so a
+    /// client must not depend on one status: 403 and 404 let tests check that.
     pub fn set_expired_url_status(&self, status: u16) {
         self.shared
             .knobs
