@@ -255,7 +255,7 @@ fn state_folder(parent: &Path) -> std::io::Result<()> {
     }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        use std::os::unix::fs::MetadataExt as _;
         let me = rustix::process::geteuid().as_raw();
         if !may_use(meta.uid(), parent) {
             return Err(std::io::Error::other(format!(
@@ -270,9 +270,32 @@ fn state_folder(parent: &Path) -> std::io::Result<()> {
             && parent.file_name() == Some(std::ffi::OsStr::new(crate::localpath::STATE_DIR))
         {
             // Best effort: a file system without Unix modes (FAT, exFAT) keeps what its mount says.
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+            let _ = make_private(parent, true, 0o700);
         }
     }
+    Ok(())
+}
+
+/// Give the folder (`folder`) or file at `path` the permissions `mode`, through a handle opened without
+/// following a link and only if it is still ours: one swapped for a link since it was checked (a neighbour who
+/// can write beside it) is not changed, nor is what the link points at.
+#[cfg(unix)]
+fn make_private(path: &Path, folder: bool, mode: u32) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let kind = if folder {
+        OFlags::DIRECTORY
+    } else {
+        OFlags::NONBLOCK
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | kind,
+        Mode::empty(),
+    )?;
+    if rustix::fs::fstat(&fd)?.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(std::io::Error::other("it is no longer ours"));
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
     Ok(())
 }
 
@@ -305,7 +328,7 @@ fn keep_private(path: &Path, existing: bool) -> std::io::Result<()> {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         match own_state_entry(path)? {
             Some(meta) if existing && meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                make_private(path, false, 0o600)?;
             }
             Some(_) => {}
             None => {
